@@ -1,0 +1,211 @@
+import type {
+  DiskStatus,
+  InstanceConfig,
+  MigrationStatus,
+  NodeInfo,
+  NodeSync,
+  RunningInstance,
+} from './contract.js';
+
+/**
+ * The protocol's judgements, as pure functions of what the nodes answered. The machines record an
+ * answer, then ask one of these; a non-null string is the error the operator reads.
+ */
+
+export const cleanupHint = (instance: string) => `run 'drbd-migrate migrate ${instance} --cleanup'`;
+
+export interface MigrationRequest {
+  targetNode: string | null;
+}
+
+export function checkInstanceConfig(config: InstanceConfig, request: MigrationRequest): string | null {
+  if (config.diskTemplate !== 'drbd') {
+    return `Instance's disk layout '${config.diskTemplate}' does not allow migrations (drbd-migrate moves DRBD instances only)`;
+  }
+  if (config.secondaryNode === null)
+    return `Instance ${config.name} has no secondary node but uses DRBD disks`;
+  if (config.secondaryNode === config.primaryNode) {
+    return `Instance ${config.name} names ${config.primaryNode} as both primary and secondary node`;
+  }
+  if (config.disks.length === 0) return `Instance ${config.name} has no disks to migrate`;
+  if (request.targetNode !== null && request.targetNode !== config.secondaryNode) {
+    return (
+      `Instances with disk types drbd cannot be migrated to arbitrary nodes: ` +
+      `${request.targetNode} is not the secondary node of ${config.name} (${config.secondaryNode})`
+    );
+  }
+  return null;
+}
+
+/** Where an instance runs, per node, from instanceList answers. */
+export function locate(lists: Record<string, RunningInstance[]>, instance: string, node: string) {
+  return lists[node]?.find((i) => i.name === instance)?.state ?? null;
+}
+
+export function checkRunsOnSourceOnly(
+  lists: Record<string, RunningInstance[]>,
+  instance: string,
+  source: string,
+  target: string,
+): string | null {
+  const onSource = locate(lists, instance, source);
+  const onTarget = locate(lists, instance, target);
+  if (onTarget !== null) {
+    return `Instance ${instance} is also present on ${target} (${onTarget}): a previous migration did not finish; ${cleanupHint(instance)}`;
+  }
+  if (onSource === null)
+    return `Can't migrate, please use failover: Instance ${instance} is not running on ${source}`;
+  if (onSource !== 'running') {
+    return `Instance ${instance} is ${onSource} on ${source}, not running; ${cleanupHint(instance)} or resume it first`;
+  }
+  return null;
+}
+
+export interface MemoryPlan {
+  problem: string | null;
+  /** Balloon the instance down to this many MiB before migrating, or null when it fits. */
+  balloonToMiB: number | null;
+}
+
+/** Ganeti: prereq free >= minmem; exec: balloon down to the target's free memory when allowed. */
+export function planMemory(
+  config: InstanceConfig,
+  target: string,
+  targetInfo: NodeInfo,
+  currentMiB: number,
+  allowRuntimeChanges: boolean,
+): MemoryPlan {
+  const free = Math.floor(targetInfo.memoryFreeMiB);
+  if (free < config.minMemoryMiB) {
+    return {
+      problem: `Not enough memory on node ${target} for migrating instance ${config.name}: needed ${config.minMemoryMiB} MiB, available ${free} MiB`,
+      balloonToMiB: null,
+    };
+  }
+  if (currentMiB <= free) return { problem: null, balloonToMiB: null };
+  if (!allowRuntimeChanges) {
+    return {
+      problem: `Memory ballooning not allowed and not enough free memory to fit instance ${config.name} on target node ${target} (have ${free} MiB, need ${currentMiB} MiB)`,
+      balloonToMiB: null,
+    };
+  }
+  return { problem: null, balloonToMiB: free };
+}
+
+const healthy = (d: DiskStatus) =>
+  d.connection === 'Connected' &&
+  d.replication === 'Established' &&
+  d.diskState === 'UpToDate' &&
+  d.peerDiskState === 'UpToDate';
+
+/** Ganeti's CheckDiskConsistency on the target, plus: the disks are single-master as a rest state. */
+export function checkDiskConsistency(
+  status: Record<string, DiskStatus[]>,
+  instance: string,
+  source: string,
+  target: string,
+): string | null {
+  for (const [node, disks] of [
+    [target, status[target]],
+    [source, status[source]],
+  ] as const) {
+    if (disks === undefined) return `No disk status from node ${node}`;
+    for (const d of disks) {
+      if (!healthy(d)) {
+        return `Disk ${d.minor} (${d.resource}) is degraded or not fully synchronized on ${node === target ? 'target' : 'source'} node ${node} (${d.connection}/${d.replication}, ${d.diskState}/${d.peerDiskState}), aborting migration`;
+      }
+      if (d.allowTwoPrimaries) {
+        return `Disk ${d.minor} (${d.resource}) on ${node} is still in dual-master mode: a previous migration did not finish; ${cleanupHint(instance)}`;
+      }
+      const expected = node === source ? 'Primary' : 'Secondary';
+      if (d.role !== expected) {
+        return `Disk ${d.minor} (${d.resource}) is ${d.role} on ${node}, expected ${expected}; ${cleanupHint(instance)}`;
+      }
+    }
+  }
+  return null;
+}
+
+/** Safety rule 4: promotion only once every disk is Connected and UpToDate/UpToDate on both nodes. */
+export function checkReadyForDualPrimary(status: Record<string, DiskStatus[]>, nodes: readonly string[]) {
+  for (const node of nodes) {
+    const disks = status[node];
+    if (disks === undefined) return `No disk status from node ${node}`;
+    for (const d of disks) {
+      if (!healthy(d) || !d.allowTwoPrimaries) {
+        return `Refusing to open disks in shared mode: disk ${d.minor} (${d.resource}) on ${node} is ${d.connection}/${d.replication}, ${d.diskState}/${d.peerDiskState}, two primaries ${d.allowTwoPrimaries ? 'allowed' : 'not allowed'}`;
+      }
+    }
+  }
+  return null;
+}
+
+export interface SyncSummary {
+  done: boolean;
+  /** Least percent over both nodes (100 when all done), Ganeti's min_percent. */
+  percent: number;
+}
+
+export function summarizeSync(nodes: Record<string, NodeSync>): SyncSummary {
+  const answers = Object.values(nodes);
+  const done = answers.length > 0 && answers.every((n) => n.done);
+  const percents = answers.map((n) => n.percent).filter((p): p is number => p !== null);
+  return { done, percent: done ? 100 : Math.min(100, ...percents) };
+}
+
+export type MigrationPhase = 'running' | 'postcopy' | 'completed' | 'failed' | 'brokenPostcopy';
+
+export function classifyMigration(status: MigrationStatus['status']): MigrationPhase {
+  switch (status) {
+    case 'completed':
+      return 'completed';
+    case 'postcopy-active':
+    case 'postcopy-recover':
+      return 'postcopy';
+    case 'postcopy-paused':
+      return 'brokenPostcopy';
+    case 'failed':
+    case 'cancelled':
+    case 'cancelling':
+    // Ganeti ends its loop on any unknown status as if it had succeeded; a migration that the
+    // hypervisor no longer knows about has not succeeded.
+    case 'none':
+      return 'failed';
+    default:
+      return 'running';
+  }
+}
+
+/** What the nodes really look like, in lines an operator can act on; used for needsCleanup and failed. */
+export function describeWorld(
+  instance: string,
+  disks: Record<string, DiskStatus[]> | null,
+  lists: Record<string, RunningInstance[]> | null,
+  nodes: readonly string[],
+): string[] {
+  const lines: string[] = [];
+  if (lists === null) lines.push(`could not list the instances on ${nodes.join(', ')}`);
+  else {
+    const where = nodes.flatMap((n) => {
+      const s = locate(lists, instance, n);
+      return s === null ? [] : [`${n} (${s})`];
+    });
+    lines.push(
+      where.length === 0
+        ? `instance ${instance} runs nowhere`
+        : `instance ${instance} on ${where.join(', ')}`,
+    );
+  }
+  if (disks === null) lines.push(`could not read the disk status on ${nodes.join(', ')}`);
+  else {
+    for (const node of nodes) {
+      for (const d of disks[node] ?? []) {
+        lines.push(
+          `${node}: ${d.resource} ${d.role} ${d.connection}/${d.replication} ${d.diskState}/${d.peerDiskState}` +
+            (d.allowTwoPrimaries ? ' allow-two-primaries' : ''),
+        );
+      }
+    }
+  }
+  return lines;
+}

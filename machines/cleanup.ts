@@ -1,0 +1,253 @@
+import { and, not } from 'xstate';
+import { checkInstanceConfig } from './checks.js';
+import { errorText } from './effects.js';
+import { abortMigration, backToSingleMaster, survey } from './flows.js';
+import { bothNodes, initialContext, outputOf, protocol, step } from './protocol.js';
+
+/**
+ * Ganeti's newest _ExecCleanup: find where the instance really runs, make the config say so, then
+ * bring the disks back to single-master. Safe on a healthy instance. One step beyond Ganeti: when the
+ * instance is found on both nodes because the memory transfer completed but was never finalized (the
+ * target runs, the source is a paused post-migrate husk), the handover is finished instead of
+ * aborted, since aborting would kill the live copy and resume a stale one.
+ */
+export const cleanupMachine = protocol.createMachine({
+  id: 'cleanup',
+  context: ({ input }) => initialContext(input),
+  output: ({ context }) => outputOf(context),
+  initial: 'loadingConfig',
+  states: {
+    loadingConfig: {
+      invoke: {
+        id: 'getInstance',
+        src: 'getInstance',
+        input: ({ context }) => ({ instance: context.instance, timeoutMs: step(context) }),
+        onDone: [
+          {
+            guard: {
+              type: 'rejects',
+              params: ({ event }) => ({ problem: checkInstanceConfig(event.output, { targetNode: null }) }),
+            },
+            target: 'rejected',
+            actions: [
+              { type: 'recordConfig', params: ({ event }) => event.output },
+              {
+                type: 'fail',
+                params: ({ event }) => ({
+                  message: checkInstanceConfig(event.output, { targetNode: null })!,
+                }),
+              },
+            ],
+          },
+          { target: 'locating', actions: { type: 'recordConfig', params: ({ event }) => event.output } },
+        ],
+        onError: {
+          target: 'rejected',
+          actions: {
+            type: 'fail',
+            params: ({ context, event }) => ({
+              message: `Instance '${context.instance}' not known: ${errorText(event.error)}`,
+            }),
+          },
+        },
+      },
+    },
+    locating: {
+      entry: {
+        type: 'feedback',
+        params: {
+          message:
+            '* checking where the instance actually runs (if this hangs, the hypervisor might be in a bad state)',
+        },
+      },
+      invoke: {
+        id: 'instanceList',
+        src: 'instanceList',
+        input: ({ context }) => ({
+          instance: context.instance,
+          nodes: bothNodes(context),
+          timeoutMs: step(context),
+        }),
+        onDone: {
+          target: 'judging',
+          actions: [
+            { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
+            'announceLocations',
+          ],
+        },
+        onError: {
+          target: 'surveying',
+          actions: {
+            type: 'fail',
+            params: ({ event }) => ({ message: `Can't contact node: ${errorText(event.error)}` }),
+          },
+        },
+      },
+    },
+    judging: {
+      always: [
+        { guard: and(['onBothNodes', not('alreadyActedOnBoth')]), target: 'abortingFound' },
+        {
+          guard: 'onBothNodes',
+          target: 'surveying',
+          actions: {
+            type: 'fail',
+            params: {
+              message:
+                'Instance seems to be running on two nodes, or the hypervisor is confused; you will have to ensure manually that it runs only on one and restart this operation',
+            },
+          },
+        },
+        {
+          guard: 'onNoNode',
+          target: 'surveying',
+          actions: {
+            type: 'fail',
+            params: ({ context }) => ({
+              message: `Instance does not seem to be running at all; in this case it's safer to repair by stopping it to ensure disk shutdown ('drbd-migrate' does not start or stop instances), and then restarting it on ${context.source}`,
+            }),
+          },
+        },
+        { guard: 'onTargetOnly', target: 'committing' },
+        {
+          target: 'singleMaster',
+          actions: [
+            'demoteTarget',
+            {
+              type: 'feedback',
+              params: ({ context }) => ({
+                message: `* instance confirmed to be running on its primary node (${context.source})`,
+              }),
+            },
+          ],
+        },
+      ],
+    },
+    completingHandover: {
+      entry: [
+        {
+          type: 'feedback',
+          params: ({ context }) => ({
+            message: `Migration to ${context.target} completed but was never finalized; finalizing it`,
+          }),
+        },
+      ],
+      initial: 'info',
+      states: {
+        info: {
+          invoke: {
+            id: 'migrationInfo',
+            src: 'migrationInfo',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.source,
+              timeoutMs: step(context),
+            }),
+            onDone: {
+              target: 'target',
+              actions: { type: 'recordMigrationInfo', params: ({ event }) => event.output },
+            },
+            // The runtime data may be gone with a half-finalized source; the target can do without it.
+            onError: 'target',
+          },
+        },
+        target: {
+          invoke: {
+            id: 'finalizeMigrationTarget',
+            src: 'finalizeMigrationTarget',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.target,
+              info: context.migrationInfo ?? {},
+              success: true,
+              timeoutMs: step(context),
+            }),
+            onDone: 'source',
+            onError: {
+              target: '#cleanup.surveying',
+              actions: {
+                type: 'fail',
+                params: ({ context, event }) => ({
+                  message: `Instance migration cleanup failed: cannot finalize on ${context.target}: ${errorText(event.error)}`,
+                }),
+              },
+            },
+          },
+        },
+        source: {
+          invoke: {
+            id: 'finalizeMigrationSource',
+            src: 'finalizeMigrationSource',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.source,
+              success: true,
+              live: context.live ?? true,
+              timeoutMs: step(context),
+            }),
+            onDone: '#cleanup.locating',
+            onError: {
+              target: '#cleanup.surveying',
+              actions: {
+                type: 'fail',
+                params: ({ context, event }) => ({
+                  message: `Instance migration cleanup failed: cannot finalize on ${context.source}: ${errorText(event.error)}`,
+                }),
+              },
+            },
+          },
+        },
+      },
+    },
+    abortingFound: {
+      entry: [
+        'markActedOnBoth',
+        { type: 'feedback', params: { message: 'Trying to cleanup after failed migration' } },
+      ],
+      ...abortMigration({ next: '#cleanup.locating', onHandoverCompleted: '#cleanup.completingHandover' }),
+    },
+    committing: {
+      entry: {
+        type: 'feedback',
+        params: ({ context }) => ({
+          message: `* instance running on secondary node (${context.target}), updating config`,
+        }),
+      },
+      invoke: {
+        id: 'setPrimaryNode',
+        src: 'setPrimaryNode',
+        input: ({ context }) => ({
+          instance: context.instance,
+          node: context.target,
+          timeoutMs: step(context),
+        }),
+        onDone: { target: 'singleMaster', actions: 'commit' },
+        onError: {
+          target: 'surveying',
+          actions: {
+            type: 'fail',
+            params: ({ context, event }) => ({
+              message: `The instance runs on ${context.target} but the config could not be updated: ${errorText(event.error)}`,
+            }),
+          },
+        },
+      },
+    },
+    singleMaster: {
+      ...backToSingleMaster({ self: '#cleanup.singleMaster', onFailed: '#cleanup.surveying' }),
+      onDone: 'cleaned',
+    },
+    surveying: {
+      ...survey({ next: '#cleanup.failed' }),
+    },
+    cleaned: {
+      type: 'final',
+      entry: [
+        { type: 'feedback', params: { message: '* done' } },
+        { type: 'recordOutcome', params: { outcome: 'cleaned' } },
+      ],
+    },
+    rejected: { type: 'final', entry: { type: 'recordOutcome', params: { outcome: 'rejected' } } },
+    failed: { type: 'final', entry: { type: 'recordOutcome', params: { outcome: 'failed' } } },
+  },
+});

@@ -1,0 +1,238 @@
+import { z } from 'zod';
+import { InstanceName, Minor, NodeName, ResourceName } from './names.js';
+
+/**
+ * The effect contract: every node-side or config-side action the machines can take, named after the
+ * Ganeti RPC it mirrors. The machines speak only to this contract; the simulated cluster and the SSH
+ * backend implement it. Every answer is parsed with the output schema before the machine sees it.
+ *
+ * Every input carries `timeoutMs`: the machine decides how long a step may take and the binding
+ * (provideEffects) enforces it, so a node that hangs is cut off however the effect is implemented.
+ *
+ * Effects must be idempotent and check reality before acting: a persisted snapshot restored after a
+ * crash re-runs the effect that was in flight, with the same input.
+ */
+
+export const DiskRef = z.object({
+  index: z.number().int().nonnegative(),
+  resource: ResourceName,
+  minor: Minor,
+});
+export type DiskRef = z.infer<typeof DiskRef>;
+
+export const DiskTemplate = z.enum([
+  'drbd',
+  'plain',
+  'file',
+  'sharedfile',
+  'blockdev',
+  'rbd',
+  'ext',
+  'diskless',
+]);
+export const MigrationMode = z.enum(['live', 'non-live']);
+export type MigrationMode = z.infer<typeof MigrationMode>;
+
+export const InstanceConfig = z.object({
+  name: InstanceName,
+  primaryNode: NodeName,
+  secondaryNode: NodeName.nullable(),
+  diskTemplate: DiskTemplate,
+  disks: z.array(DiskRef),
+  /** Current (maximum) memory of the instance. */
+  memoryMiB: z.number().int().positive(),
+  /** The least memory the instance may be ballooned down to so that it fits on the target. */
+  minMemoryMiB: z.number().int().positive(),
+  /** The instance's default when the caller names no mode (Ganeti's migration_mode hvparam). */
+  migrationMode: MigrationMode,
+  adminState: z.enum(['up', 'down']),
+});
+export type InstanceConfig = z.infer<typeof InstanceConfig>;
+
+export const NodeInfo = z.object({
+  memoryFreeMiB: z.number().nonnegative(),
+  hypervisorVersion: z.string(),
+});
+export type NodeInfo = z.infer<typeof NodeInfo>;
+
+/** QEMU run states that matter to migration (query-status). */
+export const RunState = z.enum([
+  'running',
+  'paused',
+  'inmigrate',
+  'postmigrate',
+  'finish-migrate',
+  'shutdown',
+]);
+export type RunState = z.infer<typeof RunState>;
+
+export const InstanceInfo = z.object({
+  running: z.boolean(),
+  state: RunState.nullable(),
+  memoryMiB: z.number().nonnegative().nullable(),
+});
+export type InstanceInfo = z.infer<typeof InstanceInfo>;
+
+export const RunningInstance = z.object({ name: InstanceName, state: RunState });
+export type RunningInstance = z.infer<typeof RunningInstance>;
+
+/** DRBD state vocabulary as drbd-utils prints it for 8.4 (events2) and 9 (status --json). */
+export const DrbdRole = z.enum(['Primary', 'Secondary', 'Unknown']);
+export const DrbdConnection = z.enum([
+  'StandAlone',
+  'Disconnecting',
+  'Unconnected',
+  'Timeout',
+  'BrokenPipe',
+  'NetworkFailure',
+  'ProtocolError',
+  'TearDown',
+  'Connecting',
+  'Connected',
+]);
+export const DrbdReplication = z.enum([
+  'Off',
+  'Established',
+  'StartingSyncS',
+  'StartingSyncT',
+  'WFBitMapS',
+  'WFBitMapT',
+  'WFSyncUUID',
+  'SyncSource',
+  'SyncTarget',
+  'PausedSyncS',
+  'PausedSyncT',
+  'VerifyS',
+  'VerifyT',
+  'Ahead',
+  'Behind',
+]);
+export const DrbdDiskState = z.enum([
+  'Diskless',
+  'Attaching',
+  'Detaching',
+  'Failed',
+  'Negotiating',
+  'Inconsistent',
+  'Outdated',
+  'DUnknown',
+  'Consistent',
+  'UpToDate',
+]);
+
+export const DiskStatus = z.object({
+  resource: ResourceName,
+  minor: Minor,
+  role: DrbdRole,
+  peerRole: DrbdRole,
+  connection: DrbdConnection,
+  replication: DrbdReplication,
+  diskState: DrbdDiskState,
+  peerDiskState: DrbdDiskState,
+  allowTwoPrimaries: z.boolean(),
+  /** Resync progress while SyncSource/SyncTarget; null otherwise. */
+  syncPercent: z.number().min(0).max(100).nullable(),
+  outOfSyncKiB: z.number().nonnegative(),
+});
+export type DiskStatus = z.infer<typeof DiskStatus>;
+
+export const NodeSync = z.object({
+  /** No disk of the instance is in a resync state on this node (Ganeti's alldone). */
+  done: z.boolean(),
+  /** Least sync percent over the node's disks in resync, null when none reports one. */
+  percent: z.number().min(0).max(100).nullable(),
+});
+export type NodeSync = z.infer<typeof NodeSync>;
+
+export const MigrationStatus = z.object({
+  /** QEMU's query-migrate status; 'none' before a migration has started. */
+  status: z.enum([
+    'none',
+    'setup',
+    'active',
+    'device',
+    'wait-unplug',
+    'pre-switchover',
+    'postcopy-active',
+    'postcopy-paused',
+    'postcopy-recover',
+    'completed',
+    'failed',
+    'cancelling',
+    'cancelled',
+  ]),
+  transferredMiB: z.number().nonnegative().nullable(),
+  totalMiB: z.number().nonnegative().nullable(),
+  remainingMiB: z.number().nonnegative().nullable(),
+  /** The clock reading of the world that answered, in ms; deadlines are counted in this clock. */
+  at: z.number(),
+});
+export type MigrationStatus = z.infer<typeof MigrationStatus>;
+
+const Nodes = z.tuple([NodeName, NodeName]);
+const timeoutMs = z.number().int().nonnegative();
+const perNode = <T extends z.ZodType>(schema: T) => z.record(NodeName, schema);
+/** Effects that only act answer nothing; whatever an implementation returns is dropped. */
+const Ack = z.unknown().transform((): void => undefined);
+/** Hypervisor migration data handed from source to target, opaque to the protocol. */
+export const MigrationInfo = z.record(z.string(), z.unknown());
+
+const onNode = { instance: InstanceName, node: NodeName, timeoutMs };
+const onBoth = { instance: InstanceName, nodes: Nodes, timeoutMs };
+const withDisks = { disks: z.array(DiskRef) };
+
+export const effectSchemas = {
+  // config store
+  getInstance: { input: z.object({ instance: InstanceName, timeoutMs }), output: InstanceConfig },
+  setPrimaryNode: { input: z.object({ ...onNode }), output: Ack },
+  // node queries
+  nodeInfo: { input: z.object({ ...onBoth }), output: perNode(NodeInfo) },
+  instanceInfo: { input: z.object({ ...onNode }), output: InstanceInfo },
+  instanceList: { input: z.object({ ...onBoth }), output: perNode(z.array(RunningInstance)) },
+  diskStatus: { input: z.object({ ...onBoth, ...withDisks }), output: perNode(z.array(DiskStatus)) },
+  migrationInfo: { input: z.object({ ...onNode }), output: MigrationInfo },
+  // storage
+  closeDisks: { input: z.object({ ...onNode, ...withDisks }), output: Ack },
+  openDisks: { input: z.object({ ...onNode, ...withDisks, exclusive: z.boolean() }), output: Ack },
+  disconnectNet: { input: z.object({ ...onBoth, ...withDisks }), output: Ack },
+  attachNet: { input: z.object({ ...onBoth, ...withDisks, multimaster: z.boolean() }), output: Ack },
+  /**
+   * A long poll: answers as soon as every disk is in sync or the sync percent moved, or when
+   * timeoutMs has passed; timeoutMs 0 asks for the state now. Never a fixed sleep.
+   */
+  waitSync: {
+    input: z.object({ ...onBoth, ...withDisks }),
+    output: z.object({ nodes: perNode(NodeSync), at: z.number() }),
+  },
+  // hypervisor
+  balloonMemory: { input: z.object({ ...onNode, memoryMiB: z.number().int().positive() }), output: Ack },
+  acceptInstance: { input: z.object({ ...onNode, source: NodeName, info: MigrationInfo }), output: Ack },
+  migrateInstance: { input: z.object({ ...onNode, target: NodeName, live: z.boolean() }), output: Ack },
+  /** A long poll like waitSync: answers on a status change, on progress, or after timeoutMs. */
+  migrationStatus: { input: z.object({ ...onNode }), output: MigrationStatus },
+  finalizeMigrationSource: {
+    input: z.object({ ...onNode, success: z.boolean(), live: z.boolean() }),
+    output: Ack,
+  },
+  finalizeMigrationTarget: {
+    input: z.object({ ...onNode, info: MigrationInfo, success: z.boolean() }),
+    output: Ack,
+  },
+} as const;
+
+export type EffectName = keyof typeof effectSchemas;
+export const EFFECT_NAMES = Object.keys(effectSchemas) as EffectName[];
+
+export type EffectInput<K extends EffectName> = z.infer<(typeof effectSchemas)[K]['input']>;
+export type EffectOutput<K extends EffectName> = z.output<(typeof effectSchemas)[K]['output']>;
+
+/** What an implementation may return: the output schema's input side (parsed afterwards). */
+export type EffectAnswer<K extends EffectName> = z.input<(typeof effectSchemas)[K]['output']>;
+
+/**
+ * The interface users implement. The signal aborts when the machine leaves the step (a deadline, an
+ * abort, a stopped actor); implementations should stop their work and release connections then.
+ */
+export type Effects = {
+  [K in EffectName]: (input: EffectInput<K>, signal: AbortSignal) => Promise<EffectAnswer<K>>;
+};

@@ -1,0 +1,116 @@
+import { fromPromise, type PromiseActorLogic } from 'xstate';
+import { type Clock, systemClock } from './clock.js';
+import {
+  EFFECT_NAMES,
+  type EffectInput,
+  type EffectName,
+  type EffectOutput,
+  type Effects,
+  effectSchemas,
+} from './contract.js';
+
+/** An effect that failed: which effect, on which node (when it acts on one), and what it said. */
+export class EffectError extends Error {
+  override name = 'EffectError';
+  constructor(
+    readonly effect: EffectName,
+    readonly node: string | null,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Error text for the operator: "node-b: drbdsetup primary 0 exited 11: ..." */
+export function errorText(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+export type EffectActor<K extends EffectName> = PromiseActorLogic<EffectOutput<K>, EffectInput<K>>;
+export type EffectActors = { [K in EffectName]: EffectActor<K> };
+
+/** Placeholders for setup(): a machine that was not given effects fails its first step clearly. */
+export function unprovidedEffects(): EffectActors {
+  const entries = EFFECT_NAMES.map((name) => [
+    name,
+    fromPromise(async () => {
+      throw new EffectError(name, null, `effect ${name} was not provided (use provideEffects)`);
+    }),
+  ]);
+  return Object.fromEntries(entries) as EffectActors;
+}
+
+export interface BindOptions {
+  clock?: Clock;
+  /** Added to every step's timeoutMs before the step is cut off, for transport latency. */
+  graceMs?: number;
+  /** Called with every effect call and its settlement, for logs and tests. */
+  onCall?: (call: EffectCall) => void;
+}
+
+export type EffectCall =
+  | { phase: 'start'; effect: EffectName; input: unknown }
+  | { phase: 'done'; effect: EffectName; input: unknown; output: unknown }
+  | { phase: 'error'; effect: EffectName; input: unknown; error: EffectError };
+
+function nodeOf(input: unknown): string | null {
+  const node = (input as { node?: unknown }).node;
+  return typeof node === 'string' ? node : null;
+}
+
+function bindEffect<K extends EffectName>(name: K, effects: Effects, options: BindOptions): EffectActor<K> {
+  const clock = options.clock ?? systemClock;
+  const graceMs = options.graceMs ?? 1_000;
+  const schema = effectSchemas[name];
+  const impl = effects[name] as (input: EffectInput<K>, signal: AbortSignal) => Promise<unknown>;
+  return fromPromise<EffectOutput<K>, EffectInput<K>>(async ({ input, signal }) => {
+    const node = nodeOf(input);
+    const fail = (message: string) =>
+      new EffectError(
+        name,
+        node,
+        node !== null && !message.startsWith(`${node}:`) ? `${node}: ${message}` : message,
+      );
+    // Inputs come from the machine, but they name things that reach shells: parse them again here.
+    const parsedInput = schema.input.safeParse(input);
+    if (!parsedInput.success)
+      throw fail(`refusing ${name} with invalid input: ${parsedInput.error.issues[0]?.message}`);
+    options.onCall?.({ phase: 'start', effect: name, input });
+    const step = new AbortController();
+    const onAbort = () => step.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    const limitMs = parsedInput.data.timeoutMs + graceMs;
+    const deadline = clock
+      .sleep(limitMs, step.signal)
+      .then((elapsed) =>
+        elapsed
+          ? Promise.reject(fail(`${name} did not answer within ${limitMs} ms`))
+          : new Promise<never>(() => {}),
+      );
+    try {
+      const answer = await Promise.race([impl(parsedInput.data as EffectInput<K>, step.signal), deadline]);
+      const parsed = schema.output.safeParse(answer);
+      if (!parsed.success) {
+        throw fail(
+          `${name} answered malformed data: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+        );
+      }
+      options.onCall?.({ phase: 'done', effect: name, input, output: parsed.data });
+      return parsed.data as EffectOutput<K>;
+    } catch (error) {
+      const failure = error instanceof EffectError ? error : fail(errorText(error));
+      options.onCall?.({ phase: 'error', effect: name, input, error: failure });
+      throw failure;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      step.abort();
+    }
+  });
+}
+
+/** Turns plain async effect functions into the actors the machines invoke. */
+export function effectActors(effects: Effects, options: BindOptions = {}): EffectActors {
+  const entries = EFFECT_NAMES.map((name) => [name, bindEffect(name, effects, options)]);
+  return Object.fromEntries(entries) as EffectActors;
+}

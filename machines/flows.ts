@@ -1,0 +1,307 @@
+import { errorText } from './effects.js';
+import { nextPollTimeout } from './limits.js';
+import { bothNodes, protocol, step, syncOverdueMessage } from './protocol.js';
+
+/**
+ * Flows written once and used by several machines or several places of one machine. Each takes the
+ * ids of the states to go to, so the flow itself never knows who uses it.
+ */
+
+/**
+ * Ganeti's _WaitUntilSync on both nodes, with the total and no-progress deadlines it lacks. Each poll
+ * is a long poll bounded by the nearer deadline; the first one asks for the state now.
+ */
+export function waitUntilSync(options: { onFailed: string; tolerated: boolean }) {
+  const tolerated = options.tolerated;
+  return protocol.createStateConfig({
+    initial: 'polling',
+    entry: [{ type: 'feedback', params: { message: '* wait until resync is done' } }, 'startWatch'],
+    states: {
+      polling: {
+        invoke: {
+          id: 'waitSync',
+          src: 'waitSync',
+          input: ({ context }) => ({
+            instance: context.instance,
+            nodes: bothNodes(context),
+            disks: context.disks,
+            timeoutMs: nextPollTimeout(
+              context.watch,
+              context.limits.pollWindowMs,
+              context.limits.syncTotalMs,
+              context.limits.syncNoProgressMs,
+            ),
+          }),
+          onDone: {
+            target: 'judging',
+            actions: [{ type: 'recordSync', params: ({ event }) => event.output }, 'syncProgress'],
+          },
+          onError: {
+            target: options.onFailed,
+            actions: {
+              type: 'fail',
+              params: ({ event }) => ({
+                message: `Cannot resync disks: ${errorText(event.error)}`,
+                tolerated,
+              }),
+            },
+          },
+        },
+      },
+      judging: {
+        always: [
+          { guard: 'synced', target: 'synced' },
+          {
+            guard: 'syncOverdue',
+            target: options.onFailed,
+            actions: {
+              type: 'fail',
+              params: ({ context }) => ({ message: syncOverdueMessage(context), tolerated }),
+            },
+          },
+          { target: 'polling' },
+        ],
+      },
+      synced: { type: 'final' },
+    },
+  });
+}
+
+/**
+ * Back to single-master (Ganeti's cleanup steps 6-10 and the tail of a migration): demote one node,
+ * let the disks catch up (a failure there is tolerated: a StandAlone disk cannot sync, and the
+ * reconnect below repairs that), go standalone, reconnect without two primaries, wait for sync.
+ * `self` is the id of the state this flow is placed in.
+ */
+export function backToSingleMaster(options: { self: string; onFailed: string }) {
+  return protocol.createStateConfig({
+    initial: 'closingDisks',
+    states: {
+      closingDisks: {
+        entry: {
+          type: 'feedback',
+          params: ({ context }) => ({ message: `* closing instance disks on node ${context.demote}` }),
+        },
+        invoke: {
+          id: 'closeDisks',
+          src: 'closeDisks',
+          input: ({ context }) => ({
+            instance: context.instance,
+            node: context.demote,
+            disks: context.disks,
+            timeoutMs: step(context),
+          }),
+          onDone: 'settling',
+          onError: {
+            target: options.onFailed,
+            actions: {
+              type: 'fail',
+              params: ({ context, event }) => ({
+                message: `Cannot close instance disks on node ${context.demote}: ${errorText(event.error)}`,
+              }),
+            },
+          },
+        },
+      },
+      settling: {
+        ...waitUntilSync({ onFailed: `${options.self}.goingStandalone`, tolerated: true }),
+        onDone: 'goingStandalone',
+      },
+      goingStandalone: {
+        entry: { type: 'feedback', params: { message: '* changing into standalone mode' } },
+        invoke: {
+          id: 'disconnectNet',
+          src: 'disconnectNet',
+          input: ({ context }) => ({
+            instance: context.instance,
+            nodes: bothNodes(context),
+            disks: context.disks,
+            timeoutMs: step(context),
+          }),
+          onDone: 'reconnecting',
+          onError: {
+            target: options.onFailed,
+            actions: {
+              type: 'fail',
+              params: ({ event }) => ({ message: `Cannot disconnect disks: ${errorText(event.error)}` }),
+            },
+          },
+        },
+      },
+      reconnecting: {
+        entry: { type: 'feedback', params: { message: '* changing disks into single-master mode' } },
+        invoke: {
+          id: 'attachNet',
+          src: 'attachNet',
+          input: ({ context }) => ({
+            instance: context.instance,
+            nodes: bothNodes(context),
+            disks: context.disks,
+            multimaster: false,
+            timeoutMs: step(context),
+          }),
+          onDone: 'resyncing',
+          onError: {
+            target: options.onFailed,
+            actions: {
+              type: 'fail',
+              params: ({ event }) => ({ message: `Cannot change disks config: ${errorText(event.error)}` }),
+            },
+          },
+        },
+      },
+      resyncing: {
+        ...waitUntilSync({ onFailed: options.onFailed, tolerated: false }),
+        onDone: 'singleMaster',
+      },
+      singleMaster: { type: 'final' },
+    },
+  });
+}
+
+/**
+ * Ganeti's _AbortMigration: finalize the target, then the source, with success=false. Both are always
+ * attempted and neither failure stops the flow: what comes next (a revert, or a second look at where
+ * the instance runs) has to happen regardless.
+ *
+ * Unlike Ganeti it looks first: when the memory transfer in fact completed (the target runs, the
+ * source is paused post-migrate), aborting would kill the live copy and resume a stale one, so the
+ * flow hands over to `onHandoverCompleted` to finish forward instead.
+ */
+export function abortMigration(options: { next: string; onHandoverCompleted: string }) {
+  return protocol.createStateConfig({
+    initial: 'checking',
+    states: {
+      checking: {
+        invoke: {
+          id: 'instanceList',
+          src: 'instanceList',
+          input: ({ context }) => ({
+            instance: context.instance,
+            nodes: bothNodes(context),
+            timeoutMs: step(context),
+          }),
+          onDone: [
+            {
+              guard: { type: 'handoverCompletedIn', params: ({ event }) => ({ lists: event.output }) },
+              target: options.onHandoverCompleted,
+              actions: [
+                { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
+                {
+                  type: 'warn',
+                  params: ({ context }) => ({
+                    message: `The memory transfer to ${context.target} had completed: finishing the migration instead of aborting it`,
+                  }),
+                },
+              ],
+            },
+            {
+              target: 'target',
+              actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
+            },
+          ],
+          onError: 'target',
+        },
+      },
+      target: {
+        entry: {
+          type: 'feedback',
+          params: ({ context }) => ({ message: `* aborting the migration on node ${context.target}` }),
+        },
+        invoke: {
+          id: 'finalizeMigrationTarget',
+          src: 'finalizeMigrationTarget',
+          input: ({ context }) => ({
+            instance: context.instance,
+            node: context.target,
+            info: context.migrationInfo ?? {},
+            success: false,
+            timeoutMs: step(context),
+          }),
+          onDone: 'source',
+          onError: {
+            target: 'source',
+            actions: {
+              type: 'warn',
+              params: ({ context, event }) => ({
+                message: `Aborting migration failed on target node ${context.target}: ${errorText(event.error)}`,
+              }),
+            },
+          },
+        },
+      },
+      source: {
+        entry: {
+          type: 'feedback',
+          params: ({ context }) => ({ message: `* aborting the migration on node ${context.source}` }),
+        },
+        invoke: {
+          id: 'finalizeMigrationSource',
+          src: 'finalizeMigrationSource',
+          input: ({ context }) => ({
+            instance: context.instance,
+            node: context.source,
+            success: false,
+            live: context.live ?? true,
+            timeoutMs: step(context),
+          }),
+          onDone: options.next,
+          onError: {
+            target: options.next,
+            actions: {
+              type: 'warn',
+              params: ({ context, event }) => ({
+                message: `Aborting migration failed on source node ${context.source}: ${errorText(event.error)}`,
+              }),
+            },
+          },
+        },
+      },
+    },
+  });
+}
+
+/**
+ * Before giving up, look at both nodes so the outcome says what is really left rather than what the
+ * machine believes. Failures here only make the description poorer.
+ */
+export function survey(options: { next: string }) {
+  return protocol.createStateConfig({
+    initial: 'disks',
+    states: {
+      disks: {
+        invoke: {
+          id: 'diskStatus',
+          src: 'diskStatus',
+          input: ({ context }) => ({
+            instance: context.instance,
+            nodes: bothNodes(context),
+            disks: context.disks,
+            timeoutMs: step(context),
+          }),
+          onDone: {
+            target: 'instances',
+            actions: { type: 'recordSurveyDisks', params: ({ event }) => ({ disks: event.output }) },
+          },
+          onError: { target: 'instances', actions: { type: 'recordSurveyDisks', params: { disks: null } } },
+        },
+      },
+      instances: {
+        invoke: {
+          id: 'instanceList',
+          src: 'instanceList',
+          input: ({ context }) => ({
+            instance: context.instance,
+            nodes: bothNodes(context),
+            timeoutMs: step(context),
+          }),
+          onDone: {
+            target: options.next,
+            actions: { type: 'recordSurveyLists', params: ({ event }) => ({ lists: event.output }) },
+          },
+          onError: { target: options.next, actions: { type: 'recordSurveyLists', params: { lists: null } } },
+        },
+      },
+    },
+  });
+}

@@ -1,0 +1,29 @@
+/**
+ * drbd-migrate/machines: the protocol alone. Pure xstate machines and the effect contract they speak;
+ * no I/O. Provide effects with provideEffects (or machine.provide) and run them with any xstate actor.
+ */
+
+export { cleanupMachine } from './cleanup.js';
+export { type Clock, systemClock } from './clock.js';
+export * from './contract.js';
+export {
+  type BindOptions,
+  type EffectActors,
+  type EffectCall,
+  EffectError,
+  effectActors,
+  errorText,
+} from './effects.js';
+export { DEFAULT_LIMITS, Limits } from './limits.js';
+export { migrationMachine } from './migration.js';
+export * from './names.js';
+export {
+  type Outcome,
+  type ProtocolContext,
+  type ProtocolEmitted,
+  type ProtocolEvent,
+  type ProtocolInput,
+  type ProtocolOutput,
+  protocol,
+} from './protocol.js';
+export { type ProtocolMachine, provideEffects } from './provide.js';

@@ -1,0 +1,787 @@
+import {
+  checkDiskConsistency,
+  checkInstanceConfig,
+  checkReadyForDualPrimary,
+  checkRunsOnSourceOnly,
+  cleanupHint,
+  planMemory,
+} from './checks.js';
+import type { NodeInfo } from './contract.js';
+import { errorText } from './effects.js';
+import { abortMigration, backToSingleMaster, survey, waitUntilSync } from './flows.js';
+import { nextPollTimeout, overdue, seconds } from './limits.js';
+import { bothNodes, initialContext, outputOf, type ProtocolContext, protocol, step } from './protocol.js';
+
+/**
+ * Ganeti's newest _ExecMigration for DRBD instances, with its gaps closed: a failure while setting up
+ * dual-master reverts the disks, every wait is bounded, a failure after the commit point tries once
+ * more to finish forward, and whatever cannot be repaired ends in needsCleanup with a description of
+ * what the nodes really look like.
+ */
+export const migrationMachine = protocol.createMachine({
+  id: 'migration',
+  context: ({ input }) => initialContext(input),
+  output: ({ context }) => outputOf(context),
+  initial: 'checkingPrereqs',
+  states: {
+    /** Read-only checks: a failure here leaves everything as it was (rejected). */
+    checkingPrereqs: {
+      initial: 'loadingConfig',
+      states: {
+        loadingConfig: {
+          invoke: {
+            id: 'getInstance',
+            src: 'getInstance',
+            input: ({ context }) => ({ instance: context.instance, timeoutMs: step(context) }),
+            onDone: [
+              {
+                guard: {
+                  type: 'rejects',
+                  params: ({ context, event }) => ({
+                    problem: checkInstanceConfig(event.output, context.request),
+                  }),
+                },
+                target: '#migration.rejected',
+                actions: [
+                  { type: 'recordConfig', params: ({ event }) => event.output },
+                  {
+                    type: 'fail',
+                    params: ({ context, event }) => ({
+                      message: checkInstanceConfig(event.output, context.request)!,
+                    }),
+                  },
+                ],
+              },
+              { target: 'locating', actions: { type: 'recordConfig', params: ({ event }) => event.output } },
+            ],
+            onError: {
+              target: '#migration.rejected',
+              actions: {
+                type: 'fail',
+                params: ({ context, event }) => ({
+                  message: `Instance '${context.instance}' not known: ${errorText(event.error)}`,
+                }),
+              },
+            },
+          },
+        },
+        locating: {
+          invoke: {
+            id: 'instanceList',
+            src: 'instanceList',
+            input: ({ context }) => ({
+              instance: context.instance,
+              nodes: bothNodes(context),
+              timeoutMs: step(context),
+            }),
+            onDone: [
+              {
+                guard: {
+                  type: 'rejects',
+                  params: ({ context, event }) => ({
+                    problem: checkRunsOnSourceOnly(
+                      event.output,
+                      context.instance,
+                      context.source,
+                      context.target,
+                    ),
+                  }),
+                },
+                target: '#migration.rejected',
+                actions: {
+                  type: 'fail',
+                  params: ({ context, event }) => ({
+                    message: checkRunsOnSourceOnly(
+                      event.output,
+                      context.instance,
+                      context.source,
+                      context.target,
+                    )!,
+                  }),
+                },
+              },
+              {
+                target: 'inspecting',
+                actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
+              },
+            ],
+            onError: {
+              target: '#migration.rejected',
+              actions: {
+                type: 'fail',
+                params: ({ event }) => ({ message: `Can't contact nodes: ${errorText(event.error)}` }),
+              },
+            },
+          },
+        },
+        inspecting: {
+          invoke: {
+            id: 'instanceInfo',
+            src: 'instanceInfo',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.source,
+              timeoutMs: step(context),
+            }),
+            onDone: {
+              target: 'checkingNodes',
+              actions: {
+                type: 'recordCurrentMemory',
+                params: ({ event }) => ({ memoryMiB: event.output.memoryMiB }),
+              },
+            },
+            onError: {
+              target: '#migration.rejected',
+              actions: {
+                type: 'fail',
+                params: ({ context, event }) => ({
+                  message: `Error checking instance on node ${context.source}: ${errorText(event.error)}`,
+                }),
+              },
+            },
+          },
+        },
+        checkingNodes: {
+          invoke: {
+            id: 'nodeInfo',
+            src: 'nodeInfo',
+            input: ({ context }) => ({
+              instance: context.instance,
+              nodes: bothNodes(context),
+              timeoutMs: step(context),
+            }),
+            onDone: [
+              {
+                guard: {
+                  type: 'rejects',
+                  params: ({ context, event }) => ({
+                    problem: memoryPlan(context, event.output).problem,
+                  }),
+                },
+                target: '#migration.rejected',
+                actions: {
+                  type: 'fail',
+                  params: ({ context, event }) => ({ message: memoryPlan(context, event.output).problem! }),
+                },
+              },
+              {
+                target: 'checkingDisks',
+                actions: [
+                  {
+                    type: 'recordBalloon',
+                    params: ({ context, event }) => memoryPlan(context, event.output),
+                  },
+                  {
+                    type: 'feedback',
+                    params: ({ context }) => ({ message: `Migrating instance ${context.instance}` }),
+                  },
+                  {
+                    type: 'warn',
+                    params: ({ context, event }) => ({
+                      message: hypervisorMismatch(context.source, context.target, event.output),
+                    }),
+                  },
+                ],
+              },
+            ],
+            onError: {
+              target: '#migration.rejected',
+              actions: {
+                type: 'fail',
+                params: ({ event }) => ({
+                  message: `Unable to retrieve node information: ${errorText(event.error)}`,
+                }),
+              },
+            },
+          },
+        },
+        checkingDisks: {
+          entry: {
+            type: 'feedback',
+            params: { message: '* checking disk consistency between source and target' },
+          },
+          invoke: {
+            id: 'diskStatus',
+            src: 'diskStatus',
+            input: ({ context }) => ({
+              instance: context.instance,
+              nodes: bothNodes(context),
+              disks: context.disks,
+              timeoutMs: step(context),
+            }),
+            onDone: [
+              {
+                guard: {
+                  type: 'rejects',
+                  params: ({ context, event }) => ({
+                    problem: checkDiskConsistency(
+                      event.output,
+                      context.instance,
+                      context.source,
+                      context.target,
+                    ),
+                  }),
+                },
+                target: '#migration.rejected',
+                actions: {
+                  type: 'fail',
+                  params: ({ context, event }) => ({
+                    message: checkDiskConsistency(
+                      event.output,
+                      context.instance,
+                      context.source,
+                      context.target,
+                    )!,
+                  }),
+                },
+              },
+              { guard: 'needsBalloon', target: '#migration.ballooning' },
+              { target: '#migration.fetchingMigrationInfo' },
+            ],
+            onError: {
+              target: '#migration.rejected',
+              actions: {
+                type: 'fail',
+                params: ({ event }) => ({
+                  message: `Cannot check disk consistency: ${errorText(event.error)}`,
+                }),
+              },
+            },
+          },
+        },
+      },
+    },
+    ballooning: {
+      entry: {
+        type: 'feedback',
+        params: ({ context }) => ({ message: `* setting instance memory to ${context.balloonToMiB} MiB` }),
+      },
+      invoke: {
+        id: 'balloonMemory',
+        src: 'balloonMemory',
+        input: ({ context }) => ({
+          instance: context.instance,
+          node: context.source,
+          memoryMiB: context.balloonToMiB!,
+          timeoutMs: step(context),
+        }),
+        onDone: 'fetchingMigrationInfo',
+        // The disks are untouched: the instance stays where it is, possibly with less memory.
+        onError: {
+          target: 'reverted',
+          actions: {
+            type: 'fail',
+            params: ({ event }) => ({
+              message: `Cannot modify instance runtime memory: ${errorText(event.error)}`,
+            }),
+          },
+        },
+      },
+    },
+    fetchingMigrationInfo: {
+      invoke: {
+        id: 'migrationInfo',
+        src: 'migrationInfo',
+        input: ({ context }) => ({
+          instance: context.instance,
+          node: context.source,
+          timeoutMs: step(context),
+        }),
+        onDone: {
+          target: 'dualMaster',
+          actions: { type: 'recordMigrationInfo', params: ({ event }) => event.output },
+        },
+        onError: {
+          target: 'rejected',
+          actions: {
+            type: 'fail',
+            params: ({ context, event }) => ({
+              message: `Failed fetching source migration information from ${context.source}: ${errorText(event.error)}`,
+            }),
+          },
+        },
+      },
+    },
+    /** The window opens: from here until the disks are single-master again, any failure reverts. */
+    dualMaster: {
+      initial: 'closingTargetDisks',
+      states: {
+        closingTargetDisks: {
+          entry: {
+            type: 'feedback',
+            params: ({ context }) => ({ message: `* closing instance disks on node ${context.target}` }),
+          },
+          invoke: {
+            id: 'closeDisks',
+            src: 'closeDisks',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.target,
+              disks: context.disks,
+              timeoutMs: step(context),
+            }),
+            onDone: 'goingStandalone',
+            onError: {
+              target: '#migration.revertingDisks',
+              actions: {
+                type: 'fail',
+                params: ({ context, event }) => ({
+                  message: `Cannot close instance disks on node ${context.target}: ${errorText(event.error)}`,
+                }),
+              },
+            },
+          },
+        },
+        goingStandalone: {
+          entry: { type: 'feedback', params: { message: '* changing into standalone mode' } },
+          invoke: {
+            id: 'disconnectNet',
+            src: 'disconnectNet',
+            input: ({ context }) => ({
+              instance: context.instance,
+              nodes: bothNodes(context),
+              disks: context.disks,
+              timeoutMs: step(context),
+            }),
+            onDone: 'attaching',
+            onError: {
+              target: '#migration.revertingDisks',
+              actions: {
+                type: 'fail',
+                params: ({ event }) => ({ message: `Cannot disconnect disks: ${errorText(event.error)}` }),
+              },
+            },
+          },
+        },
+        attaching: {
+          entry: { type: 'feedback', params: { message: '* changing disks into dual-master mode' } },
+          invoke: {
+            id: 'attachNet',
+            src: 'attachNet',
+            input: ({ context }) => ({
+              instance: context.instance,
+              nodes: bothNodes(context),
+              disks: context.disks,
+              multimaster: true,
+              timeoutMs: step(context),
+            }),
+            onDone: 'syncing',
+            onError: {
+              target: '#migration.revertingDisks',
+              actions: {
+                type: 'fail',
+                params: ({ event }) => ({ message: `Cannot change disks config: ${errorText(event.error)}` }),
+              },
+            },
+          },
+        },
+        syncing: {
+          ...waitUntilSync({ onFailed: '#migration.revertingDisks', tolerated: false }),
+          onDone: 'verifying',
+        },
+        /** Safety rule 4, checked on the nodes' own answer rather than assumed from the steps before. */
+        verifying: {
+          invoke: {
+            id: 'diskStatus',
+            src: 'diskStatus',
+            input: ({ context }) => ({
+              instance: context.instance,
+              nodes: bothNodes(context),
+              disks: context.disks,
+              timeoutMs: step(context),
+            }),
+            onDone: [
+              {
+                guard: {
+                  type: 'rejects',
+                  params: ({ context, event }) => ({
+                    problem: checkReadyForDualPrimary(event.output, bothNodes(context)),
+                  }),
+                },
+                target: '#migration.revertingDisks',
+                actions: {
+                  type: 'fail',
+                  params: ({ context, event }) => ({
+                    message: checkReadyForDualPrimary(event.output, bothNodes(context))!,
+                  }),
+                },
+              },
+              { target: 'openingSource' },
+            ],
+            onError: {
+              target: '#migration.revertingDisks',
+              actions: {
+                type: 'fail',
+                params: ({ event }) => ({ message: `Cannot read disk status: ${errorText(event.error)}` }),
+              },
+            },
+          },
+        },
+        openingSource: {
+          entry: {
+            type: 'feedback',
+            params: ({ context }) => ({
+              message: `* opening instance disks on node ${context.source} in shared mode`,
+            }),
+          },
+          invoke: {
+            id: 'openDisks',
+            src: 'openDisks',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.source,
+              disks: context.disks,
+              exclusive: false,
+              timeoutMs: step(context),
+            }),
+            onDone: 'openingTarget',
+            onError: {
+              target: '#migration.revertingDisks',
+              actions: {
+                type: 'fail',
+                params: ({ context, event }) => ({
+                  message: `Cannot open instance disks on node ${context.source}: ${errorText(event.error)}`,
+                }),
+              },
+            },
+          },
+        },
+        openingTarget: {
+          entry: {
+            type: 'feedback',
+            params: ({ context }) => ({
+              message: `* opening instance disks on node ${context.target} in shared mode`,
+            }),
+          },
+          invoke: {
+            id: 'openDisks',
+            src: 'openDisks',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.target,
+              disks: context.disks,
+              exclusive: false,
+              timeoutMs: step(context),
+            }),
+            onDone: '#migration.migrating',
+            onError: {
+              target: '#migration.revertingDisks',
+              actions: {
+                type: 'fail',
+                params: ({ context, event }) => ({
+                  message: `Cannot open instance disks on node ${context.target}: ${errorText(event.error)}`,
+                }),
+              },
+            },
+          },
+        },
+      },
+    },
+    migrating: {
+      initial: 'accepting',
+      states: {
+        accepting: {
+          entry: {
+            type: 'feedback',
+            params: ({ context }) => ({ message: `* preparing ${context.target} to accept the instance` }),
+          },
+          invoke: {
+            id: 'acceptInstance',
+            src: 'acceptInstance',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.target,
+              source: context.source,
+              info: context.migrationInfo ?? {},
+              timeoutMs: step(context),
+            }),
+            onDone: 'starting',
+            onError: {
+              target: '#migration.aborting',
+              actions: [
+                { type: 'feedback', params: { message: 'Pre-migration failed, aborting' } },
+                {
+                  type: 'fail',
+                  params: ({ context, event }) => ({
+                    message: `Could not pre-migrate instance ${context.instance}: ${errorText(event.error)}`,
+                  }),
+                },
+              ],
+            },
+          },
+        },
+        starting: {
+          entry: {
+            type: 'feedback',
+            params: ({ context }) => ({ message: `* migrating instance to ${context.target}` }),
+          },
+          invoke: {
+            id: 'migrateInstance',
+            src: 'migrateInstance',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.source,
+              target: context.target,
+              live: context.live ?? true,
+              timeoutMs: step(context),
+            }),
+            onDone: 'transferring',
+            onError: {
+              target: '#migration.aborting',
+              actions: [
+                { type: 'feedback', params: { message: 'Migration failed, aborting' } },
+                {
+                  type: 'fail',
+                  params: ({ context, event }) => ({
+                    message: `Could not migrate instance ${context.instance}: ${errorText(event.error)}`,
+                  }),
+                },
+              ],
+            },
+          },
+        },
+        transferring: {
+          entry: [{ type: 'feedback', params: { message: '* starting memory transfer' } }, 'startWatch'],
+          initial: 'polling',
+          states: {
+            polling: {
+              invoke: {
+                id: 'migrationStatus',
+                src: 'migrationStatus',
+                input: ({ context }) => ({
+                  instance: context.instance,
+                  node: context.source,
+                  timeoutMs: nextPollTimeout(
+                    context.watch,
+                    context.limits.pollWindowMs,
+                    context.limits.migrationTotalMs,
+                    context.limits.migrationNoProgressMs,
+                  ),
+                }),
+                onDone: {
+                  target: 'judging',
+                  actions: { type: 'recordMemory', params: ({ event }) => event.output },
+                },
+                onError: [
+                  {
+                    guard: 'pastPointOfNoReturn',
+                    target: '#migration.surveying',
+                    actions: {
+                      type: 'fail',
+                      params: ({ context, event }) => ({
+                        message: `Lost track of the postcopy migration of ${context.instance} (it can no longer be aborted): ${errorText(event.error)}`,
+                      }),
+                    },
+                  },
+                  {
+                    target: '#migration.aborting',
+                    actions: [
+                      { type: 'feedback', params: { message: 'Migration failed, aborting' } },
+                      {
+                        type: 'fail',
+                        params: ({ context, event }) => ({
+                          message: `Could not migrate instance ${context.instance}: ${errorText(event.error)}`,
+                        }),
+                      },
+                    ],
+                  },
+                ],
+              },
+            },
+            judging: {
+              always: [
+                {
+                  guard: 'migrationCompleted',
+                  target: '#migration.finalizing',
+                  actions: { type: 'feedback', params: { message: '* memory transfer complete' } },
+                },
+                {
+                  guard: 'postcopyBroken',
+                  target: '#migration.surveying',
+                  actions: {
+                    type: 'fail',
+                    params: ({ context }) => ({
+                      message: `The postcopy migration of ${context.instance} broke off (${context.memory?.status}); the instance is split between ${context.source} and ${context.target} and cannot be resumed on the source`,
+                    }),
+                  },
+                },
+                {
+                  guard: 'migrationFailed',
+                  target: '#migration.aborting',
+                  actions: [
+                    { type: 'feedback', params: { message: 'Migration failed, aborting' } },
+                    {
+                      type: 'fail',
+                      params: ({ context }) => ({
+                        message: `Could not migrate instance ${context.instance}: hypervisor returned failure (${context.memory?.status})`,
+                      }),
+                    },
+                  ],
+                },
+                {
+                  guard: 'migrationOverdue',
+                  target: '#migration.aborting',
+                  actions: [
+                    { type: 'feedback', params: { message: 'Migration overdue, aborting' } },
+                    {
+                      type: 'fail',
+                      params: ({ context }) => ({ message: migrationOverdueMessage(context) }),
+                    },
+                  ],
+                },
+                { target: 'polling' },
+              ],
+            },
+          },
+        },
+      },
+    },
+    aborting: {
+      ...abortMigration({ next: '#migration.revertingDisks', onHandoverCompleted: '#migration.finalizing' }),
+    },
+    /** Both finalizes always run; only when both succeeded is the commit point reached. */
+    finalizing: {
+      initial: 'source',
+      states: {
+        source: {
+          invoke: {
+            id: 'finalizeMigrationSource',
+            src: 'finalizeMigrationSource',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.source,
+              success: true,
+              live: context.live ?? true,
+              timeoutMs: step(context),
+            }),
+            onDone: 'target',
+            onError: {
+              target: 'target',
+              actions: {
+                type: 'recordFinalizeError',
+                params: ({ context, event }) => ({ message: `${context.source}: ${errorText(event.error)}` }),
+              },
+            },
+          },
+        },
+        target: {
+          invoke: {
+            id: 'finalizeMigrationTarget',
+            src: 'finalizeMigrationTarget',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.target,
+              info: context.migrationInfo ?? {},
+              success: true,
+              timeoutMs: step(context),
+            }),
+            onDone: 'judging',
+            onError: {
+              target: 'judging',
+              actions: {
+                type: 'recordFinalizeError',
+                params: ({ context, event }) => ({ message: `${context.target}: ${errorText(event.error)}` }),
+              },
+            },
+          },
+        },
+        judging: {
+          always: [
+            {
+              guard: 'finalizeFailed',
+              target: '#migration.surveying',
+              actions: {
+                type: 'fail',
+                params: ({ context }) => ({
+                  message: `Could not finalize instance migration: ${context.finalizeErrors.join('; ')}; the config still names ${context.source}; ${cleanupHint(context.instance)}`,
+                }),
+              },
+            },
+            { target: '#migration.committing' },
+          ],
+        },
+      },
+    },
+    /** The one commit point: the config names the target from here on. */
+    committing: {
+      invoke: {
+        id: 'setPrimaryNode',
+        src: 'setPrimaryNode',
+        input: ({ context }) => ({
+          instance: context.instance,
+          node: context.target,
+          timeoutMs: step(context),
+        }),
+        onDone: { target: 'singleMaster', actions: 'commit' },
+        onError: {
+          target: 'surveying',
+          actions: {
+            type: 'fail',
+            params: ({ context, event }) => ({
+              message: `The instance runs on ${context.target} but the config could not be updated (${errorText(event.error)}); ${cleanupHint(context.instance)}`,
+            }),
+          },
+        },
+      },
+    },
+    revertingDisks: {
+      always: { target: 'singleMaster', actions: 'demoteTarget' },
+    },
+    /** Written once: the forward tail after the commit, and the revert after a failure before it. */
+    singleMaster: {
+      entry: 'countSingleMasterAttempt',
+      ...backToSingleMaster({ self: '#migration.singleMaster', onFailed: '#migration.singleMasterFailed' }),
+      onDone: [{ guard: 'committed', target: 'migrated' }, { target: 'reverted' }],
+    },
+    singleMasterFailed: {
+      always: [
+        { guard: 'mayRetrySingleMaster', target: 'singleMaster', actions: 'retryForward' },
+        { target: 'surveying' },
+      ],
+    },
+    surveying: {
+      ...survey({ next: '#migration.needsCleanup' }),
+    },
+    migrated: {
+      type: 'final',
+      entry: [
+        { type: 'feedback', params: { message: '* done' } },
+        { type: 'recordOutcome', params: { outcome: 'migrated' } },
+      ],
+    },
+    reverted: { type: 'final', entry: { type: 'recordOutcome', params: { outcome: 'reverted' } } },
+    rejected: { type: 'final', entry: { type: 'recordOutcome', params: { outcome: 'rejected' } } },
+    needsCleanup: { type: 'final', entry: { type: 'recordOutcome', params: { outcome: 'needsCleanup' } } },
+  },
+});
+
+function memoryPlan(context: ProtocolContext, nodes: Record<string, NodeInfo>) {
+  const targetInfo = nodes[context.target];
+  if (targetInfo === undefined || context.config === null) {
+    return { problem: `Can't get data from node ${context.target}`, balloonToMiB: null };
+  }
+  return planMemory(
+    context.config,
+    context.target,
+    targetInfo,
+    context.currentMemoryMiB ?? context.config.memoryMiB,
+    context.request.allowRuntimeChanges,
+  );
+}
+
+function hypervisorMismatch(source: string, target: string, nodes: Record<string, NodeInfo>): string | null {
+  const a = nodes[source]?.hypervisorVersion;
+  const b = nodes[target]?.hypervisorVersion;
+  if (a === undefined || b === undefined || a === b) return null;
+  return `* warning: hypervisor version mismatch between source (${a}) and target (${b}) node`;
+}
+
+function migrationOverdueMessage(context: ProtocolContext): string {
+  const why =
+    context.watch === null
+      ? null
+      : overdue(context.watch, context.limits.migrationTotalMs, context.limits.migrationNoProgressMs);
+  return why === 'total'
+    ? `Could not migrate instance ${context.instance}: the memory transfer did not finish within ${seconds(context.limits.migrationTotalMs)}`
+    : `Could not migrate instance ${context.instance}: the memory transfer made no progress for ${seconds(context.limits.migrationNoProgressMs)}`;
+}

@@ -1,0 +1,326 @@
+import { assign, emit, enqueueActions, setup } from 'xstate';
+import { classifyMigration, describeWorld, locate, summarizeSync } from './checks.js';
+import type {
+  DiskRef,
+  DiskStatus,
+  InstanceConfig,
+  MigrationMode,
+  MigrationStatus,
+  NodeSync,
+  RunningInstance,
+} from './contract.js';
+import { unprovidedEffects } from './effects.js';
+import { DEFAULT_LIMITS, type Limits, observe, overdue, seconds, type Watch } from './limits.js';
+
+export type Outcome = 'migrated' | 'reverted' | 'needsCleanup' | 'rejected' | 'cleaned' | 'failed';
+
+export interface ProtocolInput {
+  instance: string;
+  /** live or non-live; when absent, the instance's own default (decided in the prerequisites). */
+  mode?: MigrationMode;
+  /** When given it must be the instance's secondary node (DRBD instances move nowhere else). */
+  targetNode?: string;
+  /** Allow ballooning the instance down to fit on the target (Ganeti's allow_runtime_changes). */
+  allowRuntimeChanges?: boolean;
+  limits?: Partial<Limits>;
+}
+
+export interface ProtocolOutput {
+  outcome: Outcome;
+  instance: string;
+  /** The node the cluster config names as primary when the machine stopped. */
+  primaryNode: string | null;
+  live: boolean | null;
+  error?: string;
+  /** What the nodes looked like when the machine gave up (needsCleanup, failed). */
+  left?: string[];
+  warnings: string[];
+}
+
+export interface ProtocolContext {
+  instance: string;
+  request: { mode: MigrationMode | null; targetNode: string | null; allowRuntimeChanges: boolean };
+  limits: Limits;
+  config: InstanceConfig | null;
+  /** The node the instance runs on when the machine starts (the config's primary). */
+  source: string;
+  /** The instance's DRBD secondary, where it moves to. */
+  target: string;
+  disks: DiskRef[];
+  live: boolean | null;
+  currentMemoryMiB: number | null;
+  balloonToMiB: number | null;
+  migrationInfo: Record<string, unknown> | null;
+  /** Progress watch of the wait in progress; its deadlines are absolute, so they survive a restore. */
+  watch: Watch | null;
+  sync: { done: boolean; percent: number } | null;
+  memory: MigrationStatus | null;
+  /** The hypervisor switched to postcopy: the source can no longer be resumed. */
+  pastPointOfNoReturn: boolean;
+  finalizeErrors: string[];
+  /** The config names the target: the one commit point has passed. */
+  committed: boolean;
+  /** The node the back-to-single-master flow demotes. */
+  demote: string;
+  singleMasterAttempts: number;
+  /** Cleanup: aborted a migration found on both nodes once already. */
+  aborted: boolean;
+  locations: Record<string, RunningInstance[]> | null;
+  surveyDisks: Record<string, DiskStatus[]> | null;
+  surveyLists: Record<string, RunningInstance[]> | null;
+  outcome: Outcome | null;
+  error: string | null;
+  warnings: string[];
+}
+
+export type ProtocolEmitted =
+  | { type: 'feedback'; message: string; level: 'info' | 'warning' }
+  | { type: 'progress'; kind: 'sync'; percent: number; at: number }
+  | {
+      type: 'progress';
+      kind: 'memory';
+      percent: number;
+      transferredMiB: number;
+      totalMiB: number;
+      status: MigrationStatus['status'];
+      at: number;
+    };
+
+export type ProtocolEvent = { type: 'ABORT' };
+
+export function initialContext(input: ProtocolInput): ProtocolContext {
+  return {
+    instance: input.instance,
+    request: {
+      mode: input.mode ?? null,
+      targetNode: input.targetNode ?? null,
+      allowRuntimeChanges: input.allowRuntimeChanges ?? true,
+    },
+    limits: { ...DEFAULT_LIMITS, ...input.limits },
+    config: null,
+    source: '',
+    target: '',
+    disks: [],
+    live: null,
+    currentMemoryMiB: null,
+    balloonToMiB: null,
+    migrationInfo: null,
+    watch: null,
+    sync: null,
+    memory: null,
+    pastPointOfNoReturn: false,
+    finalizeErrors: [],
+    committed: false,
+    demote: '',
+    singleMasterAttempts: 0,
+    aborted: false,
+    locations: null,
+    surveyDisks: null,
+    surveyLists: null,
+    outcome: null,
+    error: null,
+    warnings: [],
+  };
+}
+
+export function handoverCompleted(c: ProtocolContext, lists: Record<string, RunningInstance[]>): boolean {
+  return (
+    locate(lists, c.instance, c.source) === 'postmigrate' && locate(lists, c.instance, c.target) === 'running'
+  );
+}
+
+/** The nodes (of the instance's two) on which the last instanceList found it. */
+export function where(c: ProtocolContext): string[] {
+  if (c.locations === null) return [];
+  return bothNodes(c).filter((n) => locate(c.locations!, c.instance, n) !== null);
+}
+
+export const bothNodes = (c: ProtocolContext): [string, string] => [c.source, c.target];
+export const step = (c: ProtocolContext) => c.limits.stepTimeoutMs;
+
+export function syncOverdueMessage(c: ProtocolContext): string {
+  const why = c.watch === null ? null : overdue(c.watch, c.limits.syncTotalMs, c.limits.syncNoProgressMs);
+  const at = `at ${c.sync?.percent ?? 0}%`;
+  return why === 'total'
+    ? `Resync did not finish within ${seconds(c.limits.syncTotalMs)} (${at}) on ${bothNodes(c).join(', ')}`
+    : `Resync made no progress for ${seconds(c.limits.syncNoProgressMs)} (${at}) on ${bothNodes(c).join(', ')}`;
+}
+
+export function outputOf(c: ProtocolContext): ProtocolOutput {
+  const outcome = c.outcome ?? 'failed';
+  const primaryNode = c.config === null ? null : c.committed ? c.target : c.config.primaryNode;
+  const out: ProtocolOutput = {
+    outcome,
+    instance: c.instance,
+    primaryNode,
+    live: c.live,
+    warnings: c.warnings,
+  };
+  if (c.error !== null) out.error = c.error;
+  if (outcome === 'needsCleanup' || outcome === 'failed') {
+    out.left = c.config === null ? [] : describeWorld(c.instance, c.surveyDisks, c.surveyLists, bothNodes(c));
+  }
+  return out;
+}
+
+interface WarningQueue {
+  assign(update: { warnings: string[] }): void;
+  emit(event: { type: 'feedback'; message: string; level: 'warning' }): void;
+}
+
+/** Shown now and kept for the output, so a run that succeeded still says what went wrong on the way. */
+function warning(enqueue: WarningQueue, context: ProtocolContext, message: string) {
+  enqueue.assign({ warnings: [...context.warnings, message] });
+  enqueue.emit({ type: 'feedback', message, level: 'warning' });
+}
+
+/**
+ * The one setup shared by the migration and cleanup machines, so the fragments below (written once)
+ * fit both. Effects are placeholders until provideEffects gives the real ones.
+ */
+export const protocol = setup({
+  types: {
+    context: {} as ProtocolContext,
+    input: {} as ProtocolInput,
+    output: {} as ProtocolOutput,
+    events: {} as ProtocolEvent,
+    emitted: {} as ProtocolEmitted,
+  },
+  actors: unprovidedEffects(),
+  guards: {
+    rejects: (_, params: { problem: string | null }) => params.problem !== null,
+    synced: ({ context }) => context.sync?.done === true,
+    syncOverdue: ({ context }) =>
+      context.watch !== null &&
+      overdue(context.watch, context.limits.syncTotalMs, context.limits.syncNoProgressMs) !== null,
+    committed: ({ context }) => context.committed,
+    finalizeFailed: ({ context }) => context.finalizeErrors.length > 0,
+    needsBalloon: ({ context }) => context.balloonToMiB !== null,
+    migrationCompleted: ({ context }) =>
+      context.memory !== null && classifyMigration(context.memory.status) === 'completed',
+    migrationFailed: ({ context }) =>
+      context.memory !== null && classifyMigration(context.memory.status) === 'failed',
+    postcopyBroken: ({ context }) =>
+      context.memory !== null && classifyMigration(context.memory.status) === 'brokenPostcopy',
+    pastPointOfNoReturn: ({ context }) => context.pastPointOfNoReturn,
+    migrationOverdue: ({ context }) =>
+      context.watch !== null &&
+      overdue(context.watch, context.limits.migrationTotalMs, context.limits.migrationNoProgressMs) !== null,
+    onBothNodes: ({ context }) => where(context).length === 2,
+    onNoNode: ({ context }) => where(context).length === 0,
+    onTargetOnly: ({ context }) => where(context).length === 1 && where(context)[0] === context.target,
+    alreadyActedOnBoth: ({ context }) => context.aborted,
+    /** The memory transfer completed but nobody finalized it: the target runs, the source is a paused husk. */
+    handoverCompletedIn: ({ context }, params: { lists: Record<string, RunningInstance[]> }) =>
+      handoverCompleted(context, params.lists),
+    mayRetrySingleMaster: ({ context }) => context.committed && context.singleMasterAttempts < 2,
+  },
+  actions: {
+    feedback: emit((_, params: { message: string }) => ({
+      type: 'feedback' as const,
+      message: params.message,
+      level: 'info' as const,
+    })),
+    /** A failure: the run's error, or where the protocol tolerates it, a warning that is shown and kept. */
+    fail: enqueueActions(({ enqueue, context }, params: { message: string; tolerated?: boolean }) => {
+      if (params.tolerated === true) warning(enqueue, context, params.message);
+      else enqueue.assign({ error: params.message });
+    }),
+    /** A warning worth showing and keeping, when there is one. */
+    warn: enqueueActions(({ enqueue, context }, params: { message: string | null }) => {
+      if (params.message !== null) warning(enqueue, context, params.message);
+    }),
+    recordOutcome: assign({ outcome: (_, params: { outcome: Outcome }) => params.outcome }),
+    startWatch: assign({ watch: null, sync: null }),
+    recordSync: assign(({ context }, params: { nodes: Record<string, NodeSync>; at: number }) => {
+      const sync = summarizeSync(params.nodes);
+      return { sync, watch: observe(context.watch, params.at, sync.percent) };
+    }),
+    syncProgress: emit(({ context }) => ({
+      type: 'progress' as const,
+      kind: 'sync' as const,
+      percent: context.sync?.percent ?? 0,
+      at: context.watch?.lastAt ?? 0,
+    })),
+    recordConfig: assign(({ context }, config: InstanceConfig) => ({
+      config,
+      source: config.primaryNode,
+      target: config.secondaryNode ?? '',
+      disks: config.disks,
+      live: (context.request.mode ?? config.migrationMode) === 'live',
+    })),
+    recordLocations: assign({
+      locations: (_, params: { lists: Record<string, RunningInstance[]> }) => params.lists,
+    }),
+    announceLocations: emit(({ context }) => ({
+      type: 'feedback' as const,
+      message: `* instance running on: ${where(context).join(', ') || 'no node'}`,
+      level: 'info' as const,
+    })),
+    recordCurrentMemory: assign({
+      currentMemoryMiB: ({ context }, params: { memoryMiB: number | null }) =>
+        params.memoryMiB ?? context.config?.memoryMiB ?? null,
+    }),
+    recordBalloon: assign({
+      balloonToMiB: (_, params: { balloonToMiB: number | null }) => params.balloonToMiB,
+    }),
+    recordMigrationInfo: assign({ migrationInfo: (_, info: Record<string, unknown>) => info }),
+    recordMemory: enqueueActions(({ enqueue, context }, status: MigrationStatus) => {
+      const phase = classifyMigration(status.status);
+      const transferred = status.transferredMiB ?? 0;
+      enqueue.assign({
+        memory: status,
+        watch: observe(context.watch, status.at, transferred),
+        pastPointOfNoReturn:
+          context.pastPointOfNoReturn || phase === 'postcopy' || phase === 'brokenPostcopy',
+      });
+      if (phase === 'postcopy' && !context.pastPointOfNoReturn) {
+        enqueue.emit({
+          type: 'feedback',
+          message: '* memory transfer has switched to postcopy',
+          level: 'info',
+        });
+      }
+      if (status.totalMiB !== null && status.totalMiB > 0 && status.transferredMiB !== null) {
+        enqueue.emit({
+          type: 'progress',
+          kind: 'memory',
+          percent: Math.min(100, (100 * status.transferredMiB) / status.totalMiB),
+          transferredMiB: status.transferredMiB,
+          totalMiB: status.totalMiB,
+          status: status.status,
+          at: status.at,
+        });
+      }
+    }),
+    recordFinalizeError: assign({
+      finalizeErrors: ({ context }, params: { message: string }) => [
+        ...context.finalizeErrors,
+        params.message,
+      ],
+    }),
+    commit: assign(({ context }) => ({ committed: true, demote: context.source })),
+    demoteTarget: assign(({ context }) => ({ demote: context.target })),
+    countSingleMasterAttempt: assign({
+      singleMasterAttempts: ({ context }) => context.singleMasterAttempts + 1,
+    }),
+    /** Finishing forward after a failed first try: the failure becomes a warning unless the retry fails too. */
+    retryForward: enqueueActions(({ enqueue, context }) => {
+      warning(
+        enqueue,
+        context,
+        `${context.error ?? 'the switch back to single-master failed'}; trying once more`,
+      );
+      enqueue.assign({ error: null });
+    }),
+    markActedOnBoth: assign({ aborted: true }),
+    recordSurveyDisks: assign({
+      surveyDisks: (_, params: { disks: Record<string, DiskStatus[]> | null }) => params.disks,
+    }),
+    recordSurveyLists: assign({
+      surveyLists: (_, params: { lists: Record<string, RunningInstance[]> | null }) => params.lists,
+    }),
+  },
+});
+
+export type Protocol = typeof protocol;
