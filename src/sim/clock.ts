@@ -1,0 +1,81 @@
+import type { Clock } from '../../machines/index.js';
+
+interface Timer {
+  at: number;
+  seq: number;
+  fire: (elapsed: boolean) => void;
+}
+
+/**
+ * Simulated time. Nothing in the simulator sleeps for real: a sleep is a timer in simulated time, and
+ * when every pending piece of work is waiting on a timer the clock jumps to the earliest one. With a
+ * pace (simulated ms per wall ms) it instead lets wall time pass in proportion, so a person can watch.
+ */
+export class SimClock implements Clock {
+  private time: number;
+  private readonly pace: number;
+  private timers: Timer[] = [];
+  private seq = 0;
+  private ticking = false;
+
+  constructor(options: { start?: number; pace?: number } = {}) {
+    this.time = options.start ?? 0;
+    this.pace = options.pace ?? Number.POSITIVE_INFINITY;
+  }
+
+  now(): number {
+    return this.time;
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+    return new Promise((resolve) => {
+      if (signal?.aborted) return resolve(false);
+      const timer: Timer = {
+        at: this.time + Math.max(0, ms),
+        seq: this.seq++,
+        fire: (elapsed) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(elapsed);
+        },
+      };
+      const onAbort = () => {
+        this.timers = this.timers.filter((t) => t !== timer);
+        timer.fire(false);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.timers.push(timer);
+      this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
+      this.schedule();
+    });
+  }
+
+  /** Timers still waiting; a simulation that ends with some left had work that never finished. */
+  get pending(): number {
+    return this.timers.length;
+  }
+
+  private schedule() {
+    if (this.ticking) return;
+    this.ticking = true;
+    // setImmediate runs after every microtask: all work that could still add an earlier timer has run.
+    setImmediate(() => void this.tick());
+  }
+
+  private async tick() {
+    const next = this.timers[0];
+    if (next === undefined) {
+      this.ticking = false;
+      return;
+    }
+    if (Number.isFinite(this.pace) && next.at > this.time) {
+      await new Promise((r) => setTimeout(r, (next.at - this.time) / this.pace));
+    }
+    const due = this.timers.shift();
+    if (due !== undefined) {
+      this.time = Math.max(this.time, due.at);
+      due.fire(true);
+    }
+    this.ticking = false;
+    if (this.timers.length > 0) this.schedule();
+  }
+}

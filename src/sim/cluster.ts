@@ -1,0 +1,328 @@
+import {
+  type DiskRef,
+  EFFECT_NAMES,
+  type EffectInput,
+  type EffectName,
+  type Effects,
+  type NodeSync,
+} from '../../machines/index.js';
+import { SimClock } from './clock.js';
+import {
+  advanceResource,
+  configureNet,
+  demote,
+  disconnect,
+  handshake,
+  isConnected,
+  isSyncing,
+  localOf,
+  promote,
+  resourceOf,
+  statusOf,
+} from './drbd.js';
+import { type Fault, faultFor } from './faults.js';
+import {
+  acceptIncoming,
+  advanceVms,
+  balloon,
+  finalizeSource,
+  finalizeTarget,
+  memoryFreeMiB,
+  migrationStatus,
+  startMigration,
+  vmOn,
+} from './hypervisor.js';
+import { recordInvariants } from './invariants.js';
+import { createWorld, World, type WorldSpec } from './world.js';
+
+export interface SimStep {
+  effect: EffectName;
+  call: number;
+  input: unknown;
+  at: number;
+  /** Safety rules broken by this step. */
+  violations: string[];
+}
+
+export interface SimClusterOptions {
+  /** Simulated ms per wall ms; absent: as fast as the CPU allows. */
+  pace?: number;
+  faults?: Fault[];
+  onStep?: (step: SimStep) => void;
+}
+
+export interface SimCluster {
+  /** The live world; effects change it in place. */
+  readonly world: World;
+  readonly clock: SimClock;
+  readonly effects: Effects;
+  readonly calls: Record<EffectName, number>;
+  faults: Fault[];
+  onStep: ((step: SimStep) => void) | undefined;
+  /** A deep copy of the world as it is now, for saving. */
+  snapshot(): World;
+}
+
+/** How long a query (status read) takes on a node, in simulated ms. */
+const QUERY_MS = 20;
+/** How often a simulated long poll looks at the world again, in simulated ms. */
+const POLL_MS = 250;
+
+/**
+ * The simulated cluster, the embedded default backend: two or more nodes with DRBD resources and a
+ * hypervisor, obeying DRBD's and QEMU's rules, with faults injected by effect name and call number.
+ */
+export function createSimCluster(spec: WorldSpec | World = {}, options: SimClusterOptions = {}): SimCluster {
+  const world: World = 'version' in spec ? World.parse(structuredClone(spec)) : createWorld(spec);
+  const clock = new SimClock({
+    start: world.time,
+    ...(options.pace === undefined ? {} : { pace: options.pace }),
+  });
+  const calls = Object.fromEntries(EFFECT_NAMES.map((n) => [n, 0])) as Record<EffectName, number>;
+
+  const cluster: SimCluster = {
+    world,
+    clock,
+    calls,
+    faults: options.faults ?? [],
+    onStep: options.onStep,
+    effects: undefined as unknown as Effects,
+    snapshot: () => {
+      advance();
+      return structuredClone(world);
+    },
+  };
+
+  function advance() {
+    const to = clock.now();
+    const dt = to - world.time;
+    if (dt <= 0) return;
+    for (const r of Object.values(world.resources)) {
+      const writers = new Set(
+        r.nodes.filter((n) =>
+          Object.entries(world.vms[n] ?? {}).some(
+            ([name, vm]) =>
+              vm.state === 'running' &&
+              world.config.instances[name]?.disks.some((d) => d.resource === r.name),
+          ),
+        ),
+      );
+      advanceResource(world, r, dt, writers);
+    }
+    advanceVms(world, dt);
+    world.time = to;
+  }
+
+  async function sleep(ms: number, signal: AbortSignal) {
+    if (!(await clock.sleep(ms, signal))) throw signal.reason ?? new Error('aborted');
+    advance();
+  }
+
+  /**
+   * One effect call: count it, take simulated time, apply an injected fault if one matches, act,
+   * then check the safety rules on the world the step left.
+   */
+  async function act<T>(
+    effect: EffectName,
+    input: unknown,
+    signal: AbortSignal,
+    latencyMs: number,
+    body: () => T | Promise<T>,
+  ): Promise<T> {
+    const call = ++calls[effect];
+    const node =
+      (input as { node?: string }).node ?? (input as { nodes?: string[] }).nodes?.join(',') ?? 'cluster';
+    await sleep(latencyMs, signal);
+    const fault = faultFor(cluster.faults, effect, call);
+    const injected = () => new Error(`${node}: injected fault: ${effect} failed (call ${call})`);
+    const finish = (violations = recordInvariants(world)) =>
+      cluster.onStep?.({ effect, call, input, at: world.time, violations });
+    if (fault?.kind === 'error') {
+      finish();
+      throw injected();
+    }
+    if (fault?.kind === 'hang') {
+      await new Promise((_, reject) =>
+        signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+      );
+    }
+    try {
+      const result = await body();
+      if (fault?.kind === 'lost') throw injected();
+      return result;
+    } finally {
+      advance();
+      finish();
+    }
+  }
+
+  const instanceOf = (name: string) => {
+    const config = world.config.instances[name];
+    if (config === undefined) throw new Error(`Instance '${name}' not known`);
+    return config;
+  };
+  const onDisks = (disks: DiskRef[], fn: (disk: DiskRef) => void) => {
+    for (const d of disks) fn(d);
+  };
+  const nodeSync = (node: string, disks: DiskRef[]): NodeSync => {
+    const syncing = disks.map((d) => resourceOf(world, d.resource)).filter((r) => isSyncing(r));
+    const percents = syncing.map((r) => statusOf(r, node).syncPercent).filter((p): p is number => p !== null);
+    return { done: syncing.length === 0, percent: percents.length === 0 ? null : Math.min(...percents) };
+  };
+  const perNode = <T>(nodes: readonly string[], fn: (node: string) => T) =>
+    Object.fromEntries(nodes.map((n) => [n, fn(n)])) as Record<string, T>;
+
+  /** Long poll: answer when `changed` says so, or when timeoutMs has passed. */
+  async function longPoll<T>(
+    timeoutMs: number,
+    signal: AbortSignal,
+    read: () => T,
+    changed: (a: T, b: T) => boolean,
+  ) {
+    const start = clock.now();
+    const first = read();
+    let now = first;
+    while (!changed(first, now) && clock.now() - start < timeoutMs) {
+      await sleep(Math.min(POLL_MS, timeoutMs - (clock.now() - start)), signal);
+      now = read();
+    }
+    return now;
+  }
+
+  const step = world.settings.stepMs;
+  const effects: Effects = {
+    getInstance: (input, signal) =>
+      act('getInstance', input, signal, QUERY_MS, () => instanceOf(input.instance)),
+    setPrimaryNode: (input, signal) =>
+      act('setPrimaryNode', input, signal, QUERY_MS, () => {
+        const config = instanceOf(input.instance);
+        if (config.primaryNode === input.node) return;
+        const running = vmOn(world, input.node, input.instance)?.state;
+        if (running !== 'running') {
+          world.violations.push(
+            `rule 3: config moved ${input.instance} to ${input.node} where it is ${running ?? 'absent'}`,
+          );
+        }
+        config.secondaryNode = config.primaryNode;
+        config.primaryNode = input.node;
+        world.commits[input.instance] = (world.commits[input.instance] ?? 0) + 1;
+      }),
+    nodeInfo: (input, signal) =>
+      act('nodeInfo', input, signal, QUERY_MS, () =>
+        perNode(input.nodes, (n) => {
+          const node = world.nodes[n];
+          if (node === undefined) throw new Error(`${n}: node not known`);
+          return { memoryFreeMiB: memoryFreeMiB(world, n), hypervisorVersion: node.hypervisorVersion };
+        }),
+      ),
+    instanceInfo: (input, signal) =>
+      act('instanceInfo', input, signal, QUERY_MS, () => {
+        const vm = vmOn(world, input.node, input.instance);
+        return {
+          running: vm?.state === 'running',
+          state: vm?.state ?? null,
+          memoryMiB: vm?.memoryMiB ?? null,
+        };
+      }),
+    instanceList: (input, signal) =>
+      act('instanceList', input, signal, QUERY_MS, () =>
+        perNode(input.nodes, (n) =>
+          Object.entries(world.vms[n] ?? {}).map(([name, vm]) => ({ name, state: vm.state })),
+        ),
+      ),
+    diskStatus: (input, signal) =>
+      act('diskStatus', input, signal, QUERY_MS, () =>
+        perNode(input.nodes, (n) => input.disks.map((d) => statusOf(resourceOf(world, d.resource), n))),
+      ),
+    migrationInfo: (input, signal) =>
+      act('migrationInfo', input, signal, QUERY_MS, () => {
+        const vm = vmOn(world, input.node, input.instance);
+        if (vm === undefined) throw new Error(`Instance ${input.instance} not running on ${input.node}`);
+        return { memoryMiB: vm.memoryMiB, uptimeMs: vm.uptimeMs };
+      }),
+    closeDisks: (input, signal) =>
+      act('closeDisks', input, signal, step, () =>
+        onDisks(input.disks, (d) => demote(world, resourceOf(world, d.resource), input.node, input.instance)),
+      ),
+    openDisks: (input, signal) =>
+      act('openDisks', input, signal, step, () =>
+        onDisks(input.disks, (d) => promote(world, resourceOf(world, d.resource), input.node)),
+      ),
+    disconnectNet: (input, signal) =>
+      act('disconnectNet', input, signal, step, () =>
+        onDisks(input.disks, (d) => {
+          for (const n of input.nodes) disconnect(resourceOf(world, d.resource), n);
+        }),
+      ),
+    attachNet: (input, signal) =>
+      act('attachNet', input, signal, step, async () => {
+        // Ganeti's DrbdAttachNet: configure both sides, then wait for the connection, re-attaching a
+        // side that dropped to StandAlone (the peer may have refused a mismatching configuration).
+        const start = clock.now();
+        for (;;) {
+          onDisks(input.disks, (d) => {
+            const r = resourceOf(world, d.resource);
+            for (const n of input.nodes) {
+              if (localOf(r, n).connection === 'StandAlone') configureNet(r, n, input.multimaster);
+            }
+          });
+          await sleep(world.settings.connectMs, signal);
+          onDisks(input.disks, (d) => handshake(world, resourceOf(world, d.resource)));
+          if (input.disks.every((d) => isConnected(resourceOf(world, d.resource)))) return;
+          if (clock.now() - start >= input.timeoutMs)
+            throw new Error(`${input.nodes.join(', ')}: Timeout in disk reconnecting`);
+        }
+      }),
+    waitSync: (input, signal) =>
+      act('waitSync', input, signal, QUERY_MS, async () => {
+        const read = () => perNode(input.nodes, (n) => nodeSync(n, input.disks));
+        const key = (s: Record<string, NodeSync>) =>
+          JSON.stringify(Object.values(s).map((x) => [x.done, Math.floor(x.percent ?? 100)]));
+        for (const d of input.disks) {
+          const r = resourceOf(world, d.resource);
+          if (!isConnected(r)) {
+            throw new Error(
+              `${input.nodes.join(', ')}: DRBD device ${r.name} is not in sync: ${localOf(r, r.nodes[0]).connection}`,
+            );
+          }
+        }
+        const nodes = await longPoll(input.timeoutMs, signal, read, (a, b) => key(a) !== key(b));
+        return { nodes, at: clock.now() };
+      }),
+    balloonMemory: (input, signal) =>
+      act('balloonMemory', input, signal, step, () =>
+        balloon(world, input.node, input.instance, input.memoryMiB),
+      ),
+    acceptInstance: (input, signal) =>
+      act('acceptInstance', input, signal, step, () => {
+        const memoryMiB =
+          vmOn(world, input.source, input.instance)?.memoryMiB ?? instanceOf(input.instance).memoryMiB;
+        acceptIncoming(world, input.node, input.instance, memoryMiB);
+      }),
+    migrateInstance: (input, signal) =>
+      act('migrateInstance', input, signal, step, () =>
+        startMigration(world, input.node, input.target, input.instance, input.live),
+      ),
+    migrationStatus: (input, signal) =>
+      act('migrationStatus', input, signal, QUERY_MS, async () => {
+        const read = () => migrationStatus(world, input.node, input.instance);
+        // Answer on a status change or about every 5% of the copy, like QEMU's MIGRATION_PASS events would.
+        const changed = (a: ReturnType<typeof read>, b: ReturnType<typeof read>) =>
+          a.status !== b.status ||
+          (b.transferredMiB ?? 0) - (a.transferredMiB ?? 0) >= (b.totalMiB ?? 0) / 20;
+        return { ...(await longPoll(input.timeoutMs, signal, read, changed)), at: clock.now() };
+      }),
+    finalizeMigrationSource: (input, signal) =>
+      act('finalizeMigrationSource', input, signal, step, () =>
+        finalizeSource(world, input.node, input.instance, input.success),
+      ),
+    finalizeMigrationTarget: (input, signal) =>
+      act('finalizeMigrationTarget', input, signal, step, () =>
+        finalizeTarget(world, input.node, input.instance, input.success),
+      ),
+  };
+  (cluster as { effects: Effects }).effects = effects;
+  return cluster;
+}
+
+export type { EffectInput };

@@ -1,0 +1,174 @@
+import type { DiskStatus } from '../../machines/index.js';
+import type { DrbdLocal, Resource, World } from './world.js';
+
+/**
+ * DRBD's own rules, as far as migration depends on them (8.4 semantics). Messages are the kernel's
+ * state-change errors, so the simulator fails the way a real node does.
+ */
+
+export function resourceOf(world: World, name: string): Resource {
+  const r = world.resources[name];
+  if (r === undefined) throw new Error(`${name}: No such resource`);
+  return r;
+}
+
+export function localOf(r: Resource, node: string): DrbdLocal {
+  const l = r.local[node];
+  if (l === undefined) throw new Error(`${r.name}: not configured on ${node}`);
+  return l;
+}
+
+export function peerOf(r: Resource, node: string): string {
+  const [a, b] = r.nodes;
+  return node === a ? b : a;
+}
+
+export const isConnected = (r: Resource) => r.nodes.every((n) => r.local[n]?.connection === 'Connected');
+export const isSyncing = (r: Resource) => isConnected(r) && r.syncSource !== null;
+
+/** Promote (drbdsetup primary): needs UpToDate data and, with a Primary peer, two primaries allowed. */
+export function promote(world: World, r: Resource, node: string): void {
+  const local = localOf(r, node);
+  if (local.role === 'Primary') return;
+  const peer = localOf(r, peerOf(r, node));
+  if (local.diskState !== 'UpToDate') {
+    throw new Error(`${r.name}: State change failed: (-2) Need access to UpToDate data`);
+  }
+  if (isConnected(r) && peer.role === 'Primary' && local.net?.allowTwoPrimaries !== true) {
+    throw new Error(`${r.name}: State change failed: (-1) Multiple primaries not allowed by config`);
+  }
+  // Safety rule 4 is the orchestrator's, not DRBD's: DRBD lets a StandAlone node become Primary.
+  if (!(isConnected(r) && !isSyncing(r) && local.diskState === 'UpToDate' && peer.diskState === 'UpToDate')) {
+    world.violations.push(
+      `rule 4: ${r.name} promoted on ${node} while ${local.connection}, ${local.diskState}/${peer.diskState}`,
+    );
+  }
+  local.role = 'Primary';
+}
+
+/** Demote (drbdsetup secondary): refused while a guest holds the device open. */
+export function demote(world: World, r: Resource, node: string, instance: string): void {
+  const local = localOf(r, node);
+  if (local.role === 'Secondary') return;
+  if (world.vms[node]?.[instance] !== undefined) {
+    throw new Error(`${r.name}: State change failed: (-12) Device is held open by someone`);
+  }
+  local.role = 'Secondary';
+}
+
+/** drbdsetup disconnect: this side StandAlone, the peer waits for a connection. */
+export function disconnect(r: Resource, node: string): void {
+  const local = localOf(r, node);
+  local.net = null;
+  local.connection = 'StandAlone';
+  const peer = localOf(r, peerOf(r, node));
+  if (peer.net !== null) peer.connection = 'Connecting';
+}
+
+/** drbdsetup connect: configure the network; the handshake happens once both sides are configured. */
+export function configureNet(r: Resource, node: string, allowTwoPrimaries: boolean): void {
+  const local = localOf(r, node);
+  if (local.net !== null && local.connection !== 'StandAlone') {
+    if (local.net.allowTwoPrimaries === allowTwoPrimaries) return;
+    throw new Error(`${r.name}: Failure: (102) Local address(port) already in use`);
+  }
+  local.net = { allowTwoPrimaries };
+  local.connection = 'Connecting';
+}
+
+function dropToStandAlone(r: Resource) {
+  for (const n of r.nodes) {
+    const l = localOf(r, n);
+    l.net = null;
+    l.connection = 'StandAlone';
+  }
+}
+
+/**
+ * The handshake of two configured sides. Mismatched allow-two-primaries and two Primaries without it
+ * both end StandAlone, as does a resync that would make a Primary the SyncTarget.
+ */
+export function handshake(world: World, r: Resource): void {
+  const [a, b] = r.nodes;
+  const la = localOf(r, a);
+  const lb = localOf(r, b);
+  if (la.net === null || lb.net === null || isConnected(r)) return;
+  if (la.net.allowTwoPrimaries !== lb.net.allowTwoPrimaries) {
+    dropToStandAlone(r);
+    return;
+  }
+  if (la.role === 'Primary' && lb.role === 'Primary' && !la.net.allowTwoPrimaries) {
+    dropToStandAlone(r);
+    return;
+  }
+  const da = r.dirtyKiB[a] ?? 0;
+  const db = r.dirtyKiB[b] ?? 0;
+  if (da > 0 && db > 0) {
+    world.violations.push(`split brain: ${r.name} was written on both ${a} and ${b} while disconnected`);
+    dropToStandAlone(r);
+    return;
+  }
+  const source = da > 0 ? a : db > 0 ? b : r.syncSource;
+  if (source !== null) {
+    const target = peerOf(r, source);
+    if (localOf(r, target).role === 'Primary' && (da > 0 || db > 0)) {
+      // "I shall become SyncTarget, but I am primary!"
+      dropToStandAlone(r);
+      return;
+    }
+    r.syncSource = source;
+    r.outOfSyncKiB += da + db;
+    r.syncTotalKiB = r.outOfSyncKiB;
+    r.dirtyKiB = {};
+    if (r.outOfSyncKiB > 0) localOf(r, target).diskState = 'Inconsistent';
+    else r.syncSource = null;
+  }
+  la.connection = 'Connected';
+  lb.connection = 'Connected';
+}
+
+/** Resync progress and guest writes over dt simulated ms. */
+export function advanceResource(world: World, r: Resource, dtMs: number, writers: Set<string>): void {
+  if (isSyncing(r)) {
+    r.outOfSyncKiB = Math.max(0, r.outOfSyncKiB - (world.settings.resyncKiBps * dtMs) / 1000);
+    if (r.outOfSyncKiB === 0) {
+      localOf(r, peerOf(r, r.syncSource!)).diskState = 'UpToDate';
+      r.syncSource = null;
+      r.syncTotalKiB = 0;
+    }
+  }
+  if (!isConnected(r)) {
+    for (const n of writers) {
+      if (localOf(r, n).role === 'Primary') {
+        r.dirtyKiB[n] = (r.dirtyKiB[n] ?? 0) + (world.settings.guestWriteKiBps * dtMs) / 1000;
+      }
+    }
+  }
+}
+
+export function statusOf(r: Resource, node: string): DiskStatus {
+  const local = localOf(r, node);
+  const peer = localOf(r, peerOf(r, node));
+  const connected = isConnected(r);
+  const syncing = isSyncing(r);
+  return {
+    resource: r.name,
+    minor: r.minor,
+    role: local.role,
+    peerRole: connected ? peer.role : 'Unknown',
+    connection: local.connection,
+    replication: !connected
+      ? 'Off'
+      : !syncing
+        ? 'Established'
+        : r.syncSource === node
+          ? 'SyncSource'
+          : 'SyncTarget',
+    diskState: local.diskState,
+    peerDiskState: connected ? peer.diskState : 'DUnknown',
+    allowTwoPrimaries: local.net?.allowTwoPrimaries ?? false,
+    syncPercent:
+      syncing && r.syncTotalKiB > 0 ? Math.floor(1000 * (1 - r.outOfSyncKiB / r.syncTotalKiB)) / 10 : null,
+    outOfSyncKiB: Math.round(r.outOfSyncKiB + (r.dirtyKiB[node] ?? 0)),
+  };
+}

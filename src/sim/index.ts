@@ -1,0 +1,12 @@
+export { SimClock } from './clock.js';
+export { createSimCluster, type SimCluster, type SimClusterOptions, type SimStep } from './cluster.js';
+export { Fault, FaultKind, faultFor, parseFault } from './faults.js';
+export { checkInvariants, presentOn, restStateProblems, runningOn } from './invariants.js';
+export {
+  createWorld,
+  DEFAULT_SETTINGS,
+  DEMO_SPEC,
+  type InstanceSpec,
+  World,
+  type WorldSpec,
+} from './world.js';

@@ -1,0 +1,71 @@
+import { isConnected, localOf, resourceOf } from './drbd.js';
+import type { World } from './world.js';
+
+/**
+ * The safety rules of DEVELOPERS.md as checks on a simulated world. `checkInvariants` holds at every
+ * moment; `restStateProblems` describes what is wrong with an instance that should be at rest.
+ */
+
+/** Rules 1 and 2 at any moment: one running copy; two Primaries only with two primaries allowed. */
+export function checkInvariants(world: World): string[] {
+  const problems: string[] = [];
+  for (const instance of Object.keys(world.config.instances)) {
+    const running = Object.keys(world.vms).filter((n) => world.vms[n]?.[instance]?.state === 'running');
+    if (running.length > 1) problems.push(`rule 1: ${instance} runs on ${running.join(' and ')}`);
+  }
+  for (const r of Object.values(world.resources)) {
+    const primaries = r.nodes.filter((n) => localOf(r, n).role === 'Primary');
+    if (
+      primaries.length === 2 &&
+      !(isConnected(r) && r.nodes.every((n) => localOf(r, n).net?.allowTwoPrimaries))
+    ) {
+      problems.push(`rule 2: ${r.name} is Primary on both nodes without a dual-master connection`);
+    }
+  }
+  return problems;
+}
+
+/** Appends newly broken rules to the world's record; returns them. */
+export function recordInvariants(world: World): string[] {
+  const fresh = checkInvariants(world).filter((p) => !world.violations.includes(p));
+  world.violations.push(...fresh);
+  return fresh;
+}
+
+export function runningOn(world: World, instance: string): string[] {
+  return Object.keys(world.vms).filter((n) => world.vms[n]?.[instance]?.state === 'running');
+}
+
+export function presentOn(world: World, instance: string): string[] {
+  return Object.keys(world.vms).filter((n) => world.vms[n]?.[instance] !== undefined);
+}
+
+/**
+ * An instance at rest: it runs on the node the config names and nowhere else, and every disk is
+ * single-master (Primary there, Secondary on the peer), two primaries disallowed, connected, in sync.
+ */
+export function restStateProblems(world: World, instance: string): string[] {
+  const config = world.config.instances[instance];
+  if (config === undefined) return [`instance ${instance} is not defined`];
+  const problems: string[] = [];
+  const present = presentOn(world, instance);
+  const running = runningOn(world, instance);
+  if (running.length !== 1 || running[0] !== config.primaryNode || present.length !== 1) {
+    problems.push(
+      `${instance} should run on ${config.primaryNode} only, but is ${present.map((n) => `${world.vms[n]?.[instance]?.state} on ${n}`).join(', ') || 'nowhere'}`,
+    );
+  }
+  for (const disk of config.disks) {
+    const r = resourceOf(world, disk.resource);
+    for (const node of r.nodes) {
+      const l = localOf(r, node);
+      const role = node === config.primaryNode ? 'Primary' : 'Secondary';
+      if (l.role !== role) problems.push(`${r.name} is ${l.role} on ${node}, should be ${role}`);
+      if (l.net?.allowTwoPrimaries) problems.push(`${r.name} allows two primaries on ${node}`);
+      if (l.connection !== 'Connected') problems.push(`${r.name} is ${l.connection} on ${node}`);
+      if (l.diskState !== 'UpToDate') problems.push(`${r.name} is ${l.diskState} on ${node}`);
+    }
+    if (r.syncSource !== null) problems.push(`${r.name} is still resyncing`);
+  }
+  return problems;
+}

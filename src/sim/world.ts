@@ -1,0 +1,203 @@
+import { z } from 'zod';
+import {
+  DrbdConnection,
+  DrbdDiskState,
+  InstanceConfig,
+  InstanceName,
+  Minor,
+  NodeName,
+  ResourceName,
+  RunState,
+} from '../../machines/index.js';
+
+/**
+ * The simulated cluster's whole state, plain JSON so it can be saved between CLI runs. Everything that
+ * changes with time (resync, memory transfer, guest writes) is advanced lazily by `advance`.
+ */
+
+export const DrbdLocal = z.object({
+  role: z.enum(['Primary', 'Secondary']),
+  diskState: DrbdDiskState,
+  /** Network configuration (drbdsetup connect); null when StandAlone. */
+  net: z.object({ allowTwoPrimaries: z.boolean() }).nullable(),
+  connection: DrbdConnection,
+});
+export type DrbdLocal = z.infer<typeof DrbdLocal>;
+
+export const Resource = z.object({
+  name: ResourceName,
+  minor: Minor,
+  sizeKiB: z.number().positive(),
+  nodes: z.tuple([NodeName, NodeName]),
+  local: z.record(NodeName, DrbdLocal),
+  /** The node sending during a resync, null when none runs. */
+  syncSource: NodeName.nullable(),
+  outOfSyncKiB: z.number().nonnegative(),
+  syncTotalKiB: z.number().nonnegative(),
+  /** KiB each side wrote while the two were not connected (the bitmap the resync will send). */
+  dirtyKiB: z.record(NodeName, z.number().nonnegative()),
+});
+export type Resource = z.infer<typeof Resource>;
+
+export const Migration = z.object({
+  target: NodeName,
+  live: z.boolean(),
+  status: z.enum(['active', 'postcopy-active', 'completed', 'failed', 'cancelled']),
+  transferredMiB: z.number().nonnegative(),
+  totalMiB: z.number().nonnegative(),
+  postcopy: z.boolean(),
+});
+export type Migration = z.infer<typeof Migration>;
+
+export const Vm = z.object({
+  state: RunState,
+  memoryMiB: z.number().positive(),
+  /** Guest ticks while running; a migrated guest must keep the count it had. */
+  uptimeMs: z.number().nonnegative(),
+  migration: Migration.nullable(),
+});
+export type Vm = z.infer<typeof Vm>;
+
+export const Settings = z.object({
+  /** Simulated ms a node-side command takes. */
+  stepMs: z.number().nonnegative(),
+  /** Simulated ms the DRBD handshake takes after both sides are configured. */
+  connectMs: z.number().nonnegative(),
+  resyncKiBps: z.number().positive(),
+  migrationMiBps: z.number().positive(),
+  /** A live copy sends more than the memory size: pages dirtied during the copy are sent again. */
+  liveOverhead: z.number().min(1),
+  guestWriteKiBps: z.number().nonnegative(),
+  /** Switch to postcopy after the first pass over memory. */
+  postcopy: z.boolean(),
+});
+export type Settings = z.infer<typeof Settings>;
+
+export const World = z.object({
+  version: z.literal(1),
+  time: z.number().nonnegative(),
+  settings: Settings,
+  nodes: z.record(NodeName, z.object({ memoryMiB: z.number().positive(), hypervisorVersion: z.string() })),
+  config: z.object({ instances: z.record(InstanceName, InstanceConfig) }),
+  resources: z.record(ResourceName, Resource),
+  vms: z.record(NodeName, z.record(InstanceName, Vm)),
+  /** Times the config changed an instance's primary node, for safety rule 3. */
+  commits: z.record(InstanceName, z.number().int().nonnegative()),
+  /** Safety rules broken so far, in the order they were broken. */
+  violations: z.array(z.string()),
+});
+export type World = z.infer<typeof World>;
+
+export const DEFAULT_SETTINGS: Settings = {
+  stepMs: 150,
+  connectMs: 400,
+  resyncKiBps: 40 * 1024,
+  migrationMiBps: 200,
+  liveOverhead: 1.25,
+  guestWriteKiBps: 8 * 1024,
+  postcopy: false,
+};
+
+export interface InstanceSpec {
+  name: string;
+  primary: string;
+  secondary: string | null;
+  memoryMiB?: number;
+  minMemoryMiB?: number;
+  diskTemplate?: InstanceConfig['diskTemplate'];
+  migrationMode?: InstanceConfig['migrationMode'];
+  /** Sizes of the instance's DRBD disks, one resource each. */
+  disksMiB?: number[];
+  running?: boolean;
+  /** Start with this much unsynchronised data on the secondary, to watch a resync. */
+  outOfSyncMiB?: number;
+}
+
+export interface WorldSpec {
+  nodes?: Record<string, { memoryMiB?: number; hypervisorVersion?: string }>;
+  instances?: InstanceSpec[];
+  settings?: Partial<Settings>;
+}
+
+/** The demo's cluster: two nodes and one running instance with two DRBD disks. */
+export const DEMO_SPEC: WorldSpec = {
+  nodes: { 'node-a': {}, 'node-b': {} },
+  instances: [
+    { name: 'web1', primary: 'node-a', secondary: 'node-b', memoryMiB: 2048, disksMiB: [10240, 4096] },
+  ],
+};
+
+export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
+  const world: World = {
+    version: 1,
+    time: 0,
+    settings: { ...DEFAULT_SETTINGS, ...spec.settings },
+    nodes: {},
+    config: { instances: {} },
+    resources: {},
+    vms: {},
+    commits: {},
+    violations: [],
+  };
+  for (const [name, n] of Object.entries(spec.nodes ?? DEMO_SPEC.nodes ?? {})) {
+    world.nodes[name] = {
+      memoryMiB: n.memoryMiB ?? 16384,
+      hypervisorVersion: n.hypervisorVersion ?? '9.2.0',
+    };
+    world.vms[name] = {};
+  }
+  let minor = 0;
+  for (const i of spec.instances ?? DEMO_SPEC.instances ?? []) {
+    const diskTemplate = i.diskTemplate ?? 'drbd';
+    const disks = (i.disksMiB ?? [10240]).map((sizeMiB, index) => {
+      const name = `${i.name}-disk${index}`;
+      const m = minor++;
+      if (diskTemplate === 'drbd' && i.secondary !== null) {
+        const oos = (i.outOfSyncMiB ?? 0) * 1024;
+        world.resources[name] = {
+          name,
+          minor: m,
+          sizeKiB: sizeMiB * 1024,
+          nodes: [i.primary, i.secondary],
+          local: {
+            [i.primary]: {
+              role: 'Primary',
+              diskState: 'UpToDate',
+              net: { allowTwoPrimaries: false },
+              connection: 'Connected',
+            },
+            [i.secondary]: {
+              role: 'Secondary',
+              diskState: oos > 0 ? 'Inconsistent' : 'UpToDate',
+              net: { allowTwoPrimaries: false },
+              connection: 'Connected',
+            },
+          },
+          syncSource: oos > 0 ? i.primary : null,
+          outOfSyncKiB: oos,
+          syncTotalKiB: oos,
+          dirtyKiB: {},
+        };
+      }
+      return { index, resource: name, minor: m };
+    });
+    const memoryMiB = i.memoryMiB ?? 1024;
+    world.config.instances[i.name] = {
+      name: i.name,
+      primaryNode: i.primary,
+      secondaryNode: i.secondary,
+      diskTemplate,
+      disks,
+      memoryMiB,
+      minMemoryMiB: i.minMemoryMiB ?? memoryMiB,
+      migrationMode: i.migrationMode ?? 'live',
+      adminState: i.running === false ? 'down' : 'up',
+    };
+    world.commits[i.name] = 0;
+    if (i.running !== false) {
+      const vms = world.vms[i.primary];
+      if (vms !== undefined) vms[i.name] = { state: 'running', memoryMiB, uptimeMs: 0, migration: null };
+    }
+  }
+  return World.parse(world);
+}
