@@ -25,6 +25,18 @@ export interface RunOptions {
   /** Resume from a persisted snapshot instead of starting afresh. */
   snapshot?: Snapshot<unknown>;
   onCall?: BindOptions['onCall'];
+  /**
+   * Stops the machine where it is, like an orchestrator that dies: in-flight effects are aborted,
+   * nothing more happens, and the run rejects with RunInterrupted.
+   */
+  signal?: AbortSignal;
+}
+
+export class RunInterrupted extends Error {
+  override name = 'RunInterrupted';
+  constructor(readonly state: string) {
+    super(`interrupted in state ${state}`);
+  }
 }
 
 /** A state value as one dotted path per active leaf: "dualMaster.syncing.polling". */
@@ -52,9 +64,17 @@ function run(machine: ProtocolMachine, input: ProtocolInput, effects: Effects, o
     }
     options.onSnapshot?.(actor.getPersistedSnapshot());
   });
-  const done = toPromise(actor);
+  const done = toPromise(actor) as Promise<ProtocolOutput>;
+  const interrupted = new Promise<never>((_, reject) => {
+    const stop = () => {
+      actor.stop();
+      reject(new RunInterrupted(last));
+    };
+    if (options.signal?.aborted) queueMicrotask(stop);
+    else options.signal?.addEventListener('abort', stop, { once: true });
+  });
   actor.start();
-  return done as Promise<ProtocolOutput>;
+  return options.signal === undefined ? done : Promise.race([done, interrupted]);
 }
 
 /** Migrates an instance to its secondary node; resolves with the machine's output. */

@@ -1,5 +1,6 @@
 export { SimClock } from './clock.js';
 export { createSimCluster, type SimCluster, type SimClusterOptions, type SimStep } from './cluster.js';
+export { isConnected, localOf } from './drbd.js';
 export { Fault, FaultKind, faultFor, parseFault } from './faults.js';
 export { checkInvariants, presentOn, restStateProblems, runningOn } from './invariants.js';
 export {

@@ -1,0 +1,105 @@
+import type { ProtocolOutput } from '../../machines/index.js';
+import type { RunEvent } from '../runner/index.js';
+import { localOf, type World } from '../sim/index.js';
+
+/** The simulated world as the CLI prints it (and as `{"type":"world"}` carries it). */
+export function describeWorldState(world: World) {
+  return {
+    time: world.time,
+    nodes: Object.fromEntries(
+      Object.keys(world.nodes).map((node) => [
+        node,
+        {
+          instances: Object.fromEntries(
+            Object.entries(world.vms[node] ?? {}).map(([name, vm]) => [name, vm.state]),
+          ),
+          drbd: Object.fromEntries(
+            Object.values(world.resources)
+              .filter((r) => r.nodes.includes(node))
+              .map((r) => {
+                const l = localOf(r, node);
+                const peer = r.local[r.nodes[0] === node ? r.nodes[1] : r.nodes[0]];
+                const connected = l.connection === 'Connected' && peer?.connection === 'Connected';
+                return [
+                  r.name,
+                  {
+                    role: l.role,
+                    connection: l.connection,
+                    disk: l.diskState,
+                    peerDisk: connected ? (peer?.diskState ?? 'DUnknown') : 'DUnknown',
+                    allowTwoPrimaries: l.net?.allowTwoPrimaries ?? false,
+                  },
+                ];
+              }),
+          ),
+        },
+      ]),
+    ),
+    config: Object.fromEntries(
+      Object.values(world.config.instances).map((i) => [
+        i.name,
+        { primary: i.primaryNode, secondary: i.secondaryNode },
+      ]),
+    ),
+    violations: world.violations,
+  };
+}
+
+export function worldLines(world: World): string[] {
+  const w = describeWorldState(world);
+  const lines: string[] = [];
+  for (const [node, n] of Object.entries(w.nodes)) {
+    const instances = Object.entries(n.instances).map(([name, state]) => `${name} (${state})`);
+    lines.push(`${node}: ${instances.length === 0 ? 'no instances' : instances.join(', ')}`);
+    for (const [res, d] of Object.entries(n.drbd)) {
+      lines.push(
+        `  ${res}: ${d.role} ${d.connection} ${d.disk}/${d.peerDisk}${d.allowTwoPrimaries ? ' allow-two-primaries' : ''}`,
+      );
+    }
+  }
+  for (const [name, c] of Object.entries(w.config))
+    lines.push(`config: ${name} primary ${c.primary}, secondary ${c.secondary}`);
+  lines.push(
+    w.violations.length === 0 ? 'safety rules: all held' : `safety rules BROKEN: ${w.violations.join('; ')}`,
+  );
+  return lines;
+}
+
+export const EXIT: Record<ProtocolOutput['outcome'], number> = {
+  migrated: 0,
+  cleaned: 0,
+  reverted: 1,
+  rejected: 2,
+  needsCleanup: 3,
+  failed: 3,
+};
+
+/** Plain lines for people: feedback as it comes, progress every 10 points. */
+export function plainPrinter(write: (line: string) => void) {
+  const shown = { sync: -1, memory: -1 };
+  return (event: RunEvent) => {
+    if (event.type === 'feedback') {
+      shown.sync = -1;
+      write(event.level === 'warning' ? `WARNING: ${event.message}` : event.message);
+    } else if (event.type === 'progress') {
+      const tenth = Math.floor(event.percent / 10);
+      if (tenth <= shown[event.kind] || event.percent >= 100) return;
+      shown[event.kind] = tenth;
+      write(
+        event.kind === 'sync'
+          ? `   - progress: ${event.percent.toFixed(1)}%`
+          : `* memory transfer progress: ${event.percent.toFixed(2)} %`,
+      );
+    }
+  };
+}
+
+export function resultLines(out: ProtocolOutput): string[] {
+  const lines = [`${out.outcome}: ${out.instance} is primary on ${out.primaryNode ?? '(unknown)'}`];
+  if (out.error !== undefined) lines.push(`error: ${out.error}`);
+  for (const l of out.left ?? []) lines.push(`left: ${l}`);
+  if (out.outcome === 'needsCleanup' || out.outcome === 'failed') {
+    lines.push(`next: inspect the nodes, then run 'drbd-migrate migrate ${out.instance} --cleanup'`);
+  }
+  return lines;
+}

@@ -1,0 +1,38 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { World } from '../sim/index.js';
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** Reads and validates a saved simulated cluster; every problem is a usage error (exit 2). */
+export async function loadWorld(file: string): Promise<World> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read world file ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`world file ${file} is not JSON: ${(error as Error).message}`);
+  }
+  const parsed = World.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new UsageError(
+      `world file ${file} is malformed at ${issue?.path.join('.') || '(top)'}: ${issue?.message}`,
+    );
+  }
+  return parsed.data;
+}
+
+/** Atomic replace, so a crash mid-write never leaves half a world behind. */
+export async function saveWorld(file: string, world: World): Promise<void> {
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(world, null, 2)}\n`, { mode: 0o644 });
+  await rename(tmp, file);
+}

@@ -1,0 +1,1 @@
+export { type RunEvent, RunInterrupted, type RunOptions, runCleanup, runMigration, stateKey } from './run.js';
