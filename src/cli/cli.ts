@@ -59,6 +59,7 @@ export interface CliIo {
 }
 
 let out: (line: string) => void = () => {};
+let err: (line: string) => void = () => {};
 
 function faultsOf(values: Values): Fault[] {
   try {
@@ -104,6 +105,8 @@ async function simulate(world: World, input: ProtocolInput, values: Values, clea
 }
 
 function report(result: ProtocolOutput, world: World, json: boolean) {
+  // Bad input gets its one-line cause on stderr whatever the output format.
+  if (result.outcome === 'rejected') err(`drbd-migrate: ${result.error}`);
   if (json) {
     out(JSON.stringify({ type: 'result', ...result }));
     out(JSON.stringify({ type: 'world', ...describeWorldState(world) }));
@@ -183,6 +186,7 @@ async function command(argv: string[]): Promise<number> {
 /** Runs one CLI invocation; resolves with the exit code. Never throws. */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   out = io.out;
+  err = io.err;
   try {
     return await command(argv);
   } catch (error) {

@@ -64,17 +64,21 @@ function run(machine: ProtocolMachine, input: ProtocolInput, effects: Effects, o
     }
     options.onSnapshot?.(actor.getPersistedSnapshot());
   });
-  const done = toPromise(actor) as Promise<ProtocolOutput>;
-  const interrupted = new Promise<never>((_, reject) => {
-    const stop = () => {
-      actor.stop();
-      reject(new RunInterrupted(last));
-    };
-    if (options.signal?.aborted) queueMicrotask(stop);
-    else options.signal?.addEventListener('abort', stop, { once: true });
+  let interrupted = false;
+  const stop = () => {
+    interrupted = true;
+    actor.stop();
+  };
+  if (options.signal?.aborted) queueMicrotask(stop);
+  else options.signal?.addEventListener('abort', stop, { once: true });
+  // A stopped actor's promise resolves without output; an interrupted run must not look finished.
+  const done = (toPromise(actor) as Promise<ProtocolOutput>).then((output) => {
+    options.signal?.removeEventListener('abort', stop);
+    if (interrupted) throw new RunInterrupted(last);
+    return output;
   });
   actor.start();
-  return options.signal === undefined ? done : Promise.race([done, interrupted]);
+  return done;
 }
 
 /** Migrates an instance to its secondary node; resolves with the machine's output. */

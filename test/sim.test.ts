@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest';
+import { createSimCluster, parseFault, SimClock, World } from '../src/index.js';
+
+const signal = () => new AbortController().signal;
+const disks = [
+  { index: 0, resource: 'web1-disk0', minor: 0 },
+  { index: 1, resource: 'web1-disk1', minor: 1 },
+];
+const base = { instance: 'web1', timeoutMs: 10_000 };
+const both: [string, string] = ['node-a', 'node-b'];
+
+describe('the simulated cluster obeys DRBD’s rules', () => {
+  it('refuses a second Primary unless two primaries are allowed', async () => {
+    const { effects } = createSimCluster();
+    await expect(effects.openDisks({ ...base, node: 'node-b', disks, exclusive: false }, signal())).rejects.toThrow(
+      /Multiple primaries not allowed by config/,
+    );
+  });
+
+  it('refuses to promote a disk without UpToDate data', async () => {
+    const sim = createSimCluster({
+      instances: [{ name: 'web1', primary: 'node-a', secondary: 'node-b', outOfSyncMiB: 512, disksMiB: [1024] }],
+    });
+    await sim.effects.disconnectNet({ ...base, nodes: both, disks: disks.slice(0, 1) }, signal());
+    await expect(
+      sim.effects.openDisks({ ...base, node: 'node-b', disks: disks.slice(0, 1), exclusive: false }, signal()),
+    ).rejects.toThrow(/Need access to UpToDate data/);
+  });
+
+  it('drops both sides to StandAlone when allow-two-primaries does not match at connect', async () => {
+    const sim = createSimCluster();
+    await sim.effects.disconnectNet({ ...base, nodes: both, disks }, signal());
+    // only one side asks for two primaries: the handshake fails, the attach retries until its deadline
+    const r = sim.world.resources['web1-disk0']!;
+    r.local['node-a']!.net = { allowTwoPrimaries: true };
+    r.local['node-a']!.connection = 'Connecting';
+    r.local['node-b']!.net = { allowTwoPrimaries: false };
+    r.local['node-b']!.connection = 'Connecting';
+    const { handshake } = await import('../src/sim/drbd.js');
+    handshake(sim.world, r);
+    expect([r.local['node-a']!.connection, r.local['node-b']!.connection]).toEqual(['StandAlone', 'StandAlone']);
+  });
+
+  it('refuses to demote a disk a guest holds open', async () => {
+    const { effects } = createSimCluster();
+    await expect(effects.closeDisks({ ...base, node: 'node-a', disks }, signal())).rejects.toThrow(
+      /Device is held open by someone/,
+    );
+  });
+
+  it('will not start an instance twice, nor on Secondary disks', async () => {
+    const { effects } = createSimCluster();
+    await expect(effects.acceptInstance({ ...base, node: 'node-a', source: 'node-b', info: {} }, signal())).rejects.toThrow(
+      /already running on node-a/,
+    );
+    await expect(effects.acceptInstance({ ...base, node: 'node-b', source: 'node-a', info: {} }, signal())).rejects.toThrow(
+      /Wrong medium type/,
+    );
+  });
+
+  it('records a promotion that breaks safety rule 4 (DRBD itself allows a StandAlone Primary)', async () => {
+    const sim = createSimCluster();
+    await sim.effects.disconnectNet({ ...base, nodes: both, disks }, signal());
+    await sim.effects.openDisks({ ...base, node: 'node-b', disks, exclusive: false }, signal());
+    expect(sim.world.violations.some((v) => v.startsWith('rule 4'))).toBe(true);
+    expect(sim.world.violations.some((v) => v.startsWith('rule 2'))).toBe(true);
+  });
+
+  it('resyncs what a Primary wrote while disconnected, in simulated time', async () => {
+    const sim = createSimCluster();
+    await sim.effects.disconnectNet({ ...base, nodes: both, disks }, signal());
+    await sim.clock.sleep(10_000);
+    await sim.effects.attachNet({ ...base, nodes: both, disks, multimaster: false }, signal());
+    const first = await sim.effects.waitSync({ ...base, nodes: both, disks, timeoutMs: 0 }, signal());
+    expect(first.nodes['node-a']).toMatchObject({ done: false });
+    let last = first;
+    while (!Object.values(last.nodes).every((n) => n.done)) {
+      last = await sim.effects.waitSync({ ...base, nodes: both, disks, timeoutMs: 5_000 }, signal());
+    }
+    expect(sim.world.resources['web1-disk0']?.local['node-b']?.diskState).toBe('UpToDate');
+  });
+});
+
+describe('the simulated clock', () => {
+  it('runs timers in order, as fast as the CPU allows, without wall-time sleeps', async () => {
+    const clock = new SimClock();
+    const order: number[] = [];
+    await Promise.all([3_600_000, 1_000, 60_000].map((ms) => clock.sleep(ms).then(() => order.push(ms))));
+    expect(order).toEqual([1_000, 60_000, 3_600_000]);
+    expect(clock.now()).toBe(3_600_000);
+  });
+
+  it('lets an aborted sleep end at once without firing', async () => {
+    const clock = new SimClock();
+    const stop = new AbortController();
+    const sleeping = clock.sleep(1_000, stop.signal);
+    stop.abort();
+    expect(await sleeping).toBe(false);
+    expect(clock.pending).toBe(0);
+  });
+});
+
+describe('saving and loading a simulated cluster', () => {
+  it('round-trips through JSON and keeps going where it stopped', async () => {
+    const sim = createSimCluster();
+    await sim.effects.disconnectNet({ ...base, nodes: both, disks }, signal());
+    const saved = JSON.parse(JSON.stringify(sim.snapshot()));
+    const loaded = createSimCluster(World.parse(saved));
+    expect(loaded.snapshot()).toEqual(sim.snapshot());
+    expect(loaded.clock.now()).toBe(sim.clock.now());
+  });
+});
+
+describe('fault specs', () => {
+  it('parses EFFECT and EFFECT@N and names the known effects when wrong', () => {
+    expect(parseFault('waitSync@2', 'error')).toEqual({ effect: 'waitSync', call: 2, kind: 'error' });
+    expect(parseFault('acceptInstance', 'hang')).toEqual({ effect: 'acceptInstance', call: null, kind: 'hang' });
+    expect(() => parseFault('accept', 'error')).toThrow(/unknown effect 'accept'.*known effects: getInstance/);
+    expect(() => parseFault('waitSync@0', 'error')).toThrow(/counted from 1/);
+    expect(() => parseFault('waitSync;reboot', 'error')).toThrow(/expected EFFECT or EFFECT@N/);
+  });
+});
