@@ -112,12 +112,15 @@ describe('a failure at every effect call of a cleanup', async () => {
     Array.from({ length: probe.sim.calls[effect] }, (_, i) => ({ effect, call: i + 1 })),
   );
 
-  it.each(points)('error in $effect call $call: truthful outcome, and a second cleanup repairs', async (p) => {
-    const run = await simulate('cleanup', { spec: start, faults: [fault(p.effect, p.call)] });
-    expect(['cleaned', 'failed', 'rejected']).toContain(run.out.outcome);
-    expectTruthfulOutcome(run);
-    const again = await simulate('cleanup', { sim: run.sim });
-    expect(again.out.outcome).toBe('cleaned');
-    expectTruthfulOutcome(again);
-  });
+  it.each(points)(
+    'error in $effect call $call: truthful outcome, and a second cleanup repairs',
+    async (p) => {
+      const run = await simulate('cleanup', { spec: start, faults: [fault(p.effect, p.call)] });
+      expect(['cleaned', 'failed', 'rejected']).toContain(run.out.outcome);
+      expectTruthfulOutcome(run);
+      const again = await simulate('cleanup', { sim: run.sim });
+      expect(again.out.outcome).toBe('cleaned');
+      expectTruthfulOutcome(again);
+    },
+  );
 });

@@ -38,13 +38,26 @@ describe('drbd-migrate demo', () => {
   it('speaks one JSON object per line with --json', async () => {
     const r = await cli('demo', '--fast', '--json');
     const lines = r.json();
-    expect(new Set(lines.map((l) => l.type))).toEqual(new Set(['state', 'feedback', 'progress', 'result', 'world']));
+    expect(new Set(lines.map((l) => l.type))).toEqual(
+      new Set(['state', 'feedback', 'progress', 'result', 'world']),
+    );
     expect(lines.some((l) => l.type === 'progress' && l.kind === 'sync')).toBe(true);
     expect(lines.some((l) => l.type === 'progress' && l.kind === 'memory')).toBe(true);
-    expect(lines.at(-2)).toMatchObject({ type: 'result', outcome: 'migrated', instance: 'web1', primaryNode: 'node-b', live: true });
+    expect(lines.at(-2)).toMatchObject({
+      type: 'result',
+      outcome: 'migrated',
+      instance: 'web1',
+      primaryNode: 'node-b',
+      live: true,
+    });
     expect(lines.at(-1)).toMatchObject({
       type: 'world',
-      nodes: { 'node-b': { instances: { web1: 'running' }, drbd: { 'web1-disk0': { role: 'Primary', allowTwoPrimaries: false } } } },
+      nodes: {
+        'node-b': {
+          instances: { web1: 'running' },
+          drbd: { 'web1-disk0': { role: 'Primary', allowTwoPrimaries: false } },
+        },
+      },
       config: { web1: { primary: 'node-b' } },
     });
   });
@@ -65,7 +78,9 @@ describe('drbd-migrate demo', () => {
     const file = join(dir, 'w.json');
     const failed = await cli('demo', '--fast', '--world', file, '--fail', 'finalizeMigrationTarget');
     expect(failed.code).toBe(3);
-    expect(failed.stdout).toContain("next: inspect the nodes, then run 'drbd-migrate migrate web1 --cleanup'");
+    expect(failed.stdout).toContain(
+      "next: inspect the nodes, then run 'drbd-migrate migrate web1 --cleanup'",
+    );
     const cleaned = await cli('migrate', 'web1', '--world', file, '--cleanup');
     expect(cleaned.code).toBe(0);
     const world = JSON.parse(await readFile(file, 'utf8'));
@@ -90,7 +105,12 @@ describe('bad input: a one-line cause, exit 2, and nothing touched', () => {
       ['web1'],
       /disk layout 'plain' does not allow migrations/,
     ],
-    ['a target that is not the secondary', { nodes: { 'node-a': {}, 'node-b': {}, 'node-c': {} } }, ['web1', '--target', 'node-c'], /cannot be migrated to arbitrary nodes: node-c is not the secondary/],
+    [
+      'a target that is not the secondary',
+      { nodes: { 'node-a': {}, 'node-b': {}, 'node-c': {} } },
+      ['web1', '--target', 'node-c'],
+      /cannot be migrated to arbitrary nodes: node-c is not the secondary/,
+    ],
     [
       'a target without enough memory',
       {
@@ -119,22 +139,46 @@ describe('bad input: a one-line cause, exit 2, and nothing touched', () => {
   });
 
   const usage: [string, () => Promise<string[]>, RegExp][] = [
-    ['a malformed world file', async () => {
-      const file = await worldFile();
-      const w = JSON.parse(await readFile(file, 'utf8'));
-      w.resources['web1-disk0'].local['node-a'].role = 'Boss';
-      await writeFile(file, JSON.stringify(w));
-      return ['migrate', 'web1', '--world', file];
-    }, /world file .* is malformed at resources\.web1-disk0\.local\.node-a\.role/],
-    ['a world file that is not JSON', async () => {
-      const file = join(dir, 'bad.json');
-      await writeFile(file, '{ nope');
-      return ['migrate', 'web1', '--world', file];
-    }, /is not JSON/],
-    ['a missing world file', async () => ['migrate', 'web1', '--world', join(dir, 'none.json')], /cannot read world file .*ENOENT/],
-    ['an unknown effect in --fail', async () => ['migrate', 'web1', '--world', await worldFile(), '--fail', 'acceptInstanc'], /unknown effect 'acceptInstanc'/],
-    ['an instance name with shell metacharacters', async () => ['migrate', 'web1;reboot', '--world', await worldFile()], /bad instance name 'web1;reboot'/],
-    ['a target name with shell metacharacters', async () => ['migrate', 'web1', '--target', '$(id)', '--world', await worldFile()], /bad target node/],
+    [
+      'a malformed world file',
+      async () => {
+        const file = await worldFile();
+        const w = JSON.parse(await readFile(file, 'utf8'));
+        w.resources['web1-disk0'].local['node-a'].role = 'Boss';
+        await writeFile(file, JSON.stringify(w));
+        return ['migrate', 'web1', '--world', file];
+      },
+      /world file .* is malformed at resources\.web1-disk0\.local\.node-a\.role/,
+    ],
+    [
+      'a world file that is not JSON',
+      async () => {
+        const file = join(dir, 'bad.json');
+        await writeFile(file, '{ nope');
+        return ['migrate', 'web1', '--world', file];
+      },
+      /is not JSON/,
+    ],
+    [
+      'a missing world file',
+      async () => ['migrate', 'web1', '--world', join(dir, 'none.json')],
+      /cannot read world file .*ENOENT/,
+    ],
+    [
+      'an unknown effect in --fail',
+      async () => ['migrate', 'web1', '--world', await worldFile(), '--fail', 'acceptInstanc'],
+      /unknown effect 'acceptInstanc'/,
+    ],
+    [
+      'an instance name with shell metacharacters',
+      async () => ['migrate', 'web1;reboot', '--world', await worldFile()],
+      /bad instance name 'web1;reboot'/,
+    ],
+    [
+      'a target name with shell metacharacters',
+      async () => ['migrate', 'web1', '--target', '$(id)', '--world', await worldFile()],
+      /bad target node/,
+    ],
     ['no --world for migrate', async () => ['migrate', 'web1'], /needs --world FILE/],
     ['an unknown command', async () => ['fly'], /unknown command 'fly'/],
     ['an unknown option', async () => ['demo', '--fly'], /Unknown option '--fly'/],
@@ -155,7 +199,12 @@ describe('bad input: a one-line cause, exit 2, and nothing touched', () => {
 
 describe('the installed binary', () => {
   it('runs the demo from the package bin', () => {
-    const out = execFileSync(process.execPath, ['dist/src/cli/main.js', 'demo', '--fast', '--json'], { encoding: 'utf8' });
-    expect(JSON.parse(out.trim().split('\n').at(-2) ?? '{}')).toMatchObject({ type: 'result', outcome: 'migrated' });
+    const out = execFileSync(process.execPath, ['dist/src/cli/main.js', 'demo', '--fast', '--json'], {
+      encoding: 'utf8',
+    });
+    expect(JSON.parse(out.trim().split('\n').at(-2) ?? '{}')).toMatchObject({
+      type: 'result',
+      outcome: 'migrated',
+    });
   });
 });

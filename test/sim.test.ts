@@ -12,18 +12,23 @@ const both: [string, string] = ['node-a', 'node-b'];
 describe('the simulated cluster obeys DRBD’s rules', () => {
   it('refuses a second Primary unless two primaries are allowed', async () => {
     const { effects } = createSimCluster();
-    await expect(effects.openDisks({ ...base, node: 'node-b', disks, exclusive: false }, signal())).rejects.toThrow(
-      /Multiple primaries not allowed by config/,
-    );
+    await expect(
+      effects.openDisks({ ...base, node: 'node-b', disks, exclusive: false }, signal()),
+    ).rejects.toThrow(/Multiple primaries not allowed by config/);
   });
 
   it('refuses to promote a disk without UpToDate data', async () => {
     const sim = createSimCluster({
-      instances: [{ name: 'web1', primary: 'node-a', secondary: 'node-b', outOfSyncMiB: 512, disksMiB: [1024] }],
+      instances: [
+        { name: 'web1', primary: 'node-a', secondary: 'node-b', outOfSyncMiB: 512, disksMiB: [1024] },
+      ],
     });
     await sim.effects.disconnectNet({ ...base, nodes: both, disks: disks.slice(0, 1) }, signal());
     await expect(
-      sim.effects.openDisks({ ...base, node: 'node-b', disks: disks.slice(0, 1), exclusive: false }, signal()),
+      sim.effects.openDisks(
+        { ...base, node: 'node-b', disks: disks.slice(0, 1), exclusive: false },
+        signal(),
+      ),
     ).rejects.toThrow(/Need access to UpToDate data/);
   });
 
@@ -38,7 +43,10 @@ describe('the simulated cluster obeys DRBD’s rules', () => {
     r.local['node-b']!.connection = 'Connecting';
     const { handshake } = await import('../src/sim/drbd.js');
     handshake(sim.world, r);
-    expect([r.local['node-a']!.connection, r.local['node-b']!.connection]).toEqual(['StandAlone', 'StandAlone']);
+    expect([r.local['node-a']!.connection, r.local['node-b']!.connection]).toEqual([
+      'StandAlone',
+      'StandAlone',
+    ]);
   });
 
   it('refuses to demote a disk a guest holds open', async () => {
@@ -50,12 +58,12 @@ describe('the simulated cluster obeys DRBD’s rules', () => {
 
   it('will not start an instance twice, nor on Secondary disks', async () => {
     const { effects } = createSimCluster();
-    await expect(effects.acceptInstance({ ...base, node: 'node-a', source: 'node-b', info: {} }, signal())).rejects.toThrow(
-      /already running on node-a/,
-    );
-    await expect(effects.acceptInstance({ ...base, node: 'node-b', source: 'node-a', info: {} }, signal())).rejects.toThrow(
-      /Wrong medium type/,
-    );
+    await expect(
+      effects.acceptInstance({ ...base, node: 'node-a', source: 'node-b', info: {} }, signal()),
+    ).rejects.toThrow(/already running on node-a/);
+    await expect(
+      effects.acceptInstance({ ...base, node: 'node-b', source: 'node-a', info: {} }, signal()),
+    ).rejects.toThrow(/Wrong medium type/);
   });
 
   it('records a promotion that breaks safety rule 4 (DRBD itself allows a StandAlone Primary)', async () => {
@@ -114,8 +122,14 @@ describe('saving and loading a simulated cluster', () => {
 describe('fault specs', () => {
   it('parses EFFECT and EFFECT@N and names the known effects when wrong', () => {
     expect(parseFault('waitSync@2', 'error')).toEqual({ effect: 'waitSync', call: 2, kind: 'error' });
-    expect(parseFault('acceptInstance', 'hang')).toEqual({ effect: 'acceptInstance', call: null, kind: 'hang' });
-    expect(() => parseFault('accept', 'error')).toThrow(/unknown effect 'accept'.*known effects: getInstance/);
+    expect(parseFault('acceptInstance', 'hang')).toEqual({
+      effect: 'acceptInstance',
+      call: null,
+      kind: 'hang',
+    });
+    expect(() => parseFault('accept', 'error')).toThrow(
+      /unknown effect 'accept'.*known effects: getInstance/,
+    );
     expect(() => parseFault('waitSync@0', 'error')).toThrow(/counted from 1/);
     expect(() => parseFault('waitSync;reboot', 'error')).toThrow(/expected EFFECT or EFFECT@N/);
   });
