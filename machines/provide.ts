@@ -1,15 +1,18 @@
+import type { AnyStateMachine } from 'xstate';
+import type { cleanupMachine } from './cleanup.js';
 import type { Effects } from './contract.js';
 import { type BindOptions, effectActors } from './effects.js';
 import type { migrationMachine } from './migration.js';
 
-/** Both machines share one setup, so one type describes either. */
-export type ProtocolMachine = typeof migrationMachine;
+/** The machines this package ships; both come from the one shared setup. */
+export type ProtocolMachine = typeof migrationMachine | typeof cleanupMachine;
 
 /**
  * The typed way to give a machine its effects: plain async functions in, a machine whose every step
- * parses its answers and is cut off at its deadline out.
+ * parses its answers and is cut off at its deadline out. Works for any machine built on `protocol`,
+ * including users' own extensions.
  */
-export function provideEffects<M extends ProtocolMachine>(
+export function provideEffects<M extends AnyStateMachine>(
   machine: M,
   effects: Effects,
   options: BindOptions = {},

@@ -88,5 +88,5 @@ export function runMigration(input: ProtocolInput, effects: Effects, options: Ru
 
 /** Repairs a failed migration (safe on a healthy instance); resolves with the machine's output. */
 export function runCleanup(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
-  return run(cleanupMachine as unknown as ProtocolMachine, input, effects, options);
+  return run(cleanupMachine, input, effects, options);
 }

@@ -93,7 +93,7 @@ function switchOver(world: World, source: Vm, target: string, instance: string) 
 
 /** Memory copy and guest uptime over dt simulated ms. */
 export function advanceVms(world: World, dtMs: number): void {
-  for (const [node, vms] of Object.entries(world.vms)) {
+  for (const vms of Object.values(world.vms)) {
     for (const [instance, vm] of Object.entries(vms)) {
       if (vm.state === 'running') vm.uptimeMs += dtMs;
       const m = vm.migration;
@@ -116,7 +116,6 @@ export function advanceVms(world: World, dtMs: number): void {
         if (m.status === 'active') switchOver(world, vm, m.target, instance);
         m.status = 'completed';
       }
-      void node;
     }
   }
 }
