@@ -1,8 +1,21 @@
 import { and, not } from 'xstate';
-import { checkInstanceConfig } from './checks.js';
+import { checkInstanceConfig, locate } from './checks.js';
 import { errorText } from './effects.js';
 import { abortMigration, backToSingleMaster, survey } from './flows.js';
-import { bothNodes, initialContext, outputOf, protocol, step } from './protocol.js';
+import {
+  bothNodes,
+  initialContext,
+  outputOf,
+  type ProtocolContext,
+  protocol,
+  step,
+  where,
+} from './protocol.js';
+
+const leftovers = (c: ProtocolContext) =>
+  where(c)
+    .map((n) => `${locate(c.locations!, c.instance, n)} on ${n}`)
+    .join(', ');
 
 /**
  * Ganeti's newest _ExecCleanup: find where the instance really runs, make the config say so, then
@@ -105,6 +118,16 @@ export const cleanupMachine = protocol.createMachine({
             type: 'fail',
             params: ({ context }) => ({
               message: `Instance does not seem to be running at all; in this case it's safer to repair by stopping it to ensure disk shutdown ('drbd-migrate' does not start or stop instances), and then restarting it on ${context.source}`,
+            }),
+          },
+        },
+        {
+          guard: 'onlyLeftovers',
+          target: 'surveying',
+          actions: {
+            type: 'fail',
+            params: ({ context }) => ({
+              message: `Instance ${context.instance} survives only as a migration leftover (${leftovers(context)}), not as a running guest; stop it and start it again on ${context.source}`,
             }),
           },
         },

@@ -220,7 +220,7 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
           }),
           onDone: 'source',
           onError: {
-            target: 'source',
+            target: 'rechecking',
             actions: {
               type: 'warn',
               params: ({ context, event }) => ({
@@ -228,6 +228,41 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
               }),
             },
           },
+        },
+      },
+      /**
+       * The target could not be stopped, so its copy may have gone on to complete while we waited:
+       * resuming the source now could run the guest twice. Look once more.
+       */
+      rechecking: {
+        invoke: {
+          id: 'instanceList',
+          src: 'instanceList',
+          input: ({ context }) => ({
+            instance: context.instance,
+            nodes: bothNodes(context),
+            timeoutMs: step(context),
+          }),
+          onDone: [
+            {
+              guard: { type: 'handoverCompletedIn', params: ({ event }) => ({ lists: event.output }) },
+              target: options.onHandoverCompleted,
+              actions: [
+                { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
+                {
+                  type: 'warn',
+                  params: ({ context }) => ({
+                    message: `The memory transfer to ${context.target} completed meanwhile: finishing the migration instead of aborting it`,
+                  }),
+                },
+              ],
+            },
+            {
+              target: 'source',
+              actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
+            },
+          ],
+          onError: 'source',
         },
       },
       source: {

@@ -1,3 +1,4 @@
+import { and } from 'xstate';
 import {
   checkDiskConsistency,
   checkInstanceConfig,
@@ -602,6 +603,17 @@ export const migrationMachine = protocol.createMachine({
                     type: 'fail',
                     params: ({ context }) => ({
                       message: `The postcopy migration of ${context.instance} broke off (${context.memory?.status}); the instance is split between ${context.source} and ${context.target} and cannot be resumed on the source`,
+                    }),
+                  },
+                },
+                {
+                  // The source's memory went on with the target: there is nothing left to resume.
+                  guard: and(['migrationFailed', 'pastPointOfNoReturn']),
+                  target: '#migration.surveying',
+                  actions: {
+                    type: 'fail',
+                    params: ({ context }) => ({
+                      message: `The postcopy migration of ${context.instance} failed (${context.memory?.status}); the guest's memory was split between ${context.source} and ${context.target} and cannot be resumed on the source`,
                     }),
                   },
                 },

@@ -129,6 +129,12 @@ export function handoverCompleted(c: ProtocolContext, lists: Record<string, Runn
   );
 }
 
+/**
+ * Run states that are what a migration leaves behind, not a guest: an incoming QEMU that never got
+ * the memory, a source whose memory moved on.
+ */
+export const LEFTOVER = new Set(['inmigrate', 'postmigrate', 'finish-migrate']);
+
 /** The nodes (of the instance's two) on which the last instanceList found it. */
 export function where(c: ProtocolContext): string[] {
   if (c.locations === null) return [];
@@ -208,6 +214,9 @@ export const protocol = setup({
       overdue(context.watch, context.limits.migrationTotalMs, context.limits.migrationNoProgressMs) !== null,
     onBothNodes: ({ context }) => where(context).length === 2,
     onNoNode: ({ context }) => where(context).length === 0,
+    onlyLeftovers: ({ context }) =>
+      where(context).length > 0 &&
+      where(context).every((n) => LEFTOVER.has(locate(context.locations!, context.instance, n) ?? 'running')),
     onTargetOnly: ({ context }) => where(context).length === 1 && where(context)[0] === context.target,
     alreadyActedOnBoth: ({ context }) => context.aborted,
     /** The memory transfer completed but nobody finalized it: the target runs, the source is a paused husk. */

@@ -1,1 +1,9 @@
-export { type RunEvent, RunInterrupted, type RunOptions, runCleanup, runMigration, stateKey } from './run.js';
+export {
+  type RunEvent,
+  RunInterrupted,
+  type RunOptions,
+  runCleanup,
+  runMachine,
+  runMigration,
+  stateKey,
+} from './run.js';

@@ -1,4 +1,12 @@
-import { type AnyMachineSnapshot, createActor, type Snapshot, toPromise } from 'xstate';
+import {
+  type AnyActorRef,
+  type AnyMachineSnapshot,
+  type AnyStateMachine,
+  createActor,
+  type InspectionEvent,
+  type Snapshot,
+  toPromise,
+} from 'xstate';
 import {
   type BindOptions,
   type Clock,
@@ -7,7 +15,6 @@ import {
   migrationMachine,
   type ProtocolEmitted,
   type ProtocolInput,
-  type ProtocolMachine,
   type ProtocolOutput,
   provideEffects,
   systemClock,
@@ -25,6 +32,12 @@ export interface RunOptions {
   /** Resume from a persisted snapshot instead of starting afresh. */
   snapshot?: Snapshot<unknown>;
   onCall?: BindOptions['onCall'];
+  /** Grace added to every step's deadline (transport latency); see BindOptions. */
+  graceMs?: number;
+  /** xstate inspection of the running actor (transitions taken, microsteps). */
+  inspect?: (event: InspectionEvent) => void;
+  /** The actor, once created: its snapshot tells which state makes each effect call. */
+  onStart?: (actor: AnyActorRef) => void;
   /**
    * Stops the machine where it is, like an orchestrator that dies: in-flight effects are aborted,
    * nothing more happens, and the run rejects with RunInterrupted.
@@ -47,13 +60,25 @@ export function stateKey(value: AnyMachineSnapshot['value']): string {
     .join(',');
 }
 
-function run(machine: ProtocolMachine, input: ProtocolInput, effects: Effects, options: RunOptions) {
+/** Runs any machine built on the protocol setup (the shipped two, a user's extension, a test's mutant). */
+export function runMachine(
+  machine: AnyStateMachine,
+  input: ProtocolInput,
+  effects: Effects,
+  options: RunOptions = {},
+) {
   const clock = options.clock ?? systemClock;
-  const bind: BindOptions = { clock, ...(options.onCall === undefined ? {} : { onCall: options.onCall }) };
+  const bind: BindOptions = {
+    clock,
+    ...(options.onCall === undefined ? {} : { onCall: options.onCall }),
+    ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
+  };
   const actor = createActor(provideEffects(machine, effects, bind), {
     input,
     ...(options.snapshot === undefined ? {} : { snapshot: options.snapshot }),
+    ...(options.inspect === undefined ? {} : { inspect: options.inspect }),
   });
+  options.onStart?.(actor);
   actor.on('*', (emitted) => options.onEvent?.(emitted as ProtocolEmitted));
   let last = '';
   actor.subscribe((snapshot) => {
@@ -83,10 +108,10 @@ function run(machine: ProtocolMachine, input: ProtocolInput, effects: Effects, o
 
 /** Migrates an instance to its secondary node; resolves with the machine's output. */
 export function runMigration(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
-  return run(migrationMachine, input, effects, options);
+  return runMachine(migrationMachine, input, effects, options);
 }
 
 /** Repairs a failed migration (safe on a healthy instance); resolves with the machine's output. */
 export function runCleanup(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
-  return run(cleanupMachine, input, effects, options);
+  return runMachine(cleanupMachine, input, effects, options);
 }

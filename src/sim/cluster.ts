@@ -33,6 +33,7 @@ import {
   vmOn,
 } from './hypervisor.js';
 import { recordInvariants } from './invariants.js';
+import { type Perturbation, perturb } from './perturb.js';
 import { createWorld, World, type WorldSpec } from './world.js';
 
 export interface SimStep {
@@ -61,6 +62,8 @@ export interface SimCluster {
   onStep: ((step: SimStep) => void) | undefined;
   /** A deep copy of the world as it is now, for saving. */
   snapshot(): World;
+  /** Something happens to the cluster by itself, now (a link failure, a QEMU crash, …). */
+  perturb(kind: Perturbation, instance: string): void;
 }
 
 /** How long a query (status read) takes on a node, in simulated ms. */
@@ -90,6 +93,11 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     snapshot: () => {
       advance();
       return structuredClone(world);
+    },
+    perturb: (kind, instance) => {
+      advance();
+      perturb(world, kind, instance);
+      recordInvariants(world);
     },
   };
 

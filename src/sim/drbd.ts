@@ -92,7 +92,7 @@ export function handshake(world: World, r: Resource): void {
   const [a, b] = r.nodes;
   const la = localOf(r, a);
   const lb = localOf(r, b);
-  if (la.net === null || lb.net === null || isConnected(r)) return;
+  if (la.net === null || lb.net === null || isConnected(r) || r.linkDownUntil !== null) return;
   if (la.net.allowTwoPrimaries !== lb.net.allowTwoPrimaries) {
     dropToStandAlone(r);
     return;
@@ -129,8 +129,17 @@ export function handshake(world: World, r: Resource): void {
 
 /** Resync progress and guest writes over dt simulated ms. */
 export function advanceResource(world: World, r: Resource, dtMs: number, writers: Set<string>): void {
+  if (r.linkDownUntil !== null && world.time + dtMs >= r.linkDownUntil) {
+    r.linkDownUntil = null;
+    handshake(world, r);
+  }
+  if (r.slowUntil !== null && world.time + dtMs >= r.slowUntil) {
+    r.slowUntil = null;
+    r.resyncKiBps = null;
+  }
   if (isSyncing(r)) {
-    r.outOfSyncKiB = Math.max(0, r.outOfSyncKiB - (world.settings.resyncKiBps * dtMs) / 1000);
+    const rate = r.resyncKiBps ?? world.settings.resyncKiBps;
+    r.outOfSyncKiB = Math.max(0, r.outOfSyncKiB - (rate * dtMs) / 1000);
     if (r.outOfSyncKiB === 0) {
       localOf(r, peerOf(r, r.syncSource!)).diskState = 'UpToDate';
       r.syncSource = null;
@@ -171,4 +180,13 @@ export function statusOf(r: Resource, node: string): DiskStatus {
       syncing && r.syncTotalKiB > 0 ? Math.floor(1000 * (1 - r.outOfSyncKiB / r.syncTotalKiB)) / 10 : null,
     outOfSyncKiB: Math.round(r.outOfSyncKiB + (r.dirtyKiB[node] ?? 0)),
   };
+}
+
+/** The replication link fails for a while: both sides keep their configuration and wait. */
+export function linkDown(r: Resource, untilMs: number): void {
+  r.linkDownUntil = untilMs;
+  for (const n of r.nodes) {
+    const l = localOf(r, n);
+    if (l.net !== null) l.connection = 'Connecting';
+  }
 }

@@ -67,6 +67,7 @@ export function startMigration(
     transferredMiB: 0,
     totalMiB: vm.memoryMiB * (live ? world.settings.liveOverhead : 1),
     postcopy: world.settings.postcopy,
+    breaksInPostcopy: false,
   };
 }
 
@@ -99,18 +100,25 @@ export function advanceVms(world: World, dtMs: number): void {
       const m = vm.migration;
       if (m === null || (m.status !== 'active' && m.status !== 'postcopy-active')) continue;
       if (vmOn(world, m.target, instance) === undefined) {
-        // The target went away: QEMU fails the migration; a live source keeps running.
+        // The target went away: QEMU fails the migration. Before the switch-over the source still
+        // has the guest (running, or paused for a non-live copy); after a postcopy switch it has
+        // only part of its memory and stays a leftover.
         m.status = 'failed';
-        if (vm.state === 'postmigrate') vm.state = 'paused';
         continue;
       }
       m.transferredMiB = Math.min(
         m.totalMiB,
         m.transferredMiB + (world.settings.migrationMiBps * dtMs) / 1000,
       );
-      if (m.status === 'active' && m.postcopy && m.transferredMiB >= vm.memoryMiB / 2) {
+      if (m.status === 'active' && m.postcopy) {
         m.status = 'postcopy-active';
         switchOver(world, vm, m.target, instance);
+      }
+      if (m.status === 'postcopy-active' && m.breaksInPostcopy) {
+        m.status = 'postcopy-paused';
+        const target = vmOn(world, m.target, instance);
+        if (target !== undefined) target.state = 'paused';
+        continue;
       }
       if (m.transferredMiB >= m.totalMiB) {
         if (m.status === 'active') switchOver(world, vm, m.target, instance);
@@ -130,9 +138,15 @@ export function finalizeSource(world: World, node: string, instance: string, suc
     delete vmsOf(world, node)[instance];
     return;
   }
+  // A driver checks reality before acting: a copy that completed handed the guest to the target.
+  if (vm.migration?.status === 'completed' && vmOn(world, vm.migration.target, instance) !== undefined) {
+    throw new Error(
+      `qemu: refusing to resume ${instance}: its migration to ${vm.migration.target} completed`,
+    );
+  }
   if (vm.migration !== null && vm.migration.status === 'active') vm.migration.status = 'cancelled';
-  if (vm.migration?.status === 'postcopy-active') {
-    throw new Error(`qemu: migrate_cancel refused: postcopy migration can no longer be cancelled`);
+  if (vm.migration?.status === 'postcopy-active' || vm.migration?.status === 'postcopy-paused') {
+    throw new Error(`qemu: cannot resume ${instance}: its memory has moved on with postcopy`);
   }
   // 'cont' resumes a paused or post-migrate source, as QEMU does.
   if (vm.state === 'paused' || vm.state === 'postmigrate' || vm.state === 'finish-migrate')

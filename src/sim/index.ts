@@ -1,8 +1,9 @@
 export { SimClock } from './clock.js';
 export { createSimCluster, type SimCluster, type SimClusterOptions, type SimStep } from './cluster.js';
-export { isConnected, localOf } from './drbd.js';
+export { isConnected, localOf, resourceOf, statusOf } from './drbd.js';
 export { Fault, FaultKind, faultFor, parseFault } from './faults.js';
 export { checkInvariants, presentOn, restStateProblems, runningOn } from './invariants.js';
+export { Perturbation, perturb } from './perturb.js';
 export {
   createWorld,
   DEFAULT_SETTINGS,

@@ -36,16 +36,23 @@ export const Resource = z.object({
   syncTotalKiB: z.number().nonnegative(),
   /** KiB each side wrote while the two were not connected (the bitmap the resync will send). */
   dirtyKiB: z.record(NodeName, z.number().nonnegative()),
+  /** The replication link is down until then (a network failure); DRBD reconnects by itself after. */
+  linkDownUntil: z.number().nullable(),
+  /** A resync rate of its own (a congested link) until slowUntil, or null for the cluster's. */
+  resyncKiBps: z.number().positive().nullable(),
+  slowUntil: z.number().nullable(),
 });
 export type Resource = z.infer<typeof Resource>;
 
 export const Migration = z.object({
   target: NodeName,
   live: z.boolean(),
-  status: z.enum(['active', 'postcopy-active', 'completed', 'failed', 'cancelled']),
+  status: z.enum(['active', 'postcopy-active', 'postcopy-paused', 'completed', 'failed', 'cancelled']),
   transferredMiB: z.number().nonnegative(),
   totalMiB: z.number().nonnegative(),
   postcopy: z.boolean(),
+  /** The migration link will fail once postcopy runs (a timed perturbation). */
+  breaksInPostcopy: z.boolean(),
 });
 export type Migration = z.infer<typeof Migration>;
 
@@ -68,7 +75,7 @@ export const Settings = z.object({
   /** A live copy sends more than the memory size: pages dirtied during the copy are sent again. */
   liveOverhead: z.number().min(1),
   guestWriteKiBps: z.number().nonnegative(),
-  /** Switch to postcopy after the first pass over memory. */
+  /** Switch to postcopy as soon as the copy starts (migrate-start-postcopy right after migrate). */
   postcopy: z.boolean(),
 });
 export type Settings = z.infer<typeof Settings>;
@@ -123,7 +130,14 @@ export interface WorldSpec {
 export const DEMO_SPEC: WorldSpec = {
   nodes: { 'node-a': {}, 'node-b': {} },
   instances: [
-    { name: 'web1', primary: 'node-a', secondary: 'node-b', memoryMiB: 2048, disksMiB: [10240, 4096] },
+    {
+      name: 'web1',
+      primary: 'node-a',
+      secondary: 'node-b',
+      memoryMiB: 2048,
+      minMemoryMiB: 1024,
+      disksMiB: [10240, 4096],
+    },
   ],
 };
 
@@ -177,6 +191,9 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           outOfSyncKiB: oos,
           syncTotalKiB: oos,
           dirtyKiB: {},
+          linkDownUntil: null,
+          resyncKiBps: null,
+          slowUntil: null,
         };
       }
       return { index, resource: name, minor: m };

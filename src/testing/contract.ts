@@ -1,0 +1,2 @@
+export * from './index.js';
+export { type ContractSuiteOptions, createContractSuite } from './suite.js';

@@ -1,0 +1,97 @@
+import type { ProtocolOutput } from '../../machines/index.js';
+import type { WorldView } from './world.js';
+
+/** Safety rules 1 and 2 at one moment: one running copy; two Primaries only over a dual-master link. */
+export function safetyProblems(view: WorldView): string[] {
+  const problems: string[] = [];
+  const running = Object.entries(view.instance)
+    .filter(([, s]) => s === 'running')
+    .map(([n]) => n);
+  if (running.length > 1) problems.push(`rule 1: the instance runs on ${running.join(' and ')}`);
+  const nodes = Object.keys(view.disks);
+  const count = Math.max(0, ...nodes.map((n) => view.disks[n]?.length ?? 0));
+  for (let i = 0; i < count; i++) {
+    const sides = nodes.map((n) => view.disks[n]?.[i]).filter((d) => d !== undefined);
+    if (sides.length === 2 && sides.every((d) => d.role === 'Primary')) {
+      if (!sides.every((d) => d.allowTwoPrimaries && d.connection === 'Connected')) {
+        problems.push(
+          `rule 2: ${sides[0]?.resource} is Primary on both nodes without a dual-master connection`,
+        );
+      }
+    }
+  }
+  return problems;
+}
+
+/** An instance at rest: running only where the config says, every disk single-master and in sync. */
+export function restProblems(view: WorldView): string[] {
+  const problems: string[] = [];
+  const present = Object.entries(view.instance);
+  if (present.length !== 1 || present[0]?.[0] !== view.configPrimary || present[0]?.[1] !== 'running') {
+    problems.push(
+      `the instance should run on ${view.configPrimary} only, but is ${present.map(([n, s]) => `${s} on ${n}`).join(', ') || 'nowhere'}`,
+    );
+  }
+  for (const [node, disks] of Object.entries(view.disks)) {
+    const role = node === view.configPrimary ? 'Primary' : 'Secondary';
+    for (const d of disks) {
+      if (d.role !== role) problems.push(`${d.resource} is ${d.role} on ${node}, should be ${role}`);
+      if (d.allowTwoPrimaries) problems.push(`${d.resource} still allows two primaries on ${node}`);
+      if (d.connection !== 'Connected' || d.replication !== 'Established') {
+        problems.push(`${d.resource} is ${d.connection}/${d.replication} on ${node}`);
+      }
+      if (d.diskState !== 'UpToDate' || d.peerDiskState !== 'UpToDate') {
+        problems.push(`${d.resource} is ${d.diskState}/${d.peerDiskState} on ${node}`);
+      }
+    }
+  }
+  return problems;
+}
+
+const comparable = (v: WorldView) =>
+  JSON.stringify({
+    instance: v.instance,
+    config: [v.configPrimary, v.configSecondary],
+    disks: Object.fromEntries(
+      Object.entries(v.disks).map(([n, ds]) => [
+        n,
+        ds.map((d) => [d.role, d.connection, d.diskState, d.peerDiskState, d.allowTwoPrimaries]),
+      ]),
+    ),
+  });
+
+/** Does the outcome tell the truth about the world it left? */
+export function outcomeProblems(out: ProtocolOutput, before: WorldView, after: WorldView): string[] {
+  const at = (what: string, list: string[]) => list.map((p) => `${out.outcome} but ${p}${what}`);
+  switch (out.outcome) {
+    case 'migrated':
+      return [
+        ...at('', restProblems(after)),
+        ...(after.configPrimary === before.configSecondary
+          ? []
+          : [`migrated but the config names ${after.configPrimary}`]),
+      ];
+    case 'reverted':
+      return [
+        ...at('', restProblems(after)),
+        ...(after.configPrimary === before.configPrimary
+          ? []
+          : [`reverted but the config names ${after.configPrimary}`]),
+        ...(out.error ? [] : ['reverted without saying why']),
+      ];
+    case 'cleaned':
+      return [
+        ...at('', restProblems(after)),
+        ...(out.primaryNode === after.configPrimary
+          ? []
+          : [`cleaned but says ${out.primaryNode}, config names ${after.configPrimary}`]),
+      ];
+    case 'rejected':
+      return comparable(before) === comparable(after) ? [] : ['rejected but the world changed'];
+    case 'needsCleanup':
+    case 'failed':
+      return out.error && (out.left?.length ?? 0) > 0
+        ? []
+        : [`${out.outcome} without saying what happened and what is left`];
+  }
+}

@@ -1,0 +1,212 @@
+import {
+  __unsafe_getAllOwnEventDescriptors,
+  type AnyMachineSnapshot,
+  type AnyStateMachine,
+  type EventObject,
+} from 'xstate';
+import { getAdjacencyMap, getShortestPaths, type StatePath, type TraversalOptions } from 'xstate/graph';
+import {
+  cleanupMachine,
+  EFFECT_NAMES,
+  type EffectName,
+  migrationMachine,
+  type ProtocolContext,
+} from '../../machines/index.js';
+import { stateKey } from '../runner/index.js';
+import type { Perturbation } from '../sim/index.js';
+import { type Recipe, VARIANTS, type Variant } from './variants.js';
+
+export type MachineName = 'migration' | 'cleanup';
+export const MACHINES: Record<MachineName, AnyStateMachine> = {
+  migration: migrationMachine,
+  cleanup: cleanupMachine,
+};
+
+/** What the replay does at one call: fail it, hang it, lose its answer, or perturb the world first. */
+export type PlanAction = 'error' | 'hang' | 'lost' | Perturbation;
+
+export interface PlanEntry {
+  /** The state that makes the call (dotted state value). */
+  state: string;
+  effect: EffectName;
+  /** The nth call of this effect from this state in the run. */
+  occurrence: number;
+  action: PlanAction;
+}
+
+export interface PathStep {
+  /** The state the machine was in when the event came. */
+  from: string;
+  event: string;
+  variant: string | null;
+  to: string;
+}
+
+export interface GeneratedPath {
+  machine: MachineName;
+  /** Readable: "getInstance ✓drbd → instanceList ✓onSource → … → acceptInstance ✗". */
+  description: string;
+  steps: PathStep[];
+  /** The state the path ends in. */
+  target: string;
+  recipe: Recipe;
+  plan: PlanEntry[];
+}
+
+type VariantEvent = EventObject & { output?: unknown; error?: unknown; variant?: string };
+
+const EFFECT_EVENT = /^xstate\.(done|error)\.actor\.(.+)$/;
+
+/** The effect outcomes offered in a snapshot: an error, and every answer that can happen there. */
+function eventsFor(snapshot: AnyMachineSnapshot): VariantEvent[] {
+  const context = snapshot.context as ProtocolContext;
+  return __unsafe_getAllOwnEventDescriptors(snapshot).flatMap((type: string): VariantEvent[] => {
+    const m = EFFECT_EVENT.exec(type);
+    if (m === null) return [];
+    const effect = m[2] as EffectName;
+    if (m[1] === 'error') return [{ type, error: new Error(`${effect} failed`) }];
+    const variants: Variant[] = VARIANTS[effect] ?? [{ name: 'ok', output: () => undefined }];
+    return variants
+      .filter((v) => v.applies?.(snapshot) ?? true)
+      .map((v) => ({ type, output: v.output(context), variant: v.name }));
+  });
+}
+
+/**
+ * The vertex identity: the state plus the context facts a guard reads there, each only where it is
+ * read. Timestamps and percentages are left out, or every poll would be a new vertex.
+ */
+function vertexOf(snapshot: AnyMachineSnapshot): string {
+  const c = snapshot.context as ProtocolContext;
+  const at = (state: string) => snapshot.matches(state as never);
+  const polling = stateKey(snapshot.value).endsWith('.polling');
+  return JSON.stringify([
+    snapshot.value,
+    c.committed,
+    c.aborted,
+    at('migrating') && c.pastPointOfNoReturn,
+    at('aborting') && (c.memory?.status ?? null),
+    at('abortingFound') && (c.locations?.[c.target]?.map((i) => i.state).join() ?? null),
+    (at('singleMaster') || at('singleMasterFailed')) && c.singleMasterAttempts,
+    at('finalizing') && c.finalizeErrors.length > 0,
+    at('checkingPrereqs') && c.balloonToMiB !== null,
+    polling && c.watch !== null,
+    at('locating') && c.warnings.some((w) => w.startsWith('Aborting migration failed on target')),
+  ]);
+}
+
+function variantOf(machine: MachineName, effect: EffectName, name: string | undefined): Variant | undefined {
+  void machine;
+  return VARIANTS[effect]?.find((v) => v.name === name);
+}
+
+function mergeRecipe(a: Recipe, b: Recipe | undefined): Recipe {
+  if (b === undefined) return a;
+  const spec =
+    a.spec || b.spec
+      ? {
+          ...a.spec,
+          ...b.spec,
+          settings: { ...a.spec?.settings, ...b.spec?.settings },
+        }
+      : undefined;
+  return {
+    ...a,
+    ...b,
+    ...(spec === undefined ? {} : { spec }),
+    limits: { ...a.limits, ...b.limits },
+    input: { ...a.input, ...b.input },
+  };
+}
+
+function toGenerated(machine: MachineName, path: StatePath<AnyMachineSnapshot, EventObject>): GeneratedPath {
+  const steps: PathStep[] = [];
+  const plan: PlanEntry[] = [];
+  const occurrences = new Map<string, number>();
+  let recipe: Recipe = {};
+  const parts: string[] = [];
+  for (let i = 1; i < path.steps.length; i++) {
+    const prev = path.steps[i - 1]!;
+    const step = path.steps[i]!;
+    const event = step.event as VariantEvent;
+    const from = stateKey(prev.state.value);
+    const to = stateKey(step.state.value);
+    steps.push({ from, event: event.type, variant: event.variant ?? null, to });
+    const m = EFFECT_EVENT.exec(event.type);
+    if (m === null) continue;
+    const effect = m[2] as EffectName;
+    const key = `${from}|${effect}`;
+    const occurrence = (occurrences.get(key) ?? 0) + 1;
+    occurrences.set(key, occurrence);
+    if (m[1] === 'error') {
+      plan.push({ state: from, effect, occurrence, action: 'error' });
+      parts.push(`${effect} ✗`);
+      continue;
+    }
+    const variant = variantOf(machine, effect, event.variant);
+    recipe = mergeRecipe(recipe, variant?.recipe);
+    if (variant?.perturb !== undefined)
+      plan.push({ state: from, effect, occurrence, action: variant.perturb });
+    parts.push(`${effect} ✓${event.variant ?? ''}`);
+  }
+  return {
+    machine,
+    description: parts.join(' → ') || '(start)',
+    steps,
+    target: stateKey(path.state.value),
+    recipe,
+    plan,
+  };
+}
+
+export interface PathOptions {
+  machine?: MachineName;
+  /** A machine of your own built on the same setup (e.g. a mutated copy, or an extension). */
+  logic?: AnyStateMachine;
+}
+
+export interface PathSet {
+  machine: MachineName;
+  vertices: number;
+  edges: number;
+  /** One path per edge of the graph: the shortest path to its source, then the edge. */
+  paths: GeneratedPath[];
+}
+
+/**
+ * Paths generated from the real machine: effect outcomes are its invoke done/error events with the
+ * answers of VARIANTS; transition coverage (shortest path to each vertex, then each of its edges), so
+ * no edge is dropped while the count stays linear in the graph's size.
+ */
+export function migrationPaths(options: PathOptions = {}): PathSet {
+  const machine = options.machine ?? 'migration';
+  const logic = options.logic ?? MACHINES[machine];
+  const traversal = {
+    events: eventsFor,
+    serializeState: vertexOf,
+    input: { instance: 'web1' },
+  } as unknown as TraversalOptions<AnyMachineSnapshot, EventObject, unknown>;
+  const adjacency = getAdjacencyMap(logic, traversal);
+  const shortest = new Map<string, StatePath<AnyMachineSnapshot, EventObject>>();
+  for (const p of getShortestPaths(logic, traversal) as StatePath<AnyMachineSnapshot, EventObject>[]) {
+    shortest.set(vertexOf(p.state), p);
+  }
+  const paths: GeneratedPath[] = [];
+  let edges = 0;
+  for (const [vertex, node] of Object.entries(adjacency)) {
+    const to = shortest.get(vertex);
+    if (to === undefined) throw new Error(`no path to vertex ${vertex}`);
+    for (const { event, state } of Object.values(node.transitions) as {
+      event: EventObject;
+      state: AnyMachineSnapshot;
+    }[]) {
+      edges++;
+      paths.push(
+        toGenerated(machine, { state, weight: to.weight + 1, steps: [...to.steps, { event, state }] }),
+      );
+    }
+  }
+  return { machine, vertices: Object.keys(adjacency).length, edges, paths };
+}
+
+export { EFFECT_NAMES };

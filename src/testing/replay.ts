@@ -1,0 +1,192 @@
+import type { AnyActorRef, AnyMachineSnapshot, AnyStateMachine } from 'xstate';
+import {
+  EFFECT_NAMES,
+  type EffectName,
+  type Effects,
+  type ProtocolInput,
+  type ProtocolOutput,
+} from '../../machines/index.js';
+import { RunInterrupted, runMachine, stateKey } from '../runner/index.js';
+import type { Perturbation } from '../sim/index.js';
+import { outcomeProblems, restProblems, safetyProblems } from './oracle.js';
+import { type GeneratedPath, MACHINES, type PlanEntry } from './paths.js';
+import { recordTransitions } from './transitions.js';
+import type { Recipe, StartPoint } from './variants.js';
+import type { MakeWorld, TestWorld, WorldView } from './world.js';
+
+export interface ReplayOptions {
+  /** Drop the run (as a dead orchestrator would) on reaching the path's last state, then run cleanup. */
+  crashAtEnd?: boolean;
+  /** Run this machine instead of the shipped one (a mutated copy, an extension). */
+  logic?: AnyStateMachine;
+}
+
+export interface ReplayResult {
+  path: GeneratedPath;
+  output: ProtocolOutput | null;
+  /** Everything that went wrong: broken safety rules, untruthful outcomes, a path not realised. */
+  problems: string[];
+  /** Keys of the transitions the machine took (see transitionsOf). */
+  covered: Set<string>;
+  visited: string[];
+  cleanup: ProtocolOutput | null;
+}
+
+/** The failures a cleanup may end in: the instance on two nodes, on none, or only as a leftover. */
+export const PRESCRIBED_FAILURES =
+  /running on two nodes|does not seem to be running at all|survives only as a migration leftover/;
+
+const OUTCOMES = new Set(['migrated', 'reverted', 'rejected', 'needsCleanup', 'cleaned', 'failed']);
+
+const START_CRASH: Record<Exclude<StartPoint, 'healthy'>, string> = {
+  crashMidCopy: 'migrating.transferring.polling',
+  crashAfterCopy: 'finalizing.source',
+  crashBeforeCommit: 'committing',
+};
+
+interface Run {
+  output: ProtocolOutput | null;
+  visited: string[];
+  crashed: boolean;
+}
+
+/** Runs a machine on a world, with the plan's faults injected at the calls it names. */
+async function runOn(
+  logic: AnyStateMachine,
+  world: TestWorld,
+  input: ProtocolInput,
+  plan: PlanEntry[],
+  options: { graceMs?: number; crashAt?: string; covered?: Set<string>; problems: string[] },
+): Promise<Run & { unfired: PlanEntry[] }> {
+  let actor: AnyActorRef | null = null;
+  const stateOf = () => (actor === null ? '' : stateKey((actor.getSnapshot() as AnyMachineSnapshot).value));
+  const counts = new Map<string, number>();
+  const fired = new Set<PlanEntry>();
+  const check = async () => {
+    for (const p of safetyProblems(await world.inspect())) {
+      if (!options.problems.includes(p)) options.problems.push(p);
+    }
+  };
+  const effects = Object.fromEntries(
+    EFFECT_NAMES.map((name: EffectName) => {
+      const real = world.effects[name] as (input: unknown, signal: AbortSignal) => Promise<unknown>;
+      const wrapped = async (callInput: { instance: string; node?: string }, signal: AbortSignal) => {
+        const state = stateOf();
+        const key = `${state}|${name}`;
+        const n = (counts.get(key) ?? 0) + 1;
+        counts.set(key, n);
+        const entry = plan.find((e) => e.state === state && e.effect === name && e.occurrence === n);
+        if (entry !== undefined) fired.add(entry);
+        const injected = () =>
+          new Error(`${callInput.node ?? 'nodes'}: injected fault: ${name} failed in ${state}`);
+        try {
+          switch (entry?.action) {
+            case undefined:
+              return await real(callInput, signal);
+            case 'error':
+              throw injected();
+            case 'hang':
+              return await new Promise((_, reject) =>
+                signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+              );
+            case 'lost':
+              await real(callInput, signal);
+              throw injected();
+            default:
+              await world.perturb(entry!.action as Perturbation, callInput.instance);
+              return await real(callInput, signal);
+          }
+        } finally {
+          await check();
+        }
+      };
+      return [name, wrapped];
+    }),
+  ) as unknown as Effects;
+
+  const visited: string[] = [];
+  const stop = new AbortController();
+  try {
+    const output = await runMachine(logic, input, effects, {
+      clock: world.clock,
+      signal: stop.signal,
+      ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
+      ...(options.covered === undefined ? {} : { inspect: recordTransitions(options.covered) }),
+      onStart: (a) => {
+        actor = a;
+      },
+      onEvent: (e) => {
+        if (e.type !== 'state') return;
+        visited.push(e.value);
+        if (options.crashAt === e.value && fired.size === plan.length) queueMicrotask(() => stop.abort());
+      },
+    });
+    return { output, visited, crashed: false, unfired: plan.filter((e) => !fired.has(e)) };
+  } catch (error) {
+    if (!(error instanceof RunInterrupted)) throw error;
+    return { output: null, visited, crashed: true, unfired: plan.filter((e) => !fired.has(e)) };
+  }
+}
+
+function inputOf(recipe: Recipe): ProtocolInput {
+  return { instance: 'web1', ...recipe.input, limits: { ...recipe.input?.limits, ...recipe.limits } };
+}
+
+/**
+ * Replays one generated path on a fresh world: the recipe shapes the world, the plan injects the
+ * path's failures at the calls it names, and after every call the safety rules are checked. The
+ * result lists every problem; an empty list means the path was realised and everything held.
+ */
+export async function replayPath(
+  path: GeneratedPath,
+  makeWorld: MakeWorld,
+  options: ReplayOptions = {},
+): Promise<ReplayResult> {
+  const world = await makeWorld(path.recipe);
+  const problems: string[] = [];
+  const covered = new Set<string>();
+  try {
+    const input = inputOf(path.recipe);
+    const start = path.recipe.start ?? 'healthy';
+    if (path.machine === 'cleanup' && start !== 'healthy') {
+      const prep = await runOn(MACHINES.migration, world, { instance: 'web1' }, [], {
+        crashAt: START_CRASH[start],
+        problems,
+      });
+      if (!prep.crashed) problems.push(`could not set up the start point ${start}`);
+    }
+    const before: WorldView = await world.inspect();
+    const logic = options.logic ?? MACHINES[path.machine];
+    const run = await runOn(logic, world, input, path.plan, {
+      // A path that ends in an outcome has nothing left to crash: its world goes to cleanup as it is.
+      ...(options.crashAtEnd && !OUTCOMES.has(path.target) ? { crashAt: path.target } : {}),
+      covered,
+      problems,
+    });
+    for (const e of run.unfired)
+      problems.push(`the world never made ${e.effect} call ${e.occurrence} in ${e.state} (${e.action})`);
+    if (!run.visited.includes(path.target)) problems.push(`never reached ${path.target}`);
+    for (const v of world.violations()) problems.push(v);
+    let cleanup: ProtocolOutput | null = null;
+    if (run.output !== null) {
+      for (const p of outcomeProblems(run.output, before, await world.inspect())) problems.push(p);
+    }
+    if (options.crashAtEnd) {
+      const after = await runOn(MACHINES.cleanup, world, { instance: 'web1' }, [], { problems });
+      cleanup = after.output;
+      const outcome = cleanup?.outcome;
+      const view = await world.inspect();
+      if (outcome === 'cleaned')
+        for (const p of restProblems(view)) problems.push(`cleanup after the crash: ${p}`);
+      else if (outcome === 'failed' && PRESCRIBED_FAILURES.test(cleanup?.error ?? '')) {
+        // Ganeti's own verdicts for what no cleanup can repair; the safety rules must still hold.
+      } else if (!(outcome === 'rejected' && run.output?.outcome === 'rejected')) {
+        problems.push(`cleanup after the crash ended ${outcome}: ${cleanup?.error ?? ''}`);
+      }
+      for (const v of world.violations()) if (!problems.includes(v)) problems.push(v);
+    }
+    return { path, output: run.output, problems, covered, visited: run.visited, cleanup };
+  } finally {
+    await world.dispose?.();
+  }
+}

@@ -1,0 +1,298 @@
+import type { AnyMachineSnapshot } from 'xstate';
+import type { DiskStatus, EffectName, Limits, ProtocolContext, ProtocolInput } from '../../machines/index.js';
+import type { Perturbation, WorldSpec } from '../sim/index.js';
+
+/**
+ * The answers an effect can give that send a machine down different branches, each with the recipe
+ * that makes a world really give it. Path generation uses the answers; replay uses the recipes.
+ */
+
+/** Where a cleanup starts: a healthy cluster, or a migration dropped at some point. */
+export type StartPoint = 'healthy' | 'crashMidCopy' | 'crashAfterCopy' | 'crashBeforeCommit';
+
+/** What a world needs so that a path's answers come true in it. Later recipes in a path win. */
+export interface Recipe {
+  spec?: WorldSpec;
+  limits?: Partial<Limits>;
+  input?: Partial<ProtocolInput>;
+  start?: StartPoint;
+}
+
+export interface Variant {
+  name: string;
+  output: (c: ProtocolContext) => unknown;
+  /** Only offered where it can happen. */
+  applies?: (s: AnyMachineSnapshot) => boolean;
+  recipe?: Recipe;
+  /** Something that happens to the world just before this call. */
+  perturb?: Perturbation;
+}
+
+const twoDisks = [
+  { index: 0, resource: 'web1-disk0', minor: 0 },
+  { index: 1, resource: 'web1-disk1', minor: 1 },
+];
+
+const config = (c: ProtocolContext) => ({
+  name: c.instance,
+  primaryNode: 'node-a',
+  secondaryNode: 'node-b',
+  diskTemplate: 'drbd',
+  disks: twoDisks,
+  memoryMiB: 2048,
+  minMemoryMiB: 1024,
+  migrationMode: 'live',
+  adminState: 'up',
+});
+
+const perNode = <T>(c: ProtocolContext, f: (node: string) => T) => ({
+  [c.source]: f(c.source),
+  [c.target]: f(c.target),
+});
+
+const disk = (
+  d: (typeof twoDisks)[number],
+  role: 'Primary' | 'Secondary',
+  extra: Partial<DiskStatus> = {},
+): DiskStatus => ({
+  resource: d.resource,
+  minor: d.minor,
+  role,
+  peerRole: role === 'Primary' ? 'Secondary' : 'Primary',
+  connection: 'Connected',
+  replication: 'Established',
+  diskState: 'UpToDate',
+  peerDiskState: 'UpToDate',
+  allowTwoPrimaries: false,
+  syncPercent: null,
+  outOfSyncKiB: 0,
+  ...extra,
+});
+
+const disks = (c: ProtocolContext, extra: (node: string) => Partial<DiskStatus> = () => ({})) =>
+  perNode(c, (n) =>
+    c.disks.map((_, i) =>
+      disk(twoDisks[i] ?? twoDisks[0]!, n === c.source ? 'Primary' : 'Secondary', extra(n)),
+    ),
+  );
+
+const runs = (c: ProtocolContext, where: Record<string, string | null>) =>
+  perNode(c, (n) => (where[n] ? [{ name: c.instance, state: where[n] }] : []));
+
+const inState =
+  (...states: string[]) =>
+  (s: AnyMachineSnapshot) =>
+    states.some((x) => s.matches(x as never));
+const not =
+  (f: (s: AnyMachineSnapshot) => boolean) =>
+  (s: AnyMachineSnapshot): boolean =>
+    !f(s);
+const locatingInCleanup = inState('locating');
+const abortFailed = (s: AnyMachineSnapshot) =>
+  (s.context as ProtocolContext).warnings.some((w) => w.startsWith('Aborting migration failed on target'));
+
+/** What the last look found on the target. */
+const seen = (s: AnyMachineSnapshot, state: string) => {
+  const c = s.context as ProtocolContext;
+  return c.locations?.[c.target]?.some((i) => i.state === state) === true;
+};
+
+const syncAt = (done: boolean, at: number) => (c: ProtocolContext) => ({
+  nodes: perNode(c, () => (done ? { done: true, percent: null } : { done: false, percent: 50 })),
+  at,
+});
+
+const memory = (status: string, at: number) => () => ({
+  status,
+  transferredMiB: status === 'completed' ? 100 : 10,
+  totalMiB: 100,
+  remainingMiB: status === 'completed' ? 0 : 90,
+  at,
+});
+
+/** Far past any deadline: the watch's next look finds the wait overdue. */
+const LATE = 1e12;
+
+export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
+  getInstance: [
+    { name: 'drbd', output: config },
+    {
+      name: 'plain',
+      output: (c) => ({ ...config(c), diskTemplate: 'plain', secondaryNode: null }),
+      recipe: {
+        spec: { instances: [{ name: 'web1', primary: 'node-a', secondary: null, diskTemplate: 'plain' }] },
+      },
+    },
+  ],
+  instanceList: [
+    // Not while aborting a copy the cleanup found on both nodes: nothing has been stopped yet there.
+    {
+      name: 'onSource',
+      output: (c) => runs(c, { [c.source]: 'running' }),
+      applies: not(inState('abortingFound')),
+    },
+    {
+      name: 'nowhere',
+      output: (c) => runs(c, {}),
+      applies: (s) =>
+        inState('checkingPrereqs.locating')(s) ||
+        (locatingInCleanup(s) && !(s.context as ProtocolContext).aborted),
+      recipe: {
+        spec: { instances: [{ name: 'web1', primary: 'node-a', secondary: 'node-b', running: false }] },
+      },
+    },
+    {
+      name: 'onBothMidCopy',
+      output: (c) => runs(c, { [c.source]: 'running', [c.target]: 'inmigrate' }),
+      applies: (s) =>
+        (inState('abortingFound')(s) && seen(s, 'inmigrate')) ||
+        (locatingInCleanup(s) && (!(s.context as ProtocolContext).aborted || abortFailed(s))),
+      recipe: { start: 'crashMidCopy' },
+    },
+    {
+      // The copy went on to complete between the failed poll and this look.
+      name: 'handoverCompleted',
+      output: (c) => runs(c, { [c.source]: 'postmigrate', [c.target]: 'running' }),
+      applies: (s) =>
+        inState('aborting.checking')(s) && (s.context as ProtocolContext).memory?.status === 'active',
+      perturb: 'copyCompletes',
+    },
+    {
+      // A migration dropped after the copy completed, before finalizing.
+      name: 'handoverUnfinalized',
+      output: (c) => runs(c, { [c.source]: 'postmigrate', [c.target]: 'running' }),
+      applies: (s) =>
+        inState('abortingFound.checking')(s) ||
+        (locatingInCleanup(s) && !(s.context as ProtocolContext).aborted),
+      recipe: { start: 'crashAfterCopy' },
+    },
+    {
+      // The target would not stop, and its copy went on to complete meanwhile.
+      name: 'completedMeanwhile',
+      output: (c) => runs(c, { [c.source]: 'postmigrate', [c.target]: 'running' }),
+      applies: (s) => {
+        const c = s.context as ProtocolContext;
+        const copying =
+          c.memory?.status === 'active' ||
+          (s.machine.id === 'cleanup' &&
+            c.locations?.[c.target]?.some((i) => i.state === 'inmigrate') === true);
+        return inState('aborting.rechecking', 'abortingFound.rechecking')(s) && copying;
+      },
+      perturb: 'copyCompletes',
+    },
+    {
+      // A copy completed, then the target died before anyone finalized it: only the husk is left.
+      name: 'leftoverOnly',
+      output: (c) => runs(c, { [c.source]: 'postmigrate' }),
+      applies: (s) => locatingInCleanup(s) && !(s.context as ProtocolContext).aborted,
+      recipe: { start: 'crashAfterCopy' },
+      perturb: 'targetDies',
+    },
+    {
+      name: 'onTarget',
+      output: (c) => runs(c, { [c.target]: 'running' }),
+      applies: (s) => locatingInCleanup(s) && !(s.context as ProtocolContext).aborted,
+      recipe: { start: 'crashBeforeCommit' },
+    },
+  ],
+  instanceInfo: [{ name: 'running', output: () => ({ running: true, state: 'running', memoryMiB: 2048 }) }],
+  nodeInfo: [
+    {
+      name: 'roomy',
+      output: (c) => perNode(c, () => ({ memoryFreeMiB: 16384, hypervisorVersion: '9.2.0' })),
+    },
+    {
+      name: 'tight',
+      output: (c) => ({
+        ...perNode(c, () => ({ memoryFreeMiB: 16384, hypervisorVersion: '9.2.0' })),
+        [c.target]: { memoryFreeMiB: 1536, hypervisorVersion: '9.2.0' },
+      }),
+      recipe: { spec: { nodes: { 'node-a': {}, 'node-b': { memoryMiB: 1536 } } } },
+    },
+    {
+      name: 'full',
+      output: (c) => ({
+        ...perNode(c, () => ({ memoryFreeMiB: 16384, hypervisorVersion: '9.2.0' })),
+        [c.target]: { memoryFreeMiB: 512, hypervisorVersion: '9.2.0' },
+      }),
+      recipe: { spec: { nodes: { 'node-a': {}, 'node-b': { memoryMiB: 512 } } } },
+    },
+  ],
+  diskStatus: [
+    { name: 'consistent', output: (c) => disks(c), applies: not(inState('dualMaster.verifying')) },
+    {
+      name: 'readyForDualPrimary',
+      output: (c) => disks(c, () => ({ allowTwoPrimaries: true })),
+      applies: inState('dualMaster.verifying'),
+    },
+    {
+      name: 'degraded',
+      output: (c) =>
+        disks(c, (n) => (n === c.target ? { diskState: 'Inconsistent', replication: 'SyncTarget' } : {})),
+      applies: inState('checkingPrereqs.checkingDisks'),
+      recipe: {
+        spec: {
+          instances: [
+            {
+              name: 'web1',
+              primary: 'node-a',
+              secondary: 'node-b',
+              memoryMiB: 2048,
+              minMemoryMiB: 1024,
+              disksMiB: [10240, 4096],
+              outOfSyncMiB: 100,
+            },
+          ],
+        },
+      },
+    },
+    {
+      name: 'linkDown',
+      output: (c) =>
+        disks(c, () => ({
+          connection: 'Connecting',
+          replication: 'Off',
+          peerDiskState: 'DUnknown',
+          allowTwoPrimaries: true,
+        })),
+      applies: inState('dualMaster.verifying'),
+      perturb: 'linkDown',
+    },
+  ],
+  migrationInfo: [{ name: 'info', output: () => ({ memoryMiB: 2048 }) }],
+  waitSync: [
+    { name: 'synced', output: syncAt(true, 1_000) },
+    // A burst of writes to catch up on, so that even a wait with nothing pending sees progress.
+    { name: 'progress', output: syncAt(false, 1_000), perturb: 'resyncPending' },
+    {
+      name: 'overdue',
+      output: syncAt(false, LATE),
+      applies: (s) => (s.context as ProtocolContext).watch !== null,
+      perturb: 'resyncStall',
+      recipe: { limits: { syncNoProgressMs: 60_000 } },
+    },
+  ],
+  migrationStatus: [
+    { name: 'copying', output: memory('active', 1_000) },
+    { name: 'completed', output: memory('completed', 2_000) },
+    { name: 'failed', output: memory('failed', 2_000), perturb: 'targetDies' },
+    {
+      name: 'postcopy',
+      output: memory('postcopy-active', 2_000),
+      recipe: { spec: { settings: { postcopy: true } } },
+    },
+    {
+      name: 'postcopyBroken',
+      output: memory('postcopy-paused', 3_000),
+      applies: (s) => (s.context as ProtocolContext).pastPointOfNoReturn,
+      perturb: 'postcopyBreaks',
+    },
+    {
+      name: 'overdue',
+      output: memory('active', LATE),
+      applies: (s) =>
+        (s.context as ProtocolContext).watch !== null && !(s.context as ProtocolContext).pastPointOfNoReturn,
+      recipe: { limits: { migrationTotalMs: 5_000 } },
+    },
+  ],
+};

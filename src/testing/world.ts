@@ -1,0 +1,72 @@
+import type { Clock, DiskStatus, Effects, RunState } from '../../machines/index.js';
+import {
+  createSimCluster,
+  type Perturbation,
+  resourceOf,
+  type SimCluster,
+  statusOf,
+  type WorldSpec,
+} from '../sim/index.js';
+import type { Recipe } from './variants.js';
+
+/** What the oracle needs to know about a world, whatever the backend. */
+export interface WorldView {
+  /** Run state of the instance on each node that has it. */
+  instance: Record<string, RunState>;
+  configPrimary: string;
+  configSecondary: string | null;
+  /** DRBD status of the instance's disks, per node. */
+  disks: Record<string, DiskStatus[]>;
+}
+
+/** One world for one path, on some backend. */
+export interface TestWorld {
+  effects: Effects;
+  clock: Clock;
+  perturb(kind: Perturbation, instance: string): void | Promise<void>;
+  inspect(): WorldView | Promise<WorldView>;
+  /** Rules the backend saw broken that a view cannot show (e.g. a promotion before sync); may be empty. */
+  violations(): string[];
+  dispose?(): void | Promise<void>;
+}
+
+/** Makes a fresh world shaped by a path's recipe (the demo cluster when the recipe says nothing). */
+export type MakeWorld = (recipe: Recipe) => TestWorld | Promise<TestWorld>;
+
+export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
+  const world = sim.snapshot();
+  const config = world.config.instances[instance];
+  if (config === undefined) throw new Error(`no instance ${instance} in the simulated world`);
+  const nodes = [config.primaryNode, config.secondaryNode].filter((n): n is string => n !== null);
+  const disks: Record<string, DiskStatus[]> = {};
+  for (const node of nodes) {
+    disks[node] =
+      config.diskTemplate === 'drbd'
+        ? config.disks.map((d) => statusOf(resourceOf(world, d.resource), node))
+        : [];
+  }
+  const running: Record<string, RunState> = {};
+  for (const [node, vms] of Object.entries(world.vms)) {
+    const vm = vms[instance];
+    if (vm !== undefined) running[node] = vm.state;
+  }
+  return {
+    instance: running,
+    configPrimary: config.primaryNode,
+    configSecondary: config.secondaryNode,
+    disks,
+  };
+}
+
+/** The simulated cluster as a test world; the default backend of the contract suite. */
+export function simWorld(recipe: Recipe, spec?: WorldSpec): TestWorld & { sim: SimCluster } {
+  const sim = createSimCluster(spec ?? recipe.spec ?? {});
+  return {
+    sim,
+    effects: sim.effects,
+    clock: sim.clock,
+    perturb: (kind, instance) => sim.perturb(kind, instance),
+    inspect: () => viewOfSim(sim),
+    violations: () => sim.world.violations,
+  };
+}

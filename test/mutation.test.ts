@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import type { AnyStateMachine } from 'xstate';
+import { migrationMachine, protocol } from '../machines/index.js';
+import { migrationPaths, replayPath, simWorld } from '../src/testing/index.js';
+
+/**
+ * A deliberately broken copy of the migration machine: a failed pre-migration skips the abort and the
+ * revert and reports `reverted` at once, leaving the disks dual-primary. The generated suite must
+ * report the broken rule.
+ */
+function brokenMachine(): AnyStateMachine {
+  // biome-ignore lint/suspicious/noExplicitAny: a test reaches into the config to mutate one edge
+  const config = migrationMachine.config as any;
+  const migrating = config.states.migrating;
+  const accepting = migrating.states.accepting;
+  return protocol.createMachine({
+    ...config,
+    states: {
+      ...config.states,
+      migrating: {
+        ...migrating,
+        states: {
+          ...migrating.states,
+          accepting: {
+            ...accepting,
+            invoke: { ...accepting.invoke, onError: { target: '#migration.reverted' } },
+          },
+        },
+      },
+    },
+  });
+}
+
+describe('a broken machine is caught by the generated suite', () => {
+  it('reports the revert the mutant skipped', async () => {
+    const mutant = brokenMachine();
+    const { paths } = migrationPaths({ machine: 'migration', logic: mutant });
+    const through = paths.filter(
+      (p) => p.description.endsWith('acceptInstance ✗') && p.target === 'reverted',
+    );
+    expect(through.length).toBeGreaterThan(0);
+    const problems = (
+      await Promise.all(through.map((p) => replayPath(p, (r) => simWorld(r), { logic: mutant })))
+    ).flatMap((r) => r.problems);
+    expect(problems).toContain('reverted but web1-disk0 is Primary on node-b, should be Secondary');
+    expect(problems).toContain('reverted but web1-disk0 still allows two primaries on node-a');
+    // and the shipped machine, on the same paths, has none
+    const sound = await Promise.all(
+      migrationPaths({ machine: 'migration' })
+        .paths.filter((p) => p.description.endsWith('acceptInstance ✗'))
+        .map((p) => replayPath(p, (r) => simWorld(r))),
+    );
+    expect(sound.flatMap((r) => r.problems)).toEqual([]);
+  });
+});
