@@ -10,6 +10,7 @@ import {
   type World,
 } from '../sim/index.js';
 import { describeWorldState, EXIT, plainPrinter, resultLines, worldLines } from './report.js';
+import { pathSummary } from './paths.js';
 import { loadWorld, saveWorld, UsageError } from './worldFile.js';
 
 const HELP = `drbd-migrate: live migration of DRBD-backed instances as explicit state machines
@@ -19,6 +20,8 @@ Usage:
                     [--json] [--world FILE] [--fast]
   drbd-migrate migrate INSTANCE --world FILE [--cleanup] [--non-live] [--target NODE]
                     [--no-runtime-changes] [--fail ...] [--hang ...] [--lose ...] [--json]
+  drbd-migrate paths [--machine migration|cleanup] [--json]
+                    the test paths generated from a machine, and the transitions they cover
   drbd-migrate init --world FILE        write the demo's simulated cluster to FILE
   drbd-migrate show --world FILE [--json]
 
@@ -45,6 +48,7 @@ const options = {
   cleanup: { type: 'boolean' },
   target: { type: 'string' },
   'no-runtime-changes': { type: 'boolean' },
+  machine: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -164,6 +168,24 @@ async function command(argv: string[]): Promise<number> {
       if (result.outcome !== 'rejected') await saveWorld(values.world, after);
       report(result, after, values.json === true);
       return EXIT[result.outcome];
+    }
+    case 'paths': {
+      const machine = values.machine ?? 'migration';
+      if (machine !== 'migration' && machine !== 'cleanup') {
+        throw new UsageError(`unknown machine '${machine}': expected migration or cleanup`);
+      }
+      const summary = await pathSummary(machine);
+      if (values.json === true) {
+        for (const p of summary.set.paths) out(JSON.stringify({ type: 'path', ...p }));
+        out(JSON.stringify({ type: 'coverage', ...summary.coverage }));
+      } else {
+        for (const p of summary.set.paths) out(`${p.description} ⇒ ${p.target}`);
+        const c = summary.coverage;
+        out('');
+        out(`${machine}: ${c.paths} paths over ${c.vertices} vertices and ${c.edges} edges; ${c.covered}/${c.transitions} transitions covered when replayed on the simulated cluster`);
+        for (const u of c.uncovered) out(`uncovered: ${u}`);
+      }
+      return summary.coverage.uncovered.length === 0 ? 0 : 3;
     }
     case 'init': {
       if (values.world === undefined) throw new UsageError('init needs --world FILE');
