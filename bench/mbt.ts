@@ -57,7 +57,11 @@ for (const machine of ['migration', 'cleanup'] as const) {
 }
 
 console.log(`healthy migration on the simulated cluster: ${happy.toFixed(1)} ms (mean of ${happyRuns})\n`);
-console.log('| machine | paths | replays (paths, hangs, lost, crash) | generation | replay | one replay vs one healthy migration |');
+console.log(
+  '| machine | paths | replays (paths, hangs, lost, crash) | generation | replay | one replay vs one healthy migration |',
+);
 console.log('|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);
-console.log(`\nwhole suite, one core: ${(total / 1000).toFixed(1)} s for ${replays} replays = ${(total / happy).toFixed(0)} healthy migrations`);
+console.log(
+  `\nwhole suite, one core: ${(total / 1000).toFixed(1)} s for ${replays} replays = ${(total / happy).toFixed(0)} healthy migrations`,
+);

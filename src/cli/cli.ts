@@ -9,8 +9,8 @@ import {
   parseFault,
   type World,
 } from '../sim/index.js';
-import { describeWorldState, EXIT, plainPrinter, resultLines, worldLines } from './report.js';
 import { pathSummary } from './paths.js';
+import { describeWorldState, EXIT, plainPrinter, resultLines, worldLines } from './report.js';
 import { loadWorld, saveWorld, UsageError } from './worldFile.js';
 
 const HELP = `drbd-migrate: live migration of DRBD-backed instances as explicit state machines
@@ -182,7 +182,9 @@ async function command(argv: string[]): Promise<number> {
         for (const p of summary.set.paths) out(`${p.description} ⇒ ${p.target}`);
         const c = summary.coverage;
         out('');
-        out(`${machine}: ${c.paths} paths over ${c.vertices} vertices and ${c.edges} edges; ${c.covered}/${c.transitions} transitions covered when replayed on the simulated cluster`);
+        out(
+          `${machine}: ${c.paths} paths over ${c.vertices} vertices and ${c.edges} edges; ${c.covered}/${c.transitions} transitions covered when replayed on the simulated cluster`,
+        );
         for (const u of c.uncovered) out(`uncovered: ${u}`);
       }
       return summary.coverage.uncovered.length === 0 ? 0 : 3;
