@@ -1,5 +1,6 @@
 import { and, not } from 'xstate';
 import { checkInstanceConfig, locate } from './checks.js';
+import { meta } from './describe.js';
 import { errorText } from './effects.js';
 import { abortMigration, backToSingleMaster, survey } from './flows.js';
 import {
@@ -31,6 +32,7 @@ export const cleanupMachine = protocol.createMachine({
   initial: 'loadingConfig',
   states: {
     loadingConfig: {
+      description: 'Reading the instance’s config: which node it names as primary and which as secondary.',
       invoke: {
         id: 'getInstance',
         src: 'getInstance',
@@ -66,6 +68,8 @@ export const cleanupMachine = protocol.createMachine({
       },
     },
     locating: {
+      description: 'Finding where the instance really runs, on both of its nodes.',
+      meta: meta({ rules: [1, 3], check: 'If this hangs, the hypervisor on a node may be in a bad state.' }),
       entry: {
         type: 'feedback',
         params: {
@@ -98,6 +102,8 @@ export const cleanupMachine = protocol.createMachine({
       },
     },
     judging: {
+      description:
+        'Deciding from where it runs: on both (abort, look again), on none or only as a leftover (give up), on the target (commit), on the source (repair the disks).',
       always: [
         { guard: and(['onBothNodes', not('alreadyActedOnBoth')]), target: 'abortingFound' },
         {
@@ -147,6 +153,9 @@ export const cleanupMachine = protocol.createMachine({
       ],
     },
     completingHandover: {
+      description:
+        'The copy had completed but was never finalized: finalize on the target and the source instead of aborting.',
+      meta: meta({ rules: [1] }),
       entry: [
         {
           type: 'feedback',
@@ -223,6 +232,9 @@ export const cleanupMachine = protocol.createMachine({
       },
     },
     abortingFound: {
+      description:
+        'Found on both nodes: abort the handover (looking first whether it completed), then look again.',
+      meta: meta({ rules: [1] }),
       entry: [
         'markActedOnBoth',
         { type: 'feedback', params: { message: 'Trying to cleanup after failed migration' } },
@@ -230,6 +242,9 @@ export const cleanupMachine = protocol.createMachine({
       ...abortMigration({ next: '#cleanup.locating', onHandoverCompleted: '#cleanup.completingHandover' }),
     },
     committing: {
+      description: 'The instance runs on the secondary: the config is made to say so.',
+      tags: ['commit'],
+      meta: meta({ marker: 'commit point', rules: [3] }),
       entry: {
         type: 'feedback',
         params: ({ context }) => ({
@@ -257,20 +272,42 @@ export const cleanupMachine = protocol.createMachine({
       },
     },
     singleMaster: {
+      description:
+        'Back to single-master: demote the node the instance does not run on, settle, standalone, reconnect, resync.',
+      meta: meta({ rules: [2, 5] }),
       ...backToSingleMaster({ self: '#cleanup.singleMaster', onFailed: '#cleanup.surveying' }),
       onDone: 'cleaned',
     },
     surveying: {
+      description: 'Giving up: reading both nodes so that the outcome says what is really left.',
+      tags: ['failure'],
       ...survey({ next: '#cleanup.failed' }),
     },
     cleaned: {
+      description:
+        'Repaired: the instance runs where the config says, the disks are single-master and in sync.',
       type: 'final',
       entry: [
         { type: 'feedback', params: { message: '* done' } },
         { type: 'recordOutcome', params: { outcome: 'cleaned' } },
       ],
     },
-    rejected: { type: 'final', entry: { type: 'recordOutcome', params: { outcome: 'rejected' } } },
-    failed: { type: 'final', entry: { type: 'recordOutcome', params: { outcome: 'failed' } } },
+    rejected: {
+      description: 'The instance is unknown or not DRBD: nothing was touched.',
+      tags: ['failure'],
+      type: 'final',
+      entry: { type: 'recordOutcome', params: { outcome: 'rejected' } },
+    },
+    failed: {
+      description:
+        'The cleanup cannot repair this alone (instance on both nodes, on none, or only a leftover); `left` says what is there.',
+      tags: ['failure'],
+      meta: meta({
+        check:
+          'Follow the error’s advice; make sure the instance runs on exactly one node, then run the cleanup again.',
+      }),
+      type: 'final',
+      entry: { type: 'recordOutcome', params: { outcome: 'failed' } },
+    },
   },
 });

@@ -1,3 +1,4 @@
+import { meta } from './describe.js';
 import { errorText } from './effects.js';
 import { nextPollTimeout } from './limits.js';
 import { bothNodes, protocol, step, syncOverdueMessage } from './protocol.js';
@@ -18,6 +19,7 @@ export function waitUntilSync(options: { onFailed: string; tolerated: boolean })
     entry: [{ type: 'feedback', params: { message: '* wait until resync is done' } }, 'startWatch'],
     states: {
       polling: {
+        description: 'Asking both nodes how the resync goes (a long poll, bounded by the nearer deadline).',
         invoke: {
           id: 'waitSync',
           src: 'waitSync',
@@ -49,6 +51,7 @@ export function waitUntilSync(options: { onFailed: string; tolerated: boolean })
         },
       },
       judging: {
+        description: 'Synced, overdue (total or no-progress deadline), or poll again.',
         always: [
           { guard: 'synced', target: 'synced' },
           {
@@ -78,6 +81,7 @@ export function backToSingleMaster(options: { self: string; onFailed: string }) 
     initial: 'closingDisks',
     states: {
       closingDisks: {
+        description: 'Demoting the node the instance does not run on (drbdsetup secondary).',
         entry: {
           type: 'feedback',
           params: ({ context }) => ({ message: `* closing instance disks on node ${context.demote}` }),
@@ -104,10 +108,12 @@ export function backToSingleMaster(options: { self: string; onFailed: string }) 
         },
       },
       settling: {
+        description: 'Letting the disks catch up before cutting the link; a failure here is tolerated.',
         ...waitUntilSync({ onFailed: `${options.self}.goingStandalone`, tolerated: true }),
         onDone: 'goingStandalone',
       },
       goingStandalone: {
+        description: 'Disconnecting both nodes until StandAlone.',
         entry: { type: 'feedback', params: { message: '* changing into standalone mode' } },
         invoke: {
           id: 'disconnectNet',
@@ -129,6 +135,8 @@ export function backToSingleMaster(options: { self: string; onFailed: string }) 
         },
       },
       reconnecting: {
+        description: 'Reconnecting without allow-two-primaries.',
+        meta: meta({ rules: [2] }),
         entry: { type: 'feedback', params: { message: '* changing disks into single-master mode' } },
         invoke: {
           id: 'attachNet',
@@ -151,6 +159,7 @@ export function backToSingleMaster(options: { self: string; onFailed: string }) 
         },
       },
       resyncing: {
+        description: 'Waiting for the resync of what was written while disconnected.',
         ...waitUntilSync({ onFailed: options.onFailed, tolerated: false }),
         onDone: 'singleMaster',
       },
@@ -173,6 +182,8 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
     initial: 'checking',
     states: {
       checking: {
+        description: 'Looking before aborting: a completed copy must be finished, not aborted.',
+        meta: meta({ rules: [1] }),
         invoke: {
           id: 'instanceList',
           src: 'instanceList',
@@ -204,6 +215,7 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
         },
       },
       target: {
+        description: 'Stopping the copy on the target (kill the incoming instance).',
         entry: {
           type: 'feedback',
           params: ({ context }) => ({ message: `* aborting the migration on node ${context.target}` }),
@@ -235,6 +247,8 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
        * resuming the source now could run the guest twice. Look once more.
        */
       rechecking: {
+        description: 'The target would not stop: looking again before resuming the source.',
+        meta: meta({ rules: [1] }),
         invoke: {
           id: 'instanceList',
           src: 'instanceList',
@@ -266,6 +280,7 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
         },
       },
       source: {
+        description: 'Cancelling the copy on the source and resuming it there.',
         entry: {
           type: 'feedback',
           params: ({ context }) => ({ message: `* aborting the migration on node ${context.source}` }),
@@ -305,6 +320,7 @@ export function survey(options: { next: string }) {
     initial: 'disks',
     states: {
       disks: {
+        description: 'Reading both nodes’ disk status for the record.',
         invoke: {
           id: 'diskStatus',
           src: 'diskStatus',
@@ -322,6 +338,7 @@ export function survey(options: { next: string }) {
         },
       },
       instances: {
+        description: 'Reading where the instance is, for the record.',
         invoke: {
           id: 'instanceList',
           src: 'instanceList',

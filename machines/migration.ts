@@ -8,6 +8,7 @@ import {
   planMemory,
 } from './checks.js';
 import type { NodeInfo } from './contract.js';
+import { meta } from './describe.js';
 import { errorText } from './effects.js';
 import { abortMigration, backToSingleMaster, survey, waitUntilSync } from './flows.js';
 import { nextPollTimeout, overdue, seconds } from './limits.js';
@@ -27,9 +28,13 @@ export const migrationMachine = protocol.createMachine({
   states: {
     /** Read-only checks: a failure here leaves everything as it was (rejected). */
     checkingPrereqs: {
+      description:
+        'Read-only checks before anything is touched: the config, where the instance runs, its memory, the target’s free memory and hypervisor, both nodes’ disks.',
+      meta: meta({ rules: [6], check: 'Nothing was changed; fix the cause the error names and run again.' }),
       initial: 'loadingConfig',
       states: {
         loadingConfig: {
+          description: 'Reading the instance’s config (getInstance).',
           invoke: {
             id: 'getInstance',
             src: 'getInstance',
@@ -67,6 +72,7 @@ export const migrationMachine = protocol.createMachine({
           },
         },
         locating: {
+          description: 'Where does it run? It must run on the source only.',
           invoke: {
             id: 'instanceList',
             src: 'instanceList',
@@ -116,6 +122,7 @@ export const migrationMachine = protocol.createMachine({
           },
         },
         inspecting: {
+          description: 'Reading the instance’s current memory on the source.',
           invoke: {
             id: 'instanceInfo',
             src: 'instanceInfo',
@@ -143,6 +150,7 @@ export const migrationMachine = protocol.createMachine({
           },
         },
         checkingNodes: {
+          description: 'Free memory on the target (balloon or refuse) and hypervisor versions.',
           invoke: {
             id: 'nodeInfo',
             src: 'nodeInfo',
@@ -197,6 +205,8 @@ export const migrationMachine = protocol.createMachine({
           },
         },
         checkingDisks: {
+          description: 'Every disk Connected and UpToDate/UpToDate, single-master, on both nodes.',
+          meta: meta({ rules: [4] }),
           entry: {
             type: 'feedback',
             params: { message: '* checking disk consistency between source and target' },
@@ -253,6 +263,8 @@ export const migrationMachine = protocol.createMachine({
       },
     },
     ballooning: {
+      description: 'Shrinking the instance’s memory so that it fits on the target (allowed runtime change).',
+      meta: meta({ check: 'If this failed the instance still runs on the source, maybe with less memory.' }),
       entry: {
         type: 'feedback',
         params: ({ context }) => ({ message: `* setting instance memory to ${context.balloonToMiB} MiB` }),
@@ -280,6 +292,8 @@ export const migrationMachine = protocol.createMachine({
       },
     },
     fetchingMigrationInfo: {
+      description:
+        'Reading the source’s hypervisor runtime data that the target needs to accept the instance.',
       invoke: {
         id: 'migrationInfo',
         src: 'migrationInfo',
@@ -305,9 +319,17 @@ export const migrationMachine = protocol.createMachine({
     },
     /** The window opens: from here until the disks are single-master again, any failure reverts. */
     dualMaster: {
+      description:
+        'Opening the dual-primary window: target disks closed, both sides standalone, reconnected with two primaries allowed, resynced, checked, then opened on both nodes.',
+      meta: meta({
+        rules: [2, 4],
+        check:
+          'A failure here reverts the disks to single-master; look at drbdsetup status on both nodes if the revert failed too.',
+      }),
       initial: 'closingTargetDisks',
       states: {
         closingTargetDisks: {
+          description: 'Making sure the target is Secondary (drbdsetup secondary).',
           entry: {
             type: 'feedback',
             params: ({ context }) => ({ message: `* closing instance disks on node ${context.target}` }),
@@ -334,6 +356,7 @@ export const migrationMachine = protocol.createMachine({
           },
         },
         goingStandalone: {
+          description: 'Disconnecting both nodes until StandAlone.',
           entry: { type: 'feedback', params: { message: '* changing into standalone mode' } },
           invoke: {
             id: 'disconnectNet',
@@ -355,6 +378,8 @@ export const migrationMachine = protocol.createMachine({
           },
         },
         attaching: {
+          description: 'Reconnecting both nodes with allow-two-primaries.',
+          meta: meta({ rules: [2] }),
           entry: { type: 'feedback', params: { message: '* changing disks into dual-master mode' } },
           invoke: {
             id: 'attachNet',
@@ -377,11 +402,16 @@ export const migrationMachine = protocol.createMachine({
           },
         },
         syncing: {
+          description: 'Waiting for the resync of what the source wrote while disconnected.',
+          meta: meta({ rules: [4, 5] }),
           ...waitUntilSync({ onFailed: '#migration.revertingDisks', tolerated: false }),
           onDone: 'verifying',
         },
         /** Safety rule 4, checked on the nodes' own answer rather than assumed from the steps before. */
         verifying: {
+          description:
+            'Reading both nodes back: Connected, UpToDate/UpToDate, two primaries allowed, before any promotion.',
+          meta: meta({ rules: [4] }),
           invoke: {
             id: 'diskStatus',
             src: 'diskStatus',
@@ -419,6 +449,7 @@ export const migrationMachine = protocol.createMachine({
           },
         },
         openingSource: {
+          description: 'Opening the disks on the source in shared mode (it stays Primary).',
           entry: {
             type: 'feedback',
             params: ({ context }) => ({
@@ -448,6 +479,8 @@ export const migrationMachine = protocol.createMachine({
           },
         },
         openingTarget: {
+          description: 'Promoting the target: both nodes are Primary from here.',
+          meta: meta({ rules: [2, 4] }),
           entry: {
             type: 'feedback',
             params: ({ context }) => ({
@@ -479,9 +512,16 @@ export const migrationMachine = protocol.createMachine({
       },
     },
     migrating: {
+      description:
+        'The hypervisor’s handover: the target accepts, the source copies memory while the machine polls progress.',
+      meta: meta({
+        rules: [1, 5],
+        check: 'query-migrate on the source; the instance may exist on both nodes only inside this step.',
+      }),
       initial: 'accepting',
       states: {
         accepting: {
+          description: 'Starting the target’s hypervisor waiting for the incoming instance.',
           entry: {
             type: 'feedback',
             params: ({ context }) => ({ message: `* preparing ${context.target} to accept the instance` }),
@@ -512,6 +552,7 @@ export const migrationMachine = protocol.createMachine({
           },
         },
         starting: {
+          description: 'Starting the memory copy on the source.',
           entry: {
             type: 'feedback',
             params: ({ context }) => ({ message: `* migrating instance to ${context.target}` }),
@@ -542,10 +583,15 @@ export const migrationMachine = protocol.createMachine({
           },
         },
         transferring: {
+          description: 'Memory copy in progress; a switch to postcopy makes the source unresumable.',
+          tags: ['pointOfNoReturn'],
+          meta: meta({ marker: 'point of no return', rules: [1, 5] }),
           entry: [{ type: 'feedback', params: { message: '* starting memory transfer' } }, 'startWatch'],
           initial: 'polling',
           states: {
             polling: {
+              description:
+                'Asking the source how the memory copy goes (a long poll, bounded by the nearer deadline).',
               invoke: {
                 id: 'migrationStatus',
                 src: 'migrationStatus',
@@ -590,6 +636,7 @@ export const migrationMachine = protocol.createMachine({
               },
             },
             judging: {
+              description: 'Completed, failed, broken postcopy, overdue, or poll again.',
               always: [
                 {
                   guard: 'migrationCompleted',
@@ -649,10 +696,17 @@ export const migrationMachine = protocol.createMachine({
       },
     },
     aborting: {
+      description:
+        'Stopping a failed handover: kill the target’s copy, resume the source; looks first in case the copy had completed.',
+      tags: ['failure'],
+      meta: meta({ rules: [1], check: 'Where does the instance run? It must not run on both nodes.' }),
       ...abortMigration({ next: '#migration.revertingDisks', onHandoverCompleted: '#migration.finalizing' }),
     },
     /** Both finalizes always run; only when both succeeded is the commit point reached. */
     finalizing: {
+      description:
+        'The copy completed: finalize on the source (quit it) and on the target (keep it); both are always attempted.',
+      meta: meta({ rules: [1, 3] }),
       initial: 'source',
       states: {
         source: {
@@ -716,6 +770,13 @@ export const migrationMachine = protocol.createMachine({
     },
     /** The one commit point: the config names the target from here on. */
     committing: {
+      description: 'The one commit point: the cluster config now names the target as the primary node.',
+      tags: ['commit'],
+      meta: meta({
+        marker: 'commit point',
+        rules: [3],
+        check: 'The config must name the node where the instance runs.',
+      }),
       invoke: {
         id: 'setPrimaryNode',
         src: 'setPrimaryNode',
@@ -737,33 +798,72 @@ export const migrationMachine = protocol.createMachine({
       },
     },
     revertingDisks: {
+      description:
+        'A failure before the commit: the disks go back to single-master with the source as the only primary.',
+      tags: ['failure'],
+      meta: meta({ rules: [2] }),
       always: { target: 'singleMaster', actions: 'demoteTarget' },
     },
     /** Written once: the forward tail after the commit, and the revert after a failure before it. */
     singleMaster: {
+      description:
+        'Back to single-master (written once, used forward and for the revert): demote one node, let the disks settle, standalone, reconnect without two primaries, resync.',
+      meta: meta({
+        rules: [2, 5],
+        check: 'drbdsetup status: one Primary, allow-two-primaries off, Connected, UpToDate/UpToDate.',
+      }),
       entry: 'countSingleMasterAttempt',
       ...backToSingleMaster({ self: '#migration.singleMaster', onFailed: '#migration.singleMasterFailed' }),
       onDone: [{ guard: 'committed', target: 'migrated' }, { target: 'reverted' }],
     },
     singleMasterFailed: {
+      description:
+        'The way back to single-master failed: after the commit it is tried once more, otherwise the run gives up.',
+      tags: ['failure'],
       always: [
         { guard: 'mayRetrySingleMaster', target: 'singleMaster', actions: 'retryForward' },
         { target: 'surveying' },
       ],
     },
     surveying: {
+      description: 'Giving up: reading both nodes so that the outcome says what is really left.',
+      tags: ['failure'],
       ...survey({ next: '#migration.needsCleanup' }),
     },
     migrated: {
+      description:
+        'Done: the instance runs on the target, the config says so, the disks are single-master again.',
       type: 'final',
       entry: [
         { type: 'feedback', params: { message: '* done' } },
         { type: 'recordOutcome', params: { outcome: 'migrated' } },
       ],
     },
-    reverted: { type: 'final', entry: { type: 'recordOutcome', params: { outcome: 'reverted' } } },
-    rejected: { type: 'final', entry: { type: 'recordOutcome', params: { outcome: 'rejected' } } },
-    needsCleanup: { type: 'final', entry: { type: 'recordOutcome', params: { outcome: 'needsCleanup' } } },
+    reverted: {
+      description:
+        'The migration failed and was undone: the instance runs on the source, the config names the source, the disks are single-master.',
+      tags: ['failure'],
+      meta: meta({ check: 'Read the error: it names the step and the node that failed.' }),
+      type: 'final',
+      entry: { type: 'recordOutcome', params: { outcome: 'reverted' } },
+    },
+    rejected: {
+      description: 'A prerequisite failed or the input was bad: nothing was touched.',
+      tags: ['failure'],
+      meta: meta({ rules: [6], check: 'Fix the cause the error names and run again.' }),
+      type: 'final',
+      entry: { type: 'recordOutcome', params: { outcome: 'rejected' } },
+    },
+    needsCleanup: {
+      description: 'The run could not finish or undo its work; `left` says what the nodes look like.',
+      tags: ['failure'],
+      meta: meta({
+        rules: [2],
+        check: 'Inspect both nodes, then run the cleanup (drbd-migrate migrate INSTANCE --cleanup).',
+      }),
+      type: 'final',
+      entry: { type: 'recordOutcome', params: { outcome: 'needsCleanup' } },
+    },
   },
 });
 

@@ -30,7 +30,10 @@ describe('drbd-migrate demo', () => {
     const r = await cli('demo', '--fast');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('* done');
-    expect(r.stdout).toContain('migrated: web1 is primary on node-b');
+    expect(r.stdout).toContain('outcome: migrated');
+    expect(r.stdout).toContain('instance web1 runs on: node-b; the config names node-b');
+    expect(r.stdout.find((l) => l.startsWith('step '))).toMatch(/duration/);
+    expect(r.stdout.some((l) => /^dualMaster\s+\d+\.\d s$/.test(l))).toBe(true);
     expect(r.stdout).toContain('node-b: web1 (running)');
     expect(r.stdout).toContain('safety rules: all held');
   });
@@ -88,6 +91,11 @@ describe('drbd-migrate demo', () => {
     const again = await cli('migrate', 'web1', '--world', file, '--json');
     expect(again.code).toBe(0);
     expect(again.json().at(-2)).toMatchObject({ outcome: 'migrated' });
+  });
+
+  it('prints only the result with --quiet', async () => {
+    const r = await cli('demo', '--fast', '--quiet');
+    expect(r.stdout).toEqual(['migrated: web1 is primary on node-b']);
   });
 
   it('migrates non-live', async () => {
