@@ -53,27 +53,25 @@ export function guardLabel(guard: unknown): string | null {
   return typeof typed.type === 'string' ? typed.type : 'inline';
 }
 
-function edgeOf(t: AnyTransitionDefinition, failureStates: Set<string>): DiagramEdge[] {
-  const type = t.eventType;
-  let kind: DiagramEdge['kind'] = 'event';
-  let label = type;
-  let m: RegExpExecArray | null;
-  if (type === '') {
-    kind = 'always';
-    label = 'always';
-  } else if ((m = /^xstate\.done\.actor\.(.+)$/.exec(type))) {
-    kind = 'done';
-    label = `done(${m[1]})`;
-  } else if ((m = /^xstate\.error\.actor\.(.+)$/.exec(type))) {
-    kind = 'error';
-    label = `error(${m[1]})`;
-  } else if ((m = /^xstate\.after\.(.+?)\.(.+)$/.exec(type))) {
-    kind = 'after';
-    label = `after ${m[1]}`;
-  } else if (type.startsWith('xstate.done.state.')) {
-    kind = 'stateDone';
-    label = 'done';
+/** How an event type reads on an edge: done(X), error(X), always, after D, or the event itself. */
+const EVENT_LABELS: [RegExp, DiagramEdge['kind'], (m: RegExpExecArray) => string][] = [
+  [/^$/, 'always', () => 'always'],
+  [/^xstate\.done\.actor\.(.+)$/, 'done', (m) => `done(${m[1]})`],
+  [/^xstate\.error\.actor\.(.+)$/, 'error', (m) => `error(${m[1]})`],
+  [/^xstate\.after\.(.+?)\.(.+)$/, 'after', (m) => `after ${m[1]}`],
+  [/^xstate\.done\.state\./, 'stateDone', () => 'done'],
+];
+
+function labelOf(type: string): { kind: DiagramEdge['kind']; label: string } {
+  for (const [pattern, kind, label] of EVENT_LABELS) {
+    const m = pattern.exec(type);
+    if (m !== null) return { kind, label: label(m) };
   }
+  return { kind: 'event', label: type };
+}
+
+function edgeOf(t: AnyTransitionDefinition, failureStates: Set<string>): DiagramEdge[] {
+  const { kind, label } = labelOf(t.eventType);
   const guard = guardLabel(t.guard);
   const targets: (AnyStateNode | null)[] = t.target && t.target.length > 0 ? [...t.target] : [null];
   return targets.map((target) => ({

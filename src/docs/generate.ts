@@ -36,12 +36,12 @@ function statesDoc(): string {
 
 function fieldsOf(schema: z.ZodType): string {
   const json = z.toJSONSchema(schema, { unrepresentable: 'any' }) as {
-    properties?: Record<string, { type?: string; items?: unknown }>;
+    properties?: Record<string, unknown>;
     required?: string[];
   };
   if (json.properties === undefined) return '—';
-  return Object.entries(json.properties)
-    .map(([k, v]) => `\`${k}${json.required?.includes(k) ? '' : '?'}\``)
+  return Object.keys(json.properties)
+    .map((k) => `\`${k}${json.required?.includes(k) ? '' : '?'}\``)
     .join(', ');
 }
 
