@@ -45,28 +45,31 @@ function fieldsOf(schema: z.ZodType): string {
     .join(', ');
 }
 
+interface JsonShape {
+  type?: string;
+  properties?: Record<string, unknown>;
+  items?: JsonShape;
+  additionalProperties?: JsonShape | boolean;
+}
+
+const keysOf = (shape: JsonShape | undefined) =>
+  Object.keys(shape?.properties ?? {})
+    .map((k) => `\`${k}\``)
+    .join(', ');
+
 function answerOf(schema: z.ZodType): string {
+  let json: JsonShape;
   try {
-    const json = z.toJSONSchema(schema, { unrepresentable: 'any', io: 'input' }) as {
-      type?: string;
-      properties?: Record<string, unknown>;
-      additionalProperties?: { properties?: Record<string, unknown>; type?: string };
-    };
-    if (json.properties !== undefined)
-      return Object.keys(json.properties)
-        .map((k) => `\`${k}\``)
-        .join(', ');
-    if (json.additionalProperties?.properties !== undefined) {
-      return `per node: ${Object.keys(json.additionalProperties.properties)
-        .map((k) => `\`${k}\``)
-        .join(', ')}`;
-    }
-    if (json.additionalProperties?.type === 'array') return 'per node: a list';
-    if (json.type === 'object') return 'per node';
-    return 'nothing (acknowledged)';
+    json = z.toJSONSchema(schema, { unrepresentable: 'any', io: 'input' }) as JsonShape;
   } catch {
     return 'nothing (acknowledged)';
   }
+  if (json.properties !== undefined) return keysOf(json);
+  const each = typeof json.additionalProperties === 'object' ? json.additionalProperties : undefined;
+  if (each?.properties !== undefined) return `per node: ${keysOf(each)}`;
+  if (each?.type === 'array') return `per node, a list of: ${keysOf(each.items)}`;
+  if (json.type === 'object') return 'the hypervisor’s runtime data, opaque to the protocol';
+  return 'nothing (acknowledged)';
 }
 
 function effectsDoc(): string {
