@@ -30,6 +30,8 @@ export const cleanupMachine = protocol.createMachine({
   context: ({ input }) => initialContext(input),
   output: ({ context }) => outputOf(context),
   initial: 'loadingConfig',
+  // The cleanup is the repair: an abort would leave the instance as broken as it found it.
+  on: { ABORT: { actions: 'refuseAbort' } },
   states: {
     loadingConfig: {
       description: 'Reading the instance’s config: which node it names as primary and which as secondary.',

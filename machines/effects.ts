@@ -47,6 +47,8 @@ export interface BindOptions {
   graceMs?: number;
   /** Called with every effect call and its settlement, for logs and tests. */
   onCall?: (call: EffectCall) => void;
+  /** Awaited before every call (e.g. until the journal is on disk), so nothing acts ahead of the record. */
+  beforeCall?: () => Promise<void>;
 }
 
 export type EffectCall =

@@ -25,9 +25,21 @@ export const migrationMachine = protocol.createMachine({
   context: ({ input }) => initialContext(input),
   output: ({ context }) => outputOf(context),
   initial: 'checkingPrereqs',
+  // An operator abort (delivered by the runner between steps): honoured before the handover by
+  // reverting, refused after the point of no return with a word on what happens instead.
+  on: { ABORT: { actions: 'refuseAbort' } },
   states: {
     /** Read-only checks: a failure here leaves everything as it was (rejected). */
     checkingPrereqs: {
+      on: {
+        ABORT: {
+          target: '#migration.reverted',
+          actions: {
+            type: 'fail',
+            params: { message: 'Aborted by the operator before anything was touched' },
+          },
+        },
+      },
       description:
         'Read-only checks before anything is touched: the config, where the instance runs, its memory, the target’s free memory and hypervisor, both nodes’ disks.',
       meta: meta({ rules: [6], check: 'Nothing was changed; fix the cause the error names and run again.' }),
@@ -263,6 +275,15 @@ export const migrationMachine = protocol.createMachine({
       },
     },
     ballooning: {
+      on: {
+        ABORT: {
+          target: '#migration.reverted',
+          actions: {
+            type: 'fail',
+            params: { message: 'Aborted by the operator before anything was touched' },
+          },
+        },
+      },
       description: 'Shrinking the instance’s memory so that it fits on the target (allowed runtime change).',
       meta: meta({ check: 'If this failed the instance still runs on the source, maybe with less memory.' }),
       entry: {
@@ -292,6 +313,15 @@ export const migrationMachine = protocol.createMachine({
       },
     },
     fetchingMigrationInfo: {
+      on: {
+        ABORT: {
+          target: '#migration.reverted',
+          actions: {
+            type: 'fail',
+            params: { message: 'Aborted by the operator before anything was touched' },
+          },
+        },
+      },
       description:
         'Reading the source’s hypervisor runtime data that the target needs to accept the instance.',
       invoke: {
@@ -319,6 +349,15 @@ export const migrationMachine = protocol.createMachine({
     },
     /** The window opens: from here until the disks are single-master again, any failure reverts. */
     dualMaster: {
+      on: {
+        ABORT: {
+          target: '#migration.revertingDisks',
+          actions: {
+            type: 'fail',
+            params: { message: 'Aborted by the operator; reverting the disks to single-master' },
+          },
+        },
+      },
       description:
         'Opening the dual-primary window: target disks closed, both sides standalone, reconnected with two primaries allowed, resynced, checked, then opened on both nodes.',
       meta: meta({
@@ -512,6 +551,18 @@ export const migrationMachine = protocol.createMachine({
       },
     },
     migrating: {
+      on: {
+        ABORT: [
+          { guard: 'pastPointOfNoReturn', actions: 'refuseAbort' },
+          {
+            target: '#migration.aborting',
+            actions: [
+              { type: 'feedback', params: { message: 'Aborted by the operator, aborting' } },
+              { type: 'fail', params: { message: 'Aborted by the operator; the handover is being undone' } },
+            ],
+          },
+        ],
+      },
       description:
         'The hypervisor’s handover: the target accepts, the source copies memory while the machine polls progress.',
       meta: meta({

@@ -323,6 +323,18 @@ export const protocol = setup({
       enqueue.assign({ error: null });
     }),
     markActedOnBoth: assign({ aborted: true }),
+    /** An operator abort that cannot be honoured here: say what happens instead. */
+    refuseAbort: emit(({ context }) => ({
+      type: 'feedback' as const,
+      level: 'warning' as const,
+      message: context.committed
+        ? 'Abort refused: the instance already runs on the target and the config says so; finishing the switch back to single-master'
+        : context.pastPointOfNoReturn || context.memory?.status === 'completed'
+          ? 'Abort refused: the memory copy has passed the point of no return; finishing the migration forward'
+          : context.error !== null
+            ? 'Abort noted: the run is already undoing its work'
+            : 'Abort refused: this step cannot be interrupted; it finishes first',
+    })),
     recordSurveyDisks: assign({
       surveyDisks: (_, params: { disks: Record<string, DiskStatus[]> | null }) => params.disks,
     }),

@@ -39,6 +39,13 @@ export interface RunOptions {
   /** The actor, once created: its snapshot tells which state makes each effect call. */
   onStart?: (actor: AnyActorRef) => void;
   /**
+   * An operator abort. It reaches the machine at the next safe point, once the step in flight has
+   * finished; the machine then reverts, or says why it finishes forward instead.
+   */
+  abort?: AbortSignal;
+  /** Awaited before every effect call (a journal flush). */
+  beforeCall?: () => Promise<void>;
+  /**
    * Stops the machine where it is, like an orchestrator that dies: in-flight effects are aborted,
    * nothing more happens, and the run rejects with RunInterrupted.
    */
@@ -68,10 +75,25 @@ export function runMachine(
   options: RunOptions = {},
 ) {
   const clock = options.clock ?? systemClock;
+  // Effects in flight, so that an operator abort waits for the step to finish.
+  let inFlight = 0;
+  let abortPending = false;
+  const deliverAbort = () => {
+    abortPending = false;
+    actor.send({ type: 'ABORT' });
+  };
   const bind: BindOptions = {
     clock,
-    ...(options.onCall === undefined ? {} : { onCall: options.onCall }),
+    onCall: (call) => {
+      options.onCall?.(call);
+      if (call.phase === 'start') inFlight++;
+      else {
+        inFlight--;
+        if (abortPending && inFlight === 0) deliverAbort();
+      }
+    },
     ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
+    ...(options.beforeCall === undefined ? {} : { beforeCall: options.beforeCall }),
   };
   const actor = createActor(provideEffects(machine, effects, bind), {
     input,
@@ -79,6 +101,14 @@ export function runMachine(
     ...(options.inspect === undefined ? {} : { inspect: options.inspect }),
   });
   options.onStart?.(actor);
+  options.abort?.addEventListener(
+    'abort',
+    () => {
+      if (inFlight === 0) deliverAbort();
+      else abortPending = true;
+    },
+    { once: true },
+  );
   actor.on('*', (emitted) => options.onEvent?.(emitted as ProtocolEmitted));
   let last = '';
   actor.subscribe((snapshot) => {

@@ -23,7 +23,7 @@ export const MACHINES: Record<MachineName, AnyStateMachine> = {
 };
 
 /** What the replay does at one call: fail it, hang it, lose its answer, or perturb the world first. */
-export type PlanAction = 'error' | 'hang' | 'lost' | Perturbation;
+export type PlanAction = 'error' | 'hang' | 'lost' | 'abort' | Perturbation;
 
 export interface PlanEntry {
   /** The state that makes the call (dotted state value). */
@@ -61,6 +61,8 @@ const EFFECT_EVENT = /^xstate\.(done|error)\.actor\.(.+)$/;
 function eventsFor(snapshot: AnyMachineSnapshot): VariantEvent[] {
   const context = snapshot.context as ProtocolContext;
   return __unsafe_getAllOwnEventDescriptors(snapshot).flatMap((type: string): VariantEvent[] => {
+    // The operator may abort in any state that is waiting on an effect.
+    if (type === 'ABORT') return Object.keys(snapshot.children).length > 0 ? [{ type }] : [];
     const m = EFFECT_EVENT.exec(type);
     if (m === null) return [];
     const effect = m[2] as EffectName;
@@ -132,6 +134,14 @@ function toGenerated(machine: MachineName, path: StatePath<AnyMachineSnapshot, E
     const from = stateKey(prev.state.value);
     const to = stateKey(step.state.value);
     steps.push({ from, event: event.type, variant: event.variant ?? null, to });
+    if (event.type === 'ABORT') {
+      // Requested while the state's effect is in flight; the runner delivers it when the call ends.
+      const effect = Object.keys(prev.state.children)[0] as EffectName;
+      const occurrence = (occurrences.get(`${from}|${effect}`) ?? 0) + 1;
+      plan.push({ state: from, effect, occurrence, action: 'abort' });
+      parts.push('operator abort');
+      continue;
+    }
     const m = EFFECT_EVENT.exec(event.type);
     if (m === null) continue;
     const effect = m[2] as EffectName;

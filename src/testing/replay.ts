@@ -92,6 +92,9 @@ async function runOn(
             case 'lost':
               await real(callInput, signal);
               throw injected();
+            case 'abort':
+              operator.abort();
+              return await real(callInput, signal);
             default:
               await world.perturb(entry!.action as Perturbation, callInput.instance);
               return await real(callInput, signal);
@@ -106,10 +109,12 @@ async function runOn(
 
   const visited: string[] = [];
   const stop = new AbortController();
+  const operator = new AbortController();
   try {
     const output = await runMachine(logic, input, effects, {
       clock: world.clock,
       signal: stop.signal,
+      abort: operator.signal,
       ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
       ...(options.covered === undefined ? {} : { inspect: recordTransitions(options.covered) }),
       onStart: (a) => {

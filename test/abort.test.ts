@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { createSimCluster, type RunEvent, runCleanup, runMigration, type WorldSpec } from '../src/index.js';
+import { expectTruthfulOutcome } from './helpers.js';
+
+/** Runs a migration and has the operator abort on entering `state`. */
+async function abortAt(
+  state: string | ((e: RunEvent) => boolean),
+  spec: WorldSpec = {},
+  what: 'migration' | 'cleanup' = 'migration',
+) {
+  const when = typeof state === 'string' ? (e: RunEvent) => e.type === 'state' && e.value === state : state;
+  const sim = createSimCluster(spec);
+  const before = sim.snapshot();
+  const abort = new AbortController();
+  const events: RunEvent[] = [];
+  const run = what === 'migration' ? runMigration : runCleanup;
+  const out = await run({ instance: 'web1' }, sim.effects, {
+    clock: sim.clock,
+    abort: abort.signal,
+    onEvent: (e) => {
+      events.push(e);
+      if (when(e)) abort.abort();
+    },
+  });
+  const feedback = events.flatMap((e) => (e.type === 'feedback' ? [e.message] : []));
+  return { out, sim, before, events, feedback };
+}
+
+describe('an operator abort', () => {
+  it('before anything is touched: stops, nothing changed', async () => {
+    const r = await abortAt('checkingPrereqs.checkingNodes');
+    expect(r.out).toMatchObject({
+      outcome: 'reverted',
+      error: 'Aborted by the operator before anything was touched',
+    });
+    expectTruthfulOutcome({ ...r, calls: [] });
+  });
+
+  it('while the disks go dual-master: waits for the step, then reverts the disks', async () => {
+    const r = await abortAt('dualMaster.syncing.polling');
+    expect(r.out).toMatchObject({ outcome: 'reverted', primaryNode: 'node-a' });
+    expect(r.out.error).toMatch(/Aborted by the operator; reverting the disks/);
+    expectTruthfulOutcome({ ...r, calls: [] });
+  });
+
+  it('during the memory copy, before the point of no return: aborts the handover and reverts', async () => {
+    const r = await abortAt('migrating.transferring.polling');
+    expect(r.out).toMatchObject({ outcome: 'reverted', primaryNode: 'node-a' });
+    expect(r.feedback).toContain('Aborted by the operator, aborting');
+    expectTruthfulOutcome({ ...r, calls: [] });
+  });
+
+  it('after the copy completed: refuses, says why, and finishes forward', async () => {
+    const r = await abortAt('finalizing.target');
+    expect(r.out).toMatchObject({ outcome: 'migrated', primaryNode: 'node-b' });
+    expect(r.feedback).toContain(
+      'Abort refused: the memory copy has passed the point of no return; finishing the migration forward',
+    );
+    expectTruthfulOutcome({ ...r, calls: [] });
+  });
+
+  it('after the postcopy switch: refuses and finishes forward', async () => {
+    const r = await abortAt(
+      (e) => e.type === 'progress' && e.kind === 'memory' && e.status === 'postcopy-active',
+      {
+        settings: { postcopy: true },
+      },
+    );
+    expect(r.out.outcome).toBe('migrated');
+    expect(
+      r.feedback.some((f) =>
+        f.startsWith('Abort refused: the memory copy has passed the point of no return'),
+      ),
+    ).toBe(true);
+    expectTruthfulOutcome({ ...r, calls: [] });
+  });
+
+  it('after the commit: refuses and finishes the switch back to single-master', async () => {
+    const r = await abortAt('singleMaster.goingStandalone');
+    expect(r.out.outcome).toBe('migrated');
+    expect(
+      r.feedback.some((f) => f.startsWith('Abort refused: the instance already runs on the target')),
+    ).toBe(true);
+  });
+
+  it('during a cleanup: refuses, since the cleanup is the repair', async () => {
+    const r = await abortAt('singleMaster.goingStandalone', {}, 'cleanup');
+    expect(r.out.outcome).toBe('cleaned');
+    expect(r.feedback.some((f) => f.startsWith('Abort refused'))).toBe(true);
+  });
+});
