@@ -6,6 +6,11 @@ export interface Clock {
   now(): number;
   /** Resolves true after ms, or false as soon as the signal aborts; never rejects. */
   sleep(ms: number, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Simulated clocks only: no time passes while the orchestrator's own work (a journal write) runs,
+   * since a simulated clock jumps ahead whenever nothing else seems to be happening.
+   */
+  hold?<T>(work: Promise<T>): Promise<T>;
 }
 
 export const systemClock: Clock = {

@@ -78,6 +78,12 @@ function bindEffect<K extends EffectName>(name: K, effects: Effects, options: Bi
     const parsedInput = schema.input.safeParse(input);
     if (!parsedInput.success)
       throw fail(`refusing ${name} with invalid input: ${parsedInput.error.issues[0]?.message}`);
+    // Nothing acts ahead of the record: wait for the journal (time stands still meanwhile).
+    if (options.beforeCall !== undefined) {
+      const before = options.beforeCall();
+      await (clock.hold === undefined ? before : clock.hold(before));
+    }
+    if (signal.aborted) throw fail(`${name} was not started: the step was left`);
     options.onCall?.({ phase: 'start', effect: name, input });
     const step = new AbortController();
     const onAbort = () => step.abort(signal.reason);

@@ -17,6 +17,8 @@ async function cli(...argv: string[]) {
 let dir: string;
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'drbd-migrate-'));
+  // Journals and locks of each test in a directory of its own.
+  process.env.DRBD_MIGRATE_STATE_DIR = join(dir, 'state');
 });
 
 async function worldFile(spec: WorldSpec = {}) {

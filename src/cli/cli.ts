@@ -1,10 +1,27 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { InstanceName, NodeName, type ProtocolInput, type ProtocolOutput } from '../../machines/index.js';
+import {
+  type EffectCall,
+  InstanceName,
+  NodeName,
+  type ProtocolInput,
+  type ProtocolOutput,
+} from '../../machines/index.js';
 import { toDot, toMermaid, toSvg } from '../diagram/index.js';
 import { explain } from '../docs/explain.js';
 import { MACHINES_TO_DRAW } from '../docs/generate.js';
-import { type RunEvent, RunInterrupted, runCleanup, runMigration } from '../runner/index.js';
+import {
+  FileJournal,
+  FileLocks,
+  LockedError,
+  type Resumed,
+  ResumeError,
+  resumeMigration,
+  runJournaled,
+} from '../journal/index.js';
+import { type RunEvent, type RunOptions, runMigration } from '../runner/index.js';
 import {
   createSimCluster,
   createWorld,
@@ -14,7 +31,7 @@ import {
   runningOn,
   type World,
 } from '../sim/index.js';
-import { LiveView } from './live.js';
+import { LiveView, seconds } from './live.js';
 import { pathSummary } from './paths.js';
 import { describeWorldState, EXIT, resultLines, worldLines } from './report.js';
 import { loadWorld, saveWorld, UsageError } from './worldFile.js';
@@ -26,6 +43,8 @@ Usage:
                     [--json] [--quiet] [--world FILE] [--fast]
   drbd-migrate migrate INSTANCE --world FILE [--cleanup] [--non-live] [--target NODE]
                     [--no-runtime-changes] [--fail ...] [--hang ...] [--lose ...] [--json] [--quiet]
+                    [--state-dir DIR]
+  drbd-migrate resume INSTANCE --world FILE [--state-dir DIR] [--json] [--quiet]
   drbd-migrate diagram [migration|cleanup] [--format mermaid|dot|svg] [-o FILE]
   drbd-migrate explain OUTCOME|STATE
   drbd-migrate paths [--machine migration|cleanup] [--json]
@@ -67,13 +86,32 @@ Options:
   --fail/--hang/--lose   inject faults, as for demo
   --json, --quiet        as for demo
 
-Ctrl-C: the first press says what stopping now would leave behind; a second press within 5 s
-stops after the current step and saves the cluster as it is (then run --cleanup).
+Every transition is journaled under --state-dir (default: $DRBD_MIGRATE_STATE_DIR, else
+$XDG_STATE_HOME/drbd-migrate, else ~/.local/state/drbd-migrate), and the instance and its two nodes
+are locked for the run. If the process dies, 'drbd-migrate resume INSTANCE' continues it.
+
+Ctrl-C (or SIGTERM) aborts at the next safe point, once the step in flight has finished: before the
+handover the run reverts; after the point of no return it finishes forward and says so. A second
+Ctrl-C only says what is in flight and how long it may take; the process is never killed
+mid-step by it.
+
+--kill-at N (simulator crash tests): the process kills itself (SIGKILL) right after the journal
+records its Nth transition.
 
 Examples:
   drbd-migrate init --world /tmp/w.json
   drbd-migrate migrate web1 --world /tmp/w.json --non-live
   drbd-migrate migrate web1 --world /tmp/w.json --cleanup`,
+  resume: `drbd-migrate resume INSTANCE --world FILE: continue a migration or cleanup whose process died
+
+It reads the journal under --state-dir and continues from the last transition. Where continuing
+blind is unsafe (the process died inside the hypervisor's handover, or the config no longer says
+what the journal believed), it looks where the instance really runs and runs the cleanup instead.
+With no journal, a corrupt one, or one written by another version of the machine, it says so and
+touches nothing (exit 2).
+
+Example:
+  drbd-migrate resume web1 --world /tmp/w.json`,
   diagram: `drbd-migrate diagram [migration|cleanup]: draw a machine
 
 Options:
@@ -127,6 +165,8 @@ const options = {
   format: { type: 'string' },
   output: { type: 'string', short: 'o' },
   quiet: { type: 'boolean' },
+  'state-dir': { type: 'string' },
+  'kill-at': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -176,35 +216,34 @@ function valid<T>(
 }
 
 interface Simulated {
-  result: ProtocolOutput | null;
-  /** The state the run was stopped in by the operator, when it was. */
-  stoppedIn: string | null;
+  result: ProtocolOutput;
   world: World;
   view: LiveView;
 }
 
-/** What stopping in a state leaves behind, for the Ctrl-C prompt. */
-function stopHint(state: string): string {
-  if (
-    state === '' ||
-    state.startsWith('checkingPrereqs') ||
-    state === 'fetchingMigrationInfo' ||
-    state === 'loadingConfig' ||
-    state === 'locating'
-  ) {
-    return 'nothing has been touched yet';
-  }
-  return "the disks may be left dual-master or standalone: run the cleanup afterwards ('--cleanup')";
+export function defaultStateDir(): string {
+  if (process.env.DRBD_MIGRATE_STATE_DIR) return process.env.DRBD_MIGRATE_STATE_DIR;
+  const base = process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
+  return join(base, 'drbd-migrate');
 }
 
+type Runner = (
+  effects: ReturnType<typeof createSimCluster>['effects'],
+  options: RunOptions,
+) => Promise<ProtocolOutput>;
+
+/** Runs one machine on a simulated cluster, with the live view, the safety record and Ctrl-C. */
 async function simulate(
   world: World,
-  input: ProtocolInput,
   values: Values,
-  cleanup: boolean,
-  pace?: number,
+  machineName: 'migration' | 'cleanup',
+  run: Runner,
+  options: { pace?: number; worldFile?: string } = {},
 ): Promise<Simulated> {
-  const sim = createSimCluster(world, { faults: faultsOf(values), ...(pace === undefined ? {} : { pace }) });
+  const sim = createSimCluster(world, {
+    faults: faultsOf(values),
+    ...(options.pace === undefined ? {} : { pace: options.pace }),
+  });
   const json = values.json === true;
   const quiet = values.quiet === true;
   const screen = io.screen ?? {
@@ -222,40 +261,74 @@ async function simulate(
     for (const v of step.violations)
       onEvent({ type: 'feedback', level: 'warning', message: `SAFETY RULE BROKEN: ${v}` });
   };
-  const stop = new AbortController();
-  let pressedAt: number | null = null;
-  const machineName = cleanup ? 'cleanup' : 'migration';
+  // The simulated nodes are the world file: saved after every step, before the machine hears the answer.
+  const worldFile = options.worldFile;
+  if (worldFile !== undefined) sim.afterStep = () => saveWorld(worldFile, sim.snapshot());
+  const inFlight = new Map<string, { effect: string; node: string; startedAt: number; timeoutMs: number }>();
+  const onCall = (call: EffectCall) => {
+    const input = call.input as { node?: string; nodes?: string[]; timeoutMs?: number };
+    const key = `${call.effect}:${input.node ?? input.nodes?.join(',')}`;
+    if (call.phase === 'start') {
+      inFlight.set(key, {
+        effect: call.effect,
+        node: input.node ?? input.nodes?.join(' and ') ?? 'the config',
+        startedAt: sim.clock.now(),
+        timeoutMs: input.timeoutMs ?? 0,
+      });
+    } else inFlight.delete(key);
+  };
+  const operator = new AbortController();
   const removeHandler = io.onInterrupt?.(() => {
-    if (pressedAt !== null && Date.now() - pressedAt < 5_000) {
-      view.line('Ctrl-C again: stopping after the current step; the cluster is saved as it is.');
-      stop.abort();
+    const step = [...inFlight.values()][0];
+    const now = step === undefined ? '' : `${step.effect} on ${step.node}`;
+    if (!operator.signal.aborted) {
+      operator.abort();
+      const what = explain(MACHINES_TO_DRAW, `${machineName}.${view.current}`);
+      view.line(
+        `Ctrl-C: abort requested in ${view.current || 'the first step'}${what?.[1] ? ` (${what[1]})` : ''}`,
+      );
+      view.line(
+        `  It takes effect when the step in flight${now ? ` (${now})` : ''} ends; the run then ${stopHint(machineName, view.current)}.`,
+      );
       return;
     }
-    pressedAt = Date.now();
-    const what = explain(MACHINES_TO_DRAW, `${machineName}.${view.current}`);
-    view.line(`Ctrl-C: the run is in ${view.current || 'its first step'}${what?.[1] ? `: ${what[1]}` : ''}`);
-    view.line(`  Stopping now: ${stopHint(view.current)}. Press Ctrl-C again within 5 s to stop.`);
+    const left = step === undefined ? 0 : Math.max(0, step.startedAt + step.timeoutMs - sim.clock.now());
+    view.line(
+      `Ctrl-C again: still in ${view.current}${now ? `, waiting for ${now}, running for ${seconds(sim.clock.now() - step!.startedAt)}; its deadline is in ${seconds(left)}` : ''}.`,
+    );
+    view.line(
+      `  The run will not be killed in the middle of a step. To kill it anyway: kill -9 ${process.pid}, then 'drbd-migrate resume'.`,
+    );
   });
-  const run = cleanup ? runCleanup : runMigration;
   try {
-    const result = await run(input, sim.effects, { clock: sim.clock, onEvent, signal: stop.signal });
-    return { result, stoppedIn: null, world: sim.snapshot(), view };
-  } catch (error) {
-    if (!(error instanceof RunInterrupted)) throw error;
-    return { result: null, stoppedIn: error.state, world: sim.snapshot(), view };
+    const result = await run(sim.effects, { clock: sim.clock, onEvent, onCall, abort: operator.signal });
+    return { result, world: sim.snapshot(), view };
   } finally {
     removeHandler?.();
   }
 }
 
-function report(run: Simulated, json: boolean, quiet: boolean, worldFile: string | undefined): number {
-  const { result, world } = run;
-  if (result === null) {
-    const hint =
-      worldFile === undefined ? '' : `; run 'drbd-migrate migrate web1 --world ${worldFile} --cleanup'`;
-    err(`drbd-migrate: stopped by the operator in ${run.stoppedIn}; the cluster is saved as it is${hint}`);
-    return 3;
+/** What an abort requested now will do, for the Ctrl-C message. */
+function stopHint(machine: 'migration' | 'cleanup', state: string): string {
+  if (machine === 'cleanup') return 'goes on: the cleanup is the repair and is not aborted';
+  if (
+    state === '' ||
+    state.startsWith('checkingPrereqs') ||
+    state === 'fetchingMigrationInfo' ||
+    state === 'ballooning'
+  ) {
+    return 'stops; nothing has been touched';
   }
+  if (state.startsWith('dualMaster'))
+    return 'reverts the disks to single-master; the instance stays on the source';
+  if (state.startsWith('migrating')) {
+    return 'aborts the handover and reverts, unless the copy has passed the point of no return (then it finishes forward)';
+  }
+  return 'finishes forward: it is past the point where undoing is safer than finishing';
+}
+
+function report(run: Simulated, json: boolean, quiet: boolean): number {
+  const { result, world } = run;
   // Bad input gets its one-line cause on stderr whatever the output format.
   if (result.outcome === 'rejected') err(`drbd-migrate: ${result.error}`);
   if (json) {
@@ -270,6 +343,36 @@ function report(run: Simulated, json: boolean, quiet: boolean, worldFile: string
     for (const l of worldLines(world)) out(l);
   }
   return EXIT[result.outcome];
+}
+
+/** For crash tests: SIGKILL this process right after the journal records its Nth transition. */
+function killer(n: number) {
+  let last = '';
+  let transitions = 0;
+  return (_written: number, state: string) => {
+    if (state === last) return;
+    last = state;
+    transitions++;
+    if (transitions === n) process.kill(process.pid, 'SIGKILL');
+  };
+}
+
+function journalOptions(values: Values, world: World, instance: string) {
+  const stateDir = values['state-dir'] ?? defaultStateDir();
+  const config = world.config.instances[instance];
+  const killAt = values['kill-at'] === undefined ? null : Number(values['kill-at']);
+  if (killAt !== null && !(Number.isInteger(killAt) && killAt > 0)) {
+    throw new UsageError(`bad --kill-at '${values['kill-at']}': expected a journal entry number from 1`);
+  }
+  return {
+    store: new FileJournal(stateDir),
+    locks: new FileLocks(stateDir),
+    nodes:
+      config === undefined
+        ? []
+        : [config.primaryNode, config.secondaryNode].filter((n): n is string => n !== null),
+    ...(killAt === null ? {} : { afterWrite: killer(killAt) }),
+  };
 }
 
 function inputOf(instance: string, values: Values): ProtocolInput {
@@ -302,13 +405,13 @@ async function command(argv: string[]): Promise<number> {
       faultsOf(values);
       const run = await simulate(
         createWorld(DEMO_SPEC),
-        input,
         values,
-        false,
-        values.fast ? undefined : DEMO_PACE,
+        'migration',
+        (effects, options) => runMigration(input, effects, options),
+        values.fast ? {} : { pace: DEMO_PACE },
       );
       if (values.world !== undefined) await saveWorld(values.world, run.world);
-      return report(run, values.json === true, values.quiet === true, values.world);
+      return report(run, values.json === true, values.quiet === true);
     }
     case 'migrate': {
       const [instance, ...extra] = rest;
@@ -319,11 +422,59 @@ async function command(argv: string[]): Promise<number> {
       const input = inputOf(instance, values);
       faultsOf(values);
       const world = await loadWorld(values.world);
-      const run = await simulate(world, input, values, values.cleanup === true);
+      const kind = values.cleanup === true ? 'cleanup' : 'migration';
+      const journal = journalOptions(values, world, input.instance);
+      const unfinished = await journal.store.read(input.instance).catch((error: Error) => {
+        throw new UsageError(`${error.message}; inspect it, then remove it or run migrate --cleanup`);
+      });
+      if (unfinished !== null) {
+        throw new UsageError(
+          `an unfinished ${unfinished.machine} of ${input.instance} (pid ${unfinished.owner.pid} on ${unfinished.owner.host}, last in ${unfinished.state} at ${unfinished.writtenAt}) is journaled; run 'drbd-migrate resume ${input.instance} --world ${values.world}'`,
+        );
+      }
+      const original = await readFile(values.world, 'utf8');
+      const run = await simulate(
+        world,
+        values,
+        kind,
+        (effects, options) => runJournaled(kind, input, effects, { ...options, ...journal }),
+        { worldFile: values.world },
+      );
       // Whatever happened is saved, so a cleanup finds the world as this run left it; a rejected
       // run touched nothing and leaves the file as it was.
-      if (run.result?.outcome !== 'rejected') await saveWorld(values.world, run.world);
-      return report(run, values.json === true, values.quiet === true, values.world);
+      if (run.result.outcome === 'rejected') await writeFile(values.world, original);
+      else await saveWorld(values.world, run.world);
+      return report(run, values.json === true, values.quiet === true);
+    }
+    case 'resume': {
+      const [instance, ...extra] = rest;
+      if (instance === undefined) throw new UsageError('resume needs an INSTANCE');
+      if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`);
+      if (values.world === undefined)
+        throw new UsageError('resume needs --world FILE (the simulated cluster to act on)');
+      const name = valid(InstanceName, instance, 'instance name');
+      const world = await loadWorld(values.world);
+      const journal = journalOptions(values, world, name);
+      const entry = await journal.store.read(name).catch((error: Error) => {
+        throw new UsageError(error.message);
+      });
+      if (entry === null) {
+        throw new UsageError(
+          `there is no unfinished migration or cleanup of ${name} to resume (no journal in ${values['state-dir'] ?? defaultStateDir()})`,
+        );
+      }
+      const run = await simulate(
+        world,
+        values,
+        entry.machine,
+        async (effects, options) => {
+          const resumed: Resumed = await resumeMigration(name, effects, { ...options, ...journal });
+          return resumed.output;
+        },
+        { worldFile: values.world },
+      );
+      await saveWorld(values.world, run.world);
+      return report(run, values.json === true, values.quiet === true);
     }
     case 'diagram': {
       const [name = 'migration', ...extra] = rest;
@@ -401,8 +552,12 @@ export async function runCli(argv: string[], given: CliIo): Promise<number> {
   try {
     return await command(argv);
   } catch (error) {
+    // Refusals that touched nothing: bad input, a held lock, a journal that cannot be trusted.
     const usage =
-      error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+      error instanceof UsageError ||
+      error instanceof ResumeError ||
+      error instanceof LockedError ||
+      (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     given.err(`drbd-migrate: ${(error as Error).message ?? error}`);
     return usage ? 2 : 3;
   }

@@ -14,7 +14,11 @@ runCli(process.argv.slice(2), {
   },
   onInterrupt: (handler) => {
     process.on('SIGINT', handler);
-    return () => process.off('SIGINT', handler);
+    process.on('SIGTERM', handler);
+    return () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    };
   },
 }).then((code) => {
   process.exitCode = code;

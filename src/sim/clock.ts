@@ -17,6 +17,7 @@ export class SimClock implements Clock {
   private timers: Timer[] = [];
   private seq = 0;
   private ticking = false;
+  private held = 0;
 
   constructor(options: { start?: number; pace?: number } = {}) {
     this.time = options.start ?? 0;
@@ -49,6 +50,17 @@ export class SimClock implements Clock {
     });
   }
 
+  /** Time stands still until `work` settles (real I/O of the orchestrator or the simulator). */
+  async hold<T>(work: Promise<T>): Promise<T> {
+    this.held++;
+    try {
+      return await work;
+    } finally {
+      this.held--;
+      if (this.held === 0 && this.timers.length > 0) this.schedule();
+    }
+  }
+
   /** Timers still waiting; a simulation that ends with some left had work that never finished. */
   get pending(): number {
     return this.timers.length;
@@ -63,7 +75,7 @@ export class SimClock implements Clock {
 
   private async tick() {
     const next = this.timers[0];
-    if (next === undefined) {
+    if (next === undefined || this.held > 0) {
       this.ticking = false;
       return;
     }

@@ -60,6 +60,8 @@ export interface SimCluster {
   readonly calls: Record<EffectName, number>;
   faults: Fault[];
   onStep: ((step: SimStep) => void) | undefined;
+  /** Awaited after every step (e.g. to save the world durably before the machine hears the answer). */
+  afterStep: ((step: SimStep) => Promise<void>) | undefined;
   /** A deep copy of the world as it is now, for saving. */
   snapshot(): World;
   /** Something happens to the cluster by itself, now (a link failure, a QEMU crash, …). */
@@ -89,6 +91,7 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     calls,
     faults: options.faults ?? [],
     onStep: options.onStep,
+    afterStep: undefined,
     effects: undefined as unknown as Effects,
     snapshot: () => {
       advance();
@@ -143,10 +146,14 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     await sleep(latencyMs, signal);
     const fault = faultFor(cluster.faults, effect, call);
     const injected = () => new Error(`${node}: injected fault: ${effect} failed (call ${call})`);
-    const finish = (violations = recordInvariants(world)) =>
-      cluster.onStep?.({ effect, call, input, at: world.time, violations });
+    const finish = async () => {
+      advance();
+      const step = { effect, call, input, at: world.time, violations: recordInvariants(world) };
+      cluster.onStep?.(step);
+      if (cluster.afterStep !== undefined) await clock.hold(cluster.afterStep(step));
+    };
     if (fault?.kind === 'error') {
-      finish();
+      await finish();
       throw injected();
     }
     if (fault?.kind === 'hang') {
@@ -159,8 +166,7 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       if (fault?.kind === 'lost') throw injected();
       return result;
     } finally {
-      advance();
-      finish();
+      await finish();
     }
   }
 

@@ -1,0 +1,11 @@
+export { FileLocks, type Lease, LockedError, type LockOwner, type LockStore } from './lock.js';
+export {
+  type JournalOptions,
+  type MachineKind,
+  type Resumed,
+  ResumeError,
+  resumeMigration,
+  runJournaled,
+} from './run.js';
+export { FileJournal, JournalEntry, JournalError, type JournalStore } from './store.js';
+export { machineVersion } from './version.js';

@@ -1,0 +1,186 @@
+import type { Snapshot } from 'xstate';
+import {
+  cleanupMachine,
+  type Effects,
+  migrationMachine,
+  type ProtocolContext,
+  type ProtocolInput,
+  type ProtocolOutput,
+} from '../../machines/index.js';
+import { type RunOptions, runMachine, stateKey } from '../runner/index.js';
+import type { LockStore } from './lock.js';
+import { type JournalEntry, type JournalStore, owner } from './store.js';
+import { machineVersion } from './version.js';
+
+export type MachineKind = 'migration' | 'cleanup';
+const MACHINES = { migration: migrationMachine, cleanup: cleanupMachine };
+
+export interface JournalOptions extends Omit<RunOptions, 'onSnapshot' | 'snapshot' | 'beforeCall'> {
+  store: JournalStore;
+  locks: LockStore;
+  /** The instance's nodes, locked for the run (Ganeti's node locks). */
+  nodes: string[];
+  /** Called once each journal entry is on disk, with its number and state (crash tests kill here). */
+  afterWrite?: (n: number, state: string) => void;
+}
+
+export class ResumeError extends Error {
+  override name = 'ResumeError';
+}
+
+async function journaled(
+  kind: MachineKind,
+  input: ProtocolInput,
+  effects: Effects,
+  options: JournalOptions,
+  snapshot?: Snapshot<unknown>,
+): Promise<ProtocolOutput> {
+  const machine = MACHINES[kind];
+  const version = machineVersion(machine);
+  const lease = await options.locks.acquire(
+    [`instance-${input.instance}`, ...options.nodes.map((n) => `node-${n}`)],
+    {
+      ...owner(),
+      since: new Date().toISOString(),
+      operation: `${kind} of ${input.instance}`,
+    },
+  );
+  // Writes are chained in order; every effect waits for them, so nothing acts ahead of the record.
+  let queue: Promise<void> = Promise.resolve();
+  const enqueue = (work: () => Promise<void>) => {
+    queue = queue.then(work);
+  };
+  let written = 0;
+  enqueue(() =>
+    options.store.log(input.instance, {
+      type: 'start',
+      machine: kind,
+      machineVersion: version,
+      resumed: snapshot !== undefined,
+      tookOver: lease.tookOver,
+    }),
+  );
+  try {
+    const output = await runMachine(machine, input, effects, {
+      ...options,
+      ...(snapshot === undefined ? {} : { snapshot }),
+      beforeCall: () => queue,
+      onEvent: (event) => {
+        options.onEvent?.(event);
+        enqueue(() => options.store.log(input.instance, { ...event }));
+      },
+      onSnapshot: (persisted) => {
+        const p = persisted as unknown as { value: Parameters<typeof stateKey>[0] };
+        const state = stateKey(p.value);
+        const entry: JournalEntry = {
+          schema: 1,
+          machine: kind,
+          machineVersion: version,
+          instance: input.instance,
+          input: input as unknown as Record<string, unknown>,
+          state,
+          snapshot: persisted as unknown as Record<string, unknown>,
+          writtenAt: new Date().toISOString(),
+          owner: owner(),
+        };
+        enqueue(async () => {
+          await options.store.write(entry);
+          options.afterWrite?.(++written, state);
+        });
+      },
+    });
+    await queue;
+    await options.store.log(input.instance, { type: 'end', outcome: output.outcome });
+    await options.store.close(input.instance);
+    return output;
+  } finally {
+    await queue.catch(() => {});
+    await lease.release();
+  }
+}
+
+/** A migration (or cleanup) that journals every transition and holds its locks. */
+export function runJournaled(
+  kind: MachineKind,
+  input: ProtocolInput,
+  effects: Effects,
+  options: JournalOptions,
+) {
+  return journaled(kind, input, effects, options);
+}
+
+/** The states where the instance may be on both nodes: continuing from a snapshot there is guessing. */
+const HANDOVER: Record<MachineKind, RegExp> = {
+  migration: /^(migrating|aborting|finalizing)(\.|$)/,
+  cleanup: /^(abortingFound|completingHandover)(\.|$)/,
+};
+
+export interface Resumed {
+  output: ProtocolOutput;
+  /** 'continued' from the journal, or handed to a fresh 'cleanup' (with the reason). */
+  how: 'continued' | 'cleanup';
+  reason: string | null;
+  from: JournalEntry;
+}
+
+/**
+ * Continues an interrupted run from its journal. Where continuing blind is unsafe (the crash hit the
+ * hypervisor's handover, or the config no longer says what the journal believed), it runs the
+ * cleanup instead, which first looks where the instance really runs.
+ */
+export async function resumeMigration(
+  instance: string,
+  effects: Effects,
+  options: JournalOptions,
+): Promise<Resumed> {
+  const entry = await options.store.read(instance);
+  if (entry === null) {
+    throw new ResumeError(
+      `there is no unfinished migration or cleanup of ${instance} to resume (no journal); run migrate, or migrate --cleanup`,
+    );
+  }
+  const kind = entry.machine;
+  const version = machineVersion(MACHINES[kind]);
+  if (entry.machineVersion !== version) {
+    throw new ResumeError(
+      `the journal of ${instance} was written by ${kind} machine version ${entry.machineVersion}, this is ${version}: its steps may not exist here; run migrate --cleanup instead`,
+    );
+  }
+  const context = (entry.snapshot as { context?: ProtocolContext }).context;
+  let reason: string | null = null;
+  if (HANDOVER[kind].test(entry.state)) {
+    reason = `the run stopped in ${entry.state}, inside the hypervisor's handover`;
+  } else if (context?.config) {
+    const config = await effects.getInstance(
+      { instance, timeoutMs: context.limits.stepTimeoutMs },
+      new AbortController().signal,
+    );
+    const believed = context.committed ? context.target : context.source;
+    if (config.primaryNode !== believed) {
+      reason = `the config names ${config.primaryNode} but the journal expected ${believed}: the world changed since`;
+    }
+  }
+  if (reason !== null) {
+    options.onEvent?.({
+      type: 'feedback',
+      level: 'warning',
+      message: `Not resuming blind: ${reason}; looking where ${instance} runs and cleaning up instead`,
+    });
+    const limits = (entry.input as unknown as ProtocolInput).limits;
+    const output = await journaled('cleanup', { instance, ...(limits ? { limits } : {}) }, effects, options);
+    return { output, how: 'cleanup', reason, from: entry };
+  }
+  options.onEvent?.({
+    type: 'feedback',
+    level: 'info',
+    message: `Resuming the ${kind} of ${instance} from ${entry.state}`,
+  });
+  const output = await journaled(
+    kind,
+    entry.input as unknown as ProtocolInput,
+    effects,
+    options,
+    entry.snapshot as Snapshot<unknown>,
+  );
+  return { output, how: 'continued', reason: null, from: entry };
+}

@@ -1,0 +1,144 @@
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { saveWorld } from '../src/cli/worldFile.js';
+import { createWorld, restStateProblems, World } from '../src/index.js';
+import { cli } from './processes.js';
+
+async function fresh() {
+  const dir = await mkdtemp(join(tmpdir(), 'drbd-migrate-'));
+  const world = join(dir, 'w.json');
+  await saveWorld(world, createWorld());
+  return { dir, world, state: join(dir, 'state') };
+}
+
+const readWorld = async (file: string) => World.parse(JSON.parse(await readFile(file, 'utf8')));
+
+describe('resume refuses what it cannot trust, and touches nothing', () => {
+  it('no journal', async () => {
+    const f = await fresh();
+    const before = await readFile(f.world, 'utf8');
+    const r = await cli(['resume', 'web1', '--world', f.world, '--state-dir', f.state]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/there is no unfinished migration or cleanup of web1 to resume/);
+    expect(await readFile(f.world, 'utf8')).toBe(before);
+  });
+
+  it('a corrupt journal, and one from another machine version', async () => {
+    const f = await fresh();
+    await cli(['migrate', 'web1', '--world', f.world, '--state-dir', f.state, '--kill-at', '12']);
+    const journal = join(f.state, 'journal', 'web1.json');
+    const good = await readFile(journal, 'utf8');
+    const before = await readFile(f.world, 'utf8');
+    await writeFile(journal, good.slice(0, 100));
+    let r = await cli(['resume', 'web1', '--world', f.world, '--state-dir', f.state]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/the journal of web1 .* is corrupt: not JSON/);
+    await writeFile(journal, JSON.stringify({ ...JSON.parse(good), machineVersion: '000000000000' }));
+    r = await cli(['resume', 'web1', '--world', f.world, '--state-dir', f.state]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/written by migration machine version 000000000000, this is [0-9a-f]{12}/);
+    expect(await readFile(f.world, 'utf8')).toBe(before);
+    r = await cli(['migrate', 'web1', '--world', f.world, '--state-dir', f.state]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /an unfinished migration of web1 .* is journaled; run 'drbd-migrate resume web1/,
+    );
+  });
+});
+
+describe('locks', () => {
+  it('a second operation on a locked instance exits 2, naming who holds it and since when', async () => {
+    const f = await fresh();
+    const since = new Date().toISOString();
+    await cli(['init', '--world', f.world]);
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(f.state, 'locks'), { recursive: true });
+    // held by this (living) test process
+    await writeFile(
+      join(f.state, 'locks', 'node-node-b.lock'),
+      JSON.stringify({ host: hostname(), pid: process.pid, since, operation: 'migration of db1' }),
+    );
+    const r = await cli(['migrate', 'web1', '--world', f.world, '--state-dir', f.state]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `node-node-b is locked by migration of db1 (pid ${process.pid} on ${hostname()}) since ${since}`,
+    );
+  });
+
+  it('a lock left by a killed process is taken over by resume', async () => {
+    const f = await fresh();
+    const killed = await cli([
+      'migrate',
+      'web1',
+      '--world',
+      f.world,
+      '--state-dir',
+      f.state,
+      '--kill-at',
+      '20',
+    ]);
+    expect(killed.signal).toBe('SIGKILL');
+    const lock = JSON.parse(await readFile(join(f.state, 'locks', 'instance-web1.lock'), 'utf8'));
+    const r = await cli(['resume', 'web1', '--world', f.world, '--state-dir', f.state, '--quiet']);
+    expect(r.code).toBe(0);
+    const log = await readFile(join(f.state, 'journal', 'web1.log'), 'utf8');
+    expect(log).toContain(`"tookOver":[{"host":"${lock.host}","pid":${lock.pid}`);
+  });
+});
+
+describe('SIGKILL at every transition, then resume', async () => {
+  const kinds: [string, string[], (w: string) => Promise<void>][] = [
+    ['migration', ['migrate', 'web1'], async () => {}],
+    [
+      'cleanup after a copy dropped mid-way',
+      ['migrate', 'web1', '--cleanup'],
+      async (world) => {
+        // the world a migration killed mid-copy leaves, its journal thrown away
+        const d = await mkdtemp(join(tmpdir(), 'drbd-migrate-'));
+        await cli(['migrate', 'web1', '--world', world, '--state-dir', d, '--kill-at', '17']);
+      },
+    ],
+  ];
+  for (const [name, args, prepare] of kinds) {
+    const f = await fresh();
+    await prepare(f.world);
+    const total = await (async () => {
+      const probe = await fresh();
+      await prepare(probe.world);
+      const run = await cli([...args, '--world', probe.world, '--state-dir', probe.state, '--json']);
+      return run.stdout.split('\n').filter((l) => l.startsWith('{"type":"state"')).length;
+    })();
+    const points = Array.from({ length: total - 1 }, (_, i) => i + 1);
+    it(`${name}: ${points.length} kill points`, () => {
+      console.log(`${name}: killed at each of ${points.length} transitions, then resumed`);
+      expect(points.length).toBeGreaterThan(5);
+    });
+    describe.concurrent(name, () => {
+      it.each(points)(`killed after transition %i, resumed: at rest, safety rules held`, async (n) => {
+        const g = await fresh();
+        await prepare(g.world);
+        const killed = await cli([
+          ...args,
+          '--world',
+          g.world,
+          '--state-dir',
+          g.state,
+          '--kill-at',
+          String(n),
+        ]);
+        expect(killed.signal).toBe('SIGKILL');
+        const resumed = await cli(['resume', 'web1', '--world', g.world, '--state-dir', g.state, '--json']);
+        const result = JSON.parse(
+          resumed.stdout.split('\n').find((l) => l.startsWith('{"type":"result"')) ?? '{}',
+        );
+        const expected = name === 'migration' ? ['migrated', 'cleaned'] : ['cleaned'];
+        expect(expected).toContain(result.outcome);
+        const world = await readWorld(g.world);
+        expect(world.violations).toEqual([]);
+        expect(restStateProblems(world, 'web1')).toEqual([]);
+      });
+    });
+  }
+});
