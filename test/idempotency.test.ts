@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import {
+  createSimCluster,
+  EFFECT_NAMES,
+  type Effects,
+  RunInterrupted,
+  restStateProblems,
+  runCleanup,
+  runMigration,
+} from '../src/index.js';
+
+/**
+ * A restored snapshot re-runs the effect that was in flight, so every effect must be safe to run
+ * again: here every call is made twice in a row and the second answer is the one the machine sees.
+ * Each effect checks reality first (closing a Secondary disk, attaching a connected link, accepting
+ * an instance already incoming, finalizing twice: all no-ops the second time).
+ */
+function twice(effects: Effects): Effects {
+  return Object.fromEntries(
+    EFFECT_NAMES.map((name) => {
+      const f = effects[name] as (input: unknown, signal: AbortSignal) => Promise<unknown>;
+      return [
+        name,
+        async (input: unknown, signal: AbortSignal) => {
+          await f(input, signal);
+          return f(input, signal);
+        },
+      ];
+    }),
+  ) as unknown as Effects;
+}
+
+describe('every effect is idempotent', () => {
+  it('a migration whose every call runs twice ends as a plain one', async () => {
+    const sim = createSimCluster();
+    const out = await runMigration({ instance: 'web1' }, twice(sim.effects), { clock: sim.clock });
+    expect(out).toMatchObject({ outcome: 'migrated', primaryNode: 'node-b', warnings: [] });
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+    expect(sim.world.violations).toEqual([]);
+    expect(sim.world.commits.web1).toBe(1);
+  });
+
+  it('a cleanup of a copy found on both nodes, every call twice, ends as a plain one', async () => {
+    const sim = createSimCluster();
+    const stop = new AbortController();
+    const crashed = runMigration({ instance: 'web1' }, sim.effects, {
+      clock: sim.clock,
+      signal: stop.signal,
+      onEvent: (e) => {
+        if (e.type === 'state' && e.value === 'migrating.transferring.polling')
+          queueMicrotask(() => stop.abort());
+      },
+    });
+    await expect(crashed).rejects.toBeInstanceOf(RunInterrupted);
+    const out = await runCleanup({ instance: 'web1' }, twice(sim.effects), { clock: sim.clock });
+    expect(out.outcome).toBe('cleaned');
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+    expect(sim.world.violations).toEqual([]);
+  });
+});
