@@ -169,6 +169,51 @@ export function backToSingleMaster(options: { self: string; onFailed: string }) 
 }
 
 /**
+ * Where does the instance run? If the copy completed (the target runs, the source is a paused
+ * post-migrate husk), aborting would kill the live copy and resume a stale one: finish forward.
+ */
+function lookForCompletedHandover(o: {
+  description: string;
+  onCompleted: string;
+  otherwise: string;
+  when: string;
+}) {
+  return protocol.createStateConfig({
+    description: o.description,
+    meta: meta({ rules: [1] }),
+    invoke: {
+      id: 'instanceList',
+      src: 'instanceList',
+      input: ({ context }) => ({
+        instance: context.instance,
+        nodes: bothNodes(context),
+        timeoutMs: step(context),
+      }),
+      onDone: [
+        {
+          guard: { type: 'handoverCompletedIn', params: ({ event }) => ({ lists: event.output }) },
+          target: o.onCompleted,
+          actions: [
+            { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
+            {
+              type: 'warn',
+              params: ({ context }) => ({
+                message: `The memory transfer to ${context.target} ${o.when}: finishing the migration instead of aborting it`,
+              }),
+            },
+          ],
+        },
+        {
+          target: o.otherwise,
+          actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
+        },
+      ],
+      onError: o.otherwise,
+    },
+  });
+}
+
+/**
  * Ganeti's _AbortMigration: finalize the target, then the source, with success=false. Both are always
  * attempted and neither failure stops the flow: what comes next (a revert, or a second look at where
  * the instance runs) has to happen regardless.
@@ -181,39 +226,12 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
   return protocol.createStateConfig({
     initial: 'checking',
     states: {
-      checking: {
+      checking: lookForCompletedHandover({
         description: 'Looking before aborting: a completed copy must be finished, not aborted.',
-        meta: meta({ rules: [1] }),
-        invoke: {
-          id: 'instanceList',
-          src: 'instanceList',
-          input: ({ context }) => ({
-            instance: context.instance,
-            nodes: bothNodes(context),
-            timeoutMs: step(context),
-          }),
-          onDone: [
-            {
-              guard: { type: 'handoverCompletedIn', params: ({ event }) => ({ lists: event.output }) },
-              target: options.onHandoverCompleted,
-              actions: [
-                { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
-                {
-                  type: 'warn',
-                  params: ({ context }) => ({
-                    message: `The memory transfer to ${context.target} had completed: finishing the migration instead of aborting it`,
-                  }),
-                },
-              ],
-            },
-            {
-              target: 'target',
-              actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
-            },
-          ],
-          onError: 'target',
-        },
-      },
+        onCompleted: options.onHandoverCompleted,
+        otherwise: 'target',
+        when: 'had completed',
+      }),
       target: {
         description: 'Stopping the copy on the target (kill the incoming instance).',
         entry: {
@@ -246,39 +264,12 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
        * The target could not be stopped, so its copy may have gone on to complete while we waited:
        * resuming the source now could run the guest twice. Look once more.
        */
-      rechecking: {
+      rechecking: lookForCompletedHandover({
         description: 'The target would not stop: looking again before resuming the source.',
-        meta: meta({ rules: [1] }),
-        invoke: {
-          id: 'instanceList',
-          src: 'instanceList',
-          input: ({ context }) => ({
-            instance: context.instance,
-            nodes: bothNodes(context),
-            timeoutMs: step(context),
-          }),
-          onDone: [
-            {
-              guard: { type: 'handoverCompletedIn', params: ({ event }) => ({ lists: event.output }) },
-              target: options.onHandoverCompleted,
-              actions: [
-                { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
-                {
-                  type: 'warn',
-                  params: ({ context }) => ({
-                    message: `The memory transfer to ${context.target} completed meanwhile: finishing the migration instead of aborting it`,
-                  }),
-                },
-              ],
-            },
-            {
-              target: 'source',
-              actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
-            },
-          ],
-          onError: 'source',
-        },
-      },
+        onCompleted: options.onHandoverCompleted,
+        otherwise: 'source',
+        when: 'completed meanwhile',
+      }),
       source: {
         description: 'Cancelling the copy on the source and resuming it there.',
         entry: {

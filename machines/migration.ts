@@ -20,6 +20,12 @@ import { bothNodes, initialContext, outputOf, type ProtocolContext, protocol, st
  * more to finish forward, and whatever cannot be repaired ends in needsCleanup with a description of
  * what the nodes really look like.
  */
+/** An operator abort before the disks are touched: stop where the instance is (nothing to revert). */
+const stopBeforeTheDisks = {
+  target: '#migration.reverted',
+  actions: { type: 'fail', params: { message: 'Aborted by the operator before the disks were touched' } },
+} as const;
+
 export const migrationMachine = protocol.createMachine({
   id: 'migration',
   context: ({ input }) => initialContext(input),
@@ -31,15 +37,7 @@ export const migrationMachine = protocol.createMachine({
   states: {
     /** Read-only checks: a failure here leaves everything as it was (rejected). */
     checkingPrereqs: {
-      on: {
-        ABORT: {
-          target: '#migration.reverted',
-          actions: {
-            type: 'fail',
-            params: { message: 'Aborted by the operator before anything was touched' },
-          },
-        },
-      },
+      on: { ABORT: stopBeforeTheDisks },
       description:
         'Read-only checks before anything is touched: the config, where the instance runs, its memory, the target’s free memory and hypervisor, both nodes’ disks.',
       meta: meta({ rules: [6], check: 'Nothing was changed; fix the cause the error names and run again.' }),
@@ -275,15 +273,7 @@ export const migrationMachine = protocol.createMachine({
       },
     },
     ballooning: {
-      on: {
-        ABORT: {
-          target: '#migration.reverted',
-          actions: {
-            type: 'fail',
-            params: { message: 'Aborted by the operator before anything was touched' },
-          },
-        },
-      },
+      on: { ABORT: stopBeforeTheDisks },
       description: 'Shrinking the instance’s memory so that it fits on the target (allowed runtime change).',
       meta: meta({ check: 'If this failed the instance still runs on the source, maybe with less memory.' }),
       entry: {
@@ -313,15 +303,7 @@ export const migrationMachine = protocol.createMachine({
       },
     },
     fetchingMigrationInfo: {
-      on: {
-        ABORT: {
-          target: '#migration.reverted',
-          actions: {
-            type: 'fail',
-            params: { message: 'Aborted by the operator before anything was touched' },
-          },
-        },
-      },
+      on: { ABORT: stopBeforeTheDisks },
       description:
         'Reading the source’s hypervisor runtime data that the target needs to accept the instance.',
       invoke: {

@@ -31,7 +31,7 @@ describe('an operator abort', () => {
     const r = await abortAt('checkingPrereqs.checkingNodes');
     expect(r.out).toMatchObject({
       outcome: 'reverted',
-      error: 'Aborted by the operator before anything was touched',
+      error: 'Aborted by the operator before the disks were touched',
     });
     expectTruthfulOutcome({ ...r, calls: [] });
   });

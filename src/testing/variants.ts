@@ -1,6 +1,6 @@
 import type { AnyMachineSnapshot } from 'xstate';
 import type { DiskStatus, EffectName, Limits, ProtocolContext, ProtocolInput } from '../../machines/index.js';
-import type { Perturbation, WorldSpec } from '../sim/index.js';
+import { DEMO_SPEC, type Perturbation, type WorldSpec } from '../sim/index.js';
 
 /**
  * The answers an effect can give that send a machine down different branches, each with the recipe
@@ -231,19 +231,8 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
         disks(c, (n) => (n === c.target ? { diskState: 'Inconsistent', replication: 'SyncTarget' } : {})),
       applies: inState('checkingPrereqs.checkingDisks'),
       recipe: {
-        spec: {
-          instances: [
-            {
-              name: 'web1',
-              primary: 'node-a',
-              secondary: 'node-b',
-              memoryMiB: 2048,
-              minMemoryMiB: 1024,
-              disksMiB: [10240, 4096],
-              outOfSyncMiB: 100,
-            },
-          ],
-        },
+        // The demo's instance, its secondary still catching up.
+        spec: { instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, outOfSyncMiB: 100 })) },
       },
     },
     {
