@@ -1,5 +1,4 @@
 import type { ProtocolOutput } from '../../machines/index.js';
-import type { RunEvent } from '../runner/index.js';
 import { localOf, type World } from '../sim/index.js';
 
 /** The simulated world as the CLI prints it (and as `{"type":"world"}` carries it). */
@@ -73,26 +72,6 @@ export const EXIT: Record<ProtocolOutput['outcome'], number> = {
   needsCleanup: 3,
   failed: 3,
 };
-
-/** Plain lines for people: feedback as it comes, progress every 10 points. */
-export function plainPrinter(write: (line: string) => void) {
-  const shown = { sync: -1, memory: -1 };
-  return (event: RunEvent) => {
-    if (event.type === 'feedback') {
-      shown.sync = -1;
-      write(event.level === 'warning' ? `WARNING: ${event.message}` : event.message);
-    } else if (event.type === 'progress') {
-      const tenth = Math.floor(event.percent / 10);
-      if (tenth <= shown[event.kind] || event.percent >= 100) return;
-      shown[event.kind] = tenth;
-      write(
-        event.kind === 'sync'
-          ? `   - progress: ${event.percent.toFixed(1)}%`
-          : `* memory transfer progress: ${event.percent.toFixed(2)} %`,
-      );
-    }
-  };
-}
 
 export function resultLines(out: ProtocolOutput): string[] {
   const lines = [`${out.outcome}: ${out.instance} is primary on ${out.primaryNode ?? '(unknown)'}`];

@@ -1,7 +1,6 @@
 import {
   type DiskRef,
   EFFECT_NAMES,
-  type EffectInput,
   type EffectName,
   type Effects,
   type NodeSync,
@@ -338,5 +337,3 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
   (cluster as { effects: Effects }).effects = effects;
   return cluster;
 }
-
-export type { EffectInput };

@@ -7,7 +7,6 @@ import {
 import { getAdjacencyMap, getShortestPaths, type StatePath, type TraversalOptions } from 'xstate/graph';
 import {
   cleanupMachine,
-  EFFECT_NAMES,
   type EffectName,
   migrationMachine,
   type ProtocolContext,
@@ -97,8 +96,7 @@ function vertexOf(snapshot: AnyMachineSnapshot): string {
   ]);
 }
 
-function variantOf(machine: MachineName, effect: EffectName, name: string | undefined): Variant | undefined {
-  void machine;
+function variantOf(effect: EffectName, name: string | undefined): Variant | undefined {
   return VARIANTS[effect]?.find((v) => v.name === name);
 }
 
@@ -153,7 +151,7 @@ function toGenerated(machine: MachineName, path: StatePath<AnyMachineSnapshot, E
       parts.push(`${effect} ✗`);
       continue;
     }
-    const variant = variantOf(machine, effect, event.variant);
+    const variant = variantOf(effect, event.variant);
     recipe = mergeRecipe(recipe, variant?.recipe);
     if (variant?.perturb !== undefined)
       plan.push({ state: from, effect, occurrence, action: variant.perturb });
@@ -218,5 +216,3 @@ export function migrationPaths(options: PathOptions = {}): PathSet {
   }
   return { machine, vertices: Object.keys(adjacency).length, edges, paths };
 }
-
-export { EFFECT_NAMES };
