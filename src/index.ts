@@ -3,6 +3,7 @@
  * and the simulated cluster, the embedded default backend.
  */
 export * from '../machines/index.js';
+export * from './cluster/index.js';
 export * from './journal/index.js';
 export * from './runner/index.js';
 export * from './sim/index.js';

@@ -1,6 +1,7 @@
 import type { AnyStateMachine } from 'xstate';
 import { z } from 'zod';
 import { cleanupMachine, EFFECT_NAMES, effectSchemas, migrationMachine } from '../../machines/index.js';
+import { ClusterFile } from '../cluster/index.js';
 import { toDot, toMermaid, toSvg } from '../diagram/index.js';
 import { explainEntries } from './explain.js';
 
@@ -122,6 +123,65 @@ function safetyDoc(): string {
   return lines.join('\n');
 }
 
+interface SchemaNode {
+  type?: string;
+  description?: string;
+  properties?: Record<string, SchemaNode>;
+  required?: string[];
+  items?: SchemaNode;
+  enum?: unknown[];
+  const?: unknown;
+  default?: unknown;
+}
+
+const clusterSchema = () =>
+  z.toJSONSchema(ClusterFile, { io: 'input', unrepresentable: 'any' }) as SchemaNode;
+
+function typeOf(n: SchemaNode): string {
+  if (n.const !== undefined) return `\`${JSON.stringify(n.const)}\``;
+  if (n.enum) return n.enum.map((e) => `\`${e}\``).join(' or ');
+  if (n.type === 'array') return `list of ${typeOf(n.items ?? {})}`;
+  return n.type ?? 'value';
+}
+
+/** The cluster file's fields, from its zod schema: path, type, required or default, meaning. */
+function clusterDoc(): string {
+  const rows: string[] = [];
+  const walk = (node: SchemaNode, path: string) => {
+    for (const [key, child] of Object.entries(node.properties ?? {})) {
+      const p = path === '' ? key : `${path}.${key}`;
+      const need = node.required?.includes(key)
+        ? 'required'
+        : child.default !== undefined
+          ? `default \`${JSON.stringify(child.default)}\``
+          : 'optional';
+      rows.push(`| \`${p}\` | ${typeOf(child)} | ${need} | ${child.description ?? ''} |`);
+      if (child.type === 'object') walk(child, p);
+      if (child.type === 'array' && child.items?.type === 'object') walk(child.items, `${p}[]`);
+    }
+  };
+  walk(clusterSchema(), '');
+  return [
+    GENERATED,
+    '',
+    '# The cluster file',
+    '',
+    'JSON, or YAML when the name ends in `.yaml`/`.yml`; its JSON Schema is [cluster.schema.json](cluster.schema.json)',
+    'and an example is [cluster.example.yaml](cluster.example.yaml). It is also the config store: the commit point',
+    'rewrites `instances[].primary` and `.secondary` atomically and keeps the previous version as `FILE.prev`, so the',
+    'file always names where each instance runs.',
+    '',
+    'Checked beyond the fields: node names unique; instances name nodes of the file, two different ones; a resource,',
+    'a DRBD minor or port used once per node; every node pins its host key (`hostKey`) or names a `knownHosts` file,',
+    'since a host key is never trusted on first use.',
+    '',
+    '| field | type | | meaning |',
+    '|---|---|---|---|',
+    ...rows,
+    '',
+  ].join('\n');
+}
+
 export async function generatedDocs(cliHelp: string): Promise<Map<string, string>> {
   const docs = new Map<string, string>();
   for (const [name, machine] of Object.entries(MACHINES_TO_DRAW)) {
@@ -132,6 +192,8 @@ export async function generatedDocs(cliHelp: string): Promise<Map<string, string
   docs.set('states.md', statesDoc());
   docs.set('effects.md', effectsDoc());
   docs.set('safety.md', safetyDoc());
+  docs.set('cluster.md', clusterDoc());
+  docs.set('cluster.schema.json', `${JSON.stringify(clusterSchema(), null, 2)}\n`);
   docs.set(
     'cli.md',
     [GENERATED, '', '# CLI reference', '', '```text', cliHelp.trimEnd(), '```', ''].join('\n'),

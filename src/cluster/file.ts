@@ -1,0 +1,105 @@
+import { randomBytes } from 'node:crypto';
+import { copyFile, open, readFile, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import type { EffectInput, Effects, InstanceConfig } from '../../machines/index.js';
+import { ClusterFile, type ClusterInstance } from './schema.js';
+
+export class ClusterFileError extends Error {
+  override name = 'ClusterFileError';
+}
+
+const isYaml = (path: string) => /\.ya?ml$/i.test(path);
+
+/** Reads and validates a cluster file (JSON, or YAML by its .yaml/.yml name). */
+export async function loadCluster(path: string): Promise<ClusterFile> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ClusterFileError(
+      `cannot read cluster file ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+    );
+  }
+  let data: unknown;
+  try {
+    data = isYaml(path) ? parseYaml(text) : JSON.parse(text);
+  } catch (error) {
+    throw new ClusterFileError(
+      `cluster file ${path} is not ${isYaml(path) ? 'YAML' : 'JSON'}: ${(error as Error).message}`,
+    );
+  }
+  const parsed = ClusterFile.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ClusterFileError(
+      `cluster file ${path} is wrong at ${issue?.path.join('.') || '(top)'}: ${issue?.message}`,
+    );
+  }
+  return parsed.data;
+}
+
+/**
+ * Replaces the file atomically (temporary file, fsync, rename, fsync of the directory) and keeps the
+ * version it replaces as FILE.prev, so the file always names where each instance runs.
+ */
+export async function saveCluster(path: string, cluster: ClusterFile): Promise<void> {
+  const checked = ClusterFile.parse(cluster);
+  const text = isYaml(path) ? stringifyYaml(checked) : `${JSON.stringify(checked, null, 2)}\n`;
+  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
+  const file = await open(tmp, 'w', 0o600);
+  try {
+    await file.writeFile(text);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await copyFile(path, `${path}.prev`).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
+  await rename(tmp, path);
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+export function instanceConfig(spec: ClusterInstance): InstanceConfig {
+  return {
+    name: spec.name,
+    primaryNode: spec.primary,
+    secondaryNode: spec.secondary,
+    diskTemplate: 'drbd',
+    disks: spec.disks.map((d, index) => ({ index, resource: d.resource, minor: d.minor })),
+    memoryMiB: spec.memoryMiB,
+    minMemoryMiB: spec.minMemoryMiB ?? spec.memoryMiB,
+    migrationMode: spec.migrationMode,
+    adminState: 'up',
+  };
+}
+
+/** The config-store effects, backed by the cluster file: read it; at the commit point, rewrite it. */
+export function clusterConfigEffects(path: string): Pick<Effects, 'getInstance' | 'setPrimaryNode'> {
+  const find = (cluster: ClusterFile, name: string) => {
+    const spec = cluster.instances.find((i) => i.name === name);
+    if (spec === undefined) throw new Error(`Instance '${name}' not known in ${path}`);
+    return spec;
+  };
+  return {
+    getInstance: async ({ instance }: EffectInput<'getInstance'>) =>
+      instanceConfig(find(await loadCluster(path), instance)),
+    setPrimaryNode: async ({ instance, node }: EffectInput<'setPrimaryNode'>) => {
+      const cluster = await loadCluster(path);
+      const spec = find(cluster, instance);
+      // Run again after a lost answer: already committed, nothing to do.
+      if (spec.primary === node) return;
+      if (spec.secondary !== node)
+        throw new Error(`${node} is not a node of instance ${instance} in ${path}`);
+      spec.secondary = spec.primary;
+      spec.primary = node;
+      await saveCluster(path, cluster);
+    },
+  };
+}

@@ -1,0 +1,2 @@
+export { ClusterFileError, clusterConfigEffects, instanceConfig, loadCluster, saveCluster } from './file.js';
+export { ClusterDisk, ClusterFile, ClusterHypervisor, ClusterInstance, ClusterNode } from './schema.js';

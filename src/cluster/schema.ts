@@ -1,0 +1,163 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { InstanceName, Limits, MigrationMode, Minor, NodeName, ResourceName } from '../../machines/index.js';
+
+/**
+ * The cluster file: the nodes an operator points drbd-migrate at, and the instances on them. It is
+ * also the config store: the commit point rewrites it (atomically, keeping the previous version), so
+ * it always names the node where each instance runs.
+ */
+
+const Port = z.number().int().min(1).max(65535);
+const AbsolutePath = z
+  .string()
+  .regex(/^\/[A-Za-z0-9._/-]*$/, 'must be an absolute path of letters, digits, ".", "_", "-" and "/"');
+const Hostname =
+  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const Address = z
+  .string()
+  .refine((a) => isIP(a) !== 0 || Hostname.test(a), 'must be an IP address or a host name');
+const IpAddress = z.string().refine((a) => isIP(a) !== 0, 'must be an IP address');
+
+export const ClusterNode = z
+  .object({
+    name: NodeName.describe('The node’s name, as instances refer to it.'),
+    address: Address.describe('Where its sshd listens (IP address or host name).'),
+    port: Port.default(22).describe('The sshd port.'),
+    user: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a plain user name')
+      .default('root')
+      .describe('The user to log in as (it runs drbdsetup and talks to QEMU).'),
+    privateKey: AbsolutePath.optional().describe(
+      'Private key file; without it the ssh agent ($SSH_AUTH_SOCK) is used.',
+    ),
+    hostKey: z
+      .string()
+      .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'must be an OpenSSH SHA256 fingerprint (ssh-keygen -lf)')
+      .optional()
+      .describe('The pinned host key fingerprint, SHA256:… as ssh-keygen -lf prints it.'),
+    knownHosts: AbsolutePath.optional().describe('A known_hosts file to check the host key against instead.'),
+    replicationAddress: IpAddress.describe('The address DRBD replicates over (Ganeti’s secondary IP).'),
+  })
+  .strict()
+  .refine((n) => n.hostKey !== undefined || n.knownHosts !== undefined, {
+    message: 'needs hostKey or knownHosts: a host key is never trusted on first use',
+    path: ['hostKey'],
+  });
+
+export const ClusterDisk = z
+  .object({
+    resource: ResourceName.describe('The DRBD resource name.'),
+    minor: Minor.describe('The DRBD minor (/dev/drbdN) on both nodes.'),
+    port: Port.describe('The TCP port DRBD replicates this resource over.'),
+  })
+  .strict();
+
+export const ClusterHypervisor = z
+  .object({
+    kind: z.literal('qemu').describe('The hypervisor (QEMU/KVM).'),
+    binary: AbsolutePath.describe('The QEMU binary on the nodes.'),
+    args: z
+      .array(z.string())
+      .describe('Its arguments (the same on both nodes; the target adds -incoming defer).'),
+    qmpSocket: AbsolutePath.describe('The QMP unix socket on the node, reached through the SSH connection.'),
+  })
+  .strict();
+
+export const ClusterInstance = z
+  .object({
+    name: InstanceName.describe('The instance’s name, as the commands take it.'),
+    primary: NodeName.describe('The node the instance runs on: rewritten at the commit point.'),
+    secondary: NodeName.describe('The node holding the other DRBD replica: where it migrates to.'),
+    memoryMiB: z.number().int().positive().describe('Its memory, MiB.'),
+    minMemoryMiB: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe('Least memory it may be ballooned to; default memoryMiB.'),
+    migrationMode: MigrationMode.default('live').describe('How it migrates when the command names no mode.'),
+    hypervisor: ClusterHypervisor.describe('How its QEMU is started and reached.'),
+    disks: z.array(ClusterDisk).min(1).describe('Its DRBD disks.'),
+  })
+  .strict();
+
+export const ClusterFile = z
+  .object({
+    version: z.literal(1).describe('The format of this file.'),
+    nodes: z.array(ClusterNode).min(2).describe('The nodes, at least the two of every instance.'),
+    instances: z.array(ClusterInstance).describe('The DRBD-backed instances drbd-migrate may move.'),
+    options: z
+      .object({
+        bandwidthMiBps: z.number().positive().optional().describe('QEMU max-bandwidth for the memory copy.'),
+        downtimeMs: z.number().int().positive().optional().describe('QEMU downtime-limit.'),
+        limits: Limits.partial().optional().describe('Deadlines (ms) overriding the defaults.'),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .superRefine((file, ctx) => {
+    const nodes = new Set<string>();
+    file.nodes.forEach((n, i) => {
+      if (nodes.has(n.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['nodes', i, 'name'],
+          message: `node ${n.name} is defined twice`,
+        });
+      nodes.add(n.name);
+    });
+    const names = new Set<string>();
+    const resources = new Set<string>();
+    const used = new Map<string, string>();
+    file.instances.forEach((inst, i) => {
+      const at = (...p: (string | number)[]) => ['instances', i, ...p];
+      if (names.has(inst.name))
+        ctx.addIssue({ code: 'custom', path: at('name'), message: `instance ${inst.name} is defined twice` });
+      names.add(inst.name);
+      for (const key of ['primary', 'secondary'] as const) {
+        if (!nodes.has(inst[key]))
+          ctx.addIssue({ code: 'custom', path: at(key), message: `${inst[key]} is not a node of this file` });
+      }
+      if (inst.primary === inst.secondary) {
+        ctx.addIssue({
+          code: 'custom',
+          path: at('secondary'),
+          message: 'primary and secondary must be two different nodes',
+        });
+      }
+      inst.disks.forEach((d, j) => {
+        if (resources.has(d.resource)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: at('disks', j, 'resource'),
+            message: `resource ${d.resource} is used twice`,
+          });
+        }
+        resources.add(d.resource);
+        for (const node of [inst.primary, inst.secondary]) {
+          for (const [what, value] of [
+            ['minor', d.minor],
+            ['port', d.port],
+          ] as const) {
+            const key = `${node}/${what}/${value}`;
+            const other = used.get(key);
+            if (other !== undefined) {
+              ctx.addIssue({
+                code: 'custom',
+                path: at('disks', j, what),
+                message: `${what} ${value} on ${node} is already used by ${other}`,
+              });
+            }
+            used.set(key, d.resource);
+          }
+        }
+      });
+    });
+  });
+
+export type ClusterFile = z.infer<typeof ClusterFile>;
+export type ClusterNode = z.infer<typeof ClusterNode>;
+export type ClusterInstance = z.infer<typeof ClusterInstance>;

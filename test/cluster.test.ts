@@ -1,0 +1,92 @@
+import { copyFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { ClusterFile, clusterConfigEffects, loadCluster } from '../src/cluster/index.js';
+
+const example = 'docs/cluster.example.yaml';
+const signal = new AbortController().signal;
+
+async function copyOfExample(name = 'cluster.yaml') {
+  const path = join(await mkdtemp(join(tmpdir(), 'drbd-migrate-')), name);
+  await copyFile(example, path);
+  return path;
+}
+
+describe('the cluster file', () => {
+  it('the documented example is valid', async () => {
+    const cluster = await loadCluster(example);
+    expect(cluster.nodes.map((n) => [n.name, n.port, n.user])).toEqual([
+      ['node-a', 22, 'root'],
+      ['node-b', 22, 'root'],
+    ]);
+  });
+
+  // biome-ignore lint/suspicious/noExplicitAny: a test breaks arbitrary fields of a parsed file
+  const broken: [string, (c: Record<string, any>) => void, RegExp][] = [
+    [
+      'an instance on an unknown node',
+      (c) => (c.instances[0].secondary = 'node-c'),
+      /instances\.0\.secondary: node-c is not a node of this file/,
+    ],
+    [
+      'a node without a pinned host key',
+      (c) => delete c.nodes[0].hostKey,
+      /nodes\.0\.hostKey: needs hostKey or knownHosts: a host key is never trusted on first use/,
+    ],
+    [
+      'a name with shell metacharacters',
+      (c) => (c.instances[0].name = 'web1;reboot'),
+      /instances\.0\.name: instance name must be/,
+    ],
+    [
+      'a relative QMP socket path',
+      (c) => (c.instances[0].hypervisor.qmpSocket = 'run/x.qmp'),
+      /qmpSocket: must be an absolute path/,
+    ],
+    [
+      'a DRBD minor used twice on a node',
+      (c) => c.instances[0].disks.push({ resource: 'web1-disk1', minor: 0, port: 7790 }),
+      /disks\.1\.minor: minor 0 on node-a is already used by web1-disk0/,
+    ],
+    ['an unknown field', (c) => (c.nodes[0].passwd = 'x'), /nodes\.0: Unrecognized key: "passwd"/],
+  ];
+  it.each(broken)('refuses %s, saying where', async (_what, breakIt, message) => {
+    const cluster = parse(await readFile(example, 'utf8'));
+    breakIt(cluster);
+    const path = join(await mkdtemp(join(tmpdir(), 'drbd-migrate-')), 'c.json');
+    await writeFile(path, JSON.stringify(cluster));
+    await expect(loadCluster(path)).rejects.toThrow(message);
+  });
+
+  it('is the config store: the commit rewrites it atomically and keeps the previous version', async () => {
+    const path = await copyOfExample();
+    const before = await readFile(path, 'utf8');
+    const store = clusterConfigEffects(path);
+    expect(await store.getInstance({ instance: 'web1', timeoutMs: 1000 }, signal)).toMatchObject({
+      primaryNode: 'node-a',
+      secondaryNode: 'node-b',
+      diskTemplate: 'drbd',
+      disks: [{ index: 0, resource: 'web1-disk0', minor: 0 }],
+      minMemoryMiB: 1024,
+    });
+    await store.setPrimaryNode({ instance: 'web1', node: 'node-b', timeoutMs: 1000 }, signal);
+    expect(await readFile(`${path}.prev`, 'utf8')).toBe(before);
+    const after = await loadCluster(path);
+    expect(after.instances[0]).toMatchObject({ primary: 'node-b', secondary: 'node-a' });
+    // run again (a lost answer): nothing changes, no second commit
+    const text = await readFile(path, 'utf8');
+    await store.setPrimaryNode({ instance: 'web1', node: 'node-b', timeoutMs: 1000 }, signal);
+    expect(await readFile(path, 'utf8')).toBe(text);
+    await expect(
+      store.setPrimaryNode({ instance: 'web1', node: 'node-x', timeoutMs: 1000 }, signal),
+    ).rejects.toThrow(/node-x is not a node of instance web1/);
+  });
+
+  it('publishes a JSON Schema that accepts the example', async () => {
+    const schema = JSON.parse(await readFile('docs/cluster.schema.json', 'utf8'));
+    expect(schema.required).toEqual(['version', 'nodes', 'instances']);
+    expect(ClusterFile.safeParse(parse(await readFile(example, 'utf8'))).success).toBe(true);
+  });
+});
