@@ -1,0 +1,96 @@
+import { isIP } from 'node:net';
+import type { DiskStatus } from '../../machines/index.js';
+import { DiskStatus as DiskStatusSchema } from '../../machines/index.js';
+
+/**
+ * DRBD 8.4 (Debian's in-tree module, Ganeti's own target), the way Ganeti drives it: dual-primary on
+ * and off by disconnecting until StandAlone and connecting again with or without
+ * --allow-two-primaries, promotion and demotion by minor. Command lines match what drbdadm-84 itself
+ * runs for the same resource (checked against `drbdadm -d` in the tests).
+ */
+export interface DrbdLink {
+  resource: string;
+  minor: number;
+  local: { address: string; port: number };
+  peer: { address: string; port: number };
+}
+
+const endpoint = (e: { address: string; port: number }) =>
+  isIP(e.address) === 6 ? `ipv6:[${e.address}]:${e.port}` : `ipv4:${e.address}:${e.port}`;
+
+/** Ganeti's fixed split-brain policies (after-sb-0pri discard-zero-changes, after-sb-1pri consensus). */
+const NET_OPTIONS = ['--protocol=C', '--after-sb-0pri=discard-zero-changes', '--after-sb-1pri=consensus'];
+
+export const drbdsetup84 = '/lib/drbd/drbdsetup-84';
+
+export const drbd84 = {
+  primary: (d: DrbdLink) => [drbdsetup84, 'primary', String(d.minor)],
+  secondary: (d: DrbdLink) => [drbdsetup84, 'secondary', String(d.minor)],
+  disconnect: (d: DrbdLink) => [drbdsetup84, 'disconnect', endpoint(d.local), endpoint(d.peer)],
+  connect: (d: DrbdLink, allowTwoPrimaries: boolean) => [
+    drbdsetup84,
+    'connect',
+    d.resource,
+    endpoint(d.local),
+    endpoint(d.peer),
+    ...NET_OPTIONS,
+    ...(allowTwoPrimaries ? ['--allow-two-primaries=yes'] : []),
+  ],
+  /** DRBD's own wait, bounded: 0 would mean forever. */
+  waitSync: (d: DrbdLink, timeoutS: number) => [
+    drbdsetup84,
+    'wait-sync',
+    String(d.minor),
+    `--wfc-timeout=${Math.max(1, Math.ceil(timeoutS))}`,
+  ],
+  events: (d: DrbdLink) => [drbdsetup84, 'events2', '--now', '--statistics', d.resource],
+  show: (d: DrbdLink) => [drbdsetup84, 'show', d.resource],
+};
+
+const pairs = (line: string) =>
+  Object.fromEntries(
+    line
+      .split(/\s+/)
+      .slice(2)
+      .map((t) => t.split(':'))
+      .filter((p) => p.length >= 2)
+      .map(([k, ...v]) => [k, v.join(':')]),
+  ) as Record<string, string>;
+
+export class DrbdParseError extends Error {
+  override name = 'DrbdParseError';
+}
+
+/**
+ * `drbdsetup events2 --now --statistics RES` (8.4 utils print 9-style lines) plus whether two
+ * primaries are allowed (from `drbdsetup show RES`), as the contract's DiskStatus.
+ */
+export function parseEvents2(output: string, show: string, minor: number): DiskStatus {
+  const lines = output.split('\n').filter((l) => l.startsWith('exists '));
+  const kind = (k: string) => lines.filter((l) => l.split(/\s+/)[1] === k).map(pairs);
+  const resource = kind('resource')[0];
+  const device = kind('device').find((d) => d.minor === String(minor)) ?? kind('device')[0];
+  if (resource === undefined || device === undefined) {
+    throw new DrbdParseError(
+      `no resource or device in drbdsetup events2 output: ${JSON.stringify(output.slice(0, 200))}`,
+    );
+  }
+  const connection = kind('connection')[0];
+  const peer = kind('peer-device').find((p) => p.volume === device.volume) ?? kind('peer-device')[0];
+  const replication = peer?.replication ?? 'Off';
+  const syncing = /^(SyncSource|SyncTarget|PausedSync[ST])$/.test(replication);
+  const done = peer?.done === undefined ? null : Number(peer.done);
+  return DiskStatusSchema.parse({
+    resource: resource.name,
+    minor,
+    role: resource.role ?? 'Unknown',
+    peerRole: connection?.role ?? 'Unknown',
+    connection: connection?.connection ?? 'StandAlone',
+    replication,
+    diskState: device.disk ?? 'DUnknown',
+    peerDiskState: peer?.['peer-disk'] ?? 'DUnknown',
+    allowTwoPrimaries: /^\s*allow-two-primaries\s+yes;/m.test(show),
+    syncPercent: syncing ? (done ?? 0) : null,
+    outOfSyncKiB: Number(peer?.['out-of-sync'] ?? 0),
+  });
+}
