@@ -4,7 +4,7 @@ import { meta } from './describe.js';
 import { errorText } from './effects.js';
 import { abortMigration, backToSingleMaster, survey } from './flows.js';
 import {
-  bothNodes,
+  askBoth,
   initialContext,
   outputOf,
   type ProtocolContext,
@@ -82,11 +82,7 @@ export const cleanupMachine = protocol.createMachine({
       invoke: {
         id: 'instanceList',
         src: 'instanceList',
-        input: ({ context }) => ({
-          instance: context.instance,
-          nodes: bothNodes(context),
-          timeoutMs: step(context),
-        }),
+        input: askBoth,
         onDone: {
           target: 'judging',
           actions: [

@@ -1,7 +1,7 @@
 import { meta } from './describe.js';
 import { errorText } from './effects.js';
 import { nextPollTimeout } from './limits.js';
-import { bothNodes, protocol, step, syncOverdueMessage } from './protocol.js';
+import { askBoth, askBothAboutDisks, bothNodes, protocol, step, syncOverdueMessage } from './protocol.js';
 
 /**
  * Flows written once and used by several machines or several places of one machine. Each takes the
@@ -118,12 +118,7 @@ export function backToSingleMaster(options: { self: string; onFailed: string }) 
         invoke: {
           id: 'disconnectNet',
           src: 'disconnectNet',
-          input: ({ context }) => ({
-            instance: context.instance,
-            nodes: bothNodes(context),
-            disks: context.disks,
-            timeoutMs: step(context),
-          }),
+          input: askBothAboutDisks,
           onDone: 'reconnecting',
           onError: {
             target: options.onFailed,
@@ -184,11 +179,7 @@ function lookForCompletedHandover(o: {
     invoke: {
       id: 'instanceList',
       src: 'instanceList',
-      input: ({ context }) => ({
-        instance: context.instance,
-        nodes: bothNodes(context),
-        timeoutMs: step(context),
-      }),
+      input: askBoth,
       onDone: [
         {
           guard: { type: 'handoverCompletedIn', params: ({ event }) => ({ lists: event.output }) },
@@ -315,12 +306,7 @@ export function survey(options: { next: string }) {
         invoke: {
           id: 'diskStatus',
           src: 'diskStatus',
-          input: ({ context }) => ({
-            instance: context.instance,
-            nodes: bothNodes(context),
-            disks: context.disks,
-            timeoutMs: step(context),
-          }),
+          input: askBothAboutDisks,
           onDone: {
             target: 'instances',
             actions: { type: 'recordSurveyDisks', params: ({ event }) => ({ disks: event.output }) },
@@ -333,11 +319,7 @@ export function survey(options: { next: string }) {
         invoke: {
           id: 'instanceList',
           src: 'instanceList',
-          input: ({ context }) => ({
-            instance: context.instance,
-            nodes: bothNodes(context),
-            timeoutMs: step(context),
-          }),
+          input: askBoth,
           onDone: {
             target: options.next,
             actions: { type: 'recordSurveyLists', params: ({ event }) => ({ lists: event.output }) },

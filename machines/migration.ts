@@ -12,7 +12,16 @@ import { meta } from './describe.js';
 import { errorText } from './effects.js';
 import { abortMigration, backToSingleMaster, survey, waitUntilSync } from './flows.js';
 import { nextPollTimeout, overdue, seconds } from './limits.js';
-import { bothNodes, initialContext, outputOf, type ProtocolContext, protocol, step } from './protocol.js';
+import {
+  askBoth,
+  askBothAboutDisks,
+  bothNodes,
+  initialContext,
+  outputOf,
+  type ProtocolContext,
+  protocol,
+  step,
+} from './protocol.js';
 
 /**
  * Ganeti's newest _ExecMigration for DRBD instances, with its gaps closed: a failure while setting up
@@ -86,11 +95,7 @@ export const migrationMachine = protocol.createMachine({
           invoke: {
             id: 'instanceList',
             src: 'instanceList',
-            input: ({ context }) => ({
-              instance: context.instance,
-              nodes: bothNodes(context),
-              timeoutMs: step(context),
-            }),
+            input: askBoth,
             onDone: [
               {
                 guard: {
@@ -164,11 +169,7 @@ export const migrationMachine = protocol.createMachine({
           invoke: {
             id: 'nodeInfo',
             src: 'nodeInfo',
-            input: ({ context }) => ({
-              instance: context.instance,
-              nodes: bothNodes(context),
-              timeoutMs: step(context),
-            }),
+            input: askBoth,
             onDone: [
               {
                 guard: {
@@ -224,12 +225,7 @@ export const migrationMachine = protocol.createMachine({
           invoke: {
             id: 'diskStatus',
             src: 'diskStatus',
-            input: ({ context }) => ({
-              instance: context.instance,
-              nodes: bothNodes(context),
-              disks: context.disks,
-              timeoutMs: step(context),
-            }),
+            input: askBothAboutDisks,
             onDone: [
               {
                 guard: {
@@ -382,12 +378,7 @@ export const migrationMachine = protocol.createMachine({
           invoke: {
             id: 'disconnectNet',
             src: 'disconnectNet',
-            input: ({ context }) => ({
-              instance: context.instance,
-              nodes: bothNodes(context),
-              disks: context.disks,
-              timeoutMs: step(context),
-            }),
+            input: askBothAboutDisks,
             onDone: 'attaching',
             onError: {
               target: '#migration.revertingDisks',
@@ -436,12 +427,7 @@ export const migrationMachine = protocol.createMachine({
           invoke: {
             id: 'diskStatus',
             src: 'diskStatus',
-            input: ({ context }) => ({
-              instance: context.instance,
-              nodes: bothNodes(context),
-              disks: context.disks,
-              timeoutMs: step(context),
-            }),
+            input: askBothAboutDisks,
             onDone: [
               {
                 guard: {

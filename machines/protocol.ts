@@ -144,6 +144,19 @@ export function where(c: ProtocolContext): string[] {
 export const bothNodes = (c: ProtocolContext): [string, string] => [c.source, c.target];
 export const step = (c: ProtocolContext) => c.limits.stepTimeoutMs;
 
+/** The input of a one-shot call to both nodes: the instance, its two nodes, the step's deadline. */
+export const askBoth = ({ context }: { context: ProtocolContext }) => ({
+  instance: context.instance,
+  nodes: bothNodes(context),
+  timeoutMs: step(context),
+});
+
+/** The same, about the instance's disks. */
+export const askBothAboutDisks = ({ context }: { context: ProtocolContext }) => ({
+  ...askBoth({ context }),
+  disks: context.disks,
+});
+
 export function syncOverdueMessage(c: ProtocolContext): string {
   const why = c.watch === null ? null : overdue(c.watch, c.limits.syncTotalMs, c.limits.syncNoProgressMs);
   const at = `at ${c.sync?.percent ?? 0}%`;
