@@ -151,6 +151,8 @@ export const cleanupMachine = protocol.createMachine({
       ],
     },
     completingHandover: {
+      // The instance may be on both nodes here: resuming blind is guessing.
+      tags: ['handover'],
       description:
         'The copy had completed but was never finalized: finalize on the target and the source instead of aborting.',
       meta: meta({ rules: [1] }),
@@ -230,6 +232,8 @@ export const cleanupMachine = protocol.createMachine({
       },
     },
     abortingFound: {
+      // The instance may be on both nodes here: resuming blind is guessing.
+      tags: ['handover'],
       description:
         'Found on both nodes: abort the handover (looking first whether it completed), then look again.',
       meta: meta({ rules: [1] }),

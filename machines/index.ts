@@ -6,6 +6,7 @@
 export { cleanupMachine } from './cleanup.js';
 export { type Clock, systemClock } from './clock.js';
 export * from './contract.js';
+export { meta, pathHasTag, type StateMeta, statesOnPath } from './describe.js';
 export {
   type BindOptions,
   type EffectActors,

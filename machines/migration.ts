@@ -519,6 +519,8 @@ export const migrationMachine = protocol.createMachine({
       },
     },
     migrating: {
+      // The instance may be on both nodes here: resuming blind is guessing.
+      tags: ['handover'],
       on: {
         ABORT: [
           { guard: 'pastPointOfNoReturn', actions: 'refuseAbort' },
@@ -717,12 +719,14 @@ export const migrationMachine = protocol.createMachine({
     aborting: {
       description:
         'Stopping a failed handover: kill the target’s copy, resume the source; looks first in case the copy had completed.',
-      tags: ['failure'],
+      tags: ['failure', 'handover'],
       meta: meta({ rules: [1], check: 'Where does the instance run? It must not run on both nodes.' }),
       ...abortMigration({ next: '#migration.revertingDisks', onHandoverCompleted: '#migration.finalizing' }),
     },
     /** Both finalizes always run; only when both succeeded is the commit point reached. */
     finalizing: {
+      // The instance may be on both nodes here: resuming blind is guessing.
+      tags: ['handover'],
       description:
         'The copy completed: finalize on the source (quit it) and on the target (keep it); both are always attempted.',
       meta: meta({ rules: [1, 3] }),

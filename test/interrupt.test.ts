@@ -17,7 +17,7 @@ describe('Ctrl-C during a run', () => {
     );
     expect(run.stdout).toMatch(/Ctrl-C: abort requested in migrating\.transferring\.polling/);
     expect(run.stdout).toMatch(
-      /the run then aborts the handover and reverts, unless the copy has passed the point of no return/,
+      /the run then if pastPointOfNoReturn, refuses it and finishes what it started; otherwise goes to aborting \(Stopping a failed handover/,
     );
     expect(run.stdout).toMatch(
       /Ctrl-C again: still in migrating\.transferring\.polling, waiting for migrationStatus on node-a/,

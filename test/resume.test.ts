@@ -3,7 +3,17 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { saveWorld } from '../src/cli/worldFile.js';
-import { createWorld, restStateProblems, World } from '../src/index.js';
+import {
+  createSimCluster,
+  createWorld,
+  FileJournal,
+  FileLocks,
+  RunInterrupted,
+  restStateProblems,
+  resumeMigration,
+  runJournaled,
+  World,
+} from '../src/index.js';
 import { cli } from './processes.js';
 
 async function fresh() {
@@ -141,4 +151,42 @@ describe('SIGKILL at every transition, then resume', async () => {
       });
     });
   }
+});
+
+describe('resume decides by the machine’s own handover tag', () => {
+  async function interruptedIn(state: string) {
+    const dir = await mkdtemp(join(tmpdir(), 'drbd-migrate-'));
+    const sim = createSimCluster();
+    const options = {
+      clock: sim.clock,
+      store: new FileJournal(dir),
+      locks: new FileLocks(dir),
+      nodes: ['node-a', 'node-b'],
+    };
+    const stop = new AbortController();
+    const run = runJournaled('migration', { instance: 'web1' }, sim.effects, {
+      ...options,
+      signal: stop.signal,
+      onEvent: (e) => {
+        if (e.type === 'state' && e.value === state) queueMicrotask(() => stop.abort());
+      },
+    });
+    await expect(run).rejects.toBeInstanceOf(RunInterrupted);
+    return { ...(await resumeMigration('web1', sim.effects, options)), sim };
+  }
+
+  it('inside the handover: looks and cleans up instead of continuing blind', async () => {
+    const r = await interruptedIn('migrating.transferring.polling');
+    expect(r.how).toBe('cleanup');
+    expect(r.reason).toMatch(/inside the hypervisor's handover/);
+    expect(r.output.outcome).toBe('cleaned');
+    expect(restStateProblems(r.sim.world, 'web1')).toEqual([]);
+  });
+
+  it('outside it: continues from the journal', async () => {
+    const r = await interruptedIn('dualMaster.syncing.polling');
+    expect(r.how).toBe('continued');
+    expect(r.output.outcome).toBe('migrated');
+    expect(restStateProblems(r.sim.world, 'web1')).toEqual([]);
+  });
 });

@@ -10,7 +10,7 @@ import {
   type ProtocolOutput,
 } from '../../machines/index.js';
 import { toDot, toMermaid, toSvg } from '../diagram/index.js';
-import { explain } from '../docs/explain.js';
+import { abortOutlook, explain } from '../docs/explain.js';
 import { MACHINES_TO_DRAW } from '../docs/generate.js';
 import {
   FileJournal,
@@ -288,7 +288,7 @@ async function simulate(
         `Ctrl-C: abort requested in ${view.current || 'the first step'}${what?.[1] ? ` (${what[1]})` : ''}`,
       );
       view.line(
-        `  It takes effect when the step in flight${now ? ` (${now})` : ''} ends; the run then ${stopHint(machineName, view.current)}.`,
+        `  It takes effect when the step in flight${now ? ` (${now})` : ''} ends; the run then ${abortOutlook(MACHINES_TO_DRAW[machineName]!, view.current)}.`,
       );
       return;
     }
@@ -306,25 +306,6 @@ async function simulate(
   } finally {
     removeHandler?.();
   }
-}
-
-/** What an abort requested now will do, for the Ctrl-C message. */
-function stopHint(machine: 'migration' | 'cleanup', state: string): string {
-  if (machine === 'cleanup') return 'goes on: the cleanup is the repair and is not aborted';
-  if (
-    state === '' ||
-    state.startsWith('checkingPrereqs') ||
-    state === 'fetchingMigrationInfo' ||
-    state === 'ballooning'
-  ) {
-    return 'stops; nothing has been touched';
-  }
-  if (state.startsWith('dualMaster'))
-    return 'reverts the disks to single-master; the instance stays on the source';
-  if (state.startsWith('migrating')) {
-    return 'aborts the handover and reverts, unless the copy has passed the point of no return (then it finishes forward)';
-  }
-  return 'finishes forward: it is past the point where undoing is safer than finishing';
 }
 
 function report(run: Simulated, json: boolean, quiet: boolean): number {

@@ -1,5 +1,6 @@
 import type { AnyStateMachine, AnyStateNode } from 'xstate';
-import type { StateMeta } from '../../machines/describe.js';
+import { type StateMeta, statesOnPath } from '../../machines/describe.js';
+import { guardLabel } from '../diagram/model.js';
 
 export interface ExplainEntry {
   /** Dotted path below the machine: "dualMaster.syncing.polling". */
@@ -60,4 +61,27 @@ export function explain(machines: Record<string, AnyStateMachine>, what: string)
     return lines;
   }
   return null;
+}
+
+/**
+ * What an operator abort would do now, read from the machine's own ABORT transitions (the innermost
+ * state handling it wins, its candidates tried in order).
+ */
+export function abortOutlook(machine: AnyStateMachine, path: string): string {
+  const handler = statesOnPath(machine, path)
+    .reverse()
+    .map((n) => n.transitions.get('ABORT'))
+    .find((list) => list !== undefined && list.length > 0);
+  if (handler === undefined) return 'ignores it';
+  return handler
+    .map((t, i) => {
+      const target = t.target?.[0] as AnyStateNode | undefined;
+      const what =
+        target === undefined
+          ? 'refuses it and finishes what it started'
+          : `goes to ${target.key}${target.description ? ` (${target.description.replace(/\.$/, '')})` : ''}`;
+      const guard = guardLabel(t.guard);
+      return guard !== null ? `if ${guard}, ${what}` : i > 0 ? `otherwise ${what}` : what;
+    })
+    .join('; ');
 }

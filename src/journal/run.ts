@@ -6,6 +6,7 @@ import {
   type ProtocolContext,
   type ProtocolInput,
   type ProtocolOutput,
+  pathHasTag,
 } from '../../machines/index.js';
 import { type RunOptions, runMachine, stateKey } from '../runner/index.js';
 import type { LockStore } from './lock.js';
@@ -109,12 +110,6 @@ export function runJournaled(
   return journaled(kind, input, effects, options);
 }
 
-/** The states where the instance may be on both nodes: continuing from a snapshot there is guessing. */
-const HANDOVER: Record<MachineKind, RegExp> = {
-  migration: /^(migrating|aborting|finalizing)(\.|$)/,
-  cleanup: /^(abortingFound|completingHandover)(\.|$)/,
-};
-
 export interface Resumed {
   output: ProtocolOutput;
   /** 'continued' from the journal, or handed to a fresh 'cleanup' (with the reason). */
@@ -148,7 +143,8 @@ export async function resumeMigration(
   }
   const context = (entry.snapshot as { context?: ProtocolContext }).context;
   let reason: string | null = null;
-  if (HANDOVER[kind].test(entry.state)) {
+  // The machine says which of its states are the hypervisor's handover (tag 'handover').
+  if (pathHasTag(MACHINES[kind], entry.state, 'handover')) {
     reason = `the run stopped in ${entry.state}, inside the hypervisor's handover`;
   } else if (context?.config) {
     const config = await effects.getInstance(
