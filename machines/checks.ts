@@ -19,23 +19,40 @@ export interface MigrationRequest {
 }
 
 export function checkInstanceConfig(config: InstanceConfig, request: MigrationRequest): string | null {
-  if (config.diskTemplate !== 'drbd') {
-    return `Instance's disk layout '${config.diskTemplate}' does not allow migrations (drbd-migrate moves DRBD instances only)`;
+  if (config.diskTemplate !== 'drbd' && !isSharedStorage(config)) {
+    return `Instance's disk layout '${config.diskTemplate}' does not allow migrations (drbd-migrate moves DRBD and shared-storage instances)`;
   }
-  if (config.secondaryNode === null)
-    return `Instance ${config.name} has no secondary node but uses DRBD disks`;
+  if (config.secondaryNode === null) {
+    return isSharedStorage(config)
+      ? `Instance ${config.name} uses shared storage (${config.diskTemplate}) but names no second node to migrate to`
+      : `Instance ${config.name} has no secondary node but uses DRBD disks`;
+  }
   if (config.secondaryNode === config.primaryNode) {
     return `Instance ${config.name} names ${config.primaryNode} as both primary and secondary node`;
   }
   if (config.disks.length === 0) return `Instance ${config.name} has no disks to migrate`;
   if (request.targetNode !== null && request.targetNode !== config.secondaryNode) {
     return (
-      `Instances with disk types drbd cannot be migrated to arbitrary nodes: ` +
+      `Instances with disk types ${config.diskTemplate} cannot be migrated to arbitrary nodes: ` +
       `${request.targetNode} is not the secondary node of ${config.name} (${config.secondaryNode})`
     );
   }
   return null;
 }
+
+/**
+ * Storage both nodes reach at once (Ganeti's ext-mirror templates): nothing to replicate, so there is
+ * no dual-master window, only opening the disks on the target beside the source (ganeti-migration.md
+ * §4.3). 'diskless' and the local templates ('plain', 'file') cannot migrate.
+ */
+export const SHARED_STORAGE = new Set<InstanceConfig['diskTemplate']>([
+  'sharedfile',
+  'blockdev',
+  'rbd',
+  'ext',
+]);
+export const isSharedStorage = (config: InstanceConfig | null) =>
+  config !== null && SHARED_STORAGE.has(config.diskTemplate);
 
 /** Where an instance runs, per node, from instanceList answers. */
 export function locate(lists: Record<string, RunningInstance[]>, instance: string, node: string) {

@@ -95,7 +95,7 @@ export function backToSingleMaster(options: { self: string; onFailed: string }) 
             disks: context.disks,
             timeoutMs: step(context),
           }),
-          onDone: 'settling',
+          onDone: [{ guard: 'sharedStorage', target: 'reopeningExclusive' }, { target: 'settling' }],
           onError: {
             target: options.onFailed,
             actions: {
@@ -158,10 +158,39 @@ export function backToSingleMaster(options: { self: string; onFailed: string }) 
         ...waitUntilSync({ onFailed: options.onFailed, tolerated: false }),
         onDone: 'singleMaster',
       },
+      /** Shared storage has no replication to reconfigure: the survivor takes its disks back alone. */
+      reopeningExclusive: {
+        description: 'Shared storage: opening the disks exclusively on the node the instance runs on.',
+        meta: meta({ rules: [2] }),
+        invoke: {
+          id: 'openDisks',
+          src: 'openDisks',
+          input: ({ context }) => ({
+            instance: context.instance,
+            node: survivor(context),
+            disks: context.disks,
+            exclusive: true,
+            timeoutMs: step(context),
+          }),
+          onDone: 'singleMaster',
+          onError: {
+            target: options.onFailed,
+            actions: {
+              type: 'fail',
+              params: ({ context, event }) => ({
+                message: `Cannot open instance disks exclusively on node ${survivor(context)}: ${errorText(event.error)}`,
+              }),
+            },
+          },
+        },
+      },
       singleMaster: { type: 'final' },
     },
   });
 }
+
+const survivor = (context: { demote: string; source: string; target: string }) =>
+  context.demote === context.source ? context.target : context.source;
 
 /**
  * Where does the instance run? If the copy completed (the target runs, the source is a paused
@@ -299,8 +328,12 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
  */
 export function survey(options: { next: string }) {
   return protocol.createStateConfig({
-    initial: 'disks',
+    initial: 'storageKind',
     states: {
+      storageKind: {
+        description: 'Shared storage has no replication state to read.',
+        always: [{ guard: 'sharedStorage', target: 'instances' }, { target: 'disks' }],
+      },
       disks: {
         description: 'Reading both nodes’ disk status for the record.',
         invoke: {

@@ -3,6 +3,7 @@
  * no I/O. Provide effects with provideEffects (or machine.provide) and run them with any xstate actor.
  */
 
+export { isSharedStorage, SHARED_STORAGE } from './checks.js';
 export { cleanupMachine } from './cleanup.js';
 export { type Clock, systemClock } from './clock.js';
 export * from './contract.js';

@@ -185,7 +185,7 @@ export const migrationMachine = protocol.createMachine({
                 },
               },
               {
-                target: 'checkingDisks',
+                target: 'storageKind',
                 actions: [
                   {
                     type: 'recordBalloon',
@@ -214,6 +214,11 @@ export const migrationMachine = protocol.createMachine({
               },
             },
           },
+        },
+        storageKind: {
+          description:
+            'DRBD disks are checked for consistency; shared storage (ganeti-migration.md §4.3) has nothing to replicate.',
+          always: [{ guard: 'sharedStorage', target: 'passed' }, { target: 'checkingDisks' }],
         },
         checkingDisks: {
           description: 'Every disk Connected and UpToDate/UpToDate, single-master, on both nodes.',
@@ -252,8 +257,7 @@ export const migrationMachine = protocol.createMachine({
                   }),
                 },
               },
-              { guard: 'needsBalloon', target: '#migration.ballooning' },
-              { target: '#migration.fetchingMigrationInfo' },
+              { target: 'passed' },
             ],
             onError: {
               target: '#migration.rejected',
@@ -265,6 +269,13 @@ export const migrationMachine = protocol.createMachine({
               },
             },
           },
+        },
+        passed: {
+          description: 'Every check passed: balloon the instance if the target needs room, then go on.',
+          always: [
+            { guard: 'needsBalloon', target: '#migration.ballooning' },
+            { target: '#migration.fetchingMigrationInfo' },
+          ],
         },
       },
     },
@@ -360,7 +371,7 @@ export const migrationMachine = protocol.createMachine({
               disks: context.disks,
               timeoutMs: step(context),
             }),
-            onDone: 'goingStandalone',
+            onDone: [{ guard: 'sharedStorage', target: 'openingSource' }, { target: 'goingStandalone' }],
             onError: {
               target: '#migration.revertingDisks',
               actions: {

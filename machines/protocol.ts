@@ -1,5 +1,5 @@
 import { assign, emit, enqueueActions, setup } from 'xstate';
-import { classifyMigration, describeWorld, locate, summarizeSync } from './checks.js';
+import { classifyMigration, describeWorld, isSharedStorage, locate, summarizeSync } from './checks.js';
 import type {
   DiskRef,
   DiskStatus,
@@ -215,6 +215,7 @@ export const protocol = setup({
     committed: ({ context }) => context.committed,
     finalizeFailed: ({ context }) => context.finalizeErrors.length > 0,
     needsBalloon: ({ context }) => context.balloonToMiB !== null,
+    sharedStorage: ({ context }) => isSharedStorage(context.config),
     migrationCompleted: ({ context }) =>
       context.memory !== null && classifyMigration(context.memory.status) === 'completed',
     migrationFailed: ({ context }) =>

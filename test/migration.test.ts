@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EFFECT_NAMES, type EffectName, type Outcome } from '../src/index.js';
+import { EFFECT_NAMES, type EffectName, type Outcome, restStateProblems } from '../src/index.js';
 import { expectTruthfulOutcome, fault, feedback, simulate } from './helpers.js';
 
 const HAPPY_FEEDBACK = [
@@ -293,5 +293,52 @@ describe('deadlines count in the world’s clock', () => {
     expect(run.out.outcome).toBe('reverted');
     expect(run.out.error).toMatch(/acceptInstance did not answer within 46000 ms/);
     expectTruthfulOutcome(run);
+  });
+});
+
+describe('shared storage (Ganeti ext-mirror, ganeti-migration.md §4.3)', () => {
+  const spec = {
+    nodes: { 'node-a': {}, 'node-b': {} },
+    instances: [
+      {
+        name: 'web1',
+        primary: 'node-a',
+        secondary: 'node-b',
+        diskTemplate: 'blockdev' as const,
+        disksMiB: [1024],
+      },
+    ],
+  };
+
+  it('skips the DRBD steps: close target, open both shared, migrate, commit, close source, open target exclusive', async () => {
+    const { out, sim, calls } = await simulate('migration', { spec });
+    expect(out.outcome).toBe('migrated');
+    expect(calls.map((c) => c.effect).filter((e) => e !== 'migrationStatus')).toEqual([
+      'getInstance',
+      'instanceList',
+      'instanceInfo',
+      'nodeInfo',
+      'migrationInfo',
+      'closeDisks',
+      'openDisks',
+      'openDisks',
+      'acceptInstance',
+      'migrateInstance',
+      'finalizeMigrationSource',
+      'finalizeMigrationTarget',
+      'setPrimaryNode',
+      'closeDisks',
+      'openDisks',
+    ]);
+    expect(calls.at(-1)?.input).toMatchObject({ node: 'node-b', exclusive: true });
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+  });
+
+  it('reverts a failed copy to the source holding its disks alone', async () => {
+    const { out, sim, calls } = await simulate('migration', { spec, faults: [fault('migrateInstance', 1)] });
+    expect(out.outcome).toBe('reverted');
+    expect(calls.at(-1)).toMatchObject({ effect: 'openDisks', input: { node: 'node-a', exclusive: true } });
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+    expect(sim.world.violations).toEqual([]);
   });
 });

@@ -33,6 +33,7 @@ import {
 } from './hypervisor.js';
 import { recordInvariants } from './invariants.js';
 import { type Perturbation, perturb } from './perturb.js';
+import { closeShared, openShared, sharedDiskOf } from './shared.js';
 import { createWorld, World, type WorldSpec } from './world.js';
 
 export interface SimStep {
@@ -255,11 +256,19 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       }),
     closeDisks: (input, signal) =>
       act('closeDisks', input, signal, step, () =>
-        onDisks(input.disks, (d) => demote(world, resourceOf(world, d.resource), input.node, input.instance)),
+        onDisks(input.disks, (d) => {
+          const shared = sharedDiskOf(world, d.resource);
+          if (shared !== undefined) closeShared(world, shared, input.node, input.instance);
+          else demote(world, resourceOf(world, d.resource), input.node, input.instance);
+        }),
       ),
     openDisks: (input, signal) =>
       act('openDisks', input, signal, step, () =>
-        onDisks(input.disks, (d) => promote(world, resourceOf(world, d.resource), input.node)),
+        onDisks(input.disks, (d) => {
+          const shared = sharedDiskOf(world, d.resource);
+          if (shared !== undefined) openShared(shared, input.node, input.exclusive);
+          else promote(world, resourceOf(world, d.resource), input.node);
+        }),
       ),
     disconnectNet: (input, signal) =>
       act('disconnectNet', input, signal, step, () =>

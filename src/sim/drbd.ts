@@ -8,6 +8,9 @@ import type { DrbdLocal, Resource, World } from './world.js';
 
 export function resourceOf(world: World, name: string): Resource {
   const r = world.resources[name];
+  if (r === undefined && world.sharedDisks[name] !== undefined) {
+    throw new Error(`${name} is on shared storage, not a DRBD resource`);
+  }
   if (r === undefined) throw new Error(`${name}: No such resource`);
   return r;
 }

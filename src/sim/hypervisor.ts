@@ -1,5 +1,6 @@
 import type { MigrationStatus } from '../../machines/index.js';
 import { localOf, resourceOf } from './drbd.js';
+import { sharedDiskOf, sharedOpenOn } from './shared.js';
 import type { Vm, World } from './world.js';
 
 /**
@@ -35,7 +36,11 @@ export function acceptIncoming(world: World, node: string, instance: string, mem
   if (existing?.state === 'inmigrate') return;
   if (existing !== undefined) throw new Error(`instance ${instance} is already ${existing.state} on ${node}`);
   for (const disk of instanceConfig(world, instance).disks) {
-    if (localOf(resourceOf(world, disk.resource), node).role !== 'Primary') {
+    const shared = sharedDiskOf(world, disk.resource);
+    if (shared !== undefined) {
+      if (!sharedOpenOn(shared, node))
+        throw new Error(`qemu: Could not open '${disk.resource}': not activated`);
+    } else if (localOf(resourceOf(world, disk.resource), node).role !== 'Primary') {
       throw new Error(`qemu: Could not open '/dev/drbd${disk.minor}': Wrong medium type`);
     }
   }

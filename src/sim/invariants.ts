@@ -22,6 +22,17 @@ export function checkInvariants(world: World): string[] {
       problems.push(`rule 2: ${r.name} is Primary on both nodes without a dual-master connection`);
     }
   }
+  for (const d of Object.values(world.sharedDisks)) {
+    for (const node of d.nodes) {
+      const held = Object.entries(world.vms[node] ?? {}).filter(
+        ([name, vm]) =>
+          vm.state !== 'shutdown' && world.config.instances[name]?.disks.some((x) => x.resource === d.name),
+      );
+      if (held.length > 0 && d.open[node] === undefined) {
+        problems.push(`rule 2: ${d.name} is used by a guest on ${node} without being open there`);
+      }
+    }
+  }
   return problems;
 }
 
@@ -56,6 +67,18 @@ export function restStateProblems(world: World, instance: string): string[] {
     );
   }
   for (const disk of config.disks) {
+    const shared = world.sharedDisks[disk.resource];
+    if (shared !== undefined) {
+      for (const node of shared.nodes) {
+        const want = node === config.primaryNode ? 'exclusive' : undefined;
+        if (shared.open[node] !== want) {
+          problems.push(
+            `${shared.name} is ${shared.open[node] ?? 'closed'} on ${node}, should be ${want ?? 'closed'}`,
+          );
+        }
+      }
+      continue;
+    }
     const r = resourceOf(world, disk.resource);
     for (const node of r.nodes) {
       const l = localOf(r, node);

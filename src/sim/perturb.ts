@@ -28,7 +28,10 @@ const STALL_MS = 90_000;
 export function perturb(world: World, kind: Perturbation, instance: string): void {
   const config = world.config.instances[instance];
   if (config === undefined) throw new Error(`instance ${instance} is not defined`);
-  const resources = config.disks.map((d) => resourceOf(world, d.resource));
+  // Shared-storage disks have no replication to disturb.
+  const resources = config.disks
+    .filter((d) => world.resources[d.resource] !== undefined)
+    .map((d) => resourceOf(world, d.resource));
   switch (kind) {
     case 'linkDown':
       for (const r of resources) linkDown(r, world.time + LINK_DOWN_MS);

@@ -8,6 +8,7 @@ import {
   NodeName,
   ResourceName,
   RunState,
+  SHARED_STORAGE,
 } from '../../machines/index.js';
 
 /**
@@ -43,6 +44,14 @@ export const Resource = z.object({
   slowUntil: z.number().nullable(),
 });
 export type Resource = z.infer<typeof Resource>;
+
+/** A disk on shared storage: no replica, only which node has it open, and how. */
+export const SharedDisk = z.object({
+  name: ResourceName,
+  nodes: z.tuple([NodeName, NodeName]),
+  open: z.record(NodeName, z.enum(['exclusive', 'shared'])),
+});
+export type SharedDisk = z.infer<typeof SharedDisk>;
 
 export const Migration = z.object({
   target: NodeName,
@@ -87,6 +96,8 @@ export const World = z.object({
   nodes: z.record(NodeName, z.object({ memoryMiB: z.number().positive(), hypervisorVersion: z.string() })),
   config: z.object({ instances: z.record(InstanceName, InstanceConfig) }),
   resources: z.record(ResourceName, Resource),
+  /** Disks of shared-storage instances (saved worlds from before they existed have none). */
+  sharedDisks: z.record(ResourceName, SharedDisk).default({}),
   vms: z.record(NodeName, z.record(InstanceName, Vm)),
   /** Times the config changed an instance's primary node, for safety rule 3. */
   commits: z.record(InstanceName, z.number().int().nonnegative()),
@@ -149,6 +160,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
     nodes: {},
     config: { instances: {} },
     resources: {},
+    sharedDisks: {},
     vms: {},
     commits: {},
     violations: [],
@@ -194,6 +206,13 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           linkDownUntil: null,
           resyncKiBps: null,
           slowUntil: null,
+        };
+      }
+      if (SHARED_STORAGE.has(diskTemplate) && i.secondary !== null) {
+        world.sharedDisks[name] = {
+          name,
+          nodes: [i.primary, i.secondary],
+          open: { [i.primary]: 'exclusive' },
         };
       }
       return { index, resource: name, minor: m };

@@ -8,6 +8,7 @@ import { getAdjacencyMap, getShortestPaths, type StatePath, type TraversalOption
 import {
   cleanupMachine,
   type EffectName,
+  isSharedStorage,
   migrationMachine,
   type ProtocolContext,
 } from '../../machines/index.js';
@@ -83,6 +84,7 @@ function vertexOf(snapshot: AnyMachineSnapshot): string {
   const polling = stateKey(snapshot.value).endsWith('.polling');
   return JSON.stringify([
     snapshot.value,
+    isSharedStorage(c.config),
     c.committed,
     c.aborted,
     at('migrating') && c.pastPointOfNoReturn,

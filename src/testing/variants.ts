@@ -117,6 +117,15 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
   getInstance: [
     { name: 'drbd', output: config },
     {
+      name: 'blockdev',
+      output: (c) => ({ ...config(c), diskTemplate: 'blockdev' }),
+      recipe: {
+        spec: {
+          instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, diskTemplate: 'blockdev' as const })),
+        },
+      },
+    },
+    {
       name: 'plain',
       output: (c) => ({ ...config(c), diskTemplate: 'plain', secondaryNode: null }),
       recipe: {
