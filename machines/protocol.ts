@@ -177,7 +177,16 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
   };
   if (c.error !== null) out.error = c.error;
   if (outcome === 'needsCleanup' || outcome === 'failed') {
-    out.left = c.config === null ? [] : describeWorld(c.instance, c.surveyDisks, c.surveyLists, bothNodes(c));
+    out.left =
+      c.config === null
+        ? []
+        : describeWorld(
+            c.instance,
+            // Shared storage has no replication state to report.
+            isSharedStorage(c.config) ? {} : c.surveyDisks,
+            c.surveyLists,
+            bothNodes(c),
+          );
   }
   return out;
 }

@@ -71,8 +71,13 @@ export function instanceConfig(spec: ClusterInstance): InstanceConfig {
     name: spec.name,
     primaryNode: spec.primary,
     secondaryNode: spec.secondary,
-    diskTemplate: 'drbd',
-    disks: spec.disks.map((d, index) => ({ index, resource: d.resource, minor: d.minor })),
+    diskTemplate: spec.storage,
+    // A shared disk has no DRBD minor; the contract's minor is then its index, read by no driver.
+    disks: spec.disks.map((d, index) =>
+      'resource' in d
+        ? { index, resource: d.resource, minor: d.minor }
+        : { index, resource: d.name, minor: index },
+    ),
     memoryMiB: spec.memoryMiB,
     minMemoryMiB: spec.minMemoryMiB ?? spec.memoryMiB,
     migrationMode: spec.migrationMode,

@@ -1,2 +1,9 @@
 export { ClusterFileError, clusterConfigEffects, instanceConfig, loadCluster, saveCluster } from './file.js';
-export { ClusterDisk, ClusterFile, ClusterHypervisor, ClusterInstance, ClusterNode } from './schema.js';
+export {
+  ClusterDisk,
+  ClusterFile,
+  ClusterHypervisor,
+  ClusterInstance,
+  ClusterNode,
+  ClusterSharedDisk,
+} from './schema.js';

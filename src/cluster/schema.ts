@@ -54,6 +54,15 @@ export const ClusterDisk = z
   })
   .strict();
 
+export const ClusterSharedDisk = z
+  .object({
+    name: ResourceName.describe('The disk’s name.'),
+    device: AbsolutePath.describe(
+      'The block device, at the same path on both nodes (a SAN LUN, a multipath device).',
+    ),
+  })
+  .strict();
+
 export const ClusterHypervisor = z
   .object({
     kind: z.literal('qemu').describe('The hypervisor (QEMU/KVM).'),
@@ -78,10 +87,34 @@ export const ClusterInstance = z
       .optional()
       .describe('Least memory it may be ballooned to; default memoryMiB.'),
     migrationMode: MigrationMode.default('live').describe('How it migrates when the command names no mode.'),
+    storage: z
+      .enum(['drbd', 'blockdev'])
+      .default('drbd')
+      .describe(
+        'drbd: DRBD mirrors, moved through a dual-master window. blockdev: a block device both nodes reach (Ganeti’s shared-storage migration).',
+      ),
     hypervisor: ClusterHypervisor.describe('How its QEMU is started and reached.'),
-    disks: z.array(ClusterDisk).min(1).describe('Its DRBD disks.'),
+    disks: z
+      .array(z.union([ClusterDisk, ClusterSharedDisk]))
+      .min(1)
+      .describe('Its disks: DRBD resources, or shared block devices for storage: blockdev.'),
   })
-  .strict();
+  .strict()
+  .superRefine((inst, ctx) => {
+    inst.disks.forEach((d, j) => {
+      const drbd = 'resource' in d;
+      if (drbd !== (inst.storage === 'drbd')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['disks', j],
+          message:
+            inst.storage === 'drbd'
+              ? 'a DRBD disk needs resource, minor and port'
+              : 'a blockdev disk needs name and device',
+        });
+      }
+    });
+  });
 
 export const ClusterFile = z
   .object({
@@ -129,6 +162,7 @@ export const ClusterFile = z
         });
       }
       inst.disks.forEach((d, j) => {
+        if (!('resource' in d)) return;
         if (resources.has(d.resource)) {
           ctx.addIssue({
             code: 'custom',

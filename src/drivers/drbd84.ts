@@ -43,6 +43,13 @@ export const drbd84 = {
     String(d.minor),
     `--wfc-timeout=${Math.max(1, Math.ceil(timeoutS))}`,
   ],
+  /** Until Connected (by minor: 8.4's drbdsetup cannot resolve a resource name here), bounded. */
+  waitConnect: (d: DrbdLink, timeoutS: number) => [
+    drbdsetup84,
+    'wait-connect',
+    String(d.minor),
+    `--wfc-timeout=${Math.max(1, Math.ceil(timeoutS))}`,
+  ],
   events: (d: DrbdLink) => [drbdsetup84, 'events2', '--now', '--statistics', d.resource],
   show: (d: DrbdLink) => [drbdsetup84, 'show', d.resource],
 };

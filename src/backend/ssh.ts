@@ -1,0 +1,386 @@
+import type { Effects, MigrationStatus, NodeSync } from '../../machines/index.js';
+import {
+  type ClusterFile,
+  type ClusterInstance,
+  type ClusterNode,
+  clusterConfigEffects,
+  loadCluster,
+} from '../cluster/index.js';
+import { type DrbdLink, drbd84, parseEvents2 } from '../drivers/drbd84.js';
+import { migrationStatusOf, QemuNode } from '../drivers/qemu.js';
+import { type NodeShell, SshNode } from '../ssh/index.js';
+
+/**
+ * The effect contract over SSH: one persistent connection per node, DRBD and QEMU drivers behind it,
+ * and the cluster file as the config store. Every call re-reads the cluster file, so the file stays
+ * the one truth about where an instance runs.
+ */
+
+export interface SshBackendOptions {
+  /** Node connections; by default SSH to the addresses in the cluster file. Tests may inject their own. */
+  shellFor?: (node: ClusterNode) => NodeShell;
+  /** How often a long poll looks again when no event wakes it (ms). */
+  pollMs?: number;
+}
+
+export interface SshBackend {
+  effects: Effects;
+  /** Closes every node connection. */
+  close(): void;
+}
+
+const MIB = 1024 * 1024;
+
+export async function sshEffects(clusterPath: string, options: SshBackendOptions = {}): Promise<SshBackend> {
+  const initial = await loadCluster(clusterPath);
+  const shells = new Map<string, NodeShell>();
+  const qemus = new Map<string, QemuNode>();
+  const pollMs = options.pollMs ?? 200;
+  const makeShell = options.shellFor ?? ((n: ClusterNode) => new SshNode(n));
+
+  const nodeSpec = (cluster: ClusterFile, name: string) => {
+    const n = cluster.nodes.find((x) => x.name === name);
+    if (n === undefined) throw new Error(`${name}: not a node of ${clusterPath}`);
+    return n;
+  };
+  const shell = (name: string) => {
+    let s = shells.get(name);
+    if (s === undefined) {
+      s = makeShell(nodeSpec(initial, name));
+      shells.set(name, s);
+    }
+    return s;
+  };
+  const instanceSpec = (name: string) => {
+    const i = initial.instances.find((x) => x.name === name);
+    if (i === undefined) throw new Error(`Instance '${name}' not known in ${clusterPath}`);
+    return i;
+  };
+  const qemu = (node: string, instance: string) => {
+    const key = `${node}\0${instance}`;
+    let q = qemus.get(key);
+    if (q === undefined) {
+      q = new QemuNode(shell(node), instanceSpec(instance).hypervisor);
+      qemus.set(key, q);
+    }
+    return q;
+  };
+  const drbdLinks = (inst: ClusterInstance, node: string): DrbdLink[] => {
+    const peer = node === inst.primary ? inst.secondary : inst.primary;
+    const local = nodeSpec(initial, node).replicationAddress;
+    const remote = nodeSpec(initial, peer).replicationAddress;
+    return inst.disks.flatMap((d) =>
+      'resource' in d
+        ? [
+            {
+              resource: d.resource,
+              minor: d.minor,
+              local: { address: local, port: d.port },
+              peer: { address: remote, port: d.port },
+            },
+          ]
+        : [],
+    );
+  };
+  const sharedDevices = (inst: ClusterInstance) =>
+    inst.disks.flatMap((d) => ('device' in d ? [d.device] : []));
+  const isShared = (inst: ClusterInstance) => inst.storage !== 'drbd';
+  const noReplication = (inst: ClusterInstance) =>
+    new Error(
+      `Instance ${inst.name} is on shared storage (${inst.storage}): it has no replication to manage`,
+    );
+  const perNode = async <T>(nodes: readonly string[], fn: (node: string) => Promise<T>) =>
+    Object.fromEntries(await Promise.all(nodes.map(async (n) => [n, await fn(n)] as const))) as Record<
+      string,
+      T
+    >;
+
+  const drbdStatus = async (inst: ClusterInstance, node: string, timeoutMs: number, signal: AbortSignal) =>
+    Promise.all(
+      drbdLinks(inst, node).map(async (l) => {
+        const [events, show] = await Promise.all([
+          shell(node).exec(drbd84.events(l), { timeoutMs, signal }),
+          shell(node).exec(drbd84.show(l), { timeoutMs, signal }),
+        ]);
+        return parseEvents2(events.stdout, show.stdout, l.minor);
+      }),
+    );
+  const nodeSync = async (
+    inst: ClusterInstance,
+    node: string,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<NodeSync> => {
+    const disks = await drbdStatus(inst, node, timeoutMs, signal);
+    const syncing = disks.filter((d) => d.syncPercent !== null);
+    return {
+      done: syncing.length === 0,
+      percent: syncing.length === 0 ? null : Math.min(...syncing.map((d) => d.syncPercent ?? 0)),
+    };
+  };
+
+  const config = clusterConfigEffects(clusterPath);
+  const effects: Effects = {
+    getInstance: config.getInstance,
+    setPrimaryNode: config.setPrimaryNode,
+
+    nodeInfo: ({ instance, nodes, timeoutMs }, signal) =>
+      perNode(nodes, async (node) => {
+        const hv = instanceSpec(instance).hypervisor;
+        const r = await shell(node).exec(
+          ['sh', '-c', 'cat /proc/meminfo; "$1" --version', 'node-info', hv.binary],
+          {
+            timeoutMs,
+            signal,
+          },
+        );
+        const available = /^MemAvailable:\s+(\d+) kB/m.exec(r.stdout);
+        const version = /QEMU emulator version (\S+)/.exec(r.stdout);
+        if (available === null || version === null) {
+          throw new Error(`${node}: cannot read free memory or the QEMU version from ${hv.binary} --version`);
+        }
+        return { memoryFreeMiB: Number(available[1]) / 1024, hypervisorVersion: version[1]! };
+      }),
+
+    instanceInfo: async ({ instance, node, timeoutMs }, signal) => {
+      const q = qemu(node, instance);
+      const state = await q.status(timeoutMs, signal);
+      if (state === null) return { running: false, state: null, memoryMiB: null };
+      const size = (await (await q.mustQmp(timeoutMs, signal)).execute('query-memory-size-summary')) as {
+        'base-memory'?: number;
+      };
+      return {
+        running: state === 'running',
+        state,
+        memoryMiB: size['base-memory'] === undefined ? null : size['base-memory'] / MIB,
+      };
+    },
+
+    instanceList: ({ instance, nodes, timeoutMs }, signal) =>
+      // Only the instance at hand: the machines ask where it is, not what else the node runs.
+      perNode(nodes, async (node) => {
+        const state = await qemu(node, instance).status(timeoutMs, signal);
+        return state === null ? [] : [{ name: instance, state }];
+      }),
+
+    diskStatus: async ({ instance, nodes, timeoutMs }, signal) => {
+      const inst = instanceSpec(instance);
+      if (isShared(inst)) throw noReplication(inst);
+      return perNode(nodes, (node) => drbdStatus(inst, node, timeoutMs, signal));
+    },
+
+    migrationInfo: async ({ instance, node, timeoutMs }, signal) => {
+      const state = await qemu(node, instance).status(timeoutMs, signal);
+      if (state === null) throw new Error(`${node}: instance ${instance} is not running`);
+      return { state };
+    },
+
+    closeDisks: async ({ instance, node, timeoutMs }, signal) => {
+      const inst = instanceSpec(instance);
+      if (isShared(inst)) {
+        // A shared device is closed by the QEMU that held it; refuse while one still runs here.
+        const state = await qemu(node, instance).status(timeoutMs, signal);
+        if (state !== null)
+          throw new Error(`${node}: the disks of ${instance} are held open by its QEMU (${state})`);
+        return;
+      }
+      for (const l of drbdLinks(inst, node))
+        await shell(node).exec(drbd84.secondary(l), { timeoutMs, signal });
+    },
+
+    openDisks: async ({ instance, node, timeoutMs }, signal) => {
+      const inst = instanceSpec(instance);
+      if (isShared(inst)) {
+        for (const device of sharedDevices(inst)) {
+          await shell(node)
+            .exec(['test', '-b', device], { timeoutMs, signal })
+            .catch(() => {
+              throw new Error(`${node}: ${device} is not a block device on this node`);
+            });
+        }
+        return;
+      }
+      for (const l of drbdLinks(inst, node)) await shell(node).exec(drbd84.primary(l), { timeoutMs, signal });
+    },
+
+    disconnectNet: async ({ instance, nodes, timeoutMs }, signal) => {
+      const inst = instanceSpec(instance);
+      if (isShared(inst)) throw noReplication(inst);
+      await perNode(nodes, async (node) => {
+        for (const l of drbdLinks(inst, node)) {
+          await shell(node).exec(drbd84.disconnect(l), { timeoutMs, signal, okCodes: [10] });
+        }
+      });
+    },
+
+    attachNet: async ({ instance, nodes, multimaster, timeoutMs }, signal) => {
+      const inst = instanceSpec(instance);
+      if (isShared(inst)) throw noReplication(inst);
+      await perNode(nodes, async (node) => {
+        for (const l of drbdLinks(inst, node)) {
+          await shell(node).exec(drbd84.connect(l, multimaster), { timeoutMs, signal });
+        }
+      });
+      await perNode(nodes, async (node) => {
+        for (const l of drbdLinks(inst, node)) {
+          await shell(node).exec(drbd84.waitConnect(l, timeoutMs / 1000), { timeoutMs, signal });
+        }
+      });
+    },
+
+    waitSync: async ({ instance, nodes, timeoutMs }, signal) => {
+      const inst = instanceSpec(instance);
+      if (isShared(inst)) throw noReplication(inst);
+      if (timeoutMs > 0) {
+        // DRBD's own wait: returns as soon as the resync is done; bounded by the poll's deadline.
+        await perNode(nodes, async (node) => {
+          for (const l of drbdLinks(inst, node)) {
+            await shell(node)
+              .exec(drbd84.waitSync(l, timeoutMs / 1000), { timeoutMs, signal })
+              .catch(() => undefined);
+          }
+        });
+      }
+      return {
+        nodes: await perNode(nodes, (n) => nodeSync(inst, n, Math.max(timeoutMs, 5_000), signal)),
+        at: Date.now(),
+      };
+    },
+
+    balloonMemory: async ({ instance, node, memoryMiB, timeoutMs }, signal) => {
+      await (await qemu(node, instance).mustQmp(timeoutMs, signal)).execute('balloon', {
+        value: memoryMiB * MIB,
+      });
+    },
+
+    acceptInstance: async ({ instance, node, timeoutMs }, signal) => {
+      const q = qemu(node, instance);
+      const state = await q.status(timeoutMs, signal);
+      if (state === null) await q.start(true, timeoutMs, signal);
+      else if (state !== 'inmigrate')
+        throw new Error(`${node}: instance ${instance} is already ${state} here`);
+      const listening = (await q.queryMigrate(timeoutMs, signal))['socket-address'];
+      if (listening === undefined || listening.length === 0) {
+        const address = nodeSpec(initial, node).replicationAddress;
+        await (await q.mustQmp(timeoutMs, signal)).execute('migrate-incoming', { uri: `tcp:${address}:0` });
+      }
+    },
+
+    migrateInstance: async ({ instance, node, target, live, timeoutMs }, signal) => {
+      const source = qemu(node, instance);
+      const now = (await source.queryMigrate(timeoutMs, signal)).status ?? 'none';
+      // Run again after a lost answer: the copy already runs, or ran from here. A QEMU that itself
+      // arrived by migration also reports 'completed' (its incoming one), but it runs: not a source yet.
+      if (!['none', 'failed', 'cancelled', 'completed'].includes(now)) return;
+      if (now === 'completed' && (await source.status(timeoutMs, signal)) === 'postmigrate') return;
+      const listening = (await qemu(target, instance).queryMigrate(timeoutMs, signal))['socket-address']?.[0];
+      if (listening === undefined)
+        throw new Error(`${target}: no incoming migration is listening for ${instance}`);
+      const qmp = await source.mustQmp(timeoutMs, signal);
+      if (!live) await qmp.execute('stop');
+      await qmp.execute('migrate-set-capabilities', {
+        capabilities: [{ capability: 'events', state: true }],
+      });
+      const options = (await loadCluster(clusterPath)).options;
+      const parameters: Record<string, number> = {};
+      if (options.bandwidthMiBps !== undefined)
+        parameters['max-bandwidth'] = Math.round(options.bandwidthMiBps * MIB);
+      if (options.downtimeMs !== undefined) parameters['downtime-limit'] = options.downtimeMs;
+      if (Object.keys(parameters).length > 0) await qmp.execute('migrate-set-parameters', parameters);
+      const address = nodeSpec(initial, target).replicationAddress;
+      await qmp.execute('migrate', { uri: `tcp:${address}:${listening.port}` });
+    },
+
+    migrationStatus: async ({ instance, node, timeoutMs }, signal) => {
+      // A long poll: QEMU's MIGRATION events wake it at once on a status change; between events it
+      // looks at the copy's progress every pollMs, and answers when it moved 5% or time is up.
+      const q = qemu(node, instance);
+      const start = Date.now();
+      const read = async () => migrationStatusOf(await q.queryMigrate(timeoutMs, signal), Date.now());
+      const first = await read();
+      let now: MigrationStatus = first;
+      for (;;) {
+        const moved =
+          (now.transferredMiB ?? 0) - (first.transferredMiB ?? 0) >= (now.totalMiB ?? Infinity) / 20;
+        const left = timeoutMs - (Date.now() - start);
+        const settled = now.status === 'completed' || now.status === 'failed' || now.status === 'cancelled';
+        if (settled || now.status !== first.status || moved || left <= 0 || signal.aborted) return now;
+        const qmp = await q.mustQmp(timeoutMs, signal);
+        await qmp.nextEvent((e) => e === 'MIGRATION', Math.min(pollMs, left), signal);
+        now = await read();
+      }
+    },
+
+    finalizeMigrationSource: async ({ instance, node, success, timeoutMs }, signal) => {
+      const q = qemu(node, instance);
+      if (success) {
+        // The migrated source still holds the disks open: quit it and wait until it is gone.
+        await q.quit(timeoutMs, signal);
+        return;
+      }
+      const state = await q.status(timeoutMs, signal);
+      if (state === null)
+        throw new Error(`${node}: instance ${instance} is not running here; nothing to resume`);
+      const migration = await q.queryMigrate(timeoutMs, signal);
+      if (migration.status === 'completed') {
+        throw new Error(
+          `${node}: refusing to resume ${instance}: its memory copy completed (the target may run it)`,
+        );
+      }
+      const qmp = await q.mustQmp(timeoutMs, signal);
+      if (migration.status !== undefined && !['none', 'failed', 'cancelled'].includes(migration.status)) {
+        await qmp.execute('migrate_cancel');
+        for (let s = migration.status; s !== 'cancelled' && s !== 'failed' && s !== 'completed'; ) {
+          await qmp.nextEvent((e) => e === 'MIGRATION', pollMs, signal);
+          if (signal.aborted)
+            throw new Error(`${node}: cancelling the migration of ${instance} did not finish`);
+          s = (await q.queryMigrate(timeoutMs, signal)).status ?? 'none';
+          if (s === 'completed') {
+            throw new Error(
+              `${node}: the memory copy of ${instance} completed before the cancel took effect`,
+            );
+          }
+        }
+      }
+      if ((await q.status(timeoutMs, signal)) !== 'running') await qmp.execute('cont');
+    },
+
+    finalizeMigrationTarget: async ({ instance, node, success, timeoutMs }, signal) => {
+      const q = qemu(node, instance);
+      if (!success) {
+        await q.quit(timeoutMs, signal);
+        return;
+      }
+      // The source reports 'completed' once it has sent everything; the target may still be loading
+      // the last of it. Wait for it to leave inmigrate (its RESUME or STOP event wakes the wait).
+      const start = Date.now();
+      let state = await q.status(timeoutMs, signal);
+      while (state === 'inmigrate' && Date.now() - start < timeoutMs && !signal.aborted) {
+        await (await q.mustQmp(timeoutMs, signal)).nextEvent(
+          (e) => e === 'RESUME' || e === 'STOP',
+          pollMs,
+          signal,
+        );
+        state = await q.status(timeoutMs, signal);
+      }
+      // A non-live copy was stopped on the source, so the target arrives paused: resume it.
+      if (state === 'paused') {
+        await (await q.mustQmp(timeoutMs, signal)).execute('cont');
+        state = await q.status(timeoutMs, signal);
+      }
+      if (state !== 'running') {
+        throw new Error(
+          `${node}: instance ${instance} is ${state ?? 'not present'} here after the migration, not running`,
+        );
+      }
+    },
+  };
+
+  return {
+    effects,
+    close: () => {
+      for (const q of qemus.values()) q.dropSession();
+      for (const s of shells.values()) s.close();
+    },
+  };
+}

@@ -1,0 +1,157 @@
+import { MigrationStatus, RunState } from '../../machines/index.js';
+import type { ClusterInstance } from '../cluster/index.js';
+import type { NodeShell } from '../ssh/index.js';
+import { QmpError, QmpSession, QueryMigrate, QueryStatus } from './qmp.js';
+
+/**
+ * The QEMU driver: start an instance's QEMU from its launch spec, and speak QMP to it through the
+ * node's own SSH connection (stream-local forwarding to the QMP socket; no helper on the node).
+ * The pidfile and QEMU's stderr sit beside the QMP socket: NAME.qmp, NAME.pid, NAME.log.
+ */
+
+type Hypervisor = ClusterInstance['hypervisor'];
+
+export const runtimeFiles = (hv: Hypervisor) => {
+  const base = hv.qmpSocket.replace(/\.qmp$/, '');
+  return { qmp: hv.qmpSocket, pid: `${base}.pid`, log: `${base}.log` };
+};
+
+/**
+ * Starts QEMU detached from the SSH session (setsid; stderr kept in NAME.log) and waits, on the node,
+ * until its QMP socket listens or the process died. The wait is bounded by the caller's deadline.
+ */
+const START_SCRIPT = [
+  'qmp=$1 pid=$2 log=$3; shift 3',
+  'if [ -e "$pid" ] && kill -0 "$(cat "$pid")" 2>/dev/null; then echo "already running: pid $(cat "$pid")" >&2; exit 17; fi',
+  'rm -f "$qmp" "$pid"',
+  'setsid "$@" -qmp "unix:$qmp,server=on,wait=off" -pidfile "$pid" >"$log" 2>&1 </dev/null & child=$!',
+  'while [ ! -S "$qmp" ]; do kill -0 $child 2>/dev/null || { cat "$log" >&2; exit 1; }; sleep 0.02; done',
+].join('\n');
+
+/** Waits on the node until the process in the pidfile is gone (QEMU closes the disks as it exits). */
+const WAIT_EXIT_SCRIPT = [
+  'pid=$(cat "$1" 2>/dev/null) || exit 0',
+  'while kill -0 "$pid" 2>/dev/null; do sleep 0.02; done',
+].join('\n');
+
+export function startCommand(hv: Hypervisor, incoming: boolean): string[] {
+  const f = runtimeFiles(hv);
+  return [
+    'sh',
+    '-c',
+    START_SCRIPT,
+    'start-qemu',
+    f.qmp,
+    f.pid,
+    f.log,
+    hv.binary,
+    ...hv.args,
+    ...(incoming ? ['-incoming', 'defer'] : []),
+  ];
+}
+
+export const waitExitCommand = (hv: Hypervisor) => [
+  'sh',
+  '-c',
+  WAIT_EXIT_SCRIPT,
+  'wait-exit',
+  runtimeFiles(hv).pid,
+];
+
+const RUN_STATES = new Set<string>(RunState.options);
+/** QEMU has more run states than migration cares about; the rest are "not running here". */
+export const runStateOf = (status: string): RunState =>
+  RUN_STATES.has(status) ? (status as RunState) : 'paused';
+
+const MIGRATION_STATUSES = new Set<string>(MigrationStatus.shape.status.options);
+const MIB = 1024 * 1024;
+
+export function migrationStatusOf(q: QueryMigrate, at: number): MigrationStatus {
+  const status = q.status ?? 'none';
+  // An unknown status from a newer QEMU is not success: report it as still running ('active'), so
+  // the machine's no-progress deadline, not a guess, ends a copy that never finishes.
+  return {
+    status: (MIGRATION_STATUSES.has(status) ? status : 'active') as MigrationStatus['status'],
+    transferredMiB: q.ram?.transferred === undefined ? null : q.ram.transferred / MIB,
+    totalMiB: q.ram?.total === undefined ? null : q.ram.total / MIB,
+    remainingMiB: q.ram?.remaining === undefined ? null : q.ram.remaining / MIB,
+    at,
+  };
+}
+
+/** One QMP session per (node, instance), opened on first use and reopened after QEMU restarts. */
+export class QemuNode {
+  private session: QmpSession | null = null;
+  private opening: Promise<QmpSession> | null = null;
+
+  constructor(
+    readonly shell: NodeShell,
+    readonly hv: Hypervisor,
+  ) {}
+
+  private where() {
+    return `${this.shell.node}: QEMU ${this.hv.qmpSocket}`;
+  }
+
+  /** The QMP session, or null when no QEMU listens there. */
+  async qmp(timeoutMs: number, signal?: AbortSignal): Promise<QmpSession | null> {
+    if (this.session !== null && !this.session.closed) return this.session;
+    this.opening ??= (async () => {
+      const stream = await this.shell.openUnix(this.hv.qmpSocket, { timeoutMs, signal });
+      return new QmpSession(stream, this.where()).open();
+    })().finally(() => {
+      this.opening = null;
+    });
+    try {
+      this.session = await this.opening;
+      return this.session;
+    } catch (error) {
+      if (error instanceof Error && /nothing listens|QMP connection closed/.test(error.message)) return null;
+      throw error;
+    }
+  }
+
+  async mustQmp(timeoutMs: number, signal?: AbortSignal): Promise<QmpSession> {
+    const qmp = await this.qmp(timeoutMs, signal);
+    if (qmp === null)
+      throw new QmpError(`${this.where()}: instance not running (nothing listens on the QMP socket)`);
+    return qmp;
+  }
+
+  async status(timeoutMs: number, signal?: AbortSignal): Promise<RunState | null> {
+    const qmp = await this.qmp(timeoutMs, signal);
+    if (qmp === null) return null;
+    try {
+      return runStateOf(QueryStatus.parse(await qmp.execute('query-status')).status);
+    } catch (error) {
+      if (qmp.closed) return null;
+      throw error;
+    }
+  }
+
+  async start(incoming: boolean, timeoutMs: number, signal?: AbortSignal) {
+    this.dropSession();
+    await this.shell.exec(startCommand(this.hv, incoming), { timeoutMs, signal });
+  }
+
+  /** Asks QEMU to quit and waits until the process is gone, so that it no longer holds the disks. */
+  async quit(timeoutMs: number, signal?: AbortSignal) {
+    const qmp = await this.qmp(timeoutMs, signal);
+    if (qmp !== null) {
+      const gone = qmp.nextEvent(() => false, timeoutMs, signal);
+      await qmp.execute('quit').catch(() => undefined);
+      await gone;
+      this.dropSession();
+    }
+    await this.shell.exec(waitExitCommand(this.hv), { timeoutMs, signal });
+  }
+
+  async queryMigrate(timeoutMs: number, signal?: AbortSignal): Promise<QueryMigrate> {
+    return QueryMigrate.parse(await (await this.mustQmp(timeoutMs, signal)).execute('query-migrate'));
+  }
+
+  dropSession() {
+    this.session?.close();
+    this.session = null;
+  }
+}

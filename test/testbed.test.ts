@@ -1,0 +1,243 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, watch, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sshEffects } from '../src/backend/ssh.js';
+import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
+import { QemuNode } from '../src/drivers/qemu.js';
+import { type RunEvent, runMigration } from '../src/index.js';
+import { type NodeShell, SshNode } from '../src/ssh/index.js';
+import { removeDir, startTestbed, type Testbed, testbedUnavailable } from './testbed/testbed.js';
+
+/**
+ * Tier A: the migration machine through sshEffects against two real nodes (network namespaces with
+ * their own sshd) and a real QEMU live migration between them, on a shared loop device.
+ */
+
+const unavailable = testbedUnavailable();
+if (unavailable !== null && process.env.CI === 'true') {
+  throw new Error(`CI=true but the namespace testbed cannot start: ${unavailable}`);
+}
+if (unavailable !== null) console.warn(`SKIPPED test/testbed.test.ts: ${unavailable}`);
+
+/** Resolves when `ready()` holds, re-checking whenever a file in `dir` changes; fails at the deadline. */
+function until(dir: string, ready: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  if (ready()) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const watcher = watch(dir, () => {
+      if (ready()) finish();
+    });
+    const timer = setTimeout(() => finish(new Error(`timed out waiting for ${what}`)), timeoutMs);
+    const finish = (error?: Error) => {
+      watcher.close();
+      clearTimeout(timer);
+      if (error) reject(error);
+      else resolve();
+    };
+  });
+}
+
+const ticks = (serial: string) =>
+  [...serial.matchAll(/disk-tick ([0-9a-f]{4})/g)].map((m) => Number.parseInt(m[1]!, 16));
+
+describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU', () => {
+  let tb: Testbed;
+  let dir: string;
+  const node = (name: string) => tb.nodes.find((n) => n.name === name)!;
+  const qemuOn = (name: string): QemuNode => {
+    const spec = tb.cluster.nodes.find((n) => n.name === name)!;
+    return new QemuNode(
+      new SshNode(spec as ClusterFile['nodes'][number]),
+      tb.cluster.instances[0]!.hypervisor,
+    );
+  };
+  const alive = (name: string) => {
+    const pidfile = join(node(name).runDir, 'web1.pid');
+    if (!existsSync(pidfile)) return false;
+    try {
+      process.kill(Number(readFileSync(pidfile, 'utf8')), 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const ticksOn = (name: string) => ticks(tb.serial(name));
+  const waitForTicks = (name: string, count: number) =>
+    until(node(name).runDir, () => ticksOn(name).length >= count, `${count} ticks on ${name}`);
+  const setOptions = async (options: ClusterFile['options']) => {
+    const cluster = await loadCluster(tb.clusterPath);
+    writeFileSync(tb.clusterPath, JSON.stringify({ ...cluster, options }, null, 2));
+  };
+  async function migrate(
+    extra: { mode?: 'live' | 'non-live'; abort?: AbortSignal; onEvent?: (e: RunEvent) => void } = {},
+  ) {
+    const backend = await sshEffects(tb.clusterPath);
+    const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
+    try {
+      return await runMigration(
+        { instance: 'web1', limits, ...(extra.mode ? { mode: extra.mode } : {}) },
+        backend.effects,
+        {
+          ...(extra.abort ? { abort: extra.abort } : {}),
+          ...(extra.onEvent ? { onEvent: extra.onEvent } : {}),
+        },
+      );
+    } finally {
+      backend.close();
+    }
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'drbd-migrate-testbed-'));
+    tb = startTestbed(dir);
+    const source = qemuOn('node-a');
+    await source.start(false, 20_000);
+    source.shell.close();
+    await waitForTicks('node-a', 2);
+  }, 60_000);
+
+  afterAll(() => {
+    tb?.stop();
+    if (dir) removeDir(dir);
+  });
+
+  it('live-migrates the instance to node-b: the guest keeps counting there and the file names node-b', async () => {
+    const before = ticksOn('node-a').length;
+    const out = await migrate();
+    expect(out.error ?? null).toBeNull();
+    expect(out.outcome).toBe('migrated');
+    expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({
+      primary: 'node-b',
+      secondary: 'node-a',
+    });
+    expect(alive('node-a')).toBe(false);
+    expect(alive('node-b')).toBe(true);
+    await waitForTicks('node-b', 1);
+    const last = ticksOn('node-a').at(-1)!;
+    expect(last).toBeGreaterThanOrEqual(before);
+    // The target continues the source's count: the same guest, not a fresh boot.
+    expect(ticksOn('node-b')[0]).toBe(last + 1);
+    // And it writes to the shared disk: the sector of its first tick holds that tick.
+    const sector = execFileSync('dd', [
+      `if=${tb.loopDevice}`,
+      'bs=512',
+      `skip=${8 + last + 1}`,
+      'count=1',
+      'iflag=direct',
+      'status=none',
+    ]);
+    expect(
+      sector.toString('latin1').startsWith(`disk-tick ${(last + 1).toString(16).padStart(4, '0')}`),
+    ).toBe(true);
+  }, 60_000);
+
+  it('migrates it back non-live', async () => {
+    const out = await migrate({ mode: 'non-live' });
+    expect(out.outcome).toBe('migrated');
+    expect(alive('node-b')).toBe(false);
+    expect(alive('node-a')).toBe(true);
+    const last = ticksOn('node-b').at(-1)!;
+    await until(node('node-a').runDir, () => ticksOn('node-a').includes(last + 1), 'ticks on node-a');
+    expect((await loadCluster(tb.clusterPath)).instances[0]?.primary).toBe('node-a');
+  }, 60_000);
+
+  it('an operator abort during a throttled copy cancels it: the source runs on, the target QEMU is gone', async () => {
+    await setOptions({ bandwidthMiBps: 0.01, limits: { stepTimeoutMs: 20_000 } });
+    const abort = new AbortController();
+    const out = await migrate({
+      abort: abort.signal,
+      onEvent: (e) => {
+        if (e.type === 'progress' && e.kind === 'memory') abort.abort();
+      },
+    });
+    await setOptions({ limits: { stepTimeoutMs: 20_000 } });
+    expect(out.outcome).toBe('reverted');
+    expect(alive('node-b')).toBe(false);
+    expect(alive('node-a')).toBe(true);
+    const seen = ticksOn('node-a').length;
+    await waitForTicks('node-a', seen + 1);
+    expect((await loadCluster(tb.clusterPath)).instances[0]?.primary).toBe('node-a');
+  }, 60_000);
+
+  it('a target QEMU that dies mid-copy fails the copy: reverted, the source runs on', async () => {
+    await setOptions({ bandwidthMiBps: 0.01, limits: { stepTimeoutMs: 20_000 } });
+    let killed = false;
+    const out = await migrate({
+      onEvent: (e) => {
+        if (!killed && e.type === 'progress' && e.kind === 'memory') {
+          killed = true;
+          process.kill(Number(readFileSync(join(node('node-b').runDir, 'web1.pid'), 'utf8')), 'SIGKILL');
+        }
+      },
+    });
+    await setOptions({ limits: { stepTimeoutMs: 20_000 } });
+    expect(killed).toBe(true);
+    expect(out.outcome).toBe('reverted');
+    expect(out.error).toMatch(/node-b|failed/);
+    expect(alive('node-a')).toBe(true);
+    const seen = ticksOn('node-a').length;
+    await waitForTicks('node-a', seen + 1);
+  }, 60_000);
+
+  describe('security', () => {
+    it('refuses a changed host key before running anything', async () => {
+      const cluster = await loadCluster(tb.clusterPath);
+      const good = structuredClone(cluster);
+      cluster.nodes[1]!.hostKey = cluster.nodes[0]!.hostKey; // node-a's key pinned for node-b
+      writeFileSync(tb.clusterPath, JSON.stringify(cluster, null, 2));
+      try {
+        const out = await migrate();
+        expect(out.outcome).toBe('rejected');
+        expect(out.error).toMatch(/node-b: cannot connect .*host key of .* CHANGED/);
+        expect(alive('node-a')).toBe(true);
+        expect(alive('node-b')).toBe(false);
+      } finally {
+        writeFileSync(tb.clusterPath, JSON.stringify(good, null, 2));
+      }
+    });
+
+    it('rejects an instance name with shell metacharacters before any command runs', async () => {
+      const commands: string[] = [];
+      const counting = (n: ClusterFile['nodes'][number]): NodeShell => {
+        const real = new SshNode(n);
+        return {
+          node: real.node,
+          exec: (argv, o) => {
+            commands.push(argv.join(' '));
+            return real.exec(argv, o);
+          },
+          openUnix: (p, o) => {
+            commands.push(`open ${p}`);
+            return real.openUnix(p, o);
+          },
+          close: () => real.close(),
+        };
+      };
+      const backend = await sshEffects(tb.clusterPath, { shellFor: counting });
+      try {
+        const out = await runMigration({ instance: 'web1; touch /tmp/pwned' }, backend.effects, {});
+        expect(out.outcome).toBe('rejected');
+        expect(out.error).toMatch(/instance/i);
+      } finally {
+        backend.close();
+      }
+      expect(commands).toEqual([]);
+    });
+
+    it('cuts off a node that stops answering at the step deadline', async () => {
+      await setOptions({ limits: { stepTimeoutMs: 1_500 } });
+      const sshdPid = Number(readFileSync(join(tb.dir, 'node-b', 'sshd.pid'), 'utf8'));
+      process.kill(sshdPid, 'SIGSTOP');
+      try {
+        const out = await migrate();
+        expect(out.outcome).toBe('rejected');
+        expect(out.error).toMatch(/node-b: cannot connect .*did not finish within 1500 ms/);
+        expect(alive('node-a')).toBe(true);
+      } finally {
+        process.kill(sshdPid, 'SIGCONT');
+        await setOptions({ limits: { stepTimeoutMs: 20_000 } });
+      }
+    }, 30_000);
+  });
+});
