@@ -189,7 +189,21 @@ describe('bad input: a one-line cause, exit 2, and nothing touched', () => {
       async () => ['migrate', 'web1', '--target', '$(id)', '--world', await worldFile()],
       /bad target node/,
     ],
-    ['no --world for migrate', async () => ['migrate', 'web1'], /needs --world FILE/],
+    [
+      'no --cluster or --world for migrate',
+      async () => ['migrate', 'web1'],
+      /needs --cluster FILE \(real nodes\) or --world FILE/,
+    ],
+    [
+      'a cluster file that is not there',
+      async () => ['migrate', 'web1', '--cluster', '/nonexistent/c.yaml'],
+      /cannot read cluster file/,
+    ],
+    [
+      'a metacharacter instance name with --cluster',
+      async () => ['migrate', 'web1;id', '--cluster', 'docs/cluster.example.yaml'],
+      /bad instance name/,
+    ],
     ['an unknown command', async () => ['fly'], /unknown command 'fly'/],
     ['an unknown option', async () => ['demo', '--fly'], /Unknown option '--fly'/],
   ];

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sshEffects } from '../src/backend/ssh.js';
+import { runCli } from '../src/cli/cli.js';
 import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
 import { QemuNode } from '../src/drivers/qemu.js';
 import { type RunEvent, runMigration } from '../src/index.js';
@@ -239,5 +240,35 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
         await setOptions({ limits: { stepTimeoutMs: 20_000 } });
       }
     }, 30_000);
+  });
+  it('the CLI migrates it over SSH with the same events, output and exit codes as the simulator', async () => {
+    const lines: string[] = [];
+    const code = await runCli(['migrate', 'web1', '--cluster', tb.clusterPath, '--json'], {
+      out: (l) => lines.push(l),
+      err: (l) => lines.push(l),
+    });
+    const events = lines.map((l) => JSON.parse(l) as { type: string; outcome?: string });
+    expect(code).toBe(0);
+    expect(events.at(-1)).toMatchObject({ type: 'result', outcome: 'migrated', primaryNode: 'node-b' });
+    expect(events.some((e) => e.type === 'state')).toBe(true);
+    expect(alive('node-b')).toBe(true);
+    expect(alive('node-a')).toBe(false);
+  }, 60_000);
+
+  it('--dry-run prints each node’s commands and touches nothing', async () => {
+    const before = readFileSync(tb.clusterPath, 'utf8');
+    const lines: string[] = [];
+    const code = await runCli(['migrate', 'web1', '--cluster', tb.clusterPath, '--dry-run'], {
+      out: (l) => lines.push(l),
+      err: (l) => lines.push(l),
+    });
+    expect(code).toBe(0);
+    expect(lines).toContain(
+      '  node-a$ sh -c \'cat /proc/meminfo; "$1" --version\' node-info /usr/bin/qemu-system-x86_64',
+    );
+    expect(lines.some((l) => l.startsWith('  node-a$ sh -c') && l.includes('-incoming defer'))).toBe(true);
+    expect(readFileSync(tb.clusterPath, 'utf8')).toBe(before);
+    expect(alive('node-b')).toBe(true);
+    expect(alive('node-a')).toBe(false);
   });
 });

@@ -9,6 +9,7 @@ import {
 import { type DrbdLink, drbd84, parseEvents2 } from '../drivers/drbd84.js';
 import { migrationStatusOf, QemuNode } from '../drivers/qemu.js';
 import { type NodeShell, SshNode } from '../ssh/index.js';
+import { drbdLinks as linksOf } from './plan.js';
 
 /**
  * The effect contract over SSH: one persistent connection per node, DRBD and QEMU drivers behind it,
@@ -65,23 +66,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
     }
     return q;
   };
-  const drbdLinks = (inst: ClusterInstance, node: string): DrbdLink[] => {
-    const peer = node === inst.primary ? inst.secondary : inst.primary;
-    const local = nodeSpec(initial, node).replicationAddress;
-    const remote = nodeSpec(initial, peer).replicationAddress;
-    return inst.disks.flatMap((d) =>
-      'resource' in d
-        ? [
-            {
-              resource: d.resource,
-              minor: d.minor,
-              local: { address: local, port: d.port },
-              peer: { address: remote, port: d.port },
-            },
-          ]
-        : [],
-    );
-  };
+  const drbdLinks = (inst: ClusterInstance, node: string) => linksOf(initial, inst, node);
   const sharedDevices = (inst: ClusterInstance) =>
     inst.disks.flatMap((d) => ('device' in d ? [d.device] : []));
   const isShared = (inst: ClusterInstance) => inst.storage !== 'drbd';

@@ -31,6 +31,7 @@ import {
   runningOn,
   type World,
 } from '../sim/index.js';
+import { ClusterUsageError, dryRun, runOnCluster } from './cluster.js';
 import { LiveView, seconds } from './live.js';
 import { pathSummary } from './paths.js';
 import { describeWorldState, EXIT, resultLines, worldLines } from './report.js';
@@ -41,6 +42,7 @@ export const HELP = `drbd-migrate: live migration of DRBD-backed instances as ex
 Usage:
   drbd-migrate demo [--fail EFFECT[@N]] [--hang EFFECT[@N]] [--lose EFFECT[@N]] [--non-live]
                     [--json] [--quiet] [--world FILE] [--fast]
+  drbd-migrate migrate INSTANCE --cluster FILE [--cleanup] [--non-live] [--dry-run] [--json] [--quiet]
   drbd-migrate migrate INSTANCE --world FILE [--cleanup] [--non-live] [--target NODE]
                     [--no-runtime-changes] [--fail ...] [--hang ...] [--lose ...] [--json] [--quiet]
                     [--state-dir DIR]
@@ -72,7 +74,12 @@ Examples:
   drbd-migrate demo
   drbd-migrate demo --fail acceptInstance
   drbd-migrate demo --fail finalizeMigrationTarget --world /tmp/w.json`,
-  migrate: `drbd-migrate migrate INSTANCE --world FILE: migrate (or clean up) an instance of a saved simulated cluster
+  migrate: `drbd-migrate migrate INSTANCE --cluster FILE: migrate (or clean up) an instance on real nodes over SSH
+drbd-migrate migrate INSTANCE --world FILE: the same on a saved simulated cluster
+
+With --cluster, the nodes, keys and instances come from the cluster file (docs/cluster.md); the
+commit point rewrites it. --dry-run drives the machine on a simulated copy of the file and prints
+the exact commands each node would run, touching nothing.
 
 The cluster is saved back to FILE whatever the outcome, so a cleanup finds it as this run left it;
 a rejected run leaves the file untouched.
@@ -157,6 +164,8 @@ const options = {
   'non-live': { type: 'boolean' },
   json: { type: 'boolean' },
   world: { type: 'string' },
+  cluster: { type: 'string' },
+  'dry-run': { type: 'boolean' },
   fast: { type: 'boolean' },
   cleanup: { type: 'boolean' },
   target: { type: 'string' },
@@ -326,6 +335,50 @@ function report(run: Simulated, json: boolean, quiet: boolean): number {
   return EXIT[result.outcome];
 }
 
+/** migrate --cluster: real nodes over SSH (or --dry-run), with the same events, output and exit codes. */
+async function migrateOnCluster(path: string, input: ProtocolInput, values: Values): Promise<number> {
+  const kind = values.cleanup === true ? 'cleanup' : 'migration';
+  const json = values.json === true;
+  try {
+    if (values['dry-run'] === true) {
+      const result = await dryRun(path, kind, input, json ? () => {} : out);
+      if (json) out(JSON.stringify({ type: 'result', dryRun: true, ...result }));
+      return EXIT[result.outcome];
+    }
+    const screen = io.screen ?? {
+      tty: false,
+      color: false,
+      columns: 100,
+      write: (t: string) => out(t.replace(/\n$/, '')),
+    };
+    const view = new LiveView(
+      values.quiet === true || json ? { ...screen, tty: false, write: () => {} } : screen,
+    );
+    const operator = new AbortController();
+    const removeHandler = io.onInterrupt?.(() => {
+      operator.abort();
+      view.line('Ctrl-C: abort requested; it takes effect when the step in flight ends.');
+    });
+    let result: ProtocolOutput;
+    try {
+      result = await runOnCluster(path, kind, input, {
+        onEvent: (e) => (json ? out(JSON.stringify(e)) : view.onEvent(e)),
+        abort: operator.signal,
+      });
+    } finally {
+      removeHandler?.();
+    }
+    if (result.outcome === 'rejected') err(`drbd-migrate: ${result.error}`);
+    if (json) out(JSON.stringify({ type: 'result', ...result }));
+    else if (values.quiet === true) for (const l of resultLines(result)) out(l);
+    else for (const l of view.finish(result, Date.now(), result.primaryNode ?? null)) out(l);
+    return EXIT[result.outcome];
+  } catch (error) {
+    if (error instanceof ClusterUsageError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
 /** For crash tests: SIGKILL this process right after the journal records its Nth transition. */
 function killer(n: number) {
   let last = '';
@@ -398,8 +451,12 @@ async function command(argv: string[]): Promise<number> {
       const [instance, ...extra] = rest;
       if (instance === undefined) throw new UsageError('migrate needs an INSTANCE');
       if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`);
+      if (values.cluster !== undefined)
+        return migrateOnCluster(values.cluster, inputOf(instance, values), values);
       if (values.world === undefined)
-        throw new UsageError('migrate needs --world FILE (the simulated cluster to act on)');
+        throw new UsageError(
+          'migrate needs --cluster FILE (real nodes) or --world FILE (a simulated cluster)',
+        );
       const input = inputOf(instance, values);
       faultsOf(values);
       const world = await loadWorld(values.world);

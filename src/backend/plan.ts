@@ -1,0 +1,171 @@
+import type { EffectName } from '../../machines/index.js';
+import type { ClusterFile, ClusterInstance } from '../cluster/index.js';
+import { type DrbdLink, drbd84 } from '../drivers/drbd84.js';
+import { startCommand, waitExitCommand } from '../drivers/qemu.js';
+import { shellLine } from '../drivers/shell.js';
+import type { WorldSpec } from '../sim/index.js';
+
+/**
+ * What the SSH backend would run for one effect call, node by node: the exact shell lines, and the
+ * QMP commands it would send through the node's SSH connection. Used by --dry-run, which drives the
+ * machine on a simulated copy of the cluster file and prints this for every call.
+ */
+
+export interface PlannedCommand {
+  node: string;
+  /** A shell line run over SSH, or a QMP command sent to the socket. */
+  kind: 'sh' | 'qmp' | 'file';
+  text: string;
+}
+
+type AnyInput = {
+  instance: string;
+  node?: string;
+  nodes?: string[];
+  multimaster?: boolean;
+  live?: boolean;
+  success?: boolean;
+  target?: string;
+  timeoutMs: number;
+  memoryMiB?: number;
+};
+
+export function plannedCommands(
+  cluster: ClusterFile,
+  clusterPath: string,
+  effect: EffectName,
+  input: AnyInput,
+): PlannedCommand[] {
+  const inst = cluster.instances.find((i) => i.name === input.instance);
+  if (inst === undefined) return [];
+  const nodes = input.nodes ?? (input.node === undefined ? [] : [input.node]);
+  const sh = (node: string, argv: readonly string[]): PlannedCommand => ({
+    node,
+    kind: 'sh',
+    text: shellLine(argv),
+  });
+  const qmp = (node: string, command: string, args?: unknown): PlannedCommand => ({
+    node,
+    kind: 'qmp',
+    text: `${inst.hypervisor.qmpSocket} ${JSON.stringify({ execute: command, ...(args === undefined ? {} : { arguments: args }) })}`,
+  });
+  const links = (node: string) => drbdLinks(cluster, inst, node);
+  const shared = inst.storage !== 'drbd';
+  const seconds = input.timeoutMs / 1000;
+  switch (effect) {
+    case 'getInstance':
+      return [{ node: 'config', kind: 'file', text: `read ${clusterPath}` }];
+    case 'setPrimaryNode':
+      return [
+        {
+          node: 'config',
+          kind: 'file',
+          text: `rewrite ${clusterPath} (primary: ${input.node}), keep ${clusterPath}.prev`,
+        },
+      ];
+    case 'nodeInfo':
+      return nodes.map((n) =>
+        sh(n, ['sh', '-c', 'cat /proc/meminfo; "$1" --version', 'node-info', inst.hypervisor.binary]),
+      );
+    case 'instanceInfo':
+      return nodes.flatMap((n) => [qmp(n, 'query-status'), qmp(n, 'query-memory-size-summary')]);
+    case 'instanceList':
+    case 'migrationInfo':
+      return nodes.map((n) => qmp(n, 'query-status'));
+    case 'diskStatus':
+      return nodes.flatMap((n) => links(n).flatMap((l) => [sh(n, drbd84.events(l)), sh(n, drbd84.show(l))]));
+    case 'closeDisks':
+      return shared
+        ? nodes.map((n) => qmp(n, 'query-status'))
+        : nodes.flatMap((n) => links(n).map((l) => sh(n, drbd84.secondary(l))));
+    case 'openDisks':
+      return shared
+        ? nodes.flatMap((n) =>
+            inst.disks.flatMap((d) => ('device' in d ? [sh(n, ['test', '-b', d.device])] : [])),
+          )
+        : nodes.flatMap((n) => links(n).map((l) => sh(n, drbd84.primary(l))));
+    case 'disconnectNet':
+      return nodes.flatMap((n) => links(n).map((l) => sh(n, drbd84.disconnect(l))));
+    case 'attachNet':
+      return [
+        ...nodes.flatMap((n) => links(n).map((l) => sh(n, drbd84.connect(l, input.multimaster === true)))),
+        ...nodes.flatMap((n) => links(n).map((l) => sh(n, drbd84.waitConnect(l, seconds)))),
+      ];
+    case 'waitSync':
+      // timeoutMs 0 asks for the state now: no wait.
+      return nodes.flatMap((n) =>
+        links(n).flatMap((l) => [
+          ...(input.timeoutMs > 0 ? [sh(n, drbd84.waitSync(l, seconds))] : []),
+          sh(n, drbd84.events(l)),
+        ]),
+      );
+    case 'balloonMemory':
+      return nodes.map((n) => qmp(n, 'balloon', { value: (input.memoryMiB ?? 0) * 1024 * 1024 }));
+    case 'acceptInstance': {
+      const address = cluster.nodes.find((x) => x.name === input.node)?.replicationAddress;
+      return nodes.flatMap((n) => [
+        sh(n, startCommand(inst.hypervisor, true)),
+        qmp(n, 'migrate-incoming', { uri: `tcp:${address}:0` }),
+      ]);
+    }
+    case 'migrateInstance': {
+      const address = cluster.nodes.find((x) => x.name === input.target)?.replicationAddress;
+      const parameters: Record<string, number> = {};
+      if (cluster.options.bandwidthMiBps !== undefined)
+        parameters['max-bandwidth'] = Math.round(cluster.options.bandwidthMiBps * 1024 * 1024);
+      if (cluster.options.downtimeMs !== undefined) parameters['downtime-limit'] = cluster.options.downtimeMs;
+      return nodes.flatMap((n) => [
+        ...(input.live === false ? [qmp(n, 'stop')] : []),
+        qmp(n, 'migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] }),
+        ...(Object.keys(parameters).length > 0 ? [qmp(n, 'migrate-set-parameters', parameters)] : []),
+        qmp(n, 'migrate', { uri: `tcp:${address}:PORT` }),
+      ]);
+    }
+    case 'migrationStatus':
+      return nodes.map((n) => qmp(n, 'query-migrate'));
+    case 'finalizeMigrationSource':
+      return nodes.flatMap((n) =>
+        input.success
+          ? [qmp(n, 'quit'), sh(n, waitExitCommand(inst.hypervisor))]
+          : [qmp(n, 'migrate_cancel'), qmp(n, 'cont')],
+      );
+    case 'finalizeMigrationTarget':
+      return nodes.flatMap((n) =>
+        input.success ? [qmp(n, 'query-status')] : [qmp(n, 'quit'), sh(n, waitExitCommand(inst.hypervisor))],
+      );
+  }
+}
+
+export function drbdLinks(cluster: ClusterFile, inst: ClusterInstance, node: string): DrbdLink[] {
+  const peer = node === inst.primary ? inst.secondary : inst.primary;
+  const address = (name: string) => cluster.nodes.find((n) => n.name === name)?.replicationAddress ?? '';
+  return inst.disks.flatMap((d) =>
+    'resource' in d
+      ? [
+          {
+            resource: d.resource,
+            minor: d.minor,
+            local: { address: address(node), port: d.port },
+            peer: { address: address(peer), port: d.port },
+          },
+        ]
+      : [],
+  );
+}
+
+/** A simulated copy of the cluster file, for --dry-run: the same nodes and instances, all healthy. */
+export function simSpecOf(cluster: ClusterFile): WorldSpec {
+  return {
+    nodes: Object.fromEntries(cluster.nodes.map((n) => [n.name, {}])),
+    instances: cluster.instances.map((i) => ({
+      name: i.name,
+      primary: i.primary,
+      secondary: i.secondary,
+      memoryMiB: i.memoryMiB,
+      ...(i.minMemoryMiB === undefined ? {} : { minMemoryMiB: i.minMemoryMiB }),
+      migrationMode: i.migrationMode,
+      diskTemplate: i.storage,
+      disksMiB: i.disks.map(() => 1024),
+    })),
+  };
+}

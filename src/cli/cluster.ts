@@ -1,0 +1,69 @@
+import type { EffectCall, EffectName, ProtocolInput, ProtocolOutput } from '../../machines/index.js';
+import { plannedCommands, simSpecOf, sshEffects } from '../backend/index.js';
+import { type ClusterFile, ClusterFileError, loadCluster } from '../cluster/index.js';
+import { type RunEvent, runCleanup, runMigration } from '../runner/index.js';
+import { createSimCluster, createWorld } from '../sim/index.js';
+
+/**
+ * `migrate --cluster FILE`: the machines against real nodes over SSH, or, with --dry-run, against a
+ * simulated copy of the cluster file, printing the exact commands each node would run.
+ */
+
+export class ClusterUsageError extends Error {}
+
+export async function readCluster(path: string): Promise<ClusterFile> {
+  try {
+    return await loadCluster(path);
+  } catch (error) {
+    if (error instanceof ClusterFileError) throw new ClusterUsageError(error.message);
+    throw error;
+  }
+}
+
+export function inputWithLimits(cluster: ClusterFile, input: ProtocolInput): ProtocolInput {
+  const limits = cluster.options.limits;
+  return limits === undefined ? input : { ...input, limits: { ...limits, ...input.limits } };
+}
+
+export async function runOnCluster(
+  path: string,
+  kind: 'migration' | 'cleanup',
+  input: ProtocolInput,
+  options: { onEvent: (e: RunEvent) => void; abort: AbortSignal },
+): Promise<ProtocolOutput> {
+  const cluster = await readCluster(path);
+  if (!cluster.instances.some((i) => i.name === input.instance)) {
+    throw new ClusterUsageError(`instance ${input.instance} is not in ${path}`);
+  }
+  const backend = await sshEffects(path);
+  try {
+    const run = kind === 'cleanup' ? runCleanup : runMigration;
+    return await run(inputWithLimits(cluster, input), backend.effects, options);
+  } finally {
+    backend.close();
+  }
+}
+
+export async function dryRun(
+  path: string,
+  kind: 'migration' | 'cleanup',
+  input: ProtocolInput,
+  print: (line: string) => void,
+): Promise<ProtocolOutput> {
+  const cluster = await readCluster(path);
+  if (!cluster.instances.some((i) => i.name === input.instance)) {
+    throw new ClusterUsageError(`instance ${input.instance} is not in ${path}`);
+  }
+  const sim = createSimCluster(createWorld(simSpecOf(cluster)));
+  print(`# dry run of the ${kind} of ${input.instance} from ${path}: nothing is touched.`);
+  print('# Each effect the machine calls on a healthy cluster, and what each node would run for it.');
+  const onCall = (call: EffectCall) => {
+    if (call.phase !== 'start') return;
+    print(`${call.effect}`);
+    for (const c of plannedCommands(cluster, path, call.effect as EffectName, call.input as never)) {
+      print(`  ${c.node}${c.kind === 'sh' ? '$' : c.kind === 'qmp' ? ' qmp>' : ':'} ${c.text}`);
+    }
+  };
+  const run = kind === 'cleanup' ? runCleanup : runMigration;
+  return run(inputWithLimits(cluster, input), sim.effects, { clock: sim.clock, onCall });
+}
