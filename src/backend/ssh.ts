@@ -6,7 +6,7 @@ import {
   clusterConfigEffects,
   loadCluster,
 } from '../cluster/index.js';
-import { type DrbdLink, drbd84, parseEvents2 } from '../drivers/drbd84.js';
+import { drbd84, parseEvents2 } from '../drivers/drbd84.js';
 import { migrationStatusOf, QemuNode } from '../drivers/qemu.js';
 import { type NodeShell, SshNode } from '../ssh/index.js';
 import { drbdLinks as linksOf } from './plan.js';
@@ -26,6 +26,8 @@ export interface SshBackendOptions {
 
 export interface SshBackend {
   effects: Effects;
+  /** The QEMU of an instance on a node, through the backend's own connection (for tools and benches). */
+  qemu(node: string, instance: string): QemuNode;
   /** Closes every node connection. */
   close(): void;
 }
@@ -363,6 +365,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
 
   return {
     effects,
+    qemu,
     close: () => {
       for (const q of qemus.values()) q.dropSession();
       for (const s of shells.values()) s.close();
