@@ -45,6 +45,15 @@ export function restProblems(view: WorldView): string[] {
       }
     }
   }
+  // Shared storage at rest: held exclusively by the node the instance runs on, closed elsewhere.
+  for (const [node, disks] of Object.entries(view.shared ?? {})) {
+    const want = node === view.configPrimary ? 'exclusive' : null;
+    disks.forEach((open, i) => {
+      if (open !== want) {
+        problems.push(`shared disk ${i} is ${open ?? 'closed'} on ${node}, should be ${want ?? 'closed'}`);
+      }
+    });
+  }
   return problems;
 }
 
@@ -58,6 +67,7 @@ const comparable = (v: WorldView) =>
         ds.map((d) => [d.role, d.connection, d.diskState, d.peerDiskState, d.allowTwoPrimaries]),
       ]),
     ),
+    shared: v.shared ?? null,
   });
 
 /** Does the outcome tell the truth about the world it left? */

@@ -17,7 +17,11 @@ export interface WorldView {
   configSecondary: string | null;
   /** DRBD status of the instance's disks, per node. */
   disks: Record<string, DiskStatus[]>;
+  /** Shared-storage disks: how each node has each disk open (null: closed). Absent for DRBD. */
+  shared?: Record<string, SharedOpen[]>;
 }
+
+export type SharedOpen = 'exclusive' | 'shared' | null;
 
 /** One world for one path, on some backend. */
 export interface TestWorld {
@@ -45,6 +49,14 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
         ? config.disks.map((d) => statusOf(resourceOf(world, d.resource), node))
         : [];
   }
+  const shared: Record<string, SharedOpen[]> = {};
+  for (const node of nodes) {
+    const open = config.disks.flatMap((d) => {
+      const disk = world.sharedDisks[d.resource];
+      return disk === undefined ? [] : [disk.open[node] ?? null];
+    });
+    if (open.length > 0) shared[node] = open;
+  }
   const running: Record<string, RunState> = {};
   for (const [node, vms] of Object.entries(world.vms)) {
     const vm = vms[instance];
@@ -55,6 +67,7 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
     configPrimary: config.primaryNode,
     configSecondary: config.secondaryNode,
     disks,
+    ...(Object.keys(shared).length > 0 ? { shared } : {}),
   };
 }
 
