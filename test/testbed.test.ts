@@ -5,8 +5,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sshEffects } from '../src/backend/ssh.js';
 import { runCli } from '../src/cli/cli.js';
+import { dryRun } from '../src/cli/cluster.js';
 import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
 import { QemuNode } from '../src/drivers/qemu.js';
+import { shellLine } from '../src/drivers/shell.js';
 import { type RunEvent, runMigration } from '../src/index.js';
 import { type NodeShell, SshNode } from '../src/ssh/index.js';
 import { removeDir, startTestbed, type Testbed, testbedUnavailable } from './testbed/testbed.js';
@@ -71,9 +73,14 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     writeFileSync(tb.clusterPath, JSON.stringify({ ...cluster, options }, null, 2));
   };
   async function migrate(
-    extra: { mode?: 'live' | 'non-live'; abort?: AbortSignal; onEvent?: (e: RunEvent) => void } = {},
+    extra: {
+      mode?: 'live' | 'non-live';
+      abort?: AbortSignal;
+      onEvent?: (e: RunEvent) => void;
+      shellFor?: (n: ClusterFile['nodes'][number]) => NodeShell;
+    } = {},
   ) {
-    const backend = await sshEffects(tb.clusterPath);
+    const backend = await sshEffects(tb.clusterPath, extra.shellFor ? { shellFor: extra.shellFor } : {});
     const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
     try {
       return await runMigration(
@@ -266,9 +273,61 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     expect(lines).toContain(
       '  node-a$ sh -c \'cat /proc/meminfo; "$1" --version\' node-info /usr/bin/qemu-system-x86_64',
     );
-    expect(lines.some((l) => l.startsWith('  node-a$ sh -c') && l.includes('-incoming defer'))).toBe(true);
+    expect(
+      lines.some((l) => l.startsWith('  node-a$ timeout -s KILL') && l.includes('-incoming defer')),
+    ).toBe(true);
     expect(readFileSync(tb.clusterPath, 'utf8')).toBe(before);
     expect(alive('node-b')).toBe(true);
     expect(alive('node-a')).toBe(false);
   });
+
+  it('--dry-run plans exactly the shell lines and QMP commands a real run sends', async () => {
+    const real = { sh: new Set<string>(), qmp: new Set<string>() };
+    const parameters: unknown[] = [];
+    const recording = (n: ClusterFile['nodes'][number]): NodeShell => {
+      const shell = new SshNode(n);
+      return {
+        node: shell.node,
+        exec: (argv, o) => {
+          real.sh.add(`${n.name}$ ${shellLine(argv)}`);
+          return shell.exec(argv, o);
+        },
+        openUnix: async (path, o) => {
+          const stream = await shell.openUnix(path, o);
+          const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
+          stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+            const command = JSON.parse(String(chunk)) as { execute: string; arguments?: unknown };
+            if (command.execute !== 'qmp_capabilities') real.qmp.add(`${n.name} ${command.execute}`);
+            if (command.execute === 'migrate-set-parameters') parameters.push(command.arguments);
+            return write(chunk, ...rest);
+          }) as typeof stream.write;
+          return stream;
+        },
+        close: () => shell.close(),
+      };
+    };
+    const lines: string[] = [];
+    const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
+    const planned = await dryRun(tb.clusterPath, 'migration', { instance: 'web1', limits }, (l) =>
+      lines.push(l),
+    );
+    const out = await migrate({ shellFor: recording });
+    expect(planned.outcome).toBe('migrated');
+    expect(out.outcome).toBe('migrated');
+    const plan = { sh: new Set<string>(), qmp: new Set<string>() };
+    for (const l of lines) {
+      const m = /^ {2}(\S+)(\$| qmp>) (.*)$/.exec(l);
+      if (m === null) continue;
+      if (m[2] === '$') plan.sh.add(`${m[1]}$ ${m[3]}`);
+      else
+        plan.qmp.add(
+          `${m[1]} ${(JSON.parse(m[3]!.slice(m[3]!.indexOf(' ') + 1)) as { execute: string }).execute}`,
+        );
+    }
+    expect([...plan.sh].sort()).toEqual([...real.sh].sort());
+    expect([...plan.qmp].sort()).toEqual([...real.qmp].sort());
+    // Set on every migration, QEMU's defaults when the file names none: a QEMU keeps its parameters,
+    // so a throttle from an earlier run (the abort test's) would otherwise carry over.
+    expect(parameters).toEqual([{ 'max-bandwidth': 128 * 1024 * 1024, 'downtime-limit': 300 }]);
+  }, 60_000);
 });

@@ -1,7 +1,7 @@
 import type { EffectName } from '../../machines/index.js';
 import type { ClusterFile, ClusterInstance } from '../cluster/index.js';
 import { type DrbdLink, drbd84 } from '../drivers/drbd84.js';
-import { startCommand, waitExitCommand } from '../drivers/qemu.js';
+import { migrationParameters, startCommand, waitExitCommand } from '../drivers/qemu.js';
 import { shellLine } from '../drivers/shell.js';
 import type { WorldSpec } from '../sim/index.js';
 
@@ -102,22 +102,25 @@ export function plannedCommands(
     case 'balloonMemory':
       return nodes.map((n) => qmp(n, 'balloon', { value: (input.memoryMiB ?? 0) * 1024 * 1024 }));
     case 'acceptInstance': {
+      // As sshEffects does it: look, start QEMU waiting, ask where it listens, make it listen.
       const address = cluster.nodes.find((x) => x.name === input.node)?.replicationAddress;
       return nodes.flatMap((n) => [
-        sh(n, startCommand(inst.hypervisor, true)),
+        qmp(n, 'query-status'),
+        sh(n, startCommand(inst.hypervisor, true, input.timeoutMs)),
+        qmp(n, 'query-migrate'),
         qmp(n, 'migrate-incoming', { uri: `tcp:${address}:0` }),
       ]);
     }
     case 'migrateInstance': {
-      const address = cluster.nodes.find((x) => x.name === input.target)?.replicationAddress;
-      const parameters: Record<string, number> = {};
-      if (cluster.options.bandwidthMiBps !== undefined)
-        parameters['max-bandwidth'] = Math.round(cluster.options.bandwidthMiBps * 1024 * 1024);
-      if (cluster.options.downtimeMs !== undefined) parameters['downtime-limit'] = cluster.options.downtimeMs;
+      const target = input.target ?? '';
+      const address = cluster.nodes.find((x) => x.name === target)?.replicationAddress;
+      const parameters = migrationParameters(cluster.options);
       return nodes.flatMap((n) => [
+        qmp(n, 'query-migrate'),
+        qmp(target, 'query-migrate'),
         ...(input.live === false ? [qmp(n, 'stop')] : []),
         qmp(n, 'migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] }),
-        ...(Object.keys(parameters).length > 0 ? [qmp(n, 'migrate-set-parameters', parameters)] : []),
+        qmp(n, 'migrate-set-parameters', parameters),
         qmp(n, 'migrate', { uri: `tcp:${address}:PORT` }),
       ]);
     }
@@ -126,12 +129,14 @@ export function plannedCommands(
     case 'finalizeMigrationSource':
       return nodes.flatMap((n) =>
         input.success
-          ? [qmp(n, 'quit'), sh(n, waitExitCommand(inst.hypervisor))]
+          ? [qmp(n, 'quit'), sh(n, waitExitCommand(inst.hypervisor, input.timeoutMs))]
           : [qmp(n, 'migrate_cancel'), qmp(n, 'cont')],
       );
     case 'finalizeMigrationTarget':
       return nodes.flatMap((n) =>
-        input.success ? [qmp(n, 'query-status')] : [qmp(n, 'quit'), sh(n, waitExitCommand(inst.hypervisor))],
+        input.success
+          ? [qmp(n, 'query-status')]
+          : [qmp(n, 'quit'), sh(n, waitExitCommand(inst.hypervisor, input.timeoutMs))],
       );
   }
 }

@@ -1,20 +1,20 @@
 import type { Effects, MigrationStatus, NodeSync } from '../../machines/index.js';
 import {
-  type ClusterFile,
   type ClusterInstance,
   type ClusterNode,
   clusterConfigEffects,
   loadCluster,
 } from '../cluster/index.js';
 import { drbd84, parseEvents2 } from '../drivers/drbd84.js';
-import { migrationStatusOf, QemuNode } from '../drivers/qemu.js';
+import { migrationParameters, migrationStatusOf, QemuNode } from '../drivers/qemu.js';
 import { type NodeShell, SshNode } from '../ssh/index.js';
 import { drbdLinks as linksOf } from './plan.js';
 
 /**
  * The effect contract over SSH: one persistent connection per node, DRBD and QEMU drivers behind it,
- * and the cluster file as the config store. Every call re-reads the cluster file, so the file stays
- * the one truth about where an instance runs.
+ * and the cluster file as the config store. The config effects (and the migration options) re-read
+ * the file on every call, so it stays the one truth about where an instance runs; nodes, disks and
+ * launch specs are read once, when the backend is made.
  */
 
 export interface SshBackendOptions {
@@ -41,15 +41,15 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
   const pollMs = options.pollMs ?? 200;
   const makeShell = options.shellFor ?? ((n: ClusterNode) => new SshNode(n));
 
-  const nodeSpec = (cluster: ClusterFile, name: string) => {
-    const n = cluster.nodes.find((x) => x.name === name);
+  const nodeSpec = (name: string) => {
+    const n = initial.nodes.find((x) => x.name === name);
     if (n === undefined) throw new Error(`${name}: not a node of ${clusterPath}`);
     return n;
   };
   const shell = (name: string) => {
     let s = shells.get(name);
     if (s === undefined) {
-      s = makeShell(nodeSpec(initial, name));
+      s = makeShell(nodeSpec(name));
       shells.set(name, s);
     }
     return s;
@@ -220,6 +220,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       if (isShared(inst)) throw noReplication(inst);
       if (timeoutMs > 0) {
         // DRBD's own wait: returns as soon as the resync is done; bounded by the poll's deadline.
+        // Running out of time is an answer here, not a failure: the status read below tells.
         await perNode(nodes, async (node) => {
           for (const l of drbdLinks(inst, node)) {
             await shell(node)
@@ -248,7 +249,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         throw new Error(`${node}: instance ${instance} is already ${state} here`);
       const listening = (await q.queryMigrate(timeoutMs, signal))['socket-address'];
       if (listening === undefined || listening.length === 0) {
-        const address = nodeSpec(initial, node).replicationAddress;
+        const address = nodeSpec(node).replicationAddress;
         await (await q.mustQmp(timeoutMs, signal)).execute('migrate-incoming', { uri: `tcp:${address}:0` });
       }
     },
@@ -268,13 +269,9 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       await qmp.execute('migrate-set-capabilities', {
         capabilities: [{ capability: 'events', state: true }],
       });
-      const options = (await loadCluster(clusterPath)).options;
-      const parameters: Record<string, number> = {};
-      if (options.bandwidthMiBps !== undefined)
-        parameters['max-bandwidth'] = Math.round(options.bandwidthMiBps * MIB);
-      if (options.downtimeMs !== undefined) parameters['downtime-limit'] = options.downtimeMs;
-      if (Object.keys(parameters).length > 0) await qmp.execute('migrate-set-parameters', parameters);
-      const address = nodeSpec(initial, target).replicationAddress;
+      const parameters = migrationParameters((await loadCluster(clusterPath)).options);
+      await qmp.execute('migrate-set-parameters', parameters);
+      const address = nodeSpec(target).replicationAddress;
       await qmp.execute('migrate', { uri: `tcp:${address}:${listening.port}` });
     },
 

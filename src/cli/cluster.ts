@@ -11,13 +11,19 @@ import { createSimCluster, createWorld } from '../sim/index.js';
 
 export class ClusterUsageError extends Error {}
 
-export async function readCluster(path: string): Promise<ClusterFile> {
+/** The cluster file, which must name the instance; its problems are the operator's input errors. */
+export async function readCluster(path: string, instance: string): Promise<ClusterFile> {
+  let cluster: ClusterFile;
   try {
-    return await loadCluster(path);
+    cluster = await loadCluster(path);
   } catch (error) {
     if (error instanceof ClusterFileError) throw new ClusterUsageError(error.message);
     throw error;
   }
+  if (!cluster.instances.some((i) => i.name === instance)) {
+    throw new ClusterUsageError(`instance ${instance} is not in ${path}`);
+  }
+  return cluster;
 }
 
 export function inputWithLimits(cluster: ClusterFile, input: ProtocolInput): ProtocolInput {
@@ -31,10 +37,7 @@ export async function runOnCluster(
   input: ProtocolInput,
   options: { onEvent: (e: RunEvent) => void; abort: AbortSignal },
 ): Promise<ProtocolOutput> {
-  const cluster = await readCluster(path);
-  if (!cluster.instances.some((i) => i.name === input.instance)) {
-    throw new ClusterUsageError(`instance ${input.instance} is not in ${path}`);
-  }
+  const cluster = await readCluster(path, input.instance);
   const backend = await sshEffects(path);
   try {
     const run = kind === 'cleanup' ? runCleanup : runMigration;
@@ -50,10 +53,7 @@ export async function dryRun(
   input: ProtocolInput,
   print: (line: string) => void,
 ): Promise<ProtocolOutput> {
-  const cluster = await readCluster(path);
-  if (!cluster.instances.some((i) => i.name === input.instance)) {
-    throw new ClusterUsageError(`instance ${input.instance} is not in ${path}`);
-  }
+  const cluster = await readCluster(path, input.instance);
   const sim = createSimCluster(createWorld(simSpecOf(cluster)));
   print(`# dry run of the ${kind} of ${input.instance} from ${path}: nothing is touched.`);
   print('# Each effect the machine calls on a healthy cluster, and what each node would run for it.');

@@ -123,8 +123,19 @@ export const ClusterFile = z
     instances: z.array(ClusterInstance).describe('The DRBD-backed instances drbd-migrate may move.'),
     options: z
       .object({
-        bandwidthMiBps: z.number().positive().optional().describe('QEMU max-bandwidth for the memory copy.'),
-        downtimeMs: z.number().int().positive().optional().describe('QEMU downtime-limit.'),
+        bandwidthMiBps: z
+          .number()
+          .positive()
+          .optional()
+          .describe(
+            'QEMU max-bandwidth for the memory copy, MiB/s; default 128 (QEMU’s own). Set on every migration.',
+          ),
+        downtimeMs: z
+          .number()
+          .int()
+          .positive()
+          .optional()
+          .describe('QEMU downtime-limit, ms; default 300 (QEMU’s own). Set on every migration.'),
         limits: Limits.partial().optional().describe('Deadlines (ms) overriding the defaults.'),
       })
       .strict()

@@ -11,6 +11,8 @@ import { QmpError, QmpSession, QueryMigrate, QueryStatus } from './qmp.js';
 
 type Hypervisor = ClusterInstance['hypervisor'];
 
+const MIB = 1024 * 1024;
+
 export const runtimeFiles = (hv: Hypervisor) => {
   const base = hv.qmpSocket.replace(/\.qmp$/, '');
   return { qmp: hv.qmpSocket, pid: `${base}.pid`, log: `${base}.log` };
@@ -18,7 +20,9 @@ export const runtimeFiles = (hv: Hypervisor) => {
 
 /**
  * Starts QEMU detached from the SSH session (setsid; stderr kept in NAME.log) and waits, on the node,
- * until its QMP socket listens or the process died. The wait is bounded by the caller's deadline.
+ * until its QMP socket listens or the process died. Both node-side waits run under coreutils'
+ * `timeout` with the step's deadline, so they end on the node even if the SSH channel's kill is lost.
+ * One line each: --dry-run prints them as the node receives them.
  */
 const START_SCRIPT = [
   'qmp=$1 pid=$2 log=$3; shift 3',
@@ -26,17 +30,25 @@ const START_SCRIPT = [
   'rm -f "$qmp" "$pid"',
   'setsid "$@" -qmp "unix:$qmp,server=on,wait=off" -pidfile "$pid" >"$log" 2>&1 </dev/null & child=$!',
   'while [ ! -S "$qmp" ]; do kill -0 $child 2>/dev/null || { cat "$log" >&2; exit 1; }; sleep 0.02; done',
-].join('\n');
+].join('; ');
 
 /** Waits on the node until the process in the pidfile is gone (QEMU closes the disks as it exits). */
 const WAIT_EXIT_SCRIPT = [
   'pid=$(cat "$1" 2>/dev/null) || exit 0',
   'while kill -0 "$pid" 2>/dev/null; do sleep 0.02; done',
-].join('\n');
+].join('; ');
 
-export function startCommand(hv: Hypervisor, incoming: boolean): string[] {
+const bounded = (timeoutMs: number) => [
+  'timeout',
+  '-s',
+  'KILL',
+  `${Math.max(1, Math.ceil(timeoutMs / 1000))}`,
+];
+
+export function startCommand(hv: Hypervisor, incoming: boolean, timeoutMs: number): string[] {
   const f = runtimeFiles(hv);
   return [
+    ...bounded(timeoutMs),
     'sh',
     '-c',
     START_SCRIPT,
@@ -50,7 +62,8 @@ export function startCommand(hv: Hypervisor, incoming: boolean): string[] {
   ];
 }
 
-export const waitExitCommand = (hv: Hypervisor) => [
+export const waitExitCommand = (hv: Hypervisor, timeoutMs: number) => [
+  ...bounded(timeoutMs),
   'sh',
   '-c',
   WAIT_EXIT_SCRIPT,
@@ -58,13 +71,29 @@ export const waitExitCommand = (hv: Hypervisor) => [
   runtimeFiles(hv).pid,
 ];
 
+/**
+ * QEMU's migrate-set-parameters from the cluster file's options. Both are always set (QEMU 7.2's own
+ * defaults when the file names none): a QEMU keeps its parameters, so a throttle left by an earlier
+ * run would otherwise slow the next migration of the same process.
+ */
+export const DEFAULT_BANDWIDTH_MIBPS = 128;
+export const DEFAULT_DOWNTIME_MS = 300;
+export function migrationParameters(options: {
+  bandwidthMiBps?: number | undefined;
+  downtimeMs?: number | undefined;
+}): Record<string, number> {
+  return {
+    'max-bandwidth': Math.round((options.bandwidthMiBps ?? DEFAULT_BANDWIDTH_MIBPS) * MIB),
+    'downtime-limit': options.downtimeMs ?? DEFAULT_DOWNTIME_MS,
+  };
+}
+
 const RUN_STATES = new Set<string>(RunState.options);
 /** QEMU has more run states than migration cares about; the rest are "not running here". */
 export const runStateOf = (status: string): RunState =>
   RUN_STATES.has(status) ? (status as RunState) : 'paused';
 
 const MIGRATION_STATUSES = new Set<string>(MigrationStatus.shape.status.options);
-const MIB = 1024 * 1024;
 
 export function migrationStatusOf(q: QueryMigrate, at: number): MigrationStatus {
   const status = q.status ?? 'none';
@@ -131,7 +160,7 @@ export class QemuNode {
 
   async start(incoming: boolean, timeoutMs: number, signal?: AbortSignal) {
     this.dropSession();
-    await this.shell.exec(startCommand(this.hv, incoming), { timeoutMs, signal });
+    await this.shell.exec(startCommand(this.hv, incoming, timeoutMs), { timeoutMs, signal });
   }
 
   /** Asks QEMU to quit and waits until the process is gone, so that it no longer holds the disks. */
@@ -143,7 +172,7 @@ export class QemuNode {
       await gone;
       this.dropSession();
     }
-    await this.shell.exec(waitExitCommand(this.hv), { timeoutMs, signal });
+    await this.shell.exec(waitExitCommand(this.hv, timeoutMs), { timeoutMs, signal });
   }
 
   async queryMigrate(timeoutMs: number, signal?: AbortSignal): Promise<QueryMigrate> {

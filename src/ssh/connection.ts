@@ -94,7 +94,14 @@ export class SshNode implements NodeShell {
       knownHosts:
         spec.knownHosts === undefined
           ? undefined
-          : { path: spec.knownHosts, text: await readFile(spec.knownHosts, 'utf8').catch(() => '') },
+          : {
+              path: spec.knownHosts,
+              text: await readFile(spec.knownHosts, 'utf8').catch((e: NodeJS.ErrnoException) => {
+                throw new NodeConnectError(
+                  `${spec.name}: cannot read known_hosts ${spec.knownHosts}: ${e.code}`,
+                );
+              }),
+            },
     };
     const privateKey =
       spec.privateKey === undefined

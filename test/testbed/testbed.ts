@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ClusterFile } from '../../src/cluster/index.js';
+import { ClusterFile } from '../../src/cluster/index.js';
 import { fingerprint } from '../../src/ssh/index.js';
 
 /**
@@ -143,6 +143,8 @@ export function startTestbed(dir: string): Testbed {
         '-c',
         `hostname ${name}; mount --bind ${runDir} /run/drbd-migrate; ${bashrc}exec /usr/sbin/sshd -f ${join(nodeDir, 'sshd_config')} -E ${join(nodeDir, 'sshd.log')}`,
       ]);
+      // QEMU's pidfile first: teardown kills the guest before the node's sshd.
+      state.pidfiles.unshift(join(runDir, 'web1.pid'));
       state.pidfiles.push(pidfile);
       return { name, netns, address, runDir };
     }) as [TestbedNode, TestbedNode];
@@ -168,7 +170,7 @@ export function startTestbed(dir: string): Testbed {
     state.loop = run(['losetup', '-f', '--show', image]).trim();
     const loopDevice = state.loop;
 
-    const cluster: ClusterFile = {
+    const cluster = ClusterFile.parse({
       version: 1,
       nodes: nodes.map((n) => ({
         name: n.name,
@@ -221,7 +223,7 @@ export function startTestbed(dir: string): Testbed {
         },
       ],
       options: { limits: { stepTimeoutMs: 20_000 } },
-    } as unknown as ClusterFile;
+    });
     const clusterPath = join(dir, 'cluster.json');
     writeFileSync(clusterPath, `${JSON.stringify(cluster, null, 2)}\n`);
 
@@ -241,13 +243,7 @@ export function startTestbed(dir: string): Testbed {
         return existsSync(file) ? readFileSync(file, 'utf8') : '';
       },
       inNode: (node, argv) => run(['ip', 'netns', 'exec', byName(node).netns, ...argv]),
-      stop: () => {
-        // QEMUs first (their pidfiles are in the nodes' runtime dirs), then sshd, links, namespaces.
-        for (const n of nodes) {
-          for (const f of ['web1.pid']) state.pidfiles.unshift(join(n.runDir, f));
-        }
-        stop();
-      },
+      stop,
     };
   } catch (error) {
     stop();
