@@ -7,7 +7,8 @@ import type { WorldSpec } from '../sim/index.js';
 
 /**
  * What the SSH backend would run for one effect call, node by node: the exact shell lines, and the
- * QMP commands it would send through the node's SSH connection. Used by --dry-run, which drives the
+ * QMP commands it would send through the node's SSH connection. Reads (query-*) are listed where the
+ * backend may make them; whether it does depends on what it finds (no QEMU, no QMP socket to read). Used by --dry-run, which drives the
  * machine on a simulated copy of the cluster file and prints this for every call.
  */
 
