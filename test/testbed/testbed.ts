@@ -2,9 +2,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ClusterFile } from '../../src/cluster/index.js';
 import { fingerprint } from '../../src/ssh/index.js';
+import { has, killByPidfile, tickerDisk } from './common.js';
 
 /**
  * Tier A of the real testbed (../shared/reference/testbed-notes.md §1-2): two nodes, each a network
@@ -23,9 +23,6 @@ export const TESTBED_TOOLS = [
   'as',
   'ld',
 ] as const;
-
-const has = (tool: string) =>
-  tool.startsWith('/') ? existsSync(tool) : spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 
 /** Why the testbed cannot start here, or null. In CI that is a failure, never a skip. */
 export function testbedUnavailable(): string | null {
@@ -59,8 +56,6 @@ export interface Testbed {
 const run = (argv: string[], input?: string) =>
   execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input });
 const tryRun = (argv: string[]) => spawnSync(argv[0]!, argv.slice(1), { stdio: 'ignore' });
-
-const here = fileURLToPath(new URL('.', import.meta.url));
 
 export function startTestbed(dir: string): Testbed {
   const tag = randomBytes(2).toString('hex');
@@ -151,22 +146,7 @@ export function startTestbed(dir: string): Testbed {
 
     // The instance's disk: a loop device over a file, holding the guest's boot sector.
     const image = join(dir, 'shared.raw');
-    run(['as', '--32', '-o', join(dir, 'ticker.o'), join(here, 'ticker.S')]);
-    run([
-      'ld',
-      '-m',
-      'elf_i386',
-      '-Ttext',
-      '0x7c00',
-      '--oformat',
-      'binary',
-      '-o',
-      join(dir, 'ticker.bin'),
-      join(dir, 'ticker.o'),
-    ]);
-    const disk = Buffer.alloc(4 * 1024 * 1024);
-    readFileSync(join(dir, 'ticker.bin')).copy(disk, 0);
-    writeFileSync(image, disk);
+    tickerDisk(dir, image, 4 * 1024 * 1024);
     state.loop = run(['losetup', '-f', '--show', image]).trim();
     const loopDevice = state.loop;
 
@@ -248,16 +228,6 @@ export function startTestbed(dir: string): Testbed {
   } catch (error) {
     stop();
     throw error;
-  }
-}
-
-function killByPidfile(pidfile: string) {
-  if (!existsSync(pidfile)) return;
-  const pid = Number.parseInt(readFileSync(pidfile, 'utf8'), 10);
-  if (Number.isInteger(pid) && pid > 1) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {}
   }
 }
 

@@ -1,0 +1,69 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, watch, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** What both testbed tiers share: tool checks, the guest, waits on files, teardown by pidfile. */
+
+export const has = (tool: string) =>
+  tool.startsWith('/') ? existsSync(tool) : spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+/**
+ * The 512-byte guest (ticker.S): prints `disk-tick N` on COM1 about once a second and writes the
+ * same line to sector 8+N of its disk. Writes DIR/ticker.bin and returns its path.
+ */
+export function buildTicker(dir: string): string {
+  const object = join(dir, 'ticker.o');
+  const binary = join(dir, 'ticker.bin');
+  execFileSync('as', ['--32', '-o', object, join(here, 'ticker.S')]);
+  execFileSync('ld', ['-m', 'elf_i386', '-Ttext', '0x7c00', '--oformat', 'binary', '-o', binary, object]);
+  return binary;
+}
+
+/** A disk image of SIZE bytes that boots the ticker. */
+export function tickerDisk(dir: string, image: string, size: number) {
+  const disk = Buffer.alloc(size);
+  readFileSync(buildTicker(dir)).copy(disk, 0);
+  writeFileSync(image, disk);
+}
+
+export const ticks = (serial: string) =>
+  [...serial.matchAll(/disk-tick ([0-9a-f]{4})/g)].map((m) => Number.parseInt(m[1]!, 16));
+
+/**
+ * Resolves when `ready(text of file)` holds, re-checking whenever something in the file's folder
+ * changes; fails at the deadline with what it waited for.
+ */
+export function untilFile(
+  file: string,
+  ready: (text: string) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const check = () => ready(existsSync(file) ? readFileSync(file, 'utf8') : '');
+  if (check()) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const watcher = watch(dirname(file), () => {
+      if (check()) finish();
+    });
+    const timer = setTimeout(() => finish(new Error(`timed out waiting for ${what}`)), timeoutMs);
+    const finish = (error?: Error) => {
+      watcher.close();
+      clearTimeout(timer);
+      if (error) reject(error);
+      else resolve();
+    };
+  });
+}
+
+export function killByPidfile(pidfile: string) {
+  if (!existsSync(pidfile)) return;
+  const pid = Number.parseInt(readFileSync(pidfile, 'utf8'), 10);
+  if (Number.isInteger(pid) && pid > 1) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
+}

@@ -1,0 +1,273 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ClusterFile } from '../../src/cluster/index.js';
+import { fingerprint, SshNode } from '../../src/ssh/index.js';
+import { buildTicker, has, killByPidfile, untilFile } from './common.js';
+
+/**
+ * Tier B of the real testbed (../shared/reference/testbed-notes.md §4, testbed-nested.md): two node
+ * VMs under QEMU/TCG booting Debian's kernel, whose in-tree DRBD 8.4.11 replicates one resource
+ * between them over an emulated link; each runs sshd and a QEMU of its own, which runs the instance
+ * (the ticking boot-sector guest) from /dev/drbd0. Nothing needs root: the VMs' management links are
+ * QEMU user networks with a host port forwarded to sshd on 127.0.0.1, the DRBD link a socket between
+ * the two QEMUs on 127.0.0.1. Teardown kills the two VMs by pidfile.
+ */
+
+export const DRBD_TESTBED_TOOLS = [
+  'qemu-system-x86_64',
+  '/usr/bin/busybox',
+  'cpio',
+  'gzip',
+  'modprobe',
+  'depmod',
+  'apt-get',
+  'apt-cache',
+  'dpkg-deb',
+  'ssh-keygen',
+  '/usr/sbin/sshd',
+  '/usr/sbin/drbdadm',
+  '/lib/drbd/drbdsetup-84',
+  '/usr/share/seabios/bios-256k.bin',
+  '/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so',
+  'as',
+  'ld',
+] as const;
+
+/** Why the DRBD VMs cannot start here, or null. In CI that is a failure, never a skip. */
+export function drbdTestbedUnavailable(): string | null {
+  const missing = DRBD_TESTBED_TOOLS.filter((t) => !has(t));
+  if (missing.length > 0) return `missing ${missing.join(', ')} (bash .ci/run installs them)`;
+  const busybox = spawnSync('file', ['-L', '/usr/bin/busybox'], { encoding: 'utf8' }).stdout ?? '';
+  if (!busybox.includes('statically linked')) return '/usr/bin/busybox is not busybox-static';
+  return null;
+}
+
+export const RESOURCE = 'web1-disk0';
+const REPLICATION = { 'node-a': '10.99.1.1', 'node-b': '10.99.1.2' } as const;
+type NodeName = keyof typeof REPLICATION;
+
+export interface DrbdTestbed {
+  dir: string;
+  clusterPath: string;
+  cluster: ClusterFile;
+  /** Runs a command on a node over SSH (the test's own checks and set-up). */
+  exec(node: NodeName, argv: string[], okCodes?: number[]): Promise<{ stdout: string; code: number }>;
+  stop(): void;
+}
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const run = (argv: string[]) =>
+  execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (address === null || typeof address === 'string') throw new Error('no free port on 127.0.0.1');
+  return address.port;
+}
+
+/** Debian's kernel and the node modules, downloaded once into a cache folder. */
+export function prepareKernel(): string {
+  const cache = process.env.DRBD_MIGRATE_TESTBED_CACHE ?? join(homedir(), '.cache/drbd-migrate/testbed');
+  mkdirSync(cache, { recursive: true });
+  return run([join(here, 'vm/prepare-kernel.sh'), cache]).trim();
+}
+
+export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
+  const pidfiles: string[] = [];
+  const shells = new Map<NodeName, SshNode>();
+  const stop = () => {
+    for (const s of shells.values()) s.close();
+    for (const f of pidfiles) killByPidfile(f);
+  };
+  try {
+    const kernel = prepareKernel();
+    const ssh = join(dir, 'ssh');
+    mkdirSync(ssh, { recursive: true });
+    run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', join(ssh, 'client_key')]);
+    writeFileSync(join(ssh, 'authorized_keys'), readFileSync(join(ssh, 'client_key.pub')));
+    for (const n of Object.keys(REPLICATION)) {
+      run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', join(ssh, `host_${n}`)]);
+    }
+    // Set up as an operator would, without two primaries: the library turns them on and off.
+    writeFileSync(
+      join(dir, 'drbd.conf'),
+      `resource ${RESOURCE} {
+  disk { c-plan-ahead 0; resync-rate 100M; }
+  net { protocol C; }
+  on node-a { device /dev/drbd0; disk /dev/vda; address ${REPLICATION['node-a']}:7789; meta-disk internal; }
+  on node-b { device /dev/drbd0; disk /dev/vda; address ${REPLICATION['node-b']}:7789; meta-disk internal; }
+}
+`,
+    );
+    buildTicker(dir);
+    run([join(here, 'vm/build-initrd.sh'), kernel, dir]);
+    const kv = kernel.split('/').at(-1)!;
+    const vmlinuz = join(kernel, 'root/boot', `vmlinuz-${kv}`);
+
+    const link = await freePort();
+    const sshPorts = { 'node-a': await freePort(), 'node-b': await freePort() };
+    const vm = (node: NodeName) => {
+      const disk = join(dir, `${node}.raw`);
+      writeFileSync(disk, '');
+      run(['truncate', '-s', '64M', disk]);
+      const pidfile = join(dir, `${node}.pid`);
+      pidfiles.push(pidfile);
+      const console = join(dir, `${node}.console`);
+      writeFileSync(console, '');
+      // The socket link is ordered: node-a listens, node-b connects (so node-a starts first).
+      const side = node === 'node-a' ? `listen=127.0.0.1:${link}` : `connect=127.0.0.1:${link}`;
+      run([
+        'qemu-system-x86_64',
+        '-accel',
+        'tcg',
+        '-machine',
+        'pc',
+        '-cpu',
+        'max',
+        '-m',
+        '512',
+        '-smp',
+        '1',
+        '-nodefaults',
+        '-display',
+        'none',
+        '-no-user-config',
+        '-kernel',
+        vmlinuz,
+        '-initrd',
+        join(dir, 'initrd.cpio.gz'),
+        '-append',
+        `console=ttyS0 panic=-1 quiet dm.node=${node} dm.ip=${REPLICATION[node]}/24`,
+        '-chardev',
+        `file,id=con,path=${console}`,
+        '-serial',
+        'chardev:con',
+        '-pidfile',
+        pidfile,
+        '-daemonize',
+        '-drive',
+        `file=${disk},format=raw,if=virtio,cache=none,aio=threads`,
+        '-netdev',
+        `socket,id=drbd,${side}`,
+        '-device',
+        'virtio-net-pci,netdev=drbd',
+        '-netdev',
+        `user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:${sshPorts[node]}-:22`,
+        '-device',
+        'virtio-net-pci,netdev=mgmt',
+      ]);
+      return console;
+    };
+    const consoles = { 'node-a': vm('node-a'), 'node-b': vm('node-b') };
+    await Promise.all(
+      (Object.keys(consoles) as NodeName[]).map((n) =>
+        untilFile(
+          consoles[n],
+          (text) => text.includes(`drbd-migrate-testbed: ${n} ready`),
+          `${n} to boot (its console: ${consoles[n]})`,
+          120_000,
+        ),
+      ),
+    );
+
+    const hostKey = (node: NodeName) =>
+      fingerprint(
+        Buffer.from(readFileSync(join(ssh, `host_${node}.pub`), 'utf8').split(/\s+/)[1]!, 'base64'),
+      );
+    const cluster = ClusterFile.parse({
+      version: 1,
+      nodes: (Object.keys(REPLICATION) as NodeName[]).map((n) => ({
+        name: n,
+        address: '127.0.0.1',
+        port: sshPorts[n],
+        user: 'root',
+        privateKey: join(ssh, 'client_key'),
+        hostKey: hostKey(n),
+        replicationAddress: REPLICATION[n],
+      })),
+      instances: [
+        {
+          name: 'web1',
+          primary: 'node-a',
+          secondary: 'node-b',
+          memoryMiB: 16,
+          migrationMode: 'live',
+          storage: 'drbd',
+          hypervisor: {
+            kind: 'qemu',
+            binary: '/usr/bin/qemu-system-x86_64',
+            args: [
+              '-name',
+              'web1',
+              // A small code buffer: QEMU would size it to an eighth of the node's RAM.
+              '-accel',
+              'tcg,tb-size=64',
+              '-machine',
+              'pc',
+              '-m',
+              '16',
+              '-nodefaults',
+              '-display',
+              'none',
+              '-no-user-config',
+              '-drive',
+              'file=/dev/drbd0,format=raw,if=ide,cache=none,aio=threads',
+              '-chardev',
+              'file,id=s,path=/run/drbd-migrate/web1.serial',
+              '-serial',
+              'chardev:s',
+            ],
+            qmpSocket: '/run/drbd-migrate/web1.qmp',
+          },
+          disks: [{ resource: RESOURCE, minor: 0, port: 7789 }],
+        },
+      ],
+      // Everything runs under TCG here, the nested QEMU inside TCG: generous step deadlines.
+      options: { limits: { stepTimeoutMs: 60_000 } },
+    });
+    const clusterPath = join(dir, 'cluster.json');
+    writeFileSync(clusterPath, `${JSON.stringify(cluster, null, 2)}\n`);
+
+    const shell = (node: NodeName) => {
+      let s = shells.get(node);
+      if (s === undefined) {
+        s = new SshNode(cluster.nodes.find((n) => n.name === node)!);
+        shells.set(node, s);
+      }
+      return s;
+    };
+    const exec: DrbdTestbed['exec'] = async (node, argv, okCodes = [0]) => {
+      const r = await shell(node).exec(argv, { timeoutMs: 120_000, okCodes });
+      return { stdout: r.stdout, code: r.code };
+    };
+
+    // The resource as an operator leaves it: connected, node-a primary, in sync; the guest's boot
+    // sector on it.
+    await Promise.all(
+      (['node-a', 'node-b'] as const).map((n) =>
+        exec(n, ['sh', '-c', `drbdadm create-md --force ${RESOURCE} && drbdadm up ${RESOURCE}`]),
+      ),
+    );
+    await exec('node-a', ['/lib/drbd/drbdsetup-84', 'wait-connect', '0', '--wfc-timeout=60']);
+    await exec('node-a', ['drbdadm', 'primary', '--force', RESOURCE]);
+    await exec('node-b', ['/lib/drbd/drbdsetup-84', 'wait-sync', '0', '--wfc-timeout=60']);
+    await exec('node-a', ['dd', 'if=/ticker.bin', 'of=/dev/drbd0', 'oflag=direct', 'status=none']);
+
+    return { dir, clusterPath, cluster, exec, stop };
+  } catch (error) {
+    stop();
+    throw error;
+  }
+}
+
+export function vmConsole(dir: string, node: NodeName): string {
+  const file = join(dir, `${node}.console`);
+  return existsSync(file) ? readFileSync(file, 'utf8') : '';
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The node VMs' initramfs: busybox, sshd, drbd-utils (8.4 tools), QEMU with its TCG module and SeaBIOS,
+# the modules DRBD and virtio need, and the per-run keys. One image for both nodes: /init picks its
+# identity from the kernel command line. Usage: build-initrd.sh KERNEL_DIR WORK_DIR (KERNEL_DIR from
+# prepare-kernel.sh; WORK_DIR holds ssh/ with host_node-a, host_node-b, authorized_keys and drbd.conf).
+# Writes WORK_DIR/initrd.cpio.gz.
+set -euo pipefail
+kdir=$1 work=$2
+here=$(cd "$(dirname "$0")" && pwd)
+kv=$(basename "$kdir")
+R=$work/initrd
+rm -rf "$R"
+mkdir -p "$R"/usr/{bin,sbin,lib/x86_64-linux-gnu/qemu,lib/drbd,lib64,share/seabios} \
+  "$R"/{etc/ssh,proc,sys,dev,run,tmp,root,var/lock,var/lib/drbd,var/empty}
+for d in bin sbin lib lib64; do ln -s usr/$d "$R/$d"; done
+
+bins=(/usr/sbin/sshd /usr/sbin/drbdsetup /usr/sbin/drbdadm /usr/sbin/drbdmeta /usr/bin/qemu-system-x86_64)
+cp /bin/busybox "$R/usr/bin/"
+cp "${bins[@]:0:4}" "$R/usr/sbin/"
+cp /usr/bin/qemu-system-x86_64 "$R/usr/bin/"
+cp /lib/drbd/drbdsetup-84 /lib/drbd/drbdadm-84 "$R/usr/lib/drbd/"
+# Debian's QEMU loads TCG as a module (ldd does not show it); -machine pc needs only SeaBIOS.
+cp /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so "$R/usr/lib/x86_64-linux-gnu/qemu/"
+cp /usr/share/seabios/bios-256k.bin "$R/usr/share/seabios/"
+for b in "${bins[@]}" /lib/drbd/drbdsetup-84 /lib/drbd/drbdadm-84; do ldd "$b"; done |
+  awk '/=> \//{print $3}' | sort -u | xargs -I{} cp -L {} "$R/usr/lib/x86_64-linux-gnu/"
+cp -L /lib64/ld-linux-x86-64.so.2 "$R/usr/lib64/"
+
+# Modules in load order (busybox modprobe ignores soft dependencies; insmod in this order does not).
+for m in virtio_pci virtio_blk virtio_net crc32c_generic drbd; do
+  modprobe -d "$kdir/root" -S "$kv" --show-depends "$m"
+done | awk '$1 == "insmod" && !seen[$2]++ {print $2}' | while read -r f; do
+  rel=${f#"$kdir/root"}
+  mkdir -p "$R$(dirname "$rel")"
+  cp "$f" "$R$rel"
+  echo "$rel" >>"$R/etc/modules-load"
+done
+
+cp "$here/init" "$R/init"
+chmod +x "$R/init"
+cp "$work/ssh/host_node-a" "$work/ssh/host_node-b" "$work/ssh/authorized_keys" "$R/etc/ssh/"
+chmod 600 "$R"/etc/ssh/host_node-*
+cp "$work/drbd.conf" "$R/etc/drbd.conf"
+cp "$work/ticker.bin" "$R/ticker.bin"
+printf 'root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/bin/false\n' >"$R/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$R/etc/group"
+cat >"$R/etc/ssh/sshd_config" <<'CONF'
+Port 22
+AuthorizedKeysFile /etc/ssh/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowStreamLocalForwarding yes
+PidFile /run/sshd.pid
+CONF
+(cd "$R" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.cpio.gz"
