@@ -130,7 +130,7 @@ export const DiskStatus = z.object({
   diskState: DrbdDiskState,
   peerDiskState: DrbdDiskState,
   allowTwoPrimaries: z.boolean(),
-  /** Resync progress while SyncSource/SyncTarget; null otherwise. */
+  /** Resync progress from the handshake to the end of a resync (0 until it starts); null otherwise. */
   syncPercent: z.number().min(0).max(100).nullable(),
   outOfSyncKiB: z.number().nonnegative(),
 });

@@ -64,6 +64,9 @@ const pairs = (line: string) =>
       .map(([k, ...v]) => [k, v.join(':')]),
   ) as Record<string, string>;
 
+/** Replication states of a resync that is starting, running or paused. */
+const RESYNC = /^(StartingSync[ST]|WFBitMap[ST]|WFSyncUUID|SyncSource|SyncTarget|PausedSync[ST])$/;
+
 export class DrbdParseError extends Error {
   override name = 'DrbdParseError';
 }
@@ -85,14 +88,19 @@ export function parseEvents2(output: string, show: string, minor: number): DiskS
   const connection = kind('connection')[0];
   const peer = kind('peer-device').find((p) => p.volume === device.volume) ?? kind('peer-device')[0];
   const replication = peer?.replication ?? 'Off';
-  const syncing = /^(SyncSource|SyncTarget|PausedSync[ST])$/.test(replication);
+  const connectionState = connection?.connection ?? 'StandAlone';
+  // A resync is under way from the handshake on, not only while SyncSource/SyncTarget: right after a
+  // reconnect a real 8.4 node reports Connected/Off (8.4's WFReportParams), then WFBitMap*, before
+  // the resync of what was written while StandAlone starts. Counting those as done let the wait end
+  // before the resync began (seen on the DRBD VMs).
+  const syncing = RESYNC.test(replication) || (connectionState === 'Connected' && replication === 'Off');
   const done = peer?.done === undefined ? null : Number(peer.done);
   return DiskStatusSchema.parse({
     resource: resource.name,
     minor,
     role: resource.role ?? 'Unknown',
     peerRole: connection?.role ?? 'Unknown',
-    connection: connection?.connection ?? 'StandAlone',
+    connection: connectionState,
     replication,
     diskState: device.disk ?? 'DUnknown',
     peerDiskState: peer?.['peer-disk'] ?? 'DUnknown',

@@ -22,6 +22,7 @@ cp /lib/drbd/drbdsetup-84 /lib/drbd/drbdadm-84 "$R/usr/lib/drbd/"
 # Debian's QEMU loads TCG as a module (ldd does not show it); -machine pc needs only SeaBIOS.
 cp /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so "$R/usr/lib/x86_64-linux-gnu/qemu/"
 cp /usr/share/seabios/bios-256k.bin "$R/usr/share/seabios/"
+mkdir -p "$R/usr/share/qemu" && cp /usr/share/qemu/kvmvapic.bin "$R/usr/share/qemu/"
 for b in "${bins[@]}" /lib/drbd/drbdsetup-84 /lib/drbd/drbdadm-84; do ldd "$b"; done |
   awk '/=> \//{print $3}' | sort -u | xargs -I{} cp -L {} "$R/usr/lib/x86_64-linux-gnu/"
 cp -L /lib64/ld-linux-x86-64.so.2 "$R/usr/lib64/"
