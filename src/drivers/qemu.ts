@@ -26,15 +26,18 @@ export const runtimeFiles = (hv: Hypervisor) => {
  */
 const START_SCRIPT = [
   'qmp=$1 pid=$2 log=$3; shift 3',
-  'if [ -e "$pid" ] && kill -0 "$(cat "$pid")" 2>/dev/null; then echo "already running: pid $(cat "$pid")" >&2; exit 17; fi',
+  'if [ -s "$pid" ] && kill -0 "$(cat "$pid")" 2>/dev/null; then echo "already running: pid $(cat "$pid")" >&2; exit 17; fi',
   'rm -f "$qmp" "$pid"',
   'setsid "$@" -qmp "unix:$qmp,server=on,wait=off" -pidfile "$pid" >"$log" 2>&1 </dev/null & child=$!',
   'while [ ! -S "$qmp" ]; do kill -0 $child 2>/dev/null || { cat "$log" >&2; exit 1; }; sleep 0.02; done',
 ].join('; ');
 
-/** Waits on the node until the process in the pidfile is gone (QEMU closes the disks as it exits). */
+/**
+ * Waits on the node until the process in the pidfile is gone (QEMU closes the disks as it exits). An
+ * empty pidfile counts as none: busybox's `kill -0 ""` succeeds (the DRBD VM nodes run busybox sh).
+ */
 const WAIT_EXIT_SCRIPT = [
-  'pid=$(cat "$1" 2>/dev/null) || exit 0',
+  'pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] || exit 0',
   'while kill -0 "$pid" 2>/dev/null; do sleep 0.02; done',
 ].join('; ');
 

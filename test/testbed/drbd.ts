@@ -19,7 +19,7 @@ import { buildTicker, has, killByPidfile, untilFile } from './common.js';
 
 export const DRBD_TESTBED_TOOLS = [
   'qemu-system-x86_64',
-  '/usr/bin/busybox',
+  '/bin/busybox',
   'cpio',
   'gzip',
   'modprobe',
@@ -41,8 +41,8 @@ export const DRBD_TESTBED_TOOLS = [
 export function drbdTestbedUnavailable(): string | null {
   const missing = DRBD_TESTBED_TOOLS.filter((t) => !has(t));
   if (missing.length > 0) return `missing ${missing.join(', ')} (bash .ci/run installs them)`;
-  const busybox = spawnSync('file', ['-L', '/usr/bin/busybox'], { encoding: 'utf8' }).stdout ?? '';
-  if (!busybox.includes('statically linked')) return '/usr/bin/busybox is not busybox-static';
+  // The VMs' userland is copied from this host; busybox must need no libraries (ldd fails on it).
+  if (spawnSync('ldd', ['/bin/busybox']).status === 0) return '/bin/busybox is not busybox-static';
   return null;
 }
 
@@ -55,7 +55,11 @@ export interface DrbdTestbed {
   clusterPath: string;
   cluster: ClusterFile;
   /** Runs a command on a node over SSH (the test's own checks and set-up). */
-  exec(node: NodeName, argv: string[], okCodes?: number[]): Promise<{ stdout: string; code: number }>;
+  exec(
+    node: NodeName,
+    argv: string[],
+    okCodes?: number[],
+  ): Promise<{ stdout: string; stderr: string; code: number }>;
   stop(): void;
 }
 
@@ -245,7 +249,7 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
     };
     const exec: DrbdTestbed['exec'] = async (node, argv, okCodes = [0]) => {
       const r = await shell(node).exec(argv, { timeoutMs: 120_000, okCodes });
-      return { stdout: r.stdout, code: r.code };
+      return { stdout: r.stdout, stderr: r.stderr, code: r.code };
     };
 
     // The resource as an operator leaves it: connected, node-a primary, in sync; the guest's boot

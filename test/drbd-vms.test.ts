@@ -1,0 +1,215 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DiskStatus } from '../machines/index.js';
+import { sshEffects } from '../src/backend/ssh.js';
+import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
+import { drbd84, parseEvents2 } from '../src/drivers/drbd84.js';
+import { QemuNode } from '../src/drivers/qemu.js';
+import { type RunEvent, runCleanup, runMigration } from '../src/index.js';
+import { SshNode } from '../src/ssh/index.js';
+import { ticks } from './testbed/common.js';
+import { type DrbdTestbed, drbdTestbedUnavailable, startDrbdTestbed } from './testbed/drbd.js';
+
+/**
+ * Tier B: the migration and cleanup machines through sshEffects against two VMs running Debian's
+ * kernel with its in-tree DRBD 8.4.11: a real dual-primary window, a real resync, a real QEMU live
+ * migration (inside the node VMs) of a guest whose disk is /dev/drbd0.
+ */
+
+const unavailable = drbdTestbedUnavailable();
+if (unavailable !== null && process.env.CI === 'true') {
+  throw new Error(`CI=true but the DRBD VM testbed cannot start: ${unavailable}`);
+}
+if (unavailable !== null) console.warn(`SKIPPED test/drbd-vms.test.ts: ${unavailable}`);
+
+const NODES = ['node-a', 'node-b'] as const;
+type Node = (typeof NODES)[number];
+const LINK = {
+  resource: 'web1-disk0',
+  minor: 0,
+  local: { address: '0.0.0.0', port: 7789 },
+  peer: { address: '0.0.0.0', port: 7789 },
+};
+
+describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QEMU inside the nodes', () => {
+  let tb: DrbdTestbed;
+  let dir: string;
+
+  const sh = (node: Node, script: string, okCodes = [0]) => tb.exec(node, ['sh', '-c', script], okCodes);
+  const drbd = async (node: Node): Promise<DiskStatus> => {
+    const [events, show] = await Promise.all([
+      tb.exec(node, drbd84.events(LINK)),
+      tb.exec(node, drbd84.show(LINK)),
+    ]);
+    return parseEvents2(events.stdout, show.stdout, 0);
+  };
+  const serial = async (node: Node) =>
+    (await sh(node, 'cat /run/drbd-migrate/web1.serial 2>/dev/null', [0, 1])).stdout;
+  /** Waits on the node itself, bounded, until the guest printed tick N there. */
+  const waitForTick = (node: Node, n: number) =>
+    sh(
+      node,
+      `timeout 60 sh -c 'until grep -q "disk-tick ${n.toString(16).padStart(4, '0')}" /run/drbd-migrate/web1.serial 2>/dev/null; do sleep 0.1; done'`,
+    );
+  const qemuRuns = async (node: Node) =>
+    // busybox's `kill -0 ""` succeeds: a missing pidfile must not count as a running QEMU.
+    (
+      await sh(
+        node,
+        'pid=$(cat /run/drbd-migrate/web1.pid 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid"',
+        [0, 1],
+      )
+    ).code === 0;
+  const setOptions = async (options: ClusterFile['options']) => {
+    const cluster = await loadCluster(tb.clusterPath);
+    writeFileSync(tb.clusterPath, JSON.stringify({ ...cluster, options }, null, 2));
+  };
+
+  async function run(
+    machine: typeof runMigration,
+    extra: { mode?: 'live' | 'non-live'; abort?: AbortSignal; onEvent?: (e: RunEvent) => void } = {},
+  ) {
+    const backend = await sshEffects(tb.clusterPath);
+    const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
+    try {
+      return await machine(
+        { instance: 'web1', limits, ...(extra.mode ? { mode: extra.mode } : {}) },
+        backend.effects,
+        {
+          ...(extra.abort ? { abort: extra.abort } : {}),
+          ...(extra.onEvent ? { onEvent: extra.onEvent } : {}),
+        },
+      );
+    } finally {
+      backend.close();
+    }
+  }
+
+  /** Single-master at rest: PRIMARY is the one Primary, in sync, and the kernel refuses a second. */
+  async function expectSingleMaster(primary: Node) {
+    const other = primary === 'node-a' ? 'node-b' : 'node-a';
+    for (const node of NODES) {
+      expect(await drbd(node)).toMatchObject({
+        role: node === primary ? 'Primary' : 'Secondary',
+        connection: 'Connected',
+        replication: 'Established',
+        diskState: 'UpToDate',
+        peerDiskState: 'UpToDate',
+        allowTwoPrimaries: false,
+        syncPercent: null,
+        outOfSyncKiB: 0,
+      });
+    }
+    const promote = await tb.exec(other, drbd84.primary(LINK), [11]);
+    expect(promote.stderr).toMatch(/Multiple primaries not allowed by config/);
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'drbd-migrate-vms-'));
+    tb = await startDrbdTestbed(dir);
+    const source = new QemuNode(new SshNode(tb.cluster.nodes[0]!), tb.cluster.instances[0]!.hypervisor);
+    await source.start(false, 60_000);
+    source.shell.close();
+    await waitForTick('node-a', 2);
+  }, 240_000);
+
+  afterAll(() => {
+    tb?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('starts single-master with node-a primary', async () => {
+    expect(await drbd('node-a')).toMatchObject({ role: 'Primary', connection: 'Connected' });
+    expect(await drbd('node-b')).toMatchObject({ role: 'Secondary', diskState: 'UpToDate' });
+  });
+
+  it('live-migrates to node-b through a real dual-primary window; the guest counts on and writes there, replicated to node-a', async () => {
+    const sync: number[] = [];
+    const states: string[] = [];
+    const out = await run(runMigration, {
+      onEvent: (e) => {
+        if (e.type === 'state') states.push(e.value);
+        if (e.type === 'progress' && e.kind === 'sync') sync.push(e.percent);
+      },
+    });
+    expect(out.error ?? null).toBeNull();
+    expect(out.outcome).toBe('migrated');
+    expect(states).toContain('dualMaster.openingTarget');
+    // Writes made while StandAlone are resynced after each reconnect: the machine saw them pending.
+    expect(sync).toContain(0);
+    expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({ primary: 'node-b' });
+    expect(await qemuRuns('node-a')).toBe(false);
+    const last = ticks(await serial('node-a')).at(-1)!;
+    await waitForTick('node-b', last + 2);
+    expect(ticks(await serial('node-b'))[0]).toBe(last + 1);
+    await expectSingleMaster('node-b');
+    // node-b's guest wrote its first tick to /dev/drbd0; DRBD put it on node-a's backing disk.
+    const sector = await sh(
+      'node-a',
+      `dd if=/dev/vda bs=512 skip=${8 + last + 1} count=1 iflag=direct status=none`,
+    );
+    expect(sector.stdout.startsWith(`disk-tick ${(last + 1).toString(16).padStart(4, '0')}`)).toBe(true);
+  }, 180_000);
+
+  it('migrates back non-live', async () => {
+    const out = await run(runMigration, { mode: 'non-live' });
+    expect(out.outcome).toBe('migrated');
+    const last = ticks(await serial('node-b')).at(-1)!;
+    await waitForTick('node-a', last + 1);
+    await expectSingleMaster('node-a');
+  }, 180_000);
+
+  it('an operator abort during a throttled copy reverts: node-a runs on as the only primary', async () => {
+    await setOptions({ bandwidthMiBps: 0.01, limits: { stepTimeoutMs: 60_000 } });
+    const abort = new AbortController();
+    try {
+      const out = await run(runMigration, {
+        abort: abort.signal,
+        onEvent: (e) => {
+          if (e.type === 'progress' && e.kind === 'memory') abort.abort();
+        },
+      });
+      expect(out.outcome).toBe('reverted');
+    } finally {
+      await setOptions({ limits: { stepTimeoutMs: 60_000 } });
+    }
+    expect(await qemuRuns('node-b')).toBe(false);
+    const last = ticks(await serial('node-a')).at(-1)!;
+    await waitForTick('node-a', last + 1);
+    expect((await loadCluster(tb.clusterPath)).instances[0]?.primary).toBe('node-a');
+    await expectSingleMaster('node-a');
+  }, 180_000);
+
+  it('cleanup repairs what a crashed run left: both nodes Primary with two primaries allowed', async () => {
+    // As a run that died inside the dual-master window leaves it.
+    for (const node of NODES) await tb.exec(node, drbd84.disconnect(linkOf(node)), [0, 10]);
+    for (const node of NODES) await tb.exec(node, drbd84.connect(linkOf(node), true));
+    for (const node of NODES) await tb.exec(node, drbd84.waitConnect(linkOf(node), 60));
+    await tb.exec('node-b', drbd84.waitSync(linkOf('node-b'), 60));
+    await tb.exec('node-b', drbd84.primary(linkOf('node-b')));
+    expect(await drbd('node-b')).toMatchObject({
+      role: 'Primary',
+      peerRole: 'Primary',
+      allowTwoPrimaries: true,
+    });
+
+    const out = await run(runCleanup);
+    expect(out.error ?? null).toBeNull();
+    expect(out.outcome).toBe('cleaned');
+    await expectSingleMaster('node-a');
+    const last = ticks(await serial('node-a')).at(-1)!;
+    await waitForTick('node-a', last + 1);
+  }, 180_000);
+});
+
+function linkOf(node: Node) {
+  const address = { 'node-a': '10.99.1.1', 'node-b': '10.99.1.2' };
+  const peer = node === 'node-a' ? 'node-b' : 'node-a';
+  return {
+    ...LINK,
+    local: { address: address[node], port: 7789 },
+    peer: { address: address[peer], port: 7789 },
+  };
+}
