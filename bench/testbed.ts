@@ -23,7 +23,7 @@ if (why !== null) {
 }
 const runs = Number(process.argv[2] ?? 6);
 const dir = mkdtempSync(join(tmpdir(), 'drbd-migrate-bench-'));
-const tb = startTestbed(dir);
+const tb = await startTestbed(dir);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 try {
   const spec = (n: string) => tb.cluster.nodes.find((x) => x.name === n)!;

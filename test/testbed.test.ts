@@ -135,7 +135,7 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'drbd-migrate-testbed-'));
-    tb = startTestbed(dir);
+    tb = await startTestbed(dir);
     const source = qemuOn('node-a');
     await source.start(false, 20_000);
     source.shell.close();

@@ -126,6 +126,7 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
       const console = join(dir, `${node}.console`);
       writeFileSync(console, '');
       // The socket link is ordered: node-a listens, node-b connects (so node-a starts first).
+      const mac = node === 'node-a' ? '0a' : '0b';
       const side = node === 'node-a' ? `listen=127.0.0.1:${link}` : `connect=127.0.0.1:${link}`;
       run([
         'qemu-system-x86_64',
@@ -148,7 +149,7 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
         '-initrd',
         join(dir, 'initrd.cpio.gz'),
         '-append',
-        `console=ttyS0 panic=-1 quiet dm.node=${node} dm.ip=${REPLICATION[node]}/24`,
+        `console=ttyS0 panic=-1 quiet dm.node=${node} dm.ip=${REPLICATION[node]}/24 dm.mac=${mac}`,
         '-chardev',
         `file,id=con,path=${console}`,
         '-serial',
@@ -161,11 +162,11 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
         '-netdev',
         `socket,id=drbd,${side}`,
         '-device',
-        'virtio-net-pci,netdev=drbd',
+        `virtio-net-pci,netdev=drbd,mac=52:54:00:99:01:${mac}`,
         '-netdev',
         `user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:${sshPorts[node]}-:22`,
         '-device',
-        'virtio-net-pci,netdev=mgmt',
+        `virtio-net-pci,netdev=mgmt,mac=52:54:00:99:02:${mac}`,
       ]);
       return console;
     };

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { ClusterFile } from '../../src/cluster/index.js';
 import { fingerprint } from '../../src/ssh/index.js';
-import { has, killByPidfile, tickerDisk } from './common.js';
+import { has, killByPidfile, tickerDisk, untilFile } from './common.js';
 
 /**
  * Tier A of the real testbed (../shared/reference/testbed-notes.md §1-2): two nodes, each a network
@@ -57,7 +57,7 @@ const run = (argv: string[], input?: string) =>
   execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input });
 const tryRun = (argv: string[]) => spawnSync(argv[0]!, argv.slice(1), { stdio: 'ignore' });
 
-export function startTestbed(dir: string): Testbed {
+export async function startTestbed(dir: string): Promise<Testbed> {
   const tag = randomBytes(2).toString('hex');
   const subnet = `10.99.${1 + (Number.parseInt(tag, 16) % 250)}`;
   const bridge = `dm${tag}br`;
@@ -207,6 +207,16 @@ export function startTestbed(dir: string): Testbed {
     const clusterPath = join(dir, 'cluster.json');
     writeFileSync(clusterPath, `${JSON.stringify(cluster, null, 2)}\n`);
 
+    // sshd returns once it has daemonized, before it listens.
+    await Promise.all(
+      nodes.map((n) =>
+        untilFile(
+          join(dir, n.name, 'sshd.log'),
+          (log) => log.includes('Server listening on 0.0.0.0'),
+          `sshd of ${n.name} to listen`,
+        ),
+      ),
+    );
     const byName = (node: string) => {
       const n = nodes.find((x) => x.name === node);
       if (n === undefined) throw new Error(`no testbed node ${node}`);
