@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { type DrbdLink, drbd84, parseEvents2 } from '../src/drivers/drbd84.js';
 import { shellLine, shellQuote } from '../src/drivers/shell.js';
@@ -69,24 +70,17 @@ describe('shell quoting', () => {
   });
 });
 
-// The events2 lines below follow the format documented in ../shared/reference/peers-drbd-qmp.md §3.3
-// (8.4 utils print DRBD 9-style lines); they are not yet recordings from a real 8.4 kernel.
-describe('events2 parsing', () => {
-  const show = (two: boolean) =>
-    `resource web1-disk0 {\n    net {\n        allow-two-primaries ${two ? 'yes' : 'no'};\n    }\n}\n`;
-  it('a connected, in-sync primary', () => {
-    const out = [
-      'exists resource name:web1-disk0 role:Primary suspended:no',
-      'exists connection name:web1-disk0 peer-node-id:1 conn-name:node-b connection:Connected role:Secondary',
-      'exists device name:web1-disk0 volume:0 minor:0 disk:UpToDate client:no',
-      'exists peer-device name:web1-disk0 peer-node-id:1 conn-name:node-b volume:0 replication:Established peer-disk:UpToDate resync-suspended:no received:0 sent:24 out-of-sync:0',
-      'exists -',
-    ].join('\n');
-    expect(parseEvents2(out, show(false), 0)).toEqual({
+// Recorded on a real DRBD 8.4.11 kernel (test/fixtures/drbd84/README.md).
+describe('parsing recorded drbdsetup-84 output', () => {
+  const fixture = (name: string) =>
+    readFileSync(fileURLToPath(new URL(`fixtures/drbd84/${name}`, import.meta.url)), 'utf8');
+  const parse = (events: string, show = 'single-master.show', status?: string) =>
+    parseEvents2(fixture(events), fixture(show), 0, status === undefined ? '' : fixture(status));
+
+  it('a connected, in-sync primary and its secondary', () => {
+    const base = {
       resource: 'web1-disk0',
       minor: 0,
-      role: 'Primary',
-      peerRole: 'Secondary',
       connection: 'Connected',
       replication: 'Established',
       diskState: 'UpToDate',
@@ -94,34 +88,60 @@ describe('events2 parsing', () => {
       allowTwoPrimaries: false,
       syncPercent: null,
       outOfSyncKiB: 0,
+    };
+    expect(parse('primary-connected.events2', 'single-master.show', 'primary-connected.status')).toEqual({
+      ...base,
+      role: 'Primary',
+      peerRole: 'Secondary',
     });
+    expect(parse('secondary-connected.events2')).toEqual({ ...base, role: 'Secondary', peerRole: 'Primary' });
   });
 
-  it('a resync target, with its progress', () => {
-    const out = [
-      'exists resource name:web1-disk0 role:Secondary suspended:no',
-      'exists connection name:web1-disk0 peer-node-id:0 conn-name:node-a connection:Connected role:Primary',
-      'exists device name:web1-disk0 volume:0 minor:0 disk:Inconsistent',
-      'exists peer-device name:web1-disk0 peer-node-id:0 conn-name:node-a volume:0 replication:SyncTarget peer-disk:UpToDate out-of-sync:65536 done:42.50',
-      'exists -',
-    ].join('\n');
-    expect(parseEvents2(out, show(true), 0)).toMatchObject({
-      replication: 'SyncTarget',
-      diskState: 'Inconsistent',
-      syncPercent: 42.5,
-      outOfSyncKiB: 65536,
+  it('two primaries allowed, both Primary', () => {
+    expect(parse('dual-primary.events2', 'dual-master.show')).toMatchObject({
+      role: 'Primary',
+      peerRole: 'Primary',
       allowTwoPrimaries: true,
+      replication: 'Established',
     });
   });
 
-  it('a standalone node, and output that is not events2', () => {
-    const out =
-      'exists resource name:web1-disk0 role:Primary suspended:no\nexists device name:web1-disk0 volume:0 minor:0 disk:UpToDate\nexists -\n';
-    expect(parseEvents2(out, show(false), 0)).toMatchObject({
-      connection: 'StandAlone',
-      peerDiskState: 'DUnknown',
+  it('StandAlone after a disconnect, and the peer left Connecting', () => {
+    expect(parse('primary-standalone.events2')).toMatchObject({
+      role: 'Primary',
       peerRole: 'Unknown',
+      connection: 'StandAlone',
+      replication: 'Off',
+      peerDiskState: 'DUnknown',
+      syncPercent: null,
     });
+    expect(parse('secondary-connecting.events2')).toMatchObject({
+      connection: 'Connecting',
+      replication: 'Off',
+      syncPercent: null,
+    });
+  });
+
+  it('a resync counts from the bitmap exchange on; its progress comes from status', () => {
+    expect(parse('primary-wfbitmap.events2')).toMatchObject({
+      replication: 'WFBitMapS',
+      peerDiskState: 'Consistent',
+      syncPercent: 0,
+      outOfSyncKiB: 40960,
+    });
+    // events2 alone has no done: (8.4 prints none there); status has it.
+    expect(parse('primary-syncsource.events2').syncPercent).toBe(0);
+    expect(
+      parse('primary-syncsource.events2', 'single-master.show', 'primary-syncsource.status'),
+    ).toMatchObject({
+      replication: 'SyncSource',
+      peerDiskState: 'Inconsistent',
+      syncPercent: 42.15,
+      outOfSyncKiB: 34816,
+    });
+  });
+
+  it('refuses output that is not events2', () => {
     expect(() => parseEvents2('modprobe: FATAL: Module drbd not found', '', 0)).toThrow(
       /no resource or device in drbdsetup events2 output/,
     );

@@ -51,6 +51,11 @@ export function plannedCommands(
     text: `${inst.hypervisor.qmpSocket} ${JSON.stringify({ execute: command, ...(args === undefined ? {} : { arguments: args }) })}`,
   });
   const links = (node: string) => drbdLinks(cluster, inst, node);
+  const drbdReads = (node: string, l: DrbdLink) => [
+    sh(node, drbd84.events(l)),
+    sh(node, drbd84.show(l)),
+    sh(node, drbd84.status(l)),
+  ];
   const shared = inst.storage !== 'drbd';
   const seconds = input.timeoutMs / 1000;
   switch (effect) {
@@ -74,7 +79,7 @@ export function plannedCommands(
     case 'migrationInfo':
       return nodes.map((n) => qmp(n, 'query-status'));
     case 'diskStatus':
-      return nodes.flatMap((n) => links(n).flatMap((l) => [sh(n, drbd84.events(l)), sh(n, drbd84.show(l))]));
+      return nodes.flatMap((n) => links(n).flatMap((l) => drbdReads(n, l)));
     case 'closeDisks':
       return shared
         ? nodes.map((n) => qmp(n, 'query-status'))
@@ -97,7 +102,7 @@ export function plannedCommands(
       return nodes.flatMap((n) =>
         links(n).flatMap((l) => [
           ...(input.timeoutMs > 0 ? [sh(n, drbd84.waitSync(l, seconds))] : []),
-          sh(n, drbd84.events(l)),
+          ...drbdReads(n, l),
         ]),
       );
     case 'balloonMemory':

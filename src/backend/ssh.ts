@@ -85,11 +85,12 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
   const drbdStatus = async (inst: ClusterInstance, node: string, timeoutMs: number, signal: AbortSignal) =>
     Promise.all(
       drbdLinks(inst, node).map(async (l) => {
-        const [events, show] = await Promise.all([
+        const [events, show, status] = await Promise.all([
           shell(node).exec(drbd84.events(l), { timeoutMs, signal }),
           shell(node).exec(drbd84.show(l), { timeoutMs, signal }),
+          shell(node).exec(drbd84.status(l), { timeoutMs, signal }),
         ]);
-        return parseEvents2(events.stdout, show.stdout, l.minor);
+        return parseEvents2(events.stdout, show.stdout, l.minor, status.stdout);
       }),
     );
   const nodeSync = async (

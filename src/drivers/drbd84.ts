@@ -51,6 +51,8 @@ export const drbd84 = {
     `--wfc-timeout=${Math.max(1, Math.ceil(timeoutS))}`,
   ],
   events: (d: DrbdLink) => [drbdsetup84, 'events2', '--now', '--statistics', d.resource],
+  /** For the resync's progress only: 8.4's events2 prints no `done:`, its status does. */
+  status: (d: DrbdLink) => [drbdsetup84, 'status', d.resource, '--verbose', '--statistics'],
   show: (d: DrbdLink) => [drbdsetup84, 'show', d.resource],
 };
 
@@ -73,9 +75,10 @@ export class DrbdParseError extends Error {
 
 /**
  * `drbdsetup events2 --now --statistics RES` (8.4 utils print 9-style lines) plus whether two
- * primaries are allowed (from `drbdsetup show RES`), as the contract's DiskStatus.
+ * primaries are allowed (from `drbdsetup show RES`) and the resync's progress (the `done:` of
+ * `drbdsetup status RES --verbose --statistics`), as the contract's DiskStatus.
  */
-export function parseEvents2(output: string, show: string, minor: number): DiskStatus {
+export function parseEvents2(output: string, show: string, minor: number, status = ''): DiskStatus {
   const lines = output.split('\n').filter((l) => l.startsWith('exists '));
   const kind = (k: string) => lines.filter((l) => l.split(/\s+/)[1] === k).map(pairs);
   const resource = kind('resource')[0];
@@ -94,7 +97,8 @@ export function parseEvents2(output: string, show: string, minor: number): DiskS
   // the resync of what was written while StandAlone starts. Counting those as done let the wait end
   // before the resync began (seen on the DRBD VMs).
   const syncing = RESYNC.test(replication) || (connectionState === 'Connected' && replication === 'Off');
-  const done = peer?.done === undefined ? null : Number(peer.done);
+  const shown = /\sdone:(\d+(?:\.\d+)?)/.exec(status)?.[1] ?? peer?.done;
+  const done = shown === undefined ? null : Math.min(100, Number(shown));
   return DiskStatusSchema.parse({
     resource: resource.name,
     minor,
