@@ -759,7 +759,8 @@ export const migrationMachine = protocol.createMachine({
               target: 'target',
               actions: {
                 type: 'recordFinalizeError',
-                params: ({ context, event }) => ({ message: `${context.source}: ${errorText(event.error)}` }),
+                // The effect's error already names the node.
+                params: ({ event }) => ({ message: errorText(event.error) }),
               },
             },
           },
@@ -780,7 +781,8 @@ export const migrationMachine = protocol.createMachine({
               target: 'judging',
               actions: {
                 type: 'recordFinalizeError',
-                params: ({ context, event }) => ({ message: `${context.target}: ${errorText(event.error)}` }),
+                // The effect's error already names the node.
+                params: ({ event }) => ({ message: errorText(event.error) }),
               },
             },
           },

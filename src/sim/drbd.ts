@@ -29,16 +29,19 @@ export function peerOf(r: Resource, node: string): string {
 export const isConnected = (r: Resource) => r.nodes.every((n) => r.local[n]?.connection === 'Connected');
 export const isSyncing = (r: Resource) => isConnected(r) && r.syncSource !== null;
 
-/** Promote (drbdsetup primary): needs UpToDate data and, with a Primary peer, two primaries allowed. */
+/**
+ * Promote (drbdsetup primary): needs UpToDate data and, with a Primary peer, two primaries allowed.
+ * State change errors read as the 8.4 kernel's do (recorded on the DRBD VMs): prefixed by the minor.
+ */
 export function promote(world: World, r: Resource, node: string): void {
   const local = localOf(r, node);
   if (local.role === 'Primary') return;
   const peer = localOf(r, peerOf(r, node));
   if (local.diskState !== 'UpToDate') {
-    throw new Error(`${r.name}: State change failed: (-2) Need access to UpToDate data`);
+    throw new Error(`${r.minor}: State change failed: (-2) Need access to UpToDate data`);
   }
   if (isConnected(r) && peer.role === 'Primary' && local.net?.allowTwoPrimaries !== true) {
-    throw new Error(`${r.name}: State change failed: (-1) Multiple primaries not allowed by config`);
+    throw new Error(`${r.minor}: State change failed: (-1) Multiple primaries not allowed by config`);
   }
   // Safety rule 4 is the orchestrator's, not DRBD's: DRBD lets a StandAlone node become Primary.
   if (!(isConnected(r) && !isSyncing(r) && local.diskState === 'UpToDate' && peer.diskState === 'UpToDate')) {
@@ -54,7 +57,7 @@ export function demote(world: World, r: Resource, node: string, instance: string
   const local = localOf(r, node);
   if (local.role === 'Secondary') return;
   if (world.vms[node]?.[instance] !== undefined) {
-    throw new Error(`${r.name}: State change failed: (-12) Device is held open by someone`);
+    throw new Error(`${r.minor}: State change failed: (-12) Device is held open by someone`);
   }
   local.role = 'Secondary';
 }
