@@ -4,13 +4,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DiskStatus } from '../machines/index.js';
 import { sshEffects } from '../src/backend/ssh.js';
+import { dryRun } from '../src/cli/cluster.js';
 import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
 import { drbd84, parseEvents2 } from '../src/drivers/drbd84.js';
 import { QemuNode } from '../src/drivers/qemu.js';
-import { type RunEvent, runCleanup, runMigration } from '../src/index.js';
+import { type EffectCall, type RunEvent, runCleanup, runMigration } from '../src/index.js';
 import { SshNode } from '../src/ssh/index.js';
 import { ticks } from './testbed/common.js';
 import { type DrbdTestbed, drbdTestbedUnavailable, startDrbdTestbed } from './testbed/drbd.js';
+import { planAgainstRun, type Recorded, recording, recordingShell } from './testbed/record.js';
 
 /**
  * Tier B: the migration and cleanup machines through sshEffects against two VMs running Debian's
@@ -69,9 +71,15 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
 
   async function run(
     machine: typeof runMigration,
-    extra: { mode?: 'live' | 'non-live'; abort?: AbortSignal; onEvent?: (e: RunEvent) => void } = {},
+    extra: {
+      mode?: 'live' | 'non-live';
+      abort?: AbortSignal;
+      onEvent?: (e: RunEvent) => void;
+      seen?: Recorded;
+    } = {},
   ) {
-    const backend = await sshEffects(tb.clusterPath);
+    const seen = extra.seen;
+    const backend = await sshEffects(tb.clusterPath, seen ? { shellFor: recordingShell(seen) } : {});
     const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
     try {
       return await machine(
@@ -80,6 +88,13 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
         {
           ...(extra.abort ? { abort: extra.abort } : {}),
           ...(extra.onEvent ? { onEvent: extra.onEvent } : {}),
+          ...(seen
+            ? {
+                onCall: (c: EffectCall) => {
+                  if (c.phase === 'start') seen.effect = c.effect;
+                },
+              }
+            : {}),
         },
       );
     } finally {
@@ -201,6 +216,23 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
     await expectSingleMaster('node-a');
     const last = ticks(await serial('node-a')).at(-1)!;
     await waitForTick('node-a', last + 1);
+  }, 180_000);
+
+  it('--dry-run plans exactly the DRBD and QEMU commands a real run sends', async () => {
+    const lines: string[] = [];
+    const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
+    const planned = await dryRun(tb.clusterPath, 'migration', { instance: 'web1', limits }, (l) =>
+      lines.push(l),
+    );
+    const seen = recording();
+    const out = await run(runMigration, { seen });
+    expect(planned.outcome).toBe('migrated');
+    expect(out.outcome).toBe('migrated');
+    const { plan, real } = planAgainstRun(lines, seen);
+    expect(plan.sh).toEqual(real.sh);
+    expect(plan.qmp).toEqual(real.qmp);
+    expect(real.sh.some((l) => l.includes('--allow-two-primaries=yes'))).toBe(true);
+    await expectSingleMaster('node-b');
   }, 180_000);
 });
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { type DrbdLink, drbd84, parseEvents2 } from '../src/drivers/drbd84.js';
+import { type DrbdLink, drbd84, parseEvents2, parseSyncStatus } from '../src/drivers/drbd84.js';
 import { shellLine, shellQuote } from '../src/drivers/shell.js';
 
 const link: DrbdLink = {
@@ -139,6 +139,15 @@ describe('parsing recorded drbdsetup-84 output', () => {
       syncPercent: 42.15,
       outOfSyncKiB: 34816,
     });
+  });
+
+  it('the sync wait reads status alone: pending from the bitmap exchange, with progress while it runs', () => {
+    expect(parseSyncStatus(fixture('primary-connected.status'))).toEqual({ syncing: false, percent: null });
+    // Waiting for the peer: nothing to wait for here (the verify step judges the connection).
+    expect(parseSyncStatus(fixture('primary-connecting.status'))).toEqual({ syncing: false, percent: null });
+    expect(parseSyncStatus(fixture('primary-wfbitmap.status'))).toEqual({ syncing: true, percent: 0 });
+    expect(parseSyncStatus(fixture('primary-syncsource.status'))).toEqual({ syncing: true, percent: 42.15 });
+    expect(() => parseSyncStatus('Could not stat /proc/drbd')).toThrow(/not drbdsetup status output/);
   });
 
   it('refuses output that is not events2', () => {

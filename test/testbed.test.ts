@@ -11,6 +11,7 @@ import { QemuNode } from '../src/drivers/qemu.js';
 import { shellLine } from '../src/drivers/shell.js';
 import { type EffectCall, type RunEvent, runMigration } from '../src/index.js';
 import { type NodeShell, SshNode } from '../src/ssh/index.js';
+import { planAgainstRun, recording, recordingShell } from './testbed/record.js';
 import { removeDir, startTestbed, type Testbed, testbedUnavailable } from './testbed/testbed.js';
 
 /**
@@ -40,41 +41,6 @@ function until(dir: string, ready: () => boolean, what: string, timeoutMs = 30_0
     };
   });
 }
-
-/** What a backend sent to the nodes: shell lines, the sockets it opened, the QMP commands it wrote. */
-interface Recorded {
-  sh: string[];
-  sockets: string[];
-  qmp: { node: string; execute: string; arguments?: unknown }[];
-  /** The effect in flight, if the recorder is told (each entry is prefixed with it). */
-  effect?: string;
-}
-
-/** Real SSH node connections that record what goes through them. */
-const recordingShell =
-  (seen: Recorded) =>
-  (n: ClusterFile['nodes'][number]): NodeShell => {
-    const shell = new SshNode(n);
-    return {
-      node: shell.node,
-      exec: (argv, o) => {
-        seen.sh.push(`${seen.effect ?? ''} ${n.name}$ ${shellLine(argv)}`.trim());
-        return shell.exec(argv, o);
-      },
-      openUnix: async (path, o) => {
-        seen.sockets.push(`${n.name} ${path}`);
-        const stream = await shell.openUnix(path, o);
-        const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
-        stream.write = ((chunk: unknown, ...rest: unknown[]) => {
-          const command = JSON.parse(String(chunk)) as { execute: string; arguments?: unknown };
-          seen.qmp.push({ node: `${seen.effect ?? ''} ${n.name}`.trim(), ...command });
-          return write(chunk, ...rest);
-        }) as typeof stream.write;
-        return stream;
-      },
-      close: () => shell.close(),
-    };
-  };
 
 const ticks = (serial: string) =>
   [...serial.matchAll(/disk-tick ([0-9a-f]{4})/g)].map((m) => Number.parseInt(m[1]!, 16));
@@ -245,7 +211,7 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     });
 
     it('rejects an instance name with shell metacharacters before any command runs', async () => {
-      const seen: Recorded = { sh: [], sockets: [], qmp: [] };
+      const seen = recording();
       const backend = await sshEffects(tb.clusterPath, { shellFor: recordingShell(seen) });
       try {
         const out = await runMigration({ instance: 'web1; touch /tmp/pwned' }, backend.effects, {});
@@ -306,7 +272,7 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
   });
 
   it('--dry-run plans exactly the shell lines and QMP commands a real run sends', async () => {
-    const seen: Recorded = { sh: [], sockets: [], qmp: [] };
+    const seen = recording();
     const lines: string[] = [];
     const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
     const planned = await dryRun(tb.clusterPath, 'migration', { instance: 'web1', limits }, (l) =>
@@ -320,30 +286,10 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     });
     expect(planned.outcome).toBe('migrated');
     expect(out.outcome).toBe('migrated');
-    const plan = { sh: new Set<string>(), qmp: new Set<string>() };
-    // Compared effect by effect: "acceptInstance node-b$ …", "migrateInstance node-a migrate".
-    let effect = '';
-    for (const l of lines) {
-      if (/^[a-zA-Z]+$/.test(l)) effect = l;
-      const m = /^ {2}(\S+)(\$| qmp>) (.*)$/.exec(l);
-      if (m === null) continue;
-      if (m[2] === '$') plan.sh.add(`${effect} ${m[1]}$ ${m[3]}`);
-      else
-        plan.qmp.add(
-          `${effect} ${m[1]} ${(JSON.parse(m[3]!.slice(m[3]!.indexOf(' ') + 1)) as { execute: string }).execute}`,
-        );
-    }
-    // Reads (query-*) depend on what the backend finds (nothing listens where no QEMU runs), so the
-    // plan lists them as possible; everything that acts must match exactly.
-    const acts = (name: string) => name !== 'qmp_capabilities' && !name.startsWith('query-');
-    for (const q of [...plan.qmp]) if (!acts(q.split(' ').at(-1)!)) plan.qmp.delete(q);
-    const real = {
-      sh: new Set(seen.sh),
-      qmp: new Set(seen.qmp.filter((c) => acts(c.execute)).map((c) => `${c.node} ${c.execute}`)),
-    };
+    const { plan, real } = planAgainstRun(lines, seen);
     const parameters = seen.qmp.filter((c) => c.execute === 'migrate-set-parameters').map((c) => c.arguments);
-    expect([...plan.sh].sort()).toEqual([...real.sh].sort());
-    expect([...plan.qmp].sort()).toEqual([...real.qmp].sort());
+    expect(plan.sh).toEqual(real.sh);
+    expect(plan.qmp).toEqual(real.qmp);
     // Set on every migration, QEMU's defaults when the file names none: a QEMU keeps its parameters,
     // so a throttle from an earlier run (the abort test's) would otherwise carry over.
     expect(parameters).toEqual([{ 'max-bandwidth': 128 * 1024 * 1024, 'downtime-limit': 300 }]);

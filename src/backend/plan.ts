@@ -101,8 +101,7 @@ export function plannedCommands(
       // timeoutMs 0 asks for the state now: no wait.
       return nodes.flatMap((n) =>
         links(n).flatMap((l) => [
-          ...(input.timeoutMs > 0 ? [sh(n, drbd84.waitSync(l, seconds))] : []),
-          ...drbdReads(n, l),
+          sh(n, input.timeoutMs > 0 ? drbd84.waitSyncStatus(l, seconds) : drbd84.status(l)),
         ]),
       );
     case 'balloonMemory':

@@ -5,7 +5,7 @@ import {
   clusterConfigEffects,
   loadCluster,
 } from '../cluster/index.js';
-import { drbd84, parseEvents2 } from '../drivers/drbd84.js';
+import { drbd84, parseEvents2, parseSyncStatus } from '../drivers/drbd84.js';
 import { migrationParameters, migrationStatusOf, QemuNode } from '../drivers/qemu.js';
 import { type NodeShell, SshNode } from '../ssh/index.js';
 import { drbdLinks as linksOf } from './plan.js';
@@ -93,20 +93,6 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         return parseEvents2(events.stdout, show.stdout, l.minor, status.stdout);
       }),
     );
-  const nodeSync = async (
-    inst: ClusterInstance,
-    node: string,
-    timeoutMs: number,
-    signal: AbortSignal,
-  ): Promise<NodeSync> => {
-    const disks = await drbdStatus(inst, node, timeoutMs, signal);
-    const syncing = disks.filter((d) => d.syncPercent !== null);
-    return {
-      done: syncing.length === 0,
-      percent: syncing.length === 0 ? null : Math.min(...syncing.map((d) => d.syncPercent ?? 0)),
-    };
-  };
-
   const config = clusterConfigEffects(clusterPath);
   const effects: Effects = {
     getInstance: config.getInstance,
@@ -219,19 +205,23 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
     waitSync: async ({ instance, nodes, timeoutMs }, signal) => {
       const inst = instanceSpec(instance);
       if (isShared(inst)) throw noReplication(inst);
-      if (timeoutMs > 0) {
-        // DRBD's own wait: returns as soon as the resync is done; bounded by the poll's deadline.
-        // Running out of time is an answer here, not a failure: the status read below tells.
-        await perNode(nodes, async (node) => {
-          for (const l of drbdLinks(inst, node)) {
-            await shell(node)
-              .exec(drbd84.waitSync(l, timeoutMs / 1000), { timeoutMs, signal })
-              .catch(() => undefined);
-          }
-        });
-      }
+      // DRBD's own wait (none when timeoutMs is 0), then the status, in one command per disk: it
+      // answers as soon as the resync is done, bounded by the poll's deadline. Running out of time
+      // is an answer here, not a failure: the status tells.
+      const execMs = timeoutMs + 5_000;
       return {
-        nodes: await perNode(nodes, (n) => nodeSync(inst, n, Math.max(timeoutMs, 5_000), signal)),
+        nodes: await perNode(nodes, async (node): Promise<NodeSync> => {
+          const disks = [];
+          for (const l of drbdLinks(inst, node)) {
+            const argv = timeoutMs > 0 ? drbd84.waitSyncStatus(l, timeoutMs / 1000) : drbd84.status(l);
+            disks.push(parseSyncStatus((await shell(node).exec(argv, { timeoutMs: execMs, signal })).stdout));
+          }
+          const syncing = disks.filter((d) => d.syncing);
+          return {
+            done: syncing.length === 0,
+            percent: syncing.length === 0 ? null : Math.min(...syncing.map((d) => d.percent ?? 0)),
+          };
+        }),
         at: Date.now(),
       };
     },

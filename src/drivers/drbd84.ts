@@ -53,6 +53,21 @@ export const drbd84 = {
   events: (d: DrbdLink) => [drbdsetup84, 'events2', '--now', '--statistics', d.resource],
   /** For the resync's progress only: 8.4's events2 prints no `done:`, its status does. */
   status: (d: DrbdLink) => [drbdsetup84, 'status', d.resource, '--verbose', '--statistics'],
+  /**
+   * DRBD's own wait for the resync (bounded; its exit code says nothing useful: it returns early
+   * before a resync has begun, and 0 after its timeout), then the status, in one command: on a slow
+   * node every process and round trip counts towards noticing the end of a resync late.
+   */
+  waitSyncStatus: (d: DrbdLink, timeoutS: number) => [
+    'sh',
+    '-c',
+    '"$1" wait-sync "$2" "$3" >/dev/null 2>&1; exec "$1" status "$4" --verbose --statistics',
+    'wait-sync-status',
+    drbdsetup84,
+    String(d.minor),
+    `--wfc-timeout=${Math.max(1, Math.ceil(timeoutS))}`,
+    d.resource,
+  ],
   show: (d: DrbdLink) => [drbdsetup84, 'show', d.resource],
 };
 
@@ -68,6 +83,24 @@ const pairs = (line: string) =>
 
 /** Replication states of a resync that is starting, running or paused. */
 const RESYNC = /^(StartingSync[ST]|WFBitMap[ST]|WFSyncUUID|SyncSource|SyncTarget|PausedSync[ST])$/;
+
+/**
+ * Whether a resync is pending or running, and how far it is, from `drbdsetup status RES --verbose
+ * --statistics` (the same classification as parseEvents2).
+ */
+export function parseSyncStatus(status: string): { syncing: boolean; percent: number | null } {
+  const connection = /\sconnection:(\S+)/.exec(status)?.[1];
+  const replications = [...status.matchAll(/\sreplication:(\S+)/g)].map((m) => m[1]!);
+  if (!/^\S+ role:/m.test(status)) {
+    throw new DrbdParseError(`not drbdsetup status output: ${JSON.stringify(status.slice(0, 200))}`);
+  }
+  const syncing = replications.some((r) => RESYNC.test(r) || (connection === 'Connected' && r === 'Off'));
+  const done = [...status.matchAll(/\sdone:(\d+(?:\.\d+)?)/g)].map((m) => Number(m[1]));
+  return {
+    syncing,
+    percent: !syncing ? null : done.length === 0 ? 0 : Math.min(100, ...done),
+  };
+}
 
 export class DrbdParseError extends Error {
   override name = 'DrbdParseError';
