@@ -8,9 +8,9 @@ import { runCli } from '../src/cli/cli.js';
 import { dryRun } from '../src/cli/cluster.js';
 import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
 import { QemuNode } from '../src/drivers/qemu.js';
-import { shellLine } from '../src/drivers/shell.js';
 import { type EffectCall, type RunEvent, runMigration } from '../src/index.js';
 import { type NodeShell, SshNode } from '../src/ssh/index.js';
+import { ticks } from './testbed/common.js';
 import { planAgainstRun, recording, recordingShell } from './testbed/record.js';
 import { removeDir, startTestbed, type Testbed, testbedUnavailable } from './testbed/testbed.js';
 
@@ -41,9 +41,6 @@ function until(dir: string, ready: () => boolean, what: string, timeoutMs = 30_0
     };
   });
 }
-
-const ticks = (serial: string) =>
-  [...serial.matchAll(/disk-tick ([0-9a-f]{4})/g)].map((m) => Number.parseInt(m[1]!, 16));
 
 describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU', () => {
   let tb: Testbed;
