@@ -204,6 +204,16 @@ describe('bad input: a one-line cause, exit 2, and nothing touched', () => {
       async () => ['migrate', 'web1;id', '--cluster', 'docs/cluster.example.yaml'],
       /bad instance name/,
     ],
+    [
+      'resume --cluster with nothing journaled',
+      async () => ['resume', 'web1', '--cluster', 'docs/cluster.example.yaml'],
+      /there is no unfinished migration or cleanup of web1 to resume/,
+    ],
+    [
+      'resume --cluster --dry-run',
+      async () => ['resume', 'web1', '--cluster', 'docs/cluster.example.yaml', '--dry-run'],
+      /resume has no --dry-run/,
+    ],
     ['an unknown command', async () => ['fly'], /unknown command 'fly'/],
     ['an unknown option', async () => ['demo', '--fly'], /Unknown option '--fly'/],
   ];

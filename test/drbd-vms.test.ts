@@ -10,6 +10,7 @@ import { drbd84, parseEvents2 } from '../src/drivers/drbd84.js';
 import { QemuNode } from '../src/drivers/qemu.js';
 import { type EffectCall, type RunEvent, runCleanup, runMigration } from '../src/index.js';
 import { SshNode } from '../src/ssh/index.js';
+import { cli } from './processes.js';
 import { ticks } from './testbed/common.js';
 import { type DrbdTestbed, drbdTestbedUnavailable, startDrbdTestbed } from './testbed/drbd.js';
 import { planAgainstRun, type Recorded, recording, recordingShell } from './testbed/record.js';
@@ -233,6 +234,38 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
     expect(plan.qmp).toEqual(real.qmp);
     expect(real.sh.some((l) => l.includes('--allow-two-primaries=yes'))).toBe(true);
     await expectSingleMaster('node-b');
+  }, 180_000);
+
+  it('a CLI killed inside the dual-master window is resumed from its journal: migrated, single-master', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'drbd-migrate-state-'));
+    const common = ['--cluster', tb.clusterPath, '--state-dir', stateDir, '--json'];
+    const killed = await cli(['migrate', 'web1', ...common, '--kill-at', '12']);
+    expect(killed.signal).toBe('SIGKILL');
+    const states = killed.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { type: string; value?: string })
+      .filter((e) => e.type === 'state');
+    expect(states.at(-1)?.value).toMatch(/^dualMaster\.opening/);
+    // Left as the dead run left it: two primaries allowed, node-b (the source) Primary.
+    expect(await drbd('node-b')).toMatchObject({ role: 'Primary', allowTwoPrimaries: true });
+    // A new run refuses to start over it.
+    const again = await cli(['migrate', 'web1', ...common]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/unfinished migration of web1 .* run 'drbd-migrate resume web1 --cluster/);
+
+    const resumed = await cli(['resume', 'web1', ...common]);
+    expect(resumed.stderr).toBe('');
+    expect(resumed.code).toBe(0);
+    expect(JSON.parse(resumed.stdout.trim().split('\n').at(-1)!)).toMatchObject({
+      type: 'result',
+      outcome: 'migrated',
+      primaryNode: 'node-a',
+    });
+    await expectSingleMaster('node-a');
+    const last = ticks(await serial('node-a')).at(-1)!;
+    await waitForTick('node-a', last + 1);
+    rmSync(stateDir, { recursive: true, force: true });
   }, 180_000);
 });
 

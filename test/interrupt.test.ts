@@ -19,8 +19,11 @@ describe('Ctrl-C during a run', () => {
     expect(run.stdout).toMatch(
       /the run then if pastPointOfNoReturn, refuses it and finishes what it started; otherwise goes to aborting \(Stopping a failed handover/,
     );
+    // Where the run is by the second press depends on how fast this process gets the signal (on a
+    // loaded machine the poll may have ended and the abort begun): it names its state, and the
+    // step in flight if there is one.
     expect(run.stdout).toMatch(
-      /Ctrl-C again: still in migrating\.transferring\.polling, waiting for migrationStatus on node-a/,
+      /Ctrl-C again: still in [\w.]+(, waiting for \w+ on [\w -]+, running for [\d.]+ s; its deadline is in [\d.]+ s)?\./,
     );
     expect(run.stdout).toMatch(/will not be killed in the middle of a step/);
     expect(run.stdout).toContain('outcome: reverted');

@@ -237,10 +237,13 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
   });
   it('the CLI migrates it over SSH with the same events, output and exit codes as the simulator', async () => {
     const lines: string[] = [];
-    const code = await runCli(['migrate', 'web1', '--cluster', tb.clusterPath, '--json'], {
-      out: (l) => lines.push(l),
-      err: (l) => lines.push(l),
-    });
+    const code = await runCli(
+      ['migrate', 'web1', '--cluster', tb.clusterPath, '--json', '--state-dir', join(dir, 'state')],
+      {
+        out: (l) => lines.push(l),
+        err: (l) => lines.push(l),
+      },
+    );
     const events = lines.map((l) => JSON.parse(l) as { type: string; outcome?: string });
     expect(code).toBe(0);
     expect(events.at(-1)).toMatchObject({ type: 'result', outcome: 'migrated', primaryNode: 'node-b' });

@@ -31,7 +31,7 @@ import {
   runningOn,
   type World,
 } from '../sim/index.js';
-import { ClusterUsageError, dryRun, runOnCluster } from './cluster.js';
+import { ClusterUsageError, dryRun, resumeOnCluster, runOnCluster } from './cluster.js';
 import { LiveView, seconds } from './live.js';
 import { pathSummary } from './paths.js';
 import { describeWorldState, EXIT, resultLines, worldLines } from './report.js';
@@ -43,10 +43,11 @@ Usage:
   drbd-migrate demo [--fail EFFECT[@N]] [--hang EFFECT[@N]] [--lose EFFECT[@N]] [--non-live]
                     [--json] [--quiet] [--world FILE] [--fast]
   drbd-migrate migrate INSTANCE --cluster FILE [--cleanup] [--non-live] [--dry-run] [--json] [--quiet]
+                    [--state-dir DIR]
   drbd-migrate migrate INSTANCE --world FILE [--cleanup] [--non-live] [--target NODE]
                     [--no-runtime-changes] [--fail ...] [--hang ...] [--lose ...] [--json] [--quiet]
                     [--state-dir DIR]
-  drbd-migrate resume INSTANCE --world FILE [--state-dir DIR] [--json] [--quiet]
+  drbd-migrate resume INSTANCE --cluster FILE|--world FILE [--state-dir DIR] [--json] [--quiet]
   drbd-migrate diagram [migration|cleanup] [--format mermaid|dot|svg] [-o FILE]
   drbd-migrate explain OUTCOME|STATE
   drbd-migrate paths [--machine migration|cleanup] [--json]
@@ -102,14 +103,15 @@ handover the run reverts; after the point of no return it finishes forward and s
 Ctrl-C only says what is in flight and how long it may take; the process is never killed
 mid-step by it.
 
---kill-at N (simulator crash tests): the process kills itself (SIGKILL) right after the journal
+--kill-at N (crash tests): the process kills itself (SIGKILL) right after the journal
 records its Nth transition.
 
 Examples:
   drbd-migrate init --world /tmp/w.json
   drbd-migrate migrate web1 --world /tmp/w.json --non-live
   drbd-migrate migrate web1 --world /tmp/w.json --cleanup`,
-  resume: `drbd-migrate resume INSTANCE --world FILE: continue a migration or cleanup whose process died
+  resume: `drbd-migrate resume INSTANCE --cluster FILE|--world FILE: continue a migration or cleanup
+whose process died
 
 It reads the journal under --state-dir and continues from the last transition. Where continuing
 blind is unsafe (the process died inside the hypervisor's handover, or the config no longer says
@@ -117,7 +119,8 @@ what the journal believed), it looks where the instance really runs and runs the
 With no journal, a corrupt one, or one written by another version of the machine, it says so and
 touches nothing (exit 2).
 
-Example:
+Examples:
+  drbd-migrate resume web1 --cluster cluster.yaml
   drbd-migrate resume web1 --world /tmp/w.json`,
   diagram: `drbd-migrate diagram [migration|cleanup]: draw a machine
 
@@ -336,7 +339,12 @@ function report(run: Simulated, json: boolean, quiet: boolean): number {
 }
 
 /** migrate --cluster: real nodes over SSH (or --dry-run), with the same events, output and exit codes. */
-async function migrateOnCluster(path: string, input: ProtocolInput, values: Values): Promise<number> {
+async function migrateOnCluster(
+  path: string,
+  input: ProtocolInput,
+  values: Values,
+  resume = false,
+): Promise<number> {
   const kind = values.cleanup === true ? 'cleanup' : 'migration';
   const json = values.json === true;
   try {
@@ -354,6 +362,7 @@ async function migrateOnCluster(path: string, input: ProtocolInput, values: Valu
     const view = new LiveView(
       values.quiet === true || json ? { ...screen, tty: false, write: () => {} } : screen,
     );
+    const onEvent = (e: RunEvent) => (json ? out(JSON.stringify(e)) : view.onEvent(e));
     const operator = new AbortController();
     const removeHandler = io.onInterrupt?.(() => {
       operator.abort();
@@ -361,10 +370,19 @@ async function migrateOnCluster(path: string, input: ProtocolInput, values: Valu
     });
     let result: ProtocolOutput;
     try {
-      result = await runOnCluster(path, kind, input, {
-        onEvent: (e) => (json ? out(JSON.stringify(e)) : view.onEvent(e)),
-        abort: operator.signal,
-      });
+      const journal = journalStores(values);
+      const run = { onEvent, abort: operator.signal, journal };
+      if (resume) {
+        const resumed = await resumeOnCluster(path, input.instance, run).catch((error: Error) => {
+          if (error instanceof ResumeError) throw new UsageError(error.message);
+          throw error;
+        });
+        if (resumed.how === 'cleanup') view.line(`resume: running the cleanup instead: ${resumed.reason}`);
+        result = resumed.output;
+      } else {
+        await refuseUnfinished(journal.store, input.instance, `--cluster ${path}`);
+        result = await runOnCluster(path, kind, input, run);
+      }
     } finally {
       removeHandler?.();
     }
@@ -391,9 +409,9 @@ function killer(n: number) {
   };
 }
 
-function journalOptions(values: Values, world: World, instance: string) {
+/** The journal and locks under --state-dir, and --kill-at for crash tests. */
+function journalStores(values: Values) {
   const stateDir = values['state-dir'] ?? defaultStateDir();
-  const config = world.config.instances[instance];
   const killAt = values['kill-at'] === undefined ? null : Number(values['kill-at']);
   if (killAt !== null && !(Number.isInteger(killAt) && killAt > 0)) {
     throw new UsageError(`bad --kill-at '${values['kill-at']}': expected a journal entry number from 1`);
@@ -401,12 +419,31 @@ function journalOptions(values: Values, world: World, instance: string) {
   return {
     store: new FileJournal(stateDir),
     locks: new FileLocks(stateDir),
+    ...(killAt === null ? {} : { afterWrite: killer(killAt) }),
+  };
+}
+
+function journalOptions(values: Values, world: World, instance: string) {
+  const config = world.config.instances[instance];
+  return {
+    ...journalStores(values),
     nodes:
       config === undefined
         ? []
         : [config.primaryNode, config.secondaryNode].filter((n): n is string => n !== null),
-    ...(killAt === null ? {} : { afterWrite: killer(killAt) }),
   };
+}
+
+/** Refuses to start over a journaled run that did not finish: it must be resumed or cleaned up. */
+async function refuseUnfinished(store: FileJournal, instance: string, where: string) {
+  const unfinished = await store.read(instance).catch((error: Error) => {
+    throw new UsageError(`${error.message}; inspect it, then remove it or run migrate --cleanup`);
+  });
+  if (unfinished !== null) {
+    throw new UsageError(
+      `an unfinished ${unfinished.machine} of ${instance} (pid ${unfinished.owner.pid} on ${unfinished.owner.host}, last in ${unfinished.state} at ${unfinished.writtenAt}) is journaled; run 'drbd-migrate resume ${instance} ${where}'`,
+    );
+  }
 }
 
 function inputOf(instance: string, values: Values): ProtocolInput {
@@ -462,14 +499,7 @@ async function command(argv: string[]): Promise<number> {
       const world = await loadWorld(values.world);
       const kind = values.cleanup === true ? 'cleanup' : 'migration';
       const journal = journalOptions(values, world, input.instance);
-      const unfinished = await journal.store.read(input.instance).catch((error: Error) => {
-        throw new UsageError(`${error.message}; inspect it, then remove it or run migrate --cleanup`);
-      });
-      if (unfinished !== null) {
-        throw new UsageError(
-          `an unfinished ${unfinished.machine} of ${input.instance} (pid ${unfinished.owner.pid} on ${unfinished.owner.host}, last in ${unfinished.state} at ${unfinished.writtenAt}) is journaled; run 'drbd-migrate resume ${input.instance} --world ${values.world}'`,
-        );
-      }
+      await refuseUnfinished(journal.store, input.instance, `--world ${values.world}`);
       const original = await readFile(values.world, 'utf8');
       const run = await simulate(
         world,
@@ -488,9 +518,15 @@ async function command(argv: string[]): Promise<number> {
       const [instance, ...extra] = rest;
       if (instance === undefined) throw new UsageError('resume needs an INSTANCE');
       if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`);
-      if (values.world === undefined)
-        throw new UsageError('resume needs --world FILE (the simulated cluster to act on)');
       const name = valid(InstanceName, instance, 'instance name');
+      if (values.cluster !== undefined) {
+        if (values['dry-run'] === true) throw new UsageError('resume has no --dry-run');
+        return migrateOnCluster(values.cluster, { instance: name }, values, true);
+      }
+      if (values.world === undefined)
+        throw new UsageError(
+          'resume needs --cluster FILE (real nodes) or --world FILE (the simulated cluster to act on)',
+        );
       const world = await loadWorld(values.world);
       const journal = journalOptions(values, world, name);
       const entry = await journal.store.read(name).catch((error: Error) => {

@@ -1,7 +1,8 @@
 import type { EffectCall, EffectName, ProtocolInput, ProtocolOutput } from '../../machines/index.js';
 import { plannedCommands, simSpecOf, sshEffects } from '../backend/index.js';
 import { type ClusterFile, ClusterFileError, loadCluster } from '../cluster/index.js';
-import { type RunEvent, runCleanup, runMigration } from '../runner/index.js';
+import { type JournalOptions, type Resumed, resumeMigration, runJournaled } from '../journal/index.js';
+import { type RunEvent, type RunOptions, runCleanup, runMigration } from '../runner/index.js';
 import { createSimCluster, createWorld } from '../sim/index.js';
 
 /**
@@ -31,21 +32,57 @@ export function inputWithLimits(cluster: ClusterFile, input: ProtocolInput): Pro
   return limits === undefined ? input : { ...input, limits: { ...limits, ...input.limits } };
 }
 
+/** The journal and locks a real run writes (the instance's two nodes are locked with it). */
+export type ClusterJournal = Omit<JournalOptions, 'nodes' | keyof RunOptions>;
+
+/**
+ * A journaled run on real nodes: every transition is on disk before the next step acts, so that
+ * `resume --cluster` can continue it (or hand it to a cleanup) if this process dies.
+ */
 export async function runOnCluster(
   path: string,
   kind: 'migration' | 'cleanup',
   input: ProtocolInput,
-  options: { onEvent: (e: RunEvent) => void; abort: AbortSignal },
+  options: { onEvent: (e: RunEvent) => void; abort: AbortSignal; journal: ClusterJournal },
 ): Promise<ProtocolOutput> {
   const cluster = await readCluster(path, input.instance);
   const backend = await sshEffects(path);
   try {
-    const run = kind === 'cleanup' ? runCleanup : runMigration;
-    return await run(inputWithLimits(cluster, input), backend.effects, options);
+    return await runJournaled(kind, inputWithLimits(cluster, input), backend.effects, {
+      onEvent: options.onEvent,
+      abort: options.abort,
+      ...options.journal,
+      nodes: instanceNodes(cluster, input.instance),
+    });
   } finally {
     backend.close();
   }
 }
+
+/** Continues the journaled run of INSTANCE on real nodes (or hands it to a cleanup). */
+export async function resumeOnCluster(
+  path: string,
+  instance: string,
+  options: { onEvent: (e: RunEvent) => void; abort: AbortSignal; journal: ClusterJournal },
+): Promise<Resumed> {
+  const cluster = await readCluster(path, instance);
+  const backend = await sshEffects(path);
+  try {
+    return await resumeMigration(instance, backend.effects, {
+      onEvent: options.onEvent,
+      abort: options.abort,
+      ...options.journal,
+      nodes: instanceNodes(cluster, instance),
+    });
+  } finally {
+    backend.close();
+  }
+}
+
+const instanceNodes = (cluster: ClusterFile, instance: string) => {
+  const i = cluster.instances.find((x) => x.name === instance);
+  return i === undefined ? [] : [i.primary, i.secondary];
+};
 
 export async function dryRun(
   path: string,
