@@ -267,6 +267,34 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
     await waitForTick('node-a', last + 1);
     rmSync(stateDir, { recursive: true, force: true });
   }, 180_000);
+
+  it('a CLI killed inside the handover is resumed as a cleanup: the instance runs on one node, single-master', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'drbd-migrate-state-'));
+    const common = ['--cluster', tb.clusterPath, '--state-dir', stateDir, '--json'];
+    const killed = await cli(['migrate', 'web1', ...common, '--kill-at', '15']);
+    expect(killed.signal).toBe('SIGKILL');
+    const states = killed.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { type: string; value?: string })
+      .filter((e) => e.type === 'state');
+    expect(states.at(-1)?.value).toMatch(/^migrating\./);
+    const resumed = await cli(['resume', 'web1', ...common]);
+    // Continuing blind inside the handover is unsafe: the resume looks where the instance runs
+    // (the source, and an incoming QEMU on the target) and cleans up.
+    expect(resumed.stdout).toContain('Not resuming blind');
+    expect(resumed.code).toBe(0);
+    const result = JSON.parse(resumed.stdout.trim().split('\n').at(-1)!) as {
+      outcome: string;
+      primaryNode: Node;
+    };
+    expect(result.outcome).toBe('cleaned');
+    const runsOn = (await qemuRuns('node-a')) ? 'node-a' : 'node-b';
+    expect([await qemuRuns('node-a'), await qemuRuns('node-b')].filter(Boolean)).toHaveLength(1);
+    expect(result.primaryNode).toBe(runsOn);
+    await expectSingleMaster(runsOn);
+    rmSync(stateDir, { recursive: true, force: true });
+  }, 180_000);
 });
 
 function linkOf(node: Node) {
