@@ -1,6 +1,7 @@
 import type { EffectName } from '../../machines/index.js';
 import type { ClusterFile, ClusterInstance } from '../cluster/index.js';
-import { type DrbdLink, drbd84 } from '../drivers/drbd84.js';
+import { drbdDrivers } from '../drivers/drbd.js';
+import type { DrbdLink } from '../drivers/drbd84.js';
 import { migrationParameters, startCommand, waitExitCommand } from '../drivers/qemu.js';
 import { shellLine } from '../drivers/shell.js';
 import type { WorldSpec } from '../sim/index.js';
@@ -51,11 +52,7 @@ export function plannedCommands(
     text: `${inst.hypervisor.qmpSocket} ${JSON.stringify({ execute: command, ...(args === undefined ? {} : { arguments: args }) })}`,
   });
   const links = (node: string) => drbdLinks(cluster, inst, node);
-  const drbdReads = (node: string, l: DrbdLink) => [
-    sh(node, drbd84.events(l)),
-    sh(node, drbd84.show(l)),
-    sh(node, drbd84.status(l)),
-  ];
+  const drbd = (node: string) => drbdDrivers[cluster.nodes.find((n) => n.name === node)?.drbd ?? '8.4'];
   const shared = inst.storage !== 'drbd';
   const seconds = input.timeoutMs / 1000;
   switch (effect) {
@@ -79,31 +76,39 @@ export function plannedCommands(
     case 'migrationInfo':
       return nodes.map((n) => qmp(n, 'query-status'));
     case 'diskStatus':
-      return nodes.flatMap((n) => links(n).flatMap((l) => drbdReads(n, l)));
+      return nodes.flatMap((n) =>
+        links(n).flatMap((l) =>
+          drbd(n)
+            .statusReads(l)
+            .map((argv) => sh(n, argv)),
+        ),
+      );
     case 'closeDisks':
       return shared
         ? nodes.map((n) => qmp(n, 'query-status'))
-        : nodes.flatMap((n) => links(n).map((l) => sh(n, drbd84.secondary(l))));
+        : nodes.flatMap((n) => links(n).map((l) => sh(n, drbd(n).secondary(l))));
     case 'openDisks':
       return shared
         ? nodes.flatMap((n) =>
             inst.disks.flatMap((d) => ('device' in d ? [sh(n, ['test', '-b', d.device])] : [])),
           )
-        : nodes.flatMap((n) => links(n).map((l) => sh(n, drbd84.primary(l))));
+        : nodes.flatMap((n) => links(n).map((l) => sh(n, drbd(n).primary(l))));
     case 'disconnectNet':
-      return nodes.flatMap((n) => links(n).map((l) => sh(n, drbd84.disconnect(l))));
+      return nodes.flatMap((n) => links(n).map((l) => sh(n, drbd(n).disconnect(l))));
     case 'attachNet':
       return [
-        ...nodes.flatMap((n) => links(n).map((l) => sh(n, drbd84.connect(l, input.multimaster === true)))),
-        ...nodes.flatMap((n) => links(n).map((l) => sh(n, drbd84.waitConnect(l, seconds)))),
+        ...nodes.flatMap((n) =>
+          links(n).flatMap((l) =>
+            drbd(n)
+              .connect(l, input.multimaster === true)
+              .map((argv) => sh(n, argv)),
+          ),
+        ),
+        ...nodes.flatMap((n) => links(n).map((l) => sh(n, drbd(n).waitConnect(l, seconds)))),
       ];
     case 'waitSync':
       // timeoutMs 0 asks for the state now: no wait.
-      return nodes.flatMap((n) =>
-        links(n).flatMap((l) => [
-          sh(n, input.timeoutMs > 0 ? drbd84.waitSyncStatus(l, seconds) : drbd84.status(l)),
-        ]),
-      );
+      return nodes.flatMap((n) => links(n).flatMap((l) => [sh(n, drbd(n).syncRead(l, seconds))]));
     case 'balloonMemory':
       return nodes.map((n) => qmp(n, 'balloon', { value: (input.memoryMiB ?? 0) * 1024 * 1024 }));
     case 'acceptInstance': {
@@ -157,6 +162,7 @@ export function drbdLinks(cluster: ClusterFile, inst: ClusterInstance, node: str
             minor: d.minor,
             local: { address: address(node), port: d.port },
             peer: { address: address(peer), port: d.port },
+            ...(d.nodeIds?.[peer] === undefined ? {} : { peerNodeId: d.nodeIds[peer] }),
           },
         ]
       : [],

@@ -5,7 +5,7 @@ import {
   clusterConfigEffects,
   loadCluster,
 } from '../cluster/index.js';
-import { drbd84, parseEvents2, parseSyncStatus } from '../drivers/drbd84.js';
+import { drbdDrivers } from '../drivers/drbd.js';
 import { migrationParameters, migrationStatusOf, QemuNode } from '../drivers/qemu.js';
 import { type NodeShell, SshNode } from '../ssh/index.js';
 import { drbdLinks as linksOf } from './plan.js';
@@ -69,6 +69,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
     return q;
   };
   const drbdLinks = (inst: ClusterInstance, node: string) => linksOf(initial, inst, node);
+  const drbd = (node: string) => drbdDrivers[nodeSpec(node).drbd];
   const sharedDevices = (inst: ClusterInstance) =>
     inst.disks.flatMap((d) => ('device' in d ? [d.device] : []));
   const isShared = (inst: ClusterInstance) => inst.storage !== 'drbd';
@@ -85,12 +86,12 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
   const drbdStatus = async (inst: ClusterInstance, node: string, timeoutMs: number, signal: AbortSignal) =>
     Promise.all(
       drbdLinks(inst, node).map(async (l) => {
-        const [events, show, status] = await Promise.all([
-          shell(node).exec(drbd84.events(l), { timeoutMs, signal }),
-          shell(node).exec(drbd84.show(l), { timeoutMs, signal }),
-          shell(node).exec(drbd84.status(l), { timeoutMs, signal }),
-        ]);
-        return parseEvents2(events.stdout, show.stdout, l.minor, status.stdout);
+        const outputs = await Promise.all(
+          drbd(node)
+            .statusReads(l)
+            .map(async (argv) => (await shell(node).exec(argv, { timeoutMs, signal })).stdout),
+        );
+        return drbd(node).parseStatus(outputs, l);
       }),
     );
   const config = clusterConfigEffects(clusterPath);
@@ -159,7 +160,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         return;
       }
       for (const l of drbdLinks(inst, node))
-        await shell(node).exec(drbd84.secondary(l), { timeoutMs, signal });
+        await shell(node).exec(drbd(node).secondary(l), { timeoutMs, signal });
     },
 
     openDisks: async ({ instance, node, timeoutMs }, signal) => {
@@ -174,7 +175,8 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         }
         return;
       }
-      for (const l of drbdLinks(inst, node)) await shell(node).exec(drbd84.primary(l), { timeoutMs, signal });
+      for (const l of drbdLinks(inst, node))
+        await shell(node).exec(drbd(node).primary(l), { timeoutMs, signal });
     },
 
     disconnectNet: async ({ instance, nodes, timeoutMs }, signal) => {
@@ -182,7 +184,11 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       if (isShared(inst)) throw noReplication(inst);
       await perNode(nodes, async (node) => {
         for (const l of drbdLinks(inst, node)) {
-          await shell(node).exec(drbd84.disconnect(l), { timeoutMs, signal, okCodes: [10] });
+          await shell(node).exec(drbd(node).disconnect(l), {
+            timeoutMs,
+            signal,
+            okCodes: drbd(node).alreadyStandAlone,
+          });
         }
       });
     },
@@ -192,12 +198,13 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       if (isShared(inst)) throw noReplication(inst);
       await perNode(nodes, async (node) => {
         for (const l of drbdLinks(inst, node)) {
-          await shell(node).exec(drbd84.connect(l, multimaster), { timeoutMs, signal });
+          for (const argv of drbd(node).connect(l, multimaster))
+            await shell(node).exec(argv, { timeoutMs, signal });
         }
       });
       await perNode(nodes, async (node) => {
         for (const l of drbdLinks(inst, node)) {
-          await shell(node).exec(drbd84.waitConnect(l, timeoutMs / 1000), { timeoutMs, signal });
+          await shell(node).exec(drbd(node).waitConnect(l, timeoutMs / 1000), { timeoutMs, signal });
         }
       });
     },
@@ -213,8 +220,9 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         nodes: await perNode(nodes, async (node): Promise<NodeSync> => {
           const disks = [];
           for (const l of drbdLinks(inst, node)) {
-            const argv = timeoutMs > 0 ? drbd84.waitSyncStatus(l, timeoutMs / 1000) : drbd84.status(l);
-            disks.push(parseSyncStatus((await shell(node).exec(argv, { timeoutMs: execMs, signal })).stdout));
+            const argv = drbd(node).syncRead(l, timeoutMs / 1000);
+            const output = (await shell(node).exec(argv, { timeoutMs: execMs, signal })).stdout;
+            disks.push(drbd(node).parseSync(output, l));
           }
           const syncing = disks.filter((d) => d.syncing);
           return {

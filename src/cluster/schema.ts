@@ -39,6 +39,12 @@ export const ClusterNode = z
       .describe('The pinned host key fingerprint, SHA256:… as ssh-keygen -lf prints it.'),
     knownHosts: AbsolutePath.optional().describe('A known_hosts file to check the host key against instead.'),
     replicationAddress: IpAddress.describe('The address DRBD replicates over (Ganeti’s secondary IP).'),
+    drbd: z
+      .enum(['8.4', '9'])
+      .default('8.4')
+      .describe(
+        'The DRBD kernel module’s version on this node: 8.4 (Debian’s, Ganeti’s target) or 9 (its disks then need nodeIds).',
+      ),
   })
   .strict()
   .refine((n) => n.hostKey !== undefined || n.knownHosts !== undefined, {
@@ -51,6 +57,10 @@ export const ClusterDisk = z
     resource: ResourceName.describe('The DRBD resource name.'),
     minor: Minor.describe('The DRBD minor (/dev/drbdN) on both nodes.'),
     port: Port.describe('The TCP port DRBD replicates this resource over.'),
+    nodeIds: z
+      .record(NodeName, z.number().int().min(0).max(31))
+      .optional()
+      .describe('DRBD 9 only: each node’s node-id in this resource, as in its DRBD configuration.'),
   })
   .strict();
 
@@ -182,6 +192,16 @@ export const ClusterFile = z
           });
         }
         resources.add(d.resource);
+        const drbd9 = file.nodes.some(
+          (n) => n.drbd === '9' && (n.name === inst.primary || n.name === inst.secondary),
+        );
+        if (drbd9 && [inst.primary, inst.secondary].some((n) => d.nodeIds?.[n] === undefined)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: at('disks', j, 'nodeIds'),
+            message: `a node of ${inst.name} runs DRBD 9: nodeIds must give the node-id of ${inst.primary} and ${inst.secondary}`,
+          });
+        }
         for (const node of [inst.primary, inst.secondary]) {
           for (const [what, value] of [
             ['minor', d.minor],

@@ -13,13 +13,19 @@ export interface DrbdLink {
   minor: number;
   local: { address: string; port: number };
   peer: { address: string; port: number };
+  /** DRBD 9 only: the peer's node-id in this resource. */
+  peerNodeId?: number;
 }
 
 const endpoint = (e: { address: string; port: number }) =>
   isIP(e.address) === 6 ? `ipv6:[${e.address}]:${e.port}` : `ipv4:${e.address}:${e.port}`;
 
-/** Ganeti's fixed split-brain policies (after-sb-0pri discard-zero-changes, after-sb-1pri consensus). */
-const NET_OPTIONS = ['--protocol=C', '--after-sb-0pri=discard-zero-changes', '--after-sb-1pri=consensus'];
+/** Protocol C and Ganeti's fixed split-brain policies (both DRBD drivers set them on the connection). */
+export const NET_POLICIES = [
+  '--protocol=C',
+  '--after-sb-0pri=discard-zero-changes',
+  '--after-sb-1pri=consensus',
+];
 
 export const drbdsetup84 = '/lib/drbd/drbdsetup-84';
 
@@ -33,7 +39,7 @@ export const drbd84 = {
     d.resource,
     endpoint(d.local),
     endpoint(d.peer),
-    ...NET_OPTIONS,
+    ...NET_POLICIES,
     ...(allowTwoPrimaries ? ['--allow-two-primaries=yes'] : []),
   ],
   /** DRBD's own wait, bounded: 0 would mean forever. */
@@ -85,6 +91,15 @@ const pairs = (line: string) =>
 const RESYNC = /^(StartingSync[ST]|WFBitMap[ST]|WFSyncUUID|SyncSource|SyncTarget|PausedSync[ST])$/;
 
 /**
+ * A resync is under way from the handshake on, not only while SyncSource/SyncTarget: right after a
+ * reconnect a real 8.4 node reports Connected/Off (8.4's WFReportParams), then WFBitMap*, before
+ * the resync of what was written while StandAlone starts. Counting those as done let the wait end
+ * before the resync began (seen on the DRBD VMs).
+ */
+export const isResyncing = (connection: string, replication: string) =>
+  RESYNC.test(replication) || (connection === 'Connected' && replication === 'Off');
+
+/**
  * Whether a resync is pending or running, and how far it is, from `drbdsetup status RES --verbose
  * --statistics` (the same classification as parseEvents2).
  */
@@ -94,7 +109,7 @@ export function parseSyncStatus(status: string): { syncing: boolean; percent: nu
   if (!/^\S+ role:/m.test(status)) {
     throw new DrbdParseError(`not drbdsetup status output: ${JSON.stringify(status.slice(0, 200))}`);
   }
-  const syncing = replications.some((r) => RESYNC.test(r) || (connection === 'Connected' && r === 'Off'));
+  const syncing = replications.some((r) => isResyncing(connection ?? 'StandAlone', r));
   const done = [...status.matchAll(/\sdone:(\d+(?:\.\d+)?)/g)].map((m) => Number(m[1]));
   return {
     syncing,
@@ -125,11 +140,7 @@ export function parseEvents2(output: string, show: string, minor: number, status
   const peer = kind('peer-device').find((p) => p.volume === device.volume) ?? kind('peer-device')[0];
   const replication = peer?.replication ?? 'Off';
   const connectionState = connection?.connection ?? 'StandAlone';
-  // A resync is under way from the handshake on, not only while SyncSource/SyncTarget: right after a
-  // reconnect a real 8.4 node reports Connected/Off (8.4's WFReportParams), then WFBitMap*, before
-  // the resync of what was written while StandAlone starts. Counting those as done let the wait end
-  // before the resync began (seen on the DRBD VMs).
-  const syncing = RESYNC.test(replication) || (connectionState === 'Connected' && replication === 'Off');
+  const syncing = isResyncing(connectionState, replication);
   const shown = /\sdone:(\d+(?:\.\d+)?)/.exec(status)?.[1] ?? peer?.done;
   const done = shown === undefined ? null : Math.min(100, Number(shown));
   return DiskStatusSchema.parse({

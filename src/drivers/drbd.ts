@@ -1,0 +1,57 @@
+import type { DiskStatus } from '../../machines/index.js';
+import { drbd9, parseStatusJson, parseSyncStatusJson } from './drbd9.js';
+import { type DrbdLink, drbd84, parseEvents2, parseSyncStatus } from './drbd84.js';
+
+/**
+ * What the SSH backend asks of a node's DRBD, whichever its version: the commands for each step of
+ * the dual-master choreography, and how to read the answers.
+ */
+export type DrbdVersion = '8.4' | '9';
+
+export interface DrbdDriver {
+  primary(l: DrbdLink): string[];
+  secondary(l: DrbdLink): string[];
+  /** Leaves the connection StandAlone. */
+  disconnect(l: DrbdLink): string[];
+  /** Exit codes of disconnect that mean "already StandAlone" (8.4: 10, "unknown connection"). */
+  alreadyStandAlone: number[];
+  /** Connects again, with or without two primaries allowed (one or more commands, in order). */
+  connect(l: DrbdLink, allowTwoPrimaries: boolean): string[][];
+  /** Until Connected, bounded. */
+  waitConnect(l: DrbdLink, timeoutS: number): string[];
+  /** The reads behind one DiskStatus, and their parse (outputs in the same order). */
+  statusReads(l: DrbdLink): string[][];
+  parseStatus(outputs: string[], l: DrbdLink): DiskStatus;
+  /** DRBD's own wait for the resync then the status in one command (timeoutS 0: the status now). */
+  syncRead(l: DrbdLink, timeoutS: number): string[];
+  parseSync(output: string, l: DrbdLink): { syncing: boolean; percent: number | null };
+}
+
+export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
+  '8.4': {
+    primary: drbd84.primary,
+    secondary: drbd84.secondary,
+    disconnect: drbd84.disconnect,
+    alreadyStandAlone: [10],
+    connect: (l, two) => [drbd84.connect(l, two)],
+    waitConnect: drbd84.waitConnect,
+    statusReads: (l) => [drbd84.events(l), drbd84.show(l), drbd84.status(l)],
+    parseStatus: ([events, show, status], l) => parseEvents2(events ?? '', show ?? '', l.minor, status),
+    syncRead: (l, s) => (s > 0 ? drbd84.waitSyncStatus(l, s) : drbd84.status(l)),
+    parseSync: (output) => parseSyncStatus(output),
+  },
+  '9': {
+    primary: drbd9.primary,
+    secondary: drbd9.secondary,
+    disconnect: drbd9.disconnect,
+    // Assumed as 8.4's: not checked against a DRBD 9 kernel.
+    alreadyStandAlone: [10],
+    // A DRBD 9 connection keeps its options while StandAlone: set them, then connect.
+    connect: (l, two) => [drbd9.netOptions(l, two), drbd9.connect(l)],
+    waitConnect: drbd9.waitConnect,
+    statusReads: (l) => [drbd9.status(l), drbd9.show(l)],
+    parseStatus: ([json, show], l) => parseStatusJson(json ?? '', show ?? '', l.minor, l.peerNodeId),
+    syncRead: (l, s) => (s > 0 ? drbd9.waitSyncStatus(l, s) : drbd9.status(l)),
+    parseSync: (output, l) => parseSyncStatusJson(output, l.peerNodeId),
+  },
+};

@@ -1,0 +1,153 @@
+import { z } from 'zod';
+import type { DiskStatus } from '../../machines/index.js';
+import { DiskStatus as DiskStatusSchema } from '../../machines/index.js';
+import { type DrbdLink, DrbdParseError, isResyncing, NET_POLICIES } from './drbd84.js';
+
+/**
+ * DRBD 9, driven the way the 8.4 driver drives 8.4 (Ganeti's choreography): the connection to the
+ * peer is addressed by the peer's node-id, and its options are changed with net-options before the
+ * connect, since a DRBD 9 connection keeps its configuration while StandAlone. Roles are per
+ * resource. Command lines match what drbd-utils 9's drbdadm runs for the same resource (checked
+ * against `drbdadm -d` in the tests); the status comes from `drbdsetup status --json`. Written from
+ * drbd-utils 9.22 and the documented JSON schema: Debian ships no DRBD 9 kernel to test it against.
+ */
+
+export const drbdsetup9 = '/usr/sbin/drbdsetup';
+
+const peer = (d: DrbdLink) => {
+  if (d.peerNodeId === undefined) throw new Error(`${d.resource}: DRBD 9 needs the peer's node-id`);
+  return String(d.peerNodeId);
+};
+const seconds = (s: number) => `--wfc-timeout=${Math.max(1, Math.ceil(s))}`;
+
+export const drbd9 = {
+  primary: (d: DrbdLink) => [drbdsetup9, 'primary', d.resource],
+  secondary: (d: DrbdLink) => [drbdsetup9, 'secondary', d.resource],
+  disconnect: (d: DrbdLink) => [drbdsetup9, 'disconnect', d.resource, peer(d)],
+  /** The connection's options: Ganeti's split-brain policies, and two primaries or not. */
+  netOptions: (d: DrbdLink, allowTwoPrimaries: boolean) => [
+    drbdsetup9,
+    'net-options',
+    d.resource,
+    peer(d),
+    ...NET_POLICIES,
+    `--allow-two-primaries=${allowTwoPrimaries ? 'yes' : 'no'}`,
+  ],
+  connect: (d: DrbdLink) => [drbdsetup9, 'connect', d.resource, peer(d)],
+  waitConnect: (d: DrbdLink, timeoutS: number) => [
+    drbdsetup9,
+    'wait-connect-resource',
+    d.resource,
+    seconds(timeoutS),
+  ],
+  waitSync: (d: DrbdLink, timeoutS: number) => [
+    drbdsetup9,
+    'wait-sync-resource',
+    d.resource,
+    seconds(timeoutS),
+  ],
+  status: (d: DrbdLink) => [drbdsetup9, 'status', d.resource, '--json', '--statistics'],
+  show: (d: DrbdLink) => [drbdsetup9, 'show', d.resource],
+  /** As the 8.4 driver's: DRBD's own wait, then the status, in one node command. */
+  waitSyncStatus: (d: DrbdLink, timeoutS: number) => [
+    'sh',
+    '-c',
+    '"$1" wait-sync-resource "$2" "$3" >/dev/null 2>&1; exec "$1" status "$2" --json --statistics',
+    'wait-sync-status',
+    drbdsetup9,
+    d.resource,
+    seconds(timeoutS),
+  ],
+};
+
+/** `drbdsetup status RES --json --statistics`: the keys the driver reads (spellings as DRBD's). */
+const PeerDevice = z.object({
+  volume: z.number(),
+  'replication-state': z.string(),
+  'peer-disk-state': z.string(),
+  'out-of-sync': z.number().optional(),
+  'percent-resync-done': z.number().optional(),
+});
+const Connection = z.object({
+  'peer-node-id': z.number(),
+  'connection-state': z.string(),
+  'peer-role': z.string(),
+  peer_devices: z.array(PeerDevice),
+});
+const Resource = z.object({
+  name: z.string(),
+  role: z.string(),
+  devices: z.array(z.object({ volume: z.number(), minor: z.number(), 'disk-state': z.string() })),
+  connections: z.array(Connection),
+});
+const StatusJson = z.array(Resource);
+
+function resourceOf(json: string): z.infer<typeof Resource> {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    throw new DrbdParseError(`not drbdsetup status --json output: ${JSON.stringify(json.slice(0, 200))}`);
+  }
+  const parsed = StatusJson.safeParse(value);
+  if (!parsed.success || parsed.data[0] === undefined) {
+    throw new DrbdParseError(
+      `unexpected drbdsetup status --json output: ${parsed.success ? 'no resource' : parsed.error.issues[0]?.message}`,
+    );
+  }
+  return parsed.data[0];
+}
+
+/** The connection to the peer (by node-id) and its peer device for the disk's volume. */
+function peerOf(resource: z.infer<typeof Resource>, volume: number, peerNodeId: number | undefined) {
+  const connection =
+    resource.connections.find((c) => c['peer-node-id'] === peerNodeId) ??
+    (resource.connections.length === 1 ? resource.connections[0] : undefined);
+  return { connection, device: connection?.peer_devices.find((p) => p.volume === volume) };
+}
+
+/**
+ * The contract's DiskStatus from `drbdsetup status RES --json --statistics`, and whether two
+ * primaries are allowed from `drbdsetup show RES` (the connection's net section).
+ */
+export function parseStatusJson(json: string, show: string, minor: number, peerNodeId?: number): DiskStatus {
+  const resource = resourceOf(json);
+  const device = resource.devices.find((d) => d.minor === minor);
+  if (device === undefined) throw new DrbdParseError(`${resource.name}: no device with minor ${minor}`);
+  const { connection, device: peerDevice } = peerOf(resource, device.volume, peerNodeId);
+  const connectionState = connection?.['connection-state'] ?? 'StandAlone';
+  const replication = peerDevice?.['replication-state'] ?? 'Off';
+  const syncing = isResyncing(connectionState, replication);
+  return DiskStatusSchema.parse({
+    resource: resource.name,
+    minor,
+    role: resource.role,
+    peerRole: connection?.['peer-role'] ?? 'Unknown',
+    connection: connectionState,
+    replication,
+    diskState: device['disk-state'],
+    peerDiskState: peerDevice?.['peer-disk-state'] ?? 'DUnknown',
+    allowTwoPrimaries: /^\s*allow-two-primaries\s+yes;/m.test(show),
+    syncPercent: syncing ? Math.min(100, peerDevice?.['percent-resync-done'] ?? 0) : null,
+    outOfSyncKiB: peerDevice?.['out-of-sync'] ?? 0,
+  });
+}
+
+/** Whether a resync is pending or running on any volume, and how far the slowest one is. */
+export function parseSyncStatusJson(
+  json: string,
+  peerNodeId?: number,
+): { syncing: boolean; percent: number | null } {
+  const resource = resourceOf(json);
+  const volumes = resource.devices.map((d) => peerOf(resource, d.volume, peerNodeId));
+  const pending = volumes.filter(({ connection, device }) =>
+    isResyncing(connection?.['connection-state'] ?? 'StandAlone', device?.['replication-state'] ?? 'Off'),
+  );
+  return {
+    syncing: pending.length > 0,
+    percent:
+      pending.length === 0
+        ? null
+        : Math.min(100, ...pending.map(({ device }) => device?.['percent-resync-done'] ?? 0)),
+  };
+}
