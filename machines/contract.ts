@@ -232,7 +232,15 @@ export type EffectAnswer<K extends EffectName> = z.input<(typeof effectSchemas)[
 /**
  * The interface users implement. The signal aborts when the machine leaves the step (a deadline, an
  * abort, a stopped actor); implementations should stop their work and release connections then.
+ *
+ * `hurry` fires when an operator abort waits for the step in flight. The long polls (waitSync,
+ * migrationStatus) should then answer at once with the state as it is, so that the abort takes
+ * effect without waiting out the poll; it is not a failure. Other effects may ignore it.
  */
 export type Effects = {
-  [K in EffectName]: (input: EffectInput<K>, signal: AbortSignal) => Promise<EffectAnswer<K>>;
+  [K in EffectName]: (
+    input: EffectInput<K>,
+    signal: AbortSignal,
+    hurry?: AbortSignal,
+  ) => Promise<EffectAnswer<K>>;
 };

@@ -49,6 +49,8 @@ export interface BindOptions {
   onCall?: (call: EffectCall) => void;
   /** Awaited before every call (e.g. until the journal is on disk), so nothing acts ahead of the record. */
   beforeCall?: () => Promise<void>;
+  /** The hurry signal handed to each call as it starts (see Effects): the runner's operator abort. */
+  hurry?: () => AbortSignal;
 }
 
 export type EffectCall =
@@ -65,7 +67,11 @@ function bindEffect<K extends EffectName>(name: K, effects: Effects, options: Bi
   const clock = options.clock ?? systemClock;
   const graceMs = options.graceMs ?? 1_000;
   const schema = effectSchemas[name];
-  const impl = effects[name] as (input: EffectInput<K>, signal: AbortSignal) => Promise<unknown>;
+  const impl = effects[name] as (
+    input: EffectInput<K>,
+    signal: AbortSignal,
+    hurry?: AbortSignal,
+  ) => Promise<unknown>;
   return fromPromise<EffectOutput<K>, EffectInput<K>>(async ({ input, signal }) => {
     const node = nodeOf(input);
     const fail = (message: string) =>
@@ -97,7 +103,10 @@ function bindEffect<K extends EffectName>(name: K, effects: Effects, options: Bi
           : new Promise<never>(() => {}),
       );
     try {
-      const answer = await Promise.race([impl(parsedInput.data as EffectInput<K>, step.signal), deadline]);
+      const answer = await Promise.race([
+        impl(parsedInput.data as EffectInput<K>, step.signal, options.hurry?.()),
+        deadline,
+      ]);
       const parsed = schema.output.safeParse(answer);
       if (!parsed.success) {
         throw fail(

@@ -89,3 +89,55 @@ describe('an operator abort', () => {
     expect(r.feedback.some((f) => f.startsWith('Abort refused'))).toBe(true);
   });
 });
+
+describe('an operator abort during a long poll', () => {
+  // A slow copy and a slow resync, and long poll windows: without hurrying the poll in flight, the
+  // abort would wait out the window (60 s of simulated time) before it took effect.
+  const limits = { pollWindowMs: 60_000, syncNoProgressMs: 600_000, syncTotalMs: 100_000_000 };
+  const slowCopy: WorldSpec = { settings: { migrationMiBps: 1 } };
+  const slowResync: WorldSpec = { settings: { resyncKiBps: 0.5 } };
+
+  /** Asks for an abort one simulated second into a long poll of `effect` (one that may block). */
+  async function abortDuring(effect: 'migrationStatus' | 'waitSync', spec: WorldSpec) {
+    const sim = createSimCluster(spec);
+    const abort = new AbortController();
+    let requestedAt: number | null = null;
+    let tookEffectAt: number | null = null;
+    const out = await runMigration({ instance: 'web1', limits }, sim.effects, {
+      clock: sim.clock,
+      abort: abort.signal,
+      onCall: (c) => {
+        const blocking = (c.input as { timeoutMs: number }).timeoutMs > 0;
+        if (requestedAt !== null || c.phase !== 'start' || c.effect !== effect || !blocking) return;
+        requestedAt = Number.NaN;
+        void sim.clock.sleep(1_000).then(() => {
+          requestedAt = sim.clock.now();
+          abort.abort();
+        });
+      },
+      onEvent: (e) => {
+        // In effect once the run leaves the poll for the way back.
+        if (
+          Number.isFinite(requestedAt) &&
+          tookEffectAt === null &&
+          e.type === 'state' &&
+          !e.value.includes('polling')
+        )
+          tookEffectAt = sim.clock.now();
+      },
+    });
+    return { out, waitedMs: (tookEffectAt ?? Number.NaN) - (requestedAt ?? Number.NaN) };
+  }
+
+  it('of the memory copy is hurried: the poll answers at once and the run reverts', async () => {
+    const r = await abortDuring('migrationStatus', slowCopy);
+    expect(r.out).toMatchObject({ outcome: 'reverted', primaryNode: 'node-a' });
+    expect(r.waitedMs).toBeLessThan(limits.pollWindowMs / 10);
+  });
+
+  it('of a resync is hurried too', async () => {
+    const r = await abortDuring('waitSync', slowResync);
+    expect(r.out).toMatchObject({ outcome: 'reverted', primaryNode: 'node-a' });
+    expect(r.waitedMs).toBeLessThan(limits.pollWindowMs / 10);
+  });
+});

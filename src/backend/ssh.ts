@@ -209,7 +209,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       });
     },
 
-    waitSync: async ({ instance, nodes, timeoutMs }, signal) => {
+    waitSync: async ({ instance, nodes, timeoutMs }, signal, hurry) => {
       const inst = instanceSpec(instance);
       if (isShared(inst)) throw noReplication(inst);
       // DRBD's own wait (none when timeoutMs is 0), then the status, in one command per disk: it
@@ -220,9 +220,16 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         nodes: await perNode(nodes, async (node): Promise<NodeSync> => {
           const disks = [];
           for (const l of drbdLinks(inst, node)) {
-            const argv = drbd(node).syncRead(l, timeoutMs / 1000);
-            const output = (await shell(node).exec(argv, { timeoutMs: execMs, signal })).stdout;
-            disks.push(drbd(node).parseSync(output, l));
+            // Hurried (an operator abort waits): the wait is cut, and the status read now instead.
+            const waiting = hurry === undefined ? signal : AbortSignal.any([signal, hurry]);
+            const argv = drbd(node).syncRead(l, hurry?.aborted ? 0 : timeoutMs / 1000);
+            const output = await shell(node)
+              .exec(argv, { timeoutMs: execMs, signal: waiting })
+              .catch(async (error: unknown) => {
+                if (signal.aborted || !hurry?.aborted) throw error;
+                return shell(node).exec(drbd(node).syncRead(l, 0), { timeoutMs: execMs, signal });
+              });
+            disks.push(drbd(node).parseSync(output.stdout, l));
           }
           const syncing = disks.filter((d) => d.syncing);
           return {
@@ -274,7 +281,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       await qmp.execute('migrate', { uri: `tcp:${address}:${listening.port}` });
     },
 
-    migrationStatus: async ({ instance, node, timeoutMs }, signal) => {
+    migrationStatus: async ({ instance, node, timeoutMs }, signal, hurry) => {
       // A long poll: QEMU's MIGRATION events wake it at once on a status change; between events it
       // looks at the copy's progress every pollMs, and answers when it moved 5% or time is up.
       const q = qemu(node, instance);
@@ -287,9 +294,11 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
           (now.transferredMiB ?? 0) - (first.transferredMiB ?? 0) >= (now.totalMiB ?? Infinity) / 20;
         const left = timeoutMs - (Date.now() - start);
         const settled = now.status === 'completed' || now.status === 'failed' || now.status === 'cancelled';
-        if (settled || now.status !== first.status || moved || left <= 0 || signal.aborted) return now;
+        if (settled || now.status !== first.status || moved || left <= 0 || signal.aborted || hurry?.aborted)
+          return now;
         const qmp = await q.mustQmp(timeoutMs, signal);
-        await qmp.nextEvent((e) => e === 'MIGRATION', Math.min(pollMs, left), signal);
+        const waiting = hurry === undefined ? signal : AbortSignal.any([signal, hurry]);
+        await qmp.nextEvent((e) => e === 'MIGRATION', Math.min(pollMs, left), waiting);
         now = await read();
       }
     },

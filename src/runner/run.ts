@@ -75,9 +75,11 @@ export function runMachine(
   options: RunOptions = {},
 ) {
   const clock = options.clock ?? systemClock;
-  // Effects in flight, so that an operator abort waits for the step to finish.
+  // Effects in flight, so that an operator abort waits for the step to finish; a long poll in flight
+  // is hurried (answers now) so that the wait is short. Calls started later get a fresh signal.
   let inFlight = 0;
   let abortPending = false;
+  let hurry = new AbortController();
   const deliverAbort = () => {
     abortPending = false;
     actor.send({ type: 'ABORT' });
@@ -94,6 +96,7 @@ export function runMachine(
     },
     ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
     ...(options.beforeCall === undefined ? {} : { beforeCall: options.beforeCall }),
+    hurry: () => hurry.signal,
   };
   const actor = createActor(provideEffects(machine, effects, bind), {
     input,
@@ -105,7 +108,11 @@ export function runMachine(
     'abort',
     () => {
       if (inFlight === 0) deliverAbort();
-      else abortPending = true;
+      else {
+        abortPending = true;
+        hurry.abort();
+        hurry = new AbortController();
+      }
     },
     { once: true },
   );

@@ -186,18 +186,22 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
   const perNode = <T>(nodes: readonly string[], fn: (node: string) => T) =>
     Object.fromEntries(nodes.map((n) => [n, fn(n)])) as Record<string, T>;
 
-  /** Long poll: answer when `changed` says so, or when timeoutMs has passed. */
+  /** Long poll: answer when `changed` says so, when timeoutMs has passed, or at once when hurried. */
   async function longPoll<T>(
     timeoutMs: number,
     signal: AbortSignal,
     read: () => T,
     changed: (a: T, b: T) => boolean,
+    hurry?: AbortSignal,
   ) {
     const start = clock.now();
     const first = read();
     let now = first;
-    while (!changed(first, now) && clock.now() - start < timeoutMs) {
-      await sleep(Math.min(POLL_MS, timeoutMs - (clock.now() - start)), signal);
+    const wait = hurry === undefined ? signal : AbortSignal.any([signal, hurry]);
+    while (!changed(first, now) && clock.now() - start < timeoutMs && !hurry?.aborted) {
+      const elapsed = await clock.sleep(Math.min(POLL_MS, timeoutMs - (clock.now() - start)), wait);
+      if (!elapsed && signal.aborted) throw signal.reason ?? new Error('aborted');
+      advance();
       now = read();
     }
     return now;
@@ -295,7 +299,7 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
             throw new Error(`${input.nodes.join(', ')}: Timeout in disk reconnecting`);
         }
       }),
-    waitSync: (input, signal) =>
+    waitSync: (input, signal, hurry) =>
       act('waitSync', input, signal, QUERY_MS, async () => {
         const read = () => perNode(input.nodes, (n) => nodeSync(n, input.disks));
         const key = (s: Record<string, NodeSync>) =>
@@ -308,7 +312,7 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
             );
           }
         }
-        const nodes = await longPoll(input.timeoutMs, signal, read, (a, b) => key(a) !== key(b));
+        const nodes = await longPoll(input.timeoutMs, signal, read, (a, b) => key(a) !== key(b), hurry);
         return { nodes, at: clock.now() };
       }),
     balloonMemory: (input, signal) =>
@@ -325,14 +329,14 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       act('migrateInstance', input, signal, step, () =>
         startMigration(world, input.node, input.target, input.instance, input.live),
       ),
-    migrationStatus: (input, signal) =>
+    migrationStatus: (input, signal, hurry) =>
       act('migrationStatus', input, signal, QUERY_MS, async () => {
         const read = () => migrationStatus(world, input.node, input.instance);
         // Answer on a status change or about every 5% of the copy, like QEMU's MIGRATION_PASS events would.
         const changed = (a: ReturnType<typeof read>, b: ReturnType<typeof read>) =>
           a.status !== b.status ||
           (b.transferredMiB ?? 0) - (a.transferredMiB ?? 0) >= (b.totalMiB ?? 0) / 20;
-        return { ...(await longPoll(input.timeoutMs, signal, read, changed)), at: clock.now() };
+        return { ...(await longPoll(input.timeoutMs, signal, read, changed, hurry)), at: clock.now() };
       }),
     finalizeMigrationSource: (input, signal) =>
       act('finalizeMigrationSource', input, signal, step, () =>
