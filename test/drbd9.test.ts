@@ -188,8 +188,12 @@ describe('a cluster file with DRBD 9 nodes', () => {
       'node-a$ /usr/sbin/drbdsetup connect web1-disk0 1',
       'node-b$ /usr/sbin/drbdsetup net-options web1-disk0 0 --protocol=C --after-sb-0pri=discard-zero-changes --after-sb-1pri=consensus --allow-two-primaries=yes',
       'node-b$ /usr/sbin/drbdsetup connect web1-disk0 0',
-      'node-a$ /usr/sbin/drbdsetup wait-connect-resource web1-disk0 --wfc-timeout=30',
-      'node-b$ /usr/sbin/drbdsetup wait-connect-resource web1-disk0 --wfc-timeout=30',
+      'node-a$ /usr/sbin/drbdsetup wait-connect-resource web1-disk0 --wfc-timeout=5',
+      'node-b$ /usr/sbin/drbdsetup wait-connect-resource web1-disk0 --wfc-timeout=5',
+      'node-a$ /usr/sbin/drbdsetup status web1-disk0 --json --statistics',
+      'node-a$ /usr/sbin/drbdsetup show web1-disk0',
+      'node-b$ /usr/sbin/drbdsetup status web1-disk0 --json --statistics',
+      'node-b$ /usr/sbin/drbdsetup show web1-disk0',
     ]);
     const status = plannedCommands(cluster, 'c.yaml', 'diskStatus', {
       instance: 'web1',

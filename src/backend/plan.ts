@@ -13,6 +13,9 @@ import type { WorldSpec } from '../sim/index.js';
  * machine on a simulated copy of the cluster file and prints this for every call.
  */
 
+/** How long one of attachNet's waits for the connection lasts before it looks again. */
+export const ATTACH_ROUND_MS = 5_000;
+
 export interface PlannedCommand {
   node: string;
   /** A shell line run over SSH, or a QMP command sent to the socket. */
@@ -104,7 +107,19 @@ export function plannedCommands(
               .map((argv) => sh(n, argv)),
           ),
         ),
-        ...nodes.flatMap((n) => links(n).map((l) => sh(n, drbd(n).waitConnect(l, seconds)))),
+        ...nodes.flatMap((n) =>
+          links(n).map((l) =>
+            sh(n, drbd(n).waitConnect(l, Math.min(ATTACH_ROUND_MS, input.timeoutMs) / 1000)),
+          ),
+        ),
+        // Then it reads each side's state, and configures again a side that dropped to StandAlone.
+        ...nodes.flatMap((n) =>
+          links(n).flatMap((l) =>
+            drbd(n)
+              .statusReads(l)
+              .map((argv) => sh(n, argv)),
+          ),
+        ),
       ];
     case 'waitSync':
       // timeoutMs 0 asks for the state now: no wait.

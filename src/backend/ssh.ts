@@ -8,7 +8,7 @@ import {
 import { drbdDrivers } from '../drivers/drbd.js';
 import { migrationParameters, migrationStatusOf, QemuNode } from '../drivers/qemu.js';
 import { type NodeShell, SshNode } from '../ssh/index.js';
-import { drbdLinks as linksOf } from './plan.js';
+import { ATTACH_ROUND_MS, drbdLinks as linksOf } from './plan.js';
 
 /**
  * The effect contract over SSH: one persistent connection per node, DRBD and QEMU drivers behind it,
@@ -196,17 +196,43 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
     attachNet: async ({ instance, nodes, multimaster, timeoutMs }, signal) => {
       const inst = instanceSpec(instance);
       if (isShared(inst)) throw noReplication(inst);
-      await perNode(nodes, async (node) => {
-        for (const l of drbdLinks(inst, node)) {
-          for (const argv of drbd(node).connect(l, multimaster))
-            await shell(node).exec(argv, { timeoutMs, signal });
+      // Ganeti's DrbdAttachNet: configure both sides, wait for the connection (DRBD's own wait, in
+      // rounds), and configure again a side that dropped to StandAlone (its peer may have refused
+      // a mismatching configuration), until connected or out of time.
+      const start = Date.now();
+      const roundS = Math.min(ATTACH_ROUND_MS, timeoutMs) / 1000;
+      let standAlone = new Set(nodes.flatMap((n) => drbdLinks(inst, n).map((l) => `${n}/${l.minor}`)));
+      for (;;) {
+        const left = () => Math.max(1, timeoutMs - (Date.now() - start));
+        await perNode(nodes, async (node) => {
+          for (const l of drbdLinks(inst, node)) {
+            if (!standAlone.has(`${node}/${l.minor}`)) continue;
+            for (const argv of drbd(node).connect(l, multimaster))
+              await shell(node).exec(argv, { timeoutMs: left(), signal });
+          }
+        });
+        await perNode(nodes, async (node) => {
+          for (const l of drbdLinks(inst, node)) {
+            // Not connected yet is an answer here: the status read below tells.
+            await shell(node)
+              .exec(drbd(node).waitConnect(l, roundS), { timeoutMs: left(), signal })
+              .catch(() => undefined);
+          }
+        });
+        const disks = await perNode(nodes, (node) => drbdStatus(inst, node, left(), signal));
+        const pending = Object.entries(disks).flatMap(([node, ds]) =>
+          ds.filter((d) => d.connection !== 'Connected').map((d) => ({ node, d })),
+        );
+        if (pending.length === 0) return;
+        if (Date.now() - start >= timeoutMs || signal.aborted) {
+          throw new Error(
+            `Timeout in disk reconnecting: ${pending.map(({ node, d }) => `${node}: ${d.resource} ${d.connection}`).join(', ')}`,
+          );
         }
-      });
-      await perNode(nodes, async (node) => {
-        for (const l of drbdLinks(inst, node)) {
-          await shell(node).exec(drbd(node).waitConnect(l, timeoutMs / 1000), { timeoutMs, signal });
-        }
-      });
+        standAlone = new Set(
+          pending.filter(({ d }) => d.connection === 'StandAlone').map(({ node, d }) => `${node}/${d.minor}`),
+        );
+      }
     },
 
     waitSync: async ({ instance, nodes, timeoutMs }, signal, hurry) => {
