@@ -295,6 +295,41 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
     await expectSingleMaster(runsOn);
     rmSync(stateDir, { recursive: true, force: true });
   }, 180_000);
+
+  it('attachNet configures again a side whose peer refused the handshake (mismatched two-primaries)', async () => {
+    // node-b's first connect is sent with two primaries allowed, node-a's without: DRBD refuses
+    // the connection ("incompatible allow-two-primaries settings") and drops to StandAlone.
+    const seen = recording();
+    let spoiled = false;
+    const shellFor = (n: ClusterFile['nodes'][number]) => {
+      const shell = recordingShell(seen)(n);
+      return {
+        ...shell,
+        exec: (argv: readonly string[], o: Parameters<typeof shell.exec>[1]) => {
+          const first = n.name === 'node-b' && argv[1] === 'connect' && !spoiled;
+          if (first) spoiled = true;
+          return shell.exec(first ? [...argv, '--allow-two-primaries=yes'] : argv, o);
+        },
+      };
+    };
+    const backend = await sshEffects(tb.clusterPath, { shellFor });
+    const input = {
+      instance: 'web1',
+      nodes: ['node-a', 'node-b'] as [string, string],
+      disks: [{ index: 0, resource: 'web1-disk0', minor: 0 }],
+      timeoutMs: 60_000,
+    };
+    try {
+      await backend.effects.disconnectNet(input, new AbortController().signal);
+      await backend.effects.attachNet({ ...input, multimaster: false }, new AbortController().signal);
+    } finally {
+      backend.close();
+    }
+    const connects = seen.sh.filter((l) => / connect web1-disk0 /.test(l));
+    expect(connects.length).toBeGreaterThan(2);
+    await tb.exec('node-b', drbd84.waitSync(linkOf('node-b'), 60));
+    await expectSingleMaster('node-a');
+  }, 180_000);
 });
 
 function linkOf(node: Node) {
