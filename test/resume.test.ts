@@ -56,6 +56,24 @@ describe('resume refuses what it cannot trust, and touches nothing', () => {
       /an unfinished migration of web1 .* is journaled; run 'drbd-migrate resume web1/,
     );
   });
+
+  it('a journal of a run on something else: resumed only where it ran', async () => {
+    const f = await fresh();
+    await cli(['migrate', 'web1', '--world', f.world, '--state-dir', f.state, '--kill-at', '12']);
+    const cluster = 'docs/cluster.example.yaml';
+    // Against real nodes, a simulated run's journal is refused before anything connects.
+    let r = await cli(['resume', 'web1', '--cluster', cluster, '--state-dir', f.state]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`the journal of web1 is of a run on world ${f.world}, not on cluster `);
+    r = await cli(['migrate', 'web1', '--cluster', cluster, '--state-dir', f.state]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`run 'drbd-migrate resume web1 --world ${f.world}'`);
+    const other = join(f.state, 'other.json');
+    await writeFile(other, await readFile(f.world, 'utf8'));
+    r = await cli(['resume', 'web1', '--world', other, '--state-dir', f.state]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`is of a run on world ${f.world}, not on world ${other}`);
+  });
 });
 
 describe('locks', () => {

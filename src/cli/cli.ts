@@ -1,6 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   type EffectCall,
@@ -370,7 +370,7 @@ async function migrateOnCluster(
     });
     let result: ProtocolOutput;
     try {
-      const journal = journalStores(values);
+      const journal = journalStores(values, whereOf('cluster', path));
       const run = { onEvent, abort: operator.signal, journal };
       if (resume) {
         const resumed = await resumeOnCluster(path, input.instance, run).catch((error: Error) => {
@@ -409,8 +409,8 @@ function killer(n: number) {
   };
 }
 
-/** The journal and locks under --state-dir, and --kill-at for crash tests. */
-function journalStores(values: Values) {
+/** The journal and locks under --state-dir, what the run acts on, and --kill-at for crash tests. */
+function journalStores(values: Values, where: string) {
   const stateDir = values['state-dir'] ?? defaultStateDir();
   const killAt = values['kill-at'] === undefined ? null : Number(values['kill-at']);
   if (killAt !== null && !(Number.isInteger(killAt) && killAt > 0)) {
@@ -419,14 +419,18 @@ function journalStores(values: Values) {
   return {
     store: new FileJournal(stateDir),
     locks: new FileLocks(stateDir),
+    where,
     ...(killAt === null ? {} : { afterWrite: killer(killAt) }),
   };
 }
 
-function journalOptions(values: Values, world: World, instance: string) {
+/** How the journal names what a run acts on: "cluster /abs/path" or "world /abs/path". */
+const whereOf = (kind: 'cluster' | 'world', file: string) => `${kind} ${resolve(file)}`;
+
+function journalOptions(values: Values, world: World, instance: string, worldFile: string) {
   const config = world.config.instances[instance];
   return {
-    ...journalStores(values),
+    ...journalStores(values, whereOf('world', worldFile)),
     nodes:
       config === undefined
         ? []
@@ -440,8 +444,10 @@ async function refuseUnfinished(store: FileJournal, instance: string, where: str
     throw new UsageError(`${error.message}; inspect it, then remove it or run migrate --cleanup`);
   });
   if (unfinished !== null) {
+    // Resumed where it ran: "cluster /x.yaml" → --cluster /x.yaml.
+    const there = unfinished.where?.replace(/^(cluster|world) /, '--$1 ') ?? where;
     throw new UsageError(
-      `an unfinished ${unfinished.machine} of ${instance} (pid ${unfinished.owner.pid} on ${unfinished.owner.host}, last in ${unfinished.state} at ${unfinished.writtenAt}) is journaled; run 'drbd-migrate resume ${instance} ${where}'`,
+      `an unfinished ${unfinished.machine} of ${instance} (pid ${unfinished.owner.pid} on ${unfinished.owner.host}, last in ${unfinished.state} at ${unfinished.writtenAt}) is journaled; run 'drbd-migrate resume ${instance} ${there}'`,
     );
   }
 }
@@ -498,7 +504,7 @@ async function command(argv: string[]): Promise<number> {
       faultsOf(values);
       const world = await loadWorld(values.world);
       const kind = values.cleanup === true ? 'cleanup' : 'migration';
-      const journal = journalOptions(values, world, input.instance);
+      const journal = journalOptions(values, world, input.instance, values.world);
       await refuseUnfinished(journal.store, input.instance, `--world ${values.world}`);
       const original = await readFile(values.world, 'utf8');
       const run = await simulate(
@@ -528,7 +534,7 @@ async function command(argv: string[]): Promise<number> {
           'resume needs --cluster FILE (real nodes) or --world FILE (the simulated cluster to act on)',
         );
       const world = await loadWorld(values.world);
-      const journal = journalOptions(values, world, name);
+      const journal = journalOptions(values, world, name, values.world);
       const entry = await journal.store.read(name).catch((error: Error) => {
         throw new UsageError(error.message);
       });

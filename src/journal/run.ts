@@ -23,6 +23,8 @@ export interface JournalOptions extends Omit<RunOptions, 'onSnapshot' | 'snapsho
   nodes: string[];
   /** Called once each journal entry is on disk, with its number and state (crash tests kill here). */
   afterWrite?: (n: number, state: string) => void;
+  /** What the run acts on, recorded in the journal; a resume must act on the same (see JournalEntry). */
+  where?: string;
 }
 
 export class ResumeError extends Error {
@@ -83,6 +85,7 @@ async function journaled(
           snapshot: persisted as unknown as Record<string, unknown>,
           writtenAt: new Date().toISOString(),
           owner: owner(),
+          ...(options.where === undefined ? {} : { where: options.where }),
         };
         enqueue(async () => {
           await options.store.write(entry);
@@ -132,6 +135,11 @@ export async function resumeMigration(
   if (entry === null) {
     throw new ResumeError(
       `there is no unfinished migration or cleanup of ${instance} to resume (no journal); run migrate, or migrate --cleanup`,
+    );
+  }
+  if (entry.where !== undefined && options.where !== undefined && entry.where !== options.where) {
+    throw new ResumeError(
+      `the journal of ${instance} is of a run on ${entry.where}, not on ${options.where}: resume it there`,
     );
   }
   const kind = entry.machine;

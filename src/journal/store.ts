@@ -18,6 +18,11 @@ export const JournalEntry = z.object({
   snapshot: z.record(z.string(), z.unknown()),
   writtenAt: z.string(),
   owner: z.object({ host: z.string(), pid: z.number().int() }),
+  /**
+   * What the run acted on ("cluster /path/cluster.yaml", "world /path/w.json"), so that it is never
+   * resumed against something else. Absent in journals written before it existed.
+   */
+  where: z.string().optional(),
 });
 export type JournalEntry = z.infer<typeof JournalEntry>;
 
