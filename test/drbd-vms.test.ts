@@ -70,6 +70,20 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
     writeFileSync(tb.clusterPath, JSON.stringify({ ...cluster, options }, null, 2));
   };
 
+  /** Runs the CLI on the cluster, SIGKILLed by itself at journal transition N; its last state. */
+  async function killedAt(n: number) {
+    const stateDir = mkdtempSync(join(tmpdir(), 'drbd-migrate-state-'));
+    const common = ['--cluster', tb.clusterPath, '--state-dir', stateDir, '--json'];
+    const killed = await cli(['migrate', 'web1', ...common, '--kill-at', String(n)]);
+    expect(killed.signal).toBe('SIGKILL');
+    const states = killed.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { type: string; value?: string })
+      .filter((e) => e.type === 'state');
+    return { common, stateDir, lastState: states.at(-1)?.value };
+  }
+
   async function run(
     machine: typeof runMigration,
     extra: {
@@ -239,16 +253,8 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
   }, 180_000);
 
   it('a CLI killed inside the dual-master window is resumed from its journal: migrated, single-master', async () => {
-    const stateDir = mkdtempSync(join(tmpdir(), 'drbd-migrate-state-'));
-    const common = ['--cluster', tb.clusterPath, '--state-dir', stateDir, '--json'];
-    const killed = await cli(['migrate', 'web1', ...common, '--kill-at', '12']);
-    expect(killed.signal).toBe('SIGKILL');
-    const states = killed.stdout
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { type: string; value?: string })
-      .filter((e) => e.type === 'state');
-    expect(states.at(-1)?.value).toMatch(/^dualMaster\.opening/);
+    const { common, stateDir, lastState } = await killedAt(12);
+    expect(lastState).toMatch(/^dualMaster\.opening/);
     // Left as the dead run left it: two primaries allowed, node-b (the source) Primary.
     expect(await drbd('node-b')).toMatchObject({ role: 'Primary', allowTwoPrimaries: true });
     // A new run refuses to start over it.
@@ -271,16 +277,8 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
   }, 180_000);
 
   it('a CLI killed inside the handover is resumed as a cleanup: the instance runs on one node, single-master', async () => {
-    const stateDir = mkdtempSync(join(tmpdir(), 'drbd-migrate-state-'));
-    const common = ['--cluster', tb.clusterPath, '--state-dir', stateDir, '--json'];
-    const killed = await cli(['migrate', 'web1', ...common, '--kill-at', '15']);
-    expect(killed.signal).toBe('SIGKILL');
-    const states = killed.stdout
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { type: string; value?: string })
-      .filter((e) => e.type === 'state');
-    expect(states.at(-1)?.value).toMatch(/^migrating\./);
+    const { common, stateDir, lastState } = await killedAt(15);
+    expect(lastState).toMatch(/^migrating\./);
     const resumed = await cli(['resume', 'web1', ...common]);
     // Continuing blind inside the handover is unsafe: the resume looks where the instance runs
     // (the source, and an incoming QEMU on the target) and cleans up.

@@ -2,6 +2,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, watch, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ClusterFile } from '../../src/cluster/index.js';
+import { fingerprint } from '../../src/ssh/index.js';
 
 /** What both testbed tiers share: tool checks, the guest, waits on files, teardown by pidfile. */
 
@@ -27,6 +29,53 @@ export function tickerDisk(dir: string, image: string, size: number) {
   const disk = Buffer.alloc(size);
   readFileSync(buildTicker(dir)).copy(disk, 0);
   writeFileSync(image, disk);
+}
+
+/**
+ * The ticker instance's QEMU launch spec, the same in both tiers but for its disk (QEMU's drive=
+ * value) and accelerator options; serial output and QMP sit in the node's /run/drbd-migrate.
+ */
+export function tickerHypervisor(
+  drive: string,
+  accel = 'tcg',
+): ClusterFile['instances'][number]['hypervisor'] {
+  return {
+    kind: 'qemu',
+    binary: '/usr/bin/qemu-system-x86_64',
+    args: [
+      '-name',
+      'web1',
+      '-accel',
+      accel,
+      '-machine',
+      'pc',
+      '-m',
+      '16',
+      '-nodefaults',
+      '-display',
+      'none',
+      '-no-user-config',
+      '-drive',
+      `file=${drive},format=raw,if=ide,cache=none,aio=threads`,
+      '-chardev',
+      'file,id=s,path=/run/drbd-migrate/web1.serial',
+      '-serial',
+      'chardev:s',
+    ],
+    qmpSocket: '/run/drbd-migrate/web1.qmp',
+  };
+}
+
+/** The SHA256 fingerprint a cluster file pins, from an OpenSSH public key file. */
+export const pinnedHostKey = (publicKeyFile: string) =>
+  fingerprint(Buffer.from(readFileSync(publicKeyFile, 'utf8').split(/\s+/)[1]!, 'base64'));
+
+/** Parses a testbed's cluster file with the schema (not a cast) and writes it to DIR/cluster.json. */
+export function writeClusterFile(dir: string, spec: unknown) {
+  const cluster = ClusterFile.parse(spec);
+  const clusterPath = join(dir, 'cluster.json');
+  writeFileSync(clusterPath, `${JSON.stringify(cluster, null, 2)}\n`);
+  return { cluster, clusterPath };
 }
 
 export const ticks = (serial: string) =>

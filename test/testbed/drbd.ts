@@ -4,9 +4,17 @@ import { createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ClusterFile } from '../../src/cluster/index.js';
-import { fingerprint, SshNode } from '../../src/ssh/index.js';
-import { buildTicker, has, killByPidfile, untilFile } from './common.js';
+import type { ClusterFile } from '../../src/cluster/index.js';
+import { SshNode } from '../../src/ssh/index.js';
+import {
+  buildTicker,
+  has,
+  killByPidfile,
+  pinnedHostKey,
+  tickerHypervisor,
+  untilFile,
+  writeClusterFile,
+} from './common.js';
 
 /**
  * Tier B of the real testbed (../shared/reference/testbed-notes.md §4, testbed-nested.md): two node
@@ -182,11 +190,7 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
       ),
     );
 
-    const hostKey = (node: NodeName) =>
-      fingerprint(
-        Buffer.from(readFileSync(join(ssh, `host_${node}.pub`), 'utf8').split(/\s+/)[1]!, 'base64'),
-      );
-    const cluster = ClusterFile.parse({
+    const { cluster, clusterPath } = writeClusterFile(dir, {
       version: 1,
       nodes: (Object.keys(REPLICATION) as NodeName[]).map((n) => ({
         name: n,
@@ -194,7 +198,7 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
         port: sshPorts[n],
         user: 'root',
         privateKey: join(ssh, 'client_key'),
-        hostKey: hostKey(n),
+        hostKey: pinnedHostKey(join(ssh, `host_${n}.pub`)),
         replicationAddress: REPLICATION[n],
       })),
       instances: [
@@ -205,40 +209,14 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
           memoryMiB: 16,
           migrationMode: 'live',
           storage: 'drbd',
-          hypervisor: {
-            kind: 'qemu',
-            binary: '/usr/bin/qemu-system-x86_64',
-            args: [
-              '-name',
-              'web1',
-              // A small code buffer: QEMU would size it to an eighth of the node's RAM.
-              '-accel',
-              'tcg,tb-size=64',
-              '-machine',
-              'pc',
-              '-m',
-              '16',
-              '-nodefaults',
-              '-display',
-              'none',
-              '-no-user-config',
-              '-drive',
-              'file=/dev/drbd0,format=raw,if=ide,cache=none,aio=threads',
-              '-chardev',
-              'file,id=s,path=/run/drbd-migrate/web1.serial',
-              '-serial',
-              'chardev:s',
-            ],
-            qmpSocket: '/run/drbd-migrate/web1.qmp',
-          },
+          // A small code buffer: QEMU would size it to an eighth of the node VM's RAM.
+          hypervisor: tickerHypervisor('/dev/drbd0', 'tcg,tb-size=64'),
           disks: [{ resource: RESOURCE, minor: 0, port: 7789 }],
         },
       ],
       // Everything runs under TCG here, the nested QEMU inside TCG: generous step deadlines.
       options: { limits: { stepTimeoutMs: 60_000 } },
     });
-    const clusterPath = join(dir, 'cluster.json');
-    writeFileSync(clusterPath, `${JSON.stringify(cluster, null, 2)}\n`);
 
     const shell = (node: NodeName) => {
       let s = shells.get(node);

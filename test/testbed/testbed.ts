@@ -2,9 +2,16 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ClusterFile } from '../../src/cluster/index.js';
-import { fingerprint } from '../../src/ssh/index.js';
-import { has, killByPidfile, tickerDisk, untilFile } from './common.js';
+import type { ClusterFile } from '../../src/cluster/index.js';
+import {
+  has,
+  killByPidfile,
+  pinnedHostKey,
+  tickerDisk,
+  tickerHypervisor,
+  untilFile,
+  writeClusterFile,
+} from './common.js';
 
 /**
  * Tier A of the real testbed (../shared/reference/testbed-notes.md §1-2): two nodes, each a network
@@ -150,7 +157,7 @@ export async function startTestbed(dir: string): Promise<Testbed> {
     state.loop = run(['losetup', '-f', '--show', image]).trim();
     const loopDevice = state.loop;
 
-    const cluster = ClusterFile.parse({
+    const { cluster, clusterPath } = writeClusterFile(dir, {
       version: 1,
       nodes: nodes.map((n) => ({
         name: n.name,
@@ -158,12 +165,7 @@ export async function startTestbed(dir: string): Promise<Testbed> {
         port: 22,
         user: 'root',
         privateKey: join(dir, 'ssh/client_key'),
-        hostKey: fingerprint(
-          Buffer.from(
-            readFileSync(join(dir, n.name, 'ssh_host_ed25519_key.pub'), 'utf8').split(/\s+/)[1]!,
-            'base64',
-          ),
-        ),
+        hostKey: pinnedHostKey(join(dir, n.name, 'ssh_host_ed25519_key.pub')),
         replicationAddress: n.address,
       })),
       instances: [
@@ -174,38 +176,12 @@ export async function startTestbed(dir: string): Promise<Testbed> {
           memoryMiB: 16,
           migrationMode: 'live',
           storage: 'blockdev',
-          hypervisor: {
-            kind: 'qemu',
-            binary: '/usr/bin/qemu-system-x86_64',
-            args: [
-              '-name',
-              'web1',
-              '-accel',
-              'tcg',
-              '-machine',
-              'pc',
-              '-m',
-              '16',
-              '-nodefaults',
-              '-display',
-              'none',
-              '-no-user-config',
-              '-drive',
-              `file=${loopDevice},format=raw,if=ide,cache=none,aio=threads`,
-              '-chardev',
-              'file,id=s,path=/run/drbd-migrate/web1.serial',
-              '-serial',
-              'chardev:s',
-            ],
-            qmpSocket: '/run/drbd-migrate/web1.qmp',
-          },
+          hypervisor: tickerHypervisor(loopDevice),
           disks: [{ name: 'web1-disk0', device: loopDevice }],
         },
       ],
       options: { limits: { stepTimeoutMs: 20_000 } },
     });
-    const clusterPath = join(dir, 'cluster.json');
-    writeFileSync(clusterPath, `${JSON.stringify(cluster, null, 2)}\n`);
 
     // sshd returns once it has daemonized, before it listens.
     await Promise.all(
