@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, watch, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
 import { QemuNode } from '../src/drivers/qemu.js';
 import { type EffectCall, type RunEvent, runMigration } from '../src/index.js';
 import { type NodeShell, SshNode } from '../src/ssh/index.js';
-import { ticks } from './testbed/common.js';
+import { ticks, untilFile } from './testbed/common.js';
 import { planAgainstRun, recording, recordingShell } from './testbed/record.js';
 import { removeDir, startTestbed, type Testbed, testbedUnavailable } from './testbed/testbed.js';
 
@@ -24,23 +24,6 @@ if (unavailable !== null && process.env.CI === 'true') {
   throw new Error(`CI=true but the namespace testbed cannot start: ${unavailable}`);
 }
 if (unavailable !== null) console.warn(`SKIPPED test/testbed.test.ts: ${unavailable}`);
-
-/** Resolves when `ready()` holds, re-checking whenever a file in `dir` changes; fails at the deadline. */
-function until(dir: string, ready: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  if (ready()) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const watcher = watch(dir, () => {
-      if (ready()) finish();
-    });
-    const timer = setTimeout(() => finish(new Error(`timed out waiting for ${what}`)), timeoutMs);
-    const finish = (error?: Error) => {
-      watcher.close();
-      clearTimeout(timer);
-      if (error) reject(error);
-      else resolve();
-    };
-  });
-}
 
 describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU', () => {
   let tb: Testbed;
@@ -64,8 +47,9 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     }
   };
   const ticksOn = (name: string) => ticks(tb.serial(name));
+  const serialOf = (name: string) => join(node(name).runDir, 'web1.serial');
   const waitForTicks = (name: string, count: number) =>
-    until(node(name).runDir, () => ticksOn(name).length >= count, `${count} ticks on ${name}`);
+    untilFile(serialOf(name), (t) => ticks(t).length >= count, `${count} ticks on ${name}`);
   const setOptions = async (options: ClusterFile['options']) => {
     const cluster = await loadCluster(tb.clusterPath);
     writeFileSync(tb.clusterPath, JSON.stringify({ ...cluster, options }, null, 2));
@@ -148,7 +132,7 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     expect(alive('node-b')).toBe(false);
     expect(alive('node-a')).toBe(true);
     const last = ticksOn('node-b').at(-1)!;
-    await until(node('node-a').runDir, () => ticksOn('node-a').includes(last + 1), 'ticks on node-a');
+    await untilFile(serialOf('node-a'), (t) => ticks(t).includes(last + 1), 'ticks on node-a');
     expect((await loadCluster(tb.clusterPath)).instances[0]?.primary).toBe('node-a');
   }, 60_000);
 
@@ -168,6 +152,33 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     const seen = ticksOn('node-a').length;
     await waitForTicks('node-a', seen + 1);
     expect((await loadCluster(tb.clusterPath)).instances[0]?.primary).toBe('node-a');
+  }, 60_000);
+
+  it('an operator abort cuts the status poll in flight short: without that it would block for the whole window', async () => {
+    // A 10-minute poll window over a copy throttled to 10 KiB/s: the poll in flight answers only
+    // when hurried (or the window ends, long after this test's own limit).
+    const long = { stepTimeoutMs: 600_000, pollWindowMs: 600_000, migrationNoProgressMs: 600_000 };
+    await setOptions({ bandwidthMiBps: 0.01, limits: long });
+    const abort = new AbortController();
+    let hurried = false;
+    try {
+      const out = await migrate({
+        abort: abort.signal,
+        onCall: (c) => {
+          const blocking = (c.input as { timeoutMs: number }).timeoutMs > 0;
+          if (hurried || c.phase !== 'start' || c.effect !== 'migrationStatus' || !blocking) return;
+          hurried = true;
+          // Once the call is under way: the abort then waits for it, and hurries it.
+          queueMicrotask(() => abort.abort());
+        },
+      });
+      expect(hurried).toBe(true);
+      expect(out.outcome).toBe('reverted');
+    } finally {
+      await setOptions({ limits: { stepTimeoutMs: 20_000 } });
+    }
+    expect(alive('node-b')).toBe(false);
+    expect(alive('node-a')).toBe(true);
   }, 60_000);
 
   it('a target QEMU that dies mid-copy fails the copy: reverted, the source runs on', async () => {
