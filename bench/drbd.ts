@@ -9,6 +9,7 @@
  *   detect   from a resync's end (the event line's arrival at this host, a few ms after the kernel's
  *            change) to the machine's "sync 100%" for the wait that was under way; Ganeti polls
  *            every 2 s, so it notices 1 s later on average
+ * and, to say where the wall time goes, the time spent in each effect, and the testbed's start-up.
  * Run: npx tsx bench/drbd.ts [runs]
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -21,6 +22,7 @@ import { QemuNode } from '../src/drivers/qemu.js';
 import { type RunEvent, runMigration } from '../src/index.js';
 import { fingerprint, SshNode } from '../src/ssh/index.js';
 import { drbdTestbedUnavailable, startDrbdTestbed } from '../test/testbed/drbd.js';
+import { captureQemuTotalTime, median, timePerEffect } from './common.js';
 
 const why = drbdTestbedUnavailable();
 if (why !== null) {
@@ -79,28 +81,34 @@ function resyncs(lines: { at: number; line: string }[]) {
 
 const runs = Number(process.argv[2] ?? 4);
 const dir = mkdtempSync(join(tmpdir(), 'drbd-migrate-bench-drbd-'));
+const booting = performance.now();
 const tb = await startDrbdTestbed(dir);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+console.log(
+  `testbed up (kernel cached, VMs booted, DRBD synced): ${(performance.now() - booting).toFixed(0)} ms`,
+);
 try {
   const hv = tb.cluster.instances[0]!.hypervisor;
   const start = new QemuNode(new SshNode(tb.cluster.nodes[0]!), hv);
   await start.start(false, 60_000);
   start.shell.close();
   const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
-  const rows: { wall: number; qemu: number; resync: number; detect: number[] }[] = [];
+  const rows: {
+    wall: number;
+    qemu: number;
+    resync: number;
+    detect: number[];
+    spent: Record<string, number>;
+  }[] = [];
   for (let i = 0; i < runs; i++) {
     const watchers = tb.cluster.nodes.map((n) => watchEvents(n));
     await Promise.all(watchers.map((w) => w.ready));
     const backend = await sshEffects(tb.clusterPath);
-    const finalize = backend.effects.finalizeMigrationSource;
-    let total = Number.NaN;
-    backend.effects.finalizeMigrationSource = async (input, signal) => {
-      total = (await backend.qemu(input.node, 'web1').queryMigrate(5_000))['total-time'] ?? Number.NaN;
-      return finalize(input, signal);
-    };
+    const total = captureQemuTotalTime(backend, 'web1');
+    const effects = timePerEffect();
     let begun = 0;
     const waits: { from: number; to: number }[] = [];
     const out = await runMigration({ instance: 'web1', limits }, backend.effects, {
+      onCall: effects.onCall,
       onStart: () => {
         begun = Date.now();
       },
@@ -124,9 +132,9 @@ try {
       return ends.length === 0 ? [] : [w.to - Math.max(...ends)];
     });
     const resync = periods.reduce((sum, p) => sum + (p.end - p.start), 0) / 2; // seen from both nodes
-    rows.push({ wall, qemu: total, resync, detect });
+    rows.push({ wall, qemu: total(), resync, detect, spent: effects.spent });
     console.log(
-      `run ${i + 1}: wall ${wall} ms, qemu total-time ${total} ms, DRBD resync ${resync.toFixed(0)} ms over ${periods.length / 2} resyncs, detection ${detect.map((d) => `${d} ms`).join(', ') || '(no resync ended during a wait)'}`,
+      `run ${i + 1}: wall ${wall} ms, qemu total-time ${total()} ms, DRBD resync ${resync.toFixed(0)} ms over ${periods.length / 2} resyncs, detection ${detect.map((d) => `${d} ms`).join(', ') || '(no resync ended during a wait)'}`,
     );
   }
   const detections = rows.flatMap((r) => r.detect);
@@ -135,6 +143,14 @@ try {
   const s = median(rows.map((r) => r.resync));
   console.log(
     `runs: ${runs}; medians (ms): wall ${w}, qemu total-time ${q}, DRBD resync ${s.toFixed(0)}, detection after a resync's end ${detections.length === 0 ? 'n/a' : median(detections)} (${detections.length} waits)`,
+  );
+  // Where the wall time goes: each effect's time per run (the DRBD reconnects, starting QEMU...).
+  const names = [...new Set(rows.flatMap((r) => Object.keys(r.spent)))];
+  const spent = names
+    .map((n) => [n, median(rows.map((r) => r.spent[n] ?? 0))] as const)
+    .sort((a, b) => b[1] - a[1]);
+  console.log(
+    `time in each effect per run, medians (ms): ${spent.map(([n, t]) => `${n} ${t.toFixed(0)}`).join(', ')}`,
   );
   if (detections.length > 0) {
     console.log(

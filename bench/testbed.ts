@@ -15,6 +15,7 @@ import { QemuNode } from '../src/drivers/qemu.js';
 import { type EffectCall, type RunEvent, runMigration } from '../src/index.js';
 import { SshNode } from '../src/ssh/index.js';
 import { removeDir, startTestbed, testbedUnavailable } from '../test/testbed/testbed.js';
+import { captureQemuTotalTime, median } from './common.js';
 
 const why = testbedUnavailable();
 if (why !== null) {
@@ -24,7 +25,6 @@ if (why !== null) {
 const runs = Number(process.argv[2] ?? 6);
 const dir = mkdtempSync(join(tmpdir(), 'drbd-migrate-bench-'));
 const tb = await startTestbed(dir);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 try {
   const spec = (n: string) => tb.cluster.nodes.find((x) => x.name === n)!;
   const hv = tb.cluster.instances[0]!.hypervisor;
@@ -35,12 +35,7 @@ try {
   let source = 'node-a';
   for (let i = 0; i < runs; i++) {
     const backend = await sshEffects(tb.clusterPath);
-    const finalize = backend.effects.finalizeMigrationSource;
-    let total = Number.NaN;
-    backend.effects.finalizeMigrationSource = async (input, signal) => {
-      total = (await backend.qemu(input.node, 'web1').queryMigrate(5_000))['total-time'] ?? Number.NaN;
-      return finalize(input, signal);
-    };
+    const total = captureQemuTotalTime(backend, 'web1');
     let begun = 0;
     let issued = 0;
     let noticed = 0;
@@ -59,7 +54,7 @@ try {
     backend.close();
     if (out.outcome !== 'migrated') throw new Error(`run ${i}: ${out.outcome}: ${out.error}`);
     const target = source === 'node-a' ? 'node-b' : 'node-a';
-    rows.push({ wall, qemu: total, detect: noticed - issued - total });
+    rows.push({ wall, qemu: total(), detect: noticed - issued - total() });
     source = target;
   }
   const w = median(rows.map((r) => r.wall));
