@@ -1,6 +1,7 @@
 import type { DiskStatus } from '../../machines/index.js';
 import { drbd9, parseStatusJson, parseSyncStatusJson } from './drbd9.js';
 import { type DrbdLink, drbd84, parseEvents2, parseSyncStatus } from './drbd84.js';
+import { shellLine } from './shell.js';
 
 /**
  * What the SSH backend asks of a node's DRBD, whichever its version: the commands for each step of
@@ -27,6 +28,19 @@ export interface DrbdDriver {
   parseSync(output: string, l: DrbdLink): { syncing: boolean; percent: number | null };
 }
 
+/**
+ * DRBD's own wait, then a read, as one node command: on a slow node every process and round trip
+ * counts towards noticing the end of a resync late. The wait's exit code says nothing useful (it
+ * returns early before a resync has begun, and 0 after its timeout); the read tells.
+ */
+const waitThen = (wait: string[], read: string[]) => [
+  'sh',
+  '-c',
+  `"$@" >/dev/null 2>&1; exec ${shellLine(read)}`,
+  'wait-then-read',
+  ...wait,
+];
+
 export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
   '8.4': {
     primary: drbd84.primary,
@@ -37,7 +51,7 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     waitConnect: drbd84.waitConnect,
     statusReads: (l) => [drbd84.events(l), drbd84.show(l), drbd84.status(l)],
     parseStatus: ([events, show, status], l) => parseEvents2(events ?? '', show ?? '', l.minor, status),
-    syncRead: (l, s) => (s > 0 ? drbd84.waitSyncStatus(l, s) : drbd84.status(l)),
+    syncRead: (l, s) => (s > 0 ? waitThen(drbd84.waitSync(l, s), drbd84.status(l)) : drbd84.status(l)),
     parseSync: (output) => parseSyncStatus(output),
   },
   '9': {
@@ -51,7 +65,7 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     waitConnect: drbd9.waitConnect,
     statusReads: (l) => [drbd9.status(l), drbd9.show(l)],
     parseStatus: ([json, show], l) => parseStatusJson(json ?? '', show ?? '', l.minor, l.peerNodeId),
-    syncRead: (l, s) => (s > 0 ? drbd9.waitSyncStatus(l, s) : drbd9.status(l)),
+    syncRead: (l, s) => (s > 0 ? waitThen(drbd9.waitSync(l, s), drbd9.status(l)) : drbd9.status(l)),
     parseSync: (output, l) => parseSyncStatusJson(output, l.peerNodeId),
   },
 };

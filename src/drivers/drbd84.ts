@@ -29,6 +29,9 @@ export const NET_POLICIES = [
 
 export const drbdsetup84 = '/lib/drbd/drbdsetup-84';
 
+/** A DRBD wait's bound in whole seconds: 0 would mean forever. */
+export const wfcTimeout = (seconds: number) => `--wfc-timeout=${Math.max(1, Math.ceil(seconds))}`;
+
 export const drbd84 = {
   primary: (d: DrbdLink) => [drbdsetup84, 'primary', String(d.minor)],
   secondary: (d: DrbdLink) => [drbdsetup84, 'secondary', String(d.minor)],
@@ -47,33 +50,18 @@ export const drbd84 = {
     drbdsetup84,
     'wait-sync',
     String(d.minor),
-    `--wfc-timeout=${Math.max(1, Math.ceil(timeoutS))}`,
+    wfcTimeout(timeoutS),
   ],
   /** Until Connected (by minor: 8.4's drbdsetup cannot resolve a resource name here), bounded. */
   waitConnect: (d: DrbdLink, timeoutS: number) => [
     drbdsetup84,
     'wait-connect',
     String(d.minor),
-    `--wfc-timeout=${Math.max(1, Math.ceil(timeoutS))}`,
+    wfcTimeout(timeoutS),
   ],
   events: (d: DrbdLink) => [drbdsetup84, 'events2', '--now', '--statistics', d.resource],
   /** For the resync's progress only: 8.4's events2 prints no `done:`, its status does. */
   status: (d: DrbdLink) => [drbdsetup84, 'status', d.resource, '--verbose', '--statistics'],
-  /**
-   * DRBD's own wait for the resync (bounded; its exit code says nothing useful: it returns early
-   * before a resync has begun, and 0 after its timeout), then the status, in one command: on a slow
-   * node every process and round trip counts towards noticing the end of a resync late.
-   */
-  waitSyncStatus: (d: DrbdLink, timeoutS: number) => [
-    'sh',
-    '-c',
-    '"$1" wait-sync "$2" "$3" >/dev/null 2>&1; exec "$1" status "$4" --verbose --statistics',
-    'wait-sync-status',
-    drbdsetup84,
-    String(d.minor),
-    `--wfc-timeout=${Math.max(1, Math.ceil(timeoutS))}`,
-    d.resource,
-  ],
   show: (d: DrbdLink) => [drbdsetup84, 'show', d.resource],
 };
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { DiskStatus } from '../../machines/index.js';
 import { DiskStatus as DiskStatusSchema } from '../../machines/index.js';
-import { type DrbdLink, DrbdParseError, isResyncing, NET_POLICIES } from './drbd84.js';
+import { type DrbdLink, DrbdParseError, isResyncing, NET_POLICIES, wfcTimeout } from './drbd84.js';
 
 /**
  * DRBD 9, driven the way the 8.4 driver drives 8.4 (Ganeti's choreography): the connection to the
@@ -18,7 +18,6 @@ const peer = (d: DrbdLink) => {
   if (d.peerNodeId === undefined) throw new Error(`${d.resource}: DRBD 9 needs the peer's node-id`);
   return String(d.peerNodeId);
 };
-const seconds = (s: number) => `--wfc-timeout=${Math.max(1, Math.ceil(s))}`;
 
 export const drbd9 = {
   primary: (d: DrbdLink) => [drbdsetup9, 'primary', d.resource],
@@ -38,26 +37,16 @@ export const drbd9 = {
     drbdsetup9,
     'wait-connect-resource',
     d.resource,
-    seconds(timeoutS),
+    wfcTimeout(timeoutS),
   ],
   waitSync: (d: DrbdLink, timeoutS: number) => [
     drbdsetup9,
     'wait-sync-resource',
     d.resource,
-    seconds(timeoutS),
+    wfcTimeout(timeoutS),
   ],
   status: (d: DrbdLink) => [drbdsetup9, 'status', d.resource, '--json', '--statistics'],
   show: (d: DrbdLink) => [drbdsetup9, 'show', d.resource],
-  /** As the 8.4 driver's: DRBD's own wait, then the status, in one node command. */
-  waitSyncStatus: (d: DrbdLink, timeoutS: number) => [
-    'sh',
-    '-c',
-    '"$1" wait-sync-resource "$2" "$3" >/dev/null 2>&1; exec "$1" status "$2" --json --statistics',
-    'wait-sync-status',
-    drbdsetup9,
-    d.resource,
-    seconds(timeoutS),
-  ],
 };
 
 /** `drbdsetup status RES --json --statistics`: the keys the driver reads (spellings as DRBD's). */

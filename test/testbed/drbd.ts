@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -248,9 +248,4 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
     stop();
     throw error;
   }
-}
-
-export function vmConsole(dir: string, node: NodeName): string {
-  const file = join(dir, `${node}.console`);
-  return existsSync(file) ? readFileSync(file, 'utf8') : '';
 }
