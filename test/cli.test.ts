@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/cli.js';
 import { saveWorld } from '../src/cli/worldFile.js';
 import { createWorld, type WorldSpec } from '../src/index.js';
+import { tempDir } from './tmp.js';
 
 async function cli(...argv: string[]) {
   const stdout: string[] = [];
@@ -16,7 +16,7 @@ async function cli(...argv: string[]) {
 
 let dir: string;
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'drbd-migrate-'));
+  dir = tempDir('drbd-migrate-');
   // Journals and locks of each test in a directory of its own.
   process.env.DRBD_MIGRATE_STATE_DIR = join(dir, 'state');
 });

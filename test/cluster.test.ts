@@ -1,15 +1,15 @@
-import { copyFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ClusterFile, clusterConfigEffects, loadCluster } from '../src/cluster/index.js';
+import { tempDir } from './tmp.js';
 
 const example = 'docs/cluster.example.yaml';
 const signal = new AbortController().signal;
 
 async function copyOfExample(name = 'cluster.yaml') {
-  const path = join(await mkdtemp(join(tmpdir(), 'drbd-migrate-')), name);
+  const path = join(tempDir('drbd-migrate-'), name);
   await copyFile(example, path);
   return path;
 }
@@ -55,7 +55,7 @@ describe('the cluster file', () => {
   it.each(broken)('refuses %s, saying where', async (_what, breakIt, message) => {
     const cluster = parse(await readFile(example, 'utf8'));
     breakIt(cluster);
-    const path = join(await mkdtemp(join(tmpdir(), 'drbd-migrate-')), 'c.json');
+    const path = join(tempDir('drbd-migrate-'), 'c.json');
     await writeFile(path, JSON.stringify(cluster));
     await expect(loadCluster(path)).rejects.toThrow(message);
   });

@@ -1,6 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DiskStatus } from '../machines/index.js';
 import { sshEffects } from '../src/backend/ssh.js';
@@ -14,6 +12,7 @@ import { cli } from './processes.js';
 import { ticks } from './testbed/common.js';
 import { type DrbdTestbed, drbdTestbedUnavailable, startDrbdTestbed } from './testbed/drbd.js';
 import { planAgainstRun, type Recorded, recording, recordingShell } from './testbed/record.js';
+import { tempDir } from './tmp.js';
 
 /**
  * Tier B: the migration and cleanup machines through sshEffects against two VMs running Debian's
@@ -72,7 +71,7 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
 
   /** Runs the CLI on the cluster, SIGKILLed by itself at journal transition N; its last state. */
   async function killedAt(n: number) {
-    const stateDir = mkdtempSync(join(tmpdir(), 'drbd-migrate-state-'));
+    const stateDir = tempDir('drbd-migrate-state-');
     const common = ['--cluster', tb.clusterPath, '--state-dir', stateDir, '--json'];
     const killed = await cli(['migrate', 'web1', ...common, '--kill-at', String(n)]);
     expect(killed.signal).toBe('SIGKILL');
@@ -137,7 +136,7 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
   }
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'drbd-migrate-vms-'));
+    dir = tempDir('drbd-migrate-vms-');
     tb = await startDrbdTestbed(dir);
     const source = new QemuNode(new SshNode(tb.cluster.nodes[0]!), tb.cluster.instances[0]!.hypervisor);
     await source.start(false, 60_000);

@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { type DrbdLink, drbd84, parseEvents2, parseSyncStatus } from '../src/drivers/drbd84.js';
 import { shellLine, shellQuote } from '../src/drivers/shell.js';
+import { tempDir } from './tmp.js';
 
 const link: DrbdLink = {
   resource: 'web1-disk0',
@@ -24,7 +24,7 @@ if (!available && process.env.CI === 'true') {
 
 /** What drbdadm-84 itself would run on node-a for the same resource (a dry run: no kernel needed). */
 function dryRun(args: string, twoPrimaries: boolean): string {
-  const dir = mkdtempSync(join(tmpdir(), 'drbd-'));
+  const dir = tempDir('drbd-');
   writeFileSync(
     join(dir, 'drbd.conf'),
     `resource web1-disk0 {

@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -9,6 +8,7 @@ import { ClusterFile } from '../src/cluster/index.js';
 import { drbd9, parseStatusJson, parseSyncStatusJson } from '../src/drivers/drbd9.js';
 import type { DrbdLink } from '../src/drivers/drbd84.js';
 import { shellLine } from '../src/drivers/shell.js';
+import { tempDir } from './tmp.js';
 
 const link: DrbdLink = {
   resource: 'web1-disk0',
@@ -32,7 +32,7 @@ if (!available && process.env.CI === 'true') {
  * (--_name), which the driver leaves as configured.
  */
 function dryRun(args: string): string[] {
-  const dir = mkdtempSync(join(tmpdir(), 'drbd9-'));
+  const dir = tempDir('drbd9-');
   writeFileSync(
     join(dir, 'drbd.conf'),
     `resource web1-disk0 {

@@ -1,12 +1,12 @@
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli } from './processes.js';
+import { tempDir } from './tmp.js';
 
 describe('Ctrl-C during a run', () => {
   it('aborts at the next safe point and reverts; a second press only says what is in flight', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'drbd-migrate-'));
+    const dir = tempDir('drbd-migrate-');
     const file = join(dir, 'w.json');
     const run = await cli(
       ['demo', '--world', file],

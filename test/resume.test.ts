@@ -1,5 +1,5 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { saveWorld } from '../src/cli/worldFile.js';
@@ -15,9 +15,10 @@ import {
   World,
 } from '../src/index.js';
 import { cli } from './processes.js';
+import { tempDir } from './tmp.js';
 
 async function fresh() {
-  const dir = await mkdtemp(join(tmpdir(), 'drbd-migrate-'));
+  const dir = tempDir('drbd-migrate-');
   const world = join(dir, 'w.json');
   await saveWorld(world, createWorld());
   return { dir, world, state: join(dir, 'state') };
@@ -124,7 +125,7 @@ describe('SIGKILL at every transition, then resume', async () => {
       ['migrate', 'web1', '--cleanup'],
       async (world) => {
         // the world a migration killed mid-copy leaves, its journal thrown away
-        const d = await mkdtemp(join(tmpdir(), 'drbd-migrate-'));
+        const d = tempDir('drbd-migrate-');
         await cli(['migrate', 'web1', '--world', world, '--state-dir', d, '--kill-at', '17']);
       },
     ],
@@ -173,7 +174,7 @@ describe('SIGKILL at every transition, then resume', async () => {
 
 describe('resume decides by the machine’s own handover tag', () => {
   async function interruptedIn(state: string) {
-    const dir = await mkdtemp(join(tmpdir(), 'drbd-migrate-'));
+    const dir = tempDir('drbd-migrate-');
     const sim = createSimCluster();
     const options = {
       clock: sim.clock,

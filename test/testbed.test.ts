@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sshEffects } from '../src/backend/ssh.js';
@@ -13,6 +12,7 @@ import { type NodeShell, SshNode } from '../src/ssh/index.js';
 import { ticks, untilFile } from './testbed/common.js';
 import { planAgainstRun, recording, recordingShell } from './testbed/record.js';
 import { removeDir, startTestbed, type Testbed, testbedUnavailable } from './testbed/testbed.js';
+import { tempDir } from './tmp.js';
 
 /**
  * Tier A: the migration machine through sshEffects against two real nodes (network namespaces with
@@ -81,7 +81,7 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
   }
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'drbd-migrate-testbed-'));
+    dir = tempDir('drbd-migrate-testbed-');
     tb = await startTestbed(dir);
     const source = qemuOn('node-a');
     await source.start(false, 20_000);
