@@ -8,6 +8,9 @@ import { type HostKeyPolicy, judgeHostKey } from './hostkeys.js';
 const { Client } = ssh2;
 type Client = InstanceType<typeof Client>;
 
+/** How long an SSH handshake may take at most (the step's own deadline may cut it shorter). */
+export const SSH_CONNECT_TIMEOUT_MS = 10_000;
+
 /** A command that ran and exited non-zero, or could not finish in time. */
 export class NodeCommandError extends Error {
   override name = 'NodeCommandError';
@@ -58,15 +61,25 @@ const tail = (text: string) =>
     .slice(-3)
     .join(' / ');
 
+/**
+ * Calls onExpire once, when timeoutMs passes or the signal aborts, whichever comes first. Either way
+ * the other is disarmed: a timer left behind would hold the process open for the whole step timeout
+ * after the outcome is known.
+ */
 function deadline(timeoutMs: number, signal: AbortSignal | undefined, onExpire: (why: string) => void) {
-  const timer = setTimeout(() => onExpire(`did not finish within ${timeoutMs} ms`), timeoutMs);
-  const onAbort = () => onExpire('was cancelled (the step was left)');
-  signal?.addEventListener('abort', onAbort, { once: true });
-  if (signal?.aborted) queueMicrotask(onAbort);
-  return () => {
+  const disarm = () => {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
   };
+  const expire = (why: string) => {
+    disarm();
+    onExpire(why);
+  };
+  const timer = setTimeout(() => expire(`did not finish within ${timeoutMs} ms`), timeoutMs);
+  const onAbort = () => expire('was cancelled (the step was left)');
+  signal?.addEventListener('abort', onAbort, { once: true });
+  if (signal?.aborted) queueMicrotask(onAbort);
+  return disarm;
 }
 
 /**
@@ -151,7 +164,7 @@ export class SshNode implements NodeShell {
           port: spec.port,
           username: spec.user,
           ...(privateKey === undefined ? { agent } : { privateKey }),
-          readyTimeout: this.options.readyTimeoutMs ?? 10_000,
+          readyTimeout: this.options.readyTimeoutMs ?? SSH_CONNECT_TIMEOUT_MS,
           keepaliveInterval: this.options.keepaliveMs ?? 5_000,
           keepaliveCountMax: 3,
           hostVerifier: (key: Buffer) => {

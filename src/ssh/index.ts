@@ -4,6 +4,7 @@ export {
   NodeCommandError,
   NodeConnectError,
   type NodeShell,
+  SSH_CONNECT_TIMEOUT_MS,
   SshNode,
 } from './connection.js';
 export { fingerprint, judgeHostKey, knownHostsName, parseKnownHosts } from './hostkeys.js';
