@@ -2,7 +2,7 @@ import { and, not } from 'xstate';
 import { checkInstanceConfig, locate } from './checks.js';
 import { meta } from './describe.js';
 import { errorText } from './effects.js';
-import { abortMigration, backToSingleMaster, survey } from './flows.js';
+import { abortMigration, backToSingleMaster, commitPrimary, survey } from './flows.js';
 import {
   askBoth,
   initialContext,
@@ -136,6 +136,18 @@ export const cleanupMachine = protocol.createMachine({
           },
         },
         { guard: 'onTargetOnly', target: 'committing' },
+        // A copy aborted without resuming the source: the abort is done again (cancel, then cont).
+        { guard: and(['pausedOnSourceOnly', not('alreadyActedOnBoth')]), target: 'abortingFound' },
+        {
+          guard: 'pausedOnSourceOnly',
+          target: 'surveying',
+          actions: {
+            type: 'fail',
+            params: ({ context }) => ({
+              message: `Instance ${context.instance} stays paused on ${context.source} after the cleanup tried to resume it; resume it by hand (QMP cont) once you have checked why it would not`,
+            }),
+          },
+        },
         {
           target: 'singleMaster',
           actions: [
@@ -244,7 +256,8 @@ export const cleanupMachine = protocol.createMachine({
       ...abortMigration({ next: '#cleanup.locating', onHandoverCompleted: '#cleanup.completingHandover' }),
     },
     committing: {
-      description: 'The instance runs on the secondary: the config is made to say so.',
+      description:
+        'The instance runs on the secondary: the config is made to say so (a failed write is read back, then tried once more).',
       tags: ['commit'],
       meta: meta({ marker: 'commit point', rules: [3] }),
       entry: {
@@ -253,32 +266,15 @@ export const cleanupMachine = protocol.createMachine({
           message: `* instance running on secondary node (${context.target}), updating config`,
         }),
       },
-      invoke: {
-        id: 'setPrimaryNode',
-        src: 'setPrimaryNode',
-        input: ({ context }) => ({
-          instance: context.instance,
-          node: context.target,
-          timeoutMs: step(context),
-        }),
-        onDone: { target: 'singleMaster', actions: 'commit' },
-        onError: {
-          target: 'surveying',
-          actions: {
-            type: 'fail',
-            params: ({ context, event }) => ({
-              message: `The instance runs on ${context.target} but the config could not be updated: ${errorText(event.error)}`,
-            }),
-          },
-        },
-      },
+      ...commitPrimary({ onCommitted: '#cleanup.singleMaster', onFailed: '#cleanup.singleMaster' }),
     },
     singleMaster: {
       description:
         'Back to single-master: demote the node the instance does not run on, settle, standalone, reconnect, resync.',
       meta: meta({ rules: [2, 5] }),
       ...backToSingleMaster({ self: '#cleanup.singleMaster', onFailed: '#cleanup.surveying' }),
-      onDone: 'cleaned',
+      // Single-master around the target, but the config still does not name it.
+      onDone: [{ guard: 'commitFailed', target: 'surveying' }, { target: 'cleaned' }],
     },
     surveying: {
       description: 'Giving up: reading both nodes so that the outcome says what is really left.',

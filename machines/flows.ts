@@ -309,12 +309,15 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
           onDone: options.next,
           onError: {
             target: options.next,
-            actions: {
-              type: 'warn',
-              params: ({ context, event }) => ({
-                message: `Aborting migration failed on source node ${context.source}: ${errorText(event.error)}`,
-              }),
-            },
+            actions: [
+              'recordSourceResumeFailed',
+              {
+                type: 'warn',
+                params: ({ context, event }) => ({
+                  message: `Aborting migration failed on source node ${context.source}: ${errorText(event.error)}`,
+                }),
+              },
+            ],
           },
         },
       },
@@ -358,6 +361,101 @@ export function survey(options: { next: string }) {
             actions: { type: 'recordSurveyLists', params: ({ event }) => ({ lists: event.output }) },
           },
           onError: { target: options.next, actions: { type: 'recordSurveyLists', params: { lists: null } } },
+        },
+      },
+    },
+  });
+}
+
+/**
+ * The one commit point: the config is made to name the target. A write that answers with an error
+ * may still have taken (its answer lost on the way back), so the config is read back before anything
+ * is concluded, and a write that did not take is tried once more. `onFailed` is entered with the
+ * source to be demoted: the instance runs on the target whatever the config says.
+ */
+export function commitPrimary(options: { onCommitted: string; onFailed: string }) {
+  return protocol.createStateConfig({
+    initial: 'writing',
+    states: {
+      writing: {
+        description: 'Writing the target into the config as the primary node.',
+        entry: 'countCommitAttempt',
+        invoke: {
+          id: 'setPrimaryNode',
+          src: 'setPrimaryNode',
+          input: ({ context }) => ({
+            instance: context.instance,
+            node: context.target,
+            timeoutMs: step(context),
+          }),
+          onDone: { target: options.onCommitted, actions: 'commit' },
+          onError: {
+            target: 'confirming',
+            actions: {
+              type: 'recordCommitWriteError',
+              params: ({ event }) => ({ message: errorText(event.error) }),
+            },
+          },
+        },
+      },
+      confirming: {
+        description: 'The write answered with an error: reading the config back, since it may have taken.',
+        meta: meta({ rules: [3] }),
+        invoke: {
+          id: 'getInstance',
+          src: 'getInstance',
+          input: ({ context }) => ({ instance: context.instance, timeoutMs: step(context) }),
+          onDone: [
+            {
+              guard: { type: 'configNamesTarget', params: ({ event }) => ({ config: event.output }) },
+              target: options.onCommitted,
+              actions: [
+                'commit',
+                {
+                  type: 'warn',
+                  params: ({ context }) => ({
+                    message: `The config write answered with an error but had taken effect: the config names ${context.target}`,
+                  }),
+                },
+              ],
+            },
+            {
+              guard: 'mayRetryCommit',
+              target: 'writing',
+              actions: [
+                'recordConfigRead',
+                {
+                  type: 'warn',
+                  params: ({ context }) => ({
+                    message: `Writing the config failed (${context.commitError}); it still names ${context.source}: writing it once more`,
+                  }),
+                },
+              ],
+            },
+            {
+              target: options.onFailed,
+              actions: ['recordConfigRead', { type: 'giveUpCommit', params: { readError: null } }],
+            },
+          ],
+          onError: [
+            {
+              guard: 'mayRetryCommit',
+              target: 'writing',
+              actions: {
+                type: 'warn',
+                params: ({ context, event }) => ({
+                  message: `Writing the config failed (${context.commitError}) and reading it back failed too (${errorText(event.error)}): writing it once more`,
+                }),
+              },
+            },
+            {
+              target: options.onFailed,
+              actions: {
+                type: 'giveUpCommit',
+                params: ({ event }) => ({ readError: errorText(event.error) }),
+              },
+            },
+          ],
         },
       },
     },

@@ -5,12 +5,13 @@ import {
   checkReadyForDualPrimary,
   checkRunsOnSourceOnly,
   cleanupHint,
+  locate,
   planMemory,
 } from './checks.js';
 import type { NodeInfo } from './contract.js';
 import { meta } from './describe.js';
 import { errorText } from './effects.js';
-import { abortMigration, backToSingleMaster, survey, waitUntilSync } from './flows.js';
+import { abortMigration, backToSingleMaster, commitPrimary, survey, waitUntilSync } from './flows.js';
 import { nextPollTimeout, overdue, seconds } from './limits.js';
 import {
   askBoth,
@@ -21,6 +22,7 @@ import {
   type ProtocolContext,
   protocol,
   step,
+  where,
 } from './protocol.js';
 
 /**
@@ -806,32 +808,15 @@ export const migrationMachine = protocol.createMachine({
     },
     /** The one commit point: the config names the target from here on. */
     committing: {
-      description: 'The one commit point: the cluster config now names the target as the primary node.',
+      description:
+        'The one commit point: the cluster config now names the target as the primary node (a failed write is read back, then tried once more).',
       tags: ['commit'],
       meta: meta({
         marker: 'commit point',
         rules: [3],
         check: 'The config must name the node where the instance runs.',
       }),
-      invoke: {
-        id: 'setPrimaryNode',
-        src: 'setPrimaryNode',
-        input: ({ context }) => ({
-          instance: context.instance,
-          node: context.target,
-          timeoutMs: step(context),
-        }),
-        onDone: { target: 'singleMaster', actions: 'commit' },
-        onError: {
-          target: 'surveying',
-          actions: {
-            type: 'fail',
-            params: ({ context, event }) => ({
-              message: `The instance runs on ${context.target} but the config could not be updated (${errorText(event.error)}); ${cleanupHint(context.instance)}`,
-            }),
-          },
-        },
-      },
+      ...commitPrimary({ onCommitted: '#migration.singleMaster', onFailed: '#migration.singleMaster' }),
     },
     revertingDisks: {
       description:
@@ -850,7 +835,57 @@ export const migrationMachine = protocol.createMachine({
       }),
       entry: 'countSingleMasterAttempt',
       ...backToSingleMaster({ self: '#migration.singleMaster', onFailed: '#migration.singleMasterFailed' }),
-      onDone: [{ guard: 'committed', target: 'migrated' }, { target: 'reverted' }],
+      onDone: [
+        { guard: 'committed', target: 'migrated' },
+        // Single-master around the target, but the config still does not name it.
+        { guard: 'commitFailed', target: 'surveying' },
+        { guard: 'sourceResumeFailed', target: 'confirmingRevert' },
+        { target: 'reverted' },
+      ],
+    },
+    /** The source would not resume after the abort: a revert is claimed only where the guest runs. */
+    confirmingRevert: {
+      description:
+        'The source did not confirm it resumed after the aborted copy: looking whether the instance runs there before saying it was reverted.',
+      tags: ['failure'],
+      meta: meta({ rules: [1], check: 'Where does the instance run, and is it running or paused?' }),
+      invoke: {
+        id: 'instanceList',
+        src: 'instanceList',
+        input: askBoth,
+        onDone: [
+          {
+            guard: { type: 'runningOnSourceOnlyIn', params: ({ event }) => ({ lists: event.output }) },
+            target: 'reverted',
+            actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
+          },
+          {
+            target: 'surveying',
+            actions: [
+              { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
+              {
+                type: 'fail',
+                params: ({ context }) => ({
+                  message: `The migration of ${context.instance} was aborted, but it is not running on ${context.source} (${
+                    where(context)
+                      .map((n) => `${locate(context.locations!, context.instance, n)} on ${n}`)
+                      .join(', ') || 'found nowhere'
+                  }); the cleanup resumes a paused source`,
+                }),
+              },
+            ],
+          },
+        ],
+        onError: {
+          target: 'surveying',
+          actions: {
+            type: 'fail',
+            params: ({ context, event }) => ({
+              message: `The migration of ${context.instance} was aborted, but whether it runs on ${context.source} could not be read: ${errorText(event.error)}`,
+            }),
+          },
+        },
+      },
     },
     singleMasterFailed: {
       description:

@@ -60,11 +60,21 @@ export interface ProtocolContext {
   finalizeErrors: string[];
   /** The config names the target: the one commit point has passed. */
   committed: boolean;
+  /** Writes of the commit tried so far (a failed write is read back, then tried once more). */
+  commitAttempts: number;
+  /** The commit did not take: the instance runs on the target while the config names the source. */
+  commitFailed: boolean;
+  /** Neither the commit's answer nor a read-back says what the config names now. */
+  configUnknown: boolean;
+  /** Why the commit failed; kept apart so that later steps cannot overwrite it. */
+  commitError: string | null;
   /** The node the back-to-single-master flow demotes. */
   demote: string;
   singleMasterAttempts: number;
   /** Cleanup: aborted a migration found on both nodes once already. */
   aborted: boolean;
+  /** Resuming the source after an aborted copy failed: a revert must look before it says so. */
+  sourceResumeFailed: boolean;
   locations: Record<string, RunningInstance[]> | null;
   surveyDisks: Record<string, DiskStatus[]> | null;
   surveyLists: Record<string, RunningInstance[]> | null;
@@ -111,9 +121,14 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
     pastPointOfNoReturn: false,
     finalizeErrors: [],
     committed: false,
+    commitAttempts: 0,
+    commitFailed: false,
+    configUnknown: false,
+    commitError: null,
     demote: '',
     singleMasterAttempts: 0,
     aborted: false,
+    sourceResumeFailed: false,
     locations: null,
     surveyDisks: null,
     surveyLists: null,
@@ -167,7 +182,8 @@ export function syncOverdueMessage(c: ProtocolContext): string {
 
 export function outputOf(c: ProtocolContext): ProtocolOutput {
   const outcome = c.outcome ?? 'failed';
-  const primaryNode = c.config === null ? null : c.committed ? c.target : c.config.primaryNode;
+  const primaryNode =
+    c.config === null || c.configUnknown ? null : c.committed ? c.target : c.config.primaryNode;
   const out: ProtocolOutput = {
     outcome,
     instance: c.instance,
@@ -175,7 +191,8 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
     live: c.live,
     warnings: c.warnings,
   };
-  if (c.error !== null) out.error = c.error;
+  const error = [c.commitError, c.error].filter((e): e is string => e !== null && e !== '').join('; then: ');
+  if (error !== '') out.error = error;
   if (outcome === 'needsCleanup' || outcome === 'failed') {
     out.left =
       c.config === null
@@ -222,6 +239,11 @@ export const protocol = setup({
       context.watch !== null &&
       overdue(context.watch, context.limits.syncTotalMs, context.limits.syncNoProgressMs) !== null,
     committed: ({ context }) => context.committed,
+    commitFailed: ({ context }) => context.commitFailed,
+    /** A read-back of the config after a failed write: the write took after all. */
+    configNamesTarget: ({ context }, params: { config: InstanceConfig }) =>
+      params.config.primaryNode === context.target,
+    mayRetryCommit: ({ context }) => context.commitAttempts < 2,
     finalizeFailed: ({ context }) => context.finalizeErrors.length > 0,
     needsBalloon: ({ context }) => context.balloonToMiB !== null,
     sharedStorage: ({ context }) => isSharedStorage(context.config),
@@ -242,10 +264,22 @@ export const protocol = setup({
       where(context).every((n) => LEFTOVER.has(locate(context.locations!, context.instance, n) ?? 'running')),
     onTargetOnly: ({ context }) => where(context).length === 1 && where(context)[0] === context.target,
     alreadyActedOnBoth: ({ context }) => context.aborted,
+    sourceResumeFailed: ({ context }) => context.sourceResumeFailed,
+    /** Found only on the source, and paused there: a copy aborted without resuming it. */
+    pausedOnSourceOnly: ({ context }) =>
+      where(context).length === 1 &&
+      where(context)[0] === context.source &&
+      locate(context.locations!, context.instance, context.source) === 'paused',
+    /** In the lists just read: running on the source and present nowhere else. */
+    runningOnSourceOnlyIn: ({ context }, params: { lists: Record<string, RunningInstance[]> }) =>
+      locate(params.lists, context.instance, context.source) === 'running' &&
+      locate(params.lists, context.instance, context.target) === null,
     /** The memory transfer completed but nobody finalized it: the target runs, the source is a paused husk. */
     handoverCompletedIn: ({ context }, params: { lists: Record<string, RunningInstance[]> }) =>
       handoverCompleted(context, params.lists),
-    mayRetrySingleMaster: ({ context }) => context.committed && context.singleMasterAttempts < 2,
+    /** Forward (the instance runs on the target), once more; a revert is not retried. */
+    mayRetrySingleMaster: ({ context }) =>
+      (context.committed || context.commitFailed) && context.singleMasterAttempts < 2,
   },
   actions: {
     feedback: emit((_, params: { message: string }) => ({
@@ -331,7 +365,33 @@ export const protocol = setup({
         params.message,
       ],
     }),
-    commit: assign(({ context }) => ({ committed: true, demote: context.source })),
+    commit: assign(({ context }) => ({
+      committed: true,
+      configUnknown: false,
+      commitError: null,
+      demote: context.source,
+    })),
+    countCommitAttempt: assign({ commitAttempts: ({ context }) => context.commitAttempts + 1 }),
+    /** A commit write that failed, not yet known to have failed: it is read back before anything else. */
+    recordCommitWriteError: assign((_, params: { message: string }) => ({
+      configUnknown: true,
+      commitError: params.message,
+    })),
+    recordConfigRead: assign({ configUnknown: false }),
+    /**
+     * The commit did not take: the instance runs on the target, so the disks go back to single-master
+     * around it (the source is demoted) and the run ends asking for a cleanup of the config alone.
+     */
+    giveUpCommit: assign(({ context }, params: { readError: string | null }) => ({
+      commitFailed: true,
+      configUnknown: params.readError !== null,
+      commitError: `The instance runs on ${context.target} but the config could not be updated to name it (${context.commitError}); ${
+        params.readError === null
+          ? `the config still names ${context.source}`
+          : `reading the config back failed too (${params.readError}), so which node it names is unknown`
+      }; the cleanup repairs the config`,
+      demote: context.source,
+    })),
     demoteTarget: assign(({ context }) => ({ demote: context.target })),
     countSingleMasterAttempt: assign({
       singleMasterAttempts: ({ context }) => context.singleMasterAttempts + 1,
@@ -346,6 +406,7 @@ export const protocol = setup({
       enqueue.assign({ error: null });
     }),
     markActedOnBoth: assign({ aborted: true }),
+    recordSourceResumeFailed: assign({ sourceResumeFailed: true }),
     /** An operator abort that cannot be honoured here: say what happens instead. */
     refuseAbort: emit(({ context }) => ({
       type: 'feedback' as const,

@@ -45,7 +45,7 @@ describe('diagrams', () => {
     expect(dot).toContain('★ point of no return');
     expect(dot).toMatch(/label="error\(acceptInstance\)"[^\]]*color="#c0392b"[^\]]*style=dashed/);
     expect(dot).toMatch(
-      /"migration\.committing" -> "migration\.singleMaster#in" \[label="done\(setPrimaryNode\)"/,
+      /"migration\.committing\.writing" -> "migration\.singleMaster#in" \[label="done\(setPrimaryNode\)"/,
     );
     const mermaid = toMermaid(cleanupMachine);
     expect(mermaid.startsWith('stateDiagram-v2\n')).toBe(true);

@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { EFFECT_NAMES, type EffectName, runningOn, type World } from '../src/index.js';
+import { EFFECT_NAMES, type EffectName, type Fault, runningOn, type World } from '../src/index.js';
 import { fault, simulate } from './helpers.js';
 
 /**
@@ -65,6 +65,18 @@ function worldLine(world: World): string {
   return `runs on ${running.join('+') || 'none'}; a:${roles('node-a')} b:${roles('node-b')} ${conn}${dual}; config ${world.config.instances.web1?.primaryNode}`;
 }
 
+/** One row: the migration with FAULT, the world it leaves, and the world a cleanup then leaves. */
+async function row(point: string, ganeti: string, f: Fault): Promise<string> {
+  const run = await simulate('migration', { faults: [f] });
+  const after = worldLine(run.sim.world);
+  let cleanup = '';
+  if (run.out.outcome === 'needsCleanup') {
+    const c = await simulate('cleanup', { sim: run.sim });
+    cleanup = `${c.out.outcome}: ${worldLine(c.sim.world)}`;
+  }
+  return `| ${point} | ${ganeti} | **${run.out.outcome}** | ${after} | ${cleanup} |`;
+}
+
 async function table(): Promise<string> {
   const happy = await simulate('migration');
   const rows: string[] = [];
@@ -75,18 +87,19 @@ async function table(): Promise<string> {
         effect === 'migrationStatus' ? 'abort both, revert disks' : '',
       ];
       if (effect === 'migrationStatus' && call > 2 && call < happy.sim.calls.migrationStatus) continue;
-      const run = await simulate('migration', { faults: [fault(effect, call)] });
-      const after = worldLine(run.sim.world);
-      let cleanup = '';
-      if (run.out.outcome === 'needsCleanup') {
-        const c = await simulate('cleanup', { sim: run.sim });
-        cleanup = `${c.out.outcome}: ${worldLine(c.sim.world)}`;
-      }
-      rows.push(
-        `| \`${effect}@${call}\` ${where} | ${ganeti} | **${run.out.outcome}** | ${after} | ${cleanup} |`,
-      );
+      rows.push(await row(`\`${effect}@${call}\` ${where}`, ganeti, fault(effect, call)));
     }
   }
+  // The commit point, beyond one failing call: a write that fails every time, and one whose answer is lost.
+  const noSuch = '(cannot fail in Ganeti’s config)';
+  rows.push(await row('`setPrimaryNode@*` commit: every write fails', noSuch, fault('setPrimaryNode', null)));
+  rows.push(
+    await row(
+      '`setPrimaryNode@1` commit: the write lands, its answer is lost',
+      noSuch,
+      fault('setPrimaryNode', 1, 'lost'),
+    ),
+  );
   return [
     '# Failure points: outcome and world, beside Ganeti',
     '',

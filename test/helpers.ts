@@ -96,6 +96,9 @@ export function expectTruthfulOutcome(run: SimRun, instance = 'web1') {
     case 'failed':
       expect(out.error).toBeTruthy();
       expect(out.left?.length).toBeGreaterThan(0);
+      // The config's own word, or null where the run could not read it back.
+      if (out.primaryNode !== null)
+        expect(out.primaryNode).toBe(world.config.instances[instance]?.primaryNode);
       break;
   }
 }

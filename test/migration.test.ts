@@ -165,7 +165,8 @@ const EXPECTED_ONE_FAILURE: Record<EffectName, Outcome[]> = {
   migrationStatus: Array(18).fill('reverted'),
   finalizeMigrationSource: ['needsCleanup'],
   finalizeMigrationTarget: ['needsCleanup'],
-  setPrimaryNode: ['needsCleanup'],
+  // read back (not taken), written again
+  setPrimaryNode: ['migrated'],
 };
 
 describe('a failure at every effect call of a migration', async () => {
@@ -341,4 +342,54 @@ describe('shared storage (Ganeti ext-mirror, ganeti-migration.md §4.3)', () => 
     expect(restStateProblems(sim.world, 'web1')).toEqual([]);
     expect(sim.world.violations).toEqual([]);
   });
+});
+
+describe('the commit point when the config write fails', () => {
+  it('reads the config back after a lost answer and goes on as committed', async () => {
+    const run = await simulate('migration', { faults: [fault('setPrimaryNode', 1, 'lost')] });
+    expect(run.out).toMatchObject({ outcome: 'migrated', primaryNode: 'node-b' });
+    expect(run.out.warnings.join()).toMatch(/answered with an error but had taken effect/);
+    expect(run.sim.world.commits.web1).toBe(1);
+    expectTruthfulOutcome(run);
+  });
+
+  it('writes again when the read-back shows the write did not take', async () => {
+    const run = await simulate('migration', { faults: [fault('setPrimaryNode', 1)] });
+    expect(run.out).toMatchObject({ outcome: 'migrated', primaryNode: 'node-b' });
+    expect(run.out.warnings.join()).toMatch(/it still names node-a: writing it once more/);
+    expectTruthfulOutcome(run);
+  });
+
+  it('closes the dual-master window around the target when the commit cannot be made', async () => {
+    const run = await simulate('migration', { faults: [fault('setPrimaryNode', null)] });
+    expect(run.out).toMatchObject({ outcome: 'needsCleanup', primaryNode: 'node-a' });
+    expect(run.out.error).toMatch(/config could not be updated .* the config still names node-a/);
+    const world = run.sim.world;
+    expect(world.config.instances.web1?.primaryNode).toBe('node-a');
+    for (const r of Object.values(world.resources)) {
+      expect(r.local['node-b']).toMatchObject({ role: 'Primary', net: { allowTwoPrimaries: false } });
+      expect(r.local['node-a']).toMatchObject({ role: 'Secondary', net: { allowTwoPrimaries: false } });
+    }
+    expectTruthfulOutcome(run);
+    const cleanup = await simulate('cleanup', { sim: run.sim });
+    expect(cleanup.out).toMatchObject({ outcome: 'cleaned', primaryNode: 'node-b' });
+  });
+
+  it.each([
+    ['did not land', 'error'],
+    ['landed', 'lost'],
+  ] as const)(
+    'says the config is unknown when the write (which %s) and its read-backs all fail',
+    async (_, kind) => {
+      // getInstance call 1 is the prerequisites' read; calls 2 and 3 are the read-backs.
+      const run = await simulate('migration', {
+        faults: [fault('setPrimaryNode', null, kind), fault('getInstance', 2), fault('getInstance', 3)],
+      });
+      expect(run.out).toMatchObject({ outcome: 'needsCleanup', primaryNode: null });
+      expect(run.out.error).toMatch(/reading the config back failed too .* unknown/);
+      expectTruthfulOutcome(run);
+      const cleanup = await simulate('cleanup', { sim: run.sim });
+      expect(cleanup.out).toMatchObject({ outcome: 'cleaned', primaryNode: 'node-b' });
+    },
+  );
 });

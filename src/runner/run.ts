@@ -82,7 +82,8 @@ export function runMachine(
   let hurry = new AbortController();
   const deliverAbort = () => {
     abortPending = false;
-    actor.send({ type: 'ABORT' });
+    // A run that already ended has nothing left to abort.
+    if (actor.getSnapshot().status === 'active') actor.send({ type: 'ABORT' });
   };
   const bind: BindOptions = {
     clock,

@@ -13,6 +13,8 @@ export const Perturbation = z.enum([
   'targetDies',
   'postcopyBreaks',
   'copyCompletes',
+  'commitLands',
+  'sourcePauses',
 ]);
 export type Perturbation = z.infer<typeof Perturbation>;
 
@@ -72,6 +74,19 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
         if (m !== undefined && m !== null && m.status === 'active') m.transferredMiB = m.totalMiB - 1e-9;
       }
       return;
+    // A config write whose answer was lost had taken effect: the config names the other node.
+    case 'commitLands':
+      if (config.secondaryNode !== null) {
+        [config.primaryNode, config.secondaryNode] = [config.secondaryNode, config.primaryNode];
+        world.commits[instance] = (world.commits[instance] ?? 0) + 1;
+      }
+      return;
+    // The guest on the config's primary stands paused (a non-live copy aborted without 'cont').
+    case 'sourcePauses': {
+      const vm = world.vms[config.primaryNode]?.[instance];
+      if (vm?.state === 'running') vm.state = 'paused';
+      return;
+    }
     // Takes effect when (or as soon as) the copy runs in postcopy.
     case 'postcopyBreaks':
       for (const vms of Object.values(world.vms)) {

@@ -2,7 +2,7 @@
  * drbd-migrate/testing: model-based tests generated from the machines, and a contract kit that runs
  * them against any implementation of the effect contract.
  */
-export { outcomeProblems, restProblems, safetyProblems } from './oracle.js';
+export { outcomeProblems, primaryNodeProblems, restProblems, safetyProblems } from './oracle.js';
 export {
   type GeneratedPath,
   MACHINES,

@@ -70,8 +70,23 @@ const comparable = (v: WorldView) =>
     shared: v.shared ?? null,
   });
 
+/**
+ * The output names the node the config names at the end, or null where it could not know (a run that
+ * stopped before reading the config, or a failure that could not read it back); null never goes with
+ * success.
+ */
+export function primaryNodeProblems(out: ProtocolOutput, after: WorldView): string[] {
+  if (out.primaryNode === after.configPrimary) return [];
+  if (out.primaryNode === null && out.outcome !== 'migrated' && out.outcome !== 'cleaned') return [];
+  return [`${out.outcome} says the config names ${out.primaryNode}, but it names ${after.configPrimary}`];
+}
+
 /** Does the outcome tell the truth about the world it left? */
 export function outcomeProblems(out: ProtocolOutput, before: WorldView, after: WorldView): string[] {
+  return [...primaryNodeProblems(out, after), ...outcomeStateProblems(out, before, after)];
+}
+
+function outcomeStateProblems(out: ProtocolOutput, before: WorldView, after: WorldView): string[] {
   const at = (what: string, list: string[]) => list.map((p) => `${out.outcome} but ${p}${what}`);
   switch (out.outcome) {
     case 'migrated':

@@ -34,14 +34,14 @@ export interface ReplayResult {
 
 /** The failures a cleanup may end in: the instance on two nodes, on none, or only as a leftover. */
 export const PRESCRIBED_FAILURES =
-  /running on two nodes|does not seem to be running at all|survives only as a migration leftover/;
+  /running on two nodes|does not seem to be running at all|survives only as a migration leftover|stays paused on .* after the cleanup tried to resume it/;
 
 const OUTCOMES = new Set(['migrated', 'reverted', 'rejected', 'needsCleanup', 'cleaned', 'failed']);
 
 const START_CRASH: Record<Exclude<StartPoint, 'healthy'>, string> = {
   crashMidCopy: 'migrating.transferring.polling',
   crashAfterCopy: 'finalizing.source',
-  crashBeforeCommit: 'committing',
+  crashBeforeCommit: 'committing.writing',
 };
 
 interface Run {

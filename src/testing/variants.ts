@@ -97,6 +97,11 @@ const seen = (s: AnyMachineSnapshot, state: string) => {
   return c.locations?.[c.target]?.some((i) => i.state === state) === true;
 };
 
+const seenOnSource = (s: AnyMachineSnapshot, state: string) => {
+  const c = s.context as ProtocolContext;
+  return c.locations?.[c.source]?.some((i) => i.state === state) === true;
+};
+
 const syncAt = (done: boolean, at: number) => (c: ProtocolContext) => ({
   nodes: perNode(c, () => (done ? { done: true, percent: null } : { done: false, percent: 50 })),
   at,
@@ -113,11 +118,28 @@ const memory = (status: string, at: number) => () => ({
 /** Far past any deadline: the watch's next look finds the wait overdue. */
 const LATE = 1e12;
 
+/** The read-back after a failed commit write. */
+const confirmingCommit = inState('committing.confirming');
+
 export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
   getInstance: [
-    { name: 'drbd', output: config },
+    { name: 'drbd', output: config, applies: not(confirmingCommit) },
+    {
+      // The write did not take: the config still names the source.
+      name: 'notTaken',
+      output: (c) => ({ ...c.config, primaryNode: c.source, secondaryNode: c.target }),
+      applies: confirmingCommit,
+    },
+    {
+      // The write took, only its answer was lost.
+      name: 'taken',
+      output: (c) => ({ ...c.config, primaryNode: c.target, secondaryNode: c.source }),
+      applies: confirmingCommit,
+      perturb: 'commitLands',
+    },
     {
       name: 'blockdev',
+      applies: not(confirmingCommit),
       output: (c) => ({ ...config(c), diskTemplate: 'blockdev' }),
       recipe: {
         spec: {
@@ -127,6 +149,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
     },
     {
       name: 'plain',
+      applies: not(confirmingCommit),
       output: (c) => ({ ...config(c), diskTemplate: 'plain', secondaryNode: null }),
       recipe: {
         spec: { instances: [{ name: 'web1', primary: 'node-a', secondary: null, diskTemplate: 'plain' }] },
@@ -196,6 +219,16 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       applies: (s) => locatingInCleanup(s) && !(s.context as ProtocolContext).aborted,
       recipe: { start: 'crashAfterCopy' },
       perturb: 'targetDies',
+    },
+    {
+      // An aborted copy left the source paused (its resume failed), and nothing on the target.
+      name: 'pausedOnSource',
+      output: (c) => runs(c, { [c.source]: 'paused' }),
+      applies: (s) =>
+        inState('confirmingRevert')(s) ||
+        locatingInCleanup(s) ||
+        (inState('abortingFound')(s) && seenOnSource(s, 'paused')),
+      perturb: 'sourcePauses',
     },
     {
       name: 'onTarget',
