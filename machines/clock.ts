@@ -13,19 +13,33 @@ export interface Clock {
   hold?<T>(work: Promise<T>): Promise<T>;
 }
 
+/** setTimeout's longest wait; a longer one fires at once (with a TimeoutOverflowWarning). */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   sleep: (ms, signal) =>
     new Promise((resolve) => {
       if (signal?.aborted) return resolve(false);
+      const until = Date.now() + ms;
+      let timer: ReturnType<typeof setTimeout>;
       const onAbort = () => {
         clearTimeout(timer);
         resolve(false);
       };
-      const timer = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve(true);
-      }, ms);
+      // A wait past the longest timer is slept in pieces.
+      const arm = () => {
+        const left = until - Date.now();
+        timer = setTimeout(
+          () => {
+            if (until - Date.now() > 0) return arm();
+            signal?.removeEventListener('abort', onAbort);
+            resolve(true);
+          },
+          Math.max(0, Math.min(left, LONGEST_TIMER_MS)),
+        );
+      };
+      arm();
       signal?.addEventListener('abort', onAbort, { once: true });
     }),
 };

@@ -16,7 +16,8 @@ export {
   effectActors,
   errorText,
 } from './effects.js';
-export { DEFAULT_LIMITS, Limits } from './limits.js';
+export { inputProblem, issuesText, ProtocolInputSchema } from './input.js';
+export { DEFAULT_LIMITS, Limits, MAX_TIMER_MS } from './limits.js';
 export { migrationMachine } from './migration.js';
 export * from './names.js';
 export {

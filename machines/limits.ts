@@ -5,14 +5,31 @@ import { z } from 'zod';
  * by stepTimeoutMs. All values are milliseconds of the clock of the world the machine runs against
  * (wall time on real nodes, simulated time in the simulator).
  */
-export const Limits = z.object({
-  stepTimeoutMs: z.number().int().positive(),
-  pollWindowMs: z.number().int().positive(),
-  syncTotalMs: z.number().int().positive(),
-  syncNoProgressMs: z.number().int().positive(),
-  migrationTotalMs: z.number().int().positive(),
-  migrationNoProgressMs: z.number().int().positive(),
-});
+/** The longest a JavaScript timer can wait (setTimeout's 2^31-1 ms, about 24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const ms = z
+  .number()
+  .int('must be a whole number of milliseconds')
+  .positive('must be more than 0 ms')
+  .max(MAX_TIMER_MS, `must be at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest timer)`);
+
+export const Limits = z
+  .object({
+    stepTimeoutMs: ms.describe(
+      'How long one node operation may take (a DRBD reconnect, starting QEMU, a config write); default 180000.',
+    ),
+    pollWindowMs: ms.describe(
+      'The longest one long poll (resync or memory progress) may block; answers come earlier on any change; default 5000.',
+    ),
+    syncTotalMs: ms.describe('How long a DRBD resync may take in all; default 3600000 (1 h).'),
+    syncNoProgressMs: ms.describe('How long a resync may go without its percentage moving; default 120000.'),
+    migrationTotalMs: ms.describe('How long the memory copy may take in all; default 3600000 (1 h).'),
+    migrationNoProgressMs: ms.describe(
+      'How long the memory copy may go without a byte more transferred; default 150000.',
+    ),
+  })
+  .strict();
 export type Limits = z.infer<typeof Limits>;
 
 export const DEFAULT_LIMITS: Limits = {

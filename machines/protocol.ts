@@ -106,7 +106,11 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
       targetNode: input.targetNode ?? null,
       allowRuntimeChanges: input.allowRuntimeChanges ?? true,
     },
-    limits: { ...DEFAULT_LIMITS, ...input.limits },
+    // A key given as undefined keeps its default.
+    limits: {
+      ...DEFAULT_LIMITS,
+      ...Object.fromEntries(Object.entries(input.limits ?? {}).filter(([, v]) => v !== undefined)),
+    },
     config: null,
     source: '',
     target: '',

@@ -50,7 +50,35 @@ describe('the cluster file', () => {
       (c) => c.instances[0].disks.push({ resource: 'web1-disk1', minor: 0, port: 7790 }),
       /disks\.1\.minor: minor 0 on node-a is already used by web1-disk0/,
     ],
-    ['an unknown field', (c) => (c.nodes[0].passwd = 'x'), /nodes\.0: Unrecognized key: "passwd"/],
+    ['an unknown field', (c) => (c.nodes[0].passwd = 'x'), /nodes\.0: unknown key 'passwd'/],
+    // Bounded by what the node side accepts (issue 10, item 5).
+    [
+      'a step timeout no timer can wait',
+      (c) => (c.options.limits = { stepTimeoutMs: 3_000_000_000 }),
+      /options\.limits\.stepTimeoutMs: must be at most 2147483647 ms/,
+    ],
+    [
+      'a misspelt limit',
+      (c) => (c.options.limits = { syncNoProgresMs: 1000 }),
+      /options\.limits: unknown key 'syncNoProgresMs'/,
+    ],
+    [
+      'a bandwidth past what QEMU takes as an exact integer',
+      (c) => (c.options.bandwidthMiBps = 1e308),
+      /options\.bandwidthMiBps: must be at most 8388608 MiB\/s/,
+    ],
+    ['an absurd bandwidth', (c) => (c.options.bandwidthMiBps = 1e13), /must be at most 8388608 MiB\/s/],
+    [
+      'a bandwidth that rounds to nothing',
+      (c) => (c.options.bandwidthMiBps = 0.0000001),
+      /options\.bandwidthMiBps: must be at least 1 KiB\/s/,
+    ],
+    [
+      'a downtime QEMU refuses',
+      (c) => (c.options.downtimeMs = 3_000_000),
+      /options\.downtimeMs: must be at most 2000000 ms/,
+    ],
+    ['a fractional limit', (c) => (c.options.limits = { pollWindowMs: 1.5 }), /must be a whole number/],
   ];
   it.each(broken)('refuses %s, saying where', async (_what, breakIt, message) => {
     const cluster = parse(await readFile(example, 'utf8'));
@@ -58,6 +86,16 @@ describe('the cluster file', () => {
     const path = join(tempDir('drbd-migrate-'), 'c.json');
     await writeFile(path, JSON.stringify(cluster));
     await expect(loadCluster(path)).rejects.toThrow(message);
+  });
+
+  it('reads an unquoted DRBD version (YAML makes 9 a number) as the same version', async () => {
+    const path = join(tempDir('drbd-migrate-'), 'c.yaml');
+    const text = (await readFile(example, 'utf8')).replace(
+      '    replicationAddress: 10.99.1.1',
+      '    replicationAddress: 10.99.1.1\n    drbd: 8.4',
+    );
+    await writeFile(path, text);
+    expect((await loadCluster(path)).nodes[0]?.drbd).toBe('8.4');
   });
 
   it('is the config store: the commit rewrites it atomically and keeps the previous version', async () => {

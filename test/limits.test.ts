@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { nextPollTimeout, observe, overdue } from '../machines/limits.js';
+import { createSimCluster, runMigration, systemClock } from '../src/index.js';
 
 describe('progress watch', () => {
   it('starts at the first observation and asks for the state now', () => {
@@ -26,5 +27,40 @@ describe('progress watch', () => {
     w = observe(w, 58_000, 50);
     expect(nextPollTimeout(w, 5_000, 60_000, 10_000)).toBe(2_000);
     expect(overdue(observe(w, 60_000, 60), 60_000, 10_000)).toBe('total');
+  });
+});
+
+describe('input limits are checked before anything runs', () => {
+  it.each([
+    [{ stepTimeoutMs: 3_000_000_000 }, /limits\.stepTimeoutMs: must be at most 2147483647 ms/],
+    [{ syncNoProgresMs: 1000 }, /limits: unknown key 'syncNoProgresMs'/],
+    [{ pollWindowMs: 0 }, /limits\.pollWindowMs: must be more than 0 ms/],
+  ])('refuses %o: rejected, no effect called', async (limits, message) => {
+    const sim = createSimCluster();
+    const calls: string[] = [];
+    const out = await runMigration({ instance: 'web1', limits } as never, sim.effects, {
+      clock: sim.clock,
+      onCall: (c) => calls.push(c.effect),
+    });
+    expect(out).toMatchObject({ outcome: 'rejected', primaryNode: null });
+    expect(out.error).toMatch(message);
+    expect(calls).toEqual([]);
+  });
+
+  it('sleeps past the longest timer in pieces (no overflow to an immediate wake-up)', async () => {
+    vi.useFakeTimers();
+    try {
+      let woke = false;
+      const slept = systemClock.sleep(2 ** 31 + 10).then((v) => {
+        woke = v;
+      });
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(woke).toBe(false);
+      await vi.advanceTimersByTimeAsync(2 ** 31);
+      await slept;
+      expect(woke).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

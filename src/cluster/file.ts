@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFile, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import type { EffectInput, Effects, InstanceConfig } from '../../machines/index.js';
+import { type EffectInput, type Effects, type InstanceConfig, issuesText } from '../../machines/index.js';
 import { ClusterFile, type ClusterInstance } from './schema.js';
 
 export class ClusterFileError extends Error {
@@ -31,9 +31,8 @@ export async function loadCluster(path: string): Promise<ClusterFile> {
   }
   const parsed = ClusterFile.safeParse(data);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
     throw new ClusterFileError(
-      `cluster file ${path} is wrong at ${issue?.path.join('.') || '(top)'}: ${issue?.message}`,
+      `cluster file ${path} is wrong: ${issuesText(parsed.error.issues.slice(0, 1))}`,
     );
   }
   return parsed.data;

@@ -8,6 +8,11 @@ import { InstanceName, Limits, MigrationMode, Minor, NodeName, ResourceName } fr
  * it always names the node where each instance runs.
  */
 
+/** QEMU's max-bandwidth is bytes/s; 8 TiB/s keeps it an exact integer in JSON (below 2^53). */
+const MAX_BANDWIDTH_MIBPS = 8 * 1024 * 1024;
+/** QEMU refuses a downtime-limit above 2000 s (MAX_MIGRATE_DOWNTIME_SECONDS). */
+const MAX_DOWNTIME_MS = 2_000_000;
+
 const Port = z.number().int().min(1).max(65535);
 const AbsolutePath = z
   .string()
@@ -39,9 +44,9 @@ export const ClusterNode = z
       .describe('The pinned host key fingerprint, SHA256:… as ssh-keygen -lf prints it.'),
     knownHosts: AbsolutePath.optional().describe('A known_hosts file to check the host key against instead.'),
     replicationAddress: IpAddress.describe('The address DRBD replicates over (Ganeti’s secondary IP).'),
+    // YAML reads an unquoted 9 or 8.4 as a number: the same version.
     drbd: z
-      .enum(['8.4', '9'])
-      .default('8.4')
+      .preprocess((v) => (typeof v === 'number' ? String(v) : v), z.enum(['8.4', '9']).default('8.4'))
       .describe(
         'The DRBD kernel module’s version on this node: 8.4 (Debian’s, Ganeti’s target) or 9 (its disks then need nodeIds).',
       ),
@@ -135,18 +140,24 @@ export const ClusterFile = z
       .object({
         bandwidthMiBps: z
           .number()
-          .positive()
+          .min(1 / 1024, 'must be at least 1 KiB/s (0.0009765625 MiB/s)')
+          .max(MAX_BANDWIDTH_MIBPS, `must be at most ${MAX_BANDWIDTH_MIBPS} MiB/s (8 TiB/s)`)
           .optional()
           .describe(
             'QEMU max-bandwidth for the memory copy, MiB/s; default 128 (QEMU’s own). Set on every migration.',
           ),
         downtimeMs: z
           .number()
-          .int()
-          .positive()
+          .int('must be a whole number of milliseconds')
+          .min(1, 'must be at least 1 ms')
+          .max(MAX_DOWNTIME_MS, `must be at most ${MAX_DOWNTIME_MS} ms (QEMU's limit, 2000 s)`)
           .optional()
           .describe('QEMU downtime-limit, ms; default 300 (QEMU’s own). Set on every migration.'),
-        limits: Limits.partial().optional().describe('Deadlines (ms) overriding the defaults.'),
+        limits: Limits.partial()
+          .optional()
+          .describe(
+            'Deadlines overriding the defaults, each in ms from 1 to 2147483647 (about 24.8 days, the longest timer); unknown keys are refused.',
+          ),
       })
       .strict()
       .default({}),

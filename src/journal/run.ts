@@ -2,13 +2,14 @@ import type { Snapshot } from 'xstate';
 import {
   cleanupMachine,
   type Effects,
+  inputProblem,
   migrationMachine,
   type ProtocolContext,
   type ProtocolInput,
   type ProtocolOutput,
   pathHasTag,
 } from '../../machines/index.js';
-import { type RunOptions, runMachine, stateKey } from '../runner/index.js';
+import { type RunOptions, rejectedInput, runMachine, stateKey } from '../runner/index.js';
 import type { LockStore } from './lock.js';
 import { type JournalEntry, type JournalStore, owner } from './store.js';
 import { machineVersion } from './version.js';
@@ -38,6 +39,9 @@ async function journaled(
   options: JournalOptions,
   snapshot?: Snapshot<unknown>,
 ): Promise<ProtocolOutput> {
+  // Bad input is refused before the locks are taken and before a journal exists for it.
+  const bad = inputProblem(input);
+  if (bad !== null) return rejectedInput(input, bad);
   const machine = MACHINES[kind];
   const version = machineVersion(machine);
   const lease = await options.locks.acquire(

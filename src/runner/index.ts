@@ -2,6 +2,7 @@ export {
   type RunEvent,
   RunInterrupted,
   type RunOptions,
+  rejectedInput,
   runCleanup,
   runMachine,
   runMigration,

@@ -12,6 +12,7 @@ import {
   type Clock,
   cleanupMachine,
   type Effects,
+  inputProblem,
   migrationMachine,
   type ProtocolEmitted,
   type ProtocolInput,
@@ -73,7 +74,9 @@ export function runMachine(
   input: ProtocolInput,
   effects: Effects,
   options: RunOptions = {},
-) {
+): Promise<ProtocolOutput> {
+  const bad = inputProblem(input);
+  if (bad !== null) return Promise.resolve(rejectedInput(input, bad));
   const clock = options.clock ?? systemClock;
   // Effects in flight, so that an operator abort waits for the step to finish; a long poll in flight
   // is hurried (answers now) so that the wait is short. Calls started later get a fresh signal.
@@ -142,6 +145,18 @@ export function runMachine(
   });
   actor.start();
   return done;
+}
+
+/** The outcome of a run refused for its input: nothing was started, nothing touched. */
+export function rejectedInput(input: ProtocolInput, problem: string): ProtocolOutput {
+  return {
+    outcome: 'rejected',
+    instance: typeof input?.instance === 'string' ? input.instance : '',
+    primaryNode: null,
+    live: null,
+    error: problem,
+    warnings: [],
+  };
 }
 
 /** Migrates an instance to its secondary node; resolves with the machine's output. */
