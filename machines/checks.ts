@@ -12,7 +12,9 @@ import type {
  * answer, then ask one of these; a non-null string is the error the operator reads.
  */
 
-export const cleanupHint = (instance: string) => `run 'drbd-migrate migrate ${instance} --cleanup'`;
+/** The repair, as the CLI spells it (with the --world or --cluster the run acted on). */
+export const cleanupHint = (instance: string) =>
+  `run the cleanup ('drbd-migrate migrate ${instance} --cleanup' with the same --cluster or --world)`;
 
 export interface MigrationRequest {
   targetNode: string | null;
@@ -71,7 +73,7 @@ export function checkRunsOnSourceOnly(
     return `Instance ${instance} is also present on ${target} (${onTarget}): a previous migration did not finish; ${cleanupHint(instance)}`;
   }
   if (onSource === null)
-    return `Can't migrate, please use failover: Instance ${instance} is not running on ${source}`;
+    return `Can't migrate: instance ${instance} is not running on ${source} (an instance that is down is moved by failover, not by a migration)`;
   if (onSource !== 'running') {
     return `Instance ${instance} is ${onSource} on ${source}, not running; ${cleanupHint(instance)} or resume it first`;
   }

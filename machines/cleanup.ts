@@ -63,7 +63,7 @@ export const cleanupMachine = protocol.createMachine({
           actions: {
             type: 'fail',
             params: ({ context, event }) => ({
-              message: `Instance '${context.instance}' not known: ${errorText(event.error)}`,
+              message: `Cannot read the config of instance ${context.instance}: ${errorText(event.error)}`,
             }),
           },
         },

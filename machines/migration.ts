@@ -86,7 +86,7 @@ export const migrationMachine = protocol.createMachine({
               actions: {
                 type: 'fail',
                 params: ({ context, event }) => ({
-                  message: `Instance '${context.instance}' not known: ${errorText(event.error)}`,
+                  message: `Cannot read the config of instance ${context.instance}: ${errorText(event.error)}`,
                 }),
               },
             },
@@ -219,7 +219,7 @@ export const migrationMachine = protocol.createMachine({
         },
         storageKind: {
           description:
-            'DRBD disks are checked for consistency; shared storage (ganeti-migration.md §4.3) has nothing to replicate.',
+            'DRBD disks are checked for consistency; shared storage (Ganeti’s ext-mirror migration) has nothing to replicate.',
           always: [{ guard: 'sharedStorage', target: 'passed' }, { target: 'checkingDisks' }],
         },
         checkingDisks: {
@@ -930,7 +930,8 @@ export const migrationMachine = protocol.createMachine({
       tags: ['failure'],
       meta: meta({
         rules: [2],
-        check: 'Inspect both nodes, then run the cleanup (drbd-migrate migrate INSTANCE --cleanup).',
+        check:
+          'Inspect both nodes, then run the cleanup: drbd-migrate migrate INSTANCE --cleanup, with the --cluster FILE or --world FILE the run used.',
       }),
       type: 'final',
       entry: { type: 'recordOutcome', params: { outcome: 'needsCleanup' } },

@@ -84,7 +84,7 @@ describe('drbd-migrate demo', () => {
     const failed = await cli('demo', '--fast', '--world', file, '--fail', 'finalizeMigrationTarget');
     expect(failed.code).toBe(3);
     expect(failed.stdout).toContain(
-      "next: inspect the nodes, then run 'drbd-migrate migrate web1 --cleanup'",
+      `next: inspect the nodes, then run 'drbd-migrate migrate web1 --world ${file} --cleanup'`,
     );
     const cleaned = await cli('migrate', 'web1', '--world', file, '--cleanup');
     expect(cleaned.code).toBe(0);
@@ -108,7 +108,7 @@ describe('drbd-migrate demo', () => {
 
 describe('bad input: a one-line cause, exit 2, and nothing touched', () => {
   const cases: [string, WorldSpec, string[], RegExp][] = [
-    ['an unknown instance', {}, ['nosuch'], /Instance 'nosuch' not known/],
+    ['an unknown instance', {}, ['nosuch'], /^drbd-migrate: instance nosuch is not in world file /],
     [
       'an instance without DRBD disks',
       { instances: [{ name: 'web1', primary: 'node-a', secondary: null, diskTemplate: 'plain' }] },
@@ -192,7 +192,7 @@ describe('bad input: a one-line cause, exit 2, and nothing touched', () => {
     [
       'no --cluster or --world for migrate',
       async () => ['migrate', 'web1'],
-      /needs --cluster FILE \(real nodes\) or --world FILE/,
+      /migrate needs --cluster FILE or --world FILE/,
     ],
     [
       'a cluster file that is not there',
@@ -212,10 +212,14 @@ describe('bad input: a one-line cause, exit 2, and nothing touched', () => {
     [
       'resume --cluster --dry-run',
       async () => ['resume', 'web1', '--cluster', 'docs/cluster.example.yaml', '--dry-run'],
-      /resume has no --dry-run/,
+      /resume does not take --dry-run \(it is an option of migrate\)/,
     ],
     ['an unknown command', async () => ['fly'], /unknown command 'fly'/],
-    ['an unknown option', async () => ['demo', '--fly'], /Unknown option '--fly'/],
+    [
+      'an unknown option',
+      async () => ['demo', '--fly'],
+      /^drbd-migrate: unknown option --fly; see 'drbd-migrate demo --help'$/,
+    ],
   ];
 
   it.each(usage)('%s', async (_what, argv, message) => {

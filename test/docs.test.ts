@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { cleanupMachine, migrationMachine, protocol } from '../machines/index.js';
-import { HELP } from '../src/cli/cli.js';
+import { fullHelp } from '../src/cli/cli.js';
 import { toDot, toMermaid } from '../src/diagram/index.js';
 import { generatedDocs } from '../src/docs/generate.js';
 
 describe('docs/ cannot go stale', async () => {
-  const docs = await generatedDocs(HELP);
+  const docs = await generatedDocs(fullHelp());
   it.each([...docs.keys()])('docs/%s is what the code generates (npm run docs)', (file) => {
     expect(readFileSync(`docs/${file}`, 'utf8')).toBe(docs.get(file));
   });

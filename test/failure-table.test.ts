@@ -111,7 +111,7 @@ async function table(): Promise<string> {
     'connection states; whether two primaries are allowed anywhere; the node the config names.',
     'Every run was checked against the safety rules after every step; none was broken.',
     '',
-    '| failure point | Ganeti (NEWEST, ganeti-migration.md §1.8) | drbd-migrate | world afterwards | after `--cleanup` |',
+    '| failure point | Ganeti (its newest `_ExecMigration`) | drbd-migrate | world afterwards | after `--cleanup` |',
     '|---|---|---|---|---|',
     ...rows,
     '',

@@ -17,8 +17,10 @@ describe('Ctrl-C during a run', () => {
     );
     expect(run.stdout).toMatch(/Ctrl-C: abort requested in migrating\.transferring\.polling/);
     expect(run.stdout).toMatch(
-      /the run then if pastPointOfNoReturn, refuses it and finishes what it started; otherwise goes to aborting \(Stopping a failed handover/,
+      /the run then if the memory copy has passed the point of no return, refuses it and finishes what it started; otherwise goes to aborting \(Stopping a failed handover/,
     );
+    // Words, not the machine's internal names.
+    expect(run.stdout).not.toMatch(/pastPointOfNoReturn/);
     // Where the run is by the second press depends on how fast this process gets the signal (on a
     // loaded machine the poll may have ended and the abort begun): it names its state, and the
     // step in flight if there is one.
@@ -26,6 +28,8 @@ describe('Ctrl-C during a run', () => {
       /Ctrl-C again: still in [\w.]+(, waiting for \w+ on [\w -]+, running for [\d.]+ s; its deadline is in [\d.]+ s)?\./,
     );
     expect(run.stdout).toMatch(/will not be killed in the middle of a step/);
+    // The demo keeps no journal: it must not advise a resume that cannot work.
+    expect(run.stdout).not.toMatch(/then 'drbd-migrate resume'/);
     expect(run.stdout).toContain('outcome: reverted');
     expect(run.code).toBe(1);
     const world = JSON.parse(await readFile(file, 'utf8'));

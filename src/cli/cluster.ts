@@ -4,13 +4,12 @@ import { type ClusterFile, ClusterFileError, loadCluster } from '../cluster/inde
 import { type JournalOptions, type Resumed, resumeMigration, runJournaled } from '../journal/index.js';
 import { type RunEvent, type RunOptions, runCleanup, runMigration } from '../runner/index.js';
 import { createSimCluster, createWorld } from '../sim/index.js';
+import { UsageError } from './errors.js';
 
 /**
  * `migrate --cluster FILE`: the machines against real nodes over SSH, or, with --dry-run, against a
  * simulated copy of the cluster file, printing the exact commands each node would run.
  */
-
-export class ClusterUsageError extends Error {}
 
 /** The cluster file, which must name the instance; its problems are the operator's input errors. */
 export async function readCluster(path: string, instance: string): Promise<ClusterFile> {
@@ -18,11 +17,11 @@ export async function readCluster(path: string, instance: string): Promise<Clust
   try {
     cluster = await loadCluster(path);
   } catch (error) {
-    if (error instanceof ClusterFileError) throw new ClusterUsageError(error.message);
+    if (error instanceof ClusterFileError) throw new UsageError(error.message);
     throw error;
   }
   if (!cluster.instances.some((i) => i.name === instance)) {
-    throw new ClusterUsageError(`instance ${instance} is not in ${path}`);
+    throw new UsageError(`instance ${instance} is not in ${path}`);
   }
   return cluster;
 }

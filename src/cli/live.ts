@@ -1,5 +1,6 @@
 import type { ProtocolOutput } from '../../machines/index.js';
 import type { RunEvent } from '../runner/index.js';
+import { nextStep } from './report.js';
 
 /**
  * What a person sees during a run. On a terminal: feedback scrolls, and a status block at the bottom
@@ -32,6 +33,34 @@ export function seconds(ms: number): string {
   return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
 }
 
+/**
+ * The line cut to `columns - 1` visible characters, escape codes kept whole (a cut inside one would
+ * garble the terminal), so that it never wraps and the block can be redrawn in place.
+ */
+export function fitToWidth(line: string, columns: number): string {
+  const room = Math.max(1, columns - 1);
+  let out = '';
+  let visible = 0;
+  let styled = false;
+  for (let i = 0; i < line.length; ) {
+    // An SGR escape (ESC [ … m) is copied whole and takes no room.
+    if (line.charCodeAt(i) === 27) {
+      const end = line.indexOf('m', i);
+      const stop = end === -1 ? line.length : end + 1;
+      out += line.slice(i, stop);
+      styled = true;
+      i = stop;
+      continue;
+    }
+    const ch = String.fromCodePoint(line.codePointAt(i)!);
+    if (visible === room) return styled ? `${out}\x1b[0m` : out;
+    out += ch;
+    visible++;
+    i += ch.length;
+  }
+  return out;
+}
+
 function bar(percent: number, width: number): string {
   const full = Math.round((Math.max(0, Math.min(100, percent)) / 100) * width);
   return `${'█'.repeat(full)}${'░'.repeat(width - full)}`;
@@ -47,7 +76,11 @@ export class LiveView {
   private drawn = 0;
   private plainShown = { sync: -1, memory: -1 };
 
-  constructor(private readonly screen: Screen) {
+  private readonly screen: Screen;
+
+  constructor(screen: Screen) {
+    // A terminal that reports no width is taken as 80 columns wide.
+    this.screen = screen.columns > 0 ? screen : { ...screen, columns: 80 };
     this.c = paint(screen.color);
   }
 
@@ -115,7 +148,8 @@ export class LiveView {
   private block(): string[] {
     const step = this.steps.at(-1);
     if (step === undefined) return [];
-    const width = Math.max(10, Math.min(30, this.screen.columns - 50));
+    // The bar gives way first on a narrow terminal; what still does not fit is cut by fit().
+    const width = Math.max(5, Math.min(30, this.screen.columns - 50));
     const lines = [
       `${this.c('36', '▶')} ${this.c('1', step.name)}${this.leaf.includes('.') ? this.c('2', ` › ${this.leaf.slice(step.name.length + 1)}`) : ''}  ${this.c('2', seconds(this.now - step.startedAt))}`,
     ];
@@ -128,7 +162,7 @@ export class LiveView {
         `  ${label}  ${this.c('32', bar(p.percent, width))} ${p.percent.toFixed(1).padStart(5)}%  ${this.c('2', p.detail)}`,
       );
     }
-    return lines.map((l) => l.slice(0, this.screen.columns + 40));
+    return lines.map((l) => fitToWidth(l, this.screen.columns));
   }
 
   private clear() {
@@ -154,7 +188,7 @@ export class LiveView {
   }
 
   /** The end: the status block goes, a summary table stays. */
-  finish(out: ProtocolOutput, endedAt: number, where: string | null): string[] {
+  finish(out: ProtocolOutput, endedAt: number, where: string | null, cleanup: string | null): string[] {
     this.clear();
     const last = this.steps.at(-1);
     if (last !== undefined && last.endedAt === null) last.endedAt = endedAt;
@@ -176,13 +210,8 @@ export class LiveView {
     if (out.error !== undefined) rows.push(`error: ${out.error}`);
     for (const w of out.warnings) rows.push(this.c('33', `warning: ${w}`));
     for (const l of out.left ?? []) rows.push(`left: ${l}`);
-    if (out.outcome === 'needsCleanup' || out.outcome === 'failed') {
-      rows.push(`next: inspect the nodes, then run 'drbd-migrate migrate ${out.instance} --cleanup'`);
-    } else if (out.outcome === 'reverted') {
-      rows.push('next: read the error; the instance is safe on the source and the migration can be retried');
-    } else if (out.outcome === 'rejected') {
-      rows.push('next: fix the cause the error names; nothing was touched');
-    }
+    const next = nextStep(out, cleanup);
+    if (next !== null) rows.push(`next: ${next}`);
     return rows;
   }
 }

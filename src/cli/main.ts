@@ -2,14 +2,17 @@
 import { runCli } from './cli.js';
 
 const tty = process.stdout.isTTY === true;
+const env = (name: string) => process.env[name] ?? '';
+// no-color.org: NO_COLOR (non-empty) turns colour off; FORCE_COLOR (not "0") turns it on anywhere.
+const color = env('NO_COLOR') !== '' ? false : env('FORCE_COLOR') !== '' ? env('FORCE_COLOR') !== '0' : tty;
 runCli(process.argv.slice(2), {
   out: (line) => process.stdout.write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
   screen: {
     tty,
-    // Colour only on a terminal, and never with NO_COLOR (no-color.org).
-    color: tty && (process.env.NO_COLOR ?? '') === '',
-    columns: process.stdout.columns ?? 100,
+    color,
+    // A terminal that reports no width (0, or none) is taken as 80 columns wide.
+    columns: process.stdout.columns || 80,
     write: (text) => process.stdout.write(text),
   },
   onInterrupt: (handler) => {

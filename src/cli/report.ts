@@ -73,12 +73,28 @@ export const EXIT: Record<ProtocolOutput['outcome'], number> = {
   failed: 3,
 };
 
-export function resultLines(out: ProtocolOutput): string[] {
+export function resultLines(out: ProtocolOutput, cleanup: string | null): string[] {
   const lines = [`${out.outcome}: ${out.instance} is primary on ${out.primaryNode ?? '(unknown)'}`];
   if (out.error !== undefined) lines.push(`error: ${out.error}`);
   for (const l of out.left ?? []) lines.push(`left: ${l}`);
-  if (out.outcome === 'needsCleanup' || out.outcome === 'failed') {
-    lines.push(`next: inspect the nodes, then run 'drbd-migrate migrate ${out.instance} --cleanup'`);
-  }
+  const next = nextStep(out, cleanup);
+  if (next !== null) lines.push(`next: ${next}`);
   return lines;
+}
+
+/** What the operator does next, naming the file the run acted on. */
+export function nextStep(out: ProtocolOutput, cleanup: string | null): string | null {
+  switch (out.outcome) {
+    case 'needsCleanup':
+    case 'failed':
+      return cleanup === null
+        ? 'this run kept no cluster to repair; run the demo again with --world FILE to keep one for the cleanup'
+        : `inspect the nodes, then run '${cleanup}'`;
+    case 'reverted':
+      return 'read the error; the instance is safe on the source and the migration can be retried';
+    case 'rejected':
+      return 'fix the cause the error names; nothing was touched';
+    default:
+      return null;
+  }
 }

@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { World } from '../sim/index.js';
+import { fileError, UsageError } from './errors.js';
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+export { UsageError };
 
 /** Reads and validates a saved simulated cluster; every problem is a usage error (exit 2). */
 export async function loadWorld(file: string): Promise<World> {
@@ -12,7 +11,7 @@ export async function loadWorld(file: string): Promise<World> {
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    throw new UsageError(`cannot read world file ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+    throw fileError('read world file', file, error);
   }
   let json: unknown;
   try {
@@ -33,6 +32,11 @@ export async function loadWorld(file: string): Promise<World> {
 /** Atomic replace, so a crash mid-write never leaves half a world behind. */
 export async function saveWorld(file: string, world: World): Promise<void> {
   const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(world, null, 2)}\n`, { mode: 0o644 });
-  await rename(tmp, file);
+  try {
+    await writeFile(tmp, `${JSON.stringify(world, null, 2)}\n`, { mode: 0o644 });
+    await rename(tmp, file);
+  } catch (error) {
+    await rm(tmp, { force: true }).catch(() => {});
+    throw fileError('write world file', file, error);
+  }
 }

@@ -67,7 +67,8 @@ export const ClusterDisk = z
       .optional()
       .describe('DRBD 9 only: each node’s node-id in this resource, as in its DRBD configuration.'),
   })
-  .strict();
+  .strict()
+  .describe('A DRBD disk (storage: drbd): one resource mirrored between the two nodes.');
 
 export const ClusterSharedDisk = z
   .object({
@@ -76,7 +77,8 @@ export const ClusterSharedDisk = z
       'The block device, at the same path on both nodes (a SAN LUN, a multipath device).',
     ),
   })
-  .strict();
+  .strict()
+  .describe('A shared disk (storage: blockdev): one block device both nodes reach.');
 
 export const ClusterHypervisor = z
   .object({

@@ -67,6 +67,15 @@ export function explain(machines: Record<string, AnyStateMachine>, what: string)
  * What an operator abort would do now, read from the machine's own ABORT transitions (the innermost
  * state handling it wins, its candidates tried in order).
  */
+/** Guards as an operator reads them: "the memory copy has passed the point of no return". */
+const GUARD_WORDS: Record<string, string> = {
+  pastPointOfNoReturn: 'the memory copy has passed the point of no return',
+};
+function guardWords(label: string | null): string | null {
+  if (label === null) return null;
+  return GUARD_WORDS[label] ?? label.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
+}
+
 export function abortOutlook(machine: AnyStateMachine, path: string): string {
   const handler = statesOnPath(machine, path)
     .reverse()
@@ -80,7 +89,7 @@ export function abortOutlook(machine: AnyStateMachine, path: string): string {
         target === undefined
           ? 'refuses it and finishes what it started'
           : `goes to ${target.key}${target.description ? ` (${target.description.replace(/\.$/, '')})` : ''}`;
-      const guard = guardLabel(t.guard);
+      const guard = guardWords(guardLabel(t.guard));
       return guard !== null ? `if ${guard}, ${what}` : i > 0 ? `otherwise ${what}` : what;
     })
     .join('; ');

@@ -28,7 +28,7 @@ export interface RunOptions {
   /** The world's clock; deadlines and timestamps count in it. Default: wall time. */
   clock?: Clock;
   onEvent?: (event: RunEvent) => void;
-  /** Called after every transition with the persisted snapshot (for journals, see issue 6). */
+  /** Called after every transition with the persisted snapshot (what a journal records). */
   onSnapshot?: (snapshot: Snapshot<unknown>) => void;
   /** Resume from a persisted snapshot instead of starting afresh. */
   snapshot?: Snapshot<unknown>;

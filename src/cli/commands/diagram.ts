@@ -1,0 +1,37 @@
+import { writeFile } from 'node:fs/promises';
+import { toDot, toMermaid, toSvg } from '../../diagram/index.js';
+import { MACHINES_TO_DRAW } from '../../docs/generate.js';
+import type { Command } from '../command.js';
+import { fileError, UsageError } from '../errors.js';
+
+export const MACHINE_NAMES = Object.keys(MACHINES_TO_DRAW);
+
+export const diagram: Command = {
+  name: 'diagram',
+  summary: 'draw a machine as Mermaid, DOT or SVG',
+  args: [{ name: 'MACHINE', optional: true, choices: MACHINE_NAMES }],
+  options: ['format', 'output'],
+  description: `Draws the machine from the machine object itself (default: migration). Failure edges are red
+(dashed for an effect's error); the commit point and the point of no return are gold. SVG is rendered
+offline by Graphviz (WebAssembly).`,
+  examples: ['drbd-migrate diagram migration --format svg -o migration.svg', 'drbd-migrate diagram cleanup'],
+  async run({ args, values, io }) {
+    const name = args.MACHINE ?? 'migration';
+    const machine = MACHINES_TO_DRAW[name]!;
+    const format = values.format ?? 'mermaid';
+    let text: string;
+    if (format === 'mermaid') text = toMermaid(machine);
+    else if (format === 'dot') text = toDot(machine);
+    else if (format === 'svg') text = await toSvg(machine);
+    else throw new UsageError(`unknown format '${format}': expected mermaid, dot or svg`);
+    if (values.output === undefined) {
+      io.out(text.trimEnd());
+      return 0;
+    }
+    await writeFile(values.output, text).catch((error: unknown) => {
+      throw fileError('write', values.output!, error);
+    });
+    io.err(`wrote the ${name} machine as ${format} to ${values.output}`);
+    return 0;
+  },
+};

@@ -1,0 +1,28 @@
+import { explain as explainState } from '../../docs/explain.js';
+import { MACHINES_TO_DRAW } from '../../docs/generate.js';
+import type { Command } from '../command.js';
+import { UsageError } from '../errors.js';
+
+export const explain: Command = {
+  name: 'explain',
+  summary: 'what a state or outcome means, which safety rule it guards, and what to check',
+  args: [{ name: 'WHAT' }],
+  options: [],
+  description: `WHAT is an outcome (needsCleanup, reverted, …) or a state, bare or dotted, optionally prefixed
+by its machine (dualMaster.syncing, cleanup.failed).`,
+  examples: [
+    'drbd-migrate explain needsCleanup',
+    'drbd-migrate explain dualMaster.syncing',
+    'drbd-migrate explain cleanup.failed',
+  ],
+  async run({ args, io }) {
+    const what = args.WHAT!;
+    const lines = explainState(MACHINES_TO_DRAW, what);
+    if (lines === null)
+      throw new UsageError(
+        `no state or outcome '${what}' in the ${Object.keys(MACHINES_TO_DRAW).join(' or ')} machine`,
+      );
+    for (const l of lines) io.out(l);
+    return 0;
+  },
+};

@@ -1,0 +1,12 @@
+import type { Command } from '../command.js';
+import { demo } from './demo.js';
+import { diagram } from './diagram.js';
+import { explain } from './explain.js';
+import { init } from './init.js';
+import { migrate } from './migrate.js';
+import { paths } from './paths.js';
+import { resume } from './resume.js';
+import { show } from './show.js';
+
+/** Every command, in the order the help lists them. */
+export const COMMANDS: readonly Command[] = [demo, migrate, resume, init, show, diagram, explain, paths];

@@ -1,0 +1,91 @@
+import { type Resumed, ResumeError, resumeMigration } from '../../journal/index.js';
+import { resumeOnCluster } from '../cluster.js';
+import type { Command, Invocation } from '../command.js';
+import { UsageError } from '../errors.js';
+import {
+  checkWritable,
+  defaultStateDir,
+  finish,
+  instanceName,
+  journalStores,
+  simulate,
+  type Target,
+  viewFor,
+  withOperatorAbort,
+  worldNodes,
+} from '../session.js';
+import { loadWorld } from '../worldFile.js';
+
+export const resume: Command = {
+  name: 'resume',
+  summary: 'continue a migration or cleanup whose process died, from its journal',
+  args: [{ name: 'INSTANCE' }],
+  oneOf: ['cluster', 'world'],
+  options: ['cluster', 'world', 'state-dir', 'json', 'quiet'],
+  conflicts: [{ option: 'quiet', with: ['json'], why: 'choose one output: only the result, or JSON lines' }],
+  description: `Reads the journal of INSTANCE under --state-dir and continues from its last transition, on
+the cluster file or world file the run acted on (another one is refused). Where continuing blind is
+unsafe (the process died inside the hypervisor's handover, or the config no longer says what the
+journal believed), it looks where the instance really runs and runs the cleanup instead. With no
+journal, a corrupt one, or one written by another version of the machine, it says so and touches
+nothing (exit 2).`,
+  examples: [
+    'drbd-migrate resume web1 --cluster cluster.yaml',
+    'drbd-migrate resume web1 --world /tmp/w.json',
+  ],
+  run: (call) => (call.values.cluster !== undefined ? onCluster(call) : onWorld(call)),
+};
+
+/** A journal that cannot be resumed is a refusal: nothing was touched. */
+const refusal = (error: unknown): never => {
+  if (error instanceof ResumeError) throw new UsageError(error.message);
+  throw error;
+};
+
+async function onCluster(call: Invocation): Promise<number> {
+  const { values, io } = call;
+  const target: Target = { kind: 'cluster', file: values.cluster! };
+  const instance = instanceName(call.args.INSTANCE!);
+  const { view, onEvent } = viewFor(io, values);
+  const journal = await journalStores(values, target);
+  const resumed = await withOperatorAbort(io, view, (abort) =>
+    resumeOnCluster(target.file, instance, { onEvent, abort, journal }).catch(refusal),
+  );
+  if (resumed.how === 'cleanup') view.line(`resume: running the cleanup instead: ${resumed.reason}`);
+  return finish(io, values, view, resumed.output, {
+    at: Date.now(),
+    runsOn: resumed.output.primaryNode,
+    target,
+  });
+}
+
+async function onWorld(call: Invocation): Promise<number> {
+  const { values, io } = call;
+  const target: Target = { kind: 'world', file: values.world! };
+  const instance = instanceName(call.args.INSTANCE!);
+  const world = await loadWorld(target.file);
+  await checkWritable(target.file);
+  const journal = { ...(await journalStores(values, target)), nodes: worldNodes(world, instance) };
+  const entry = await journal.store.read(instance).catch((error: Error) => {
+    throw new UsageError(error.message);
+  });
+  if (entry === null) {
+    throw new UsageError(
+      `there is no unfinished migration or cleanup of ${instance} to resume (no journal in ${values['state-dir'] ?? defaultStateDir()})`,
+    );
+  }
+  const run = await simulate(
+    io,
+    world,
+    values,
+    entry.machine,
+    async (effects, options) => {
+      const resumed: Resumed = await resumeMigration(instance, effects, { ...options, ...journal }).catch(
+        refusal,
+      );
+      return resumed.output;
+    },
+    { target, instance, journaled: true },
+  );
+  return run.code;
+}

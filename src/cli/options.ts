@@ -1,0 +1,84 @@
+/**
+ * Every option of the CLI, once: its type, its value's name and what it does. Commands pick theirs
+ * from this table; parsing, conflicts and help are all derived from it.
+ */
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  /** May be given more than once (collected in order). */
+  multiple?: boolean;
+  short?: string;
+  /** The value's name in help, for string options. */
+  value?: string;
+  help: string;
+}
+
+export const OPTIONS = {
+  world: { type: 'string', value: 'FILE', help: 'a saved simulated cluster (drbd-migrate init writes one)' },
+  cluster: { type: 'string', value: 'FILE', help: 'real nodes over SSH: the cluster file (docs/cluster.md)' },
+  cleanup: {
+    type: 'boolean',
+    help: 'repair a failed migration: find where the instance runs, make the config and the disks agree (safe on a healthy instance)',
+  },
+  target: { type: 'string', value: 'NODE', help: "the target node; must be the instance's secondary" },
+  'non-live': { type: 'boolean', help: 'pause the instance for the copy' },
+  'no-runtime-changes': {
+    type: 'boolean',
+    help: 'do not balloon the instance down to fit the target',
+  },
+  'dry-run': {
+    type: 'boolean',
+    help: 'drive the machine on a simulated copy and print what each node would do; touches nothing',
+  },
+  fail: {
+    type: 'string',
+    multiple: true,
+    value: 'EFFECT[@N]',
+    help: 'simulated only: make an effect fail (the Nth call, or every call); may repeat',
+  },
+  hang: {
+    type: 'string',
+    multiple: true,
+    value: 'EFFECT[@N]',
+    help: 'simulated only: make an effect never answer; its deadline cuts it off',
+  },
+  lose: {
+    type: 'string',
+    multiple: true,
+    value: 'EFFECT[@N]',
+    help: 'simulated only: make an effect act, then lose its answer',
+  },
+  fast: { type: 'boolean', help: 'run simulated time as fast as the CPU allows (default: a watchable pace)' },
+  json: { type: 'boolean', help: 'one JSON object per line: state, feedback, progress, result' },
+  quiet: { type: 'boolean', help: 'print only the result' },
+  'state-dir': {
+    type: 'string',
+    value: 'DIR',
+    help: 'journal and locks (default $DRBD_MIGRATE_STATE_DIR, else $XDG_STATE_HOME/drbd-migrate, else ~/.local/state/drbd-migrate)',
+  },
+  'kill-at': {
+    type: 'string',
+    value: 'N',
+    help: 'crash tests: SIGKILL this process right after the journal records its Nth transition',
+  },
+  format: { type: 'string', value: 'mermaid|dot|svg', help: 'the drawing format (default mermaid)' },
+  output: { type: 'string', short: 'o', value: 'FILE', help: 'write to FILE instead of standard output' },
+  machine: { type: 'string', value: 'migration|cleanup', help: 'the same as the MACHINE argument' },
+  help: { type: 'boolean', short: 'h', help: 'this help' },
+} as const satisfies Record<string, OptionSpec>;
+
+export type OptionName = keyof typeof OPTIONS;
+
+/** Parsed option values, as node:util parseArgs gives them. */
+export type Values = {
+  [K in OptionName]?: (typeof OPTIONS)[K] extends { multiple: true }
+    ? string[]
+    : (typeof OPTIONS)[K]['type'] extends 'boolean'
+      ? boolean
+      : string;
+};
+
+/** "--world FILE", "-o, --output FILE". */
+export function optionLabel(name: OptionName): string {
+  const o: OptionSpec = OPTIONS[name];
+  return `${o.short === undefined ? '' : `-${o.short}, `}--${name}${o.value === undefined ? '' : ` ${o.value}`}`;
+}

@@ -1,0 +1,338 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli/cli.js';
+import { COMMANDS } from '../src/cli/commands/index.js';
+import { fitToWidth, LiveView } from '../src/cli/live.js';
+import { saveWorld } from '../src/cli/worldFile.js';
+import { createWorld } from '../src/index.js';
+import { tempDir } from './tmp.js';
+
+/** Issue 10: what a new user tripped over, each with the behaviour it must have now. */
+
+async function cli(...argv: string[]) {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const code = await runCli(argv, { out: (l) => stdout.push(l), err: (l) => stderr.push(l) });
+  return { code, stdout, stderr };
+}
+
+let dir: string;
+let state: string;
+beforeEach(() => {
+  dir = tempDir();
+  state = join(dir, 'state');
+  process.env.DRBD_MIGRATE_STATE_DIR = state;
+});
+
+async function world() {
+  const file = join(dir, 'w.json');
+  await saveWorld(file, createWorld());
+  return file;
+}
+
+describe('--dry-run never changes anything (item 2)', () => {
+  it('with --world: plans on a copy, prints each effect and its node, leaves the file and the state dir', async () => {
+    const file = await world();
+    const before = readFileSync(file, 'utf8');
+    const r = await cli('migrate', 'web1', '--world', file, '--dry-run');
+    expect(r.code).toBe(0);
+    expect(r.stdout[0]).toMatch(/dry run of the migration of web1 on a copy of .*nothing is touched/);
+    expect(r.stdout).toContain('openDisks on node-b');
+    expect(r.stdout).toContain('setPrimaryNode on node-b');
+    expect(r.stdout.at(-1)).toBe('# on a healthy cluster: migrated: web1 is primary on node-b');
+    expect(readFileSync(file, 'utf8')).toBe(before);
+    expect(existsSync(state)).toBe(false);
+  });
+});
+
+describe('every exit other than 0 says why, in plain output too (item 3)', () => {
+  it('a wrong --target with --cluster --dry-run', async () => {
+    const r = await cli(
+      'migrate',
+      'web1',
+      '--cluster',
+      'docs/cluster.example.yaml',
+      '--dry-run',
+      '--target',
+      'node-c',
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr).toEqual([
+      expect.stringMatching(/^drbd-migrate: rejected: .*node-c is not the secondary node of web1 \(node-b\)/),
+    ]);
+  });
+
+  it('a reverted demo', async () => {
+    const r = await cli('demo', '--fast', '--fail', 'acceptInstance');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toEqual([expect.stringMatching(/^drbd-migrate: reverted: Could not pre-migrate/)]);
+  });
+});
+
+describe('flags that conflict or do nothing are refused, exit 2, one line (item 6)', () => {
+  const cases: [string, string[], RegExp][] = [
+    [
+      '--world with --cluster',
+      ['migrate', 'web1', '--world', 'w', '--cluster', 'c'],
+      /give one of --cluster and --world, not both/,
+    ],
+    [
+      '--cleanup with --target',
+      ['migrate', 'web1', '--world', 'w', '--cleanup', '--target', 'node-b'],
+      /--cleanup cannot go with --target: the cleanup only repairs/,
+    ],
+    [
+      '--cleanup with --non-live',
+      ['migrate', 'web1', '--world', 'w', '--cleanup', '--non-live'],
+      /--cleanup cannot go with --non-live/,
+    ],
+    [
+      '--cleanup with --no-runtime-changes',
+      ['migrate', 'web1', '--world', 'w', '--cleanup', '--no-runtime-changes'],
+      /--cleanup cannot go with --no-runtime-changes/,
+    ],
+    [
+      '--cleanup with --fail',
+      ['migrate', 'web1', '--world', 'w', '--cleanup', '--fail', 'closeDisks'],
+      /--cleanup cannot go with --fail/,
+    ],
+    ['demo --cleanup', ['demo', '--cleanup'], /demo does not take --cleanup \(it is an option of migrate\)/],
+    [
+      'demo --cluster',
+      ['demo', '--cluster', 'c.yaml'],
+      /demo does not take --cluster \(it is an option of migrate, resume\)/,
+    ],
+    ['--quiet --json', ['demo', '--quiet', '--json'], /--quiet cannot go with --json/],
+    [
+      '--dry-run --fail',
+      ['migrate', 'web1', '--world', 'w', '--dry-run', '--fail', 'closeDisks'],
+      /--dry-run cannot go with --fail/,
+    ],
+    [
+      '--fail on real nodes',
+      ['migrate', 'web1', '--cluster', 'c', '--fail', 'closeDisks'],
+      /--cluster cannot go with --fail: faults are injected into a simulated cluster only/,
+    ],
+    ['resume --dry-run', ['resume', 'web1', '--world', 'w', '--dry-run'], /resume does not take --dry-run/],
+    [
+      'an unknown flag',
+      ['migrate', 'web1', '--wrold', 'w'],
+      /^drbd-migrate: unknown option --wrold; see 'drbd-migrate migrate --help'$/,
+    ],
+    [
+      'an unknown short flag',
+      ['diagram', '-x'],
+      /^drbd-migrate: unknown option -x; see 'drbd-migrate diagram --help'$/,
+    ],
+    ['a flag without its value', ['migrate', 'web1', '--world'], /--world needs a value \(FILE\)/],
+    [
+      'paths with a machine that does not exist',
+      ['paths', 'evacuation'],
+      /unknown machine 'evacuation': expected migration or cleanup/,
+    ],
+    ['an extra argument', ['demo', 'web2'], /demo: unexpected arguments: web2/],
+  ];
+  it.each(cases)('%s', async (_what, argv, message) => {
+    const r = await cli(...argv);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toHaveLength(1);
+    expect(r.stderr[0]).toMatch(message);
+    // Node's own parser text has an unbalanced quote; ours never shows it.
+    expect(r.stderr[0]).not.toMatch(/Unknown option '|ERR_PARSE_ARGS/);
+    expect(r.stdout).toEqual([]);
+  });
+
+  it('paths takes the machine as an argument, like diagram', async () => {
+    const r = await cli('paths', 'cleanup');
+    expect(r.code).toBe(0);
+    expect(r.stdout.at(-1)).toMatch(/^cleanup: \d+ paths over .* transitions covered/);
+  });
+
+  it('--version prints the package version', async () => {
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    expect((await cli('--version')).stdout).toEqual([`drbd-migrate ${pkg.version}`]);
+  });
+
+  it('every command has its help from the table, listing every option it takes and its conflicts', async () => {
+    for (const command of COMMANDS) {
+      const r = await cli(command.name, '--help');
+      expect(r.code).toBe(0);
+      const text = r.stdout.join('\n');
+      for (const o of command.options) expect(text).toContain(`--${o}`);
+      for (const c of command.conflicts ?? []) expect(text).toContain(`--${c.option} with`);
+    }
+    const all = (await cli('--help')).stdout.join('\n');
+    for (const command of COMMANDS) expect(all).toContain(`drbd-migrate ${command.name}`);
+  });
+});
+
+describe('plain I/O errors are bad input: exit 2 with the path and the cause (item 7)', () => {
+  it('init into a folder that does not exist (no temporary name shown)', async () => {
+    const r = await cli('init', '--world', '/no-such-dir/w.json');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toEqual([
+      'drbd-migrate: cannot write world file /no-such-dir/w.json: no such file or directory (ENOENT)',
+    ]);
+  });
+
+  it('a diagram into a folder that does not exist', async () => {
+    const r = await cli('diagram', '-o', '/no-such-dir/x.mmd');
+    expect(r.code).toBe(2);
+    expect(r.stderr[0]).toMatch(/cannot write \/no-such-dir\/x\.mmd: no such file or directory/);
+  });
+
+  it('a state directory that cannot be made (a file is in the way)', async () => {
+    const file = await world();
+    const blocker = join(dir, 'blocker');
+    writeFileSync(blocker, '');
+    const before = readFileSync(file, 'utf8');
+    const r = await cli('migrate', 'web1', '--world', file, '--state-dir', join(blocker, 'state'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toEqual([
+      expect.stringMatching(
+        /^drbd-migrate: cannot use the state directory .*blocker\/state: a part of the path is not a directory/,
+      ),
+    ]);
+    expect(readFileSync(file, 'utf8')).toBe(before);
+  });
+
+  it('a world file that can be read but not written: refused before the run', () => {
+    // As root, permissions do not stop a write: the folder is mounted read-only in a mount namespace.
+    const sub = tempDir('drbd-migrate-ro-');
+    const file = join(sub, 'w.json');
+    spawnSync(process.execPath, ['dist/src/cli/main.js', 'init', '--world', file]);
+    const cliArgs = [
+      'dist/src/cli/main.js',
+      'migrate',
+      'web1',
+      '--world',
+      file,
+      '--state-dir',
+      join(dir, 'st'),
+    ];
+    const root = process.getuid?.() === 0;
+    if (!root) chmodSync(sub, 0o555);
+    const r = root
+      ? spawnSync(
+          'unshare',
+          [
+            '-m',
+            '--propagation',
+            'private',
+            'sh',
+            '-c',
+            `mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"`,
+            'sh',
+            sub,
+            process.execPath,
+            ...cliArgs,
+          ],
+          { encoding: 'utf8' },
+        )
+      : spawnSync(process.execPath, cliArgs, { encoding: 'utf8' });
+    if (!root) chmodSync(sub, 0o755);
+    expect(r.stderr.trim()).toMatch(
+      /^drbd-migrate: cannot write world file .*w\.json: (read-only file system \(EROFS\)|permission denied \(EACCES\))$/,
+    );
+    expect(r.status).toBe(2);
+  });
+});
+
+describe('hints and messages that sent the user wrong (item 8)', () => {
+  it('the needsCleanup hint names the file the run used, and the cleanup it names works', async () => {
+    const file = await world();
+    const r = await cli('migrate', 'web1', '--world', file, '--fail', 'finalizeMigrationTarget', '--quiet');
+    expect(r.code).toBe(3);
+    const next = r.stdout.find((l) => l.startsWith('next: '));
+    expect(next).toBe(
+      `next: inspect the nodes, then run 'drbd-migrate migrate web1 --world ${file} --cleanup'`,
+    );
+    const command = /'drbd-migrate (.*)'/.exec(next!)![1]!.split(' ');
+    expect((await cli(...command)).code).toBe(0);
+  });
+
+  it('explain needsCleanup says the cleanup needs the file the run used', async () => {
+    const r = await cli('explain', 'needsCleanup');
+    expect(r.stdout.join('\n')).toMatch(/--cleanup, with the --cluster FILE or --world FILE the run used/);
+  });
+
+  it('an unknown instance is named once, and leaves no journal behind', async () => {
+    const file = await world();
+    const r = await cli('migrate', 'web2', '--world', file);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toEqual([`drbd-migrate: instance web2 is not in world file ${file}`]);
+    const journal = join(state, 'journal');
+    expect(existsSync(journal) ? readdirSync(journal) : []).toEqual([]);
+  });
+
+  it('the library names an unknown instance once too', async () => {
+    const file = await world();
+    const w = JSON.parse(readFileSync(file, 'utf8'));
+    const { runMigration, createSimCluster } = await import('../src/index.js');
+    const sim = createSimCluster(w);
+    const out = await runMigration({ instance: 'web2' }, sim.effects, { clock: sim.clock });
+    expect(out.error).toBe("Cannot read the config of instance web2: Instance 'web2' not known");
+  });
+
+  it('an instance that is down is not sent to a command that does not exist', async () => {
+    const file = join(dir, 'down.json');
+    await saveWorld(
+      file,
+      createWorld({ instances: [{ name: 'web1', primary: 'node-a', secondary: 'node-b', running: false }] }),
+    );
+    const r = await cli('migrate', 'web1', '--world', file);
+    expect(r.stderr[0]).toMatch(/not running on node-a \(an instance that is down is moved by failover/);
+    expect(r.stderr[0]).not.toMatch(/please use failover/);
+  });
+});
+
+describe('the terminal view (item 10)', () => {
+  const screen = (columns: number) => {
+    const written: string[] = [];
+    return { written, screen: { tty: true, color: true, columns, write: (t: string) => written.push(t) } };
+  };
+  const visible = (s: string) => stripVTControlCharacters(s);
+
+  it('fits lines to the width without cutting an escape code', () => {
+    const line = `\x1b[36m▶\x1b[0m \x1b[1mmigrating\x1b[0m${'x'.repeat(100)}`;
+    const cut = fitToWidth(line, 20);
+    expect(visible(cut)).toHaveLength(19);
+    expect(cut.endsWith('\x1b[0m')).toBe(true);
+    expect(stripVTControlCharacters(cut)).not.toContain('\x1b');
+  });
+
+  it.each([0, 30, 80])('at %i columns no drawn line wraps (0 is taken as 80)', (columns) => {
+    const { written, screen: s } = screen(columns);
+    const view = new LiveView(s);
+    view.onEvent({ type: 'state', value: 'migrating.transferring.polling', at: 0 });
+    for (let i = 1; i <= 5; i++) {
+      view.onEvent({
+        type: 'progress',
+        kind: 'memory',
+        percent: i * 10,
+        transferredMiB: i * 256,
+        totalMiB: 2560,
+        status: 'active',
+        at: i * 1000,
+      });
+    }
+    const width = columns === 0 ? 80 : columns;
+    const lines = written.join('').split('\n').map(visible);
+    expect(lines.some((l) => l.includes('memory'))).toBe(true);
+    for (const l of lines) expect(l.length).toBeLessThan(width);
+  });
+
+  it('honours NO_COLOR and FORCE_COLOR', () => {
+    const run = (env: Record<string, string>) =>
+      spawnSync(process.execPath, ['dist/src/cli/main.js', 'demo', '--fast'], {
+        encoding: 'utf8',
+        env: { ...process.env, NO_COLOR: '', FORCE_COLOR: '', ...env },
+      }).stdout;
+    expect(run({ FORCE_COLOR: '1' })).toContain('\x1b[32mmigrated\x1b[0m');
+    expect(run({ FORCE_COLOR: '1', NO_COLOR: '1' })).not.toContain('\x1b[');
+    expect(run({})).not.toContain('\x1b[');
+  });
+});
