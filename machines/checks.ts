@@ -228,3 +228,64 @@ export function describeWorld(
   }
   return lines;
 }
+
+/** Failover: what can be failed over, and to where (Ganeti's CheckPrereq for failover). */
+export function checkFailoverConfig(config: InstanceConfig, request: MigrationRequest): string | null {
+  if (config.diskTemplate !== 'drbd' && !isSharedStorage(config)) {
+    return `Instance's disk layout '${config.diskTemplate}' does not allow failovers`;
+  }
+  if (config.secondaryNode === null || config.secondaryNode === config.primaryNode) {
+    return `Instance ${config.name} has no secondary node to fail over to`;
+  }
+  if (config.disks.length === 0) return `Instance ${config.name} has no disks`;
+  if (request.targetNode !== null && request.targetNode !== config.secondaryNode) {
+    return `Instances with disk types ${config.diskTemplate} cannot be failed over to arbitrary nodes: ${request.targetNode} is not the secondary node of ${config.name} (${config.secondaryNode})`;
+  }
+  return null;
+}
+
+/**
+ * Failover with the source down: the target's own view must agree that its peer is gone (no disk
+ * Connected), and every disk must be UpToDate there, since it becomes the only copy.
+ */
+export function checkPeerLost(
+  disks: DiskStatus[],
+  instance: string,
+  source: string,
+  target: string,
+): string | null {
+  const connected = disks.filter((d) => d.connection === 'Connected');
+  if (connected.length > 0) {
+    return `${target} is still Connected to ${source} on ${connected.map((d) => d.resource).join(', ')}: ${source} is not down; migrate ${instance}, or fail it over without --source-is-down`;
+  }
+  return checkTargetUpToDate(disks, target);
+}
+
+/** The disks that will be promoted must hold UpToDate data (DRBD refuses anything less, rightly). */
+export function checkTargetUpToDate(disks: DiskStatus[], target: string): string | null {
+  const stale = disks.filter((d) => d.diskState !== 'UpToDate');
+  if (stale.length === 0) return null;
+  return `Disk ${stale.map((d) => `${d.resource} is ${d.diskState}`).join(', ')} on ${target}: its data is not known to be current, so it is not promoted; bring the other node back and let the resync finish, or (at your own risk of losing writes) promote it by hand with drbdadm primary --force`;
+}
+
+/** Rejoin: the survivor Primary and the returning node Secondary, connected, in sync, single-master. */
+export function checkRejoined(
+  status: Record<string, DiskStatus[]>,
+  survivor: string,
+  returning: string,
+): string | null {
+  for (const [node, role] of [
+    [survivor, 'Primary'],
+    [returning, 'Secondary'],
+  ] as const) {
+    for (const d of status[node] ?? []) {
+      if (d.connection !== 'Connected' || d.diskState !== 'UpToDate' || d.peerDiskState !== 'UpToDate') {
+        return `Disk ${d.resource} on ${node} is ${d.connection}, ${d.diskState}/${d.peerDiskState} after the rejoin`;
+      }
+      if (d.allowTwoPrimaries) return `Disk ${d.resource} on ${node} still allows two primaries`;
+      if (node === returning && d.role !== role)
+        return `Disk ${d.resource} is ${d.role} on ${node}, expected ${role}`;
+    }
+  }
+  return null;
+}

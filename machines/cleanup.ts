@@ -266,7 +266,11 @@ export const cleanupMachine = protocol.createMachine({
           message: `* instance running on secondary node (${context.target}), updating config`,
         }),
       },
-      ...commitPrimary({ onCommitted: '#cleanup.singleMaster', onFailed: '#cleanup.singleMaster' }),
+      ...commitPrimary({
+        onCommitted: '#cleanup.singleMaster',
+        onFailed: '#cleanup.singleMaster',
+        repair: 'the instance runs there: run the cleanup again',
+      }),
     },
     singleMaster: {
       description:

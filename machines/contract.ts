@@ -169,6 +169,19 @@ export const MigrationStatus = z.object({
 });
 export type MigrationStatus = z.infer<typeof MigrationStatus>;
 
+/**
+ * A look at one node that may be down: whether it answered within the deadline, and if it did, how
+ * the instance is there. Not answering is an answer, not a failure: a failover needs it as evidence.
+ */
+export const NodeProbe = z.object({
+  reachable: z.boolean(),
+  /** Why the node did not answer (refused, timed out), when it did not. */
+  error: z.string().nullable(),
+  /** The instance's run state there when the node answered; null when it does not run there. */
+  state: RunState.nullable(),
+});
+export type NodeProbe = z.infer<typeof NodeProbe>;
+
 const Nodes = z.tuple([NodeName, NodeName]);
 const timeoutMs = z.number().int().nonnegative();
 const perNode = <T extends z.ZodType>(schema: T) => z.record(NodeName, schema);
@@ -190,12 +203,22 @@ export const effectSchemas = {
   instanceInfo: { input: z.object({ ...onNode }), output: InstanceInfo },
   instanceList: { input: z.object({ ...onBoth }), output: perNode(z.array(RunningInstance)) },
   diskStatus: { input: z.object({ ...onBoth, ...withDisks }), output: perNode(z.array(DiskStatus)) },
+  /** One node's view of the instance's disks, for when its peer may be down. */
+  nodeDiskStatus: { input: z.object({ ...onNode, ...withDisks }), output: z.array(DiskStatus) },
+  probeNode: { input: z.object({ ...onNode }), output: NodeProbe },
   migrationInfo: { input: z.object({ ...onNode }), output: MigrationInfo },
   // storage
   closeDisks: { input: z.object({ ...onNode, ...withDisks }), output: Ack },
   openDisks: { input: z.object({ ...onNode, ...withDisks, exclusive: z.boolean() }), output: Ack },
   disconnectNet: { input: z.object({ ...onBoth, ...withDisks }), output: Ack },
-  attachNet: { input: z.object({ ...onBoth, ...withDisks, multimaster: z.boolean() }), output: Ack },
+  /**
+   * `discardOn` (a rejoin after a split brain): that node connects with --discard-my-data, so it
+   * becomes the resync target of its peer whatever it wrote on its own.
+   */
+  attachNet: {
+    input: z.object({ ...onBoth, ...withDisks, multimaster: z.boolean(), discardOn: NodeName.optional() }),
+    output: Ack,
+  },
   /**
    * A long poll: answers as soon as every disk is in sync or the sync percent moved, or when
    * timeoutMs has passed; timeoutMs 0 asks for the state now. Never a fixed sleep.
@@ -205,6 +228,10 @@ export const effectSchemas = {
     output: z.object({ nodes: perNode(NodeSync), at: z.number() }),
   },
   // hypervisor
+  /** Ganeti's instance_shutdown: the guest is asked to power off, then stopped; done when it is gone. */
+  shutdownInstance: { input: z.object({ ...onNode }), output: Ack },
+  /** Ganeti's instance_start: start the instance on the node from its disks (already Primary there). */
+  startInstance: { input: z.object({ ...onNode }), output: Ack },
   balloonMemory: { input: z.object({ ...onNode, memoryMiB: z.number().int().positive() }), output: Ack },
   acceptInstance: { input: z.object({ ...onNode, source: NodeName, info: MigrationInfo }), output: Ack },
   migrateInstance: { input: z.object({ ...onNode, target: NodeName, live: z.boolean() }), output: Ack },

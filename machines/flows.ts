@@ -1,7 +1,16 @@
+import type { EffectInput, EffectName } from './contract.js';
 import { meta } from './describe.js';
 import { errorText } from './effects.js';
 import { nextPollTimeout } from './limits.js';
-import { askBoth, askBothAboutDisks, bothNodes, protocol, step, syncOverdueMessage } from './protocol.js';
+import {
+  askBoth,
+  askBothAboutDisks,
+  bothNodes,
+  type ProtocolContext,
+  protocol,
+  step,
+  syncOverdueMessage,
+} from './protocol.js';
 
 /**
  * Flows written once and used by several machines or several places of one machine. Each takes the
@@ -373,7 +382,12 @@ export function survey(options: { next: string }) {
  * is concluded, and a write that did not take is tried once more. `onFailed` is entered with the
  * source to be demoted: the instance runs on the target whatever the config says.
  */
-export function commitPrimary(options: { onCommitted: string; onFailed: string }) {
+export function commitPrimary(options: {
+  onCommitted: string;
+  onFailed: string;
+  /** What repairs a commit that could not be made, for the error. */
+  repair: string;
+}) {
   return protocol.createStateConfig({
     initial: 'writing',
     states: {
@@ -434,7 +448,10 @@ export function commitPrimary(options: { onCommitted: string; onFailed: string }
             },
             {
               target: options.onFailed,
-              actions: ['recordConfigRead', { type: 'giveUpCommit', params: { readError: null } }],
+              actions: [
+                'recordConfigRead',
+                { type: 'giveUpCommit', params: { readError: null, repair: options.repair } },
+              ],
             },
           ],
           onError: [
@@ -452,12 +469,54 @@ export function commitPrimary(options: { onCommitted: string; onFailed: string }
               target: options.onFailed,
               actions: {
                 type: 'giveUpCommit',
-                params: ({ event }) => ({ readError: errorText(event.error) }),
+                params: ({ event }) => ({ readError: errorText(event.error), repair: options.repair }),
               },
             },
           ],
         },
       },
     },
+  });
+}
+
+type StepArgs = { context: ProtocolContext };
+
+/**
+ * The shape most steps share: say what is being done, call one effect, go on when it answers, and
+ * when it fails, fail the run with a message (the effect's error already names the node) and go to
+ * `failTo`. Steps that judge an answer are written out; steps that only act are this.
+ */
+export function effectStep<K extends EffectName>(o: {
+  src: K;
+  description: string;
+  input: (args: StepArgs) => Omit<EffectInput<K>, 'timeoutMs'>;
+  next: string;
+  failTo: string;
+  failure: (context: ProtocolContext, error: string) => string;
+  /** A Ganeti-style feedback line when the step starts. */
+  says?: (context: ProtocolContext) => string;
+  rules?: number[];
+}) {
+  return protocol.createStateConfig({
+    description: o.description,
+    ...(o.rules === undefined ? {} : { meta: meta({ rules: o.rules }) }),
+    ...(o.says === undefined
+      ? {}
+      : { entry: { type: 'feedback', params: ({ context }: StepArgs) => ({ message: o.says!(context) }) } }),
+    invoke: {
+      id: o.src,
+      src: o.src,
+      input: (args: StepArgs) => ({ ...o.input(args), timeoutMs: step(args.context) }),
+      onDone: o.next,
+      onError: {
+        target: o.failTo,
+        actions: {
+          type: 'fail',
+          params: ({ context, event }: StepArgs & { event: { error: unknown } }) => ({
+            message: o.failure(context, errorText(event.error)),
+          }),
+        },
+      },
+    } as never,
   });
 }

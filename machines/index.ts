@@ -16,6 +16,7 @@ export {
   effectActors,
   errorText,
 } from './effects.js';
+export { failoverMachine } from './failover.js';
 export { inputProblem, issuesText, ProtocolInputSchema } from './input.js';
 export { DEFAULT_LIMITS, Limits, MAX_TIMER_MS } from './limits.js';
 export { migrationMachine } from './migration.js';
@@ -30,3 +31,5 @@ export {
   protocol,
 } from './protocol.js';
 export { type ProtocolMachine, provideEffects } from './provide.js';
+export { MACHINE_NAMES, MACHINES, type MachineName } from './registry.js';
+export { rejoinMachine } from './rejoin.js';

@@ -13,6 +13,8 @@ export const ProtocolInputSchema = z
     mode: MigrationMode.optional(),
     targetNode: NodeName.optional(),
     allowRuntimeChanges: z.boolean().optional(),
+    ignoreConsistency: z.boolean().optional(),
+    sourceIsDown: z.boolean().optional(),
     limits: Limits.partial().optional(),
   })
   .strict();

@@ -816,7 +816,11 @@ export const migrationMachine = protocol.createMachine({
         rules: [3],
         check: 'The config must name the node where the instance runs.',
       }),
-      ...commitPrimary({ onCommitted: '#migration.singleMaster', onFailed: '#migration.singleMaster' }),
+      ...commitPrimary({
+        onCommitted: '#migration.singleMaster',
+        onFailed: '#migration.singleMaster',
+        repair: 'the instance runs there: the cleanup repairs the config',
+      }),
     },
     revertingDisks: {
       description:

@@ -6,13 +6,22 @@ import type {
   InstanceConfig,
   MigrationMode,
   MigrationStatus,
+  NodeProbe,
   NodeSync,
   RunningInstance,
 } from './contract.js';
 import { unprovidedEffects } from './effects.js';
 import { DEFAULT_LIMITS, type Limits, observe, overdue, seconds, type Watch } from './limits.js';
 
-export type Outcome = 'migrated' | 'reverted' | 'needsCleanup' | 'rejected' | 'cleaned' | 'failed';
+export type Outcome =
+  | 'migrated'
+  | 'failedOver'
+  | 'rejoined'
+  | 'reverted'
+  | 'needsCleanup'
+  | 'rejected'
+  | 'cleaned'
+  | 'failed';
 
 export interface ProtocolInput {
   instance: string;
@@ -22,6 +31,13 @@ export interface ProtocolInput {
   targetNode?: string;
   /** Allow ballooning the instance down to fit on the target (Ganeti's allow_runtime_changes). */
   allowRuntimeChanges?: boolean;
+  /** Failover: go on although the disks are not in sync everywhere (the target's must still be UpToDate). */
+  ignoreConsistency?: boolean;
+  /**
+   * Failover: the operator says the source is down (Ganeti's offline node). The machine still looks:
+   * a source that answers and runs the instance, or a target still connected to it, refuses the run.
+   */
+  sourceIsDown?: boolean;
   limits?: Partial<Limits>;
 }
 
@@ -39,7 +55,15 @@ export interface ProtocolOutput {
 
 export interface ProtocolContext {
   instance: string;
-  request: { mode: MigrationMode | null; targetNode: string | null; allowRuntimeChanges: boolean };
+  request: {
+    mode: MigrationMode | null;
+    targetNode: string | null;
+    allowRuntimeChanges: boolean;
+    ignoreConsistency: boolean;
+    sourceIsDown: boolean;
+  };
+  /** Failover: the source was found down (it did not answer and its DRBD peer lost it). */
+  sourceDown: boolean;
   limits: Limits;
   config: InstanceConfig | null;
   /** The node the instance runs on when the machine starts (the config's primary). */
@@ -105,7 +129,10 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
       mode: input.mode ?? null,
       targetNode: input.targetNode ?? null,
       allowRuntimeChanges: input.allowRuntimeChanges ?? true,
+      ignoreConsistency: input.ignoreConsistency ?? false,
+      sourceIsDown: input.sourceIsDown ?? false,
     },
+    sourceDown: false,
     // A key given as undefined keeps its default.
     limits: {
       ...DEFAULT_LIMITS,
@@ -269,6 +296,16 @@ export const protocol = setup({
     onTargetOnly: ({ context }) => where(context).length === 1 && where(context)[0] === context.target,
     alreadyActedOnBoth: ({ context }) => context.aborted,
     sourceResumeFailed: ({ context }) => context.sourceResumeFailed,
+    sourceIsDownClaimed: ({ context }) => context.request.sourceIsDown,
+    ignoreConsistency: ({ context }) => context.request.ignoreConsistency,
+    sourceFoundDown: ({ context }) => context.sourceDown,
+    /** A probe answer: the node did not answer. */
+    unreachableIn: (_, params: { probe: NodeProbe }) => !params.probe.reachable,
+    /** A probe answer: the node answered and the instance is there (running or otherwise). */
+    presentIn: (_, params: { probe: NodeProbe }) => params.probe.reachable && params.probe.state !== null,
+    /** Said to be down, but the probe found the node answering with the instance there. */
+    claimedDownButPresentIn: ({ context }, params: { probe: NodeProbe }) =>
+      context.request.sourceIsDown && params.probe.reachable && params.probe.state !== null,
     /** Found only on the source, and paused there: a copy aborted without resuming it. */
     pausedOnSourceOnly: ({ context }) =>
       where(context).length === 1 &&
@@ -386,16 +423,17 @@ export const protocol = setup({
      * The commit did not take: the instance runs on the target, so the disks go back to single-master
      * around it (the source is demoted) and the run ends asking for a cleanup of the config alone.
      */
-    giveUpCommit: assign(({ context }, params: { readError: string | null }) => ({
+    giveUpCommit: assign(({ context }, params: { readError: string | null; repair: string }) => ({
       commitFailed: true,
       configUnknown: params.readError !== null,
-      commitError: `The instance runs on ${context.target} but the config could not be updated to name it (${context.commitError}); ${
+      commitError: `The config could not be updated to name ${context.target} (${context.commitError}); ${
         params.readError === null
-          ? `the config still names ${context.source}`
-          : `reading the config back failed too (${params.readError}), so which node it names is unknown`
-      }; the cleanup repairs the config`,
+          ? `it still names ${context.source}`
+          : `reading it back failed too (${params.readError}), so which node it names is unknown`
+      }; ${params.repair}`,
       demote: context.source,
     })),
+    recordSourceDown: assign({ sourceDown: true }),
     demoteTarget: assign(({ context }) => ({ demote: context.target })),
     countSingleMasterAttempt: assign({
       singleMasterAttempts: ({ context }) => context.singleMasterAttempts + 1,

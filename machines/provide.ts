@@ -2,10 +2,16 @@ import type { AnyStateMachine } from 'xstate';
 import type { cleanupMachine } from './cleanup.js';
 import type { Effects } from './contract.js';
 import { type BindOptions, effectActors } from './effects.js';
+import type { failoverMachine } from './failover.js';
 import type { migrationMachine } from './migration.js';
+import type { rejoinMachine } from './rejoin.js';
 
 /** The machines this package ships; both come from the one shared setup. */
-export type ProtocolMachine = typeof migrationMachine | typeof cleanupMachine;
+export type ProtocolMachine =
+  | typeof migrationMachine
+  | typeof cleanupMachine
+  | typeof failoverMachine
+  | typeof rejoinMachine;
 
 /**
  * The typed way to give a machine its effects: plain async functions in, a machine whose every step

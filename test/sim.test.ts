@@ -37,9 +37,9 @@ describe('the simulated cluster obeys DRBD’s rules', () => {
     await sim.effects.disconnectNet({ ...base, nodes: both, disks }, signal());
     // only one side asks for two primaries: the handshake fails, the attach retries until its deadline
     const r = sim.world.resources['web1-disk0']!;
-    r.local['node-a']!.net = { allowTwoPrimaries: true };
+    r.local['node-a']!.net = { allowTwoPrimaries: true, discardMyData: false };
     r.local['node-a']!.connection = 'Connecting';
-    r.local['node-b']!.net = { allowTwoPrimaries: false };
+    r.local['node-b']!.net = { allowTwoPrimaries: false, discardMyData: false };
     r.local['node-b']!.connection = 'Connecting';
     const { handshake } = await import('../src/sim/drbd.js');
     handshake(sim.world, r);

@@ -28,6 +28,7 @@ type AnyInput = {
   node?: string;
   nodes?: string[];
   multimaster?: boolean;
+  discardOn?: string;
   live?: boolean;
   success?: boolean;
   target?: string;
@@ -78,7 +79,10 @@ export function plannedCommands(
     case 'instanceList':
     case 'migrationInfo':
       return nodes.map((n) => qmp(n, 'query-status'));
+    case 'probeNode':
+      return nodes.flatMap((n) => [sh(n, ['true']), qmp(n, 'query-status')]);
     case 'diskStatus':
+    case 'nodeDiskStatus':
       return nodes.flatMap((n) =>
         links(n).flatMap((l) =>
           drbd(n)
@@ -103,7 +107,7 @@ export function plannedCommands(
         ...nodes.flatMap((n) =>
           links(n).flatMap((l) =>
             drbd(n)
-              .connect(l, input.multimaster === true)
+              .connect(l, input.multimaster === true, input.discardOn === n)
               .map((argv) => sh(n, argv)),
           ),
         ),
@@ -124,6 +128,18 @@ export function plannedCommands(
     case 'waitSync':
       // timeoutMs 0 asks for the state now: no wait.
       return nodes.flatMap((n) => links(n).flatMap((l) => [sh(n, drbd(n).syncRead(l, seconds))]));
+    case 'shutdownInstance':
+      return nodes.flatMap((n) => [
+        qmp(n, 'system_powerdown'),
+        qmp(n, 'quit'),
+        sh(n, waitExitCommand(inst.hypervisor, input.timeoutMs)),
+      ]);
+    case 'startInstance':
+      return nodes.flatMap((n) => [
+        qmp(n, 'query-status'),
+        sh(n, startCommand(inst.hypervisor, false, input.timeoutMs)),
+        qmp(n, 'query-status'),
+      ]);
     case 'balloonMemory':
       return nodes.map((n) => qmp(n, 'balloon', { value: (input.memoryMiB ?? 0) * 1024 * 1024 }));
     case 'acceptInstance': {

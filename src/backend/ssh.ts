@@ -144,6 +144,26 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       return perNode(nodes, (node) => drbdStatus(inst, node, timeoutMs, signal));
     },
 
+    nodeDiskStatus: async ({ instance, node, timeoutMs }, signal) => {
+      const inst = instanceSpec(instance);
+      if (isShared(inst)) throw noReplication(inst);
+      return drbdStatus(inst, node, timeoutMs, signal);
+    },
+
+    probeNode: async ({ instance, node, timeoutMs }, signal) => {
+      // The probe's own deadline, half the step's: a node that does not answer by then is the answer.
+      const probeMs = Math.max(1, Math.floor(timeoutMs / 2));
+      try {
+        await shell(node).exec(['true'], { timeoutMs: probeMs, signal });
+      } catch (error) {
+        if (signal.aborted) throw error;
+        shell(node).close();
+        shells.delete(node);
+        return { reachable: false, error: (error as Error).message, state: null };
+      }
+      return { reachable: true, error: null, state: await qemu(node, instance).status(timeoutMs, signal) };
+    },
+
     migrationInfo: async ({ instance, node, timeoutMs }, signal) => {
       const state = await qemu(node, instance).status(timeoutMs, signal);
       if (state === null) throw new Error(`${node}: instance ${instance} is not running`);
@@ -193,7 +213,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       });
     },
 
-    attachNet: async ({ instance, nodes, multimaster, timeoutMs }, signal) => {
+    attachNet: async ({ instance, nodes, multimaster, discardOn, timeoutMs }, signal) => {
       const inst = instanceSpec(instance);
       if (isShared(inst)) throw noReplication(inst);
       // Ganeti's DrbdAttachNet: configure both sides, wait for the connection (DRBD's own wait, in
@@ -207,7 +227,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         await perNode(nodes, async (node) => {
           for (const l of drbdLinks(inst, node)) {
             if (!standAlone.has(`${node}/${l.minor}`)) continue;
-            for (const argv of drbd(node).connect(l, multimaster))
+            for (const argv of drbd(node).connect(l, multimaster, discardOn === node))
               await shell(node).exec(argv, { timeoutMs: left(), signal });
           }
         });
@@ -265,6 +285,21 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         }),
         at: Date.now(),
       };
+    },
+
+    shutdownInstance: ({ instance, node, timeoutMs }, signal) =>
+      qemu(node, instance).shutdown(timeoutMs, signal),
+
+    startInstance: async ({ instance, node, timeoutMs }, signal) => {
+      const q = qemu(node, instance);
+      const state = await q.status(timeoutMs, signal);
+      // Run again after a lost answer: it already runs.
+      if (state === 'running') return;
+      if (state !== null) throw new Error(`${node}: instance ${instance} is already ${state} here`);
+      await q.start(false, timeoutMs, signal);
+      const now = await q.status(timeoutMs, signal);
+      if (now !== 'running')
+        throw new Error(`${node}: instance ${instance} is ${now ?? 'gone'} after its start`);
     },
 
     balloonMemory: async ({ instance, node, memoryMiB, timeoutMs }, signal) => {

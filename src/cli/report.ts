@@ -66,6 +66,8 @@ export function worldLines(world: World): string[] {
 
 export const EXIT: Record<ProtocolOutput['outcome'], number> = {
   migrated: 0,
+  failedOver: 0,
+  rejoined: 0,
   cleaned: 0,
   reverted: 1,
   rejected: 2,

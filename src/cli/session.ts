@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import {
   type EffectCall,
   InstanceName,
+  type MachineName,
   NodeName,
   type ProtocolInput,
   type ProtocolOutput,
@@ -214,7 +215,7 @@ export async function simulate(
   io: CliIo,
   world: World,
   values: Values,
-  machineName: 'migration' | 'cleanup',
+  machineName: MachineName,
   run: SimRunner,
   options: {
     pace?: number;

@@ -16,8 +16,11 @@ export interface DrbdDriver {
   disconnect(l: DrbdLink): string[];
   /** Exit codes of disconnect that mean "already StandAlone" (8.4: 10, "unknown connection"). */
   alreadyStandAlone: number[];
-  /** Connects again, with or without two primaries allowed (one or more commands, in order). */
-  connect(l: DrbdLink, allowTwoPrimaries: boolean): string[][];
+  /**
+   * Connects again, with or without two primaries allowed (one or more commands, in order); with
+   * discardMyData this side gives up what it wrote alone if the handshake finds a split brain.
+   */
+  connect(l: DrbdLink, allowTwoPrimaries: boolean, discardMyData?: boolean): string[][];
   /** Until Connected, bounded. */
   waitConnect(l: DrbdLink, timeoutS: number): string[];
   /** The reads behind one DiskStatus, and their parse (outputs in the same order). */
@@ -47,7 +50,7 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     secondary: drbd84.secondary,
     disconnect: drbd84.disconnect,
     alreadyStandAlone: [10],
-    connect: (l, two) => [drbd84.connect(l, two)],
+    connect: (l, two, discard) => [drbd84.connect(l, two, discard)],
     waitConnect: drbd84.waitConnect,
     statusReads: (l) => [drbd84.events(l), drbd84.show(l), drbd84.status(l)],
     parseStatus: ([events, show, status], l) => parseEvents2(events ?? '', show ?? '', l.minor, status),
@@ -61,7 +64,7 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     // Assumed as 8.4's: not checked against a DRBD 9 kernel.
     alreadyStandAlone: [10],
     // A DRBD 9 connection keeps its options while StandAlone: set them, then connect.
-    connect: (l, two) => [drbd9.netOptions(l, two), drbd9.connect(l)],
+    connect: (l, two, discard) => [drbd9.netOptions(l, two), drbd9.connect(l, discard)],
     waitConnect: drbd9.waitConnect,
     statusReads: (l) => [drbd9.status(l), drbd9.show(l)],
     parseStatus: ([json, show], l) => parseStatusJson(json ?? '', show ?? '', l.minor, l.peerNodeId),

@@ -36,7 +36,8 @@ export const drbd84 = {
   primary: (d: DrbdLink) => [drbdsetup84, 'primary', String(d.minor)],
   secondary: (d: DrbdLink) => [drbdsetup84, 'secondary', String(d.minor)],
   disconnect: (d: DrbdLink) => [drbdsetup84, 'disconnect', endpoint(d.local), endpoint(d.peer)],
-  connect: (d: DrbdLink, allowTwoPrimaries: boolean) => [
+  /** With discardMyData this side loses a split brain: it becomes the resync target of its peer. */
+  connect: (d: DrbdLink, allowTwoPrimaries: boolean, discardMyData = false) => [
     drbdsetup84,
     'connect',
     d.resource,
@@ -44,6 +45,7 @@ export const drbd84 = {
     endpoint(d.peer),
     ...NET_POLICIES,
     ...(allowTwoPrimaries ? ['--allow-two-primaries=yes'] : []),
+    ...(discardMyData ? ['--discard-my-data'] : []),
   ],
   /** DRBD's own wait, bounded: 0 would mean forever. */
   waitSync: (d: DrbdLink, timeoutS: number) => [

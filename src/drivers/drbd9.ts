@@ -32,7 +32,13 @@ export const drbd9 = {
     ...NET_POLICIES,
     `--allow-two-primaries=${allowTwoPrimaries ? 'yes' : 'no'}`,
   ],
-  connect: (d: DrbdLink) => [drbdsetup9, 'connect', d.resource, peer(d)],
+  connect: (d: DrbdLink, discardMyData = false) => [
+    drbdsetup9,
+    'connect',
+    d.resource,
+    peer(d),
+    ...(discardMyData ? ['--discard-my-data'] : []),
+  ],
   waitConnect: (d: DrbdLink, timeoutS: number) => [
     drbdsetup9,
     'wait-connect-resource',

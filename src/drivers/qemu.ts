@@ -178,6 +178,23 @@ export class QemuNode {
     await this.shell.exec(waitExitCommand(this.hv, timeoutMs), { timeoutMs, signal });
   }
 
+  /**
+   * Ganeti's instance_shutdown: ask the guest to power off (ACPI), give it part of the step, then
+   * quit QEMU; done when the process is gone. A guest that is not there is already shut down.
+   */
+  async shutdown(timeoutMs: number, signal?: AbortSignal) {
+    const qmp = await this.qmp(timeoutMs, signal);
+    if (qmp === null) {
+      await this.shell.exec(waitExitCommand(this.hv, timeoutMs), { timeoutMs, signal });
+      return;
+    }
+    const graceMs = Math.min(10_000, Math.floor(timeoutMs / 3));
+    const gone = qmp.nextEvent(() => false, graceMs, signal);
+    await qmp.execute('system_powerdown').catch(() => undefined);
+    await gone;
+    await this.quit(timeoutMs, signal);
+  }
+
   async queryMigrate(timeoutMs: number, signal?: AbortSignal): Promise<QueryMigrate> {
     return QueryMigrate.parse(await (await this.mustQmp(timeoutMs, signal)).execute('query-migrate'));
   }

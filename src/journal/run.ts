@@ -1,9 +1,9 @@
 import type { Snapshot } from 'xstate';
 import {
-  cleanupMachine,
   type Effects,
   inputProblem,
-  migrationMachine,
+  MACHINES,
+  type MachineName,
   type ProtocolContext,
   type ProtocolInput,
   type ProtocolOutput,
@@ -14,8 +14,7 @@ import type { LockStore } from './lock.js';
 import { type JournalEntry, type JournalStore, owner } from './store.js';
 import { machineVersion } from './version.js';
 
-export type MachineKind = 'migration' | 'cleanup';
-const MACHINES = { migration: migrationMachine, cleanup: cleanupMachine };
+export type MachineKind = MachineName;
 
 export interface JournalOptions extends Omit<RunOptions, 'onSnapshot' | 'snapshot' | 'beforeCall'> {
   store: JournalStore;

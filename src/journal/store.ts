@@ -3,12 +3,12 @@ import { appendFile, mkdir, open, readFile, rename, unlink } from 'node:fs/promi
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { InstanceName } from '../../machines/index.js';
+import { InstanceName, MACHINE_NAMES, type MachineName } from '../../machines/index.js';
 
 /** One journal entry: the machine's persisted snapshot after a transition, and what it belongs to. */
 export const JournalEntry = z.object({
   schema: z.literal(1),
-  machine: z.enum(['migration', 'cleanup']),
+  machine: z.enum(MACHINE_NAMES as [MachineName, ...MachineName[]]),
   machineVersion: z.string(),
   instance: InstanceName,
   input: z.record(z.string(), z.unknown()),

@@ -4,7 +4,9 @@ export {
   type RunOptions,
   rejectedInput,
   runCleanup,
+  runFailover,
   runMachine,
   runMigration,
+  runRejoin,
   stateKey,
 } from './run.js';

@@ -12,12 +12,14 @@ import {
   type Clock,
   cleanupMachine,
   type Effects,
+  failoverMachine,
   inputProblem,
   migrationMachine,
   type ProtocolEmitted,
   type ProtocolInput,
   type ProtocolOutput,
   provideEffects,
+  rejoinMachine,
   systemClock,
 } from '../../machines/index.js';
 
@@ -167,4 +169,14 @@ export function runMigration(input: ProtocolInput, effects: Effects, options: Ru
 /** Repairs a failed migration (safe on a healthy instance); resolves with the machine's output. */
 export function runCleanup(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
   return runMachine(cleanupMachine, input, effects, options);
+}
+
+/** Brings an instance up on its secondary (its primary stopped, or proven down). */
+export function runFailover(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
+  return runMachine(failoverMachine, input, effects, options);
+}
+
+/** Takes a returning node back as the instance's secondary, resynced from the survivor. */
+export function runRejoin(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
+  return runMachine(rejoinMachine, input, effects, options);
 }

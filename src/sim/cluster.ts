@@ -15,6 +15,7 @@ import {
   isConnected,
   isSyncing,
   localOf,
+  nodeDies,
   promote,
   resourceOf,
   statusOf,
@@ -28,6 +29,8 @@ import {
   finalizeTarget,
   memoryFreeMiB,
   migrationStatus,
+  shutdownInstance,
+  startInstance,
   startMigration,
   vmOn,
 } from './hypervisor.js';
@@ -66,6 +69,13 @@ export interface SimCluster {
   snapshot(): World;
   /** Something happens to the cluster by itself, now (a link failure, a QEMU crash, …). */
   perturb(kind: Perturbation, instance: string): void;
+  /**
+   * The node loses power: its guests are gone, its DRBD devices with them, its peers wait. With
+   * `wroteAlone` it had been cut off and written on its own first (its return is a split brain).
+   */
+  killNode(node: string, options?: { wroteAlone?: boolean }): void;
+  /** The node boots again: nothing runs, its DRBD devices are Secondary and unconnected. */
+  reviveNode(node: string): void;
 }
 
 /** How long a query (status read) takes on a node, in simulated ms. */
@@ -101,6 +111,23 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       advance();
       perturb(world, kind, instance);
       recordInvariants(world);
+    },
+    killNode: (node, options = {}) => {
+      advance();
+      const n = world.nodes[node];
+      if (n === undefined) throw new Error(`unknown node ${node}`);
+      n.down = true;
+      world.vms[node] = {};
+      for (const r of Object.values(world.resources)) {
+        if (r.nodes.includes(node)) nodeDies(r, node, options.wroteAlone === true);
+      }
+      recordInvariants(world);
+    },
+    reviveNode: (node) => {
+      advance();
+      const n = world.nodes[node];
+      if (n === undefined) throw new Error(`unknown node ${node}`);
+      n.down = false;
     },
   };
 
@@ -143,6 +170,13 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     const call = ++calls[effect];
     const node =
       (input as { node?: string }).node ?? (input as { nodes?: string[] }).nodes?.join(',') ?? 'cluster';
+    // A node that is down answers nothing: the call hangs until its deadline (a probe says so itself).
+    const on = [(input as { node?: string }).node, ...((input as { nodes?: string[] }).nodes ?? [])];
+    const dead = on.find((n) => n !== undefined && world.nodes[n]?.down === true);
+    if (dead !== undefined && effect !== 'probeNode') {
+      await sleep((input as { timeoutMs?: number }).timeoutMs ?? 0, signal);
+      throw new Error(`${dead}: cannot connect to ${dead}: timed out (the node is down)`);
+    }
     await sleep(latencyMs, signal);
     const fault = faultFor(cluster.faults, effect, call);
     const injected = () => new Error(`${node}: injected fault: ${effect} failed (call ${call})`);
@@ -215,10 +249,14 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       act('setPrimaryNode', input, signal, QUERY_MS, () => {
         const config = instanceOf(input.instance);
         if (config.primaryNode === input.node) return;
-        const running = vmOn(world, input.node, input.instance)?.state;
-        if (running !== 'running') {
+        // Rule 3: the config may not name one node while the instance runs on another. (A failover
+        // commits while the instance runs nowhere, then starts it where the config now says.)
+        const elsewhere = Object.keys(world.vms).filter(
+          (n) => n !== input.node && world.vms[n]?.[input.instance]?.state === 'running',
+        );
+        if (elsewhere.length > 0) {
           world.violations.push(
-            `rule 3: config moved ${input.instance} to ${input.node} where it is ${running ?? 'absent'}`,
+            `rule 3: config moved ${input.instance} to ${input.node} while it runs on ${elsewhere.join(', ')}`,
           );
         }
         config.secondaryNode = config.primaryNode;
@@ -252,6 +290,23 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       act('diskStatus', input, signal, QUERY_MS, () =>
         perNode(input.nodes, (n) => input.disks.map((d) => statusOf(resourceOf(world, d.resource), n))),
       ),
+    nodeDiskStatus: (input, signal) =>
+      act('nodeDiskStatus', input, signal, QUERY_MS, () =>
+        input.disks.map((d) => statusOf(resourceOf(world, d.resource), input.node)),
+      ),
+    probeNode: (input, signal) =>
+      act('probeNode', input, signal, QUERY_MS, async () => {
+        if (world.nodes[input.node]?.down === true) {
+          // The probe's own deadline, shorter than the step's: no answer is the answer.
+          await sleep(Math.max(0, input.timeoutMs / 2), signal);
+          return { reachable: false, error: `${input.node}: connection timed out`, state: null };
+        }
+        return {
+          reachable: true,
+          error: null,
+          state: vmOn(world, input.node, input.instance)?.state ?? null,
+        };
+      }),
     migrationInfo: (input, signal) =>
       act('migrationInfo', input, signal, QUERY_MS, () => {
         const vm = vmOn(world, input.node, input.instance);
@@ -289,7 +344,8 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
           onDisks(input.disks, (d) => {
             const r = resourceOf(world, d.resource);
             for (const n of input.nodes) {
-              if (localOf(r, n).connection === 'StandAlone') configureNet(r, n, input.multimaster);
+              if (localOf(r, n).connection === 'StandAlone')
+                configureNet(r, n, input.multimaster, input.discardOn === n);
             }
           });
           await sleep(world.settings.connectMs, signal);
@@ -315,6 +371,10 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
         const nodes = await longPoll(input.timeoutMs, signal, read, (a, b) => key(a) !== key(b), hurry);
         return { nodes, at: clock.now() };
       }),
+    shutdownInstance: (input, signal) =>
+      act('shutdownInstance', input, signal, step, () => shutdownInstance(world, input.node, input.instance)),
+    startInstance: (input, signal) =>
+      act('startInstance', input, signal, step, () => startInstance(world, input.node, input.instance)),
     balloonMemory: (input, signal) =>
       act('balloonMemory', input, signal, step, () =>
         balloon(world, input.node, input.instance, input.memoryMiB),

@@ -44,7 +44,12 @@ export function promote(world: World, r: Resource, node: string): void {
     throw new Error(`${r.minor}: State change failed: (-1) Multiple primaries not allowed by config`);
   }
   // Safety rule 4 is the orchestrator's, not DRBD's: DRBD lets a StandAlone node become Primary.
-  if (!(isConnected(r) && !isSyncing(r) && local.diskState === 'UpToDate' && peer.diskState === 'UpToDate')) {
+  // Rule 7's exception: the peer is down (the failover's proof), so there is no peer to agree with.
+  const peerDown = world.nodes[peerOf(r, node)]?.down === true;
+  if (
+    !peerDown &&
+    !(isConnected(r) && !isSyncing(r) && local.diskState === 'UpToDate' && peer.diskState === 'UpToDate')
+  ) {
     world.violations.push(
       `rule 4: ${r.name} promoted on ${node} while ${local.connection}, ${local.diskState}/${peer.diskState}`,
     );
@@ -72,13 +77,18 @@ export function disconnect(r: Resource, node: string): void {
 }
 
 /** drbdsetup connect: configure the network; the handshake happens once both sides are configured. */
-export function configureNet(r: Resource, node: string, allowTwoPrimaries: boolean): void {
+export function configureNet(
+  r: Resource,
+  node: string,
+  allowTwoPrimaries: boolean,
+  discardMyData = false,
+): void {
   const local = localOf(r, node);
   if (local.net !== null && local.connection !== 'StandAlone') {
     if (local.net.allowTwoPrimaries === allowTwoPrimaries) return;
     throw new Error(`${r.name}: Failure: (102) Local address(port) already in use`);
   }
-  local.net = { allowTwoPrimaries };
+  local.net = { allowTwoPrimaries, discardMyData };
   local.connection = 'Connecting';
 }
 
@@ -109,12 +119,15 @@ export function handshake(world: World, r: Resource): void {
   }
   const da = r.dirtyKiB[a] ?? 0;
   const db = r.dirtyKiB[b] ?? 0;
-  if (da > 0 && db > 0) {
+  // Both sides wrote while apart: a split brain, which only --discard-my-data on one side resolves
+  // (that side becomes the resync target and loses what it wrote alone).
+  const victim = la.net.discardMyData ? a : lb.net.discardMyData ? b : null;
+  if (da > 0 && db > 0 && victim === null) {
     world.violations.push(`split brain: ${r.name} was written on both ${a} and ${b} while disconnected`);
     dropToStandAlone(r);
     return;
   }
-  const source = da > 0 ? a : db > 0 ? b : r.syncSource;
+  const source = da > 0 && db > 0 ? peerOf(r, victim!) : da > 0 ? a : db > 0 ? b : r.syncSource;
   if (source !== null) {
     const target = peerOf(r, source);
     if (localOf(r, target).role === 'Primary' && (da > 0 || db > 0)) {
@@ -195,4 +208,21 @@ export function linkDown(r: Resource, untilMs: number): void {
     const l = localOf(r, n);
     if (l.net !== null) l.connection = 'Connecting';
   }
+}
+
+/**
+ * The node died: its DRBD devices are gone (Secondary, unconfigured, its data as it was), and its
+ * peer waits for it. With `wroteAlone`, it had been cut off and written on its own before it died,
+ * so its return is a split brain.
+ */
+export function nodeDies(r: Resource, node: string, wroteAlone: boolean): void {
+  const local = localOf(r, node);
+  const peer = localOf(r, peerOf(r, node));
+  if (wroteAlone && local.role === 'Primary') r.dirtyKiB[node] = (r.dirtyKiB[node] ?? 0) + 4096;
+  local.role = 'Secondary';
+  local.net = null;
+  local.connection = 'StandAlone';
+  if (peer.net !== null) peer.connection = 'Connecting';
+  r.syncSource = null;
+  r.syncTotalKiB = 0;
 }

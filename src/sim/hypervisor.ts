@@ -173,6 +173,48 @@ export function finalizeTarget(world: World, node: string, instance: string, suc
   if (vm !== undefined) delete vmsOf(world, node)[instance];
 }
 
+/** instance_start: boot the instance from its disks, which must be Primary (or open) here. */
+export function startInstance(world: World, node: string, instance: string): void {
+  const existing = vmOn(world, node, instance);
+  if (existing?.state === 'running') return;
+  if (existing !== undefined)
+    throw new Error(`qemu: instance ${instance} is already ${existing.state} on ${node}`);
+  const config = instanceConfig(world, instance);
+  for (const disk of config.disks) {
+    const shared = sharedDiskOf(world, disk.resource);
+    if (shared !== undefined) {
+      if (!sharedOpenOn(shared, node))
+        throw new Error(`qemu: Could not open '${disk.resource}': not activated`);
+    } else if (localOf(resourceOf(world, disk.resource), node).role !== 'Primary') {
+      throw new Error(`qemu: Could not open '/dev/drbd${disk.minor}': Wrong medium type`);
+    }
+  }
+  if (memoryFreeMiB(world, node) < config.memoryMiB)
+    throw new Error(`qemu: cannot allocate ${config.memoryMiB} MiB of guest memory`);
+  // A fresh boot: the guest's count starts again (from what its disk holds, on real nodes).
+  vmsOf(world, node)[instance] = {
+    state: 'running',
+    memoryMiB: config.memoryMiB,
+    uptimeMs: 0,
+    migration: null,
+  };
+}
+
+/** instance_shutdown: the guest is gone from the node afterwards (idempotent). */
+export function shutdownInstance(world: World, node: string, instance: string): void {
+  const vm = vmOn(world, node, instance);
+  if (vm === undefined) return;
+  if (
+    vm.migration !== null &&
+    ['active', 'postcopy-active', 'postcopy-paused'].includes(vm.migration.status)
+  ) {
+    throw new Error(
+      `qemu: refusing to shut down ${instance} on ${node}: its migration is ${vm.migration.status}`,
+    );
+  }
+  delete vmsOf(world, node)[instance];
+}
+
 export function balloon(world: World, node: string, instance: string, memoryMiB: number): void {
   const vm = vmOn(world, node, instance);
   if (vm === undefined) throw new Error(`Instance ${instance} not running on ${node}`);

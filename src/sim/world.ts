@@ -20,7 +20,13 @@ export const DrbdLocal = z.object({
   role: z.enum(['Primary', 'Secondary']),
   diskState: DrbdDiskState,
   /** Network configuration (drbdsetup connect); null when StandAlone. */
-  net: z.object({ allowTwoPrimaries: z.boolean() }).nullable(),
+  net: z
+    .object({
+      allowTwoPrimaries: z.boolean(),
+      /** Connected with --discard-my-data: this side loses a split brain. */
+      discardMyData: z.boolean().default(false),
+    })
+    .nullable(),
   connection: DrbdConnection,
 });
 export type DrbdLocal = z.infer<typeof DrbdLocal>;
@@ -93,7 +99,15 @@ export const World = z.object({
   version: z.literal(1),
   time: z.number().nonnegative(),
   settings: Settings,
-  nodes: z.record(NodeName, z.object({ memoryMiB: z.number().positive(), hypervisorVersion: z.string() })),
+  nodes: z.record(
+    NodeName,
+    z.object({
+      memoryMiB: z.number().positive(),
+      hypervisorVersion: z.string(),
+      /** Powered off or crashed: it answers nothing, runs nothing, and its DRBD devices are gone. */
+      down: z.boolean().default(false),
+    }),
+  ),
   config: z.object({ instances: z.record(InstanceName, InstanceConfig) }),
   resources: z.record(ResourceName, Resource),
   /** Disks of shared-storage instances (saved worlds from before they existed have none). */
@@ -169,6 +183,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
     world.nodes[name] = {
       memoryMiB: n.memoryMiB ?? 16384,
       hypervisorVersion: n.hypervisorVersion ?? '9.2.0',
+      down: false,
     };
     world.vms[name] = {};
   }
@@ -189,13 +204,13 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
             [i.primary]: {
               role: 'Primary',
               diskState: 'UpToDate',
-              net: { allowTwoPrimaries: false },
+              net: { allowTwoPrimaries: false, discardMyData: false },
               connection: 'Connected',
             },
             [i.secondary]: {
               role: 'Secondary',
               diskState: oos > 0 ? 'Inconsistent' : 'UpToDate',
-              net: { allowTwoPrimaries: false },
+              net: { allowTwoPrimaries: false, discardMyData: false },
               connection: 'Connected',
             },
           },

@@ -32,11 +32,19 @@ export function restProblems(view: WorldView): string[] {
       `the instance should run on ${view.configPrimary} only, but is ${present.map(([n, s]) => `${s} on ${n}`).join(', ') || 'nowhere'}`,
     );
   }
+  const down = new Set(view.down ?? []);
   for (const [node, disks] of Object.entries(view.disks)) {
+    // A node that is down holds nothing; its peer runs degraded until it comes back (rejoin).
+    if (down.has(node)) continue;
+    const degraded = Object.keys(view.disks).some((n) => n !== node && down.has(n));
     const role = node === view.configPrimary ? 'Primary' : 'Secondary';
     for (const d of disks) {
       if (d.role !== role) problems.push(`${d.resource} is ${d.role} on ${node}, should be ${role}`);
       if (d.allowTwoPrimaries) problems.push(`${d.resource} still allows two primaries on ${node}`);
+      if (degraded) {
+        if (d.diskState !== 'UpToDate') problems.push(`${d.resource} is ${d.diskState} on ${node}`);
+        continue;
+      }
       if (d.connection !== 'Connected' || d.replication !== 'Established') {
         problems.push(`${d.resource} is ${d.connection}/${d.replication} on ${node}`);
       }
@@ -77,7 +85,8 @@ const comparable = (v: WorldView) =>
  */
 export function primaryNodeProblems(out: ProtocolOutput, after: WorldView): string[] {
   if (out.primaryNode === after.configPrimary) return [];
-  if (out.primaryNode === null && out.outcome !== 'migrated' && out.outcome !== 'cleaned') return [];
+  if (out.primaryNode === null && !['migrated', 'cleaned', 'failedOver', 'rejoined'].includes(out.outcome))
+    return [];
   return [`${out.outcome} says the config names ${out.primaryNode}, but it names ${after.configPrimary}`];
 }
 
@@ -103,6 +112,20 @@ function outcomeStateProblems(out: ProtocolOutput, before: WorldView, after: Wor
           ? []
           : [`reverted but the config names ${after.configPrimary}`]),
         ...(out.error ? [] : ['reverted without saying why']),
+      ];
+    case 'failedOver':
+      return [
+        ...at('', restProblems(after)),
+        ...(after.configPrimary === before.configSecondary
+          ? []
+          : [`failedOver but the config names ${after.configPrimary}`]),
+      ];
+    case 'rejoined':
+      return [
+        ...at('', restProblems(after)),
+        ...(after.configPrimary === before.configPrimary
+          ? []
+          : [`rejoined but the config names ${after.configPrimary}`]),
       ];
     case 'cleaned':
       return [

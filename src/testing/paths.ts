@@ -6,21 +6,17 @@ import {
 } from 'xstate';
 import { getAdjacencyMap, getShortestPaths, type StatePath, type TraversalOptions } from 'xstate/graph';
 import {
-  cleanupMachine,
   type EffectName,
   isSharedStorage,
-  migrationMachine,
+  MACHINES,
+  type MachineName,
   type ProtocolContext,
 } from '../../machines/index.js';
 import { stateKey } from '../runner/index.js';
 import type { Perturbation } from '../sim/index.js';
 import { type Recipe, VARIANTS, type Variant } from './variants.js';
 
-export type MachineName = 'migration' | 'cleanup';
-export const MACHINES: Record<MachineName, AnyStateMachine> = {
-  migration: migrationMachine,
-  cleanup: cleanupMachine,
-};
+export { MACHINES, type MachineName } from '../../machines/index.js';
 
 /** What the replay does at one call: fail it, hang it, lose its answer, or perturb the world first. */
 export type PlanAction = 'error' | 'hang' | 'lost' | 'abort' | Perturbation;
@@ -195,7 +191,7 @@ export interface PathSet {
  */
 export function migrationPaths(options: PathOptions = {}): PathSet {
   const machine = options.machine ?? 'migration';
-  const logic = options.logic ?? MACHINES[machine];
+  const logic: AnyStateMachine = options.logic ?? MACHINES[machine];
   const traversal = {
     events: eventsFor,
     serializeState: vertexOf,

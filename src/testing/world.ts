@@ -19,6 +19,8 @@ export interface WorldView {
   disks: Record<string, DiskStatus[]>;
   /** Shared-storage disks: how each node has each disk open (null: closed). Absent for DRBD. */
   shared?: Record<string, SharedOpen[]>;
+  /** Nodes of the instance that are down (powered off): they run nothing and hold no disk. */
+  down?: string[];
 }
 
 export type SharedOpen = 'exclusive' | 'shared' | null;
@@ -62,7 +64,9 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
     const vm = vms[instance];
     if (vm !== undefined) running[node] = vm.state;
   }
+  const down = nodes.filter((n) => world.nodes[n]?.down === true);
   return {
+    ...(down.length > 0 ? { down } : {}),
     instance: running,
     configPrimary: config.primaryNode,
     configSecondary: config.secondaryNode,

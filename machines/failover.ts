@@ -1,0 +1,347 @@
+import { not } from 'xstate';
+import { checkFailoverConfig, checkPeerLost, checkTargetUpToDate, locate } from './checks.js';
+import { meta } from './describe.js';
+import { errorText } from './effects.js';
+import { commitPrimary, effectStep, survey } from './flows.js';
+import {
+  askBoth,
+  askBothAboutDisks,
+  initialContext,
+  outputOf,
+  type ProtocolContext,
+  protocol,
+  step,
+} from './protocol.js';
+
+/**
+ * Ganeti's _ExecFailover for DRBD instances: stop the instance on its primary, demote the disks
+ * there, commit the secondary as the new primary, promote its disks, start the instance there.
+ *
+ * A dead source is a decision, not a guess (safety rule 7): with `sourceIsDown` the operator says the
+ * node is down, and the machine still looks. A source that answers and runs the instance, or a
+ * target whose DRBD is still connected to it, refuses the run before anything is touched. Without
+ * the claim, a source that does not answer refuses it too, saying how to proceed.
+ */
+
+const refuse = (message: (c: ProtocolContext, detail: string) => string) => ({
+  target: '#failover.rejected',
+  actions: {
+    type: 'fail' as const,
+    params: ({ context, event }: { context: ProtocolContext; event: { error?: unknown } }) => ({
+      message: message(context, event.error === undefined ? '' : errorText(event.error)),
+    }),
+  },
+});
+
+/** Where the instance is on the source, as the last look saw it. */
+const onSource = (c: ProtocolContext) =>
+  c.locations === null ? null : locate(c.locations, c.instance, c.source);
+
+export const failoverMachine = protocol.createMachine({
+  id: 'failover',
+  context: ({ input }) => initialContext(input),
+  output: ({ context }) => outputOf(context),
+  initial: 'checkingPrereqs',
+  // Once the instance is being stopped, stopping halfway would leave it down: it finishes.
+  on: { ABORT: { actions: 'refuseAbort' } },
+  states: {
+    checkingPrereqs: {
+      description:
+        'Read-only checks: the config, whether the source is down or running the instance, the target’s disks.',
+      meta: meta({
+        rules: [6, 7],
+        check: 'Nothing was changed; fix the cause the error names and run again.',
+      }),
+      on: {
+        ABORT: {
+          target: '#failover.rejected',
+          actions: { type: 'fail', params: { message: 'Aborted by the operator; nothing was touched' } },
+        },
+      },
+      initial: 'loadingConfig',
+      states: {
+        loadingConfig: {
+          description: 'Reading the instance’s config (getInstance).',
+          invoke: {
+            id: 'getInstance',
+            src: 'getInstance',
+            input: ({ context }) => ({ instance: context.instance, timeoutMs: step(context) }),
+            onDone: [
+              {
+                guard: {
+                  type: 'rejects',
+                  params: ({ context, event }) => ({
+                    problem: checkFailoverConfig(event.output, context.request),
+                  }),
+                },
+                target: '#failover.rejected',
+                actions: [
+                  { type: 'recordConfig', params: ({ event }) => event.output },
+                  {
+                    type: 'fail',
+                    params: ({ context, event }) => ({
+                      message: checkFailoverConfig(event.output, context.request)!,
+                    }),
+                  },
+                ],
+              },
+              {
+                target: 'probingSource',
+                actions: [
+                  { type: 'recordConfig', params: ({ event }) => event.output },
+                  {
+                    type: 'feedback',
+                    params: ({ context }) => ({ message: `Failover instance ${context.instance}` }),
+                  },
+                ],
+              },
+            ],
+            onError: refuse((c, e) => `Cannot read the config of instance ${c.instance}: ${e}`),
+          },
+        },
+        probingSource: {
+          description:
+            'Does the source answer, and does it run the instance? The evidence for or against “down”.',
+          meta: meta({ rules: [7] }),
+          invoke: {
+            id: 'probeNode',
+            src: 'probeNode',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.source,
+              timeoutMs: step(context),
+            }),
+            onDone: [
+              {
+                // Said to be down, but it answers and has the instance: two writers if we went on.
+                guard: { type: 'claimedDownButPresentIn', params: ({ event }) => ({ probe: event.output }) },
+                target: '#failover.rejected',
+                actions: {
+                  type: 'fail',
+                  params: ({ context, event }) => ({
+                    message: `${context.source} is said to be down, but it answers and ${context.instance} is ${event.output.state} there: refusing to start it on ${context.target} as well; migrate it, or fail it over without --source-is-down (which shuts it down first)`,
+                  }),
+                },
+              },
+              {
+                guard: { type: 'unreachableIn', params: ({ event }) => ({ probe: event.output }) },
+                target: 'checkingPeer',
+              },
+              { target: 'locating' },
+            ],
+            onError: refuse((c, e) => `Cannot probe node ${c.source}: ${e}`),
+          },
+        },
+        checkingPeer: {
+          description:
+            'The source does not answer: with the operator’s word that it is down, the target’s DRBD must agree (no connection to it) and hold UpToDate data.',
+          meta: meta({ rules: [4, 7] }),
+          entry: {
+            type: 'feedback',
+            params: ({ context }) => ({
+              message: `* node ${context.source} does not answer; checking what ${context.target} sees`,
+            }),
+          },
+          invoke: {
+            id: 'nodeDiskStatus',
+            src: 'nodeDiskStatus',
+            input: ({ context }) => ({
+              instance: context.instance,
+              node: context.target,
+              disks: context.disks,
+              timeoutMs: step(context),
+            }),
+            onDone: [
+              {
+                guard: not('sourceIsDownClaimed'),
+                target: '#failover.rejected',
+                actions: {
+                  type: 'fail',
+                  params: ({ context }) => ({
+                    message: `${context.source} does not answer: if it is powered off, say so with --source-is-down (a failover starts ${context.instance} on ${context.target} only with that word and the evidence that ${context.source} is down)`,
+                  }),
+                },
+              },
+              {
+                guard: {
+                  type: 'rejects',
+                  params: ({ context, event }) => ({
+                    problem: checkPeerLost(event.output, context.instance, context.source, context.target),
+                  }),
+                },
+                target: '#failover.rejected',
+                actions: {
+                  type: 'fail',
+                  params: ({ context, event }) => ({
+                    message: checkPeerLost(event.output, context.instance, context.source, context.target)!,
+                  }),
+                },
+              },
+              {
+                target: '#failover.committing',
+                actions: [
+                  'recordSourceDown',
+                  {
+                    type: 'warn',
+                    params: ({ context }) => ({
+                      message: `${context.source} is down (it does not answer and ${context.target} lost its DRBD connection to it): failing over without stopping the instance there`,
+                    }),
+                  },
+                ],
+              },
+            ],
+            onError: refuse((c, e) => `Cannot read the disks on ${c.target}: ${e}`),
+          },
+        },
+        locating: {
+          description: 'The source answers and does not run the instance: where is it? Not on the target.',
+          invoke: {
+            id: 'instanceList',
+            src: 'instanceList',
+            input: askBoth,
+            onDone: {
+              target: 'checkingDisks',
+              actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
+            },
+            onError: refuse((_, e) => `Can't contact nodes: ${e}`),
+          },
+        },
+        checkingDisks: {
+          description:
+            'The target’s disks must be UpToDate (and in sync with the source, unless told to ignore it).',
+          meta: meta({ rules: [4] }),
+          entry: { type: 'feedback', params: { message: '* checking disk consistency on the target' } },
+          invoke: {
+            id: 'diskStatus',
+            src: 'diskStatus',
+            input: askBothAboutDisks,
+            onDone: [
+              {
+                guard: {
+                  type: 'rejects',
+                  params: ({ context, event }) => ({ problem: diskProblem(context, event.output) }),
+                },
+                target: '#failover.rejected',
+                actions: {
+                  type: 'fail',
+                  params: ({ context, event }) => ({ message: diskProblem(context, event.output)! }),
+                },
+              },
+              { target: '#failover.shuttingDown' },
+            ],
+            onError: refuse((_, e) => `Cannot check disk consistency: ${e}`),
+          },
+        },
+      },
+    },
+    shuttingDown: {
+      ...effectStep({
+        src: 'shutdownInstance',
+        description: 'Stopping the instance on the source (it is not running there; this makes sure).',
+        input: ({ context }) => ({ instance: context.instance, node: context.source }),
+        next: 'deactivatingSourceDisks',
+        failTo: '#failover.surveying',
+        failure: (c, e) =>
+          `Could not shut down instance ${c.instance} on node ${c.source}: ${e}; it may still run there, so it is not started on ${c.target}`,
+        says: () => '* shutting down instance on source node',
+        rules: [1, 7],
+      }),
+    },
+    deactivatingSourceDisks: {
+      ...effectStep({
+        src: 'closeDisks',
+        description: 'Demoting the disks on the source (drbdsetup secondary).',
+        input: ({ context }) => ({ instance: context.instance, node: context.source, disks: context.disks }),
+        next: 'committing',
+        failTo: '#failover.surveying',
+        failure: (c, e) => `Can't shut down the instance's disks on ${c.source}: ${e}`,
+        says: () => "* deactivating the instance's disks on source node",
+        rules: [2],
+      }),
+    },
+    committing: {
+      description: 'The one commit point: the config now names the target as the primary node.',
+      tags: ['commit'],
+      meta: meta({ marker: 'commit point', rules: [3] }),
+      ...commitPrimary({
+        onCommitted: '#failover.activatingDisks',
+        onFailed: '#failover.surveying',
+        repair: 'the instance is stopped; run the failover again',
+      }),
+    },
+    activatingDisks: {
+      ...effectStep({
+        src: 'openDisks',
+        description: 'Promoting the disks on the target, its own data UpToDate (its peer stopped or down).',
+        input: ({ context }) => ({
+          instance: context.instance,
+          node: context.target,
+          disks: context.disks,
+          exclusive: true,
+        }),
+        next: 'startingInstance',
+        failTo: '#failover.surveying',
+        failure: (c, e) =>
+          `Can't activate the instance's disks on ${c.target}: ${e}; the config names ${c.target}, the instance is stopped`,
+        says: (c) => `* activating the instance's disks on target node ${c.target}`,
+        rules: [4, 7],
+      }),
+    },
+    startingInstance: {
+      ...effectStep({
+        src: 'startInstance',
+        description: 'Starting the instance on the target from its disks.',
+        input: ({ context }) => ({ instance: context.instance, node: context.target }),
+        next: 'failedOver',
+        failTo: '#failover.surveying',
+        failure: (c, e) =>
+          `Could not start instance ${c.instance} on node ${c.target}: ${e}; its disks are active there and the config names it`,
+        says: (c) => `* starting the instance on the target node ${c.target}`,
+        rules: [1],
+      }),
+    },
+    surveying: {
+      description: 'Giving up: reading both nodes so that the outcome says what is really left.',
+      tags: ['failure'],
+      ...survey({ next: '#failover.needsCleanup' }),
+    },
+    failedOver: {
+      description: 'Done: the instance runs on the former secondary, and the config names it.',
+      type: 'final',
+      entry: [
+        { type: 'feedback', params: { message: '* done' } },
+        { type: 'recordOutcome', params: { outcome: 'failedOver' } },
+      ],
+    },
+    rejected: {
+      description:
+        'A prerequisite failed, the evidence did not show the source down, or the input was bad: nothing was touched.',
+      tags: ['failure'],
+      meta: meta({ rules: [6, 7], check: 'Read the error: it says what was seen and what to do.' }),
+      type: 'final',
+      entry: { type: 'recordOutcome', params: { outcome: 'rejected' } },
+    },
+    needsCleanup: {
+      description: 'The failover stopped halfway; `left` says what the nodes look like.',
+      tags: ['failure'],
+      meta: meta({
+        check: 'Read the error and `left`; a failover run again picks up from where the instance is.',
+      }),
+      type: 'final',
+      entry: { type: 'recordOutcome', params: { outcome: 'needsCleanup' } },
+    },
+  },
+});
+
+/** The target's disks before a failover with the source alive: UpToDate, and in sync unless told otherwise. */
+function diskProblem(context: ProtocolContext, status: Record<string, import('./contract.js').DiskStatus[]>) {
+  const target = status[context.target] ?? [];
+  if (onSource(context) === null && target.length === 0) return `Cannot read the disks on ${context.target}`;
+  const stale = checkTargetUpToDate(target, context.target);
+  if (stale !== null) return stale;
+  if (context.request.ignoreConsistency) return null;
+  const apart = target.filter((d) => d.connection !== 'Connected' || d.peerDiskState !== 'UpToDate');
+  return apart.length === 0
+    ? null
+    : `Disk ${apart.map((d) => `${d.resource} is ${d.connection}, peer ${d.peerDiskState}`).join(', ')} on ${context.target}: not in sync with ${context.source}; wait for the resync, or fail over with --ignore-consistency`;
+}

@@ -1,0 +1,15 @@
+import { cleanupMachine } from './cleanup.js';
+import { failoverMachine } from './failover.js';
+import { migrationMachine } from './migration.js';
+import { rejoinMachine } from './rejoin.js';
+
+/** Every machine this package ships, by the name journals, tests, diagrams and the CLI use. */
+export const MACHINES = {
+  migration: migrationMachine,
+  cleanup: cleanupMachine,
+  failover: failoverMachine,
+  rejoin: rejoinMachine,
+} as const;
+
+export type MachineName = keyof typeof MACHINES;
+export const MACHINE_NAMES = Object.keys(MACHINES) as MachineName[];

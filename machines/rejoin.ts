@@ -1,0 +1,270 @@
+import { checkInstanceConfig, checkRejoined } from './checks.js';
+import { meta } from './describe.js';
+import { errorText } from './effects.js';
+import { effectStep, survey, waitUntilSync } from './flows.js';
+import {
+  askBothAboutDisks,
+  bothNodes,
+  initialContext,
+  outputOf,
+  type ProtocolContext,
+  protocol,
+  step,
+} from './protocol.js';
+
+/**
+ * The failed node comes back (after a failover it is the instance's secondary): it must become
+ * Secondary and resync from the survivor, never the other way (safety rule 7). A guest still running
+ * there is a stale copy and is stopped; the node reconnects with --discard-my-data, so that a split
+ * brain (it wrote on its own before it died) resolves in the survivor's favour; then the resync runs
+ * and both sides are read back. Here `source` is the survivor (the config's primary) and `target`
+ * the returning node.
+ */
+
+const returning = (c: ProtocolContext) => c.target;
+const survivor = (c: ProtocolContext) => c.source;
+
+export const rejoinMachine = protocol.createMachine({
+  id: 'rejoin',
+  context: ({ input }) => initialContext(input),
+  output: ({ context }) => outputOf(context),
+  initial: 'loadingConfig',
+  // Halfway through, the returning node is neither out nor in: the rejoin finishes.
+  on: { ABORT: { actions: 'refuseAbort' } },
+  states: {
+    loadingConfig: {
+      description: 'Reading the config: the survivor is its primary, the returning node its secondary.',
+      on: {
+        ABORT: {
+          target: 'rejected',
+          actions: { type: 'fail', params: { message: 'Aborted by the operator; nothing was touched' } },
+        },
+      },
+      invoke: {
+        id: 'getInstance',
+        src: 'getInstance',
+        input: ({ context }) => ({ instance: context.instance, timeoutMs: step(context) }),
+        onDone: [
+          {
+            guard: {
+              type: 'rejects',
+              params: ({ event }) => ({ problem: rejoinProblem(event.output) }),
+            },
+            target: 'rejected',
+            actions: [
+              { type: 'recordConfig', params: ({ event }) => event.output },
+              { type: 'fail', params: ({ event }) => ({ message: rejoinProblem(event.output)! }) },
+            ],
+          },
+          {
+            target: 'probing',
+            actions: [
+              { type: 'recordConfig', params: ({ event }) => event.output },
+              {
+                type: 'feedback',
+                params: ({ context }) => ({
+                  message: `Rejoining ${returning(context)} as the secondary of ${context.instance} (primary ${survivor(context)})`,
+                }),
+              },
+            ],
+          },
+        ],
+        onError: {
+          target: 'rejected',
+          actions: {
+            type: 'fail',
+            params: ({ context, event }) => ({
+              message: `Cannot read the config of instance ${context.instance}: ${errorText(event.error)}`,
+            }),
+          },
+        },
+      },
+    },
+    probing: {
+      description: 'Is the returning node up, and does a stale copy of the instance run there?',
+      meta: meta({ rules: [1, 7] }),
+      invoke: {
+        id: 'probeNode',
+        src: 'probeNode',
+        input: ({ context }) => ({
+          instance: context.instance,
+          node: returning(context),
+          timeoutMs: step(context),
+        }),
+        onDone: [
+          {
+            guard: { type: 'unreachableIn', params: ({ event }) => ({ probe: event.output }) },
+            target: 'rejected',
+            actions: {
+              type: 'fail',
+              params: ({ context, event }) => ({
+                message: `${returning(context)} does not answer (${event.output.error}): boot it first, then rejoin it`,
+              }),
+            },
+          },
+          {
+            guard: { type: 'presentIn', params: ({ event }) => ({ probe: event.output }) },
+            target: 'stoppingStaleCopy',
+          },
+          { target: 'demoting' },
+        ],
+        onError: {
+          target: 'rejected',
+          actions: {
+            type: 'fail',
+            params: ({ context, event }) => ({
+              message: `Cannot probe node ${returning(context)}: ${errorText(event.error)}`,
+            }),
+          },
+        },
+      },
+    },
+    stoppingStaleCopy: {
+      ...effectStep({
+        src: 'shutdownInstance',
+        description:
+          'A copy of the instance runs on the returning node: stale, since the config names the survivor; it is stopped.',
+        input: ({ context }) => ({ instance: context.instance, node: returning(context) }),
+        next: 'demoting',
+        failTo: '#rejoin.surveying',
+        failure: (c, e) => `Could not stop the stale copy of ${c.instance} on ${returning(c)}: ${e}`,
+        says: (c) => `* stopping the stale copy of ${c.instance} on ${returning(c)}`,
+        rules: [1],
+      }),
+    },
+    demoting: {
+      ...effectStep({
+        src: 'closeDisks',
+        description: 'The returning node’s disks become Secondary.',
+        input: ({ context }) => ({
+          instance: context.instance,
+          node: returning(context),
+          disks: context.disks,
+        }),
+        next: 'goingStandalone',
+        failTo: '#rejoin.surveying',
+        failure: (c, e) => `Cannot make the disks Secondary on ${returning(c)}: ${e}`,
+        says: (c) => `* making the disks Secondary on ${returning(c)}`,
+        rules: [2, 7],
+      }),
+    },
+    goingStandalone: {
+      ...effectStep({
+        src: 'disconnectNet',
+        description: 'Both sides StandAlone, whatever the survivor was waiting for.',
+        input: ({ context }) => ({
+          instance: context.instance,
+          nodes: bothNodes(context),
+          disks: context.disks,
+        }),
+        next: 'reconnecting',
+        failTo: '#rejoin.surveying',
+        failure: (_, e) => `Cannot disconnect disks: ${e}`,
+        says: () => '* changing into standalone mode',
+      }),
+    },
+    reconnecting: {
+      description:
+        'Reconnecting single-master, the returning node with --discard-my-data: a split brain resolves in the survivor’s favour.',
+      meta: meta({ rules: [2, 7] }),
+      entry: {
+        type: 'feedback',
+        params: ({ context }) => ({
+          message: `* reconnecting; ${returning(context)} discards what it wrote alone and resyncs from ${survivor(context)}`,
+        }),
+      },
+      invoke: {
+        id: 'attachNet',
+        src: 'attachNet',
+        input: ({ context }) => ({
+          instance: context.instance,
+          nodes: bothNodes(context),
+          disks: context.disks,
+          multimaster: false,
+          discardOn: returning(context),
+          timeoutMs: step(context),
+        }),
+        onDone: 'resyncing',
+        onError: {
+          target: 'surveying',
+          actions: {
+            type: 'fail',
+            params: ({ event }) => ({ message: `Cannot reconnect the disks: ${errorText(event.error)}` }),
+          },
+        },
+      },
+    },
+    resyncing: {
+      description: 'Waiting for the returning node to catch up with the survivor.',
+      meta: meta({ rules: [5] }),
+      ...waitUntilSync({ onFailed: '#rejoin.surveying', tolerated: false }),
+      onDone: 'verifying',
+    },
+    verifying: {
+      description: 'Reading both sides back: Connected, UpToDate/UpToDate, the returning node Secondary.',
+      meta: meta({ rules: [2, 4] }),
+      invoke: {
+        id: 'diskStatus',
+        src: 'diskStatus',
+        input: askBothAboutDisks,
+        onDone: [
+          {
+            guard: {
+              type: 'rejects',
+              params: ({ context, event }) => ({
+                problem: checkRejoined(event.output, survivor(context), returning(context)),
+              }),
+            },
+            target: 'surveying',
+            actions: {
+              type: 'fail',
+              params: ({ context, event }) => ({
+                message: checkRejoined(event.output, survivor(context), returning(context))!,
+              }),
+            },
+          },
+          { target: 'rejoined' },
+        ],
+        onError: {
+          target: 'surveying',
+          actions: {
+            type: 'fail',
+            params: ({ event }) => ({ message: `Cannot read disk status: ${errorText(event.error)}` }),
+          },
+        },
+      },
+    },
+    surveying: {
+      description: 'Giving up: reading both nodes so that the outcome says what is really left.',
+      tags: ['failure'],
+      ...survey({ next: '#rejoin.needsCleanup' }),
+    },
+    rejoined: {
+      description: 'Done: the returning node is the Secondary again, in sync with the survivor.',
+      type: 'final',
+      entry: [
+        { type: 'feedback', params: { message: '* done' } },
+        { type: 'recordOutcome', params: { outcome: 'rejoined' } },
+      ],
+    },
+    rejected: {
+      description:
+        'The instance cannot be rejoined (not DRBD, no secondary), or the returning node is not up: nothing was touched.',
+      tags: ['failure'],
+      type: 'final',
+      entry: { type: 'recordOutcome', params: { outcome: 'rejected' } },
+    },
+    needsCleanup: {
+      description: 'The rejoin stopped halfway; `left` says what the nodes look like; it can be run again.',
+      tags: ['failure'],
+      meta: meta({ check: 'Read the error and `left`, then run the rejoin again.' }),
+      type: 'final',
+      entry: { type: 'recordOutcome', params: { outcome: 'needsCleanup' } },
+    },
+  },
+});
+
+function rejoinProblem(config: import('./contract.js').InstanceConfig): string | null {
+  if (config.diskTemplate !== 'drbd') return `Instance ${config.name} has no DRBD disks: nothing to rejoin`;
+  return checkInstanceConfig(config, { targetNode: null });
+}
