@@ -2,7 +2,14 @@ import { and, not } from 'xstate';
 import { checkInstanceConfig, locate } from './checks.js';
 import { meta } from './describe.js';
 import { errorText } from './effects.js';
-import { abortMigration, backToSingleMaster, commitPrimary, survey } from './flows.js';
+import {
+  abortMigration,
+  backToSingleMaster,
+  commitPrimary,
+  loadingConfig,
+  outcomeState,
+  survey,
+} from './flows.js';
 import {
   askBoth,
   initialContext,
@@ -33,42 +40,11 @@ export const cleanupMachine = protocol.createMachine({
   // The cleanup is the repair: an abort would leave the instance as broken as it found it.
   on: { ABORT: { actions: 'refuseAbort' } },
   states: {
-    loadingConfig: {
-      description: 'Reading the instance’s config: which node it names as primary and which as secondary.',
-      invoke: {
-        id: 'getInstance',
-        src: 'getInstance',
-        input: ({ context }) => ({ instance: context.instance, timeoutMs: step(context) }),
-        onDone: [
-          {
-            guard: {
-              type: 'rejects',
-              params: ({ event }) => ({ problem: checkInstanceConfig(event.output, { targetNode: null }) }),
-            },
-            target: 'rejected',
-            actions: [
-              { type: 'recordConfig', params: ({ event }) => event.output },
-              {
-                type: 'fail',
-                params: ({ event }) => ({
-                  message: checkInstanceConfig(event.output, { targetNode: null })!,
-                }),
-              },
-            ],
-          },
-          { target: 'locating', actions: { type: 'recordConfig', params: ({ event }) => event.output } },
-        ],
-        onError: {
-          target: 'rejected',
-          actions: {
-            type: 'fail',
-            params: ({ context, event }) => ({
-              message: `Cannot read the config of instance ${context.instance}: ${errorText(event.error)}`,
-            }),
-          },
-        },
-      },
-    },
+    loadingConfig: loadingConfig({
+      check: (config) => checkInstanceConfig(config, { targetNode: null }),
+      next: 'locating',
+      rejected: '#cleanup.rejected',
+    }),
     locating: {
       description: 'Finding where the instance really runs, on both of its nodes.',
       meta: meta({ rules: [1, 3], check: 'If this hangs, the hypervisor on a node may be in a bad state.' }),
@@ -285,31 +261,19 @@ export const cleanupMachine = protocol.createMachine({
       tags: ['failure'],
       ...survey({ next: '#cleanup.failed' }),
     },
-    cleaned: {
-      description:
-        'Repaired: the instance runs where the config says, the disks are single-master and in sync.',
-      type: 'final',
-      entry: [
-        { type: 'feedback', params: { message: '* done' } },
-        { type: 'recordOutcome', params: { outcome: 'cleaned' } },
-      ],
-    },
-    rejected: {
-      description: 'The instance is unknown or not DRBD: nothing was touched.',
-      tags: ['failure'],
-      type: 'final',
-      entry: { type: 'recordOutcome', params: { outcome: 'rejected' } },
-    },
-    failed: {
-      description:
-        'The cleanup cannot repair this alone (instance on both nodes, on none, or only a leftover); `left` says what is there.',
-      tags: ['failure'],
-      meta: meta({
+    cleaned: outcomeState(
+      'cleaned',
+      'Repaired: the instance runs where the config says, the disks are single-master and in sync.',
+      { done: true },
+    ),
+    rejected: outcomeState('rejected', 'The instance is unknown or not DRBD: nothing was touched.'),
+    failed: outcomeState(
+      'failed',
+      'The cleanup cannot repair this alone (instance on both nodes, on none, or only a leftover); `left` says what is there.',
+      {
         check:
           'Follow the error’s advice; make sure the instance runs on exactly one node, then run the cleanup again.',
-      }),
-      type: 'final',
-      entry: { type: 'recordOutcome', params: { outcome: 'failed' } },
-    },
+      },
+    ),
   },
 });

@@ -1,11 +1,12 @@
 import { not } from 'xstate';
 import { checkFailoverConfig, checkPeerLost, checkTargetUpToDate, locate } from './checks.js';
+import type { DiskStatus } from './contract.js';
 import { meta } from './describe.js';
 import { errorText } from './effects.js';
-import { commitPrimary, effectStep, survey } from './flows.js';
+import { commitPrimary, effectStep, judgedRead, loadingConfig, outcomeState, survey } from './flows.js';
 import {
   askBoth,
-  askBothAboutDisks,
+  bothNodes,
   initialContext,
   outputOf,
   type ProtocolContext,
@@ -60,45 +61,12 @@ export const failoverMachine = protocol.createMachine({
       },
       initial: 'loadingConfig',
       states: {
-        loadingConfig: {
-          description: 'Reading the instance’s config (getInstance).',
-          invoke: {
-            id: 'getInstance',
-            src: 'getInstance',
-            input: ({ context }) => ({ instance: context.instance, timeoutMs: step(context) }),
-            onDone: [
-              {
-                guard: {
-                  type: 'rejects',
-                  params: ({ context, event }) => ({
-                    problem: checkFailoverConfig(event.output, context.request),
-                  }),
-                },
-                target: '#failover.rejected',
-                actions: [
-                  { type: 'recordConfig', params: ({ event }) => event.output },
-                  {
-                    type: 'fail',
-                    params: ({ context, event }) => ({
-                      message: checkFailoverConfig(event.output, context.request)!,
-                    }),
-                  },
-                ],
-              },
-              {
-                target: 'probingSource',
-                actions: [
-                  { type: 'recordConfig', params: ({ event }) => event.output },
-                  {
-                    type: 'feedback',
-                    params: ({ context }) => ({ message: `Failover instance ${context.instance}` }),
-                  },
-                ],
-              },
-            ],
-            onError: refuse((c, e) => `Cannot read the config of instance ${c.instance}: ${e}`),
-          },
-        },
+        loadingConfig: loadingConfig({
+          check: (config, context) => checkFailoverConfig(config, context.request),
+          next: 'probingSource',
+          rejected: '#failover.rejected',
+          says: (context) => `Failover instance ${context.instance}`,
+        }),
         probingSource: {
           description:
             'Does the source answer, and does it run the instance? The evidence for or against “down”.',
@@ -206,32 +174,23 @@ export const failoverMachine = protocol.createMachine({
             onError: refuse((_, e) => `Can't contact nodes: ${e}`),
           },
         },
-        checkingDisks: {
+        checkingDisks: judgedRead({
+          src: 'diskStatus',
           description:
             'The target’s disks must be UpToDate (and in sync with the source, unless told to ignore it).',
-          meta: meta({ rules: [4] }),
-          entry: { type: 'feedback', params: { message: '* checking disk consistency on the target' } },
-          invoke: {
-            id: 'diskStatus',
-            src: 'diskStatus',
-            input: askBothAboutDisks,
-            onDone: [
-              {
-                guard: {
-                  type: 'rejects',
-                  params: ({ context, event }) => ({ problem: diskProblem(context, event.output) }),
-                },
-                target: '#failover.rejected',
-                actions: {
-                  type: 'fail',
-                  params: ({ context, event }) => ({ message: diskProblem(context, event.output)! }),
-                },
-              },
-              { target: '#failover.shuttingDown' },
-            ],
-            onError: refuse((_, e) => `Cannot check disk consistency: ${e}`),
-          },
-        },
+          input: ({ context }) => ({
+            instance: context.instance,
+            nodes: bothNodes(context),
+            disks: context.disks,
+          }),
+          problem: diskProblem,
+          next: '#failover.shuttingDown',
+          rejectTo: '#failover.rejected',
+          failTo: '#failover.rejected',
+          failure: (_, e) => `Cannot check disk consistency: ${e}`,
+          says: () => '* checking disk consistency on the target',
+          rules: [4],
+        }),
       },
     },
     shuttingDown: {
@@ -305,36 +264,30 @@ export const failoverMachine = protocol.createMachine({
       tags: ['failure'],
       ...survey({ next: '#failover.needsCleanup' }),
     },
-    failedOver: {
-      description: 'Done: the instance runs on the former secondary, and the config names it.',
-      type: 'final',
-      entry: [
-        { type: 'feedback', params: { message: '* done' } },
-        { type: 'recordOutcome', params: { outcome: 'failedOver' } },
-      ],
-    },
-    rejected: {
-      description:
-        'A prerequisite failed, the evidence did not show the source down, or the input was bad: nothing was touched.',
-      tags: ['failure'],
-      meta: meta({ rules: [6, 7], check: 'Read the error: it says what was seen and what to do.' }),
-      type: 'final',
-      entry: { type: 'recordOutcome', params: { outcome: 'rejected' } },
-    },
-    needsCleanup: {
-      description: 'The failover stopped halfway; `left` says what the nodes look like.',
-      tags: ['failure'],
-      meta: meta({
+    failedOver: outcomeState(
+      'failedOver',
+      'Done: the instance runs on the former secondary, and the config names it.',
+      {
+        done: true,
+      },
+    ),
+    rejected: outcomeState(
+      'rejected',
+      'A prerequisite failed, the evidence did not show the source down, or the input was bad: nothing was touched.',
+      { rules: [6, 7], check: 'Read the error: it says what was seen and what to do.' },
+    ),
+    needsCleanup: outcomeState(
+      'needsCleanup',
+      'The failover stopped halfway; `left` says what the nodes look like.',
+      {
         check: 'Read the error and `left`; a failover run again picks up from where the instance is.',
-      }),
-      type: 'final',
-      entry: { type: 'recordOutcome', params: { outcome: 'needsCleanup' } },
-    },
+      },
+    ),
   },
 });
 
 /** The target's disks before a failover with the source alive: UpToDate, and in sync unless told otherwise. */
-function diskProblem(context: ProtocolContext, status: Record<string, import('./contract.js').DiskStatus[]>) {
+function diskProblem(context: ProtocolContext, status: Record<string, DiskStatus[]>) {
   const target = status[context.target] ?? [];
   if (onSource(context) === null && target.length === 0) return `Cannot read the disks on ${context.target}`;
   const stale = checkTargetUpToDate(target, context.target);

@@ -1,4 +1,4 @@
-import type { EffectInput, EffectName } from './contract.js';
+import type { EffectInput, EffectName, EffectOutput, InstanceConfig } from './contract.js';
 import { meta } from './describe.js';
 import { errorText } from './effects.js';
 import { nextPollTimeout } from './limits.js';
@@ -6,6 +6,7 @@ import {
   askBoth,
   askBothAboutDisks,
   bothNodes,
+  type Outcome,
   type ProtocolContext,
   protocol,
   step,
@@ -497,6 +498,22 @@ export function effectStep<K extends EffectName>(o: {
   says?: (context: ProtocolContext) => string;
   rules?: number[];
 }) {
+  return stepOf(o, o.next);
+}
+
+/** The step's shape around its effect: description, feedback, deadline, and the failure path. */
+function stepOf<K extends EffectName>(
+  o: {
+    src: K;
+    description: string;
+    input: (args: StepArgs) => Omit<EffectInput<K>, 'timeoutMs'>;
+    failTo: string;
+    failure: (context: ProtocolContext, error: string) => string;
+    says?: (context: ProtocolContext) => string;
+    rules?: number[];
+  },
+  onDone: unknown,
+) {
   return protocol.createStateConfig({
     description: o.description,
     ...(o.rules === undefined ? {} : { meta: meta({ rules: o.rules }) }),
@@ -507,7 +524,7 @@ export function effectStep<K extends EffectName>(o: {
       id: o.src,
       src: o.src,
       input: (args: StepArgs) => ({ ...o.input(args), timeoutMs: step(args.context) }),
-      onDone: o.next,
+      onDone,
       onError: {
         target: o.failTo,
         actions: {
@@ -518,5 +535,122 @@ export function effectStep<K extends EffectName>(o: {
         },
       },
     } as never,
+  });
+}
+
+/**
+ * The first step of every machine: read the instance's config; a config the machine cannot act on
+ * (`check` says why) is a refusal before anything is touched.
+ */
+export function loadingConfig(o: {
+  check: (config: InstanceConfig, context: ProtocolContext) => string | null;
+  next: string;
+  rejected: string;
+  /** A Ganeti-style line once the config is read ("Migrating instance web1"). */
+  says?: (context: ProtocolContext) => string;
+}) {
+  return protocol.createStateConfig({
+    description: 'Reading the instance’s config (getInstance).',
+    invoke: {
+      id: 'getInstance',
+      src: 'getInstance',
+      input: ({ context }) => ({ instance: context.instance, timeoutMs: step(context) }),
+      onDone: [
+        {
+          guard: {
+            type: 'rejects',
+            params: ({ context, event }) => ({ problem: o.check(event.output, context) }),
+          },
+          target: o.rejected,
+          actions: [
+            { type: 'recordConfig', params: ({ event }) => event.output },
+            { type: 'fail', params: ({ context, event }) => ({ message: o.check(event.output, context)! }) },
+          ],
+        },
+        {
+          target: o.next,
+          actions: [
+            { type: 'recordConfig', params: ({ event }) => event.output },
+            ...(o.says === undefined
+              ? []
+              : [
+                  {
+                    type: 'feedback' as const,
+                    params: ({ context }: StepArgs) => ({ message: o.says!(context) }),
+                  },
+                ]),
+          ],
+        },
+      ],
+      onError: {
+        target: o.rejected,
+        actions: {
+          type: 'fail',
+          params: ({ context, event }) => ({
+            message: `Cannot read the config of instance ${context.instance}: ${errorText(event.error)}`,
+          }),
+        },
+      },
+    },
+  });
+}
+
+/**
+ * A read whose answer is judged: `problem` says what is wrong with it (the run goes to `rejectTo`
+ * with that message) or null (on to `next`); an error of the read itself goes to `failTo`.
+ */
+export function judgedRead<K extends EffectName>(o: {
+  src: K;
+  description: string;
+  input: (args: StepArgs) => Omit<EffectInput<K>, 'timeoutMs'>;
+  problem: (context: ProtocolContext, answer: EffectOutput<K>) => string | null;
+  next: string;
+  rejectTo: string;
+  failTo: string;
+  failure: (context: ProtocolContext, error: string) => string;
+  says?: (context: ProtocolContext) => string;
+  rules?: number[];
+  /** Also done when the answer passes (e.g. record it). */
+  onPass?: unknown[];
+}) {
+  type Done = StepArgs & { event: { output: EffectOutput<K> } };
+  return stepOf(o, [
+    {
+      guard: {
+        type: 'rejects',
+        params: ({ context, event }: Done) => ({ problem: o.problem(context, event.output) }),
+      },
+      target: o.rejectTo,
+      actions: {
+        type: 'fail',
+        params: ({ context, event }: Done) => ({ message: o.problem(context, event.output)! }),
+      },
+    },
+    { target: o.next, actions: o.onPass ?? [] },
+  ]);
+}
+
+/** A final state: the outcome recorded, described for diagrams and `explain`. */
+export function outcomeState(
+  outcome: Outcome,
+  description: string,
+  options: { check?: string; rules?: number[]; done?: boolean } = {},
+) {
+  return protocol.createStateConfig({
+    description,
+    ...(options.done ? {} : { tags: ['failure'] }),
+    ...(options.check === undefined && options.rules === undefined
+      ? {}
+      : {
+          meta: meta({
+            ...(options.check === undefined ? {} : { check: options.check }),
+            ...(options.rules === undefined ? {} : { rules: options.rules }),
+          }),
+        }),
+    type: 'final',
+    entry: [
+      ...(options.done ? [{ type: 'feedback' as const, params: { message: '* done' } }] : []),
+      { type: 'recordOutcome', params: { outcome } },
+    ],
   });
 }

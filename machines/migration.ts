@@ -11,7 +11,16 @@ import {
 import type { NodeInfo } from './contract.js';
 import { meta } from './describe.js';
 import { errorText } from './effects.js';
-import { abortMigration, backToSingleMaster, commitPrimary, survey, waitUntilSync } from './flows.js';
+import {
+  abortMigration,
+  backToSingleMaster,
+  commitPrimary,
+  judgedRead,
+  loadingConfig,
+  outcomeState,
+  survey,
+  waitUntilSync,
+} from './flows.js';
 import { nextPollTimeout, overdue, seconds } from './limits.js';
 import {
   askBoth,
@@ -54,44 +63,11 @@ export const migrationMachine = protocol.createMachine({
       meta: meta({ rules: [6], check: 'Nothing was changed; fix the cause the error names and run again.' }),
       initial: 'loadingConfig',
       states: {
-        loadingConfig: {
-          description: 'Reading the instance’s config (getInstance).',
-          invoke: {
-            id: 'getInstance',
-            src: 'getInstance',
-            input: ({ context }) => ({ instance: context.instance, timeoutMs: step(context) }),
-            onDone: [
-              {
-                guard: {
-                  type: 'rejects',
-                  params: ({ context, event }) => ({
-                    problem: checkInstanceConfig(event.output, context.request),
-                  }),
-                },
-                target: '#migration.rejected',
-                actions: [
-                  { type: 'recordConfig', params: ({ event }) => event.output },
-                  {
-                    type: 'fail',
-                    params: ({ context, event }) => ({
-                      message: checkInstanceConfig(event.output, context.request)!,
-                    }),
-                  },
-                ],
-              },
-              { target: 'locating', actions: { type: 'recordConfig', params: ({ event }) => event.output } },
-            ],
-            onError: {
-              target: '#migration.rejected',
-              actions: {
-                type: 'fail',
-                params: ({ context, event }) => ({
-                  message: `Cannot read the config of instance ${context.instance}: ${errorText(event.error)}`,
-                }),
-              },
-            },
-          },
-        },
+        loadingConfig: loadingConfig({
+          check: (config, context) => checkInstanceConfig(config, context.request),
+          next: 'locating',
+          rejected: '#migration.rejected',
+        }),
         locating: {
           description: 'Where does it run? It must run on the source only.',
           invoke: {
@@ -222,56 +198,22 @@ export const migrationMachine = protocol.createMachine({
             'DRBD disks are checked for consistency; shared storage (Ganeti’s ext-mirror migration) has nothing to replicate.',
           always: [{ guard: 'sharedStorage', target: 'passed' }, { target: 'checkingDisks' }],
         },
-        checkingDisks: {
+        checkingDisks: judgedRead({
+          src: 'diskStatus',
           description: 'Every disk Connected and UpToDate/UpToDate, single-master, on both nodes.',
-          meta: meta({ rules: [4] }),
-          entry: {
-            type: 'feedback',
-            params: { message: '* checking disk consistency between source and target' },
-          },
-          invoke: {
-            id: 'diskStatus',
-            src: 'diskStatus',
-            input: askBothAboutDisks,
-            onDone: [
-              {
-                guard: {
-                  type: 'rejects',
-                  params: ({ context, event }) => ({
-                    problem: checkDiskConsistency(
-                      event.output,
-                      context.instance,
-                      context.source,
-                      context.target,
-                    ),
-                  }),
-                },
-                target: '#migration.rejected',
-                actions: {
-                  type: 'fail',
-                  params: ({ context, event }) => ({
-                    message: checkDiskConsistency(
-                      event.output,
-                      context.instance,
-                      context.source,
-                      context.target,
-                    )!,
-                  }),
-                },
-              },
-              { target: 'passed' },
-            ],
-            onError: {
-              target: '#migration.rejected',
-              actions: {
-                type: 'fail',
-                params: ({ event }) => ({
-                  message: `Cannot check disk consistency: ${errorText(event.error)}`,
-                }),
-              },
-            },
-          },
-        },
+          input: ({ context }) => ({
+            instance: context.instance,
+            nodes: bothNodes(context),
+            disks: context.disks,
+          }),
+          problem: (c, status) => checkDiskConsistency(status, c.instance, c.source, c.target),
+          next: 'passed',
+          rejectTo: '#migration.rejected',
+          failTo: '#migration.rejected',
+          failure: (_, e) => `Cannot check disk consistency: ${e}`,
+          says: () => '* checking disk consistency between source and target',
+          rules: [4],
+        }),
         passed: {
           description: 'Every check passed: balloon the instance if the target needs room, then go on.',
           always: [
@@ -433,41 +375,22 @@ export const migrationMachine = protocol.createMachine({
           onDone: 'verifying',
         },
         /** Safety rule 4, checked on the nodes' own answer rather than assumed from the steps before. */
-        verifying: {
+        verifying: judgedRead({
+          src: 'diskStatus',
           description:
             'Reading both nodes back: Connected, UpToDate/UpToDate, two primaries allowed, before any promotion.',
-          meta: meta({ rules: [4] }),
-          invoke: {
-            id: 'diskStatus',
-            src: 'diskStatus',
-            input: askBothAboutDisks,
-            onDone: [
-              {
-                guard: {
-                  type: 'rejects',
-                  params: ({ context, event }) => ({
-                    problem: checkReadyForDualPrimary(event.output, bothNodes(context)),
-                  }),
-                },
-                target: '#migration.revertingDisks',
-                actions: {
-                  type: 'fail',
-                  params: ({ context, event }) => ({
-                    message: checkReadyForDualPrimary(event.output, bothNodes(context))!,
-                  }),
-                },
-              },
-              { target: 'openingSource' },
-            ],
-            onError: {
-              target: '#migration.revertingDisks',
-              actions: {
-                type: 'fail',
-                params: ({ event }) => ({ message: `Cannot read disk status: ${errorText(event.error)}` }),
-              },
-            },
-          },
-        },
+          input: ({ context }) => ({
+            instance: context.instance,
+            nodes: bothNodes(context),
+            disks: context.disks,
+          }),
+          problem: (c, status) => checkReadyForDualPrimary(status, bothNodes(c)),
+          next: 'openingSource',
+          rejectTo: '#migration.revertingDisks',
+          failTo: '#migration.revertingDisks',
+          failure: (_, e) => `Cannot read disk status: ${e}`,
+          rules: [4],
+        }),
         openingSource: {
           description: 'Opening the disks on the source in shared mode (it stays Primary).',
           entry: {
@@ -905,41 +828,29 @@ export const migrationMachine = protocol.createMachine({
       tags: ['failure'],
       ...survey({ next: '#migration.needsCleanup' }),
     },
-    migrated: {
-      description:
-        'Done: the instance runs on the target, the config says so, the disks are single-master again.',
-      type: 'final',
-      entry: [
-        { type: 'feedback', params: { message: '* done' } },
-        { type: 'recordOutcome', params: { outcome: 'migrated' } },
-      ],
-    },
-    reverted: {
-      description:
-        'The migration failed and was undone: the instance runs on the source, the config names the source, the disks are single-master.',
-      tags: ['failure'],
-      meta: meta({ check: 'Read the error: it names the step and the node that failed.' }),
-      type: 'final',
-      entry: { type: 'recordOutcome', params: { outcome: 'reverted' } },
-    },
-    rejected: {
-      description: 'A prerequisite failed or the input was bad: nothing was touched.',
-      tags: ['failure'],
-      meta: meta({ rules: [6], check: 'Fix the cause the error names and run again.' }),
-      type: 'final',
-      entry: { type: 'recordOutcome', params: { outcome: 'rejected' } },
-    },
-    needsCleanup: {
-      description: 'The run could not finish or undo its work; `left` says what the nodes look like.',
-      tags: ['failure'],
-      meta: meta({
+    migrated: outcomeState(
+      'migrated',
+      'Done: the instance runs on the target, the config says so, the disks are single-master again.',
+      { done: true },
+    ),
+    reverted: outcomeState(
+      'reverted',
+      'The migration failed and was undone: the instance runs on the source, the config names the source, the disks are single-master.',
+      { check: 'Read the error: it names the step and the node that failed.' },
+    ),
+    rejected: outcomeState('rejected', 'A prerequisite failed or the input was bad: nothing was touched.', {
+      rules: [6],
+      check: 'Fix the cause the error names and run again.',
+    }),
+    needsCleanup: outcomeState(
+      'needsCleanup',
+      'The run could not finish or undo its work; `left` says what the nodes look like.',
+      {
         rules: [2],
         check:
           'Inspect both nodes, then run the cleanup: drbd-migrate migrate INSTANCE --cleanup, with the --cluster FILE or --world FILE the run used.',
-      }),
-      type: 'final',
-      entry: { type: 'recordOutcome', params: { outcome: 'needsCleanup' } },
-    },
+      },
+    ),
   },
 });
 

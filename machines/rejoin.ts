@@ -1,16 +1,9 @@
 import { checkInstanceConfig, checkRejoined } from './checks.js';
+import type { InstanceConfig } from './contract.js';
 import { meta } from './describe.js';
 import { errorText } from './effects.js';
-import { effectStep, survey, waitUntilSync } from './flows.js';
-import {
-  askBothAboutDisks,
-  bothNodes,
-  initialContext,
-  outputOf,
-  type ProtocolContext,
-  protocol,
-  step,
-} from './protocol.js';
+import { effectStep, judgedRead, loadingConfig, outcomeState, survey, waitUntilSync } from './flows.js';
+import { bothNodes, initialContext, outputOf, type ProtocolContext, protocol, step } from './protocol.js';
 
 /**
  * The failed node comes back (after a failover it is the instance's secondary): it must become
@@ -33,52 +26,18 @@ export const rejoinMachine = protocol.createMachine({
   on: { ABORT: { actions: 'refuseAbort' } },
   states: {
     loadingConfig: {
-      description: 'Reading the config: the survivor is its primary, the returning node its secondary.',
       on: {
         ABORT: {
           target: 'rejected',
           actions: { type: 'fail', params: { message: 'Aborted by the operator; nothing was touched' } },
         },
       },
-      invoke: {
-        id: 'getInstance',
-        src: 'getInstance',
-        input: ({ context }) => ({ instance: context.instance, timeoutMs: step(context) }),
-        onDone: [
-          {
-            guard: {
-              type: 'rejects',
-              params: ({ event }) => ({ problem: rejoinProblem(event.output) }),
-            },
-            target: 'rejected',
-            actions: [
-              { type: 'recordConfig', params: ({ event }) => event.output },
-              { type: 'fail', params: ({ event }) => ({ message: rejoinProblem(event.output)! }) },
-            ],
-          },
-          {
-            target: 'probing',
-            actions: [
-              { type: 'recordConfig', params: ({ event }) => event.output },
-              {
-                type: 'feedback',
-                params: ({ context }) => ({
-                  message: `Rejoining ${returning(context)} as the secondary of ${context.instance} (primary ${survivor(context)})`,
-                }),
-              },
-            ],
-          },
-        ],
-        onError: {
-          target: 'rejected',
-          actions: {
-            type: 'fail',
-            params: ({ context, event }) => ({
-              message: `Cannot read the config of instance ${context.instance}: ${errorText(event.error)}`,
-            }),
-          },
-        },
-      },
+      ...loadingConfig({
+        check: rejoinProblem,
+        next: 'probing',
+        rejected: '#rejoin.rejected',
+        says: (c) => `Rejoining ${returning(c)} as the secondary of ${c.instance} (primary ${survivor(c)})`,
+      }),
     },
     probing: {
       description: 'Is the returning node up, and does a stale copy of the instance run there?',
@@ -200,71 +159,46 @@ export const rejoinMachine = protocol.createMachine({
       ...waitUntilSync({ onFailed: '#rejoin.surveying', tolerated: false }),
       onDone: 'verifying',
     },
-    verifying: {
+    verifying: judgedRead({
+      src: 'diskStatus',
       description: 'Reading both sides back: Connected, UpToDate/UpToDate, the returning node Secondary.',
-      meta: meta({ rules: [2, 4] }),
-      invoke: {
-        id: 'diskStatus',
-        src: 'diskStatus',
-        input: askBothAboutDisks,
-        onDone: [
-          {
-            guard: {
-              type: 'rejects',
-              params: ({ context, event }) => ({
-                problem: checkRejoined(event.output, survivor(context), returning(context)),
-              }),
-            },
-            target: 'surveying',
-            actions: {
-              type: 'fail',
-              params: ({ context, event }) => ({
-                message: checkRejoined(event.output, survivor(context), returning(context))!,
-              }),
-            },
-          },
-          { target: 'rejoined' },
-        ],
-        onError: {
-          target: 'surveying',
-          actions: {
-            type: 'fail',
-            params: ({ event }) => ({ message: `Cannot read disk status: ${errorText(event.error)}` }),
-          },
-        },
-      },
-    },
+      input: ({ context }) => ({
+        instance: context.instance,
+        nodes: bothNodes(context),
+        disks: context.disks,
+      }),
+      problem: (c, status) => checkRejoined(status, survivor(c), returning(c)),
+      next: 'rejoined',
+      rejectTo: '#rejoin.surveying',
+      failTo: '#rejoin.surveying',
+      failure: (_, e) => `Cannot read disk status: ${e}`,
+      rules: [2, 4],
+    }),
     surveying: {
       description: 'Giving up: reading both nodes so that the outcome says what is really left.',
       tags: ['failure'],
       ...survey({ next: '#rejoin.needsCleanup' }),
     },
-    rejoined: {
-      description: 'Done: the returning node is the Secondary again, in sync with the survivor.',
-      type: 'final',
-      entry: [
-        { type: 'feedback', params: { message: '* done' } },
-        { type: 'recordOutcome', params: { outcome: 'rejoined' } },
-      ],
-    },
-    rejected: {
-      description:
-        'The instance cannot be rejoined (not DRBD, no secondary), or the returning node is not up: nothing was touched.',
-      tags: ['failure'],
-      type: 'final',
-      entry: { type: 'recordOutcome', params: { outcome: 'rejected' } },
-    },
-    needsCleanup: {
-      description: 'The rejoin stopped halfway; `left` says what the nodes look like; it can be run again.',
-      tags: ['failure'],
-      meta: meta({ check: 'Read the error and `left`, then run the rejoin again.' }),
-      type: 'final',
-      entry: { type: 'recordOutcome', params: { outcome: 'needsCleanup' } },
-    },
+    rejoined: outcomeState(
+      'rejoined',
+      'Done: the returning node is the Secondary again, in sync with the survivor.',
+      {
+        done: true,
+      },
+    ),
+    rejected: outcomeState(
+      'rejected',
+      'The instance cannot be rejoined (not DRBD, no secondary), or the returning node is not up: nothing was touched.',
+    ),
+    needsCleanup: outcomeState(
+      'needsCleanup',
+      'The rejoin stopped halfway; `left` says what the nodes look like; it can be run again.',
+      { check: 'Read the error and `left`, then run the rejoin again.' },
+    ),
   },
 });
 
-function rejoinProblem(config: import('./contract.js').InstanceConfig): string | null {
+function rejoinProblem(config: InstanceConfig): string | null {
   if (config.diskTemplate !== 'drbd') return `Instance ${config.name} has no DRBD disks: nothing to rejoin`;
   return checkInstanceConfig(config, { targetNode: null });
 }
