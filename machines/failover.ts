@@ -93,12 +93,46 @@ export const failoverMachine = protocol.createMachine({
               },
               {
                 guard: { type: 'unreachableIn', params: ({ event }) => ({ probe: event.output }) },
-                target: 'checkingPeer',
+                target: 'judgingSilence',
+                actions: { type: 'recordProbe', params: ({ event }) => ({ probe: event.output }) },
               },
-              { target: 'locating' },
+              {
+                target: 'locating',
+                actions: { type: 'recordProbe', params: ({ event }) => ({ probe: event.output }) },
+              },
             ],
             onError: refuse((c, e) => `Cannot probe node ${c.source}: ${e}`),
           },
+        },
+        judgingSilence: {
+          description:
+            'The source does not answer: only with the operator’s word that it is down does the failover go on; DRBD’s view is the further evidence where there is DRBD.',
+          meta: meta({ rules: [7] }),
+          always: [
+            {
+              guard: not('sourceIsDownClaimed'),
+              target: '#failover.rejected',
+              actions: {
+                type: 'fail',
+                params: ({ context }) => ({
+                  message: `${context.source} does not answer: if it is powered off, say so with --source-is-down (a failover starts ${context.instance} on ${context.target} only with that word and the evidence that ${context.source} is down)`,
+                }),
+              },
+            },
+            {
+              // Shared storage has no replication link to testify: silence is no proof (a node cut off
+              // from the management network still runs the guest and writes the shared device).
+              guard: 'sharedStorage',
+              target: '#failover.rejected',
+              actions: {
+                type: 'fail',
+                params: ({ context }) => ({
+                  message: `${context.source} does not answer, but with shared storage nothing else can confirm it is down (a node cut off from this network may still run ${context.instance} and write its disks): power it off and make sure (fence it), then fail over without --source-is-down once it answers, or start ${context.instance} on ${context.target} by hand`,
+                }),
+              },
+            },
+            { target: 'checkingPeer' },
+          ],
         },
         checkingPeer: {
           description:
@@ -120,16 +154,6 @@ export const failoverMachine = protocol.createMachine({
               timeoutMs: step(context),
             }),
             onDone: [
-              {
-                guard: not('sourceIsDownClaimed'),
-                target: '#failover.rejected',
-                actions: {
-                  type: 'fail',
-                  params: ({ context }) => ({
-                    message: `${context.source} does not answer: if it is powered off, say so with --source-is-down (a failover starts ${context.instance} on ${context.target} only with that word and the evidence that ${context.source} is down)`,
-                  }),
-                },
-              },
               {
                 guard: {
                   type: 'rejects',
@@ -168,11 +192,15 @@ export const failoverMachine = protocol.createMachine({
             src: 'instanceList',
             input: askBoth,
             onDone: {
-              target: 'checkingDisks',
+              target: 'storageKind',
               actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
             },
             onError: refuse((_, e) => `Can't contact nodes: ${e}`),
           },
+        },
+        storageKind: {
+          description: 'DRBD disks are checked on the target; shared storage has nothing to replicate.',
+          always: [{ guard: 'sharedStorage', target: '#failover.shuttingDown' }, { target: 'checkingDisks' }],
         },
         checkingDisks: judgedRead({
           src: 'diskStatus',

@@ -64,6 +64,8 @@ export interface ProtocolContext {
   };
   /** Failover: the source was found down (it did not answer and its DRBD peer lost it). */
   sourceDown: boolean;
+  /** Failover, rejoin: what the probe of the node in question answered. */
+  probe: NodeProbe | null;
   limits: Limits;
   config: InstanceConfig | null;
   /** The node the instance runs on when the machine starts (the config's primary). */
@@ -133,6 +135,7 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
       sourceIsDown: input.sourceIsDown ?? false,
     },
     sourceDown: false,
+    probe: null,
     // A key given as undefined keeps its default.
     limits: {
       ...DEFAULT_LIMITS,
@@ -434,6 +437,7 @@ export const protocol = setup({
       demote: context.source,
     })),
     recordSourceDown: assign({ sourceDown: true }),
+    recordProbe: assign({ probe: (_, params: { probe: NodeProbe }) => params.probe }),
     demoteTarget: assign(({ context }) => ({ demote: context.target })),
     countSingleMasterAttempt: assign({
       singleMasterAttempts: ({ context }) => context.singleMasterAttempts + 1,

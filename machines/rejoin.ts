@@ -100,12 +100,17 @@ export const rejoinMachine = protocol.createMachine({
           node: returning(context),
           disks: context.disks,
         }),
-        next: 'goingStandalone',
+        next: 'storageKind',
         failTo: '#rejoin.surveying',
         failure: (c, e) => `Cannot make the disks Secondary on ${returning(c)}: ${e}`,
         says: (c) => `* making the disks Secondary on ${returning(c)}`,
         rules: [2, 7],
       }),
+    },
+    storageKind: {
+      description:
+        'Shared storage has no replication to resync: a returning node that holds nothing is rejoined.',
+      always: [{ guard: 'sharedStorage', target: 'rejoined' }, { target: 'goingStandalone' }],
     },
     goingStandalone: {
       ...effectStep({
@@ -199,6 +204,5 @@ export const rejoinMachine = protocol.createMachine({
 });
 
 function rejoinProblem(config: InstanceConfig): string | null {
-  if (config.diskTemplate !== 'drbd') return `Instance ${config.name} has no DRBD disks: nothing to rejoin`;
   return checkInstanceConfig(config, { targetNode: null });
 }

@@ -15,7 +15,6 @@ import {
   isConnected,
   isSyncing,
   localOf,
-  nodeDies,
   promote,
   resourceOf,
   statusOf,
@@ -35,7 +34,7 @@ import {
   vmOn,
 } from './hypervisor.js';
 import { recordInvariants } from './invariants.js';
-import { type Perturbation, perturb } from './perturb.js';
+import { killNode, type Perturbation, perturb, reviveNode } from './perturb.js';
 import { closeShared, openShared, sharedDiskOf } from './shared.js';
 import { createWorld, World, type WorldSpec } from './world.js';
 
@@ -114,20 +113,12 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     },
     killNode: (node, options = {}) => {
       advance();
-      const n = world.nodes[node];
-      if (n === undefined) throw new Error(`unknown node ${node}`);
-      n.down = true;
-      world.vms[node] = {};
-      for (const r of Object.values(world.resources)) {
-        if (r.nodes.includes(node)) nodeDies(r, node, options.wroteAlone === true);
-      }
+      killNode(world, node, options.wroteAlone === true);
       recordInvariants(world);
     },
     reviveNode: (node) => {
       advance();
-      const n = world.nodes[node];
-      if (n === undefined) throw new Error(`unknown node ${node}`);
-      n.down = false;
+      reviveNode(world, node);
     },
   };
 
@@ -172,7 +163,9 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       (input as { node?: string }).node ?? (input as { nodes?: string[] }).nodes?.join(',') ?? 'cluster';
     // A node that is down answers nothing: the call hangs until its deadline (a probe says so itself).
     const on = [(input as { node?: string }).node, ...((input as { nodes?: string[] }).nodes ?? [])];
-    const dead = on.find((n) => n !== undefined && world.nodes[n]?.down === true);
+    const dead = on.find(
+      (n) => n !== undefined && (world.nodes[n]?.down === true || world.nodes[n]?.unreachable === true),
+    );
     if (dead !== undefined && effect !== 'probeNode') {
       await sleep((input as { timeoutMs?: number }).timeoutMs ?? 0, signal);
       throw new Error(`${dead}: cannot connect to ${dead}: timed out (the node is down)`);
@@ -296,7 +289,8 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       ),
     probeNode: (input, signal) =>
       act('probeNode', input, signal, QUERY_MS, async () => {
-        if (world.nodes[input.node]?.down === true) {
+        const n = world.nodes[input.node];
+        if (n?.down === true || n?.unreachable === true) {
           // The probe's own deadline, shorter than the step's: no answer is the answer.
           await sleep(Math.max(0, input.timeoutMs / 2), signal);
           return { reachable: false, error: `${input.node}: connection timed out`, state: null };

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isConnected, linkDown, localOf, peerOf, resourceOf } from './drbd.js';
+import { isConnected, linkDown, localOf, nodeDies, peerOf, resourceOf } from './drbd.js';
 import type { World } from './world.js';
 
 /**
@@ -15,6 +15,16 @@ export const Perturbation = z.enum([
   'copyCompletes',
   'commitLands',
   'sourcePauses',
+  /** The instance's primary loses power (failover). */
+  'sourceDies',
+  /** The instance's primary stops answering its management network, but runs on (failover refuses). */
+  'sourceUnreachable',
+  /** The instance's secondary loses power (a rejoin of a node that is not up). */
+  'secondaryDies',
+  /** A paused copy of the instance stands on its secondary (a returning node that started it). */
+  'staleCopy',
+  /** The instance's secondary (a node that died and was failed over from) boots again. */
+  'sourceReturns',
 ]);
 export type Perturbation = z.infer<typeof Perturbation>;
 
@@ -87,6 +97,35 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
       if (vm?.state === 'running') vm.state = 'paused';
       return;
     }
+    case 'sourceDies':
+      killNode(world, config.primaryNode, false);
+      return;
+    case 'sourceUnreachable': {
+      const n = world.nodes[config.primaryNode];
+      if (n !== undefined) n.unreachable = true;
+      return;
+    }
+    case 'secondaryDies':
+      if (config.secondaryNode !== null) killNode(world, config.secondaryNode, false);
+      return;
+    case 'sourceReturns':
+      if (config.secondaryNode !== null) reviveNode(world, config.secondaryNode);
+      return;
+    case 'staleCopy':
+      if (config.secondaryNode !== null && world.vms[config.secondaryNode]?.[instance] === undefined) {
+        // Its QEMU holds the instance's shared devices open, as a real one would.
+        for (const d of config.disks) {
+          const shared = world.sharedDisks[d.resource];
+          if (shared !== undefined) shared.open[config.secondaryNode] = 'shared';
+        }
+        world.vms[config.secondaryNode]![instance] = {
+          state: 'paused',
+          memoryMiB: config.memoryMiB,
+          uptimeMs: 0,
+          migration: null,
+        };
+      }
+      return;
     // Takes effect when (or as soon as) the copy runs in postcopy.
     case 'postcopyBreaks':
       for (const vms of Object.values(world.vms)) {
@@ -95,4 +134,26 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
       }
       return;
   }
+}
+
+/**
+ * The node loses power: its guests are gone, its DRBD devices with them, its peers wait. With
+ * `wroteAlone` it had been cut off and written on its own first (its return is a split brain).
+ */
+export function killNode(world: World, node: string, wroteAlone: boolean): void {
+  const n = world.nodes[node];
+  if (n === undefined) throw new Error(`unknown node ${node}`);
+  n.down = true;
+  world.vms[node] = {};
+  for (const r of Object.values(world.resources)) if (r.nodes.includes(node)) nodeDies(r, node, wroteAlone);
+  // A shared device is held by nothing on a node that is off.
+  for (const d of Object.values(world.sharedDisks)) delete d.open[node];
+}
+
+/** The node boots again: nothing runs, its DRBD devices are Secondary and unconnected. */
+export function reviveNode(world: World, node: string): void {
+  const n = world.nodes[node];
+  if (n === undefined) throw new Error(`unknown node ${node}`);
+  n.down = false;
+  n.unreachable = false;
 }

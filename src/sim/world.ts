@@ -106,6 +106,8 @@ export const World = z.object({
       hypervisorVersion: z.string(),
       /** Powered off or crashed: it answers nothing, runs nothing, and its DRBD devices are gone. */
       down: z.boolean().default(false),
+      /** Its management network is cut: it answers nothing, but runs on, DRBD connected. */
+      unreachable: z.boolean().default(false),
     }),
   ),
   config: z.object({ instances: z.record(InstanceName, InstanceConfig) }),
@@ -184,6 +186,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       memoryMiB: n.memoryMiB ?? 16384,
       hypervisorVersion: n.hypervisorVersion ?? '9.2.0',
       down: false,
+      unreachable: false,
     };
     world.vms[name] = {};
   }

@@ -65,6 +65,30 @@ export function restProblems(view: WorldView): string[] {
   return problems;
 }
 
+/**
+ * A node taken back: the secondary holds nothing of the instance, its DRBD disks are Secondary and
+ * in sync with the primary over a single-master link, its shared disks closed. (Whether the instance
+ * runs is not the rejoin's business.)
+ */
+export function rejoinedProblems(view: WorldView): string[] {
+  const node = view.configSecondary;
+  if (node === null) return ['the instance has no secondary'];
+  const problems: string[] = [];
+  if (view.instance[node] !== undefined) problems.push(`the instance is ${view.instance[node]} on ${node}`);
+  for (const d of view.disks[node] ?? []) {
+    if (d.role !== 'Secondary') problems.push(`${d.resource} is ${d.role} on ${node}`);
+    if (d.allowTwoPrimaries) problems.push(`${d.resource} still allows two primaries on ${node}`);
+    if (d.connection !== 'Connected' || d.replication !== 'Established')
+      problems.push(`${d.resource} is ${d.connection}/${d.replication} on ${node}`);
+    if (d.diskState !== 'UpToDate' || d.peerDiskState !== 'UpToDate')
+      problems.push(`${d.resource} is ${d.diskState}/${d.peerDiskState} on ${node}`);
+  }
+  (view.shared?.[node] ?? []).forEach((open, i) => {
+    if (open !== null) problems.push(`shared disk ${i} is ${open} on ${node}, should be closed`);
+  });
+  return problems;
+}
+
 const comparable = (v: WorldView) =>
   JSON.stringify({
     instance: v.instance,
@@ -122,7 +146,7 @@ function outcomeStateProblems(out: ProtocolOutput, before: WorldView, after: Wor
       ];
     case 'rejoined':
       return [
-        ...at('', restProblems(after)),
+        ...at('', rejoinedProblems(after)),
         ...(after.configPrimary === before.configPrimary
           ? []
           : [`rejoined but the config names ${after.configPrimary}`]),

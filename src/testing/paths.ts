@@ -11,6 +11,7 @@ import {
   MACHINES,
   type MachineName,
   type ProtocolContext,
+  type ProtocolInput,
 } from '../../machines/index.js';
 import { stateKey } from '../runner/index.js';
 import type { Perturbation } from '../sim/index.js';
@@ -83,6 +84,7 @@ function vertexOf(snapshot: AnyMachineSnapshot): string {
     isSharedStorage(c.config),
     c.committed,
     c.commitFailed,
+    at('checkingPrereqs') && (c.probe?.error ?? c.probe?.state ?? null),
     c.configUnknown,
     at('committing') && c.commitAttempts,
     c.aborted,
@@ -122,11 +124,30 @@ function mergeRecipe(a: Recipe, b: Recipe | undefined): Recipe {
   };
 }
 
-function toGenerated(machine: MachineName, path: StatePath<AnyMachineSnapshot, EventObject>): GeneratedPath {
+/**
+ * The inputs each machine is explored with (a guard that reads the request needs each value), and
+ * where its world starts: a rejoin needs a node that died, was failed over from, and came back.
+ */
+const INPUTS: Record<MachineName, Partial<ProtocolInput>[]> = {
+  migration: [{}],
+  cleanup: [{}],
+  failover: [{}, { sourceIsDown: true }, { ignoreConsistency: true }],
+  rejoin: [{}],
+};
+const BASE: Partial<Record<MachineName, Recipe>> = { rejoin: { start: 'afterFailover' } };
+
+function toGenerated(
+  machine: MachineName,
+  path: StatePath<AnyMachineSnapshot, EventObject>,
+  input: Partial<ProtocolInput>,
+): GeneratedPath {
   const steps: PathStep[] = [];
   const plan: PlanEntry[] = [];
   const occurrences = new Map<string, number>();
-  let recipe: Recipe = {};
+  let recipe: Recipe = mergeRecipe(
+    BASE[machine] ?? {},
+    Object.keys(input).length > 0 ? { input } : undefined,
+  );
   const parts: string[] = [];
   for (let i = 1; i < path.steps.length; i++) {
     const prev = path.steps[i - 1]!;
@@ -160,9 +181,12 @@ function toGenerated(machine: MachineName, path: StatePath<AnyMachineSnapshot, E
       plan.push({ state: from, effect, occurrence, action: variant.perturb });
     parts.push(`${effect} ✓${event.variant ?? ''}`);
   }
+  const asked = Object.entries(input)
+    .filter(([, v]) => v === true)
+    .map(([k]) => k);
   return {
     machine,
-    description: parts.join(' → ') || '(start)',
+    description: `${asked.length > 0 ? `[${asked.join(', ')}] ` : ''}${parts.join(' → ') || '(start)'}`,
     steps,
     target: stateKey(path.state.value),
     recipe,
@@ -192,30 +216,38 @@ export interface PathSet {
 export function migrationPaths(options: PathOptions = {}): PathSet {
   const machine = options.machine ?? 'migration';
   const logic: AnyStateMachine = options.logic ?? MACHINES[machine];
-  const traversal = {
-    events: eventsFor,
-    serializeState: vertexOf,
-    input: { instance: 'web1' },
-  } as unknown as TraversalOptions<AnyMachineSnapshot, EventObject, unknown>;
-  const adjacency = getAdjacencyMap(logic, traversal);
-  const shortest = new Map<string, StatePath<AnyMachineSnapshot, EventObject>>();
-  for (const p of getShortestPaths(logic, traversal) as StatePath<AnyMachineSnapshot, EventObject>[]) {
-    shortest.set(vertexOf(p.state), p);
-  }
   const paths: GeneratedPath[] = [];
   let edges = 0;
-  for (const [vertex, node] of Object.entries(adjacency)) {
-    const to = shortest.get(vertex);
-    if (to === undefined) throw new Error(`no path to vertex ${vertex}`);
-    for (const { event, state } of Object.values(node.transitions) as {
-      event: EventObject;
-      state: AnyMachineSnapshot;
-    }[]) {
-      edges++;
-      paths.push(
-        toGenerated(machine, { state, weight: to.weight + 1, steps: [...to.steps, { event, state }] }),
-      );
+  let vertices = 0;
+  for (const input of INPUTS[machine]) {
+    const traversal = {
+      events: eventsFor,
+      serializeState: vertexOf,
+      input: { instance: 'web1', ...input },
+    } as unknown as TraversalOptions<AnyMachineSnapshot, EventObject, unknown>;
+    const adjacency = getAdjacencyMap(logic, traversal);
+    const shortest = new Map<string, StatePath<AnyMachineSnapshot, EventObject>>();
+    for (const p of getShortestPaths(logic, traversal) as StatePath<AnyMachineSnapshot, EventObject>[]) {
+      shortest.set(vertexOf(p.state), p);
+    }
+    vertices += Object.keys(adjacency).length;
+    for (const [vertex, node] of Object.entries(adjacency)) {
+      const to = shortest.get(vertex);
+      if (to === undefined) throw new Error(`no path to vertex ${vertex}`);
+      for (const { event, state } of Object.values(node.transitions) as {
+        event: EventObject;
+        state: AnyMachineSnapshot;
+      }[]) {
+        edges++;
+        paths.push(
+          toGenerated(
+            machine,
+            { state, weight: to.weight + 1, steps: [...to.steps, { event, state }] },
+            input,
+          ),
+        );
+      }
     }
   }
-  return { machine, vertices: Object.keys(adjacency).length, edges, paths };
+  return { machine, vertices, edges, paths };
 }

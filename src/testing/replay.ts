@@ -1,4 +1,4 @@
-import type { AnyActorRef, AnyMachineSnapshot, AnyStateMachine } from 'xstate';
+import type { AnyActorRef, AnyMachineSnapshot, AnyStateMachine, Snapshot } from 'xstate';
 import {
   EFFECT_NAMES,
   type EffectName,
@@ -38,16 +38,30 @@ export const PRESCRIBED_FAILURES =
 
 const OUTCOMES = new Set(['migrated', 'reverted', 'rejected', 'needsCleanup', 'cleaned', 'failed']);
 
-const START_CRASH: Record<Exclude<StartPoint, 'healthy'>, string> = {
+const START_CRASH: Record<Exclude<StartPoint, 'healthy' | 'afterFailover'>, string> = {
   crashMidCopy: 'migrating.transferring.polling',
   crashAfterCopy: 'finalizing.source',
   crashBeforeCommit: 'committing.writing',
 };
 
+/** Things that happen to nodes, not to the instance's steps. */
+const NODE_EVENTS = new Set<Perturbation>([
+  'sourceDies',
+  'sourceUnreachable',
+  'secondaryDies',
+  'staleCopy',
+  'sourceReturns',
+]);
+
+/** Machines whose crashed run is resumed from its last snapshot (the journal's way), not cleaned up. */
+const RESUMED = new Set(['failover', 'rejoin']);
+
 interface Run {
   output: ProtocolOutput | null;
   visited: string[];
   crashed: boolean;
+  /** The last persisted snapshot, as a journal would hold it. */
+  snapshot: Snapshot<unknown> | null;
 }
 
 /** Runs a machine on a world, with the plan's faults injected at the calls it names. */
@@ -56,7 +70,15 @@ async function runOn(
   world: TestWorld,
   input: ProtocolInput,
   plan: PlanEntry[],
-  options: { graceMs?: number; crashAt?: string; covered?: Set<string>; problems: string[] },
+  options: {
+    graceMs?: number;
+    crashAt?: string;
+    covered?: Set<string>;
+    problems: string[];
+    snapshot?: Snapshot<unknown>;
+    /** Told after the world changed by itself (a perturbation of the plan). */
+    onEvent?: (kind: Perturbation) => void | Promise<void>;
+  },
 ): Promise<Run & { unfired: PlanEntry[] }> {
   let actor: AnyActorRef | null = null;
   const stateOf = () => (actor === null ? '' : stateKey((actor.getSnapshot() as AnyMachineSnapshot).value));
@@ -97,6 +119,7 @@ async function runOn(
               return await real(callInput, signal);
             default:
               await world.perturb(entry!.action as Perturbation, callInput.instance);
+              await options.onEvent?.(entry!.action as Perturbation);
               return await real(callInput, signal);
           }
         } finally {
@@ -110,8 +133,13 @@ async function runOn(
   const visited: string[] = [];
   const stop = new AbortController();
   const operator = new AbortController();
+  let snapshot: Snapshot<unknown> | null = null;
   try {
     const output = await runMachine(logic, input, effects, {
+      ...(options.snapshot === undefined ? {} : { snapshot: options.snapshot }),
+      onSnapshot: (s) => {
+        snapshot = s;
+      },
       clock: world.clock,
       signal: stop.signal,
       abort: operator.signal,
@@ -126,10 +154,10 @@ async function runOn(
         if (options.crashAt === e.value && fired.size === plan.length) queueMicrotask(() => stop.abort());
       },
     });
-    return { output, visited, crashed: false, unfired: plan.filter((e) => !fired.has(e)) };
+    return { output, visited, crashed: false, snapshot, unfired: plan.filter((e) => !fired.has(e)) };
   } catch (error) {
     if (!(error instanceof RunInterrupted)) throw error;
-    return { output: null, visited, crashed: true, unfired: plan.filter((e) => !fired.has(e)) };
+    return { output: null, visited, crashed: true, snapshot, unfired: plan.filter((e) => !fired.has(e)) };
   }
 }
 
@@ -153,20 +181,31 @@ export async function replayPath(
   try {
     const input = inputOf(path.recipe);
     const start = path.recipe.start ?? 'healthy';
-    if (path.machine === 'cleanup' && start !== 'healthy') {
+    if (start === 'afterFailover') {
+      // The primary dies, is failed over from, and boots again: what a rejoin starts from.
+      await world.perturb('sourceDies', 'web1');
+      await runOn(MACHINES.failover, world, { instance: 'web1', sourceIsDown: true }, [], { problems });
+      await world.perturb('sourceReturns', 'web1');
+    } else if (path.machine === 'cleanup' && start !== 'healthy') {
       const prep = await runOn(MACHINES.migration, world, { instance: 'web1' }, [], {
         crashAt: START_CRASH[start],
         problems,
       });
       if (!prep.crashed) problems.push(`could not set up the start point ${start}`);
     }
-    const before: WorldView = await world.inspect();
+    let before: WorldView = await world.inspect();
+    // A node that dies, is cut off, or boots again changes the world the run starts from: what
+    // "nothing was touched" is measured against is the world right after it.
+    const onEvent = async (kind: Perturbation) => {
+      if (NODE_EVENTS.has(kind)) before = await world.inspect();
+    };
     const logic = options.logic ?? MACHINES[path.machine];
     const run = await runOn(logic, world, input, path.plan, {
       // A path that ends in an outcome has nothing left to crash: its world goes to cleanup as it is.
       ...(options.crashAtEnd && !OUTCOMES.has(path.target) ? { crashAt: path.target } : {}),
       covered,
       problems,
+      onEvent,
     });
     for (const e of run.unfired)
       problems.push(`the world never made ${e.effect} call ${e.occurrence} in ${e.state} (${e.action})`);
@@ -176,7 +215,18 @@ export async function replayPath(
     if (run.output !== null) {
       for (const p of outcomeProblems(run.output, before, await world.inspect())) problems.push(p);
     }
-    if (options.crashAtEnd) {
+    if (options.crashAtEnd && RESUMED.has(path.machine)) {
+      // The orchestrator died: the run is resumed from its last snapshot and must end truthfully.
+      if (run.crashed && run.snapshot !== null) {
+        const resumed = await runOn(logic, world, input, [], { problems, snapshot: run.snapshot });
+        cleanup = resumed.output;
+        if (resumed.output === null) problems.push('the resumed run did not end');
+        else
+          for (const p of outcomeProblems(resumed.output, before, await world.inspect()))
+            problems.push(`resumed: ${p}`);
+      }
+      for (const v of world.violations()) if (!problems.includes(v)) problems.push(v);
+    } else if (options.crashAtEnd) {
       const after = await runOn(MACHINES.cleanup, world, { instance: 'web1' }, [], { problems });
       cleanup = after.output;
       const outcome = cleanup?.outcome;

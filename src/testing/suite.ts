@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MACHINE_NAMES } from '../../machines/index.js';
 import { type GeneratedPath, MACHINES, type MachineName, migrationPaths } from './paths.js';
 import { replayPath } from './replay.js';
 import { transitionsOf } from './transitions.js';
@@ -32,7 +33,7 @@ function asFault(path: GeneratedPath, action: 'hang' | 'lost'): GeneratedPath {
  * crash) cleanup after a crash at every point. Call it at the top level of a test file.
  */
 export function createContractSuite(options: ContractSuiteOptions): void {
-  for (const machine of options.machines ?? (['migration', 'cleanup'] as const)) {
+  for (const machine of options.machines ?? MACHINE_NAMES) {
     const set = migrationPaths({ machine });
     const all = transitionsOf(MACHINES[machine]);
     const covered = new Set<string>();

@@ -7,8 +7,16 @@ import { DEMO_SPEC, type Perturbation, type WorldSpec } from '../sim/index.js';
  * that makes a world really give it. Path generation uses the answers; replay uses the recipes.
  */
 
-/** Where a cleanup starts: a healthy cluster, or a migration dropped at some point. */
-export type StartPoint = 'healthy' | 'crashMidCopy' | 'crashAfterCopy' | 'crashBeforeCommit';
+/**
+ * Where a run starts: a healthy cluster, a migration dropped at some point (for a cleanup), or the
+ * primary died and was failed over from, then booted again (for a rejoin).
+ */
+export type StartPoint =
+  | 'healthy'
+  | 'crashMidCopy'
+  | 'crashAfterCopy'
+  | 'crashBeforeCommit'
+  | 'afterFailover';
 
 /** What a world needs so that a path's answers come true in it. Later recipes in a path win. */
 export interface Recipe {
@@ -117,6 +125,24 @@ const memory = (status: string, at: number) => () => ({
 
 /** Far past any deadline: the watch's next look finds the wait overdue. */
 const LATE = 1e12;
+
+const failingOver = (s: AnyMachineSnapshot) => s.machine.id === 'failover';
+const rejoining = (s: AnyMachineSnapshot) => s.machine.id === 'rejoin';
+/** What the failover's probe of the source answered. */
+const probed = (s: AnyMachineSnapshot, error: string) =>
+  (s.context as ProtocolContext).probe?.error === error;
+
+/** The target's own view of its disks when its peer is gone (or, with `extra`, otherwise). */
+const targetDisks = (c: ProtocolContext, extra: Partial<DiskStatus>) =>
+  c.disks.map((_, i) =>
+    disk(twoDisks[i] ?? twoDisks[0]!, 'Secondary', {
+      connection: 'Connecting',
+      replication: 'Off',
+      peerRole: 'Unknown',
+      peerDiskState: 'DUnknown',
+      ...extra,
+    }),
+  );
 
 /** The read-back after a failed commit write. */
 const confirmingCommit = inState('committing.confirming');
@@ -286,8 +312,81 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
           peerDiskState: 'DUnknown',
           allowTwoPrimaries: true,
         })),
-      applies: inState('dualMaster.verifying'),
+      // Migration: the link drops before promotion; rejoin: before the read-back.
+      applies: (s) =>
+        inState('dualMaster.verifying')(s) || (s.machine.id === 'rejoin' && inState('verifying')(s)),
       perturb: 'linkDown',
+    },
+  ],
+  probeNode: [
+    {
+      // Failover: the source answers and runs the instance (the default world).
+      name: 'runs',
+      output: () => ({ reachable: true, error: null, state: 'running' }),
+      applies: failingOver,
+    },
+    {
+      // Failover: the source answers, the instance is stopped there.
+      name: 'stoppedThere',
+      output: () => ({ reachable: true, error: null, state: null }),
+      applies: failingOver,
+      recipe: {
+        spec: { instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, running: false })) },
+      },
+    },
+    {
+      // Failover: the source lost power.
+      name: 'down',
+      output: () => ({ reachable: false, error: 'down', state: null }),
+      applies: failingOver,
+      perturb: 'sourceDies',
+    },
+    {
+      // Failover: the source's management network is cut; it runs on, DRBD still connected.
+      name: 'cutOff',
+      output: () => ({ reachable: false, error: 'cut off', state: null }),
+      applies: failingOver,
+      perturb: 'sourceUnreachable',
+    },
+    {
+      // Rejoin: the returning node is up, nothing of the instance on it.
+      name: 'clean',
+      output: () => ({ reachable: true, error: null, state: null }),
+      applies: rejoining,
+    },
+    {
+      // Rejoin: a paused copy was started on the returning node.
+      name: 'staleCopy',
+      output: () => ({ reachable: true, error: null, state: 'paused' }),
+      applies: rejoining,
+      perturb: 'staleCopy',
+    },
+    {
+      // Rejoin: the node to take back is not up.
+      name: 'notBack',
+      output: () => ({ reachable: false, error: 'down', state: null }),
+      applies: rejoining,
+      perturb: 'secondaryDies',
+    },
+  ],
+  nodeDiskStatus: [
+    {
+      name: 'peerLost',
+      output: (c) => targetDisks(c, {}),
+      applies: (s) => probed(s, 'down'),
+    },
+    {
+      // The target was still catching up when its peer died.
+      name: 'stale',
+      output: (c) => targetDisks(c, { diskState: 'Inconsistent' }),
+      applies: (s) => probed(s, 'down'),
+      recipe: { spec: { instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, outOfSyncMiB: 100 })) } },
+    },
+    {
+      name: 'stillConnected',
+      output: (c) =>
+        targetDisks(c, { connection: 'Connected', replication: 'Established', peerDiskState: 'UpToDate' }),
+      applies: (s) => probed(s, 'cut off'),
     },
   ],
   migrationInfo: [{ name: 'info', output: () => ({ memoryMiB: 2048 }) }],
