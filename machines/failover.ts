@@ -10,6 +10,7 @@ import {
   initialContext,
   outputOf,
   type ProtocolContext,
+  probeTimeout,
   protocol,
   step,
 } from './protocol.js';
@@ -77,7 +78,7 @@ export const failoverMachine = protocol.createMachine({
             input: ({ context }) => ({
               instance: context.instance,
               node: context.source,
-              timeoutMs: step(context),
+              timeoutMs: probeTimeout(context),
             }),
             onDone: [
               {

@@ -192,6 +192,11 @@ export function where(c: ProtocolContext): string[] {
 
 export const bothNodes = (c: ProtocolContext): [string, string] => [c.source, c.target];
 export const step = (c: ProtocolContext) => c.limits.stepTimeoutMs;
+/**
+ * A probe of a node that may be dead waits less than a step: a node that has not answered an SSH
+ * handshake in 10 s (the probe takes half of this) is not coming.
+ */
+export const probeTimeout = (c: ProtocolContext) => Math.min(step(c), 20_000);
 
 /** The input of a one-shot call to both nodes: the instance, its two nodes, the step's deadline. */
 export const askBoth = ({ context }: { context: ProtocolContext }) => ({

@@ -3,7 +3,15 @@ import type { InstanceConfig } from './contract.js';
 import { meta } from './describe.js';
 import { errorText } from './effects.js';
 import { effectStep, judgedRead, loadingConfig, outcomeState, survey, waitUntilSync } from './flows.js';
-import { bothNodes, initialContext, outputOf, type ProtocolContext, protocol, step } from './protocol.js';
+import {
+  bothNodes,
+  initialContext,
+  outputOf,
+  type ProtocolContext,
+  probeTimeout,
+  protocol,
+  step,
+} from './protocol.js';
 
 /**
  * The failed node comes back (after a failover it is the instance's secondary): it must become
@@ -48,7 +56,7 @@ export const rejoinMachine = protocol.createMachine({
         input: ({ context }) => ({
           instance: context.instance,
           node: returning(context),
-          timeoutMs: step(context),
+          timeoutMs: probeTimeout(context),
         }),
         onDone: [
           {

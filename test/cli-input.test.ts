@@ -3,21 +3,14 @@ import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/cli.js';
 import { COMMANDS } from '../src/cli/commands/index.js';
 import { fitToWidth, LiveView } from '../src/cli/live.js';
 import { saveWorld } from '../src/cli/worldFile.js';
 import { createWorld } from '../src/index.js';
+import { cli } from './helpers.js';
 import { tempDir } from './tmp.js';
 
 /** Issue 10: what a new user tripped over, each with the behaviour it must have now. */
-
-async function cli(...argv: string[]) {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const code = await runCli(argv, { out: (l) => stdout.push(l), err: (l) => stderr.push(l) });
-  return { code, stdout, stderr };
-}
 
 let dir: string;
 let state: string;
@@ -42,7 +35,7 @@ describe('--dry-run never changes anything (item 2)', () => {
     expect(r.stdout[0]).toMatch(/dry run of the migration of web1 on a copy of .*nothing is touched/);
     expect(r.stdout).toContain('openDisks on node-b');
     expect(r.stdout).toContain('setPrimaryNode on node-b');
-    expect(r.stdout.at(-1)).toBe('# on a healthy cluster: migrated: web1 is primary on node-b');
+    expect(r.stdout.at(-1)).toBe('# planned: migrated: web1 is primary on node-b');
     expect(readFileSync(file, 'utf8')).toBe(before);
     expect(existsSync(state)).toBe(false);
   });
@@ -103,7 +96,7 @@ describe('flags that conflict or do nothing are refused, exit 2, one line (item 
     [
       'demo --cluster',
       ['demo', '--cluster', 'c.yaml'],
-      /demo does not take --cluster \(it is an option of migrate, resume\)/,
+      /demo does not take --cluster \(it is an option of migrate, failover, rejoin, resume\)/,
     ],
     ['--quiet --json', ['demo', '--quiet', '--json'], /--quiet cannot go with --json/],
     [

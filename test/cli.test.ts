@@ -2,17 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/cli.js';
 import { saveWorld } from '../src/cli/worldFile.js';
 import { createWorld, type WorldSpec } from '../src/index.js';
+import { cli } from './helpers.js';
 import { tempDir } from './tmp.js';
-
-async function cli(...argv: string[]) {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const code = await runCli(argv, { out: (l) => stdout.push(l), err: (l) => stderr.push(l) });
-  return { code, stdout, stderr, json: () => stdout.map((l) => JSON.parse(l)) };
-}
 
 let dir: string;
 beforeEach(async () => {
@@ -212,7 +205,7 @@ describe('bad input: a one-line cause, exit 2, and nothing touched', () => {
     [
       'resume --cluster --dry-run',
       async () => ['resume', 'web1', '--cluster', 'docs/cluster.example.yaml', '--dry-run'],
-      /resume does not take --dry-run \(it is an option of migrate\)/,
+      /resume does not take --dry-run \(it is an option of migrate, failover, rejoin\)/,
     ],
     ['an unknown command', async () => ['fly'], /unknown command 'fly'/],
     [

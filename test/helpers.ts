@@ -1,4 +1,5 @@
 import { expect } from 'vitest';
+import { runCli } from '../src/cli/cli.js';
 import {
   createSimCluster,
   type EffectCall,
@@ -118,4 +119,12 @@ export function shape(world: World) {
       ]),
     ),
   };
+}
+
+/** Runs one CLI invocation in-process, capturing its lines. */
+export async function cli(...argv: string[]) {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const code = await runCli(argv, { out: (l) => stdout.push(l), err: (l) => stderr.push(l) });
+  return { code, stdout, stderr, json: () => stdout.map((l) => JSON.parse(l)) };
 }

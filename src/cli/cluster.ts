@@ -1,8 +1,15 @@
-import type { EffectCall, EffectName, ProtocolInput, ProtocolOutput } from '../../machines/index.js';
+import {
+  type EffectCall,
+  type EffectName,
+  MACHINES,
+  type MachineName,
+  type ProtocolInput,
+  type ProtocolOutput,
+} from '../../machines/index.js';
 import { plannedCommands, simSpecOf, sshEffects } from '../backend/index.js';
 import { type ClusterFile, ClusterFileError, loadCluster } from '../cluster/index.js';
 import { type JournalOptions, type Resumed, resumeMigration, runJournaled } from '../journal/index.js';
-import { type RunEvent, type RunOptions, runCleanup, runMigration } from '../runner/index.js';
+import { type RunEvent, type RunOptions, runMachine } from '../runner/index.js';
 import { createSimCluster, createWorld } from '../sim/index.js';
 import { UsageError } from './errors.js';
 
@@ -11,15 +18,19 @@ import { UsageError } from './errors.js';
  * simulated copy of the cluster file, printing the exact commands each node would run.
  */
 
-/** The cluster file, which must name the instance; its problems are the operator's input errors. */
-export async function readCluster(path: string, instance: string): Promise<ClusterFile> {
-  let cluster: ClusterFile;
+/** The cluster file; its problems are the operator's input errors. */
+export async function readClusterFile(path: string): Promise<ClusterFile> {
   try {
-    cluster = await loadCluster(path);
+    return await loadCluster(path);
   } catch (error) {
     if (error instanceof ClusterFileError) throw new UsageError(error.message);
     throw error;
   }
+}
+
+/** The cluster file, which must name the instance. */
+export async function readCluster(path: string, instance: string): Promise<ClusterFile> {
+  const cluster = await readClusterFile(path);
   if (!cluster.instances.some((i) => i.name === instance)) {
     throw new UsageError(`instance ${instance} is not in ${path}`);
   }
@@ -40,7 +51,7 @@ export type ClusterJournal = Omit<JournalOptions, 'nodes' | keyof RunOptions>;
  */
 export async function runOnCluster(
   path: string,
-  kind: 'migration' | 'cleanup',
+  kind: MachineName,
   input: ProtocolInput,
   options: { onEvent: (e: RunEvent) => void; abort: AbortSignal; journal: ClusterJournal },
 ): Promise<ProtocolOutput> {
@@ -85,14 +96,20 @@ const instanceNodes = (cluster: ClusterFile, instance: string) => {
 
 export async function dryRun(
   path: string,
-  kind: 'migration' | 'cleanup',
+  kind: MachineName,
   input: ProtocolInput,
   print: (line: string) => void,
 ): Promise<ProtocolOutput> {
   const cluster = await readCluster(path, input.instance);
   const sim = createSimCluster(createWorld(simSpecOf(cluster)));
+  // A failover told the source is down is planned as it would run: on a copy whose source is down.
+  const primary = cluster.instances.find((i) => i.name === input.instance)?.primary;
+  const down = input.sourceIsDown === true && primary !== undefined ? primary : null;
+  if (down !== null) sim.killNode(down);
   print(`# dry run of the ${kind} of ${input.instance} from ${path}: nothing is touched.`);
-  print('# Each effect the machine calls on a healthy cluster, and what each node would run for it.');
+  print(
+    `# Each effect the machine calls on ${down === null ? 'a healthy cluster' : `a copy of it with ${down} down`}, and what each node would run for it.`,
+  );
   const onCall = (call: EffectCall) => {
     if (call.phase !== 'start') return;
     print(`${call.effect}`);
@@ -100,6 +117,8 @@ export async function dryRun(
       print(`  ${c.node}${c.kind === 'sh' ? '$' : c.kind === 'qmp' ? ' qmp>' : ':'} ${c.text}`);
     }
   };
-  const run = kind === 'cleanup' ? runCleanup : runMigration;
-  return run(inputWithLimits(cluster, input), sim.effects, { clock: sim.clock, onCall });
+  return runMachine(MACHINES[kind], inputWithLimits(cluster, input), sim.effects, {
+    clock: sim.clock,
+    onCall,
+  });
 }

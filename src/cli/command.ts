@@ -12,11 +12,11 @@ export interface Command {
   /** One line, for the command list. */
   summary: string;
   args: { name: string; optional?: boolean; choices?: readonly string[] }[];
-  options: OptionName[];
+  options: readonly OptionName[];
   /** Exactly one of these must be given (what to act on). */
   oneOf?: OptionName[];
   /** An option that cannot go with others, and why. */
-  conflicts?: { option: OptionName; with: OptionName[]; why: string }[];
+  conflicts?: { option: OptionName; with: readonly OptionName[]; why: string }[];
   /** Paragraphs after the synopsis. */
   description: string;
   examples: string[];

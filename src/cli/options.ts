@@ -47,6 +47,18 @@ export const OPTIONS = {
     value: 'EFFECT[@N]',
     help: 'simulated only: make an effect act, then lose its answer',
   },
+  'source-is-down': {
+    type: 'boolean',
+    help: 'failover: the primary node is powered off (checked: it must not answer, and its DRBD peer must have lost it)',
+  },
+  'ignore-consistency': {
+    type: 'boolean',
+    help: 'failover: go on although the disks are not in sync (the target’s must still be UpToDate)',
+  },
+  failover: {
+    type: 'boolean',
+    help: 'demo: node-a loses power; web1 is failed over to node-b; node-a boots and is rejoined',
+  },
   fast: { type: 'boolean', help: 'run simulated time as fast as the CPU allows (default: a watchable pace)' },
   json: { type: 'boolean', help: 'one JSON object per line: state, feedback, progress, result' },
   quiet: { type: 'boolean', help: 'print only the result' },
@@ -82,3 +94,32 @@ export function optionLabel(name: OptionName): string {
   const o: OptionSpec = OPTIONS[name];
   return `${o.short === undefined ? '' : `-${o.short}, `}--${name}${o.value === undefined ? '' : ` ${o.value}`}`;
 }
+
+/** Conflicts every command that runs a machine on an instance shares. */
+export const RUN_CONFLICTS = [
+  {
+    option: 'cluster',
+    with: ['fail', 'hang', 'lose'],
+    why: 'faults are injected into a simulated cluster only',
+  },
+  {
+    option: 'dry-run',
+    with: ['fail', 'hang', 'lose', 'kill-at', 'state-dir'],
+    why: 'a dry run plans the run and touches nothing',
+  },
+  { option: 'quiet', with: ['json'], why: 'choose one output: only the result, or JSON lines' },
+] as const satisfies readonly { option: OptionName; with: readonly OptionName[]; why: string }[];
+
+/** Options every command that runs a machine on an instance takes. */
+export const RUN_OPTIONS = [
+  'cluster',
+  'world',
+  'dry-run',
+  'fail',
+  'hang',
+  'lose',
+  'json',
+  'quiet',
+  'state-dir',
+  'kill-at',
+] as const satisfies readonly OptionName[];

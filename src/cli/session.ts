@@ -189,8 +189,7 @@ export function finish(
     if (end.world !== undefined) io.out(JSON.stringify({ type: 'world', ...describeWorldState(end.world) }));
   } else if (values.quiet === true || end.dryRun === true) {
     if (end.dryRun === true) io.out('');
-    for (const l of resultLines(result, cleanup))
-      io.out(`${end.dryRun ? '# on a healthy cluster: ' : ''}${l}`);
+    for (const l of resultLines(result, cleanup)) io.out(`${end.dryRun ? '# planned: ' : ''}${l}`);
   } else {
     for (const l of view.finish(result, end.at, end.runsOn, cleanup)) io.out(l);
     if (end.world !== undefined) {

@@ -1,5 +1,5 @@
-import { runMigration } from '../../runner/index.js';
-import { createWorld, DEMO_SPEC } from '../../sim/index.js';
+import { runFailover, runMigration, runRejoin } from '../../runner/index.js';
+import { createSimCluster, createWorld, DEMO_SPEC } from '../../sim/index.js';
 import type { Command } from '../command.js';
 import { inputOf, simulate } from '../session.js';
 import { saveWorld } from '../worldFile.js';
@@ -11,29 +11,75 @@ export const demo: Command = {
   name: 'demo',
   summary: 'migrate instance web1 from node-a to node-b on a simulated two-node cluster',
   args: [],
-  options: ['fail', 'hang', 'lose', 'non-live', 'world', 'fast', 'json', 'quiet'],
-  conflicts: [{ option: 'quiet', with: ['json'], why: 'choose one output: only the result, or JSON lines' }],
+  options: ['failover', 'fail', 'hang', 'lose', 'non-live', 'world', 'fast', 'json', 'quiet'],
+  conflicts: [
+    { option: 'quiet', with: ['json'], why: 'choose one output: only the result, or JSON lines' },
+    {
+      option: 'failover',
+      with: ['non-live'],
+      why: 'a failover stops the instance; there is no copy to make live',
+    },
+  ],
   description: `Migrates web1 (2 GiB, two DRBD disks) on a fresh simulated cluster, with resync and memory
 progress, and prints the final state of both nodes. Inject faults to watch the failure paths; with
 --world FILE the cluster it leaves is saved, so that 'drbd-migrate migrate web1 --world FILE
---cleanup' can repair it.`,
+--cleanup' can repair it.
+
+With --failover it shows the other half of the life cycle: node-a loses power, web1 is failed over to
+node-b (with --source-is-down, checked), node-a boots again and is rejoined as the secondary,
+resynced from node-b; 'drbd-migrate migrate web1' would then move it back.`,
   examples: [
     'drbd-migrate demo',
     'drbd-migrate demo --fail acceptInstance',
+    'drbd-migrate demo --failover',
     'drbd-migrate demo --fail finalizeMigrationTarget --world /tmp/w.json',
   ],
   async run({ values, io }) {
-    const input = inputOf('web1', values);
     const target = values.world === undefined ? null : { kind: 'world' as const, file: values.world };
-    const run = await simulate(
-      io,
-      createWorld(DEMO_SPEC),
-      values,
-      'migration',
-      (effects, options) => runMigration(input, effects, options),
-      { target, instance: 'web1', journaled: false, ...(values.fast ? {} : { pace: DEMO_PACE }) },
-    );
-    if (target !== null) await saveWorld(target.file, run.world);
-    return run.code;
+    const pace = values.fast ? {} : { pace: DEMO_PACE };
+    let world = createWorld(DEMO_SPEC);
+    let code: number;
+    if (values.failover === true) {
+      const say = (line: string) => (values.json === true ? undefined : io.out(line));
+      const sim = createSimCluster(world);
+      sim.killNode('node-a');
+      say('# node-a loses power: web1 is gone with it; node-b waits for its DRBD peer');
+      const down = await simulate(
+        io,
+        sim.snapshot(),
+        values,
+        'failover',
+        (effects, options) => runFailover({ instance: 'web1', sourceIsDown: true }, effects, options),
+        { target, instance: 'web1', journaled: false, ...pace },
+      );
+      const back = createSimCluster(down.world);
+      back.reviveNode('node-a');
+      say('');
+      say('# node-a boots again: nothing runs there, its disks are Secondary and unconnected');
+      const rejoined = await simulate(
+        io,
+        back.snapshot(),
+        values,
+        'rejoin',
+        (effects, options) => runRejoin({ instance: 'web1' }, effects, options),
+        { target, instance: 'web1', journaled: false, ...pace },
+      );
+      world = rejoined.world;
+      code = Math.max(down.code, rejoined.code);
+    } else {
+      const input = inputOf('web1', values);
+      const run = await simulate(
+        io,
+        world,
+        values,
+        'migration',
+        (effects, options) => runMigration(input, effects, options),
+        { target, instance: 'web1', journaled: false, ...pace },
+      );
+      world = run.world;
+      code = run.code;
+    }
+    if (target !== null) await saveWorld(target.file, world);
+    return code;
   },
 };

@@ -2,11 +2,26 @@ import type { Command } from '../command.js';
 import { demo } from './demo.js';
 import { diagram } from './diagram.js';
 import { explain } from './explain.js';
+import { failover } from './failover.js';
 import { init } from './init.js';
 import { migrate } from './migrate.js';
 import { paths } from './paths.js';
+import { power } from './power.js';
+import { rejoin } from './rejoin.js';
 import { resume } from './resume.js';
 import { show } from './show.js';
 
 /** Every command, in the order the help lists them. */
-export const COMMANDS: readonly Command[] = [demo, migrate, resume, init, show, diagram, explain, paths];
+export const COMMANDS: readonly Command[] = [
+  demo,
+  migrate,
+  failover,
+  rejoin,
+  resume,
+  init,
+  show,
+  power,
+  diagram,
+  explain,
+  paths,
+];

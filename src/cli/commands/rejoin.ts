@@ -1,0 +1,57 @@
+import { NodeName } from '../../../machines/index.js';
+import { readClusterFile } from '../cluster.js';
+import type { Command } from '../command.js';
+import { UsageError } from '../errors.js';
+import { RUN_CONFLICTS, RUN_OPTIONS } from '../options.js';
+import { runOnInstance } from '../runs.js';
+import { loadWorld } from '../worldFile.js';
+
+export const rejoin: Command = {
+  name: 'rejoin',
+  summary: 'take a node back after a failover: it becomes the secondary again, resynced from the survivor',
+  args: [{ name: 'NODE' }],
+  oneOf: ['cluster', 'world'],
+  options: [...RUN_OPTIONS],
+  conflicts: [...RUN_CONFLICTS],
+  description: `For every instance whose secondary is NODE (after a failover, the node that died): a copy of
+the instance still there is stopped (it is stale), the disks there become Secondary, connect again
+with --discard-my-data (so that if NODE wrote on its own before it died, the split brain resolves in
+the survivor's favour), resync from the primary, and both sides are read back. NODE never becomes
+the source of a resync. Afterwards 'drbd-migrate migrate INSTANCE' moves an instance back as usual.
+
+Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
+  examples: [
+    'drbd-migrate rejoin node-a --cluster cluster.yaml',
+    'drbd-migrate rejoin node-a --world /tmp/w.json',
+  ],
+  async run(call) {
+    const node = NodeName.safeParse(call.args.NODE);
+    if (!node.success)
+      throw new UsageError(`bad node name '${call.args.NODE}': ${node.error.issues[0]?.message}`);
+    const { values, io } = call;
+    const [nodes, instances]: [string[], string[]] =
+      values.cluster !== undefined
+        ? await readClusterFile(values.cluster).then((c): [string[], string[]] => [
+            c.nodes.map((n) => n.name),
+            c.instances.filter((i) => i.secondary === node.data).map((i) => i.name),
+          ])
+        : await loadWorld(values.world!).then((w): [string[], string[]] => [
+            Object.keys(w.nodes),
+            Object.values(w.config.instances)
+              .filter((i) => i.secondaryNode === node.data)
+              .map((i) => i.name),
+          ]);
+    const file = values.cluster ?? values.world;
+    if (!nodes.includes(node.data)) throw new UsageError(`${node.data} is not a node of ${file}`);
+    if (instances.length === 0) {
+      io.out(`no instance in ${file} has ${node.data} as its secondary: nothing to rejoin`);
+      return 0;
+    }
+    let worst = 0;
+    for (const instance of instances) {
+      if (values.json !== true) io.out(`# ${instance}`);
+      worst = Math.max(worst, await runOnInstance(call, 'rejoin', { instance }));
+    }
+    return worst;
+  },
+};

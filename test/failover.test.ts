@@ -1,0 +1,223 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { saveWorld } from '../src/cli/worldFile.js';
+import {
+  createSimCluster,
+  createWorld,
+  DEMO_SPEC,
+  restStateProblems,
+  runFailover,
+  runMigration,
+  runRejoin,
+  type World,
+} from '../src/index.js';
+import { cli } from './helpers.js';
+import { tempDir } from './tmp.js';
+
+/** Issue 11 on the simulated cluster: the whole life cycle, and every refusal rule 7 asks for. */
+
+let dir: string;
+beforeEach(() => {
+  dir = tempDir();
+  process.env.DRBD_MIGRATE_STATE_DIR = join(dir, 'state');
+});
+const read = (file: string) => JSON.parse(readFileSync(file, 'utf8')) as World;
+
+describe('node dies → failover → node returns → rejoin → migrate back (CLI, simulated cluster)', () => {
+  it('runs the life cycle with every safety rule held', async () => {
+    const file = join(dir, 'w.json');
+    expect((await cli('init', '--world', file)).code).toBe(0);
+    expect((await cli('power', 'node-a', 'off', '--world', file)).code).toBe(0);
+
+    // Without the operator's word, a silent primary is not taken for dead.
+    const refused = await cli('failover', 'web1', '--world', file, '--quiet');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr[0]).toMatch(
+      /node-a does not answer: if it is powered off, say so with --source-is-down/,
+    );
+
+    const failed = await cli('failover', 'web1', '--world', file, '--source-is-down', '--quiet');
+    expect(failed.code).toBe(0);
+    expect(failed.stdout[0]).toBe('failedOver: web1 is primary on node-b');
+    let w = read(file);
+    expect(Object.keys(w.vms['node-b'] ?? {})).toEqual(['web1']);
+
+    // A rejoin of a node that is still down touches nothing.
+    const early = await cli('rejoin', 'node-a', '--world', file, '--quiet');
+    expect(early.code).toBe(2);
+    expect(early.stderr[0]).toMatch(/node-a does not answer .*boot it first/);
+
+    expect((await cli('power', 'node-a', 'on', '--world', file)).code).toBe(0);
+    const back = await cli('rejoin', 'node-a', '--world', file, '--quiet');
+    expect(back.code).toBe(0);
+    expect(back.stdout).toContain('rejoined: web1 is primary on node-b');
+    w = read(file);
+    for (const r of Object.values(w.resources)) {
+      expect(r.local['node-a']).toMatchObject({
+        role: 'Secondary',
+        connection: 'Connected',
+        diskState: 'UpToDate',
+      });
+      expect(r.local['node-b']).toMatchObject({
+        role: 'Primary',
+        connection: 'Connected',
+        diskState: 'UpToDate',
+      });
+    }
+
+    const home = await cli('migrate', 'web1', '--world', file, '--quiet');
+    expect(home.code).toBe(0);
+    expect(home.stdout[0]).toBe('migrated: web1 is primary on node-a');
+    expect(read(file).violations).toEqual([]);
+  });
+
+  it('demo --failover shows it end to end', async () => {
+    const r = await cli('demo', '--failover', '--fast');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('outcome: failedOver');
+    expect(r.stdout).toContain('outcome: rejoined');
+    expect(r.stdout.at(-1)).toBe('safety rules: all held');
+  });
+
+  it('a failover killed mid-way is resumed from its journal', async () => {
+    const file = join(dir, 'w.json');
+    await cli('init', '--world', file);
+    await cli('power', 'node-a', 'off', '--world', file);
+    // In-process the kill is a thrown run; the journal is what the resume reads either way.
+    const { spawnSync } = await import('node:child_process');
+    const killed = spawnSync(
+      process.execPath,
+      ['dist/src/cli/main.js', 'failover', 'web1', '--world', file, '--source-is-down', '--kill-at', '6'],
+      { encoding: 'utf8', env: process.env },
+    );
+    expect(killed.signal).toBe('SIGKILL');
+    const resumed = await cli('resume', 'web1', '--world', file, '--quiet');
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout[0]).toBe('failedOver: web1 is primary on node-b');
+    expect(read(file).violations).toEqual([]);
+  });
+});
+
+describe('a dead source is a decision, not a guess (rule 7)', () => {
+  it('refuses --source-is-down while the source answers and runs the instance; nothing touched', async () => {
+    const file = join(dir, 'w.json');
+    await saveWorld(file, createWorld(DEMO_SPEC));
+    const before = readFileSync(file, 'utf8');
+    const r = await cli('failover', 'web1', '--world', file, '--source-is-down');
+    expect(r.code).toBe(2);
+    expect(r.stderr[0]).toMatch(/node-a is said to be down, but it answers and web1 is running there/);
+    expect(readFileSync(file, 'utf8')).toBe(before);
+  });
+
+  it('refuses when the source is only cut off: its DRBD peer is still connected', async () => {
+    const sim = createSimCluster();
+    sim.perturb('sourceUnreachable', 'web1');
+    const out = await runFailover({ instance: 'web1', sourceIsDown: true }, sim.effects, {
+      clock: sim.clock,
+    });
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(
+      /node-b is still Connected to node-a on web1-disk0, web1-disk1: node-a is not down/,
+    );
+    expect(sim.world.vms['node-a']?.web1?.state).toBe('running');
+    expect(sim.world.vms['node-b']?.web1).toBeUndefined();
+  });
+
+  it('refuses to promote a target whose data is not UpToDate, saying what to do', async () => {
+    const sim = createSimCluster({
+      instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, outOfSyncMiB: 100 })),
+    });
+    sim.killNode('node-a');
+    const out = await runFailover({ instance: 'web1', sourceIsDown: true }, sim.effects, {
+      clock: sim.clock,
+    });
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(
+      /Disk web1-disk0 is Inconsistent, web1-disk1 is Inconsistent on node-b: its data is not known to be current/,
+    );
+  });
+
+  it('refuses on shared storage, where nothing but silence could tell', async () => {
+    const sim = createSimCluster({
+      instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, diskTemplate: 'blockdev' as const })),
+    });
+    sim.killNode('node-a');
+    const out = await runFailover({ instance: 'web1', sourceIsDown: true }, sim.effects, {
+      clock: sim.clock,
+    });
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(/with shared storage nothing else can confirm it is down/);
+  });
+
+  it('fails over a live source by stopping it first (no word needed)', async () => {
+    const sim = createSimCluster();
+    const out = await runFailover({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect(out).toMatchObject({ outcome: 'failedOver', primaryNode: 'node-b' });
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+    expect(sim.world.violations).toEqual([]);
+  });
+});
+
+describe('the returning node resyncs from the survivor, never the other way', () => {
+  it('resolves a split brain by discarding what the returning node wrote alone', async () => {
+    const sim = createSimCluster();
+    // Cut off first, it wrote on its own, then died: its return is a split brain.
+    sim.killNode('node-a', { wroteAlone: true });
+    await runFailover({ instance: 'web1', sourceIsDown: true }, sim.effects, { clock: sim.clock });
+    sim.reviveNode('node-a');
+    const r0 = sim.world.resources['web1-disk0']!;
+    expect(r0.dirtyKiB['node-a']).toBeGreaterThan(0);
+    const out = await runRejoin({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect(out.outcome).toBe('rejoined');
+    const r = sim.world.resources['web1-disk0']!;
+    expect(r.dirtyKiB).toEqual({});
+    expect(r.local['node-b']?.role).toBe('Primary');
+    expect(sim.world.violations).toEqual([]);
+    const home = await runMigration({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect(home).toMatchObject({ outcome: 'migrated', primaryNode: 'node-a' });
+  });
+
+  it('stops a stale copy found on the returning node', async () => {
+    const sim = createSimCluster();
+    sim.killNode('node-a');
+    await runFailover({ instance: 'web1', sourceIsDown: true }, sim.effects, { clock: sim.clock });
+    sim.reviveNode('node-a');
+    sim.perturb('staleCopy', 'web1');
+    const out = await runRejoin({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect(out.outcome).toBe('rejoined');
+    expect(sim.world.vms['node-a']?.web1).toBeUndefined();
+  });
+
+  it('says so when no instance has the node as its secondary', async () => {
+    const file = join(dir, 'w.json');
+    await saveWorld(file, createWorld(DEMO_SPEC));
+    const r = await cli('rejoin', 'node-a', '--world', file);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toEqual([`no instance in ${file} has node-a as its secondary: nothing to rejoin`]);
+    expect((await cli('rejoin', 'node-x', '--world', file)).stderr[0]).toMatch(/node-x is not a node of/);
+  });
+});
+
+describe('--dry-run of a failover on real nodes', () => {
+  it('plans it on a copy whose source is down, with the exact commands', async () => {
+    const r = await cli(
+      'failover',
+      'web1',
+      '--cluster',
+      'docs/cluster.example.yaml',
+      '--source-is-down',
+      '--dry-run',
+    );
+    expect(r.code).toBe(0);
+    const text = r.stdout.join('\n');
+    expect(text).toMatch(/on a copy of it with node-a down/);
+    expect(text).toContain('probeNode\n  node-a$ true');
+    expect(text).toContain(
+      'nodeDiskStatus\n  node-b$ /lib/drbd/drbdsetup-84 events2 --now --statistics web1-disk0',
+    );
+    expect(text).toContain('openDisks\n  node-b$ /lib/drbd/drbdsetup-84 primary 0');
+    expect(text).toMatch(/startInstance\n {2}node-b qmp>/);
+    expect(r.stdout.at(-1)).toBe('# planned: failedOver: web1 is primary on node-b');
+  });
+});
