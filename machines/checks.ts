@@ -73,7 +73,7 @@ export function checkRunsOnSourceOnly(
     return `Instance ${instance} is also present on ${target} (${onTarget}): a previous migration did not finish; ${cleanupHint(instance)}`;
   }
   if (onSource === null)
-    return `Can't migrate: instance ${instance} is not running on ${source} (an instance that is down is moved by failover, not by a migration)`;
+    return `Can't migrate: instance ${instance} is not running on ${source}; an instance that is down moves by failover (drbd-migrate failover, or migrate --allow-failover)`;
   if (onSource !== 'running') {
     return `Instance ${instance} is ${onSource} on ${source}, not running; ${cleanupHint(instance)} or resume it first`;
   }

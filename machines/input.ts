@@ -15,6 +15,7 @@ export const ProtocolInputSchema = z
     allowRuntimeChanges: z.boolean().optional(),
     ignoreConsistency: z.boolean().optional(),
     sourceIsDown: z.boolean().optional(),
+    allowFailover: z.boolean().optional(),
     limits: Limits.partial().optional(),
   })
   .strict();

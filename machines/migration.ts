@@ -76,6 +76,18 @@ export const migrationMachine = protocol.createMachine({
             input: askBoth,
             onDone: [
               {
+                // Ganeti's fallback, decided here and only here: not running, failover allowed.
+                guard: { type: 'fallsBackIn', params: ({ event }) => ({ lists: event.output }) },
+                target: '#migration.rejected',
+                actions: [
+                  'recordFallback',
+                  {
+                    type: 'feedback',
+                    params: { message: "Can't migrate, instance offline, fallback to failover" },
+                  },
+                ],
+              },
+              {
                 guard: {
                   type: 'rejects',
                   params: ({ context, event }) => ({

@@ -38,6 +38,11 @@ export interface ProtocolInput {
    * a source that answers and runs the instance, or a target still connected to it, refuses the run.
    */
   sourceIsDown?: boolean;
+  /**
+   * Migration: an instance that is not running cannot migrate; with this it is failed over instead
+   * (decided in the prerequisites only, never mid-migration, as Ganeti's allow_failover).
+   */
+  allowFailover?: boolean;
   limits?: Partial<Limits>;
 }
 
@@ -50,6 +55,8 @@ export interface ProtocolOutput {
   error?: string;
   /** What the nodes looked like when the machine gave up (needsCleanup, failed). */
   left?: string[];
+  /** A migration refused in its prerequisites that is to be done as a failover (allowFailover). */
+  fallback?: 'failover';
   warnings: string[];
 }
 
@@ -61,7 +68,10 @@ export interface ProtocolContext {
     allowRuntimeChanges: boolean;
     ignoreConsistency: boolean;
     sourceIsDown: boolean;
+    allowFailover: boolean;
   };
+  /** The migration's prerequisites found it cannot migrate, and a failover was allowed instead. */
+  fallback: boolean;
   /** Failover: the source was found down (it did not answer and its DRBD peer lost it). */
   sourceDown: boolean;
   /** Failover, rejoin: what the probe of the node in question answered. */
@@ -133,7 +143,9 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
       allowRuntimeChanges: input.allowRuntimeChanges ?? true,
       ignoreConsistency: input.ignoreConsistency ?? false,
       sourceIsDown: input.sourceIsDown ?? false,
+      allowFailover: input.allowFailover ?? false,
     },
+    fallback: false,
     sourceDown: false,
     probe: null,
     // A key given as undefined keeps its default.
@@ -232,6 +244,7 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
   };
   const error = [c.commitError, c.error].filter((e): e is string => e !== null && e !== '').join('; then: ');
   if (error !== '') out.error = error;
+  if (c.fallback) out.fallback = 'failover';
   if (outcome === 'needsCleanup' || outcome === 'failed') {
     out.left =
       c.config === null
@@ -319,6 +332,11 @@ export const protocol = setup({
       where(context).length === 1 &&
       where(context)[0] === context.source &&
       locate(context.locations!, context.instance, context.source) === 'paused',
+    /** In the lists just read: the instance is nowhere, and a failover may be done instead. */
+    fallsBackIn: ({ context }, params: { lists: Record<string, RunningInstance[]> }) =>
+      context.request.allowFailover &&
+      locate(params.lists, context.instance, context.source) === null &&
+      locate(params.lists, context.instance, context.target) === null,
     /** In the lists just read: running on the source and present nowhere else. */
     runningOnSourceOnlyIn: ({ context }, params: { lists: Record<string, RunningInstance[]> }) =>
       locate(params.lists, context.instance, context.source) === 'running' &&
@@ -442,6 +460,7 @@ export const protocol = setup({
       demote: context.source,
     })),
     recordSourceDown: assign({ sourceDown: true }),
+    recordFallback: assign({ fallback: true }),
     recordProbe: assign({ probe: (_, params: { probe: NodeProbe }) => params.probe }),
     demoteTarget: assign(({ context }) => ({ demote: context.target })),
     countSingleMasterAttempt: assign({

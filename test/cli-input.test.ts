@@ -277,7 +277,9 @@ describe('hints and messages that sent the user wrong (item 8)', () => {
       createWorld({ instances: [{ name: 'web1', primary: 'node-a', secondary: 'node-b', running: false }] }),
     );
     const r = await cli('migrate', 'web1', '--world', file);
-    expect(r.stderr[0]).toMatch(/not running on node-a \(an instance that is down is moved by failover/);
+    expect(r.stderr[0]).toMatch(
+      /not running on node-a; an instance that is down moves by failover \(drbd-migrate failover, or migrate --allow-failover\)/,
+    );
     expect(r.stderr[0]).not.toMatch(/please use failover/);
   });
 });

@@ -329,6 +329,85 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
     await tb.exec('node-b', drbd84.waitSync(linkOf('node-b'), 60));
     await expectSingleMaster('node-a');
   }, 180_000);
+
+  // Issue 11: the guest runs on node-a (as the test before leaves it); node-a is alive.
+  it('refuses a failover with --source-is-down while node-a answers and runs the guest; nothing touched', async () => {
+    expect(await qemuRuns('node-a')).toBe(true);
+    const stateDir = tempDir('drbd-migrate-state-');
+    const before = await loadCluster(tb.clusterPath);
+    const r = await cli([
+      'failover',
+      'web1',
+      '--cluster',
+      tb.clusterPath,
+      '--state-dir',
+      stateDir,
+      '--source-is-down',
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/node-a is said to be down, but it answers and web1 is running there/);
+    expect(await loadCluster(tb.clusterPath)).toEqual(before);
+    expect(await qemuRuns('node-a')).toBe(true);
+    expect(await qemuRuns('node-b')).toBe(false);
+    await expectSingleMaster('node-a');
+  }, 120_000);
+
+  it('node-a loses power → failover to node-b → node-a boots → rejoin → live migration back', async () => {
+    const stateDir = tempDir('drbd-migrate-state-');
+    const common = ['--cluster', tb.clusterPath, '--state-dir', stateDir];
+    const beforeCrash = ticks(await serial('node-a')).at(-1)!;
+    tb.powerOff('node-a');
+    // node-b's DRBD notices its peer is gone (DRBD's own ping timeout); bounded, on the node itself.
+    await sh(
+      'node-b',
+      `timeout 90 sh -c 'until /lib/drbd/drbdsetup-84 events2 --now web1-disk0 | grep -q -E "connection:(Connecting|StandAlone)"; do sleep 0.2; done'`,
+    );
+    const over = await cli(['failover', 'web1', ...common, '--source-is-down']);
+    expect(over.stderr).toBe('');
+    expect(over.code).toBe(0);
+    expect(over.stdout).toContain('outcome: failedOver');
+    expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({
+      primary: 'node-b',
+      secondary: 'node-a',
+    });
+    // The guest boots on node-b from its DRBD disk and counts on from the last tick that reached it.
+    const first = ticks(
+      await (async () => {
+        await waitForTick('node-b', beforeCrash + 2);
+        return serial('node-b');
+      })(),
+    )[0]!;
+    expect(first).toBeGreaterThan(beforeCrash);
+    const kept = await sh(
+      'node-b',
+      `dd if=/dev/drbd0 bs=512 skip=${8 + first - 1} count=1 status=none | head -c 14`,
+    );
+    expect(kept.stdout).toBe(`disk-tick ${(first - 1).toString(16).padStart(4, '0')}`);
+    expect(await drbd('node-b')).toMatchObject({
+      role: 'Primary',
+      diskState: 'UpToDate',
+      peerDiskState: 'DUnknown',
+    });
+
+    // node-a comes back; its boot brings the DRBD resource up, as a node's init would.
+    await tb.powerOn('node-a');
+    await sh('node-a', 'drbdadm up web1-disk0');
+    expect(await qemuRuns('node-a')).toBe(false);
+    const back = await cli(['rejoin', 'node-a', ...common]);
+    expect(back.stderr).toBe('');
+    expect(back.code).toBe(0);
+    expect(back.stdout).toContain('outcome: rejoined');
+    // The kernel's own word: node-b Primary, node-a Secondary, Connected, UpToDate/UpToDate.
+    await expectSingleMaster('node-b');
+
+    const home = await cli(['migrate', 'web1', ...common]);
+    expect(home.code).toBe(0);
+    expect(home.stdout).toContain('outcome: migrated');
+    const last = ticks(await serial('node-b')).at(-1)!;
+    await waitForTick('node-a', last + 1);
+    expect(await qemuRuns('node-b')).toBe(false);
+    await expectSingleMaster('node-a');
+  }, 300_000);
 });
 
 function linkOf(node: Node) {

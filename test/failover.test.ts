@@ -221,3 +221,28 @@ describe('--dry-run of a failover on real nodes', () => {
     expect(r.stdout.at(-1)).toBe('# planned: failedOver: web1 is primary on node-b');
   });
 });
+
+describe('migrate --allow-failover (Ganeti fallback, decided in the prerequisites only)', () => {
+  it('an instance that is not running: refused naming the option; with it, failed over', async () => {
+    const file = join(dir, 'w.json');
+    await saveWorld(
+      file,
+      createWorld({ instances: [{ name: 'web1', primary: 'node-a', secondary: 'node-b', running: false }] }),
+    );
+    const refused = await cli('migrate', 'web1', '--world', file, '--quiet');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr[0]).toMatch(/not running on node-a; .*migrate --allow-failover/);
+    const moved = await cli('migrate', 'web1', '--world', file, '--allow-failover', '--quiet');
+    expect(moved.code).toBe(0);
+    expect(moved.stdout[0]).toBe('failedOver: web1 is primary on node-b');
+    expect(read(file).violations).toEqual([]);
+  });
+
+  it('never falls back from a running instance', async () => {
+    const sim = createSimCluster();
+    const out = await runMigration({ instance: 'web1', allowFailover: true }, sim.effects, {
+      clock: sim.clock,
+    });
+    expect(out.outcome).toBe('migrated');
+  });
+});

@@ -51,6 +51,10 @@ export const OPTIONS = {
     type: 'boolean',
     help: 'failover: the primary node is powered off (checked: it must not answer, and its DRBD peer must have lost it)',
   },
+  'allow-failover': {
+    type: 'boolean',
+    help: 'migrate: an instance that is not running is failed over instead (decided before anything is touched)',
+  },
   'ignore-consistency': {
     type: 'boolean',
     help: 'failover: go on although the disks are not in sync (the target’s must still be UpToDate)',

@@ -9,7 +9,7 @@ import {
   type ProtocolOutput,
   pathHasTag,
 } from '../../machines/index.js';
-import { type RunOptions, rejectedInput, runMachine, stateKey } from '../runner/index.js';
+import { fallbackInput, type RunOptions, rejectedInput, runMachine, stateKey } from '../runner/index.js';
 import type { LockStore } from './lock.js';
 import { type JournalEntry, type JournalStore, owner } from './store.js';
 import { machineVersion } from './version.js';
@@ -107,13 +107,15 @@ async function journaled(
 }
 
 /** A migration (or cleanup) that journals every transition and holds its locks. */
-export function runJournaled(
+export async function runJournaled(
   kind: MachineKind,
   input: ProtocolInput,
   effects: Effects,
   options: JournalOptions,
 ) {
-  return journaled(kind, input, effects, options);
+  const out = await journaled(kind, input, effects, options);
+  // A migration refused in its prerequisites, failover allowed: nothing was touched; fail over.
+  return out.fallback === 'failover' ? journaled('failover', fallbackInput(input), effects, options) : out;
 }
 
 export interface Resumed {

@@ -1,4 +1,5 @@
 export {
+  fallbackInput,
   type RunEvent,
   RunInterrupted,
   type RunOptions,

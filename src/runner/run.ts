@@ -161,9 +161,22 @@ export function rejectedInput(input: ProtocolInput, problem: string): ProtocolOu
   };
 }
 
-/** Migrates an instance to its secondary node; resolves with the machine's output. */
-export function runMigration(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
-  return runMachine(migrationMachine, input, effects, options);
+/**
+ * Migrates an instance to its secondary node; resolves with the machine's output. With
+ * `allowFailover`, an instance its prerequisites find not running is failed over instead.
+ */
+export async function runMigration(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
+  const out = await runMachine(migrationMachine, input, effects, options);
+  return out.fallback === 'failover' ? runFailover(fallbackInput(input), effects, options) : out;
+}
+
+/** What a migration that falls back to a failover hands it: the instance, where to, the limits. */
+export function fallbackInput(input: ProtocolInput): ProtocolInput {
+  return {
+    instance: input.instance,
+    ...(input.targetNode === undefined ? {} : { targetNode: input.targetNode }),
+    ...(input.limits === undefined ? {} : { limits: input.limits }),
+  };
 }
 
 /** Repairs a failed migration (safe on a healthy instance); resolves with the machine's output. */

@@ -129,7 +129,7 @@ function mergeRecipe(a: Recipe, b: Recipe | undefined): Recipe {
  * where its world starts: a rejoin needs a node that died, was failed over from, and came back.
  */
 const INPUTS: Record<MachineName, Partial<ProtocolInput>[]> = {
-  migration: [{}],
+  migration: [{}, { allowFailover: true }],
   cleanup: [{}],
   failover: [{}, { sourceIsDown: true }, { ignoreConsistency: true }],
   rejoin: [{}],

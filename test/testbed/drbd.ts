@@ -68,6 +68,10 @@ export interface DrbdTestbed {
     argv: string[],
     okCodes?: number[],
   ): Promise<{ stdout: string; stderr: string; code: number }>;
+  /** The node VM loses power (SIGKILL by its pidfile): no shutdown, its disk as the crash left it. */
+  powerOff(node: NodeName): void;
+  /** The node VM boots again from the same disk; resolves once sshd listens. */
+  powerOn(node: NodeName): Promise<void>;
   stop(): void;
 }
 
@@ -123,19 +127,24 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
     const kv = kernel.split('/').at(-1)!;
     const vmlinuz = join(kernel, 'root/boot', `vmlinuz-${kv}`);
 
-    const link = await freePort();
+    // The DRBD link: UDP between the two QEMUs on 127.0.0.1, so that either side can lose power and
+    // boot again without the other's QEMU having to reconnect.
+    const linkPorts = { 'node-a': await freePort(), 'node-b': await freePort() };
     const sshPorts = { 'node-a': await freePort(), 'node-b': await freePort() };
-    const vm = (node: NodeName) => {
+    for (const node of Object.keys(REPLICATION) as NodeName[]) {
       const disk = join(dir, `${node}.raw`);
       writeFileSync(disk, '');
       run(['truncate', '-s', '64M', disk]);
+      pidfiles.push(join(dir, `${node}.pid`));
+    }
+    const vm = (node: NodeName) => {
+      const disk = join(dir, `${node}.raw`);
       const pidfile = join(dir, `${node}.pid`);
-      pidfiles.push(pidfile);
       const console = join(dir, `${node}.console`);
       writeFileSync(console, '');
-      // The socket link is ordered: node-a listens, node-b connects (so node-a starts first).
       const mac = node === 'node-a' ? '0a' : '0b';
-      const side = node === 'node-a' ? `listen=127.0.0.1:${link}` : `connect=127.0.0.1:${link}`;
+      const peer: NodeName = node === 'node-a' ? 'node-b' : 'node-a';
+      const side = `udp=127.0.0.1:${linkPorts[peer]},localaddr=127.0.0.1:${linkPorts[node]}`;
       run([
         'qemu-system-x86_64',
         '-accel',
@@ -178,17 +187,15 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
       ]);
       return console;
     };
+    const booted = (n: NodeName, console: string) =>
+      untilFile(
+        console,
+        (text) => text.includes(`drbd-migrate-testbed: ${n} ready`),
+        `${n} to boot (its console: ${console})`,
+        120_000,
+      );
     const consoles = { 'node-a': vm('node-a'), 'node-b': vm('node-b') };
-    await Promise.all(
-      (Object.keys(consoles) as NodeName[]).map((n) =>
-        untilFile(
-          consoles[n],
-          (text) => text.includes(`drbd-migrate-testbed: ${n} ready`),
-          `${n} to boot (its console: ${consoles[n]})`,
-          120_000,
-        ),
-      ),
-    );
+    await Promise.all((Object.keys(consoles) as NodeName[]).map((n) => booted(n, consoles[n])));
 
     const { cluster, clusterPath } = writeClusterFile(dir, {
       version: 1,
@@ -243,7 +250,13 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
     await exec('node-b', ['/lib/drbd/drbdsetup-84', 'wait-sync', '0', '--wfc-timeout=60']);
     await exec('node-a', ['dd', 'if=/ticker.bin', 'of=/dev/drbd0', 'oflag=direct', 'status=none']);
 
-    return { dir, clusterPath, cluster, exec, stop };
+    const powerOff = (node: NodeName) => {
+      shells.get(node)?.close();
+      shells.delete(node);
+      killByPidfile(join(dir, `${node}.pid`));
+    };
+    const powerOn = (node: NodeName) => booted(node, vm(node));
+    return { dir, clusterPath, cluster, exec, powerOff, powerOn, stop };
   } catch (error) {
     stop();
     throw error;

@@ -1,6 +1,8 @@
 # A 512-byte guest for the testbed: SeaBIOS boots it from the instance's disk. About once a second it
 # counts, prints "disk-tick NNNN" (hex) on COM1 and writes the same text to sector 8+N of its disk,
 # so the serial logs show which node runs it, and the shared disk shows which QEMU wrote each tick.
+# It also keeps its count in sector 7 ("ti" and the count) and starts from there when it boots, so
+# after a failover the count goes on from the last tick that reached the disk.
         .code16
         .text
         .globl _start
@@ -13,6 +15,15 @@ _start:
         movw $0x7c00, %sp
         sti
         movb %dl, drive
+        movw $7, lba
+        movw $dap, %si
+        movw $0x4200, %ax
+        int $0x13
+        jc next
+        cmpw $0x7469, 0x7e00
+        jne next
+        movw 0x7e02, %ax
+        movw %ax, counter
 next:
         movw 0x46c, %bx
 wait:
@@ -49,6 +60,14 @@ printed:
         movw counter, %ax
         addw $8, %ax
         movw %ax, lba
+        movw $dap, %si
+        movb drive, %dl
+        movw $0x4300, %ax
+        int $0x13
+        movw $0x7469, 0x7e00
+        movw counter, %ax
+        movw %ax, 0x7e02
+        movw $7, lba
         movw $dap, %si
         movb drive, %dl
         movw $0x4300, %ax

@@ -9,11 +9,11 @@ export const migrate: Command = {
   summary: 'migrate (or with --cleanup repair) an instance, on real nodes or a simulated cluster',
   args: [{ name: 'INSTANCE' }],
   oneOf: ['cluster', 'world'],
-  options: [...RUN_OPTIONS, 'cleanup', 'target', 'non-live', 'no-runtime-changes'],
+  options: [...RUN_OPTIONS, 'cleanup', 'target', 'non-live', 'no-runtime-changes', 'allow-failover'],
   conflicts: [
     {
       option: 'cleanup',
-      with: ['target', 'non-live', 'no-runtime-changes', 'fail', 'hang', 'lose'],
+      with: ['target', 'non-live', 'no-runtime-changes', 'allow-failover', 'fail', 'hang', 'lose'],
       why: 'the cleanup only repairs; it moves nothing and takes no faults',
     },
     ...RUN_CONFLICTS,
@@ -39,7 +39,11 @@ Ctrl-C only says what is in flight and how long it may take; the process is neve
     'drbd-migrate init --world /tmp/w.json && drbd-migrate migrate web1 --world /tmp/w.json --non-live',
     'drbd-migrate migrate web1 --world /tmp/w.json --cleanup',
   ],
-  run: (call) => runOnInstance(call, kindOf(call), inputOf(call.args.INSTANCE!, call.values)),
+  run: (call) => {
+    const input = inputOf(call.args.INSTANCE!, call.values);
+    if (call.values['allow-failover'] === true) input.allowFailover = true;
+    return runOnInstance(call, kindOf(call), input);
+  },
 };
 
 const kindOf = (call: Invocation): MachineName => (call.values.cleanup === true ? 'cleanup' : 'migration');
