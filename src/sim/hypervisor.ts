@@ -25,6 +25,19 @@ function instanceConfig(world: World, instance: string) {
   return config;
 }
 
+/** A QEMU opens the instance's disks read-write: each must be Primary (DRBD) or activated (shared) here. */
+function openDisksFor(world: World, node: string, instance: string): void {
+  for (const disk of instanceConfig(world, instance).disks) {
+    const shared = sharedDiskOf(world, disk.resource);
+    if (shared !== undefined) {
+      if (!sharedOpenOn(shared, node))
+        throw new Error(`qemu: Could not open '${disk.resource}': not activated`);
+    } else if (localOf(resourceOf(world, disk.resource), node).role !== 'Primary') {
+      throw new Error(`qemu: Could not open '/dev/drbd${disk.minor}': Wrong medium type`);
+    }
+  }
+}
+
 export function memoryFreeMiB(world: World, node: string): number {
   const used = Object.values(vmsOf(world, node)).reduce((sum, vm) => sum + vm.memoryMiB, 0);
   return Math.max(0, (world.nodes[node]?.memoryMiB ?? 0) - used);
@@ -35,15 +48,7 @@ export function acceptIncoming(world: World, node: string, instance: string, mem
   const existing = vmOn(world, node, instance);
   if (existing?.state === 'inmigrate') return;
   if (existing !== undefined) throw new Error(`instance ${instance} is already ${existing.state} on ${node}`);
-  for (const disk of instanceConfig(world, instance).disks) {
-    const shared = sharedDiskOf(world, disk.resource);
-    if (shared !== undefined) {
-      if (!sharedOpenOn(shared, node))
-        throw new Error(`qemu: Could not open '${disk.resource}': not activated`);
-    } else if (localOf(resourceOf(world, disk.resource), node).role !== 'Primary') {
-      throw new Error(`qemu: Could not open '/dev/drbd${disk.minor}': Wrong medium type`);
-    }
-  }
+  openDisksFor(world, node, instance);
   if (memoryFreeMiB(world, node) < memoryMiB)
     throw new Error(`qemu: cannot allocate ${memoryMiB} MiB of guest memory`);
   vmsOf(world, node)[instance] = { state: 'inmigrate', memoryMiB, uptimeMs: 0, migration: null };
@@ -180,15 +185,7 @@ export function startInstance(world: World, node: string, instance: string): voi
   if (existing !== undefined)
     throw new Error(`qemu: instance ${instance} is already ${existing.state} on ${node}`);
   const config = instanceConfig(world, instance);
-  for (const disk of config.disks) {
-    const shared = sharedDiskOf(world, disk.resource);
-    if (shared !== undefined) {
-      if (!sharedOpenOn(shared, node))
-        throw new Error(`qemu: Could not open '${disk.resource}': not activated`);
-    } else if (localOf(resourceOf(world, disk.resource), node).role !== 'Primary') {
-      throw new Error(`qemu: Could not open '/dev/drbd${disk.minor}': Wrong medium type`);
-    }
-  }
+  openDisksFor(world, node, instance);
   if (memoryFreeMiB(world, node) < config.memoryMiB)
     throw new Error(`qemu: cannot allocate ${config.memoryMiB} MiB of guest memory`);
   // A fresh boot: the guest's count starts again (from what its disk holds, on real nodes).
