@@ -3,6 +3,7 @@
  * vitest spreads the files over both cores). Run: npm run bench:mbt
  */
 import { performance } from 'node:perf_hooks';
+import { MACHINE_NAMES } from '../machines/index.js';
 import { createSimCluster, runMigration } from '../src/index.js';
 import { type GeneratedPath, migrationPaths, replayPath, simWorld } from '../src/testing/index.js';
 
@@ -30,7 +31,7 @@ const happy =
 const rows: string[] = [];
 let total = 0;
 let replays = 0;
-for (const machine of ['migration', 'cleanup'] as const) {
+for (const machine of MACHINE_NAMES) {
   let set = migrationPaths({ machine });
   const generation = await time(() => {
     set = migrationPaths({ machine });
