@@ -201,7 +201,7 @@ export const failoverMachine = protocol.createMachine({
         },
         storageKind: {
           description: 'DRBD disks are checked on the target; shared storage has nothing to replicate.',
-          always: [{ guard: 'sharedStorage', target: '#failover.shuttingDown' }, { target: 'checkingDisks' }],
+          always: [{ guard: 'sharedStorage', target: 'checkingMemory' }, { target: 'checkingDisks' }],
         },
         checkingDisks: judgedRead({
           src: 'diskStatus',
@@ -213,12 +213,28 @@ export const failoverMachine = protocol.createMachine({
             disks: context.disks,
           }),
           problem: diskProblem,
-          next: '#failover.shuttingDown',
+          next: 'checkingMemory',
           rejectTo: '#failover.rejected',
           failTo: '#failover.rejected',
           failure: (_, e) => `Cannot check disk consistency: ${e}`,
           says: () => '* checking disk consistency on the target',
           rules: [4],
+        }),
+        checkingMemory: judgedRead({
+          src: 'nodeInfo',
+          description: 'The target must have room for the instance: it starts there with all of its memory.',
+          input: ({ context }) => ({ instance: context.instance, nodes: bothNodes(context) }),
+          problem: (c, nodes) => {
+            const free = Math.floor(nodes[c.target]?.memoryFreeMiB ?? 0);
+            const need = c.config?.memoryMiB ?? 0;
+            return free >= need
+              ? null
+              : `Not enough memory on node ${c.target} for failing over instance ${c.instance}: needed ${need} MiB, available ${free} MiB`;
+          },
+          next: '#failover.shuttingDown',
+          rejectTo: '#failover.rejected',
+          failTo: '#failover.rejected',
+          failure: (_, e) => `Unable to retrieve node information: ${e}`,
         }),
       },
     },
@@ -270,7 +286,7 @@ export const failoverMachine = protocol.createMachine({
         next: 'startingInstance',
         failTo: '#failover.surveying',
         failure: (c, e) =>
-          `Can't activate the instance's disks on ${c.target}: ${e}; the config names ${c.target}, the instance is stopped`,
+          `Can't activate the instance's disks on ${c.target}: ${e}; the config names ${c.target} and the instance is stopped: make its disks Primary and start it there by hand (a failover run again would move it back)`,
         says: (c) => `* activating the instance's disks on target node ${c.target}`,
         rules: [4, 7],
       }),
@@ -283,7 +299,7 @@ export const failoverMachine = protocol.createMachine({
         next: 'failedOver',
         failTo: '#failover.surveying',
         failure: (c, e) =>
-          `Could not start instance ${c.instance} on node ${c.target}: ${e}; its disks are active there and the config names it`,
+          `Could not start instance ${c.instance} on node ${c.target}: ${e}; its disks are active there and the config names it: start it there by hand once the cause is fixed (a failover run again would move it back)`,
         says: (c) => `* starting the instance on the target node ${c.target}`,
         rules: [1],
       }),
@@ -309,7 +325,8 @@ export const failoverMachine = protocol.createMachine({
       'needsCleanup',
       'The failover stopped halfway; `left` says what the nodes look like.',
       {
-        check: 'Read the error and `left`; a failover run again picks up from where the instance is.',
+        check:
+          'Read the error and `left`. Before the commit the instance is still the source’s: a failover run again picks it up. After it the config names the target: make its disks Primary and start the instance there by hand; a failover run again would move it back.',
       },
     ),
   },

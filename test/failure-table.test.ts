@@ -1,6 +1,14 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { EFFECT_NAMES, type EffectName, type Fault, runningOn, type World } from '../src/index.js';
+import {
+  createSimCluster,
+  EFFECT_NAMES,
+  type EffectName,
+  type Fault,
+  runFailover,
+  runningOn,
+  type World,
+} from '../src/index.js';
 import { fault, simulate } from './helpers.js';
 
 /**
@@ -115,7 +123,54 @@ async function table(): Promise<string> {
     '|---|---|---|---|---|',
     ...rows,
     '',
+    ...(await failoverTable()),
   ].join('\n');
+}
+
+/**
+ * The failover's failure points: each call of a healthy failover failing once, the source alive
+ * (stopped by the failover) and the source down (proven so); then the same failover run again.
+ */
+async function failoverTable(): Promise<string[]> {
+  const rows: string[] = [];
+  for (const down of [false, true]) {
+    const sim = () => {
+      const s = createSimCluster();
+      if (down) s.killNode('node-a');
+      return s;
+    };
+    const input = { instance: 'web1', ...(down ? { sourceIsDown: true } : {}) };
+    const healthy = sim();
+    await runFailover(input, healthy.effects, { clock: healthy.clock });
+    for (const effect of EFFECT_NAMES) {
+      for (let call = 1; call <= healthy.calls[effect]; call++) {
+        const s = sim();
+        s.faults = [fault(effect, call)];
+        const out = await runFailover(input, s.effects, { clock: s.clock });
+        const after = worldLine(s.world);
+        s.faults = [];
+        const again =
+          out.outcome === 'failedOver' ? null : await runFailover(input, s.effects, { clock: s.clock });
+        rows.push(
+          `| ${down ? 'source down' : 'source alive'} | \`${effect}@${call}\` | **${out.outcome}** | ${after} | ${again === null ? '' : `${again.outcome}: ${worldLine(s.world)}`} |`,
+        );
+      }
+    }
+  }
+  return [
+    '## Failover',
+    '',
+    'Each call of a healthy failover failing once, with node-a alive (the failover stops web1 there) and',
+    'with node-a powered off (`--source-is-down`, checked). The last column is the same failover run again',
+    'with nothing failing: before the commit it finishes the job; after it (the config names node-b) it is a',
+    'failover back to node-a, or refused with node-a down, which is why those errors say to start the instance',
+    'on node-b by hand. No safety rule was broken in any run.',
+    '',
+    '| source | failing call | drbd-migrate | world afterwards | after running the failover again |',
+    '|---|---|---|---|---|',
+    ...rows,
+    '',
+  ];
 }
 
 describe('docs/failure-table.md', () => {
