@@ -6,7 +6,9 @@ import {
   RunInterrupted,
   restStateProblems,
   runCleanup,
+  runFailover,
   runMigration,
+  runRejoin,
 } from '../src/index.js';
 
 /**
@@ -31,6 +33,25 @@ function twice(effects: Effects): Effects {
 }
 
 describe('every effect is idempotent', () => {
+  it('a failover (source alive, then source down) and a rejoin whose every call runs twice end as plain ones', async () => {
+    const alive = createSimCluster();
+    const out = await runFailover({ instance: 'web1' }, twice(alive.effects), { clock: alive.clock });
+    expect(out).toMatchObject({ outcome: 'failedOver', primaryNode: 'node-b', warnings: [] });
+    expect(restStateProblems(alive.world, 'web1')).toEqual([]);
+    const sim = createSimCluster();
+    sim.killNode('node-a', { wroteAlone: true });
+    const down = await runFailover({ instance: 'web1', sourceIsDown: true }, twice(sim.effects), {
+      clock: sim.clock,
+    });
+    expect(down).toMatchObject({ outcome: 'failedOver', primaryNode: 'node-b' });
+    sim.reviveNode('node-a');
+    const back = await runRejoin({ instance: 'web1' }, twice(sim.effects), { clock: sim.clock });
+    expect(back).toMatchObject({ outcome: 'rejoined', primaryNode: 'node-b', warnings: [] });
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+    expect(sim.world.violations).toEqual([]);
+    expect(sim.world.commits.web1).toBe(1);
+  });
+
   it('a migration whose every call runs twice ends as a plain one', async () => {
     const sim = createSimCluster();
     const out = await runMigration({ instance: 'web1' }, twice(sim.effects), { clock: sim.clock });
