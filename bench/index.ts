@@ -1,0 +1,210 @@
+import { setMaxListeners } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { createActor, createMachine, fromPromise } from 'xstate';
+import {
+  createSimCluster,
+  EFFECT_NAMES,
+  type EffectName,
+  type Effects,
+  runCleanup,
+  runFailover,
+  runMigration,
+} from '../src/index.js';
+import { migrationPaths, replayPath, simWorld } from '../src/testing/index.js';
+import { median } from './common.js';
+
+/**
+ * `npm run bench`: what the orchestration itself costs, side by side in one process, as a Markdown
+ * table written to docs/benchmarks.md. Every figure is a median of repeated rounds; every comparison
+ * a ratio of figures measured in this same run. Nothing here is a test.
+ */
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+const ROUNDS = 7;
+
+type Answers = Partial<Record<EffectName, unknown[]>>;
+
+/** The answers a healthy run gives on the simulated cluster, effect by effect, in order. */
+async function record(
+  run: typeof runMigration,
+  input: Parameters<typeof runMigration>[0],
+  setup?: (s: ReturnType<typeof createSimCluster>) => void,
+) {
+  const sim = createSimCluster();
+  setup?.(sim);
+  const answers: Answers = {};
+  const order: EffectName[] = [];
+  await run(input, sim.effects, {
+    clock: sim.clock,
+    onCall: (c) => {
+      if (c.phase === 'done') {
+        answers[c.effect] ??= [];
+        answers[c.effect]!.push(c.output);
+      }
+      if (c.phase === 'start') order.push(c.effect);
+    },
+  });
+  return { answers, order };
+}
+
+/** Effects that answer at once with the recorded answers (zero latency: only the orchestration runs). */
+function canned(answers: Answers): Effects {
+  const next = Object.fromEntries(EFFECT_NAMES.map((n) => [n, 0])) as Record<EffectName, number>;
+  return Object.fromEntries(
+    EFFECT_NAMES.map((name) => [
+      name,
+      async () => {
+        const list = answers[name] ?? [];
+        return list[next[name]++ % Math.max(1, list.length)];
+      },
+    ]),
+  ) as unknown as Effects;
+}
+
+/** CPU ms (user + system) per iteration of `once`, median of ROUNDS rounds of `n`. */
+async function cpuPer(n: number, once: () => Promise<unknown>): Promise<number> {
+  for (let i = 0; i < Math.min(n, 20); i++) await once(); // warm-up
+  const rounds: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const start = process.cpuUsage();
+    for (let i = 0; i < n; i++) await once();
+    const used = process.cpuUsage(start);
+    rounds.push((used.user + used.system) / 1000 / n);
+  }
+  return median(rounds);
+}
+
+/**
+ * Heap bytes held per run with `count` runs in flight, each waiting on an effect that never answers;
+ * then every run is stopped (as a dying orchestrator would) so nothing is left behind.
+ */
+async function heapPerInFlight(count: number): Promise<number> {
+  const hang = Object.fromEntries(
+    EFFECT_NAMES.map((n) => [n, () => new Promise(() => {})]),
+  ) as unknown as Effects;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const stop = new AbortController();
+  // Every run listens on this one signal; that many listeners is the point here, not a leak.
+  setMaxListeners(0, stop.signal);
+  const runs: Promise<unknown>[] = [];
+  for (let i = 0; i < count; i++) {
+    runs.push(runMigration({ instance: 'web1' }, hang, { signal: stop.signal }).catch(() => undefined));
+  }
+  await new Promise((r) => setImmediate(r));
+  gc();
+  const held = (process.memoryUsage().heapUsed - before) / count;
+  stop.abort();
+  await Promise.all(runs);
+  return held;
+}
+
+const rows: string[] = [];
+const row = (what: string, value: string, note = '') => rows.push(`| ${what} | ${value} | ${note} |`);
+
+// 1. Orchestration cost on zero-latency effects, beside its floors.
+const migration = await record(runMigration, { instance: 'web1' });
+const cleanup = await record(runCleanup, { instance: 'web1' });
+const failover = await record(runFailover, { instance: 'web1', sourceIsDown: true }, (s) =>
+  s.killNode('node-a'),
+);
+const calls = migration.order.length;
+const N = 200;
+const migrationCpu = await cpuPer(N, () => runMigration({ instance: 'web1' }, canned(migration.answers)));
+const cleanupCpu = await cpuPer(N, () => runCleanup({ instance: 'web1' }, canned(cleanup.answers)));
+const failoverCpu = await cpuPer(N, () =>
+  runFailover({ instance: 'web1', sourceIsDown: true }, canned(failover.answers)),
+);
+// The floor: a plain async function making the same calls in the same order.
+const floorEffects = canned(migration.answers) as unknown as Record<
+  EffectName,
+  (i: unknown, s: AbortSignal) => Promise<unknown>
+>;
+const plainCpu = await cpuPer(N, async () => {
+  const signal = new AbortController().signal;
+  for (const effect of migration.order) await floorEffects[effect](undefined, signal);
+});
+// xstate's own cost: a bare machine of as many states, each invoking one trivial promise.
+const bare = createMachine({
+  id: 'bare',
+  initial: 's0',
+  states: Object.fromEntries(
+    Array.from({ length: calls + 1 }, (_, i) => [
+      `s${i}`,
+      i === calls
+        ? { type: 'final' as const }
+        : { invoke: { src: fromPromise(async () => i), onDone: `s${i + 1}` } },
+    ]),
+  ),
+});
+const bareCpu = await cpuPer(N, async () => {
+  const actor = createActor(bare);
+  const done = new Promise<void>((resolve) => actor.subscribe({ complete: () => resolve() }));
+  actor.start();
+  await done;
+});
+row('complete migration, zero-latency effects', `${migrationCpu.toFixed(2)} ms CPU`, `${calls} effect calls`);
+row(
+  'complete cleanup, zero-latency effects',
+  `${cleanupCpu.toFixed(2)} ms CPU`,
+  `${cleanup.order.length} calls`,
+);
+row(
+  'complete failover (source down), zero-latency effects',
+  `${failoverCpu.toFixed(2)} ms CPU`,
+  `${failover.order.length} calls`,
+);
+row('plain async function, same calls in the same order', `${plainCpu.toFixed(3)} ms CPU`, 'the floor');
+row(`bare xstate machine, ${calls} invoking states`, `${bareCpu.toFixed(2)} ms CPU`, "xstate's own cost");
+row('migration ÷ bare xstate', `${(migrationCpu / bareCpu).toFixed(1)}×`, 'goal (issue 13): ≤ 2×');
+row('migration ÷ plain async', `${(migrationCpu / plainCpu).toFixed(0)}×`, '');
+
+// 2. Heap per migration in flight.
+for (const count of [100, 10_000]) {
+  const bytes = await heapPerInFlight(count);
+  row(
+    `heap per migration in flight (${count.toLocaleString('en')} in flight)`,
+    `${(bytes / 1024).toFixed(1)} KiB`,
+    'goal (issue 13): < 20 KiB',
+  );
+}
+
+// 3. The simulated cluster and the generated suite.
+const simCpu = await cpuPer(50, async () => {
+  const sim = createSimCluster();
+  await runMigration({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+});
+row(
+  'migration on the simulated cluster',
+  `${simCpu.toFixed(1)} ms CPU`,
+  `${(simCpu / migrationCpu).toFixed(1)}× the orchestration alone`,
+);
+const sample = migrationPaths({ machine: 'migration' }).paths.filter((_, i) => i % 8 === 0);
+const replayStart = performance.now();
+for (const p of sample) await replayPath(p, (recipe) => simWorld(recipe));
+const perSecond = (sample.length / (performance.now() - replayStart)) * 1000;
+row(
+  'generated suite on the simulator',
+  `${perSecond.toFixed(0)} replays/s`,
+  `${sample.length} migration paths, one core`,
+);
+
+const table = ['| what | figure | beside |', '|---|---|---|', ...rows].join('\n');
+const header = [
+  '<!-- written by `npm run bench`; figures from the machine named below, medians of repeated rounds -->',
+  '',
+  '# Benchmarks',
+  '',
+  `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}.`,
+  'CPU per run is user + system time over rounds of 200 runs (median of 7); every ratio compares figures',
+  'measured in the same process. Real end-to-end and detection-latency figures come from the testbed',
+  'benches (`npm run bench:drbd`, `npm run bench:testbed`), quoted in the README.',
+  '',
+].join('\n');
+console.log(table);
+writeFileSync('docs/benchmarks.md', `${header}${table}\n`);
+console.log('\nwrote docs/benchmarks.md');
