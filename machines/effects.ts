@@ -1,4 +1,4 @@
-import { fromPromise, type PromiseActorLogic } from 'xstate';
+import { type AnyActorRef, fromPromise, type PromiseActorLogic } from 'xstate';
 import { type Clock, systemClock } from './clock.js';
 import {
   EFFECT_NAMES,
@@ -63,7 +63,14 @@ function nodeOf(input: unknown): string | null {
   return typeof node === 'string' ? node : null;
 }
 
-function bindEffect<K extends EffectName>(name: K, effects: Effects, options: BindOptions): EffectActor<K> {
+/** One effect call: input re-parsed, the journal awaited, the deadline enforced, the answer parsed. */
+async function callEffect<K extends EffectName>(
+  name: K,
+  effects: Effects,
+  options: BindOptions,
+  input: EffectInput<K>,
+  signal: AbortSignal,
+): Promise<EffectOutput<K>> {
   const clock = options.clock ?? systemClock;
   const graceMs = options.graceMs ?? 1_000;
   const schema = effectSchemas[name];
@@ -72,58 +79,88 @@ function bindEffect<K extends EffectName>(name: K, effects: Effects, options: Bi
     signal: AbortSignal,
     hurry?: AbortSignal,
   ) => Promise<unknown>;
-  return fromPromise<EffectOutput<K>, EffectInput<K>>(async ({ input, signal }) => {
-    const node = nodeOf(input);
-    const fail = (message: string) =>
-      new EffectError(
-        name,
-        node,
-        node !== null && !message.startsWith(`${node}:`) ? `${node}: ${message}` : message,
+  const node = nodeOf(input);
+  const fail = (message: string) =>
+    new EffectError(
+      name,
+      node,
+      node !== null && !message.startsWith(`${node}:`) ? `${node}: ${message}` : message,
+    );
+  // Inputs come from the machine, but they name things that reach shells: parse them again here.
+  const parsedInput = schema.input.safeParse(input);
+  if (!parsedInput.success)
+    throw fail(`refusing ${name} with invalid input: ${parsedInput.error.issues[0]?.message}`);
+  // Nothing acts ahead of the record: wait for the journal (time stands still meanwhile).
+  if (options.beforeCall !== undefined) {
+    const before = options.beforeCall();
+    await (clock.hold === undefined ? before : clock.hold(before));
+  }
+  if (signal.aborted) throw fail(`${name} was not started: the step was left`);
+  options.onCall?.({ phase: 'start', effect: name, input });
+  const step = new AbortController();
+  const onAbort = () => step.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  const limitMs = parsedInput.data.timeoutMs + graceMs;
+  const deadline = clock
+    .sleep(limitMs, step.signal)
+    .then((elapsed) =>
+      elapsed
+        ? Promise.reject(fail(`${name} did not answer within ${limitMs} ms`))
+        : new Promise<never>(() => {}),
+    );
+  try {
+    const answer = await Promise.race([
+      impl(parsedInput.data as EffectInput<K>, step.signal, options.hurry?.()),
+      deadline,
+    ]);
+    const parsed = schema.output.safeParse(answer);
+    if (!parsed.success) {
+      throw fail(
+        `${name} answered malformed data: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
       );
-    // Inputs come from the machine, but they name things that reach shells: parse them again here.
-    const parsedInput = schema.input.safeParse(input);
-    if (!parsedInput.success)
-      throw fail(`refusing ${name} with invalid input: ${parsedInput.error.issues[0]?.message}`);
-    // Nothing acts ahead of the record: wait for the journal (time stands still meanwhile).
-    if (options.beforeCall !== undefined) {
-      const before = options.beforeCall();
-      await (clock.hold === undefined ? before : clock.hold(before));
     }
-    if (signal.aborted) throw fail(`${name} was not started: the step was left`);
-    options.onCall?.({ phase: 'start', effect: name, input });
-    const step = new AbortController();
-    const onAbort = () => step.abort(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    const limitMs = parsedInput.data.timeoutMs + graceMs;
-    const deadline = clock
-      .sleep(limitMs, step.signal)
-      .then((elapsed) =>
-        elapsed
-          ? Promise.reject(fail(`${name} did not answer within ${limitMs} ms`))
-          : new Promise<never>(() => {}),
-      );
-    try {
-      const answer = await Promise.race([
-        impl(parsedInput.data as EffectInput<K>, step.signal, options.hurry?.()),
-        deadline,
-      ]);
-      const parsed = schema.output.safeParse(answer);
-      if (!parsed.success) {
-        throw fail(
-          `${name} answered malformed data: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-        );
+    options.onCall?.({ phase: 'done', effect: name, input, output: parsed.data });
+    return parsed.data as EffectOutput<K>;
+  } catch (error) {
+    const failure = error instanceof EffectError ? error : fail(errorText(error));
+    options.onCall?.({ phase: 'error', effect: name, input, error: failure });
+    throw failure;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    step.abort();
+  }
+}
+
+function bindEffect<K extends EffectName>(name: K, effects: Effects, options: BindOptions): EffectActor<K> {
+  return fromPromise<EffectOutput<K>, EffectInput<K>>(({ input, signal }) =>
+    callEffect(name, effects, options, input, signal),
+  );
+}
+
+/**
+ * The effects of each run, found from the actor system the run's actors live in: a machine is
+ * provided with these actors once, and every run binds its own effects and options to its system.
+ */
+const runs = new WeakMap<object, { effects: Effects; options: BindOptions }>();
+
+/** Binds a run's effects to its actor (call before starting it). */
+export function bindRun(actor: AnyActorRef, effects: Effects, options: BindOptions): void {
+  runs.set(actor.system, { effects, options });
+}
+
+/** Effect actors that call whatever effects the run they belong to was bound to (bindRun). */
+export function runBoundActors(): EffectActors {
+  const entries = EFFECT_NAMES.map((name) => [
+    name,
+    fromPromise(({ input, signal, system }) => {
+      const run = runs.get(system);
+      if (run === undefined) {
+        throw new EffectError(name, null, `effect ${name} has no run bound to it (use bindRun before start)`);
       }
-      options.onCall?.({ phase: 'done', effect: name, input, output: parsed.data });
-      return parsed.data as EffectOutput<K>;
-    } catch (error) {
-      const failure = error instanceof EffectError ? error : fail(errorText(error));
-      options.onCall?.({ phase: 'error', effect: name, input, error: failure });
-      throw failure;
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-      step.abort();
-    }
-  });
+      return callEffect(name, run.effects, run.options, input as never, signal);
+    }),
+  ]);
+  return Object.fromEntries(entries) as EffectActors;
 }
 
 /** Turns plain async effect functions into the actors the machines invoke. */

@@ -10,11 +10,13 @@ export * from './contract.js';
 export { meta, pathHasTag, type StateMeta, statesOnPath } from './describe.js';
 export {
   type BindOptions,
+  bindRun,
   type EffectActors,
   type EffectCall,
   EffectError,
   effectActors,
   errorText,
+  runBoundActors,
 } from './effects.js';
 export { failoverMachine } from './failover.js';
 export { inputProblem, issuesText, ProtocolInputSchema } from './input.js';

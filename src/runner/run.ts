@@ -9,6 +9,7 @@ import {
 } from 'xstate';
 import {
   type BindOptions,
+  bindRun,
   type Clock,
   cleanupMachine,
   type Effects,
@@ -18,8 +19,8 @@ import {
   type ProtocolEmitted,
   type ProtocolInput,
   type ProtocolOutput,
-  provideEffects,
   rejoinMachine,
+  runBoundActors,
   systemClock,
 } from '../../machines/index.js';
 
@@ -70,6 +71,20 @@ export function stateKey(value: AnyMachineSnapshot['value']): string {
     .join(',');
 }
 
+/**
+ * Each machine is provided with run-bound effect actors once: providing it per run rebuilt its
+ * whole state tree every time (most of a run's CPU and heap). Each run binds its own effects.
+ */
+const provided = new WeakMap<AnyStateMachine, AnyStateMachine>();
+function providedOnce(machine: AnyStateMachine): AnyStateMachine {
+  let m = provided.get(machine);
+  if (m === undefined) {
+    m = machine.provide({ actors: runBoundActors() });
+    provided.set(machine, m);
+  }
+  return m;
+}
+
 /** Runs any machine built on the protocol setup (the shipped two, a user's extension, a test's mutant). */
 export function runMachine(
   machine: AnyStateMachine,
@@ -104,11 +119,12 @@ export function runMachine(
     ...(options.beforeCall === undefined ? {} : { beforeCall: options.beforeCall }),
     hurry: () => hurry.signal,
   };
-  const actor = createActor(provideEffects(machine, effects, bind), {
+  const actor = createActor(providedOnce(machine), {
     input,
     ...(options.snapshot === undefined ? {} : { snapshot: options.snapshot }),
     ...(options.inspect === undefined ? {} : { inspect: options.inspect }),
   });
+  bindRun(actor, effects, bind);
   options.onStart?.(actor);
   options.abort?.addEventListener(
     'abort',
