@@ -172,15 +172,12 @@ export const failoverMachine = protocol.createMachine({
               },
               {
                 target: '#failover.committing',
-                actions: [
-                  'recordSourceDown',
-                  {
-                    type: 'warn',
-                    params: ({ context }) => ({
-                      message: `${context.source} is down (it does not answer and ${context.target} lost its DRBD connection to it): failing over without stopping the instance there`,
-                    }),
-                  },
-                ],
+                actions: {
+                  type: 'warn',
+                  params: ({ context }) => ({
+                    message: `${context.source} is down (it does not answer and ${context.target} lost its DRBD connection to it): failing over without stopping the instance there`,
+                  }),
+                },
               },
             ],
             onError: refuse((c, e) => `Cannot read the disks on ${c.target}: ${e}`),

@@ -610,8 +610,6 @@ export function judgedRead<K extends EffectName>(o: {
   failure: (context: ProtocolContext, error: string) => string;
   says?: (context: ProtocolContext) => string;
   rules?: number[];
-  /** Also done when the answer passes (e.g. record it). */
-  onPass?: unknown[];
 }) {
   type Done = StepArgs & { event: { output: EffectOutput<K> } };
   return stepOf(o, [
@@ -626,7 +624,7 @@ export function judgedRead<K extends EffectName>(o: {
         params: ({ context, event }: Done) => ({ message: o.problem(context, event.output)! }),
       },
     },
-    { target: o.next, actions: o.onPass ?? [] },
+    { target: o.next },
   ]);
 }
 

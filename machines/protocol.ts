@@ -72,8 +72,6 @@ export interface ProtocolContext {
   };
   /** The migration's prerequisites found it cannot migrate, and a failover was allowed instead. */
   fallback: boolean;
-  /** Failover: the source was found down (it did not answer and its DRBD peer lost it). */
-  sourceDown: boolean;
   /** Failover, rejoin: what the probe of the node in question answered. */
   probe: NodeProbe | null;
   limits: Limits;
@@ -146,7 +144,6 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
       allowFailover: input.allowFailover ?? false,
     },
     fallback: false,
-    sourceDown: false,
     probe: null,
     // A key given as undefined keeps its default.
     limits: {
@@ -318,8 +315,6 @@ export const protocol = setup({
     alreadyActedOnBoth: ({ context }) => context.aborted,
     sourceResumeFailed: ({ context }) => context.sourceResumeFailed,
     sourceIsDownClaimed: ({ context }) => context.request.sourceIsDown,
-    ignoreConsistency: ({ context }) => context.request.ignoreConsistency,
-    sourceFoundDown: ({ context }) => context.sourceDown,
     /** A probe answer: the node did not answer. */
     unreachableIn: (_, params: { probe: NodeProbe }) => !params.probe.reachable,
     /** A probe answer: the node answered and the instance is there (running or otherwise). */
@@ -459,7 +454,6 @@ export const protocol = setup({
       }; ${params.repair}`,
       demote: context.source,
     })),
-    recordSourceDown: assign({ sourceDown: true }),
     recordFallback: assign({ fallback: true }),
     recordProbe: assign({ probe: (_, params: { probe: NodeProbe }) => params.probe }),
     demoteTarget: assign(({ context }) => ({ demote: context.target })),

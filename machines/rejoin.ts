@@ -10,7 +10,6 @@ import {
   type ProtocolContext,
   probeTimeout,
   protocol,
-  step,
 } from './protocol.js';
 
 /**
@@ -136,35 +135,24 @@ export const rejoinMachine = protocol.createMachine({
       }),
     },
     reconnecting: {
-      description:
-        'Reconnecting single-master, the returning node with --discard-my-data: a split brain resolves in the survivor’s favour.',
-      meta: meta({ rules: [2, 7] }),
-      entry: {
-        type: 'feedback',
-        params: ({ context }) => ({
-          message: `* reconnecting; ${returning(context)} discards what it wrote alone and resyncs from ${survivor(context)}`,
-        }),
-      },
-      invoke: {
-        id: 'attachNet',
+      ...effectStep({
         src: 'attachNet',
+        description:
+          'Reconnecting single-master, the returning node with --discard-my-data: a split brain resolves in the survivor’s favour.',
         input: ({ context }) => ({
           instance: context.instance,
           nodes: bothNodes(context),
           disks: context.disks,
           multimaster: false,
           discardOn: returning(context),
-          timeoutMs: step(context),
         }),
-        onDone: 'resyncing',
-        onError: {
-          target: 'surveying',
-          actions: {
-            type: 'fail',
-            params: ({ event }) => ({ message: `Cannot reconnect the disks: ${errorText(event.error)}` }),
-          },
-        },
-      },
+        next: 'resyncing',
+        failTo: '#rejoin.surveying',
+        failure: (_, e) => `Cannot reconnect the disks: ${e}`,
+        says: (c) =>
+          `* reconnecting; ${returning(c)} discards what it wrote alone and resyncs from ${survivor(c)}`,
+        rules: [2, 7],
+      }),
     },
     resyncing: {
       description: 'Waiting for the returning node to catch up with the survivor.',

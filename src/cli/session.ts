@@ -11,7 +11,7 @@ import {
 } from '../../machines/index.js';
 import { abortOutlook, explain } from '../docs/explain.js';
 import { MACHINES_TO_DRAW } from '../docs/generate.js';
-import { FileJournal, FileLocks, type JournalOptions } from '../journal/index.js';
+import { FileJournal, FileLocks } from '../journal/index.js';
 import type { RunEvent, RunOptions } from '../runner/index.js';
 import { createSimCluster, type Fault, parseFault, runningOn, type World } from '../sim/index.js';
 import { fileError, UsageError } from './errors.js';
@@ -62,6 +62,7 @@ function valid<T>(
 }
 
 export const instanceName = (name: string) => valid(InstanceName, name, 'instance name');
+export const nodeName = (name: string) => valid(NodeName, name, 'node name');
 
 export function inputOf(instance: string, values: Values): ProtocolInput {
   const input: ProtocolInput = { instance: instanceName(instance) };
@@ -139,8 +140,6 @@ export async function refuseUnfinished(store: FileJournal, instance: string, tar
     );
   }
 }
-
-export type ClusterJournal = Omit<JournalOptions, 'nodes' | keyof RunOptions>;
 
 /** Runs `work` with Ctrl-C (and SIGTERM) turned into an operator abort at the next safe point. */
 export async function withOperatorAbort<T>(

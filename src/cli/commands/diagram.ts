@@ -1,10 +1,9 @@
 import { writeFile } from 'node:fs/promises';
+import { MACHINE_NAMES } from '../../../machines/index.js';
 import { toDot, toMermaid, toSvg } from '../../diagram/index.js';
 import { MACHINES_TO_DRAW } from '../../docs/generate.js';
 import type { Command } from '../command.js';
 import { fileError, UsageError } from '../errors.js';
-
-export const MACHINE_NAMES = Object.keys(MACHINES_TO_DRAW);
 
 export const diagram: Command = {
   name: 'diagram',

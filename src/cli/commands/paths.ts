@@ -1,8 +1,7 @@
-import type { MachineName } from '../../testing/index.js';
+import { MACHINE_NAMES, type MachineName } from '../../../machines/index.js';
 import type { Command } from '../command.js';
 import { UsageError } from '../errors.js';
 import { pathSummary } from '../paths.js';
-import { MACHINE_NAMES } from './diagram.js';
 
 export const paths: Command = {
   name: 'paths',
@@ -18,7 +17,7 @@ they cover. Exit 3 if any transition is left uncovered.`,
       throw new UsageError(`two machines named: ${args.MACHINE} and --machine ${values.machine}`);
     }
     const machine = args.MACHINE ?? values.machine ?? 'migration';
-    if (!MACHINE_NAMES.includes(machine)) {
+    if (!(MACHINE_NAMES as string[]).includes(machine)) {
       throw new UsageError(`unknown machine '${machine}': expected ${MACHINE_NAMES.join(' or ')}`);
     }
     const summary = await pathSummary(machine as MachineName);

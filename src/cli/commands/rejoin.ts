@@ -1,9 +1,9 @@
-import { NodeName } from '../../../machines/index.js';
 import { readClusterFile } from '../cluster.js';
 import type { Command } from '../command.js';
 import { UsageError } from '../errors.js';
 import { RUN_CONFLICTS, RUN_OPTIONS } from '../options.js';
 import { runOnInstance } from '../runs.js';
+import { nodeName } from '../session.js';
 import { loadWorld } from '../worldFile.js';
 
 export const rejoin: Command = {
@@ -25,26 +25,24 @@ Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
     'drbd-migrate rejoin node-a --world /tmp/w.json',
   ],
   async run(call) {
-    const node = NodeName.safeParse(call.args.NODE);
-    if (!node.success)
-      throw new UsageError(`bad node name '${call.args.NODE}': ${node.error.issues[0]?.message}`);
+    const node = nodeName(call.args.NODE!);
     const { values, io } = call;
     const [nodes, instances]: [string[], string[]] =
       values.cluster !== undefined
         ? await readClusterFile(values.cluster).then((c): [string[], string[]] => [
             c.nodes.map((n) => n.name),
-            c.instances.filter((i) => i.secondary === node.data).map((i) => i.name),
+            c.instances.filter((i) => i.secondary === node).map((i) => i.name),
           ])
         : await loadWorld(values.world!).then((w): [string[], string[]] => [
             Object.keys(w.nodes),
             Object.values(w.config.instances)
-              .filter((i) => i.secondaryNode === node.data)
+              .filter((i) => i.secondaryNode === node)
               .map((i) => i.name),
           ]);
     const file = values.cluster ?? values.world;
-    if (!nodes.includes(node.data)) throw new UsageError(`${node.data} is not a node of ${file}`);
+    if (!nodes.includes(node)) throw new UsageError(`${node} is not a node of ${file}`);
     if (instances.length === 0) {
-      io.out(`no instance in ${file} has ${node.data} as its secondary: nothing to rejoin`);
+      io.out(`no instance in ${file} has ${node} as its secondary: nothing to rejoin`);
       return 0;
     }
     let worst = 0;
