@@ -164,6 +164,13 @@ export const MigrationStatus = z.object({
   transferredMiB: z.number().nonnegative().nullable(),
   totalMiB: z.number().nonnegative().nullable(),
   remainingMiB: z.number().nonnegative().nullable(),
+  /**
+   * Dirty passes so far (QEMU's ram.dirty-sync-count: 1 during the first full pass); null when the
+   * hypervisor does not say. The convergence policy judges a copy by how big each new pass is.
+   */
+  passes: z.number().int().nonnegative().nullable().default(null),
+  /** Auto-converge's CPU throttle of the guest now, percent (QEMU's cpu-throttle-percentage); null when none. */
+  throttlePercent: z.number().min(0).max(100).nullable().default(null),
   /** The clock reading of the world that answered, in ms; deadlines are counted in this clock. */
   at: z.number(),
 });
@@ -233,7 +240,36 @@ export const effectSchemas = {
   /** Ganeti's instance_start: start the instance on the node from its disks (already Primary there). */
   startInstance: { input: z.object({ ...onNode }), output: Ack },
   balloonMemory: { input: z.object({ ...onNode, memoryMiB: z.number().int().positive() }), output: Ack },
-  acceptInstance: { input: z.object({ ...onNode, source: NodeName, info: MigrationInfo }), output: Ack },
+  /**
+   * `postcopy`: the incoming side must be able to switch to postcopy (QEMU needs postcopy-ram on both
+   * sides before the copy starts).
+   */
+  acceptInstance: {
+    input: z.object({
+      ...onNode,
+      source: NodeName,
+      info: MigrationInfo,
+      postcopy: z.boolean().default(false),
+    }),
+    output: Ack,
+  },
+  /**
+   * The copy's parameters on the source; fields not given are left as they are (QEMU's
+   * migrate-set-parameters). `prepare` comes before the copy and says what the policy may switch on
+   * during it (QEMU refuses capabilities once a copy runs); `throttle` switches on auto-converge.
+   */
+  setMigrationParameters: {
+    input: z.object({
+      ...onNode,
+      bandwidthMiBps: z.number().positive().optional(),
+      downtimeMs: z.number().int().positive().optional(),
+      prepare: z.object({ autoConverge: z.boolean(), postcopy: z.boolean() }).optional(),
+      throttle: z.literal(true).optional(),
+    }),
+    output: Ack,
+  },
+  /** QEMU's migrate-start-postcopy: the target runs the guest from here on; the point of no return. */
+  startPostcopy: { input: z.object({ ...onNode }), output: Ack },
   migrateInstance: { input: z.object({ ...onNode, target: NodeName, live: z.boolean() }), output: Ack },
   /** A long poll like waitSync: answers on a status change, on progress, or after timeoutMs. */
   migrationStatus: { input: z.object({ ...onNode }), output: MigrationStatus },

@@ -492,13 +492,15 @@ export function effectStep<K extends EffectName>(o: {
   description: string;
   input: (args: StepArgs) => Omit<EffectInput<K>, 'timeoutMs'>;
   next: string;
+  /** Actions on the way to `next` when the effect answered (what the step achieved). */
+  done?: unknown;
   failTo: string;
   failure: (context: ProtocolContext, error: string) => string;
   /** A Ganeti-style feedback line when the step starts. */
   says?: (context: ProtocolContext) => string;
   rules?: number[];
 }) {
-  return stepOf(o, o.next);
+  return stepOf(o, o.done === undefined ? o.next : { target: o.next, actions: o.done });
 }
 
 /** The step's shape around its effect: description, feedback, deadline, and the failure path. */

@@ -7,6 +7,13 @@ export { isSharedStorage, SHARED_STORAGE } from './checks.js';
 export { cleanupMachine } from './cleanup.js';
 export { type Clock, systemClock } from './clock.js';
 export * from './contract.js';
+export {
+  Convergence,
+  type ConvergenceState,
+  DEFAULT_CONVERGENCE,
+  MAX_BANDWIDTH_MIBPS,
+  MAX_DOWNTIME_MS,
+} from './convergence.js';
 export { meta, pathHasTag, type StateMeta, statesOnPath } from './describe.js';
 export {
   type BindOptions,

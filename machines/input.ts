@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { MigrationMode } from './contract.js';
+import { Convergence } from './convergence.js';
 import { Limits } from './limits.js';
 import { InstanceName, NodeName } from './names.js';
 
@@ -17,6 +18,7 @@ export const ProtocolInputSchema = z
     sourceIsDown: z.boolean().optional(),
     allowFailover: z.boolean().optional(),
     limits: Limits.partial().optional(),
+    convergence: Convergence.partial().optional(),
   })
   .strict();
 

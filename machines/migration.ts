@@ -9,12 +9,14 @@ import {
   planMemory,
 } from './checks.js';
 import type { NodeInfo } from './contract.js';
+import { notConvergedMessage, raisedDowntime } from './convergence.js';
 import { meta } from './describe.js';
 import { errorText } from './effects.js';
 import {
   abortMigration,
   backToSingleMaster,
   commitPrimary,
+  effectStep,
   judgedRead,
   loadingConfig,
   outcomeState,
@@ -42,7 +44,7 @@ import {
  */
 /** An operator abort before the disks are touched: stop where the instance is (nothing to revert). */
 const stopBeforeTheDisks = {
-  target: '#migration.reverted',
+  target: '#migration.endingReverted',
   actions: { type: 'fail', params: { message: 'Aborted by the operator before the disks were touched' } },
 } as const;
 
@@ -236,34 +238,23 @@ export const migrationMachine = protocol.createMachine({
       },
     },
     ballooning: {
-      on: { ABORT: stopBeforeTheDisks },
-      description: 'Shrinking the instance’s memory so that it fits on the target (allowed runtime change).',
-      meta: meta({ check: 'If this failed the instance still runs on the source, maybe with less memory.' }),
-      entry: {
-        type: 'feedback',
-        params: ({ context }) => ({ message: `* setting instance memory to ${context.balloonToMiB} MiB` }),
-      },
-      invoke: {
-        id: 'balloonMemory',
+      // The disks are untouched: on a failure the instance stays where it is, its memory put back.
+      ...effectStep({
         src: 'balloonMemory',
+        description:
+          'Shrinking the instance’s memory so that it fits on the target (allowed runtime change).',
+        says: (c) => `* setting instance memory to ${c.balloonToMiB} MiB`,
         input: ({ context }) => ({
           instance: context.instance,
           node: context.source,
           memoryMiB: context.balloonToMiB!,
-          timeoutMs: step(context),
         }),
-        onDone: 'fetchingMigrationInfo',
-        // The disks are untouched: the instance stays where it is, possibly with less memory.
-        onError: {
-          target: 'reverted',
-          actions: {
-            type: 'fail',
-            params: ({ event }) => ({
-              message: `Cannot modify instance runtime memory: ${errorText(event.error)}`,
-            }),
-          },
-        },
-      },
+        next: 'fetchingMigrationInfo',
+        failTo: 'endingReverted',
+        failure: (_, e) => `Cannot modify instance runtime memory: ${e}`,
+      }),
+      on: { ABORT: stopBeforeTheDisks },
+      meta: meta({ check: 'If this failed the instance still runs on the source, maybe with less memory.' }),
     },
     fetchingMigrationInfo: {
       on: { ABORT: stopBeforeTheDisks },
@@ -281,15 +272,15 @@ export const migrationMachine = protocol.createMachine({
           target: 'dualMaster',
           actions: { type: 'recordMigrationInfo', params: ({ event }) => event.output },
         },
-        onError: {
-          target: 'rejected',
-          actions: {
-            type: 'fail',
-            params: ({ context, event }) => ({
-              message: `Failed fetching source migration information from ${context.source}: ${errorText(event.error)}`,
-            }),
+        // Nothing was touched but the memory, if it was ballooned: that is put back.
+        onError: [
+          {
+            guard: 'ballooned',
+            target: 'restoringMemory',
+            actions: { type: 'fail', params: migrationInfoFailure },
           },
-        },
+          { target: 'rejected', actions: { type: 'fail', params: migrationInfoFailure } },
+        ],
       },
     },
     /** The window opens: from here until the disks are single-master again, any failure reverts. */
@@ -503,9 +494,10 @@ export const migrationMachine = protocol.createMachine({
               node: context.target,
               source: context.source,
               info: context.migrationInfo ?? {},
+              postcopy: context.policy.postcopy && (context.live ?? true),
               timeoutMs: step(context),
             }),
-            onDone: 'starting',
+            onDone: 'settingParameters',
             onError: {
               target: '#migration.aborting',
               actions: [
@@ -520,6 +512,24 @@ export const migrationMachine = protocol.createMachine({
             },
           },
         },
+        settingParameters: effectStep({
+          src: 'setMigrationParameters',
+          description:
+            'The copy’s bandwidth and downtime limits, and what the convergence policy may switch on during it, set on the source before it starts.',
+          input: ({ context }) => ({
+            instance: context.instance,
+            node: context.source,
+            bandwidthMiBps: context.policy.bandwidthMiBps,
+            downtimeMs: context.converge.downtimeMs,
+            prepare: {
+              autoConverge: context.policy.autoConverge,
+              postcopy: context.policy.postcopy && (context.live ?? true),
+            },
+          }),
+          next: 'starting',
+          failTo: '#migration.aborting',
+          failure: (c, e) => `Could not set the migration parameters of ${c.instance}: ${e}`,
+        }),
         starting: {
           description: 'Starting the memory copy on the source.',
           entry: {
@@ -657,9 +667,90 @@ export const migrationMachine = protocol.createMachine({
                     },
                   ],
                 },
+                { guard: 'copyStalled', target: 'converging' },
                 { target: 'polling' },
               ],
             },
+            /** The convergence policy, stage by stage (machines/convergence.ts). */
+            converging: {
+              description:
+                'The dirty passes stopped shrinking: the policy’s next stage, in order: a longer downtime limit (doubled up to its cap), auto-converge, postcopy; when none is left, abort and revert.',
+              meta: meta({ rules: [5] }),
+              always: [
+                {
+                  guard: { type: 'nextStageIs', params: { stage: 'raiseDowntime' } },
+                  target: 'raisingDowntime',
+                },
+                { guard: { type: 'nextStageIs', params: { stage: 'autoConverge' } }, target: 'throttling' },
+                {
+                  guard: { type: 'nextStageIs', params: { stage: 'postcopy' } },
+                  target: 'switchingToPostcopy',
+                  actions: 'passPointOfNoReturn',
+                },
+                // A growing throttle, or postcopy before Ganeti's number of dirty passes.
+                { guard: { type: 'nextStageIs', params: { stage: 'wait' } }, target: 'polling' },
+                {
+                  target: '#migration.aborting',
+                  actions: [
+                    { type: 'feedback', params: { message: 'Migration does not converge, aborting' } },
+                    {
+                      type: 'fail',
+                      params: ({ context }) => ({
+                        message: notConvergedMessage(context.instance, context.policy, context.converge),
+                      }),
+                    },
+                  ],
+                },
+              ],
+            },
+            raisingDowntime: effectStep({
+              src: 'setMigrationParameters',
+              description:
+                'Doubling the downtime limit (up to the policy’s cap) so that a bigger last pass may be sent.',
+              input: ({ context }) => ({
+                instance: context.instance,
+                node: context.source,
+                downtimeMs: raisedDowntime(context.policy, context.converge),
+              }),
+              next: 'polling',
+              done: {
+                type: 'recordStage',
+                params: ({ context }: { context: ProtocolContext }) => ({
+                  said: `downtime limit ${context.converge.downtimeMs} → ${raisedDowntime(context.policy, context.converge)} ms`,
+                  downtimeMs: raisedDowntime(context.policy, context.converge),
+                }),
+              },
+              failTo: '#migration.aborting',
+              failure: (c, e) => `Could not raise the downtime limit of ${c.instance}: ${e}`,
+            }),
+            throttling: effectStep({
+              src: 'setMigrationParameters',
+              description:
+                'Auto-converge: the guest’s CPUs are throttled so that it dirties less than the link copies.',
+              input: ({ context }) => ({
+                instance: context.instance,
+                node: context.source,
+                throttle: true as const,
+              }),
+              next: 'polling',
+              done: {
+                type: 'recordStage',
+                params: { said: 'auto-converge (guest CPUs throttled)', throttled: true } as const,
+              },
+              failTo: '#migration.aborting',
+              failure: (c, e) => `Could not throttle the guest of ${c.instance}: ${e}`,
+            }),
+            switchingToPostcopy: effectStep({
+              src: 'startPostcopy',
+              description:
+                'Postcopy: the target runs the guest and fetches the rest of its memory; from the request on, the source cannot be resumed.',
+              input: ({ context }) => ({ instance: context.instance, node: context.source }),
+              next: 'polling',
+              done: { type: 'recordStage', params: { said: 'postcopy', postcopyStarted: true } as const },
+              failTo: '#migration.surveying',
+              failure: (c, e) =>
+                `Could not switch the migration of ${c.instance} to postcopy, which may have switched anyway (it can no longer be aborted): ${e}`,
+            }),
           },
         },
       },
@@ -779,7 +870,7 @@ export const migrationMachine = protocol.createMachine({
         // Single-master around the target, but the config still does not name it.
         { guard: 'commitFailed', target: 'surveying' },
         { guard: 'sourceResumeFailed', target: 'confirmingRevert' },
-        { target: 'reverted' },
+        { target: 'endingReverted' },
       ],
     },
     /** The source would not resume after the abort: a revert is claimed only where the guest runs. */
@@ -795,7 +886,7 @@ export const migrationMachine = protocol.createMachine({
         onDone: [
           {
             guard: { type: 'runningOnSourceOnlyIn', params: ({ event }) => ({ lists: event.output }) },
-            target: 'reverted',
+            target: 'endingReverted',
             actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
           },
           {
@@ -821,6 +912,44 @@ export const migrationMachine = protocol.createMachine({
             type: 'fail',
             params: ({ context, event }) => ({
               message: `The migration of ${context.instance} was aborted, but whether it runs on ${context.source} could not be read: ${errorText(event.error)}`,
+            }),
+          },
+        },
+      },
+    },
+    /** Every revert ends here: memory ballooned down to fit the target is put back (Ganeti forgets). */
+    endingReverted: {
+      description:
+        'The migration was undone: if the instance was ballooned down to fit the target, its memory is put back first.',
+      always: [{ guard: 'ballooned', target: 'restoringMemory' }, { target: 'reverted' }],
+    },
+    restoringMemory: {
+      description: 'Putting back the memory the instance had before it was ballooned down to fit the target.',
+      tags: ['failure'],
+      entry: {
+        type: 'feedback',
+        params: ({ context }) => ({
+          message: `* setting instance memory back to ${context.currentMemoryMiB} MiB`,
+        }),
+      },
+      invoke: {
+        id: 'balloonMemory',
+        src: 'balloonMemory',
+        input: ({ context }) => ({
+          instance: context.instance,
+          node: context.source,
+          memoryMiB: context.currentMemoryMiB!,
+          timeoutMs: step(context),
+        }),
+        onDone: 'reverted',
+        // The instance runs where it was; its smaller memory is worth a warning, not a cleanup.
+        onError: {
+          target: 'reverted',
+          actions: {
+            type: 'fail',
+            params: ({ context, event }) => ({
+              message: `Could not put the memory of ${context.instance} back to ${context.currentMemoryMiB} MiB on ${context.source} (it stays at ${context.balloonToMiB} MiB): ${errorText(event.error)}`,
+              tolerated: true,
             }),
           },
         },
@@ -865,6 +994,12 @@ export const migrationMachine = protocol.createMachine({
     ),
   },
 });
+
+function migrationInfoFailure({ context, event }: { context: ProtocolContext; event: { error: unknown } }) {
+  return {
+    message: `Failed fetching source migration information from ${context.source}: ${errorText(event.error)}`,
+  };
+}
 
 function memoryPlan(context: ProtocolContext, nodes: Record<string, NodeInfo>) {
   const targetInfo = nodes[context.target];

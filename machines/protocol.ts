@@ -10,6 +10,16 @@ import type {
   NodeSync,
   RunningInstance,
 } from './contract.js';
+import {
+  type Convergence,
+  type ConvergenceState,
+  DEFAULT_CONVERGENCE,
+  nextStage,
+  observePass,
+  type Stage,
+  stalled,
+  startConvergence,
+} from './convergence.js';
 import { unprovidedEffects } from './effects.js';
 import { DEFAULT_LIMITS, type Limits, observe, overdue, seconds, type Watch } from './limits.js';
 
@@ -44,6 +54,8 @@ export interface ProtocolInput {
    */
   allowFailover?: boolean;
   limits?: Partial<Limits>;
+  /** Migration: how a live copy that does not converge is helped along, or given up (defaults otherwise). */
+  convergence?: Partial<Convergence>;
 }
 
 export interface ProtocolOutput {
@@ -57,6 +69,8 @@ export interface ProtocolOutput {
   left?: string[];
   /** A migration refused in its prerequisites that is to be done as a failover (allowFailover). */
   fallback?: 'failover';
+  /** What the convergence policy did to a copy that stalled, in order (absent when it did nothing). */
+  tried?: string[];
   warnings: string[];
 }
 
@@ -75,6 +89,8 @@ export interface ProtocolContext {
   /** Failover, rejoin: what the probe of the node in question answered. */
   probe: NodeProbe | null;
   limits: Limits;
+  policy: Convergence;
+  converge: ConvergenceState;
   config: InstanceConfig | null;
   /** The node the instance runs on when the machine starts (the config's primary). */
   source: string;
@@ -145,11 +161,9 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
     },
     fallback: false,
     probe: null,
-    // A key given as undefined keeps its default.
-    limits: {
-      ...DEFAULT_LIMITS,
-      ...Object.fromEntries(Object.entries(input.limits ?? {}).filter(([, v]) => v !== undefined)),
-    },
+    limits: withDefaults(DEFAULT_LIMITS, input.limits),
+    policy: withDefaults(DEFAULT_CONVERGENCE, input.convergence),
+    converge: startConvergence(withDefaults(DEFAULT_CONVERGENCE, input.convergence)),
     config: null,
     source: '',
     target: '',
@@ -178,6 +192,14 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
     outcome: null,
     error: null,
     warnings: [],
+  };
+}
+
+/** A key given as undefined keeps its default. */
+function withDefaults<T extends object>(defaults: T, given: Partial<T> | undefined): T {
+  return {
+    ...defaults,
+    ...Object.fromEntries(Object.entries(given ?? {}).filter(([, v]) => v !== undefined)),
   };
 }
 
@@ -242,6 +264,7 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
   const error = [c.commitError, c.error].filter((e): e is string => e !== null && e !== '').join('; then: ');
   if (error !== '') out.error = error;
   if (c.fallback) out.fallback = 'failover';
+  if (c.converge.tried.length > 0) out.tried = c.converge.tried;
   if (outcome === 'needsCleanup' || outcome === 'failed') {
     out.left =
       c.config === null
@@ -306,6 +329,13 @@ export const protocol = setup({
     migrationOverdue: ({ context }) =>
       context.watch !== null &&
       overdue(context.watch, context.limits.migrationTotalMs, context.limits.migrationNoProgressMs) !== null,
+    /** The copy's dirty passes stopped shrinking for as many passes as the policy allows. */
+    copyStalled: ({ context }) => stalled(context.policy, context.converge),
+    /** The stage the convergence policy takes next for a stalled copy. */
+    nextStageIs: ({ context }, params: { stage: Stage }) =>
+      nextStage(context.policy, context.converge) === params.stage,
+    /** The instance was ballooned down to fit the target (its memory is to be put back on a revert). */
+    ballooned: ({ context }) => context.balloonToMiB !== null && context.currentMemoryMiB !== null,
     onBothNodes: ({ context }) => where(context).length === 2,
     onNoNode: ({ context }) => where(context).length === 0,
     onlyLeftovers: ({ context }) =>
@@ -398,6 +428,7 @@ export const protocol = setup({
       const transferred = status.transferredMiB ?? 0;
       enqueue.assign({
         memory: status,
+        converge: observePass(context.converge, status),
         watch: observe(context.watch, status.at, transferred),
         pastPointOfNoReturn:
           context.pastPointOfNoReturn || phase === 'postcopy' || phase === 'brokenPostcopy',
@@ -421,6 +452,31 @@ export const protocol = setup({
         });
       }
     }),
+    /** A convergence stage taken: said, kept for the output, and the stall count starts again. */
+    recordStage: enqueueActions(
+      (
+        { enqueue, context },
+        params: { said: string; downtimeMs?: number; throttled?: true; postcopyStarted?: true },
+      ) => {
+        enqueue.assign({
+          converge: {
+            ...context.converge,
+            downtimeMs: params.downtimeMs ?? context.converge.downtimeMs,
+            throttled: params.throttled ?? context.converge.throttled,
+            postcopyStarted: params.postcopyStarted ?? context.converge.postcopyStarted,
+            stalledPasses: 0,
+            tried: [...context.converge.tried, params.said],
+          },
+        });
+        enqueue.emit({
+          type: 'feedback',
+          message: `* the copy does not converge: ${params.said}`,
+          level: 'info',
+        });
+      },
+    ),
+    /** Asking for postcopy is the point of no return, whether or not its answer arrives. */
+    passPointOfNoReturn: assign({ pastPointOfNoReturn: true }),
     recordFinalizeError: assign({
       finalizeErrors: ({ context }, params: { message: string }) => [
         ...context.finalizeErrors,

@@ -59,10 +59,16 @@ describe('the simulated cluster obeys DRBD’s rules', () => {
   it('will not start an instance twice, nor on Secondary disks', async () => {
     const { effects } = createSimCluster();
     await expect(
-      effects.acceptInstance({ ...base, node: 'node-a', source: 'node-b', info: {} }, signal()),
+      effects.acceptInstance(
+        { ...base, node: 'node-a', source: 'node-b', info: {}, postcopy: false },
+        signal(),
+      ),
     ).rejects.toThrow(/already running on node-a/);
     await expect(
-      effects.acceptInstance({ ...base, node: 'node-b', source: 'node-a', info: {} }, signal()),
+      effects.acceptInstance(
+        { ...base, node: 'node-b', source: 'node-a', info: {}, postcopy: false },
+        signal(),
+      ),
     ).rejects.toThrow(/Wrong medium type/);
   });
 

@@ -2,7 +2,7 @@ import type { EffectName } from '../../machines/index.js';
 import type { ClusterFile, ClusterInstance } from '../cluster/index.js';
 import { drbdDrivers } from '../drivers/drbd.js';
 import type { DrbdLink } from '../drivers/drbd84.js';
-import { migrationParameters, startCommand, waitExitCommand } from '../drivers/qemu.js';
+import { incomingCommands, startCommand, tuningCommands, waitExitCommand } from '../drivers/qemu.js';
 import { shellLine } from '../drivers/shell.js';
 import type { WorldSpec } from '../sim/index.js';
 
@@ -34,6 +34,11 @@ type AnyInput = {
   target?: string;
   timeoutMs: number;
   memoryMiB?: number;
+  postcopy?: boolean;
+  bandwidthMiBps?: number;
+  downtimeMs?: number;
+  prepare?: { autoConverge: boolean; postcopy: boolean };
+  throttle?: true;
 };
 
 export function plannedCommands(
@@ -149,19 +154,29 @@ export function plannedCommands(
         qmp(n, 'query-status'),
         sh(n, startCommand(inst.hypervisor, true, input.timeoutMs)),
         qmp(n, 'query-migrate'),
+        ...incomingCommands(input.postcopy === true).map(([c, a]) => qmp(n, c, a)),
         qmp(n, 'migrate-incoming', { uri: `tcp:${address}:0` }),
       ]);
     }
+    case 'setMigrationParameters':
+      return nodes.flatMap((n) =>
+        tuningCommands({
+          bandwidthMiBps: input.bandwidthMiBps,
+          downtimeMs: input.downtimeMs,
+          prepare: input.prepare,
+          throttle: input.throttle,
+        }).map(([c, a]) => qmp(n, c, a)),
+      );
+    case 'startPostcopy':
+      return nodes.flatMap((n) => [qmp(n, 'query-migrate'), qmp(n, 'migrate-start-postcopy')]);
     case 'migrateInstance': {
       const target = input.target ?? '';
       const address = cluster.nodes.find((x) => x.name === target)?.replicationAddress;
-      const parameters = migrationParameters(cluster.options);
       return nodes.flatMap((n) => [
         qmp(n, 'query-migrate'),
         qmp(target, 'query-migrate'),
         ...(input.live === false ? [qmp(n, 'stop')] : []),
         qmp(n, 'migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] }),
-        qmp(n, 'migrate-set-parameters', parameters),
         qmp(n, 'migrate', { uri: `tcp:${address}:PORT` }),
       ]);
     }

@@ -6,7 +6,7 @@ import {
   loadCluster,
 } from '../cluster/index.js';
 import { drbdDrivers } from '../drivers/drbd.js';
-import { migrationParameters, migrationStatusOf, QemuNode } from '../drivers/qemu.js';
+import { incomingCommands, migrationStatusOf, QemuNode, tuningCommands } from '../drivers/qemu.js';
 import { type NodeShell, SshNode } from '../ssh/index.js';
 import { ATTACH_ROUND_MS, drbdLinks as linksOf } from './plan.js';
 
@@ -308,7 +308,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       });
     },
 
-    acceptInstance: async ({ instance, node, timeoutMs }, signal) => {
+    acceptInstance: async ({ instance, node, postcopy, timeoutMs }, signal) => {
       const q = qemu(node, instance);
       const state = await q.status(timeoutMs, signal);
       if (state === null) await q.start(true, timeoutMs, signal);
@@ -317,8 +317,23 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       const listening = (await q.queryMigrate(timeoutMs, signal))['socket-address'];
       if (listening === undefined || listening.length === 0) {
         const address = nodeSpec(node).replicationAddress;
-        await (await q.mustQmp(timeoutMs, signal)).execute('migrate-incoming', { uri: `tcp:${address}:0` });
+        const qmp = await q.mustQmp(timeoutMs, signal);
+        for (const [command, args] of incomingCommands(postcopy)) await qmp.execute(command, args);
+        await qmp.execute('migrate-incoming', { uri: `tcp:${address}:0` });
       }
+    },
+
+    setMigrationParameters: async ({ instance, node, timeoutMs, ...change }, signal) => {
+      const qmp = await qemu(node, instance).mustQmp(timeoutMs, signal);
+      for (const [command, args] of tuningCommands(change)) await qmp.execute(command, args);
+    },
+
+    startPostcopy: async ({ instance, node, timeoutMs }, signal) => {
+      const q = qemu(node, instance);
+      // Run again after a lost answer: the switch was made.
+      const now = (await q.queryMigrate(timeoutMs, signal)).status;
+      if (now === 'postcopy-active' || now === 'completed') return;
+      await (await q.mustQmp(timeoutMs, signal)).execute('migrate-start-postcopy');
     },
 
     migrateInstance: async ({ instance, node, target, live, timeoutMs }, signal) => {
@@ -333,11 +348,10 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         throw new Error(`${target}: no incoming migration is listening for ${instance}`);
       const qmp = await source.mustQmp(timeoutMs, signal);
       if (!live) await qmp.execute('stop');
+      // MIGRATION events wake the long poll; the parameters were set by setMigrationParameters.
       await qmp.execute('migrate-set-capabilities', {
         capabilities: [{ capability: 'events', state: true }],
       });
-      const parameters = migrationParameters((await loadCluster(clusterPath)).options);
-      await qmp.execute('migrate-set-parameters', parameters);
       const address = nodeSpec(target).replicationAddress;
       await qmp.execute('migrate', { uri: `tcp:${address}:${listening.port}` });
     },

@@ -37,9 +37,19 @@ export async function readCluster(path: string, instance: string): Promise<Clust
   return cluster;
 }
 
+/** The cluster file's deadlines and convergence policy, under what the command line asked. */
 export function inputWithLimits(cluster: ClusterFile, input: ProtocolInput): ProtocolInput {
-  const limits = cluster.options.limits;
-  return limits === undefined ? input : { ...input, limits: { ...limits, ...input.limits } };
+  const { limits, convergence, bandwidthMiBps, downtimeMs } = cluster.options;
+  const policy = {
+    ...convergence,
+    ...(bandwidthMiBps === undefined ? {} : { bandwidthMiBps }),
+    ...(downtimeMs === undefined ? {} : { downtimeMs }),
+  };
+  return {
+    ...input,
+    ...(limits === undefined ? {} : { limits: { ...limits, ...input.limits } }),
+    ...(Object.keys(policy).length === 0 ? {} : { convergence: { ...policy, ...input.convergence } }),
+  };
 }
 
 /** The journal and locks a real run writes (the instance's two nodes are locked with it). */

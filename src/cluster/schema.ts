@@ -1,17 +1,20 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { InstanceName, Limits, MigrationMode, Minor, NodeName, ResourceName } from '../../machines/index.js';
+import {
+  Convergence,
+  InstanceName,
+  Limits,
+  MigrationMode,
+  Minor,
+  NodeName,
+  ResourceName,
+} from '../../machines/index.js';
 
 /**
  * The cluster file: the nodes an operator points drbd-migrate at, and the instances on them. It is
  * also the config store: the commit point rewrites it (atomically, keeping the previous version), so
  * it always names the node where each instance runs.
  */
-
-/** QEMU's max-bandwidth is bytes/s; 8 TiB/s keeps it an exact integer in JSON (below 2^53). */
-const MAX_BANDWIDTH_MIBPS = 8 * 1024 * 1024;
-/** QEMU refuses a downtime-limit above 2000 s (MAX_MIGRATE_DOWNTIME_SECONDS). */
-const MAX_DOWNTIME_MS = 2_000_000;
 
 const Port = z.number().int().min(1).max(65535);
 const AbsolutePath = z
@@ -140,21 +143,14 @@ export const ClusterFile = z
     instances: z.array(ClusterInstance).describe('The DRBD-backed instances drbd-migrate may move.'),
     options: z
       .object({
-        bandwidthMiBps: z
-          .number()
-          .min(1 / 1024, 'must be at least 1 KiB/s (0.0009765625 MiB/s)')
-          .max(MAX_BANDWIDTH_MIBPS, `must be at most ${MAX_BANDWIDTH_MIBPS} MiB/s (8 TiB/s)`)
+        bandwidthMiBps: Convergence.shape.bandwidthMiBps.optional(),
+        downtimeMs: Convergence.shape.downtimeMs.optional(),
+        convergence: Convergence.omit({ bandwidthMiBps: true, downtimeMs: true })
+          .partial()
           .optional()
           .describe(
-            'QEMU max-bandwidth for the memory copy, MiB/s; default 128 (QEMU’s own). Set on every migration.',
+            'What is done for a live copy that does not converge: stallPasses, downtimeCapMs, autoConverge, postcopy, postcopyAfterPasses (defaults 3, 2000, false, false, 2).',
           ),
-        downtimeMs: z
-          .number()
-          .int('must be a whole number of milliseconds')
-          .min(1, 'must be at least 1 ms')
-          .max(MAX_DOWNTIME_MS, `must be at most ${MAX_DOWNTIME_MS} ms (QEMU's limit, 2000 s)`)
-          .optional()
-          .describe('QEMU downtime-limit, ms; default 300 (QEMU’s own). Set on every migration.'),
         limits: Limits.partial()
           .optional()
           .describe(

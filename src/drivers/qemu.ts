@@ -74,22 +74,55 @@ export const waitExitCommand = (hv: Hypervisor, timeoutMs: number) => [
   runtimeFiles(hv).pid,
 ];
 
+export type QmpCommand = [command: string, args?: Record<string, unknown>];
+
 /**
- * QEMU's migrate-set-parameters from the cluster file's options. Both are always set (QEMU 7.2's own
- * defaults when the file names none): a QEMU keeps its parameters, so a throttle left by an earlier
- * run would otherwise slow the next migration of the same process.
+ * The QMP commands of setMigrationParameters. QEMU takes capabilities only while no copy runs, so
+ * auto-converge is switched on before the copy held at a 1% throttle (QEMU's least), and "throttle"
+ * lets it grow from there as QEMU's own defaults would (by 10% a pass, up to 99%).
  */
-export const DEFAULT_BANDWIDTH_MIBPS = 128;
-export const DEFAULT_DOWNTIME_MS = 300;
-export function migrationParameters(options: {
+export function tuningCommands(change: {
   bandwidthMiBps?: number | undefined;
   downtimeMs?: number | undefined;
-}): Record<string, number> {
-  return {
-    'max-bandwidth': Math.round((options.bandwidthMiBps ?? DEFAULT_BANDWIDTH_MIBPS) * MIB),
-    'downtime-limit': options.downtimeMs ?? DEFAULT_DOWNTIME_MS,
-  };
+  prepare?: { autoConverge: boolean; postcopy: boolean } | undefined;
+  throttle?: true | undefined;
+}): QmpCommand[] {
+  const commands: QmpCommand[] = [];
+  if (change.prepare !== undefined) {
+    commands.push([
+      'migrate-set-capabilities',
+      {
+        capabilities: [
+          { capability: 'events', state: true },
+          { capability: 'auto-converge', state: change.prepare.autoConverge },
+          { capability: 'postcopy-ram', state: change.prepare.postcopy },
+        ],
+      },
+    ]);
+    if (change.prepare.autoConverge) {
+      commands.push([
+        'migrate-set-parameters',
+        { 'cpu-throttle-initial': 1, 'cpu-throttle-increment': 1, 'max-cpu-throttle': 1 },
+      ]);
+    }
+  }
+  const parameters: Record<string, number> = {};
+  if (change.bandwidthMiBps !== undefined)
+    parameters['max-bandwidth'] = Math.round(change.bandwidthMiBps * MIB);
+  if (change.downtimeMs !== undefined) parameters['downtime-limit'] = change.downtimeMs;
+  if (change.throttle === true) {
+    parameters['cpu-throttle-increment'] = 10;
+    parameters['max-cpu-throttle'] = 99;
+  }
+  if (Object.keys(parameters).length > 0) commands.push(['migrate-set-parameters', parameters]);
+  return commands;
 }
+
+/** The incoming side of a copy that may switch to postcopy needs postcopy-ram before it listens. */
+export const incomingCommands = (postcopy: boolean): QmpCommand[] =>
+  postcopy
+    ? [['migrate-set-capabilities', { capabilities: [{ capability: 'postcopy-ram', state: true }] }]]
+    : [];
 
 const RUN_STATES = new Set<string>(RunState.options);
 /** QEMU has more run states than migration cares about; the rest are "not running here". */
@@ -107,6 +140,8 @@ export function migrationStatusOf(q: QueryMigrate, at: number): MigrationStatus 
     transferredMiB: q.ram?.transferred === undefined ? null : q.ram.transferred / MIB,
     totalMiB: q.ram?.total === undefined ? null : q.ram.total / MIB,
     remainingMiB: q.ram?.remaining === undefined ? null : q.ram.remaining / MIB,
+    passes: q.ram?.['dirty-sync-count'] ?? null,
+    throttlePercent: q['cpu-throttle-percentage'] ?? null,
     at,
   };
 }

@@ -132,7 +132,16 @@ export class QmpSession {
 export const QueryStatus = z.object({ status: z.string(), running: z.boolean() });
 export const QueryMigrate = z.object({
   status: z.string().optional(),
-  ram: z.object({ transferred: z.number(), remaining: z.number(), total: z.number() }).partial().optional(),
+  ram: z
+    .object({
+      transferred: z.number(),
+      remaining: z.number(),
+      total: z.number(),
+      'dirty-sync-count': z.number(),
+    })
+    .partial()
+    .optional(),
+  'cpu-throttle-percentage': z.number().optional(),
   'total-time': z.number().optional(),
   downtime: z.number().optional(),
   'error-desc': z.string().optional(),

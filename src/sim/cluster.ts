@@ -31,6 +31,8 @@ import {
   shutdownInstance,
   startInstance,
   startMigration,
+  startPostcopy,
+  tune,
   vmOn,
 } from './hypervisor.js';
 import { recordInvariants } from './invariants.js';
@@ -377,8 +379,14 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       act('acceptInstance', input, signal, step, () => {
         const memoryMiB =
           vmOn(world, input.source, input.instance)?.memoryMiB ?? instanceOf(input.instance).memoryMiB;
-        acceptIncoming(world, input.node, input.instance, memoryMiB);
+        acceptIncoming(world, input.node, input.instance, memoryMiB, input.postcopy);
       }),
+    setMigrationParameters: (input, signal) =>
+      act('setMigrationParameters', input, signal, QUERY_MS, () =>
+        tune(world, input.node, input.instance, input),
+      ),
+    startPostcopy: (input, signal) =>
+      act('startPostcopy', input, signal, QUERY_MS, () => startPostcopy(world, input.node, input.instance)),
     migrateInstance: (input, signal) =>
       act('migrateInstance', input, signal, step, () =>
         startMigration(world, input.node, input.target, input.instance, input.live),
@@ -386,10 +394,14 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     migrationStatus: (input, signal, hurry) =>
       act('migrationStatus', input, signal, QUERY_MS, async () => {
         const read = () => migrationStatus(world, input.node, input.instance);
-        // Answer on a status change or about every 5% of the copy, like QEMU's MIGRATION_PASS events would.
+        // Answer on a status change, a new dirty pass (QEMU's MIGRATION_PASS event), or about every 5%
+        // of the copy.
+        // A busy guest's copy is judged pass by pass: it answers once a pass.
+        const busy = () => (world.guests[input.instance]?.dirtyMiBps ?? 0) > 0;
         const changed = (a: ReturnType<typeof read>, b: ReturnType<typeof read>) =>
           a.status !== b.status ||
-          (b.transferredMiB ?? 0) - (a.transferredMiB ?? 0) >= (b.totalMiB ?? 0) / 20;
+          a.passes !== b.passes ||
+          (!busy() && (b.transferredMiB ?? 0) - (a.transferredMiB ?? 0) >= (b.totalMiB ?? 0) / 20);
         return { ...(await longPoll(input.timeoutMs, signal, read, changed, hurry)), at: clock.now() };
       }),
     finalizeMigrationSource: (input, signal) =>

@@ -1,7 +1,7 @@
 import type { MigrationStatus } from '../../machines/index.js';
 import { localOf, resourceOf } from './drbd.js';
 import { sharedDiskOf, sharedOpenOn } from './shared.js';
-import type { Vm, World } from './world.js';
+import { FRESH_TUNING, type Migration, type Vm, type World } from './world.js';
 
 /**
  * QEMU's behaviour as migration sees it: an incoming instance waits in 'inmigrate', the memory copy
@@ -44,14 +44,86 @@ export function memoryFreeMiB(world: World, node: string): number {
 }
 
 /** Start the target QEMU waiting for the incoming migration; it opens the DRBD devices read-write. */
-export function acceptIncoming(world: World, node: string, instance: string, memoryMiB: number): void {
+export function acceptIncoming(
+  world: World,
+  node: string,
+  instance: string,
+  memoryMiB: number,
+  postcopy = false,
+): void {
   const existing = vmOn(world, node, instance);
-  if (existing?.state === 'inmigrate') return;
+  if (existing?.state === 'inmigrate') {
+    existing.tuning.postcopy = postcopy;
+    return;
+  }
   if (existing !== undefined) throw new Error(`instance ${instance} is already ${existing.state} on ${node}`);
   openDisksFor(world, node, instance);
   if (memoryFreeMiB(world, node) < memoryMiB)
     throw new Error(`qemu: cannot allocate ${memoryMiB} MiB of guest memory`);
-  vmsOf(world, node)[instance] = { state: 'inmigrate', memoryMiB, uptimeMs: 0, migration: null };
+  vmsOf(world, node)[instance] = {
+    state: 'inmigrate',
+    memoryMiB,
+    uptimeMs: 0,
+    migration: null,
+    tuning: { ...FRESH_TUNING, postcopy },
+  };
+}
+
+/** migrate-set-parameters and -capabilities; capabilities only while no copy runs, as QEMU. */
+export function tune(
+  world: World,
+  node: string,
+  instance: string,
+  change: {
+    bandwidthMiBps?: number | undefined;
+    downtimeMs?: number | undefined;
+    prepare?: { autoConverge: boolean; postcopy: boolean } | undefined;
+    throttle?: true | undefined;
+  },
+): void {
+  const vm = vmOn(world, node, instance);
+  if (vm === undefined) throw new Error(`qemu: instance ${instance} is not running on ${node}`);
+  const copying = vm.migration?.status === 'active' || vm.migration?.status === 'postcopy-active';
+  if (change.prepare !== undefined) {
+    if (copying) throw new Error(`qemu: There's a migration process in progress (${instance} on ${node})`);
+    vm.tuning.autoConverge = change.prepare.autoConverge;
+    vm.tuning.postcopy = change.prepare.postcopy;
+    vm.tuning.throttlePercent = 0;
+  }
+  if (change.bandwidthMiBps !== undefined) vm.tuning.bandwidthMiBps = change.bandwidthMiBps;
+  if (change.downtimeMs !== undefined) vm.tuning.downtimeMs = change.downtimeMs;
+  if (change.throttle === true) {
+    if (!vm.tuning.autoConverge)
+      throw new Error(`qemu: auto-converge was not enabled before the copy of ${instance} on ${node}`);
+    // At once to QEMU's max-cpu-throttle: QEMU ramps up pass by pass, which the machine waits out
+    // (it reads the throttle in each status); the simulator spares the passes.
+    vm.tuning.throttlePercent = 99;
+  }
+}
+
+/** migrate-start-postcopy: the target runs the guest and pulls what is left. */
+export function startPostcopy(world: World, node: string, instance: string): void {
+  const vm = vmOn(world, node, instance);
+  const m = vm?.migration;
+  if (vm === undefined || m === undefined || m === null) {
+    throw new Error(`qemu: no migration of ${instance} runs on ${node}`);
+  }
+  if (m.status === 'postcopy-active' || m.status === 'completed') return;
+  if (m.status !== 'active') throw new Error(`qemu: the migration of ${instance} is ${m.status}`);
+  if (!vm.tuning.postcopy || vmOn(world, m.target, instance)?.tuning.postcopy !== true) {
+    throw new Error(`qemu: postcopy-ram was not enabled on both sides before the copy of ${instance}`);
+  }
+  m.status = 'postcopy-active';
+  m.passLeftMiB = busyGuest(world, instance, m)
+    ? Math.min(vm.memoryMiB, m.passLeftMiB + m.dirtiedMiB)
+    : m.totalMiB - m.transferredMiB;
+  m.dirtiedMiB = 0;
+  switchOver(world, vm, m.target, instance);
+}
+
+/** A live copy of a guest that dirties memory: copied pass by pass (the others as one stream). */
+function busyGuest(world: World, instance: string, m: Migration): boolean {
+  return m.live && (world.guests[instance]?.dirtyMiBps ?? 0) > 0;
 }
 
 export function startMigration(
@@ -70,7 +142,7 @@ export function startMigration(
     throw new Error(`qemu: Failed to connect to ${target}: Connection refused`);
   }
   if (!live) vm.state = 'paused';
-  vm.migration = {
+  const migration: Migration = {
     target,
     live,
     status: 'active',
@@ -78,19 +150,36 @@ export function startMigration(
     totalMiB: vm.memoryMiB * (live ? world.settings.liveOverhead : 1),
     postcopy: world.settings.postcopy,
     breaksInPostcopy: false,
+    passes: 1,
+    passLeftMiB: vm.memoryMiB,
+    dirtiedMiB: 0,
   };
+  // A busy guest's copy is counted in passes: its total is the guest's memory, as QEMU's ram.total.
+  if (busyGuest(world, instance, migration)) migration.totalMiB = vm.memoryMiB;
+  vm.migration = migration;
 }
 
 export function migrationStatus(world: World, node: string, instance: string): Omit<MigrationStatus, 'at'> {
-  const m = vmOn(world, node, instance)?.migration;
+  const vm = vmOn(world, node, instance);
+  const m = vm?.migration;
   if (m === undefined || m === null) {
-    return { status: 'none', transferredMiB: null, totalMiB: null, remainingMiB: null };
+    return {
+      status: 'none',
+      transferredMiB: null,
+      totalMiB: null,
+      remainingMiB: null,
+      passes: null,
+      throttlePercent: null,
+    };
   }
+  const remaining = busyGuest(world, instance, m) ? m.passLeftMiB : m.totalMiB - m.transferredMiB;
   return {
     status: m.status,
     transferredMiB: Math.round(m.transferredMiB),
     totalMiB: Math.round(m.totalMiB),
-    remainingMiB: Math.round(Math.max(0, m.totalMiB - m.transferredMiB)),
+    remainingMiB: Math.round(Math.max(0, remaining)),
+    passes: m.passes,
+    throttlePercent: vm?.tuning.throttlePercent ? vm.tuning.throttlePercent : null,
   };
 }
 
@@ -116,6 +205,10 @@ export function advanceVms(world: World, dtMs: number): void {
         m.status = 'failed';
         continue;
       }
+      if (busyGuest(world, instance, m)) {
+        copyPasses(world, vm, instance, m, dtMs);
+        continue;
+      }
       m.transferredMiB = Math.min(
         m.totalMiB,
         m.transferredMiB + (world.settings.migrationMiBps * dtMs) / 1000,
@@ -135,6 +228,57 @@ export function advanceVms(world: World, dtMs: number): void {
         m.status = 'completed';
       }
     }
+  }
+}
+
+/**
+ * The textbook precopy model: a pass sends what the last one left dirty; whatever the guest dirtied
+ * meanwhile (at most its working set) is the next pass. When a pass would fit in the downtime limit
+ * the guest is stopped and the rest sent. Auto-converge throttles the guest's CPUs, more each pass;
+ * after a switch to postcopy nothing is dirtied on the source any more.
+ */
+function copyPasses(world: World, vm: Vm, instance: string, m: Migration, dtMs: number): void {
+  const guest = world.guests[instance]!;
+  const bandwidth = Math.min(world.settings.migrationMiBps, vm.tuning.bandwidthMiBps ?? Infinity);
+  let left = dtMs / 1000;
+  while (left > 0 && (m.status === 'active' || m.status === 'postcopy-active')) {
+    if (vmOn(world, m.target, instance) === undefined) {
+      m.status = 'failed';
+      return;
+    }
+    if (m.status === 'postcopy-active' && m.breaksInPostcopy) {
+      m.status = 'postcopy-paused';
+      const target = vmOn(world, m.target, instance);
+      if (target !== undefined) target.state = 'paused';
+      return;
+    }
+    const spent = Math.min(left, m.passLeftMiB / bandwidth);
+    m.passLeftMiB -= spent * bandwidth;
+    m.transferredMiB += spent * bandwidth;
+    left -= spent;
+    if (m.status === 'active') {
+      const dirtyRate = guest.dirtyMiBps * (1 - vm.tuning.throttlePercent / 100);
+      m.dirtiedMiB = Math.min(guest.workingSetMiB, m.dirtiedMiB + dirtyRate * spent);
+    }
+    if (m.passLeftMiB > 1e-9) continue;
+    if (m.status === 'postcopy-active') {
+      m.status = 'completed';
+      return;
+    }
+    // The pass is sent: what was dirtied meanwhile either fits in the downtime, or is the next pass.
+    if (m.dirtiedMiB <= (bandwidth * vm.tuning.downtimeMs) / 1000) {
+      m.transferredMiB += m.dirtiedMiB;
+      m.dirtiedMiB = 0;
+      m.passLeftMiB = 0;
+      switchOver(world, vm, m.target, instance);
+      m.status = 'completed';
+      return;
+    }
+    m.passes += 1;
+    m.passLeftMiB = m.dirtiedMiB;
+    m.dirtiedMiB = 0;
+    if (vm.tuning.throttlePercent > 0)
+      vm.tuning.throttlePercent = Math.min(99, vm.tuning.throttlePercent + 10);
   }
 }
 
@@ -194,6 +338,7 @@ export function startInstance(world: World, node: string, instance: string): voi
     memoryMiB: config.memoryMiB,
     uptimeMs: 0,
     migration: null,
+    tuning: { ...FRESH_TUNING },
   };
 }
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { isConnected, linkDown, localOf, nodeDies, peerOf, resourceOf } from './drbd.js';
-import type { World } from './world.js';
+import { FRESH_TUNING, type World } from './world.js';
 
 /**
  * Things that happen to a cluster by themselves, timed by tests: the replication link drops (and
@@ -25,6 +25,11 @@ export const Perturbation = z.enum([
   'staleCopy',
   /** The instance's secondary (a node that died and was failed over from) boots again. */
   'sourceReturns',
+  /**
+   * The guest starts dirtying memory at memory speed over half of it: no downtime limit, and no CPU
+   * throttle, lets its copy converge; only postcopy finishes it.
+   */
+  'busyGuest',
 ]);
 export type Perturbation = z.infer<typeof Perturbation>;
 
@@ -36,6 +41,11 @@ const BURST_KIB = 64 * 1024;
 const STALL_KIB = 1024 * 1024;
 const STALL_KIBPS = 0.01;
 const STALL_MS = 90_000;
+
+/** Memory speed: even at QEMU's 99% throttle the guest dirties faster than any migration link. */
+const BUSY_DIRTY_MIBPS = 64 * 1024;
+/** Larger than the default downtime cap lets through at the default bandwidth (2 s at 128 MiB/s). */
+const BUSY_WORKING_SET_MIB = 384;
 
 export function perturb(world: World, kind: Perturbation, instance: string): void {
   const config = world.config.instances[instance];
@@ -123,7 +133,22 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
           memoryMiB: config.memoryMiB,
           uptimeMs: 0,
           migration: null,
+          tuning: { ...FRESH_TUNING },
         };
+      }
+      return;
+    case 'busyGuest':
+      if (world.guests[instance]?.dirtyMiBps === BUSY_DIRTY_MIBPS) return;
+      world.guests[instance] = { dirtyMiBps: BUSY_DIRTY_MIBPS, workingSetMiB: BUSY_WORKING_SET_MIB };
+      // A copy under way is near the end of its first, full pass: what is left is the working set.
+      for (const vms of Object.values(world.vms)) {
+        const vm = vms[instance];
+        const m = vm?.migration;
+        if (vm === undefined || m === null || m === undefined || m.status !== 'active' || !m.live) continue;
+        m.totalMiB = vm.memoryMiB;
+        m.transferredMiB = vm.memoryMiB;
+        m.passLeftMiB = BUSY_WORKING_SET_MIB;
+        m.dirtiedMiB = 0;
       }
       return;
     // Takes effect when (or as soon as) the copy runs in postcopy.

@@ -68,8 +68,33 @@ export const Migration = z.object({
   postcopy: z.boolean(),
   /** The migration link will fail once postcopy runs (a timed perturbation). */
   breaksInPostcopy: z.boolean(),
+  /** Dirty passes so far (QEMU's dirty-sync-count): 1 during the first, full pass. */
+  passes: z.number().int().nonnegative().default(1),
+  /** A busy guest's copy: MiB of the current pass not yet sent, and MiB dirtied since it began. */
+  passLeftMiB: z.number().nonnegative().default(0),
+  dirtiedMiB: z.number().nonnegative().default(0),
 });
 export type Migration = z.infer<typeof Migration>;
+
+/** A QEMU's migration parameters and capabilities: kept by the process, fresh in a new one. */
+export const Tuning = z.object({
+  bandwidthMiBps: z.number().positive().nullable(),
+  downtimeMs: z.number().positive(),
+  /** Capabilities, set before a copy: auto-converge may throttle, postcopy may be switched to. */
+  autoConverge: z.boolean(),
+  postcopy: z.boolean(),
+  /** Auto-converge's CPU throttle, 0 when off; it grows each pass as QEMU's does. */
+  throttlePercent: z.number().min(0).max(99),
+});
+export type Tuning = z.infer<typeof Tuning>;
+
+export const FRESH_TUNING: Tuning = {
+  bandwidthMiBps: null,
+  downtimeMs: 300,
+  autoConverge: false,
+  postcopy: false,
+  throttlePercent: 0,
+};
 
 export const Vm = z.object({
   state: RunState,
@@ -77,7 +102,19 @@ export const Vm = z.object({
   /** Guest ticks while running; a migrated guest must keep the count it had. */
   uptimeMs: z.number().nonnegative(),
   migration: Migration.nullable(),
+  tuning: Tuning.default(FRESH_TUNING),
 });
+
+/**
+ * How a guest uses its memory, wherever it runs: how fast it dirties pages and over how much of its
+ * memory. A guest that dirties faster than the link copies a working set larger than the downtime
+ * allows never converges without help.
+ */
+export const Guest = z.object({
+  dirtyMiBps: z.number().nonnegative(),
+  workingSetMiB: z.number().nonnegative(),
+});
+export type Guest = z.infer<typeof Guest>;
 export type Vm = z.infer<typeof Vm>;
 
 export const Settings = z.object({
@@ -115,6 +152,8 @@ export const World = z.object({
   /** Disks of shared-storage instances (saved worlds from before they existed have none). */
   sharedDisks: z.record(ResourceName, SharedDisk).default({}),
   vms: z.record(NodeName, z.record(InstanceName, Vm)),
+  /** Guests that dirty memory (the others are idle for the copy's purposes). */
+  guests: z.record(InstanceName, Guest).default({}),
   /** Times the config changed an instance's primary node, for safety rule 3. */
   commits: z.record(InstanceName, z.number().int().nonnegative()),
   /** Safety rules broken so far, in the order they were broken. */
@@ -145,6 +184,9 @@ export interface InstanceSpec {
   running?: boolean;
   /** Start with this much unsynchronised data on the secondary, to watch a resync. */
   outOfSyncMiB?: number;
+  /** A busy guest: MiB/s it dirties, over a working set of workingSetMiB (default a quarter of its memory). */
+  dirtyMiBps?: number;
+  workingSetMiB?: number;
 }
 
 export interface WorldSpec {
@@ -178,6 +220,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
     resources: {},
     sharedDisks: {},
     vms: {},
+    guests: {},
     commits: {},
     violations: [],
   };
@@ -248,9 +291,22 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       adminState: i.running === false ? 'down' : 'up',
     };
     world.commits[i.name] = 0;
+    if (i.dirtyMiBps !== undefined && i.dirtyMiBps > 0) {
+      world.guests[i.name] = {
+        dirtyMiBps: i.dirtyMiBps,
+        workingSetMiB: Math.min(memoryMiB, i.workingSetMiB ?? memoryMiB / 4),
+      };
+    }
     if (i.running !== false) {
       const vms = world.vms[i.primary];
-      if (vms !== undefined) vms[i.name] = { state: 'running', memoryMiB, uptimeMs: 0, migration: null };
+      if (vms !== undefined)
+        vms[i.name] = {
+          state: 'running',
+          memoryMiB,
+          uptimeMs: 0,
+          migration: null,
+          tuning: { ...FRESH_TUNING },
+        };
     }
   }
   return World.parse(world);

@@ -95,8 +95,17 @@ function vertexOf(snapshot: AnyMachineSnapshot): string {
     c.sourceResumeFailed,
     (at('singleMaster') || at('singleMasterFailed')) && c.singleMasterAttempts,
     at('finalizing') && c.finalizeErrors.length > 0,
-    at('checkingPrereqs') && c.balloonToMiB !== null,
+    (at('checkingPrereqs') || at('fetchingMigrationInfo')) && c.balloonToMiB !== null,
     polling && c.watch !== null,
+    // The convergence policy's facts: how far the stall and the stages have gone.
+    at('migrating.transferring') && [
+      c.converge.smallestPassMiB !== null,
+      c.converge.stalledPasses >= c.policy.stallPasses,
+      c.converge.downtimeMs,
+      c.converge.throttled,
+      c.converge.postcopyStarted,
+      (c.converge.pass ?? 0) >= c.policy.postcopyAfterPasses,
+    ],
     at('locating') && c.warnings.some((w) => w.startsWith('Aborting migration failed on target')),
   ]);
 }
@@ -129,7 +138,15 @@ function mergeRecipe(a: Recipe, b: Recipe | undefined): Recipe {
  * where its world starts: a rejoin needs a node that died, was failed over from, and came back.
  */
 const INPUTS: Record<MachineName, Partial<ProtocolInput>[]> = {
-  migration: [{}, { allowFailover: true }],
+  // The second input also explores the convergence stages the defaults leave off (each guard reads
+  // only its own part of the request, so one input covers both).
+  migration: [
+    {},
+    {
+      allowFailover: true,
+      convergence: { stallPasses: 1, autoConverge: true, postcopy: true, postcopyAfterPasses: 8 },
+    },
+  ],
   cleanup: [{}],
   failover: [{}, { sourceIsDown: true }, { ignoreConsistency: true }],
   rejoin: [{}],

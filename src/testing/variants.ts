@@ -126,6 +126,11 @@ const memory = (status: string, at: number) => () => ({
 /** Far past any deadline: the watch's next look finds the wait overdue. */
 const LATE = 1e12;
 
+const convergesAlone = (s: AnyMachineSnapshot) => {
+  const c = s.context as ProtocolContext;
+  return c.converge.pass === null || c.converge.postcopyStarted;
+};
+
 const failingOver = (s: AnyMachineSnapshot) => s.machine.id === 'failover';
 const rejoining = (s: AnyMachineSnapshot) => s.machine.id === 'rejoin';
 /** What the failover's probe of the source answered. */
@@ -404,11 +409,14 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
   ],
   migrationStatus: [
     { name: 'copying', output: memory('active', 1_000) },
-    { name: 'completed', output: memory('completed', 2_000) },
+    // A copy seen not to converge completes only through postcopy (the busy guest outruns the rest).
+    { name: 'completed', output: memory('completed', 2_000), applies: convergesAlone },
     { name: 'failed', output: memory('failed', 2_000), perturb: 'targetDies' },
     {
+      // The hypervisor's own switch (Ganeti's KVM code switches after two passes by itself).
       name: 'postcopy',
       output: memory('postcopy-active', 2_000),
+      applies: (s) => (s.context as ProtocolContext).converge.pass === null,
       recipe: { spec: { settings: { postcopy: true } } },
     },
     {
@@ -418,10 +426,31 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       perturb: 'postcopyBreaks',
     },
     {
+      // A new dirty pass as big as the smallest so far: the copy does not converge.
+      name: 'stalledPass',
+      output: (c) => ({
+        status: 'active',
+        transferredMiB: 10 * ((c.converge.pass ?? 1) + 1),
+        totalMiB: 100,
+        remainingMiB: c.converge.smallestPassMiB ?? 50,
+        passes: (c.converge.pass ?? 1) + 1,
+        throttlePercent: c.converge.throttled ? 99 : null,
+        at: 1_000 * ((c.converge.pass ?? 1) + 1),
+      }),
+      // After a first reading (the first pass), as the simulated guest turns busy mid-copy.
+      applies: (s) =>
+        !(s.context as ProtocolContext).pastPointOfNoReturn &&
+        (s.context as ProtocolContext).memory?.status === 'active',
+      perturb: 'busyGuest',
+    },
+    {
       name: 'overdue',
       output: memory('active', LATE),
+      // A busy guest's passes take simulated time of their own: the deadline is tried before them.
       applies: (s) =>
-        (s.context as ProtocolContext).watch !== null && !(s.context as ProtocolContext).pastPointOfNoReturn,
+        (s.context as ProtocolContext).watch !== null &&
+        !(s.context as ProtocolContext).pastPointOfNoReturn &&
+        (s.context as ProtocolContext).converge.pass === null,
       recipe: { limits: { migrationTotalMs: 5_000 } },
     },
   ],
