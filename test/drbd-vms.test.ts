@@ -2,7 +2,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DiskStatus } from '../machines/index.js';
 import { sshEffects } from '../src/backend/ssh.js';
-import { dryRun } from '../src/cli/cluster.js';
+import { dryRun, inputWithLimits } from '../src/cli/cluster.js';
 import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
 import { drbd84, parseEvents2 } from '../src/drivers/drbd84.js';
 import { QemuNode } from '../src/drivers/qemu.js';
@@ -94,23 +94,23 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
   ) {
     const seen = extra.seen;
     const backend = await sshEffects(tb.clusterPath, seen ? { shellFor: recordingShell(seen) } : {});
-    const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
+    // The cluster file's limits and copy options, as the CLI reads them.
+    const input = inputWithLimits(await loadCluster(tb.clusterPath), {
+      instance: 'web1',
+      ...(extra.mode ? { mode: extra.mode } : {}),
+    });
     try {
-      return await machine(
-        { instance: 'web1', limits, ...(extra.mode ? { mode: extra.mode } : {}) },
-        backend.effects,
-        {
-          ...(extra.abort ? { abort: extra.abort } : {}),
-          ...(extra.onEvent ? { onEvent: extra.onEvent } : {}),
-          ...(seen
-            ? {
-                onCall: (c: EffectCall) => {
-                  if (c.phase === 'start') seen.effect = c.effect;
-                },
-              }
-            : {}),
-        },
-      );
+      return await machine(input, backend.effects, {
+        ...(extra.abort ? { abort: extra.abort } : {}),
+        ...(extra.onEvent ? { onEvent: extra.onEvent } : {}),
+        ...(seen
+          ? {
+              onCall: (c: EffectCall) => {
+                if (c.phase === 'start') seen.effect = c.effect;
+              },
+            }
+          : {}),
+      });
     } finally {
       backend.close();
     }

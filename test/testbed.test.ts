@@ -1,15 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sshEffects } from '../src/backend/ssh.js';
 import { runCli } from '../src/cli/cli.js';
-import { dryRun } from '../src/cli/cluster.js';
+import { dryRun, inputWithLimits } from '../src/cli/cluster.js';
 import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
 import { QemuNode } from '../src/drivers/qemu.js';
-import { type EffectCall, type RunEvent, runMigration } from '../src/index.js';
+import { type Convergence, type EffectCall, type RunEvent, runMigration } from '../src/index.js';
 import { type NodeShell, SshNode } from '../src/ssh/index.js';
-import { ticks, untilFile } from './testbed/common.js';
+import { buildTicker, ticks, untilFile } from './testbed/common.js';
 import { planAgainstRun, recording, recordingShell } from './testbed/record.js';
 import { removeDir, startTestbed, type Testbed, testbedUnavailable } from './testbed/testbed.js';
 import { tempDir } from './tmp.js';
@@ -57,6 +57,7 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
   async function migrate(
     extra: {
       mode?: 'live' | 'non-live';
+      convergence?: Partial<Convergence>;
       abort?: AbortSignal;
       onEvent?: (e: RunEvent) => void;
       shellFor?: (n: ClusterFile['nodes'][number]) => NodeShell;
@@ -64,17 +65,18 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     } = {},
   ) {
     const backend = await sshEffects(tb.clusterPath, extra.shellFor ? { shellFor: extra.shellFor } : {});
-    const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
+    // The cluster file's limits and copy options, as the CLI reads them.
+    const input = inputWithLimits(await loadCluster(tb.clusterPath), {
+      instance: 'web1',
+      ...(extra.mode ? { mode: extra.mode } : {}),
+      ...(extra.convergence ? { convergence: extra.convergence } : {}),
+    });
     try {
-      return await runMigration(
-        { instance: 'web1', limits, ...(extra.mode ? { mode: extra.mode } : {}) },
-        backend.effects,
-        {
-          ...(extra.abort ? { abort: extra.abort } : {}),
-          ...(extra.onEvent ? { onEvent: extra.onEvent } : {}),
-          ...(extra.onCall ? { onCall: extra.onCall } : {}),
-        },
-      );
+      return await runMigration(input, backend.effects, {
+        ...(extra.abort ? { abort: extra.abort } : {}),
+        ...(extra.onEvent ? { onEvent: extra.onEvent } : {}),
+        ...(extra.onCall ? { onCall: extra.onCall } : {}),
+      });
     } finally {
       backend.close();
     }
@@ -305,4 +307,41 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     // so a throttle from an earlier run (the abort test's) would otherwise carry over.
     expect(parameters).toEqual([{ 'max-bandwidth': 128 * 1024 * 1024, 'downtime-limit': 300 }]);
   }, 60_000);
+
+  // Last: it leaves the busy guest running.
+  it('a guest that dirties memory faster than a throttled link: without the policy the copy never converges and is reverted, saying so; with it, it migrates', async () => {
+    const from = (await loadCluster(tb.clusterPath)).instances[0]!.primary;
+    const to = from === 'node-a' ? 'node-b' : 'node-a';
+    // The busy guest boots where the instance runs: it rewrites 512 KiB of memory between ticks.
+    const lastIdle = Math.max(...ticksOn(from));
+    const stopping = qemuOn(from);
+    await stopping.quit(20_000);
+    stopping.shell.close();
+    const disk = openSync(tb.loopDevice, 'r+');
+    writeSync(disk, readFileSync(buildTicker(dir, true)), 0, 512, 0);
+    fsyncSync(disk);
+    closeSync(disk);
+    const starting = qemuOn(from);
+    await starting.start(false, 20_000);
+    starting.shell.close();
+    // It goes on from the count on its disk: a higher tick is the busy guest running, past its BIOS.
+    await untilFile(serialOf(from), (t) => ticks(t).some((n) => n > lastIdle + 1), 'the busy guest’s ticks');
+
+    // 1 MiB/s and 300 ms let through about 300 KiB in one stop: never the 512 KiB it dirties.
+    const off = await migrate({ convergence: { bandwidthMiBps: 1, downtimeCapMs: 300 } });
+    expect(off.outcome).toBe('reverted');
+    expect(off.error).toMatch(/the memory copy did not converge .* tried: nothing/);
+    expect(alive(from)).toBe(true);
+    expect(alive(to)).toBe(false);
+    await waitForTicks(from, ticksOn(from).length + 1);
+
+    const on = await migrate({ convergence: { bandwidthMiBps: 1, downtimeCapMs: 4000 } });
+    expect(on.error ?? null).toBeNull();
+    expect(on.outcome).toBe('migrated');
+    expect(on.tried?.[0]).toBe('downtime limit 300 → 600 ms');
+    expect(alive(from)).toBe(false);
+    const last = ticksOn(from).at(-1)!;
+    await waitForTicks(to, 1);
+    expect(ticksOn(to)[0]).toBe(last + 1);
+  }, 120_000);
 });

@@ -357,8 +357,9 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
     },
 
     migrationStatus: async ({ instance, node, timeoutMs }, signal, hurry) => {
-      // A long poll: QEMU's MIGRATION events wake it at once on a status change; between events it
-      // looks at the copy's progress every pollMs, and answers when it moved 5% or time is up.
+      // A long poll: QEMU's MIGRATION and MIGRATION_PASS events wake it at once on a status change or
+      // a new dirty pass; between events it looks at the copy's progress every pollMs, and answers
+      // when it moved 5% (in the first pass: later ones are judged whole) or time is up.
       const q = qemu(node, instance);
       const start = Date.now();
       const read = async () => migrationStatusOf(await q.queryMigrate(timeoutMs, signal), Date.now());
@@ -366,14 +367,28 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       let now: MigrationStatus = first;
       for (;;) {
         const moved =
+          (now.passes ?? 1) <= 1 &&
           (now.transferredMiB ?? 0) - (first.transferredMiB ?? 0) >= (now.totalMiB ?? Infinity) / 20;
+        const newPass = now.passes !== first.passes;
         const left = timeoutMs - (Date.now() - start);
         const settled = now.status === 'completed' || now.status === 'failed' || now.status === 'cancelled';
-        if (settled || now.status !== first.status || moved || left <= 0 || signal.aborted || hurry?.aborted)
+        if (
+          settled ||
+          now.status !== first.status ||
+          moved ||
+          newPass ||
+          left <= 0 ||
+          signal.aborted ||
+          hurry?.aborted
+        )
           return now;
         const qmp = await q.mustQmp(timeoutMs, signal);
         const waiting = hurry === undefined ? signal : AbortSignal.any([signal, hurry]);
-        await qmp.nextEvent((e) => e === 'MIGRATION', Math.min(pollMs, left), waiting);
+        await qmp.nextEvent(
+          (e) => e === 'MIGRATION' || e === 'MIGRATION_PASS',
+          Math.min(pollMs, left),
+          waiting,
+        );
         now = await read();
       }
     },

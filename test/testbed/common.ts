@@ -14,12 +14,14 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 
 /**
  * The 512-byte guest (ticker.S): prints `disk-tick N` on COM1 about once a second and writes the
- * same line to sector 8+N of its disk. Writes DIR/ticker.bin and returns its path.
+ * same line to sector 8+N of its disk. Writes DIR/ticker.bin (busy: DIR/busy-ticker.bin, the guest that
+ * dirties memory between ticks) and returns its path.
  */
-export function buildTicker(dir: string): string {
-  const object = join(dir, 'ticker.o');
-  const binary = join(dir, 'ticker.bin');
-  execFileSync('as', ['--32', '-o', object, join(here, 'ticker.S')]);
+export function buildTicker(dir: string, busy = false): string {
+  const name = busy ? 'busy-ticker' : 'ticker';
+  const object = join(dir, `${name}.o`);
+  const binary = join(dir, `${name}.bin`);
+  execFileSync('as', ['--32', ...(busy ? ['--defsym', 'BUSY=1'] : []), '-o', object, join(here, 'ticker.S')]);
   execFileSync('ld', ['-m', 'elf_i386', '-Ttext', '0x7c00', '--oformat', 'binary', '-o', binary, object]);
   return binary;
 }
