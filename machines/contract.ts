@@ -205,6 +205,8 @@ export const effectSchemas = {
   // config store
   getInstance: { input: z.object({ instance: InstanceName, timeoutMs }), output: InstanceConfig },
   setPrimaryNode: { input: z.object({ ...onNode }), output: Ack },
+  /** Every instance the config knows (a node evacuation plans from it). */
+  listInstances: { input: z.object({ timeoutMs }), output: z.array(InstanceConfig) },
   // node queries
   nodeInfo: { input: z.object({ ...onBoth }), output: perNode(NodeInfo) },
   instanceInfo: { input: z.object({ ...onNode }), output: InstanceInfo },

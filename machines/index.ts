@@ -25,6 +25,25 @@ export {
   errorText,
   runBoundActors,
 } from './effects.js';
+export {
+  DEFAULT_CONCURRENCY,
+  type EvacuationContext,
+  type EvacuationEvent,
+  type EvacuationInput,
+  EvacuationInputSchema,
+  type EvacuationOutcome,
+  type EvacuationOutput,
+  evacuationMachine,
+  evacuationOutput,
+  type InstanceRequest,
+  type InstanceResult,
+  InstanceResultSchema,
+  type InstanceRunner,
+  instanceRunActor,
+  type Operation,
+  planEvacuation,
+  startable,
+} from './evacuation.js';
 export { failoverMachine } from './failover.js';
 export { inputProblem, issuesText, ProtocolInputSchema } from './input.js';
 export { DEFAULT_LIMITS, Limits, MAX_TIMER_MS } from './limits.js';

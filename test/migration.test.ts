@@ -172,6 +172,7 @@ const EXPECTED_ONE_FAILURE: Record<EffectName, Outcome[]> = {
   // read back (not taken), written again
   setPrimaryNode: ['migrated'],
   // not used by a migration
+  listInstances: [],
   nodeDiskStatus: [],
   probeNode: [],
   shutdownInstance: [],

@@ -47,6 +47,7 @@ export function plannedCommands(
   effect: EffectName,
   input: AnyInput,
 ): PlannedCommand[] {
+  if (effect === 'listInstances') return [{ node: 'config', kind: 'file', text: `read ${clusterPath}` }];
   const inst = cluster.instances.find((i) => i.name === input.instance);
   if (inst === undefined) return [];
   const nodes = input.nodes ?? (input.node === undefined ? [] : [input.node]);

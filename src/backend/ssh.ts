@@ -98,6 +98,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
   const effects: Effects = {
     getInstance: config.getInstance,
     setPrimaryNode: config.setPrimaryNode,
+    listInstances: config.listInstances,
 
     nodeInfo: ({ instance, nodes, timeoutMs }, signal) =>
       perNode(nodes, async (node) => {

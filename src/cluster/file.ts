@@ -85,7 +85,9 @@ export function instanceConfig(spec: ClusterInstance): InstanceConfig {
 }
 
 /** The config-store effects, backed by the cluster file: read it; at the commit point, rewrite it. */
-export function clusterConfigEffects(path: string): Pick<Effects, 'getInstance' | 'setPrimaryNode'> {
+export function clusterConfigEffects(
+  path: string,
+): Pick<Effects, 'getInstance' | 'setPrimaryNode' | 'listInstances'> {
   const find = (cluster: ClusterFile, name: string) => {
     const spec = cluster.instances.find((i) => i.name === name);
     if (spec === undefined) throw new Error(`Instance '${name}' not known in ${path}`);
@@ -94,6 +96,7 @@ export function clusterConfigEffects(path: string): Pick<Effects, 'getInstance' 
   return {
     getInstance: async ({ instance }: EffectInput<'getInstance'>) =>
       instanceConfig(find(await loadCluster(path), instance)),
+    listInstances: async () => (await loadCluster(path)).instances.map(instanceConfig),
     setPrimaryNode: async ({ instance, node }: EffectInput<'setPrimaryNode'>) => {
       const cluster = await loadCluster(path);
       const spec = find(cluster, instance);

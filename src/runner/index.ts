@@ -1,3 +1,4 @@
+export { type EvacuationOptions, plainRunner, type RunNotice, runEvacuation } from './evacuate.js';
 export {
   fallbackInput,
   type RunEvent,

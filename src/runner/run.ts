@@ -148,17 +148,29 @@ export function runMachine(
     }
     options.onSnapshot?.(actor.getPersistedSnapshot());
   });
+  return startUntilStopped<ProtocolOutput>(actor, options.signal, () => last);
+}
+
+/**
+ * Starts the actor and resolves with its output; the signal stops it where it is, like an
+ * orchestrator that dies, and the promise then rejects with RunInterrupted (a stopped actor's own
+ * promise resolves without output, and an interrupted run must not look finished).
+ */
+export function startUntilStopped<T>(
+  actor: AnyActorRef,
+  signal: AbortSignal | undefined,
+  state: () => string,
+): Promise<T> {
   let interrupted = false;
   const stop = () => {
     interrupted = true;
     actor.stop();
   };
-  if (options.signal?.aborted) queueMicrotask(stop);
-  else options.signal?.addEventListener('abort', stop, { once: true });
-  // A stopped actor's promise resolves without output; an interrupted run must not look finished.
-  const done = (toPromise(actor) as Promise<ProtocolOutput>).then((output) => {
-    options.signal?.removeEventListener('abort', stop);
-    if (interrupted) throw new RunInterrupted(last);
+  if (signal?.aborted) queueMicrotask(stop);
+  else signal?.addEventListener('abort', stop, { once: true });
+  const done = (toPromise(actor) as Promise<T>).then((output) => {
+    signal?.removeEventListener('abort', stop);
+    if (interrupted) throw new RunInterrupted(state());
     return output;
   });
   actor.start();

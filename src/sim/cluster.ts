@@ -38,7 +38,7 @@ import {
 import { recordInvariants } from './invariants.js';
 import { killNode, type Perturbation, perturb, reviveNode } from './perturb.js';
 import { closeShared, openShared, sharedDiskOf } from './shared.js';
-import { createWorld, World, type WorldSpec } from './world.js';
+import { createWorld, type Resource, World, type WorldSpec } from './world.js';
 
 export interface SimStep {
   effect: EffectName;
@@ -111,34 +111,65 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     perturb: (kind, instance) => {
       advance();
       perturb(world, kind, instance);
+      sortOutAll();
       recordInvariants(world);
     },
     killNode: (node, options = {}) => {
       advance();
       killNode(world, node, options.wroteAlone === true);
+      sortOutAll();
       recordInvariants(world);
     },
     reviveNode: (node) => {
       advance();
       reviveNode(world, node);
+      sortOutAll();
     },
   };
+
+  /** Instances by resource: which guests write to a disk (instances' disks never change). */
+  let writersOf: Map<string, string[]> | null = null;
+  function instancesOf(resource: string): string[] {
+    if (writersOf === null || writersOf.size === 0) {
+      writersOf = new Map();
+      for (const [name, config] of Object.entries(world.config.instances)) {
+        for (const d of config.disks) writersOf.set(d.resource, [...(writersOf.get(d.resource) ?? []), name]);
+      }
+    }
+    return writersOf.get(resource) ?? [];
+  }
+
+  /**
+   * Resources that change with time (resyncing, disconnected, a link down or slow): the rest are
+   * connected and in sync and stay so until a step acts on them. Every step re-sorts the resources
+   * of its instance; a perturbation re-sorts them all.
+   */
+  const unsettled = new Set<string>();
+  const settled = (r: Resource) =>
+    r.linkDownUntil === null && r.slowUntil === null && r.syncSource === null && isConnected(r);
+  function sortOut(names: Iterable<string>) {
+    for (const name of names) {
+      const r = world.resources[name];
+      if (r === undefined || settled(r)) unsettled.delete(name);
+      else unsettled.add(name);
+    }
+  }
+  const sortOutAll = () => sortOut(Object.keys(world.resources));
+  const sortOutInstance = (instance: string) =>
+    sortOut((world.config.instances[instance]?.disks ?? []).map((d) => d.resource));
+  sortOutAll();
 
   function advance() {
     const to = clock.now();
     const dt = to - world.time;
     if (dt <= 0) return;
-    for (const r of Object.values(world.resources)) {
+    for (const name of [...unsettled]) {
+      const r = world.resources[name]!;
       const writers = new Set(
-        r.nodes.filter((n) =>
-          Object.entries(world.vms[n] ?? {}).some(
-            ([name, vm]) =>
-              vm.state === 'running' &&
-              world.config.instances[name]?.disks.some((d) => d.resource === r.name),
-          ),
-        ),
+        r.nodes.filter((n) => instancesOf(r.name).some((i) => world.vms[n]?.[i]?.state === 'running')),
       );
       advanceResource(world, r, dt, writers);
+      if (settled(r)) unsettled.delete(name);
     }
     advanceVms(world, dt);
     world.time = to;
@@ -177,7 +208,11 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     const injected = () => new Error(`${node}: injected fault: ${effect} failed (call ${call})`);
     const finish = async () => {
       advance();
-      const step = { effect, call, input, at: world.time, violations: recordInvariants(world) };
+      const instance = (input as { instance?: unknown }).instance;
+      // A step acts on its instance only (listInstances reads the config).
+      const checked = typeof instance === 'string' ? [instance] : [];
+      if (typeof instance === 'string') sortOutInstance(instance);
+      const step = { effect, call, input, at: world.time, violations: recordInvariants(world, checked) };
       cluster.onStep?.(step);
       if (cluster.afterStep !== undefined) await clock.hold(cluster.afterStep(step));
     };
@@ -240,6 +275,8 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
   const effects: Effects = {
     getInstance: (input, signal) =>
       act('getInstance', input, signal, QUERY_MS, () => instanceOf(input.instance)),
+    listInstances: (input, signal) =>
+      act('listInstances', input, signal, QUERY_MS, () => Object.values(world.config.instances)),
     setPrimaryNode: (input, signal) =>
       act('setPrimaryNode', input, signal, QUERY_MS, () => {
         const config = instanceOf(input.instance);

@@ -193,8 +193,11 @@ function switchOver(world: World, source: Vm, target: string, instance: string) 
 
 /** Memory copy and guest uptime over dt simulated ms. */
 export function advanceVms(world: World, dtMs: number): void {
-  for (const vms of Object.values(world.vms)) {
-    for (const [instance, vm] of Object.entries(vms)) {
+  // for-in, not Object.entries: this runs at every tick of the clock over every guest of the world.
+  for (const node in world.vms) {
+    const vms = world.vms[node]!;
+    for (const instance in vms) {
+      const vm = vms[instance]!;
       if (vm.state === 'running') vm.uptimeMs += dtMs;
       const m = vm.migration;
       if (m === null || (m.status !== 'active' && m.status !== 'postcopy-active')) continue;

@@ -1,0 +1,425 @@
+import { assign, enqueueActions, fromCallback, setup } from 'xstate';
+import { z } from 'zod';
+import { isSharedStorage } from './checks.js';
+import { type InstanceConfig, MigrationMode } from './contract.js';
+import { Convergence } from './convergence.js';
+import { errorText, unprovidedEffects } from './effects.js';
+import { issuesText } from './input.js';
+import { Limits } from './limits.js';
+import { InstanceName, NodeName } from './names.js';
+import type { Outcome, ProtocolInput, ProtocolOutput } from './protocol.js';
+
+/**
+ * Draining a node (Ganeti's gnt-node migrate, Proxmox's migrateall): every instance whose primary is
+ * the node moves to its secondary, each as its own run of the migration (or failover) machine. This
+ * machine only decides: what moves and in which order, when each may start under the limits, and what
+ * the whole came to. Each instance's run is an actor the runtime provides (`instanceRun`), so that it
+ * is journaled, locked and resumed as any single migration is.
+ */
+
+export const DEFAULT_CONCURRENCY = 2;
+
+const slots = z.number().int('must be a whole number').min(1, 'must be at least 1').max(1024);
+
+export const EvacuationInputSchema = z
+  .object({
+    node: NodeName,
+    /** Runs at once in all. */
+    concurrency: slots.optional(),
+    /** Runs at once that touch any one node (its link is shared by every copy to or from it). */
+    perNode: slots.optional(),
+    mode: MigrationMode.optional(),
+    /** Instances that are down are failed over (config and disks only); without it they are skipped. */
+    allowFailover: z.boolean().optional(),
+    limits: Limits.partial().optional(),
+    convergence: Convergence.partial().optional(),
+    /** A resumed evacuation: what ended before the crash, and what was under way (taken up first). */
+    resumed: z
+      .object({
+        results: z.array(z.lazy(() => InstanceResultSchema)),
+        inFlight: z.array(InstanceName),
+      })
+      .optional(),
+  })
+  .strict();
+export type EvacuationInput = z.input<typeof EvacuationInputSchema>;
+
+export type Operation = 'migration' | 'failover';
+
+/** One instance's run, as the evacuation asks the runtime for it. */
+export interface InstanceRequest {
+  instance: string;
+  operation: Operation;
+  source: string;
+  target: string;
+  input: ProtocolInput;
+}
+
+export const InstanceResultSchema = z.object({
+  instance: InstanceName,
+  /** null: it was not run (skipped). */
+  operation: z.enum(['migration', 'failover']).nullable(),
+  outcome: z.string(),
+  primaryNode: NodeName.nullable(),
+  /** Why it was skipped, or what went wrong. */
+  error: z.string().optional(),
+  /** What a run that could not finish or undo its work left (needsCleanup, failed). */
+  left: z.array(z.string()).optional(),
+  tried: z.array(z.string()).optional(),
+});
+export interface InstanceResult {
+  instance: string;
+  operation: Operation | null;
+  outcome: Outcome | 'skipped' | 'notStarted';
+  primaryNode: string | null;
+  error?: string;
+  left?: string[];
+  tried?: string[];
+}
+
+export type EvacuationOutcome = 'evacuated' | 'incomplete' | 'aborted' | 'rejected';
+
+export interface EvacuationOutput {
+  outcome: EvacuationOutcome;
+  node: string;
+  /** Every instance the evacuation concerned, in the order it was planned. */
+  results: InstanceResult[];
+  counts: { moved: number; failed: number; skipped: number; notStarted: number };
+  error?: string;
+}
+
+export type EvacuationEvent =
+  | { type: 'ABORT' }
+  | { type: 'INSTANCE.DONE'; instance: string; output: ProtocolOutput }
+  | { type: 'INSTANCE.ERROR'; instance: string; error: string };
+
+interface Planned {
+  instance: string;
+  operation: Operation;
+  source: string;
+  target: string;
+  memoryMiB: number;
+}
+
+export interface EvacuationContext {
+  node: string;
+  concurrency: number;
+  perNode: number;
+  request: Pick<ProtocolInput, 'mode' | 'allowFailover' | 'limits' | 'convergence'>;
+  /** Waiting to start, in order. */
+  queue: Planned[];
+  /** Under way, by instance. */
+  running: Record<string, Planned>;
+  results: InstanceResult[];
+  /** Of a resumed evacuation: the runs that were under way. */
+  inFlight: string[];
+  aborted: boolean;
+  error: string | null;
+}
+
+const MOVED = new Set<string>(['migrated', 'failedOver']);
+const childId = (instance: string) => `instance:${instance}`;
+
+/**
+ * What moves, what is skipped and why, and in which order. Runs that were under way when an earlier
+ * orchestrator died come first (they hold the instance half-moved); then instances that are down
+ * (a failover of a stopped instance copies nothing); then the rest largest first: the drain lasts as
+ * long as its longest copies, and starting those first keeps the tail short (longest-processing-time
+ * first). The scheduler passes over an instance whose target is full, so targets fill evenly.
+ */
+export function planEvacuation(
+  node: string,
+  configs: InstanceConfig[],
+  allowFailover: boolean,
+  resumed: { results: InstanceResult[]; inFlight: string[] } = { results: [], inFlight: [] },
+): { queue: Planned[]; skipped: InstanceResult[] } {
+  const ended = new Set(resumed.results.map((r) => r.instance));
+  const inFlight = new Set(resumed.inFlight);
+  const concerned = configs
+    .filter((c) => !ended.has(c.name) && (c.primaryNode === node || inFlight.has(c.name)))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  const queue: Planned[] = [];
+  const skipped: InstanceResult[] = [];
+  const skip = (c: InstanceConfig, why: string) =>
+    skipped.push({
+      instance: c.name,
+      operation: null,
+      outcome: 'skipped',
+      primaryNode: c.primaryNode,
+      error: why,
+    });
+  for (const c of concerned) {
+    const target = c.primaryNode === node ? c.secondaryNode : c.primaryNode === c.secondaryNode ? null : node;
+    if (c.secondaryNode === null || target === null) {
+      skip(c, `not migratable: its ${c.diskTemplate} disks have no second node to move to`);
+    } else if (c.diskTemplate !== 'drbd' && !isSharedStorage(c)) {
+      skip(c, `not migratable: its ${c.diskTemplate} disks exist on ${node} only`);
+    } else if (c.adminState === 'down' && !inFlight.has(c.name)) {
+      if (allowFailover) {
+        queue.push({ instance: c.name, operation: 'failover', source: node, target, memoryMiB: 0 });
+      } else {
+        skip(c, 'it is down: there is no running guest to migrate (allow failover to move it by a failover)');
+      }
+    } else {
+      queue.push({
+        instance: c.name,
+        operation: 'migration',
+        source: c.primaryNode === node ? node : c.primaryNode,
+        target,
+        memoryMiB: c.memoryMiB,
+      });
+    }
+  }
+  const rank = (p: Planned) => (inFlight.has(p.instance) ? 0 : p.operation === 'failover' ? 1 : 2);
+  queue.sort(
+    (a, b) => rank(a) - rank(b) || b.memoryMiB - a.memoryMiB || a.instance.localeCompare(b.instance),
+  );
+  return { queue, skipped };
+}
+
+/** The runs that may start now: in queue order, each within the run's and every node's limit. */
+export function startable(context: EvacuationContext): Planned[] {
+  const running = Object.values(context.running);
+  const load = new Map<string, number>();
+  for (const r of running) for (const n of [r.source, r.target]) load.set(n, (load.get(n) ?? 0) + 1);
+  const picked: Planned[] = [];
+  for (const p of context.queue) {
+    if (running.length + picked.length >= context.concurrency) break;
+    if ([p.source, p.target].some((n) => (load.get(n) ?? 0) >= context.perNode)) continue;
+    picked.push(p);
+    for (const n of [p.source, p.target]) load.set(n, (load.get(n) ?? 0) + 1);
+  }
+  return picked;
+}
+
+function resultOf(planned: Planned, output: ProtocolOutput): InstanceResult {
+  return {
+    instance: planned.instance,
+    operation: planned.operation,
+    outcome: output.outcome,
+    primaryNode: output.primaryNode,
+    ...(output.error === undefined ? {} : { error: output.error }),
+    ...(output.left === undefined ? {} : { left: output.left }),
+    ...(output.tried === undefined ? {} : { tried: output.tried }),
+  };
+}
+
+export function evacuationOutput(context: EvacuationContext): EvacuationOutput {
+  const notStarted = context.queue.map(
+    (p): InstanceResult => ({
+      instance: p.instance,
+      operation: null,
+      outcome: 'notStarted',
+      primaryNode: p.source,
+      error: 'not started: the evacuation was aborted by the operator',
+    }),
+  );
+  const results = [...context.results, ...notStarted];
+  const counts = {
+    moved: results.filter((r) => MOVED.has(r.outcome)).length,
+    skipped: results.filter((r) => r.outcome === 'skipped').length,
+    notStarted: notStarted.length,
+    failed: 0,
+  };
+  counts.failed = results.length - counts.moved - counts.skipped - counts.notStarted;
+  const outcome: EvacuationOutcome =
+    context.error !== null
+      ? 'rejected'
+      : context.aborted
+        ? 'aborted'
+        : counts.moved === results.length
+          ? 'evacuated'
+          : 'incomplete';
+  return {
+    outcome,
+    node: context.node,
+    results,
+    counts,
+    ...(context.error === null ? {} : { error: context.error }),
+  };
+}
+
+/** What an InstanceRunner does for the evacuation: one instance's whole run, journaled as the runtime does it. */
+export type InstanceRunner = (
+  request: InstanceRequest,
+  control: {
+    /** The operator's abort, passed on: the run honours it at its next safe point. */
+    abort: AbortSignal;
+    /** The evacuation itself stopped (its orchestrator dies): stop where it is. */
+    stop: AbortSignal;
+  },
+) => Promise<ProtocolOutput>;
+
+/** The actor an evacuation starts per instance, around the runtime's runner. */
+export function instanceRunActor(runner: InstanceRunner) {
+  return fromCallback<EvacuationEvent, InstanceRequest>(({ input, sendBack, receive }) => {
+    const abort = new AbortController();
+    const stop = new AbortController();
+    receive((event) => {
+      if (event.type === 'ABORT') abort.abort();
+    });
+    let settled = false;
+    runner(input, { abort: abort.signal, stop: stop.signal }).then(
+      (output) => {
+        settled = true;
+        if (!stop.signal.aborted) sendBack({ type: 'INSTANCE.DONE', instance: input.instance, output });
+      },
+      (error: unknown) => {
+        settled = true;
+        if (!stop.signal.aborted)
+          sendBack({ type: 'INSTANCE.ERROR', instance: input.instance, error: errorText(error) });
+      },
+    );
+    return () => {
+      if (!settled) stop.abort();
+    };
+  });
+}
+
+const notProvided = instanceRunActor(async (request) => {
+  throw new Error(`no instance runner was provided for the ${request.operation} of ${request.instance}`);
+});
+
+export const evacuation = setup({
+  types: {
+    context: {} as EvacuationContext,
+    input: {} as EvacuationInput,
+    output: {} as EvacuationOutput,
+    events: {} as EvacuationEvent,
+  },
+  actors: { listInstances: unprovidedEffects().listInstances, instanceRun: notProvided },
+  guards: {
+    badInput: ({ context }) => context.error !== null,
+    /** Nothing waits that may still start, and nothing runs. */
+    finished: ({ context }) =>
+      Object.keys(context.running).length === 0 && (context.queue.length === 0 || context.aborted),
+  },
+  actions: {
+    /** Starts every run the limits allow now (none after an operator abort). */
+    startEligible: enqueueActions(({ context, enqueue }) => {
+      if (context.aborted) return;
+      const starts = startable(context);
+      if (starts.length === 0) return;
+      for (const p of starts) {
+        enqueue.spawnChild('instanceRun', {
+          id: childId(p.instance),
+          input: {
+            instance: p.instance,
+            operation: p.operation,
+            source: p.source,
+            target: p.target,
+            input: {
+              instance: p.instance,
+              ...Object.fromEntries(Object.entries(context.request).filter(([, v]) => v !== undefined)),
+            },
+          },
+        });
+      }
+      const started = new Set(starts.map((p) => p.instance));
+      enqueue.assign({
+        queue: context.queue.filter((p) => !started.has(p.instance)),
+        running: { ...context.running, ...Object.fromEntries(starts.map((p) => [p.instance, p])) },
+      });
+    }),
+    /** A run ended: its result is kept, its actor stopped, its slots freed. */
+    recordEnd: enqueueActions(({ context, enqueue, event }) => {
+      if (event.type !== 'INSTANCE.DONE' && event.type !== 'INSTANCE.ERROR') return;
+      const planned = context.running[event.instance];
+      if (planned === undefined) return;
+      const result: InstanceResult =
+        event.type === 'INSTANCE.DONE'
+          ? resultOf(planned, event.output)
+          : {
+              instance: planned.instance,
+              operation: planned.operation,
+              outcome: 'failed',
+              primaryNode: null,
+              error: event.error,
+            };
+      const { [event.instance]: _, ...running } = context.running;
+      enqueue.stopChild(childId(event.instance));
+      enqueue.assign({ running, results: [...context.results, result] });
+    }),
+    /** The operator stops the drain: nothing more starts, and each run under way is told. */
+    abortAll: enqueueActions(({ context, enqueue }) => {
+      enqueue.assign({ aborted: true });
+      for (const instance of Object.keys(context.running))
+        enqueue.sendTo(childId(instance), { type: 'ABORT' });
+    }),
+  },
+});
+
+export const evacuationMachine = evacuation.createMachine({
+  id: 'evacuation',
+  context: ({ input }) => {
+    const parsed = EvacuationInputSchema.safeParse(input);
+    const given = parsed.success ? parsed.data : null;
+    return {
+      node: input.node,
+      concurrency: given?.concurrency ?? DEFAULT_CONCURRENCY,
+      perNode: given?.perNode ?? given?.concurrency ?? DEFAULT_CONCURRENCY,
+      request: {
+        mode: given?.mode,
+        allowFailover: given?.allowFailover,
+        limits: given?.limits,
+        convergence: given?.convergence,
+      } as EvacuationContext['request'],
+      queue: [],
+      running: {},
+      results: (given?.resumed?.results ?? []) as InstanceResult[],
+      inFlight: given?.resumed?.inFlight ?? [],
+      aborted: false,
+      error: parsed.success ? null : `bad input: ${issuesText(parsed.error.issues)}`,
+    };
+  },
+  output: ({ context }) => evacuationOutput(context),
+  initial: 'checkingInput',
+  states: {
+    checkingInput: {
+      description: 'Bad input is refused before the config is read.',
+      always: [{ guard: 'badInput', target: 'done' }, { target: 'planning' }],
+    },
+    planning: {
+      description:
+        'Reading the config: which instances have the node as primary, which can move and how, in which order.',
+      on: { ABORT: { target: 'done', actions: assign({ aborted: true }) } },
+      invoke: {
+        id: 'listInstances',
+        src: 'listInstances',
+        input: ({ context }) => ({ timeoutMs: context.request.limits?.stepTimeoutMs ?? 180_000 }),
+        onDone: {
+          target: 'evacuating',
+          actions: assign(({ context, event }) => {
+            const plan = planEvacuation(context.node, event.output, context.request.allowFailover === true, {
+              results: context.results,
+              inFlight: context.inFlight,
+            });
+            return { queue: plan.queue, results: [...context.results, ...plan.skipped] };
+          }),
+        },
+        onError: {
+          target: 'done',
+          actions: assign({
+            error: ({ event }) => `Cannot read the instances from the config: ${errorText(event.error)}`,
+          }),
+        },
+      },
+    },
+    evacuating: {
+      description:
+        'Each instance moved by its own run, as many at once as the limits allow (in all, and per node); a failed run does not stop the others.',
+      entry: 'startEligible',
+      on: {
+        'INSTANCE.DONE': { actions: ['recordEnd', 'startEligible'] },
+        'INSTANCE.ERROR': { actions: ['recordEnd', 'startEligible'] },
+        ABORT: { actions: 'abortAll' },
+      },
+      always: { guard: 'finished', target: 'done' },
+    },
+    done: {
+      type: 'final',
+      description:
+        'Every instance ended, was skipped, or (after an abort) was not started; the output lists each.',
+    },
+  },
+});

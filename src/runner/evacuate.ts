@@ -1,0 +1,84 @@
+import { type AnyActorRef, createActor } from 'xstate';
+import {
+  bindRun,
+  type Clock,
+  type Effects,
+  type EvacuationInput,
+  type EvacuationOutput,
+  evacuationMachine,
+  type InstanceRequest,
+  type InstanceRunner,
+  instanceRunActor,
+  type ProtocolOutput,
+  runBoundActors,
+  systemClock,
+} from '../../machines/index.js';
+import { type RunEvent, runFailover, runMigration, startUntilStopped, stateKey } from './run.js';
+
+/** One instance's run starting or ending inside an evacuation (views, limit checks). */
+export type RunNotice =
+  | { phase: 'start'; request: InstanceRequest }
+  | { phase: 'end'; request: InstanceRequest; output: ProtocolOutput };
+
+export interface EvacuationOptions {
+  clock?: Clock;
+  /** What each instance's run reports, by instance: a view shows every run in flight. */
+  onInstanceEvent?: (instance: string, event: RunEvent) => void;
+  /** Each instance's run as it starts and ends. */
+  onRun?: (notice: RunNotice) => void;
+  graceMs?: number;
+  /** The operator's abort: nothing more starts, and every run under way reverts at its safe point. */
+  abort?: AbortSignal;
+  /** Stops the evacuation where it is, like an orchestrator that dies (see RunOptions.signal). */
+  signal?: AbortSignal;
+  /** How one instance's run is made; by default runMigration or runFailover on the same effects. */
+  runner?: InstanceRunner;
+  onStart?: (actor: AnyActorRef) => void;
+}
+
+/** The plain runner: each instance's machine on the evacuation's effects, without a journal. */
+export function plainRunner(effects: Effects, options: EvacuationOptions): InstanceRunner {
+  return (request, control) => {
+    const run = request.operation === 'migration' ? runMigration : runFailover;
+    return run(request.input, effects, {
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
+      abort: control.abort,
+      signal: control.stop,
+      onEvent: (event) => options.onInstanceEvent?.(request.instance, event),
+    });
+  };
+}
+
+/** Tells `onRun` when each instance's run starts and ends. */
+function noticed(runner: InstanceRunner, onRun: EvacuationOptions['onRun']): InstanceRunner {
+  if (onRun === undefined) return runner;
+  return async (request, control) => {
+    onRun({ phase: 'start', request });
+    const output = await runner(request, control);
+    onRun({ phase: 'end', request, output });
+    return output;
+  };
+}
+
+/**
+ * Drains a node: every instance whose primary it is moves to its secondary, each by its own run, as
+ * many at once as the limits allow. Resolves with every instance's outcome.
+ */
+export function runEvacuation(
+  input: EvacuationInput,
+  effects: Effects,
+  options: EvacuationOptions = {},
+): Promise<EvacuationOutput> {
+  const runner = noticed(options.runner ?? plainRunner(effects, options), options.onRun);
+  const machine = evacuationMachine.provide({
+    actors: { listInstances: runBoundActors().listInstances, instanceRun: instanceRunActor(runner) },
+  });
+  const actor = createActor(machine, { input });
+  bindRun(actor, effects, { clock: options.clock ?? systemClock });
+  options.onStart?.(actor);
+  options.abort?.addEventListener('abort', () => actor.send({ type: 'ABORT' }), { once: true });
+  return startUntilStopped<EvacuationOutput>(actor, options.signal, () =>
+    stateKey(actor.getSnapshot().value),
+  );
+}
