@@ -38,13 +38,16 @@ export const EvacuationInputSchema = z
       .object({
         results: z.array(z.lazy(() => InstanceResultSchema)),
         inFlight: z.array(InstanceName),
+        /** Migrations that ended half-done before their cleanup ran. */
+        needCleanup: z.array(InstanceName).default([]),
       })
       .optional(),
   })
   .strict();
 export type EvacuationInput = z.input<typeof EvacuationInputSchema>;
 
-export type Operation = 'migration' | 'failover';
+/** cleanup: a run that ended needsCleanup is followed by Ganeti's migrate --cleanup before the next. */
+export type Operation = 'migration' | 'failover' | 'cleanup';
 
 /** One instance's run, as the evacuation asks the runtime for it. */
 export interface InstanceRequest {
@@ -53,12 +56,14 @@ export interface InstanceRequest {
   source: string;
   target: string;
   input: ProtocolInput;
+  /** Under way when an earlier orchestrator stopped: to be taken up from its journal, not begun again. */
+  resumed: boolean;
 }
 
 export const InstanceResultSchema = z.object({
   instance: InstanceName,
   /** null: it was not run (skipped). */
-  operation: z.enum(['migration', 'failover']).nullable(),
+  operation: z.enum(['migration', 'failover', 'cleanup']).nullable(),
   outcome: z.string(),
   primaryNode: NodeName.nullable(),
   /** Why it was skipped, or what went wrong. */
@@ -82,7 +87,7 @@ export type EvacuationOutcome = 'evacuated' | 'incomplete' | 'aborted' | 'reject
 export interface EvacuationOutput {
   outcome: EvacuationOutcome;
   node: string;
-  /** Every instance the evacuation concerned, in the order it was planned. */
+  /** Every instance the evacuation concerned, in the order it was planned (skipped ones first). */
   results: InstanceResult[];
   counts: { moved: number; failed: number; skipped: number; notStarted: number };
   error?: string;
@@ -99,6 +104,9 @@ interface Planned {
   source: string;
   target: string;
   memoryMiB: number;
+  resumed: boolean;
+  /** Follow-up runs so far after one left it half-done (see followUpOf). */
+  cleanups?: number;
 }
 
 export interface EvacuationContext {
@@ -111,8 +119,11 @@ export interface EvacuationContext {
   /** Under way, by instance. */
   running: Record<string, Planned>;
   results: InstanceResult[];
-  /** Of a resumed evacuation: the runs that were under way. */
+  /** Every instance concerned, in plan order (the output lists them so). */
+  order: string[];
+  /** Of a resumed evacuation: the runs that were under way, and the migrations left for a cleanup. */
   inFlight: string[];
+  needCleanup: string[];
   aborted: boolean;
   error: string | null;
 }
@@ -131,12 +142,19 @@ export function planEvacuation(
   node: string,
   configs: InstanceConfig[],
   allowFailover: boolean,
-  resumed: { results: InstanceResult[]; inFlight: string[] } = { results: [], inFlight: [] },
+  resumed: { results: InstanceResult[]; inFlight: string[]; needCleanup?: string[] } = {
+    results: [],
+    inFlight: [],
+  },
 ): { queue: Planned[]; skipped: InstanceResult[] } {
   const ended = new Set(resumed.results.map((r) => r.instance));
   const inFlight = new Set(resumed.inFlight);
+  const needCleanup = new Set(resumed.needCleanup ?? []);
   const concerned = configs
-    .filter((c) => !ended.has(c.name) && (c.primaryNode === node || inFlight.has(c.name)))
+    .filter(
+      (c) =>
+        !ended.has(c.name) && (c.primaryNode === node || inFlight.has(c.name) || needCleanup.has(c.name)),
+    )
     .sort((a, b) => a.name.localeCompare(b.name));
   const queue: Planned[] = [];
   const skipped: InstanceResult[] = [];
@@ -149,14 +167,42 @@ export function planEvacuation(
       error: why,
     });
   for (const c of concerned) {
-    const target = c.primaryNode === node ? c.secondaryNode : c.primaryNode === c.secondaryNode ? null : node;
-    if (c.secondaryNode === null || target === null) {
+    if (needCleanup.has(c.name)) {
+      const target = c.primaryNode === node ? (c.secondaryNode ?? node) : c.primaryNode;
+      queue.push({
+        instance: c.name,
+        operation: 'cleanup',
+        source: node,
+        target,
+        memoryMiB: c.memoryMiB,
+        resumed: false,
+        cleanups: 1,
+      });
+    } else if (inFlight.has(c.name)) {
+      // Half-moved, perhaps already committed: where it goes is the node the config does not name.
+      const target = c.primaryNode === node ? (c.secondaryNode ?? node) : c.primaryNode;
+      queue.push({
+        instance: c.name,
+        operation: c.adminState === 'down' ? 'failover' : 'migration',
+        source: node,
+        target,
+        memoryMiB: c.memoryMiB,
+        resumed: true,
+      });
+    } else if (c.secondaryNode === null) {
       skip(c, `not migratable: its ${c.diskTemplate} disks have no second node to move to`);
     } else if (c.diskTemplate !== 'drbd' && !isSharedStorage(c)) {
       skip(c, `not migratable: its ${c.diskTemplate} disks exist on ${node} only`);
-    } else if (c.adminState === 'down' && !inFlight.has(c.name)) {
+    } else if (c.adminState === 'down') {
       if (allowFailover) {
-        queue.push({ instance: c.name, operation: 'failover', source: node, target, memoryMiB: 0 });
+        queue.push({
+          instance: c.name,
+          operation: 'failover',
+          source: node,
+          target: c.secondaryNode,
+          memoryMiB: 0,
+          resumed: false,
+        });
       } else {
         skip(c, 'it is down: there is no running guest to migrate (allow failover to move it by a failover)');
       }
@@ -164,13 +210,15 @@ export function planEvacuation(
       queue.push({
         instance: c.name,
         operation: 'migration',
-        source: c.primaryNode === node ? node : c.primaryNode,
-        target,
+        source: node,
+        target: c.secondaryNode,
         memoryMiB: c.memoryMiB,
+        resumed: false,
       });
     }
   }
-  const rank = (p: Planned) => (inFlight.has(p.instance) ? 0 : p.operation === 'failover' ? 1 : 2);
+  const rank = (p: Planned) =>
+    p.resumed || p.operation === 'cleanup' ? 0 : p.operation === 'failover' ? 1 : 2;
   queue.sort(
     (a, b) => rank(a) - rank(b) || b.memoryMiB - a.memoryMiB || a.instance.localeCompare(b.instance),
   );
@@ -192,11 +240,57 @@ export function startable(context: EvacuationContext): Planned[] {
   return picked;
 }
 
-function resultOf(planned: Planned, output: ProtocolOutput): InstanceResult {
+/**
+ * A run left half-done gets another, next, before anything new: a migration the cleanup (which looks
+ * where the instance runs and repairs it, Ganeti's migrate --cleanup), at most twice; a failover
+ * itself again, once, if it had not reached its commit.
+ */
+function followUpOf(planned: Planned, result: InstanceResult): Planned | null {
+  const halfDone = result.outcome === 'needsCleanup' || result.outcome === 'failed';
+  if (!halfDone) return null;
+  // The cleanup is safe to run again (it looks before it acts); twice at most.
+  const cleanups = planned.operation === 'cleanup' ? (planned.cleanups ?? 1) : 0;
+  if (planned.operation !== 'failover' && cleanups < MAX_CLEANUPS && !PRESCRIBED.test(result.error ?? '')) {
+    return { ...planned, operation: 'cleanup', resumed: false, cleanups: cleanups + 1 };
+  }
+  // A failover is run again only where the config still names the source: after its commit, a
+  // second one would move the instance back.
+  if (
+    planned.operation === 'failover' &&
+    planned.cleanups === undefined &&
+    result.primaryNode === planned.source
+  ) {
+    return { ...planned, resumed: false, cleanups: 0 };
+  }
+  return null;
+}
+
+const MAX_CLEANUPS = 2;
+/** A migration's end after which the evacuation runs the cleanup (see followUpOf). */
+export const leftForCleanup = (r: InstanceResult) =>
+  r.operation !== 'failover' &&
+  (r.outcome === 'needsCleanup' || r.outcome === 'failed') &&
+  !PRESCRIBED.test(r.error ?? '');
+/** The cleanup's own verdicts that no second cleanup changes (the instance on two nodes, on none). */
+const PRESCRIBED =
+  /running on two nodes|does not seem to be running at all|survives only as a migration leftover/;
+
+/** What one run came to, for the evacuation's list (and its journal). */
+export function instanceResult(
+  planned: Pick<InstanceRequest, 'instance' | 'operation' | 'target'>,
+  output: ProtocolOutput,
+): InstanceResult {
+  // A cleanup that found the instance running on its target finished the move.
+  const outcome =
+    planned.operation === 'cleanup' && output.outcome === 'cleaned'
+      ? output.primaryNode === planned.target
+        ? 'migrated'
+        : 'reverted'
+      : output.outcome;
   return {
     instance: planned.instance,
     operation: planned.operation,
-    outcome: output.outcome,
+    outcome,
     primaryNode: output.primaryNode,
     ...(output.error === undefined ? {} : { error: output.error }),
     ...(output.left === undefined ? {} : { left: output.left }),
@@ -214,7 +308,10 @@ export function evacuationOutput(context: EvacuationContext): EvacuationOutput {
       error: 'not started: the evacuation was aborted by the operator',
     }),
   );
-  const results = [...context.results, ...notStarted];
+  const rank = new Map(context.order.map((name, i) => [name, i]));
+  const results = [...context.results, ...notStarted].sort(
+    (a, b) => (rank.get(a.instance) ?? 0) - (rank.get(b.instance) ?? 0),
+  );
   const counts = {
     moved: results.filter((r) => MOVED.has(r.outcome)).length,
     skipped: results.filter((r) => r.outcome === 'skipped').length,
@@ -308,6 +405,7 @@ export const evacuation = setup({
             operation: p.operation,
             source: p.source,
             target: p.target,
+            resumed: p.resumed,
             input: {
               instance: p.instance,
               ...Object.fromEntries(Object.entries(context.request).filter(([, v]) => v !== undefined)),
@@ -328,7 +426,7 @@ export const evacuation = setup({
       if (planned === undefined) return;
       const result: InstanceResult =
         event.type === 'INSTANCE.DONE'
-          ? resultOf(planned, event.output)
+          ? instanceResult(planned, event.output)
           : {
               instance: planned.instance,
               operation: planned.operation,
@@ -338,6 +436,11 @@ export const evacuation = setup({
             };
       const { [event.instance]: _, ...running } = context.running;
       enqueue.stopChild(childId(event.instance));
+      const followUp = followUpOf(planned, result);
+      if (followUp !== null && !context.aborted) {
+        enqueue.assign({ running, queue: [followUp, ...context.queue] });
+        return;
+      }
       enqueue.assign({ running, results: [...context.results, result] });
     }),
     /** The operator stops the drain: nothing more starts, and each run under way is told. */
@@ -368,6 +471,8 @@ export const evacuationMachine = evacuation.createMachine({
       running: {},
       results: (given?.resumed?.results ?? []) as InstanceResult[],
       inFlight: given?.resumed?.inFlight ?? [],
+      needCleanup: given?.resumed?.needCleanup ?? [],
+      order: [],
       aborted: false,
       error: parsed.success ? null : `bad input: ${issuesText(parsed.error.issues)}`,
     };
@@ -394,7 +499,15 @@ export const evacuationMachine = evacuation.createMachine({
               results: context.results,
               inFlight: context.inFlight,
             });
-            return { queue: plan.queue, results: [...context.results, ...plan.skipped] };
+            return {
+              queue: plan.queue,
+              results: [...context.results, ...plan.skipped],
+              order: [
+                ...context.results.map((r) => r.instance),
+                ...plan.skipped.map((r) => r.instance),
+                ...plan.queue.map((p) => p.instance),
+              ],
+            };
           }),
         },
         onError: {

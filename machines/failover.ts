@@ -265,10 +265,15 @@ export const failoverMachine = protocol.createMachine({
       tags: ['commit'],
       meta: meta({ marker: 'commit point', rules: [3] }),
       ...commitPrimary({
-        onCommitted: '#failover.activatingDisks',
+        onCommitted: '#failover.committed',
         onFailed: '#failover.surveying',
         repair: 'the instance is stopped; run the failover again',
       }),
+    },
+    committed: {
+      description:
+        'Ganeti starts the instance on its new primary only if it is to run: a stopped instance stays stopped, its disks Secondary on both nodes.',
+      always: [{ guard: 'stoppedByAdmin', target: 'failedOver' }, { target: 'activatingDisks' }],
     },
     activatingDisks: {
       ...effectStep({

@@ -326,6 +326,8 @@ export const protocol = setup({
     postcopyBroken: ({ context }) =>
       context.memory !== null && classifyMigration(context.memory.status) === 'brokenPostcopy',
     pastPointOfNoReturn: ({ context }) => context.pastPointOfNoReturn,
+    /** The config says the instance is to be down (Ganeti's admin_state). */
+    stoppedByAdmin: ({ context }) => context.config?.adminState === 'down',
     migrationOverdue: ({ context }) =>
       context.watch !== null &&
       overdue(context.watch, context.limits.migrationTotalMs, context.limits.migrationNoProgressMs) !== null,

@@ -1,3 +1,9 @@
+export {
+  EvacuationJournal,
+  type EvacuationRecord,
+  type JournaledEvacuationOptions,
+  runEvacuationJournaled,
+} from './evacuation.js';
 export { FileLocks, type Lease, LockedError, type LockOwner, type LockStore } from './lock.js';
 export {
   type JournalOptions,

@@ -13,12 +13,13 @@ import {
   runBoundActors,
   systemClock,
 } from '../../machines/index.js';
-import { type RunEvent, runFailover, runMigration, startUntilStopped, stateKey } from './run.js';
+import { type RunEvent, runCleanup, runFailover, runMigration, startUntilStopped, stateKey } from './run.js';
 
 /** One instance's run starting or ending inside an evacuation (views, limit checks). */
 export type RunNotice =
   | { phase: 'start'; request: InstanceRequest }
-  | { phase: 'end'; request: InstanceRequest; output: ProtocolOutput };
+  /** output null: the run was stopped with the evacuation (its orchestrator died). */
+  | { phase: 'end'; request: InstanceRequest; output: ProtocolOutput | null };
 
 export interface EvacuationOptions {
   clock?: Clock;
@@ -39,7 +40,7 @@ export interface EvacuationOptions {
 /** The plain runner: each instance's machine on the evacuation's effects, without a journal. */
 export function plainRunner(effects: Effects, options: EvacuationOptions): InstanceRunner {
   return (request, control) => {
-    const run = request.operation === 'migration' ? runMigration : runFailover;
+    const run = { migration: runMigration, failover: runFailover, cleanup: runCleanup }[request.operation];
     return run(request.input, effects, {
       ...(options.clock === undefined ? {} : { clock: options.clock }),
       ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
@@ -55,9 +56,13 @@ function noticed(runner: InstanceRunner, onRun: EvacuationOptions['onRun']): Ins
   if (onRun === undefined) return runner;
   return async (request, control) => {
     onRun({ phase: 'start', request });
-    const output = await runner(request, control);
-    onRun({ phase: 'end', request, output });
-    return output;
+    let output: ProtocolOutput | null = null;
+    try {
+      output = await runner(request, control);
+      return output;
+    } finally {
+      onRun({ phase: 'end', request, output });
+    }
   };
 }
 

@@ -1,0 +1,286 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  createSimCluster,
+  EFFECT_NAMES,
+  type EffectName,
+  EvacuationJournal,
+  type EvacuationOutput,
+  type Fault,
+  FileJournal,
+  FileLocks,
+  type InstanceRequest,
+  RunInterrupted,
+  restStateProblems,
+  runEvacuation,
+  runEvacuationJournaled,
+  type SimCluster,
+  type World,
+  type WorldSpec,
+} from '../src/index.js';
+import { tempDir } from './tmp.js';
+
+/**
+ * Draining a node (issue 12): every primary instance of the node moves to its secondary, each by its
+ * own run, under a limit in all and per node, past individual failures; the outcome lists each.
+ */
+
+type Spec = NonNullable<WorldSpec['instances']>[number];
+
+function cluster(instances: Spec[], nodes = ['node-a', 'node-b', 'node-c', 'node-d']): WorldSpec {
+  return {
+    nodes: Object.fromEntries(nodes.map((n) => [n, { memoryMiB: 1e9 }])),
+    instances,
+    settings: { stepMs: 50 },
+  };
+}
+
+const vm = (name: string, primary: string, secondary: string | null, extra: Partial<Spec> = {}): Spec => ({
+  name,
+  primary,
+  secondary,
+  memoryMiB: 512,
+  disksMiB: [256],
+  ...extra,
+});
+
+/** Runs in flight per node, checked at every start against the limits. */
+function limitWatch(limits: { concurrency: number; perNode: number }) {
+  const load = new Map<string, number>();
+  let running = 0;
+  const problems: string[] = [];
+  const order: string[] = [];
+  return {
+    problems,
+    order,
+    onRun: (n: { phase: 'start' | 'end'; request: InstanceRequest }) => {
+      const d = n.phase === 'start' ? 1 : -1;
+      running += d;
+      if (n.phase === 'start') order.push(n.request.instance);
+      for (const node of new Set([n.request.source, n.request.target]))
+        load.set(node, (load.get(node) ?? 0) + d);
+      if (running > limits.concurrency)
+        problems.push(`${running} runs at once (limit ${limits.concurrency})`);
+      for (const [node, l] of load)
+        if (l > limits.perNode) problems.push(`${l} runs on ${node} at once (limit ${limits.perNode})`);
+    },
+  };
+}
+
+/** The outcome must tell the truth about the world, instance by instance. */
+function summaryProblems(out: EvacuationOutput, before: World, world: World): string[] {
+  const problems = [...world.violations];
+  for (const r of out.results) {
+    const was = before.config.instances[r.instance]!;
+    const now = world.config.instances[r.instance]!;
+    const at = (what: string) => `${r.instance} (${r.outcome}): ${what}`;
+    switch (r.outcome) {
+      case 'migrated':
+      case 'failedOver':
+        if (now.primaryNode !== was.secondaryNode) problems.push(at(`config names ${now.primaryNode}`));
+        if (now.adminState === 'up') problems.push(...restStateProblems(world, r.instance).map(at));
+        break;
+      // rejected: a prerequisite failed and nothing was touched.
+      case 'rejected':
+      case 'reverted':
+      case 'skipped':
+      case 'notStarted':
+        if (now.primaryNode !== was.primaryNode) problems.push(at(`config names ${now.primaryNode}`));
+        if (now.adminState === 'up' && was.secondaryNode !== null && ['drbd'].includes(was.diskTemplate))
+          problems.push(...restStateProblems(world, r.instance).map(at));
+        break;
+      default:
+        problems.push(at(`ended ${r.outcome}: ${r.error ?? ''}`));
+    }
+  }
+  return problems;
+}
+
+describe('evacuating a node on the simulated cluster', () => {
+  const mixed = () =>
+    cluster([
+      vm('big', 'node-a', 'node-b', { memoryMiB: 4096 }),
+      vm('small', 'node-a', 'node-c', { memoryMiB: 256 }),
+      vm('medium', 'node-a', 'node-d', { memoryMiB: 1024 }),
+      vm('stopped', 'node-a', 'node-b', { running: false }),
+      vm('local', 'node-a', null, { diskTemplate: 'plain' }),
+      vm('elsewhere', 'node-b', 'node-a'),
+    ]);
+
+  it('moves every primary instance of the node, largest first, and lists those it cannot with why', async () => {
+    const sim = createSimCluster(mixed());
+    const before = sim.snapshot();
+    const watch = limitWatch({ concurrency: 2, perNode: 2 });
+    const out = await runEvacuation({ node: 'node-a' }, sim.effects, {
+      clock: sim.clock,
+      onRun: watch.onRun,
+    });
+    expect(out.outcome).toBe('incomplete');
+    expect(out.results.map((r) => [r.instance, r.outcome])).toEqual([
+      ['local', 'skipped'],
+      ['stopped', 'skipped'],
+      ['big', 'migrated'],
+      ['medium', 'migrated'],
+      ['small', 'migrated'],
+    ]);
+    expect(out.results.find((r) => r.instance === 'stopped')?.error).toMatch(/it is down.*allow failover/);
+    expect(out.results.find((r) => r.instance === 'local')?.error).toMatch(/plain disks have no second node/);
+    expect(watch.order).toEqual(['big', 'medium', 'small']);
+    expect(out.counts).toEqual({ moved: 3, failed: 0, skipped: 2, notStarted: 0 });
+    expect(watch.problems).toEqual([]);
+    expect(summaryProblems(out, before, sim.world)).toEqual([]);
+    // Not its primary: untouched.
+    expect(sim.world.config.instances.elsewhere?.primaryNode).toBe('node-b');
+  });
+
+  it('fails over instances that are down when allowed, first (they copy nothing)', async () => {
+    const sim = createSimCluster(mixed());
+    const watch = limitWatch({ concurrency: 2, perNode: 2 });
+    const out = await runEvacuation({ node: 'node-a', allowFailover: true }, sim.effects, {
+      clock: sim.clock,
+      onRun: watch.onRun,
+    });
+    expect(watch.order[0]).toBe('stopped');
+    expect(out.results.find((r) => r.instance === 'stopped')).toMatchObject({
+      operation: 'failover',
+      outcome: 'failedOver',
+      primaryNode: 'node-b',
+    });
+    expect(out.counts.moved).toBe(4);
+  });
+
+  it('goes on past a failed run, and follows a run left half-done with the cleanup', async () => {
+    const instances = ['v1', 'v2', 'v3', 'v4'].map((n, i) => vm(n, 'node-a', ['node-b', 'node-c'][i % 2]!));
+    // The first acceptInstance fails (that copy is reverted); the first source finalize fails (the
+    // run ends needsCleanup, and the evacuation's cleanup finds the instance on its target).
+    const faults: Fault[] = [
+      { effect: 'acceptInstance', call: 1, kind: 'error' },
+      { effect: 'finalizeMigrationSource', call: 2, kind: 'error' },
+    ];
+    const sim = createSimCluster(cluster(instances), { faults });
+    const before = sim.snapshot();
+    const out = await runEvacuation({ node: 'node-a', concurrency: 1 }, sim.effects, { clock: sim.clock });
+    const outcomes = out.results.map((r) => `${r.instance}:${r.operation}:${r.outcome}`);
+    expect(outcomes).toContain('v1:migration:reverted');
+    expect(outcomes.filter((o) => o.endsWith(':migrated')).length).toBe(3);
+    expect(outcomes.some((o) => o.includes(':cleanup:migrated'))).toBe(true);
+    expect(out.outcome).toBe('incomplete');
+    expect(summaryProblems(out, before, sim.world)).toEqual([]);
+  });
+
+  it('an operator abort starts nothing more; the runs under way stop at their safe point', async () => {
+    const instances = Array.from({ length: 6 }, (_, i) => vm(`v${i}`, 'node-a', 'node-b'));
+    const sim = createSimCluster(cluster(instances));
+    const before = sim.snapshot();
+    const abort = new AbortController();
+    const out = await runEvacuation({ node: 'node-a', concurrency: 2 }, sim.effects, {
+      clock: sim.clock,
+      abort: abort.signal,
+      onRun: (n) => {
+        if (n.phase === 'start' && n.request.instance === 'v1') abort.abort();
+      },
+    });
+    expect(out.outcome).toBe('aborted');
+    const started = out.results.filter((r) => r.outcome !== 'notStarted');
+    expect(started.map((r) => r.instance).sort()).toEqual(['v0', 'v1']);
+    for (const r of started) expect(['reverted', 'migrated']).toContain(r.outcome);
+    expect(out.results.filter((r) => r.outcome === 'notStarted').map((r) => r.instance)).toEqual([
+      'v2',
+      'v3',
+      'v4',
+      'v5',
+    ]);
+    expect(out.counts.notStarted).toBe(4);
+    expect(summaryProblems(out, before, sim.world)).toEqual([]);
+  });
+
+  it('refuses bad input before reading anything', async () => {
+    const sim = createSimCluster(mixed());
+    const out = await runEvacuation({ node: 'node-a', concurrency: 0 } as never, sim.effects, {
+      clock: sim.clock,
+    });
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(/concurrency: must be at least 1/);
+    expect(sim.calls.listInstances).toBe(0);
+  });
+});
+
+/**
+ * The scale test of the issue: 1,000 instances over five nodes, a fifth of them on the drained node
+ * not movable or stopped, random faults of every kind on every effect, limits of 4 in all and 2 per
+ * node. Killed mid-way, the journaled evacuation is resumed and must end the same way.
+ */
+describe('evacuating 1,000 instances with random faults', () => {
+  const nodes = ['n0', 'n1', 'n2', 'n3', 'n4'];
+  function world(seed: number) {
+    const rnd = fc.sample(fc.integer({ min: 0, max: 99 }), { seed, numRuns: 1000 });
+    const instances = rnd.map((r, i): Spec => {
+      const onDrained = i % 2 === 0;
+      const other = nodes[1 + (i % 4)]!;
+      const [primary, secondary] = onDrained ? ['n0', other] : [other, 'n0'];
+      if (r < 4) return vm(`vm${i}`, primary, null, { diskTemplate: 'plain', memoryMiB: 256 });
+      if (r < 10) return vm(`vm${i}`, primary, secondary, { running: false, memoryMiB: 256 });
+      return vm(`vm${i}`, primary, secondary, { memoryMiB: 256 + (r % 8) * 128 });
+    });
+    return cluster(instances, nodes);
+  }
+  function faults(seed: number): Fault[] {
+    const effects = EFFECT_NAMES.filter((e) => e !== 'listInstances');
+    return fc.sample(
+      fc.record({
+        effect: fc.constantFrom<EffectName>(...effects),
+        call: fc.integer({ min: 1, max: 1500 }),
+        kind: fc.constantFrom<Fault['kind']>('error', 'hang', 'lost'),
+      }),
+      { seed, numRuns: 80 },
+    );
+  }
+
+  async function drain(sim: SimCluster, dir: string, stopAfter: number | null) {
+    const watch = limitWatch({ concurrency: 4, perNode: 2 });
+    const stop = new AbortController();
+    let ended = 0;
+    let live = 0;
+    let allEnded = () => {};
+    const options = {
+      clock: sim.clock,
+      store: new FileJournal(dir),
+      locks: new FileLocks(dir),
+      evacuations: new EvacuationJournal(dir),
+      onRun: (n: Parameters<typeof watch.onRun>[0]) => {
+        watch.onRun(n);
+        live += n.phase === 'start' ? 1 : -1;
+        if (live === 0) allEnded();
+        if (n.phase === 'end' && ++ended === stopAfter) stop.abort();
+      },
+      signal: stop.signal,
+    };
+    const input = { node: 'n0', concurrency: 4, perNode: 2, allowFailover: true };
+    const first = await runEvacuationJournaled(input, sim.effects, options).catch((e: unknown) => e);
+    if (!(first instanceof RunInterrupted)) return { out: first as EvacuationOutput, watch };
+    // The dead orchestrator's runs are stopped with it; their ends are told as they unwind.
+    if (live > 0) await new Promise<void>((resolve) => (allEnded = resolve));
+    const resumed = await runEvacuationJournaled(input, sim.effects, { ...options, signal: undefined }, true);
+    return { out: resumed, watch };
+  }
+
+  for (const [name, stopAfter] of [
+    ['runs to its end', null],
+    ['killed after 150 runs and resumed', 150],
+  ] as const) {
+    it(`${name}: every instance migrated, failed over, or reverted; limits and safety rules held`, async () => {
+      const sim = createSimCluster(world(7), { faults: faults(11) });
+      const before = sim.snapshot();
+      const { out, watch } = await drain(sim, tempDir('drbd-migrate-evac-'), stopAfter);
+      expect(watch.problems).toEqual([]);
+      expect(summaryProblems(out, before, sim.world)).toEqual([]);
+      const concerned = Object.values(before.config.instances).filter((c) => c.primaryNode === 'n0');
+      expect(out.results.map((r) => r.instance).sort()).toEqual(concerned.map((c) => c.name).sort());
+      expect(out.counts.skipped).toBe(concerned.filter((c) => c.secondaryNode === null).length);
+      expect(out.counts.moved + out.counts.skipped + out.counts.failed).toBe(concerned.length);
+      // The faults did hit: some runs were refused or undone, some half-done ones cleaned up.
+      expect(out.results.some((r) => r.outcome === 'reverted' || r.outcome === 'rejected')).toBe(true);
+      expect(out.results.some((r) => r.operation === 'cleanup')).toBe(true);
+    }, 300_000);
+  }
+});
