@@ -102,7 +102,7 @@ describe('evacuating a node on the simulated cluster', () => {
       vm('big', 'node-a', 'node-b', { memoryMiB: 4096 }),
       vm('small', 'node-a', 'node-c', { memoryMiB: 256 }),
       vm('medium', 'node-a', 'node-d', { memoryMiB: 1024 }),
-      vm('stopped', 'node-a', 'node-b', { running: false }),
+      vm('stopped', 'node-a', 'node-b', { running: false, adminState: 'down' }),
       vm('local', 'node-a', null, { diskTemplate: 'plain' }),
       vm('elsewhere', 'node-b', 'node-a'),
     ]);
@@ -219,7 +219,8 @@ describe('evacuating 1,000 instances with random faults', () => {
       const other = nodes[1 + (i % 4)]!;
       const [primary, secondary] = onDrained ? ['n0', other] : [other, 'n0'];
       if (r < 4) return vm(`vm${i}`, primary, null, { diskTemplate: 'plain', memoryMiB: 256 });
-      if (r < 10) return vm(`vm${i}`, primary, secondary, { running: false, memoryMiB: 256 });
+      if (r < 10)
+        return vm(`vm${i}`, primary, secondary, { running: false, adminState: 'down', memoryMiB: 256 });
       return vm(`vm${i}`, primary, secondary, { memoryMiB: 256 + (r % 8) * 128 });
     });
     return cluster(instances, nodes);

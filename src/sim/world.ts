@@ -182,6 +182,8 @@ export interface InstanceSpec {
   /** Sizes of the instance's DRBD disks, one resource each. */
   disksMiB?: number[];
   running?: boolean;
+  /** What the config wants (Ganeti's admin_state); default up, even when it is not running. */
+  adminState?: 'up' | 'down';
   /** Start with this much unsynchronised data on the secondary, to watch a resync. */
   outOfSyncMiB?: number;
   /** A busy guest: MiB/s it dirties, over a working set of workingSetMiB (default a quarter of its memory). */
@@ -288,7 +290,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       memoryMiB,
       minMemoryMiB: i.minMemoryMiB ?? memoryMiB,
       migrationMode: i.migrationMode ?? 'live',
-      adminState: i.running === false ? 'down' : 'up',
+      adminState: i.adminState ?? 'up',
     };
     world.commits[i.name] = 0;
     if (i.dirtyMiBps !== undefined && i.dirtyMiBps > 0) {

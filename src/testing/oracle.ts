@@ -114,6 +114,15 @@ export function primaryNodeProblems(out: ProtocolOutput, after: WorldView): stri
   return [`${out.outcome} says the config names ${out.primaryNode}, but it names ${after.configPrimary}`];
 }
 
+/** An instance the config wants down: it runs nowhere, and none of its disks is Primary. */
+export function stoppedProblems(view: WorldView): string[] {
+  const problems = Object.entries(view.instance).map(([node, state]) => `it is ${state} on ${node}`);
+  for (const [node, disks] of Object.entries(view.disks)) {
+    for (const d of disks) if (d.role === 'Primary') problems.push(`${d.resource} is Primary on ${node}`);
+  }
+  return problems;
+}
+
 /** Does the outcome tell the truth about the world it left? */
 export function outcomeProblems(out: ProtocolOutput, before: WorldView, after: WorldView): string[] {
   return [...primaryNodeProblems(out, after), ...outcomeStateProblems(out, before, after)];
@@ -139,7 +148,8 @@ function outcomeStateProblems(out: ProtocolOutput, before: WorldView, after: Wor
       ];
     case 'failedOver':
       return [
-        ...at('', restProblems(after)),
+        // A stopped instance stays stopped on its new primary (Ganeti starts it only if it is to run).
+        ...at('', after.configAdminState === 'down' ? stoppedProblems(after) : restProblems(after)),
         ...(after.configPrimary === before.configSecondary
           ? []
           : [`failedOver but the config names ${after.configPrimary}`]),

@@ -114,6 +114,13 @@ function variantOf(effect: EffectName, name: string | undefined): Variant | unde
   return VARIANTS[effect]?.find((v) => v.name === name);
 }
 
+/** Instance specs of two recipes, merged by name: later fields win, earlier ones stay. */
+type Specs = NonNullable<NonNullable<Recipe['spec']>['instances']>;
+function mergeInstances(a: Specs, b: Specs): Specs {
+  const earlier = new Map(a.map((i) => [i.name, i]));
+  return b.map((i) => ({ ...earlier.get(i.name), ...i }));
+}
+
 function mergeRecipe(a: Recipe, b: Recipe | undefined): Recipe {
   if (b === undefined) return a;
   const spec =
@@ -122,6 +129,9 @@ function mergeRecipe(a: Recipe, b: Recipe | undefined): Recipe {
           ...a.spec,
           ...b.spec,
           settings: { ...a.spec?.settings, ...b.spec?.settings },
+          ...(a.spec?.instances && b.spec?.instances
+            ? { instances: mergeInstances(a.spec.instances, b.spec.instances) }
+            : {}),
         }
       : undefined;
   return {

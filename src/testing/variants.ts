@@ -179,6 +179,15 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       },
     },
     {
+      // Failover: stopped by the operator; it stays stopped on its new primary.
+      name: 'stoppedByAdmin',
+      applies: (s) => failingOver(s) && !confirmingCommit(s),
+      output: (c) => ({ ...config(c), adminState: 'down' }),
+      recipe: {
+        spec: { instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, adminState: 'down' as const })) },
+      },
+    },
+    {
       name: 'plain',
       applies: not(confirmingCommit),
       output: (c) => ({ ...config(c), diskTemplate: 'plain', secondaryNode: null }),
@@ -331,13 +340,12 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       applies: failingOver,
     },
     {
-      // Failover: the source answers, the instance is stopped there.
+      // Failover: the source answers, the instance is stopped there (the config may still want it up).
       name: 'stoppedThere',
       output: () => ({ reachable: true, error: null, state: null }),
       applies: failingOver,
-      recipe: {
-        spec: { instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, running: false })) },
-      },
+      // Instances of recipes merge by name: an admin state a config answer set before stays.
+      recipe: { spec: { instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, running: false })) } },
     },
     {
       // Failover: the source lost power.

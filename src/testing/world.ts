@@ -15,6 +15,8 @@ export interface WorldView {
   instance: Record<string, RunState>;
   configPrimary: string;
   configSecondary: string | null;
+  /** What the config wants (Ganeti's admin_state); absent: up. */
+  configAdminState?: 'up' | 'down';
   /** DRBD status of the instance's disks, per node. */
   disks: Record<string, DiskStatus[]>;
   /** Shared-storage disks: how each node has each disk open (null: closed). Absent for DRBD. */
@@ -70,6 +72,7 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
     instance: running,
     configPrimary: config.primaryNode,
     configSecondary: config.secondaryNode,
+    configAdminState: config.adminState,
     disks,
     ...(Object.keys(shared).length > 0 ? { shared } : {}),
   };
