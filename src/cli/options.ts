@@ -63,6 +63,16 @@ export const OPTIONS = {
     type: 'boolean',
     help: 'demo: node-a loses power; web1 is failed over to node-b; node-a boots and is rejoined',
   },
+  concurrency: {
+    type: 'string',
+    value: 'N',
+    help: 'evacuate: runs at once in all (default 2)',
+  },
+  'per-node': {
+    type: 'string',
+    value: 'N',
+    help: 'evacuate: runs at once touching any one node, whose link they share (default: --concurrency)',
+  },
   fast: { type: 'boolean', help: 'run simulated time as fast as the CPU allows (default: a watchable pace)' },
   json: { type: 'boolean', help: 'one JSON object per line: state, feedback, progress, result' },
   quiet: { type: 'boolean', help: 'print only the result' },

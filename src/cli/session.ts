@@ -144,7 +144,7 @@ export async function refuseUnfinished(store: FileJournal, instance: string, tar
 /** Runs `work` with Ctrl-C (and SIGTERM) turned into an operator abort at the next safe point. */
 export async function withOperatorAbort<T>(
   io: CliIo,
-  view: LiveView,
+  view: { line(text: string): void },
   work: (abort: AbortSignal) => Promise<T>,
 ): Promise<T> {
   const operator = new AbortController();

@@ -1,6 +1,7 @@
 import type { Command } from '../command.js';
 import { demo } from './demo.js';
 import { diagram } from './diagram.js';
+import { evacuate } from './evacuate.js';
 import { explain } from './explain.js';
 import { failover } from './failover.js';
 import { init } from './init.js';
@@ -16,6 +17,7 @@ export const COMMANDS: readonly Command[] = [
   demo,
   migrate,
   failover,
+  evacuate,
   rejoin,
   resume,
   init,

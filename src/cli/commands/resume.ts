@@ -15,10 +15,11 @@ import {
   worldNodes,
 } from '../session.js';
 import { loadWorld } from '../worldFile.js';
+import { drain, evacuationRecorded } from './evacuate.js';
 
 export const resume: Command = {
   name: 'resume',
-  summary: 'continue a migration or cleanup whose process died, from its journal',
+  summary: 'continue a migration, cleanup or node evacuation whose process died, from its journal',
   args: [{ name: 'INSTANCE' }],
   oneOf: ['cluster', 'world'],
   options: ['cluster', 'world', 'state-dir', 'json', 'quiet'],
@@ -28,12 +29,21 @@ the cluster file or world file the run acted on (another one is refused). Where 
 unsafe (the process died inside the hypervisor's handover, or the config no longer says what the
 journal believed), it looks where the instance really runs and runs the cleanup instead. With no
 journal, a corrupt one, or one written by another version of the machine, it says so and touches
-nothing (exit 2).`,
+nothing (exit 2).
+
+Given a NODE whose evacuation was cut short, it continues the evacuation: the runs that were under
+way are taken up from their journals, a half-done one is cleaned up, the rest are started.`,
   examples: [
     'drbd-migrate resume web1 --cluster cluster.yaml',
     'drbd-migrate resume web1 --world /tmp/w.json',
+    'drbd-migrate resume node-a --cluster cluster.yaml',
   ],
-  run: (call) => (call.values.cluster !== undefined ? onCluster(call) : onWorld(call)),
+  run: async (call) => {
+    // A node with an unfinished evacuation: the evacuation is resumed.
+    const stateDir = call.values['state-dir'] ?? defaultStateDir();
+    if (await evacuationRecorded(stateDir, call.args.INSTANCE!)) return drain(call, true);
+    return call.values.cluster !== undefined ? onCluster(call) : onWorld(call);
+  },
 };
 
 /** A journal that cannot be resumed is a refusal: nothing was touched. */
