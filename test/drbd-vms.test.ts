@@ -6,11 +6,16 @@ import { dryRun, inputWithLimits } from '../src/cli/cluster.js';
 import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
 import { drbd84, parseEvents2 } from '../src/drivers/drbd84.js';
 import { QemuNode } from '../src/drivers/qemu.js';
-import { type EffectCall, type RunEvent, runCleanup, runMigration } from '../src/index.js';
+import { type EffectCall, type RunEvent, runCleanup, runEvacuation, runMigration } from '../src/index.js';
 import { SshNode } from '../src/ssh/index.js';
 import { cli } from './processes.js';
-import { ticks } from './testbed/common.js';
-import { type DrbdTestbed, drbdTestbedUnavailable, startDrbdTestbed } from './testbed/drbd.js';
+import { tickerHypervisor, ticks } from './testbed/common.js';
+import {
+  type DrbdTestbed,
+  drbdTestbedUnavailable,
+  SECOND_RESOURCE,
+  startDrbdTestbed,
+} from './testbed/drbd.js';
 import { planAgainstRun, type Recorded, recording, recordingShell } from './testbed/record.js';
 import { tempDir } from './tmp.js';
 
@@ -47,13 +52,13 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
     ]);
     return parseEvents2(events.stdout, show.stdout, 0);
   };
-  const serial = async (node: Node) =>
-    (await sh(node, 'cat /run/drbd-migrate/web1.serial 2>/dev/null', [0, 1])).stdout;
+  const serial = async (node: Node, instance = 'web1') =>
+    (await sh(node, `cat /run/drbd-migrate/${instance}.serial 2>/dev/null`, [0, 1])).stdout;
   /** Waits on the node itself, bounded, until the guest printed tick N there. */
-  const waitForTick = (node: Node, n: number) =>
+  const waitForTick = (node: Node, n: number, instance = 'web1') =>
     sh(
       node,
-      `timeout 60 sh -c 'until grep -q "disk-tick ${n.toString(16).padStart(4, '0')}" /run/drbd-migrate/web1.serial 2>/dev/null; do sleep 0.1; done'`,
+      `timeout 60 sh -c 'until grep -q "disk-tick ${n.toString(16).padStart(4, '0')}" /run/drbd-migrate/${instance}.serial 2>/dev/null; do sleep 0.1; done'`,
     );
   const qemuRuns = async (node: Node) =>
     // busybox's `kill -0 ""` succeeds: a missing pidfile must not count as a running QEMU.
@@ -407,6 +412,78 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
     await waitForTick('node-a', last + 1);
     expect(await qemuRuns('node-b')).toBe(false);
     await expectSingleMaster('node-a');
+  }, 300_000);
+
+  it('evacuates node-a: two instances on two DRBD resources, both copies at once, each guest counting on node-b', async () => {
+    // The second instance, set up as an operator would: its resource up and in sync, node-a primary.
+    await Promise.all(
+      NODES.map((n) =>
+        sh(n, `drbdadm create-md --force ${SECOND_RESOURCE} && drbdadm up ${SECOND_RESOURCE}`),
+      ),
+    );
+    await tb.exec('node-a', ['/lib/drbd/drbdsetup-84', 'wait-connect', '1', '--wfc-timeout=60']);
+    await tb.exec('node-a', ['drbdadm', 'primary', '--force', SECOND_RESOURCE]);
+    await tb.exec('node-b', ['/lib/drbd/drbdsetup-84', 'wait-sync', '1', '--wfc-timeout=60']);
+    await tb.exec('node-a', ['dd', 'if=/ticker.bin', 'of=/dev/drbd1', 'oflag=direct', 'status=none']);
+    const cluster = await loadCluster(tb.clusterPath);
+    const web2 = {
+      ...cluster.instances[0]!,
+      name: 'web2',
+      primary: 'node-a',
+      secondary: 'node-b',
+      hypervisor: tickerHypervisor('/dev/drbd1', 'tcg,tb-size=64', 'web2'),
+      disks: [{ resource: SECOND_RESOURCE, minor: 1, port: 7790 }],
+    };
+    writeFileSync(
+      tb.clusterPath,
+      JSON.stringify({ ...cluster, instances: [...cluster.instances, web2] }, null, 2),
+    );
+    const second = new QemuNode(new SshNode(tb.cluster.nodes[0]!), web2.hypervisor);
+    await second.start(false, 60_000);
+    second.shell.close();
+    await waitForTick('node-a', 2, 'web2');
+
+    const lastBefore = {
+      web1: ticks(await serial('node-a')).at(-1)!,
+      web2: ticks(await serial('node-a', 'web2')).at(-1)!,
+    };
+    const backend = await sshEffects(tb.clusterPath);
+    let running = 0;
+    let most = 0;
+    try {
+      const { limits } = inputWithLimits(await loadCluster(tb.clusterPath), { instance: 'web1' });
+      const out = await runEvacuation(
+        { node: 'node-a', concurrency: 2, perNode: 2, ...(limits ? { limits } : {}) },
+        backend.effects,
+        {
+          onRun: (n) => {
+            running += n.phase === 'start' ? 1 : -1;
+            most = Math.max(most, running);
+          },
+        },
+      );
+      expect(out.results.map((r) => [r.instance, r.outcome, r.primaryNode])).toEqual([
+        ['web1', 'migrated', 'node-b'],
+        ['web2', 'migrated', 'node-b'],
+      ]);
+      expect(out.outcome).toBe('evacuated');
+    } finally {
+      backend.close();
+    }
+    expect(most).toBe(2);
+    // Each guest goes on counting on node-b from where it stopped on node-a: the same guest.
+    for (const name of ['web1', 'web2'] as const) {
+      const last = ticks(await serial('node-a', name)).at(-1)!;
+      expect(last).toBeGreaterThanOrEqual(lastBefore[name]);
+      await waitForTick('node-b', last + 1, name);
+      expect(ticks(await serial('node-b', name))[0]).toBe(last + 1);
+    }
+    await expectSingleMaster('node-b');
+    for (const node of NODES) {
+      const events = await sh(node, `/lib/drbd/drbdsetup-84 events2 --now ${SECOND_RESOURCE}`);
+      expect(events.stdout).toMatch(node === 'node-b' ? /role:Primary/ : /role:Secondary/);
+      expect(events.stdout).toMatch(/peer-disk:UpToDate/);
+    }
   }, 300_000);
 });
 

@@ -384,3 +384,80 @@ describe('drbd-migrate evacuate', () => {
     expect(again.code).toBe(2);
   });
 });
+
+/**
+ * The scheduler alone, generated: random nodes, instances, limits, run outcomes (ends in any order,
+ * half-done ones followed up) and operator aborts, against a runner that only answers. Whatever
+ * happens, the limits hold, nothing starts after an abort, every concerned instance is listed once,
+ * and the outcome is what the list says.
+ */
+describe('the evacuation scheduler, on generated runs', () => {
+  const outcomes = ['migrated', 'reverted', 'rejected', 'needsCleanup', 'failed', 'failedOver', 'cleaned'];
+  it('holds its limits and lists every instance once, whatever the runs answer', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 14 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.array(fc.integer({ min: 0, max: outcomes.length - 1 }), { minLength: 40, maxLength: 40 }),
+        fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 40, maxLength: 40 }),
+        fc.option(fc.integer({ min: 0, max: 12 })),
+        fc.boolean(),
+        async (count, concurrency, perNode, answers, delays, abortAt, allowFailover) => {
+          const nodes = ['n0', 'n1', 'n2', 'n3'];
+          const instances = Array.from({ length: count }, (_, i) =>
+            vm(`v${i}`, i % 3 === 2 ? nodes[1 + (i % 3)]! : 'n0', i % 7 === 6 ? null : nodes[1 + (i % 3)]!, {
+              memoryMiB: 256 * (1 + (answers[i] ?? 0)),
+              ...(i % 5 === 4 ? { running: false, adminState: 'down' as const } : {}),
+              ...(i % 7 === 6 ? { diskTemplate: 'plain' as const } : {}),
+            }),
+          );
+          const sim = createSimCluster(cluster(instances, nodes));
+          const watch = limitWatch({ concurrency, perNode });
+          const abort = new AbortController();
+          let runs = 0;
+          let ends = 0;
+          let startedAfterAbort = false;
+          const out = await runEvacuation({ node: 'n0', concurrency, perNode, allowFailover }, sim.effects, {
+            clock: sim.clock,
+            abort: abort.signal,
+            onRun: (n) => {
+              watch.onRun(n);
+              if (n.phase === 'start' && abort.signal.aborted) startedAfterAbort = true;
+              // The operator aborts as a run ends (not amid the starts of one decision).
+              if (n.phase === 'end' && abortAt !== null && ++ends === abortAt + 1) abort.abort();
+            },
+            runner: async (request) => {
+              const k = runs++;
+              for (let i = 0; i < (delays[k % 40] ?? 0); i++) await Promise.resolve();
+              const outcome = outcomes[answers[k % 40]!]! as never;
+              return {
+                outcome,
+                instance: request.instance,
+                primaryNode:
+                  outcome === 'migrated' || outcome === 'failedOver' ? request.target : request.source,
+                live: true,
+                warnings: [],
+              };
+            },
+          });
+          expect(watch.problems).toEqual([]);
+          expect(startedAfterAbort).toBe(false);
+          const concerned = instances.filter((i) => i.primary === 'n0').map((i) => i.name);
+          expect(out.results.map((r) => r.instance).sort()).toEqual([...concerned].sort());
+          const moved = out.results.filter(
+            (r) => r.outcome === 'migrated' || r.outcome === 'failedOver',
+          ).length;
+          expect(out.counts.moved).toBe(moved);
+          if (out.outcome === 'evacuated') expect(moved).toBe(concerned.length);
+          if (abort.signal.aborted) expect(out.outcome).toBe('aborted');
+          for (const r of out.results) {
+            if (r.outcome === 'skipped') expect(r.operation).toBeNull();
+            if (r.outcome === 'notStarted') expect(abort.signal.aborted).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 300, seed: 12 },
+    );
+  });
+});

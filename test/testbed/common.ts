@@ -40,13 +40,14 @@ export function tickerDisk(dir: string, image: string, size: number) {
 export function tickerHypervisor(
   drive: string,
   accel = 'tcg',
+  name = 'web1',
 ): ClusterFile['instances'][number]['hypervisor'] {
   return {
     kind: 'qemu',
     binary: '/usr/bin/qemu-system-x86_64',
     args: [
       '-name',
-      'web1',
+      name,
       '-accel',
       accel,
       '-machine',
@@ -60,11 +61,11 @@ export function tickerHypervisor(
       '-drive',
       `file=${drive},format=raw,if=ide,cache=none,aio=threads`,
       '-chardev',
-      'file,id=s,path=/run/drbd-migrate/web1.serial',
+      `file,id=s,path=/run/drbd-migrate/${name}.serial`,
       '-serial',
       'chardev:s',
     ],
-    qmpSocket: '/run/drbd-migrate/web1.qmp',
+    qmpSocket: `/run/drbd-migrate/${name}.qmp`,
   };
 }
 

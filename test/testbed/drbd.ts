@@ -55,6 +55,8 @@ export function drbdTestbedUnavailable(): string | null {
 }
 
 export const RESOURCE = 'web1-disk0';
+/** A second instance's resource, configured in every node but brought up only by the test using it. */
+export const SECOND_RESOURCE = 'web2-disk0';
 const REPLICATION = { 'node-a': '10.99.1.1', 'node-b': '10.99.1.2' } as const;
 type NodeName = keyof typeof REPLICATION;
 
@@ -120,6 +122,12 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
   on node-a { device /dev/drbd0; disk /dev/vda; address ${REPLICATION['node-a']}:7789; meta-disk internal; }
   on node-b { device /dev/drbd0; disk /dev/vda; address ${REPLICATION['node-b']}:7789; meta-disk internal; }
 }
+resource ${SECOND_RESOURCE} {
+  disk { c-plan-ahead 0; resync-rate 100M; }
+  net { protocol C; }
+  on node-a { device /dev/drbd1; disk /dev/vdb; address ${REPLICATION['node-a']}:7790; meta-disk internal; }
+  on node-b { device /dev/drbd1; disk /dev/vdb; address ${REPLICATION['node-b']}:7790; meta-disk internal; }
+}
 `,
     );
     buildTicker(dir);
@@ -132,9 +140,13 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
     const linkPorts = { 'node-a': await freePort(), 'node-b': await freePort() };
     const sshPorts = { 'node-a': await freePort(), 'node-b': await freePort() };
     for (const node of Object.keys(REPLICATION) as NodeName[]) {
-      const disk = join(dir, `${node}.raw`);
-      writeFileSync(disk, '');
-      run(['truncate', '-s', '64M', disk]);
+      for (const [file, size] of [
+        [`${node}.raw`, '64M'],
+        [`${node}-2.raw`, '16M'],
+      ] as const) {
+        writeFileSync(join(dir, file), '');
+        run(['truncate', '-s', size, join(dir, file)]);
+      }
       pidfiles.push(join(dir, `${node}.pid`));
     }
     const vm = (node: NodeName) => {
@@ -176,6 +188,8 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
         '-daemonize',
         '-drive',
         `file=${disk},format=raw,if=virtio,cache=none,aio=threads`,
+        '-drive',
+        `file=${join(dir, `${node}-2.raw`)},format=raw,if=virtio,cache=none,aio=threads`,
         '-netdev',
         `socket,id=drbd,${side}`,
         '-device',

@@ -1,5 +1,4 @@
 import { writeFile } from 'node:fs/promises';
-import { MACHINE_NAMES } from '../../../machines/index.js';
 import { toDot, toMermaid, toSvg } from '../../diagram/index.js';
 import { MACHINES_TO_DRAW } from '../../docs/generate.js';
 import type { Command } from '../command.js';
@@ -8,7 +7,7 @@ import { fileError, UsageError } from '../errors.js';
 export const diagram: Command = {
   name: 'diagram',
   summary: 'draw a machine as Mermaid, DOT or SVG',
-  args: [{ name: 'MACHINE', optional: true, choices: MACHINE_NAMES }],
+  args: [{ name: 'MACHINE', optional: true, choices: Object.keys(MACHINES_TO_DRAW) }],
   options: ['format', 'output'],
   description: `Draws the machine from the machine object itself (default: migration). Failure edges are red
 (dashed for an effect's error); the commit point and the point of no return are gold. SVG is rendered
