@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MACHINE_NAMES } from '../../machines/index.js';
+import { runEvacuation } from '../runner/index.js';
+import { restProblems } from './oracle.js';
 import { type GeneratedPath, MACHINES, type MachineName, migrationPaths } from './paths.js';
 import { replayPath } from './replay.js';
 import { transitionsOf } from './transitions.js';
@@ -17,6 +19,8 @@ export interface ContractSuiteOptions {
   crash?: boolean;
   /** Replay each path that ends in a failed call again with the failure as a hang and as a lost answer (default true). */
   faultKinds?: boolean;
+  /** Also drain the instance's primary node with the evacuation machine (default true). */
+  evacuation?: boolean;
 }
 
 /** The same path with its last failing call realised another way. */
@@ -80,5 +84,31 @@ export function createContractSuite(options: ContractSuiteOptions): void {
     }
     if (options.crash ?? true)
       register(`${machine}: crash at the end of every path, then cleanup, on the ${options.name}`, true);
+  }
+  if (options.evacuation ?? true) {
+    describe(`evacuation on the ${options.name}`, () => {
+      it('lists the instance as the config gives it, and drains its primary node', async () => {
+        const world = await options.makeWorld({});
+        try {
+          const signal = new AbortController().signal;
+          const listed = await world.effects.listInstances({ timeoutMs: 60_000 }, signal);
+          const config = await world.effects.getInstance({ instance: 'web1', timeoutMs: 60_000 }, signal);
+          expect(listed.find((i) => i.name === 'web1')).toMatchObject({
+            primaryNode: config.primaryNode,
+            secondaryNode: config.secondaryNode,
+          });
+          const before = await world.inspect();
+          const out = await runEvacuation({ node: before.configPrimary }, world.effects, {
+            clock: world.clock,
+          });
+          expect(out.results.find((r) => r.instance === 'web1')?.outcome).toBe('migrated');
+          const after = await world.inspect();
+          expect(after.configPrimary).toBe(before.configSecondary);
+          expect(restProblems(after)).toEqual([]);
+        } finally {
+          await world.dispose?.();
+        }
+      });
+    });
   }
 }
