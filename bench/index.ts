@@ -208,7 +208,7 @@ const [small, , large] = scale;
 row(
   'growth from 100 to 1,000 instances',
   `CPU ×${(large!.cpuMs / small!.cpuMs).toFixed(1)}, peak heap ×${(large!.peakHeap / small!.peakHeap).toFixed(1)}`,
-  'linear would be ×10 and (heap) flat: the simulator steps every guest at every tick',
+  'linear would be ×10; the heap grows by what the plan and the outcome list hold per instance',
 );
 const wide = await drain(1_000, 32, gc);
 row(
