@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { EvacuationView } from '../src/cli/evacuationView.js';
 import { saveWorld } from '../src/cli/worldFile.js';
 import {
   createSimCluster,
@@ -458,6 +459,56 @@ describe('the evacuation scheduler, on generated runs', () => {
         },
       ),
       { numRuns: 300, seed: 12 },
+    );
+  });
+});
+
+/** A line as the terminal shows it: cursor and colour escapes take no room. */
+const visible = (line: string) =>
+  line
+    .split(String.fromCharCode(27))
+    .map((part, i) => (i === 0 ? part : part.replace(/^\[[0-9;]*[A-Za-z]/, '')))
+    .join('');
+
+describe('the evacuation view on a terminal', () => {
+  it('shows every run in flight with its step and progress in a block redrawn under the scrolling lines', async () => {
+    const written: string[] = [];
+    const screen = { tty: true, color: false, columns: 80, write: (t: string) => written.push(t) };
+    const view = new EvacuationView(screen, 'node-a', () => 3);
+    const request = (instance: string) => ({
+      instance,
+      operation: 'migration' as const,
+      source: 'node-a',
+      target: 'node-b',
+      resumed: false,
+      input: { instance },
+    });
+    view.onRun({ phase: 'start', request: request('v1') });
+    view.onRun({ phase: 'start', request: request('v2') });
+    view.onInstanceEvent('v1', { type: 'state', value: 'dualMaster.syncing.polling', at: 0 });
+    view.onInstanceEvent('v1', { type: 'progress', kind: 'sync', percent: 42, at: 1 });
+    view.onInstanceEvent('v2', {
+      type: 'progress',
+      kind: 'memory',
+      percent: 7,
+      transferredMiB: 7,
+      totalMiB: 100,
+      status: 'active',
+      at: 1,
+    });
+    const block = written.at(-1)!.split('\n');
+    expect(block[0]).toBe('evacuating node-a: 2 running, 0 moved, 0 not moved, 1 waiting');
+    expect(block[1]).toBe('  v1 → node-b  dualMaster.syncing.polling  resync 42%');
+    expect(block[2]).toBe('  v2 → node-b    memory 7%');
+    // Every line fits the terminal, so the block can be drawn again in place.
+    for (const l of written.join('').split('\n')) expect(visible(l).length).toBeLessThan(80);
+    view.onRun({
+      phase: 'end',
+      request: request('v1'),
+      output: { outcome: 'migrated', instance: 'v1', primaryNode: 'node-b', live: true, warnings: [] },
+    });
+    expect(written.at(-1)!.split('\n')[0]).toBe(
+      'evacuating node-a: 1 running, 1 moved, 0 not moved, 1 waiting',
     );
   });
 });
