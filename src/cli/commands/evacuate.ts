@@ -86,10 +86,10 @@ export async function drain(call: Invocation, resume: boolean): Promise<number> 
       : { kind: 'world', file: values.world! };
   let input = inputOf(node, values);
   const json = values.json === true;
+  // What the block counts as waiting: the node's primary instances, as the config says at the start.
   let planned = 0;
   const view = new EvacuationView(screenOf(io, json || values.quiet === true), node, () => planned);
   const onRun = (n: RunNotice) => {
-    if (n.phase === 'start') planned = Math.max(planned, 1);
     if (json) {
       const { request } = n;
       io.out(
@@ -124,6 +124,7 @@ export async function drain(call: Invocation, resume: boolean): Promise<number> 
     const world = await loadWorld(target.file);
     if (world.nodes[node] === undefined)
       throw new UsageError(`node ${node} is not in world file ${target.file}`);
+    planned = Object.values(world.config.instances).filter((i) => i.primaryNode === node).length;
     const sim = createSimCluster(world);
     if (values['dry-run'] !== true) {
       await checkWritable(target.file);
