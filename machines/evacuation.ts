@@ -280,16 +280,17 @@ export function instanceResult(
   planned: Pick<InstanceRequest, 'instance' | 'operation' | 'target'>,
   output: ProtocolOutput,
 ): InstanceResult {
-  // A cleanup that found the instance running on its target finished the move.
-  const outcome =
-    planned.operation === 'cleanup' && output.outcome === 'cleaned'
-      ? output.primaryNode === planned.target
-        ? 'migrated'
-        : 'reverted'
-      : output.outcome;
+  // Only a cleanup ends 'cleaned': the evacuation's own follow-up, or the runtime's when it resumed a
+  // half-done run and found the world changed since. Found running on its target, it moved.
+  const cleaned = output.outcome === 'cleaned';
+  const outcome = cleaned
+    ? output.primaryNode === planned.target
+      ? 'migrated'
+      : 'reverted'
+    : output.outcome;
   return {
     instance: planned.instance,
-    operation: planned.operation,
+    operation: cleaned ? 'cleanup' : planned.operation,
     outcome,
     primaryNode: output.primaryNode,
     ...(output.error === undefined ? {} : { error: output.error }),

@@ -201,6 +201,42 @@ describe('evacuating a node on the simulated cluster', () => {
     expect(summaryProblems(out, before, sim.world)).toEqual([]);
   });
 
+  it('resumed after its process died in a handover, tells the cleanup that finished the move as such', async () => {
+    const sim = createSimCluster(cluster([vm('v0', 'node-a', 'node-b')]));
+    const before = sim.snapshot();
+    const dir = tempDir('drbd-migrate-evac-');
+    const stop = new AbortController();
+    const options = {
+      clock: sim.clock,
+      store: new FileJournal(dir),
+      locks: new FileLocks(dir),
+      evacuations: new EvacuationJournal(dir),
+      // Dies while QEMU copies: the resumed run must look where the instance runs, not go on blind.
+      onInstanceEvent: (_: string, e: { type: string; kind?: string }) => {
+        if (e.type === 'progress' && e.kind === 'memory') stop.abort();
+      },
+      signal: stop.signal,
+    };
+    const first = await runEvacuationJournaled({ node: 'node-a' }, sim.effects, options).catch(
+      (e: unknown) => e,
+    );
+    expect(first).toBeInstanceOf(RunInterrupted);
+    const out = await runEvacuationJournaled(
+      { node: 'node-a' },
+      sim.effects,
+      { ...options, onInstanceEvent: () => {}, signal: undefined },
+      true,
+    );
+    expect(out.results).toEqual([
+      expect.objectContaining({
+        instance: 'v0',
+        operation: 'cleanup',
+        outcome: expect.stringMatching(/migrated|reverted/),
+      }),
+    ]);
+    expect(summaryProblems(out, before, sim.world)).toEqual([]);
+  });
+
   it('refuses bad input before reading anything', async () => {
     const sim = createSimCluster(mixed());
     const out = await runEvacuation({ node: 'node-a', concurrency: 0 } as never, sim.effects, {
