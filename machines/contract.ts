@@ -210,6 +210,7 @@ export const effectSchemas = {
   // node queries
   nodeInfo: { input: z.object({ ...onBoth }), output: perNode(NodeInfo) },
   instanceInfo: { input: z.object({ ...onNode }), output: InstanceInfo },
+  /** Where the instance is, per node: its entry or none (a node may list its other guests too). */
   instanceList: { input: z.object({ ...onBoth }), output: perNode(z.array(RunningInstance)) },
   diskStatus: { input: z.object({ ...onBoth, ...withDisks }), output: perNode(z.array(DiskStatus)) },
   /** One node's view of the instance's disks, for when its peer may be down. */

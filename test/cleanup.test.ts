@@ -48,8 +48,9 @@ describe('cleanup', () => {
   });
 
   it('fails, saying what to do, when the instance runs nowhere', async () => {
-    const sim = createSimCluster();
-    delete sim.world.vms['node-a']?.web1;
+    const world = createSimCluster().snapshot();
+    delete world.vms['node-a']?.web1;
+    const sim = createSimCluster(world);
     const run = await simulate('cleanup', { sim });
     expect(run.out.outcome).toBe('failed');
     expect(run.out.error).toMatch(/does not seem to be running at all; .* restarting it on node-a/);
@@ -70,12 +71,12 @@ describe('cleanup', () => {
     const sim = await crashAt('finalizing.source');
     expect(sim.world.vms['node-a']?.web1?.state).toBe('postmigrate');
     expect(sim.world.vms['node-b']?.web1?.state).toBe('running');
-    const uptime = sim.world.vms['node-b']?.web1?.uptimeMs ?? 0;
+    const uptime = sim.snapshot().vms['node-b']?.web1?.uptimeMs ?? 0;
     const run = await simulate('cleanup', { sim });
     expect(run.out).toMatchObject({ outcome: 'cleaned', primaryNode: 'node-b' });
     expect(feedback(run.events)).toContain('* instance running on secondary node (node-b), updating config');
     // the guest kept running on the target: its uptime only grew
-    expect(sim.world.vms['node-b']?.web1?.uptimeMs).toBeGreaterThan(uptime);
+    expect(sim.snapshot().vms['node-b']?.web1?.uptimeMs).toBeGreaterThan(uptime);
     expectTruthfulOutcome(run);
   });
 

@@ -20,10 +20,12 @@ import {
   statusOf,
 } from './drbd.js';
 import { type Fault, faultFor } from './faults.js';
+import { settleAllUptimes, uptimeOf } from './guests.js';
 import {
   acceptIncoming,
   advanceVms,
   balloon,
+  copying,
   finalizeSource,
   finalizeTarget,
   memoryFreeMiB,
@@ -57,7 +59,7 @@ export interface SimClusterOptions {
 }
 
 export interface SimCluster {
-  /** The live world; effects change it in place. */
+  /** The live world; effects change it in place. Guests' uptimes in it are counted lazily: `snapshot` has them exact. */
   readonly world: World;
   readonly clock: SimClock;
   readonly effects: Effects;
@@ -106,6 +108,7 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     effects: undefined as unknown as Effects,
     snapshot: () => {
       advance();
+      settleAllUptimes(world);
       return structuredClone(world);
     },
     perturb: (kind, instance) => {
@@ -154,9 +157,23 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       else unsettled.add(name);
     }
   }
-  const sortOutAll = () => sortOut(Object.keys(world.resources));
-  const sortOutInstance = (instance: string) =>
+  /** Instances whose memory is being copied somewhere: the only guests that change with time. */
+  const copied = new Set<string>();
+  function sortOutCopy(instance: string) {
+    let any = false;
+    for (const node in world.vms) any ||= copying(world.vms[node]![instance]);
+    if (any) copied.add(instance);
+    else copied.delete(instance);
+  }
+  const sortOutAll = () => {
+    sortOut(Object.keys(world.resources));
+    copied.clear();
+    for (const node in world.vms) for (const instance in world.vms[node]) sortOutCopy(instance);
+  };
+  const sortOutInstance = (instance: string) => {
     sortOut((world.config.instances[instance]?.disks ?? []).map((d) => d.resource));
+    sortOutCopy(instance);
+  };
   sortOutAll();
 
   function advance() {
@@ -171,7 +188,10 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       advanceResource(world, r, dt, writers);
       if (settled(r)) unsettled.delete(name);
     }
-    advanceVms(world, dt);
+    if (copied.size > 0) {
+      advanceVms(world, dt, copied);
+      for (const instance of [...copied]) sortOutCopy(instance);
+    }
     world.time = to;
   }
 
@@ -314,9 +334,11 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       }),
     instanceList: (input, signal) =>
       act('instanceList', input, signal, QUERY_MS, () =>
-        perNode(input.nodes, (n) =>
-          Object.entries(world.vms[n] ?? {}).map(([name, vm]) => ({ name, state: vm.state })),
-        ),
+        // As the SSH backend: the machines ask where the instance is, not what else a node runs.
+        perNode(input.nodes, (n) => {
+          const vm = world.vms[n]?.[input.instance];
+          return vm === undefined ? [] : [{ name: input.instance, state: vm.state }];
+        }),
       ),
     diskStatus: (input, signal) =>
       act('diskStatus', input, signal, QUERY_MS, () =>
@@ -344,7 +366,7 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       act('migrationInfo', input, signal, QUERY_MS, () => {
         const vm = vmOn(world, input.node, input.instance);
         if (vm === undefined) throw new Error(`Instance ${input.instance} not running on ${input.node}`);
-        return { memoryMiB: vm.memoryMiB, uptimeMs: vm.uptimeMs };
+        return { memoryMiB: vm.memoryMiB, uptimeMs: uptimeOf(world, vm) };
       }),
     closeDisks: (input, signal) =>
       act('closeDisks', input, signal, step, () =>

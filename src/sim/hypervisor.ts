@@ -1,5 +1,6 @@
 import type { MigrationStatus } from '../../machines/index.js';
 import { localOf, resourceOf } from './drbd.js';
+import { placeVm, removeVm, resizeVm, setRunState, uptimeOf, usedMemoryMiB } from './guests.js';
 import { sharedDiskOf, sharedOpenOn } from './shared.js';
 import { FRESH_TUNING, type Migration, type Vm, type World } from './world.js';
 
@@ -11,12 +12,6 @@ import { FRESH_TUNING, type Migration, type Vm, type World } from './world.js';
 
 export function vmOn(world: World, node: string, instance: string): Vm | undefined {
   return world.vms[node]?.[instance];
-}
-
-function vmsOf(world: World, node: string) {
-  const vms = world.vms[node];
-  if (vms === undefined) throw new Error(`unknown node ${node}`);
-  return vms;
 }
 
 function instanceConfig(world: World, instance: string) {
@@ -39,8 +34,7 @@ function openDisksFor(world: World, node: string, instance: string): void {
 }
 
 export function memoryFreeMiB(world: World, node: string): number {
-  const used = Object.values(vmsOf(world, node)).reduce((sum, vm) => sum + vm.memoryMiB, 0);
-  return Math.max(0, (world.nodes[node]?.memoryMiB ?? 0) - used);
+  return Math.max(0, (world.nodes[node]?.memoryMiB ?? 0) - usedMemoryMiB(world, node));
 }
 
 /** Start the target QEMU waiting for the incoming migration; it opens the DRBD devices read-write. */
@@ -60,13 +54,13 @@ export function acceptIncoming(
   openDisksFor(world, node, instance);
   if (memoryFreeMiB(world, node) < memoryMiB)
     throw new Error(`qemu: cannot allocate ${memoryMiB} MiB of guest memory`);
-  vmsOf(world, node)[instance] = {
+  placeVm(world, node, instance, {
     state: 'inmigrate',
     memoryMiB,
     uptimeMs: 0,
     migration: null,
     tuning: { ...FRESH_TUNING, postcopy },
-  };
+  });
 }
 
 /** migrate-set-parameters and -capabilities; capabilities only while no copy runs, as QEMU. */
@@ -141,7 +135,7 @@ export function startMigration(
   if (vmOn(world, target, instance)?.state !== 'inmigrate') {
     throw new Error(`qemu: Failed to connect to ${target}: Connection refused`);
   }
-  if (!live) vm.state = 'paused';
+  if (!live) setRunState(world, vm, 'paused');
   const migration: Migration = {
     target,
     live,
@@ -186,21 +180,27 @@ export function migrationStatus(world: World, node: string, instance: string): O
 function switchOver(world: World, source: Vm, target: string, instance: string) {
   const incoming = vmOn(world, target, instance);
   if (incoming === undefined) return;
-  incoming.state = 'running';
-  incoming.uptimeMs = source.uptimeMs;
-  source.state = 'postmigrate';
+  incoming.uptimeMs = uptimeOf(world, source);
+  setRunState(world, incoming, 'running');
+  setRunState(world, source, 'postmigrate');
 }
 
-/** Memory copy and guest uptime over dt simulated ms. */
-export function advanceVms(world: World, dtMs: number): void {
-  // for-in, not Object.entries: this runs at every tick of the clock over every guest of the world.
-  for (const node in world.vms) {
-    const vms = world.vms[node]!;
-    for (const instance in vms) {
-      const vm = vms[instance]!;
-      if (vm.state === 'running') vm.uptimeMs += dtMs;
-      const m = vm.migration;
-      if (m === null || (m.status !== 'active' && m.status !== 'postcopy-active')) continue;
+/** Whether a guest's memory is being copied (what `advanceVms` moves on). */
+export function copying(vm: Vm | undefined): boolean {
+  const status = vm?.migration?.status;
+  return status === 'active' || status === 'postcopy-active';
+}
+
+/**
+ * The memory copies of the given instances over dt simulated ms (the caller keeps the set of those
+ * being copied: the others have nothing that moves with time but their uptime, counted lazily).
+ */
+export function advanceVms(world: World, dtMs: number, instances: Iterable<string>): void {
+  for (const instance of instances) {
+    for (const node in world.vms) {
+      const vm = world.vms[node]![instance];
+      if (vm === undefined || !copying(vm)) continue;
+      const m = vm.migration!;
       if (vmOn(world, m.target, instance) === undefined) {
         // The target went away: QEMU fails the migration. Before the switch-over the source still
         // has the guest (running, or paused for a non-live copy); after a postcopy switch it has
@@ -223,7 +223,7 @@ export function advanceVms(world: World, dtMs: number): void {
       if (m.status === 'postcopy-active' && m.breaksInPostcopy) {
         m.status = 'postcopy-paused';
         const target = vmOn(world, m.target, instance);
-        if (target !== undefined) target.state = 'paused';
+        if (target !== undefined) setRunState(world, target, 'paused');
         continue;
       }
       if (m.transferredMiB >= m.totalMiB) {
@@ -252,7 +252,7 @@ function copyPasses(world: World, vm: Vm, instance: string, m: Migration, dtMs: 
     if (m.status === 'postcopy-active' && m.breaksInPostcopy) {
       m.status = 'postcopy-paused';
       const target = vmOn(world, m.target, instance);
-      if (target !== undefined) target.state = 'paused';
+      if (target !== undefined) setRunState(world, target, 'paused');
       return;
     }
     const spent = Math.min(left, m.passLeftMiB / bandwidth);
@@ -292,7 +292,7 @@ export function finalizeSource(world: World, node: string, instance: string, suc
   if (success) {
     if (vm.state === 'running')
       throw new Error(`qemu: refusing to quit ${instance}: it is still running here`);
-    delete vmsOf(world, node)[instance];
+    removeVm(world, node, instance);
     return;
   }
   // A driver checks reality before acting: a copy that completed handed the guest to the target.
@@ -307,7 +307,7 @@ export function finalizeSource(world: World, node: string, instance: string, suc
   }
   // 'cont' resumes a paused or post-migrate source, as QEMU does.
   if (vm.state === 'paused' || vm.state === 'postmigrate' || vm.state === 'finish-migrate')
-    vm.state = 'running';
+    setRunState(world, vm, 'running');
 }
 
 /** finalize_migration_dst: on success the target keeps running; on failure it is killed. */
@@ -322,7 +322,7 @@ export function finalizeTarget(world: World, node: string, instance: string, suc
     vm.migration = null;
     return;
   }
-  if (vm !== undefined) delete vmsOf(world, node)[instance];
+  if (vm !== undefined) removeVm(world, node, instance);
 }
 
 /** instance_start: boot the instance from its disks, which must be Primary (or open) here. */
@@ -336,13 +336,13 @@ export function startInstance(world: World, node: string, instance: string): voi
   if (memoryFreeMiB(world, node) < config.memoryMiB)
     throw new Error(`qemu: cannot allocate ${config.memoryMiB} MiB of guest memory`);
   // A fresh boot: the guest's count starts again (from what its disk holds, on real nodes).
-  vmsOf(world, node)[instance] = {
+  placeVm(world, node, instance, {
     state: 'running',
     memoryMiB: config.memoryMiB,
     uptimeMs: 0,
     migration: null,
     tuning: { ...FRESH_TUNING },
-  };
+  });
 }
 
 /** instance_shutdown: the guest is gone from the node afterwards (idempotent). */
@@ -357,11 +357,11 @@ export function shutdownInstance(world: World, node: string, instance: string): 
       `qemu: refusing to shut down ${instance} on ${node}: its migration is ${vm.migration.status}`,
     );
   }
-  delete vmsOf(world, node)[instance];
+  removeVm(world, node, instance);
 }
 
 export function balloon(world: World, node: string, instance: string, memoryMiB: number): void {
   const vm = vmOn(world, node, instance);
   if (vm === undefined) throw new Error(`Instance ${instance} not running on ${node}`);
-  vm.memoryMiB = memoryMiB;
+  resizeVm(world, node, vm, memoryMiB);
 }

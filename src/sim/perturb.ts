@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isConnected, linkDown, localOf, nodeDies, peerOf, resourceOf } from './drbd.js';
+import { clearNode, placeVm, removeVm, setRunState } from './guests.js';
 import { FRESH_TUNING, type World } from './world.js';
 
 /**
@@ -73,7 +74,7 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
     case 'targetDies':
       for (const vms of Object.values(world.vms)) {
         const vm = vms[instance];
-        if (vm?.migration) delete world.vms[vm.migration.target]?.[instance];
+        if (vm?.migration) removeVm(world, vm.migration.target, instance);
       }
       return;
     case 'resyncPending':
@@ -104,7 +105,7 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
     // The guest on the config's primary stands paused (a non-live copy aborted without 'cont').
     case 'sourcePauses': {
       const vm = world.vms[config.primaryNode]?.[instance];
-      if (vm?.state === 'running') vm.state = 'paused';
+      if (vm?.state === 'running') setRunState(world, vm, 'paused');
       return;
     }
     case 'sourceDies':
@@ -128,13 +129,13 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
           const shared = world.sharedDisks[d.resource];
           if (shared !== undefined) shared.open[config.secondaryNode] = 'shared';
         }
-        world.vms[config.secondaryNode]![instance] = {
+        placeVm(world, config.secondaryNode, instance, {
           state: 'paused',
           memoryMiB: config.memoryMiB,
           uptimeMs: 0,
           migration: null,
           tuning: { ...FRESH_TUNING },
-        };
+        });
       }
       return;
     case 'busyGuest':
@@ -169,7 +170,7 @@ export function killNode(world: World, node: string, wroteAlone: boolean): void 
   const n = world.nodes[node];
   if (n === undefined) throw new Error(`unknown node ${node}`);
   n.down = true;
-  world.vms[node] = {};
+  clearNode(world, node);
   for (const r of Object.values(world.resources)) if (r.nodes.includes(node)) nodeDies(r, node, wroteAlone);
   // A shared device is held by nothing on a node that is off.
   for (const d of Object.values(world.sharedDisks)) delete d.open[node];
