@@ -22,7 +22,7 @@ import {
 
 const leftovers = (c: ProtocolContext) =>
   where(c)
-    .map((n) => `${locate(c.locations!, c.instance, n)} on ${n}`)
+    .map((n) => `${locate(c.found.locations!, c.instance, n)} on ${n}`)
     .join(', ');
 
 /**
@@ -178,7 +178,7 @@ export const cleanupMachine = protocol.createMachine({
             input: ({ context }) => ({
               instance: context.instance,
               node: context.target,
-              info: context.migrationInfo ?? {},
+              info: context.handover.migrationInfo ?? {},
               success: true,
               timeoutMs: step(context),
             }),
@@ -202,7 +202,7 @@ export const cleanupMachine = protocol.createMachine({
               instance: context.instance,
               node: context.source,
               success: true,
-              live: context.live ?? true,
+              live: context.handover.live ?? true,
               timeoutMs: step(context),
             }),
             onDone: '#cleanup.locating',

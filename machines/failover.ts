@@ -37,7 +37,7 @@ const refuse = (message: (c: ProtocolContext, detail: string) => string) => ({
 
 /** Where the instance is on the source, as the last look saw it. */
 const onSource = (c: ProtocolContext) =>
-  c.locations === null ? null : locate(c.locations, c.instance, c.source);
+  c.found.locations === null ? null : locate(c.found.locations, c.instance, c.source);
 
 export const failoverMachine = protocol.createMachine({
   id: 'failover',

@@ -94,14 +94,14 @@ export function backToSingleMaster(options: { self: string; onFailed: string }) 
         description: 'Demoting the node the instance does not run on (drbdsetup secondary).',
         entry: {
           type: 'feedback',
-          params: ({ context }) => ({ message: `* closing instance disks on node ${context.demote}` }),
+          params: ({ context }) => ({ message: `* closing instance disks on node ${context.repair.demote}` }),
         },
         invoke: {
           id: 'closeDisks',
           src: 'closeDisks',
           input: ({ context }) => ({
             instance: context.instance,
-            node: context.demote,
+            node: context.repair.demote,
             disks: context.disks,
             timeoutMs: step(context),
           }),
@@ -111,7 +111,7 @@ export function backToSingleMaster(options: { self: string; onFailed: string }) 
             actions: {
               type: 'fail',
               params: ({ context, event }) => ({
-                message: `Cannot close instance disks on node ${context.demote}: ${errorText(event.error)}`,
+                message: `Cannot close instance disks on node ${context.repair.demote}: ${errorText(event.error)}`,
               }),
             },
           },
@@ -199,8 +199,8 @@ export function backToSingleMaster(options: { self: string; onFailed: string }) 
   });
 }
 
-const survivor = (context: { demote: string; source: string; target: string }) =>
-  context.demote === context.source ? context.target : context.source;
+const survivor = (context: Pick<ProtocolContext, 'repair' | 'source' | 'target'>) =>
+  context.repair.demote === context.source ? context.target : context.source;
 
 /**
  * Where does the instance run? If the copy completed (the target runs, the source is a paused
@@ -274,7 +274,7 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
           input: ({ context }) => ({
             instance: context.instance,
             node: context.target,
-            info: context.migrationInfo ?? {},
+            info: context.handover.migrationInfo ?? {},
             success: false,
             timeoutMs: step(context),
           }),
@@ -313,7 +313,7 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
             instance: context.instance,
             node: context.source,
             success: false,
-            live: context.live ?? true,
+            live: context.handover.live ?? true,
             timeoutMs: step(context),
           }),
           onDone: options.next,
@@ -442,7 +442,7 @@ export function commitPrimary(options: {
                 {
                   type: 'warn',
                   params: ({ context }) => ({
-                    message: `Writing the config failed (${context.commitError}); it still names ${context.source}: writing it once more`,
+                    message: `Writing the config failed (${context.commit.error}); it still names ${context.source}: writing it once more`,
                   }),
                 },
               ],
@@ -462,7 +462,7 @@ export function commitPrimary(options: {
               actions: {
                 type: 'warn',
                 params: ({ context, event }) => ({
-                  message: `Writing the config failed (${context.commitError}) and reading it back failed too (${errorText(event.error)}): writing it once more`,
+                  message: `Writing the config failed (${context.commit.error}) and reading it back failed too (${errorText(event.error)}): writing it once more`,
                 }),
               },
             },

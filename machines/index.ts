@@ -14,7 +14,15 @@ export {
   MAX_BANDWIDTH_MIBPS,
   MAX_DOWNTIME_MS,
 } from './convergence.js';
-export { meta, pathHasTag, type StateMeta, statesOnPath } from './describe.js';
+export {
+  meta,
+  pathHasTag,
+  type StateMeta,
+  statesOnPath,
+  type TransitionInfo,
+  transitionKey,
+  transitionsOf,
+} from './describe.js';
 export {
   type BindOptions,
   bindRun,
@@ -52,6 +60,10 @@ export { DEFAULT_LIMITS, Limits, MAX_TIMER_MS } from './limits.js';
 export { migrationMachine } from './migration.js';
 export * from './names.js';
 export {
+  type Commit,
+  type Found,
+  type Handover,
+  initialContext,
   type Outcome,
   type ProtocolContext,
   type ProtocolEmitted,
@@ -59,6 +71,8 @@ export {
   type ProtocolInput,
   type ProtocolOutput,
   protocol,
+  type Repair,
+  type Result,
 } from './protocol.js';
 export { type ProtocolMachine, provideEffects } from './provide.js';
 export { MACHINE_NAMES, MACHINES, type MachineName } from './registry.js';

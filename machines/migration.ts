@@ -243,11 +243,11 @@ export const migrationMachine = protocol.createMachine({
         src: 'balloonMemory',
         description:
           'Shrinking the instance’s memory so that it fits on the target (allowed runtime change).',
-        says: (c) => `* setting instance memory to ${c.balloonToMiB} MiB`,
+        says: (c) => `* setting instance memory to ${c.handover.balloonToMiB} MiB`,
         input: ({ context }) => ({
           instance: context.instance,
           node: context.source,
-          memoryMiB: context.balloonToMiB!,
+          memoryMiB: context.handover.balloonToMiB!,
         }),
         next: 'fetchingMigrationInfo',
         failTo: 'endingReverted',
@@ -493,8 +493,8 @@ export const migrationMachine = protocol.createMachine({
               instance: context.instance,
               node: context.target,
               source: context.source,
-              info: context.migrationInfo ?? {},
-              postcopy: context.policy.postcopy && (context.live ?? true),
+              info: context.handover.migrationInfo ?? {},
+              postcopy: context.policy.postcopy && (context.handover.live ?? true),
               timeoutMs: step(context),
             }),
             onDone: 'settingParameters',
@@ -520,10 +520,10 @@ export const migrationMachine = protocol.createMachine({
             instance: context.instance,
             node: context.source,
             bandwidthMiBps: context.policy.bandwidthMiBps,
-            downtimeMs: context.converge.downtimeMs,
+            downtimeMs: context.handover.converge.downtimeMs,
             prepare: {
               autoConverge: context.policy.autoConverge,
-              postcopy: context.policy.postcopy && (context.live ?? true),
+              postcopy: context.policy.postcopy && (context.handover.live ?? true),
             },
           }),
           next: 'starting',
@@ -543,7 +543,7 @@ export const migrationMachine = protocol.createMachine({
               instance: context.instance,
               node: context.source,
               target: context.target,
-              live: context.live ?? true,
+              live: context.handover.live ?? true,
               timeoutMs: step(context),
             }),
             onDone: 'transferring',
@@ -628,7 +628,7 @@ export const migrationMachine = protocol.createMachine({
                   actions: {
                     type: 'fail',
                     params: ({ context }) => ({
-                      message: `The postcopy migration of ${context.instance} broke off (${context.memory?.status}); the instance is split between ${context.source} and ${context.target} and cannot be resumed on the source`,
+                      message: `The postcopy migration of ${context.instance} broke off (${context.handover.memory?.status}); the instance is split between ${context.source} and ${context.target} and cannot be resumed on the source`,
                     }),
                   },
                 },
@@ -639,7 +639,7 @@ export const migrationMachine = protocol.createMachine({
                   actions: {
                     type: 'fail',
                     params: ({ context }) => ({
-                      message: `The postcopy migration of ${context.instance} failed (${context.memory?.status}); the guest's memory was split between ${context.source} and ${context.target} and cannot be resumed on the source`,
+                      message: `The postcopy migration of ${context.instance} failed (${context.handover.memory?.status}); the guest's memory was split between ${context.source} and ${context.target} and cannot be resumed on the source`,
                     }),
                   },
                 },
@@ -651,7 +651,7 @@ export const migrationMachine = protocol.createMachine({
                     {
                       type: 'fail',
                       params: ({ context }) => ({
-                        message: `Could not migrate instance ${context.instance}: hypervisor returned failure (${context.memory?.status})`,
+                        message: `Could not migrate instance ${context.instance}: hypervisor returned failure (${context.handover.memory?.status})`,
                       }),
                     },
                   ],
@@ -696,7 +696,11 @@ export const migrationMachine = protocol.createMachine({
                     {
                       type: 'fail',
                       params: ({ context }) => ({
-                        message: notConvergedMessage(context.instance, context.policy, context.converge),
+                        message: notConvergedMessage(
+                          context.instance,
+                          context.policy,
+                          context.handover.converge,
+                        ),
                       }),
                     },
                   ],
@@ -710,14 +714,14 @@ export const migrationMachine = protocol.createMachine({
               input: ({ context }) => ({
                 instance: context.instance,
                 node: context.source,
-                downtimeMs: raisedDowntime(context.policy, context.converge),
+                downtimeMs: raisedDowntime(context.policy, context.handover.converge),
               }),
               next: 'polling',
               done: {
                 type: 'recordStage',
                 params: ({ context }: { context: ProtocolContext }) => ({
-                  said: `downtime limit ${context.converge.downtimeMs} → ${raisedDowntime(context.policy, context.converge)} ms`,
-                  downtimeMs: raisedDowntime(context.policy, context.converge),
+                  said: `downtime limit ${context.handover.converge.downtimeMs} → ${raisedDowntime(context.policy, context.handover.converge)} ms`,
+                  downtimeMs: raisedDowntime(context.policy, context.handover.converge),
                 }),
               },
               failTo: '#migration.aborting',
@@ -779,7 +783,7 @@ export const migrationMachine = protocol.createMachine({
               instance: context.instance,
               node: context.source,
               success: true,
-              live: context.live ?? true,
+              live: context.handover.live ?? true,
               timeoutMs: step(context),
             }),
             onDone: 'target',
@@ -800,7 +804,7 @@ export const migrationMachine = protocol.createMachine({
             input: ({ context }) => ({
               instance: context.instance,
               node: context.target,
-              info: context.migrationInfo ?? {},
+              info: context.handover.migrationInfo ?? {},
               success: true,
               timeoutMs: step(context),
             }),
@@ -823,7 +827,7 @@ export const migrationMachine = protocol.createMachine({
               actions: {
                 type: 'fail',
                 params: ({ context }) => ({
-                  message: `Could not finalize instance migration: ${context.finalizeErrors.join('; ')}; the config still names ${context.source}; ${cleanupHint(context.instance)}`,
+                  message: `Could not finalize instance migration: ${context.handover.finalizeErrors.join('; ')}; the config still names ${context.source}; ${cleanupHint(context.instance)}`,
                 }),
               },
             },
@@ -898,7 +902,7 @@ export const migrationMachine = protocol.createMachine({
                 params: ({ context }) => ({
                   message: `The migration of ${context.instance} was aborted, but it is not running on ${context.source} (${
                     where(context)
-                      .map((n) => `${locate(context.locations!, context.instance, n)} on ${n}`)
+                      .map((n) => `${locate(context.found.locations!, context.instance, n)} on ${n}`)
                       .join(', ') || 'found nowhere'
                   }); the cleanup resumes a paused source`,
                 }),
@@ -929,7 +933,7 @@ export const migrationMachine = protocol.createMachine({
       entry: {
         type: 'feedback',
         params: ({ context }) => ({
-          message: `* setting instance memory back to ${context.currentMemoryMiB} MiB`,
+          message: `* setting instance memory back to ${context.handover.currentMemoryMiB} MiB`,
         }),
       },
       invoke: {
@@ -938,7 +942,7 @@ export const migrationMachine = protocol.createMachine({
         input: ({ context }) => ({
           instance: context.instance,
           node: context.source,
-          memoryMiB: context.currentMemoryMiB!,
+          memoryMiB: context.handover.currentMemoryMiB!,
           timeoutMs: step(context),
         }),
         onDone: 'reverted',
@@ -948,7 +952,7 @@ export const migrationMachine = protocol.createMachine({
           actions: {
             type: 'fail',
             params: ({ context, event }) => ({
-              message: `Could not put the memory of ${context.instance} back to ${context.currentMemoryMiB} MiB on ${context.source} (it stays at ${context.balloonToMiB} MiB): ${errorText(event.error)}`,
+              message: `Could not put the memory of ${context.instance} back to ${context.handover.currentMemoryMiB} MiB on ${context.source} (it stays at ${context.handover.balloonToMiB} MiB): ${errorText(event.error)}`,
               tolerated: true,
             }),
           },
@@ -1010,7 +1014,7 @@ function memoryPlan(context: ProtocolContext, nodes: Record<string, NodeInfo>) {
     context.config,
     context.target,
     targetInfo,
-    context.currentMemoryMiB ?? context.config.memoryMiB,
+    context.handover.currentMemoryMiB ?? context.config.memoryMiB,
     context.request.allowRuntimeChanges,
   );
 }

@@ -74,6 +74,11 @@ export interface ProtocolOutput {
   warnings: string[];
 }
 
+/**
+ * A run's context. Fields that change together sit in one group, and the top level stays small: xstate
+ * copies the whole top level on every assign, and V8 keeps an object of more than about 16 keys added
+ * one by one as a slow hash table (a copy then costs 20 times as much, at every poll).
+ */
 export interface ProtocolContext {
   instance: string;
   request: {
@@ -84,53 +89,90 @@ export interface ProtocolContext {
     sourceIsDown: boolean;
     allowFailover: boolean;
   };
-  /** The migration's prerequisites found it cannot migrate, and a failover was allowed instead. */
-  fallback: boolean;
-  /** Failover, rejoin: what the probe of the node in question answered. */
-  probe: NodeProbe | null;
   limits: Limits;
   policy: Convergence;
-  converge: ConvergenceState;
   config: InstanceConfig | null;
   /** The node the instance runs on when the machine starts (the config's primary). */
   source: string;
   /** The instance's DRBD secondary, where it moves to. */
   target: string;
   disks: DiskRef[];
+  /** Progress watch of the wait in progress; its deadlines are absolute, so they survive a restore. */
+  watch: Watch | null;
+  sync: { done: boolean; percent: number } | null;
+  found: Found;
+  handover: Handover;
+  commit: Commit;
+  repair: Repair;
+  result: Result;
+}
+
+/** What reading the nodes found out. */
+export interface Found {
+  /** The migration's prerequisites found it cannot migrate, and a failover was allowed instead. */
+  fallback: boolean;
+  /** Failover, rejoin: what the probe of the node in question answered. */
+  probe: NodeProbe | null;
+  /** Where the last instanceList found the instance. */
+  locations: Record<string, RunningInstance[]> | null;
+  /** Both nodes read when giving up, for the outcome's `left`. */
+  surveyDisks: Record<string, DiskStatus[]> | null;
+  surveyLists: Record<string, RunningInstance[]> | null;
+}
+
+/** The hypervisor's part: memory, the copy and its convergence, the finalize steps. */
+export interface Handover {
   live: boolean | null;
   currentMemoryMiB: number | null;
   balloonToMiB: number | null;
   migrationInfo: Record<string, unknown> | null;
-  /** Progress watch of the wait in progress; its deadlines are absolute, so they survive a restore. */
-  watch: Watch | null;
-  sync: { done: boolean; percent: number } | null;
   memory: MigrationStatus | null;
+  converge: ConvergenceState;
   /** The hypervisor switched to postcopy: the source can no longer be resumed. */
   pastPointOfNoReturn: boolean;
   finalizeErrors: string[];
+  /** Resuming the source after an aborted copy failed: a revert must look before it says so. */
+  sourceResumeFailed: boolean;
+}
+
+/** The one commit point of the cluster config. */
+export interface Commit {
   /** The config names the target: the one commit point has passed. */
-  committed: boolean;
-  /** Writes of the commit tried so far (a failed write is read back, then tried once more). */
-  commitAttempts: number;
+  done: boolean;
+  /** Writes tried so far (a failed write is read back, then tried once more). */
+  attempts: number;
   /** The commit did not take: the instance runs on the target while the config names the source. */
-  commitFailed: boolean;
+  failed: boolean;
   /** Neither the commit's answer nor a read-back says what the config names now. */
   configUnknown: boolean;
   /** Why the commit failed; kept apart so that later steps cannot overwrite it. */
-  commitError: string | null;
+  error: string | null;
+}
+
+/** The back-to-single-master flow and the cleanup's repairs. */
+export interface Repair {
   /** The node the back-to-single-master flow demotes. */
   demote: string;
-  singleMasterAttempts: number;
+  /** Back-to-single-master tries so far. */
+  attempts: number;
   /** Cleanup: aborted a migration found on both nodes once already. */
   aborted: boolean;
-  /** Resuming the source after an aborted copy failed: a revert must look before it says so. */
-  sourceResumeFailed: boolean;
-  locations: Record<string, RunningInstance[]> | null;
-  surveyDisks: Record<string, DiskStatus[]> | null;
-  surveyLists: Record<string, RunningInstance[]> | null;
+}
+
+/** What the run comes to. */
+export interface Result {
   outcome: Outcome | null;
   error: string | null;
   warnings: string[];
+}
+
+/** A change to one group of the context, the rest of the group kept. */
+export function patch<G extends 'found' | 'handover' | 'commit' | 'repair' | 'result'>(
+  context: ProtocolContext,
+  group: G,
+  change: Partial<ProtocolContext[G]>,
+): Pick<ProtocolContext, G> {
+  return { [group]: { ...context[group], ...change } } as Pick<ProtocolContext, G>;
 }
 
 export type ProtocolEmitted =
@@ -159,39 +201,29 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
       sourceIsDown: input.sourceIsDown ?? false,
       allowFailover: input.allowFailover ?? false,
     },
-    fallback: false,
-    probe: null,
     limits: withDefaults(DEFAULT_LIMITS, input.limits),
     policy: withDefaults(DEFAULT_CONVERGENCE, input.convergence),
-    converge: startConvergence(withDefaults(DEFAULT_CONVERGENCE, input.convergence)),
     config: null,
     source: '',
     target: '',
     disks: [],
-    live: null,
-    currentMemoryMiB: null,
-    balloonToMiB: null,
-    migrationInfo: null,
     watch: null,
     sync: null,
-    memory: null,
-    pastPointOfNoReturn: false,
-    finalizeErrors: [],
-    committed: false,
-    commitAttempts: 0,
-    commitFailed: false,
-    configUnknown: false,
-    commitError: null,
-    demote: '',
-    singleMasterAttempts: 0,
-    aborted: false,
-    sourceResumeFailed: false,
-    locations: null,
-    surveyDisks: null,
-    surveyLists: null,
-    outcome: null,
-    error: null,
-    warnings: [],
+    found: { fallback: false, probe: null, locations: null, surveyDisks: null, surveyLists: null },
+    handover: {
+      live: null,
+      currentMemoryMiB: null,
+      balloonToMiB: null,
+      migrationInfo: null,
+      memory: null,
+      converge: startConvergence(withDefaults(DEFAULT_CONVERGENCE, input.convergence)),
+      pastPointOfNoReturn: false,
+      finalizeErrors: [],
+      sourceResumeFailed: false,
+    },
+    commit: { done: false, attempts: 0, failed: false, configUnknown: false, error: null },
+    repair: { demote: '', attempts: 0, aborted: false },
+    result: { outcome: null, error: null, warnings: [] },
   };
 }
 
@@ -217,8 +249,9 @@ export const LEFTOVER = new Set(['inmigrate', 'postmigrate', 'finish-migrate']);
 
 /** The nodes (of the instance's two) on which the last instanceList found it. */
 export function where(c: ProtocolContext): string[] {
-  if (c.locations === null) return [];
-  return bothNodes(c).filter((n) => locate(c.locations!, c.instance, n) !== null);
+  const { locations } = c.found;
+  if (locations === null) return [];
+  return bothNodes(c).filter((n) => locate(locations, c.instance, n) !== null);
 }
 
 export const bothNodes = (c: ProtocolContext): [string, string] => [c.source, c.target];
@@ -251,20 +284,22 @@ export function syncOverdueMessage(c: ProtocolContext): string {
 }
 
 export function outputOf(c: ProtocolContext): ProtocolOutput {
-  const outcome = c.outcome ?? 'failed';
+  const outcome = c.result.outcome ?? 'failed';
   const primaryNode =
-    c.config === null || c.configUnknown ? null : c.committed ? c.target : c.config.primaryNode;
+    c.config === null || c.commit.configUnknown ? null : c.commit.done ? c.target : c.config.primaryNode;
   const out: ProtocolOutput = {
     outcome,
     instance: c.instance,
     primaryNode,
-    live: c.live,
-    warnings: c.warnings,
+    live: c.handover.live,
+    warnings: c.result.warnings,
   };
-  const error = [c.commitError, c.error].filter((e): e is string => e !== null && e !== '').join('; then: ');
+  const error = [c.commit.error, c.result.error]
+    .filter((e): e is string => e !== null && e !== '')
+    .join('; then: ');
   if (error !== '') out.error = error;
-  if (c.fallback) out.fallback = 'failover';
-  if (c.converge.tried.length > 0) out.tried = c.converge.tried;
+  if (c.found.fallback) out.fallback = 'failover';
+  if (c.handover.converge.tried.length > 0) out.tried = c.handover.converge.tried;
   if (outcome === 'needsCleanup' || outcome === 'failed') {
     out.left =
       c.config === null
@@ -272,8 +307,8 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
         : describeWorld(
             c.instance,
             // Shared storage has no replication state to report.
-            isSharedStorage(c.config) ? {} : c.surveyDisks,
-            c.surveyLists,
+            isSharedStorage(c.config) ? {} : c.found.surveyDisks,
+            c.found.surveyLists,
             bothNodes(c),
           );
   }
@@ -281,15 +316,19 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
 }
 
 interface WarningQueue {
-  assign(update: { warnings: string[] }): void;
+  assign(update: Pick<ProtocolContext, 'result'>): void;
   emit(event: { type: 'feedback'; message: string; level: 'warning' }): void;
 }
 
 /** Shown now and kept for the output, so a run that succeeded still says what went wrong on the way. */
 function warning(enqueue: WarningQueue, context: ProtocolContext, message: string) {
-  enqueue.assign({ warnings: [...context.warnings, message] });
+  enqueue.assign(patch(context, 'result', { warnings: [...context.result.warnings, message] }));
   enqueue.emit({ type: 'feedback', message, level: 'warning' });
 }
+
+/** How the last status read classes the copy, or null before the first. */
+const copyPhase = (c: ProtocolContext) =>
+  c.handover.memory === null ? null : classifyMigration(c.handover.memory.status);
 
 /**
  * The one setup shared by the migration and cleanup machines, so the fragments below (written once)
@@ -310,42 +349,42 @@ export const protocol = setup({
     syncOverdue: ({ context }) =>
       context.watch !== null &&
       overdue(context.watch, context.limits.syncTotalMs, context.limits.syncNoProgressMs) !== null,
-    committed: ({ context }) => context.committed,
-    commitFailed: ({ context }) => context.commitFailed,
+    committed: ({ context }) => context.commit.done,
+    commitFailed: ({ context }) => context.commit.failed,
     /** A read-back of the config after a failed write: the write took after all. */
     configNamesTarget: ({ context }, params: { config: InstanceConfig }) =>
       params.config.primaryNode === context.target,
-    mayRetryCommit: ({ context }) => context.commitAttempts < 2,
-    finalizeFailed: ({ context }) => context.finalizeErrors.length > 0,
-    needsBalloon: ({ context }) => context.balloonToMiB !== null,
+    mayRetryCommit: ({ context }) => context.commit.attempts < 2,
+    finalizeFailed: ({ context }) => context.handover.finalizeErrors.length > 0,
+    needsBalloon: ({ context }) => context.handover.balloonToMiB !== null,
     sharedStorage: ({ context }) => isSharedStorage(context.config),
-    migrationCompleted: ({ context }) =>
-      context.memory !== null && classifyMigration(context.memory.status) === 'completed',
-    migrationFailed: ({ context }) =>
-      context.memory !== null && classifyMigration(context.memory.status) === 'failed',
-    postcopyBroken: ({ context }) =>
-      context.memory !== null && classifyMigration(context.memory.status) === 'brokenPostcopy',
-    pastPointOfNoReturn: ({ context }) => context.pastPointOfNoReturn,
+    migrationCompleted: ({ context }) => copyPhase(context) === 'completed',
+    migrationFailed: ({ context }) => copyPhase(context) === 'failed',
+    postcopyBroken: ({ context }) => copyPhase(context) === 'brokenPostcopy',
+    pastPointOfNoReturn: ({ context }) => context.handover.pastPointOfNoReturn,
     /** The config says the instance is to be down (Ganeti's admin_state). */
     stoppedByAdmin: ({ context }) => context.config?.adminState === 'down',
     migrationOverdue: ({ context }) =>
       context.watch !== null &&
       overdue(context.watch, context.limits.migrationTotalMs, context.limits.migrationNoProgressMs) !== null,
     /** The copy's dirty passes stopped shrinking for as many passes as the policy allows. */
-    copyStalled: ({ context }) => stalled(context.policy, context.converge),
+    copyStalled: ({ context }) => stalled(context.policy, context.handover.converge),
     /** The stage the convergence policy takes next for a stalled copy. */
     nextStageIs: ({ context }, params: { stage: Stage }) =>
-      nextStage(context.policy, context.converge) === params.stage,
+      nextStage(context.policy, context.handover.converge) === params.stage,
     /** The instance was ballooned down to fit the target (its memory is to be put back on a revert). */
-    ballooned: ({ context }) => context.balloonToMiB !== null && context.currentMemoryMiB !== null,
+    ballooned: ({ context }) =>
+      context.handover.balloonToMiB !== null && context.handover.currentMemoryMiB !== null,
     onBothNodes: ({ context }) => where(context).length === 2,
     onNoNode: ({ context }) => where(context).length === 0,
     onlyLeftovers: ({ context }) =>
       where(context).length > 0 &&
-      where(context).every((n) => LEFTOVER.has(locate(context.locations!, context.instance, n) ?? 'running')),
+      where(context).every((n) =>
+        LEFTOVER.has(locate(context.found.locations!, context.instance, n) ?? 'running'),
+      ),
     onTargetOnly: ({ context }) => where(context).length === 1 && where(context)[0] === context.target,
-    alreadyActedOnBoth: ({ context }) => context.aborted,
-    sourceResumeFailed: ({ context }) => context.sourceResumeFailed,
+    alreadyActedOnBoth: ({ context }) => context.repair.aborted,
+    sourceResumeFailed: ({ context }) => context.handover.sourceResumeFailed,
     sourceIsDownClaimed: ({ context }) => context.request.sourceIsDown,
     /** A probe answer: the node did not answer. */
     unreachableIn: (_, params: { probe: NodeProbe }) => !params.probe.reachable,
@@ -358,7 +397,7 @@ export const protocol = setup({
     pausedOnSourceOnly: ({ context }) =>
       where(context).length === 1 &&
       where(context)[0] === context.source &&
-      locate(context.locations!, context.instance, context.source) === 'paused',
+      locate(context.found.locations!, context.instance, context.source) === 'paused',
     /** In the lists just read: the instance is nowhere, and a failover may be done instead. */
     fallsBackIn: ({ context }, params: { lists: Record<string, RunningInstance[]> }) =>
       context.request.allowFailover &&
@@ -373,7 +412,7 @@ export const protocol = setup({
       handoverCompleted(context, params.lists),
     /** Forward (the instance runs on the target), once more; a revert is not retried. */
     mayRetrySingleMaster: ({ context }) =>
-      (context.committed || context.commitFailed) && context.singleMasterAttempts < 2,
+      (context.commit.done || context.commit.failed) && context.repair.attempts < 2,
   },
   actions: {
     feedback: emit((_, params: { message: string }) => ({
@@ -384,13 +423,15 @@ export const protocol = setup({
     /** A failure: the run's error, or where the protocol tolerates it, a warning that is shown and kept. */
     fail: enqueueActions(({ enqueue, context }, params: { message: string; tolerated?: boolean }) => {
       if (params.tolerated === true) warning(enqueue, context, params.message);
-      else enqueue.assign({ error: params.message });
+      else enqueue.assign(patch(context, 'result', { error: params.message }));
     }),
     /** A warning worth showing and keeping, when there is one. */
     warn: enqueueActions(({ enqueue, context }, params: { message: string | null }) => {
       if (params.message !== null) warning(enqueue, context, params.message);
     }),
-    recordOutcome: assign({ outcome: (_, params: { outcome: Outcome }) => params.outcome }),
+    recordOutcome: assign(({ context }, params: { outcome: Outcome }) =>
+      patch(context, 'result', { outcome: params.outcome }),
+    ),
     startWatch: assign({ watch: null, sync: null }),
     recordSync: assign(({ context }, params: { nodes: Record<string, NodeSync>; at: number }) => {
       const sync = summarizeSync(params.nodes);
@@ -407,35 +448,40 @@ export const protocol = setup({
       source: config.primaryNode,
       target: config.secondaryNode ?? '',
       disks: config.disks,
-      live: (context.request.mode ?? config.migrationMode) === 'live',
+      ...patch(context, 'handover', { live: (context.request.mode ?? config.migrationMode) === 'live' }),
     })),
-    recordLocations: assign({
-      locations: (_, params: { lists: Record<string, RunningInstance[]> }) => params.lists,
-    }),
+    recordLocations: assign(({ context }, params: { lists: Record<string, RunningInstance[]> }) =>
+      patch(context, 'found', { locations: params.lists }),
+    ),
     announceLocations: emit(({ context }) => ({
       type: 'feedback' as const,
       message: `* instance running on: ${where(context).join(', ') || 'no node'}`,
       level: 'info' as const,
     })),
-    recordCurrentMemory: assign({
-      currentMemoryMiB: ({ context }, params: { memoryMiB: number | null }) =>
-        params.memoryMiB ?? context.config?.memoryMiB ?? null,
-    }),
-    recordBalloon: assign({
-      balloonToMiB: (_, params: { balloonToMiB: number | null }) => params.balloonToMiB,
-    }),
-    recordMigrationInfo: assign({ migrationInfo: (_, info: Record<string, unknown>) => info }),
+    recordCurrentMemory: assign(({ context }, params: { memoryMiB: number | null }) =>
+      patch(context, 'handover', { currentMemoryMiB: params.memoryMiB ?? context.config?.memoryMiB ?? null }),
+    ),
+    recordBalloon: assign(({ context }, params: { balloonToMiB: number | null }) =>
+      patch(context, 'handover', { balloonToMiB: params.balloonToMiB }),
+    ),
+    recordMigrationInfo: assign(({ context }, info: Record<string, unknown>) =>
+      patch(context, 'handover', { migrationInfo: info }),
+    ),
     recordMemory: enqueueActions(({ enqueue, context }, status: MigrationStatus) => {
       const phase = classifyMigration(status.status);
       const transferred = status.transferredMiB ?? 0;
+      const { handover } = context;
       enqueue.assign({
-        memory: status,
-        converge: observePass(context.converge, status),
+        handover: {
+          ...handover,
+          memory: status,
+          converge: observePass(handover.converge, status),
+          pastPointOfNoReturn:
+            handover.pastPointOfNoReturn || phase === 'postcopy' || phase === 'brokenPostcopy',
+        },
         watch: observe(context.watch, status.at, transferred),
-        pastPointOfNoReturn:
-          context.pastPointOfNoReturn || phase === 'postcopy' || phase === 'brokenPostcopy',
       });
-      if (phase === 'postcopy' && !context.pastPointOfNoReturn) {
+      if (phase === 'postcopy' && !handover.pastPointOfNoReturn) {
         enqueue.emit({
           type: 'feedback',
           message: '* memory transfer has switched to postcopy',
@@ -460,16 +506,19 @@ export const protocol = setup({
         { enqueue, context },
         params: { said: string; downtimeMs?: number; throttled?: true; postcopyStarted?: true },
       ) => {
-        enqueue.assign({
-          converge: {
-            ...context.converge,
-            downtimeMs: params.downtimeMs ?? context.converge.downtimeMs,
-            throttled: params.throttled ?? context.converge.throttled,
-            postcopyStarted: params.postcopyStarted ?? context.converge.postcopyStarted,
-            stalledPasses: 0,
-            tried: [...context.converge.tried, params.said],
-          },
-        });
+        const { converge } = context.handover;
+        enqueue.assign(
+          patch(context, 'handover', {
+            converge: {
+              ...converge,
+              downtimeMs: params.downtimeMs ?? converge.downtimeMs,
+              throttled: params.throttled ?? converge.throttled,
+              postcopyStarted: params.postcopyStarted ?? converge.postcopyStarted,
+              stalledPasses: 0,
+              tried: [...converge.tried, params.said],
+            },
+          }),
+        );
         enqueue.emit({
           type: 'feedback',
           message: `* the copy does not converge: ${params.said}`,
@@ -478,75 +527,78 @@ export const protocol = setup({
       },
     ),
     /** Asking for postcopy is the point of no return, whether or not its answer arrives. */
-    passPointOfNoReturn: assign({ pastPointOfNoReturn: true }),
-    recordFinalizeError: assign({
-      finalizeErrors: ({ context }, params: { message: string }) => [
-        ...context.finalizeErrors,
-        params.message,
-      ],
-    }),
+    passPointOfNoReturn: assign(({ context }) => patch(context, 'handover', { pastPointOfNoReturn: true })),
+    recordFinalizeError: assign(({ context }, params: { message: string }) =>
+      patch(context, 'handover', { finalizeErrors: [...context.handover.finalizeErrors, params.message] }),
+    ),
     commit: assign(({ context }) => ({
-      committed: true,
-      configUnknown: false,
-      commitError: null,
-      demote: context.source,
+      ...patch(context, 'commit', { done: true, configUnknown: false, error: null }),
+      ...patch(context, 'repair', { demote: context.source }),
     })),
-    countCommitAttempt: assign({ commitAttempts: ({ context }) => context.commitAttempts + 1 }),
+    countCommitAttempt: assign(({ context }) =>
+      patch(context, 'commit', { attempts: context.commit.attempts + 1 }),
+    ),
     /** A commit write that failed, not yet known to have failed: it is read back before anything else. */
-    recordCommitWriteError: assign((_, params: { message: string }) => ({
-      configUnknown: true,
-      commitError: params.message,
-    })),
-    recordConfigRead: assign({ configUnknown: false }),
+    recordCommitWriteError: assign(({ context }, params: { message: string }) =>
+      patch(context, 'commit', { configUnknown: true, error: params.message }),
+    ),
+    recordConfigRead: assign(({ context }) => patch(context, 'commit', { configUnknown: false })),
     /**
      * The commit did not take: the instance runs on the target, so the disks go back to single-master
      * around it (the source is demoted) and the run ends asking for a cleanup of the config alone.
      */
     giveUpCommit: assign(({ context }, params: { readError: string | null; repair: string }) => ({
-      commitFailed: true,
-      configUnknown: params.readError !== null,
-      commitError: `The config could not be updated to name ${context.target} (${context.commitError}); ${
-        params.readError === null
-          ? `it still names ${context.source}`
-          : `reading it back failed too (${params.readError}), so which node it names is unknown`
-      }; ${params.repair}`,
-      demote: context.source,
+      ...patch(context, 'commit', {
+        failed: true,
+        configUnknown: params.readError !== null,
+        error: `The config could not be updated to name ${context.target} (${context.commit.error}); ${
+          params.readError === null
+            ? `it still names ${context.source}`
+            : `reading it back failed too (${params.readError}), so which node it names is unknown`
+        }; ${params.repair}`,
+      }),
+      ...patch(context, 'repair', { demote: context.source }),
     })),
-    recordFallback: assign({ fallback: true }),
-    recordProbe: assign({ probe: (_, params: { probe: NodeProbe }) => params.probe }),
-    demoteTarget: assign(({ context }) => ({ demote: context.target })),
-    countSingleMasterAttempt: assign({
-      singleMasterAttempts: ({ context }) => context.singleMasterAttempts + 1,
-    }),
+    recordFallback: assign(({ context }) => patch(context, 'found', { fallback: true })),
+    recordProbe: assign(({ context }, params: { probe: NodeProbe }) =>
+      patch(context, 'found', { probe: params.probe }),
+    ),
+    demoteTarget: assign(({ context }) => patch(context, 'repair', { demote: context.target })),
+    countSingleMasterAttempt: assign(({ context }) =>
+      patch(context, 'repair', { attempts: context.repair.attempts + 1 }),
+    ),
     /** Finishing forward after a failed first try: the failure becomes a warning unless the retry fails too. */
     retryForward: enqueueActions(({ enqueue, context }) => {
       warning(
         enqueue,
         context,
-        `${context.error ?? 'the switch back to single-master failed'}; trying once more`,
+        `${context.result.error ?? 'the switch back to single-master failed'}; trying once more`,
       );
-      enqueue.assign({ error: null });
+      // The warning's own assign ran first: patch the result as it is now, not as it was.
+      enqueue.assign(({ context: now }) => patch(now, 'result', { error: null }));
     }),
-    markActedOnBoth: assign({ aborted: true }),
-    recordSourceResumeFailed: assign({ sourceResumeFailed: true }),
+    markActedOnBoth: assign(({ context }) => patch(context, 'repair', { aborted: true })),
+    recordSourceResumeFailed: assign(({ context }) =>
+      patch(context, 'handover', { sourceResumeFailed: true }),
+    ),
     /** An operator abort that cannot be honoured here: say what happens instead. */
     refuseAbort: emit(({ context }) => ({
       type: 'feedback' as const,
       level: 'warning' as const,
-      message: context.committed
+      message: context.commit.done
         ? 'Abort refused: the instance already runs on the target and the config says so; finishing the switch back to single-master'
-        : context.pastPointOfNoReturn || context.memory?.status === 'completed'
+        : context.handover.pastPointOfNoReturn || context.handover.memory?.status === 'completed'
           ? 'Abort refused: the memory copy has passed the point of no return; finishing the migration forward'
-          : context.error !== null
+          : context.result.error !== null
             ? 'Abort noted: the run is already undoing its work'
             : 'Abort refused: this step cannot be interrupted; it finishes first',
     })),
-    recordSurveyDisks: assign({
-      surveyDisks: (_, params: { disks: Record<string, DiskStatus[]> | null }) => params.disks,
-    }),
-    recordSurveyLists: assign({
-      surveyLists: (_, params: { lists: Record<string, RunningInstance[]> | null }) => params.lists,
-    }),
+    recordSurveyDisks: assign(({ context }, params: { disks: Record<string, DiskStatus[]> | null }) =>
+      patch(context, 'found', { surveyDisks: params.disks }),
+    ),
+    recordSurveyLists: assign(({ context }, params: { lists: Record<string, RunningInstance[]> | null }) =>
+      patch(context, 'found', { surveyLists: params.lists }),
+    ),
   },
 });
 

@@ -164,7 +164,7 @@ export async function resumeMigration(
       { instance, timeoutMs: context.limits.stepTimeoutMs },
       new AbortController().signal,
     );
-    const believed = context.committed ? context.target : context.source;
+    const believed = context.commit.done ? context.target : context.source;
     if (config.primaryNode !== believed) {
       reason = `the config names ${config.primaryNode} but the journal expected ${believed}: the world changed since`;
     }

@@ -97,17 +97,19 @@ const not =
     !f(s);
 const locatingInCleanup = inState('locating');
 const abortFailed = (s: AnyMachineSnapshot) =>
-  (s.context as ProtocolContext).warnings.some((w) => w.startsWith('Aborting migration failed on target'));
+  (s.context as ProtocolContext).result.warnings.some((w) =>
+    w.startsWith('Aborting migration failed on target'),
+  );
 
 /** What the last look found on the target. */
 const seen = (s: AnyMachineSnapshot, state: string) => {
   const c = s.context as ProtocolContext;
-  return c.locations?.[c.target]?.some((i) => i.state === state) === true;
+  return c.found.locations?.[c.target]?.some((i) => i.state === state) === true;
 };
 
 const seenOnSource = (s: AnyMachineSnapshot, state: string) => {
   const c = s.context as ProtocolContext;
-  return c.locations?.[c.source]?.some((i) => i.state === state) === true;
+  return c.found.locations?.[c.source]?.some((i) => i.state === state) === true;
 };
 
 const syncAt = (done: boolean, at: number) => (c: ProtocolContext) => ({
@@ -128,14 +130,14 @@ const LATE = 1e12;
 
 const convergesAlone = (s: AnyMachineSnapshot) => {
   const c = s.context as ProtocolContext;
-  return c.converge.pass === null || c.converge.postcopyStarted;
+  return c.handover.converge.pass === null || c.handover.converge.postcopyStarted;
 };
 
 const failingOver = (s: AnyMachineSnapshot) => s.machine.id === 'failover';
 const rejoining = (s: AnyMachineSnapshot) => s.machine.id === 'rejoin';
 /** What the failover's probe of the source answered. */
 const probed = (s: AnyMachineSnapshot, error: string) =>
-  (s.context as ProtocolContext).probe?.error === error;
+  (s.context as ProtocolContext).found.probe?.error === error;
 
 /** The target's own view of its disks when its peer is gone (or, with `extra`, otherwise). */
 const targetDisks = (c: ProtocolContext, extra: Partial<DiskStatus>) =>
@@ -208,7 +210,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       output: (c) => runs(c, {}),
       applies: (s) =>
         inState('checkingPrereqs.locating')(s) ||
-        (locatingInCleanup(s) && !(s.context as ProtocolContext).aborted),
+        (locatingInCleanup(s) && !(s.context as ProtocolContext).repair.aborted),
       recipe: {
         spec: { instances: [{ name: 'web1', primary: 'node-a', secondary: 'node-b', running: false }] },
       },
@@ -218,7 +220,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       output: (c) => runs(c, { [c.source]: 'running', [c.target]: 'inmigrate' }),
       applies: (s) =>
         (inState('abortingFound')(s) && seen(s, 'inmigrate')) ||
-        (locatingInCleanup(s) && (!(s.context as ProtocolContext).aborted || abortFailed(s))),
+        (locatingInCleanup(s) && (!(s.context as ProtocolContext).repair.aborted || abortFailed(s))),
       recipe: { start: 'crashMidCopy' },
     },
     {
@@ -226,7 +228,8 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       name: 'handoverCompleted',
       output: (c) => runs(c, { [c.source]: 'postmigrate', [c.target]: 'running' }),
       applies: (s) =>
-        inState('aborting.checking')(s) && (s.context as ProtocolContext).memory?.status === 'active',
+        inState('aborting.checking')(s) &&
+        (s.context as ProtocolContext).handover.memory?.status === 'active',
       perturb: 'copyCompletes',
     },
     {
@@ -235,7 +238,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       output: (c) => runs(c, { [c.source]: 'postmigrate', [c.target]: 'running' }),
       applies: (s) =>
         inState('abortingFound.checking')(s) ||
-        (locatingInCleanup(s) && !(s.context as ProtocolContext).aborted),
+        (locatingInCleanup(s) && !(s.context as ProtocolContext).repair.aborted),
       recipe: { start: 'crashAfterCopy' },
     },
     {
@@ -245,9 +248,9 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       applies: (s) => {
         const c = s.context as ProtocolContext;
         const copying =
-          c.memory?.status === 'active' ||
+          c.handover.memory?.status === 'active' ||
           (s.machine.id === 'cleanup' &&
-            c.locations?.[c.target]?.some((i) => i.state === 'inmigrate') === true);
+            c.found.locations?.[c.target]?.some((i) => i.state === 'inmigrate') === true);
         return inState('aborting.rechecking', 'abortingFound.rechecking')(s) && copying;
       },
       perturb: 'copyCompletes',
@@ -256,7 +259,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // A copy completed, then the target died before anyone finalized it: only the husk is left.
       name: 'leftoverOnly',
       output: (c) => runs(c, { [c.source]: 'postmigrate' }),
-      applies: (s) => locatingInCleanup(s) && !(s.context as ProtocolContext).aborted,
+      applies: (s) => locatingInCleanup(s) && !(s.context as ProtocolContext).repair.aborted,
       recipe: { start: 'crashAfterCopy' },
       perturb: 'targetDies',
     },
@@ -273,7 +276,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
     {
       name: 'onTarget',
       output: (c) => runs(c, { [c.target]: 'running' }),
-      applies: (s) => locatingInCleanup(s) && !(s.context as ProtocolContext).aborted,
+      applies: (s) => locatingInCleanup(s) && !(s.context as ProtocolContext).repair.aborted,
       recipe: { start: 'crashBeforeCommit' },
     },
   ],
@@ -424,13 +427,13 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // The hypervisor's own switch (Ganeti's KVM code switches after two passes by itself).
       name: 'postcopy',
       output: memory('postcopy-active', 2_000),
-      applies: (s) => (s.context as ProtocolContext).converge.pass === null,
+      applies: (s) => (s.context as ProtocolContext).handover.converge.pass === null,
       recipe: { spec: { settings: { postcopy: true } } },
     },
     {
       name: 'postcopyBroken',
       output: memory('postcopy-paused', 3_000),
-      applies: (s) => (s.context as ProtocolContext).pastPointOfNoReturn,
+      applies: (s) => (s.context as ProtocolContext).handover.pastPointOfNoReturn,
       perturb: 'postcopyBreaks',
     },
     {
@@ -438,17 +441,17 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       name: 'stalledPass',
       output: (c) => ({
         status: 'active',
-        transferredMiB: 10 * ((c.converge.pass ?? 1) + 1),
+        transferredMiB: 10 * ((c.handover.converge.pass ?? 1) + 1),
         totalMiB: 100,
-        remainingMiB: c.converge.smallestPassMiB ?? 50,
-        passes: (c.converge.pass ?? 1) + 1,
-        throttlePercent: c.converge.throttled ? 99 : null,
-        at: 1_000 * ((c.converge.pass ?? 1) + 1),
+        remainingMiB: c.handover.converge.smallestPassMiB ?? 50,
+        passes: (c.handover.converge.pass ?? 1) + 1,
+        throttlePercent: c.handover.converge.throttled ? 99 : null,
+        at: 1_000 * ((c.handover.converge.pass ?? 1) + 1),
       }),
       // After a first reading (the first pass), as the simulated guest turns busy mid-copy.
       applies: (s) =>
-        !(s.context as ProtocolContext).pastPointOfNoReturn &&
-        (s.context as ProtocolContext).memory?.status === 'active',
+        !(s.context as ProtocolContext).handover.pastPointOfNoReturn &&
+        (s.context as ProtocolContext).handover.memory?.status === 'active',
       perturb: 'busyGuest',
     },
     {
@@ -457,8 +460,8 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // A busy guest's passes take simulated time of their own: the deadline is tried before them.
       applies: (s) =>
         (s.context as ProtocolContext).watch !== null &&
-        !(s.context as ProtocolContext).pastPointOfNoReturn &&
-        (s.context as ProtocolContext).converge.pass === null,
+        !(s.context as ProtocolContext).handover.pastPointOfNoReturn &&
+        (s.context as ProtocolContext).handover.converge.pass === null,
       recipe: { limits: { migrationTotalMs: 5_000 } },
     },
   ],
