@@ -11,6 +11,22 @@ export interface Clock {
    * since a simulated clock jumps ahead whenever nothing else seems to be happening.
    */
   hold?<T>(work: Promise<T>): Promise<T>;
+  /**
+   * Calls `fire` after ms unless the returned disarm is called first: a deadline that is almost
+   * always disarmed, at less cost than a sleep with a signal (see `armTimer` for clocks without it).
+   */
+  timer?(ms: number, fire: () => void): () => void;
+}
+
+/** Why a deadline's own sleep is cut short (a reason of ours: no DOMException is built for it). */
+const DISARMED = new Error('the deadline was disarmed');
+
+/** A deadline on any clock: its own timer where it has one, a sleep with a signal otherwise. */
+export function armTimer(clock: Clock, ms: number, fire: () => void): () => void {
+  if (clock.timer !== undefined) return clock.timer(ms, fire);
+  const disarm = new AbortController();
+  void clock.sleep(ms, disarm.signal).then((elapsed) => elapsed && fire());
+  return () => disarm.abort(DISARMED);
 }
 
 /** setTimeout's longest wait; a longer one fires at once (with a TimeoutOverflowWarning). */
@@ -42,4 +58,17 @@ export const systemClock: Clock = {
       arm();
       signal?.addEventListener('abort', onAbort, { once: true });
     }),
+  timer: (ms, fire) => {
+    // Longer than setTimeout can wait: slept in pieces, as sleep does.
+    const until = Date.now() + ms;
+    let timer: ReturnType<typeof setTimeout>;
+    const arm = () => {
+      timer = setTimeout(
+        () => (until - Date.now() > 0 ? arm() : fire()),
+        Math.max(0, Math.min(until - Date.now(), LONGEST_TIMER_MS)),
+      );
+    };
+    arm();
+    return () => clearTimeout(timer);
+  },
 };

@@ -1,5 +1,5 @@
 import { type AnyActorRef, fromPromise, type PromiseActorLogic } from 'xstate';
-import { type Clock, systemClock } from './clock.js';
+import { armTimer, type Clock, systemClock } from './clock.js';
 import {
   EFFECT_NAMES,
   type EffectInput,
@@ -63,8 +63,8 @@ function nodeOf(input: unknown): string | null {
   return typeof node === 'string' ? node : null;
 }
 
-/** Why a call's own controller is aborted once the call is over (it cancels the deadline's timer). */
-const STEP_OVER = new Error('the step is over');
+/** Why a call's own signal is aborted when the step is left before its answer (deadline, stop). */
+const STEP_LEFT = new Error('the step was left');
 
 /** One effect call: input re-parsed, the journal awaited, the deadline enforced, the answer parsed. */
 async function callEffect<K extends EffectName>(
@@ -100,22 +100,22 @@ async function callEffect<K extends EffectName>(
   }
   if (signal.aborted) throw fail(`${name} was not started: the step was left`);
   options.onCall?.({ phase: 'start', effect: name, input });
+  // The implementation's signal: aborted when the machine leaves the step or the deadline passes.
   const step = new AbortController();
   const onAbort = () => step.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
   const limitMs = parsedInput.data.timeoutMs + graceMs;
-  const deadline = clock
-    .sleep(limitMs, step.signal)
-    .then((elapsed) =>
-      elapsed
-        ? Promise.reject(fail(`${name} did not answer within ${limitMs} ms`))
-        : new Promise<never>(() => {}),
-    );
+  let disarm = () => {};
+  const deadline = new Promise<never>((_, reject) => {
+    disarm = armTimer(clock, limitMs, () => reject(fail(`${name} did not answer within ${limitMs} ms`)));
+  });
+  let answered = false;
   try {
     const answer = await Promise.race([
       impl(parsedInput.data as EffectInput<K>, step.signal, options.hurry?.()),
       deadline,
     ]);
+    answered = true;
     const parsed = schema.output.safeParse(answer);
     if (!parsed.success) {
       throw fail(
@@ -129,9 +129,10 @@ async function callEffect<K extends EffectName>(
     options.onCall?.({ phase: 'error', effect: name, input, error: failure });
     throw failure;
   } finally {
+    disarm();
     signal.removeEventListener('abort', onAbort);
-    // A reason of our own: without one, every call would build a DOMException to say "aborted".
-    step.abort(STEP_OVER);
+    // An implementation still at work (its deadline passed, its step left) is told to stop.
+    if (!answered) step.abort(STEP_LEFT);
   }
 }
 

@@ -50,6 +50,21 @@ export class SimClock implements Clock {
     });
   }
 
+  timer(ms: number, fire: () => void): () => void {
+    const timer: Timer = {
+      at: this.time + Math.max(0, ms),
+      seq: this.seq++,
+      fire: (elapsed) => elapsed && fire(),
+    };
+    this.timers.push(timer);
+    this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
+    this.schedule();
+    return () => {
+      const i = this.timers.indexOf(timer);
+      if (i >= 0) this.timers.splice(i, 1);
+    };
+  }
+
   /** Time stands still until `work` settles (real I/O of the orchestrator or the simulator). */
   async hold<T>(work: Promise<T>): Promise<T> {
     this.held++;
