@@ -66,9 +66,14 @@ export class RunInterrupted extends Error {
 /** A state value as one dotted path per active leaf: "dualMaster.syncing.polling". */
 export function stateKey(value: AnyMachineSnapshot['value']): string {
   if (typeof value === 'string') return value;
-  return Object.entries(value)
-    .map(([k, v]) => (v === undefined ? k : `${k}.${stateKey(v as AnyMachineSnapshot['value'])}`))
-    .join(',');
+  // Built without intermediate arrays: it runs at every transition of every run.
+  let key = '';
+  for (const k in value) {
+    const v = value[k];
+    const part = v === undefined ? k : `${k}.${stateKey(v as AnyMachineSnapshot['value'])}`;
+    key = key === '' ? part : `${key},${part}`;
+  }
+  return key;
 }
 
 /**
@@ -138,17 +143,28 @@ export function runMachine(
     },
     { once: true },
   );
-  actor.on('*', (emitted) => options.onEvent?.(emitted as ProtocolEmitted));
+  if (options.onEvent !== undefined) {
+    const tell = options.onEvent;
+    actor.on('*', (emitted) => tell(emitted as ProtocolEmitted));
+  }
   let last = '';
-  actor.subscribe((snapshot) => {
-    const value = stateKey(snapshot.value);
-    if (value !== last) {
-      last = value;
-      options.onEvent?.({ type: 'state', value, at: clock.now() });
-    }
-    options.onSnapshot?.(actor.getPersistedSnapshot());
-  });
-  return startUntilStopped<ProtocolOutput>(actor, options.signal, () => last);
+  const { onEvent, onSnapshot } = options;
+  if (onEvent !== undefined || onSnapshot !== undefined) {
+    actor.subscribe((snapshot) => {
+      if (onEvent !== undefined) {
+        const value = stateKey(snapshot.value);
+        if (value !== last) {
+          last = value;
+          onEvent({ type: 'state', value, at: clock.now() });
+        }
+      }
+      onSnapshot?.(actor.getPersistedSnapshot());
+    });
+  }
+  // Where it stood when stopped (the state events, when nobody listens to them, are not made).
+  return startUntilStopped<ProtocolOutput>(actor, options.signal, () =>
+    onEvent === undefined ? stateKey(actor.getSnapshot().value) : last,
+  );
 }
 
 /**
