@@ -70,6 +70,11 @@ export interface SimCluster {
   afterStep: ((step: SimStep) => Promise<void>) | undefined;
   /** A deep copy of the world as it is now, for saving. */
   snapshot(): World;
+  /**
+   * The live world brought up to the clock's time, for a look without a copy (keep nothing of it:
+   * the next step changes it; guests' uptimes in it are counted lazily, `snapshot` has them exact).
+   */
+  current(): World;
   /** Something happens to the cluster by itself, now (a link failure, a QEMU crash, …). */
   perturb(kind: Perturbation, instance: string): void;
   /**
@@ -110,6 +115,10 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       advance();
       settleAllUptimes(world);
       return structuredClone(world);
+    },
+    current: () => {
+      advance();
+      return world;
     },
     perturb: (kind, instance) => {
       advance();

@@ -133,13 +133,12 @@ async function runOn(
   const visited: string[] = [];
   const stop = new AbortController();
   const operator = new AbortController();
+  // Persisted at the crash, as a journal's last record would be (not at every transition: only a
+  // crashed run is resumed from it).
   let snapshot: Snapshot<unknown> | null = null;
   try {
     const output = await runMachine(logic, input, effects, {
       ...(options.snapshot === undefined ? {} : { snapshot: options.snapshot }),
-      onSnapshot: (s) => {
-        snapshot = s;
-      },
       clock: world.clock,
       signal: stop.signal,
       abort: operator.signal,
@@ -151,7 +150,11 @@ async function runOn(
       onEvent: (e) => {
         if (e.type !== 'state') return;
         visited.push(e.value);
-        if (options.crashAt === e.value && fired.size === plan.length) queueMicrotask(() => stop.abort());
+        if (options.crashAt === e.value && fired.size === plan.length)
+          queueMicrotask(() => {
+            snapshot = actor?.getPersistedSnapshot() ?? null;
+            stop.abort();
+          });
       },
     });
     return { output, visited, crashed: false, snapshot, unfired: plan.filter((e) => !fired.has(e)) };

@@ -42,7 +42,8 @@ export interface TestWorld {
 export type MakeWorld = (recipe: Recipe) => TestWorld | Promise<TestWorld>;
 
 export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
-  const world = sim.snapshot();
+  // Read, not copied: the view is built of new objects, and it is taken after every step.
+  const world = sim.current();
   const config = world.config.instances[instance];
   if (config === undefined) throw new Error(`no instance ${instance} in the simulated world`);
   const nodes = [config.primaryNode, config.secondaryNode].filter((n): n is string => n !== null);
