@@ -15,6 +15,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Client } from 'ssh2';
 import { sshEffects } from '../src/backend/ssh.js';
 import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
@@ -23,12 +24,6 @@ import { type RunEvent, runMigration } from '../src/index.js';
 import { fingerprint, SshNode } from '../src/ssh/index.js';
 import { drbdTestbedUnavailable, startDrbdTestbed } from '../test/testbed/drbd.js';
 import { captureQemuTotalTime, median, timePerEffect } from './common.js';
-
-const why = drbdTestbedUnavailable();
-if (why !== null) {
-  console.error(`bench/drbd.ts: ${why}`);
-  process.exit(2);
-}
 
 /** DRBD's own event stream from a node, each line stamped with its arrival here. */
 function watchEvents(node: ClusterFile['nodes'][number]) {
@@ -79,85 +74,115 @@ function resyncs(lines: { at: number; line: string }[]) {
   return out;
 }
 
-const runs = Number(process.argv[2] ?? 4);
-const dir = mkdtempSync(join(tmpdir(), 'drbd-migrate-bench-drbd-'));
-const booting = performance.now();
-const tb = await startDrbdTestbed(dir);
-console.log(
-  `testbed up (kernel cached, VMs booted, DRBD synced): ${(performance.now() - booting).toFixed(0)} ms`,
-);
-try {
-  const hv = tb.cluster.instances[0]!.hypervisor;
-  const start = new QemuNode(new SshNode(tb.cluster.nodes[0]!), hv);
-  await start.start(false, 60_000);
-  start.shell.close();
-  const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
-  const rows: {
-    wall: number;
-    qemu: number;
-    resync: number;
-    detect: number[];
-    spent: Record<string, number>;
-  }[] = [];
-  for (let i = 0; i < runs; i++) {
-    const watchers = tb.cluster.nodes.map((n) => watchEvents(n));
-    await Promise.all(watchers.map((w) => w.ready));
-    const backend = await sshEffects(tb.clusterPath);
-    const total = captureQemuTotalTime(backend, 'web1');
-    const effects = timePerEffect();
-    let begun = 0;
-    const waits: { from: number; to: number }[] = [];
-    const out = await runMigration({ instance: 'web1', limits }, backend.effects, {
-      onCall: effects.onCall,
-      onStart: () => {
-        begun = Date.now();
-      },
-      onEvent: (e: RunEvent) => {
-        if (e.type === 'state' && e.value.endsWith('.polling'))
-          waits.push({ from: Date.now(), to: Number.NaN });
-        if (e.type === 'progress' && e.kind === 'sync' && e.percent === 100) {
-          const open = waits.at(-1);
-          if (open !== undefined && Number.isNaN(open.to)) open.to = Date.now();
-        }
-      },
-    });
-    const wall = Date.now() - begun;
-    backend.close();
-    for (const w of watchers) w.close();
-    if (out.outcome !== 'migrated') throw new Error(`run ${i}: ${out.outcome}: ${out.error}`);
-    const periods = watchers.flatMap((w) => resyncs(w.lines));
-    // Each wait that a resync's end finished: the last end inside the wait, against its answer.
-    const detect = waits.flatMap((w) => {
-      const ends = periods.map((p) => p.end).filter((e) => e >= w.from && e <= w.to);
-      return ends.length === 0 ? [] : [w.to - Math.max(...ends)];
-    });
-    const resync = periods.reduce((sum, p) => sum + (p.end - p.start), 0) / 2; // seen from both nodes
-    rows.push({ wall, qemu: total(), resync, detect, spent: effects.spent });
-    console.log(
-      `run ${i + 1}: wall ${wall} ms, qemu total-time ${total()} ms, DRBD resync ${resync.toFixed(0)} ms over ${periods.length / 2} resyncs, detection ${detect.map((d) => `${d} ms`).join(', ') || '(no resync ended during a wait)'}`,
+export interface DrbdFigures {
+  runs: number;
+  /** The testbed's start-up, ms. */
+  bootMs: number;
+  /** Medians, ms. */
+  wall: number;
+  qemu: number;
+  resync: number;
+  /** Median detection after a resync's end, ms; null when no resync ended during a wait. */
+  detect: number | null;
+}
+
+/** `runs` live migrations on the DRBD VM testbed it boots and stops. */
+export async function benchDrbd(runs: number, log = console.log): Promise<DrbdFigures> {
+  const dir = mkdtempSync(join(tmpdir(), 'drbd-migrate-bench-drbd-'));
+  const booting = performance.now();
+  const tb = await startDrbdTestbed(dir);
+  const bootMs = performance.now() - booting;
+  log(`testbed up (kernel cached, VMs booted, DRBD synced): ${bootMs.toFixed(0)} ms`);
+  try {
+    const hv = tb.cluster.instances[0]!.hypervisor;
+    const start = new QemuNode(new SshNode(tb.cluster.nodes[0]!), hv);
+    await start.start(false, 60_000);
+    start.shell.close();
+    const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
+    const rows: {
+      wall: number;
+      qemu: number;
+      resync: number;
+      detect: number[];
+      spent: Record<string, number>;
+    }[] = [];
+    for (let i = 0; i < runs; i++) {
+      const watchers = tb.cluster.nodes.map((n) => watchEvents(n));
+      await Promise.all(watchers.map((w) => w.ready));
+      const backend = await sshEffects(tb.clusterPath);
+      const total = captureQemuTotalTime(backend, 'web1');
+      const effects = timePerEffect();
+      let begun = 0;
+      const waits: { from: number; to: number }[] = [];
+      const out = await runMigration({ instance: 'web1', limits }, backend.effects, {
+        onCall: effects.onCall,
+        onStart: () => {
+          begun = Date.now();
+        },
+        onEvent: (e: RunEvent) => {
+          if (e.type === 'state' && e.value.endsWith('.polling'))
+            waits.push({ from: Date.now(), to: Number.NaN });
+          if (e.type === 'progress' && e.kind === 'sync' && e.percent === 100) {
+            const open = waits.at(-1);
+            if (open !== undefined && Number.isNaN(open.to)) open.to = Date.now();
+          }
+        },
+      });
+      const wall = Date.now() - begun;
+      backend.close();
+      for (const w of watchers) w.close();
+      if (out.outcome !== 'migrated') throw new Error(`run ${i}: ${out.outcome}: ${out.error}`);
+      const periods = watchers.flatMap((w) => resyncs(w.lines));
+      // Each wait that a resync's end finished: the last end inside the wait, against its answer.
+      const detect = waits.flatMap((w) => {
+        const ends = periods.map((p) => p.end).filter((e) => e >= w.from && e <= w.to);
+        return ends.length === 0 ? [] : [w.to - Math.max(...ends)];
+      });
+      const resync = periods.reduce((sum, p) => sum + (p.end - p.start), 0) / 2; // seen from both nodes
+      rows.push({ wall, qemu: total(), resync, detect, spent: effects.spent });
+      log(
+        `run ${i + 1}: wall ${wall} ms, qemu total-time ${total()} ms, DRBD resync ${resync.toFixed(0)} ms over ${periods.length / 2} resyncs, detection ${detect.map((d) => `${d} ms`).join(', ') || '(no resync ended during a wait)'}`,
+      );
+    }
+    const detections = rows.flatMap((r) => r.detect);
+    const w = median(rows.map((r) => r.wall));
+    const q = median(rows.map((r) => r.qemu));
+    const s = median(rows.map((r) => r.resync));
+    log(
+      `runs: ${runs}; medians (ms): wall ${w}, qemu total-time ${q}, DRBD resync ${s.toFixed(0)}, detection after a resync's end ${detections.length === 0 ? 'n/a' : median(detections)} (${detections.length} waits)`,
     );
-  }
-  const detections = rows.flatMap((r) => r.detect);
-  const w = median(rows.map((r) => r.wall));
-  const q = median(rows.map((r) => r.qemu));
-  const s = median(rows.map((r) => r.resync));
-  console.log(
-    `runs: ${runs}; medians (ms): wall ${w}, qemu total-time ${q}, DRBD resync ${s.toFixed(0)}, detection after a resync's end ${detections.length === 0 ? 'n/a' : median(detections)} (${detections.length} waits)`,
-  );
-  // Where the wall time goes: each effect's time per run (the DRBD reconnects, starting QEMU...).
-  const names = [...new Set(rows.flatMap((r) => Object.keys(r.spent)))];
-  const spent = names
-    .map((n) => [n, median(rows.map((r) => r.spent[n] ?? 0))] as const)
-    .sort((a, b) => b[1] - a[1]);
-  console.log(
-    `time in each effect per run, medians (ms): ${spent.map(([n, t]) => `${n} ${t.toFixed(0)}`).join(', ')}`,
-  );
-  if (detections.length > 0) {
-    console.log(
-      `detection vs Ganeti's 2000 ms sync poll (1000 ms later on average): ${(1000 / Math.max(median(detections), 1)).toFixed(0)}x sooner`,
+    // Where the wall time goes: each effect's time per run (the DRBD reconnects, starting QEMU...).
+    const names = [...new Set(rows.flatMap((r) => Object.keys(r.spent)))];
+    const spent = names
+      .map((n) => [n, median(rows.map((r) => r.spent[n] ?? 0))] as const)
+      .sort((a, b) => b[1] - a[1]);
+    log(
+      `time in each effect per run, medians (ms): ${spent.map(([n, t]) => `${n} ${t.toFixed(0)}`).join(', ')}`,
     );
+    if (detections.length > 0) {
+      log(
+        `detection vs Ganeti's 2000 ms sync poll (1000 ms later on average): ${(1000 / Math.max(median(detections), 1)).toFixed(0)}x sooner`,
+      );
+    }
+    return {
+      runs,
+      bootMs,
+      wall: w,
+      qemu: q,
+      resync: s,
+      detect: detections.length === 0 ? null : median(detections),
+    };
+  } finally {
+    tb.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
-} finally {
-  tb.stop();
-  rmSync(dir, { recursive: true, force: true });
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const why = drbdTestbedUnavailable();
+  if (why !== null) {
+    console.error(`bench/drbd.ts: ${why}`);
+    process.exit(2);
+  }
+  await benchDrbd(Number(process.argv[2] ?? 4));
 }

@@ -10,6 +10,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { sshEffects } from '../src/backend/ssh.js';
 import { QemuNode } from '../src/drivers/qemu.js';
 import { type EffectCall, type RunEvent, runMigration } from '../src/index.js';
@@ -17,56 +18,72 @@ import { SshNode } from '../src/ssh/index.js';
 import { removeDir, startTestbed, testbedUnavailable } from '../test/testbed/testbed.js';
 import { captureQemuTotalTime, median } from './common.js';
 
-const why = testbedUnavailable();
-if (why !== null) {
-  console.error(`bench/testbed.ts: ${why}`);
-  process.exit(2);
+export interface TestbedFigures {
+  runs: number;
+  /** Medians, ms. */
+  wall: number;
+  qemu: number;
+  detect: number;
 }
-const runs = Number(process.argv[2] ?? 6);
-const dir = mkdtempSync(join(tmpdir(), 'drbd-migrate-bench-'));
-const tb = await startTestbed(dir);
-try {
-  const spec = (n: string) => tb.cluster.nodes.find((x) => x.name === n)!;
-  const hv = tb.cluster.instances[0]!.hypervisor;
-  const start = new QemuNode(new SshNode(spec('node-a')), hv);
-  await start.start(false, 20_000);
-  start.shell.close();
-  const rows: { wall: number; qemu: number; detect: number }[] = [];
-  let source = 'node-a';
-  for (let i = 0; i < runs; i++) {
-    const backend = await sshEffects(tb.clusterPath);
-    const total = captureQemuTotalTime(backend, 'web1');
-    let begun = 0;
-    let issued = 0;
-    let noticed = 0;
-    const out = await runMigration({ instance: 'web1' }, backend.effects, {
-      onStart: () => {
-        begun = performance.now();
-      },
-      onCall: (c: EffectCall) => {
-        if (c.effect === 'migrateInstance' && c.phase === 'start') issued = performance.now();
-      },
-      onEvent: (e: RunEvent) => {
-        if (e.type === 'feedback' && e.message === '* memory transfer complete') noticed = performance.now();
-      },
-    });
-    const wall = performance.now() - begun;
-    backend.close();
-    if (out.outcome !== 'migrated') throw new Error(`run ${i}: ${out.outcome}: ${out.error}`);
-    const target = source === 'node-a' ? 'node-b' : 'node-a';
-    rows.push({ wall, qemu: total(), detect: noticed - issued - total() });
-    source = target;
+
+/** `runs` live migrations back and forth on a namespace testbed it starts and stops. */
+export async function benchTestbed(runs: number, log = console.log): Promise<TestbedFigures> {
+  const dir = mkdtempSync(join(tmpdir(), 'drbd-migrate-bench-'));
+  const tb = await startTestbed(dir);
+  try {
+    const spec = (n: string) => tb.cluster.nodes.find((x) => x.name === n)!;
+    const hv = tb.cluster.instances[0]!.hypervisor;
+    const start = new QemuNode(new SshNode(spec('node-a')), hv);
+    await start.start(false, 20_000);
+    start.shell.close();
+    const rows: { wall: number; qemu: number; detect: number }[] = [];
+    let source = 'node-a';
+    for (let i = 0; i < runs; i++) {
+      const backend = await sshEffects(tb.clusterPath);
+      const total = captureQemuTotalTime(backend, 'web1');
+      let begun = 0;
+      let issued = 0;
+      let noticed = 0;
+      const out = await runMigration({ instance: 'web1' }, backend.effects, {
+        onStart: () => {
+          begun = performance.now();
+        },
+        onCall: (c: EffectCall) => {
+          if (c.effect === 'migrateInstance' && c.phase === 'start') issued = performance.now();
+        },
+        onEvent: (e: RunEvent) => {
+          if (e.type === 'feedback' && e.message === '* memory transfer complete')
+            noticed = performance.now();
+        },
+      });
+      const wall = performance.now() - begun;
+      backend.close();
+      if (out.outcome !== 'migrated') throw new Error(`run ${i}: ${out.outcome}: ${out.error}`);
+      const target = source === 'node-a' ? 'node-b' : 'node-a';
+      rows.push({ wall, qemu: total(), detect: noticed - issued - total() });
+      source = target;
+    }
+    const w = median(rows.map((r) => r.wall));
+    const qm = median(rows.map((r) => r.qemu));
+    const d = median(rows.map((r) => r.detect));
+    log(
+      `runs: ${runs}; medians (ms): wall ${w.toFixed(0)}, qemu total-time ${qm}, detection after completion ${d.toFixed(0)}`,
+    );
+    log(
+      `wall / qemu copy: ${(w / qm).toFixed(1)}x; detection vs Ganeti's 1000 ms status poll: ${(1000 / Math.max(d, 1)).toFixed(0)}x sooner`,
+    );
+    return { runs, wall: w, qemu: qm, detect: d };
+  } finally {
+    tb.stop();
+    removeDir(dir);
   }
-  const w = median(rows.map((r) => r.wall));
-  const qm = median(rows.map((r) => r.qemu));
-  const d = median(rows.map((r) => r.detect));
-  console.log(
-    `runs: ${runs}; medians (ms): wall ${w.toFixed(0)}, qemu total-time ${qm}, detection after completion ${d.toFixed(0)}`,
-  );
-  console.log(
-    `wall / qemu copy: ${(w / qm).toFixed(1)}x; detection vs Ganeti's 1000 ms status poll: ${(1000 / Math.max(d, 1)).toFixed(0)}x sooner`,
-  );
-} finally {
-  tb.stop();
-  removeDir(dir);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const why = testbedUnavailable();
+  if (why !== null) {
+    console.error(`bench/testbed.ts: ${why}`);
+    process.exit(2);
+  }
+  await benchTestbed(Number(process.argv[2] ?? 6));
 }
