@@ -1,3 +1,5 @@
+import { basename } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { SshBackend } from '../src/backend/ssh.js';
 import type { EffectCall } from '../src/index.js';
 
@@ -31,4 +33,23 @@ export function timePerEffect() {
       else spent[c.effect] = (spent[c.effect] ?? 0) + performance.now() - (started.get(key) ?? Number.NaN);
     },
   };
+}
+
+/**
+ * A part of the bench run on its own (`npx tsx bench/x.ts [runs]`) when its module is the entry
+ * point: exit 2 saying why when its testbed cannot start here.
+ */
+export async function runAlone(
+  url: string,
+  unavailable: () => string | null,
+  bench: (runs: number) => Promise<unknown>,
+  defaultRuns: number,
+): Promise<void> {
+  if (url !== pathToFileURL(process.argv[1] ?? '').href) return;
+  const why = unavailable();
+  if (why !== null) {
+    console.error(`bench/${basename(new URL(url).pathname)}: ${why}`);
+    process.exit(2);
+  }
+  await bench(Number(process.argv[2] ?? defaultRuns));
 }

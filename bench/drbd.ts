@@ -15,7 +15,6 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Client } from 'ssh2';
 import { sshEffects } from '../src/backend/ssh.js';
 import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
@@ -23,7 +22,7 @@ import { QemuNode } from '../src/drivers/qemu.js';
 import { type RunEvent, runMigration } from '../src/index.js';
 import { fingerprint, SshNode } from '../src/ssh/index.js';
 import { drbdTestbedUnavailable, startDrbdTestbed } from '../test/testbed/drbd.js';
-import { captureQemuTotalTime, median, timePerEffect } from './common.js';
+import { captureQemuTotalTime, median, runAlone, timePerEffect } from './common.js';
 
 /** DRBD's own event stream from a node, each line stamped with its arrival here. */
 function watchEvents(node: ClusterFile['nodes'][number]) {
@@ -178,11 +177,4 @@ export async function benchDrbd(runs: number, log = console.log): Promise<DrbdFi
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const why = drbdTestbedUnavailable();
-  if (why !== null) {
-    console.error(`bench/drbd.ts: ${why}`);
-    process.exit(2);
-  }
-  await benchDrbd(Number(process.argv[2] ?? 4));
-}
+await runAlone(import.meta.url, drbdTestbedUnavailable, (runs) => benchDrbd(runs), 4);

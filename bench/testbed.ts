@@ -10,13 +10,12 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { sshEffects } from '../src/backend/ssh.js';
 import { QemuNode } from '../src/drivers/qemu.js';
 import { type EffectCall, type RunEvent, runMigration } from '../src/index.js';
 import { SshNode } from '../src/ssh/index.js';
 import { removeDir, startTestbed, testbedUnavailable } from '../test/testbed/testbed.js';
-import { captureQemuTotalTime, median } from './common.js';
+import { captureQemuTotalTime, median, runAlone } from './common.js';
 
 export interface TestbedFigures {
   runs: number;
@@ -79,11 +78,4 @@ export async function benchTestbed(runs: number, log = console.log): Promise<Tes
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const why = testbedUnavailable();
-  if (why !== null) {
-    console.error(`bench/testbed.ts: ${why}`);
-    process.exit(2);
-  }
-  await benchTestbed(Number(process.argv[2] ?? 6));
-}
+await runAlone(import.meta.url, testbedUnavailable, (runs) => benchTestbed(runs), 6);
