@@ -2,6 +2,7 @@ import { appendFile, mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import {
+  DEFAULT_LIMITS,
   type Effects,
   type EvacuationInput,
   EvacuationInputSchema,
@@ -184,8 +185,9 @@ function journaledRunner(
     }
     if (request.resumed) {
       // Started before the crash, its journal closed: it ended, and only its end was not recorded.
+      const limits = (request.input as ProtocolInput).limits;
       const config = await effects.getInstance(
-        { instance: request.instance, timeoutMs: 60_000 },
+        { instance: request.instance, timeoutMs: limits?.stepTimeoutMs ?? DEFAULT_LIMITS.stepTimeoutMs },
         control.stop,
       );
       if (config.primaryNode !== node)
