@@ -83,6 +83,8 @@ export interface DrbdFigures {
   resync: number;
   /** Median detection after a resync's end, ms; null when no resync ended during a wait. */
   detect: number | null;
+  /** Time inside the effects (the node operations), summed over the run. */
+  inEffects: number;
 }
 
 /** `runs` live migrations on the DRBD VM testbed it boots and stops. */
@@ -163,6 +165,7 @@ export async function benchDrbd(runs: number, log = console.log): Promise<DrbdFi
         `detection vs Ganeti's 2000 ms sync poll (1000 ms later on average): ${(1000 / Math.max(median(detections), 1)).toFixed(0)}x sooner`,
       );
     }
+    const inEffects = median(rows.map((r) => Object.values(r.spent).reduce((sum, t) => sum + t, 0)));
     return {
       runs,
       bootMs,
@@ -170,6 +173,7 @@ export async function benchDrbd(runs: number, log = console.log): Promise<DrbdFi
       qemu: q,
       resync: s,
       detect: detections.length === 0 ? null : median(detections),
+      inEffects,
     };
   } finally {
     tb.stop();
