@@ -66,6 +66,15 @@ function nodeOf(input: unknown): string | null {
 /** Why a call's own signal is aborted when the step is left before its answer (deadline, stop). */
 const STEP_LEFT = new Error('the step was left');
 
+/** An effect's failure, its message prefixed with the node it acted on (once). */
+function effectError(name: EffectName, node: string | null, message: string): EffectError {
+  return new EffectError(
+    name,
+    node,
+    node !== null && !message.startsWith(`${node}:`) ? `${node}: ${message}` : message,
+  );
+}
+
 /** One effect call: input re-parsed, the journal awaited, the deadline enforced, the answer parsed. */
 async function callEffect<K extends EffectName>(
   name: K,
@@ -75,7 +84,6 @@ async function callEffect<K extends EffectName>(
   signal: AbortSignal,
 ): Promise<EffectOutput<K>> {
   const clock = options.clock ?? systemClock;
-  const graceMs = options.graceMs ?? 1_000;
   const schema = effectSchemas[name];
   const impl = effects[name] as (
     input: EffectInput<K>,
@@ -83,53 +91,58 @@ async function callEffect<K extends EffectName>(
     hurry?: AbortSignal,
   ) => Promise<unknown>;
   const node = nodeOf(input);
-  const fail = (message: string) =>
-    new EffectError(
-      name,
-      node,
-      node !== null && !message.startsWith(`${node}:`) ? `${node}: ${message}` : message,
-    );
   // Inputs come from the machine, but they name things that reach shells: parse them again here.
   const parsedInput = schema.input.safeParse(input);
-  if (!parsedInput.success)
-    throw fail(`refusing ${name} with invalid input: ${parsedInput.error.issues[0]?.message}`);
+  if (!parsedInput.success) {
+    throw effectError(
+      name,
+      node,
+      `refusing ${name} with invalid input: ${parsedInput.error.issues[0]?.message}`,
+    );
+  }
   // Nothing acts ahead of the record: wait for the journal (time stands still meanwhile).
   if (options.beforeCall !== undefined) {
     const before = options.beforeCall();
     await (clock.hold === undefined ? before : clock.hold(before));
   }
-  if (signal.aborted) throw fail(`${name} was not started: the step was left`);
+  if (signal.aborted) throw effectError(name, node, `${name} was not started: the step was left`);
   options.onCall?.({ phase: 'start', effect: name, input });
   // The implementation's signal: aborted when the machine leaves the step or the deadline passes.
   const step = new AbortController();
   const onAbort = () => step.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
-  const limitMs = parsedInput.data.timeoutMs + graceMs;
-  let disarm = () => {};
-  const deadline = new Promise<never>((_, reject) => {
-    disarm = armTimer(clock, limitMs, () => reject(fail(`${name} did not answer within ${limitMs} ms`)));
-  });
+  const limitMs = parsedInput.data.timeoutMs + (options.graceMs ?? 1_000);
+  let disarm: (() => void) | undefined;
   let answered = false;
   try {
-    const answer = await Promise.race([
-      impl(parsedInput.data as EffectInput<K>, step.signal, options.hurry?.()),
-      deadline,
-    ]);
+    // One promise for the answer and the deadline, whichever comes first.
+    const answer = await new Promise<unknown>((resolve, reject) => {
+      disarm = armTimer(clock, limitMs, () =>
+        reject(effectError(name, node, `${name} did not answer within ${limitMs} ms`)),
+      );
+      // A plain function may answer without a promise, or throw before it returns one.
+      Promise.resolve(impl(parsedInput.data as EffectInput<K>, step.signal, options.hurry?.())).then(
+        resolve,
+        reject,
+      );
+    });
     answered = true;
     const parsed = schema.output.safeParse(answer);
     if (!parsed.success) {
-      throw fail(
+      throw effectError(
+        name,
+        node,
         `${name} answered malformed data: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
       );
     }
     options.onCall?.({ phase: 'done', effect: name, input, output: parsed.data });
     return parsed.data as EffectOutput<K>;
   } catch (error) {
-    const failure = error instanceof EffectError ? error : fail(errorText(error));
+    const failure = error instanceof EffectError ? error : effectError(name, node, errorText(error));
     options.onCall?.({ phase: 'error', effect: name, input, error: failure });
     throw failure;
   } finally {
-    disarm();
+    disarm?.();
     signal.removeEventListener('abort', onAbort);
     // An implementation still at work (its deadline passed, its step left) is told to stop.
     if (!answered) step.abort(STEP_LEFT);
