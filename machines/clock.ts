@@ -32,43 +32,42 @@ export function armTimer(clock: Clock, ms: number, fire: () => void): () => void
 /** setTimeout's longest wait; a longer one fires at once (with a TimeoutOverflowWarning). */
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
+/** A sleep on a clock's timer: true when the time passed, false as soon as the signal aborts. */
+export function sleepOnTimer(
+  timer: NonNullable<Clock['timer']>,
+  ms: number,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const onAbort = () => {
+      disarm();
+      resolve(false);
+    };
+    const disarm = timer(ms, () => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(true);
+    });
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** setTimeout's: a wait past the longest timer is slept in pieces. */
+function systemTimer(ms: number, fire: () => void): () => void {
+  const until = Date.now() + ms;
+  let timer: ReturnType<typeof setTimeout>;
+  const arm = () => {
+    timer = setTimeout(
+      () => (until - Date.now() > 0 ? arm() : fire()),
+      Math.max(0, Math.min(until - Date.now(), LONGEST_TIMER_MS)),
+    );
+  };
+  arm();
+  return () => clearTimeout(timer);
+}
+
 export const systemClock: Clock = {
   now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise((resolve) => {
-      if (signal?.aborted) return resolve(false);
-      const until = Date.now() + ms;
-      let timer: ReturnType<typeof setTimeout>;
-      const onAbort = () => {
-        clearTimeout(timer);
-        resolve(false);
-      };
-      // A wait past the longest timer is slept in pieces.
-      const arm = () => {
-        const left = until - Date.now();
-        timer = setTimeout(
-          () => {
-            if (until - Date.now() > 0) return arm();
-            signal?.removeEventListener('abort', onAbort);
-            resolve(true);
-          },
-          Math.max(0, Math.min(left, LONGEST_TIMER_MS)),
-        );
-      };
-      arm();
-      signal?.addEventListener('abort', onAbort, { once: true });
-    }),
-  timer: (ms, fire) => {
-    // Longer than setTimeout can wait: slept in pieces, as sleep does.
-    const until = Date.now() + ms;
-    let timer: ReturnType<typeof setTimeout>;
-    const arm = () => {
-      timer = setTimeout(
-        () => (until - Date.now() > 0 ? arm() : fire()),
-        Math.max(0, Math.min(until - Date.now(), LONGEST_TIMER_MS)),
-      );
-    };
-    arm();
-    return () => clearTimeout(timer);
-  },
+  sleep: (ms, signal) => sleepOnTimer(systemTimer, ms, signal),
+  timer: systemTimer,
 };

@@ -5,7 +5,7 @@
 
 export { isSharedStorage, SHARED_STORAGE } from './checks.js';
 export { cleanupMachine } from './cleanup.js';
-export { type Clock, systemClock } from './clock.js';
+export { armTimer, type Clock, sleepOnTimer, systemClock } from './clock.js';
 export * from './contract.js';
 export {
   Convergence,

@@ -1,6 +1,14 @@
 import { describe, expect, it, vi } from 'vitest';
 import { nextPollTimeout, observe, overdue } from '../machines/limits.js';
-import { createSimCluster, runMigration, systemClock } from '../src/index.js';
+import {
+  type Clock,
+  createSimCluster,
+  type Effects,
+  runMigration,
+  SimClock,
+  sleepOnTimer,
+  systemClock,
+} from '../src/index.js';
 
 describe('progress watch', () => {
   it('starts at the first observation and asks for the state now', () => {
@@ -62,5 +70,58 @@ describe('input limits are checked before anything runs', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe('the effect boundary and its deadline', () => {
+  // A run on the simulator whose migrateInstance is replaced: it records the signal it was given.
+  async function runWith(clockOf: (sim: ReturnType<typeof createSimCluster>) => Clock, hang: boolean) {
+    const sim = createSimCluster();
+    let seen: AbortSignal | null = null;
+    const effects: Effects = {
+      ...sim.effects,
+      acceptInstance: (input, signal) => {
+        seen = signal;
+        return hang ? new Promise<void>(() => {}) : sim.effects.acceptInstance(input, signal);
+      },
+    };
+    const out = await runMigration({ instance: 'web1', limits: { stepTimeoutMs: 30_000 } }, effects, {
+      clock: clockOf(sim),
+    });
+    return { out, seen: seen as AbortSignal | null };
+  }
+  const withoutTimer = (sim: ReturnType<typeof createSimCluster>): Clock => ({
+    now: () => sim.clock.now(),
+    sleep: (ms, signal) => sim.clock.sleep(ms, signal),
+  });
+
+  for (const [name, clockOf] of [
+    ['a clock with its own timer', (sim: ReturnType<typeof createSimCluster>) => sim.clock],
+    ['a clock with only sleep', withoutTimer],
+  ] as const) {
+    it(`cuts off a call that never answers and aborts its signal (${name})`, async () => {
+      const { out, seen } = await runWith(clockOf, true);
+      expect(out.outcome).toBe('reverted');
+      expect(out.error).toMatch(/acceptInstance did not answer within 31000 ms/);
+      expect(seen?.aborted).toBe(true);
+    });
+    it(`leaves the signal of a call that answered alone (${name})`, async () => {
+      const { out, seen } = await runWith(clockOf, false);
+      expect(out.outcome).toBe('migrated');
+      expect(seen?.aborted).toBe(false);
+    });
+  }
+
+  it('sleeps on a timer: true when the time passed, false at once when aborted', async () => {
+    const clock = new SimClock();
+    expect(await sleepOnTimer((ms, fire) => clock.timer(ms, fire), 1_000)).toBe(true);
+    expect(clock.now()).toBe(1_000);
+    const stop = new AbortController();
+    const sleeping = sleepOnTimer((ms, fire) => clock.timer(ms, fire), 5_000, stop.signal);
+    stop.abort();
+    expect(await sleeping).toBe(false);
+    // Its timer was removed with the abort: nothing is left for the clock to jump to.
+    expect(clock.pending).toBe(0);
+    expect(clock.now()).toBe(1_000);
   });
 });

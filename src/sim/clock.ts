@@ -1,9 +1,9 @@
-import type { Clock } from '../../machines/index.js';
+import { type Clock, sleepOnTimer } from '../../machines/index.js';
 
 interface Timer {
   at: number;
   seq: number;
-  fire: (elapsed: boolean) => void;
+  fire: () => void;
 }
 
 /**
@@ -29,32 +29,14 @@ export class SimClock implements Clock {
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
-    return new Promise((resolve) => {
-      if (signal?.aborted) return resolve(false);
-      const timer: Timer = {
-        at: this.time + Math.max(0, ms),
-        seq: this.seq++,
-        fire: (elapsed) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(elapsed);
-        },
-      };
-      const onAbort = () => {
-        this.timers = this.timers.filter((t) => t !== timer);
-        timer.fire(false);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.timers.push(timer);
-      this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
-      this.schedule();
-    });
+    return sleepOnTimer((t, fire) => this.timer(t, fire), ms, signal);
   }
 
   timer(ms: number, fire: () => void): () => void {
     const timer: Timer = {
       at: this.time + Math.max(0, ms),
       seq: this.seq++,
-      fire: (elapsed) => elapsed && fire(),
+      fire,
     };
     this.timers.push(timer);
     this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
@@ -100,7 +82,7 @@ export class SimClock implements Clock {
     const due = this.timers.shift();
     if (due !== undefined) {
       this.time = Math.max(this.time, due.at);
-      due.fire(true);
+      due.fire();
     }
     this.ticking = false;
     if (this.timers.length > 0) this.schedule();
