@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createSimCluster, parseFault, SimClock, World } from '../src/index.js';
+import { createSimCluster, parseFault, runMigration, SimClock, World } from '../src/index.js';
+import { usedMemoryMiB } from '../src/sim/guests.js';
 
 const signal = () => new AbortController().signal;
 const disks = [
@@ -138,5 +139,37 @@ describe('fault specs', () => {
     );
     expect(() => parseFault('waitSync@0', 'error')).toThrow(/counted from 1/);
     expect(() => parseFault('waitSync;reboot', 'error')).toThrow(/expected EFFECT or EFFECT@N/);
+  });
+});
+
+describe('the guests’ books kept beside the world', () => {
+  it('agree with the guests themselves after runs that boot, move, balloon, kill and leave guests', async () => {
+    const sim = createSimCluster({
+      nodes: { 'node-a': { memoryMiB: 4096 }, 'node-b': { memoryMiB: 3072 } },
+      instances: [
+        { name: 'web1', primary: 'node-a', secondary: 'node-b', memoryMiB: 2048 },
+        { name: 'web2', primary: 'node-a', secondary: 'node-b', memoryMiB: 1024 },
+      ],
+    });
+    const uptime = () => sim.snapshot().vms['node-a']?.web2?.uptimeMs ?? 0;
+    const before = uptime();
+    // web1 moved, a stale copy of web2 left over on node-b, then node-b killed.
+    expect((await runMigration({ instance: 'web1' }, sim.effects, { clock: sim.clock })).outcome).toBe(
+      'migrated',
+    );
+    sim.perturb('staleCopy', 'web2');
+    // Refused: a paused copy of web2 stands on node-b (it holds memory there until node-b dies).
+    expect((await runMigration({ instance: 'web2' }, sim.effects, { clock: sim.clock })).outcome).toBe(
+      'rejected',
+    );
+    sim.killNode('node-b');
+    const world = sim.current();
+    for (const node of Object.keys(world.nodes)) {
+      const held = Object.values(world.vms[node] ?? {}).reduce((sum, vm) => sum + vm.memoryMiB, 0);
+      expect(usedMemoryMiB(world, node), node).toBe(held);
+    }
+    // web2 kept running on node-a the whole time: its count grew with the clock.
+    expect(uptime()).toBeGreaterThan(before);
+    expect(uptime()).toBe(before + sim.clock.now());
   });
 });
