@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -84,11 +84,15 @@ describe('the packed package', () => {
     expect(
       JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')).scripts?.prepare,
     ).toBeUndefined();
-    linkDependencies(consumer, (name) => name === 'vitest' || name.startsWith('@vitest/'));
+    // Without the optional peers: vitest, and Restate's SDK and server.
+    linkDependencies(
+      consumer,
+      (name) => name === 'vitest' || name.startsWith('@vitest/') || name.startsWith('@restatedev/'),
+    );
 
-    // Run time, without vitest: every entry but the vitest suite's.
+    // Run time, without vitest: every entry but the vitest suite's and the Restate runtime's.
     const entries = Object.keys(pkg.exports).filter(
-      (e) => e !== './package.json' && e !== './testing/vitest',
+      (e) => e !== './package.json' && e !== './testing/vitest' && e !== './restate',
     );
     const runtime = entries
       .map(
@@ -105,9 +109,28 @@ describe('the packed package', () => {
         encoding: 'utf8',
       }),
     ).toBe(`drbd-migrate ${pkg.version}\n`);
+    // The Restate runtime without its SDK says what to install; the CLI's worker refuses the same way.
+    writeFileSync(join(consumer, 'restate.mjs'), "await import('drbd-migrate/restate');\n");
+    const missing = spawnSync(process.execPath, ['restate.mjs'], { cwd: consumer, encoding: 'utf8' });
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain('npm install @restatedev/restate-sdk');
+    const worker = spawnSync(
+      process.execPath,
+      [join(installed, 'dist/src/cli/main.js'), 'worker', '--world', join(consumer, 'none.json')],
+      { encoding: 'utf8' },
+    );
+    expect(worker.status).toBe(2);
+    expect(worker.stderr).toContain('npm install @restatedev/restate-sdk');
 
-    // Types, strict, with vitest there for the suite's entry.
+    // Types, strict, with vitest there for the suite's entry; the Restate entry loads with its SDK.
     linkDependencies(consumer, () => false);
+    writeFileSync(
+      join(consumer, 'restate.mjs'),
+      "const m = await import('drbd-migrate/restate'); console.log(typeof m.serveWorker);\n",
+    );
+    expect(execFileSync(process.execPath, ['restate.mjs'], { cwd: consumer, encoding: 'utf8' }).trim()).toBe(
+      'function',
+    );
     writeFileSync(
       join(consumer, 'tsconfig.json'),
       JSON.stringify({
@@ -132,6 +155,7 @@ import { migrationPaths, replayPath, simWorld } from 'drbd-migrate/testing';
 import { createContractSuite } from 'drbd-migrate/testing/vitest';
 import { sshEffects } from 'drbd-migrate/ssh';
 import { toDot, toMermaid, toSvg } from 'drbd-migrate/diagram';
+import { runOnRestate, serveWorker } from 'drbd-migrate/restate';
 
 const sim = createSimCluster();
 const effects: Effects = sim.effects;
@@ -140,7 +164,7 @@ const done: Promise<ProtocolOutput> = runMigration({ instance: 'web1' }, effects
 const drawn: string = toMermaid(migrationMachine) + toDot(migrationMachine);
 const svg: Promise<string> = toSvg(migrationMachine);
 const paths: number = migrationPaths({ machine: 'cleanup' }).paths.length;
-export { actor, done, drawn, svg, paths, replayPath, simWorld, createContractSuite, sshEffects };
+export { actor, done, drawn, svg, paths, replayPath, simWorld, createContractSuite, sshEffects, runOnRestate, serveWorker };
 `,
     );
     const tsc = join(consumer, 'node_modules/typescript/bin/tsc');

@@ -73,6 +73,26 @@ export const OPTIONS = {
     value: 'N',
     help: 'evacuate: runs at once touching any one node, whose link they share (default: --concurrency)',
   },
+  port: {
+    type: 'string',
+    value: 'N',
+    help: 'serve, worker: the loopback port to listen on (default: a free one)',
+  },
+  register: {
+    type: 'string',
+    value: 'ADMIN_URL',
+    help: 'worker: register this worker with the Restate server whose admin API is there',
+  },
+  restate: {
+    type: 'string',
+    value: 'URL',
+    help: 'submit the run to a Restate cluster (its ingress) and follow it; workers run it (docs/restate.md)',
+  },
+  'restate-admin': {
+    type: 'string',
+    value: 'URL',
+    help: "the Restate cluster's admin API, for cancelling (default: the --restate host, port 9070)",
+  },
   fast: { type: 'boolean', help: 'run simulated time as fast as the CPU allows (default: a watchable pace)' },
   json: { type: 'boolean', help: 'one JSON object per line: state, feedback, progress, result' },
   quiet: { type: 'boolean', help: 'print only the result' },

@@ -10,7 +10,9 @@ import { paths } from './paths.js';
 import { power } from './power.js';
 import { rejoin } from './rejoin.js';
 import { resume } from './resume.js';
+import { serve } from './serve.js';
 import { show } from './show.js';
+import { worker } from './worker.js';
 
 /** Every command, in the order the help lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -26,4 +28,6 @@ export const COMMANDS: readonly Command[] = [
   diagram,
   explain,
   paths,
+  serve,
+  worker,
 ];

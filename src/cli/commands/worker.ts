@@ -1,0 +1,41 @@
+import type { Command } from '../command.js';
+import { loadRestate, untilInterrupted, workerWorld } from '../distributed.js';
+import { portOf } from './serve.js';
+
+export const worker: Command = {
+  name: 'worker',
+  summary: 'serve the runs of a cluster to a Restate server (runs that outlive any one host)',
+  args: [],
+  oneOf: ['cluster', 'world'],
+  options: ['cluster', 'world', 'port', 'register'],
+  description: `Serves the handlers of the Restate runtime (docs/restate.md) over HTTP/2: each run of an instance
+is one invocation of a virtual object keyed CLUSTER/INSTANCE, each effect call one step of its
+journal. A worker keeps nothing of its own; any number may serve one cluster, behind one address
+registered with Restate, and a run whose worker dies goes on on another from its last step.
+
+--cluster FILE acts on real nodes over SSH (the cluster file is the config store: workers on several
+hosts must share it); --world URL on a served simulated cluster (drbd-migrate serve); --world FILE
+on a world file of this worker's own. --register ADMIN_URL registers this worker with Restate.
+Runs until Ctrl-C or SIGTERM.`,
+  examples: [
+    'drbd-migrate worker --world http://127.0.0.1:7000 --port 9081',
+    'drbd-migrate worker --cluster cluster.yaml --port 9080 --register http://restate:9070',
+  ],
+  async run({ values, io }) {
+    // The SDK first: without it, nothing else is worth reading.
+    const { serveWorker, registerDeployment } = await loadRestate();
+    const world = await workerWorld(values);
+    const served = await serveWorker({
+      cluster: world.cluster,
+      effects: world.effects,
+      prepare: world.prepare,
+      ...(values.port === undefined ? {} : { port: portOf(values.port) }),
+    });
+    if (values.register !== undefined) await registerDeployment(values.register, served.url);
+    io.out(`worker for cluster ${world.cluster} at ${served.url} (pid ${process.pid})`);
+    await untilInterrupted(io.onInterrupt);
+    await served.close();
+    world.close();
+    return 0;
+  },
+};

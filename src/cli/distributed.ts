@@ -1,0 +1,92 @@
+import { hostname } from 'node:os';
+import { basename, extname } from 'node:path';
+import type { Effects, MachineName, ProtocolInput } from '../../machines/index.js';
+import { sshEffects } from '../backend/index.js';
+import { aboutRemote, remoteEffects } from '../remote/client.js';
+import { createSimCluster } from '../sim/index.js';
+import { inputWithLimits, readClusterFile } from './cluster.js';
+import { UsageError } from './errors.js';
+import type { Values } from './options.js';
+import { loadWorld, saveWorld } from './worldFile.js';
+
+/**
+ * What the distributed commands share: which cluster a run belongs to (its runs' keys in Restate are
+ * CLUSTER/INSTANCE, so every worker and client of one cluster must agree), and the effects a worker
+ * acts with.
+ */
+
+/** A --world value that is a served simulated cluster (drbd-migrate serve) rather than a file. */
+export const isServedWorld = (world: string | undefined): world is string =>
+  world !== undefined && /^https?:\/\//.test(world);
+
+/** The cluster's name: a served world says it; a file's is its base name (cluster.yaml → cluster). */
+export async function clusterName(values: Values): Promise<string> {
+  if (isServedWorld(values.world)) return (await aboutRemote(values.world)).cluster;
+  const file = values.cluster ?? values.world;
+  if (file === undefined) throw new UsageError('name the cluster: --cluster FILE or --world FILE|URL');
+  const name = basename(file, extname(file));
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
+    throw new UsageError(
+      `the cluster's name is taken from its file's name, and ${JSON.stringify(name)} is not a plain name`,
+    );
+  }
+  return name;
+}
+
+export interface WorkerWorld {
+  cluster: string;
+  effects: Effects;
+  /** The input as this cluster runs it (a cluster file's deadlines and policy added). */
+  prepare: (kind: MachineName, input: ProtocolInput) => ProtocolInput;
+  close(): void;
+}
+
+/** The effects a worker acts with: real nodes over SSH, a served world, or a world file of its own. */
+export async function workerWorld(values: Values): Promise<WorkerWorld> {
+  const cluster = await clusterName(values);
+  if (values.cluster !== undefined) {
+    const file = await readClusterFile(values.cluster);
+    const backend = await sshEffects(values.cluster);
+    return {
+      cluster,
+      effects: backend.effects,
+      prepare: (_, input) => inputWithLimits(file, input),
+      close: () => backend.close(),
+    };
+  }
+  const world = values.world!;
+  if (isServedWorld(world)) {
+    return {
+      cluster,
+      effects: remoteEffects(world, { worker: `${hostname()}:${process.pid}` }),
+      prepare: (_, input) => input,
+      close: () => {},
+    };
+  }
+  // A world file of this worker's own, saved after every step (one worker: two would each have a copy).
+  const sim = createSimCluster(await loadWorld(world));
+  sim.afterStep = () => saveWorld(world, sim.snapshot());
+  return { cluster, effects: sim.effects, prepare: (_, input) => input, close: () => {} };
+}
+
+/** Waits for Ctrl-C or SIGTERM (a long-running command's end). */
+export function untilInterrupted(
+  onInterrupt: ((handler: () => void) => () => void) | undefined,
+): Promise<void> {
+  return new Promise((resolve) => {
+    const remove = onInterrupt?.(() => {
+      remove?.();
+      resolve();
+    });
+  });
+}
+
+/** The Restate runtime's worker side, loaded only when asked for: its SDK is an optional peer. */
+export async function loadRestate() {
+  try {
+    return await import('../restate/index.js');
+  } catch (error) {
+    if ((error as Error).name === 'RestateMissingError') throw new UsageError((error as Error).message);
+    throw error;
+  }
+}

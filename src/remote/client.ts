@@ -1,0 +1,53 @@
+import { EFFECT_NAMES, type EffectName, type Effects, errorText } from '../../machines/index.js';
+import { currentStep } from '../runtime/step.js';
+import { About, Answer, EFFECT_PATH, RUN_HEADER, STEP_HEADER, WORKER_HEADER } from './protocol.js';
+
+export class RemoteError extends Error {
+  override name = 'RemoteError';
+}
+
+/** What a served world says of itself; a clear error when nothing (or something else) answers there. */
+export async function aboutRemote(url: string): Promise<About> {
+  let body: unknown;
+  try {
+    const res = await fetch(new URL('/', url), { signal: AbortSignal.timeout(10_000) });
+    body = await res.json();
+  } catch (error) {
+    throw new RemoteError(
+      `no served world answers at ${url}: ${errorText(error)} (start one with drbd-migrate serve)`,
+    );
+  }
+  const about = About.safeParse(body);
+  if (!about.success) throw new RemoteError(`${url} does not serve a world (it answered something else)`);
+  return about.data;
+}
+
+/**
+ * The effects of a world served elsewhere (serveEffects). Each call is one POST; the call's signal
+ * hangs up, which aborts it there. Inside a durable step the step's identity travels with the call.
+ */
+export function remoteEffects(url: string, options: { worker?: string } = {}): Effects {
+  const call = async (effect: EffectName, input: unknown, signal: AbortSignal) => {
+    const step = currentStep();
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (options.worker !== undefined) headers[WORKER_HEADER] = options.worker;
+    if (step !== undefined) {
+      headers[RUN_HEADER] = step.run;
+      headers[STEP_HEADER] = step.step;
+    }
+    const res = await fetch(new URL(`${EFFECT_PATH}${effect}`, url), {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(input),
+      signal,
+    });
+    const text = await res.text();
+    if (!res.ok) throw new RemoteError(`the served world at ${url} refused ${effect}: ${res.status} ${text}`);
+    const answer = Answer.parse(JSON.parse(text));
+    if (!answer.ok) throw new Error(answer.error);
+    return answer.answer;
+  };
+  return Object.fromEntries(
+    EFFECT_NAMES.map((name) => [name, (input: unknown, signal: AbortSignal) => call(name, input, signal)]),
+  ) as unknown as Effects;
+}

@@ -1,0 +1,21 @@
+import { z } from 'zod';
+
+/**
+ * Effects over HTTP, between the one process that owns a world (a shared simulated cluster) and the
+ * workers that act on it. One POST per effect call; the answer or the failure in the body.
+ */
+export const EFFECT_PATH = '/effects/';
+/** Which durable step a call belongs to, and which worker sent it (see runtime/step.ts). */
+export const STEP_HEADER = 'x-drbd-migrate-step';
+export const RUN_HEADER = 'x-drbd-migrate-run';
+export const WORKER_HEADER = 'x-drbd-migrate-worker';
+
+export const Answer = z.discriminatedUnion('ok', [
+  z.object({ ok: z.literal(true), answer: z.unknown().optional() }),
+  z.object({ ok: z.literal(false), error: z.string() }),
+]);
+export type Answer = z.infer<typeof Answer>;
+
+/** What the serving side says of itself (GET /): the cluster's name, so workers and clients agree on keys. */
+export const About = z.object({ cluster: z.string().min(1), effects: z.array(z.string()) });
+export type About = z.infer<typeof About>;

@@ -1,0 +1,176 @@
+import type { MachineName, ProtocolInput, ProtocolOutput } from '../../machines/index.js';
+import type { RunEvent } from '../runner/index.js';
+import { newEvents, type RunStatus } from '../runtime/status.js';
+import { INSTANCE_OBJECT, RUN_HANDLERS, type RunHandler } from './names.js';
+
+/**
+ * A Restate cluster as a client sees it: its ingress (runs are submitted there, results read) and
+ * its admin API (deployments, cancellation). Plain HTTP: a client needs no SDK.
+ */
+export interface RestateEndpoints {
+  ingress: string;
+  admin: string;
+}
+
+export class RestateError extends Error {
+  override name = 'RestateError';
+}
+
+const HANDLER_OF = Object.fromEntries(Object.entries(RUN_HANDLERS).map(([h, k]) => [k, h])) as Record<
+  MachineName,
+  RunHandler
+>;
+
+export const instanceKey = (cluster: string, instance: string) => `${cluster}/${instance}`;
+
+async function call(url: string, init: RequestInit, what: string): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch(url, init);
+  } catch (error) {
+    throw new RestateError(
+      `${what}: Restate does not answer at ${new URL(url).origin} (${(error as Error).message})`,
+    );
+  }
+  const text = await res.text();
+  if (!res.ok) throw new RestateError(`${what}: Restate answered ${res.status}: ${text.slice(0, 500)}`);
+  return text === '' ? null : JSON.parse(text);
+}
+
+/** Registers a worker (or the balancer in front of several) as a deployment; again is harmless. */
+export async function registerDeployment(admin: string, uri: string): Promise<void> {
+  await call(
+    `${admin}/deployments`,
+    {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ uri, force: true }),
+    },
+    `registering ${uri}`,
+  );
+}
+
+/** Submits a run without waiting for it; resolves with its invocation id. */
+export async function submitRun(
+  endpoints: RestateEndpoints,
+  cluster: string,
+  kind: MachineName,
+  input: ProtocolInput,
+  idempotencyKey?: string,
+): Promise<string> {
+  const key = encodeURIComponent(instanceKey(cluster, input.instance));
+  const { instance: _, ...body } = input;
+  const answer = (await call(
+    `${endpoints.ingress}/${INSTANCE_OBJECT}/${key}/${HANDLER_OF[kind]}/send`,
+    {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        ...(idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey }),
+      },
+      body: JSON.stringify(body),
+    },
+    `submitting the ${kind} of ${input.instance}`,
+  )) as { invocationId: string };
+  return answer.invocationId;
+}
+
+/** Waits for a run's end and resolves with its output (a run that failed in Restate rejects). */
+export async function attachRun(
+  endpoints: RestateEndpoints,
+  id: string,
+  signal?: AbortSignal,
+): Promise<ProtocolOutput> {
+  return (await call(
+    `${endpoints.ingress}/restate/invocation/${id}/attach`,
+    signal === undefined ? {} : { signal },
+    `waiting for run ${id}`,
+  )) as ProtocolOutput;
+}
+
+/** The instance's current or last run, as its exclusive handler recorded it (null: never run here). */
+export async function runStatus(
+  endpoints: RestateEndpoints,
+  cluster: string,
+  instance: string,
+): Promise<(RunStatus & { run?: string }) | null> {
+  const key = encodeURIComponent(instanceKey(cluster, instance));
+  return (await call(
+    `${endpoints.ingress}/${INSTANCE_OBJECT}/${key}/status`,
+    { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' },
+    `reading the status of ${instance}`,
+  )) as (RunStatus & { run?: string }) | null;
+}
+
+/** Restate's cancel: the machine gets it as an operator abort at its next safe point. */
+export async function cancelRun(endpoints: RestateEndpoints, id: string): Promise<void> {
+  await call(`${endpoints.admin}/invocations/${id}/cancel`, { method: 'PATCH' }, `cancelling run ${id}`);
+}
+
+export interface FollowOptions {
+  onEvent?: (event: RunEvent) => void;
+  /** Cancels the run in Restate: it reverts, or finishes forward past its point of no return. */
+  abort?: AbortSignal;
+  /** How often the status is read while the run goes (default 250 ms). */
+  pollMs?: number;
+}
+
+/**
+ * Submits a run and follows it to its end: its events as the exclusive handler records them (read
+ * through the shared `status` handler), then its output. The client may die and a later one follow
+ * the same run: the run is Restate's, not the client's.
+ */
+export async function runOnRestate(
+  endpoints: RestateEndpoints,
+  cluster: string,
+  kind: MachineName,
+  input: ProtocolInput,
+  options: FollowOptions = {},
+): Promise<ProtocolOutput> {
+  const id = await submitRun(endpoints, cluster, kind, input);
+  return followRun(endpoints, cluster, input.instance, id, options);
+}
+
+export async function followRun(
+  endpoints: RestateEndpoints,
+  cluster: string,
+  instance: string,
+  id: string,
+  options: FollowOptions = {},
+): Promise<ProtocolOutput> {
+  let seen = 0;
+  let done = false;
+  const onAbort = () => {
+    cancelRun(endpoints, id).catch((error: unknown) =>
+      options.onEvent?.({
+        type: 'feedback',
+        level: 'warning',
+        message: `could not cancel: ${(error as Error).message}`,
+      }),
+    );
+  };
+  options.abort?.addEventListener('abort', onAbort, { once: true });
+  const tell = async () => {
+    const status = await runStatus(endpoints, cluster, instance).catch(() => null);
+    if (status === null || status.run !== id) return;
+    for (const event of newEvents(status, seen)) options.onEvent?.(event);
+    seen = status.told;
+  };
+  const follow = (async () => {
+    if (options.onEvent === undefined) return;
+    while (!done) {
+      await tell();
+      if (!done) await new Promise((r) => setTimeout(r, options.pollMs ?? 250));
+    }
+  })();
+  try {
+    const output = await attachRun(endpoints, id);
+    done = true;
+    await follow;
+    if (options.onEvent !== undefined) await tell();
+    return output;
+  } finally {
+    done = true;
+    options.abort?.removeEventListener('abort', onAbort);
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * drbd-migrate/restate: the machines as durable executions on Restate. Needs the optional peer
+ * @restatedev/restate-sdk (workers); clients speak plain HTTP. See docs/restate.md.
+ */
+
+export { type Balancer, startBalancer } from './balancer.js';
+export {
+  attachRun,
+  cancelRun,
+  type FollowOptions,
+  followRun,
+  instanceKey,
+  type RestateEndpoints,
+  RestateError,
+  registerDeployment,
+  runOnRestate,
+  runStatus,
+  submitRun,
+} from './client.js';
+export { INSTANCE_OBJECT, RUN_HANDLERS, type RunHandler } from './names.js';
+export { type InstanceObjectOptions, instanceObject, splitKey } from './object.js';
+export { RestateMissingError } from './sdk.js';
+export {
+  type RestateNode,
+  type RestateServer,
+  type RestateServerOptions,
+  restateServerBinary,
+  startRestateServer,
+} from './server.js';
+export { type Durable, type DurableOptions, durableEffects } from './steps.js';
+export { serveWorker, type Worker, type WorkerOptions } from './worker.js';

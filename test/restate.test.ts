@@ -1,0 +1,202 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSimCluster, restStateProblems, type SimCluster } from '../src/index.js';
+import { type ServedCall, type ServedEffects, serveEffects } from '../src/remote/serve.js';
+import {
+  type Balancer,
+  cancelRun,
+  followRun,
+  type RestateServer,
+  registerDeployment,
+  runOnRestate,
+  startBalancer,
+  startRestateServer,
+  submitRun,
+} from '../src/restate/index.js';
+import { tempDir } from './tmp.js';
+
+/**
+ * The Restate runtime against a real Restate server (from its npm package), two workers as separate
+ * processes (the built CLI's `worker`) behind one balancer, and a simulated cluster served to both:
+ * a worker is SIGKILLed with a node command in flight and the other finishes the run.
+ */
+
+interface WorkerProcess {
+  child: ChildProcess;
+  pid: number;
+  port: number;
+  exited: Promise<void>;
+}
+
+function startWorker(world: string): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, ['dist/src/cli/main.js', 'worker', '--world', world], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /worker for cluster \S+ at http:\/\/127\.0\.0\.1:(\d+) \(pid (\d+)\)/.exec(out);
+      if (m) resolve({ child, pid: Number(m[2]), port: Number(m[1]), exited });
+    });
+    child.once('exit', (code) => reject(new Error(`worker exited ${code}: ${err}`)));
+  });
+}
+
+const pidOf = (call: ServedCall) => Number(call.worker?.split(':').pop());
+
+describe('the Restate runtime', () => {
+  let server: RestateServer;
+  let sim: SimCluster;
+  let served: ServedEffects;
+  let balancer: Balancer;
+  const workers: WorkerProcess[] = [];
+  // Set by a test: acts on each call before it acts, or after it acted and before its answer leaves.
+  let before: ((call: ServedCall) => Promise<void> | void) | undefined;
+  let after: ((call: ServedCall) => Promise<void> | void) | undefined;
+
+  beforeAll(async () => {
+    const dir = tempDir('drbd-migrate-restate-');
+    server = await startRestateServer({ dir });
+    sim = createSimCluster({
+      nodes: { 'node-a': {}, 'node-b': {} },
+      instances: [
+        { name: 'web1', primary: 'node-a', secondary: 'node-b', memoryMiB: 2048, disksMiB: [4096] },
+        { name: 'web2', primary: 'node-b', secondary: 'node-a', memoryMiB: 1024, disksMiB: [2048] },
+      ],
+    });
+    served = await serveEffects(sim.effects, {
+      cluster: 'demo',
+      clock: sim.clock,
+      onCall: (call) => before?.(call),
+      afterCall: (call) => after?.(call),
+    });
+    workers.push(await startWorker(served.url), await startWorker(served.url));
+    balancer = await startBalancer(workers.map((w) => ({ port: w.port })));
+    await registerDeployment(server.admin, balancer.url);
+  }, 40_000);
+
+  afterAll(async () => {
+    for (const w of workers) w.child.kill('SIGKILL');
+    await Promise.all(workers.map((w) => w.exited));
+    await balancer?.close();
+    await served?.close();
+    await server?.stop();
+  });
+
+  it('finishes a migration on the other worker when the one running it is killed with a node command in flight', async () => {
+    const from = served.calls.length;
+    let killed: number | null = null;
+    // The copy has started on the nodes when its worker dies; the answer never reaches the journal.
+    after = async (call) => {
+      if (call.effect !== 'migrateInstance' || killed !== null) return;
+      killed = pidOf(call);
+      await kill(call);
+    };
+    const output = await runOnRestate(server, 'demo', 'migration', { instance: 'web1' }).finally(() => {
+      after = undefined;
+      if (killed !== null) return replaceWorker(killed);
+    });
+    expect(output).toMatchObject({ outcome: 'migrated', primaryNode: 'node-b' });
+    expect(restStateProblems(sim.current(), 'web1')).toEqual([]);
+
+    const calls = served.calls.slice(from);
+    // Two workers served the run: the killed one up to the copy, the other from the copy on.
+    const byWorker = new Set(calls.map(pidOf));
+    expect(byWorker.size).toBe(2);
+    expect(killed).not.toBeNull();
+    // Every step ran once, but the one in flight at the kill, asked again (and answered) once.
+    const steps = new Map<string, ServedCall[]>();
+    for (const c of calls) steps.set(c.step!, [...(steps.get(c.step!) ?? []), c]);
+    const again = [...steps.entries()].filter(([, cs]) => cs.length > 1);
+    expect(again.map(([step, cs]) => [step, cs.map((c) => c.end)])).toEqual([
+      [expect.stringMatching(/ migrateInstance node-a$/), ['gone', 'answered']],
+    ]);
+  }, 40_000);
+
+  /** SIGKILLs the worker that sent the call, and waits until the call's connection is seen gone. */
+  async function kill(call: ServedCall) {
+    const w = workers.find((x) => x.pid === pidOf(call))!;
+    w.child.kill('SIGKILL');
+    await Promise.all([w.exited, call.hungUp]);
+  }
+
+  /** A killed worker's place taken by a fresh one behind the balancer. */
+  async function replaceWorker(pid: number) {
+    const i = workers.findIndex((w) => w.pid === pid);
+    const fresh = await startWorker(served.url);
+    workers.splice(i, 1, fresh);
+    balancer.targets.splice(0, balancer.targets.length, ...workers.map((w) => ({ port: w.port })));
+  }
+
+  it('asks the node command again when its worker dies before it acted, and finishes the run', async () => {
+    const from = served.calls.length;
+    let killed: number | null = null;
+    before = async (call) => {
+      if (call.effect !== 'attachNet' || killed !== null) return;
+      killed = pidOf(call);
+      await kill(call);
+    };
+    const output = await runOnRestate(server, 'demo', 'migration', { instance: 'web2' }).finally(() => {
+      before = undefined;
+      if (killed !== null) return replaceWorker(killed);
+    });
+    expect(output).toMatchObject({ outcome: 'migrated', primaryNode: 'node-a' });
+    expect(restStateProblems(sim.current(), 'web2')).toEqual([]);
+    const calls = served.calls.slice(from);
+    const gone = calls.filter((c) => c.end === 'gone');
+    expect(gone.map((c) => c.effect)).toEqual(['attachNet']);
+    expect(calls.filter((c) => c.step === gone[0]!.step).map((c) => c.end)).toEqual(['gone', 'answered']);
+    expect(new Set(calls.map((c) => c.step)).size).toBe(calls.length - 1);
+  }, 40_000);
+
+  it('runs two requests for one instance one after the other, whichever workers take them', async () => {
+    const from = served.calls.length;
+    // Both submitted before either starts: Restate queues the second behind the first on the key.
+    const [first, second] = await Promise.all([
+      submitRun(server, 'demo', 'migration', { instance: 'web1' }),
+      submitRun(server, 'demo', 'migration', { instance: 'web1' }),
+    ]);
+    const outputs = await Promise.all([
+      followRun(server, 'demo', 'web1', first),
+      followRun(server, 'demo', 'web1', second),
+    ]);
+    // web1 went to node-a and back (or back and to): each run moved it from where the last left it.
+    expect(outputs.map((o) => o.outcome)).toEqual(['migrated', 'migrated']);
+    expect(new Set(outputs.map((o) => o.primaryNode))).toEqual(new Set(['node-a', 'node-b']));
+    const runs = served.calls.slice(from).map((c) => c.run);
+    const firstRun = runs[0];
+    const switched = runs.findIndex((r) => r !== firstRun);
+    expect(switched).toBeGreaterThan(0);
+    // No call of the first run after the second began: never two runs on the instance at once.
+    expect(runs.slice(switched).every((r) => r !== firstRun)).toBe(true);
+  }, 40_000);
+
+  it('takes a cancel in Restate as an operator abort: the run reverts at its next safe point', async () => {
+    let id: string | null = null;
+    let cancelled = false;
+    before = async (call) => {
+      if (call.effect !== 'waitSync' || cancelled || id === null) return;
+      cancelled = true;
+      await cancelRun(server, id);
+    };
+    id = await submitRun(server, 'demo', 'migration', { instance: 'web2' });
+    const events: string[] = [];
+    const output = await followRun(server, 'demo', 'web2', id, {
+      onEvent: (e) => {
+        if (e.type === 'feedback') events.push(e.message);
+      },
+    });
+    before = undefined;
+    expect(cancelled).toBe(true);
+    expect(output.outcome).toBe('reverted');
+    expect(output.error).toMatch(/abort/i);
+    expect(events.some((m) => /Cancelled in Restate/.test(m))).toBe(true);
+    expect(restStateProblems(sim.current(), 'web2')).toEqual([]);
+  }, 40_000);
+});
