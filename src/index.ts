@@ -5,5 +5,22 @@
 export * from '../machines/index.js';
 export * from './cluster/index.js';
 export * from './journal/index.js';
+export { aboutRemote, RemoteError, remoteEffects } from './remote/client.js';
+export {
+  type ServedCall,
+  type ServedEffects,
+  type ServeEffectsOptions,
+  serveEffects,
+} from './remote/serve.js';
 export * from './runner/index.js';
+export {
+  currentStep,
+  type Follow,
+  newEvents,
+  type RunStatus,
+  type Runtime,
+  runtimeRunner,
+  type StepId,
+  withStep,
+} from './runtime/index.js';
 export * from './sim/index.js';

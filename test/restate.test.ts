@@ -13,6 +13,7 @@ import {
   startRestateServer,
   submitRun,
 } from '../src/restate/index.js';
+import { cli } from './processes.js';
 import { tempDir } from './tmp.js';
 
 /**
@@ -181,7 +182,7 @@ describe('the Restate runtime', () => {
     let id: string | null = null;
     let cancelled = false;
     before = async (call) => {
-      if (call.effect !== 'waitSync' || cancelled || id === null) return;
+      if (call.effect !== 'disconnectNet' || cancelled || id === null) return;
       cancelled = true;
       await cancelRun(server, id);
     };
@@ -199,4 +200,54 @@ describe('the Restate runtime', () => {
     expect(events.some((m) => /Cancelled in Restate/.test(m))).toBe(true);
     expect(restStateProblems(sim.current(), 'web2')).toEqual([]);
   }, 40_000);
+
+  it('runs from the CLI with --restate: the same JSON lines and exit codes as a local run, status, and Ctrl-C as a cancel', async () => {
+    const restate = ['--world', served.url, '--restate', server.ingress, '--restate-admin', server.admin];
+    const moved = await cli(['migrate', 'web1', ...restate, '--json']);
+    expect(moved.code).toBe(0);
+    const lines = moved.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; value?: string });
+    expect(lines.some((l) => l.type === 'state' && l.value === 'migrating.transferring.polling')).toBe(true);
+    expect(lines.at(-1)).toMatchObject({ type: 'result', outcome: 'migrated', instance: 'web1' });
+
+    const shown = await cli(['status', 'web1', ...restate]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/^migration of web1 \(cluster demo, run inv_\w+\): ended migrated/);
+
+    // Ctrl-C while the disks go standalone (held there until the CLI shows the run: a step with a
+    // long deadline): cancelled in Restate, reverted at the next safe point, exit 1.
+    let ctrlC: (signal?: NodeJS.Signals) => void = () => {};
+    let shows: () => void = () => {};
+    const showing = new Promise<void>((resolve) => {
+      shows = resolve;
+    });
+    let interrupted = false;
+    before = async (call) => {
+      if (call.effect !== 'disconnectNet' || interrupted) return;
+      interrupted = true;
+      await showing;
+      ctrlC('SIGINT');
+    };
+    const aborted = await cli(
+      ['migrate', 'web1', ...restate],
+      [
+        [
+          'checking disk consistency',
+          (kill) => {
+            ctrlC = kill;
+            shows();
+          },
+        ],
+      ],
+    );
+    before = undefined;
+    expect(aborted, aborted.stdout + aborted.stderr).toMatchObject({ code: 1 });
+    expect(aborted.stderr).toMatch(/reverted: .*abort/i);
+
+    const none = await cli(['status', 'web9', ...restate]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/knows no run of web9 in cluster demo/);
+  }, 60_000);
 });

@@ -142,6 +142,11 @@ export const RUN_CONFLICTS = [
     why: 'a dry run plans the run and touches nothing',
   },
   { option: 'quiet', with: ['json'], why: 'choose one output: only the result, or JSON lines' },
+  {
+    option: 'restate',
+    with: ['dry-run', 'fail', 'hang', 'lose', 'kill-at', 'state-dir'],
+    why: 'Restate runs it on its workers, with its own journal; a dry run and faults are local',
+  },
 ] as const satisfies readonly { option: OptionName; with: readonly OptionName[]; why: string }[];
 
 /** Options every command that runs a machine on an instance takes. */
@@ -156,4 +161,6 @@ export const RUN_OPTIONS = [
   'quiet',
   'state-dir',
   'kill-at',
+  'restate',
+  'restate-admin',
 ] as const satisfies readonly OptionName[];

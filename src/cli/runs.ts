@@ -5,7 +5,9 @@ import { runMachine } from '../runner/index.js';
 import { createSimCluster } from '../sim/index.js';
 import { dryRun, runOnCluster } from './cluster.js';
 import type { Invocation } from './command.js';
+import { isServedWorld } from './distributed.js';
 import { UsageError } from './errors.js';
+import { onRestate } from './restate.js';
 import {
   checkWritable,
   faultsOf,
@@ -26,6 +28,7 @@ import { loadWorld } from './worldFile.js';
  * simulated cluster (--world), journaled and locked, or --dry-run on a copy; same output and exits.
  */
 export function runOnInstance(call: Invocation, kind: MachineName, input: ProtocolInput): Promise<number> {
+  if (call.values.restate !== undefined) return onRestate(call, kind, input);
   return call.values.cluster !== undefined ? onCluster(call, kind, input) : onWorld(call, kind, input);
 }
 
@@ -49,6 +52,11 @@ async function onCluster(call: Invocation, kind: MachineName, input: ProtocolInp
 async function onWorld(call: Invocation, kind: MachineName, input: ProtocolInput): Promise<number> {
   const { values, io } = call;
   const file = values.world!;
+  if (isServedWorld(file)) {
+    throw new UsageError(
+      `--world ${file} is a served world: its runs go through Restate's workers (add --restate URL)`,
+    );
+  }
   const target: Target = { kind: 'world', file };
   faultsOf(values);
   const world = await loadWorld(file);

@@ -25,8 +25,11 @@ import { saveWorld } from './worldFile.js';
 export interface Target {
   kind: 'world' | 'cluster';
   file: string;
+  /** Runs go to this Restate cluster's ingress (hints repeat it). */
+  restate?: string;
 }
-export const targetFlag = (t: Target | null) => (t === null ? '' : ` --${t.kind} ${t.file}`);
+export const targetFlag = (t: Target | null) =>
+  t === null ? '' : ` --${t.kind} ${t.file}${t.restate === undefined ? '' : ` --restate ${t.restate}`}`;
 /** How the journal names what a run acts on: "cluster /abs/path" or "world /abs/path". */
 export const whereOf = (t: Target) => `${t.kind} ${resolve(t.file)}`;
 

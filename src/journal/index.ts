@@ -13,5 +13,6 @@ export {
   resumeMigration,
   runJournaled,
 } from './run.js';
+export { type JournalRuntimeOptions, journalRuntime } from './runtime.js';
 export { FileJournal, JournalEntry, JournalError, type JournalStore } from './store.js';
 export { machineVersion } from './version.js';

@@ -111,6 +111,8 @@ export interface FollowOptions {
   onEvent?: (event: RunEvent) => void;
   /** Cancels the run in Restate: it reverts, or finishes forward past its point of no return. */
   abort?: AbortSignal;
+  /** Stops following (the run goes on in Restate). */
+  signal?: AbortSignal;
   /** How often the status is read while the run goes (default 250 ms). */
   pollMs?: number;
 }
@@ -164,7 +166,7 @@ export async function followRun(
     }
   })();
   try {
-    const output = await attachRun(endpoints, id);
+    const output = await attachRun(endpoints, id, options.signal);
     done = true;
     await follow;
     if (options.onEvent !== undefined) await tell();

@@ -19,6 +19,7 @@ export {
 } from './client.js';
 export { INSTANCE_OBJECT, RUN_HANDLERS, type RunHandler } from './names.js';
 export { type InstanceObjectOptions, instanceObject, splitKey } from './object.js';
+export { restateRuntime } from './runtime.js';
 export { RestateMissingError } from './sdk.js';
 export {
   type RestateNode,

@@ -12,6 +12,7 @@ import { rejoin } from './rejoin.js';
 import { resume } from './resume.js';
 import { serve } from './serve.js';
 import { show } from './show.js';
+import { status } from './status.js';
 import { worker } from './worker.js';
 
 /** Every command, in the order the help lists them. */
@@ -28,6 +29,7 @@ export const COMMANDS: readonly Command[] = [
   diagram,
   explain,
   paths,
+  status,
   serve,
   worker,
 ];

@@ -2,6 +2,7 @@ import { type Resumed, ResumeError, resumeMigration } from '../../journal/index.
 import { resumeOnCluster } from '../cluster.js';
 import type { Command, Invocation } from '../command.js';
 import { UsageError } from '../errors.js';
+import { resumeOnRestate } from '../restate.js';
 import {
   checkWritable,
   defaultStateDir,
@@ -22,8 +23,15 @@ export const resume: Command = {
   summary: 'continue a migration, cleanup or node evacuation whose process died, from its journal',
   args: [{ name: 'INSTANCE' }],
   oneOf: ['cluster', 'world'],
-  options: ['cluster', 'world', 'state-dir', 'json', 'quiet'],
-  conflicts: [{ option: 'quiet', with: ['json'], why: 'choose one output: only the result, or JSON lines' }],
+  options: ['cluster', 'world', 'state-dir', 'json', 'quiet', 'restate', 'restate-admin'],
+  conflicts: [
+    { option: 'quiet', with: ['json'], why: 'choose one output: only the result, or JSON lines' },
+    {
+      option: 'restate',
+      with: ['state-dir'],
+      why: "a run on Restate is in Restate's journal, not in a state directory",
+    },
+  ],
   description: `Reads the journal of INSTANCE under --state-dir and continues from its last transition, on
 the cluster file or world file the run acted on (another one is refused). Where continuing blind is
 unsafe (the process died inside the hypervisor's handover, or the config no longer says what the
@@ -32,13 +40,18 @@ journal, a corrupt one, or one written by another version of the machine, it say
 nothing (exit 2).
 
 Given a NODE whose evacuation was cut short, it continues the evacuation: the runs that were under
-way are taken up from their journals, a half-done one is cleaned up, the rest are started.`,
+way are taken up from their journals, a half-done one is cleaned up, the rest are started.
+
+With --restate URL there is nothing to continue by hand (Restate's workers take a run up by
+themselves): it follows the instance's run under way to its end, as the client that submitted it
+(and died) would have.`,
   examples: [
     'drbd-migrate resume web1 --cluster cluster.yaml',
     'drbd-migrate resume web1 --world /tmp/w.json',
     'drbd-migrate resume node-a --cluster cluster.yaml',
   ],
   run: async (call) => {
+    if (call.values.restate !== undefined) return resumeOnRestate(call, instanceName(call.args.INSTANCE!));
     // A node with an unfinished evacuation: the evacuation is resumed.
     const stateDir = call.values['state-dir'] ?? defaultStateDir();
     if (await evacuationRecorded(stateDir, call.args.INSTANCE!)) return drain(call, true);

@@ -1,0 +1,94 @@
+import type { MachineName, ProtocolInput } from '../../machines/index.js';
+import { followRun, type RestateEndpoints, RestateError, runStatus, submitRun } from '../restate/client.js';
+import type { Invocation } from './command.js';
+import { clusterName } from './distributed.js';
+import { UsageError } from './errors.js';
+import type { Values } from './options.js';
+import { finish, type Target, viewFor, withOperatorAbort } from './session.js';
+
+/**
+ * `--restate URL`: the run is submitted to a Restate cluster and followed there; workers
+ * (`drbd-migrate worker`) run it. The live view, the output and the exit codes are a local run's.
+ * Needs no SDK: a client speaks HTTP to the ingress and the admin API.
+ */
+
+/** The ingress from --restate, the admin API from --restate-admin or the ingress's host on 9070. */
+export function restateEndpoints(values: Values): RestateEndpoints {
+  const url = (text: string, option: string) => {
+    try {
+      const u = new URL(text);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http');
+      return u;
+    } catch {
+      throw new UsageError(`--${option} ${text}: must be an http:// or https:// URL`);
+    }
+  };
+  const ingress = url(values.restate!, 'restate');
+  const admin =
+    values['restate-admin'] === undefined
+      ? new URL(`${ingress.protocol}//${ingress.hostname}:9070`)
+      : url(values['restate-admin'], 'restate-admin');
+  return { ingress: ingress.origin, admin: admin.origin };
+}
+
+export function restateTarget(values: Values): Target {
+  return values.cluster !== undefined
+    ? { kind: 'cluster', file: values.cluster, restate: values.restate! }
+    : { kind: 'world', file: values.world!, restate: values.restate! };
+}
+
+/** Submits the run and follows it to its end; Ctrl-C cancels it in Restate (an operator abort). */
+export async function onRestate(call: Invocation, kind: MachineName, input: ProtocolInput): Promise<number> {
+  const { values, io } = call;
+  const endpoints = restateEndpoints(values);
+  const cluster = await clusterName(values);
+  const target = restateTarget(values);
+  let id: string;
+  try {
+    id = await submitRun(endpoints, cluster, kind, input);
+  } catch (error) {
+    // Not submitted: nothing was started, nothing touched.
+    if (error instanceof RestateError) throw new UsageError(error.message);
+    throw error;
+  }
+  return follow(call, cluster, input.instance, id, target);
+}
+
+/** Follows run `id` to its end with the live view; its exit code is the run's. */
+export async function follow(
+  call: Invocation,
+  cluster: string,
+  instance: string,
+  id: string,
+  target: Target,
+): Promise<number> {
+  const { values, io } = call;
+  const endpoints = restateEndpoints(values);
+  const { view, onEvent } = viewFor(io, values);
+  try {
+    const result = await withOperatorAbort(io, view, (abort) =>
+      followRun(endpoints, cluster, instance, id, { onEvent, abort }),
+    );
+    return finish(io, values, view, result, { at: Date.now(), runsOn: result.primaryNode, target });
+  } catch (error) {
+    if (!(error instanceof RestateError)) throw error;
+    throw new Error(
+      `${error.message}; the run ${id} goes on in Restate: follow it with 'drbd-migrate resume ${instance} --${target.kind} ${target.file} --restate ${values.restate}'`,
+    );
+  }
+}
+
+/** `resume INSTANCE --restate URL`: follows the instance's run under way (its first client died). */
+export async function resumeOnRestate(call: Invocation, instance: string): Promise<number> {
+  const { values } = call;
+  const cluster = await clusterName(values);
+  const status = await runStatus(restateEndpoints(values), cluster, instance).catch((error: unknown) => {
+    throw new UsageError((error as Error).message);
+  });
+  if (status === null || status.output !== null || status.run === undefined) {
+    throw new UsageError(
+      `no run of ${instance} is under way in Restate (cluster ${cluster})${status?.output ? `; the last one ended ${status.output.outcome}` : ''}`,
+    );
+  }
+  return follow(call, cluster, instance, status.run, restateTarget(values));
+}

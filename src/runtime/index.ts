@@ -1,0 +1,51 @@
+import type { InstanceRunner, MachineName, ProtocolInput, ProtocolOutput } from '../../machines/index.js';
+import type { RunEvent } from '../runner/index.js';
+import type { RunStatus } from './status.js';
+
+/**
+ * What a run needs beyond its machine and its effects, and where it lives. A runtime records each
+ * step before the next acts, keeps one run at a time per instance, and takes a run up again after
+ * its orchestrator died. Two ship: the file journal and locks of this host (the embedded default,
+ * src/journal) and Restate (src/restate), whose journal is replicated and whose runs outlive any
+ * one host. The machines and the effects are the same under both.
+ */
+export interface Runtime {
+  readonly name: 'journal' | 'restate';
+  /** Runs one machine on one instance to its end and resolves with its output. */
+  run(kind: MachineName, input: ProtocolInput, follow?: Follow): Promise<ProtocolOutput>;
+  /**
+   * Takes up the instance's unfinished run (the journal: continued, or handed to a cleanup; Restate:
+   * followed to its end wherever it runs); null when there is none.
+   */
+  resume(instance: string, follow?: Follow): Promise<ProtocolOutput | null>;
+  /** The instance's current or last run as the runtime recorded it; null when it has none. */
+  status(instance: string): Promise<RunStatus | null>;
+}
+
+/** What the caller of a run sees of it and can do to it. */
+export interface Follow {
+  onEvent?: (event: RunEvent) => void;
+  /** The operator's abort: the run reverts at its next safe point, or finishes forward past its point of no return. */
+  abort?: AbortSignal;
+  /**
+   * Stops this caller where it is, as an orchestrator that dies: under the journal the run stops
+   * (resume takes it up); under Restate only the following stops, the run goes on where it runs.
+   */
+  signal?: AbortSignal;
+}
+
+/** An evacuation's runs on a runtime: each instance's run as the runtime makes it. */
+export function runtimeRunner(
+  runtime: Runtime,
+  onInstanceEvent?: (instance: string, event: RunEvent) => void,
+): InstanceRunner {
+  return (request, control) =>
+    runtime.run(request.operation, request.input, {
+      abort: control.abort,
+      signal: control.stop,
+      ...(onInstanceEvent === undefined ? {} : { onEvent: (e) => onInstanceEvent(request.instance, e) }),
+    });
+}
+
+export { newEvents, type RunStatus, STATUS_EVENTS, startStatus, withEvent } from './status.js';
+export { currentStep, type StepId, withStep } from './step.js';
