@@ -29,8 +29,8 @@ interface WorkerProcess {
   exited: Promise<void>;
 }
 
-function startWorker(world: string): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['dist/src/cli/main.js', 'worker', '--world', world], {
+function startWorker(world: string, extra: string[] = []): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, ['dist/src/cli/main.js', 'worker', '--world', world, ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -250,4 +250,86 @@ describe('the Restate runtime', () => {
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/knows no run of web9 in cluster demo/);
   }, 60_000);
+});
+
+describe('an evacuation on Restate', () => {
+  let server: RestateServer;
+  let sim: SimCluster;
+  let served: ServedEffects;
+  let balancer: Balancer;
+  const workers: WorkerProcess[] = [];
+
+  beforeAll(async () => {
+    server = await startRestateServer({ dir: tempDir('drbd-migrate-restate-') });
+    const sizes = [4096, 1024, 3072, 2048, 512, 1536];
+    sim = createSimCluster({
+      nodes: { 'node-a': {}, 'node-b': {}, 'node-c': {} },
+      instances: sizes.map((memoryMiB, i) => ({
+        name: `vm${i + 1}`,
+        primary: 'node-a',
+        secondary: i % 2 === 0 ? 'node-b' : 'node-c',
+        memoryMiB,
+        disksMiB: [2048],
+      })),
+    });
+    served = await serveEffects(sim.effects, { cluster: 'fleet', clock: sim.clock });
+    workers.push(
+      await startWorker(served.url, ['--per-node', '2']),
+      await startWorker(served.url, ['--per-node', '2']),
+    );
+    balancer = await startBalancer(workers.map((w) => ({ port: w.port })));
+    await registerDeployment(server.admin, balancer.url);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const w of workers) w.child.kill('SIGKILL');
+    await Promise.all(workers.map((w) => w.exited));
+    await balancer?.close();
+    await served?.close();
+    await server?.stop();
+  });
+
+  it('drains a node over both workers, never more runs on a node at once than its slots', async () => {
+    const drained = await cli([
+      'evacuate',
+      'node-a',
+      '--world',
+      served.url,
+      '--restate',
+      server.ingress,
+      '--restate-admin',
+      server.admin,
+      '--concurrency',
+      '6',
+      '--per-node',
+      '6',
+      '--json',
+    ]);
+    expect(drained.code, drained.stderr).toBe(0);
+    const result = JSON.parse(drained.stdout.trim().split('\n').at(-1)!) as {
+      outcome: string;
+      results: { outcome: string }[];
+    };
+    expect(result.outcome).toBe('evacuated');
+    expect(result.results.map((r) => r.outcome)).toEqual(Array(6).fill('migrated'));
+    for (let i = 1; i <= 6; i++) expect(restStateProblems(sim.current(), `vm${i}`)).toEqual([]);
+
+    // Each run's calls, from its first after taking its slots to its last: never three at once on node-a.
+    const runs = new Map<string, { first: number; last: number; worker: number }>();
+    served.calls.forEach((c, i) => {
+      if (c.run === null || Number(c.step?.split(' ')[0]) < 2) return;
+      const r = runs.get(c.run);
+      if (r === undefined) runs.set(c.run, { first: i, last: i, worker: pidOf(c) });
+      else r.last = i;
+    });
+    // Six instance runs (the evacuation's own listing is a step of its own run).
+    const instanceRuns = [...runs.values()].filter((r) => r.last > r.first);
+    expect(instanceRuns.length).toBe(6);
+    let most = 0;
+    for (let i = 0; i < served.calls.length; i++) {
+      most = Math.max(most, instanceRuns.filter((r) => r.first <= i && i <= r.last).length);
+    }
+    expect(most).toBeLessThanOrEqual(2);
+    expect(new Set(instanceRuns.map((r) => r.worker)).size).toBe(2);
+  }, 120_000);
 });

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { basename, extname } from 'node:path';
-import type { Effects, MachineName, ProtocolInput } from '../../machines/index.js';
+import type { Effects, EvacuationInput, MachineName, ProtocolInput } from '../../machines/index.js';
 import { sshEffects } from '../backend/index.js';
 import { aboutRemote, remoteEffects } from '../remote/client.js';
 import { createSimCluster } from '../sim/index.js';
@@ -38,6 +38,7 @@ export interface WorkerWorld {
   effects: Effects;
   /** The input as this cluster runs it (a cluster file's deadlines and policy added). */
   prepare: (kind: MachineName, input: ProtocolInput) => ProtocolInput;
+  prepareEvacuation: (input: EvacuationInput) => EvacuationInput;
   close(): void;
 }
 
@@ -51,6 +52,10 @@ export async function workerWorld(values: Values): Promise<WorkerWorld> {
       cluster,
       effects: backend.effects,
       prepare: (_, input) => inputWithLimits(file, input),
+      prepareEvacuation: (input) => {
+        const { limits, convergence } = inputWithLimits(file, { instance: input.node });
+        return { ...input, ...(limits ? { limits } : {}), ...(convergence ? { convergence } : {}) };
+      },
       close: () => backend.close(),
     };
   }
@@ -60,13 +65,20 @@ export async function workerWorld(values: Values): Promise<WorkerWorld> {
       cluster,
       effects: remoteEffects(world, { worker: `${hostname()}:${process.pid}` }),
       prepare: (_, input) => input,
+      prepareEvacuation: (input) => input,
       close: () => {},
     };
   }
   // A world file of this worker's own, saved after every step (one worker: two would each have a copy).
   const sim = createSimCluster(await loadWorld(world));
   sim.afterStep = () => saveWorld(world, sim.snapshot());
-  return { cluster, effects: sim.effects, prepare: (_, input) => input, close: () => {} };
+  return {
+    cluster,
+    effects: sim.effects,
+    prepare: (_, input) => input,
+    prepareEvacuation: (input) => input,
+    close: () => {},
+  };
 }
 
 /** Waits for Ctrl-C or SIGTERM (a long-running command's end). */

@@ -1,7 +1,14 @@
-import type { MachineName, ProtocolInput, ProtocolOutput } from '../../machines/index.js';
+import type {
+  EvacuationInput,
+  EvacuationOutput,
+  MachineName,
+  ProtocolInput,
+  ProtocolOutput,
+} from '../../machines/index.js';
 import type { RunEvent } from '../runner/index.js';
 import { newEvents, type RunStatus } from '../runtime/status.js';
-import { INSTANCE_OBJECT, RUN_HANDLERS, type RunHandler } from './names.js';
+import type { EvacuationNotice, EvacuationStatus } from './evacuation.js';
+import { EVACUATION_OBJECT, HANDLER_OF, INSTANCE_OBJECT } from './names.js';
 
 /**
  * A Restate cluster as a client sees it: its ingress (runs are submitted there, results read) and
@@ -15,11 +22,6 @@ export interface RestateEndpoints {
 export class RestateError extends Error {
   override name = 'RestateError';
 }
-
-const HANDLER_OF = Object.fromEntries(Object.entries(RUN_HANDLERS).map(([h, k]) => [k, h])) as Record<
-  MachineName,
-  RunHandler
->;
 
 export const instanceKey = (cluster: string, instance: string) => `${cluster}/${instance}`;
 
@@ -170,6 +172,76 @@ export async function followRun(
     done = true;
     await follow;
     if (options.onEvent !== undefined) await tell();
+    return output;
+  } finally {
+    done = true;
+    options.abort?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Submits a node's evacuation (key CLUSTER/NODE); resolves with its invocation id. */
+export async function submitEvacuation(
+  endpoints: RestateEndpoints,
+  cluster: string,
+  input: EvacuationInput,
+): Promise<string> {
+  const key = encodeURIComponent(instanceKey(cluster, input.node));
+  const { node: _, ...body } = input;
+  const answer = (await call(
+    `${endpoints.ingress}/${EVACUATION_OBJECT}/${key}/evacuate/send`,
+    { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) },
+    `submitting the evacuation of ${input.node}`,
+  )) as { invocationId: string };
+  return answer.invocationId;
+}
+
+export async function evacuationStatus(
+  endpoints: RestateEndpoints,
+  cluster: string,
+  node: string,
+): Promise<EvacuationStatus | null> {
+  const key = encodeURIComponent(instanceKey(cluster, node));
+  return (await call(
+    `${endpoints.ingress}/${EVACUATION_OBJECT}/${key}/status`,
+    { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' },
+    `reading the status of the evacuation of ${node}`,
+  )) as EvacuationStatus | null;
+}
+
+/** Follows an evacuation to its end: each run's start and end as it records them, then the outcome. */
+export async function followEvacuation(
+  endpoints: RestateEndpoints,
+  cluster: string,
+  node: string,
+  id: string,
+  options: { onNotice?: (notice: EvacuationNotice) => void; abort?: AbortSignal; pollMs?: number } = {},
+): Promise<EvacuationOutput> {
+  let seen = 0;
+  let done = false;
+  const onAbort = () => void cancelRun(endpoints, id).catch(() => {});
+  options.abort?.addEventListener('abort', onAbort, { once: true });
+  const tell = async () => {
+    const status = await evacuationStatus(endpoints, cluster, node).catch(() => null);
+    if (status === null || status.run !== id) return;
+    for (const notice of status.notices.slice(seen)) options.onNotice?.(notice);
+    seen = status.notices.length;
+  };
+  const follow = (async () => {
+    if (options.onNotice === undefined) return;
+    while (!done) {
+      await tell();
+      if (!done) await new Promise((r) => setTimeout(r, options.pollMs ?? 250));
+    }
+  })();
+  try {
+    const output = (await call(
+      `${endpoints.ingress}/restate/invocation/${id}/attach`,
+      {},
+      `waiting for the evacuation ${id}`,
+    )) as EvacuationOutput;
+    done = true;
+    await follow;
+    if (options.onNotice !== undefined) await tell();
     return output;
   } finally {
     done = true;

@@ -7,7 +7,9 @@ export { type Balancer, startBalancer } from './balancer.js';
 export {
   attachRun,
   cancelRun,
+  evacuationStatus,
   type FollowOptions,
+  followEvacuation,
   followRun,
   instanceKey,
   type RestateEndpoints,
@@ -15,9 +17,24 @@ export {
   registerDeployment,
   runOnRestate,
   runStatus,
+  submitEvacuation,
   submitRun,
 } from './client.js';
-export { INSTANCE_OBJECT, RUN_HANDLERS, type RunHandler } from './names.js';
+export {
+  type EvacuationNotice,
+  type EvacuationObjectOptions,
+  type EvacuationStatus,
+  evacuationObject,
+} from './evacuation.js';
+export {
+  EVACUATION_OBJECT,
+  HANDLER_OF,
+  INSTANCE_OBJECT,
+  NODE_OBJECT,
+  RUN_HANDLERS,
+  type RunHandler,
+} from './names.js';
+export { nodeObject, withNodeSlots } from './nodes.js';
 export { type InstanceObjectOptions, instanceObject, splitKey } from './object.js';
 export { restateRuntime } from './runtime.js';
 export { RestateMissingError } from './sdk.js';

@@ -1,7 +1,9 @@
 import type { ObjectContext, ObjectSharedContext } from '@restatedev/restate-sdk';
 import {
+  DEFAULT_LIMITS,
   type Effects,
   InstanceName,
+  inputProblem,
   type MachineName,
   type ProtocolInput,
   type ProtocolOutput,
@@ -9,20 +11,26 @@ import {
 import { type RunEvent, runCleanup, runFailover, runMigration, runRejoin } from '../runner/index.js';
 import { type RunStatus, startStatus, withEvent } from '../runtime/status.js';
 import { withStep } from '../runtime/step.js';
-import { INSTANCE_OBJECT } from './names.js';
+import type { ReportTo } from './evacuation.js';
+import { INSTANCE_OBJECT, RUN_LOG_OBJECT } from './names.js';
+import { withNodeSlots } from './nodes.js';
 import { restate } from './sdk.js';
 import { durableEffects } from './steps.js';
 
 const RUNS = { migration: runMigration, cleanup: runCleanup, failover: runFailover, rejoin: runRejoin };
 
 /** "prod/web1" → the cluster and the instance; a key of another shape is refused, never guessed. */
-export function splitKey(key: string): { cluster: string; instance: string } {
+export function splitKey(
+  key: string,
+  name: { safeParse(v: string): { success: boolean } } = InstanceName,
+  what = 'INSTANCE',
+): { cluster: string; instance: string } {
   const at = key.lastIndexOf('/');
   const cluster = key.slice(0, at);
   const instance = key.slice(at + 1);
-  if (at <= 0 || !InstanceName.safeParse(instance).success) {
+  if (at <= 0 || !name.safeParse(instance).success) {
     throw new restate.TerminalError(
-      `the key ${JSON.stringify(key)} is not CLUSTER/INSTANCE (an instance name after the last slash)`,
+      `the key ${JSON.stringify(key)} is not CLUSTER/${what} (a plain name after the last slash)`,
       { errorCode: 400 },
     );
   }
@@ -37,6 +45,11 @@ export interface InstanceObjectOptions {
   prepare?: (kind: MachineName, input: ProtocolInput) => ProtocolInput;
   /** Added to each effect's timeoutMs before its step is recorded as failed. */
   graceMs?: number;
+  /**
+   * At most this many runs touch any one node at once, across every worker (Restate-held slots on
+   * the instance's primary and secondary); absent: no limit beyond one run per instance.
+   */
+  perNode?: number;
   /** Each step that ran on this worker (not replayed), for logs and tests. */
   onStep?: (key: string, step: string, ok: boolean) => void;
 }
@@ -56,7 +69,9 @@ export function instanceObject(options: InstanceObjectOptions) {
         { errorCode: 400 },
       );
     }
-    const given = { ...(body ?? {}), instance } as ProtocolInput;
+    // An evacuation's run says where to report its end (not part of the machine's input).
+    const { report, ...rest } = (body ?? {}) as { report?: ReportTo };
+    const given = { ...rest, instance } as ProtocolInput;
     const input = options.prepare === undefined ? given : options.prepare(kind, given);
     if (typeof body === 'object' && body !== null && 'instance' in body && body.instance !== instance) {
       throw new restate.TerminalError(
@@ -86,38 +101,101 @@ export function instanceObject(options: InstanceObjectOptions) {
       ...(options.onStep === undefined ? {} : { onStep: (step, ok) => options.onStep?.(ctx.key, step, ok) }),
       withStep: (step, work) => withStep({ run: ctx.request().id, step }, work),
     });
-    const output: ProtocolOutput = await RUNS[kind](input, durable.effects, {
-      clock: durable.clock,
-      abort: abort.signal,
-      // A stale attempt (its worker lost the server, or suspended) stops where it is.
-      signal: ctx.request().attemptCompletedSignal,
-      onEvent: tell,
-    });
+    const runIt = () =>
+      RUNS[kind](input, durable.effects, {
+        clock: durable.clock,
+        abort: abort.signal,
+        // A stale attempt (its worker lost the server, or suspended) stops where it is.
+        signal: ctx.request().attemptCompletedSignal,
+        onEvent: tell,
+      });
+    const nodes = options.perNode === undefined ? [] : await nodesOf(durable.effects, input);
+    const output: ProtocolOutput = await reported(ctx, report, async () =>
+      nodes.length === 0
+        ? await runIt()
+        : await withNodeSlots(
+            ctx,
+            cluster,
+            nodes,
+            options.perNode!,
+            (node) =>
+              tell({
+                type: 'feedback',
+                level: 'info',
+                message: `Taking a slot on ${node} (at most ${options.perNode} runs at once there)`,
+              }),
+            runIt,
+          ),
+    );
     ctx.set('status', { ...status, output });
     return output;
   };
-  const exclusive = (kind: MachineName) =>
-    restate.handlers.object.exclusive({}, run(kind)) as (
-      ctx: ObjectContext,
-      body: unknown,
-    ) => Promise<ProtocolOutput>;
   return restate.object({
     name: INSTANCE_OBJECT,
     handlers: {
-      migrate: exclusive('migration'),
-      cleanup: exclusive('cleanup'),
-      failover: exclusive('failover'),
-      rejoin: exclusive('rejoin'),
+      migrate: exclusive(run('migration')),
+      cleanup: exclusive(run('cleanup')),
+      failover: exclusive(run('failover')),
+      rejoin: exclusive(run('rejoin')),
       status: restate.handlers.object.shared(
         async (ctx: ObjectSharedContext): Promise<RunStatus | null> =>
           (await ctx.get<RunStatus>('status')) ?? null,
       ),
     },
-    options: {
-      // Cancellation is an operator abort, delivered to the machine at its next safe point.
-      explicitCancellation: true,
-      // A replay that does not match its journal is a bug or a changed machine: stop, do not loop.
-      onJournalMismatchErrors: 'pause',
-    },
+    options: OBJECT_OPTIONS,
   });
 }
+
+/** Runs `work`; an evacuation's run then tells the evacuation's run log how it ended. */
+async function reported(
+  ctx: ObjectContext,
+  report: ReportTo | undefined,
+  work: () => Promise<ProtocolOutput>,
+): Promise<ProtocolOutput> {
+  if (report === undefined) return work();
+  const record = (parameter: unknown) =>
+    ctx.genericSend({
+      service: RUN_LOG_OBJECT,
+      method: 'record',
+      key: report.log,
+      parameter,
+      inputSerde: restate.serde.json,
+    });
+  try {
+    const output = await work();
+    record({ run: report.run, output, error: null });
+    return output;
+  } catch (error) {
+    // Only a terminal failure ends the run; any other is retried by Restate, and reports later.
+    if (error instanceof restate.TerminalError)
+      record({ run: report.run, output: null, error: error.message });
+    throw error;
+  }
+}
+
+/**
+ * The nodes a run touches, from the config (a journaled step): none for input the machine will
+ * refuse, or an instance the config does not know (the machine says why, touching nothing).
+ */
+async function nodesOf(effects: Effects, input: ProtocolInput): Promise<string[]> {
+  if (inputProblem(input) !== null) return [];
+  try {
+    const config = await effects.getInstance(
+      { instance: input.instance, timeoutMs: input.limits?.stepTimeoutMs ?? DEFAULT_LIMITS.stepTimeoutMs },
+      new AbortController().signal,
+    );
+    return [config.primaryNode, ...(config.secondaryNode === null ? [] : [config.secondaryNode])];
+  } catch {
+    return [];
+  }
+}
+
+export const OBJECT_OPTIONS = {
+  // Cancellation is an operator abort, delivered to the machine at its next safe point.
+  explicitCancellation: true,
+  // A replay that does not match its journal is a bug or a changed machine: stop, do not loop.
+  onJournalMismatchErrors: 'pause',
+} as const;
+
+export const exclusive = <I, O>(handler: (ctx: ObjectContext, input: I) => Promise<O>) =>
+  restate.handlers.object.exclusive({}, handler) as (ctx: ObjectContext, input: I) => Promise<O>;

@@ -1,5 +1,8 @@
 import { createServer, type Http2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type { EvacuationInput } from '../../machines/index.js';
+import { evacuationObject, runLogObject } from './evacuation.js';
+import { nodeObject } from './nodes.js';
 import { type InstanceObjectOptions, instanceObject } from './object.js';
 import { restate } from './sdk.js';
 
@@ -14,6 +17,8 @@ export interface WorkerOptions extends InstanceObjectOptions {
   /** Default: a free port. */
   port?: number;
   host?: string;
+  /** An evacuation's input as this cluster runs it (a cluster file's deadlines added). */
+  prepareEvacuation?: (input: EvacuationInput) => EvacuationInput;
 }
 
 /**
@@ -21,7 +26,19 @@ export interface WorkerOptions extends InstanceObjectOptions {
  * the journal is Restate's, so any number of them may serve one cluster, and one may die at any time.
  */
 export async function serveWorker(options: WorkerOptions): Promise<Worker> {
-  const handler = restate.createEndpointHandler({ services: [instanceObject(options)] });
+  const handler = restate.createEndpointHandler({
+    services: [
+      instanceObject(options),
+      nodeObject(),
+      runLogObject(),
+      evacuationObject({
+        cluster: options.cluster,
+        effects: options.effects,
+        ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
+        ...(options.prepareEvacuation === undefined ? {} : { prepare: options.prepareEvacuation }),
+      }),
+    ],
+  });
   const server: Http2Server = createServer(handler);
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {

@@ -4,12 +4,15 @@ import { sshEffects } from '../../backend/ssh.js';
 import { loadCluster } from '../../cluster/index.js';
 import { createSimCluster, type Effects } from '../../index.js';
 import { EvacuationJournal, ResumeError, runEvacuationJournaled } from '../../journal/index.js';
+import { followEvacuation, RestateError, submitEvacuation } from '../../restate/client.js';
 import { type EvacuationOptions, type RunNotice, runEvacuation } from '../../runner/index.js';
 import { inputWithLimits } from '../cluster.js';
 import type { Command, Invocation } from '../command.js';
+import { clusterName } from '../distributed.js';
 import { UsageError } from '../errors.js';
 import { EvacuationView, evacuationExit } from '../evacuationView.js';
 import { screenOf } from '../io.js';
+import { restateEndpoints } from '../restate.js';
 import { checkWritable, journalStores, nodeName, type Target, withOperatorAbort } from '../session.js';
 import { loadWorld, saveWorld } from '../worldFile.js';
 
@@ -29,10 +32,17 @@ export const evacuate: Command = {
     'json',
     'quiet',
     'state-dir',
+    'restate',
+    'restate-admin',
   ],
   conflicts: [
     { option: 'quiet', with: ['json'], why: 'choose one output: only the result, or JSON lines' },
     { option: 'dry-run', with: ['state-dir'], why: 'a dry run plans the drain and touches nothing' },
+    {
+      option: 'restate',
+      with: ['dry-run', 'state-dir'],
+      why: "Restate's workers run the drain, with Restate's journal; a dry run is local",
+    },
   ],
   description: `Ganeti's gnt-node migrate: every instance whose primary is NODE moves to its secondary, each
 by its own migration, journaled and locked as 'migrate' does it. At most --concurrency run at once,
@@ -43,6 +53,10 @@ half-done is followed by the cleanup. Instances that are down move by failover o
 
 Ctrl-C starts nothing more and lets each run under way stop at its own safe point. If the process
 dies, 'drbd-migrate resume NODE' takes the runs under way up from their journals and starts the rest.
+
+With --restate URL the drain is one durable invocation on a Restate cluster, each instance's run a
+call that any worker takes; --per-node is then also held by every worker's node slots
+('drbd-migrate worker --per-node N'). Ctrl-C cancels it in Restate, with the same effect.
 
 Exit codes: 0 every instance moved; 1 not all moved, each safe where it was; 2 rejected; 3 an
 instance is left to repair (its line says what and how).`,
@@ -116,6 +130,7 @@ export async function drain(call: Invocation, resume: boolean): Promise<number> 
     return code;
   };
 
+  if (values.restate !== undefined) return drainOnRestate(call, input, view, onRun, finish);
   // Where it acts: a world file's simulated cluster, saved after each step; or real nodes.
   let effects: Effects;
   let close = () => {};
@@ -202,4 +217,28 @@ function reasonOf(results: InstanceResult[]): string {
 /** Is there an unfinished evacuation of NAME under the state directory? (resume asks.) */
 export async function evacuationRecorded(stateDir: string, name: string): Promise<boolean> {
   return (await new EvacuationJournal(stateDir).read(name).catch(() => null)) !== null;
+}
+
+/** The drain submitted to a Restate cluster and followed there (its runs spread over every worker). */
+async function drainOnRestate(
+  call: Invocation,
+  input: EvacuationInput,
+  view: EvacuationView,
+  onRun: (n: RunNotice) => void,
+  finish: (out: EvacuationOutput) => number,
+): Promise<number> {
+  const { values, io } = call;
+  const endpoints = restateEndpoints(values);
+  const cluster = await clusterName(values);
+  let id: string;
+  try {
+    id = await submitEvacuation(endpoints, cluster, input);
+  } catch (error) {
+    if (error instanceof RestateError) throw new UsageError(error.message);
+    throw error;
+  }
+  const out = await withOperatorAbort(io, view, (abort) =>
+    followEvacuation(endpoints, cluster, input.node, id, { onNotice: onRun, abort }),
+  );
+  return finish(out);
 }

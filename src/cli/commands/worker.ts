@@ -1,5 +1,6 @@
 import type { Command } from '../command.js';
 import { loadRestate, untilInterrupted, workerWorld } from '../distributed.js';
+import { UsageError } from '../errors.js';
 import { portOf } from './serve.js';
 
 export const worker: Command = {
@@ -7,7 +8,7 @@ export const worker: Command = {
   summary: 'serve the runs of a cluster to a Restate server (runs that outlive any one host)',
   args: [],
   oneOf: ['cluster', 'world'],
-  options: ['cluster', 'world', 'port', 'register'],
+  options: ['cluster', 'world', 'port', 'register', 'per-node'],
   description: `Serves the handlers of the Restate runtime (docs/restate.md) over HTTP/2: each run of an instance
 is one invocation of a virtual object keyed CLUSTER/INSTANCE, each effect call one step of its
 journal. A worker keeps nothing of its own; any number may serve one cluster, behind one address
@@ -16,6 +17,8 @@ registered with Restate, and a run whose worker dies goes on on another from its
 --cluster FILE acts on real nodes over SSH (the cluster file is the config store: workers on several
 hosts must share it); --world URL on a served simulated cluster (drbd-migrate serve); --world FILE
 on a world file of this worker's own. --register ADMIN_URL registers this worker with Restate.
+--per-node N: at most N runs touch any one node at once, across every worker that says the same
+(slots held in Restate; every worker of a cluster should be given the same N).
 Runs until Ctrl-C or SIGTERM.`,
   examples: [
     'drbd-migrate worker --world http://127.0.0.1:7000 --port 9081',
@@ -29,6 +32,8 @@ Runs until Ctrl-C or SIGTERM.`,
       cluster: world.cluster,
       effects: world.effects,
       prepare: world.prepare,
+      prepareEvacuation: world.prepareEvacuation,
+      ...(values['per-node'] === undefined ? {} : { perNode: slotCount(values['per-node']) }),
       ...(values.port === undefined ? {} : { port: portOf(values.port) }),
     });
     if (values.register !== undefined) await registerDeployment(values.register, served.url);
@@ -39,3 +44,11 @@ Runs until Ctrl-C or SIGTERM.`,
     return 0;
   },
 };
+
+function slotCount(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) {
+    throw new UsageError(`bad --per-node '${text}': expected a whole number from 1 to 1024`);
+  }
+  return n;
+}
