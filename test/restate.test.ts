@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSimCluster, restStateProblems, type SimCluster, type WorldSpec } from '../src/index.js';
 import { type ServedCall, type ServedEffects, serveEffects } from '../src/remote/serve.js';
@@ -13,7 +12,7 @@ import {
   startRestateServer,
   submitRun,
 } from '../src/restate/index.js';
-import { cli } from './processes.js';
+import { cli, startWorker, type WorkerProcess } from './processes.js';
 import { tempDir } from './tmp.js';
 
 /**
@@ -21,33 +20,6 @@ import { tempDir } from './tmp.js';
  * processes (the built CLI's `worker`) behind one balancer, and a simulated cluster served to both:
  * a worker is SIGKILLed with a node command in flight and the other finishes the run.
  */
-
-interface WorkerProcess {
-  child: ChildProcess;
-  pid: number;
-  port: number;
-  exited: Promise<void>;
-}
-
-function startWorker(world: string, extra: string[] = []): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['dist/src/cli/main.js', 'worker', '--world', world, ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /worker for cluster \S+ at http:\/\/127\.0\.0\.1:(\d+) \(pid (\d+)\)/.exec(out);
-      if (m) resolve({ child, pid: Number(m[2]), port: Number(m[1]), exited });
-    });
-    child.once('exit', (code) => reject(new Error(`worker exited ${code}: ${err}`)));
-  });
-}
 
 const pidOf = (call: ServedCall) => Number(call.worker?.split(':').pop());
 
@@ -84,8 +56,8 @@ async function startDistributed(options: {
     afterCall: (call) => options.after?.(call),
   });
   const workers = [
-    await startWorker(served.url, options.workerArgs),
-    await startWorker(served.url, options.workerArgs),
+    await startWorker(['--world', served.url, ...(options.workerArgs ?? [])]),
+    await startWorker(['--world', served.url, ...(options.workerArgs ?? [])]),
   ];
   const balancer = await startBalancer(workers.map((w) => ({ port: w.port })));
   await registerDeployment(server.admin, balancer.url);
@@ -172,7 +144,7 @@ describe('the Restate runtime', () => {
   /** A killed worker's place taken by a fresh one behind the balancer. */
   async function replaceWorker(pid: number) {
     const i = workers.findIndex((w) => w.pid === pid);
-    const fresh = await startWorker(served.url);
+    const fresh = await startWorker(['--world', served.url]);
     workers.splice(i, 1, fresh);
     balancer.targets.splice(0, balancer.targets.length, ...workers.map((w) => ({ port: w.port })));
   }
@@ -339,7 +311,7 @@ describe('an evacuation on Restate', () => {
       const w = workers.find((x) => x.pid === planner)!;
       w.child.kill('SIGKILL');
       await w.exited;
-      const fresh = await startWorker(served.url, ['--per-node', '2']);
+      const fresh = await startWorker(['--world', served.url, '--per-node', '2']);
       workers.splice(workers.indexOf(w), 1, fresh);
       balancer.targets.splice(0, balancer.targets.length, ...workers.map((x) => ({ port: x.port })));
     };
@@ -393,11 +365,10 @@ describe('a three-node Restate cluster', () => {
   let before: ((call: ServedCall) => Promise<void> | void) | undefined;
   let server: RestateServer;
   let sim: SimCluster;
-  let served: ServedEffects;
   let env: Distributed | undefined;
   beforeAll(async () => {
     env = await startDistributed({ cluster: 'demo', nodes: 3, before: (call) => before?.(call) });
-    ({ server, sim, served } = env);
+    ({ server, sim } = env);
   }, 120_000);
 
   afterAll(() => stopDistributed(env));

@@ -39,7 +39,7 @@ export function restateTarget(values: Values): Target {
 
 /** Submits the run and follows it to its end; Ctrl-C cancels it in Restate (an operator abort). */
 export async function onRestate(call: Invocation, kind: MachineName, input: ProtocolInput): Promise<number> {
-  const { values, io } = call;
+  const { values } = call;
   const endpoints = restateEndpoints(values);
   const cluster = await clusterName(values);
   const target = restateTarget(values);

@@ -53,7 +53,8 @@ export function evacuationObject(options: EvacuationObjectOptions) {
           });
         }
         const given = { ...((body ?? {}) as object), node } as EvacuationInput;
-        const input = options.prepare === undefined ? given : options.prepare(given);
+        const prepare = options.prepare;
+        const input = prepare === undefined ? given : await ctx.run('input', () => prepare(given));
         let status: EvacuationStatus = { run: ctx.request().id, node, told: 0, notices: [], output: null };
         const tell = (notice: EvacuationNotice) => {
           status = { ...status, told: status.told + 1, notices: [...status.notices, notice] };

@@ -72,7 +72,10 @@ export function instanceObject(options: InstanceObjectOptions) {
     // An evacuation's run says where to report its end (not part of the machine's input).
     const { report, ...rest } = (body ?? {}) as { report?: ReportTo };
     const given = { ...rest, instance } as ProtocolInput;
-    const input = options.prepare === undefined ? given : options.prepare(kind, given);
+    // What the worker adds (a cluster file's deadlines) is journaled: a replay on a worker that read
+    // a changed file must run the same input.
+    const prepare = options.prepare;
+    const input = prepare === undefined ? given : await ctx.run('input', () => prepare(kind, given));
     if (typeof body === 'object' && body !== null && 'instance' in body && body.instance !== instance) {
       throw new restate.TerminalError(
         `the body names instance ${String(body.instance)}, the key ${instance}`,
