@@ -78,10 +78,16 @@ export const OPTIONS = {
     value: 'N',
     help: 'serve, worker: the loopback port to listen on (default: a free one)',
   },
+  to: {
+    type: 'string',
+    multiple: true,
+    value: 'PORT',
+    help: 'balance: a worker’s loopback port to send connections to; may repeat',
+  },
   register: {
     type: 'string',
     value: 'ADMIN_URL',
-    help: 'worker: register this worker with the Restate server whose admin API is there',
+    help: 'worker, balance: register it as a deployment with the Restate server whose admin API is there',
   },
   restate: {
     type: 'string',

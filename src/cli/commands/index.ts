@@ -1,4 +1,5 @@
 import type { Command } from '../command.js';
+import { balance } from './balance.js';
 import { demo } from './demo.js';
 import { diagram } from './diagram.js';
 import { evacuate } from './evacuate.js';
@@ -32,4 +33,5 @@ export const COMMANDS: readonly Command[] = [
   status,
   serve,
   worker,
+  balance,
 ];

@@ -1,0 +1,31 @@
+import type { Command } from '../command.js';
+import { loadRestate, untilInterrupted } from '../distributed.js';
+import { UsageError } from '../errors.js';
+import { portOf } from './serve.js';
+
+export const balance: Command = {
+  name: 'balance',
+  summary: 'a loopback balancer in front of workers, to try the Restate runtime on one machine',
+  args: [],
+  options: ['port', 'to', 'register'],
+  description: `Restate keeps a run on the deployment (address) it started on, so several workers must sit
+behind one address that outlives each of them: in production a load balancer or a Kubernetes
+Service; on one machine, this. Each connection goes to the next --to port in turn, skipping a worker
+that refuses it. --register ADMIN_URL registers the balancer with Restate as the deployment.
+Runs until Ctrl-C or SIGTERM.`,
+  examples: ['drbd-migrate balance --port 9080 --to 9081 --to 9082 --register http://127.0.0.1:9070'],
+  async run({ values, io }) {
+    const to = (values.to ?? []).map(portOf);
+    if (to.length === 0) throw new UsageError('balance needs at least one --to PORT (a worker)');
+    const { startBalancer, registerDeployment } = await loadRestate();
+    const balancer = await startBalancer(
+      to.map((port) => ({ port })),
+      values.port === undefined ? 0 : portOf(values.port),
+    );
+    if (values.register !== undefined) await registerDeployment(values.register, balancer.url);
+    io.out(`balancing ${balancer.url} over ${to.map((p) => `127.0.0.1:${p}`).join(', ')}`);
+    await untilInterrupted(io.onInterrupt);
+    await balancer.close();
+    return 0;
+  },
+};
