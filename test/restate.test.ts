@@ -229,6 +229,11 @@ describe('the Restate runtime', () => {
     const shown = await cli(['status', 'web1', ...restate]);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/^migration of web1 \(cluster demo, run inv_\w+\): ended migrated/);
+    // A client that died after the end: resume reports the run as it ended, with its exit code.
+    const again = await cli(['resume', 'web1', ...restate]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/The migration of web1 had already ended/);
+    expect(again.stdout).toMatch(/outcome: migrated/);
 
     // Ctrl-C while the disks go standalone (held there until the CLI shows the run: a step with a
     // long deadline): cancelled in Restate, reverted at the next safe point, exit 1.
@@ -358,6 +363,34 @@ describe('an evacuation on Restate', () => {
     }
     expect(most).toBeLessThanOrEqual(2);
     expect(new Set(instanceRuns.map((r) => r.worker)).size).toBeGreaterThanOrEqual(2);
+  }, 120_000);
+
+  it('goes on when the client that submitted the drain dies; resume follows it to its end', async () => {
+    const restate = ['--world', served.url, '--restate', server.ingress, '--restate-admin', server.admin];
+    // The drain's runs wait (in a step with a long deadline) until the resumed client shows them.
+    let open: () => void = () => {};
+    const shown = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    before = (call) => (call.effect === 'attachNet' ? shown : undefined);
+    const submitted = await cli(
+      ['evacuate', 'node-b', ...restate, '--json'],
+      [['"type":"run"', (kill) => kill('SIGKILL')]],
+    );
+    expect(submitted.signal).toBe('SIGKILL');
+    const followed = await cli(['resume', 'node-b', ...restate, '--json'], [['"type":"run"', () => open()]]);
+    before = undefined;
+    expect(followed.code, followed.stderr).toBe(0);
+    const result = JSON.parse(followed.stdout.trim().split('\n').at(-1)!) as {
+      outcome: string;
+      results: { instance: string; outcome: string }[];
+    };
+    expect(result.outcome).toBe('evacuated');
+    expect(result.results.map((r) => r.instance).sort()).toEqual(['vm1', 'vm3', 'vm5']);
+    for (const name of ['vm1', 'vm3', 'vm5']) {
+      expect(sim.current().config.instances[name]?.primaryNode).toBe('node-a');
+      expect(restStateProblems(sim.current(), name)).toEqual([]);
+    }
   }, 120_000);
 });
 

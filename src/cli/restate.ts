@@ -1,5 +1,12 @@
-import type { MachineName, ProtocolInput } from '../../machines/index.js';
-import { followRun, type RestateEndpoints, RestateError, runStatus, submitRun } from '../restate/client.js';
+import type { EvacuationOutput, MachineName, ProtocolInput } from '../../machines/index.js';
+import {
+  evacuationStatus,
+  followRun,
+  type RestateEndpoints,
+  RestateError,
+  runStatus,
+  submitRun,
+} from '../restate/client.js';
 import type { Invocation } from './command.js';
 import { clusterName } from './distributed.js';
 import { UsageError } from './errors.js';
@@ -78,17 +85,34 @@ export async function follow(
   }
 }
 
-/** `resume INSTANCE --restate URL`: follows the instance's run under way (its first client died). */
-export async function resumeOnRestate(call: Invocation, instance: string): Promise<number> {
-  const { values } = call;
+/**
+ * `resume NAME --restate URL`: follows the run under way on instance NAME, or the evacuation under
+ * way of node NAME (the client that submitted it died; the run did not). One that ended meanwhile
+ * is reported as it ended, with its exit code.
+ */
+export async function resumeOnRestate(
+  call: Invocation,
+  name: string,
+  followDrain: (id: string, ended: EvacuationOutput | null) => Promise<number>,
+): Promise<number> {
+  const { values, io } = call;
   const cluster = await clusterName(values);
-  const status = await runStatus(restateEndpoints(values), cluster, instance).catch((error: unknown) => {
+  const endpoints = restateEndpoints(values);
+  const refused = (error: unknown): never => {
     throw new UsageError((error as Error).message);
-  });
-  if (status === null || status.output !== null || status.run === undefined) {
-    throw new UsageError(
-      `no run of ${instance} is under way in Restate (cluster ${cluster})${status?.output ? `; the last one ended ${status.output.outcome}` : ''}`,
-    );
+  };
+  const [run, drain] = await Promise.all([
+    runStatus(endpoints, cluster, name).catch(refused),
+    evacuationStatus(endpoints, cluster, name).catch(refused),
+  ]);
+  const target = restateTarget(values);
+  if (run?.run !== undefined && run.output === null) return follow(call, cluster, name, run.run, target);
+  if (drain !== null && drain.output === null) return followDrain(drain.run, null);
+  if (run?.output != null) {
+    const { view } = viewFor(io, values);
+    view.line(`The ${run.kind} of ${name} had already ended (run ${run.run ?? '?'}).`);
+    return finish(io, values, view, run.output, { at: Date.now(), runsOn: run.output.primaryNode, target });
   }
-  return follow(call, cluster, instance, status.run, restateTarget(values));
+  if (drain?.output != null) return followDrain(drain.run, drain.output);
+  throw new UsageError(`Restate knows no run of ${name} in cluster ${cluster}`);
 }

@@ -90,8 +90,15 @@ function inputOf(node: string, values: Invocation['values']): EvacuationInput {
   };
 }
 
-/** The evacuation of NODE (or, with `resume`, the unfinished one recorded for it) on a world or a cluster. */
-export async function drain(call: Invocation, resume: boolean): Promise<number> {
+/**
+ * The evacuation of NODE (or, with `resume`, the unfinished one recorded for it) on a world or a
+ * cluster; with --restate, submitted there (or, `following` an evacuation's invocation, followed).
+ */
+export async function drain(
+  call: Invocation,
+  resume: boolean,
+  following?: { id: string; ended: EvacuationOutput | null },
+): Promise<number> {
   const { values, io } = call;
   const node = nodeName(call.args.NODE ?? call.args.INSTANCE!);
   const target: Target =
@@ -130,7 +137,7 @@ export async function drain(call: Invocation, resume: boolean): Promise<number> 
     return code;
   };
 
-  if (values.restate !== undefined) return drainOnRestate(call, input, view, onRun, finish);
+  if (values.restate !== undefined) return drainOnRestate(call, input, view, onRun, finish, following);
   // Where it acts: a world file's simulated cluster, saved after each step; or real nodes.
   let effects: Effects;
   let close = () => {};
@@ -226,13 +233,15 @@ async function drainOnRestate(
   view: EvacuationView,
   onRun: (n: RunNotice) => void,
   finish: (out: EvacuationOutput) => number,
+  following?: { id: string; ended: EvacuationOutput | null },
 ): Promise<number> {
   const { values, io } = call;
+  if (following?.ended) return finish(following.ended);
   const endpoints = restateEndpoints(values);
   const cluster = await clusterName(values);
   let id: string;
   try {
-    id = await submitEvacuation(endpoints, cluster, input);
+    id = following?.id ?? (await submitEvacuation(endpoints, cluster, input));
   } catch (error) {
     if (error instanceof RestateError) throw new UsageError(error.message);
     throw error;

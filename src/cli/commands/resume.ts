@@ -43,15 +43,19 @@ Given a NODE whose evacuation was cut short, it continues the evacuation: the ru
 way are taken up from their journals, a half-done one is cleaned up, the rest are started.
 
 With --restate URL there is nothing to continue by hand (Restate's workers take a run up by
-themselves): it follows the instance's run under way to its end, as the client that submitted it
-(and died) would have.`,
+themselves): it follows the instance's run under way, or the node's evacuation under way, to its
+end, as the client that submitted it (and died) would have.`,
   examples: [
     'drbd-migrate resume web1 --cluster cluster.yaml',
     'drbd-migrate resume web1 --world /tmp/w.json',
     'drbd-migrate resume node-a --cluster cluster.yaml',
   ],
   run: async (call) => {
-    if (call.values.restate !== undefined) return resumeOnRestate(call, instanceName(call.args.INSTANCE!));
+    if (call.values.restate !== undefined) {
+      return resumeOnRestate(call, instanceName(call.args.INSTANCE!), (id, ended) =>
+        drain(call, true, { id, ended }),
+      );
+    }
     // A node with an unfinished evacuation: the evacuation is resumed.
     const stateDir = call.values['state-dir'] ?? defaultStateDir();
     if (await evacuationRecorded(stateDir, call.args.INSTANCE!)) return drain(call, true);
