@@ -121,6 +121,16 @@ describe('the packed package', () => {
     );
     expect(worker.status).toBe(2);
     expect(worker.stderr).toContain('npm install @restatedev/restate-sdk');
+    // A local run needs none of it.
+    const demo = spawnSync(
+      process.execPath,
+      [join(installed, 'dist/src/cli/main.js'), 'demo', '--fast', '--quiet'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(demo.status, demo.stderr).toBe(0);
+    expect(demo.stdout).toContain('migrated: web1 is primary on node-b');
 
     // Types, strict, with vitest there for the suite's entry; the Restate entry loads with its SDK.
     linkDependencies(consumer, () => false);

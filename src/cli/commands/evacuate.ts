@@ -8,7 +8,7 @@ import { followEvacuation, RestateError, submitEvacuation } from '../../restate/
 import { type EvacuationOptions, type RunNotice, runEvacuation } from '../../runner/index.js';
 import { inputWithLimits } from '../cluster.js';
 import type { Command, Invocation } from '../command.js';
-import { clusterName } from '../distributed.js';
+import { clusterName, isServedWorld } from '../distributed.js';
 import { UsageError } from '../errors.js';
 import { EvacuationView, evacuationExit } from '../evacuationView.js';
 import { screenOf } from '../io.js';
@@ -137,7 +137,10 @@ export async function drain(
     return code;
   };
 
-  if (values.restate !== undefined) return drainOnRestate(call, input, view, onRun, finish, following);
+  if (values.restate !== undefined) {
+    planned = await primariesOf(values, node).catch(() => 0);
+    return drainOnRestate(call, input, view, onRun, finish, following);
+  }
   // Where it acts: a world file's simulated cluster, saved after each step; or real nodes.
   let effects: Effects;
   let close = () => {};
@@ -250,4 +253,17 @@ async function drainOnRestate(
     followEvacuation(endpoints, cluster, input.node, id, { onNotice: onRun, abort }),
   );
   return finish(out);
+}
+
+/** How many instances name NODE as primary, as the world or the cluster file says now (the view's count). */
+async function primariesOf(values: Invocation['values'], node: string): Promise<number> {
+  if (values.cluster !== undefined) {
+    return (await loadCluster(values.cluster)).instances.filter((i) => i.primary === node).length;
+  }
+  const world = isServedWorld(values.world)
+    ? ((await (await fetch(new URL('/world', values.world))).json()) as {
+        config: { instances: Record<string, { primaryNode: string }> };
+      })
+    : await loadWorld(values.world!);
+  return Object.values(world.config.instances).filter((i) => i.primaryNode === node).length;
 }
