@@ -387,6 +387,11 @@ describe('an evacuation on Restate', () => {
     };
     expect(result.outcome).toBe('evacuated');
     expect(result.results.map((r) => r.instance).sort()).toEqual(['vm1', 'vm3', 'vm5']);
+    const told = await cli(['status', 'node-b', ...restate]);
+    expect(told.code).toBe(0);
+    expect(told.stdout).toMatch(
+      /^evacuation of node-b \(cluster fleet, run inv_\w+\): ended evacuated; 3 runs started, 3 ended/,
+    );
     for (const name of ['vm1', 'vm3', 'vm5']) {
       expect(sim.current().config.instances[name]?.primaryNode).toBe('node-a');
       expect(restStateProblems(sim.current(), name)).toEqual([]);

@@ -1,4 +1,4 @@
-import { runStatus } from '../../restate/client.js';
+import { evacuationStatus, runStatus } from '../../restate/client.js';
 import type { Command } from '../command.js';
 import { clusterName } from '../distributed.js';
 import { UsageError } from '../errors.js';
@@ -7,37 +7,65 @@ import { instanceName } from '../session.js';
 
 export const status: Command = {
   name: 'status',
-  summary: "where an instance's run on Restate stands: its machine, state, latest events, outcome",
+  summary: "where an instance's run, or a node's evacuation, on Restate stands",
   args: [{ name: 'INSTANCE' }],
   oneOf: ['cluster', 'world'],
   options: ['cluster', 'world', 'restate', 'restate-admin', 'json'],
   description: `Asks the Restate cluster (--restate URL, its ingress) for the run of INSTANCE under way, or the
-last one: the shared status handler answers while the run holds the instance. Exit 0 when a run is
-known (under way or ended), 2 when the instance has none there.`,
+last one: its machine, state, latest events and outcome (the shared status handler answers while
+the run holds the instance). Given a node, its evacuation: which runs started and how each ended.
+Exit 0 when a run is known (under way or ended), 2 when there is none there.`,
   examples: ['drbd-migrate status web1 --world http://127.0.0.1:7000 --restate http://127.0.0.1:8080'],
   async run({ args, values, io }) {
     if (values.restate === undefined)
       throw new UsageError('status needs --restate URL (a local run shows itself)');
-    const instance = instanceName(args.INSTANCE!);
+    const name = instanceName(args.INSTANCE!);
     const cluster = await clusterName(values);
-    const found = await runStatus(restateEndpoints(values), cluster, instance).catch((error: unknown) => {
+    const endpoints = restateEndpoints(values);
+    const refused = (error: unknown): never => {
       throw new UsageError((error as Error).message);
-    });
-    if (found === null) throw new UsageError(`Restate knows no run of ${instance} in cluster ${cluster}`);
-    if (values.json === true) {
-      io.out(JSON.stringify({ type: 'status', ...found }));
-      return 0;
+    };
+    const [found, drain] = await Promise.all([
+      runStatus(endpoints, cluster, name).catch(refused),
+      evacuationStatus(endpoints, cluster, name).catch(refused),
+    ]);
+    if (found === null && drain === null) {
+      throw new UsageError(`Restate knows no run of ${name} in cluster ${cluster}`);
     }
-    const where =
-      found.output === null
-        ? `under way in ${found.state || 'its first step'}`
-        : `ended ${found.output.outcome}`;
-    io.out(`${found.kind} of ${instance} (cluster ${cluster}, run ${found.run ?? '?'}): ${where}`);
-    for (const e of found.events.slice(-10)) {
-      if (e.type === 'feedback') io.out(`  ${e.level === 'warning' ? 'warning: ' : ''}${e.message}`);
-      else if (e.type === 'state') io.out(`  state ${e.value}`);
+    if (found !== null) {
+      if (values.json === true) io.out(JSON.stringify({ type: 'status', ...found }));
+      else {
+        const where =
+          found.output === null
+            ? `under way in ${found.state || 'its first step'}`
+            : `ended ${found.output.outcome}`;
+        io.out(`${found.kind} of ${name} (cluster ${cluster}, run ${found.run ?? '?'}): ${where}`);
+        for (const e of found.events.slice(-10)) {
+          if (e.type === 'feedback') io.out(`  ${e.level === 'warning' ? 'warning: ' : ''}${e.message}`);
+          else if (e.type === 'state') io.out(`  state ${e.value}`);
+        }
+        if (found.output?.error !== undefined) io.out(`  error: ${found.output.error}`);
+      }
     }
-    if (found.output?.error !== undefined) io.out(`  error: ${found.output.error}`);
+    if (drain !== null) {
+      if (values.json === true) io.out(JSON.stringify({ type: 'evacuation', ...drain }));
+      else {
+        const ended = drain.notices.filter((n) => n.phase === 'end').length;
+        const started = drain.notices.length - ended;
+        const where = drain.output === null ? 'under way' : `ended ${drain.output.outcome}`;
+        io.out(
+          `evacuation of ${name} (cluster ${cluster}, run ${drain.run}): ${where}; ${started} runs started, ${ended} ended`,
+        );
+        for (const n of drain.notices.slice(-10)) {
+          const r = n.request;
+          io.out(
+            n.phase === 'start'
+              ? `  ${r.instance}: ${r.operation} to ${r.target} started`
+              : `  ${r.instance}: ${n.output?.outcome ?? 'stopped'}`,
+          );
+        }
+      }
+    }
     return 0;
   },
 };
