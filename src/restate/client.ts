@@ -6,7 +6,7 @@ import type {
   ProtocolOutput,
 } from '../../machines/index.js';
 import type { RunEvent } from '../runner/index.js';
-import { newEvents, type RunStatus } from '../runtime/status.js';
+import { newEvents, type RunStatus, unseen } from '../runtime/status.js';
 import type { EvacuationNotice, EvacuationStatus } from './evacuation.js';
 import { EVACUATION_OBJECT, HANDLER_OF, INSTANCE_OBJECT } from './names.js';
 
@@ -52,57 +52,70 @@ export async function registerDeployment(admin: string, uri: string): Promise<vo
   );
 }
 
-/** Submits a run without waiting for it; resolves with its invocation id. */
-export async function submitRun(
+/** Sends a one-way call to an object's handler; resolves with its invocation id. */
+async function send(
   endpoints: RestateEndpoints,
-  cluster: string,
-  kind: MachineName,
-  input: ProtocolInput,
-  idempotencyKey?: string,
+  object: string,
+  key: string,
+  handler: string,
+  body: unknown,
+  what: string,
 ): Promise<string> {
-  const key = encodeURIComponent(instanceKey(cluster, input.instance));
-  const { instance: _, ...body } = input;
   const answer = (await call(
-    `${endpoints.ingress}/${INSTANCE_OBJECT}/${key}/${HANDLER_OF[kind]}/send`,
-    {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        ...(idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey }),
-      },
-      body: JSON.stringify(body),
-    },
-    `submitting the ${kind} of ${input.instance}`,
+    `${endpoints.ingress}/${object}/${encodeURIComponent(key)}/${handler}/send`,
+    { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) },
+    what,
   )) as { invocationId: string };
   return answer.invocationId;
 }
 
-/** Waits for a run's end and resolves with its output (a run that failed in Restate rejects). */
-export async function attachRun(
+/** What an object's shared `status` handler answers (null: it never ran). */
+const readStatus = <S>(endpoints: RestateEndpoints, object: string, key: string, what: string) =>
+  call(
+    `${endpoints.ingress}/${object}/${encodeURIComponent(key)}/status`,
+    { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' },
+    what,
+  ) as Promise<S | null>;
+
+/** Submits a run without waiting for it; resolves with its invocation id. */
+export function submitRun(
+  endpoints: RestateEndpoints,
+  cluster: string,
+  kind: MachineName,
+  input: ProtocolInput,
+): Promise<string> {
+  const { instance, ...body } = input;
+  return send(
+    endpoints,
+    INSTANCE_OBJECT,
+    instanceKey(cluster, instance),
+    HANDLER_OF[kind],
+    body,
+    `submitting the ${kind} of ${instance}`,
+  );
+}
+
+/** Waits for an invocation's end and resolves with its output (one that failed in Restate rejects). */
+export async function attachRun<O = ProtocolOutput>(
   endpoints: RestateEndpoints,
   id: string,
   signal?: AbortSignal,
-): Promise<ProtocolOutput> {
+): Promise<O> {
   return (await call(
     `${endpoints.ingress}/restate/invocation/${id}/attach`,
     signal === undefined ? {} : { signal },
     `waiting for run ${id}`,
-  )) as ProtocolOutput;
+  )) as O;
 }
 
 /** The instance's current or last run, as its exclusive handler recorded it (null: never run here). */
-export async function runStatus(
-  endpoints: RestateEndpoints,
-  cluster: string,
-  instance: string,
-): Promise<(RunStatus & { run?: string }) | null> {
-  const key = encodeURIComponent(instanceKey(cluster, instance));
-  return (await call(
-    `${endpoints.ingress}/${INSTANCE_OBJECT}/${key}/status`,
-    { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' },
+export const runStatus = (endpoints: RestateEndpoints, cluster: string, instance: string) =>
+  readStatus<RunStatus & { run: string }>(
+    endpoints,
+    INSTANCE_OBJECT,
+    instanceKey(cluster, instance),
     `reading the status of ${instance}`,
-  )) as (RunStatus & { run?: string }) | null;
-}
+  );
 
 /** Restate's cancel: the machine gets it as an operator abort at its next safe point. */
 export async function cancelRun(endpoints: RestateEndpoints, id: string): Promise<void> {
@@ -135,43 +148,62 @@ export async function runOnRestate(
   return followRun(endpoints, cluster, input.instance, id, options);
 }
 
-export async function followRun(
+export const followRun = (
   endpoints: RestateEndpoints,
   cluster: string,
   instance: string,
   id: string,
   options: FollowOptions = {},
-): Promise<ProtocolOutput> {
+) =>
+  follow<RunStatus & { run: string }, RunEvent, ProtocolOutput>(
+    endpoints,
+    id,
+    () => runStatus(endpoints, cluster, instance),
+    newEvents,
+    options.onEvent,
+    options,
+    (message) =>
+      options.onEvent?.({ type: 'feedback', level: 'warning', message: `could not cancel: ${message}` }),
+  );
+
+/**
+ * Follows invocation `id` to its end: what its status tells (polled while it goes, the items it
+ * has not shown yet), then its output. The operator's abort cancels it in Restate.
+ */
+async function follow<S extends { run: string; told: number }, T, O>(
+  endpoints: RestateEndpoints,
+  id: string,
+  read: () => Promise<S | null>,
+  itemsSince: (status: S, seen: number) => T[],
+  onItem: ((item: T) => void) | undefined,
+  options: { abort?: AbortSignal; signal?: AbortSignal; pollMs?: number },
+  cancelFailed: (message: string) => void = () => {},
+): Promise<O> {
   let seen = 0;
   let done = false;
-  const onAbort = () => {
-    cancelRun(endpoints, id).catch((error: unknown) =>
-      options.onEvent?.({
-        type: 'feedback',
-        level: 'warning',
-        message: `could not cancel: ${(error as Error).message}`,
-      }),
-    );
-  };
+  // A cancel that cannot be delivered leaves the run going; following it shows how it ends.
+  const onAbort = () =>
+    void cancelRun(endpoints, id).catch((error: unknown) => cancelFailed((error as Error).message));
   options.abort?.addEventListener('abort', onAbort, { once: true });
   const tell = async () => {
-    const status = await runStatus(endpoints, cluster, instance).catch(() => null);
+    const status = await read().catch(() => null);
+    // Another run's status (the one before, while this one queues) is not this one's.
     if (status === null || status.run !== id) return;
-    for (const event of newEvents(status, seen)) options.onEvent?.(event);
+    for (const item of itemsSince(status, seen)) onItem?.(item);
     seen = status.told;
   };
-  const follow = (async () => {
-    if (options.onEvent === undefined) return;
+  const polling = (async () => {
+    if (onItem === undefined) return;
     while (!done) {
       await tell();
       if (!done) await new Promise((r) => setTimeout(r, options.pollMs ?? 250));
     }
   })();
   try {
-    const output = await attachRun(endpoints, id, options.signal);
+    const output = await attachRun<O>(endpoints, id, options.signal);
     done = true;
-    await follow;
-    if (options.onEvent !== undefined) await tell();
+    await polling;
+    if (onItem !== undefined) await tell();
     return output;
   } finally {
     done = true;
@@ -180,71 +212,43 @@ export async function followRun(
 }
 
 /** Submits a node's evacuation (key CLUSTER/NODE); resolves with its invocation id. */
-export async function submitEvacuation(
+export function submitEvacuation(
   endpoints: RestateEndpoints,
   cluster: string,
   input: EvacuationInput,
 ): Promise<string> {
-  const key = encodeURIComponent(instanceKey(cluster, input.node));
-  const { node: _, ...body } = input;
-  const answer = (await call(
-    `${endpoints.ingress}/${EVACUATION_OBJECT}/${key}/evacuate/send`,
-    { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) },
-    `submitting the evacuation of ${input.node}`,
-  )) as { invocationId: string };
-  return answer.invocationId;
+  const { node, ...body } = input;
+  return send(
+    endpoints,
+    EVACUATION_OBJECT,
+    instanceKey(cluster, node),
+    'evacuate',
+    body,
+    `submitting the evacuation of ${node}`,
+  );
 }
 
-export async function evacuationStatus(
-  endpoints: RestateEndpoints,
-  cluster: string,
-  node: string,
-): Promise<EvacuationStatus | null> {
-  const key = encodeURIComponent(instanceKey(cluster, node));
-  return (await call(
-    `${endpoints.ingress}/${EVACUATION_OBJECT}/${key}/status`,
-    { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' },
+export const evacuationStatus = (endpoints: RestateEndpoints, cluster: string, node: string) =>
+  readStatus<EvacuationStatus>(
+    endpoints,
+    EVACUATION_OBJECT,
+    instanceKey(cluster, node),
     `reading the status of the evacuation of ${node}`,
-  )) as EvacuationStatus | null;
-}
+  );
 
 /** Follows an evacuation to its end: each run's start and end as it records them, then the outcome. */
-export async function followEvacuation(
+export const followEvacuation = (
   endpoints: RestateEndpoints,
   cluster: string,
   node: string,
   id: string,
   options: { onNotice?: (notice: EvacuationNotice) => void; abort?: AbortSignal; pollMs?: number } = {},
-): Promise<EvacuationOutput> {
-  let seen = 0;
-  let done = false;
-  const onAbort = () => void cancelRun(endpoints, id).catch(() => {});
-  options.abort?.addEventListener('abort', onAbort, { once: true });
-  const tell = async () => {
-    const status = await evacuationStatus(endpoints, cluster, node).catch(() => null);
-    if (status === null || status.run !== id) return;
-    for (const notice of status.notices.slice(seen)) options.onNotice?.(notice);
-    seen = status.notices.length;
-  };
-  const follow = (async () => {
-    if (options.onNotice === undefined) return;
-    while (!done) {
-      await tell();
-      if (!done) await new Promise((r) => setTimeout(r, options.pollMs ?? 250));
-    }
-  })();
-  try {
-    const output = (await call(
-      `${endpoints.ingress}/restate/invocation/${id}/attach`,
-      {},
-      `waiting for the evacuation ${id}`,
-    )) as EvacuationOutput;
-    done = true;
-    await follow;
-    if (options.onNotice !== undefined) await tell();
-    return output;
-  } finally {
-    done = true;
-    options.abort?.removeEventListener('abort', onAbort);
-  }
-}
+) =>
+  follow<EvacuationStatus, EvacuationNotice, EvacuationOutput>(
+    endpoints,
+    id,
+    () => evacuationStatus(endpoints, cluster, node),
+    (status, seen) => unseen(status.notices, status.told, seen),
+    options.onNotice,
+    options,
+  );

@@ -9,6 +9,7 @@ import {
   type ProtocolOutput,
 } from '../../machines/index.js';
 import { runEvacuation } from '../runner/index.js';
+import { keepLatest } from '../runtime/status.js';
 import { EVACUATION_OBJECT, HANDLER_OF, INSTANCE_OBJECT, RUN_LOG_OBJECT } from './names.js';
 import { exclusive, OBJECT_OPTIONS, splitKey } from './object.js';
 import { restate } from './sdk.js';
@@ -22,6 +23,10 @@ export type EvacuationNotice =
 export interface EvacuationStatus {
   run: string;
   node: string;
+  /** Runs started and ended so far. */
+  started: number;
+  ended: number;
+  /** How many notices it has told in all; `notices` holds the latest of them. */
   told: number;
   notices: EvacuationNotice[];
   output: EvacuationOutput | null;
@@ -55,9 +60,23 @@ export function evacuationObject(options: EvacuationObjectOptions) {
         const given = { ...((body ?? {}) as object), node } as EvacuationInput;
         const prepare = options.prepare;
         const input = prepare === undefined ? given : await ctx.run('input', () => prepare(given));
-        let status: EvacuationStatus = { run: ctx.request().id, node, told: 0, notices: [], output: null };
+        let status: EvacuationStatus = {
+          run: ctx.request().id,
+          node,
+          started: 0,
+          ended: 0,
+          told: 0,
+          notices: [],
+          output: null,
+        };
         const tell = (notice: EvacuationNotice) => {
-          status = { ...status, told: status.told + 1, notices: [...status.notices, notice] };
+          status = {
+            ...status,
+            started: status.started + (notice.phase === 'start' ? 1 : 0),
+            ended: status.ended + (notice.phase === 'end' ? 1 : 0),
+            told: status.told + 1,
+            notices: keepLatest(status.notices, notice),
+          };
           ctx.set('status', status);
         };
         ctx.set('status', status);

@@ -50,8 +50,6 @@ export interface InstanceObjectOptions {
    * the instance's primary and secondary); absent: no limit beyond one run per instance.
    */
   perNode?: number;
-  /** Each step that ran on this worker (not replayed), for logs and tests. */
-  onStep?: (key: string, step: string, ok: boolean) => void;
 }
 
 /**
@@ -101,7 +99,6 @@ export function instanceObject(options: InstanceObjectOptions) {
         });
         abort.abort();
       },
-      ...(options.onStep === undefined ? {} : { onStep: (step, ok) => options.onStep?.(ctx.key, step, ok) }),
       withStep: (step, work) => withStep({ run: ctx.request().id, step }, work),
     });
     const runIt = () =>

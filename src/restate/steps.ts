@@ -14,8 +14,6 @@ export interface DurableOptions {
   graceMs?: number;
   /** The invocation was cancelled (Restate's cancel): the operator's abort, told once. */
   onCancel: () => void;
-  /** Each step that ran here (not replayed from the journal), with its journal name. */
-  onStep?: (name: string, ok: boolean) => void;
   /** Runs one step's effect inside its identity (see runtime/step.ts). */
   withStep?: <T>(step: string, work: () => T) => T;
 }
@@ -63,7 +61,6 @@ export async function durableEffects(
           ended = true;
           clearTimeout(deadline);
           attempt.removeEventListener('abort', onAttemptEnd);
-          options.onStep?.(stepName, recorded.ok);
           resolve(recorded);
         };
         const onAttemptEnd = () => stop.abort(attempt.reason);
@@ -107,6 +104,7 @@ export async function durableEffects(
   ) as unknown as Effects;
   const clock: Clock = {
     now: () => at,
+    // Nothing in the machines sleeps (their waits are long polls); a sleep here is a durable timer.
     sleep: async (ms, signal) => {
       if (signal?.aborted) return false;
       await ctx.sleep(ms);

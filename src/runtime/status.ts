@@ -24,18 +24,30 @@ export function startStatus(kind: MachineName, input: ProtocolInput): RunStatus 
 }
 
 export function withEvent(status: RunStatus, event: RunEvent): RunStatus {
-  const events = status.events.length >= STATUS_EVENTS ? status.events.slice(1) : status.events.slice();
-  events.push(event);
   return {
     ...status,
     state: event.type === 'state' ? event.value : status.state,
     told: status.told + 1,
-    events,
+    events: keepLatest(status.events, event),
   };
 }
 
 /** The events of `status` a follower that has seen `seen` of them has not seen yet. */
-export function newEvents(status: RunStatus, seen: number): RunEvent[] {
-  const first = status.told - status.events.length;
-  return status.events.slice(Math.max(0, seen - first));
+export const newEvents = (status: RunStatus, seen: number): RunEvent[] =>
+  unseen(status.events, status.told, seen);
+
+/**
+ * A status keeps only the latest STATUS_EVENTS of what it told (it is rewritten whole at each):
+ * without the cap a long run, or a drain of a thousand instances, rewrites a record that grows
+ * with every line.
+ */
+export function keepLatest<T>(latest: readonly T[], item: T): T[] {
+  const kept = latest.length >= STATUS_EVENTS ? latest.slice(1) : latest.slice();
+  kept.push(item);
+  return kept;
+}
+
+/** Of the `latest` of `told` items, those a follower that has seen `seen` of them has not. */
+export function unseen<T>(latest: readonly T[], told: number, seen: number): T[] {
+  return latest.slice(Math.max(0, seen - (told - latest.length)));
 }
