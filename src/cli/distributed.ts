@@ -102,3 +102,12 @@ export async function loadRestate() {
     throw error;
   }
 }
+
+/** A --port or --to value: a port number (0 picks a free one where a server listens). */
+export function portOf(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new UsageError(`--port ${text}: must be a port number (0 to 65535; 0 picks a free one)`);
+  }
+  return port;
+}

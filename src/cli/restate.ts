@@ -98,13 +98,7 @@ export async function resumeOnRestate(
   const { values, io } = call;
   const cluster = await clusterName(values);
   const endpoints = restateEndpoints(values);
-  const refused = (error: unknown): never => {
-    throw new UsageError((error as Error).message);
-  };
-  const [run, drain] = await Promise.all([
-    runStatus(endpoints, cluster, name).catch(refused),
-    evacuationStatus(endpoints, cluster, name).catch(refused),
-  ]);
+  const [run, drain] = await restateStatuses(endpoints, cluster, name);
   const target = restateTarget(values);
   if (run?.run !== undefined && run.output === null) return follow(call, cluster, name, run.run, target);
   if (drain !== null && drain.output === null) return followDrain(drain.run, null);
@@ -115,4 +109,18 @@ export async function resumeOnRestate(
   }
   if (drain?.output != null) return followDrain(drain.run, drain.output);
   throw new UsageError(`Restate knows no run of ${name} in cluster ${cluster}`);
+}
+
+/**
+ * What Restate knows of NAME: the run on instance NAME and the evacuation of node NAME (either may
+ * be null). Restate not answering is a refusal: nothing was asked of it.
+ */
+export function restateStatuses(endpoints: RestateEndpoints, cluster: string, name: string) {
+  const refused = (error: unknown): never => {
+    throw new UsageError((error as Error).message);
+  };
+  return Promise.all([
+    runStatus(endpoints, cluster, name).catch(refused),
+    evacuationStatus(endpoints, cluster, name).catch(refused),
+  ]);
 }

@@ -2,7 +2,7 @@ import { basename, extname } from 'node:path';
 import { serveEffects } from '../../remote/serve.js';
 import { createSimCluster } from '../../sim/index.js';
 import type { Command } from '../command.js';
-import { untilInterrupted } from '../distributed.js';
+import { isServedWorld, portOf, untilInterrupted } from '../distributed.js';
 import { UsageError } from '../errors.js';
 import { loadWorld, saveWorld } from '../worldFile.js';
 
@@ -24,7 +24,7 @@ carry, is the file's base name. Runs until Ctrl-C or SIGTERM.`,
   ],
   async run({ values, io }) {
     const file = values.world!;
-    if (/^https?:\/\//.test(file)) throw new UsageError('serve takes a world file, not a URL');
+    if (isServedWorld(file)) throw new UsageError('serve takes a world file, not a URL');
     const sim = createSimCluster(await loadWorld(file), values.fast === true ? {} : { pace: SERVE_PACE });
     sim.afterStep = () => saveWorld(file, sim.snapshot());
     const served = await serveEffects(sim.effects, {
@@ -39,11 +39,3 @@ carry, is the file's base name. Runs until Ctrl-C or SIGTERM.`,
     return 0;
   },
 };
-
-export function portOf(text: string): number {
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
-    throw new UsageError(`--port ${text}: must be a port number (0 to 65535; 0 picks a free one)`);
-  }
-  return port;
-}

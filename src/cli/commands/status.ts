@@ -1,8 +1,7 @@
-import { evacuationStatus, runStatus } from '../../restate/client.js';
 import type { Command } from '../command.js';
 import { clusterName } from '../distributed.js';
 import { UsageError } from '../errors.js';
-import { restateEndpoints } from '../restate.js';
+import { restateEndpoints, restateStatuses } from '../restate.js';
 import { instanceName } from '../session.js';
 
 export const status: Command = {
@@ -21,14 +20,7 @@ Exit 0 when a run is known (under way or ended), 2 when there is none there.`,
       throw new UsageError('status needs --restate URL (a local run shows itself)');
     const name = instanceName(args.INSTANCE!);
     const cluster = await clusterName(values);
-    const endpoints = restateEndpoints(values);
-    const refused = (error: unknown): never => {
-      throw new UsageError((error as Error).message);
-    };
-    const [found, drain] = await Promise.all([
-      runStatus(endpoints, cluster, name).catch(refused),
-      evacuationStatus(endpoints, cluster, name).catch(refused),
-    ]);
+    const [found, drain] = await restateStatuses(restateEndpoints(values), cluster, name);
     if (found === null && drain === null) {
       throw new UsageError(`Restate knows no run of ${name} in cluster ${cluster}`);
     }
@@ -50,8 +42,7 @@ Exit 0 when a run is known (under way or ended), 2 when there is none there.`,
     if (drain !== null) {
       if (values.json === true) io.out(JSON.stringify({ type: 'evacuation', ...drain }));
       else {
-        const ended = drain.notices.filter((n) => n.phase === 'end').length;
-        const started = drain.notices.length - ended;
+        const { started, ended } = drain;
         const where = drain.output === null ? 'under way' : `ended ${drain.output.outcome}`;
         io.out(
           `evacuation of ${name} (cluster ${cluster}, run ${drain.run}): ${where}; ${started} runs started, ${ended} ended`,

@@ -1,7 +1,6 @@
 import type { Command } from '../command.js';
-import { loadRestate, untilInterrupted, workerWorld } from '../distributed.js';
+import { loadRestate, portOf, untilInterrupted, workerWorld } from '../distributed.js';
 import { UsageError } from '../errors.js';
-import { portOf } from './serve.js';
 
 export const worker: Command = {
   name: 'worker',
