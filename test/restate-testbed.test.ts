@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterFile } from '../src/cluster/index.js';
@@ -14,7 +14,7 @@ import {
 } from '../src/restate/index.js';
 import { SshNode } from '../src/ssh/index.js';
 import { startWorker, type WorkerProcess } from './processes.js';
-import { ticks, untilFile } from './testbed/common.js';
+import { qemuRunning, ticks, untilFile } from './testbed/common.js';
 import { removeDir, startTestbed, type Testbed, testbedUnavailable } from './testbed/testbed.js';
 import { tempDir } from './tmp.js';
 
@@ -37,16 +37,7 @@ describe.skipIf(unavailable !== null)('Restate on the namespace testbed: real ss
   let balancer: Balancer;
   const workers: WorkerProcess[] = [];
   const runDir = (name: string) => tb.nodes.find((n) => n.name === name)!.runDir;
-  const alive = (name: string) => {
-    const pidfile = join(runDir(name), 'web1.pid');
-    if (!existsSync(pidfile)) return false;
-    try {
-      process.kill(Number(readFileSync(pidfile, 'utf8')), 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const alive = (name: string) => qemuRunning(runDir(name));
   const serialOf = (name: string) => join(runDir(name), 'web1.serial');
 
   beforeAll(async () => {

@@ -1,5 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSimCluster, restStateProblems, type SimCluster, type WorldSpec } from '../src/index.js';
+import {
+  createSimCluster,
+  FileJournal,
+  FileLocks,
+  journalRuntime,
+  remoteEffects,
+  restStateProblems,
+  runEvacuation,
+  runtimeRunner,
+  type SimCluster,
+  type WorldSpec,
+} from '../src/index.js';
 import { type ServedCall, type ServedEffects, serveEffects } from '../src/remote/serve.js';
 import {
   type Balancer,
@@ -7,6 +18,7 @@ import {
   followRun,
   type RestateServer,
   registerDeployment,
+  restateRuntime,
   runOnRestate,
   startBalancer,
   startRestateServer,
@@ -268,6 +280,36 @@ describe('the Restate runtime', () => {
     const none = await cli(['status', 'web9', ...restate]);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/knows no run of web9 in cluster demo/);
+  }, 60_000);
+
+  it('runs behind one Runtime interface: the file journal and Restate move an instance alike, and carry an evacuation', async () => {
+    const dir = tempDir('drbd-migrate-runtime-');
+    const effects = remoteEffects(served.url);
+    const journal = journalRuntime({
+      effects,
+      store: new FileJournal(dir),
+      locks: new FileLocks(dir),
+      nodesOf: () => ['node-a', 'node-b'],
+    });
+    const onRestate = restateRuntime(server, 'demo');
+    for (const runtime of [journal, onRestate]) {
+      const from = sim.current().config.instances.web2!.primaryNode;
+      const out = await runtime.run('migration', { instance: 'web2' });
+      expect(out.outcome, runtime.name).toBe('migrated');
+      expect(out.primaryNode).not.toBe(from);
+      expect(restStateProblems(sim.current(), 'web2')).toEqual([]);
+      // Nothing half-done to take up.
+      expect(await runtime.resume('web2')).toBeNull();
+    }
+    // The journal closes with its run; Restate keeps the last run's status.
+    expect(await journal.status('web2')).toBeNull();
+    expect((await onRestate.status('web2'))?.output?.outcome).toBe('migrated');
+
+    // A local evacuation whose runs are Restate's (runtimeRunner).
+    const node = sim.current().config.instances.web2!.primaryNode;
+    const drained = await runEvacuation({ node }, effects, { runner: runtimeRunner(onRestate) });
+    expect(drained.outcome).toBe('evacuated');
+    expect(Object.values(sim.current().config.instances).filter((i) => i.primaryNode === node)).toEqual([]);
   }, 60_000);
 });
 

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sshEffects } from '../src/backend/ssh.js';
@@ -9,7 +9,7 @@ import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
 import { QemuNode } from '../src/drivers/qemu.js';
 import { type Convergence, type EffectCall, type RunEvent, runMigration } from '../src/index.js';
 import { type NodeShell, SshNode } from '../src/ssh/index.js';
-import { buildTicker, ticks, untilFile } from './testbed/common.js';
+import { buildTicker, qemuRunning, ticks, untilFile } from './testbed/common.js';
 import { planAgainstRun, recording, recordingShell } from './testbed/record.js';
 import { removeDir, startTestbed, type Testbed, testbedUnavailable } from './testbed/testbed.js';
 import { tempDir } from './tmp.js';
@@ -36,16 +36,7 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
       tb.cluster.instances[0]!.hypervisor,
     );
   };
-  const alive = (name: string) => {
-    const pidfile = join(node(name).runDir, 'web1.pid');
-    if (!existsSync(pidfile)) return false;
-    try {
-      process.kill(Number(readFileSync(pidfile, 'utf8')), 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const alive = (name: string) => qemuRunning(node(name).runDir);
   const ticksOn = (name: string) => ticks(tb.serial(name));
   const serialOf = (name: string) => join(node(name).runDir, 'web1.serial');
   const waitForTicks = (name: string, count: number) =>

@@ -119,3 +119,15 @@ export function killByPidfile(pidfile: string) {
     } catch {}
   }
 }
+
+/** Does the QEMU whose pidfile is RUNDIR/NAME.pid run (on this host, where the testbed's nodes live)? */
+export function qemuRunning(runDir: string, name = 'web1'): boolean {
+  const pidfile = join(runDir, `${name}.pid`);
+  if (!existsSync(pidfile)) return false;
+  try {
+    process.kill(Number(readFileSync(pidfile, 'utf8')), 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
