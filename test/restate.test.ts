@@ -76,6 +76,16 @@ async function startDistributed(options: {
   return { server, sim, served, balancer, workers };
 }
 
+/** The CLI's options that run against a distributed setup. */
+const onRestate = (d: { served: ServedEffects; server: RestateServer }) => [
+  '--world',
+  d.served.url,
+  '--restate',
+  d.server.ingress,
+  '--restate-admin',
+  d.server.admin,
+];
+
 async function stopDistributed(d: Distributed | undefined) {
   if (d === undefined) return;
   for (const w of d.workers) w.child.kill('SIGKILL');
@@ -228,7 +238,7 @@ describe('the Restate runtime', () => {
   }, 40_000);
 
   it('runs from the CLI with --restate: the same JSON lines and exit codes as a local run, status, and Ctrl-C as a cancel', async () => {
-    const restate = ['--world', served.url, '--restate', server.ingress, '--restate-admin', server.admin];
+    const restate = onRestate({ served, server });
     const moved = await cli(['migrate', 'web1', ...restate, '--json']);
     expect(moved.code).toBe(0);
     const lines = moved.stdout
@@ -365,12 +375,7 @@ describe('an evacuation on Restate', () => {
     const drained = await cli([
       'evacuate',
       'node-a',
-      '--world',
-      served.url,
-      '--restate',
-      server.ingress,
-      '--restate-admin',
-      server.admin,
+      ...onRestate({ served, server }),
       '--concurrency',
       '6',
       '--per-node',
@@ -404,14 +409,11 @@ describe('an evacuation on Restate', () => {
       most = Math.max(most, instanceRuns.filter((r) => r.first <= i && i <= r.last).length);
     }
     expect(most).toBeLessThanOrEqual(2);
-    // The drain went on over more than one worker. (Not "spread evenly": Restate keeps invocations
-    // on few HTTP/2 connections, and a TCP balancer spreads connections, so before the kill the runs
-    // often all ran on one worker; docs/restate.md says so.)
     expect(new Set(served.calls.map(pidOf)).size).toBeGreaterThanOrEqual(2);
   }, 120_000);
 
   it('goes on when the client that submitted the drain dies; resume follows it to its end', async () => {
-    const restate = ['--world', served.url, '--restate', server.ingress, '--restate-admin', server.admin];
+    const restate = onRestate({ served, server });
     // The drain's runs wait (in a step with a long deadline) until the resumed client shows them.
     let open: () => void = () => {};
     const shown = new Promise<void>((resolve) => {
@@ -440,6 +442,56 @@ describe('an evacuation on Restate', () => {
     for (const name of ['vm1', 'vm3', 'vm5']) {
       expect(sim.current().config.instances[name]?.primaryNode).toBe('node-a');
       expect(restStateProblems(sim.current(), name)).toEqual([]);
+    }
+  }, 120_000);
+});
+
+describe('a drain on Restate, both workers alive', () => {
+  let env: Distributed | undefined;
+  beforeAll(async () => {
+    env = await startDistributed({
+      spec: {
+        nodes: { 'node-a': {}, 'node-b': {} },
+        instances: [1, 2, 3, 4].map((i) => ({
+          name: `vm${i}`,
+          primary: 'node-a',
+          secondary: 'node-b',
+          memoryMiB: 1024 * i,
+          disksMiB: [2048],
+        })),
+      },
+      cluster: 'fleet',
+    });
+  }, 120_000);
+
+  afterAll(() => stopDistributed(env));
+
+  it("spreads the drain's runs over both workers", async () => {
+    // Restate puts its invocations on few HTTP/2 connections to the deployment: spread only if the
+    // balancer in front of the workers balances streams, not connections.
+    const { server, served, sim, workers } = env!;
+    const drained = await cli([
+      'evacuate',
+      'node-a',
+      ...onRestate({ served, server }),
+      '--concurrency',
+      '4',
+      '--per-node',
+      '4',
+      '--json',
+    ]);
+    expect(drained.code, drained.stderr).toBe(0);
+    const runs = new Map<string, Set<number>>();
+    for (const c of served.calls) {
+      if (c.run === null || c.effect === 'listInstances') continue;
+      runs.set(c.run, (runs.get(c.run) ?? new Set()).add(pidOf(c)));
+    }
+    expect(runs.size).toBe(4);
+    const ranOn = new Set([...runs.values()].flatMap((pids) => [...pids]));
+    expect(ranOn).toEqual(new Set(workers.map((w) => w.pid)));
+    for (let i = 1; i <= 4; i++) {
+      expect(sim.current().config.instances[`vm${i}`]?.primaryNode).toBe('node-b');
+      expect(restStateProblems(sim.current(), `vm${i}`)).toEqual([]);
     }
   }, 120_000);
 });

@@ -4,13 +4,15 @@ import { UsageError } from '../errors.js';
 
 export const balance: Command = {
   name: 'balance',
-  summary: 'a loopback balancer in front of workers, to try the Restate runtime on one machine',
+  summary: 'a loopback HTTP/2 balancer in front of workers, to try the Restate runtime on one machine',
   args: [],
   options: ['port', 'to', 'register'],
   description: `Restate keeps a run on the deployment (address) it started on, so several workers must sit
-behind one address that outlives each of them: in production a load balancer or a Kubernetes
-Service; on one machine, this. Each connection goes to the next --to port in turn, skipping a worker
-that refuses it. --register ADMIN_URL registers the balancer with Restate as the deployment.
+behind one address that outlives each of them: in production an HTTP/2-aware load balancer; on one
+machine, this. Restate puts every invocation on few HTTP/2 connections, so this balances streams,
+not connections: each goes to the --to worker with the fewest streams open through it, skipping one
+that refuses the connection; a worker that dies mid-run resets its streams, and Restate retries them
+through here on another. --register ADMIN_URL registers the balancer with Restate as the deployment.
 Runs until Ctrl-C or SIGTERM.`,
   examples: ['drbd-migrate balance --port 9080 --to 9081 --to 9082 --register http://127.0.0.1:9070'],
   async run({ values, io }) {
