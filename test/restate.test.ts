@@ -1,3 +1,8 @@
+import { createPublicKey } from 'node:crypto';
+import { once } from 'node:events';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:http2';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createSimCluster,
@@ -16,6 +21,7 @@ import {
   type Balancer,
   cancelRun,
   followRun,
+  newIdentityKey,
   type RestateServer,
   registerDeployment,
   restateRuntime,
@@ -53,12 +59,27 @@ async function startDistributed(options: {
   cluster: string;
   nodes?: number;
   workerArgs?: string[];
+  /** The server signs its requests; one worker is given its key by name, the other as a PEM file. */
+  signed?: boolean;
   before?: (call: ServedCall) => Promise<void> | void;
   after?: (call: ServedCall) => Promise<void> | void;
 }): Promise<Distributed> {
+  const dir = tempDir('drbd-migrate-restate-');
+  const identityKeyFile = join(dir, 'identity.pem');
+  const signing: string[][] = [[], []];
+  if (options.signed) {
+    const kid = newIdentityKey(identityKeyFile);
+    const publicFile = join(dir, 'identity.pub');
+    writeFileSync(
+      publicFile,
+      createPublicKey(readFileSync(identityKeyFile)).export({ type: 'spki', format: 'pem' }).toString(),
+    );
+    signing.splice(0, 2, ['--identity-key', kid], ['--identity-key', publicFile]);
+  }
   const server = await startRestateServer({
-    dir: tempDir('drbd-migrate-restate-'),
+    dir,
     nodes: options.nodes ?? 1,
+    ...(options.signed ? { identityKeyFile } : {}),
   });
   const sim = createSimCluster(options.spec);
   const served = await serveEffects(sim.effects, {
@@ -67,10 +88,10 @@ async function startDistributed(options: {
     onCall: (call) => options.before?.(call),
     afterCall: (call) => options.after?.(call),
   });
-  const workers = [
-    await startWorker(['--world', served.url, ...(options.workerArgs ?? [])]),
-    await startWorker(['--world', served.url, ...(options.workerArgs ?? [])]),
-  ];
+  const workers = [];
+  for (const keys of signing) {
+    workers.push(await startWorker(['--world', served.url, ...(options.workerArgs ?? []), ...keys]));
+  }
   const balancer = await startBalancer(workers.map((w) => ({ port: w.port })));
   await registerDeployment(server.admin, balancer.url);
   return { server, sim, served, balancer, workers };
@@ -446,7 +467,7 @@ describe('an evacuation on Restate', () => {
   }, 120_000);
 });
 
-describe('a drain on Restate, both workers alive', () => {
+describe('a drain on Restate, both workers alive, requests signed', () => {
   let env: Distributed | undefined;
   beforeAll(async () => {
     env = await startDistributed({
@@ -461,10 +482,25 @@ describe('a drain on Restate, both workers alive', () => {
         })),
       },
       cluster: 'fleet',
+      signed: true,
     });
   }, 120_000);
 
   afterAll(() => stopDistributed(env));
+
+  it('refuses a request that Restate did not sign', async () => {
+    for (const w of env!.workers) {
+      const session = connect(`http://127.0.0.1:${w.port}`);
+      try {
+        const asked = session.request({ ':method': 'GET', ':path': '/discover' }, { endStream: true });
+        const [headers] = (await once(asked, 'response')) as [Record<string, unknown>];
+        asked.resume();
+        expect(headers[':status']).toBe(401);
+      } finally {
+        session.close();
+      }
+    }
+  });
 
   it("spreads the drain's runs over both workers", async () => {
     // Restate puts its invocations on few HTTP/2 connections to the deployment: spread only if the

@@ -76,7 +76,7 @@ export const OPTIONS = {
   port: {
     type: 'string',
     value: 'N',
-    help: 'serve, worker: the loopback port to listen on (default: a free one)',
+    help: 'serve, worker: the port to listen on (default: a free one)',
   },
   to: {
     type: 'string',
@@ -88,6 +88,17 @@ export const OPTIONS = {
     type: 'string',
     value: 'ADMIN_URL',
     help: 'worker, balance: register it as a deployment with the Restate server whose admin API is there',
+  },
+  'identity-key': {
+    type: 'string',
+    multiple: true,
+    value: 'KEY|FILE',
+    help: 'worker: serve only requests Restate signed with this key (publickeyv1_…, or a PEM file of the key); may repeat, to rotate',
+  },
+  listen: {
+    type: 'string',
+    value: 'ADDRESS',
+    help: 'worker: the address to listen on (default 127.0.0.1; a reachable one needs --identity-key)',
   },
   restate: {
     type: 'string',

@@ -26,6 +26,7 @@ export {
   type EvacuationStatus,
   evacuationObject,
 } from './evacuation.js';
+export { IDENTITY_KEY, newIdentityKey, restateIdentityKey } from './identity.js';
 export {
   EVACUATION_OBJECT,
   HANDLER_OF,

@@ -37,6 +37,8 @@ export interface RestateServerOptions {
   nodes?: number;
   /** How long to wait for every node to be healthy (default 60 s). */
   readyMs?: number;
+  /** Sign every request to the workers with this ed25519 private key (PEM; `newIdentityKey` writes one). */
+  identityKeyFile?: string;
 }
 
 /** The server binary of this platform, from the npm package; a clear error when it is missing. */
@@ -111,6 +113,9 @@ export async function startRestateServer(options: RestateServerOptions): Promise
       RESTATE_ADMIN__BIND_ADDRESS: `127.0.0.1:${p.admin}`,
       RESTATE_BIND_ADDRESS: `127.0.0.1:${p.node}`,
       RESTATE_ADVERTISED_ADDRESS: `http://127.0.0.1:${p.node}`,
+      ...(options.identityKeyFile === undefined
+        ? {}
+        : { RESTATE_WORKER__INVOKER__REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE: options.identityKeyFile }),
       ...(count === 1
         ? {}
         : {

@@ -19,6 +19,11 @@ export interface WorkerOptions extends InstanceObjectOptions {
   host?: string;
   /** An evacuation's input as this cluster runs it (a cluster file's deadlines added). */
   prepareEvacuation?: (input: EvacuationInput) => EvacuationInput;
+  /**
+   * Restate's public keys (`publickeyv1_…`) whose signature a request must carry: any other request
+   * is refused. Without, the worker serves whoever reaches it.
+   */
+  identityKeys?: string[];
 }
 
 /**
@@ -27,6 +32,7 @@ export interface WorkerOptions extends InstanceObjectOptions {
  */
 export async function serveWorker(options: WorkerOptions): Promise<Worker> {
   const handler = restate.createEndpointHandler({
+    ...(options.identityKeys?.length ? { identityKeys: options.identityKeys } : {}),
     services: [
       instanceObject(options),
       nodeObject(),
@@ -55,7 +61,7 @@ export async function serveWorker(options: WorkerOptions): Promise<Worker> {
     s.once('close', () => sessions.delete(s));
   });
   return {
-    url: `http://${host}:${port}`,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
     port,
     close: () =>
       new Promise<void>((resolve) => {
