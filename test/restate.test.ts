@@ -258,6 +258,26 @@ describe('the Restate runtime', () => {
     expect(restStateProblems(sim.current(), 'web2')).toEqual([]);
   }, 40_000);
 
+  it('hurries the long poll in flight when cancelled, over HTTP to the served world, and reverts', async () => {
+    // The copy's progress poll is held until the cancel's hurry reaches it: it then answers at once,
+    // and the abort takes effect at the next safe point (a poll waited out would not need the hurry).
+    let id: string | null = null;
+    let hurried = false;
+    before = async (call) => {
+      if (call.effect !== 'migrationStatus' || id === null || hurried) return;
+      await cancelRun(server, id);
+      await call.hurried;
+      hurried = true;
+    };
+    id = await submitRun(server, 'demo', 'migration', { instance: 'web2' });
+    const output = await followRun(server, 'demo', 'web2', id);
+    before = undefined;
+    expect(hurried).toBe(true);
+    expect(output.outcome).toBe('reverted');
+    expect(output.error).toMatch(/abort/i);
+    expect(restStateProblems(sim.current(), 'web2')).toEqual([]);
+  }, 40_000);
+
   it('runs from the CLI with --restate: the same JSON lines and exit codes as a local run, status, and Ctrl-C as a cancel', async () => {
     const restate = onRestate({ served, server });
     const moved = await cli(['migrate', 'web1', ...restate, '--json']);

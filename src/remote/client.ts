@@ -1,6 +1,16 @@
+import { randomUUID } from 'node:crypto';
 import { EFFECT_NAMES, type EffectName, type Effects, errorText } from '../../machines/index.js';
 import { currentStep } from '../runtime/step.js';
-import { About, Answer, EFFECT_PATH, RUN_HEADER, STEP_HEADER, WORKER_HEADER } from './protocol.js';
+import {
+  About,
+  Answer,
+  CALL_HEADER,
+  EFFECT_PATH,
+  HURRY_PATH,
+  RUN_HEADER,
+  STEP_HEADER,
+  WORKER_HEADER,
+} from './protocol.js';
 
 export class RemoteError extends Error {
   override name = 'RemoteError';
@@ -24,30 +34,52 @@ export async function aboutRemote(url: string): Promise<About> {
 
 /**
  * The effects of a world served elsewhere (serveEffects). Each call is one POST; the call's signal
- * hangs up, which aborts it there. Inside a durable step the step's identity travels with the call.
+ * hangs up, which aborts it there, and its hurry is a second POST that hurries it there. Inside a
+ * durable step the step's identity travels with the call.
  */
 export function remoteEffects(url: string, options: { worker?: string } = {}): Effects {
-  const call = async (effect: EffectName, input: unknown, signal: AbortSignal) => {
+  const call = async (effect: EffectName, input: unknown, signal: AbortSignal, hurry?: AbortSignal) => {
     const step = currentStep();
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    const id = randomUUID();
+    const headers: Record<string, string> = { 'content-type': 'application/json', [CALL_HEADER]: id };
     if (options.worker !== undefined) headers[WORKER_HEADER] = options.worker;
     if (step !== undefined) {
       headers[RUN_HEADER] = step.run;
       headers[STEP_HEADER] = step.step;
     }
-    const res = await fetch(new URL(`${EFFECT_PATH}${effect}`, url), {
-      method: 'POST',
-      headers,
-      body: JSON.stringify(input),
-      signal,
-    });
-    const text = await res.text();
+    // Fire and forget: a hurry that comes too late finds the call ended, and that is all.
+    const onHurry = () =>
+      void fetch(new URL(`${HURRY_PATH}${id}`, url), {
+        method: 'POST',
+        signal: AbortSignal.timeout(10_000),
+      }).then(
+        (r) => r.body?.cancel(),
+        () => {},
+      );
+    if (hurry?.aborted) onHurry();
+    else hurry?.addEventListener('abort', onHurry, { once: true });
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(new URL(`${EFFECT_PATH}${effect}`, url), {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(input),
+        signal,
+      });
+      text = await res.text();
+    } finally {
+      hurry?.removeEventListener('abort', onHurry);
+    }
     if (!res.ok) throw new RemoteError(`the served world at ${url} refused ${effect}: ${res.status} ${text}`);
     const answer = Answer.parse(JSON.parse(text));
     if (!answer.ok) throw new Error(answer.error);
     return answer.answer;
   };
   return Object.fromEntries(
-    EFFECT_NAMES.map((name) => [name, (input: unknown, signal: AbortSignal) => call(name, input, signal)]),
+    EFFECT_NAMES.map((name) => [
+      name,
+      (input: unknown, signal: AbortSignal, hurry?: AbortSignal) => call(name, input, signal, hurry),
+    ]),
   ) as unknown as Effects;
 }

@@ -9,6 +9,12 @@ export const EFFECT_PATH = '/effects/';
 export const STEP_HEADER = 'x-drbd-migrate-step';
 export const RUN_HEADER = 'x-drbd-migrate-run';
 export const WORKER_HEADER = 'x-drbd-migrate-worker';
+/**
+ * An operator abort waiting for a call in flight (Effects' `hurry`) crosses as a second request: the
+ * call carries an id the caller chose, and POST HURRY_PATH + id hurries it.
+ */
+export const CALL_HEADER = 'x-drbd-migrate-call';
+export const HURRY_PATH = '/hurry/';
 
 export const Answer = z.discriminatedUnion('ok', [
   z.object({ ok: z.literal(true), answer: z.unknown().optional() }),

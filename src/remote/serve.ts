@@ -1,7 +1,16 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Clock, EFFECT_NAMES, type EffectName, type Effects, errorText } from '../../machines/index.js';
-import { type About, type Answer, EFFECT_PATH, RUN_HEADER, STEP_HEADER, WORKER_HEADER } from './protocol.js';
+import {
+  type About,
+  type Answer,
+  CALL_HEADER,
+  EFFECT_PATH,
+  HURRY_PATH,
+  RUN_HEADER,
+  STEP_HEADER,
+  WORKER_HEADER,
+} from './protocol.js';
 
 /** One call as the serving side saw it: which effect, from which worker and step, how it ended. */
 export interface ServedCall {
@@ -14,6 +23,8 @@ export interface ServedCall {
   end: 'answered' | 'failed' | 'gone' | null;
   /** Resolves once the caller hung up before the answer left (a test that kills a worker waits here). */
   hungUp: Promise<void>;
+  /** Resolves once the caller hurried the call (an operator abort waiting for it). */
+  hurried: Promise<void>;
 }
 
 export interface ServeEffectsOptions {
@@ -67,6 +78,10 @@ const header = (req: IncomingMessage, name: string) => {
  */
 export async function serveEffects(effects: Effects, options: ServeEffectsOptions): Promise<ServedEffects> {
   const calls: ServedCall[] = [];
+  // By the caller's id: the calls in flight, and hurries that came before their call did (the two
+  // requests race), the latest few hundred.
+  const hurries = new Map<string, AbortController>();
+  const early: string[] = [];
   const graceMs = options.graceMs ?? 1_000;
   const about: About = { cluster: options.cluster, effects: EFFECT_NAMES };
   async function handle(req: IncomingMessage, res: ServerResponse) {
@@ -76,12 +91,26 @@ export async function serveEffects(effects: Effects, options: ServeEffectsOption
       const view = options.views?.[path.slice(1)];
       return view === undefined ? send(res, 404, { error: `no view ${path}` }) : send(res, 200, view());
     }
+    if (req.method === 'POST' && req.url?.startsWith(HURRY_PATH)) {
+      const id = req.url.slice(HURRY_PATH.length);
+      const hurry = hurries.get(id);
+      if (hurry !== undefined) hurry.abort();
+      else if (early.push(id) > 500) early.shift();
+      req.resume();
+      return send(res, 200, { hurried: hurry !== undefined });
+    }
     const name = req.url?.startsWith(EFFECT_PATH) ? req.url.slice(EFFECT_PATH.length) : '';
     if (req.method !== 'POST' || !(EFFECT_NAMES as string[]).includes(name)) {
       return send(res, 404, { error: `no effect ${req.method} ${req.url}` });
     }
     const effect = name as EffectName;
     let hungUp: () => void = () => {};
+    const hurry = new AbortController();
+    const id = header(req, CALL_HEADER);
+    if (id !== null) {
+      if (early.includes(id)) hurry.abort();
+      else hurries.set(id, hurry);
+    }
     let input: unknown;
     try {
       input = JSON.parse(await read(req));
@@ -98,6 +127,11 @@ export async function serveEffects(effects: Effects, options: ServeEffectsOption
       hungUp: new Promise<void>((resolve) => {
         hungUp = resolve;
       }),
+      hurried: hurry.signal.aborted
+        ? Promise.resolve()
+        : new Promise<void>((resolve) =>
+            hurry.signal.addEventListener('abort', () => resolve(), { once: true }),
+          ),
     };
     calls.push(call);
     const stop = new AbortController();
@@ -108,7 +142,10 @@ export async function serveEffects(effects: Effects, options: ServeEffectsOption
         hungUp();
       }
     };
-    res.on('close', onGone);
+    res.on('close', () => {
+      if (id !== null) hurries.delete(id);
+      onGone();
+    });
     await options.onCall?.(call);
     if (stop.signal.aborted) return;
     const timeoutMs = (input as { timeoutMs?: unknown }).timeoutMs;
@@ -121,9 +158,9 @@ export async function serveEffects(effects: Effects, options: ServeEffectsOption
           resolve({ ok: false, error: `${effect} did not answer within ${limitMs} ms` });
         }
       });
-      const impl = effects[effect] as (i: unknown, s: AbortSignal) => Promise<unknown>;
+      const impl = effects[effect] as (i: unknown, s: AbortSignal, h: AbortSignal) => Promise<unknown>;
       Promise.resolve()
-        .then(() => impl(input, stop.signal))
+        .then(() => impl(input, stop.signal, hurry.signal))
         .then(
           (value) => resolve({ ok: true, answer: value }),
           (error: unknown) => resolve({ ok: false, error: errorText(error) }),
