@@ -26,6 +26,8 @@ import {
   startBalancer,
   startRestateServer,
 } from '../src/restate/index.js';
+import type { RunEvent } from '../src/runner/index.js';
+import { startStatus, withEvent } from '../src/runtime/status.js';
 import { startWorker } from '../test/processes.js';
 import { median } from './common.js';
 
@@ -69,6 +71,24 @@ try {
       }
     }
     await worker.close();
+
+    // What a run writes to its object's state: the status record and each event once (told.ts),
+    // against the status rewritten with its latest events at each event (as it was).
+    const events: RunEvent[] = [];
+    await runMigration({ instance: 'web1' }, effects, { onEvent: (e) => events.push(e) });
+    let status = {
+      ...startStatus('migration', { instance: 'web1' }),
+      run: 'inv_1hYxCg8ov6lh3m7lzkyE3iEJd5wRfZ',
+    };
+    let rewritten = 0;
+    let once = 0;
+    for (const event of events) {
+      status = { ...withEvent(status, event), run: status.run };
+      rewritten += JSON.stringify(status).length;
+      once +=
+        JSON.stringify({ ...status, events: [] }).length +
+        JSON.stringify({ n: status.told, item: event }).length;
+    }
 
     // 2. From a worker's death to its run going on: two worker processes behind a balancer; the one
     // running a migration is SIGKILLed once QEMU's copy (simulated) has started and before its answer
@@ -124,6 +144,9 @@ try {
     );
     console.log(
       `\nFrom a worker's SIGKILL (node command in flight, its answer lost) to that command asked again by the other worker: median ${median(resumeMs).toFixed(0)} ms (${resumeMs.map((m) => m.toFixed(0)).join(', ')} ms over ${resumeMs.length} kills)`,
+    );
+    console.log(
+      `\nState a migration writes (${events.length} events): ${(once / 1024).toFixed(0)} KiB, the status record and each event once; ${(rewritten / 1024).toFixed(0)} KiB if the status were rewritten with its latest events at each`,
     );
   } finally {
     await server.stop();

@@ -69,11 +69,24 @@ async function send(
   return answer.invocationId;
 }
 
-/** What an object's shared `status` handler answers (null: it never ran). */
-const readStatus = <S>(endpoints: RestateEndpoints, object: string, key: string, what: string) =>
+/**
+ * What an object's shared `status` handler answers (null: it never ran): where the run stands, and
+ * what it told after the first `seen` items (without: the latest it keeps).
+ */
+const readStatus = <S>(
+  endpoints: RestateEndpoints,
+  object: string,
+  key: string,
+  what: string,
+  seen?: number,
+) =>
   call(
     `${endpoints.ingress}/${object}/${encodeURIComponent(key)}/status`,
-    { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' },
+    {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(seen === undefined ? null : { seen }),
+    },
     what,
   ) as Promise<S | null>;
 
@@ -109,12 +122,13 @@ export async function attachRun<O = ProtocolOutput>(
 }
 
 /** The instance's current or last run, as its exclusive handler recorded it (null: never run here). */
-export const runStatus = (endpoints: RestateEndpoints, cluster: string, instance: string) =>
+export const runStatus = (endpoints: RestateEndpoints, cluster: string, instance: string, seen?: number) =>
   readStatus<RunStatus & { run: string }>(
     endpoints,
     INSTANCE_OBJECT,
     instanceKey(cluster, instance),
     `reading the status of ${instance}`,
+    seen,
   );
 
 /** Restate's cancel: the machine gets it as an operator abort at its next safe point. */
@@ -158,7 +172,7 @@ export const followRun = (
   follow<RunStatus & { run: string }, RunEvent, ProtocolOutput>(
     endpoints,
     id,
-    () => runStatus(endpoints, cluster, instance),
+    (seen) => runStatus(endpoints, cluster, instance, seen),
     newEvents,
     options.onEvent,
     options,
@@ -173,7 +187,7 @@ export const followRun = (
 async function follow<S extends { run: string; told: number }, T, O>(
   endpoints: RestateEndpoints,
   id: string,
-  read: () => Promise<S | null>,
+  read: (seen: number) => Promise<S | null>,
   itemsSince: (status: S, seen: number) => T[],
   onItem: ((item: T) => void) | undefined,
   options: { abort?: AbortSignal; signal?: AbortSignal; pollMs?: number },
@@ -186,7 +200,7 @@ async function follow<S extends { run: string; told: number }, T, O>(
     void cancelRun(endpoints, id).catch((error: unknown) => cancelFailed((error as Error).message));
   options.abort?.addEventListener('abort', onAbort, { once: true });
   const tell = async () => {
-    const status = await read().catch(() => null);
+    const status = await read(seen).catch(() => null);
     // Another run's status (the one before, while this one queues) is not this one's.
     if (status === null || status.run !== id) return;
     for (const item of itemsSince(status, seen)) onItem?.(item);
@@ -228,12 +242,13 @@ export function submitEvacuation(
   );
 }
 
-export const evacuationStatus = (endpoints: RestateEndpoints, cluster: string, node: string) =>
+export const evacuationStatus = (endpoints: RestateEndpoints, cluster: string, node: string, seen?: number) =>
   readStatus<EvacuationStatus>(
     endpoints,
     EVACUATION_OBJECT,
     instanceKey(cluster, node),
     `reading the status of the evacuation of ${node}`,
+    seen,
   );
 
 /** Follows an evacuation to its end: each run's start and end as it records them, then the outcome. */
@@ -247,7 +262,7 @@ export const followEvacuation = (
   follow<EvacuationStatus, EvacuationNotice, EvacuationOutput>(
     endpoints,
     id,
-    () => evacuationStatus(endpoints, cluster, node),
+    (seen) => evacuationStatus(endpoints, cluster, node, seen),
     (status, seen) => unseen(status.notices, status.told, seen),
     options.onNotice,
     options,

@@ -9,11 +9,13 @@ import {
   type ProtocolOutput,
 } from '../../machines/index.js';
 import { runEvacuation } from '../runner/index.js';
-import { keepLatest } from '../runtime/status.js';
 import { EVACUATION_OBJECT, HANDLER_OF, INSTANCE_OBJECT, RUN_LOG_OBJECT } from './names.js';
 import { exclusive, OBJECT_OPTIONS, splitKey } from './object.js';
 import { restate } from './sdk.js';
 import { durableEffects } from './steps.js';
+import { recordTold, seenIn, toldSince } from './told.js';
+
+const NOTICES = 'notice';
 
 /** One instance's run starting or ending, as an evacuation's status tells it. */
 export type EvacuationNotice =
@@ -75,8 +77,8 @@ export function evacuationObject(options: EvacuationObjectOptions) {
             started: status.started + (notice.phase === 'start' ? 1 : 0),
             ended: status.ended + (notice.phase === 'end' ? 1 : 0),
             told: status.told + 1,
-            notices: keepLatest(status.notices, notice),
           };
+          recordTold(ctx, NOTICES, status.told, notice);
           ctx.set('status', status);
         };
         ctx.set('status', status);
@@ -98,8 +100,12 @@ export function evacuationObject(options: EvacuationObjectOptions) {
         return output;
       }),
       status: restate.handlers.object.shared(
-        async (ctx: ObjectSharedContext): Promise<EvacuationStatus | null> =>
-          (await ctx.get<EvacuationStatus>('status')) ?? null,
+        async (ctx: ObjectSharedContext, query: unknown): Promise<EvacuationStatus | null> => {
+          const status = await ctx.get<EvacuationStatus>('status');
+          if (status === null) return null;
+          const seen = seenIn(query);
+          return { ...status, notices: await toldSince<EvacuationNotice>(ctx, NOTICES, status.told, seen) };
+        },
       ),
     },
     options: OBJECT_OPTIONS,

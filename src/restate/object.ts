@@ -16,6 +16,9 @@ import { INSTANCE_OBJECT, RUN_LOG_OBJECT } from './names.js';
 import { withNodeSlots } from './nodes.js';
 import { restate } from './sdk.js';
 import { durableEffects } from './steps.js';
+import { recordTold, seenIn, toldSince } from './told.js';
+
+const EVENTS = 'event';
 
 const RUNS = { migration: runMigration, cleanup: runCleanup, failover: runFailover, rejoin: runRejoin };
 
@@ -82,9 +85,11 @@ export function instanceObject(options: InstanceObjectOptions) {
         },
       );
     }
+    // The record holds where the run stands; its events go to the ring (told.ts), each written once.
     let status: RunStatus & { run: string } = { ...startStatus(kind, input), run: ctx.request().id };
     const tell = (event: RunEvent) => {
-      status = { ...withEvent(status, event), run: status.run };
+      status = { ...withEvent(status, event), events: [], run: status.run };
+      recordTold(ctx, EVENTS, status.told, event);
       ctx.set('status', status);
     };
     ctx.set('status', status);
@@ -138,8 +143,12 @@ export function instanceObject(options: InstanceObjectOptions) {
       failover: exclusive(run('failover')),
       rejoin: exclusive(run('rejoin')),
       status: restate.handlers.object.shared(
-        async (ctx: ObjectSharedContext): Promise<RunStatus | null> =>
-          (await ctx.get<RunStatus>('status')) ?? null,
+        async (ctx: ObjectSharedContext, query: unknown): Promise<RunStatus | null> => {
+          const status = await ctx.get<RunStatus>('status');
+          if (status === null) return null;
+          const seen = seenIn(query);
+          return { ...status, events: await toldSince<RunEvent>(ctx, EVENTS, status.told, seen) };
+        },
       ),
     },
     options: OBJECT_OPTIONS,

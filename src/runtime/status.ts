@@ -37,9 +37,8 @@ export const newEvents = (status: RunStatus, seen: number): RunEvent[] =>
   unseen(status.events, status.told, seen);
 
 /**
- * A status keeps only the latest STATUS_EVENTS of what it told (it is rewritten whole at each):
- * without the cap a long run, or a drain of a thousand instances, rewrites a record that grows
- * with every line.
+ * A status keeps only the latest STATUS_EVENTS of what it told (a record rewritten whole at each
+ * keeps it bounded; Restate's keep theirs apart, in restate/told.ts).
  */
 export function keepLatest<T>(latest: readonly T[], item: T): T[] {
   const kept = latest.length >= STATUS_EVENTS ? latest.slice(1) : latest.slice();
