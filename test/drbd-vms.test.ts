@@ -9,7 +9,7 @@ import { QemuNode } from '../src/drivers/qemu.js';
 import { type EffectCall, type RunEvent, runCleanup, runEvacuation, runMigration } from '../src/index.js';
 import { SshNode } from '../src/ssh/index.js';
 import { cli } from './processes.js';
-import { tickerHypervisor, ticks } from './testbed/common.js';
+import { tickerHypervisor, ticks, ticksAcross } from './testbed/common.js';
 import {
   type DrbdTestbed,
   drbdTestbedUnavailable,
@@ -177,9 +177,10 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
     expect(sync.at(-1)).toBe(100);
     expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({ primary: 'node-b' });
     expect(await qemuRuns('node-a')).toBe(false);
-    const last = ticks(await serial('node-a')).at(-1)!;
+    const left = await serial('node-a');
+    const last = ticks(left).at(-1)!;
     await waitForTick('node-b', last + 2);
-    expect(ticks(await serial('node-b'))[0]).toBe(last + 1);
+    expect(ticksAcross(left, await serial('node-b')).after.slice(0, 2)).toEqual([last + 1, last + 2]);
     await expectSingleMaster('node-b');
     // node-b's guest wrote its first tick to /dev/drbd0; DRBD put it on node-a's backing disk.
     const sector = await sh(
@@ -192,8 +193,10 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
   it('migrates back non-live', async () => {
     const out = await run(runMigration, { mode: 'non-live' });
     expect(out.outcome).toBe('migrated');
-    const last = ticks(await serial('node-b')).at(-1)!;
-    await waitForTick('node-a', last + 1);
+    const left = await serial('node-b');
+    const last = ticks(left).at(-1)!;
+    await waitForTick('node-a', last + 2);
+    expect(ticksAcross(left, await serial('node-a')).after.slice(0, 2)).toEqual([last + 1, last + 2]);
     await expectSingleMaster('node-a');
   }, 180_000);
 
@@ -408,8 +411,10 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
     const home = await cli(['migrate', 'web1', ...common]);
     expect(home.code).toBe(0);
     expect(home.stdout).toContain('outcome: migrated');
-    const last = ticks(await serial('node-b')).at(-1)!;
-    await waitForTick('node-a', last + 1);
+    const left = await serial('node-b');
+    const last = ticks(left).at(-1)!;
+    await waitForTick('node-a', last + 2);
+    expect(ticksAcross(left, await serial('node-a')).after.slice(0, 2)).toEqual([last + 1, last + 2]);
     expect(await qemuRuns('node-b')).toBe(false);
     await expectSingleMaster('node-a');
   }, 300_000);
@@ -473,10 +478,11 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
     expect(most).toBe(2);
     // Each guest goes on counting on node-b from where it stopped on node-a: the same guest.
     for (const name of ['web1', 'web2'] as const) {
-      const last = ticks(await serial('node-a', name)).at(-1)!;
+      const left = await serial('node-a', name);
+      const last = ticks(left).at(-1)!;
       expect(last).toBeGreaterThanOrEqual(lastBefore[name]);
-      await waitForTick('node-b', last + 1, name);
-      expect(ticks(await serial('node-b', name))[0]).toBe(last + 1);
+      await waitForTick('node-b', last + 2, name);
+      expect(ticksAcross(left, await serial('node-b', name)).after.slice(0, 2)).toEqual([last + 1, last + 2]);
     }
     await expectSingleMaster('node-b');
     for (const node of NODES) {

@@ -9,7 +9,7 @@ import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
 import { QemuNode } from '../src/drivers/qemu.js';
 import { type Convergence, type EffectCall, type RunEvent, runMigration } from '../src/index.js';
 import { type NodeShell, SshNode } from '../src/ssh/index.js';
-import { buildTicker, qemuRunning, ticks, untilFile } from './testbed/common.js';
+import { buildTicker, qemuRunning, ticks, ticksAcross, untilFile } from './testbed/common.js';
 import { planAgainstRun, recording, recordingShell } from './testbed/record.js';
 import { removeDir, startTestbed, type Testbed, testbedUnavailable } from './testbed/testbed.js';
 import { tempDir } from './tmp.js';
@@ -98,14 +98,13 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     });
     expect(alive('node-a')).toBe(false);
     expect(alive('node-b')).toBe(true);
-    await waitForTicks('node-b', 1);
-    const last = ticksOn('node-a').at(-1)!;
+    await waitForTicks('node-b', 2);
+    const { last, after } = ticksAcross(tb.serial('node-a'), tb.serial('node-b'));
     expect(last).toBeGreaterThanOrEqual(before);
     // The target continues the source's count: the same guest, not a fresh boot.
-    expect(ticksOn('node-b')[0]).toBe(last + 1);
+    expect(after.slice(0, 2)).toEqual([last + 1, last + 2]);
     // And it writes to the shared disk: the sector of its first tick holds that tick. The guest prints
-    // a tick before writing it, so its second tick on the serial port means the first is on disk.
-    await waitForTicks('node-b', 2);
+    // a tick before writing it, so tick last + 2 on the serial port means last + 1 is on disk.
     const sector = execFileSync('dd', [
       `if=${tb.loopDevice}`,
       'bs=512',

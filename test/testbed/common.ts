@@ -85,6 +85,20 @@ export const ticks = (serial: string) =>
   [...serial.matchAll(/disk-tick ([0-9a-f]{4})/g)].map((m) => Number.parseInt(m[1]!, 16));
 
 /**
+ * A guest that moved counts on: the last whole tick on the node it left, and the ticks after it,
+ * reading that node's serial and the new node's as one. The line being printed at the handover may
+ * begin in one file and end in the other (the guest prints byte by byte): a test that waits for a
+ * whole `disk-tick N+1` on the target can wait forever. (A clean-clone run under load once waited
+ * 60 s for one; its serials were not kept, so whether a split line or a starved guest did it is not
+ * known: this removes the first cause, and a starved guest still fails the wait.)
+ */
+export function ticksAcross(left: string, went: string): { last: number; after: number[] } {
+  const last = ticks(left).at(-1)!;
+  const all = ticks(left + went);
+  return { last, after: all.slice(all.lastIndexOf(last) + 1) };
+}
+
+/**
  * Resolves when `ready(text of file)` holds, re-checking whenever something in the file's folder
  * changes; fails at the deadline with what it waited for.
  */
