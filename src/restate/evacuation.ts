@@ -1,4 +1,4 @@
-import type { ObjectContext, ObjectSharedContext } from '@restatedev/restate-sdk';
+import type { ObjectContext } from '@restatedev/restate-sdk';
 import {
   type Effects,
   type EvacuationInput,
@@ -13,7 +13,7 @@ import { EVACUATION_OBJECT, HANDLER_OF, INSTANCE_OBJECT, RUN_LOG_OBJECT } from '
 import { exclusive, OBJECT_OPTIONS, splitKey } from './object.js';
 import { restate } from './sdk.js';
 import { durableEffects } from './steps.js';
-import { recordTold, seenIn, toldSince } from './told.js';
+import { recordTold, toldStatusHandler } from './told.js';
 
 const NOTICES = 'notice';
 
@@ -99,14 +99,7 @@ export function evacuationObject(options: EvacuationObjectOptions) {
         ctx.set('status', { ...status, output });
         return output;
       }),
-      status: restate.handlers.object.shared(
-        async (ctx: ObjectSharedContext, query: unknown): Promise<EvacuationStatus | null> => {
-          const status = await ctx.get<EvacuationStatus>('status');
-          if (status === null) return null;
-          const seen = seenIn(query);
-          return { ...status, notices: await toldSince<EvacuationNotice>(ctx, NOTICES, status.told, seen) };
-        },
-      ),
+      status: toldStatusHandler<EvacuationStatus, 'notices'>(NOTICES, 'notices'),
     },
     options: OBJECT_OPTIONS,
   });

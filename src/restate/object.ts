@@ -1,4 +1,4 @@
-import type { ObjectContext, ObjectSharedContext } from '@restatedev/restate-sdk';
+import type { ObjectContext } from '@restatedev/restate-sdk';
 import {
   DEFAULT_LIMITS,
   type Effects,
@@ -16,7 +16,7 @@ import { INSTANCE_OBJECT, RUN_LOG_OBJECT } from './names.js';
 import { withNodeSlots } from './nodes.js';
 import { restate } from './sdk.js';
 import { durableEffects } from './steps.js';
-import { recordTold, seenIn, toldSince } from './told.js';
+import { recordTold, toldStatusHandler } from './told.js';
 
 const EVENTS = 'event';
 
@@ -142,14 +142,7 @@ export function instanceObject(options: InstanceObjectOptions) {
       cleanup: exclusive(run('cleanup')),
       failover: exclusive(run('failover')),
       rejoin: exclusive(run('rejoin')),
-      status: restate.handlers.object.shared(
-        async (ctx: ObjectSharedContext, query: unknown): Promise<RunStatus | null> => {
-          const status = await ctx.get<RunStatus>('status');
-          if (status === null) return null;
-          const seen = seenIn(query);
-          return { ...status, events: await toldSince<RunEvent>(ctx, EVENTS, status.told, seen) };
-        },
-      ),
+      status: toldStatusHandler<RunStatus, 'events'>(EVENTS, 'events'),
     },
     options: OBJECT_OPTIONS,
   });

@@ -40,6 +40,20 @@ export async function toldSince<T>(
   return items;
 }
 
+/**
+ * The shared `status` handler of an object whose run tells items: its status record, with `field`
+ * filled with what the reader has not seen (body `{"seen": N}`; none: the latest the ring holds).
+ */
+export function toldStatusHandler<S extends { told: number }, K extends keyof S>(prefix: string, field: K) {
+  return restate.handlers.object.shared(
+    async (ctx: ObjectSharedContext, query: unknown): Promise<S | null> => {
+      const status = await ctx.get<S>('status');
+      if (status === null) return null;
+      return { ...status, [field]: await toldSince(ctx, prefix, status.told, seenIn(query)) };
+    },
+  );
+}
+
 /** A status handler's body: how many items the reader has seen (none: it wants the latest). */
 export const StatusQuery = z
   .object({ seen: z.number().int().nonnegative() })
