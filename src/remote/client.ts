@@ -52,10 +52,9 @@ export function remoteEffects(url: string, options: { worker?: string } = {}): E
       void fetch(new URL(`${HURRY_PATH}${id}`, url), {
         method: 'POST',
         signal: AbortSignal.timeout(10_000),
-      }).then(
-        (r) => r.body?.cancel(),
-        () => {},
-      );
+      })
+        .then((r) => r.arrayBuffer())
+        .catch(() => {});
     if (hurry?.aborted) onHurry();
     else hurry?.addEventListener('abort', onHurry, { once: true });
     let res: Response;
