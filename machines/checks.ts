@@ -88,12 +88,15 @@ export interface MemoryPlan {
 
 /** Ganeti: prereq free >= minmem; exec: balloon down to the target's free memory when allowed. */
 export function planMemory(
-  config: InstanceConfig,
+  config: InstanceConfig | null,
   target: string,
-  targetInfo: NodeInfo,
+  targetInfo: NodeInfo | undefined,
   currentMiB: number,
   allowRuntimeChanges: boolean,
 ): MemoryPlan {
+  if (targetInfo === undefined || config === null) {
+    return { problem: `Can't get data from node ${target}`, balloonToMiB: null };
+  }
   const free = Math.floor(targetInfo.memoryFreeMiB);
   if (free < config.minMemoryMiB) {
     return {
@@ -109,6 +112,18 @@ export function planMemory(
     };
   }
   return { problem: null, balloonToMiB: free };
+}
+
+/** Ganeti warns (and goes on) when the two nodes' hypervisors differ. */
+export function hypervisorMismatch(
+  source: string,
+  target: string,
+  nodes: Record<string, NodeInfo>,
+): string | null {
+  const a = nodes[source]?.hypervisorVersion;
+  const b = nodes[target]?.hypervisorVersion;
+  if (a === undefined || b === undefined || a === b) return null;
+  return `* warning: hypervisor version mismatch between source (${a}) and target (${b}) node`;
 }
 
 const healthy = (d: DiskStatus) =>

@@ -1,29 +1,21 @@
 import { and, not } from 'xstate';
-import { checkInstanceConfig, locate } from './checks.js';
+import { checkInstanceConfig } from './checks.js';
 import { meta } from './describe.js';
-import { errorText } from './effects.js';
+import { abortMigration, backToSingleMaster, commitPrimary, survey } from './flows.js';
+import { foundAt, initialContext, outputOf, protocol } from './protocol.js';
 import {
-  abortMigration,
-  backToSingleMaster,
-  commitPrimary,
+  aboutBoth,
+  effectStep,
+  evenIfFailed,
+  failing,
+  finalizeMigrationSource,
+  finalizeMigrationTarget,
+  fromAnswer,
   loadingConfig,
   outcomeState,
-  survey,
-} from './flows.js';
-import {
-  askBoth,
-  initialContext,
-  outputOf,
-  type ProtocolContext,
-  protocol,
-  step,
-  where,
-} from './protocol.js';
-
-const leftovers = (c: ProtocolContext) =>
-  where(c)
-    .map((n) => `${locate(c.found.locations!, c.instance, n)} on ${n}`)
-    .join(', ');
+  recordLocations,
+  saying,
+} from './steps.js';
 
 /**
  * Ganeti's newest _ExecCleanup: find where the instance really runs, make the config say so, then
@@ -46,34 +38,18 @@ export const cleanupMachine = protocol.createMachine({
       rejected: '#cleanup.rejected',
     }),
     locating: {
-      description: 'Finding where the instance really runs, on both of its nodes.',
-      meta: meta({ rules: [1, 3], check: 'If this hangs, the hypervisor on a node may be in a bad state.' }),
-      entry: {
-        type: 'feedback',
-        params: {
-          message:
-            '* checking where the instance actually runs (if this hangs, the hypervisor might be in a bad state)',
-        },
-      },
-      invoke: {
-        id: 'instanceList',
+      ...effectStep({
         src: 'instanceList',
-        input: askBoth,
-        onDone: {
-          target: 'judging',
-          actions: [
-            { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
-            'announceLocations',
-          ],
-        },
-        onError: {
-          target: 'surveying',
-          actions: {
-            type: 'fail',
-            params: ({ event }) => ({ message: `Can't contact node: ${errorText(event.error)}` }),
-          },
-        },
-      },
+        description: 'Finding where the instance really runs, on both of its nodes.',
+        says: () =>
+          '* checking where the instance actually runs (if this hangs, the hypervisor might be in a bad state)',
+        input: aboutBoth,
+        next: 'judging',
+        done: [recordLocations, 'announceLocations'],
+        failTo: 'surveying',
+        failure: (_, e) => `Can't contact node: ${e}`,
+      }),
+      meta: meta({ rules: [1, 3], check: 'If this hangs, the hypervisor on a node may be in a bad state.' }),
     },
     judging: {
       description:
@@ -83,33 +59,26 @@ export const cleanupMachine = protocol.createMachine({
         {
           guard: 'onBothNodes',
           target: 'surveying',
-          actions: {
-            type: 'fail',
-            params: {
-              message:
-                'Instance seems to be running on two nodes, or the hypervisor is confused; you will have to ensure manually that it runs only on one and restart this operation',
-            },
-          },
+          actions: failing(
+            () =>
+              'Instance seems to be running on two nodes, or the hypervisor is confused; you will have to ensure manually that it runs only on one and restart this operation',
+          ),
         },
         {
           guard: 'onNoNode',
           target: 'surveying',
-          actions: {
-            type: 'fail',
-            params: ({ context }) => ({
-              message: `Instance does not seem to be running at all; in this case it's safer to repair by stopping it to ensure disk shutdown ('drbd-migrate' does not start or stop instances), and then restarting it on ${context.source}`,
-            }),
-          },
+          actions: failing(
+            (c) =>
+              `Instance does not seem to be running at all; in this case it's safer to repair by stopping it to ensure disk shutdown ('drbd-migrate' does not start or stop instances), and then restarting it on ${c.source}`,
+          ),
         },
         {
           guard: 'onlyLeftovers',
           target: 'surveying',
-          actions: {
-            type: 'fail',
-            params: ({ context }) => ({
-              message: `Instance ${context.instance} survives only as a migration leftover (${leftovers(context)}), not as a running guest; stop it and start it again on ${context.source}`,
-            }),
-          },
+          actions: failing(
+            (c) =>
+              `Instance ${c.instance} survives only as a migration leftover (${foundAt(c)}), not as a running guest; stop it and start it again on ${c.source}`,
+          ),
         },
         { guard: 'onTargetOnly', target: 'committing' },
         // A copy aborted without resuming the source: the abort is done again (cancel, then cont).
@@ -117,23 +86,16 @@ export const cleanupMachine = protocol.createMachine({
         {
           guard: 'pausedOnSourceOnly',
           target: 'surveying',
-          actions: {
-            type: 'fail',
-            params: ({ context }) => ({
-              message: `Instance ${context.instance} stays paused on ${context.source} after the cleanup tried to resume it; resume it by hand (QMP cont) once you have checked why it would not`,
-            }),
-          },
+          actions: failing(
+            (c) =>
+              `Instance ${c.instance} stays paused on ${c.source} after the cleanup tried to resume it; resume it by hand (QMP cont) once you have checked why it would not`,
+          ),
         },
         {
           target: 'singleMaster',
           actions: [
             'demoteTarget',
-            {
-              type: 'feedback',
-              params: ({ context }) => ({
-                message: `* instance confirmed to be running on its primary node (${context.source})`,
-              }),
-            },
+            saying((c) => `* instance confirmed to be running on its primary node (${c.source})`),
           ],
         },
       ],
@@ -144,79 +106,28 @@ export const cleanupMachine = protocol.createMachine({
       description:
         'The copy had completed but was never finalized: finalize on the target and the source instead of aborting.',
       meta: meta({ rules: [1] }),
-      entry: [
-        {
-          type: 'feedback',
-          params: ({ context }) => ({
-            message: `Migration to ${context.target} completed but was never finalized; finalizing it`,
-          }),
-        },
-      ],
+      entry: saying((c) => `Migration to ${c.target} completed but was never finalized; finalizing it`),
       initial: 'info',
       states: {
-        info: {
-          invoke: {
-            id: 'migrationInfo',
-            src: 'migrationInfo',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.source,
-              timeoutMs: step(context),
-            }),
-            onDone: {
-              target: 'target',
-              actions: { type: 'recordMigrationInfo', params: ({ event }) => event.output },
-            },
-            // The runtime data may be gone with a half-finalized source; the target can do without it.
-            onError: 'target',
-          },
-        },
-        target: {
-          invoke: {
-            id: 'finalizeMigrationTarget',
-            src: 'finalizeMigrationTarget',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.target,
-              info: context.handover.migrationInfo ?? {},
-              success: true,
-              timeoutMs: step(context),
-            }),
-            onDone: 'source',
-            onError: {
-              target: '#cleanup.surveying',
-              actions: {
-                type: 'fail',
-                params: ({ context, event }) => ({
-                  message: `Instance migration cleanup failed: cannot finalize on ${context.target}: ${errorText(event.error)}`,
-                }),
-              },
-            },
-          },
-        },
-        source: {
-          invoke: {
-            id: 'finalizeMigrationSource',
-            src: 'finalizeMigrationSource',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.source,
-              success: true,
-              live: context.handover.live ?? true,
-              timeoutMs: step(context),
-            }),
-            onDone: '#cleanup.locating',
-            onError: {
-              target: '#cleanup.surveying',
-              actions: {
-                type: 'fail',
-                params: ({ context, event }) => ({
-                  message: `Instance migration cleanup failed: cannot finalize on ${context.source}: ${errorText(event.error)}`,
-                }),
-              },
-            },
-          },
-        },
+        info: effectStep({
+          src: 'migrationInfo',
+          input: (c) => ({ instance: c.instance, node: c.source }),
+          done: [fromAnswer('recordMigrationInfo', (info: Record<string, unknown>) => info)],
+          // The runtime data may be gone with a half-finalized source; the target can do without it.
+          ...evenIfFailed('target'),
+        }),
+        target: finalizeMigrationTarget({
+          success: true,
+          next: 'source',
+          failTo: '#cleanup.surveying',
+          failure: (c, e) => `Instance migration cleanup failed: cannot finalize on ${c.target}: ${e}`,
+        }),
+        source: finalizeMigrationSource({
+          success: true,
+          next: '#cleanup.locating',
+          failTo: '#cleanup.surveying',
+          failure: (c, e) => `Instance migration cleanup failed: cannot finalize on ${c.source}: ${e}`,
+        }),
       },
     },
     abortingFound: {
@@ -236,12 +147,7 @@ export const cleanupMachine = protocol.createMachine({
         'The instance runs on the secondary: the config is made to say so (a failed write is read back, then tried once more).',
       tags: ['commit'],
       meta: meta({ marker: 'commit point', rules: [3] }),
-      entry: {
-        type: 'feedback',
-        params: ({ context }) => ({
-          message: `* instance running on secondary node (${context.target}), updating config`,
-        }),
-      },
+      entry: saying((c) => `* instance running on secondary node (${c.target}), updating config`),
       ...commitPrimary({
         onCommitted: '#cleanup.singleMaster',
         onFailed: '#cleanup.singleMaster',
@@ -256,11 +162,7 @@ export const cleanupMachine = protocol.createMachine({
       // Single-master around the target, but the config still does not name it.
       onDone: [{ guard: 'commitFailed', target: 'surveying' }, { target: 'cleaned' }],
     },
-    surveying: {
-      description: 'Giving up: reading both nodes so that the outcome says what is really left.',
-      tags: ['failure'],
-      ...survey({ next: '#cleanup.failed' }),
-    },
+    surveying: survey({ next: '#cleanup.failed' }),
     cleaned: outcomeState(
       'cleaned',
       'Repaired: the instance runs where the config says, the disks are single-master and in sync.',

@@ -58,6 +58,9 @@ export const Convergence = z
   .strict();
 export type Convergence = z.infer<typeof Convergence>;
 
+/** Postcopy is for live copies only: a non-live copy has no running guest to hand over early. */
+export const mayPostcopy = (policy: Convergence, live: boolean | null) => policy.postcopy && (live ?? true);
+
 export const DEFAULT_CONVERGENCE: Convergence = {
   bandwidthMiBps: 128,
   downtimeMs: 300,

@@ -1,19 +1,20 @@
 import { not } from 'xstate';
 import { checkFailoverConfig, checkPeerLost, checkTargetUpToDate, locate } from './checks.js';
-import type { DiskStatus } from './contract.js';
+import type { DiskStatus, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
-import { errorText } from './effects.js';
-import { commitPrimary, effectStep, judgedRead, loadingConfig, outcomeState, survey } from './flows.js';
+import { commitPrimary, survey } from './flows.js';
+import { initialContext, outputOf, type ProtocolContext, probeTimeout, protocol } from './protocol.js';
 import {
-  askBoth,
-  bothNodes,
-  initialContext,
-  outputOf,
-  type ProtocolContext,
-  probeTimeout,
-  protocol,
-  step,
-} from './protocol.js';
+  aboutBoth,
+  aboutDisksOnBoth,
+  effectStep,
+  failing,
+  judgedRead,
+  loadingConfig,
+  outcomeState,
+  recordLocations,
+  warning,
+} from './steps.js';
 
 /**
  * Ganeti's _ExecFailover for DRBD instances: stop the instance on its primary, demote the disks
@@ -25,19 +26,12 @@ import {
  * the claim, a source that does not answer refuses it too, saying how to proceed.
  */
 
-const refuse = (message: (c: ProtocolContext, detail: string) => string) => ({
-  target: '#failover.rejected',
-  actions: {
-    type: 'fail' as const,
-    params: ({ context, event }: { context: ProtocolContext; event: { error?: unknown } }) => ({
-      message: message(context, event.error === undefined ? '' : errorText(event.error)),
-    }),
-  },
-});
-
 /** Where the instance is on the source, as the last look saw it. */
 const onSource = (c: ProtocolContext) =>
   c.found.locations === null ? null : locate(c.found.locations, c.instance, c.source);
+
+type Probed = { context: ProtocolContext; event: { output: NodeProbe } };
+const recordProbe = { type: 'recordProbe', params: ({ event }: Probed) => ({ probe: event.output }) };
 
 export const failoverMachine = protocol.createMachine({
   id: 'failover',
@@ -69,41 +63,38 @@ export const failoverMachine = protocol.createMachine({
           says: (context) => `Failover instance ${context.instance}`,
         }),
         probingSource: {
-          description:
-            'Does the source answer, and does it run the instance? The evidence for or against “down”.',
           meta: meta({ rules: [7] }),
-          invoke: {
-            id: 'probeNode',
+          ...effectStep({
             src: 'probeNode',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.source,
-              timeoutMs: probeTimeout(context),
-            }),
-            onDone: [
+            description:
+              'Does the source answer, and does it run the instance? The evidence for or against “down”.',
+            input: (c) => ({ instance: c.instance, node: c.source }),
+            timeoutMs: probeTimeout,
+            next: [
               {
                 // Said to be down, but it answers and has the instance: two writers if we went on.
-                guard: { type: 'claimedDownButPresentIn', params: ({ event }) => ({ probe: event.output }) },
+                guard: {
+                  type: 'claimedDownButPresentIn',
+                  params: ({ event }: Probed) => ({ probe: event.output }),
+                },
                 target: '#failover.rejected',
                 actions: {
                   type: 'fail',
-                  params: ({ context, event }) => ({
+                  params: ({ context, event }: Probed) => ({
                     message: `${context.source} is said to be down, but it answers and ${context.instance} is ${event.output.state} there: refusing to start it on ${context.target} as well; migrate it, or fail it over without --source-is-down (which shuts it down first)`,
                   }),
                 },
               },
               {
-                guard: { type: 'unreachableIn', params: ({ event }) => ({ probe: event.output }) },
+                guard: { type: 'unreachableIn', params: ({ event }: Probed) => ({ probe: event.output }) },
                 target: 'judgingSilence',
-                actions: { type: 'recordProbe', params: ({ event }) => ({ probe: event.output }) },
+                actions: recordProbe,
               },
-              {
-                target: 'locating',
-                actions: { type: 'recordProbe', params: ({ event }) => ({ probe: event.output }) },
-              },
+              { target: 'locating', actions: recordProbe },
             ],
-            onError: refuse((c, e) => `Cannot probe node ${c.source}: ${e}`),
-          },
+            failTo: '#failover.rejected',
+            failure: (c, e) => `Cannot probe node ${c.source}: ${e}`,
+          }),
         },
         judgingSilence: {
           description:
@@ -113,89 +104,51 @@ export const failoverMachine = protocol.createMachine({
             {
               guard: not('sourceIsDownClaimed'),
               target: '#failover.rejected',
-              actions: {
-                type: 'fail',
-                params: ({ context }) => ({
-                  message: `${context.source} does not answer: if it is powered off, say so with --source-is-down (a failover starts ${context.instance} on ${context.target} only with that word and the evidence that ${context.source} is down)`,
-                }),
-              },
+              actions: failing(
+                (c) =>
+                  `${c.source} does not answer: if it is powered off, say so with --source-is-down (a failover starts ${c.instance} on ${c.target} only with that word and the evidence that ${c.source} is down)`,
+              ),
             },
             {
               // Shared storage has no replication link to testify: silence is no proof (a node cut off
               // from the management network still runs the guest and writes the shared device).
               guard: 'sharedStorage',
               target: '#failover.rejected',
-              actions: {
-                type: 'fail',
-                params: ({ context }) => ({
-                  message: `${context.source} does not answer, but with shared storage nothing else can confirm it is down (a node cut off from this network may still run ${context.instance} and write its disks): power it off and make sure (fence it), then fail over without --source-is-down once it answers, or start ${context.instance} on ${context.target} by hand`,
-                }),
-              },
+              actions: failing(
+                (c) =>
+                  `${c.source} does not answer, but with shared storage nothing else can confirm it is down (a node cut off from this network may still run ${c.instance} and write its disks): power it off and make sure (fence it), then fail over without --source-is-down once it answers, or start ${c.instance} on ${c.target} by hand`,
+              ),
             },
             { target: 'checkingPeer' },
           ],
         },
-        checkingPeer: {
+        checkingPeer: judgedRead({
+          src: 'nodeDiskStatus',
           description:
             'The source does not answer: with the operator’s word that it is down, the target’s DRBD must agree (no connection to it) and hold UpToDate data.',
-          meta: meta({ rules: [4, 7] }),
-          entry: {
-            type: 'feedback',
-            params: ({ context }) => ({
-              message: `* node ${context.source} does not answer; checking what ${context.target} sees`,
-            }),
-          },
-          invoke: {
-            id: 'nodeDiskStatus',
-            src: 'nodeDiskStatus',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.target,
-              disks: context.disks,
-              timeoutMs: step(context),
-            }),
-            onDone: [
-              {
-                guard: {
-                  type: 'rejects',
-                  params: ({ context, event }) => ({
-                    problem: checkPeerLost(event.output, context.instance, context.source, context.target),
-                  }),
-                },
-                target: '#failover.rejected',
-                actions: {
-                  type: 'fail',
-                  params: ({ context, event }) => ({
-                    message: checkPeerLost(event.output, context.instance, context.source, context.target)!,
-                  }),
-                },
-              },
-              {
-                target: '#failover.committing',
-                actions: {
-                  type: 'warn',
-                  params: ({ context }) => ({
-                    message: `${context.source} is down (it does not answer and ${context.target} lost its DRBD connection to it): failing over without stopping the instance there`,
-                  }),
-                },
-              },
-            ],
-            onError: refuse((c, e) => `Cannot read the disks on ${c.target}: ${e}`),
-          },
-        },
-        locating: {
+          rules: [4, 7],
+          says: (c) => `* node ${c.source} does not answer; checking what ${c.target} sees`,
+          input: (c) => ({ instance: c.instance, node: c.target, disks: c.disks }),
+          problem: (c, disks) => checkPeerLost(disks, c.instance, c.source, c.target),
+          next: '#failover.committing',
+          done: [
+            warning(
+              (c) =>
+                `${c.source} is down (it does not answer and ${c.target} lost its DRBD connection to it): failing over without stopping the instance there`,
+            ),
+          ],
+          failTo: '#failover.rejected',
+          failure: (c, e) => `Cannot read the disks on ${c.target}: ${e}`,
+        }),
+        locating: effectStep({
+          src: 'instanceList',
           description: 'The source answers and does not run the instance: where is it? Not on the target.',
-          invoke: {
-            id: 'instanceList',
-            src: 'instanceList',
-            input: askBoth,
-            onDone: {
-              target: 'storageKind',
-              actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
-            },
-            onError: refuse((_, e) => `Can't contact nodes: ${e}`),
-          },
-        },
+          input: aboutBoth,
+          next: 'storageKind',
+          done: [recordLocations],
+          failTo: '#failover.rejected',
+          failure: (_, e) => `Can't contact nodes: ${e}`,
+        }),
         storageKind: {
           description: 'DRBD disks are checked on the target; shared storage has nothing to replicate.',
           always: [{ guard: 'sharedStorage', target: 'checkingMemory' }, { target: 'checkingDisks' }],
@@ -204,14 +157,9 @@ export const failoverMachine = protocol.createMachine({
           src: 'diskStatus',
           description:
             'The target’s disks must be UpToDate (and in sync with the source, unless told to ignore it).',
-          input: ({ context }) => ({
-            instance: context.instance,
-            nodes: bothNodes(context),
-            disks: context.disks,
-          }),
+          input: aboutDisksOnBoth,
           problem: diskProblem,
           next: 'checkingMemory',
-          rejectTo: '#failover.rejected',
           failTo: '#failover.rejected',
           failure: (_, e) => `Cannot check disk consistency: ${e}`,
           says: () => '* checking disk consistency on the target',
@@ -220,7 +168,7 @@ export const failoverMachine = protocol.createMachine({
         checkingMemory: judgedRead({
           src: 'nodeInfo',
           description: 'The target must have room for the instance: it starts there with all of its memory.',
-          input: ({ context }) => ({ instance: context.instance, nodes: bothNodes(context) }),
+          input: aboutBoth,
           problem: (c, nodes) => {
             const free = Math.floor(nodes[c.target]?.memoryFreeMiB ?? 0);
             const need = c.config?.memoryMiB ?? 0;
@@ -229,7 +177,6 @@ export const failoverMachine = protocol.createMachine({
               : `Not enough memory on node ${c.target} for failing over instance ${c.instance}: needed ${need} MiB, available ${free} MiB`;
           },
           next: '#failover.shuttingDown',
-          rejectTo: '#failover.rejected',
           failTo: '#failover.rejected',
           failure: (_, e) => `Unable to retrieve node information: ${e}`,
         }),
@@ -239,7 +186,7 @@ export const failoverMachine = protocol.createMachine({
       ...effectStep({
         src: 'shutdownInstance',
         description: 'Stopping the instance on the source (it is not running there; this makes sure).',
-        input: ({ context }) => ({ instance: context.instance, node: context.source }),
+        input: (c) => ({ instance: c.instance, node: c.source }),
         next: 'deactivatingSourceDisks',
         failTo: '#failover.surveying',
         failure: (c, e) =>
@@ -252,7 +199,7 @@ export const failoverMachine = protocol.createMachine({
       ...effectStep({
         src: 'closeDisks',
         description: 'Demoting the disks on the source (drbdsetup secondary).',
-        input: ({ context }) => ({ instance: context.instance, node: context.source, disks: context.disks }),
+        input: (c) => ({ instance: c.instance, node: c.source, disks: c.disks }),
         next: 'committing',
         failTo: '#failover.surveying',
         failure: (c, e) => `Can't shut down the instance's disks on ${c.source}: ${e}`,
@@ -279,12 +226,7 @@ export const failoverMachine = protocol.createMachine({
       ...effectStep({
         src: 'openDisks',
         description: 'Promoting the disks on the target, its own data UpToDate (its peer stopped or down).',
-        input: ({ context }) => ({
-          instance: context.instance,
-          node: context.target,
-          disks: context.disks,
-          exclusive: true,
-        }),
+        input: (c) => ({ instance: c.instance, node: c.target, disks: c.disks, exclusive: true }),
         next: 'startingInstance',
         failTo: '#failover.surveying',
         failure: (c, e) =>
@@ -297,7 +239,7 @@ export const failoverMachine = protocol.createMachine({
       ...effectStep({
         src: 'startInstance',
         description: 'Starting the instance on the target from its disks.',
-        input: ({ context }) => ({ instance: context.instance, node: context.target }),
+        input: (c) => ({ instance: c.instance, node: c.target }),
         next: 'failedOver',
         failTo: '#failover.surveying',
         failure: (c, e) =>
@@ -306,11 +248,7 @@ export const failoverMachine = protocol.createMachine({
         rules: [1],
       }),
     },
-    surveying: {
-      description: 'Giving up: reading both nodes so that the outcome says what is really left.',
-      tags: ['failure'],
-      ...survey({ next: '#failover.needsCleanup' }),
-    },
+    surveying: survey({ next: '#failover.needsCleanup' }),
     failedOver: outcomeState(
       'failedOver',
       'Done: the instance runs on the former secondary, and the config names it.',

@@ -1,21 +1,30 @@
-import type { EffectInput, EffectName, EffectOutput, InstanceConfig } from './contract.js';
+import { notConvergedMessage, raisedDowntime } from './convergence.js';
 import { meta } from './describe.js';
-import { errorText } from './effects.js';
 import { nextPollTimeout } from './limits.js';
+import { type ProtocolContext, protocol, syncOverdueMessage } from './protocol.js';
 import {
-  askBoth,
-  askBothAboutDisks,
-  bothNodes,
-  type Outcome,
-  type ProtocolContext,
-  protocol,
-  step,
-  syncOverdueMessage,
-} from './protocol.js';
+  aboutBoth,
+  aboutDisksOnBoth,
+  type Built,
+  effectStep,
+  ensureSecondary,
+  evenIfFailed,
+  failing,
+  finalizeMigrationSource,
+  finalizeMigrationTarget,
+  fromError,
+  goReconnect,
+  goStandalone,
+  inLists,
+  openInstanceDisks,
+  recordLocations,
+  sequence,
+  warning,
+} from './steps.js';
 
 /**
- * Flows written once and used by several machines or several places of one machine. Each takes the
- * ids of the states to go to, so the flow itself never knows who uses it.
+ * Flows of several steps written once and used by several machines or several places of one machine.
+ * Each takes the ids of the states to go to, so the flow itself never knows who uses it.
  */
 
 /**
@@ -28,38 +37,21 @@ export function waitUntilSync(options: { onFailed: string; tolerated: boolean })
     initial: 'polling',
     entry: [{ type: 'feedback', params: { message: '* wait until resync is done' } }, 'startWatch'],
     states: {
-      polling: {
+      polling: effectStep({
+        src: 'waitSync',
         description: 'Asking both nodes how the resync goes (a long poll, bounded by the nearer deadline).',
-        invoke: {
-          id: 'waitSync',
-          src: 'waitSync',
-          input: ({ context }) => ({
-            instance: context.instance,
-            nodes: bothNodes(context),
-            disks: context.disks,
-            timeoutMs: nextPollTimeout(
-              context.watch,
-              context.limits.pollWindowMs,
-              context.limits.syncTotalMs,
-              context.limits.syncNoProgressMs,
-            ),
-          }),
-          onDone: {
-            target: 'judging',
-            actions: [{ type: 'recordSync', params: ({ event }) => event.output }, 'syncProgress'],
-          },
-          onError: {
-            target: options.onFailed,
-            actions: {
-              type: 'fail',
-              params: ({ event }) => ({
-                message: `Cannot resync disks: ${errorText(event.error)}`,
-                tolerated,
-              }),
-            },
-          },
-        },
-      },
+        input: aboutDisksOnBoth,
+        timeoutMs: (c) =>
+          nextPollTimeout(c.watch, c.limits.pollWindowMs, c.limits.syncTotalMs, c.limits.syncNoProgressMs),
+        next: 'judging',
+        done: [
+          { type: 'recordSync', params: ({ event }: { event: { output: unknown } }) => event.output },
+          'syncProgress',
+        ],
+        failTo: options.onFailed,
+        failure: (_, e) => `Cannot resync disks: ${e}`,
+        tolerated,
+      }),
       judging: {
         description: 'Synced, overdue (total or no-progress deadline), or poll again.',
         always: [
@@ -67,10 +59,7 @@ export function waitUntilSync(options: { onFailed: string; tolerated: boolean })
           {
             guard: 'syncOverdue',
             target: options.onFailed,
-            actions: {
-              type: 'fail',
-              params: ({ context }) => ({ message: syncOverdueMessage(context), tolerated }),
-            },
+            actions: failing((c) => syncOverdueMessage(c), { tolerated }),
           },
           { target: 'polling' },
         ],
@@ -87,115 +76,52 @@ export function waitUntilSync(options: { onFailed: string; tolerated: boolean })
  * `self` is the id of the state this flow is placed in.
  */
 export function backToSingleMaster(options: { self: string; onFailed: string }) {
-  return protocol.createStateConfig({
-    initial: 'closingDisks',
-    states: {
-      closingDisks: {
-        description: 'Demoting the node the instance does not run on (drbdsetup secondary).',
-        entry: {
-          type: 'feedback',
-          params: ({ context }) => ({ message: `* closing instance disks on node ${context.repair.demote}` }),
-        },
-        invoke: {
-          id: 'closeDisks',
-          src: 'closeDisks',
-          input: ({ context }) => ({
-            instance: context.instance,
-            node: context.repair.demote,
-            disks: context.disks,
-            timeoutMs: step(context),
-          }),
-          onDone: [{ guard: 'sharedStorage', target: 'reopeningExclusive' }, { target: 'settling' }],
-          onError: {
-            target: options.onFailed,
-            actions: {
-              type: 'fail',
-              params: ({ context, event }) => ({
-                message: `Cannot close instance disks on node ${context.repair.demote}: ${errorText(event.error)}`,
-              }),
-            },
-          },
-        },
-      },
-      settling: {
+  const steps = sequence(
+    { failTo: options.onFailed, onDone: 'singleMaster' },
+    {
+      closingDisks: (link) =>
+        ensureSecondary({
+          node: (c) => c.repair.demote,
+          description: 'Demoting the node the instance does not run on (drbdsetup secondary).',
+          next: [{ guard: 'sharedStorage', target: 'reopeningExclusive' }, { target: link.next }],
+          failTo: link.failTo,
+        }),
+      settling: (link) => ({
         description: 'Letting the disks catch up before cutting the link; a failure here is tolerated.',
         ...waitUntilSync({ onFailed: `${options.self}.goingStandalone`, tolerated: true }),
-        onDone: 'goingStandalone',
-      },
-      goingStandalone: {
-        description: 'Disconnecting both nodes until StandAlone.',
-        entry: { type: 'feedback', params: { message: '* changing into standalone mode' } },
-        invoke: {
-          id: 'disconnectNet',
-          src: 'disconnectNet',
-          input: askBothAboutDisks,
-          onDone: 'reconnecting',
-          onError: {
-            target: options.onFailed,
-            actions: {
-              type: 'fail',
-              params: ({ event }) => ({ message: `Cannot disconnect disks: ${errorText(event.error)}` }),
-            },
-          },
-        },
-      },
-      reconnecting: {
-        description: 'Reconnecting without allow-two-primaries.',
-        meta: meta({ rules: [2] }),
-        entry: { type: 'feedback', params: { message: '* changing disks into single-master mode' } },
-        invoke: {
-          id: 'attachNet',
-          src: 'attachNet',
-          input: ({ context }) => ({
-            instance: context.instance,
-            nodes: bothNodes(context),
-            disks: context.disks,
-            multimaster: false,
-            timeoutMs: step(context),
-          }),
-          onDone: 'resyncing',
-          onError: {
-            target: options.onFailed,
-            actions: {
-              type: 'fail',
-              params: ({ event }) => ({ message: `Cannot change disks config: ${errorText(event.error)}` }),
-            },
-          },
-        },
-      },
-      resyncing: {
+        onDone: link.next,
+      }),
+      goingStandalone: goStandalone,
+      reconnecting: (link) =>
+        goReconnect({
+          ...link,
+          multimaster: false,
+          description: 'Reconnecting without allow-two-primaries.',
+          rules: [2],
+        }),
+      resyncing: (link) => ({
         description: 'Waiting for the resync of what was written while disconnected.',
         ...waitUntilSync({ onFailed: options.onFailed, tolerated: false }),
-        onDone: 'singleMaster',
-      },
-      /** Shared storage has no replication to reconfigure: the survivor takes its disks back alone. */
-      reopeningExclusive: {
-        description: 'Shared storage: opening the disks exclusively on the node the instance runs on.',
-        meta: meta({ rules: [2] }),
-        invoke: {
-          id: 'openDisks',
-          src: 'openDisks',
-          input: ({ context }) => ({
-            instance: context.instance,
-            node: survivor(context),
-            disks: context.disks,
-            exclusive: true,
-            timeoutMs: step(context),
-          }),
-          onDone: 'singleMaster',
-          onError: {
-            target: options.onFailed,
-            actions: {
-              type: 'fail',
-              params: ({ context, event }) => ({
-                message: `Cannot open instance disks exclusively on node ${survivor(context)}: ${errorText(event.error)}`,
-              }),
-            },
-          },
-        },
-      },
-      singleMaster: { type: 'final' },
+        onDone: link.next,
+      }),
     },
+  );
+  return protocol.createStateConfig({
+    initial: steps.initial,
+    states: {
+      ...steps.states,
+      /** Shared storage has no replication to reconfigure: the survivor takes its disks back alone. */
+      reopeningExclusive: openInstanceDisks({
+        node: survivor,
+        exclusive: true,
+        quiet: true,
+        description: 'Shared storage: opening the disks exclusively on the node the instance runs on.',
+        rules: [2],
+        next: 'singleMaster',
+        failTo: options.onFailed,
+      }),
+      singleMaster: { type: 'final' },
+    } as never,
   });
 }
 
@@ -213,33 +139,27 @@ function lookForCompletedHandover(o: {
   when: string;
 }) {
   return protocol.createStateConfig({
-    description: o.description,
-    meta: meta({ rules: [1] }),
-    invoke: {
-      id: 'instanceList',
+    ...effectStep({
       src: 'instanceList',
-      input: askBoth,
-      onDone: [
+      description: o.description,
+      input: aboutBoth,
+      next: [
         {
-          guard: { type: 'handoverCompletedIn', params: ({ event }) => ({ lists: event.output }) },
+          guard: inLists('handoverCompletedIn'),
           target: o.onCompleted,
           actions: [
-            { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
-            {
-              type: 'warn',
-              params: ({ context }) => ({
-                message: `The memory transfer to ${context.target} ${o.when}: finishing the migration instead of aborting it`,
-              }),
-            },
+            recordLocations,
+            warning(
+              (c) =>
+                `The memory transfer to ${c.target} ${o.when}: finishing the migration instead of aborting it`,
+            ),
           ],
         },
-        {
-          target: o.otherwise,
-          actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
-        },
+        { target: o.otherwise, actions: recordLocations },
       ],
-      onError: o.otherwise,
-    },
+      goOnTo: o.otherwise,
+    }),
+    meta: meta({ rules: [1] }),
   });
 }
 
@@ -262,34 +182,14 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
         otherwise: 'target',
         when: 'had completed',
       }),
-      target: {
+      target: finalizeMigrationTarget({
+        success: false,
         description: 'Stopping the copy on the target (kill the incoming instance).',
-        entry: {
-          type: 'feedback',
-          params: ({ context }) => ({ message: `* aborting the migration on node ${context.target}` }),
-        },
-        invoke: {
-          id: 'finalizeMigrationTarget',
-          src: 'finalizeMigrationTarget',
-          input: ({ context }) => ({
-            instance: context.instance,
-            node: context.target,
-            info: context.handover.migrationInfo ?? {},
-            success: false,
-            timeoutMs: step(context),
-          }),
-          onDone: 'source',
-          onError: {
-            target: 'rechecking',
-            actions: {
-              type: 'warn',
-              params: ({ context, event }) => ({
-                message: `Aborting migration failed on target node ${context.target}: ${errorText(event.error)}`,
-              }),
-            },
-          },
-        },
-      },
+        says: (c) => `* aborting the migration on node ${c.target}`,
+        next: 'source',
+        goOnTo: 'rechecking',
+        noting: [warning((c, e) => `Aborting migration failed on target node ${c.target}: ${e}`)],
+      }),
       /**
        * The target could not be stopped, so its copy may have gone on to complete while we waited:
        * resuming the source now could run the guest twice. Look once more.
@@ -300,38 +200,17 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
         otherwise: 'source',
         when: 'completed meanwhile',
       }),
-      source: {
+      source: finalizeMigrationSource({
+        success: false,
         description: 'Cancelling the copy on the source and resuming it there.',
-        entry: {
-          type: 'feedback',
-          params: ({ context }) => ({ message: `* aborting the migration on node ${context.source}` }),
-        },
-        invoke: {
-          id: 'finalizeMigrationSource',
-          src: 'finalizeMigrationSource',
-          input: ({ context }) => ({
-            instance: context.instance,
-            node: context.source,
-            success: false,
-            live: context.handover.live ?? true,
-            timeoutMs: step(context),
-          }),
-          onDone: options.next,
-          onError: {
-            target: options.next,
-            actions: [
-              'recordSourceResumeFailed',
-              {
-                type: 'warn',
-                params: ({ context, event }) => ({
-                  message: `Aborting migration failed on source node ${context.source}: ${errorText(event.error)}`,
-                }),
-              },
-            ],
-          },
-        },
-      },
-    },
+        says: (c) => `* aborting the migration on node ${c.source}`,
+        ...evenIfFailed(
+          options.next,
+          'recordSourceResumeFailed' as Built,
+          warning((c, e) => `Aborting migration failed on source node ${c.source}: ${e}`),
+        ),
+      }),
+    } as never,
   });
 }
 
@@ -340,40 +219,35 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
  * machine believes. Failures here only make the description poorer.
  */
 export function survey(options: { next: string }) {
+  type Read = { event: { output: unknown } };
   return protocol.createStateConfig({
+    description: 'Giving up: reading both nodes so that the outcome says what is really left.',
+    tags: ['failure'],
     initial: 'storageKind',
     states: {
       storageKind: {
         description: 'Shared storage has no replication state to read.',
         always: [{ guard: 'sharedStorage', target: 'instances' }, { target: 'disks' }],
       },
-      disks: {
+      disks: effectStep({
+        src: 'diskStatus',
         description: 'Reading both nodes’ disk status for the record.',
-        invoke: {
-          id: 'diskStatus',
-          src: 'diskStatus',
-          input: askBothAboutDisks,
-          onDone: {
-            target: 'instances',
-            actions: { type: 'recordSurveyDisks', params: ({ event }) => ({ disks: event.output }) },
-          },
-          onError: { target: 'instances', actions: { type: 'recordSurveyDisks', params: { disks: null } } },
-        },
-      },
-      instances: {
+        input: aboutDisksOnBoth,
+        next: 'instances',
+        done: [{ type: 'recordSurveyDisks', params: ({ event }: Read) => ({ disks: event.output }) }],
+        goOnTo: 'instances',
+        noting: [{ type: 'recordSurveyDisks', params: { disks: null } }],
+      }),
+      instances: effectStep({
+        src: 'instanceList',
         description: 'Reading where the instance is, for the record.',
-        invoke: {
-          id: 'instanceList',
-          src: 'instanceList',
-          input: askBoth,
-          onDone: {
-            target: options.next,
-            actions: { type: 'recordSurveyLists', params: ({ event }) => ({ lists: event.output }) },
-          },
-          onError: { target: options.next, actions: { type: 'recordSurveyLists', params: { lists: null } } },
-        },
-      },
-    },
+        input: aboutBoth,
+        next: options.next,
+        done: [{ type: 'recordSurveyLists', params: ({ event }: Read) => ({ lists: event.output }) }],
+        goOnTo: options.next,
+        noting: [{ type: 'recordSurveyLists', params: { lists: null } }],
+      }),
+    } as never,
   });
 }
 
@@ -389,49 +263,38 @@ export function commitPrimary(options: {
   /** What repairs a commit that could not be made, for the error. */
   repair: string;
 }) {
+  type Read = { event: { output: never } };
   return protocol.createStateConfig({
     initial: 'writing',
     states: {
       writing: {
-        description: 'Writing the target into the config as the primary node.',
         entry: 'countCommitAttempt',
-        invoke: {
-          id: 'setPrimaryNode',
+        ...effectStep({
           src: 'setPrimaryNode',
-          input: ({ context }) => ({
-            instance: context.instance,
-            node: context.target,
-            timeoutMs: step(context),
-          }),
-          onDone: { target: options.onCommitted, actions: 'commit' },
-          onError: {
-            target: 'confirming',
-            actions: {
-              type: 'recordCommitWriteError',
-              params: ({ event }) => ({ message: errorText(event.error) }),
-            },
-          },
-        },
+          description: 'Writing the target into the config as the primary node.',
+          input: (c) => ({ instance: c.instance, node: c.target }),
+          next: options.onCommitted,
+          done: ['commit'],
+          goOnTo: 'confirming',
+          noting: [fromError('recordCommitWriteError', (message) => ({ message }))],
+        }),
       },
       confirming: {
-        description: 'The write answered with an error: reading the config back, since it may have taken.',
         meta: meta({ rules: [3] }),
-        invoke: {
-          id: 'getInstance',
+        ...effectStep({
           src: 'getInstance',
-          input: ({ context }) => ({ instance: context.instance, timeoutMs: step(context) }),
-          onDone: [
+          description: 'The write answered with an error: reading the config back, since it may have taken.',
+          input: (c) => ({ instance: c.instance }),
+          next: [
             {
-              guard: { type: 'configNamesTarget', params: ({ event }) => ({ config: event.output }) },
+              guard: { type: 'configNamesTarget', params: ({ event }: Read) => ({ config: event.output }) },
               target: options.onCommitted,
               actions: [
                 'commit',
-                {
-                  type: 'warn',
-                  params: ({ context }) => ({
-                    message: `The config write answered with an error but had taken effect: the config names ${context.target}`,
-                  }),
-                },
+                warning(
+                  (c) =>
+                    `The config write answered with an error but had taken effect: the config names ${c.target}`,
+                ),
               ],
             },
             {
@@ -439,12 +302,10 @@ export function commitPrimary(options: {
               target: 'writing',
               actions: [
                 'recordConfigRead',
-                {
-                  type: 'warn',
-                  params: ({ context }) => ({
-                    message: `Writing the config failed (${context.commit.error}); it still names ${context.source}: writing it once more`,
-                  }),
-                },
+                warning(
+                  (c) =>
+                    `Writing the config failed (${c.commit.error}); it still names ${c.source}: writing it once more`,
+                ),
               ],
             },
             {
@@ -455,202 +316,106 @@ export function commitPrimary(options: {
               ],
             },
           ],
-          onError: [
+          goOnTo: [
             {
               guard: 'mayRetryCommit',
               target: 'writing',
-              actions: {
-                type: 'warn',
-                params: ({ context, event }) => ({
-                  message: `Writing the config failed (${context.commit.error}) and reading it back failed too (${errorText(event.error)}): writing it once more`,
-                }),
-              },
+              actions: warning(
+                (c, e) =>
+                  `Writing the config failed (${c.commit.error}) and reading it back failed too (${e}): writing it once more`,
+              ),
             },
             {
               target: options.onFailed,
-              actions: {
-                type: 'giveUpCommit',
-                params: ({ event }) => ({ readError: errorText(event.error), repair: options.repair }),
-              },
+              actions: fromError('giveUpCommit', (readError) => ({ readError, repair: options.repair })),
             },
           ],
-        },
-      },
-    },
-  });
-}
-
-type StepArgs = { context: ProtocolContext };
-
-/**
- * The shape most steps share: say what is being done, call one effect, go on when it answers, and
- * when it fails, fail the run with a message (the effect's error already names the node) and go to
- * `failTo`. Steps that judge an answer are written out; steps that only act are this.
- */
-export function effectStep<K extends EffectName>(o: {
-  src: K;
-  description: string;
-  input: (args: StepArgs) => Omit<EffectInput<K>, 'timeoutMs'>;
-  next: string;
-  /** Actions on the way to `next` when the effect answered (what the step achieved). */
-  done?: unknown;
-  failTo: string;
-  failure: (context: ProtocolContext, error: string) => string;
-  /** A Ganeti-style feedback line when the step starts. */
-  says?: (context: ProtocolContext) => string;
-  rules?: number[];
-}) {
-  return stepOf(o, o.done === undefined ? o.next : { target: o.next, actions: o.done });
-}
-
-/** The step's shape around its effect: description, feedback, deadline, and the failure path. */
-function stepOf<K extends EffectName>(
-  o: {
-    src: K;
-    description: string;
-    input: (args: StepArgs) => Omit<EffectInput<K>, 'timeoutMs'>;
-    failTo: string;
-    failure: (context: ProtocolContext, error: string) => string;
-    says?: (context: ProtocolContext) => string;
-    rules?: number[];
-  },
-  onDone: unknown,
-) {
-  return protocol.createStateConfig({
-    description: o.description,
-    ...(o.rules === undefined ? {} : { meta: meta({ rules: o.rules }) }),
-    ...(o.says === undefined
-      ? {}
-      : { entry: { type: 'feedback', params: ({ context }: StepArgs) => ({ message: o.says!(context) }) } }),
-    invoke: {
-      id: o.src,
-      src: o.src,
-      input: (args: StepArgs) => ({ ...o.input(args), timeoutMs: step(args.context) }),
-      onDone,
-      onError: {
-        target: o.failTo,
-        actions: {
-          type: 'fail',
-          params: ({ context, event }: StepArgs & { event: { error: unknown } }) => ({
-            message: o.failure(context, errorText(event.error)),
-          }),
-        },
+        }),
       },
     } as never,
   });
 }
 
 /**
- * The first step of every machine: read the instance's config; a config the machine cannot act on
- * (`check` says why) is a refusal before anything is touched.
+ * The convergence policy for a copy whose dirty passes stopped shrinking, stage by stage
+ * (machines/convergence.ts): a longer downtime limit, auto-converge, postcopy, each tried once in
+ * order and then polled again (`poll`); with none left, the copy is given up (`onGiveUp`). A failed
+ * switch to postcopy may have switched anyway: there is nothing to abort then (`onLost`).
  */
-export function loadingConfig(o: {
-  check: (config: InstanceConfig, context: ProtocolContext) => string | null;
-  next: string;
-  rejected: string;
-  /** A Ganeti-style line once the config is read ("Migrating instance web1"). */
-  says?: (context: ProtocolContext) => string;
-}) {
-  return protocol.createStateConfig({
-    description: 'Reading the instance’s config (getInstance).',
-    invoke: {
-      id: 'getInstance',
-      src: 'getInstance',
-      input: ({ context }) => ({ instance: context.instance, timeoutMs: step(context) }),
-      onDone: [
+export function convergenceStages(o: { poll: string; onGiveUp: string; onLost: string }) {
+  return {
+    converging: protocol.createStateConfig({
+      description:
+        'The dirty passes stopped shrinking: the policy’s next stage, in order: a longer downtime limit (doubled up to its cap), auto-converge, postcopy; when none is left, abort and revert.',
+      meta: meta({ rules: [5] }),
+      always: [
         {
-          guard: {
-            type: 'rejects',
-            params: ({ context, event }) => ({ problem: o.check(event.output, context) }),
-          },
-          target: o.rejected,
-          actions: [
-            { type: 'recordConfig', params: ({ event }) => event.output },
-            { type: 'fail', params: ({ context, event }) => ({ message: o.check(event.output, context)! }) },
-          ],
+          guard: { type: 'nextStageIs', params: { stage: 'raiseDowntime' } },
+          target: 'raisingDowntime',
         },
+        { guard: { type: 'nextStageIs', params: { stage: 'autoConverge' } }, target: 'throttling' },
         {
-          target: o.next,
-          actions: [
-            { type: 'recordConfig', params: ({ event }) => event.output },
-            ...(o.says === undefined
-              ? []
-              : [
-                  {
-                    type: 'feedback' as const,
-                    params: ({ context }: StepArgs) => ({ message: o.says!(context) }),
-                  },
-                ]),
-          ],
+          guard: { type: 'nextStageIs', params: { stage: 'postcopy' } },
+          target: 'switchingToPostcopy',
+          actions: 'passPointOfNoReturn',
+        },
+        // A growing throttle, or postcopy before Ganeti's number of dirty passes.
+        { guard: { type: 'nextStageIs', params: { stage: 'wait' } }, target: o.poll },
+        {
+          target: o.onGiveUp,
+          actions: failing((c) => notConvergedMessage(c.instance, c.policy, c.handover.converge), {
+            says: 'Migration does not converge, aborting',
+          }),
         },
       ],
-      onError: {
-        target: o.rejected,
-        actions: {
-          type: 'fail',
-          params: ({ context, event }) => ({
-            message: `Cannot read the config of instance ${context.instance}: ${errorText(event.error)}`,
+    }),
+    raisingDowntime: effectStep({
+      src: 'setMigrationParameters',
+      description:
+        'Doubling the downtime limit (up to the policy’s cap) so that a bigger last pass may be sent.',
+      input: (c) => ({
+        instance: c.instance,
+        node: c.source,
+        downtimeMs: raisedDowntime(c.policy, c.handover.converge),
+      }),
+      next: o.poll,
+      done: [
+        {
+          type: 'recordStage',
+          params: ({ context }: { context: ProtocolContext }) => ({
+            said: `downtime limit ${context.handover.converge.downtimeMs} → ${raisedDowntime(context.policy, context.handover.converge)} ms`,
+            downtimeMs: raisedDowntime(context.policy, context.handover.converge),
           }),
         },
-      },
-    },
-  });
-}
-
-/**
- * A read whose answer is judged: `problem` says what is wrong with it (the run goes to `rejectTo`
- * with that message) or null (on to `next`); an error of the read itself goes to `failTo`.
- */
-export function judgedRead<K extends EffectName>(o: {
-  src: K;
-  description: string;
-  input: (args: StepArgs) => Omit<EffectInput<K>, 'timeoutMs'>;
-  problem: (context: ProtocolContext, answer: EffectOutput<K>) => string | null;
-  next: string;
-  rejectTo: string;
-  failTo: string;
-  failure: (context: ProtocolContext, error: string) => string;
-  says?: (context: ProtocolContext) => string;
-  rules?: number[];
-}) {
-  type Done = StepArgs & { event: { output: EffectOutput<K> } };
-  return stepOf(o, [
-    {
-      guard: {
-        type: 'rejects',
-        params: ({ context, event }: Done) => ({ problem: o.problem(context, event.output) }),
-      },
-      target: o.rejectTo,
-      actions: {
-        type: 'fail',
-        params: ({ context, event }: Done) => ({ message: o.problem(context, event.output)! }),
-      },
-    },
-    { target: o.next },
-  ]);
-}
-
-/** A final state: the outcome recorded, described for diagrams and `explain`. */
-export function outcomeState(
-  outcome: Outcome,
-  description: string,
-  options: { check?: string; rules?: number[]; done?: boolean } = {},
-) {
-  return protocol.createStateConfig({
-    description,
-    ...(options.done ? {} : { tags: ['failure'] }),
-    ...(options.check === undefined && options.rules === undefined
-      ? {}
-      : {
-          meta: meta({
-            ...(options.check === undefined ? {} : { check: options.check }),
-            ...(options.rules === undefined ? {} : { rules: options.rules }),
-          }),
-        }),
-    type: 'final',
-    entry: [
-      ...(options.done ? [{ type: 'feedback' as const, params: { message: '* done' } }] : []),
-      { type: 'recordOutcome', params: { outcome } },
-    ],
-  });
+      ],
+      failTo: o.onGiveUp,
+      failure: (c, e) => `Could not raise the downtime limit of ${c.instance}: ${e}`,
+    }),
+    throttling: effectStep({
+      src: 'setMigrationParameters',
+      description:
+        'Auto-converge: the guest’s CPUs are throttled so that it dirties less than the link copies.',
+      input: (c) => ({ instance: c.instance, node: c.source, throttle: true as const }),
+      next: o.poll,
+      done: [
+        {
+          type: 'recordStage',
+          params: { said: 'auto-converge (guest CPUs throttled)', throttled: true } as const,
+        },
+      ],
+      failTo: o.onGiveUp,
+      failure: (c, e) => `Could not throttle the guest of ${c.instance}: ${e}`,
+    }),
+    switchingToPostcopy: effectStep({
+      src: 'startPostcopy',
+      description:
+        'Postcopy: the target runs the guest and fetches the rest of its memory; from the request on, the source cannot be resumed.',
+      input: (c) => ({ instance: c.instance, node: c.source }),
+      next: o.poll,
+      done: [{ type: 'recordStage', params: { said: 'postcopy', postcopyStarted: true } as const }],
+      failTo: o.onLost,
+      failure: (c, e) =>
+        `Could not switch the migration of ${c.instance} to postcopy, which may have switched anyway (it can no longer be aborted): ${e}`,
+    }),
+  };
 }

@@ -5,36 +5,55 @@ import {
   checkReadyForDualPrimary,
   checkRunsOnSourceOnly,
   cleanupHint,
-  locate,
+  hypervisorMismatch,
   planMemory,
 } from './checks.js';
-import type { NodeInfo } from './contract.js';
-import { notConvergedMessage, raisedDowntime } from './convergence.js';
+import type { InstanceInfo, MigrationStatus, NodeInfo } from './contract.js';
+import { mayPostcopy } from './convergence.js';
 import { meta } from './describe.js';
-import { errorText } from './effects.js';
 import {
   abortMigration,
   backToSingleMaster,
   commitPrimary,
-  effectStep,
-  judgedRead,
-  loadingConfig,
-  outcomeState,
+  convergenceStages,
   survey,
   waitUntilSync,
 } from './flows.js';
-import { nextPollTimeout, overdue, seconds } from './limits.js';
+import { nextPollTimeout } from './limits.js';
 import {
-  askBoth,
-  askBothAboutDisks,
   bothNodes,
+  copyOverdueMessage,
+  foundAt,
   initialContext,
   outputOf,
   type ProtocolContext,
   protocol,
-  step,
-  where,
 } from './protocol.js';
+import {
+  abortTo,
+  aboutBoth,
+  aboutDisksOnBoth,
+  effectStep,
+  ensureSecondary,
+  evenIfFailed,
+  failing,
+  finalizeMigrationSource,
+  finalizeMigrationTarget,
+  fromAnswer,
+  fromError,
+  goReconnect,
+  goStandalone,
+  inLists,
+  judgedRead,
+  loadingConfig,
+  openInstanceDisks,
+  outcomeState,
+  recordLocations,
+  saying,
+  sequence,
+  sourceNode,
+  targetNode,
+} from './steps.js';
 
 /**
  * Ganeti's newest _ExecMigration for DRBD instances, with its gaps closed: a failure while setting up
@@ -42,11 +61,17 @@ import {
  * more to finish forward, and whatever cannot be repaired ends in needsCleanup with a description of
  * what the nodes really look like.
  */
+
 /** An operator abort before the disks are touched: stop where the instance is (nothing to revert). */
-const stopBeforeTheDisks = {
-  target: '#migration.endingReverted',
-  actions: { type: 'fail', params: { message: 'Aborted by the operator before the disks were touched' } },
-} as const;
+const stopBeforeTheDisks = abortTo(
+  '#migration.endingReverted',
+  'Aborted by the operator before the disks were touched',
+);
+
+type Nodes = Record<string, NodeInfo>;
+/** A finalize that failed is kept, not acted on: both are always attempted, then judged together. */
+const noteFinalizeError = fromError('recordFinalizeError', (message) => ({ message }));
+const aborting = '#migration.aborting';
 
 export const migrationMachine = protocol.createMachine({
   id: 'migration',
@@ -70,143 +95,49 @@ export const migrationMachine = protocol.createMachine({
           next: 'locating',
           rejected: '#migration.rejected',
         }),
-        locating: {
+        locating: judgedRead({
+          src: 'instanceList',
           description: 'Where does it run? It must run on the source only.',
-          invoke: {
-            id: 'instanceList',
-            src: 'instanceList',
-            input: askBoth,
-            onDone: [
-              {
-                // Ganeti's fallback, decided here and only here: not running, failover allowed.
-                guard: { type: 'fallsBackIn', params: ({ event }) => ({ lists: event.output }) },
-                target: '#migration.rejected',
-                actions: [
-                  'recordFallback',
-                  {
-                    type: 'feedback',
-                    params: { message: "Can't migrate, instance offline, fallback to failover" },
-                  },
-                ],
-              },
-              {
-                guard: {
-                  type: 'rejects',
-                  params: ({ context, event }) => ({
-                    problem: checkRunsOnSourceOnly(
-                      event.output,
-                      context.instance,
-                      context.source,
-                      context.target,
-                    ),
-                  }),
-                },
-                target: '#migration.rejected',
-                actions: {
-                  type: 'fail',
-                  params: ({ context, event }) => ({
-                    message: checkRunsOnSourceOnly(
-                      event.output,
-                      context.instance,
-                      context.source,
-                      context.target,
-                    )!,
-                  }),
-                },
-              },
-              {
-                target: 'inspecting',
-                actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
-              },
-            ],
-            onError: {
+          input: aboutBoth,
+          first: [
+            {
+              // Ganeti's fallback, decided here and only here: not running, failover allowed.
+              guard: inLists('fallsBackIn'),
               target: '#migration.rejected',
-              actions: {
-                type: 'fail',
-                params: ({ event }) => ({ message: `Can't contact nodes: ${errorText(event.error)}` }),
-              },
+              actions: ['recordFallback', saying("Can't migrate, instance offline, fallback to failover")],
             },
-          },
-        },
-        inspecting: {
+          ],
+          problem: (c, lists) => checkRunsOnSourceOnly(lists, c.instance, c.source, c.target),
+          next: 'inspecting',
+          done: [recordLocations],
+          failTo: '#migration.rejected',
+          failure: (_, e) => `Can't contact nodes: ${e}`,
+        }),
+        inspecting: effectStep({
+          src: 'instanceInfo',
           description: 'Reading the instance’s current memory on the source.',
-          invoke: {
-            id: 'instanceInfo',
-            src: 'instanceInfo',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.source,
-              timeoutMs: step(context),
-            }),
-            onDone: {
-              target: 'checkingNodes',
-              actions: {
-                type: 'recordCurrentMemory',
-                params: ({ event }) => ({ memoryMiB: event.output.memoryMiB }),
-              },
-            },
-            onError: {
-              target: '#migration.rejected',
-              actions: {
-                type: 'fail',
-                params: ({ context, event }) => ({
-                  message: `Error checking instance on node ${context.source}: ${errorText(event.error)}`,
-                }),
-              },
-            },
-          },
-        },
-        checkingNodes: {
+          input: (c) => ({ instance: c.instance, node: c.source }),
+          next: 'checkingNodes',
+          done: [fromAnswer('recordCurrentMemory', ({ memoryMiB }: InstanceInfo) => ({ memoryMiB }))],
+          failTo: '#migration.rejected',
+          failure: (c, e) => `Error checking instance on node ${c.source}: ${e}`,
+        }),
+        checkingNodes: judgedRead({
+          src: 'nodeInfo',
           description: 'Free memory on the target (balloon or refuse) and hypervisor versions.',
-          invoke: {
-            id: 'nodeInfo',
-            src: 'nodeInfo',
-            input: askBoth,
-            onDone: [
-              {
-                guard: {
-                  type: 'rejects',
-                  params: ({ context, event }) => ({
-                    problem: memoryPlan(context, event.output).problem,
-                  }),
-                },
-                target: '#migration.rejected',
-                actions: {
-                  type: 'fail',
-                  params: ({ context, event }) => ({ message: memoryPlan(context, event.output).problem! }),
-                },
-              },
-              {
-                target: 'storageKind',
-                actions: [
-                  {
-                    type: 'recordBalloon',
-                    params: ({ context, event }) => memoryPlan(context, event.output),
-                  },
-                  {
-                    type: 'feedback',
-                    params: ({ context }) => ({ message: `Migrating instance ${context.instance}` }),
-                  },
-                  {
-                    type: 'warn',
-                    params: ({ context, event }) => ({
-                      message: hypervisorMismatch(context.source, context.target, event.output),
-                    }),
-                  },
-                ],
-              },
-            ],
-            onError: {
-              target: '#migration.rejected',
-              actions: {
-                type: 'fail',
-                params: ({ event }) => ({
-                  message: `Unable to retrieve node information: ${errorText(event.error)}`,
-                }),
-              },
-            },
-          },
-        },
+          input: aboutBoth,
+          problem: (c, nodes) => memoryPlan(c, nodes).problem,
+          next: 'storageKind',
+          done: [
+            fromAnswer('recordBalloon', (nodes: Nodes, c) => memoryPlan(c, nodes)),
+            saying((c) => `Migrating instance ${c.instance}`),
+            fromAnswer('warn', (nodes: Nodes, c) => ({
+              message: hypervisorMismatch(c.source, c.target, nodes),
+            })),
+          ],
+          failTo: '#migration.rejected',
+          failure: (_, e) => `Unable to retrieve node information: ${e}`,
+        }),
         storageKind: {
           description:
             'DRBD disks are checked for consistency; shared storage (Ganeti’s ext-mirror migration) has nothing to replicate.',
@@ -215,14 +146,9 @@ export const migrationMachine = protocol.createMachine({
         checkingDisks: judgedRead({
           src: 'diskStatus',
           description: 'Every disk Connected and UpToDate/UpToDate, single-master, on both nodes.',
-          input: ({ context }) => ({
-            instance: context.instance,
-            nodes: bothNodes(context),
-            disks: context.disks,
-          }),
+          input: aboutDisksOnBoth,
           problem: (c, status) => checkDiskConsistency(status, c.instance, c.source, c.target),
           next: 'passed',
-          rejectTo: '#migration.rejected',
           failTo: '#migration.rejected',
           failure: (_, e) => `Cannot check disk consistency: ${e}`,
           says: () => '* checking disk consistency between source and target',
@@ -244,11 +170,7 @@ export const migrationMachine = protocol.createMachine({
         description:
           'Shrinking the instance’s memory so that it fits on the target (allowed runtime change).',
         says: (c) => `* setting instance memory to ${c.handover.balloonToMiB} MiB`,
-        input: ({ context }) => ({
-          instance: context.instance,
-          node: context.source,
-          memoryMiB: context.handover.balloonToMiB!,
-        }),
+        input: (c) => ({ instance: c.instance, node: c.source, memoryMiB: c.handover.balloonToMiB! }),
         next: 'fetchingMigrationInfo',
         failTo: 'endingReverted',
         failure: (_, e) => `Cannot modify instance runtime memory: ${e}`,
@@ -258,41 +180,25 @@ export const migrationMachine = protocol.createMachine({
     },
     fetchingMigrationInfo: {
       on: { ABORT: stopBeforeTheDisks },
-      description:
-        'Reading the source’s hypervisor runtime data that the target needs to accept the instance.',
-      invoke: {
-        id: 'migrationInfo',
+      ...effectStep({
         src: 'migrationInfo',
-        input: ({ context }) => ({
-          instance: context.instance,
-          node: context.source,
-          timeoutMs: step(context),
-        }),
-        onDone: {
-          target: 'dualMaster',
-          actions: { type: 'recordMigrationInfo', params: ({ event }) => event.output },
-        },
+        description:
+          'Reading the source’s hypervisor runtime data that the target needs to accept the instance.',
+        input: (c) => ({ instance: c.instance, node: c.source }),
+        next: 'dualMaster',
+        done: [fromAnswer('recordMigrationInfo', (info: Record<string, unknown>) => info)],
         // Nothing was touched but the memory, if it was ballooned: that is put back.
-        onError: [
-          {
-            guard: 'ballooned',
-            target: 'restoringMemory',
-            actions: { type: 'fail', params: migrationInfoFailure },
-          },
-          { target: 'rejected', actions: { type: 'fail', params: migrationInfoFailure } },
-        ],
-      },
+        failTo: [{ guard: 'ballooned', target: 'restoringMemory' }, { target: 'rejected' }],
+        failure: (c, e) => `Failed fetching source migration information from ${c.source}: ${e}`,
+      }),
     },
     /** The window opens: from here until the disks are single-master again, any failure reverts. */
     dualMaster: {
       on: {
-        ABORT: {
-          target: '#migration.revertingDisks',
-          actions: {
-            type: 'fail',
-            params: { message: 'Aborted by the operator; reverting the disks to single-master' },
-          },
-        },
+        ABORT: abortTo(
+          '#migration.revertingDisks',
+          'Aborted by the operator; reverting the disks to single-master',
+        ),
       },
       description:
         'Opening the dual-primary window: target disks closed, both sides standalone, reconnected with two primaries allowed, resynced, checked, then opened on both nodes.',
@@ -301,161 +207,60 @@ export const migrationMachine = protocol.createMachine({
         check:
           'A failure here reverts the disks to single-master; look at drbdsetup status on both nodes if the revert failed too.',
       }),
-      initial: 'closingTargetDisks',
-      states: {
-        closingTargetDisks: {
-          description: 'Making sure the target is Secondary (drbdsetup secondary).',
-          entry: {
-            type: 'feedback',
-            params: ({ context }) => ({ message: `* closing instance disks on node ${context.target}` }),
-          },
-          invoke: {
-            id: 'closeDisks',
-            src: 'closeDisks',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.target,
-              disks: context.disks,
-              timeoutMs: step(context),
+      ...sequence(
+        { failTo: '#migration.revertingDisks', onDone: '#migration.migrating' },
+        {
+          closingTargetDisks: (link) =>
+            ensureSecondary({
+              node: targetNode,
+              description: 'Making sure the target is Secondary (drbdsetup secondary).',
+              next: [{ guard: 'sharedStorage', target: 'openingSource' }, { target: link.next }],
+              failTo: link.failTo,
             }),
-            onDone: [{ guard: 'sharedStorage', target: 'openingSource' }, { target: 'goingStandalone' }],
-            onError: {
-              target: '#migration.revertingDisks',
-              actions: {
-                type: 'fail',
-                params: ({ context, event }) => ({
-                  message: `Cannot close instance disks on node ${context.target}: ${errorText(event.error)}`,
-                }),
-              },
-            },
-          },
-        },
-        goingStandalone: {
-          description: 'Disconnecting both nodes until StandAlone.',
-          entry: { type: 'feedback', params: { message: '* changing into standalone mode' } },
-          invoke: {
-            id: 'disconnectNet',
-            src: 'disconnectNet',
-            input: askBothAboutDisks,
-            onDone: 'attaching',
-            onError: {
-              target: '#migration.revertingDisks',
-              actions: {
-                type: 'fail',
-                params: ({ event }) => ({ message: `Cannot disconnect disks: ${errorText(event.error)}` }),
-              },
-            },
-          },
-        },
-        attaching: {
-          description: 'Reconnecting both nodes with allow-two-primaries.',
-          meta: meta({ rules: [2] }),
-          entry: { type: 'feedback', params: { message: '* changing disks into dual-master mode' } },
-          invoke: {
-            id: 'attachNet',
-            src: 'attachNet',
-            input: ({ context }) => ({
-              instance: context.instance,
-              nodes: bothNodes(context),
-              disks: context.disks,
+          goingStandalone: goStandalone,
+          attaching: (link) =>
+            goReconnect({
+              ...link,
               multimaster: true,
-              timeoutMs: step(context),
+              description: 'Reconnecting both nodes with allow-two-primaries.',
+              rules: [2],
             }),
-            onDone: 'syncing',
-            onError: {
-              target: '#migration.revertingDisks',
-              actions: {
-                type: 'fail',
-                params: ({ event }) => ({ message: `Cannot change disks config: ${errorText(event.error)}` }),
-              },
-            },
-          },
-        },
-        syncing: {
-          description: 'Waiting for the resync of what the source wrote while disconnected.',
-          meta: meta({ rules: [4, 5] }),
-          ...waitUntilSync({ onFailed: '#migration.revertingDisks', tolerated: false }),
-          onDone: 'verifying',
-        },
-        /** Safety rule 4, checked on the nodes' own answer rather than assumed from the steps before. */
-        verifying: judgedRead({
-          src: 'diskStatus',
-          description:
-            'Reading both nodes back: Connected, UpToDate/UpToDate, two primaries allowed, before any promotion.',
-          input: ({ context }) => ({
-            instance: context.instance,
-            nodes: bothNodes(context),
-            disks: context.disks,
+          syncing: (link) => ({
+            description: 'Waiting for the resync of what the source wrote while disconnected.',
+            meta: meta({ rules: [4, 5] }),
+            ...waitUntilSync({ onFailed: link.failTo, tolerated: false }),
+            onDone: link.next,
           }),
-          problem: (c, status) => checkReadyForDualPrimary(status, bothNodes(c)),
-          next: 'openingSource',
-          rejectTo: '#migration.revertingDisks',
-          failTo: '#migration.revertingDisks',
-          failure: (_, e) => `Cannot read disk status: ${e}`,
-          rules: [4],
-        }),
-        openingSource: {
-          description: 'Opening the disks on the source in shared mode (it stays Primary).',
-          entry: {
-            type: 'feedback',
-            params: ({ context }) => ({
-              message: `* opening instance disks on node ${context.source} in shared mode`,
+          /** Safety rule 4, checked on the nodes' own answer rather than assumed from the steps before. */
+          verifying: (link) =>
+            judgedRead({
+              src: 'diskStatus',
+              description:
+                'Reading both nodes back: Connected, UpToDate/UpToDate, two primaries allowed, before any promotion.',
+              input: aboutDisksOnBoth,
+              problem: (c, status) => checkReadyForDualPrimary(status, bothNodes(c)),
+              next: link.next,
+              failTo: link.failTo,
+              failure: (_, e) => `Cannot read disk status: ${e}`,
+              rules: [4],
             }),
-          },
-          invoke: {
-            id: 'openDisks',
-            src: 'openDisks',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.source,
-              disks: context.disks,
+          openingSource: (link) =>
+            openInstanceDisks({
+              ...link,
+              node: sourceNode,
               exclusive: false,
-              timeoutMs: step(context),
+              description: 'Opening the disks on the source in shared mode (it stays Primary).',
             }),
-            onDone: 'openingTarget',
-            onError: {
-              target: '#migration.revertingDisks',
-              actions: {
-                type: 'fail',
-                params: ({ context, event }) => ({
-                  message: `Cannot open instance disks on node ${context.source}: ${errorText(event.error)}`,
-                }),
-              },
-            },
-          },
-        },
-        openingTarget: {
-          description: 'Promoting the target: both nodes are Primary from here.',
-          meta: meta({ rules: [2, 4] }),
-          entry: {
-            type: 'feedback',
-            params: ({ context }) => ({
-              message: `* opening instance disks on node ${context.target} in shared mode`,
-            }),
-          },
-          invoke: {
-            id: 'openDisks',
-            src: 'openDisks',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.target,
-              disks: context.disks,
+          openingTarget: (link) =>
+            openInstanceDisks({
+              ...link,
+              node: targetNode,
               exclusive: false,
-              timeoutMs: step(context),
+              description: 'Promoting the target: both nodes are Primary from here.',
+              rules: [2, 4],
             }),
-            onDone: '#migration.migrating',
-            onError: {
-              target: '#migration.revertingDisks',
-              actions: {
-                type: 'fail',
-                params: ({ context, event }) => ({
-                  message: `Cannot open instance disks on node ${context.target}: ${errorText(event.error)}`,
-                }),
-              },
-            },
-          },
         },
-      },
+      ),
     },
     migrating: {
       // The instance may be on both nodes here: resuming blind is guessing.
@@ -463,13 +268,11 @@ export const migrationMachine = protocol.createMachine({
       on: {
         ABORT: [
           { guard: 'pastPointOfNoReturn', actions: 'refuseAbort' },
-          {
-            target: '#migration.aborting',
-            actions: [
-              { type: 'feedback', params: { message: 'Aborted by the operator, aborting' } },
-              { type: 'fail', params: { message: 'Aborted by the operator; the handover is being undone' } },
-            ],
-          },
+          abortTo(
+            aborting,
+            'Aborted by the operator; the handover is being undone',
+            'Aborted by the operator, aborting',
+          ),
         ],
       },
       description:
@@ -480,281 +283,138 @@ export const migrationMachine = protocol.createMachine({
       }),
       initial: 'accepting',
       states: {
-        accepting: {
+        accepting: effectStep({
+          src: 'acceptInstance',
           description: 'Starting the target’s hypervisor waiting for the incoming instance.',
-          entry: {
-            type: 'feedback',
-            params: ({ context }) => ({ message: `* preparing ${context.target} to accept the instance` }),
-          },
-          invoke: {
-            id: 'acceptInstance',
-            src: 'acceptInstance',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.target,
-              source: context.source,
-              info: context.handover.migrationInfo ?? {},
-              postcopy: context.policy.postcopy && (context.handover.live ?? true),
-              timeoutMs: step(context),
-            }),
-            onDone: 'settingParameters',
-            onError: {
-              target: '#migration.aborting',
-              actions: [
-                { type: 'feedback', params: { message: 'Pre-migration failed, aborting' } },
-                {
-                  type: 'fail',
-                  params: ({ context, event }) => ({
-                    message: `Could not pre-migrate instance ${context.instance}: ${errorText(event.error)}`,
-                  }),
-                },
-              ],
-            },
-          },
-        },
+          says: (c) => `* preparing ${c.target} to accept the instance`,
+          input: (c) => ({
+            instance: c.instance,
+            node: c.target,
+            source: c.source,
+            info: c.handover.migrationInfo ?? {},
+            postcopy: mayPostcopy(c.policy, c.handover.live),
+          }),
+          next: 'settingParameters',
+          failTo: aborting,
+          failSays: 'Pre-migration failed, aborting',
+          failure: (c, e) => `Could not pre-migrate instance ${c.instance}: ${e}`,
+        }),
         settingParameters: effectStep({
           src: 'setMigrationParameters',
           description:
             'The copy’s bandwidth and downtime limits, and what the convergence policy may switch on during it, set on the source before it starts.',
-          input: ({ context }) => ({
-            instance: context.instance,
-            node: context.source,
-            bandwidthMiBps: context.policy.bandwidthMiBps,
-            downtimeMs: context.handover.converge.downtimeMs,
+          input: (c) => ({
+            instance: c.instance,
+            node: c.source,
+            bandwidthMiBps: c.policy.bandwidthMiBps,
+            downtimeMs: c.handover.converge.downtimeMs,
             prepare: {
-              autoConverge: context.policy.autoConverge,
-              postcopy: context.policy.postcopy && (context.handover.live ?? true),
+              autoConverge: c.policy.autoConverge,
+              postcopy: mayPostcopy(c.policy, c.handover.live),
             },
           }),
           next: 'starting',
-          failTo: '#migration.aborting',
+          failTo: aborting,
           failure: (c, e) => `Could not set the migration parameters of ${c.instance}: ${e}`,
         }),
-        starting: {
+        starting: effectStep({
+          src: 'migrateInstance',
           description: 'Starting the memory copy on the source.',
-          entry: {
-            type: 'feedback',
-            params: ({ context }) => ({ message: `* migrating instance to ${context.target}` }),
-          },
-          invoke: {
-            id: 'migrateInstance',
-            src: 'migrateInstance',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.source,
-              target: context.target,
-              live: context.handover.live ?? true,
-              timeoutMs: step(context),
-            }),
-            onDone: 'transferring',
-            onError: {
-              target: '#migration.aborting',
-              actions: [
-                { type: 'feedback', params: { message: 'Migration failed, aborting' } },
-                {
-                  type: 'fail',
-                  params: ({ context, event }) => ({
-                    message: `Could not migrate instance ${context.instance}: ${errorText(event.error)}`,
-                  }),
-                },
-              ],
-            },
-          },
-        },
+          says: (c) => `* migrating instance to ${c.target}`,
+          input: (c) => ({
+            instance: c.instance,
+            node: c.source,
+            target: c.target,
+            live: c.handover.live ?? true,
+          }),
+          next: 'transferring',
+          failTo: aborting,
+          failSays: 'Migration failed, aborting',
+          failure: (c, e) => `Could not migrate instance ${c.instance}: ${e}`,
+        }),
         transferring: {
           description: 'Memory copy in progress; a switch to postcopy makes the source unresumable.',
           tags: ['pointOfNoReturn'],
           meta: meta({ marker: 'point of no return', rules: [1, 5] }),
-          entry: [{ type: 'feedback', params: { message: '* starting memory transfer' } }, 'startWatch'],
+          entry: [saying('* starting memory transfer'), 'startWatch'],
           initial: 'polling',
           states: {
-            polling: {
+            polling: effectStep({
+              src: 'migrationStatus',
               description:
                 'Asking the source how the memory copy goes (a long poll, bounded by the nearer deadline).',
-              invoke: {
-                id: 'migrationStatus',
-                src: 'migrationStatus',
-                input: ({ context }) => ({
-                  instance: context.instance,
-                  node: context.source,
-                  timeoutMs: nextPollTimeout(
-                    context.watch,
-                    context.limits.pollWindowMs,
-                    context.limits.migrationTotalMs,
-                    context.limits.migrationNoProgressMs,
+              input: (c) => ({ instance: c.instance, node: c.source }),
+              timeoutMs: (c) =>
+                nextPollTimeout(
+                  c.watch,
+                  c.limits.pollWindowMs,
+                  c.limits.migrationTotalMs,
+                  c.limits.migrationNoProgressMs,
+                ),
+              next: 'judging',
+              done: [fromAnswer('recordMemory', (status: MigrationStatus) => status)],
+              goOnTo: [
+                {
+                  guard: 'pastPointOfNoReturn',
+                  target: '#migration.surveying',
+                  actions: failing(
+                    (c, e) =>
+                      `Lost track of the postcopy migration of ${c.instance} (it can no longer be aborted): ${e}`,
                   ),
-                }),
-                onDone: {
-                  target: 'judging',
-                  actions: { type: 'recordMemory', params: ({ event }) => event.output },
                 },
-                onError: [
-                  {
-                    guard: 'pastPointOfNoReturn',
-                    target: '#migration.surveying',
-                    actions: {
-                      type: 'fail',
-                      params: ({ context, event }) => ({
-                        message: `Lost track of the postcopy migration of ${context.instance} (it can no longer be aborted): ${errorText(event.error)}`,
-                      }),
-                    },
-                  },
-                  {
-                    target: '#migration.aborting',
-                    actions: [
-                      { type: 'feedback', params: { message: 'Migration failed, aborting' } },
-                      {
-                        type: 'fail',
-                        params: ({ context, event }) => ({
-                          message: `Could not migrate instance ${context.instance}: ${errorText(event.error)}`,
-                        }),
-                      },
-                    ],
-                  },
-                ],
-              },
-            },
+                {
+                  target: aborting,
+                  actions: failing((c, e) => `Could not migrate instance ${c.instance}: ${e}`, {
+                    says: 'Migration failed, aborting',
+                  }),
+                },
+              ],
+            }),
             judging: {
               description: 'Completed, failed, broken postcopy, overdue, or poll again.',
               always: [
                 {
                   guard: 'migrationCompleted',
                   target: '#migration.finalizing',
-                  actions: { type: 'feedback', params: { message: '* memory transfer complete' } },
+                  actions: saying('* memory transfer complete'),
                 },
                 {
                   guard: 'postcopyBroken',
                   target: '#migration.surveying',
-                  actions: {
-                    type: 'fail',
-                    params: ({ context }) => ({
-                      message: `The postcopy migration of ${context.instance} broke off (${context.handover.memory?.status}); the instance is split between ${context.source} and ${context.target} and cannot be resumed on the source`,
-                    }),
-                  },
+                  actions: failing(
+                    (c) =>
+                      `The postcopy migration of ${c.instance} broke off (${c.handover.memory?.status}); the instance is split between ${c.source} and ${c.target} and cannot be resumed on the source`,
+                  ),
                 },
                 {
                   // The source's memory went on with the target: there is nothing left to resume.
                   guard: and(['migrationFailed', 'pastPointOfNoReturn']),
                   target: '#migration.surveying',
-                  actions: {
-                    type: 'fail',
-                    params: ({ context }) => ({
-                      message: `The postcopy migration of ${context.instance} failed (${context.handover.memory?.status}); the guest's memory was split between ${context.source} and ${context.target} and cannot be resumed on the source`,
-                    }),
-                  },
+                  actions: failing(
+                    (c) =>
+                      `The postcopy migration of ${c.instance} failed (${c.handover.memory?.status}); the guest's memory was split between ${c.source} and ${c.target} and cannot be resumed on the source`,
+                  ),
                 },
                 {
                   guard: 'migrationFailed',
-                  target: '#migration.aborting',
-                  actions: [
-                    { type: 'feedback', params: { message: 'Migration failed, aborting' } },
-                    {
-                      type: 'fail',
-                      params: ({ context }) => ({
-                        message: `Could not migrate instance ${context.instance}: hypervisor returned failure (${context.handover.memory?.status})`,
-                      }),
-                    },
-                  ],
+                  target: aborting,
+                  actions: failing(
+                    (c) =>
+                      `Could not migrate instance ${c.instance}: hypervisor returned failure (${c.handover.memory?.status})`,
+                    { says: 'Migration failed, aborting' },
+                  ),
                 },
                 {
                   guard: 'migrationOverdue',
-                  target: '#migration.aborting',
-                  actions: [
-                    { type: 'feedback', params: { message: 'Migration overdue, aborting' } },
-                    {
-                      type: 'fail',
-                      params: ({ context }) => ({ message: migrationOverdueMessage(context) }),
-                    },
-                  ],
+                  target: aborting,
+                  actions: failing(copyOverdueMessage, { says: 'Migration overdue, aborting' }),
                 },
                 { guard: 'copyStalled', target: 'converging' },
                 { target: 'polling' },
               ],
             },
             /** The convergence policy, stage by stage (machines/convergence.ts). */
-            converging: {
-              description:
-                'The dirty passes stopped shrinking: the policy’s next stage, in order: a longer downtime limit (doubled up to its cap), auto-converge, postcopy; when none is left, abort and revert.',
-              meta: meta({ rules: [5] }),
-              always: [
-                {
-                  guard: { type: 'nextStageIs', params: { stage: 'raiseDowntime' } },
-                  target: 'raisingDowntime',
-                },
-                { guard: { type: 'nextStageIs', params: { stage: 'autoConverge' } }, target: 'throttling' },
-                {
-                  guard: { type: 'nextStageIs', params: { stage: 'postcopy' } },
-                  target: 'switchingToPostcopy',
-                  actions: 'passPointOfNoReturn',
-                },
-                // A growing throttle, or postcopy before Ganeti's number of dirty passes.
-                { guard: { type: 'nextStageIs', params: { stage: 'wait' } }, target: 'polling' },
-                {
-                  target: '#migration.aborting',
-                  actions: [
-                    { type: 'feedback', params: { message: 'Migration does not converge, aborting' } },
-                    {
-                      type: 'fail',
-                      params: ({ context }) => ({
-                        message: notConvergedMessage(
-                          context.instance,
-                          context.policy,
-                          context.handover.converge,
-                        ),
-                      }),
-                    },
-                  ],
-                },
-              ],
-            },
-            raisingDowntime: effectStep({
-              src: 'setMigrationParameters',
-              description:
-                'Doubling the downtime limit (up to the policy’s cap) so that a bigger last pass may be sent.',
-              input: ({ context }) => ({
-                instance: context.instance,
-                node: context.source,
-                downtimeMs: raisedDowntime(context.policy, context.handover.converge),
-              }),
-              next: 'polling',
-              done: {
-                type: 'recordStage',
-                params: ({ context }: { context: ProtocolContext }) => ({
-                  said: `downtime limit ${context.handover.converge.downtimeMs} → ${raisedDowntime(context.policy, context.handover.converge)} ms`,
-                  downtimeMs: raisedDowntime(context.policy, context.handover.converge),
-                }),
-              },
-              failTo: '#migration.aborting',
-              failure: (c, e) => `Could not raise the downtime limit of ${c.instance}: ${e}`,
-            }),
-            throttling: effectStep({
-              src: 'setMigrationParameters',
-              description:
-                'Auto-converge: the guest’s CPUs are throttled so that it dirties less than the link copies.',
-              input: ({ context }) => ({
-                instance: context.instance,
-                node: context.source,
-                throttle: true as const,
-              }),
-              next: 'polling',
-              done: {
-                type: 'recordStage',
-                params: { said: 'auto-converge (guest CPUs throttled)', throttled: true } as const,
-              },
-              failTo: '#migration.aborting',
-              failure: (c, e) => `Could not throttle the guest of ${c.instance}: ${e}`,
-            }),
-            switchingToPostcopy: effectStep({
-              src: 'startPostcopy',
-              description:
-                'Postcopy: the target runs the guest and fetches the rest of its memory; from the request on, the source cannot be resumed.',
-              input: ({ context }) => ({ instance: context.instance, node: context.source }),
-              next: 'polling',
-              done: { type: 'recordStage', params: { said: 'postcopy', postcopyStarted: true } as const },
-              failTo: '#migration.surveying',
-              failure: (c, e) =>
-                `Could not switch the migration of ${c.instance} to postcopy, which may have switched anyway (it can no longer be aborted): ${e}`,
-            }),
+            ...convergenceStages({ poll: 'polling', onGiveUp: aborting, onLost: '#migration.surveying' }),
           },
         },
       },
@@ -775,61 +435,17 @@ export const migrationMachine = protocol.createMachine({
       meta: meta({ rules: [1, 3] }),
       initial: 'source',
       states: {
-        source: {
-          invoke: {
-            id: 'finalizeMigrationSource',
-            src: 'finalizeMigrationSource',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.source,
-              success: true,
-              live: context.handover.live ?? true,
-              timeoutMs: step(context),
-            }),
-            onDone: 'target',
-            onError: {
-              target: 'target',
-              actions: {
-                type: 'recordFinalizeError',
-                // The effect's error already names the node.
-                params: ({ event }) => ({ message: errorText(event.error) }),
-              },
-            },
-          },
-        },
-        target: {
-          invoke: {
-            id: 'finalizeMigrationTarget',
-            src: 'finalizeMigrationTarget',
-            input: ({ context }) => ({
-              instance: context.instance,
-              node: context.target,
-              info: context.handover.migrationInfo ?? {},
-              success: true,
-              timeoutMs: step(context),
-            }),
-            onDone: 'judging',
-            onError: {
-              target: 'judging',
-              actions: {
-                type: 'recordFinalizeError',
-                // The effect's error already names the node.
-                params: ({ event }) => ({ message: errorText(event.error) }),
-              },
-            },
-          },
-        },
+        source: finalizeMigrationSource({ success: true, ...evenIfFailed('target', noteFinalizeError) }),
+        target: finalizeMigrationTarget({ success: true, ...evenIfFailed('judging', noteFinalizeError) }),
         judging: {
           always: [
             {
               guard: 'finalizeFailed',
               target: '#migration.surveying',
-              actions: {
-                type: 'fail',
-                params: ({ context }) => ({
-                  message: `Could not finalize instance migration: ${context.handover.finalizeErrors.join('; ')}; the config still names ${context.source}; ${cleanupHint(context.instance)}`,
-                }),
-              },
+              actions: failing(
+                (c) =>
+                  `Could not finalize instance migration: ${c.handover.finalizeErrors.join('; ')}; the config still names ${c.source}; ${cleanupHint(c.instance)}`,
+              ),
             },
             { target: '#migration.committing' },
           ],
@@ -879,47 +495,34 @@ export const migrationMachine = protocol.createMachine({
     },
     /** The source would not resume after the abort: a revert is claimed only where the guest runs. */
     confirmingRevert: {
-      description:
-        'The source did not confirm it resumed after the aborted copy: looking whether the instance runs there before saying it was reverted.',
       tags: ['failure'],
       meta: meta({ rules: [1], check: 'Where does the instance run, and is it running or paused?' }),
-      invoke: {
-        id: 'instanceList',
+      ...effectStep({
         src: 'instanceList',
-        input: askBoth,
-        onDone: [
+        description:
+          'The source did not confirm it resumed after the aborted copy: looking whether the instance runs there before saying it was reverted.',
+        input: aboutBoth,
+        next: [
           {
-            guard: { type: 'runningOnSourceOnlyIn', params: ({ event }) => ({ lists: event.output }) },
+            guard: inLists('runningOnSourceOnlyIn'),
             target: 'endingReverted',
-            actions: { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
+            actions: recordLocations,
           },
           {
             target: 'surveying',
             actions: [
-              { type: 'recordLocations', params: ({ event }) => ({ lists: event.output }) },
-              {
-                type: 'fail',
-                params: ({ context }) => ({
-                  message: `The migration of ${context.instance} was aborted, but it is not running on ${context.source} (${
-                    where(context)
-                      .map((n) => `${locate(context.found.locations!, context.instance, n)} on ${n}`)
-                      .join(', ') || 'found nowhere'
-                  }); the cleanup resumes a paused source`,
-                }),
-              },
+              recordLocations,
+              ...failing(
+                (c) =>
+                  `The migration of ${c.instance} was aborted, but it is not running on ${c.source} (${foundAt(c) || 'found nowhere'}); the cleanup resumes a paused source`,
+              ),
             ],
           },
         ],
-        onError: {
-          target: 'surveying',
-          actions: {
-            type: 'fail',
-            params: ({ context, event }) => ({
-              message: `The migration of ${context.instance} was aborted, but whether it runs on ${context.source} could not be read: ${errorText(event.error)}`,
-            }),
-          },
-        },
-      },
+        failTo: 'surveying',
+        failure: (c, e) =>
+          `The migration of ${c.instance} was aborted, but whether it runs on ${c.source} could not be read: ${e}`,
+      }),
     },
     /** Every revert ends here: memory ballooned down to fit the target is put back (Ganeti forgets). */
     endingReverted: {
@@ -928,36 +531,20 @@ export const migrationMachine = protocol.createMachine({
       always: [{ guard: 'ballooned', target: 'restoringMemory' }, { target: 'reverted' }],
     },
     restoringMemory: {
-      description: 'Putting back the memory the instance had before it was ballooned down to fit the target.',
       tags: ['failure'],
-      entry: {
-        type: 'feedback',
-        params: ({ context }) => ({
-          message: `* setting instance memory back to ${context.handover.currentMemoryMiB} MiB`,
-        }),
-      },
-      invoke: {
-        id: 'balloonMemory',
+      ...effectStep({
         src: 'balloonMemory',
-        input: ({ context }) => ({
-          instance: context.instance,
-          node: context.source,
-          memoryMiB: context.handover.currentMemoryMiB!,
-          timeoutMs: step(context),
-        }),
-        onDone: 'reverted',
+        description:
+          'Putting back the memory the instance had before it was ballooned down to fit the target.',
+        says: (c) => `* setting instance memory back to ${c.handover.currentMemoryMiB} MiB`,
+        input: (c) => ({ instance: c.instance, node: c.source, memoryMiB: c.handover.currentMemoryMiB! }),
+        next: 'reverted',
         // The instance runs where it was; its smaller memory is worth a warning, not a cleanup.
-        onError: {
-          target: 'reverted',
-          actions: {
-            type: 'fail',
-            params: ({ context, event }) => ({
-              message: `Could not put the memory of ${context.instance} back to ${context.handover.currentMemoryMiB} MiB on ${context.source} (it stays at ${context.handover.balloonToMiB} MiB): ${errorText(event.error)}`,
-              tolerated: true,
-            }),
-          },
-        },
-      },
+        failTo: 'reverted',
+        failure: (c, e) =>
+          `Could not put the memory of ${c.instance} back to ${c.handover.currentMemoryMiB} MiB on ${c.source} (it stays at ${c.handover.balloonToMiB} MiB): ${e}`,
+        tolerated: true,
+      }),
     },
     singleMasterFailed: {
       description:
@@ -968,11 +555,7 @@ export const migrationMachine = protocol.createMachine({
         { target: 'surveying' },
       ],
     },
-    surveying: {
-      description: 'Giving up: reading both nodes so that the outcome says what is really left.',
-      tags: ['failure'],
-      ...survey({ next: '#migration.needsCleanup' }),
-    },
+    surveying: survey({ next: '#migration.needsCleanup' }),
     migrated: outcomeState(
       'migrated',
       'Done: the instance runs on the target, the config says so, the disks are single-master again.',
@@ -999,39 +582,12 @@ export const migrationMachine = protocol.createMachine({
   },
 });
 
-function migrationInfoFailure({ context, event }: { context: ProtocolContext; event: { error: unknown } }) {
-  return {
-    message: `Failed fetching source migration information from ${context.source}: ${errorText(event.error)}`,
-  };
-}
-
-function memoryPlan(context: ProtocolContext, nodes: Record<string, NodeInfo>) {
-  const targetInfo = nodes[context.target];
-  if (targetInfo === undefined || context.config === null) {
-    return { problem: `Can't get data from node ${context.target}`, balloonToMiB: null };
-  }
-  return planMemory(
-    context.config,
-    context.target,
-    targetInfo,
-    context.handover.currentMemoryMiB ?? context.config.memoryMiB,
-    context.request.allowRuntimeChanges,
+/** Free memory on the target: enough, enough once the instance is ballooned down, or a refusal. */
+const memoryPlan = (c: ProtocolContext, nodes: Record<string, NodeInfo>) =>
+  planMemory(
+    c.config,
+    c.target,
+    nodes[c.target],
+    c.handover.currentMemoryMiB ?? c.config?.memoryMiB ?? 0,
+    c.request.allowRuntimeChanges,
   );
-}
-
-function hypervisorMismatch(source: string, target: string, nodes: Record<string, NodeInfo>): string | null {
-  const a = nodes[source]?.hypervisorVersion;
-  const b = nodes[target]?.hypervisorVersion;
-  if (a === undefined || b === undefined || a === b) return null;
-  return `* warning: hypervisor version mismatch between source (${a}) and target (${b}) node`;
-}
-
-function migrationOverdueMessage(context: ProtocolContext): string {
-  const why =
-    context.watch === null
-      ? null
-      : overdue(context.watch, context.limits.migrationTotalMs, context.limits.migrationNoProgressMs);
-  return why === 'total'
-    ? `Could not migrate instance ${context.instance}: the memory transfer did not finish within ${seconds(context.limits.migrationTotalMs)}`
-    : `Could not migrate instance ${context.instance}: the memory transfer made no progress for ${seconds(context.limits.migrationNoProgressMs)}`;
-}

@@ -254,26 +254,20 @@ export function where(c: ProtocolContext): string[] {
   return bothNodes(c).filter((n) => locate(locations, c.instance, n) !== null);
 }
 
+/** How the last instanceList found the instance, node by node ("paused on node-a"); '' where nowhere. */
+export const foundAt = (c: ProtocolContext) =>
+  where(c)
+    .map((n) => `${locate(c.found.locations!, c.instance, n)} on ${n}`)
+    .join(', ');
+
 export const bothNodes = (c: ProtocolContext): [string, string] => [c.source, c.target];
-export const step = (c: ProtocolContext) => c.limits.stepTimeoutMs;
+/** The deadline of one step's call. */
+export const stepTimeout = (c: ProtocolContext) => c.limits.stepTimeoutMs;
 /**
  * A probe of a node that may be dead waits less than a step: a node that has not answered an SSH
  * handshake in 10 s (the probe takes half of this) is not coming.
  */
-export const probeTimeout = (c: ProtocolContext) => Math.min(step(c), 20_000);
-
-/** The input of a one-shot call to both nodes: the instance, its two nodes, the step's deadline. */
-export const askBoth = ({ context }: { context: ProtocolContext }) => ({
-  instance: context.instance,
-  nodes: bothNodes(context),
-  timeoutMs: step(context),
-});
-
-/** The same, about the instance's disks. */
-export const askBothAboutDisks = ({ context }: { context: ProtocolContext }) => ({
-  ...askBoth({ context }),
-  disks: context.disks,
-});
+export const probeTimeout = (c: ProtocolContext) => Math.min(stepTimeout(c), 20_000);
 
 export function syncOverdueMessage(c: ProtocolContext): string {
   const why = c.watch === null ? null : overdue(c.watch, c.limits.syncTotalMs, c.limits.syncNoProgressMs);
@@ -281,6 +275,14 @@ export function syncOverdueMessage(c: ProtocolContext): string {
   return why === 'total'
     ? `Resync did not finish within ${seconds(c.limits.syncTotalMs)} (${at}) on ${bothNodes(c).join(', ')}`
     : `Resync made no progress for ${seconds(c.limits.syncNoProgressMs)} (${at}) on ${bothNodes(c).join(', ')}`;
+}
+
+export function copyOverdueMessage(c: ProtocolContext): string {
+  const why =
+    c.watch === null ? null : overdue(c.watch, c.limits.migrationTotalMs, c.limits.migrationNoProgressMs);
+  return why === 'total'
+    ? `Could not migrate instance ${c.instance}: the memory transfer did not finish within ${seconds(c.limits.migrationTotalMs)}`
+    : `Could not migrate instance ${c.instance}: the memory transfer made no progress for ${seconds(c.limits.migrationNoProgressMs)}`;
 }
 
 export function outputOf(c: ProtocolContext): ProtocolOutput {

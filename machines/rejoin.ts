@@ -1,16 +1,17 @@
 import { checkInstanceConfig, checkRejoined } from './checks.js';
-import type { InstanceConfig } from './contract.js';
+import type { InstanceConfig, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
-import { errorText } from './effects.js';
-import { effectStep, judgedRead, loadingConfig, outcomeState, survey, waitUntilSync } from './flows.js';
+import { survey, waitUntilSync } from './flows.js';
+import { initialContext, outputOf, type ProtocolContext, probeTimeout, protocol } from './protocol.js';
 import {
-  bothNodes,
-  initialContext,
-  outputOf,
-  type ProtocolContext,
-  probeTimeout,
-  protocol,
-} from './protocol.js';
+  aboutDisksOnBoth,
+  effectStep,
+  goReconnect,
+  goStandalone,
+  judgedRead,
+  loadingConfig,
+  outcomeState,
+} from './steps.js';
 
 /**
  * The failed node comes back (after a failover it is the instance's secondary): it must become
@@ -23,6 +24,7 @@ import {
 
 const returning = (c: ProtocolContext) => c.target;
 const survivor = (c: ProtocolContext) => c.source;
+type Probed = { context: ProtocolContext; event: { output: NodeProbe } };
 
 export const rejoinMachine = protocol.createMachine({
   id: 'rejoin',
@@ -47,50 +49,39 @@ export const rejoinMachine = protocol.createMachine({
       }),
     },
     probing: {
-      description: 'Is the returning node up, and does a stale copy of the instance run there?',
       meta: meta({ rules: [1, 7] }),
-      invoke: {
-        id: 'probeNode',
+      ...effectStep({
         src: 'probeNode',
-        input: ({ context }) => ({
-          instance: context.instance,
-          node: returning(context),
-          timeoutMs: probeTimeout(context),
-        }),
-        onDone: [
+        description: 'Is the returning node up, and does a stale copy of the instance run there?',
+        input: (c) => ({ instance: c.instance, node: returning(c) }),
+        timeoutMs: probeTimeout,
+        next: [
           {
-            guard: { type: 'unreachableIn', params: ({ event }) => ({ probe: event.output }) },
+            guard: { type: 'unreachableIn', params: ({ event }: Probed) => ({ probe: event.output }) },
             target: 'rejected',
             actions: {
               type: 'fail',
-              params: ({ context, event }) => ({
+              params: ({ context, event }: Probed) => ({
                 message: `${returning(context)} does not answer (${event.output.error}): boot it first, then rejoin it`,
               }),
             },
           },
           {
-            guard: { type: 'presentIn', params: ({ event }) => ({ probe: event.output }) },
+            guard: { type: 'presentIn', params: ({ event }: Probed) => ({ probe: event.output }) },
             target: 'stoppingStaleCopy',
           },
           { target: 'demoting' },
         ],
-        onError: {
-          target: 'rejected',
-          actions: {
-            type: 'fail',
-            params: ({ context, event }) => ({
-              message: `Cannot probe node ${returning(context)}: ${errorText(event.error)}`,
-            }),
-          },
-        },
-      },
+        failTo: 'rejected',
+        failure: (c, e) => `Cannot probe node ${returning(c)}: ${e}`,
+      }),
     },
     stoppingStaleCopy: {
       ...effectStep({
         src: 'shutdownInstance',
         description:
           'A copy of the instance runs on the returning node: stale, since the config names the survivor; it is stopped.',
-        input: ({ context }) => ({ instance: context.instance, node: returning(context) }),
+        input: (c) => ({ instance: c.instance, node: returning(c) }),
         next: 'demoting',
         failTo: '#rejoin.surveying',
         failure: (c, e) => `Could not stop the stale copy of ${c.instance} on ${returning(c)}: ${e}`,
@@ -102,11 +93,7 @@ export const rejoinMachine = protocol.createMachine({
       ...effectStep({
         src: 'closeDisks',
         description: 'The returning node’s disks become Secondary.',
-        input: ({ context }) => ({
-          instance: context.instance,
-          node: returning(context),
-          disks: context.disks,
-        }),
+        input: (c) => ({ instance: c.instance, node: returning(c), disks: c.disks }),
         next: 'storageKind',
         failTo: '#rejoin.surveying',
         failure: (c, e) => `Cannot make the disks Secondary on ${returning(c)}: ${e}`,
@@ -119,41 +106,23 @@ export const rejoinMachine = protocol.createMachine({
         'Shared storage has no replication to resync: a returning node that holds nothing is rejoined.',
       always: [{ guard: 'sharedStorage', target: 'rejoined' }, { target: 'goingStandalone' }],
     },
-    goingStandalone: {
-      ...effectStep({
-        src: 'disconnectNet',
-        description: 'Both sides StandAlone, whatever the survivor was waiting for.',
-        input: ({ context }) => ({
-          instance: context.instance,
-          nodes: bothNodes(context),
-          disks: context.disks,
-        }),
-        next: 'reconnecting',
-        failTo: '#rejoin.surveying',
-        failure: (_, e) => `Cannot disconnect disks: ${e}`,
-        says: () => '* changing into standalone mode',
-      }),
-    },
-    reconnecting: {
-      ...effectStep({
-        src: 'attachNet',
-        description:
-          'Reconnecting single-master, the returning node with --discard-my-data: a split brain resolves in the survivor’s favour.',
-        input: ({ context }) => ({
-          instance: context.instance,
-          nodes: bothNodes(context),
-          disks: context.disks,
-          multimaster: false,
-          discardOn: returning(context),
-        }),
-        next: 'resyncing',
-        failTo: '#rejoin.surveying',
-        failure: (_, e) => `Cannot reconnect the disks: ${e}`,
-        says: (c) =>
-          `* reconnecting; ${returning(c)} discards what it wrote alone and resyncs from ${survivor(c)}`,
-        rules: [2, 7],
-      }),
-    },
+    goingStandalone: goStandalone({
+      description: 'Both sides StandAlone, whatever the survivor was waiting for.',
+      next: 'reconnecting',
+      failTo: '#rejoin.surveying',
+    }),
+    reconnecting: goReconnect({
+      description:
+        'Reconnecting single-master, the returning node with --discard-my-data: a split brain resolves in the survivor’s favour.',
+      multimaster: false,
+      discardOn: returning,
+      rules: [2, 7],
+      says: (c) =>
+        `* reconnecting; ${returning(c)} discards what it wrote alone and resyncs from ${survivor(c)}`,
+      next: 'resyncing',
+      failTo: '#rejoin.surveying',
+      failure: (_, e) => `Cannot reconnect the disks: ${e}`,
+    }),
     resyncing: {
       description: 'Waiting for the returning node to catch up with the survivor.',
       meta: meta({ rules: [5] }),
@@ -163,23 +132,14 @@ export const rejoinMachine = protocol.createMachine({
     verifying: judgedRead({
       src: 'diskStatus',
       description: 'Reading both sides back: Connected, UpToDate/UpToDate, the returning node Secondary.',
-      input: ({ context }) => ({
-        instance: context.instance,
-        nodes: bothNodes(context),
-        disks: context.disks,
-      }),
+      input: aboutDisksOnBoth,
       problem: (c, status) => checkRejoined(status, survivor(c), returning(c)),
       next: 'rejoined',
-      rejectTo: '#rejoin.surveying',
       failTo: '#rejoin.surveying',
       failure: (_, e) => `Cannot read disk status: ${e}`,
       rules: [2, 4],
     }),
-    surveying: {
-      description: 'Giving up: reading both nodes so that the outcome says what is really left.',
-      tags: ['failure'],
-      ...survey({ next: '#rejoin.needsCleanup' }),
-    },
+    surveying: survey({ next: '#rejoin.needsCleanup' }),
     rejoined: outcomeState(
       'rejoined',
       'Done: the returning node is the Secondary again, in sync with the survivor.',
