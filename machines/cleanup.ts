@@ -55,13 +55,14 @@ export const cleanupMachine = protocol.createMachine({
       description:
         'Deciding from where it runs: on both (abort, look again), on none or only as a leftover (give up), on the target (commit), on the source (repair the disks).',
       always: [
-        { guard: and(['onBothNodes', not('alreadyActedOnBoth')]), target: 'abortingFound' },
+        { guard: and(['onBothNodes', not('abortTried')]), target: 'abortingFound' },
         {
           guard: 'onBothNodes',
           target: 'surveying',
           actions: failing(
             () =>
               'Instance seems to be running on two nodes, or the hypervisor is confused; you will have to ensure manually that it runs only on one and restart this operation',
+            { verdict: 'onBothNodes' },
           ),
         },
         {
@@ -70,6 +71,7 @@ export const cleanupMachine = protocol.createMachine({
           actions: failing(
             (c) =>
               `Instance does not seem to be running at all; in this case it's safer to repair by stopping it to ensure disk shutdown ('drbd-migrate' does not start or stop instances), and then restarting it on ${c.source}`,
+            { verdict: 'runsNowhere' },
           ),
         },
         {
@@ -78,17 +80,19 @@ export const cleanupMachine = protocol.createMachine({
           actions: failing(
             (c) =>
               `Instance ${c.instance} survives only as a migration leftover (${foundAt(c)}), not as a running guest; stop it and start it again on ${c.source}`,
+            { verdict: 'onlyLeftovers' },
           ),
         },
         { guard: 'onTargetOnly', target: 'committing' },
         // A copy aborted without resuming the source: the abort is done again (cancel, then cont).
-        { guard: and(['pausedOnSourceOnly', not('alreadyActedOnBoth')]), target: 'abortingFound' },
+        { guard: and(['pausedOnSourceOnly', not('abortTried')]), target: 'abortingFound' },
         {
           guard: 'pausedOnSourceOnly',
           target: 'surveying',
           actions: failing(
             (c) =>
               `Instance ${c.instance} stays paused on ${c.source} after the cleanup tried to resume it; resume it by hand (QMP cont) once you have checked why it would not`,
+            { verdict: 'stuckPaused' },
           ),
         },
         {
@@ -137,7 +141,7 @@ export const cleanupMachine = protocol.createMachine({
         'Found on both nodes: abort the handover (looking first whether it completed), then look again.',
       meta: meta({ rules: [1] }),
       entry: [
-        'markActedOnBoth',
+        'markAbortTried',
         { type: 'feedback', params: { message: 'Trying to cleanup after failed migration' } },
       ],
       ...abortMigration({ next: '#cleanup.locating', onHandoverCompleted: '#cleanup.completingHandover' }),

@@ -7,7 +7,7 @@ import { errorText, unprovidedEffects } from './effects.js';
 import { issuesText } from './input.js';
 import { Limits } from './limits.js';
 import { InstanceName, NodeName } from './names.js';
-import type { Outcome, ProtocolInput, ProtocolOutput } from './protocol.js';
+import { type Outcome, type ProtocolInput, type ProtocolOutput, VERDICTS, type Verdict } from './protocol.js';
 
 /**
  * Draining a node (Ganeti's gnt-node migrate, Proxmox's migrateall): every instance whose primary is
@@ -66,6 +66,8 @@ export const InstanceResultSchema = z.object({
   operation: z.enum(['migration', 'failover', 'cleanup']).nullable(),
   outcome: z.string(),
   primaryNode: NodeName.nullable(),
+  /** Why it ended (absent in journals written before verdicts, and where it was not run). */
+  verdict: z.enum(VERDICTS).optional(),
   /** Why it was skipped, or what went wrong. */
   error: z.string().optional(),
   /** What a run that could not finish or undo its work left (needsCleanup, failed). */
@@ -77,6 +79,7 @@ export interface InstanceResult {
   operation: Operation | null;
   outcome: Outcome | 'skipped' | 'notStarted';
   primaryNode: string | null;
+  verdict?: Verdict;
   error?: string;
   left?: string[];
   tried?: string[];
@@ -250,7 +253,7 @@ function followUpOf(planned: Planned, result: InstanceResult): Planned | null {
   if (!halfDone) return null;
   // The cleanup is safe to run again (it looks before it acts); twice at most.
   const cleanups = planned.operation === 'cleanup' ? (planned.cleanups ?? 1) : 0;
-  if (planned.operation !== 'failover' && cleanups < MAX_CLEANUPS && !PRESCRIBED.test(result.error ?? '')) {
+  if (planned.operation !== 'failover' && cleanups < MAX_CLEANUPS && !final(result)) {
     return { ...planned, operation: 'cleanup', resumed: false, cleanups: cleanups + 1 };
   }
   // A failover is run again only where the config still names the source: after its commit, a
@@ -268,12 +271,13 @@ function followUpOf(planned: Planned, result: InstanceResult): Planned | null {
 const MAX_CLEANUPS = 2;
 /** A migration's end after which the evacuation runs the cleanup (see followUpOf). */
 export const leftForCleanup = (r: InstanceResult) =>
-  r.operation !== 'failover' &&
-  (r.outcome === 'needsCleanup' || r.outcome === 'failed') &&
-  !PRESCRIBED.test(r.error ?? '');
-/** The cleanup's own verdicts that no second cleanup changes (the instance on two nodes, on none). */
-const PRESCRIBED =
-  /running on two nodes|does not seem to be running at all|survives only as a migration leftover/;
+  r.operation !== 'failover' && (r.outcome === 'needsCleanup' || r.outcome === 'failed') && !final(r);
+/**
+ * The cleanup's own verdicts that no second cleanup changes: the instance on two nodes, on none, or
+ * only as a leftover. (One that stays paused is tried again: a second resume may take.)
+ */
+const NO_SECOND_CLEANUP = new Set<Verdict>(['onBothNodes', 'runsNowhere', 'onlyLeftovers']);
+const final = (r: InstanceResult) => r.verdict !== undefined && NO_SECOND_CLEANUP.has(r.verdict);
 
 /** What one run came to, for the evacuation's list (and its journal). */
 export function instanceResult(
@@ -293,6 +297,7 @@ export function instanceResult(
     operation: cleaned ? 'cleanup' : planned.operation,
     outcome,
     primaryNode: output.primaryNode,
+    verdict: output.verdict,
     ...(output.error === undefined ? {} : { error: output.error }),
     ...(output.left === undefined ? {} : { left: output.left }),
     ...(output.tried === undefined ? {} : { tried: output.tried }),

@@ -5,6 +5,7 @@ import { meta } from './describe.js';
 import { commitPrimary, survey } from './flows.js';
 import { initialContext, outputOf, type ProtocolContext, probeTimeout, protocol } from './protocol.js';
 import {
+  abortTo,
   aboutBoth,
   aboutDisksOnBoth,
   effectStep,
@@ -49,10 +50,7 @@ export const failoverMachine = protocol.createMachine({
         check: 'Nothing was changed; fix the cause the error names and run again.',
       }),
       on: {
-        ABORT: {
-          target: '#failover.rejected',
-          actions: { type: 'fail', params: { message: 'Aborted by the operator; nothing was touched' } },
-        },
+        ABORT: abortTo('#failover.rejected', 'Aborted by the operator; nothing was touched'),
       },
       initial: 'loadingConfig',
       states: {

@@ -64,6 +64,7 @@ export {
   type Found,
   type Handover,
   initialContext,
+  NEEDS_A_PERSON,
   type Outcome,
   type ProtocolContext,
   type ProtocolEmitted,
@@ -73,6 +74,8 @@ export {
   protocol,
   type Repair,
   type Result,
+  VERDICTS,
+  type Verdict,
 } from './protocol.js';
 export { type ProtocolMachine, provideEffects } from './provide.js';
 export { MACHINE_NAMES, MACHINES, type MachineName } from './registry.js';

@@ -58,8 +58,38 @@ export interface ProtocolInput {
   convergence?: Partial<Convergence>;
 }
 
+/**
+ * Why a run ended where it did, for programs to branch on (the evacuation, the CLI); `error` says it
+ * for people. `done`: the run did what it was for; `refused`: nothing was touched (bad input or a
+ * prerequisite); `aborted`: the operator's abort was honoured; `stepFailed`: a step failed and the
+ * run reverted or gave up. The cleanup's own verdicts, which no second cleanup changes: the instance
+ * runs on two nodes (`onBothNodes`), on none (`runsNowhere`), only as a migration leftover
+ * (`onlyLeftovers`), or stays paused after it was resumed (`stuckPaused`).
+ */
+export const VERDICTS = [
+  'done',
+  'refused',
+  'aborted',
+  'stepFailed',
+  'onBothNodes',
+  'runsNowhere',
+  'onlyLeftovers',
+  'stuckPaused',
+] as const;
+export type Verdict = (typeof VERDICTS)[number];
+
+/** The cleanup's verdicts that leave the repair to a person (Ganeti's two cases and their kin). */
+export const NEEDS_A_PERSON: ReadonlySet<Verdict> = new Set<Verdict>([
+  'onBothNodes',
+  'runsNowhere',
+  'onlyLeftovers',
+  'stuckPaused',
+]);
+
 export interface ProtocolOutput {
   outcome: Outcome;
+  /** Why it ended (see Verdict). */
+  verdict: Verdict;
   instance: string;
   /** The node the cluster config names as primary when the machine stopped. */
   primaryNode: string | null;
@@ -155,14 +185,16 @@ export interface Repair {
   demote: string;
   /** Back-to-single-master tries so far. */
   attempts: number;
-  /** Cleanup: aborted a migration found on both nodes once already. */
-  aborted: boolean;
+  /** Cleanup: the migration found on both nodes (or paused on the source) was aborted once already. */
+  abortTried: boolean;
 }
 
 /** What the run comes to. */
 export interface Result {
   outcome: Outcome | null;
   error: string | null;
+  /** Why the run failed, set with `error` where the reason is one a program branches on. */
+  verdict: Verdict | null;
   warnings: string[];
 }
 
@@ -222,8 +254,8 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
       sourceResumeFailed: false,
     },
     commit: { done: false, attempts: 0, failed: false, configUnknown: false, error: null },
-    repair: { demote: '', attempts: 0, aborted: false },
-    result: { outcome: null, error: null, warnings: [] },
+    repair: { demote: '', attempts: 0, abortTried: false },
+    result: { outcome: null, error: null, verdict: null, warnings: [] },
   };
 }
 
@@ -285,12 +317,20 @@ export function copyOverdueMessage(c: ProtocolContext): string {
     : `Could not migrate instance ${c.instance}: the memory transfer made no progress for ${seconds(c.limits.migrationNoProgressMs)}`;
 }
 
+/** The verdict an outcome implies when no step recorded a more precise one. */
+function verdictOf(outcome: Outcome): Verdict {
+  if (outcome === 'rejected') return 'refused';
+  return DONE.has(outcome) ? 'done' : 'stepFailed';
+}
+const DONE = new Set<Outcome>(['migrated', 'failedOver', 'rejoined', 'cleaned']);
+
 export function outputOf(c: ProtocolContext): ProtocolOutput {
   const outcome = c.result.outcome ?? 'failed';
   const primaryNode =
     c.config === null || c.commit.configUnknown ? null : c.commit.done ? c.target : c.config.primaryNode;
   const out: ProtocolOutput = {
     outcome,
+    verdict: c.result.verdict ?? verdictOf(outcome),
     instance: c.instance,
     primaryNode,
     live: c.handover.live,
@@ -385,7 +425,7 @@ export const protocol = setup({
         LEFTOVER.has(locate(context.found.locations!, context.instance, n) ?? 'running'),
       ),
     onTargetOnly: ({ context }) => where(context).length === 1 && where(context)[0] === context.target,
-    alreadyActedOnBoth: ({ context }) => context.repair.aborted,
+    abortTried: ({ context }) => context.repair.abortTried,
     sourceResumeFailed: ({ context }) => context.handover.sourceResumeFailed,
     sourceIsDownClaimed: ({ context }) => context.request.sourceIsDown,
     /** A probe answer: the node did not answer. */
@@ -423,10 +463,15 @@ export const protocol = setup({
       level: 'info' as const,
     })),
     /** A failure: the run's error, or where the protocol tolerates it, a warning that is shown and kept. */
-    fail: enqueueActions(({ enqueue, context }, params: { message: string; tolerated?: boolean }) => {
-      if (params.tolerated === true) warning(enqueue, context, params.message);
-      else enqueue.assign(patch(context, 'result', { error: params.message }));
-    }),
+    fail: enqueueActions(
+      ({ enqueue, context }, params: { message: string; tolerated?: boolean; verdict?: Verdict }) => {
+        if (params.tolerated === true) warning(enqueue, context, params.message);
+        else
+          enqueue.assign(
+            patch(context, 'result', { error: params.message, verdict: params.verdict ?? null }),
+          );
+      },
+    ),
     /** A warning worth showing and keeping, when there is one. */
     warn: enqueueActions(({ enqueue, context }, params: { message: string | null }) => {
       if (params.message !== null) warning(enqueue, context, params.message);
@@ -577,9 +622,9 @@ export const protocol = setup({
         `${context.result.error ?? 'the switch back to single-master failed'}; trying once more`,
       );
       // The warning's own assign ran first: patch the result as it is now, not as it was.
-      enqueue.assign(({ context: now }) => patch(now, 'result', { error: null }));
+      enqueue.assign(({ context: now }) => patch(now, 'result', { error: null, verdict: null }));
     }),
-    markActedOnBoth: assign(({ context }) => patch(context, 'repair', { aborted: true })),
+    markAbortTried: assign(({ context }) => patch(context, 'repair', { abortTried: true })),
     recordSourceResumeFailed: assign(({ context }) =>
       patch(context, 'handover', { sourceResumeFailed: true }),
     ),

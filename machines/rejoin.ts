@@ -4,6 +4,7 @@ import { meta } from './describe.js';
 import { survey, waitUntilSync } from './flows.js';
 import { initialContext, outputOf, type ProtocolContext, probeTimeout, protocol } from './protocol.js';
 import {
+  abortTo,
   aboutDisksOnBoth,
   effectStep,
   goReconnect,
@@ -36,10 +37,7 @@ export const rejoinMachine = protocol.createMachine({
   states: {
     loadingConfig: {
       on: {
-        ABORT: {
-          target: 'rejected',
-          actions: { type: 'fail', params: { message: 'Aborted by the operator; nothing was touched' } },
-        },
+        ABORT: abortTo('rejected', 'Aborted by the operator; nothing was touched'),
       },
       ...loadingConfig({
         check: rejoinProblem,

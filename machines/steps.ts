@@ -1,7 +1,14 @@
 import type { EffectInput, EffectName, EffectOutput, InstanceConfig, RunningInstance } from './contract.js';
 import { meta } from './describe.js';
 import { errorText } from './effects.js';
-import { bothNodes, type Outcome, type ProtocolContext, protocol, stepTimeout } from './protocol.js';
+import {
+  bothNodes,
+  type Outcome,
+  type ProtocolContext,
+  protocol,
+  stepTimeout,
+  type Verdict,
+} from './protocol.js';
 
 /**
  * The building blocks the machines are written in. A step is one effect call: say what is done, call
@@ -57,7 +64,10 @@ type Said = { context: ProtocolContext; event: { error?: unknown } };
  * that is shown and kept), after Ganeti's line for the moment when it has one ("Migration failed,
  * aborting").
  */
-export function failing(message: Message, o: { says?: string; tolerated?: boolean } = {}): Built[] {
+export function failing(
+  message: Message,
+  o: { says?: string; tolerated?: boolean; verdict?: Verdict } = {},
+): Built[] {
   return [
     ...(o.says === undefined ? [] : [{ type: 'feedback', params: { message: o.says } }]),
     {
@@ -65,6 +75,7 @@ export function failing(message: Message, o: { says?: string; tolerated?: boolea
       params: ({ context, event }: Said) => ({
         message: message(context, errorOf(event)),
         ...(o.tolerated === undefined ? {} : { tolerated: o.tolerated }),
+        ...(o.verdict === undefined ? {} : { verdict: o.verdict }),
       }),
     },
   ] as Built[];
@@ -77,7 +88,7 @@ export function failing(message: Message, o: { says?: string; tolerated?: boolea
 export const abortTo = (target: string, message: string, says?: string) =>
   ({
     target,
-    actions: failing(() => message, says === undefined ? {} : { says }),
+    actions: failing(() => message, { verdict: 'aborted', ...(says === undefined ? {} : { says }) }),
   }) as Built;
 
 /** A warning shown and kept; the run goes on. */

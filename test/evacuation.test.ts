@@ -21,6 +21,7 @@ import {
   runEvacuation,
   runEvacuationJournaled,
   type SimCluster,
+  type Verdict,
   type World,
   type WorldSpec,
 } from '../src/index.js';
@@ -470,6 +471,7 @@ describe('the evacuation scheduler, on generated runs', () => {
               const outcome = outcomes[answers[k % 40]!]! as never;
               return {
                 outcome,
+                verdict: outcome === 'migrated' || outcome === 'failedOver' ? 'done' : 'stepFailed',
                 instance: request.instance,
                 primaryNode:
                   outcome === 'migrated' || outcome === 'failedOver' ? request.target : request.source,
@@ -496,6 +498,42 @@ describe('the evacuation scheduler, on generated runs', () => {
       ),
       { numRuns: 300, seed: 12 },
     );
+  });
+});
+
+describe('the evacuation decides by verdicts, not by messages', () => {
+  /** A drain of one instance whose migration ends needsCleanup and whose cleanups end as `cleanup` says. */
+  async function drain(cleanup: { verdict: Verdict; error: string }) {
+    const sim = createSimCluster(cluster([vm('v1', 'node-a', 'node-b')]));
+    const operations: string[] = [];
+    await runEvacuation({ node: 'node-a' }, sim.effects, {
+      clock: sim.clock,
+      runner: async (request) => {
+        operations.push(request.operation);
+        const migration = request.operation === 'migration';
+        return {
+          outcome: migration ? 'needsCleanup' : 'failed',
+          verdict: migration ? 'stepFailed' : cleanup.verdict,
+          instance: request.instance,
+          primaryNode: request.source,
+          live: true,
+          error: migration ? 'the revert failed' : cleanup.error,
+          warnings: [],
+        };
+      },
+    });
+    return operations;
+  }
+
+  it('runs no second cleanup after a verdict no cleanup changes, whatever its message says', async () => {
+    for (const verdict of ['onBothNodes', 'runsNowhere', 'onlyLeftovers'] as const) {
+      expect(await drain({ verdict, error: 'worded otherwise' })).toEqual(['migration', 'cleanup']);
+    }
+  });
+
+  it('runs the second cleanup after a failed step, even worded like a verdict', async () => {
+    const error = 'Instance seems to be running on two nodes, or the hypervisor is confused';
+    expect(await drain({ verdict: 'stepFailed', error })).toEqual(['migration', 'cleanup', 'cleanup']);
   });
 });
 
@@ -541,7 +579,14 @@ describe('the evacuation view on a terminal', () => {
     view.onRun({
       phase: 'end',
       request: request('v1'),
-      output: { outcome: 'migrated', instance: 'v1', primaryNode: 'node-b', live: true, warnings: [] },
+      output: {
+        outcome: 'migrated',
+        verdict: 'done',
+        instance: 'v1',
+        primaryNode: 'node-b',
+        live: true,
+        warnings: [],
+      },
     });
     expect(written.at(-1)!.split('\n')[0]).toBe(
       'evacuating node-a: 1 running, 1 moved, 0 not moved, 1 waiting',

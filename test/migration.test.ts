@@ -69,6 +69,7 @@ describe('migration on the simulated cluster', () => {
     const run = await simulate('migration');
     expect(run.out).toEqual({
       outcome: 'migrated',
+      verdict: 'done',
       instance: 'web1',
       primaryNode: 'node-b',
       live: true,

@@ -11,8 +11,8 @@ import {
   runMigration,
 } from '../src/index.js';
 import {
+  NEEDS_A_PERSON,
   outcomeProblems,
-  PRESCRIBED_FAILURES,
   primaryNodeProblems,
   restProblems,
   viewOfSim,
@@ -85,7 +85,7 @@ async function check(c: Case): Promise<string[]> {
   for (const p of primaryNodeProblems(cleanup, after)) problems.push(`cleanup: ${p}`);
   if (cleanup.outcome === 'cleaned') {
     for (const p of restProblems(after)) problems.push(`cleanup: cleaned but ${p}`);
-  } else if (!(cleanup.outcome === 'failed' && PRESCRIBED_FAILURES.test(cleanup.error ?? ''))) {
+  } else if (!(cleanup.outcome === 'failed' && NEEDS_A_PERSON.has(cleanup.verdict))) {
     problems.push(`cleanup ended ${cleanup.outcome}: ${cleanup.error ?? ''}`);
   }
   for (const v of sim.world.violations) problems.push(v);

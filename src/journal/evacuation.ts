@@ -143,6 +143,7 @@ export class EvacuationJournal {
 function endedBefore(instance: string, operation: Operation, primaryNode: string): ProtocolOutput {
   return {
     outcome: operation === 'failover' ? 'failedOver' : 'migrated',
+    verdict: 'done',
     instance,
     primaryNode,
     live: null,

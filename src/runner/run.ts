@@ -197,6 +197,7 @@ export function startUntilStopped<T>(
 export function rejectedInput(input: ProtocolInput, problem: string): ProtocolOutput {
   return {
     outcome: 'rejected',
+    verdict: 'refused',
     instance: typeof input?.instance === 'string' ? input.instance : '',
     primaryNode: null,
     live: null,

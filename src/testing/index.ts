@@ -2,6 +2,8 @@
  * drbd-migrate/testing: model-based tests generated from the machines, and a contract kit that runs
  * them against any implementation of the effect contract.
  */
+
+export { NEEDS_A_PERSON } from '../../machines/index.js';
 export { outcomeProblems, primaryNodeProblems, restProblems, safetyProblems } from './oracle.js';
 export {
   type GeneratedPath,
@@ -13,7 +15,7 @@ export {
   type PlanAction,
   type PlanEntry,
 } from './paths.js';
-export { PRESCRIBED_FAILURES, type ReplayOptions, type ReplayResult, replayPath } from './replay.js';
+export { type ReplayOptions, type ReplayResult, replayPath } from './replay.js';
 export { recordTransitions, type TransitionInfo, transitionKey, transitionsOf } from './transitions.js';
 export { type Recipe, type StartPoint, VARIANTS, type Variant } from './variants.js';
 export { type MakeWorld, simWorld, type TestWorld, viewOfSim, type WorldView } from './world.js';

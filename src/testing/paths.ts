@@ -87,7 +87,7 @@ function vertexOf(snapshot: AnyMachineSnapshot): string {
     at('checkingPrereqs') && (c.found.probe?.error ?? c.found.probe?.state ?? null),
     c.commit.configUnknown,
     at('committing') && c.commit.attempts,
-    c.repair.aborted,
+    c.repair.abortTried,
     at('migrating') && c.handover.pastPointOfNoReturn,
     at('aborting') && (c.handover.memory?.status ?? null),
     at('abortingFound') && (c.found.locations?.[c.target]?.map((i) => i.state).join() ?? null),

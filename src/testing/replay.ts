@@ -3,6 +3,7 @@ import {
   EFFECT_NAMES,
   type EffectName,
   type Effects,
+  NEEDS_A_PERSON,
   type ProtocolInput,
   type ProtocolOutput,
 } from '../../machines/index.js';
@@ -31,10 +32,6 @@ export interface ReplayResult {
   visited: string[];
   cleanup: ProtocolOutput | null;
 }
-
-/** The failures a cleanup may end in: the instance on two nodes, on none, or only as a leftover. */
-export const PRESCRIBED_FAILURES =
-  /running on two nodes|does not seem to be running at all|survives only as a migration leftover|stays paused on .* after the cleanup tried to resume it/;
 
 const OUTCOMES = new Set(['migrated', 'reverted', 'rejected', 'needsCleanup', 'cleaned', 'failed']);
 
@@ -236,7 +233,7 @@ export async function replayPath(
       const view = await world.inspect();
       if (outcome === 'cleaned')
         for (const p of restProblems(view)) problems.push(`cleanup after the crash: ${p}`);
-      else if (outcome === 'failed' && PRESCRIBED_FAILURES.test(cleanup?.error ?? '')) {
+      else if (outcome === 'failed' && cleanup !== null && NEEDS_A_PERSON.has(cleanup.verdict)) {
         // Ganeti's own verdicts for what no cleanup can repair; the safety rules must still hold.
       } else if (!(outcome === 'rejected' && run.output?.outcome === 'rejected')) {
         problems.push(`cleanup after the crash ended ${outcome}: ${cleanup?.error ?? ''}`);

@@ -210,7 +210,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       output: (c) => runs(c, {}),
       applies: (s) =>
         inState('checkingPrereqs.locating')(s) ||
-        (locatingInCleanup(s) && !(s.context as ProtocolContext).repair.aborted),
+        (locatingInCleanup(s) && !(s.context as ProtocolContext).repair.abortTried),
       recipe: {
         spec: { instances: [{ name: 'web1', primary: 'node-a', secondary: 'node-b', running: false }] },
       },
@@ -220,7 +220,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       output: (c) => runs(c, { [c.source]: 'running', [c.target]: 'inmigrate' }),
       applies: (s) =>
         (inState('abortingFound')(s) && seen(s, 'inmigrate')) ||
-        (locatingInCleanup(s) && (!(s.context as ProtocolContext).repair.aborted || abortFailed(s))),
+        (locatingInCleanup(s) && (!(s.context as ProtocolContext).repair.abortTried || abortFailed(s))),
       recipe: { start: 'crashMidCopy' },
     },
     {
@@ -238,7 +238,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       output: (c) => runs(c, { [c.source]: 'postmigrate', [c.target]: 'running' }),
       applies: (s) =>
         inState('abortingFound.checking')(s) ||
-        (locatingInCleanup(s) && !(s.context as ProtocolContext).repair.aborted),
+        (locatingInCleanup(s) && !(s.context as ProtocolContext).repair.abortTried),
       recipe: { start: 'crashAfterCopy' },
     },
     {
@@ -259,7 +259,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // A copy completed, then the target died before anyone finalized it: only the husk is left.
       name: 'leftoverOnly',
       output: (c) => runs(c, { [c.source]: 'postmigrate' }),
-      applies: (s) => locatingInCleanup(s) && !(s.context as ProtocolContext).repair.aborted,
+      applies: (s) => locatingInCleanup(s) && !(s.context as ProtocolContext).repair.abortTried,
       recipe: { start: 'crashAfterCopy' },
       perturb: 'targetDies',
     },
@@ -276,7 +276,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
     {
       name: 'onTarget',
       output: (c) => runs(c, { [c.target]: 'running' }),
-      applies: (s) => locatingInCleanup(s) && !(s.context as ProtocolContext).repair.aborted,
+      applies: (s) => locatingInCleanup(s) && !(s.context as ProtocolContext).repair.abortTried,
       recipe: { start: 'crashBeforeCommit' },
     },
   ],
