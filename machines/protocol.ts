@@ -373,8 +373,9 @@ const copyPhase = (c: ProtocolContext) =>
   c.handover.memory === null ? null : classifyMigration(c.handover.memory.status);
 
 /**
- * The one setup shared by the migration and cleanup machines, so the fragments below (written once)
- * fit both. Effects are placeholders until provideEffects gives the real ones.
+ * The one setup shared by the run machines (migration, cleanup, failover, rejoin), so that the steps
+ * and flows (written once) fit them all. Effects are placeholders until provideEffects gives the
+ * real ones.
  */
 export const protocol = setup({
   types: {

@@ -6,7 +6,7 @@ import type { failoverMachine } from './failover.js';
 import type { migrationMachine } from './migration.js';
 import type { rejoinMachine } from './rejoin.js';
 
-/** The machines this package ships; both come from the one shared setup. */
+/** The run machines this package ships, all built on the one shared setup (`protocol`). */
 export type ProtocolMachine =
   | typeof migrationMachine
   | typeof cleanupMachine

@@ -1,4 +1,6 @@
+import type { AnyStateMachine } from 'xstate';
 import { cleanupMachine } from './cleanup.js';
+import { evacuationMachine } from './evacuation.js';
 import { failoverMachine } from './failover.js';
 import { migrationMachine } from './migration.js';
 import { rejoinMachine } from './rejoin.js';
@@ -13,3 +15,12 @@ export const MACHINES = {
 
 export type MachineName = keyof typeof MACHINES;
 export const MACHINE_NAMES = Object.keys(MACHINES) as MachineName[];
+
+/**
+ * Every machine the package draws, explains and documents: the run machines and the evacuation
+ * (which schedules runs of them).
+ */
+export const MACHINES_TO_DRAW: Record<string, AnyStateMachine> = {
+  ...MACHINES,
+  evacuation: evacuationMachine,
+};

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { type DrbdLink, drbd84, parseEvents2, parseSyncStatus } from '../src/drivers/drbd84.js';
-import { shellLine, shellQuote } from '../src/drivers/shell.js';
+import { shellLine, shellQuote } from '../src/ssh/shell.js';
 import { tempDir } from './tmp.js';
 
 const link: DrbdLink = {

@@ -7,7 +7,7 @@ import { plannedCommands } from '../src/backend/plan.js';
 import { ClusterFile } from '../src/cluster/index.js';
 import { drbd9, parseStatusJson, parseSyncStatusJson } from '../src/drivers/drbd9.js';
 import type { DrbdLink } from '../src/drivers/drbd84.js';
-import { shellLine } from '../src/drivers/shell.js';
+import { shellLine } from '../src/ssh/shell.js';
 import { tempDir } from './tmp.js';
 
 const link: DrbdLink = {

@@ -5,18 +5,13 @@ import {
   DEMO_SPEC,
   EFFECT_NAMES,
   type Fault,
+  NEEDS_A_PERSON,
   type ProtocolOutput,
   RunInterrupted,
   runCleanup,
   runMigration,
 } from '../src/index.js';
-import {
-  NEEDS_A_PERSON,
-  outcomeProblems,
-  primaryNodeProblems,
-  restProblems,
-  viewOfSim,
-} from '../src/testing/index.js';
+import { outcomeProblems, primaryNodeProblems, restProblems, viewOfSim } from '../src/testing/index.js';
 
 /**
  * Several faults in one run (errors, hangs, lost answers, at random calls or on every call), an

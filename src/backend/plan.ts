@@ -3,8 +3,8 @@ import type { ClusterFile, ClusterInstance } from '../cluster/index.js';
 import { drbdDrivers } from '../drivers/drbd.js';
 import type { DrbdLink } from '../drivers/drbd84.js';
 import { incomingCommands, startCommand, tuningCommands, waitExitCommand } from '../drivers/qemu.js';
-import { shellLine } from '../drivers/shell.js';
 import type { WorldSpec } from '../sim/index.js';
+import { shellLine } from '../ssh/shell.js';
 
 /**
  * What the SSH backend would run for one effect call, node by node: the exact shell lines, and the

@@ -1,11 +1,5 @@
-import {
-  MACHINES,
-  type MachineName,
-  migrationPaths,
-  replayPath,
-  simWorld,
-  transitionsOf,
-} from '../testing/index.js';
+import { MACHINES, type MachineName, transitionsOf } from '../../machines/index.js';
+import { migrationPaths, replayPath, simWorld } from '../testing/index.js';
 
 /** The generated paths of a machine, replayed on the simulated cluster to measure what they cover. */
 export async function pathSummary(machine: MachineName) {

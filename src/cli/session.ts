@@ -4,13 +4,13 @@ import { join, resolve } from 'node:path';
 import {
   type EffectCall,
   InstanceName,
+  MACHINES_TO_DRAW,
   type MachineName,
   NodeName,
   type ProtocolInput,
   type ProtocolOutput,
 } from '../../machines/index.js';
 import { abortOutlook, explain } from '../docs/explain.js';
-import { MACHINES_TO_DRAW } from '../docs/generate.js';
 import { FileJournal, FileLocks } from '../journal/index.js';
 import type { RunEvent, RunOptions } from '../runner/index.js';
 import { createSimCluster, type Fault, parseFault, runningOn, type World } from '../sim/index.js';

@@ -1,7 +1,7 @@
 import type { DiskStatus } from '../../machines/index.js';
+import { shellLine } from '../ssh/shell.js';
 import { drbd9, parseStatusJson, parseSyncStatusJson } from './drbd9.js';
 import { type DrbdLink, drbd84, parseEvents2, parseSyncStatus } from './drbd84.js';
-import { shellLine } from './shell.js';
 
 /**
  * What the SSH backend asks of a node's DRBD, whichever its version: the commands for each step of

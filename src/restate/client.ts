@@ -5,10 +5,10 @@ import type {
   ProtocolInput,
   ProtocolOutput,
 } from '../../machines/index.js';
-import type { RunEvent } from '../runner/index.js';
+import type { RunEvent, RunNotice } from '../runner/index.js';
 import { newEvents, type RunStatus, unseen } from '../runtime/status.js';
-import type { EvacuationNotice, EvacuationStatus } from './evacuation.js';
 import { EVACUATION_OBJECT, HANDLER_OF, INSTANCE_OBJECT } from './names.js';
+import type { EvacuationStatus } from './protocol.js';
 
 /**
  * A Restate cluster as a client sees it: its ingress (runs are submitted there, results read) and
@@ -257,9 +257,9 @@ export const followEvacuation = (
   cluster: string,
   node: string,
   id: string,
-  options: { onNotice?: (notice: EvacuationNotice) => void; abort?: AbortSignal; pollMs?: number } = {},
+  options: { onNotice?: (notice: RunNotice) => void; abort?: AbortSignal; pollMs?: number } = {},
 ) =>
-  follow<EvacuationStatus, EvacuationNotice, EvacuationOutput>(
+  follow<EvacuationStatus, RunNotice, EvacuationOutput>(
     endpoints,
     id,
     (seen) => evacuationStatus(endpoints, cluster, node, seen),

@@ -3,36 +3,25 @@ import {
   type Effects,
   type EvacuationInput,
   type EvacuationOutput,
-  type InstanceRequest,
   type InstanceRunner,
   NodeName,
   type ProtocolOutput,
 } from '../../machines/index.js';
-import { runEvacuation } from '../runner/index.js';
+import { type RunNotice, runEvacuation } from '../runner/index.js';
 import { EVACUATION_OBJECT, HANDLER_OF, INSTANCE_OBJECT, RUN_LOG_OBJECT } from './names.js';
-import { exclusive, OBJECT_OPTIONS, splitKey } from './object.js';
+import {
+  type Ended,
+  type EvacuationStatus,
+  exclusive,
+  OBJECT_OPTIONS,
+  type ReportTo,
+  splitKey,
+} from './protocol.js';
 import { restate } from './sdk.js';
 import { durableEffects } from './steps.js';
 import { recordTold, toldStatusHandler } from './told.js';
 
 const NOTICES = 'notice';
-
-/** One instance's run starting or ending, as an evacuation's status tells it. */
-export type EvacuationNotice =
-  | { phase: 'start'; request: InstanceRequest }
-  | { phase: 'end'; request: InstanceRequest; output: ProtocolOutput | null };
-
-export interface EvacuationStatus {
-  run: string;
-  node: string;
-  /** Runs started and ended so far. */
-  started: number;
-  ended: number;
-  /** How many notices it has told in all; `notices` holds the latest of them. */
-  told: number;
-  notices: EvacuationNotice[];
-  output: EvacuationOutput | null;
-}
 
 export interface EvacuationObjectOptions {
   cluster: string;
@@ -71,7 +60,7 @@ export function evacuationObject(options: EvacuationObjectOptions) {
           notices: [],
           output: null,
         };
-        const tell = (notice: EvacuationNotice) => {
+        const tell = (notice: RunNotice) => {
           status = {
             ...status,
             started: status.started + (notice.phase === 'start' ? 1 : 0),
@@ -103,20 +92,6 @@ export function evacuationObject(options: EvacuationObjectOptions) {
     },
     options: OBJECT_OPTIONS,
   });
-}
-
-/** Where an instance's run reports its end: the run log of the evacuation that started it. */
-export interface ReportTo {
-  /** The run log's key: CLUSTER/NODE/EVACUATION-INVOCATION (fresh for each evacuation). */
-  log: string;
-  /** The run's number within the evacuation. */
-  run: number;
-}
-
-interface Ended {
-  run: number;
-  output: ProtocolOutput | null;
-  error: string | null;
 }
 
 /**

@@ -20,12 +20,7 @@ export {
   submitEvacuation,
   submitRun,
 } from './client.js';
-export {
-  type EvacuationNotice,
-  type EvacuationObjectOptions,
-  type EvacuationStatus,
-  evacuationObject,
-} from './evacuation.js';
+export { type EvacuationObjectOptions, evacuationObject } from './evacuation.js';
 export { IDENTITY_KEY, newIdentityKey, restateIdentityKey } from './identity.js';
 export {
   EVACUATION_OBJECT,
@@ -36,7 +31,8 @@ export {
   type RunHandler,
 } from './names.js';
 export { nodeObject, withNodeSlots } from './nodes.js';
-export { type InstanceObjectOptions, instanceObject, splitKey } from './object.js';
+export { type InstanceObjectOptions, instanceObject } from './object.js';
+export { type EvacuationStatus, splitKey } from './protocol.js';
 export { restateRuntime } from './runtime.js';
 export { RestateMissingError } from './sdk.js';
 export {

@@ -2,7 +2,6 @@ import type { ObjectContext } from '@restatedev/restate-sdk';
 import {
   DEFAULT_LIMITS,
   type Effects,
-  InstanceName,
   inputProblem,
   type MachineName,
   type ProtocolInput,
@@ -11,9 +10,9 @@ import {
 import { type RunEvent, runCleanup, runFailover, runMigration, runRejoin } from '../runner/index.js';
 import { type RunStatus, startStatus, withEvent } from '../runtime/status.js';
 import { withStep } from '../runtime/step.js';
-import type { ReportTo } from './evacuation.js';
 import { INSTANCE_OBJECT, RUN_LOG_OBJECT } from './names.js';
 import { withNodeSlots } from './nodes.js';
+import { exclusive, OBJECT_OPTIONS, type ReportTo, splitKey } from './protocol.js';
 import { restate } from './sdk.js';
 import { durableEffects } from './steps.js';
 import { recordTold, toldStatusHandler } from './told.js';
@@ -21,24 +20,6 @@ import { recordTold, toldStatusHandler } from './told.js';
 const EVENTS = 'event';
 
 const RUNS = { migration: runMigration, cleanup: runCleanup, failover: runFailover, rejoin: runRejoin };
-
-/** "prod/web1" → the cluster and the instance; a key of another shape is refused, never guessed. */
-export function splitKey(
-  key: string,
-  name: { safeParse(v: string): { success: boolean } } = InstanceName,
-  what = 'INSTANCE',
-): { cluster: string; instance: string } {
-  const at = key.lastIndexOf('/');
-  const cluster = key.slice(0, at);
-  const instance = key.slice(at + 1);
-  if (at <= 0 || !name.safeParse(instance).success) {
-    throw new restate.TerminalError(
-      `the key ${JSON.stringify(key)} is not CLUSTER/${what} (a plain name after the last slash)`,
-      { errorCode: 400 },
-    );
-  }
-  return { cluster, instance };
-}
 
 export interface InstanceObjectOptions {
   /** The cluster this worker acts on: keys of another cluster are refused. */
@@ -191,13 +172,3 @@ async function nodesOf(effects: Effects, input: ProtocolInput): Promise<string[]
     return [];
   }
 }
-
-export const OBJECT_OPTIONS = {
-  // Cancellation is an operator abort, delivered to the machine at its next safe point.
-  explicitCancellation: true,
-  // A replay that does not match its journal is a bug or a changed machine: stop, do not loop.
-  onJournalMismatchErrors: 'pause',
-} as const;
-
-export const exclusive = <I, O>(handler: (ctx: ObjectContext, input: I) => Promise<O>) =>
-  restate.handlers.object.exclusive({}, handler) as (ctx: ObjectContext, input: I) => Promise<O>;

@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { ClusterNode } from '../cluster/index.js';
-import { shellLine } from '../drivers/shell.js';
 import { type HostKeyPolicy, judgeHostKey } from './hostkeys.js';
+import { shellLine } from './shell.js';
 
 const { Client } = ssh2;
 type Client = InstanceType<typeof Client>;

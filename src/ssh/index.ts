@@ -8,3 +8,4 @@ export {
   SshNode,
 } from './connection.js';
 export { fingerprint, judgeHostKey, knownHostsName, parseKnownHosts } from './hostkeys.js';
+export { shellLine, shellQuote } from './shell.js';

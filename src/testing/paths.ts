@@ -17,8 +17,6 @@ import { stateKey } from '../runner/index.js';
 import type { Perturbation } from '../sim/index.js';
 import { type Recipe, VARIANTS, type Variant } from './variants.js';
 
-export { MACHINES, type MachineName } from '../../machines/index.js';
-
 /** What the replay does at one call: fail it, hang it, lose its answer, or perturb the world first. */
 export type PlanAction = 'error' | 'hang' | 'lost' | 'abort' | Perturbation;
 

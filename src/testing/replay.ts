@@ -3,6 +3,7 @@ import {
   EFFECT_NAMES,
   type EffectName,
   type Effects,
+  MACHINES,
   NEEDS_A_PERSON,
   type ProtocolInput,
   type ProtocolOutput,
@@ -10,7 +11,7 @@ import {
 import { RunInterrupted, runMachine, stateKey } from '../runner/index.js';
 import type { Perturbation } from '../sim/index.js';
 import { outcomeProblems, restProblems, safetyProblems } from './oracle.js';
-import { type GeneratedPath, MACHINES, type PlanEntry } from './paths.js';
+import type { GeneratedPath, PlanEntry } from './paths.js';
 import { recordTransitions } from './transitions.js';
 import type { Recipe, StartPoint } from './variants.js';
 import type { MakeWorld, TestWorld, WorldView } from './world.js';

@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { MACHINE_NAMES } from '../../machines/index.js';
+import { MACHINE_NAMES, MACHINES, type MachineName, transitionsOf } from '../../machines/index.js';
 import { runEvacuation } from '../runner/index.js';
 import { restProblems } from './oracle.js';
-import { type GeneratedPath, MACHINES, type MachineName, migrationPaths } from './paths.js';
+import { type GeneratedPath, migrationPaths } from './paths.js';
 import { replayPath } from './replay.js';
-import { transitionsOf } from './transitions.js';
 import type { MakeWorld } from './world.js';
 
 export interface ContractSuiteOptions {

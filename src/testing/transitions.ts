@@ -1,8 +1,6 @@
 import type { InspectionEvent } from 'xstate';
 import { transitionKey } from '../../machines/describe.js';
 
-export { type TransitionInfo, transitionKey, transitionsOf } from '../../machines/describe.js';
-
 /** An inspect callback that records the key of every transition the machine takes. */
 export function recordTransitions(into: Set<string>) {
   return (event: InspectionEvent) => {

@@ -1,6 +1,6 @@
 import type { ClusterFile } from '../../src/cluster/index.js';
-import { shellLine } from '../../src/drivers/shell.js';
 import { type NodeShell, SshNode } from '../../src/ssh/index.js';
+import { shellLine } from '../../src/ssh/shell.js';
 
 /** What a backend sent to the nodes: shell lines, the sockets it opened, the QMP commands it wrote. */
 export interface Recorded {

@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
+import { MACHINES_TO_DRAW } from '../../../machines/index.js';
 import { toDot, toMermaid, toSvg } from '../../diagram/index.js';
-import { MACHINES_TO_DRAW } from '../../docs/generate.js';
 import type { Command } from '../command.js';
 import { fileError, UsageError } from '../errors.js';
 

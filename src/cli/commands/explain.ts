@@ -1,5 +1,5 @@
+import { MACHINES_TO_DRAW } from '../../../machines/index.js';
 import { explain as explainState } from '../../docs/explain.js';
-import { MACHINES_TO_DRAW } from '../../docs/generate.js';
 import type { Command } from '../command.js';
 import { UsageError } from '../errors.js';
 

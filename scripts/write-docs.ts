@@ -1,8 +1,8 @@
-/** Writes the generated docs (npm run docs). */
+/** Writes the generated docs (npm run docs): the machines' diagrams and tables, and the CLI's help. */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fullHelp } from '../cli/cli.js';
-import { generatedDocs } from './generate.js';
+import { fullHelp } from '../src/cli/cli.js';
+import { generatedDocs } from '../src/docs/generate.js';
 
 const dir = process.argv[2] ?? 'docs';
 for (const [file, text] of await generatedDocs(fullHelp())) {
