@@ -10,7 +10,7 @@ import {
   FileLocks,
   RunInterrupted,
   restStateProblems,
-  resumeMigration,
+  resumeRun,
   runJournaled,
   World,
 } from '../src/index.js';
@@ -191,7 +191,7 @@ describe('resume decides by the machine’s own handover tag', () => {
       },
     });
     await expect(run).rejects.toBeInstanceOf(RunInterrupted);
-    return { ...(await resumeMigration('web1', sim.effects, options)), sim };
+    return { ...(await resumeRun('web1', sim.effects, options)), sim };
   }
 
   it('inside the handover: looks and cleans up instead of continuing blind', async () => {

@@ -8,7 +8,7 @@ import {
 } from '../../machines/index.js';
 import { plannedCommands, simSpecOf, sshEffects } from '../backend/index.js';
 import { type ClusterFile, ClusterFileError, loadCluster } from '../cluster/index.js';
-import { type JournalOptions, type Resumed, resumeMigration, runJournaled } from '../journal/index.js';
+import { type JournalOptions, type Resumed, resumeRun, runJournaled } from '../journal/index.js';
 import { type RunEvent, type RunOptions, runMachine } from '../runner/index.js';
 import { createSimCluster, createWorld } from '../sim/index.js';
 import { UsageError } from './errors.js';
@@ -88,7 +88,7 @@ export async function resumeOnCluster(
   const cluster = await readCluster(path, instance);
   const backend = await sshEffects(path);
   try {
-    return await resumeMigration(instance, backend.effects, {
+    return await resumeRun(instance, backend.effects, {
       onEvent: options.onEvent,
       abort: options.abort,
       ...options.journal,

@@ -19,7 +19,7 @@ import {
 } from '../../machines/index.js';
 import { type EvacuationOptions, runEvacuation } from '../runner/index.js';
 import type { LockStore } from './lock.js';
-import { type JournalOptions, ResumeError, resumeMigration, runJournaled } from './run.js';
+import { type JournalOptions, ResumeError, resumeRun, runJournaled } from './run.js';
 import { type JournalStore, owner } from './store.js';
 
 /**
@@ -182,7 +182,7 @@ function journaledRunner(
       ...(options.afterWrite === undefined ? {} : { afterWrite: options.afterWrite }),
     };
     if ((await options.store.read(request.instance)) !== null) {
-      return (await resumeMigration(request.instance, effects, runOptions)).output;
+      return (await resumeRun(request.instance, effects, runOptions)).output;
     }
     if (request.resumed) {
       // Started before the crash, its journal closed: it ended, and only its end was not recorded.

@@ -10,7 +10,7 @@ export {
   type MachineKind,
   type Resumed,
   ResumeError,
-  resumeMigration,
+  resumeRun,
   runJournaled,
 } from './run.js';
 export { type JournalRuntimeOptions, journalRuntime } from './runtime.js';

@@ -9,7 +9,7 @@ import {
   type ProtocolOutput,
   pathHasTag,
 } from '../../machines/index.js';
-import { fallbackInput, type RunOptions, rejectedInput, runMachine, stateKey } from '../runner/index.js';
+import { type RunOptions, rejectedInput, runKind, runMachine, stateKey } from '../runner/index.js';
 import type { LockStore } from './lock.js';
 import { type JournalEntry, type JournalStore, owner } from './store.js';
 import { machineVersion } from './version.js';
@@ -106,16 +106,14 @@ async function journaled(
   }
 }
 
-/** A migration (or cleanup) that journals every transition and holds its locks. */
+/** A run (of any machine, with the migration's fallback) that journals every transition and holds its locks. */
 export async function runJournaled(
   kind: MachineKind,
   input: ProtocolInput,
   effects: Effects,
   options: JournalOptions,
 ) {
-  const out = await journaled(kind, input, effects, options);
-  // A migration refused in its prerequisites, failover allowed: nothing was touched; fail over.
-  return out.fallback === 'failover' ? journaled('failover', fallbackInput(input), effects, options) : out;
+  return runKind(kind, input, (k, i) => journaled(k, i, effects, options));
 }
 
 export interface Resumed {
@@ -131,7 +129,7 @@ export interface Resumed {
  * hypervisor's handover, or the config no longer says what the journal believed), it runs the
  * cleanup instead, which first looks where the instance really runs.
  */
-export async function resumeMigration(
+export async function resumeRun(
   instance: string,
   effects: Effects,
   options: JournalOptions,

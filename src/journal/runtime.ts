@@ -2,7 +2,7 @@ import type { Clock, Effects } from '../../machines/index.js';
 import type { Runtime } from '../runtime/index.js';
 import { startStatus } from '../runtime/status.js';
 import type { LockStore } from './lock.js';
-import { resumeMigration, runJournaled } from './run.js';
+import { resumeRun, runJournaled } from './run.js';
 import type { JournalStore } from './store.js';
 
 export interface JournalRuntimeOptions {
@@ -37,7 +37,7 @@ export function journalRuntime(options: JournalRuntimeOptions): Runtime {
       runJournaled(kind, input, options.effects, { ...common(input.instance), ...follow }),
     resume: async (instance, follow = {}) => {
       if ((await options.store.read(instance)) === null) return null;
-      return (await resumeMigration(instance, options.effects, { ...common(instance), ...follow })).output;
+      return (await resumeRun(instance, options.effects, { ...common(instance), ...follow })).output;
     },
     status: async (instance) => {
       const entry = await options.store.read(instance);

@@ -7,7 +7,7 @@ import {
   type ProtocolInput,
   type ProtocolOutput,
 } from '../../machines/index.js';
-import { type RunEvent, runCleanup, runFailover, runMigration, runRejoin } from '../runner/index.js';
+import { type RunEvent, runRequest } from '../runner/index.js';
 import { type RunStatus, startStatus, withEvent } from '../runtime/status.js';
 import { withStep } from '../runtime/step.js';
 import { INSTANCE_OBJECT, RUN_LOG_OBJECT } from './names.js';
@@ -18,8 +18,6 @@ import { durableEffects } from './steps.js';
 import { recordTold, toldStatusHandler } from './told.js';
 
 const EVENTS = 'event';
-
-const RUNS = { migration: runMigration, cleanup: runCleanup, failover: runFailover, rejoin: runRejoin };
 
 export interface InstanceObjectOptions {
   /** The cluster this worker acts on: keys of another cluster are refused. */
@@ -88,7 +86,7 @@ export function instanceObject(options: InstanceObjectOptions) {
       withStep: (step, work) => withStep({ run: ctx.request().id, step }, work),
     });
     const runIt = () =>
-      RUNS[kind](input, durable.effects, {
+      runRequest(kind, input, durable.effects, {
         clock: durable.clock,
         abort: abort.signal,
         // A stale attempt (its worker lost the server, or suspended) stops where it is.

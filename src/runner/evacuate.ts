@@ -13,7 +13,7 @@ import {
   runBoundActors,
   systemClock,
 } from '../../machines/index.js';
-import { type RunEvent, runCleanup, runFailover, runMigration, startUntilStopped, stateKey } from './run.js';
+import { type RunEvent, runRequest, startUntilStopped, stateKey } from './run.js';
 
 /** One instance's run starting or ending inside an evacuation (views, limit checks). */
 export type RunNotice =
@@ -39,16 +39,14 @@ export interface EvacuationOptions {
 
 /** The plain runner: each instance's machine on the evacuation's effects, without a journal. */
 export function plainRunner(effects: Effects, options: EvacuationOptions): InstanceRunner {
-  return (request, control) => {
-    const run = { migration: runMigration, failover: runFailover, cleanup: runCleanup }[request.operation];
-    return run(request.input, effects, {
+  return (request, control) =>
+    runRequest(request.operation, request.input, effects, {
       ...(options.clock === undefined ? {} : { clock: options.clock }),
       ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
       abort: control.abort,
       signal: control.stop,
       onEvent: (event) => options.onInstanceEvent?.(request.instance, event),
     });
-  };
 }
 
 /** Tells `onRun` when each instance's run starts and ends. */

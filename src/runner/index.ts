@@ -7,8 +7,10 @@ export {
   rejectedInput,
   runCleanup,
   runFailover,
+  runKind,
   runMachine,
   runMigration,
   runRejoin,
+  runRequest,
   stateKey,
 } from './run.js';

@@ -11,15 +11,13 @@ import {
   type BindOptions,
   bindRun,
   type Clock,
-  cleanupMachine,
   type Effects,
-  failoverMachine,
   inputProblem,
-  migrationMachine,
+  MACHINES,
+  type MachineName,
   type ProtocolEmitted,
   type ProtocolInput,
   type ProtocolOutput,
-  rejoinMachine,
   runBoundActors,
   systemClock,
 } from '../../machines/index.js';
@@ -90,7 +88,7 @@ function providedOnce(machine: AnyStateMachine): AnyStateMachine {
   return m;
 }
 
-/** Runs any machine built on the protocol setup (the shipped two, a user's extension, a test's mutant). */
+/** Runs any machine built on the protocol setup (a shipped one, a user's extension, a test's mutant). */
 export function runMachine(
   machine: AnyStateMachine,
   input: ProtocolInput,
@@ -207,12 +205,36 @@ export function rejectedInput(input: ProtocolInput, problem: string): ProtocolOu
 }
 
 /**
+ * Runs the machine a request names, and decides the one fallback there is: a migration whose
+ * prerequisites find the instance not running, with a failover allowed, touched nothing and is done
+ * as a failover instead (Ganeti's allow_failover). Every runtime starts its runs through this, with
+ * its own way of running one machine (plain, journaled, durable).
+ */
+export async function runKind(
+  kind: MachineName,
+  input: ProtocolInput,
+  runOne: (kind: MachineName, input: ProtocolInput) => Promise<ProtocolOutput>,
+): Promise<ProtocolOutput> {
+  const out = await runOne(kind, input);
+  return kind === 'migration' && out.fallback === 'failover' ? runOne('failover', fallbackInput(input)) : out;
+}
+
+/** A request run in memory: `kind`'s machine (or its fallback) on these effects. */
+export function runRequest(
+  kind: MachineName,
+  input: ProtocolInput,
+  effects: Effects,
+  options: RunOptions = {},
+): Promise<ProtocolOutput> {
+  return runKind(kind, input, (k, i) => runMachine(MACHINES[k], i, effects, options));
+}
+
+/**
  * Migrates an instance to its secondary node; resolves with the machine's output. With
  * `allowFailover`, an instance its prerequisites find not running is failed over instead.
  */
-export async function runMigration(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
-  const out = await runMachine(migrationMachine, input, effects, options);
-  return out.fallback === 'failover' ? runFailover(fallbackInput(input), effects, options) : out;
+export function runMigration(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
+  return runRequest('migration', input, effects, options);
 }
 
 /** What a migration that falls back to a failover hands it: the instance, where to, the limits. */
@@ -226,15 +248,15 @@ export function fallbackInput(input: ProtocolInput): ProtocolInput {
 
 /** Repairs a failed migration (safe on a healthy instance); resolves with the machine's output. */
 export function runCleanup(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
-  return runMachine(cleanupMachine, input, effects, options);
+  return runRequest('cleanup', input, effects, options);
 }
 
 /** Brings an instance up on its secondary (its primary stopped, or proven down). */
 export function runFailover(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
-  return runMachine(failoverMachine, input, effects, options);
+  return runRequest('failover', input, effects, options);
 }
 
 /** Takes a returning node back as the instance's secondary, resynced from the survivor. */
 export function runRejoin(input: ProtocolInput, effects: Effects, options: RunOptions = {}) {
-  return runMachine(rejoinMachine, input, effects, options);
+  return runRequest('rejoin', input, effects, options);
 }

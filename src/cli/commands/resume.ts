@@ -1,4 +1,4 @@
-import { type Resumed, ResumeError, resumeMigration } from '../../journal/index.js';
+import { type Resumed, ResumeError, resumeRun } from '../../journal/index.js';
 import { resumeOnCluster } from '../cluster.js';
 import type { Command, Invocation } from '../command.js';
 import { UsageError } from '../errors.js';
@@ -107,9 +107,7 @@ async function onWorld(call: Invocation): Promise<number> {
     values,
     entry.machine,
     async (effects, options) => {
-      const resumed: Resumed = await resumeMigration(instance, effects, { ...options, ...journal }).catch(
-        refusal,
-      );
+      const resumed: Resumed = await resumeRun(instance, effects, { ...options, ...journal }).catch(refusal);
       return resumed.output;
     },
     { target, instance, journaled: true },
