@@ -1,5 +1,4 @@
 import {
-  type EffectCall,
   type EffectName,
   MACHINES,
   type MachineName,
@@ -9,9 +8,10 @@ import {
 import { plannedCommands, simSpecOf, sshEffects } from '../backend/index.js';
 import { type ClusterFile, ClusterFileError, loadCluster } from '../cluster/index.js';
 import { type JournalOptions, type Resumed, resumeRun, runJournaled } from '../journal/index.js';
-import { type RunEvent, type RunOptions, runMachine } from '../runner/index.js';
+import { type RunOptions, runMachine } from '../runner/index.js';
 import { createSimCluster, createWorld } from '../sim/index.js';
 import { UsageError } from './errors.js';
+import { planPrinter } from './output.js';
 
 /**
  * `migrate --cluster FILE`: the machines against real nodes over SSH, or, with --dry-run, against a
@@ -63,15 +63,15 @@ export async function runOnCluster(
   path: string,
   kind: MachineName,
   input: ProtocolInput,
-  options: { onEvent: (e: RunEvent) => void; abort: AbortSignal; journal: ClusterJournal },
+  options: Pick<RunOptions, 'onEvent' | 'abort' | 'onCall'> & { journal: ClusterJournal },
 ): Promise<ProtocolOutput> {
   const cluster = await readCluster(path, input.instance);
   const backend = await sshEffects(path);
   try {
+    const { journal, ...follow } = options;
     return await runJournaled(kind, inputWithLimits(cluster, input), backend.effects, {
-      onEvent: options.onEvent,
-      abort: options.abort,
-      ...options.journal,
+      ...follow,
+      ...journal,
       nodes: instanceNodes(cluster, input.instance),
     });
   } finally {
@@ -83,15 +83,15 @@ export async function runOnCluster(
 export async function resumeOnCluster(
   path: string,
   instance: string,
-  options: { onEvent: (e: RunEvent) => void; abort: AbortSignal; journal: ClusterJournal },
+  options: Pick<RunOptions, 'onEvent' | 'abort' | 'onCall'> & { journal: ClusterJournal },
 ): Promise<Resumed> {
   const cluster = await readCluster(path, instance);
   const backend = await sshEffects(path);
   try {
+    const { journal, ...follow } = options;
     return await resumeRun(instance, backend.effects, {
-      onEvent: options.onEvent,
-      abort: options.abort,
-      ...options.journal,
+      ...follow,
+      ...journal,
       nodes: instanceNodes(cluster, instance),
     });
   } finally {
@@ -120,13 +120,9 @@ export async function dryRun(
   print(
     `# Each effect the machine calls on ${down === null ? 'a healthy cluster' : `a copy of it with ${down} down`}, and what each node would run for it.`,
   );
-  const onCall = (call: EffectCall) => {
-    if (call.phase !== 'start') return;
-    print(`${call.effect}`);
-    for (const c of plannedCommands(cluster, path, call.effect as EffectName, call.input as never)) {
-      print(`  ${c.node}${c.kind === 'sh' ? '$' : c.kind === 'qmp' ? ' qmp>' : ':'} ${c.text}`);
-    }
-  };
+  const onCall = planPrinter(print, (call) =>
+    plannedCommands(cluster, path, call.effect as EffectName, call.input as never),
+  );
   return runMachine(MACHINES[kind], inputWithLimits(cluster, input), sim.effects, {
     clock: sim.clock,
     onCall,

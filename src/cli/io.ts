@@ -6,8 +6,8 @@ export interface CliIo {
   err(line: string): void;
   /** How the terminal looks; absent: plain lines, no colour. */
   screen?: Screen;
-  /** Registers a Ctrl-C handler for the duration of a run; returns its remover. */
-  onInterrupt?: (handler: () => void) => () => void;
+  /** Registers a Ctrl-C (and SIGTERM) handler for the duration of a run; returns its remover. */
+  onInterrupt?: (handler: (signal: 'SIGINT' | 'SIGTERM') => void) => () => void;
 }
 
 /** The screen a run draws on: the terminal, plain lines when there is none, nothing when quiet. */

@@ -1,3 +1,4 @@
+import { MACHINE_NAMES } from '../../machines/index.js';
 /**
  * Every option of the CLI, once: its type, its value's name and what it does. Commands pick theirs
  * from this table; parsing, conflicts and help are all derived from it.
@@ -49,56 +50,56 @@ export const OPTIONS = {
   },
   'source-is-down': {
     type: 'boolean',
-    help: 'failover: the primary node is powered off (checked: it must not answer, and its DRBD peer must have lost it)',
+    help: 'the primary node is powered off (checked: it must not answer, and its DRBD peer must have lost it)',
   },
   'allow-failover': {
     type: 'boolean',
-    help: 'migrate: an instance that is not running is failed over instead (decided before anything is touched)',
+    help: 'an instance that is not running is failed over instead (decided before anything is touched)',
   },
   'ignore-consistency': {
     type: 'boolean',
-    help: 'failover: go on although the disks are not in sync (the target’s must still be UpToDate)',
+    help: 'go on although the disks are not in sync (the target’s must still be UpToDate)',
   },
   failover: {
     type: 'boolean',
-    help: 'demo: node-a loses power; web1 is failed over to node-b; node-a boots and is rejoined',
+    help: 'node-a loses power; web1 is failed over to node-b; node-a boots and is rejoined',
   },
   concurrency: {
     type: 'string',
     value: 'N',
-    help: 'evacuate: runs at once in all (default 2)',
+    help: 'runs at once in all (default 2)',
   },
   'per-node': {
     type: 'string',
     value: 'N',
-    help: 'evacuate: runs at once touching any one node, whose link they share (default: --concurrency)',
+    help: 'runs at once touching any one node, whose link they share (default: --concurrency)',
   },
   port: {
     type: 'string',
     value: 'N',
-    help: 'serve, worker: the port to listen on (default: a free one)',
+    help: 'the port to listen on (default: a free one)',
   },
   to: {
     type: 'string',
     multiple: true,
     value: 'PORT',
-    help: 'balance: a worker’s loopback port to send connections to; may repeat',
+    help: 'a worker’s loopback port to send connections to; may repeat',
   },
   register: {
     type: 'string',
     value: 'ADMIN_URL',
-    help: 'worker, balance: register it as a deployment with the Restate server whose admin API is there',
+    help: 'register it as a deployment with the Restate server whose admin API is there',
   },
   'identity-key': {
     type: 'string',
     multiple: true,
     value: 'KEY|FILE',
-    help: 'worker: serve only requests Restate signed with this key (publickeyv1_…, or a PEM file of the key); may repeat, to rotate',
+    help: 'serve only requests Restate signed with this key (publickeyv1_…, or a PEM file of the key); may repeat, to rotate',
   },
   listen: {
     type: 'string',
     value: 'ADDRESS',
-    help: 'worker: the address to listen on (default 127.0.0.1; a reachable one needs --identity-key)',
+    help: 'the address to listen on (default 127.0.0.1; a reachable one needs --identity-key)',
   },
   restate: {
     type: 'string',
@@ -125,7 +126,7 @@ export const OPTIONS = {
   },
   format: { type: 'string', value: 'mermaid|dot|svg', help: 'the drawing format (default mermaid)' },
   output: { type: 'string', short: 'o', value: 'FILE', help: 'write to FILE instead of standard output' },
-  machine: { type: 'string', value: 'migration|cleanup', help: 'the same as the MACHINE argument' },
+  machine: { type: 'string', value: MACHINE_NAMES.join('|'), help: 'the same as the MACHINE argument' },
   help: { type: 'boolean', short: 'h', help: 'this help' },
 } as const satisfies Record<string, OptionSpec>;
 

@@ -10,8 +10,10 @@ import {
 import type { Invocation } from './command.js';
 import { clusterName } from './distributed.js';
 import { UsageError } from './errors.js';
+import { withInterrupt } from './interrupt.js';
 import type { Values } from './options.js';
-import { finish, type Target, viewFor, withOperatorAbort } from './session.js';
+import { finish, viewFor } from './output.js';
+import { type Target, targetOf } from './target.js';
 
 /**
  * `--restate URL`: the run is submitted to a Restate cluster and followed there; workers
@@ -38,18 +40,12 @@ export function restateEndpoints(values: Values): RestateEndpoints {
   return { ingress: ingress.origin, admin: admin.origin };
 }
 
-export function restateTarget(values: Values): Target {
-  return values.cluster !== undefined
-    ? { kind: 'cluster', file: values.cluster, restate: values.restate! }
-    : { kind: 'world', file: values.world!, restate: values.restate! };
-}
-
 /** Submits the run and follows it to its end; Ctrl-C cancels it in Restate (an operator abort). */
 export async function onRestate(call: Invocation, kind: MachineName, input: ProtocolInput): Promise<number> {
   const { values } = call;
   const endpoints = restateEndpoints(values);
   const cluster = await clusterName(values);
-  const target = restateTarget(values);
+  const target = targetOf(values);
   let id: string;
   try {
     id = await submitRun(endpoints, cluster, kind, input);
@@ -58,13 +54,14 @@ export async function onRestate(call: Invocation, kind: MachineName, input: Prot
     if (error instanceof RestateError) throw new UsageError(error.message);
     throw error;
   }
-  return follow(call, cluster, input.instance, id, target);
+  return follow(call, cluster, kind, input.instance, id, target);
 }
 
 /** Follows run `id` to its end with the live view; its exit code is the run's. */
 export async function follow(
   call: Invocation,
   cluster: string,
+  kind: MachineName,
   instance: string,
   id: string,
   target: Target,
@@ -73,7 +70,8 @@ export async function follow(
   const endpoints = restateEndpoints(values);
   const { view, onEvent } = viewFor(io, values);
   try {
-    const result = await withOperatorAbort(io, view, (abort) =>
+    const about = { machine: kind, instance, target, journaled: true };
+    const result = await withInterrupt(io, view, about, ({ abort }) =>
       followRun(endpoints, cluster, instance, id, { onEvent, abort }),
     );
     return finish(io, values, view, result, { at: Date.now(), runsOn: result.primaryNode, target });
@@ -99,8 +97,9 @@ export async function resumeOnRestate(
   const cluster = await clusterName(values);
   const endpoints = restateEndpoints(values);
   const [run, drain] = await restateStatuses(endpoints, cluster, name);
-  const target = restateTarget(values);
-  if (run?.run !== undefined && run.output === null) return follow(call, cluster, name, run.run, target);
+  const target = targetOf(values);
+  if (run?.run !== undefined && run.output === null)
+    return follow(call, cluster, run.kind, name, run.run, target);
   if (drain !== null && drain.output === null) return followDrain(drain.run, null);
   if (run?.output != null) {
     const { view } = viewFor(io, values);

@@ -7,21 +7,14 @@ import { dryRun, runOnCluster } from './cluster.js';
 import type { Invocation } from './command.js';
 import { isServedWorld } from './distributed.js';
 import { UsageError } from './errors.js';
+import { faultsOf } from './input.js';
+import { withInterrupt } from './interrupt.js';
+import { finish, planPrinter, viewFor } from './output.js';
 import { onRestate } from './restate.js';
-import {
-  checkWritable,
-  faultsOf,
-  finish,
-  journalStores,
-  planPrinter,
-  refuseUnfinished,
-  simulate,
-  type Target,
-  viewFor,
-  withOperatorAbort,
-  worldNodes,
-} from './session.js';
-import { loadWorld } from './worldFile.js';
+import { simulate } from './simulated.js';
+import { journalStores, refuseUnfinished } from './stateDir.js';
+import { type Target, targetOf } from './target.js';
+import { checkWritable, loadWorld, worldNodes } from './worldFile.js';
 
 /**
  * One machine run on one instance, as every instance command does it: on real nodes (--cluster) or a
@@ -34,8 +27,8 @@ export function runOnInstance(call: Invocation, kind: MachineName, input: Protoc
 
 async function onCluster(call: Invocation, kind: MachineName, input: ProtocolInput): Promise<number> {
   const { values, io } = call;
-  const file = values.cluster!;
-  const target: Target = { kind: 'cluster', file };
+  const target = targetOf(values);
+  const file = target.file;
   const { view, onEvent, json } = viewFor(io, values);
   if (values['dry-run'] === true) {
     const result = await dryRun(file, kind, input, json ? () => {} : io.out);
@@ -43,21 +36,22 @@ async function onCluster(call: Invocation, kind: MachineName, input: ProtocolInp
   }
   const journal = await journalStores(values, target);
   await refuseUnfinished(journal.store, input.instance, target);
-  const result = await withOperatorAbort(io, view, (abort) =>
-    runOnCluster(file, kind, input, { onEvent, abort, journal }),
+  const about = { machine: kind, instance: input.instance, target, journaled: true };
+  const result = await withInterrupt(io, view, about, ({ abort, onCall }) =>
+    runOnCluster(file, kind, input, { onEvent, abort, onCall, journal }),
   );
   return finish(io, values, view, result, { at: Date.now(), runsOn: result.primaryNode, target });
 }
 
 async function onWorld(call: Invocation, kind: MachineName, input: ProtocolInput): Promise<number> {
   const { values, io } = call;
-  const file = values.world!;
+  const target = targetOf(values);
+  const file = target.file;
   if (isServedWorld(file)) {
     throw new UsageError(
       `--world ${file} is a served world: its runs go through Restate's workers (add --restate URL)`,
     );
   }
-  const target: Target = { kind: 'world', file };
   faultsOf(values);
   const world = await loadWorld(file);
   if (world.config.instances[input.instance] === undefined) {

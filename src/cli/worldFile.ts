@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, constants, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { World } from '../sim/index.js';
 import { fileError, UsageError } from './errors.js';
 
@@ -39,4 +40,22 @@ export async function saveWorld(file: string, world: World): Promise<void> {
     await rm(tmp, { force: true }).catch(() => {});
     throw fileError('write world file', file, error);
   }
+}
+
+/** Checks before a run that the world file can be written back (each step saves it). */
+export async function checkWritable(file: string): Promise<void> {
+  try {
+    await access(file, constants.W_OK);
+    await access(resolve(file, '..'), constants.W_OK);
+  } catch (error) {
+    throw fileError('write world file', file, error);
+  }
+}
+
+/** The instance's two nodes in a simulated world, locked with it. */
+export function worldNodes(world: World, instance: string): string[] {
+  const config = world.config.instances[instance];
+  return config === undefined
+    ? []
+    : [config.primaryNode, config.secondaryNode].filter((n): n is string => n !== null);
 }

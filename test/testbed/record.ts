@@ -50,7 +50,8 @@ export function planAgainstRun(lines: string[], seen: Recorded) {
   const plan = { sh: new Set<string>(), qmp: new Set<string>() };
   let effect = '';
   for (const l of lines) {
-    if (/^[a-zA-Z]+$/.test(l)) effect = l;
+    const header = /^([a-zA-Z]+) on /.exec(l);
+    if (header !== null) effect = header[1]!;
     const m = /^ {2}(\S+)(\$| qmp>) (.*)$/.exec(l);
     if (m === null) continue;
     if (m[2] === '$') plan.sh.add(`${effect} ${m[1]}$ ${m[3]}`);

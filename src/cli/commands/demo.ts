@@ -1,7 +1,8 @@
 import { runFailover, runMigration, runRejoin } from '../../runner/index.js';
 import { createSimCluster, createWorld, DEMO_SPEC } from '../../sim/index.js';
 import type { Command } from '../command.js';
-import { inputOf, simulate } from '../session.js';
+import { inputOf } from '../input.js';
+import { simulate } from '../simulated.js';
 import { saveWorld } from '../worldFile.js';
 
 /** The demo's pace: simulated ms per wall ms, so a whole migration takes a few seconds to watch. */

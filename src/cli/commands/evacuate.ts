@@ -11,10 +11,13 @@ import type { Command, Invocation } from '../command.js';
 import { clusterName, isServedWorld } from '../distributed.js';
 import { UsageError } from '../errors.js';
 import { EvacuationView, evacuationExit } from '../evacuationView.js';
+import { nodeName } from '../input.js';
+import { withInterrupt } from '../interrupt.js';
 import { screenOf } from '../io.js';
 import { restateEndpoints } from '../restate.js';
-import { checkWritable, journalStores, nodeName, type Target, withOperatorAbort } from '../session.js';
-import { loadWorld, saveWorld } from '../worldFile.js';
+import { journalStores } from '../stateDir.js';
+import { targetOf } from '../target.js';
+import { checkWritable, loadWorld, saveWorld } from '../worldFile.js';
 
 export const evacuate: Command = {
   name: 'evacuate',
@@ -101,10 +104,7 @@ export async function drain(
 ): Promise<number> {
   const { values, io } = call;
   const node = nodeName(call.args.NODE ?? call.args.INSTANCE!);
-  const target: Target =
-    values.cluster !== undefined
-      ? { kind: 'cluster', file: values.cluster }
-      : { kind: 'world', file: values.world! };
+  const target = targetOf(values);
   let input = inputOf(node, values);
   const json = values.json === true;
   // What the block counts as waiting: the node's primary instances, as the config says at the start.
@@ -190,7 +190,7 @@ export async function drain(
     }
     const stores = await journalStores(values, target);
     const evacuations = new EvacuationJournal(stores.stateDir);
-    const out = await withOperatorAbort(io, view, (abort) =>
+    const out = await withInterrupt(io, view, { target, journaled: true }, ({ abort }) =>
       runEvacuationJournaled(
         input,
         effects,
@@ -249,7 +249,7 @@ async function drainOnRestate(
     if (error instanceof RestateError) throw new UsageError(error.message);
     throw error;
   }
-  const out = await withOperatorAbort(io, view, (abort) =>
+  const out = await withInterrupt(io, view, { target: targetOf(values), journaled: true }, ({ abort }) =>
     followEvacuation(endpoints, cluster, input.node, id, { onNotice: onRun, abort }),
   );
   return finish(out);

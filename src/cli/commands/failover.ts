@@ -1,7 +1,7 @@
 import type { Command } from '../command.js';
+import { inputOf } from '../input.js';
 import { RUN_CONFLICTS, RUN_OPTIONS } from '../options.js';
 import { runOnInstance } from '../runs.js';
-import { inputOf } from '../session.js';
 
 export const failover: Command = {
   name: 'failover',

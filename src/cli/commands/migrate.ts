@@ -1,8 +1,8 @@
 import type { MachineName } from '../../../machines/index.js';
 import type { Command, Invocation } from '../command.js';
+import { inputOf } from '../input.js';
 import { RUN_CONFLICTS, RUN_OPTIONS } from '../options.js';
 import { runOnInstance } from '../runs.js';
-import { inputOf } from '../session.js';
 
 export const migrate: Command = {
   name: 'migrate',

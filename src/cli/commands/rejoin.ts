@@ -1,9 +1,9 @@
 import { readClusterFile } from '../cluster.js';
 import type { Command } from '../command.js';
 import { UsageError } from '../errors.js';
+import { nodeName } from '../input.js';
 import { RUN_CONFLICTS, RUN_OPTIONS } from '../options.js';
 import { runOnInstance } from '../runs.js';
-import { nodeName } from '../session.js';
 import { loadWorld } from '../worldFile.js';
 
 export const rejoin: Command = {

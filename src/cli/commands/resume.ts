@@ -2,20 +2,14 @@ import { type Resumed, ResumeError, resumeRun } from '../../journal/index.js';
 import { resumeOnCluster } from '../cluster.js';
 import type { Command, Invocation } from '../command.js';
 import { UsageError } from '../errors.js';
+import { instanceName } from '../input.js';
+import { withInterrupt } from '../interrupt.js';
+import { finish, viewFor } from '../output.js';
 import { resumeOnRestate } from '../restate.js';
-import {
-  checkWritable,
-  defaultStateDir,
-  finish,
-  instanceName,
-  journalStores,
-  simulate,
-  type Target,
-  viewFor,
-  withOperatorAbort,
-  worldNodes,
-} from '../session.js';
-import { loadWorld } from '../worldFile.js';
+import { simulate } from '../simulated.js';
+import { defaultStateDir, journalStores } from '../stateDir.js';
+import { targetOf } from '../target.js';
+import { checkWritable, loadWorld, worldNodes } from '../worldFile.js';
 import { drain, evacuationRecorded } from './evacuate.js';
 
 export const resume: Command = {
@@ -71,12 +65,14 @@ const refusal = (error: unknown): never => {
 
 async function onCluster(call: Invocation): Promise<number> {
   const { values, io } = call;
-  const target: Target = { kind: 'cluster', file: values.cluster! };
+  const target = targetOf(values);
   const instance = instanceName(call.args.INSTANCE!);
   const { view, onEvent } = viewFor(io, values);
   const journal = await journalStores(values, target);
-  const resumed = await withOperatorAbort(io, view, (abort) =>
-    resumeOnCluster(target.file, instance, { onEvent, abort, journal }).catch(refusal),
+  const entry = await journal.store.read(instance).catch(() => null);
+  const about = { ...(entry === null ? {} : { machine: entry.machine }), instance, target, journaled: true };
+  const resumed = await withInterrupt(io, view, about, ({ abort, onCall }) =>
+    resumeOnCluster(target.file, instance, { onEvent, abort, onCall, journal }).catch(refusal),
   );
   if (resumed.how === 'cleanup') view.line(`resume: running the cleanup instead: ${resumed.reason}`);
   return finish(io, values, view, resumed.output, {
@@ -88,7 +84,7 @@ async function onCluster(call: Invocation): Promise<number> {
 
 async function onWorld(call: Invocation): Promise<number> {
   const { values, io } = call;
-  const target: Target = { kind: 'world', file: values.world! };
+  const target = targetOf(values);
   const instance = instanceName(call.args.INSTANCE!);
   const world = await loadWorld(target.file);
   await checkWritable(target.file);

@@ -1,8 +1,8 @@
 import type { Command } from '../command.js';
 import { clusterName } from '../distributed.js';
 import { UsageError } from '../errors.js';
+import { instanceName } from '../input.js';
 import { restateEndpoints, restateStatuses } from '../restate.js';
-import { instanceName } from '../session.js';
 
 export const status: Command = {
   name: 'status',
