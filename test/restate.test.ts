@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createSimCluster,
+  EvacuationJournal,
   FileJournal,
   FileLocks,
   journalRuntime,
@@ -340,6 +341,7 @@ describe('the Restate runtime', () => {
       effects,
       store: new FileJournal(dir),
       locks: new FileLocks(dir),
+      evacuations: new EvacuationJournal(dir),
       nodesOf: () => ['node-a', 'node-b'],
     });
     const onRestate = restateRuntime(server, 'demo');
@@ -361,6 +363,18 @@ describe('the Restate runtime', () => {
     const drained = await runEvacuation({ node }, effects, { runner: runtimeRunner(onRestate) });
     expect(drained.outcome).toBe('evacuated');
     expect(Object.values(sim.current().config.instances).filter((i) => i.primaryNode === node)).toEqual([]);
+
+    // A drain through each runtime itself (the CLI's way): journaled here, or a durable invocation.
+    for (const runtime of [journal, onRestate]) {
+      const from = sim.current().config.instances.web2!.primaryNode;
+      const ends: string[] = [];
+      const out = await runtime.evacuate({ node: from }, { onRun: (n) => ends.push(n.phase) });
+      expect(out.outcome, runtime.name).toBe('evacuated');
+      expect(ends).toContain('end');
+      const left = Object.values(sim.current().config.instances).filter((i) => i.primaryNode === from);
+      expect(left).toEqual([]);
+      expect(await runtime.resumeEvacuation(from)).toBeNull();
+    }
   }, 60_000);
 });
 

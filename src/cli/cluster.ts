@@ -5,10 +5,9 @@ import {
   type ProtocolInput,
   type ProtocolOutput,
 } from '../../machines/index.js';
-import { plannedCommands, simSpecOf, sshEffects } from '../backend/index.js';
+import { plannedCommands, simSpecOf } from '../backend/index.js';
 import { type ClusterFile, ClusterFileError, loadCluster } from '../cluster/index.js';
-import { type JournalOptions, type Resumed, resumeRun, runJournaled } from '../journal/index.js';
-import { type RunOptions, runMachine } from '../runner/index.js';
+import { runMachine } from '../runner/index.js';
 import { createSimCluster, createWorld } from '../sim/index.js';
 import { UsageError } from './errors.js';
 import { planPrinter } from './output.js';
@@ -51,58 +50,6 @@ export function inputWithLimits(cluster: ClusterFile, input: ProtocolInput): Pro
     ...(Object.keys(policy).length === 0 ? {} : { convergence: { ...policy, ...input.convergence } }),
   };
 }
-
-/** The journal and locks a real run writes (the instance's two nodes are locked with it). */
-export type ClusterJournal = Omit<JournalOptions, 'nodes' | keyof RunOptions>;
-
-/**
- * A journaled run on real nodes: every transition is on disk before the next step acts, so that
- * `resume --cluster` can continue it (or hand it to a cleanup) if this process dies.
- */
-export async function runOnCluster(
-  path: string,
-  kind: MachineName,
-  input: ProtocolInput,
-  options: Pick<RunOptions, 'onEvent' | 'abort' | 'onCall'> & { journal: ClusterJournal },
-): Promise<ProtocolOutput> {
-  const cluster = await readCluster(path, input.instance);
-  const backend = await sshEffects(path);
-  try {
-    const { journal, ...follow } = options;
-    return await runJournaled(kind, inputWithLimits(cluster, input), backend.effects, {
-      ...follow,
-      ...journal,
-      nodes: instanceNodes(cluster, input.instance),
-    });
-  } finally {
-    backend.close();
-  }
-}
-
-/** Continues the journaled run of INSTANCE on real nodes (or hands it to a cleanup). */
-export async function resumeOnCluster(
-  path: string,
-  instance: string,
-  options: Pick<RunOptions, 'onEvent' | 'abort' | 'onCall'> & { journal: ClusterJournal },
-): Promise<Resumed> {
-  const cluster = await readCluster(path, instance);
-  const backend = await sshEffects(path);
-  try {
-    const { journal, ...follow } = options;
-    return await resumeRun(instance, backend.effects, {
-      ...follow,
-      ...journal,
-      nodes: instanceNodes(cluster, instance),
-    });
-  } finally {
-    backend.close();
-  }
-}
-
-const instanceNodes = (cluster: ClusterFile, instance: string) => {
-  const i = cluster.instances.find((x) => x.name === instance);
-  return i === undefined ? [] : [i.primary, i.secondary];
-};
 
 export async function dryRun(
   path: string,

@@ -1,6 +1,7 @@
-import type { Clock, Effects } from '../../machines/index.js';
-import type { Runtime } from '../runtime/index.js';
+import type { Clock, Effects, EvacuationInput } from '../../machines/index.js';
+import type { EvacuationFollow, Runtime } from '../runtime/index.js';
 import { startStatus } from '../runtime/status.js';
+import { type EvacuationJournal, runEvacuationJournaled } from './evacuation.js';
 import type { LockStore } from './lock.js';
 import { resumeRun, runJournaled } from './run.js';
 import type { JournalStore } from './store.js';
@@ -15,6 +16,10 @@ export interface JournalRuntimeOptions {
   where?: string;
   clock?: Clock;
   graceMs?: number;
+  /** Where drains are recorded (needed for evacuate and resumeEvacuation). */
+  evacuations?: EvacuationJournal;
+  /** Passed to every journaled run (crash tests kill the process here). */
+  afterWrite?: (n: number, state: string) => void;
 }
 
 /**
@@ -30,7 +35,25 @@ export function journalRuntime(options: JournalRuntimeOptions): Runtime {
     ...(options.where === undefined ? {} : { where: options.where }),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
     ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
+    ...(options.afterWrite === undefined ? {} : { afterWrite: options.afterWrite }),
   });
+  const drain = (input: EvacuationInput, follow: EvacuationFollow, resume: boolean) => {
+    if (options.evacuations === undefined) throw new Error('journalRuntime: no evacuation journal given');
+    return runEvacuationJournaled(
+      input,
+      options.effects,
+      {
+        store: options.store,
+        locks: options.locks,
+        evacuations: options.evacuations,
+        ...(options.where === undefined ? {} : { where: options.where }),
+        ...(options.clock === undefined ? {} : { clock: options.clock }),
+        ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
+        ...follow,
+      },
+      resume,
+    );
+  };
   return {
     name: 'journal',
     run: (kind, input, follow = {}) =>
@@ -43,6 +66,16 @@ export function journalRuntime(options: JournalRuntimeOptions): Runtime {
       const entry = await options.store.read(instance);
       if (entry === null) return null;
       return { ...startStatus(entry.machine, entry.input as never), state: entry.state };
+    },
+    evacuate: (input, follow = {}) => drain(input, follow, false),
+    // The journal keeps a drain until it ends; an ended one is in the caller's output only.
+    evacuationStatus: async (node) =>
+      options.evacuations !== undefined && (await options.evacuations.read(node)) !== null
+        ? { output: null }
+        : null,
+    resumeEvacuation: async (node, follow = {}) => {
+      if (options.evacuations === undefined || (await options.evacuations.read(node)) === null) return null;
+      return drain({ node }, follow, true);
     },
   };
 }

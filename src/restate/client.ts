@@ -21,6 +21,21 @@ export interface RestateEndpoints {
 
 export class RestateError extends Error {
   override name = 'RestateError';
+  /**
+   * The invocation it concerns, once one was submitted: the run goes on in Restate whatever became
+   * of this client. Absent: nothing was submitted, nothing started.
+   */
+  invocation?: string;
+}
+
+/** Follows invocation `id`; a lost connection says which invocation goes on without this client. */
+export async function following<T>(id: string, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof RestateError) error.invocation = id;
+    throw error;
+  }
 }
 
 export const instanceKey = (cluster: string, instance: string) => `${cluster}/${instance}`;
@@ -159,7 +174,7 @@ export async function runOnRestate(
   options: FollowOptions = {},
 ): Promise<ProtocolOutput> {
   const id = await submitRun(endpoints, cluster, kind, input);
-  return followRun(endpoints, cluster, input.instance, id, options);
+  return following(id, followRun(endpoints, cluster, input.instance, id, options));
 }
 
 export const followRun = (

@@ -1,5 +1,13 @@
-import type { InstanceRunner, MachineName, ProtocolInput, ProtocolOutput } from '../../machines/index.js';
-import type { RunEvent } from '../runner/index.js';
+import type {
+  EffectCall,
+  EvacuationInput,
+  EvacuationOutput,
+  InstanceRunner,
+  MachineName,
+  ProtocolInput,
+  ProtocolOutput,
+} from '../../machines/index.js';
+import type { RunEvent, RunNotice } from '../runner/index.js';
 import type { RunStatus } from './status.js';
 
 /**
@@ -20,6 +28,15 @@ export interface Runtime {
   resume(instance: string, follow?: Follow): Promise<ProtocolOutput | null>;
   /** The instance's current or last run as the runtime recorded it; null when it has none. */
   status(instance: string): Promise<RunStatus | null>;
+  /**
+   * Drains a node: the evacuation machine plans and schedules, and each instance's run is one of
+   * this runtime's (journaled and locked here, or a durable call any worker takes).
+   */
+  evacuate(input: EvacuationInput, follow?: EvacuationFollow): Promise<EvacuationOutput>;
+  /** Takes up the node's unfinished drain (runs under way first); null when there is none. */
+  resumeEvacuation(node: string, follow?: EvacuationFollow): Promise<EvacuationOutput | null>;
+  /** The node's drain under way (output null) or, where the runtime keeps it, its last one; null: none. */
+  evacuationStatus(node: string): Promise<{ output: EvacuationOutput | null } | null>;
 }
 
 /** What the caller of a run sees of it and can do to it. */
@@ -32,6 +49,16 @@ export interface Follow {
    * (resume takes it up); under Restate only the following stops, the run goes on where it runs.
    */
   signal?: AbortSignal;
+  /** Each effect call where the run acts in this process (what a Ctrl-C says is in flight). */
+  onCall?: (call: EffectCall) => void;
+}
+
+/** What the caller of a drain sees of it and can do to it. */
+export interface EvacuationFollow extends Pick<Follow, 'abort' | 'signal'> {
+  /** Each instance's run as it starts and ends. */
+  onRun?: (notice: RunNotice) => void;
+  /** What each instance's run reports, where the runtime tells it (the journal's runs do). */
+  onInstanceEvent?: (instance: string, event: RunEvent) => void;
 }
 
 /** An evacuation's runs on a runtime: each instance's run as the runtime makes it. */

@@ -1,23 +1,20 @@
-import type { EvacuationInput, EvacuationOutput, InstanceResult } from '../../../machines/index.js';
+import type { Effects, EvacuationInput, EvacuationOutput, InstanceResult } from '../../../machines/index.js';
 import { simSpecOf } from '../../backend/plan.js';
-import { sshEffects } from '../../backend/ssh.js';
 import { loadCluster } from '../../cluster/index.js';
-import { createSimCluster, type Effects } from '../../index.js';
-import { EvacuationJournal, ResumeError, runEvacuationJournaled } from '../../journal/index.js';
-import { followEvacuation, RestateError, submitEvacuation } from '../../restate/client.js';
+import { ResumeError } from '../../journal/index.js';
 import { type EvacuationOptions, type RunNotice, runEvacuation } from '../../runner/index.js';
+import { createSimCluster } from '../../sim/index.js';
 import { inputWithLimits } from '../cluster.js';
 import type { Command, Invocation } from '../command.js';
-import { clusterName, isServedWorld } from '../distributed.js';
+import { isServedWorld } from '../distributed.js';
 import { UsageError } from '../errors.js';
 import { EvacuationView, evacuationExit } from '../evacuationView.js';
 import { nodeName } from '../input.js';
 import { withInterrupt } from '../interrupt.js';
 import { screenOf } from '../io.js';
-import { restateEndpoints } from '../restate.js';
-import { journalStores } from '../stateDir.js';
+import { openSession, restateRefusal, type Session } from '../runtime.js';
 import { targetOf } from '../target.js';
-import { checkWritable, loadWorld, saveWorld } from '../worldFile.js';
+import { loadWorld } from '../worldFile.js';
 
 export const evacuate: Command = {
   name: 'evacuate',
@@ -94,18 +91,13 @@ function inputOf(node: string, values: Invocation['values']): EvacuationInput {
 }
 
 /**
- * The evacuation of NODE (or, with `resume`, the unfinished one recorded for it) on a world or a
- * cluster; with --restate, submitted there (or, `following` an evacuation's invocation, followed).
+ * The evacuation of NODE on the runtime the command line names, or with `resume` the unfinished one
+ * recorded for it (its runs under way taken up first); --dry-run plans it on a copy.
  */
-export async function drain(
-  call: Invocation,
-  resume: boolean,
-  following?: { id: string; ended: EvacuationOutput | null },
-): Promise<number> {
+export async function drain(call: Invocation, resume: boolean, opened?: Session): Promise<number> {
   const { values, io } = call;
   const node = nodeName(call.args.NODE ?? call.args.INSTANCE!);
-  const target = targetOf(values);
-  let input = inputOf(node, values);
+  const input = inputOf(node, values);
   const json = values.json === true;
   // What the block counts as waiting: the node's primary instances, as the config says at the start.
   let planned = 0;
@@ -136,84 +128,76 @@ export async function drain(
     if (code !== 0) io.err(`drbd-migrate: ${out.outcome}: ${out.error ?? reasonOf(out.results)}`);
     return code;
   };
+  if (values['dry-run'] === true) return finish(await dryRunDrain(call, input), true);
 
-  if (values.restate !== undefined) {
-    planned = await primariesOf(values, node).catch(() => 0);
-    return drainOnRestate(call, input, view, onRun, finish, following);
+  const session = opened ?? (await openSession(call, { node }));
+  try {
+    planned =
+      session.sim !== null
+        ? Object.values(session.sim.world.config.instances).filter((i) => i.primaryNode === node).length
+        : await primariesOf(values, node).catch(() => 0);
+    const ended = resume ? await session.runtime.evacuationStatus(node) : null;
+    // On Restate a drain may have ended while no client followed it: reported as it ended.
+    if (ended?.output != null) return finish(ended.output);
+    const out = await withInterrupt(
+      io,
+      view,
+      { target: session.target, journaled: true },
+      async ({ abort }) => {
+        const follow = { onRun, onInstanceEvent, abort };
+        if (!resume) return session.runtime.evacuate(session.prepareEvacuation(input), follow);
+        const resumed = await session.runtime.resumeEvacuation(node, follow);
+        if (resumed === null)
+          throw new ResumeError(
+            `there is no unfinished evacuation of ${node} to resume; run evacuate ${node}`,
+          );
+        return resumed;
+      },
+    ).catch((error: unknown) => {
+      if (error instanceof ResumeError) throw new UsageError(error.message);
+      throw restateRefusal(error, node, session.target);
+    });
+    return finish(out);
+  } finally {
+    if (opened === undefined) session.close();
   }
-  // Where it acts: a world file's simulated cluster, saved after each step; or real nodes.
+}
+
+/** --dry-run: the drain planned and run on a simulated copy, each start printed; nothing is touched. */
+async function dryRunDrain(call: Invocation, input: EvacuationInput): Promise<EvacuationOutput> {
+  const { values, io } = call;
+  const target = targetOf(values);
   let effects: Effects;
-  let close = () => {};
   let clock: EvacuationOptions['clock'];
+  let asked = input;
   if (target.kind === 'world') {
     const world = await loadWorld(target.file);
-    if (world.nodes[node] === undefined)
-      throw new UsageError(`node ${node} is not in world file ${target.file}`);
-    planned = Object.values(world.config.instances).filter((i) => i.primaryNode === node).length;
+    if (world.nodes[input.node] === undefined)
+      throw new UsageError(`node ${input.node} is not in world file ${target.file}`);
     const sim = createSimCluster(world);
-    if (values['dry-run'] !== true) {
-      await checkWritable(target.file);
-      sim.afterStep = () => saveWorld(target.file, sim.snapshot());
-    }
     effects = sim.effects;
     clock = sim.clock;
   } else {
     const cluster = await loadCluster(target.file);
-    if (!cluster.nodes.some((n) => n.name === node))
-      throw new UsageError(`node ${node} is not in ${target.file}`);
+    if (!cluster.nodes.some((n) => n.name === input.node))
+      throw new UsageError(`node ${input.node} is not in ${target.file}`);
     // The cluster file's deadlines and copy policy apply to every run.
-    const { limits, convergence } = inputWithLimits(cluster, { instance: node });
-    input = { ...input, ...(limits ? { limits } : {}), ...(convergence ? { convergence } : {}) };
-    if (values['dry-run'] === true) {
-      const sim = createSimCluster(simSpecOf(cluster));
-      effects = sim.effects;
-      clock = sim.clock;
-    } else {
-      const backend = await sshEffects(target.file);
-      effects = backend.effects;
-      close = () => backend.close();
-    }
+    const { limits, convergence } = inputWithLimits(cluster, { instance: input.node });
+    asked = { ...input, ...(limits ? { limits } : {}), ...(convergence ? { convergence } : {}) };
+    const sim = createSimCluster(simSpecOf(cluster));
+    effects = sim.effects;
+    clock = sim.clock;
   }
-  try {
-    if (values['dry-run'] === true) {
-      io.out(`# dry run of the evacuation of ${node} on a copy: nothing is touched`);
-      const out = await runEvacuation(input, effects, {
-        ...(clock === undefined ? {} : { clock }),
-        onRun: (n) => {
-          if (n.phase === 'start')
-            io.out(
-              `# would ${n.request.operation === 'failover' ? 'fail over' : 'migrate'} ${n.request.instance} to ${n.request.target}`,
-            );
-        },
-      });
-      return finish(out, true);
-    }
-    const stores = await journalStores(values, target);
-    const evacuations = new EvacuationJournal(stores.stateDir);
-    const out = await withInterrupt(io, view, { target, journaled: true }, ({ abort }) =>
-      runEvacuationJournaled(
-        input,
-        effects,
-        {
-          store: stores.store,
-          locks: stores.locks,
-          evacuations,
-          where: stores.where,
-          abort,
-          onRun,
-          onInstanceEvent,
-          ...(clock === undefined ? {} : { clock }),
-        },
-        resume,
-      ).catch((error: unknown) => {
-        if (error instanceof ResumeError) throw new UsageError(error.message);
-        throw error;
-      }),
-    );
-    return finish(out);
-  } finally {
-    close();
-  }
+  io.out(`# dry run of the evacuation of ${input.node} on a copy: nothing is touched`);
+  return runEvacuation(asked, effects, {
+    clock,
+    onRun: (n) => {
+      if (n.phase === 'start')
+        io.out(
+          `# would ${n.request.operation === 'failover' ? 'fail over' : 'migrate'} ${n.request.instance} to ${n.request.target}`,
+        );
+    },
+  });
 }
 
 function reasonOf(results: InstanceResult[]): string {
@@ -222,37 +206,6 @@ function reasonOf(results: InstanceResult[]): string {
     .slice(0, 5)
     .map((r) => `${r.instance} ${r.outcome}`)
     .join(', ')}${notMoved.length > 5 ? ', …' : ''}`;
-}
-
-/** Is there an unfinished evacuation of NAME under the state directory? (resume asks.) */
-export async function evacuationRecorded(stateDir: string, name: string): Promise<boolean> {
-  return (await new EvacuationJournal(stateDir).read(name).catch(() => null)) !== null;
-}
-
-/** The drain submitted to a Restate cluster and followed there (its runs spread over every worker). */
-async function drainOnRestate(
-  call: Invocation,
-  input: EvacuationInput,
-  view: EvacuationView,
-  onRun: (n: RunNotice) => void,
-  finish: (out: EvacuationOutput) => number,
-  following?: { id: string; ended: EvacuationOutput | null },
-): Promise<number> {
-  const { values, io } = call;
-  if (following?.ended) return finish(following.ended);
-  const endpoints = restateEndpoints(values);
-  const cluster = await clusterName(values);
-  let id: string;
-  try {
-    id = following?.id ?? (await submitEvacuation(endpoints, cluster, input));
-  } catch (error) {
-    if (error instanceof RestateError) throw new UsageError(error.message);
-    throw error;
-  }
-  const out = await withInterrupt(io, view, { target: targetOf(values), journaled: true }, ({ abort }) =>
-    followEvacuation(endpoints, cluster, input.node, id, { onNotice: onRun, abort }),
-  );
-  return finish(out);
 }
 
 /** How many instances name NODE as primary, as the world or the cluster file says now (the view's count). */

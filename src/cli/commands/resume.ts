@@ -1,16 +1,10 @@
-import { type Resumed, ResumeError, resumeRun } from '../../journal/index.js';
-import { resumeOnCluster } from '../cluster.js';
-import type { Command, Invocation } from '../command.js';
+import { ResumeError } from '../../journal/index.js';
+import type { Command } from '../command.js';
 import { UsageError } from '../errors.js';
 import { instanceName } from '../input.js';
-import { withInterrupt } from '../interrupt.js';
 import { finish, viewFor } from '../output.js';
-import { resumeOnRestate } from '../restate.js';
-import { simulate } from '../simulated.js';
-import { defaultStateDir, journalStores } from '../stateDir.js';
-import { targetOf } from '../target.js';
-import { checkWritable, loadWorld, worldNodes } from '../worldFile.js';
-import { drain, evacuationRecorded } from './evacuate.js';
+import { openSession, restateRefusal, showRun } from '../runtime.js';
+import { drain } from './evacuate.js';
 
 export const resume: Command = {
   name: 'resume',
@@ -45,68 +39,48 @@ end, as the client that submitted it (and died) would have.`,
     'drbd-migrate resume node-a --cluster cluster.yaml',
   ],
   run: async (call) => {
-    if (call.values.restate !== undefined) {
-      return resumeOnRestate(call, instanceName(call.args.INSTANCE!), (id, ended) =>
-        drain(call, true, { id, ended }),
+    const { values, io } = call;
+    const name = instanceName(call.args.INSTANCE!);
+    const session = await openSession(call);
+    try {
+      const { runtime, target } = session;
+      // What the runtime holds of NAME, as an instance and as a node; a journal it cannot read, or a
+      // Restate that does not answer, is a refusal: nothing was touched.
+      const refused = (error: unknown): never => {
+        throw error instanceof Error && !(error instanceof UsageError)
+          ? new UsageError(error.message)
+          : error;
+      };
+      const run = await runtime.status(name).catch(refused);
+      const evacuation = await runtime.evacuationStatus(name).catch(refused);
+      if (run !== null && run.output === null) {
+        return await showRun(call, session, { machine: run.kind, instance: name }, async (follow) => {
+          const output = await runtime.resume(name, follow).catch((error: unknown) => {
+            if (error instanceof ResumeError) throw new UsageError(error.message);
+            throw restateRefusal(error, name, target);
+          });
+          if (output === null) throw new UsageError(`the run of ${name} ended meanwhile`);
+          return output;
+        });
+      }
+      if (evacuation !== null) return await drain(call, true, session);
+      if (run?.output != null) {
+        // On Restate a run may have ended while no client followed it: reported as it ended.
+        const { view } = viewFor(io, values);
+        view.line(`The ${run.kind} of ${name} had already ended.`);
+        return finish(io, values, view, run.output, {
+          at: Date.now(),
+          runsOn: run.output.primaryNode,
+          target,
+        });
+      }
+      throw new UsageError(
+        session.stateDir === null
+          ? `Restate knows no run of ${name} to resume (nor an evacuation of a node ${name})`
+          : `there is no unfinished migration or cleanup of ${name} to resume, nor an evacuation of a node ${name} (no journal in ${session.stateDir})`,
       );
+    } finally {
+      session.close();
     }
-    // A node with an unfinished evacuation: the evacuation is resumed.
-    const stateDir = call.values['state-dir'] ?? defaultStateDir();
-    if (await evacuationRecorded(stateDir, call.args.INSTANCE!)) return drain(call, true);
-    return call.values.cluster !== undefined ? onCluster(call) : onWorld(call);
   },
 };
-
-/** A journal that cannot be resumed is a refusal: nothing was touched. */
-const refusal = (error: unknown): never => {
-  if (error instanceof ResumeError) throw new UsageError(error.message);
-  throw error;
-};
-
-async function onCluster(call: Invocation): Promise<number> {
-  const { values, io } = call;
-  const target = targetOf(values);
-  const instance = instanceName(call.args.INSTANCE!);
-  const { view, onEvent } = viewFor(io, values);
-  const journal = await journalStores(values, target);
-  const entry = await journal.store.read(instance).catch(() => null);
-  const about = { ...(entry === null ? {} : { machine: entry.machine }), instance, target, journaled: true };
-  const resumed = await withInterrupt(io, view, about, ({ abort, onCall }) =>
-    resumeOnCluster(target.file, instance, { onEvent, abort, onCall, journal }).catch(refusal),
-  );
-  if (resumed.how === 'cleanup') view.line(`resume: running the cleanup instead: ${resumed.reason}`);
-  return finish(io, values, view, resumed.output, {
-    at: Date.now(),
-    runsOn: resumed.output.primaryNode,
-    target,
-  });
-}
-
-async function onWorld(call: Invocation): Promise<number> {
-  const { values, io } = call;
-  const target = targetOf(values);
-  const instance = instanceName(call.args.INSTANCE!);
-  const world = await loadWorld(target.file);
-  await checkWritable(target.file);
-  const journal = { ...(await journalStores(values, target)), nodes: worldNodes(world, instance) };
-  const entry = await journal.store.read(instance).catch((error: Error) => {
-    throw new UsageError(error.message);
-  });
-  if (entry === null) {
-    throw new UsageError(
-      `there is no unfinished migration or cleanup of ${instance} to resume (no journal in ${values['state-dir'] ?? defaultStateDir()})`,
-    );
-  }
-  const run = await simulate(
-    io,
-    world,
-    values,
-    entry.machine,
-    async (effects, options) => {
-      const resumed: Resumed = await resumeRun(instance, effects, { ...options, ...journal }).catch(refusal);
-      return resumed.output;
-    },
-    { target, instance, journaled: true },
-  );
-  return run.code;
-}
