@@ -90,6 +90,39 @@ function cycles(graph: Map<string, string[]>): string[][] {
   return found;
 }
 
+/** The names a file imports, from each module it names (import and export … from, by the compiler). */
+function namesImported(file: string): { spec: string; name: string }[] {
+  const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true);
+  const out: { spec: string; name: string }[] = [];
+  for (const statement of source.statements) {
+    if (ts.isImportDeclaration(statement) && ts.isStringLiteral(statement.moduleSpecifier)) {
+      const spec = statement.moduleSpecifier.text;
+      const bindings = statement.importClause?.namedBindings;
+      if (bindings !== undefined && ts.isNamedImports(bindings))
+        for (const e of bindings.elements) out.push({ spec, name: (e.propertyName ?? e.name).text });
+    }
+    if (ts.isExportDeclaration(statement) && statement.moduleSpecifier !== undefined) {
+      const spec = (statement.moduleSpecifier as ts.StringLiteral).text;
+      const clause = statement.exportClause;
+      if (clause !== undefined && ts.isNamedExports(clause))
+        for (const e of clause.elements) out.push({ spec, name: (e.propertyName ?? e.name).text });
+    }
+  }
+  return out;
+}
+
+/** What starts a journaled or durable run or drain: the CLI reaches these only through a Runtime. */
+const RUN_STARTERS = new Set([
+  'runJournaled',
+  'resumeRun',
+  'runEvacuationJournaled',
+  'runOnRestate',
+  'submitRun',
+  'submitEvacuation',
+  'followRun',
+  'followEvacuation',
+]);
+
 describe('the layering', () => {
   it('reads every import form (the guard sees what the compiler sees)', () => {
     const file = 'src/testing/index.ts';
@@ -124,6 +157,17 @@ describe('the layering', () => {
       }
     }
     expect(bad).toEqual([]);
+  });
+
+  it('lets the CLI reach journaled and durable runs only through a Runtime', () => {
+    const bad = sources('src/cli').flatMap((file) =>
+      namesImported(file)
+        .filter((i) => RUN_STARTERS.has(i.name))
+        .map((i) => `${file} imports ${i.name} from ${i.spec}`),
+    );
+    expect(bad).toEqual([]);
+    // The reading of names works: the runtimes' own modules do name them.
+    expect(namesImported('src/journal/runtime.ts').map((i) => i.name)).toContain('runJournaled');
   });
 
   it('catches a planted violation (the checks can fail)', () => {

@@ -1,13 +1,7 @@
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { EvacuationView } from '../src/cli/evacuationView.js';
-import { saveWorld } from '../src/cli/worldFile.js';
 import {
   createSimCluster,
-  createWorld,
   EFFECT_NAMES,
   type EffectName,
   EvacuationJournal,
@@ -15,94 +9,19 @@ import {
   type Fault,
   FileJournal,
   FileLocks,
-  type InstanceRequest,
   RunInterrupted,
-  restStateProblems,
   runEvacuation,
   runEvacuationJournaled,
   type SimCluster,
   type Verdict,
-  type World,
-  type WorldSpec,
 } from '../src/index.js';
-import { cli } from './helpers.js';
-import { tempDir } from './tmp.js';
+import { cluster, limitWatch, type Spec, summaryProblems, vm } from './drain.js';
 
 /**
- * Draining a node (issue 12): every primary instance of the node moves to its secondary, each by its
- * own run, under a limit in all and per node, past individual failures; the outcome lists each.
+ * Draining a node: every primary instance of the node moves to its secondary, each by its own run,
+ * under a limit in all and per node, past individual failures; the outcome lists each.
  */
-
-type Spec = NonNullable<WorldSpec['instances']>[number];
-
-function cluster(instances: Spec[], nodes = ['node-a', 'node-b', 'node-c', 'node-d']): WorldSpec {
-  return {
-    nodes: Object.fromEntries(nodes.map((n) => [n, { memoryMiB: 1e9 }])),
-    instances,
-    settings: { stepMs: 50 },
-  };
-}
-
-const vm = (name: string, primary: string, secondary: string | null, extra: Partial<Spec> = {}): Spec => ({
-  name,
-  primary,
-  secondary,
-  memoryMiB: 512,
-  disksMiB: [256],
-  ...extra,
-});
-
-/** Runs in flight per node, checked at every start against the limits. */
-function limitWatch(limits: { concurrency: number; perNode: number }) {
-  const load = new Map<string, number>();
-  let running = 0;
-  const problems: string[] = [];
-  const order: string[] = [];
-  return {
-    problems,
-    order,
-    onRun: (n: { phase: 'start' | 'end'; request: InstanceRequest }) => {
-      const d = n.phase === 'start' ? 1 : -1;
-      running += d;
-      if (n.phase === 'start') order.push(n.request.instance);
-      for (const node of new Set([n.request.source, n.request.target]))
-        load.set(node, (load.get(node) ?? 0) + d);
-      if (running > limits.concurrency)
-        problems.push(`${running} runs at once (limit ${limits.concurrency})`);
-      for (const [node, l] of load)
-        if (l > limits.perNode) problems.push(`${l} runs on ${node} at once (limit ${limits.perNode})`);
-    },
-  };
-}
-
-/** The outcome must tell the truth about the world, instance by instance. */
-function summaryProblems(out: EvacuationOutput, before: World, world: World): string[] {
-  const problems = [...world.violations];
-  for (const r of out.results) {
-    const was = before.config.instances[r.instance]!;
-    const now = world.config.instances[r.instance]!;
-    const at = (what: string) => `${r.instance} (${r.outcome}): ${what}`;
-    switch (r.outcome) {
-      case 'migrated':
-      case 'failedOver':
-        if (now.primaryNode !== was.secondaryNode) problems.push(at(`config names ${now.primaryNode}`));
-        if (now.adminState === 'up') problems.push(...restStateProblems(world, r.instance).map(at));
-        break;
-      // rejected: a prerequisite failed and nothing was touched.
-      case 'rejected':
-      case 'reverted':
-      case 'skipped':
-      case 'notStarted':
-        if (now.primaryNode !== was.primaryNode) problems.push(at(`config names ${now.primaryNode}`));
-        if (now.adminState === 'up' && was.secondaryNode !== null && ['drbd'].includes(was.diskTemplate))
-          problems.push(...restStateProblems(world, r.instance).map(at));
-        break;
-      default:
-        problems.push(at(`ended ${r.outcome}: ${r.error ?? ''}`));
-    }
-  }
-  return problems;
-}
+import { tempDir } from './tmp.js';
 
 describe('evacuating a node on the simulated cluster', () => {
   const mixed = () =>
@@ -330,105 +249,6 @@ describe('evacuating 1,000 instances with random faults', () => {
   }
 });
 
-describe('drbd-migrate evacuate', () => {
-  const world = (file: string) =>
-    saveWorld(
-      file,
-      createWorld(
-        cluster([
-          ...Array.from({ length: 6 }, (_, i) => vm(`v${i}`, 'node-a', ['node-b', 'node-c'][i % 2]!)),
-          vm('stopped', 'node-a', 'node-b', { running: false, adminState: 'down' }),
-        ]),
-      ),
-    );
-  const read = (file: string) => JSON.parse(readFileSync(file, 'utf8')) as World;
-
-  it('drains the node: a summary table, exit 1 while a stopped instance stays, 0 with --allow-failover', async () => {
-    const dir = tempDir('drbd-migrate-evac-cli-');
-    const file = join(dir, 'w.json');
-    await world(file);
-    const state = ['--state-dir', join(dir, 'state')];
-    const first = await cli('evacuate', 'node-a', '--world', file, '--concurrency', '3', ...state);
-    expect(first.code).toBe(1);
-    expect(first.stdout).toContain('v0: migration to node-b');
-    expect(first.stdout.some((l) => /^stopped\s+-\s+skipped\s+node-a\s+it is down/.test(l))).toBe(true);
-    expect(first.stdout.at(-1)).toBe('incomplete: node-a: 6 moved, 0 not moved, 1 skipped, 0 not started');
-    expect(first.stderr[0]).toMatch(/^drbd-migrate: incomplete: 1 instance\(s\) not moved: stopped skipped/);
-    const second = await cli('evacuate', 'node-a', '--world', file, '--allow-failover', '--quiet', ...state);
-    expect(second.code).toBe(0);
-    expect(second.stdout.at(-1)).toBe('evacuated: node-a: 1 moved, 0 not moved, 0 skipped, 0 not started');
-    const after = read(file);
-    expect(after.violations).toEqual([]);
-    expect(Object.values(after.config.instances).every((i) => i.primaryNode !== 'node-a')).toBe(true);
-  });
-
-  it('--dry-run plans on a copy; bad limits are refused before anything runs', async () => {
-    const dir = tempDir('drbd-migrate-evac-cli-');
-    const file = join(dir, 'w.json');
-    await world(file);
-    const before = readFileSync(file, 'utf8');
-    const plan = await cli('evacuate', 'node-a', '--world', file, '--dry-run');
-    expect(plan.code).toBe(1);
-    expect(plan.stdout).toContain('# would migrate v0 to node-b');
-    expect(readFileSync(file, 'utf8')).toBe(before);
-    const bad = await cli('evacuate', 'node-a', '--world', file, '--per-node', '0');
-    expect(bad.code).toBe(2);
-    expect(bad.stderr[0]).toMatch(/bad --per-node '0': expected a whole number from 1 to 1024/);
-    const unknown = await cli('evacuate', 'node-z', '--world', file);
-    expect(unknown.stderr[0]).toMatch(/node node-z is not in world file/);
-  });
-
-  it('killed mid-way, resume NODE takes the drain up and ends it', async () => {
-    const dir = tempDir('drbd-migrate-evac-cli-');
-    const file = join(dir, 'w.json');
-    await world(file);
-    const state = join(dir, 'state');
-    // The built CLI, killed as soon as its first run has ended (the rest under way or waiting).
-    const child = spawn(
-      process.execPath,
-      [
-        'dist/src/cli/main.js',
-        'evacuate',
-        'node-a',
-        '--world',
-        file,
-        '--concurrency',
-        '1',
-        '--json',
-        '--state-dir',
-        state,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    const killed = await new Promise<NodeJS.Signals | null>((resolve) => {
-      child.stdout.on('data', (chunk: Buffer) => {
-        out += chunk.toString();
-        if (out.includes('"phase":"end"')) child.kill('SIGKILL');
-      });
-      child.on('exit', (_, signal) => resolve(signal));
-    });
-    expect(killed).toBe('SIGKILL');
-    const resumed = await cli('resume', 'node-a', '--world', file, '--state-dir', state, '--quiet');
-    expect(resumed.stdout.at(-1)).toBe('incomplete: node-a: 6 moved, 0 not moved, 1 skipped, 0 not started');
-    expect(resumed.code).toBe(1);
-    const after = read(file);
-    expect(after.violations).toEqual([]);
-    for (const name of Object.keys(after.config.instances)) {
-      if (name !== 'stopped') expect(restStateProblems(after, name)).toEqual([]);
-    }
-    // Nothing left to resume.
-    const again = await cli('resume', 'node-a', '--world', file, '--state-dir', state);
-    expect(again.code).toBe(2);
-  });
-});
-
-/**
- * The scheduler alone, generated: random nodes, instances, limits, run outcomes (ends in any order,
- * half-done ones followed up) and operator aborts, against a runner that only answers. Whatever
- * happens, the limits hold, nothing starts after an abort, every concerned instance is listed once,
- * and the outcome is what the list says.
- */
 describe('the evacuation scheduler, on generated runs', () => {
   const outcomes = ['migrated', 'reverted', 'rejected', 'needsCleanup', 'failed', 'failedOver', 'cleaned'];
   it('holds its limits and lists every instance once, whatever the runs answer', async () => {
@@ -534,62 +354,5 @@ describe('the evacuation decides by verdicts, not by messages', () => {
   it('runs the second cleanup after a failed step, even worded like a verdict', async () => {
     const error = 'Instance seems to be running on two nodes, or the hypervisor is confused';
     expect(await drain({ verdict: 'stepFailed', error })).toEqual(['migration', 'cleanup', 'cleanup']);
-  });
-});
-
-/** A line as the terminal shows it: cursor and colour escapes take no room. */
-const visible = (line: string) =>
-  line
-    .split(String.fromCharCode(27))
-    .map((part, i) => (i === 0 ? part : part.replace(/^\[[0-9;]*[A-Za-z]/, '')))
-    .join('');
-
-describe('the evacuation view on a terminal', () => {
-  it('shows every run in flight with its step and progress in a block redrawn under the scrolling lines', async () => {
-    const written: string[] = [];
-    const screen = { tty: true, color: false, columns: 80, write: (t: string) => written.push(t) };
-    const view = new EvacuationView(screen, 'node-a', () => 3);
-    const request = (instance: string) => ({
-      instance,
-      operation: 'migration' as const,
-      source: 'node-a',
-      target: 'node-b',
-      resumed: false,
-      input: { instance },
-    });
-    view.onRun({ phase: 'start', request: request('v1') });
-    view.onRun({ phase: 'start', request: request('v2') });
-    view.onInstanceEvent('v1', { type: 'state', value: 'dualMaster.syncing.polling', at: 0 });
-    view.onInstanceEvent('v1', { type: 'progress', kind: 'sync', percent: 42, at: 1 });
-    view.onInstanceEvent('v2', {
-      type: 'progress',
-      kind: 'memory',
-      percent: 7,
-      transferredMiB: 7,
-      totalMiB: 100,
-      status: 'active',
-      at: 1,
-    });
-    const block = written.at(-1)!.split('\n');
-    expect(block[0]).toBe('evacuating node-a: 2 running, 0 moved, 0 not moved, 1 waiting');
-    expect(block[1]).toBe('  v1 → node-b  dualMaster.syncing.polling  resync 42%');
-    expect(block[2]).toBe('  v2 → node-b    memory 7%');
-    // Every line fits the terminal, so the block can be drawn again in place.
-    for (const l of written.join('').split('\n')) expect(visible(l).length).toBeLessThan(80);
-    view.onRun({
-      phase: 'end',
-      request: request('v1'),
-      output: {
-        outcome: 'migrated',
-        verdict: 'done',
-        instance: 'v1',
-        primaryNode: 'node-b',
-        live: true,
-        warnings: [],
-      },
-    });
-    expect(written.at(-1)!.split('\n')[0]).toBe(
-      'evacuating node-a: 1 running, 1 moved, 0 not moved, 1 waiting',
-    );
   });
 });

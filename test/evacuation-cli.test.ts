@@ -1,0 +1,168 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { EvacuationView } from '../src/cli/evacuationView.js';
+import { saveWorld } from '../src/cli/worldFile.js';
+import { createWorld, restStateProblems, type World } from '../src/index.js';
+import { cluster, vm } from './drain.js';
+import { cli } from './helpers.js';
+import { tempDir } from './tmp.js';
+
+/** drbd-migrate evacuate: the built CLI draining a world file, killed and resumed, and its terminal view. */
+
+describe('drbd-migrate evacuate', () => {
+  const world = (file: string) =>
+    saveWorld(
+      file,
+      createWorld(
+        cluster([
+          ...Array.from({ length: 6 }, (_, i) => vm(`v${i}`, 'node-a', ['node-b', 'node-c'][i % 2]!)),
+          vm('stopped', 'node-a', 'node-b', { running: false, adminState: 'down' }),
+        ]),
+      ),
+    );
+  const read = (file: string) => JSON.parse(readFileSync(file, 'utf8')) as World;
+
+  it('drains the node: a summary table, exit 1 while a stopped instance stays, 0 with --allow-failover', async () => {
+    const dir = tempDir('drbd-migrate-evac-cli-');
+    const file = join(dir, 'w.json');
+    await world(file);
+    const state = ['--state-dir', join(dir, 'state')];
+    const first = await cli('evacuate', 'node-a', '--world', file, '--concurrency', '3', ...state);
+    expect(first.code).toBe(1);
+    expect(first.stdout).toContain('v0: migration to node-b');
+    expect(first.stdout.some((l) => /^stopped\s+-\s+skipped\s+node-a\s+it is down/.test(l))).toBe(true);
+    expect(first.stdout.at(-1)).toBe('incomplete: node-a: 6 moved, 0 not moved, 1 skipped, 0 not started');
+    expect(first.stderr[0]).toMatch(/^drbd-migrate: incomplete: 1 instance\(s\) not moved: stopped skipped/);
+    const second = await cli('evacuate', 'node-a', '--world', file, '--allow-failover', '--quiet', ...state);
+    expect(second.code).toBe(0);
+    expect(second.stdout.at(-1)).toBe('evacuated: node-a: 1 moved, 0 not moved, 0 skipped, 0 not started');
+    const after = read(file);
+    expect(after.violations).toEqual([]);
+    expect(Object.values(after.config.instances).every((i) => i.primaryNode !== 'node-a')).toBe(true);
+  });
+
+  it('--dry-run plans on a copy; bad limits are refused before anything runs', async () => {
+    const dir = tempDir('drbd-migrate-evac-cli-');
+    const file = join(dir, 'w.json');
+    await world(file);
+    const before = readFileSync(file, 'utf8');
+    const plan = await cli('evacuate', 'node-a', '--world', file, '--dry-run');
+    expect(plan.code).toBe(1);
+    expect(plan.stdout).toContain('# would migrate v0 to node-b');
+    expect(readFileSync(file, 'utf8')).toBe(before);
+    const bad = await cli('evacuate', 'node-a', '--world', file, '--per-node', '0');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr[0]).toMatch(/bad --per-node '0': expected a whole number from 1 to 1024/);
+    const unknown = await cli('evacuate', 'node-z', '--world', file);
+    expect(unknown.stderr[0]).toMatch(/node node-z is not in world file/);
+  });
+
+  it('killed mid-way, resume NODE takes the drain up and ends it', async () => {
+    const dir = tempDir('drbd-migrate-evac-cli-');
+    const file = join(dir, 'w.json');
+    await world(file);
+    const state = join(dir, 'state');
+    // The built CLI, killed as soon as its first run has ended (the rest under way or waiting).
+    const child = spawn(
+      process.execPath,
+      [
+        'dist/src/cli/main.js',
+        'evacuate',
+        'node-a',
+        '--world',
+        file,
+        '--concurrency',
+        '1',
+        '--json',
+        '--state-dir',
+        state,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    const killed = await new Promise<NodeJS.Signals | null>((resolve) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        if (out.includes('"phase":"end"')) child.kill('SIGKILL');
+      });
+      child.on('exit', (_, signal) => resolve(signal));
+    });
+    expect(killed).toBe('SIGKILL');
+    const resumed = await cli('resume', 'node-a', '--world', file, '--state-dir', state, '--quiet');
+    expect(resumed.stdout.at(-1)).toBe('incomplete: node-a: 6 moved, 0 not moved, 1 skipped, 0 not started');
+    expect(resumed.code).toBe(1);
+    const after = read(file);
+    expect(after.violations).toEqual([]);
+    for (const name of Object.keys(after.config.instances)) {
+      if (name !== 'stopped') expect(restStateProblems(after, name)).toEqual([]);
+    }
+    // Nothing left to resume.
+    const again = await cli('resume', 'node-a', '--world', file, '--state-dir', state);
+    expect(again.code).toBe(2);
+  });
+});
+
+/**
+ * The scheduler alone, generated: random nodes, instances, limits, run outcomes (ends in any order,
+ * half-done ones followed up) and operator aborts, against a runner that only answers. Whatever
+ * happens, the limits hold, nothing starts after an abort, every concerned instance is listed once,
+ * and the outcome is what the list says.
+ */
+/** A line as the terminal shows it: cursor and colour escapes take no room. */
+const visible = (line: string) =>
+  line
+    .split(String.fromCharCode(27))
+    .map((part, i) => (i === 0 ? part : part.replace(/^\[[0-9;]*[A-Za-z]/, '')))
+    .join('');
+
+describe('the evacuation view on a terminal', () => {
+  it('shows every run in flight with its step and progress in a block redrawn under the scrolling lines', async () => {
+    const written: string[] = [];
+    const screen = { tty: true, color: false, columns: 80, write: (t: string) => written.push(t) };
+    const view = new EvacuationView(screen, 'node-a', () => 3);
+    const request = (instance: string) => ({
+      instance,
+      operation: 'migration' as const,
+      source: 'node-a',
+      target: 'node-b',
+      resumed: false,
+      input: { instance },
+    });
+    view.onRun({ phase: 'start', request: request('v1') });
+    view.onRun({ phase: 'start', request: request('v2') });
+    view.onInstanceEvent('v1', { type: 'state', value: 'dualMaster.syncing.polling', at: 0 });
+    view.onInstanceEvent('v1', { type: 'progress', kind: 'sync', percent: 42, at: 1 });
+    view.onInstanceEvent('v2', {
+      type: 'progress',
+      kind: 'memory',
+      percent: 7,
+      transferredMiB: 7,
+      totalMiB: 100,
+      status: 'active',
+      at: 1,
+    });
+    const block = written.at(-1)!.split('\n');
+    expect(block[0]).toBe('evacuating node-a: 2 running, 0 moved, 0 not moved, 1 waiting');
+    expect(block[1]).toBe('  v1 → node-b  dualMaster.syncing.polling  resync 42%');
+    expect(block[2]).toBe('  v2 → node-b    memory 7%');
+    // Every line fits the terminal, so the block can be drawn again in place.
+    for (const l of written.join('').split('\n')) expect(visible(l).length).toBeLessThan(80);
+    view.onRun({
+      phase: 'end',
+      request: request('v1'),
+      output: {
+        outcome: 'migrated',
+        verdict: 'done',
+        instance: 'v1',
+        primaryNode: 'node-b',
+        live: true,
+        warnings: [],
+      },
+    });
+    expect(written.at(-1)!.split('\n')[0]).toBe(
+      'evacuating node-a: 1 running, 1 moved, 0 not moved, 1 waiting',
+    );
+  });
+});
