@@ -84,7 +84,8 @@ export const migrationMachine = protocol.createMachine({
   states: {
     /** Read-only checks: a failure here leaves everything as it was (rejected). */
     checkingPrereqs: {
-      on: { ABORT: stopBeforeTheDisks },
+      // Nothing is touched before the prerequisites pass: an abort here is a refusal.
+      on: { ABORT: abortTo('#migration.rejected', 'Aborted by the operator; nothing was touched') },
       description:
         'Read-only checks before anything is touched: the config, where the instance runs, its memory, the target’s free memory and hypervisor, both nodes’ disks.',
       meta: meta({ rules: [6], check: 'Nothing was changed; fix the cause the error names and run again.' }),

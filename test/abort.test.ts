@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { createSimCluster, type RunEvent, runCleanup, runMigration, type WorldSpec } from '../src/index.js';
+import {
+  createSimCluster,
+  type RunEvent,
+  runCleanup,
+  runEvacuation,
+  runFailover,
+  runMigration,
+  type WorldSpec,
+} from '../src/index.js';
 import { expectTruthfulOutcome } from './helpers.js';
 
 /** Runs a migration and has the operator abort on entering `state`. */
@@ -27,13 +35,40 @@ async function abortAt(
 }
 
 describe('an operator abort', () => {
-  it('before anything is touched: stops, nothing changed', async () => {
+  it('before anything is touched: refused, nothing changed', async () => {
     const r = await abortAt('checkingPrereqs.checkingNodes');
     expect(r.out).toMatchObject({
-      outcome: 'reverted',
-      error: 'Aborted by the operator before the disks were touched',
+      outcome: 'rejected',
+      verdict: 'aborted',
+      error: 'Aborted by the operator; nothing was touched',
     });
     expectTruthfulOutcome({ ...r, calls: [] });
+  });
+
+  it('that came before the run started is honoured at its first safe point, touching nothing', async () => {
+    const aborted = AbortSignal.abort();
+    for (const [name, run] of [
+      ['migration', runMigration],
+      ['failover', runFailover],
+    ] as const) {
+      const sim = createSimCluster();
+      const before = sim.snapshot();
+      const out = await run({ instance: 'web1' }, sim.effects, { clock: sim.clock, abort: aborted });
+      expect(out, name).toMatchObject({ outcome: 'rejected', verdict: 'aborted' });
+      const after = sim.snapshot();
+      expect(after.config, name).toEqual(before.config);
+      expect(after.drbd, name).toEqual(before.drbd);
+      expect(Object.keys(after.vms), name).toEqual(Object.keys(before.vms));
+    }
+    const sim = createSimCluster();
+    const started: string[] = [];
+    const drain = await runEvacuation({ node: 'node-a' }, sim.effects, {
+      clock: sim.clock,
+      abort: aborted,
+      onRun: (n) => started.push(n.request.instance),
+    });
+    expect(drain.outcome).toBe('aborted');
+    expect(started).toEqual([]);
   });
 
   it('while the disks go dual-master: waits for the step, then reverts the disks', async () => {

@@ -37,6 +37,21 @@ describe('Ctrl-C during a run', () => {
     expect(world.violations).toEqual([]);
   });
 
+  it('SIGTERM as a migration begins: refused with nothing touched, and named as what it was', async () => {
+    const dir = tempDir('drbd-migrate-');
+    const file = join(dir, 'w.json');
+    expect((await cli(['init', '--world', file])).code).toBe(0);
+    const before = await readFile(file, 'utf8');
+    const run = await cli(
+      ['migrate', 'web1', '--world', file, '--state-dir', join(dir, 'state')],
+      [['Migrating instance web1', (kill) => kill('SIGTERM')]],
+    );
+    expect(run.stdout).toMatch(/SIGTERM: abort requested in checkingPrereqs/);
+    expect(run.stderr).toMatch(/rejected: Aborted by the operator; nothing was touched/);
+    expect(run.code).toBe(2);
+    expect(await readFile(file, 'utf8')).toBe(before);
+  });
+
   it('treats SIGTERM as an abort too', async () => {
     const run = await cli(['demo'], [['* changing disks into dual-master mode', (kill) => kill('SIGTERM')]]);
     expect(run.code).toBe(1);

@@ -1,5 +1,19 @@
 #!/usr/bin/env node
-import { runCli } from './cli.js';
+// Ctrl-C and SIGTERM go to the run in progress (an operator abort at its next safe point). One that
+// comes before a run has its handler is kept for it; a second with no run to take it ends the
+// process, as an unhandled signal would.
+type Signal = 'SIGINT' | 'SIGTERM';
+const handlers = new Set<(signal: Signal) => void>();
+let pending: Signal | null = null;
+const onSignal = (signal: Signal) => {
+  if (handlers.size > 0) for (const h of handlers) h(signal);
+  else if (pending === null) pending = signal;
+  else process.exit(signal === 'SIGINT' ? 130 : 143);
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+// The handlers are in place before the CLI's modules load (a static import would load them first).
+const { runCli } = await import('./cli.js');
 
 const tty = process.stdout.isTTY === true;
 // A reader that went away (drbd-migrate … | head) is not an error of the run: stop writing to it.
@@ -25,12 +39,15 @@ runCli(process.argv.slice(2), {
     write,
   },
   onInterrupt: (handler) => {
-    process.on('SIGINT', handler);
-    process.on('SIGTERM', handler);
-    return () => {
-      process.off('SIGINT', handler);
-      process.off('SIGTERM', handler);
-    };
+    handlers.add(handler);
+    // A signal that came before the run was ready is an abort all the same: the run gets it now,
+    // and stops at its first safe point, touching nothing.
+    if (pending !== null) {
+      const signal = pending;
+      pending = null;
+      queueMicrotask(() => handler(signal));
+    }
+    return () => handlers.delete(handler);
   },
 }).then((code) => {
   process.exitCode = code;

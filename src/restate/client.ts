@@ -5,7 +5,7 @@ import type {
   ProtocolInput,
   ProtocolOutput,
 } from '../../machines/index.js';
-import type { RunEvent, RunNotice } from '../runner/index.js';
+import { type RunEvent, type RunNotice, whenAborted } from '../runner/index.js';
 import { newEvents, type RunStatus, unseen } from '../runtime/status.js';
 import { EVACUATION_OBJECT, HANDLER_OF, INSTANCE_OBJECT } from './names.js';
 import type { EvacuationStatus } from './protocol.js';
@@ -213,7 +213,7 @@ async function follow<S extends { run: string; told: number }, T, O>(
   // A cancel that cannot be delivered leaves the run going; following it shows how it ends.
   const onAbort = () =>
     void cancelRun(endpoints, id).catch((error: unknown) => cancelFailed((error as Error).message));
-  options.abort?.addEventListener('abort', onAbort, { once: true });
+  whenAborted(options.abort, onAbort);
   const tell = async () => {
     const status = await read(seen).catch(() => null);
     // Another run's status (the one before, while this one queues) is not this one's.

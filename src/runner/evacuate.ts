@@ -13,7 +13,7 @@ import {
   runBoundActors,
   systemClock,
 } from '../../machines/index.js';
-import { type RunEvent, runRequest, startUntilStopped, stateKey } from './run.js';
+import { type RunEvent, runRequest, startUntilStopped, stateKey, whenAborted } from './run.js';
 
 /** One instance's run starting or ending inside an evacuation (views, limit checks). */
 export type RunNotice =
@@ -80,8 +80,9 @@ export function runEvacuation(
   const actor = createActor(machine, { input });
   bindRun(actor, effects, { clock: options.clock ?? systemClock });
   options.onStart?.(actor);
-  options.abort?.addEventListener('abort', () => actor.send({ type: 'ABORT' }), { once: true });
-  return startUntilStopped<EvacuationOutput>(actor, options.signal, () =>
+  const done = startUntilStopped<EvacuationOutput>(actor, options.signal, () =>
     stateKey(actor.getSnapshot().value),
   );
+  whenAborted(options.abort, () => actor.send({ type: 'ABORT' }));
+  return done;
 }

@@ -13,4 +13,5 @@ export {
   runRejoin,
   runRequest,
   stateKey,
+  whenAborted,
 } from './run.js';

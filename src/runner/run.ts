@@ -129,18 +129,14 @@ export function runMachine(
   });
   bindRun(actor, effects, bind);
   options.onStart?.(actor);
-  options.abort?.addEventListener(
-    'abort',
-    () => {
-      if (inFlight === 0) deliverAbort();
-      else {
-        abortPending = true;
-        hurry.abort();
-        hurry = new AbortController();
-      }
-    },
-    { once: true },
-  );
+  const onAbort = () => {
+    if (inFlight === 0) deliverAbort();
+    else {
+      abortPending = true;
+      hurry.abort();
+      hurry = new AbortController();
+    }
+  };
   if (options.onEvent !== undefined) {
     const tell = options.onEvent;
     actor.on('*', (emitted) => tell(emitted as ProtocolEmitted));
@@ -160,9 +156,19 @@ export function runMachine(
     });
   }
   // Where it stood when stopped (the state events, when nobody listens to them, are not made).
-  return startUntilStopped<ProtocolOutput>(actor, options.signal, () =>
+  const done = startUntilStopped<ProtocolOutput>(actor, options.signal, () =>
     onEvent === undefined ? stateKey(actor.getSnapshot().value) : last,
   );
+  // An abort that came before the run is taken as arriving now: at the first safe point, before
+  // anything is changed (a listener added to a signal that already fired is never called).
+  whenAborted(options.abort, onAbort);
+  return done;
+}
+
+/** Calls `then` when `signal` aborts, or now if it already has. */
+export function whenAborted(signal: AbortSignal | undefined, then: () => void): void {
+  if (signal?.aborted) then();
+  else signal?.addEventListener('abort', then, { once: true });
 }
 
 /**
