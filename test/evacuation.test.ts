@@ -250,7 +250,17 @@ describe('evacuating 1,000 instances with random faults', () => {
 });
 
 describe('the evacuation scheduler, on generated runs', () => {
-  const outcomes = ['migrated', 'reverted', 'rejected', 'needsCleanup', 'failed', 'failedOver', 'cleaned'];
+  // 'throws': the runner itself rejects (a lock held elsewhere, a lost connection), as a runtime may.
+  const outcomes = [
+    'migrated',
+    'reverted',
+    'rejected',
+    'needsCleanup',
+    'failed',
+    'failedOver',
+    'cleaned',
+    'throws',
+  ];
   it('holds its limits and lists every instance once, whatever the runs answer', async () => {
     await fc.assert(
       fc.asyncProperty(
@@ -275,6 +285,7 @@ describe('the evacuation scheduler, on generated runs', () => {
           const abort = new AbortController();
           let runs = 0;
           let ends = 0;
+          let thrown = 0;
           let startedAfterAbort = false;
           const out = await runEvacuation({ node: 'n0', concurrency, perNode, allowFailover }, sim.effects, {
             clock: sim.clock,
@@ -289,6 +300,10 @@ describe('the evacuation scheduler, on generated runs', () => {
               const k = runs++;
               for (let i = 0; i < (delays[k % 40] ?? 0); i++) await Promise.resolve();
               const outcome = outcomes[answers[k % 40]!]! as never;
+              if (outcome === 'throws') {
+                thrown++;
+                throw new Error(`the lock of ${request.instance} is held elsewhere`);
+              }
               return {
                 outcome,
                 verdict: outcome === 'migrated' || outcome === 'failedOver' ? 'done' : 'stepFailed',
@@ -314,6 +329,13 @@ describe('the evacuation scheduler, on generated runs', () => {
             if (r.outcome === 'skipped') expect(r.operation).toBeNull();
             if (r.outcome === 'notStarted') expect(abort.signal.aborted).toBe(true);
           }
+          // A run whose runner threw (and no follow-up moved it) is listed as failed, with what it
+          // said, never dropped; the drain is then not evacuated.
+          for (const r of out.results.filter((r) => r.error?.includes('is held elsewhere'))) {
+            expect(r.outcome).toBe('failed');
+            expect(out.outcome).not.toBe('evacuated');
+          }
+          expect(thrown === 0 || runs > 0).toBe(true);
         },
       ),
       { numRuns: 300, seed: 12 },
