@@ -192,6 +192,51 @@ describe('plain I/O errors are bad input: exit 2 with the path and the cause (it
     expect(readFileSync(file, 'utf8')).toBe(before);
   });
 
+  it("a state directory on the kernel's proc file system: refused at once, nothing touched", async () => {
+    const file = await world();
+    const before = readFileSync(file, 'utf8');
+    const r = await cli('migrate', 'web1', '--world', file, '--state-dir', '/proc/drbd-migrate-state');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toEqual([
+      expect.stringMatching(
+        /cannot use the state directory \/proc\/drbd-migrate-state: \/proc is on the kernel's proc file system/,
+      ),
+    ]);
+    expect(readFileSync(file, 'utf8')).toBe(before);
+  });
+
+  it('a world file whose instance names one node as both primary and secondary: refused as it is read', async () => {
+    const file = await world();
+    const saved = JSON.parse(readFileSync(file, 'utf8'));
+    saved.config.instances.web1.secondaryNode = saved.config.instances.web1.primaryNode;
+    writeFileSync(file, JSON.stringify(saved));
+    for (const args of [
+      ['show'],
+      ['migrate', 'web1'],
+      ['failover', 'web1'],
+      ['migrate', 'web1', '--cleanup'],
+    ]) {
+      const r = await cli(...args, '--world', file);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr[0]).toMatch(
+        /malformed at config\.instances\.web1: names node-a as both its primary and its secondary node/,
+      );
+    }
+  });
+
+  it('init and demo do not replace an existing file unless told to (--force)', async () => {
+    const file = join(dir, 'mine.txt');
+    writeFileSync(file, 'my notes\n');
+    for (const args of [['init'], ['demo', '--fast']]) {
+      const r = await cli(...args, '--world', file);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr[0]).toMatch(/mine\.txt exists: add --force to replace it/);
+      expect(readFileSync(file, 'utf8')).toBe('my notes\n');
+    }
+    expect((await cli('init', '--world', file, '--force')).code).toBe(0);
+    expect(JSON.parse(readFileSync(file, 'utf8')).version).toBe(1);
+  });
+
   it('a world file that can be read but not written: refused before the run', () => {
     // As root, permissions do not stop a write: the folder is mounted read-only in a mount namespace.
     const sub = tempDir('drbd-migrate-ro-');

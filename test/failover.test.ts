@@ -212,12 +212,12 @@ describe('--dry-run of a failover on real nodes', () => {
     expect(r.code).toBe(0);
     const text = r.stdout.join('\n');
     expect(text).toMatch(/on a copy of it with node-a down/);
-    expect(text).toContain('probeNode\n  node-a$ true');
+    expect(text).toContain('probeNode on node-a\n  node-a$ true');
     expect(text).toContain(
-      'nodeDiskStatus\n  node-b$ /lib/drbd/drbdsetup-84 events2 --now --statistics web1-disk0',
+      'nodeDiskStatus on node-b\n  node-b$ /lib/drbd/drbdsetup-84 events2 --now --statistics web1-disk0',
     );
-    expect(text).toContain('openDisks\n  node-b$ /lib/drbd/drbdsetup-84 primary 0');
-    expect(text).toMatch(/startInstance\n {2}node-b qmp>/);
+    expect(text).toContain('openDisks on node-b\n  node-b$ /lib/drbd/drbdsetup-84 primary 0');
+    expect(text).toMatch(/startInstance on node-b\n {2}node-b qmp>/);
     expect(r.stdout.at(-1)).toBe('# planned: failedOver: web1 is primary on node-b');
   });
 });

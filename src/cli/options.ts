@@ -111,6 +111,10 @@ export const OPTIONS = {
     value: 'URL',
     help: "the Restate cluster's admin API, for cancelling (default: the --restate host, port 9070)",
   },
+  force: {
+    type: 'boolean',
+    help: 'replace the --world file if it exists (without it, an existing file is refused)',
+  },
   fast: { type: 'boolean', help: 'run simulated time as fast as the CPU allows (default: a watchable pace)' },
   json: { type: 'boolean', help: 'one JSON object per line: state, feedback, progress, result' },
   quiet: { type: 'boolean', help: 'print only the result' },

@@ -1,6 +1,6 @@
-import { access, constants, mkdir } from 'node:fs/promises';
+import { access, constants, mkdir, stat, statfs } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { FileJournal, FileLocks } from '../journal/index.js';
 import { fileError, UsageError } from './errors.js';
 import type { Values } from './options.js';
@@ -26,6 +26,33 @@ function killer(n: number) {
   };
 }
 
+/** Kernel pseudo file systems (proc, sysfs): nothing is kept there, and Node's mkdir loops in them. */
+const PSEUDO = new Map([
+  [0x9fa0, 'proc'],
+  [0x62656572, 'sysfs'],
+]);
+
+/** The nearest part of `path` that exists must be a real directory, on a real file system. */
+async function checkStateDir(path: string): Promise<void> {
+  let at = resolve(path);
+  for (;;) {
+    const found = await stat(at).catch(() => null);
+    if (found !== null) {
+      if (!found.isDirectory()) throw fileError('use the state directory', path, { code: 'ENOTDIR' });
+      const kind = PSEUDO.get(Number((await statfs(at)).type));
+      if (kind !== undefined) {
+        throw new UsageError(
+          `cannot use the state directory ${path}: ${at} is on the kernel's ${kind} file system, which keeps no files; choose another (--state-dir or DRBD_MIGRATE_STATE_DIR)`,
+        );
+      }
+      return;
+    }
+    const up = dirname(at);
+    if (up === at) return;
+    at = up;
+  }
+}
+
 /**
  * The journal and locks under --state-dir, and --kill-at for crash tests. The directory is made and
  * checked here, before any node is touched: an unwritable one is bad input, not a failed run.
@@ -36,6 +63,7 @@ export async function journalStores(values: Values, target: Target) {
   if (killAt !== null && !(Number.isInteger(killAt) && killAt > 0)) {
     throw new UsageError(`bad --kill-at '${values['kill-at']}': expected a journal entry number from 1`);
   }
+  await checkStateDir(stateDir);
   for (const dir of [stateDir, join(stateDir, 'journal'), join(stateDir, 'locks')]) {
     try {
       await mkdir(dir, { recursive: true });

@@ -59,3 +59,13 @@ export function worldNodes(world: World, instance: string): string[] {
     ? []
     : [config.primaryNode, config.secondaryNode].filter((n): n is string => n !== null);
 }
+
+/** A command that writes a new world refuses to replace a file that is there, unless told to. */
+export async function refuseExisting(file: string, force: boolean): Promise<void> {
+  if (force) return;
+  const there = await access(file).then(
+    () => true,
+    () => false,
+  );
+  if (there) throw new UsageError(`${file} exists: add --force to replace it, or name another file`);
+}

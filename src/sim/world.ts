@@ -132,33 +132,55 @@ export const Settings = z.object({
 });
 export type Settings = z.infer<typeof Settings>;
 
-export const World = z.object({
-  version: z.literal(1),
-  time: z.number().nonnegative(),
-  settings: Settings,
-  nodes: z.record(
-    NodeName,
-    z.object({
-      memoryMiB: z.number().positive(),
-      hypervisorVersion: z.string(),
-      /** Powered off or crashed: it answers nothing, runs nothing, and its DRBD devices are gone. */
-      down: z.boolean().default(false),
-      /** Its management network is cut: it answers nothing, but runs on, DRBD connected. */
-      unreachable: z.boolean().default(false),
-    }),
-  ),
-  config: z.object({ instances: z.record(InstanceName, InstanceConfig) }),
-  resources: z.record(ResourceName, Resource),
-  /** Disks of shared-storage instances (saved worlds from before they existed have none). */
-  sharedDisks: z.record(ResourceName, SharedDisk).default({}),
-  vms: z.record(NodeName, z.record(InstanceName, Vm)),
-  /** Guests that dirty memory (the others are idle for the copy's purposes). */
-  guests: z.record(InstanceName, Guest).default({}),
-  /** Times the config changed an instance's primary node, for safety rule 3. */
-  commits: z.record(InstanceName, z.number().int().nonnegative()),
-  /** Safety rules broken so far, in the order they were broken. */
-  violations: z.array(z.string()),
-});
+export const World = z
+  .object({
+    version: z.literal(1),
+    time: z.number().nonnegative(),
+    settings: Settings,
+    nodes: z.record(
+      NodeName,
+      z.object({
+        memoryMiB: z.number().positive(),
+        hypervisorVersion: z.string(),
+        /** Powered off or crashed: it answers nothing, runs nothing, and its DRBD devices are gone. */
+        down: z.boolean().default(false),
+        /** Its management network is cut: it answers nothing, but runs on, DRBD connected. */
+        unreachable: z.boolean().default(false),
+      }),
+    ),
+    config: z.object({ instances: z.record(InstanceName, InstanceConfig) }),
+    resources: z.record(ResourceName, Resource),
+    /** Disks of shared-storage instances (saved worlds from before they existed have none). */
+    sharedDisks: z.record(ResourceName, SharedDisk).default({}),
+    vms: z.record(NodeName, z.record(InstanceName, Vm)),
+    /** Guests that dirty memory (the others are idle for the copy's purposes). */
+    guests: z.record(InstanceName, Guest).default({}),
+    /** Times the config changed an instance's primary node, for safety rule 3. */
+    commits: z.record(InstanceName, z.number().int().nonnegative()),
+    /** Safety rules broken so far, in the order they were broken. */
+    violations: z.array(z.string()),
+  })
+  .superRefine((world, ctx) => {
+    // What the cluster file refuses, a world refuses too: a run would lock the one node twice.
+    for (const [key, instance] of Object.entries(world.config.instances)) {
+      const at = ['config', 'instances', key];
+      if (instance.name !== key)
+        ctx.addIssue({ code: 'custom', path: at, message: `is keyed ${key} but named ${instance.name}` });
+      if (instance.secondaryNode === instance.primaryNode)
+        ctx.addIssue({
+          code: 'custom',
+          path: at,
+          message: `names ${instance.primaryNode} as both its primary and its secondary node`,
+        });
+      for (const node of [instance.primaryNode, instance.secondaryNode])
+        if (node !== null && world.nodes[node] === undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: at,
+            message: `names node ${node}, which the world does not have`,
+          });
+    }
+  });
 export type World = z.infer<typeof World>;
 
 export const DEFAULT_SETTINGS: Settings = {

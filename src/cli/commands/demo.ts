@@ -3,7 +3,7 @@ import { createSimCluster, createWorld, DEMO_SPEC } from '../../sim/index.js';
 import type { Command } from '../command.js';
 import { inputOf } from '../input.js';
 import { simulate } from '../simulated.js';
-import { saveWorld } from '../worldFile.js';
+import { refuseExisting, saveWorld } from '../worldFile.js';
 
 /** The demo's pace: simulated ms per wall ms, so a whole migration takes a few seconds to watch. */
 const DEMO_PACE = 5;
@@ -12,7 +12,7 @@ export const demo: Command = {
   name: 'demo',
   summary: 'migrate instance web1 from node-a to node-b on a simulated two-node cluster',
   args: [],
-  options: ['failover', 'fail', 'hang', 'lose', 'non-live', 'world', 'fast', 'json', 'quiet'],
+  options: ['failover', 'fail', 'hang', 'lose', 'non-live', 'world', 'force', 'fast', 'json', 'quiet'],
   conflicts: [
     { option: 'quiet', with: ['json'], why: 'choose one output: only the result, or JSON lines' },
     {
@@ -38,6 +38,7 @@ resynced from node-b; 'drbd-migrate migrate web1' would then move it back.`,
   async run({ values, io }) {
     const target = values.world === undefined ? null : { kind: 'world' as const, file: values.world };
     const pace = values.fast ? {} : { pace: DEMO_PACE };
+    if (target !== null) await refuseExisting(target.file, values.force === true);
     let world = createWorld(DEMO_SPEC);
     let code: number;
     if (values.failover === true) {
