@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { LockedError, ResumeError } from '../journal/index.js';
 import { type Command, commandHelp, parseInvocation, synopsis } from './command.js';
 import { COMMANDS } from './commands/index.js';
-import { UsageError } from './errors.js';
+import { RunGoesOn, UsageError } from './errors.js';
 import type { CliIo } from './io.js';
 
 export type { CliIo } from './io.js';
@@ -26,7 +26,8 @@ export function version(): string {
 }
 
 const EXIT_CODES = `Exit codes: 0 migrated or cleaned; 1 reverted (failed, the instance is safe on the source);
-2 rejected or bad input (nothing touched); 3 needsCleanup or failed (something is left to repair).`;
+2 rejected or bad input (nothing touched); 3 needsCleanup or failed (something is left to repair);
+4 this client lost Restate while the run goes on there (follow it with resume).`;
 
 /** The overall help: every command's synopsis and summary, from the command table. */
 export function overallHelp(commands: readonly Command[] = COMMANDS): string {
@@ -86,6 +87,6 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     return await command.run(call);
   } catch (error) {
     io.err(`drbd-migrate: ${(error as Error).message ?? error}`);
-    return isRefusal(error) ? 2 : 3;
+    return isRefusal(error) ? 2 : error instanceof RunGoesOn ? 4 : 3;
   }
 }

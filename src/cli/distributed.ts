@@ -21,7 +21,13 @@ export const isServedWorld = (world: string | undefined): world is string =>
 
 /** The cluster's name: a served world says it; a file's is its base name (cluster.yaml → cluster). */
 export async function clusterName(values: Values): Promise<string> {
-  if (isServedWorld(values.world)) return (await aboutRemote(values.world)).cluster;
+  if (isServedWorld(values.world)) {
+    // A served world that does not answer is bad input: nothing was asked of anyone yet.
+    const about = await aboutRemote(values.world).catch((error: Error) => {
+      throw new UsageError(error.message);
+    });
+    return about.cluster;
+  }
   const file = values.cluster ?? values.world;
   if (file === undefined) throw new UsageError('name the cluster: --cluster FILE or --world FILE|URL');
   const name = basename(file, extname(file));

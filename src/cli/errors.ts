@@ -4,6 +4,14 @@ export class UsageError extends Error {
 }
 
 /**
+ * This client lost the runtime while the run goes on there (Restate): nothing is left to repair, and
+ * `resume` follows the run (exit 4).
+ */
+export class RunGoesOn extends Error {
+  override name = 'RunGoesOn';
+}
+
+/**
  * A file the operator named could not be read or written: bad input (exit 2), naming the file and
  * the cause, never a temporary name behind it.
  */

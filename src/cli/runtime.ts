@@ -9,7 +9,7 @@ import { createSimCluster, runningOn, type SimCluster } from '../sim/index.js';
 import { inputWithLimits, readClusterFile } from './cluster.js';
 import type { Invocation } from './command.js';
 import { clusterName, isServedWorld } from './distributed.js';
-import { UsageError } from './errors.js';
+import { RunGoesOn, UsageError } from './errors.js';
 import { faultsOf } from './input.js';
 import { withInterrupt } from './interrupt.js';
 import { finish, viewFor } from './output.js';
@@ -181,7 +181,7 @@ export async function showRun(
 export function restateRefusal(error: unknown, name: string, target: Target): unknown {
   if (!(error instanceof RestateError)) return error;
   if (error.invocation === undefined) return new UsageError(error.message);
-  return new Error(
+  return new RunGoesOn(
     `${error.message}; the run ${error.invocation} goes on in Restate: follow it with 'drbd-migrate resume ${name} --${target.kind} ${target.file} --restate ${target.restate}'`,
   );
 }

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type {
   EvacuationInput,
   EvacuationOutput,
@@ -17,6 +18,8 @@ import type { EvacuationStatus } from './protocol.js';
 export interface RestateEndpoints {
   ingress: string;
   admin: string;
+  /** How long one request may take (not a wait for a run's end); default REQUEST_TIMEOUT_MS. */
+  requestTimeoutMs?: number;
 }
 
 export class RestateError extends Error {
@@ -40,19 +43,68 @@ export async function following<T>(id: string, work: Promise<T>): Promise<T> {
 
 export const instanceKey = (cluster: string, instance: string) => `${cluster}/${instance}`;
 
-async function call(url: string, init: RequestInit, what: string): Promise<unknown> {
+/** How long one request to Restate may take, where it is not a wait for a run's end. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
+/**
+ * One request to Restate, its answer checked: a server that does not answer within the bound, or
+ * answers what no Restate ingress would (HTML, a body that is no JSON, another shape), is said to be
+ * no Restate ingress rather than read as one. `bounded: false` for a wait that lasts a run.
+ */
+async function call<T>(
+  url: string,
+  init: RequestInit & { bounded?: boolean; limitMs?: number | undefined },
+  what: string,
+  shape: z.ZodType<T>,
+): Promise<T> {
+  const origin = new URL(url).origin;
+  const { bounded = true, limitMs = REQUEST_TIMEOUT_MS, ...request } = init;
+  const limit = bounded ? AbortSignal.timeout(limitMs) : undefined;
+  const signal =
+    limit === undefined ? request.signal : request.signal ? AbortSignal.any([request.signal, limit]) : limit;
   let res: Response;
+  let text: string;
   try {
-    res = await fetch(url, init);
+    res = await fetch(url, { ...request, ...(signal ? { signal } : {}) });
+    text = await res.text();
   } catch (error) {
-    throw new RestateError(
-      `${what}: Restate does not answer at ${new URL(url).origin} (${(error as Error).message})`,
-    );
+    if (limit?.aborted) {
+      throw new RestateError(
+        `${what}: ${origin} did not answer within ${limitMs / 1000} s: is it a Restate ingress?`,
+      );
+    }
+    throw new RestateError(`${what}: Restate does not answer at ${origin} (${(error as Error).message})`);
   }
-  const text = await res.text();
-  if (!res.ok) throw new RestateError(`${what}: Restate answered ${res.status}: ${text.slice(0, 500)}`);
-  return text === '' ? null : JSON.parse(text);
+  let json: unknown;
+  try {
+    json = text === '' ? null : JSON.parse(text);
+  } catch {
+    throw notRestate(what, origin, res, text);
+  }
+  if (!res.ok) {
+    const message = (json as { message?: unknown } | null)?.message;
+    if (typeof message !== 'string') throw notRestate(what, origin, res, text);
+    throw new RestateError(`${what}: Restate answered ${res.status}: ${message}`);
+  }
+  const parsed = shape.safeParse(json);
+  if (!parsed.success) throw notRestate(what, origin, res, text);
+  return parsed.data;
 }
+
+function notRestate(what: string, origin: string, res: Response, text: string): RestateError {
+  const kind = res.headers.get('content-type') ?? 'no content type';
+  const sample = text.trimStart().startsWith('<') ? 'an HTML page' : JSON.stringify(text.slice(0, 80));
+  return new RestateError(
+    `${what}: ${origin} is not a Restate ingress (it answered ${res.status}, ${kind}: ${sample}); give --restate the address of Restate's ingress (port 8080 by default)`,
+  );
+}
+
+/** What Restate's answers must hold, as far as this client reads them. */
+const Anything = z.unknown();
+const Sent = z.object({ invocationId: z.string().min(1) });
+const Status = z.object({ told: z.number().int().nonnegative() }).loose().nullable();
+/** A run's or a drain's output. */
+const Ended = z.object({ outcome: z.string() }).loose();
 
 /** Registers a worker (or the balancer in front of several) as a deployment; again is harmless. */
 export async function registerDeployment(admin: string, uri: string): Promise<void> {
@@ -64,6 +116,7 @@ export async function registerDeployment(admin: string, uri: string): Promise<vo
       body: JSON.stringify({ uri, force: true }),
     },
     `registering ${uri}`,
+    Anything,
   );
 }
 
@@ -76,11 +129,17 @@ async function send(
   body: unknown,
   what: string,
 ): Promise<string> {
-  const answer = (await call(
+  const answer = await call(
     `${endpoints.ingress}/${object}/${encodeURIComponent(key)}/${handler}/send`,
-    { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) },
+    {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      limitMs: endpoints.requestTimeoutMs,
+    },
     what,
-  )) as { invocationId: string };
+    Sent,
+  );
   return answer.invocationId;
 }
 
@@ -101,8 +160,10 @@ const readStatus = <S>(
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(seen === undefined ? null : { seen }),
+      limitMs: endpoints.requestTimeoutMs,
     },
     what,
+    Status,
   ) as Promise<S | null>;
 
 /** Submits a run without waiting for it; resolves with its invocation id. */
@@ -129,10 +190,12 @@ export async function attachRun<O = ProtocolOutput>(
   id: string,
   signal?: AbortSignal,
 ): Promise<O> {
+  // A wait that lasts the run: not bounded by the request limit (the caller's signal ends it).
   return (await call(
     `${endpoints.ingress}/restate/invocation/${id}/attach`,
-    signal === undefined ? {} : { signal },
+    { bounded: false, ...(signal === undefined ? {} : { signal }) },
     `waiting for run ${id}`,
+    Ended,
   )) as O;
 }
 
@@ -148,7 +211,12 @@ export const runStatus = (endpoints: RestateEndpoints, cluster: string, instance
 
 /** Restate's cancel: the machine gets it as an operator abort at its next safe point. */
 export async function cancelRun(endpoints: RestateEndpoints, id: string): Promise<void> {
-  await call(`${endpoints.admin}/invocations/${id}/cancel`, { method: 'PATCH' }, `cancelling run ${id}`);
+  await call(
+    `${endpoints.admin}/invocations/${id}/cancel`,
+    { method: 'PATCH', limitMs: endpoints.requestTimeoutMs },
+    `cancelling run ${id}`,
+    Anything,
+  );
 }
 
 export interface FollowOptions {
