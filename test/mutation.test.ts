@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { AnyStateMachine } from 'xstate';
-import { migrationMachine, protocol } from '../machines/index.js';
+import { failoverMachine, migrationMachine, protocol } from '../machines/index.js';
 import { migrationPaths, replayPath, simWorld } from '../src/testing/index.js';
 
 /**
@@ -48,6 +48,54 @@ describe('a broken machine is caught by the generated suite', () => {
     const sound = await Promise.all(
       migrationPaths({ machine: 'migration' })
         .paths.filter((p) => p.description.endsWith('acceptInstance ✗'))
+        .map((p) => replayPath(p, (r) => simWorld(r))),
+    );
+    expect(sound.flatMap((r) => r.problems)).toEqual([]);
+  });
+});
+
+/**
+ * A failover that starts the instance on the target before its commit (Ganeti commits first): when
+ * the config cannot be written, the instance runs where the config does not name it. Rule 3 is
+ * checked between steps, not only at the config write and the end, so the suite sees it.
+ */
+function startsBeforeCommit(): AnyStateMachine {
+  // biome-ignore lint/suspicious/noExplicitAny: a test reaches into the config to reorder steps
+  const config = failoverMachine.config as any;
+  const s = config.states;
+  const to = (state: { invoke: object }, target: string) => ({
+    ...state,
+    invoke: { ...state.invoke, onDone: target },
+  });
+  return protocol.createMachine({
+    ...config,
+    states: {
+      ...s,
+      deactivatingSourceDisks: to(s.deactivatingSourceDisks, 'activatingDisks'),
+      startingInstance: to(s.startingInstance, 'committing'),
+      committed: { ...s.committed, always: [{ target: 'failedOver' }] },
+    },
+  });
+}
+
+describe('a failover that starts before it commits is caught', () => {
+  it('reports the start on a node the config does not name', async () => {
+    const mutant = startsBeforeCommit();
+    const { paths } = migrationPaths({ machine: 'failover', logic: mutant });
+    const failing = paths.filter((p) => p.description.includes('setPrimaryNode ✗'));
+    expect(failing.length).toBeGreaterThan(0);
+    const problems = (
+      await Promise.all(failing.map((p) => replayPath(p, (r) => simWorld(r), { logic: mutant })))
+    ).flatMap((r) => r.problems);
+    expect(problems).toContainEqual(
+      expect.stringMatching(
+        /^rule 3: the instance was started on node-b in startingInstance, outside the handover, while the config names node-a/,
+      ),
+    );
+    // and the shipped machine, on its own such paths, has none
+    const sound = await Promise.all(
+      migrationPaths({ machine: 'failover' })
+        .paths.filter((p) => p.description.includes('setPrimaryNode ✗'))
         .map((p) => replayPath(p, (r) => simWorld(r))),
     );
     expect(sound.flatMap((r) => r.problems)).toEqual([]);

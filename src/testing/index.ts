@@ -5,6 +5,7 @@
  */
 
 export {
+  leftProblems,
   outcomeProblems,
   primaryNodeProblems,
   rejoinedProblems,

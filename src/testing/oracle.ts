@@ -173,7 +173,38 @@ function outcomeStateProblems(out: ProtocolOutput, before: WorldView, after: Wor
     case 'needsCleanup':
     case 'failed':
       return out.error && (out.left?.length ?? 0) > 0
-        ? []
+        ? leftProblems(out, after)
         : [`${out.outcome} without saying what happened and what is left`];
   }
+}
+
+/**
+ * `left` must say what the nodes look like: where the instance is (and in which state), and each
+ * disk's role and connection, as the world has them. A line that says it could not read a node is
+ * not checked (it claims nothing).
+ */
+export function leftProblems(out: ProtocolOutput, after: WorldView): string[] {
+  const problems: string[] = [];
+  const said = (line: string, what: string) => problems.push(`${out.outcome} says "${line}" but ${what}`);
+  const where = Object.entries(after.instance)
+    .map(([n, st]) => `${n} (${st})`)
+    .sort();
+  for (const line of out.left ?? []) {
+    const nowhere = /^instance \S+ runs nowhere$/.test(line);
+    const on = /^instance \S+ on (.*)$/.exec(line);
+    if (nowhere && where.length > 0) said(line, `it is on ${where.join(', ')}`);
+    if (on !== null) {
+      const listed = on[1]!.split(', ').sort();
+      if (listed.join(', ') !== where.join(', ')) said(line, `it is on ${where.join(', ') || 'no node'}`);
+    }
+    const disk = /^(\S+): (\S+) (\S+) (\S+)\/(\S+) /.exec(line);
+    if (disk !== null) {
+      const [, node, resource, role, connection] = disk;
+      const d = after.disks[node!]?.find((x) => x.resource === resource);
+      if (d === undefined) said(line, `${node} has no ${resource}`);
+      else if (d.role !== role || d.connection !== connection)
+        said(line, `${resource} is ${d.role} ${d.connection} on ${node}`);
+    }
+  }
+  return problems;
 }

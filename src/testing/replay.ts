@@ -7,6 +7,7 @@ import {
   NEEDS_A_PERSON,
   type ProtocolInput,
   type ProtocolOutput,
+  pathHasTag,
 } from '../../machines/index.js';
 import { RunInterrupted, runMachine, stateKey } from '../runner/index.js';
 import type { Perturbation } from '../sim/index.js';
@@ -82,10 +83,31 @@ async function runOn(
   const stateOf = () => (actor === null ? '' : stateKey((actor.getSnapshot() as AnyMachineSnapshot).value));
   const counts = new Map<string, number>();
   const fired = new Set<PlanEntry>();
+  const note = (p: string) => {
+    if (!options.problems.includes(p)) options.problems.push(p);
+  };
+  // Rule 3 between steps: the instance is started on a node the config does not name only by the
+  // hypervisor's handover (or at the commit that makes the config name it). A copy that was there
+  // already (incoming, paused) may come to run by itself; one where there was none is a start.
+  let present: string[] | null = null;
+  const rebase = async () => {
+    present = Object.keys((await world.inspect()).instance);
+  };
   const check = async () => {
-    for (const p of safetyProblems(await world.inspect())) {
-      if (!options.problems.includes(p)) options.problems.push(p);
+    const view = await world.inspect();
+    for (const p of safetyProblems(view)) note(p);
+    const state = stateOf();
+    const moving = pathHasTag(logic, state, 'handover') || pathHasTag(logic, state, 'commit');
+    if (present !== null && !moving) {
+      const started = Object.entries(view.instance).filter(
+        ([n, s]) => s === 'running' && !present!.includes(n) && n !== view.configPrimary,
+      );
+      for (const [n] of started)
+        note(
+          `rule 3: the instance was started on ${n} in ${state}, outside the handover, while the config names ${view.configPrimary}`,
+        );
     }
+    present = Object.keys(view.instance);
   };
   const effects = Object.fromEntries(
     EFFECT_NAMES.map((name: EffectName) => {
@@ -118,6 +140,8 @@ async function runOn(
             default:
               await world.perturb(entry!.action as Perturbation, callInput.instance);
               await options.onEvent?.(entry!.action as Perturbation);
+              // What the world did by itself is no step of the machine's.
+              await rebase();
               return await real(callInput, signal);
           }
         } finally {
@@ -129,6 +153,7 @@ async function runOn(
   ) as unknown as Effects;
 
   const visited: string[] = [];
+  await rebase();
   const stop = new AbortController();
   const operator = new AbortController();
   // Persisted at the crash, as a journal's last record would be (not at every transition: only a
