@@ -101,3 +101,25 @@ describe('a failover that starts before it commits is caught', () => {
     expect(sound.flatMap((r) => r.problems)).toEqual([]);
   });
 });
+
+describe("a backend whose attachNet ignores discardOn is caught by the contract kit's worlds", () => {
+  it('reports the rejoin that the split brain leaves StandAlone', async () => {
+    const { paths } = migrationPaths({ machine: 'rejoin' });
+    const ignoresDiscard = (recipe: Parameters<typeof simWorld>[0]) => {
+      const world = simWorld(recipe);
+      const attachNet = world.effects.attachNet;
+      world.effects = {
+        ...world.effects,
+        attachNet: ({ discardOn: _, ...input }, signal, hurry) => attachNet(input, signal, hurry),
+      };
+      return world;
+    };
+    const toEnd = paths.filter((p) => p.target === 'rejoined');
+    expect(toEnd.length).toBeGreaterThan(0);
+    const results = await Promise.all(toEnd.map((p) => replayPath(p, ignoresDiscard)));
+    expect(results.some((r) => r.problems.length > 0)).toBe(true);
+    expect(results.flatMap((r) => r.problems)).toContainEqual(
+      expect.stringMatching(/split brain|never reached rejoined/),
+    );
+  });
+});

@@ -18,6 +18,11 @@ export const Perturbation = z.enum([
   'sourcePauses',
   /** The instance's primary loses power (failover). */
   'sourceDies',
+  /**
+   * The instance's primary is cut off from its peer, writes on alone, then loses power: its return
+   * after a failover is a split brain, which only --discard-my-data on it resolves.
+   */
+  'sourceWritesAloneAndDies',
   /** The instance's primary stops answering its management network, but runs on (failover refuses). */
   'sourceUnreachable',
   /** The instance's secondary loses power (a rejoin of a node that is not up). */
@@ -110,6 +115,9 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
     }
     case 'sourceDies':
       killNode(world, config.primaryNode, false);
+      return;
+    case 'sourceWritesAloneAndDies':
+      killNode(world, config.primaryNode, true);
       return;
     case 'sourceUnreachable': {
       const n = world.nodes[config.primaryNode];

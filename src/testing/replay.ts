@@ -46,6 +46,7 @@ const START_CRASH: Record<Exclude<StartPoint, 'healthy' | 'afterFailover'>, stri
 /** Things that happen to nodes, not to the instance's steps. */
 const NODE_EVENTS = new Set<Perturbation>([
   'sourceDies',
+  'sourceWritesAloneAndDies',
   'sourceUnreachable',
   'secondaryDies',
   'staleCopy',
@@ -208,8 +209,10 @@ export async function replayPath(
     const input = inputOf(path.recipe);
     const start = path.recipe.start ?? 'healthy';
     if (start === 'afterFailover') {
-      // The primary dies, is failed over from, and boots again: what a rejoin starts from.
-      await world.perturb('sourceDies', 'web1');
+      // The primary, cut off from its peer, writes on alone and dies; it is failed over from, and
+      // boots again: what a rejoin starts from. Its return is a split brain, so a backend that does
+      // not connect it with --discard-my-data leaves it StandAlone, and the rejoin says so.
+      await world.perturb('sourceWritesAloneAndDies', 'web1');
       await runOn(MACHINES.failover, world, { instance: 'web1', sourceIsDown: true }, [], { problems });
       await world.perturb('sourceReturns', 'web1');
     } else if (path.machine === 'cleanup' && start !== 'healthy') {
