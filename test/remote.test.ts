@@ -1,5 +1,9 @@
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Effects } from '../machines/index.js';
+import { createSimCluster, restStateProblems, runMigration } from '../src/index.js';
 import { remoteEffects } from '../src/remote/client.js';
 import { type ServedCall, type ServedEffects, serveEffects } from '../src/remote/serve.js';
 
@@ -77,5 +81,48 @@ describe('effects over HTTP', () => {
     await expect(answer).rejects.toThrow();
     await served.calls[0]!.hungUp;
     expect(served.calls[0]!.end).toBe('gone');
+  });
+});
+
+describe('an outage of the effects endpoint', () => {
+  it('costs a retry of the call, not a cleanup: a migration through it ends migrated', async () => {
+    const sim = createSimCluster();
+    served = await serveEffects(sim.effects, { cluster: 'demo', clock: sim.clock });
+    const target = served.url;
+    // An HTTP front that drops the connection of requests 6 to 10 (each a reset, as a restarting
+    // endpoint gives), and passes the rest on.
+    let requests = 0;
+    let dropped = 0;
+    const front = createServer(async (req, res) => {
+      const n = ++requests;
+      if (n >= 6 && n <= 10) {
+        dropped++;
+        req.socket.destroy();
+        return;
+      }
+      const body = await new Promise<Buffer>((resolve) => {
+        const parts: Buffer[] = [];
+        req.on('data', (d: Buffer) => parts.push(d));
+        req.on('end', () => resolve(Buffer.concat(parts)));
+      });
+      const headers = Object.fromEntries(
+        Object.entries(req.headers).filter(([k]) => !['host', 'connection', 'content-length'].includes(k)),
+      ) as Record<string, string>;
+      const answer = await fetch(new URL(req.url!, target), { method: req.method!, headers, body });
+      res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'text/plain' });
+      res.end(Buffer.from(await answer.arrayBuffer()));
+    });
+    front.listen(0, '127.0.0.1');
+    await once(front, 'listening');
+    try {
+      const url = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+      const out = await runMigration({ instance: 'web1' }, remoteEffects(url));
+      expect(dropped).toBe(5);
+      expect(out).toMatchObject({ outcome: 'migrated', primaryNode: 'node-b' });
+      expect(restStateProblems(sim.current(), 'web1')).toEqual([]);
+    } finally {
+      front.closeAllConnections();
+      front.close();
+    }
   });
 });

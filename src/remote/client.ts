@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { EFFECT_NAMES, type EffectName, type Effects, errorText } from '../../machines/index.js';
+import { EFFECT_NAMES, type EffectName, type Effects, errorText, systemClock } from '../../machines/index.js';
 import { currentStep } from '../runtime/step.js';
 import {
   About,
@@ -37,6 +37,18 @@ export async function aboutRemote(url: string): Promise<About> {
  * hangs up, which aborts it there, and its hurry is a second POST that hurries it there. Inside a
  * durable step the step's identity travels with the call.
  */
+const FIRST_RETRY_MS = 100;
+const LAST_RETRY_MS = 2_000;
+
+/** A request that never got an answer for a reason of the network's, not the server's. */
+function isTransportFailure(error: unknown): boolean {
+  if (!(error instanceof TypeError)) return false;
+  const code = (error.cause as { code?: string } | undefined)?.code ?? '';
+  return /^(ECONNREFUSED|ECONNRESET|EPIPE|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|UND_ERR_SOCKET|UND_ERR_CLOSED)$/.test(
+    code,
+  );
+}
+
 export function remoteEffects(url: string, options: { worker?: string } = {}): Effects {
   const call = async (effect: EffectName, input: unknown, signal: AbortSignal, hurry?: AbortSignal) => {
     const step = currentStep();
@@ -60,13 +72,24 @@ export function remoteEffects(url: string, options: { worker?: string } = {}): E
     let res: Response;
     let text: string;
     try {
-      res = await fetch(new URL(`${EFFECT_PATH}${effect}`, url), {
-        method: 'POST',
-        headers,
-        body: JSON.stringify(input),
-        signal,
-      });
-      text = await res.text();
+      // A transport failure (refused, reset, no route) is asked again, as the same call, until the
+      // step's deadline aborts `signal`: every effect is idempotent, so an outage of the endpoint
+      // costs a retry, not a cleanup. An answer, even an error, is never asked again.
+      for (let wait = FIRST_RETRY_MS; ; wait = Math.min(2 * wait, LAST_RETRY_MS)) {
+        try {
+          res = await fetch(new URL(`${EFFECT_PATH}${effect}`, url), {
+            method: 'POST',
+            headers,
+            body: JSON.stringify(input),
+            signal,
+          });
+          text = await res.text();
+          break;
+        } catch (error) {
+          if (signal.aborted || !isTransportFailure(error)) throw error;
+          if (!(await systemClock.sleep(wait, signal))) throw error;
+        }
+      }
     } finally {
       hurry?.removeEventListener('abort', onHurry);
     }
