@@ -36,6 +36,7 @@ export const cleanupMachine = protocol.createMachine({
       check: (config) => checkInstanceConfig(config, { targetNode: null }),
       next: 'locating',
       rejected: '#cleanup.rejected',
+      copiesMemory: true,
     }),
     locating: {
       ...effectStep({

@@ -87,6 +87,40 @@ export interface InstanceResult {
 
 export type EvacuationOutcome = 'evacuated' | 'incomplete' | 'aborted' | 'rejected';
 
+/** What a drain's outcomes, and an instance's outcomes of its own within one, mean (explain, docs). */
+export const EVACUATION_OUTCOMES: Record<
+  EvacuationOutcome | 'skipped' | 'notStarted',
+  { means: string; check: string }
+> = {
+  evacuated: {
+    means: 'Every instance whose primary was the node moved, by migration or failover.',
+    check: 'The node holds no primary now; the secondaries it holds stay there.',
+  },
+  incomplete: {
+    means: 'Not every instance moved: each is listed with its own outcome, and why.',
+    check:
+      'Those reverted, refused or skipped are safe where they are; a needsCleanup or failed one is left to repair (its line says what and how).',
+  },
+  aborted: {
+    means:
+      'The operator stopped the drain: nothing more started, and each run under way ended at its own safe point.',
+    check: 'The instances not started are listed; run the evacuation again to move them.',
+  },
+  rejected: {
+    means: 'Bad input, or the config could not be read: nothing was touched.',
+    check: 'Fix the cause the error names and run again.',
+  },
+  skipped: {
+    means:
+      'An instance the drain did not run: no second node to move to, local disks, or down without --allow-failover.',
+    check: 'Its line says why; move it by other means, or allow the failover of instances that are down.',
+  },
+  notStarted: {
+    means: 'An instance the drain had not started when the operator aborted it; it is where it was.',
+    check: 'Run the evacuation again to move it.',
+  },
+};
+
 export interface EvacuationOutput {
   outcome: EvacuationOutcome;
   node: string;

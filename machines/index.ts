@@ -35,6 +35,7 @@ export {
 } from './effects.js';
 export {
   DEFAULT_CONCURRENCY,
+  EVACUATION_OUTCOMES,
   type EvacuationContext,
   type EvacuationEvent,
   type EvacuationInput,

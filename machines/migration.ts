@@ -95,6 +95,7 @@ export const migrationMachine = protocol.createMachine({
           check: (config, context) => checkInstanceConfig(config, context.request),
           next: 'locating',
           rejected: '#migration.rejected',
+          copiesMemory: true,
         }),
         locating: judgedRead({
           src: 'instanceList',
@@ -198,7 +199,7 @@ export const migrationMachine = protocol.createMachine({
       on: {
         ABORT: abortTo(
           '#migration.revertingDisks',
-          'Aborted by the operator; reverting the disks to single-master',
+          'Aborted by the operator while the disks went dual-master',
         ),
       },
       description:
@@ -271,7 +272,7 @@ export const migrationMachine = protocol.createMachine({
           { guard: 'pastPointOfNoReturn', actions: 'refuseAbort' },
           abortTo(
             aborting,
-            'Aborted by the operator; the handover is being undone',
+            'Aborted by the operator during the handover',
             'Aborted by the operator, aborting',
           ),
         ],

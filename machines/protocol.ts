@@ -491,13 +491,19 @@ export const protocol = setup({
       percent: context.sync?.percent ?? 0,
       at: context.watch?.lastAt ?? 0,
     })),
-    recordConfig: assign(({ context }, config: InstanceConfig) => ({
-      config,
-      source: config.primaryNode,
-      target: config.secondaryNode ?? '',
-      disks: config.disks,
-      ...patch(context, 'handover', { live: (context.request.mode ?? config.migrationMode) === 'live' }),
-    })),
+    /** The config read; a machine that copies memory also takes its mode from it (live or not). */
+    recordConfig: assign(({ context }, params: { config: InstanceConfig; copiesMemory: boolean }) => {
+      const { config } = params;
+      return {
+        config,
+        source: config.primaryNode,
+        target: config.secondaryNode ?? '',
+        disks: config.disks,
+        ...(params.copiesMemory
+          ? patch(context, 'handover', { live: (context.request.mode ?? config.migrationMode) === 'live' })
+          : {}),
+      };
+    }),
     recordLocations: assign(({ context }, params: { lists: Record<string, RunningInstance[]> }) =>
       patch(context, 'found', { locations: params.lists }),
     ),

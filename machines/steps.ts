@@ -371,9 +371,14 @@ export function loadingConfig(o: {
   rejected: string;
   /** A Ganeti-style line once the config is read ("Migrating instance web1"). */
   says?: (context: ProtocolContext) => string;
+  /** The machine copies the guest's memory (or finishes a copy): live or not is decided here. */
+  copiesMemory?: true;
 }) {
   type Read = StepArgs & { event: { output: InstanceConfig } };
-  const record = { type: 'recordConfig', params: ({ event }: Read) => event.output };
+  const record = {
+    type: 'recordConfig',
+    params: ({ event }: Read) => ({ config: event.output, copiesMemory: o.copiesMemory === true }),
+  };
   return effectStep({
     src: 'getInstance',
     description: 'Reading the instance’s config (getInstance).',

@@ -79,7 +79,7 @@ describe('an operator abort', () => {
   it('while the disks go dual-master: waits for the step, then reverts the disks', async () => {
     const r = await abortAt('dualMaster.syncing.polling');
     expect(r.out).toMatchObject({ outcome: 'reverted', primaryNode: 'node-a' });
-    expect(r.out.error).toMatch(/Aborted by the operator; reverting the disks/);
+    expect(r.out.error).toMatch(/Aborted by the operator while the disks went dual-master/);
     expectTruthfulOutcome({ ...r, calls: [] });
   });
 

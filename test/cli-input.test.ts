@@ -297,6 +297,15 @@ describe('hints and messages that sent the user wrong (item 8)', () => {
     expect(r.stdout.join('\n')).toMatch(/--cleanup, with the --cluster FILE or --world FILE the run used/);
   });
 
+  it('explain knows what a drain ends in, and what an instance within one does', async () => {
+    for (const outcome of ['evacuated', 'incomplete', 'aborted', 'skipped', 'notStarted']) {
+      const r = await cli('explain', outcome);
+      expect(r.code, outcome).toBe(0);
+      expect(r.stdout[0]).toBe(`evacuation outcome ${outcome}`);
+      expect(r.stdout.at(-1)).toMatch(/^check: /);
+    }
+  });
+
   it('an unknown instance is named once, and leaves no journal behind', async () => {
     const file = await world();
     const r = await cli('migrate', 'web2', '--world', file);

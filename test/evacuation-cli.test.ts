@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli/cli.js';
 import { EvacuationView } from '../src/cli/evacuationView.js';
 import { saveWorld } from '../src/cli/worldFile.js';
 import { createWorld, restStateProblems, type World } from '../src/index.js';
@@ -43,6 +44,25 @@ describe('drbd-migrate evacuate', () => {
     expect(Object.values(after.config.instances).every((i) => i.primaryNode !== 'node-a')).toBe(true);
   });
 
+  it('on a terminal, its block counts what it will run: a skipped instance is not waiting', async () => {
+    const dir = tempDir('drbd-migrate-evac-cli-');
+    const file = join(dir, 'w.json');
+    await world(file);
+    const written: string[] = [];
+    const code = await runCli(['evacuate', 'node-a', '--world', file, '--state-dir', join(dir, 'state')], {
+      out: () => {},
+      err: () => {},
+      screen: { tty: true, color: false, columns: 160, write: (t) => written.push(t) },
+    });
+    expect(code).toBe(1);
+    const blocks = written
+      .join('')
+      .split('\n')
+      .filter((l) => l.includes('evacuating node-a:'));
+    expect(blocks.at(0)).toMatch(/ 6 waiting$|, 5 waiting$|, 4 waiting$/);
+    expect(blocks.at(-1)).toMatch(/6 moved, 0 not moved, 0 waiting$/);
+  });
+
   it('--dry-run plans on a copy; bad limits are refused before anything runs', async () => {
     const dir = tempDir('drbd-migrate-evac-cli-');
     const file = join(dir, 'w.json');
@@ -55,6 +75,13 @@ describe('drbd-migrate evacuate', () => {
     const bad = await cli('evacuate', 'node-a', '--world', file, '--per-node', '0');
     expect(bad.code).toBe(2);
     expect(bad.stderr[0]).toMatch(/bad --per-node '0': expected a whole number from 1 to 1024/);
+    for (const text of ['-1', '1e3', '0x10', '2.5']) {
+      const r = await cli('evacuate', 'node-a', '--world', file, '--concurrency', text);
+      expect(r.code, text).toBe(2);
+      expect(r.stderr[0], text).toBe(
+        `drbd-migrate: bad --concurrency '${text}': expected a whole number from 1 to 1024`,
+      );
+    }
     const unknown = await cli('evacuate', 'node-z', '--world', file);
     expect(unknown.stderr[0]).toMatch(/node node-z is not in world file/);
   });

@@ -246,3 +246,21 @@ describe('migrate --allow-failover (Ganeti fallback, decided in the prerequisite
     expect(out.outcome).toBe('migrated');
   });
 });
+
+describe('what a failover and a rejoin report', () => {
+  it('says nothing of live or not: they copy no memory (a migration does)', async () => {
+    const sim = createSimCluster();
+    const failedOver = await runFailover({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect(failedOver).toMatchObject({ outcome: 'failedOver', live: null });
+    const back = await runMigration({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect(back).toMatchObject({ outcome: 'migrated', live: true });
+    sim.killNode('node-a');
+    const again = await runFailover({ instance: 'web1', sourceIsDown: true }, sim.effects, {
+      clock: sim.clock,
+    });
+    expect(again).toMatchObject({ outcome: 'failedOver', live: null });
+    sim.reviveNode('node-a');
+    const rejoined = await runRejoin({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect(rejoined).toMatchObject({ outcome: 'rejoined', live: null });
+  });
+});

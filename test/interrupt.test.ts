@@ -17,7 +17,7 @@ describe('Ctrl-C during a run', () => {
     );
     expect(run.stdout).toMatch(/Ctrl-C: abort requested in migrating\.transferring\.polling/);
     expect(run.stdout).toMatch(
-      /the run then if the memory copy has passed the point of no return, refuses it and finishes what it started; otherwise goes to aborting \(Stopping a failed handover/,
+      /ends; then if the memory copy has passed the point of no return, the run refuses it and finishes what it started; otherwise the run goes to aborting \(Stopping a failed handover/,
     );
     // Words, not the machine's internal names.
     expect(run.stdout).not.toMatch(/pastPointOfNoReturn/);

@@ -86,10 +86,19 @@ function optionOf(arg: string): string | null {
  */
 export function parseInvocation(
   command: Command,
-  argv: string[],
+  words: string[],
   io: CliIo,
   commands: readonly Command[],
 ): Invocation {
+  // A negative number after an option that takes a value is its value ("--concurrency -1"), to be
+  // judged by the option's own check, not read as an unknown option "-1".
+  const argv = words.reduce<string[]>((out, arg) => {
+    const name = out.at(-1)?.startsWith('--') ? out.at(-1)!.slice(2) : '';
+    const spec = (OPTIONS as Record<string, OptionSpec | undefined>)[name];
+    if (/^-\d/.test(arg) && spec?.type === 'string') out[out.length - 1] = `--${name}=${arg}`;
+    else out.push(arg);
+    return out;
+  }, []);
   for (const arg of argv) {
     if (arg === '--') break;
     const name = optionOf(arg);

@@ -18,8 +18,8 @@ const MOVED = new Set(['migrated', 'failedOver']);
 
 export class EvacuationView {
   private readonly flights = new Map<string, Flight>();
-  private done = 0;
-  private failed = 0;
+  /** How each instance's last run ended (a follow-up cleanup replaces its run's end). */
+  private readonly ended = new Map<string, boolean>();
   private drawn = 0;
   private readonly screen: Screen;
 
@@ -43,8 +43,7 @@ export class EvacuationView {
     } else {
       this.flights.delete(notice.request.instance);
       const outcome = notice.output?.outcome ?? 'stopped';
-      if (MOVED.has(outcome)) this.done++;
-      else this.failed++;
+      this.ended.set(notice.request.instance, MOVED.has(outcome));
       this.line(
         `${notice.request.instance}: ${outcome}${notice.output?.error ? `: ${notice.output.error}` : ''}`,
       );
@@ -79,9 +78,12 @@ export class EvacuationView {
   private redraw() {
     if (!this.screen.tty) return;
     this.clear();
-    const waiting = Math.max(0, this.total() - this.done - this.failed - this.flights.size);
+    const ended = [...this.ended].filter(([i]) => !this.flights.has(i));
+    const done = ended.filter(([, moved]) => moved).length;
+    const failed = ended.length - done;
+    const waiting = Math.max(0, this.total() - ended.length - this.flights.size);
     const lines = [
-      `evacuating ${this.node}: ${this.flights.size} running, ${this.done} moved, ${this.failed} not moved, ${waiting} waiting`,
+      `evacuating ${this.node}: ${this.flights.size} running, ${done} moved, ${failed} not moved, ${waiting} waiting`,
       ...[...this.flights.values()].map((f) => {
         const pct = (what: string, p: number | null) => (p === null ? '' : `  ${what} ${Math.round(p)}%`);
         return `  ${f.request.instance} → ${f.request.target}  ${f.step}${pct('resync', f.sync)}${pct('memory', f.memory)}`;

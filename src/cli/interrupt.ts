@@ -101,7 +101,7 @@ function firstWord(key: string, run: Interruptible, state: string, now: string):
   const what = explain(MACHINES_TO_DRAW, `${run.machine}.${state}`);
   return [
     `${key}: abort requested in ${state || 'the first step'}${what?.[1] ? ` (${what[1]})` : ''}`,
-    `  It takes effect when the step in flight${now ? ` (${now})` : ''} ends; the run then ${abortOutlook(MACHINES_TO_DRAW[run.machine]!, state)}.`,
+    `  It takes effect when the step in flight${now ? ` (${now})` : ''} ends; then ${abortOutlook(MACHINES_TO_DRAW[run.machine]!, state)}.`,
   ];
 }
 

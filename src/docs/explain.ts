@@ -1,5 +1,6 @@
 import type { AnyStateMachine, AnyStateNode } from 'xstate';
 import { type StateMeta, statesOnPath } from '../../machines/describe.js';
+import { EVACUATION_OUTCOMES } from '../../machines/evacuation.js';
 import { guardLabel } from '../diagram/model.js';
 
 export interface ExplainEntry {
@@ -60,7 +61,11 @@ export function explain(machines: Record<string, AnyStateMachine>, what: string)
     if (check) lines.push(`check: ${check}`);
     return lines;
   }
-  return null;
+  // A drain's outcomes are its output's, not states of its machine.
+  const outcome = what.replace(/^evacuation\./, '') as keyof typeof EVACUATION_OUTCOMES;
+  const known = EVACUATION_OUTCOMES[outcome];
+  if (known === undefined) return null;
+  return [`evacuation outcome ${outcome}`, known.means, `check: ${known.check}`];
 }
 
 /**
@@ -81,14 +86,14 @@ export function abortOutlook(machine: AnyStateMachine, path: string): string {
     .reverse()
     .map((n) => n.transitions.get('ABORT'))
     .find((list) => list !== undefined && list.length > 0);
-  if (handler === undefined) return 'ignores it';
+  if (handler === undefined) return 'the run ignores it';
   return handler
     .map((t, i) => {
       const target = t.target?.[0] as AnyStateNode | undefined;
       const what =
         target === undefined
-          ? 'refuses it and finishes what it started'
-          : `goes to ${target.key}${target.description ? ` (${target.description.replace(/\.$/, '')})` : ''}`;
+          ? 'the run refuses it and finishes what it started'
+          : `the run goes to ${target.key}${target.description ? ` (${target.description.replace(/\.$/, '')})` : ''}`;
       const guard = guardWords(guardLabel(t.guard));
       return guard !== null ? `if ${guard}, ${what}` : i > 0 ? `otherwise ${what}` : what;
     })

@@ -1,4 +1,5 @@
 import type { Effects, EvacuationInput, EvacuationOutput, InstanceResult } from '../../../machines/index.js';
+import { planEvacuation } from '../../../machines/index.js';
 import { simSpecOf } from '../../backend/plan.js';
 import { loadCluster } from '../../cluster/index.js';
 import { ResumeError } from '../../journal/index.js';
@@ -71,7 +72,8 @@ instance is left to repair (its line says what and how).`,
 function count(values: Invocation['values'], name: 'concurrency' | 'per-node'): number | undefined {
   const text = values[name];
   if (text === undefined) return undefined;
-  const n = Number(text);
+  // Digits only: "1e3" and "0x10" are numbers to Number(), not to an operator.
+  const n = /^[0-9]+$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isInteger(n) || n < 1 || n > 1024) {
     throw new UsageError(`bad --${name} '${text}': expected a whole number from 1 to 1024`);
   }
@@ -132,9 +134,15 @@ export async function drain(call: Invocation, resume: boolean, opened?: Session)
 
   const session = opened ?? (await openSession(call, { node }));
   try {
+    // What the drain will run (not what it skips): planned as the evacuation plans it, where this
+    // process holds the config; elsewhere the node's primaries.
     planned =
       session.sim !== null
-        ? Object.values(session.sim.world.config.instances).filter((i) => i.primaryNode === node).length
+        ? planEvacuation(
+            node,
+            Object.values(session.sim.world.config.instances),
+            input.allowFailover === true,
+          ).queue.length
         : await primariesOf(values, node).catch(() => 0);
     const ended = resume ? await session.runtime.evacuationStatus(node) : null;
     // On Restate a drain may have ended while no client followed it: reported as it ended.
