@@ -6,7 +6,7 @@ import type { AnyStateMachine, AnyStateNode, AnyTransitionDefinition } from 'xst
  * diagrams, docs/states.md and `drbd-migrate explain` say the same thing.
  */
 export interface StateMeta {
-  /** Safety rules (1-6) this state exists to keep. */
+  /** Safety rules (1-9, DEVELOPERS.md and docs/safety.md) this state exists to keep. */
   rules?: number[];
   /** What to look at when a run stops here. */
   check?: string;

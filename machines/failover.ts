@@ -134,6 +134,14 @@ export const failoverMachine = protocol.createMachine({
               (c) =>
                 `${c.source} is down (it does not answer and ${c.target} lost its DRBD connection to it): failing over without stopping the instance there`,
             ),
+            {
+              type: 'warn',
+              params: ({ context }: { context: ProtocolContext }) => ({
+                message: context.request.ignoreConsistency
+                  ? `--ignore-consistency: whatever ${context.source} wrote that had not reached ${context.target} before it went down is lost`
+                  : null,
+              }),
+            },
           ],
           failTo: '#failover.rejected',
           failure: (c, e) => `Cannot read the disks on ${c.target}: ${e}`,
@@ -276,9 +284,12 @@ function diskProblem(context: ProtocolContext, status: Record<string, DiskStatus
   if (onSource(context) === null && target.length === 0) return `Cannot read the disks on ${context.target}`;
   const stale = checkTargetUpToDate(target, context.target);
   if (stale !== null) return stale;
-  if (context.request.ignoreConsistency) return null;
   const apart = target.filter((d) => d.connection !== 'Connected' || d.peerDiskState !== 'UpToDate');
-  return apart.length === 0
-    ? null
-    : `Disk ${apart.map((d) => `${d.resource} is ${d.connection}, peer ${d.peerDiskState}`).join(', ')} on ${context.target}: not in sync with ${context.source}; wait for the resync, or fail over with --ignore-consistency`;
+  if (apart.length === 0) return null;
+  const what = `Disk ${apart.map((d) => `${d.resource} is ${d.connection}, peer ${d.peerDiskState}`).join(', ')} on ${context.target}: not in sync with ${context.source}`;
+  // Ganeti's ignore_consistency is for a degraded target of a dead source: here the source answers,
+  // and promoting a target that is not in sync with it (rule 4) would throw away what it wrote.
+  return context.request.ignoreConsistency
+    ? `${what}, which answers: --ignore-consistency is only for a source that is down (what ${context.source} wrote since would be lost); wait for the resync, or migrate ${context.instance}`
+    : `${what}; wait for the resync (--ignore-consistency is only for a source that is down)`;
 }

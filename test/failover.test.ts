@@ -264,3 +264,33 @@ describe('what a failover and a rejoin report', () => {
     expect(rejoined).toMatchObject({ outcome: 'rejoined', live: null });
   });
 });
+
+describe('--ignore-consistency (Ganeti: for a degraded target of a dead source)', () => {
+  it('is refused while the source answers: its writes since the link went down would be lost', async () => {
+    const sim = createSimCluster();
+    sim.perturb('linkDown', 'web1');
+    const before = sim.snapshot();
+    const out = await runFailover({ instance: 'web1', ignoreConsistency: true }, sim.effects, {
+      clock: sim.clock,
+    });
+    expect(out).toMatchObject({ outcome: 'rejected', primaryNode: 'node-a' });
+    expect(out.error).toMatch(/which answers: --ignore-consistency is only for a source that is down/);
+    const after = sim.snapshot();
+    expect(after.config).toEqual(before.config);
+    expect(after.vms['node-a']?.web1?.state).toBe('running');
+  });
+
+  it('with the source down, goes on and warns what may be lost', async () => {
+    const sim = createSimCluster();
+    sim.killNode('node-a');
+    const out = await runFailover(
+      { instance: 'web1', sourceIsDown: true, ignoreConsistency: true },
+      sim.effects,
+      {
+        clock: sim.clock,
+      },
+    );
+    expect(out.outcome).toBe('failedOver');
+    expect(out.warnings).toContainEqual(expect.stringMatching(/--ignore-consistency: whatever node-a wrote/));
+  });
+});

@@ -100,6 +100,15 @@ function safetyDoc(): string {
     4: 'Nothing is promoted before Connected and UpToDate/UpToDate on every disk.',
     5: 'Every wait is bounded (total and no-progress deadlines).',
     6: 'Bad input gets a clear error before any node is touched; nothing reaches a shell unvalidated or unquoted.',
+    7: 'An instance is started on a node whose peer may still run it only with proof that the peer is down; a node that comes back never overwrites what the survivor wrote. (`--ignore-consistency` is the one exception, and only with the source down: it is refused while the source answers, and a failover that uses it warns what may be lost.)',
+    8: 'No path lowers the number of UpToDate copies of a disk below what it found, except inside a window the run announces before it opens (DRBD 8.4’s secondary change).',
+    9: 'One run at a time per instance, whichever runtime starts it.',
+  };
+  /** Where a rule is kept that no state of a machine carries. */
+  const elsewhere: Record<number, string> = {
+    6: 'the effect binding and the CLI input checks',
+    8: 'every path of the shipped machines: none removes a copy (no path demotes a disk to anything but Secondary, or deletes one)',
+    9: 'the runtimes, each within itself: the journal runtime’s lock files (the instance and its nodes), Restate’s one exclusive invocation per instance key; a local run and a Restate run of one instance do not yet exclude each other',
   };
   const lines = [GENERATED, '', '# Safety rules and where the machines keep them', ''];
   for (const [n, text] of Object.entries(rules)) {
@@ -109,12 +118,19 @@ function safetyDoc(): string {
         .filter((e) => e.rules.includes(Number(n)))
         .map((e) => `\`${name}.${e.path}\``),
     );
-    lines.push(`Kept in: ${where.join(', ') || '(the effect binding and the CLI input checks)'}.`, '');
+    lines.push(`Kept in: ${where.join(', ') || `(${elsewhere[Number(n)] ?? 'no state yet'})`}.`, '');
   }
   lines.push(
-    'Every rule is checked on the simulated world after every effect call of every generated test path (see',
+    'Rules 1 to 3 are checked on the simulated world after every effect call of every generated test path',
   );
-  lines.push('`src/testing/oracle.ts` and `src/sim/invariants.ts`).', '');
+  lines.push(
+    '(rule 3 between steps too: an instance started where the config does not name it, outside the handover and',
+    'the commit), rule 4 by the simulator at every promotion, 5 by every wait’s deadlines, the truth of every',
+    'outcome at its end (see `src/testing/oracle.ts`, `src/testing/replay.ts` and `src/sim/invariants.ts`); 6',
+    'by the input tests; 7 by the failover and rejoin paths, whose rejoin worlds start from a split brain; 9 by',
+    'the lock and Restate tests.',
+    '',
+  );
   return lines.join('\n');
 }
 
