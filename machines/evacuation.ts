@@ -538,6 +538,7 @@ export const evacuationMachine = evacuation.createMachine({
             const plan = planEvacuation(context.node, event.output, context.request.allowFailover === true, {
               results: context.results,
               inFlight: context.inFlight,
+              needCleanup: context.needCleanup,
             });
             return {
               queue: plan.queue,

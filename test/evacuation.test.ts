@@ -9,9 +9,12 @@ import {
   type Fault,
   FileJournal,
   FileLocks,
+  parseFault,
   RunInterrupted,
+  restStateProblems,
   runEvacuation,
   runEvacuationJournaled,
+  runMigration,
   type SimCluster,
   type Verdict,
 } from '../src/index.js';
@@ -376,5 +379,24 @@ describe('the evacuation decides by verdicts, not by messages', () => {
   it('runs the second cleanup after a failed step, even worded like a verdict', async () => {
     const error = 'Instance seems to be running on two nodes, or the hypervisor is confused';
     expect(await drain({ verdict: 'stepFailed', error })).toEqual(['migration', 'cleanup', 'cleanup']);
+  });
+});
+
+describe('a drain resumed after its process died', () => {
+  it('cleans up the instances its journal left for the cleanup (it planned a migration, which was refused)', async () => {
+    const sim = createSimCluster();
+    sim.faults = [parseFault('finalizeMigrationSource', 'error')];
+    const left = await runMigration({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect(left.outcome).toBe('needsCleanup');
+    sim.faults = [];
+    const out = await runEvacuation(
+      { node: 'node-a', resumed: { results: [], inFlight: [], needCleanup: ['web1'] } },
+      sim.effects,
+      { clock: sim.clock },
+    );
+    const web1 = out.results.find((r) => r.instance === 'web1');
+    expect(web1?.operation).toBe('cleanup');
+    expect(['migrated', 'reverted']).toContain(web1?.outcome);
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
   });
 });
