@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -45,7 +46,9 @@ describe('resume refuses what it cannot trust, and touches nothing', () => {
     await writeFile(journal, good.slice(0, 100));
     let r = await cli(['resume', 'web1', '--world', f.world, '--state-dir', f.state]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/the journal of web1 .* is corrupt: not JSON/);
+    expect(r.stderr).toMatch(
+      /the journal of web1 .* is corrupt: not JSON, so it cannot be resumed; run .* --cleanup/,
+    );
     await writeFile(journal, JSON.stringify({ ...JSON.parse(good), machineVersion: '000000000000' }));
     r = await cli(['resume', 'web1', '--world', f.world, '--state-dir', f.state]);
     expect(r.code).toBe(2);
@@ -56,6 +59,25 @@ describe('resume refuses what it cannot trust, and touches nothing', () => {
     expect(r.stderr).toMatch(
       /an unfinished migration of web1 .* is journaled; run 'drbd-migrate resume web1/,
     );
+  });
+
+  it('a corrupt journal: a migration is refused, the cleanup it names sets the file aside and repairs', async () => {
+    const f = await fresh();
+    await cli(['migrate', 'web1', '--world', f.world, '--state-dir', f.state, '--kill-at', '12']);
+    const journal = join(f.state, 'journal', 'web1.json');
+    await writeFile(journal, (await readFile(journal, 'utf8')).slice(0, 100));
+    const refused = await cli(['migrate', 'web1', '--world', f.world, '--state-dir', f.state]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(
+      /is corrupt: not JSON, so the run it recorded cannot be resumed; run 'drbd-migrate migrate web1 --world .* --cleanup'/,
+    );
+    const cleaned = await cli(['migrate', 'web1', '--world', f.world, '--state-dir', f.state, '--cleanup']);
+    expect(cleaned.stderr).toMatch(
+      /set aside as .*web1\.json\.corrupt-\d+; the cleanup looks at the nodes instead/,
+    );
+    expect(cleaned.code).toBe(0);
+    expect(restStateProblems(await readWorld(f.world), 'web1')).toEqual([]);
+    expect(readdirSync(join(f.state, 'journal')).some((n) => /^web1\.json\.corrupt-\d+$/.test(n))).toBe(true);
   });
 
   it('a journal of a run on something else: resumed only where it ran', async () => {

@@ -24,7 +24,11 @@ export async function runOnInstance(
   if (call.values['dry-run'] === true) return dryRunOf(call, kind, input);
   const session = await openSession(call, { instance: input.instance });
   try {
-    if (session.journal !== null) await refuseUnfinished(session.journal, input.instance, session.target);
+    const note =
+      session.journal === null
+        ? null
+        : await refuseUnfinished(session.journal, input.instance, session.target, kind);
+    if (note !== null) call.io.err(`drbd-migrate: ${note}`);
     const prepared = session.prepare(input);
     return await showRun(call, session, { machine: kind, instance: input.instance }, (follow) =>
       session.runtime.run(kind, prepared, follow),

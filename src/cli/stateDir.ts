@@ -1,7 +1,8 @@
 import { access, constants, mkdir, stat, statfs } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { FileJournal, FileLocks } from '../journal/index.js';
+import type { MachineName } from '../../machines/index.js';
+import { FileJournal, FileLocks, JournalError } from '../journal/index.js';
 import { fileError, UsageError } from './errors.js';
 import type { Values } from './options.js';
 import { type Target, targetFlag, whereOf } from './target.js';
@@ -81,13 +82,30 @@ export async function journalStores(values: Values, target: Target) {
   };
 }
 
-/** Refuses to start over a journaled run that did not finish: it must be resumed or cleaned up. */
-export async function refuseUnfinished(store: FileJournal, instance: string, target: Target) {
-  const unfinished = await store.read(instance).catch((error: Error) => {
+/**
+ * Refuses to start over a journaled run that did not finish: it must be resumed or cleaned up. A
+ * journal that cannot be read cannot be resumed either: a cleanup (which looks at the nodes, not the
+ * journal) sets it aside and runs; anything else is refused, saying so. Returns what the caller says.
+ */
+export async function refuseUnfinished(
+  store: FileJournal,
+  instance: string,
+  target: Target,
+  kind: MachineName,
+): Promise<string | null> {
+  let unfinished: Awaited<ReturnType<FileJournal['read']>>;
+  try {
+    unfinished = await store.read(instance);
+  } catch (error) {
+    if (!(error instanceof JournalError)) throw error;
+    if (kind === 'cleanup') {
+      const aside = await store.setAside(instance);
+      return `${error.message}: set aside as ${aside}; the cleanup looks at the nodes instead`;
+    }
     throw new UsageError(
-      `${error.message}; inspect it, then remove it or run 'drbd-migrate migrate ${instance}${targetFlag(target)} --cleanup'`,
+      `${error.message}, so the run it recorded cannot be resumed; run 'drbd-migrate migrate ${instance}${targetFlag(target)} --cleanup', which looks at the nodes and sets the file aside (removing ${store.fileOf(instance)} by hand does the same; the locks are other files, held only while their process lives)`,
     );
-  });
+  }
   if (unfinished !== null) {
     // Resumed where it ran: "cluster /x.yaml" → --cluster /x.yaml.
     const there = unfinished.where?.replace(/^(cluster|world) /, '--$1 ') ?? targetFlag(target).trim();
@@ -95,4 +113,5 @@ export async function refuseUnfinished(store: FileJournal, instance: string, tar
       `an unfinished ${unfinished.machine} of ${instance} (pid ${unfinished.owner.pid} on ${unfinished.owner.host}, last in ${unfinished.state} at ${unfinished.writtenAt}) is journaled; run 'drbd-migrate resume ${instance} ${there}'`,
     );
   }
+  return null;
 }

@@ -113,4 +113,17 @@ export class FileJournal implements JournalStore {
       if (error.code !== 'ENOENT') throw error;
     });
   }
+
+  /** Where the instance's entry is kept (named in messages about it). */
+  fileOf(instance: string): string {
+    return this.entryPath(instance);
+  }
+
+  /** Moves an entry that cannot be read out of the way, kept beside it; returns where it went. */
+  async setAside(instance: string): Promise<string> {
+    const path = this.entryPath(instance);
+    const aside = `${path}.corrupt-${Date.now()}`;
+    await rename(path, aside);
+    return aside;
+  }
 }

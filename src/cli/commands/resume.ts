@@ -1,9 +1,10 @@
-import { ResumeError } from '../../journal/index.js';
+import { JournalError, ResumeError } from '../../journal/index.js';
 import type { Command } from '../command.js';
 import { UsageError } from '../errors.js';
 import { instanceName } from '../input.js';
 import { finish, viewFor } from '../output.js';
 import { openSession, restateRefusal, showRun } from '../runtime.js';
+import { targetFlag } from '../target.js';
 import { drain } from './evacuate.js';
 
 export const resume: Command = {
@@ -47,6 +48,10 @@ end, as the client that submitted it (and died) would have.`,
       // What the runtime holds of NAME, as an instance and as a node; a journal it cannot read, or a
       // Restate that does not answer, is a refusal: nothing was touched.
       const refused = (error: unknown): never => {
+        if (error instanceof JournalError)
+          throw new UsageError(
+            `${error.message}, so it cannot be resumed; run 'drbd-migrate migrate ${name}${targetFlag(target)} --cleanup', which looks at the nodes and sets the file aside`,
+          );
         throw error instanceof Error && !(error instanceof UsageError)
           ? new UsageError(error.message)
           : error;
