@@ -1,5 +1,12 @@
 import { assign, emit, enqueueActions, setup } from 'xstate';
-import { classifyMigration, describeWorld, isSharedStorage, locate, summarizeSync } from './checks.js';
+import {
+  checkRejoined,
+  classifyMigration,
+  describeWorld,
+  isSharedStorage,
+  locate,
+  summarizeSync,
+} from './checks.js';
 import type {
   DiskRef,
   DiskStatus,
@@ -453,6 +460,13 @@ export const protocol = setup({
     /** The memory transfer completed but nobody finalized it: the target runs, the source is a paused husk. */
     handoverCompletedIn: ({ context }, params: { lists: Record<string, RunningInstance[]> }) =>
       handoverCompleted(context, params.lists),
+    /**
+     * In the disk status just read: the returning node is already the secondary, every disk
+     * connected and in sync, single-master (a rejoin has nothing to do).
+     */
+    rejoinedIn: ({ context }, params: { status: Record<string, DiskStatus[]> }) =>
+      bothNodes(context).every((n) => (params.status[n]?.length ?? 0) === context.disks.length) &&
+      checkRejoined(params.status, context.source, context.target) === null,
     /** Forward (the instance runs on the target), once more; a revert is not retried. */
     mayRetrySingleMaster: ({ context }) =>
       (context.commit.done || context.commit.failed) && context.repair.attempts < 2,

@@ -1,5 +1,5 @@
 import { checkInstanceConfig, checkRejoined } from './checks.js';
-import type { InstanceConfig, NodeProbe } from './contract.js';
+import type { DiskStatus, InstanceConfig, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
 import { survey, waitUntilSync } from './flows.js';
 import { initialContext, outputOf, type ProtocolContext, probeTimeout, protocol } from './protocol.js';
@@ -7,11 +7,13 @@ import {
   abortTo,
   aboutDisksOnBoth,
   effectStep,
+  fromAnswer,
   goReconnect,
   goStandalone,
   judgedRead,
   loadingConfig,
   outcomeState,
+  saying,
 } from './steps.js';
 
 /**
@@ -68,12 +70,32 @@ export const rejoinMachine = protocol.createMachine({
             guard: { type: 'presentIn', params: ({ event }: Probed) => ({ probe: event.output }) },
             target: 'stoppingStaleCopy',
           },
-          { target: 'demoting' },
+          { guard: 'sharedStorage', target: 'demoting' },
+          { target: 'lookingAtDisks' },
         ],
         failTo: 'rejected',
         failure: (c, e) => `Cannot probe node ${returning(c)}: ${e}`,
       }),
     },
+    lookingAtDisks: effectStep({
+      src: 'diskStatus',
+      description:
+        'Is the returning node already the secondary, connected and in sync? Then there is nothing to do (a rejoin of a healthy node changes nothing).',
+      input: aboutDisksOnBoth,
+      next: [
+        {
+          guard: fromAnswer('rejoinedIn', (status: Record<string, DiskStatus[]>) => ({ status })),
+          target: 'rejoined',
+          actions: saying(
+            (c) =>
+              `* ${returning(c)} is already the secondary of ${c.instance}, connected and in sync: nothing to do`,
+          ),
+        },
+        { target: 'demoting' },
+      ],
+      // A read that fails says nothing either way: the rejoin goes on and reads back at its end.
+      goOnTo: 'demoting',
+    }),
     stoppingStaleCopy: {
       ...effectStep({
         src: 'shutdownInstance',

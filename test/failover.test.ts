@@ -294,3 +294,23 @@ describe('--ignore-consistency (Ganeti: for a degraded target of a dead source)'
     expect(out.warnings).toContainEqual(expect.stringMatching(/--ignore-consistency: whatever node-a wrote/));
   });
 });
+
+describe('a rejoin of a node that is already the secondary', () => {
+  it('finds nothing to do and says so: no demotion, no disconnect, no resync', async () => {
+    const sim = createSimCluster();
+    const feedback: string[] = [];
+    const out = await runRejoin({ instance: 'web1' }, sim.effects, {
+      clock: sim.clock,
+      onEvent: (e) => {
+        if (e.type === 'feedback') feedback.push(e.message);
+      },
+    });
+    expect(out).toMatchObject({ outcome: 'rejoined', primaryNode: 'node-a' });
+    expect(feedback).toContain(
+      '* node-b is already the secondary of web1, connected and in sync: nothing to do',
+    );
+    for (const acting of ['closeDisks', 'disconnectNet', 'attachNet', 'shutdownInstance'] as const)
+      expect(sim.calls[acting], acting).toBe(0);
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+  });
+});

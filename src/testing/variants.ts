@@ -91,6 +91,8 @@ const inState =
   (...states: string[]) =>
   (s: AnyMachineSnapshot) =>
     states.some((x) => s.matches(x as never));
+const rejoinLooking = (s: AnyMachineSnapshot) =>
+  s.machine.id === 'rejoin' && s.matches('lookingAtDisks' as never);
 const not =
   (f: (s: AnyMachineSnapshot) => boolean) =>
   (s: AnyMachineSnapshot): boolean =>
@@ -304,7 +306,25 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
     },
   ],
   diskStatus: [
-    { name: 'consistent', output: (c) => disks(c), applies: not(inState('dualMaster.verifying')) },
+    {
+      name: 'consistent',
+      output: (c) => disks(c),
+      applies: (s) => !inState('dualMaster.verifying')(s) && !rejoinLooking(s),
+    },
+    {
+      // Rejoin: the node is already the secondary, connected and in sync (a healthy cluster).
+      name: 'alreadyRejoined',
+      output: (c) => disks(c),
+      applies: rejoinLooking,
+      recipe: { start: 'healthy' },
+    },
+    {
+      // Rejoin: the returning node and the survivor apart, as a node that died leaves them.
+      name: 'apart',
+      output: (c) =>
+        disks(c, () => ({ connection: 'StandAlone', replication: 'Off', peerDiskState: 'DUnknown' })),
+      applies: rejoinLooking,
+    },
     {
       name: 'readyForDualPrimary',
       output: (c) => disks(c, () => ({ allowTwoPrimaries: true })),

@@ -17,7 +17,8 @@ export const rejoin: Command = {
 the instance still there is stopped (it is stale), the disks there become Secondary, connect again
 with --discard-my-data (so that if NODE wrote on its own before it died, the split brain resolves in
 the survivor's favour), resync from the primary, and both sides are read back. NODE never becomes
-the source of a resync. Afterwards 'drbd-migrate migrate INSTANCE' moves an instance back as usual.
+the source of a resync. A node that is already the secondary, connected and in sync, is left as it
+is (nothing to do). Afterwards 'drbd-migrate migrate INSTANCE' moves an instance back as usual.
 
 Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
   examples: [
