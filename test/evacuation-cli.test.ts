@@ -117,6 +117,15 @@ describe('drbd-migrate evacuate', () => {
       child.on('exit', (_, signal) => resolve(signal));
     });
     expect(killed).toBe('SIGKILL');
+    // The dead drain's lock looks stale, but its journal is open: a run on one of its instances
+    // (v0, moved to node-b, its secondary node-a) is refused until the drain is resumed.
+    const before = readFileSync(file, 'utf8');
+    const blocked = await cli('migrate', 'v0', '--world', file, '--state-dir', state);
+    expect(blocked.code).toBe(2);
+    expect(blocked.stderr[0]).toMatch(
+      /an evacuation of node-a is unfinished \(its process died\) and v0 is on node-a: resume it first with 'drbd-migrate resume node-a --world /,
+    );
+    expect(readFileSync(file, 'utf8')).toBe(before);
     const resumed = await cli('resume', 'node-a', '--world', file, '--state-dir', state, '--quiet');
     expect(resumed.stdout.at(-1)).toBe('incomplete: node-a: 6 moved, 0 not moved, 1 skipped, 0 not started');
     expect(resumed.code).toBe(1);

@@ -6,9 +6,9 @@ import type { Invocation } from './command.js';
 import { UsageError } from './errors.js';
 import { faultsOf } from './input.js';
 import { finish, planPrinter, viewFor } from './output.js';
-import { openSession, refuseServedWorld, showRun } from './runtime.js';
+import { openSession, refuseServedWorld, type Session, showRun } from './runtime.js';
 import { refuseUnfinished } from './stateDir.js';
-import { type Target, targetOf } from './target.js';
+import { type Target, targetFlag, targetOf } from './target.js';
 import { loadWorld } from './worldFile.js';
 
 /**
@@ -29,6 +29,7 @@ export async function runOnInstance(
         ? null
         : await refuseUnfinished(session.journal, input.instance, session.target, kind);
     if (note !== null) call.io.err(`drbd-migrate: ${note}`);
+    await refuseUnderDrain(session, input.instance);
     const prepared = session.prepare(input);
     return await showRun(call, session, { machine: kind, instance: input.instance }, (follow) =>
       session.runtime.run(kind, prepared, follow),
@@ -79,4 +80,19 @@ async function dryRunWorld(
     onCall: planPrinter(print),
   });
   return finish(io, values, view, result, { at: sim.clock.now(), runsOn: null, target, dryRun: true });
+}
+
+/**
+ * A drain whose process died still holds its node: its lock looks stale (its process is gone), but
+ * its journal is open, and a run that took the node over would move an instance under the drain's
+ * feet. Resume the drain first.
+ */
+async function refuseUnderDrain(session: Session, instance: string): Promise<void> {
+  for (const node of session.nodesOf(instance)) {
+    if ((await session.runtime.evacuationStatus(node))?.output === null) {
+      throw new UsageError(
+        `an evacuation of ${node} is unfinished (its process died) and ${instance} is on ${node}: resume it first with 'drbd-migrate resume ${node}${targetFlag(session.target)}'`,
+      );
+    }
+  }
 }

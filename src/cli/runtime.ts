@@ -31,6 +31,8 @@ export interface Session {
   prepareEvacuation(input: EvacuationInput): EvacuationInput;
   /** This host's journal of runs (none on Restate: the runs are in Restate's journal). */
   journal: FileJournal | null;
+  /** The nodes a run on the instance locks beside it (none where the runtime holds its own slots). */
+  nodesOf(instance: string): string[];
   stateDir: string | null;
   /** A world file's simulated cluster (its clock, and the world as the run left it); null elsewhere. */
   sim: SimCluster | null;
@@ -56,6 +58,7 @@ export async function openSession(
       prepare: same,
       prepareEvacuation: same,
       journal: null,
+      nodesOf: () => [],
       stateDir: null,
       sim: null,
       close: () => {},
@@ -88,6 +91,7 @@ export async function openSession(
         return { ...input, ...(limits ? { limits } : {}), ...(convergence ? { convergence } : {}) };
       },
       journal: stores.store,
+      nodesOf,
       stateDir: stores.stateDir,
       sim: null,
       close: () => backend.close(),
@@ -117,6 +121,7 @@ export async function openSession(
     prepare: same,
     prepareEvacuation: same,
     journal: stores.store,
+    nodesOf: (instance) => worldNodes(sim.world, instance),
     stateDir: stores.stateDir,
     sim,
     close: () => {},
