@@ -18,6 +18,15 @@ export const cleanupHint = (instance: string) =>
 
 export interface MigrationRequest {
   targetNode: string | null;
+  /** Where the requester saw the instance's primary (null: wherever the config says). */
+  expectedSource?: string | null;
+}
+
+/** A request made when the instance was elsewhere: it moved since (another run went first). */
+function movedSince(config: InstanceConfig, request: MigrationRequest): string | null {
+  const expected = request.expectedSource ?? null;
+  if (expected === null || expected === config.primaryNode) return null;
+  return `${config.name} is no longer on ${expected}, where it was when this request was made: the config names ${config.primaryNode} (another run moved it meanwhile); nothing was done; ask again if it is still to move`;
 }
 
 export function checkInstanceConfig(config: InstanceConfig, request: MigrationRequest): string | null {
@@ -33,6 +42,8 @@ export function checkInstanceConfig(config: InstanceConfig, request: MigrationRe
     return `Instance ${config.name} names ${config.primaryNode} as both primary and secondary node`;
   }
   if (config.disks.length === 0) return `Instance ${config.name} has no disks to migrate`;
+  const moved = movedSince(config, request);
+  if (moved !== null) return moved;
   if (request.targetNode !== null && request.targetNode !== config.secondaryNode) {
     return (
       `Instances with disk types ${config.diskTemplate} cannot be migrated to arbitrary nodes: ` +
@@ -253,6 +264,8 @@ export function checkFailoverConfig(config: InstanceConfig, request: MigrationRe
     return `Instance ${config.name} has no secondary node to fail over to`;
   }
   if (config.disks.length === 0) return `Instance ${config.name} has no disks`;
+  const moved = movedSince(config, request);
+  if (moved !== null) return moved;
   if (request.targetNode !== null && request.targetNode !== config.secondaryNode) {
     return `Instances with disk types ${config.diskTemplate} cannot be failed over to arbitrary nodes: ${request.targetNode} is not the secondary node of ${config.name} (${config.secondaryNode})`;
   }

@@ -17,6 +17,7 @@ export const ProtocolInputSchema = z
     ignoreConsistency: z.boolean().optional(),
     sourceIsDown: z.boolean().optional(),
     allowFailover: z.boolean().optional(),
+    expectedSource: NodeName.optional(),
     limits: Limits.partial().optional(),
     convergence: Convergence.partial().optional(),
   })

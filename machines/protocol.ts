@@ -60,6 +60,12 @@ export interface ProtocolInput {
    * (decided in the prerequisites only, never mid-migration, as Ganeti's allow_failover).
    */
   allowFailover?: boolean;
+  /**
+   * The requester's intent: the node it saw the instance's primary on when it asked. A run that finds
+   * the config naming another (a request queued behind one that moved the instance) is refused with
+   * nothing touched, rather than moving the instance on from where the other left it.
+   */
+  expectedSource?: string;
   limits?: Partial<Limits>;
   /** Migration: how a live copy that does not converge is helped along, or given up (defaults otherwise). */
   convergence?: Partial<Convergence>;
@@ -125,6 +131,7 @@ export interface ProtocolContext {
     ignoreConsistency: boolean;
     sourceIsDown: boolean;
     allowFailover: boolean;
+    expectedSource: string | null;
   };
   limits: Limits;
   policy: Convergence;
@@ -239,6 +246,7 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
       ignoreConsistency: input.ignoreConsistency ?? false,
       sourceIsDown: input.sourceIsDown ?? false,
       allowFailover: input.allowFailover ?? false,
+      expectedSource: input.expectedSource ?? null,
     },
     limits: withDefaults(DEFAULT_LIMITS, input.limits),
     policy: withDefaults(DEFAULT_CONVERGENCE, input.convergence),

@@ -149,6 +149,27 @@ describe('the Restate runtime', () => {
     expect(runs.slice(switched).every((r) => r !== firstRun)).toBe(true);
   }, 40_000);
 
+  it('refuses a queued request whose instance another run moved meanwhile (no ping-pong)', async () => {
+    const from = sim.current().config.instances.web1!.primaryNode;
+    // Both asked while web1 was on `from`: each carries that intent.
+    const [first, second] = await Promise.all([
+      submitRun(server, 'demo', 'migration', { instance: 'web1', expectedSource: from }),
+      submitRun(server, 'demo', 'migration', { instance: 'web1', expectedSource: from }),
+    ]);
+    const outputs = await Promise.all([
+      followRun(server, 'demo', 'web1', first),
+      followRun(server, 'demo', 'web1', second),
+    ]);
+    const outcomes = outputs.map((o) => o.outcome).sort();
+    expect(outcomes).toEqual(['migrated', 'rejected']);
+    const refused = outputs.find((o) => o.outcome === 'rejected')!;
+    expect(refused.error).toMatch(
+      new RegExp(`web1 is no longer on ${from}, where it was when this request was made`),
+    );
+    expect(sim.current().config.instances.web1!.primaryNode).not.toBe(from);
+    expect(restStateProblems(sim.current(), 'web1')).toEqual([]);
+  }, 40_000);
+
   it('takes a cancel in Restate as an operator abort: the run reverts at its next safe point', async () => {
     let id: string | null = null;
     let cancelled = false;

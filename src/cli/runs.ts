@@ -3,6 +3,7 @@ import { runMachine } from '../runner/index.js';
 import { createSimCluster } from '../sim/index.js';
 import { dryRun } from './cluster.js';
 import type { Invocation } from './command.js';
+import { primaryNow } from './distributed.js';
 import { UsageError } from './errors.js';
 import { faultsOf } from './input.js';
 import { finish, planPrinter, viewFor } from './output.js';
@@ -30,7 +31,7 @@ export async function runOnInstance(
         : await refuseUnfinished(session.journal, input.instance, session.target, kind);
     if (note !== null) call.io.err(`drbd-migrate: ${note}`);
     await refuseUnderDrain(session, input.instance);
-    const prepared = session.prepare(input);
+    const prepared = session.prepare(await withIntent(call, session, kind, input));
     return await showRun(call, session, { machine: kind, instance: input.instance }, (follow) =>
       session.runtime.run(kind, prepared, follow),
     );
@@ -95,4 +96,26 @@ async function refuseUnderDrain(session: Session, instance: string): Promise<voi
       );
     }
   }
+}
+
+/**
+ * A run submitted to Restate may wait behind another on the instance: it carries where the
+ * instance was when asked (its intent), so that it is refused if the other moved it, and the client
+ * says it waits.
+ */
+async function withIntent(
+  call: Invocation,
+  session: Session,
+  kind: MachineName,
+  input: ProtocolInput,
+): Promise<ProtocolInput> {
+  if (session.runtime.name !== 'restate' || (kind !== 'migration' && kind !== 'failover')) return input;
+  const ahead = await session.runtime.status(input.instance).catch(() => null);
+  if (ahead !== null && ahead.output === null && call.values.json !== true && call.values.quiet !== true) {
+    call.io.out(
+      `# queued behind the ${ahead.kind} of ${input.instance} under way; this ${kind} runs when it ends, if ${input.instance} is still where it is now`,
+    );
+  }
+  const source = await primaryNow(call.values, input.instance);
+  return source === null ? input : { ...input, expectedSource: source };
 }
