@@ -5,7 +5,7 @@ import { stripVTControlCharacters } from 'node:util';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../src/cli/commands/index.js';
 import { fitToWidth, LiveView } from '../src/cli/live.js';
-import { saveWorld } from '../src/cli/worldFile.js';
+import { holdWorld, saveWorld } from '../src/cli/worldFile.js';
 import { createWorld } from '../src/index.js';
 import { cli } from './helpers.js';
 import { tempDir } from './tmp.js';
@@ -235,6 +235,31 @@ describe('plain I/O errors are bad input: exit 2 with the path and the cause (it
     }
     expect((await cli('init', '--world', file, '--force')).code).toBe(0);
     expect(JSON.parse(readFileSync(file, 'utf8')).version).toBe(1);
+  });
+
+  it('one writer at a time on a world file: a second is refused, saying who writes it', async () => {
+    const file = await world();
+    const before = readFileSync(file, 'utf8');
+    const release = await holdWorld(file, 'evacuation of node-a');
+    try {
+      for (const args of [
+        ['power', 'node-b', 'off'],
+        ['migrate', 'web1'],
+        ['init', '--force'],
+      ]) {
+        const r = await cli(...args, '--world', file);
+        expect(r.code, args.join(' ')).toBe(2);
+        expect(r.stderr[0]).toMatch(
+          /world file .* is being written by evacuation of node-a \(pid \d+ on .*\): wait for it to end/,
+        );
+      }
+      expect(readFileSync(file, 'utf8')).toBe(before);
+    } finally {
+      await release();
+    }
+    const after = await cli('power', 'node-b', 'off', '--world', file);
+    expect(after.code).toBe(0);
+    expect(existsSync(`${file}.lock`)).toBe(false);
   });
 
   it('a world file that can be read but not written: refused before the run', () => {

@@ -23,7 +23,10 @@ export async function runOnInstance(
   input: ProtocolInput,
 ): Promise<number> {
   if (call.values['dry-run'] === true) return dryRunOf(call, kind, input);
-  const session = await openSession(call, { instance: input.instance });
+  const session = await openSession(call, {
+    instance: input.instance,
+    operation: `${kind} of ${input.instance}`,
+  });
   try {
     const note =
       session.journal === null
@@ -36,7 +39,7 @@ export async function runOnInstance(
       session.runtime.run(kind, prepared, follow),
     );
   } finally {
-    session.close();
+    await session.close();
   }
 }
 

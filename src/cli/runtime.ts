@@ -16,7 +16,7 @@ import { finish, viewFor } from './output.js';
 import { restateEndpoints } from './restate.js';
 import { journalStores } from './stateDir.js';
 import { type Target, targetOf } from './target.js';
-import { checkWritable, loadWorld, saveWorld, worldNodes } from './worldFile.js';
+import { checkWritable, holdWorld, loadWorld, saveWorld, worldNodes } from './worldFile.js';
 
 /**
  * The runtime a command's runs go on, picked once from its command line: Restate's (--restate URL),
@@ -36,7 +36,8 @@ export interface Session {
   stateDir: string | null;
   /** A world file's simulated cluster (its clock, and the world as the run left it); null elsewhere. */
   sim: SimCluster | null;
-  close(): void;
+  /** Closes what the session opened (connections, the world file's writer lock). */
+  close(): Promise<void>;
 }
 
 /**
@@ -45,7 +46,7 @@ export interface Session {
  */
 export async function openSession(
   call: Invocation,
-  scope: { instance?: string; node?: string } = {},
+  scope: { instance?: string; node?: string; operation?: string } = {},
 ): Promise<Session> {
   const { values } = call;
   const target = targetOf(values);
@@ -61,7 +62,7 @@ export async function openSession(
       nodesOf: () => [],
       stateDir: null,
       sim: null,
-      close: () => {},
+      close: async () => {},
     };
   }
   if (target.kind === 'cluster') {
@@ -94,7 +95,7 @@ export async function openSession(
       nodesOf,
       stateDir: stores.stateDir,
       sim: null,
-      close: () => backend.close(),
+      close: async () => backend.close(),
     };
   }
   refuseServedWorld(target);
@@ -106,6 +107,7 @@ export async function openSession(
     throw new UsageError(`node ${scope.node} is not in world file ${target.file}`);
   await checkWritable(target.file);
   const stores = await journalStores(values, target);
+  const release = await holdWorld(target.file, scope.operation ?? 'a drbd-migrate run');
   const sim = createSimCluster(world, { faults });
   // Saved after every step, so a later cleanup or resume finds it as the nodes would be.
   sim.afterStep = () => saveWorld(target.file, sim.snapshot());
@@ -124,7 +126,7 @@ export async function openSession(
     nodesOf: (instance) => worldNodes(sim.world, instance),
     stateDir: stores.stateDir,
     sim,
-    close: () => {},
+    close: release,
   };
 }
 

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { access, constants, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { LockedError, takeLockFile } from '../journal/index.js';
 import { World } from '../sim/index.js';
 import { fileError, UsageError } from './errors.js';
 
@@ -68,4 +70,25 @@ export async function refuseExisting(file: string, force: boolean): Promise<void
     () => false,
   );
   if (there) throw new UsageError(`${file} exists: add --force to replace it, or name another file`);
+}
+
+/**
+ * One writer at a time on a world file: every command that writes it holds FILE.lock while it may
+ * (a run saves the world after each step; a second writer's changes would be overwritten, or would
+ * overwrite). Released by the returned function; the lock of a writer that died is taken over.
+ */
+export async function holdWorld(file: string, operation: string): Promise<() => Promise<void>> {
+  const path = `${file}.lock`;
+  const owner = { host: hostname(), pid: process.pid, since: new Date().toISOString(), operation };
+  try {
+    await takeLockFile(path, owner, `world file ${file}`);
+  } catch (error) {
+    if (error instanceof LockedError) {
+      throw new UsageError(
+        `world file ${file} is being written by ${error.holder.operation} (pid ${error.holder.pid} on ${error.holder.host}, since ${error.holder.since}): wait for it to end, or stop it first`,
+      );
+    }
+    throw fileError('write world file', file, error);
+  }
+  return () => rm(path, { force: true });
 }

@@ -4,7 +4,14 @@ export {
   type JournaledEvacuationOptions,
   runEvacuationJournaled,
 } from './evacuation.js';
-export { FileLocks, type Lease, LockedError, type LockOwner, type LockStore } from './lock.js';
+export {
+  FileLocks,
+  type Lease,
+  LockedError,
+  type LockOwner,
+  type LockStore,
+  takeLockFile,
+} from './lock.js';
 export {
   type JournalOptions,
   type MachineKind,

@@ -46,6 +46,34 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * Takes one lock file, created exclusively: held by a live owner (or one on another host) it is
+ * refused with LockedError(`what`); a lock whose owner died on this host is stale and taken over
+ * (its owner returned, for the record).
+ */
+export async function takeLockFile(path: string, owner: LockOwner, what: string): Promise<LockOwner | null> {
+  let stale: LockOwner | null = null;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const file = await open(path, 'wx', 0o600);
+      await file.writeFile(JSON.stringify(owner));
+      await file.sync();
+      await file.close();
+      return stale;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = LockOwner.safeParse(JSON.parse(await readFile(path, 'utf8').catch(() => '{}')));
+    if (holder.success && (holder.data.host !== hostname() || alive(holder.data.pid))) {
+      throw new LockedError(what, holder.data);
+    }
+    // The owner died (or the file is unreadable): the lock is stale.
+    if (holder.success) stale = holder.data;
+    await unlink(path).catch(() => {});
+  }
+  throw new Error(`could not take the lock ${path}`);
+}
+
 /** Lock files under DIR/locks, created exclusively; a lock whose owner died on this host is stale. */
 export class FileLocks implements LockStore {
   private readonly dir: string;
@@ -54,26 +82,8 @@ export class FileLocks implements LockStore {
   }
 
   private async take(name: string, owner: LockOwner, tookOver: LockOwner[]): Promise<void> {
-    const path = join(this.dir, `${name}.lock`);
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const file = await open(path, 'wx', 0o600);
-        await file.writeFile(JSON.stringify(owner));
-        await file.sync();
-        await file.close();
-        return;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      }
-      const holder = LockOwner.safeParse(JSON.parse(await readFile(path, 'utf8').catch(() => '{}')));
-      if (holder.success && (holder.data.host !== hostname() || alive(holder.data.pid))) {
-        throw new LockedError(name, holder.data);
-      }
-      // The owner died (or the file is unreadable): the lock is stale.
-      if (holder.success) tookOver.push(holder.data);
-      await unlink(path).catch(() => {});
-    }
-    throw new Error(`could not take the lock ${path}`);
+    const stale = await takeLockFile(join(this.dir, `${name}.lock`), owner, name);
+    if (stale !== null) tookOver.push(stale);
   }
 
   async acquire(names: string[], owner: LockOwner): Promise<Lease> {

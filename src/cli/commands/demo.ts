@@ -1,9 +1,12 @@
 import { runFailover, runMigration, runRejoin } from '../../runner/index.js';
-import { createSimCluster, createWorld, DEMO_SPEC } from '../../sim/index.js';
+import { createSimCluster, createWorld, DEMO_SPEC, type World } from '../../sim/index.js';
 import type { Command } from '../command.js';
 import { inputOf } from '../input.js';
+import type { CliIo } from '../io.js';
+import type { Values } from '../options.js';
 import { simulate } from '../simulated.js';
-import { refuseExisting, saveWorld } from '../worldFile.js';
+import type { Target } from '../target.js';
+import { holdWorld, refuseExisting, saveWorld } from '../worldFile.js';
 
 /** The demo's pace: simulated ms per wall ms, so a whole migration takes a few seconds to watch. */
 const DEMO_PACE = 5;
@@ -37,51 +40,61 @@ resynced from node-b; 'drbd-migrate migrate web1' would then move it back.`,
   ],
   async run({ values, io }) {
     const target = values.world === undefined ? null : { kind: 'world' as const, file: values.world };
-    const pace = values.fast ? {} : { pace: DEMO_PACE };
     if (target !== null) await refuseExisting(target.file, values.force === true);
-    let world = createWorld(DEMO_SPEC);
-    let code: number;
-    if (values.failover === true) {
-      const say = (line: string) => (values.json === true ? undefined : io.out(line));
-      const sim = createSimCluster(world);
-      sim.killNode('node-a');
-      say('# node-a loses power: web1 is gone with it; node-b waits for its DRBD peer');
-      const down = await simulate(
-        io,
-        sim.snapshot(),
-        values,
-        'failover',
-        (effects, options) => runFailover({ instance: 'web1', sourceIsDown: true }, effects, options),
-        { target, instance: 'web1', journaled: false, ...pace },
-      );
-      const back = createSimCluster(down.world);
-      back.reviveNode('node-a');
-      say('');
-      say('# node-a boots again: nothing runs there, its disks are Secondary and unconnected');
-      const rejoined = await simulate(
-        io,
-        back.snapshot(),
-        values,
-        'rejoin',
-        (effects, options) => runRejoin({ instance: 'web1' }, effects, options),
-        { target, instance: 'web1', journaled: false, ...pace },
-      );
-      world = rejoined.world;
-      code = Math.max(down.code, rejoined.code);
-    } else {
-      const input = inputOf('web1', values);
-      const run = await simulate(
-        io,
-        world,
-        values,
-        'migration',
-        (effects, options) => runMigration(input, effects, options),
-        { target, instance: 'web1', journaled: false, ...pace },
-      );
-      world = run.world;
-      code = run.code;
+    const release = target === null ? async () => {} : await holdWorld(target.file, 'demo');
+    try {
+      const { world, code } = await demoRuns(values, io, target);
+      if (target !== null) await saveWorld(target.file, world);
+      return code;
+    } finally {
+      await release();
     }
-    if (target !== null) await saveWorld(target.file, world);
-    return code;
   },
 };
+
+/** The demo's runs on a fresh simulated cluster: a migration, or a failover and a rejoin. */
+async function demoRuns(
+  values: Values,
+  io: CliIo,
+  target: Target | null,
+): Promise<{ world: World; code: number }> {
+  const pace = values.fast ? {} : { pace: DEMO_PACE };
+  const world = createWorld(DEMO_SPEC);
+  if (values.failover === true) {
+    const say = (line: string) => (values.json === true ? undefined : io.out(line));
+    const sim = createSimCluster(world);
+    sim.killNode('node-a');
+    say('# node-a loses power: web1 is gone with it; node-b waits for its DRBD peer');
+    const down = await simulate(
+      io,
+      sim.snapshot(),
+      values,
+      'failover',
+      (effects, options) => runFailover({ instance: 'web1', sourceIsDown: true }, effects, options),
+      { target, instance: 'web1', journaled: false, ...pace },
+    );
+    const back = createSimCluster(down.world);
+    back.reviveNode('node-a');
+    say('');
+    say('# node-a boots again: nothing runs there, its disks are Secondary and unconnected');
+    const rejoined = await simulate(
+      io,
+      back.snapshot(),
+      values,
+      'rejoin',
+      (effects, options) => runRejoin({ instance: 'web1' }, effects, options),
+      { target, instance: 'web1', journaled: false, ...pace },
+    );
+    return { world: rejoined.world, code: Math.max(down.code, rejoined.code) };
+  }
+  const input = inputOf('web1', values);
+  const run = await simulate(
+    io,
+    world,
+    values,
+    'migration',
+    (effects, options) => runMigration(input, effects, options),
+    { target, instance: 'web1', journaled: false, ...pace },
+  );
+  return { world: run.world, code: run.code };
+}

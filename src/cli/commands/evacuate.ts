@@ -132,7 +132,7 @@ export async function drain(call: Invocation, resume: boolean, opened?: Session)
   };
   if (values['dry-run'] === true) return finish(await dryRunDrain(call, input), true);
 
-  const session = opened ?? (await openSession(call, { node }));
+  const session = opened ?? (await openSession(call, { node, operation: `evacuation of ${node}` }));
   try {
     // What the drain will run (not what it skips): planned as the evacuation plans it, where this
     // process holds the config; elsewhere the node's primaries.
@@ -167,7 +167,7 @@ export async function drain(call: Invocation, resume: boolean, opened?: Session)
     });
     return finish(out);
   } finally {
-    if (opened === undefined) session.close();
+    if (opened === undefined) await session.close();
   }
 }
 

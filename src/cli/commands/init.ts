@@ -1,6 +1,6 @@
 import { createWorld, DEMO_SPEC } from '../../sim/index.js';
 import type { Command } from '../command.js';
-import { refuseExisting, saveWorld } from '../worldFile.js';
+import { holdWorld, refuseExisting, saveWorld } from '../worldFile.js';
 
 export const init: Command = {
   name: 'init',
@@ -13,7 +13,12 @@ disks) for migrate, resume and show to act on. An existing file is replaced only
   examples: ['drbd-migrate init --world /tmp/w.json'],
   async run({ values, io }) {
     await refuseExisting(values.world!, values.force === true);
-    await saveWorld(values.world!, createWorld(DEMO_SPEC));
+    const release = await holdWorld(values.world!, 'init');
+    try {
+      await saveWorld(values.world!, createWorld(DEMO_SPEC));
+    } finally {
+      await release();
+    }
     io.out(`wrote the demo cluster to ${values.world}`);
     return 0;
   },

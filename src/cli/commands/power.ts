@@ -2,7 +2,7 @@ import { createSimCluster } from '../../sim/index.js';
 import type { Command } from '../command.js';
 import { UsageError } from '../errors.js';
 import { worldLines } from '../report.js';
-import { loadWorld, saveWorld } from '../worldFile.js';
+import { holdWorld, loadWorld, saveWorld } from '../worldFile.js';
 
 export const power: Command = {
   name: 'power',
@@ -24,10 +24,15 @@ unconnected, until 'drbd-migrate rejoin NODE' takes it back. For rehearsing a fa
     const world = await loadWorld(file);
     const node = args.NODE!;
     if (world.nodes[node] === undefined) throw new UsageError(`${node} is not a node of ${file}`);
+    const release = await holdWorld(file, `power ${node} ${args.STATE}`);
     const sim = createSimCluster(world);
     if (args.STATE === 'off') sim.killNode(node);
     else sim.reviveNode(node);
-    await saveWorld(file, sim.snapshot());
+    try {
+      await saveWorld(file, sim.snapshot());
+    } finally {
+      await release();
+    }
     io.out(`${node} is ${args.STATE === 'off' ? 'powered off' : 'up again'}`);
     for (const l of worldLines(sim.snapshot())) io.out(l);
     return 0;

@@ -42,7 +42,7 @@ end, as the client that submitted it (and died) would have.`,
   run: async (call) => {
     const { values, io } = call;
     const name = instanceName(call.args.INSTANCE!);
-    const session = await openSession(call);
+    const session = await openSession(call, { operation: `resume of ${name}` });
     try {
       const { runtime, target } = session;
       // What the runtime holds of NAME, as an instance and as a node; a journal it cannot read, or a
@@ -85,7 +85,7 @@ end, as the client that submitted it (and died) would have.`,
           : `there is no unfinished migration or cleanup of ${name} to resume, nor an evacuation of a node ${name} (no journal in ${session.stateDir})`,
       );
     } finally {
-      session.close();
+      await session.close();
     }
   },
 };

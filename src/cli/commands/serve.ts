@@ -4,7 +4,7 @@ import { createSimCluster } from '../../sim/index.js';
 import type { Command } from '../command.js';
 import { isServedWorld, portOf, untilInterrupted } from '../distributed.js';
 import { UsageError } from '../errors.js';
-import { loadWorld, saveWorld } from '../worldFile.js';
+import { holdWorld, loadWorld, saveWorld } from '../worldFile.js';
 
 /** The served world's pace unless --fast: simulated ms per wall ms, slow enough to watch and to kill a worker in. */
 const SERVE_PACE = 5;
@@ -25,6 +25,7 @@ carry, is the file's base name. Runs until Ctrl-C or SIGTERM.`,
   async run({ values, io }) {
     const file = values.world!;
     if (isServedWorld(file)) throw new UsageError('serve takes a world file, not a URL');
+    const release = await holdWorld(file, 'serve');
     const sim = createSimCluster(await loadWorld(file), values.fast === true ? {} : { pace: SERVE_PACE });
     sim.afterStep = () => saveWorld(file, sim.snapshot());
     const served = await serveEffects(sim.effects, {
@@ -36,6 +37,7 @@ carry, is the file's base name. Runs until Ctrl-C or SIGTERM.`,
     io.out(`serving the simulated cluster of ${file} at ${served.url}`);
     await untilInterrupted(io.onInterrupt);
     await served.close();
+    await release();
     return 0;
   },
 };
