@@ -262,6 +262,16 @@ describe('plain I/O errors are bad input: exit 2 with the path and the cause (it
     expect(existsSync(`${file}.lock`)).toBe(false);
   });
 
+  it('show marks a node that is powered off as down, its disks not drawn as present', async () => {
+    const file = await world();
+    expect((await cli('power', 'node-a', 'off', '--world', file)).code).toBe(0);
+    const r = await cli('show', '--world', file);
+    expect(r.stdout).toContain(
+      'node-a: DOWN (powered off: nothing runs there, its disks are gone until it boots)',
+    );
+    expect(r.stdout.some((l) => l.startsWith('node-b: '))).toBe(true);
+  });
+
   it('a world file that can be read but not written: refused before the run', () => {
     // As root, permissions do not stop a write: the folder is mounted read-only in a mount namespace.
     const sub = tempDir('drbd-migrate-ro-');

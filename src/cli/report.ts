@@ -9,6 +9,9 @@ export function describeWorldState(world: World) {
       Object.keys(world.nodes).map((node) => [
         node,
         {
+          // A node that is down answers nothing and holds nothing: its disks are not drawn as present.
+          down: world.nodes[node]?.down === true,
+          unreachable: world.nodes[node]?.unreachable === true,
           instances: Object.fromEntries(
             Object.entries(world.vms[node] ?? {}).map(([name, vm]) => [name, vm.state]),
           ),
@@ -48,8 +51,13 @@ export function worldLines(world: World): string[] {
   const w = describeWorldState(world);
   const lines: string[] = [];
   for (const [node, n] of Object.entries(w.nodes)) {
+    if (n.down) {
+      lines.push(`${node}: DOWN (powered off: nothing runs there, its disks are gone until it boots)`);
+      continue;
+    }
     const instances = Object.entries(n.instances).map(([name, state]) => `${name} (${state})`);
-    lines.push(`${node}: ${instances.length === 0 ? 'no instances' : instances.join(', ')}`);
+    const cutOff = n.unreachable ? ' (its management network is cut: it answers nothing)' : '';
+    lines.push(`${node}: ${instances.length === 0 ? 'no instances' : instances.join(', ')}${cutOff}`);
     for (const [res, d] of Object.entries(n.drbd)) {
       lines.push(
         `  ${res}: ${d.role} ${d.connection} ${d.disk}/${d.peerDisk}${d.allowTwoPrimaries ? ' allow-two-primaries' : ''}`,

@@ -23,7 +23,10 @@ Runs until Ctrl-C or SIGTERM.`,
       to.map((port) => ({ port })),
       values.port === undefined ? 0 : portOf(values.port),
     );
-    if (values.register !== undefined) await registerDeployment(values.register, balancer.url);
+    if (values.register !== undefined) {
+      await registerDeployment(values.register, balancer.url);
+      io.out(`registered ${balancer.url} with the Restate server at ${values.register}`);
+    }
     io.out(`balancing ${balancer.url} over ${to.map((p) => `127.0.0.1:${p}`).join(', ')}`);
     await untilInterrupted(io.onInterrupt);
     await balancer.close();
