@@ -2,7 +2,7 @@ import { and, not } from 'xstate';
 import { checkInstanceConfig } from './checks.js';
 import { meta } from './describe.js';
 import { abortMigration, backToSingleMaster, commitPrimary, survey } from './flows.js';
-import { foundAt, initialContext, outputOf, protocol } from './protocol.js';
+import { foundAt, protocol, runMachineBase } from './protocol.js';
 import {
   aboutBoth,
   effectStep,
@@ -26,11 +26,10 @@ import {
  */
 export const cleanupMachine = protocol.createMachine({
   id: 'cleanup',
-  context: ({ input }) => initialContext(input),
-  output: ({ context }) => outputOf(context),
+  ...runMachineBase,
   initial: 'loadingConfig',
-  // The cleanup is the repair: an abort would leave the instance as broken as it found it.
-  on: { ABORT: { actions: 'refuseAbort' } },
+  // Aborts are refused (runMachineBase): the cleanup is the repair, and an abort would leave the
+  // instance as broken as it found it.
   states: {
     loadingConfig: loadingConfig({
       check: (config) => checkInstanceConfig(config, { targetNode: null }),

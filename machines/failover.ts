@@ -3,7 +3,7 @@ import { checkFailoverConfig, checkPeerLost, checkTargetUpToDate, locate } from 
 import type { DiskStatus, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
 import { commitPrimary, survey } from './flows.js';
-import { initialContext, outputOf, type ProtocolContext, probeTimeout, protocol } from './protocol.js';
+import { type ProtocolContext, probeTimeout, protocol, runMachineBase } from './protocol.js';
 import {
   abortTo,
   aboutBoth,
@@ -36,11 +36,10 @@ const recordProbe = { type: 'recordProbe', params: ({ event }: Probed) => ({ pro
 
 export const failoverMachine = protocol.createMachine({
   id: 'failover',
-  context: ({ input }) => initialContext(input),
-  output: ({ context }) => outputOf(context),
+  ...runMachineBase,
   initial: 'checkingPrereqs',
-  // Once the instance is being stopped, stopping halfway would leave it down: it finishes.
-  on: { ABORT: { actions: 'refuseAbort' } },
+  // Aborts are refused (runMachineBase) once the prerequisites passed: stopping halfway would leave
+  // the instance down, so it finishes.
   states: {
     checkingPrereqs: {
       description:

@@ -56,14 +56,7 @@ export {
   startable,
 } from './evacuation.js';
 export { failoverMachine } from './failover.js';
-export {
-  abortMigration,
-  backToSingleMaster,
-  commitPrimary,
-  convergenceStages,
-  survey,
-  waitUntilSync,
-} from './flows.js';
+export * from './flows.js';
 export { inputProblem, issuesText, ProtocolInputSchema } from './input.js';
 export { DEFAULT_LIMITS, Limits, MAX_TIMER_MS } from './limits.js';
 export { migrationMachine } from './migration.js';
@@ -89,35 +82,4 @@ export {
 export { type ProtocolMachine, provideEffects } from './provide.js';
 export { MACHINE_NAMES, MACHINES, MACHINES_TO_DRAW, type MachineName } from './registry.js';
 export { rejoinMachine } from './rejoin.js';
-export {
-  abortTo,
-  aboutBoth,
-  aboutDisksOnBoth,
-  type Built,
-  type Candidate,
-  effectStep,
-  ensureSecondary,
-  evenIfFailed,
-  failing,
-  finalizeMigrationSource,
-  finalizeMigrationTarget,
-  fromAnswer,
-  fromError,
-  goReconnect,
-  goStandalone,
-  inLists,
-  judgedRead,
-  type Link,
-  loadingConfig,
-  type Next,
-  type NodeRole,
-  openInstanceDisks,
-  outcomeState,
-  recordLocations,
-  type StepOptions,
-  saying,
-  sequence,
-  sourceNode,
-  targetNode,
-  warning,
-} from './steps.js';
+export * from './steps.js';

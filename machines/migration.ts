@@ -24,10 +24,9 @@ import {
   bothNodes,
   copyOverdueMessage,
   foundAt,
-  initialContext,
-  outputOf,
   type ProtocolContext,
   protocol,
+  runMachineBase,
 } from './protocol.js';
 import {
   abortTo,
@@ -75,12 +74,10 @@ const aborting = '#migration.aborting';
 
 export const migrationMachine = protocol.createMachine({
   id: 'migration',
-  context: ({ input }) => initialContext(input),
-  output: ({ context }) => outputOf(context),
+  ...runMachineBase,
   initial: 'checkingPrereqs',
   // An operator abort (delivered by the runner between steps): honoured before the handover by
-  // reverting, refused after the point of no return with a word on what happens instead.
-  on: { ABORT: { actions: 'refuseAbort' } },
+  // reverting, refused (runMachineBase) after the point of no return with a word on what happens.
   states: {
     /** Read-only checks: a failure here leaves everything as it was (rejected). */
     checkingPrereqs: {

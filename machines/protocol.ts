@@ -679,3 +679,13 @@ export const protocol = setup({
 });
 
 export type Protocol = typeof protocol;
+
+/**
+ * What every run machine's definition shares: its context made from its input, its output from its
+ * context, and an operator abort refused (with a word on why) wherever a state does not take it.
+ */
+export const runMachineBase = {
+  context: ({ input }: { input: ProtocolInput }) => initialContext(input),
+  output: ({ context }: { context: ProtocolContext }) => outputOf(context),
+  on: { ABORT: { actions: 'refuseAbort' as const } },
+};

@@ -2,7 +2,7 @@ import { checkInstanceConfig, checkRejoined } from './checks.js';
 import type { DiskStatus, InstanceConfig, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
 import { survey, waitUntilSync } from './flows.js';
-import { initialContext, outputOf, type ProtocolContext, probeTimeout, protocol } from './protocol.js';
+import { type ProtocolContext, probeTimeout, protocol, runMachineBase } from './protocol.js';
 import {
   abortTo,
   aboutDisksOnBoth,
@@ -31,11 +31,10 @@ type Probed = { context: ProtocolContext; event: { output: NodeProbe } };
 
 export const rejoinMachine = protocol.createMachine({
   id: 'rejoin',
-  context: ({ input }) => initialContext(input),
-  output: ({ context }) => outputOf(context),
+  ...runMachineBase,
   initial: 'loadingConfig',
-  // Halfway through, the returning node is neither out nor in: the rejoin finishes.
-  on: { ABORT: { actions: 'refuseAbort' } },
+  // Aborts are refused (runMachineBase) once the config is read: halfway through, the returning node
+  // is neither out nor in, so the rejoin finishes.
   states: {
     loadingConfig: {
       on: {
