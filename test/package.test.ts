@@ -21,6 +21,7 @@ import { tempDir } from './tmp.js';
 const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as {
   version: string;
   exports: Record<string, unknown>;
+  dependencies: Record<string, string>;
 };
 
 /** Links every package of this checkout's node_modules into the consumer's, but the ones left out. */
@@ -81,9 +82,11 @@ describe('the packed package', () => {
       join(consumer, 'package.json'),
       JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
     );
-    expect(
-      JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')).scripts?.prepare,
-    ).toBeUndefined();
+    // What only a development checkout uses is not published: its devDependencies, its scripts.
+    const published = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8'));
+    expect(published.devDependencies).toBeUndefined();
+    expect(Object.keys(published.scripts ?? {}).sort()).toEqual(['postpack', 'prepack']);
+    expect(published.dependencies).toEqual(pkg.dependencies);
     // Without the optional peers: vitest, and Restate's SDK and server.
     linkDependencies(
       consumer,
