@@ -272,6 +272,19 @@ describe('plain I/O errors are bad input: exit 2 with the path and the cause (it
     expect(r.stdout.some((l) => l.startsWith('node-b: '))).toBe(true);
   });
 
+  it('a world file whose instance key breaks the naming rule says the rule', async () => {
+    const file = await world();
+    const saved = JSON.parse(readFileSync(file, 'utf8'));
+    const key = 'wéb1';
+    saved.config.instances[key] = { ...saved.config.instances.web1, name: 'web9' };
+    writeFileSync(file, JSON.stringify(saved));
+    const r = await cli('show', '--world', file);
+    expect(r.code).toBe(2);
+    expect(r.stderr[0]).toMatch(
+      /malformed at config\.instances\.wéb1: instance name must be 1 to 63 letters/,
+    );
+  });
+
   it('a world file that can be read but not written: refused before the run', () => {
     // As root, permissions do not stop a write: the folder is mounted read-only in a mount namespace.
     const sub = tempDir('drbd-migrate-ro-');

@@ -148,7 +148,8 @@ export const World = z
         unreachable: z.boolean().default(false),
       }),
     ),
-    config: z.object({ instances: z.record(InstanceName, InstanceConfig) }),
+    // Keys are checked below, in the naming rule's own words (a record key's error says only "invalid").
+    config: z.object({ instances: z.record(z.string(), InstanceConfig) }),
     resources: z.record(ResourceName, Resource),
     /** Disks of shared-storage instances (saved worlds from before they existed have none). */
     sharedDisks: z.record(ResourceName, SharedDisk).default({}),
@@ -164,6 +165,8 @@ export const World = z
     // What the cluster file refuses, a world refuses too: a run would lock the one node twice.
     for (const [key, instance] of Object.entries(world.config.instances)) {
       const at = ['config', 'instances', key];
+      const named = InstanceName.safeParse(key);
+      if (!named.success) ctx.addIssue({ code: 'custom', path: at, message: named.error.issues[0]!.message });
       if (instance.name !== key)
         ctx.addIssue({ code: 'custom', path: at, message: `is keyed ${key} but named ${instance.name}` });
       if (instance.secondaryNode === instance.primaryNode)
