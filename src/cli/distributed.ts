@@ -119,25 +119,27 @@ export function portOf(text: string): number {
 }
 
 /**
+ * Each instance's primary as the config says now (instance → node): from the cluster file, the
+ * world file, or a served world (its /world view, a bounded request).
+ */
+export async function primariesNow(values: Values): Promise<Map<string, string>> {
+  if (values.cluster !== undefined) {
+    return new Map((await readClusterFile(values.cluster)).instances.map((i) => [i.name, i.primary]));
+  }
+  const world = isServedWorld(values.world)
+    ? ((await (
+        await fetch(new URL('/world', values.world), { signal: AbortSignal.timeout(10_000) })
+      ).json()) as {
+        config: { instances: Record<string, { primaryNode: string }> };
+      })
+    : await loadWorld(values.world!);
+  return new Map(Object.entries(world.config.instances).map(([name, i]) => [name, i.primaryNode]));
+}
+
+/**
  * Where the instance's primary is as the request is made (its intent, carried with a run submitted
- * to Restate): from the cluster file, the world file, or a served world. Null where it cannot be read
- * (the run then takes the config as it finds it).
+ * to Restate). Null where it cannot be read (the run then takes the config as it finds it).
  */
 export async function primaryNow(values: Values, instance: string): Promise<string | null> {
-  try {
-    if (values.cluster !== undefined)
-      return (
-        (await readClusterFile(values.cluster)).instances.find((i) => i.name === instance)?.primary ?? null
-      );
-    const world = isServedWorld(values.world)
-      ? ((await (
-          await fetch(new URL('/world', values.world), { signal: AbortSignal.timeout(10_000) })
-        ).json()) as {
-          config: { instances: Record<string, { primaryNode: string }> };
-        })
-      : await loadWorld(values.world!);
-    return world.config.instances[instance]?.primaryNode ?? null;
-  } catch {
-    return null;
-  }
+  return (await primariesNow(values).catch(() => new Map<string, string>())).get(instance) ?? null;
 }

@@ -7,7 +7,7 @@ import { type EvacuationOptions, type RunNotice, runEvacuation } from '../../run
 import { createSimCluster } from '../../sim/index.js';
 import { inputWithLimits } from '../cluster.js';
 import type { Command, Invocation } from '../command.js';
-import { isServedWorld } from '../distributed.js';
+import { primariesNow } from '../distributed.js';
 import { UsageError } from '../errors.js';
 import { EvacuationView, evacuationExit } from '../evacuationView.js';
 import { nodeName } from '../input.js';
@@ -143,7 +143,9 @@ export async function drain(call: Invocation, resume: boolean, opened?: Session)
             Object.values(session.sim.world.config.instances),
             input.allowFailover === true,
           ).queue.length
-        : await primariesOf(values, node).catch(() => 0);
+        : [...(await primariesNow(values).catch(() => new Map<string, string>())).values()].filter(
+            (p) => p === node,
+          ).length;
     const ended = resume ? await session.runtime.evacuationStatus(node) : null;
     // On Restate a drain may have ended while no client followed it: reported as it ended.
     if (ended?.output != null) return finish(ended.output);
@@ -214,17 +216,4 @@ function reasonOf(results: InstanceResult[]): string {
     .slice(0, 5)
     .map((r) => `${r.instance} ${r.outcome}`)
     .join(', ')}${notMoved.length > 5 ? ', …' : ''}`;
-}
-
-/** How many instances name NODE as primary, as the world or the cluster file says now (the view's count). */
-async function primariesOf(values: Invocation['values'], node: string): Promise<number> {
-  if (values.cluster !== undefined) {
-    return (await loadCluster(values.cluster)).instances.filter((i) => i.primary === node).length;
-  }
-  const world = isServedWorld(values.world)
-    ? ((await (await fetch(new URL('/world', values.world))).json()) as {
-        config: { instances: Record<string, { primaryNode: string }> };
-      })
-    : await loadWorld(values.world!);
-  return Object.values(world.config.instances).filter((i) => i.primaryNode === node).length;
 }
