@@ -20,6 +20,8 @@ export interface MigrationRequest {
   targetNode: string | null;
   /** Where the requester saw the instance's primary (null: wherever the config says). */
   expectedSource?: string | null;
+  /** A failover's repair: it works towards the config's primary (see ProtocolInput.cleanup). */
+  cleanup?: boolean;
 }
 
 /** A request made when the instance was elsewhere: it moved since (another run went first). */
@@ -266,6 +268,11 @@ export function checkFailoverConfig(config: InstanceConfig, request: MigrationRe
   if (config.disks.length === 0) return `Instance ${config.name} has no disks`;
   const moved = movedSince(config, request);
   if (moved !== null) return moved;
+  if (request.cleanup === true) {
+    return request.targetNode === null || request.targetNode === config.primaryNode
+      ? null
+      : `The repair of a failover brings ${config.name} up on the node the config names (${config.primaryNode}), not on ${request.targetNode}; fail it over to ${request.targetNode} instead, without --cleanup`;
+  }
   if (request.targetNode !== null && request.targetNode !== config.secondaryNode) {
     return `Instances with disk types ${config.diskTemplate} cannot be failed over to arbitrary nodes: ${request.targetNode} is not the secondary node of ${config.name} (${config.secondaryNode})`;
   }
@@ -316,4 +323,59 @@ export function checkRejoined(
     }
   }
   return null;
+}
+
+/** Which way a rejoin's resync goes, as the disks said before the reconnect (see resyncForecast). */
+export interface ResyncForecast {
+  /** The feedback line of the reconnect. */
+  says: string;
+  /** Said as a warning before the reconnect: what the returning node loses, when it loses anything. */
+  discards: string | null;
+}
+
+const size = (kib: number) =>
+  kib >= 1024 * 1024
+    ? `${(kib / 1024 / 1024).toFixed(1)} GiB`
+    : kib >= 1024
+      ? `${(kib / 1024).toFixed(1)} MiB`
+      : `${kib} KiB`;
+
+/**
+ * A node that comes back never overwrites what the survivor wrote (rule 7); where the survivor wrote
+ * nothing since they parted (a failover that committed but never started the instance), the returning
+ * node's data is the newer and DRBD rightly resyncs from it: nothing is lost, and the rejoin says so
+ * rather than claim a discard. What each side wrote while apart is DRBD's out-of-sync count on each;
+ * a survivor that was promoted meanwhile started a new data generation even if it wrote nothing yet.
+ */
+export function resyncForecast(
+  status: Record<string, DiskStatus[]> | null,
+  survivor: string,
+  returning: string,
+): ResyncForecast {
+  const mine = status?.[returning];
+  const theirs = status?.[survivor];
+  if (mine === undefined || theirs === undefined || mine.length === 0) {
+    return {
+      says: `* reconnecting; ${returning} connects with --discard-my-data: if both nodes wrote while apart, what it wrote alone gives way to ${survivor}`,
+      discards: null,
+    };
+  }
+  const wrote = mine.reduce((sum, d) => sum + d.outOfSyncKiB, 0);
+  if (wrote === 0) {
+    return {
+      says: `* reconnecting; ${returning} wrote nothing while apart and resyncs from ${survivor}`,
+      discards: null,
+    };
+  }
+  const survivorWrote = theirs.some((d) => d.outOfSyncKiB > 0 || d.role === 'Primary');
+  if (!survivorWrote) {
+    return {
+      says: `* reconnecting; ${returning} wrote ${size(wrote)} while apart that ${survivor} never had, and ${survivor} has not written since: ${survivor} resyncs from ${returning} (the newer data); nothing is lost`,
+      discards: null,
+    };
+  }
+  return {
+    says: `* reconnecting; ${returning} discards what it wrote alone and resyncs from ${survivor}`,
+    discards: `${returning} wrote ${size(wrote)} while apart that ${survivor} never had, and ${survivor} has written since (a split brain): ${returning}'s writes are discarded, the survivor's data is kept (rule 7)`,
+  };
 }

@@ -57,7 +57,11 @@ export const failoverMachine = protocol.createMachine({
           check: (config, context) => checkFailoverConfig(config, context.request),
           next: 'probingSource',
           rejected: '#failover.rejected',
-          says: (context) => `Failover instance ${context.instance}`,
+          towardsPrimary: (c) => c.request.cleanup,
+          says: (c) =>
+            c.request.cleanup
+              ? `Repairing the failover of ${c.instance}: bringing it up on ${c.target}, which the config names, once ${c.source} is proven stopped or down`
+              : `Failover instance ${c.instance}`,
         }),
         probingSource: {
           meta: meta({ rules: [7] }),
@@ -69,16 +73,19 @@ export const failoverMachine = protocol.createMachine({
             timeoutMs: probeTimeout,
             next: [
               {
-                // Said to be down, but it answers and has the instance: two writers if we went on.
+                // Said to be down, but it answers and has the instance: two writers if we went on. A
+                // repair finding it there finds no failover left halfway: the config names the other.
                 guard: {
-                  type: 'claimedDownButPresentIn',
+                  type: 'presentWhereItMayNotStayIn',
                   params: ({ event }: Probed) => ({ probe: event.output }),
                 },
                 target: '#failover.rejected',
                 actions: {
                   type: 'fail',
-                  params: ({ context, event }: Probed) => ({
-                    message: `${context.source} is said to be down, but it answers and ${context.instance} is ${event.output.state} there: refusing to start it on ${context.target} as well; migrate it, or fail it over without --source-is-down (which shuts it down first)`,
+                  params: ({ context: c, event }: Probed) => ({
+                    message: c.request.cleanup
+                      ? `${c.instance} is ${event.output.state} on ${c.source}, but the config names ${c.target}: the repair does not stop a running instance to start it elsewhere; if ${c.target}'s data is the one to keep, stop ${c.instance} on ${c.source} and run this again; if ${c.source}'s is, make the config name it with 'drbd-migrate migrate ${c.instance} --cleanup'`
+                      : `${c.source} is said to be down, but it answers and ${c.instance} is ${event.output.state} there: refusing to start it on ${c.target} as well; migrate it, or fail it over without --source-is-down (which shuts it down first)`,
                   }),
                 },
               },
@@ -152,7 +159,10 @@ export const failoverMachine = protocol.createMachine({
           next: 'storageKind',
           done: [recordLocations],
           failTo: '#failover.rejected',
-          failure: (_, e) => `Can't contact nodes: ${e}`,
+          failure: (c, e) =>
+            c.request.cleanup
+              ? `Can't contact nodes: ${e}; if ${c.target}, which the config names, is down, the failover never committed: fail ${c.instance} over again ('drbd-migrate failover ${c.instance} --source-is-down')`
+              : `Can't contact nodes: ${e}`,
         }),
         storageKind: {
           description: 'DRBD disks are checked on the target; shared storage has nothing to replicate.',
@@ -175,6 +185,9 @@ export const failoverMachine = protocol.createMachine({
           description: 'The target must have room for the instance: it starts there with all of its memory.',
           input: aboutBoth,
           problem: (c, nodes) => {
+            // A repair that finds the instance running where the config names needs no room for it.
+            if (c.found.locations !== null && locate(c.found.locations, c.instance, c.target) !== null)
+              return null;
             const free = Math.floor(nodes[c.target]?.memoryFreeMiB ?? 0);
             const need = c.config?.memoryMiB ?? 0;
             return free >= need
@@ -235,7 +248,7 @@ export const failoverMachine = protocol.createMachine({
         next: 'startingInstance',
         failTo: '#failover.surveying',
         failure: (c, e) =>
-          `Can't activate the instance's disks on ${c.target}: ${e}; the config names ${c.target} and the instance is stopped: make its disks Primary and start it there by hand (a failover run again would move it back)`,
+          `Can't activate the instance's disks on ${c.target}: ${e}; the config names ${c.target} and the instance is stopped: finish it with 'drbd-migrate failover ${c.instance} --cleanup' once the cause is fixed (a failover run again would move it back)`,
         says: (c) => `* activating the instance's disks on target node ${c.target}`,
         rules: [4, 7],
       }),
@@ -248,7 +261,7 @@ export const failoverMachine = protocol.createMachine({
         next: 'failedOver',
         failTo: '#failover.surveying',
         failure: (c, e) =>
-          `Could not start instance ${c.instance} on node ${c.target}: ${e}; its disks are active there and the config names it: start it there by hand once the cause is fixed (a failover run again would move it back)`,
+          `Could not start instance ${c.instance} on node ${c.target}: ${e}; its disks are active there and the config names it: finish it with 'drbd-migrate failover ${c.instance} --cleanup' once the cause is fixed (a failover run again would move it back)`,
         says: (c) => `* starting the instance on the target node ${c.target}`,
         rules: [1],
       }),
@@ -271,7 +284,7 @@ export const failoverMachine = protocol.createMachine({
       'The failover stopped halfway; `left` says what the nodes look like.',
       {
         check:
-          'Read the error and `left`. Before the commit the instance is still the source’s: a failover run again picks it up. After it the config names the target: make its disks Primary and start the instance there by hand; a failover run again would move it back.',
+          'Read the error and `left`. Before the commit the instance is still the source’s: a failover run again picks it up. After it the config names the target: `failover --cleanup` brings the instance up there (a failover run again would move it back).',
       },
     ),
   },
@@ -288,6 +301,9 @@ function diskProblem(context: ProtocolContext, status: Record<string, DiskStatus
   const what = `Disk ${apart.map((d) => `${d.resource} is ${d.connection}, peer ${d.peerDiskState}`).join(', ')} on ${context.target}: not in sync with ${context.source}`;
   // Ganeti's ignore_consistency is for a degraded target of a dead source: here the source answers,
   // and promoting a target that is not in sync with it (rule 4) would throw away what it wrote.
+  if (context.request.cleanup) {
+    return `${what}, which answers again: take it back first with 'drbd-migrate rejoin ${context.source}' (it resyncs from whichever node holds the newer data and says which), then run the repair again`;
+  }
   return context.request.ignoreConsistency
     ? `${what}, which answers: --ignore-consistency is only for a source that is down (what ${context.source} wrote since would be lost); wait for the resync, or migrate ${context.instance}`
     : `${what}; wait for the resync (--ignore-consistency is only for a source that is down)`;

@@ -18,6 +18,7 @@ export const ProtocolInputSchema = z
     sourceIsDown: z.boolean().optional(),
     allowFailover: z.boolean().optional(),
     expectedSource: NodeName.optional(),
+    cleanup: z.boolean().optional(),
     limits: Limits.partial().optional(),
     convergence: Convergence.partial().optional(),
   })

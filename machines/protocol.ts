@@ -66,6 +66,12 @@ export interface ProtocolInput {
    * nothing touched, rather than moving the instance on from where the other left it.
    */
   expectedSource?: string;
+  /**
+   * Failover: repair one that stopped halfway (`failover --cleanup`). The instance is brought up on
+   * the node the config names now, the other node proven stopped or down as for any failover; nothing
+   * is reconnected (a node that wrote alone is taken back by `rejoin`, which reads which data is newer).
+   */
+  cleanup?: boolean;
   limits?: Partial<Limits>;
   /** Migration: how a live copy that does not converge is helped along, or given up (defaults otherwise). */
   convergence?: Partial<Convergence>;
@@ -132,6 +138,7 @@ export interface ProtocolContext {
     sourceIsDown: boolean;
     allowFailover: boolean;
     expectedSource: string | null;
+    cleanup: boolean;
   };
   limits: Limits;
   policy: Convergence;
@@ -159,6 +166,11 @@ export interface Found {
   probe: NodeProbe | null;
   /** Where the last instanceList found the instance. */
   locations: Record<string, RunningInstance[]> | null;
+  /**
+   * Rejoin: both nodes' disks before the reconnect. What each wrote while apart (its out-of-sync
+   * count) says which way the resync will go and what, if anything, is discarded.
+   */
+  disksBefore: Record<string, DiskStatus[]> | null;
   /** Both nodes read when giving up, for the outcome's `left`. */
   surveyDisks: Record<string, DiskStatus[]> | null;
   surveyLists: Record<string, RunningInstance[]> | null;
@@ -247,6 +259,7 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
       sourceIsDown: input.sourceIsDown ?? false,
       allowFailover: input.allowFailover ?? false,
       expectedSource: input.expectedSource ?? null,
+      cleanup: input.cleanup ?? false,
     },
     limits: withDefaults(DEFAULT_LIMITS, input.limits),
     policy: withDefaults(DEFAULT_CONVERGENCE, input.convergence),
@@ -256,7 +269,14 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
     disks: [],
     watch: null,
     sync: null,
-    found: { fallback: false, probe: null, locations: null, surveyDisks: null, surveyLists: null },
+    found: {
+      fallback: false,
+      probe: null,
+      locations: null,
+      disksBefore: null,
+      surveyDisks: null,
+      surveyLists: null,
+    },
     handover: {
       live: null,
       currentMemoryMiB: null,
@@ -448,9 +468,14 @@ export const protocol = setup({
     unreachableIn: (_, params: { probe: NodeProbe }) => !params.probe.reachable,
     /** A probe answer: the node answered and the instance is there (running or otherwise). */
     presentIn: (_, params: { probe: NodeProbe }) => params.probe.reachable && params.probe.state !== null,
-    /** Said to be down, but the probe found the node answering with the instance there. */
-    claimedDownButPresentIn: ({ context }, params: { probe: NodeProbe }) =>
-      context.request.sourceIsDown && params.probe.reachable && params.probe.state !== null,
+    /**
+     * The probe found the instance on the node the failover leaves, where it may not stay: said to be
+     * down but answering with it, or (a repair) running on the node the config does not name.
+     */
+    presentWhereItMayNotStayIn: ({ context }, params: { probe: NodeProbe }) =>
+      (context.request.sourceIsDown || context.request.cleanup) &&
+      params.probe.reachable &&
+      params.probe.state !== null,
     /** Found only on the source, and paused there: a copy aborted without resuming it. */
     pausedOnSourceOnly: ({ context }) =>
       where(context).length === 1 &&
@@ -514,18 +539,25 @@ export const protocol = setup({
       at: context.watch?.lastAt ?? 0,
     })),
     /** The config read; a machine that copies memory also takes its mode from it (live or not). */
-    recordConfig: assign(({ context }, params: { config: InstanceConfig; copiesMemory: boolean }) => {
-      const { config } = params;
-      return {
-        config,
-        source: config.primaryNode,
-        target: config.secondaryNode ?? '',
-        disks: config.disks,
-        ...(params.copiesMemory
-          ? patch(context, 'handover', { live: (context.request.mode ?? config.migrationMode) === 'live' })
-          : {}),
-      };
-    }),
+    recordConfig: assign(
+      ({ context }, params: { config: InstanceConfig; copiesMemory: boolean; towardsPrimary: boolean }) => {
+        const { config } = params;
+        // A failover's repair works towards the node the config names: the other is the one to prove
+        // stopped or down, as the source of any failover.
+        const [source, target] = params.towardsPrimary
+          ? [config.secondaryNode ?? '', config.primaryNode]
+          : [config.primaryNode, config.secondaryNode ?? ''];
+        return {
+          config,
+          source,
+          target,
+          disks: config.disks,
+          ...(params.copiesMemory
+            ? patch(context, 'handover', { live: (context.request.mode ?? config.migrationMode) === 'live' })
+            : {}),
+        };
+      },
+    ),
     recordLocations: assign(({ context }, params: { lists: Record<string, RunningInstance[]> }) =>
       patch(context, 'found', { locations: params.lists }),
     ),
@@ -669,6 +701,9 @@ export const protocol = setup({
             ? 'Abort noted: the run is already undoing its work'
             : 'Abort refused: this step cannot be interrupted; it finishes first',
     })),
+    recordDisksBefore: assign(({ context }, params: { disks: Record<string, DiskStatus[]> }) =>
+      patch(context, 'found', { disksBefore: params.disks }),
+    ),
     recordSurveyDisks: assign(({ context }, params: { disks: Record<string, DiskStatus[]> | null }) =>
       patch(context, 'found', { surveyDisks: params.disks }),
     ),

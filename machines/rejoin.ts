@@ -1,4 +1,4 @@
-import { checkInstanceConfig, checkRejoined } from './checks.js';
+import { checkInstanceConfig, checkRejoined, resyncForecast } from './checks.js';
 import type { DiskStatus, InstanceConfig, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
 import { survey, waitUntilSync } from './flows.js';
@@ -14,18 +14,22 @@ import {
   loadingConfig,
   outcomeState,
   saying,
+  warning,
 } from './steps.js';
 
 /**
  * The failed node comes back (after a failover it is the instance's secondary): it must become
- * Secondary and resync from the survivor, never the other way (safety rule 7). A guest still running
+ * Secondary and never overwrite what the survivor wrote (safety rule 7). A guest still running
  * there is a stale copy and is stopped; the node reconnects with --discard-my-data, so that a split
  * brain (it wrote on its own before it died) resolves in the survivor's favour; then the resync runs
- * and both sides are read back. Here `source` is the survivor (the config's primary) and `target`
+ * and both sides are read back. Where the survivor wrote nothing since (the failover never started
+ * the instance), DRBD resyncs from the returning node, whose data is the newer: the rejoin reads both
+ * sides first and says which way it goes, and what is discarded before it is. Here `source` is the survivor (the config's primary) and `target`
  * the returning node.
  */
 
 const returning = (c: ProtocolContext) => c.target;
+const forecast = (c: ProtocolContext) => resyncForecast(c.found.disksBefore, survivor(c), returning(c));
 const survivor = (c: ProtocolContext) => c.source;
 type Probed = { context: ProtocolContext; event: { output: NodeProbe } };
 
@@ -90,7 +94,12 @@ export const rejoinMachine = protocol.createMachine({
               `* ${returning(c)} is already the secondary of ${c.instance}, connected and in sync: nothing to do`,
           ),
         },
-        { target: 'demoting' },
+        {
+          target: 'demoting',
+          actions: fromAnswer('recordDisksBefore', (status: Record<string, DiskStatus[]>) => ({
+            disks: status,
+          })),
+        },
       ],
       // A read that fails says nothing either way: the rejoin goes on and reads back at its end.
       goOnTo: 'demoting',
@@ -127,7 +136,8 @@ export const rejoinMachine = protocol.createMachine({
     },
     goingStandalone: goStandalone({
       description: 'Both sides StandAlone, whatever the survivor was waiting for.',
-      next: 'reconnecting',
+      // What the returning node would lose is said before it is lost.
+      next: [{ target: 'reconnecting', actions: warning((c) => forecast(c).discards) }],
       failTo: '#rejoin.surveying',
     }),
     reconnecting: goReconnect({
@@ -136,8 +146,7 @@ export const rejoinMachine = protocol.createMachine({
       multimaster: false,
       discardOn: returning,
       rules: [2, 7],
-      says: (c) =>
-        `* reconnecting; ${returning(c)} discards what it wrote alone and resyncs from ${survivor(c)}`,
+      says: (c) => forecast(c).says,
       next: 'resyncing',
       failTo: '#rejoin.surveying',
       failure: (_, e) => `Cannot reconnect the disks: ${e}`,

@@ -91,8 +91,8 @@ export const abortTo = (target: string, message: string, says?: string) =>
     actions: failing(() => message, { verdict: 'aborted', ...(says === undefined ? {} : { says }) }),
   }) as Built;
 
-/** A warning shown and kept; the run goes on. */
-export const warning = (message: Message): Built =>
+/** A warning shown and kept; the run goes on. A message of null says there is nothing to warn of. */
+export const warning = (message: (c: ProtocolContext, error: string) => string | null): Built =>
   ({
     type: 'warn',
     params: ({ context, event }: Said) => ({ message: message(context, errorOf(event)) }),
@@ -260,7 +260,7 @@ export function ensureSecondary(o: { node: NodeRole; description: string; next: 
 }
 
 /** Ganeti's _GoStandalone: both nodes disconnected until StandAlone. */
-export function goStandalone(o: Link & { description?: string }) {
+export function goStandalone(o: { next: Next; failTo: Next; description?: string }) {
   return effectStep({
     src: 'disconnectNet',
     description: o.description ?? 'Disconnecting both nodes until StandAlone.',
@@ -373,11 +373,20 @@ export function loadingConfig(o: {
   says?: (context: ProtocolContext) => string;
   /** The machine copies the guest's memory (or finishes a copy): live or not is decided here. */
   copiesMemory?: true;
+  /**
+   * The run works towards the config's primary when this says so (a failover's repair): the source
+   * is then the config's secondary, the node to prove stopped or down.
+   */
+  towardsPrimary?: (context: ProtocolContext) => boolean;
 }) {
   type Read = StepArgs & { event: { output: InstanceConfig } };
   const record = {
     type: 'recordConfig',
-    params: ({ event }: Read) => ({ config: event.output, copiesMemory: o.copiesMemory === true }),
+    params: ({ context, event }: Read) => ({
+      config: event.output,
+      copiesMemory: o.copiesMemory === true,
+      towardsPrimary: o.towardsPrimary?.(context) ?? false,
+    }),
   };
   return effectStep({
     src: 'getInstance',

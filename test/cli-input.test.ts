@@ -92,7 +92,11 @@ describe('flags that conflict or do nothing are refused, exit 2, one line (item 
       ['migrate', 'web1', '--world', 'w', '--cleanup', '--fail', 'closeDisks'],
       /--cleanup cannot go with --fail/,
     ],
-    ['demo --cleanup', ['demo', '--cleanup'], /demo does not take --cleanup \(it is an option of migrate\)/],
+    [
+      'demo --cleanup',
+      ['demo', '--cleanup'],
+      /demo does not take --cleanup \(it is an option of migrate, failover\)/,
+    ],
     [
       'demo --cluster',
       ['demo', '--cluster', 'c.yaml'],

@@ -314,3 +314,184 @@ describe('a rejoin of a node that is already the secondary', () => {
     expect(restStateProblems(sim.world, 'web1')).toEqual([]);
   });
 });
+
+describe('a failover that stopped after its commit is repaired by failover --cleanup (issue 22 A.2)', () => {
+  /** node-a is powered off and the failover from it fails at every call of `effect`. */
+  async function failoverFailingAt(effect: string) {
+    const file = join(dir, 'w.json');
+    await cli('init', '--world', file);
+    await cli('power', 'node-a', 'off', '--world', file);
+    const failed = await cli(
+      'failover',
+      'web1',
+      '--world',
+      file,
+      '--source-is-down',
+      '--fail',
+      effect,
+      '--quiet',
+    );
+    return { file, failed };
+  }
+
+  async function stoppedAfterCommit() {
+    const { file, failed } = await failoverFailingAt('openDisks');
+    expect(failed.code).toBe(3);
+    // The advice is the command that works, not the migration's cleanup.
+    expect(failed.stdout).toContain(
+      `next: inspect the nodes, then run 'drbd-migrate failover web1 --world ${file} --cleanup --source-is-down'`,
+    );
+    expect(read(file).config.instances.web1?.primaryNode).toBe('node-b');
+    return file;
+  }
+
+  it('with the old primary still down: the instance comes up where the config names it', async () => {
+    const file = await stoppedAfterCommit();
+    const r = await cli('failover', 'web1', '--world', file, '--cleanup', '--source-is-down', '--quiet');
+    expect(r.code).toBe(0);
+    expect(r.stdout[0]).toBe('failedOver: web1 is primary on node-b');
+    const w = read(file);
+    expect(Object.keys(w.vms['node-b'] ?? {})).toEqual(['web1']);
+    expect(w.violations).toEqual([]);
+  });
+
+  it('with the old primary back and unconnected: refused, saying to rejoin it first; then both finish', async () => {
+    const file = await stoppedAfterCommit();
+    await cli('power', 'node-a', 'on', '--world', file);
+    const before = readFileSync(file, 'utf8');
+    const early = await cli('failover', 'web1', '--world', file, '--cleanup', '--quiet');
+    expect(early.code).toBe(2);
+    expect(early.stderr[0]).toMatch(
+      /not in sync with node-a, which answers again: take it back first with 'drbd-migrate rejoin node-a'/,
+    );
+    expect(readFileSync(file, 'utf8')).toBe(before);
+    expect((await cli('rejoin', 'node-a', '--world', file, '--quiet')).code).toBe(0);
+    const r = await cli('failover', 'web1', '--world', file, '--cleanup', '--quiet');
+    expect(r.code).toBe(0);
+    const w = read(file);
+    expect(Object.keys(w.vms['node-b'] ?? {})).toEqual(['web1']);
+    expect(w.violations).toEqual([]);
+  });
+
+  it('before its commit the advice is the failover again, and it works', async () => {
+    const { file, failed } = await failoverFailingAt('setPrimaryNode');
+    expect(failed.code).toBe(3);
+    expect(read(file).config.instances.web1?.primaryNode).toBe('node-a');
+    expect(failed.stdout).toContain(
+      `next: inspect the nodes, then run 'drbd-migrate failover web1 --world ${file} --source-is-down'`,
+    );
+    const again = await cli('failover', 'web1', '--world', file, '--source-is-down', '--quiet');
+    expect(again.code).toBe(0);
+    expect(again.stdout[0]).toBe('failedOver: web1 is primary on node-b');
+  });
+
+  it('the repair never stops an instance that runs on the node the config does not name', async () => {
+    const file = join(dir, 'w.json');
+    await cli('init', '--world', file);
+    const w = read(file);
+    // The config says node-b, yet web1 runs on node-a (a hand edit, a half-done repair by hand).
+    const config = w.config.instances.web1!;
+    [config.primaryNode, config.secondaryNode] = ['node-b', 'node-a'];
+    await saveWorld(file, w);
+    const before = readFileSync(file, 'utf8');
+    const r = await cli('failover', 'web1', '--world', file, '--cleanup', '--quiet');
+    expect(r.code).toBe(2);
+    expect(r.stderr[0]).toMatch(
+      /web1 is running on node-a, but the config names node-b: the repair does not stop a running instance/,
+    );
+    expect(readFileSync(file, 'utf8')).toBe(before);
+  });
+
+  it('is safe on a healthy instance: nothing moves', async () => {
+    const file = join(dir, 'w.json');
+    await cli('init', '--world', file);
+    const r = await cli('failover', 'web1', '--world', file, '--cleanup', '--quiet');
+    expect(r.code).toBe(0);
+    expect(r.stdout[0]).toBe('failedOver: web1 is primary on node-a');
+    const w = read(file);
+    expect(Object.keys(w.vms['node-a'] ?? {})).toEqual(['web1']);
+    expect(w.vms['node-b']?.web1).toBeUndefined();
+    expect(w.violations).toEqual([]);
+  });
+});
+
+describe('the rejoin says which way the resync goes, and what is discarded before it is (issue 22 A.5)', () => {
+  const said = () => {
+    const lines: string[] = [];
+    return {
+      lines,
+      onEvent: (e: { type: string; message?: string }) => {
+        if (e.type === 'feedback' && e.message !== undefined) lines.push(e.message);
+      },
+    };
+  };
+
+  it('the survivor never ran the instance: the returning node has the newer data, nothing is lost', async () => {
+    const sim = createSimCluster({}, { faults: [{ effect: 'openDisks', call: 1, kind: 'error' }] });
+    sim.killNode('node-a', { wroteAlone: true });
+    const over = await runFailover({ instance: 'web1', sourceIsDown: true }, sim.effects, {
+      clock: sim.clock,
+    });
+    expect(over.outcome).toBe('needsCleanup');
+    expect(sim.world.config.instances.web1?.primaryNode).toBe('node-b');
+    sim.reviveNode('node-a');
+    const told = said();
+    const back = await runRejoin({ instance: 'web1' }, sim.effects, {
+      clock: sim.clock,
+      onEvent: told.onEvent,
+    });
+    expect(back.outcome).toBe('rejoined');
+    expect(told.lines.join('\n')).toMatch(
+      /\* reconnecting; node-a wrote [\d.]+ MiB while apart that node-b never had, and node-b has not written since: node-b resyncs from node-a \(the newer data\); nothing is lost/,
+    );
+    expect(back.warnings.join('\n')).not.toMatch(/discarded/);
+    // Nothing of node-a's was thrown away: no node holds writes the other lacks.
+    for (const r of Object.values(sim.world.resources)) expect(r.dirtyKiB).toEqual({});
+    const repaired = await runFailover({ instance: 'web1', cleanup: true }, sim.effects, {
+      clock: sim.clock,
+    });
+    expect(repaired.outcome).toBe('failedOver');
+    expect(sim.world.vms['node-b']?.web1?.state).toBe('running');
+    expect(sim.world.violations).toEqual([]);
+  });
+
+  it('both wrote while apart: the returning node’s writes are discarded, and the warning comes before the reconnect', async () => {
+    const sim = createSimCluster();
+    sim.killNode('node-a', { wroteAlone: true });
+    expect(
+      (await runFailover({ instance: 'web1', sourceIsDown: true }, sim.effects, { clock: sim.clock }))
+        .outcome,
+    ).toBe('failedOver');
+    sim.reviveNode('node-a');
+    const order: string[] = [];
+    const back = await runRejoin({ instance: 'web1' }, sim.effects, {
+      clock: sim.clock,
+      onEvent: (e) => {
+        if (e.type === 'feedback') order.push(e.level === 'warning' ? `warning: ${e.message}` : e.message);
+      },
+    });
+    expect(back.outcome).toBe('rejoined');
+    const warned = order.findIndex((l) =>
+      /^warning: node-a wrote [\d.]+ MiB while apart .*split brain.*discarded/.test(l),
+    );
+    const reconnect = order.indexOf(
+      '* reconnecting; node-a discards what it wrote alone and resyncs from node-b',
+    );
+    expect(warned).toBeGreaterThanOrEqual(0);
+    expect(reconnect).toBeGreaterThan(warned);
+    expect(sim.world.violations).toEqual([]);
+  });
+
+  it('a node that wrote nothing alone resyncs from the survivor, said as it is', async () => {
+    const sim = createSimCluster();
+    sim.killNode('node-a');
+    await runFailover({ instance: 'web1', sourceIsDown: true }, sim.effects, { clock: sim.clock });
+    sim.reviveNode('node-a');
+    const told = said();
+    expect(
+      (await runRejoin({ instance: 'web1' }, sim.effects, { clock: sim.clock, onEvent: told.onEvent }))
+        .outcome,
+    ).toBe('rejoined');
+    expect(told.lines).toContain('* reconnecting; node-a wrote nothing while apart and resyncs from node-b');
+  });
+});

@@ -9,7 +9,9 @@ import {
   type ProtocolOutput,
   RunInterrupted,
   runCleanup,
+  runFailover,
   runMigration,
+  runRejoin,
 } from '../src/index.js';
 import { outcomeProblems, primaryNodeProblems, restProblems, viewOfSim } from '../src/testing/index.js';
 
@@ -100,5 +102,104 @@ describe('several faults per run, random crashes and aborts, then a cleanup', ()
       { numRuns: RUNS, seed: Number(process.env.MULTIFAULT_SEED ?? 20261130), endOnFailure: false },
     );
     expect(cases).toBeGreaterThanOrEqual(RUNS);
+  }, 600_000);
+});
+
+/**
+ * The failover and its repairs, as the held-out check runs them: the source stopped, dead, or dead
+ * after writing alone; several faults in the failover, a crash at a random transition; then, with no
+ * faults, the repair the CLI advises (the failover again before its commit, `failover --cleanup`
+ * after it), and the dead node's rejoin once it boots. It must end with the instance running once,
+ * where the config names, the disks connected and in sync, and no safety rule broken on the way.
+ */
+const FAILOVER_EFFECTS = [
+  'getInstance',
+  'probeNode',
+  'instanceList',
+  'diskStatus',
+  'nodeDiskStatus',
+  'nodeInfo',
+  'shutdownInstance',
+  'closeDisks',
+  'setPrimaryNode',
+  'openDisks',
+  'startInstance',
+] as const;
+
+const failoverCaseArb = fc.record({
+  source: fc.constantFrom('stopped' as const, 'dies' as const, 'diesWritingAlone' as const),
+  faults: fc.array(
+    fc.record({
+      effect: fc.constantFrom(...FAILOVER_EFFECTS),
+      call: fc.option(fc.integer({ min: 1, max: 3 }), { nil: null, freq: 6 }),
+      kind: fc.constantFrom('error' as const, 'hang' as const, 'lost' as const),
+    }),
+    { minLength: 1, maxLength: 4 },
+  ),
+  crashAfter: fc.option(fc.integer({ min: 1, max: 14 }), { nil: null, freq: 2 }),
+});
+
+type FailoverCase = typeof failoverCaseArb extends fc.Arbitrary<infer T> ? T : never;
+
+async function checkFailover(c: FailoverCase): Promise<string[]> {
+  const sim = createSimCluster();
+  const problems: string[] = [];
+  const dead = c.source !== 'stopped';
+  if (dead) sim.killNode('node-a', { wroteAlone: c.source === 'diesWritingAlone' });
+  const word = dead ? { sourceIsDown: true } : {};
+  const before = viewOfSim(sim);
+  sim.faults = c.faults;
+  const stop = new AbortController();
+  let transitions = 0;
+  let output: ProtocolOutput | null = null;
+  try {
+    output = await runFailover({ instance: 'web1', ...word }, sim.effects, {
+      clock: sim.clock,
+      signal: stop.signal,
+      onEvent: (e) => {
+        if (e.type === 'state' && ++transitions === c.crashAfter) queueMicrotask(() => stop.abort());
+      },
+    });
+  } catch (error) {
+    if (!(error instanceof RunInterrupted)) throw error;
+  }
+  if (output !== null)
+    for (const p of outcomeProblems(output, before, viewOfSim(sim))) problems.push(`failover: ${p}`);
+  sim.faults = [];
+  if (output?.outcome !== 'failedOver') {
+    // The advice: before the commit, the failover again; after it, its repair.
+    const committed = sim.world.config.instances.web1?.primaryNode === 'node-b';
+    const repair = await runFailover(
+      { instance: 'web1', ...word, ...(committed ? { cleanup: true } : {}) },
+      sim.effects,
+      {
+        clock: sim.clock,
+      },
+    );
+    for (const p of primaryNodeProblems(repair, viewOfSim(sim))) problems.push(`repair: ${p}`);
+    if (repair.outcome !== 'failedOver')
+      problems.push(`repair ended ${repair.outcome}: ${repair.error ?? ''}`);
+  }
+  if (dead) {
+    sim.reviveNode('node-a');
+    const back = await runRejoin({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    if (back.outcome !== 'rejoined') problems.push(`rejoin ended ${back.outcome}: ${back.error ?? ''}`);
+  }
+  const after = viewOfSim(sim);
+  if (after.configPrimary !== 'node-b') problems.push(`the config names ${after.configPrimary}, not node-b`);
+  for (const p of restProblems(after)) problems.push(`at the end: ${p}`);
+  for (const v of sim.world.violations) problems.push(v);
+  return problems;
+}
+
+describe('failovers with several faults and crashes, then the advised repair and the rejoin', () => {
+  const runs = Math.max(100, Math.floor(RUNS / 4));
+  it(`ends running once, in sync, every safety rule held, in ${runs} seeded cases`, async () => {
+    await fc.assert(
+      fc.asyncProperty(failoverCaseArb, async (c) => {
+        expect(await checkFailover(c)).toEqual([]);
+      }),
+      { numRuns: runs, seed: Number(process.env.MULTIFAULT_SEED ?? 20261204) },
+    );
   }, 600_000);
 });

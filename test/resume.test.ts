@@ -231,3 +231,81 @@ describe('resume decides by the machine’s own handover tag', () => {
     expect(restStateProblems(r.sim.world, 'web1')).toEqual([]);
   });
 });
+
+describe('a failover interrupted inside its commit is finished as a failover (issue 22 A.1)', () => {
+  /** A journaled world whose failover source wrote alone and died. */
+  function deadSource() {
+    const dir = tempDir('drbd-migrate-');
+    const sim = createSimCluster();
+    sim.killNode('node-a', { wroteAlone: true });
+    const options = {
+      clock: sim.clock,
+      store: new FileJournal(dir),
+      locks: new FileLocks(dir),
+      nodes: ['node-a', 'node-b'],
+    };
+    return { sim, options };
+  }
+
+  /**
+   * The source wrote alone and died; the failover's config write lands, and the orchestrator dies
+   * before the journal hears of it (`landed`) or right after the journal recorded the next state.
+   */
+  async function crashedInCommit(when: 'beforeJournal' | 'afterJournal') {
+    const { sim, options } = deadSource();
+    const stop = new AbortController();
+    const effects = {
+      ...sim.effects,
+      setPrimaryNode: async (...args: Parameters<typeof sim.effects.setPrimaryNode>) => {
+        const answer = await sim.effects.setPrimaryNode(...args);
+        if (when === 'beforeJournal') stop.abort();
+        return answer;
+      },
+    };
+    const run = runJournaled('failover', { instance: 'web1', sourceIsDown: true }, effects, {
+      ...options,
+      signal: stop.signal,
+      onEvent: (e) => {
+        if (when === 'afterJournal' && e.type === 'state' && e.value === 'activatingDisks')
+          queueMicrotask(() => stop.abort());
+      },
+    });
+    await expect(run).rejects.toBeInstanceOf(RunInterrupted);
+    expect(sim.world.config.instances.web1?.primaryNode).toBe('node-b');
+    // The resume meets the source still dead: only the failover's own steps can finish this.
+    return { ...(await resumeRun('web1', sim.effects, options)), sim };
+  }
+
+  for (const when of ['beforeJournal', 'afterJournal'] as const) {
+    it(`the config write landed, the process died ${when === 'beforeJournal' ? 'before' : 'after'} the journal recorded it`, async () => {
+      const r = await crashedInCommit(when);
+      expect(r.from.machine).toBe('failover');
+      expect(r.output.outcome).toBe('failedOver');
+      expect(r.output.primaryNode).toBe('node-b');
+      expect(r.sim.world.vms['node-b']?.web1?.state).toBe('running');
+      expect(r.sim.world.violations).toEqual([]);
+    });
+  }
+
+  it('a failover whose config changed outside its commit is repaired as a failover, not by the migration cleanup', async () => {
+    const { sim, options } = deadSource();
+    const stop = new AbortController();
+    const run = runJournaled('failover', { instance: 'web1', sourceIsDown: true }, sim.effects, {
+      ...options,
+      signal: stop.signal,
+      onEvent: (e) => {
+        if (e.type === 'state' && e.value === 'checkingPrereqs.checkingPeer')
+          queueMicrotask(() => stop.abort());
+      },
+    });
+    await expect(run).rejects.toBeInstanceOf(RunInterrupted);
+    // Someone committed by hand meanwhile: the journal expected node-a.
+    const config = sim.world.config.instances.web1!;
+    [config.primaryNode, config.secondaryNode] = ['node-b', 'node-a'];
+    const r = await resumeRun('web1', sim.effects, options);
+    expect(r.how).toBe('cleanup');
+    expect(r.output.outcome).toBe('failedOver');
+    expect(sim.world.vms['node-b']?.web1?.state).toBe('running');
+    expect(sim.world.violations).toEqual([]);
+  });
+});

@@ -18,7 +18,7 @@ export const OPTIONS = {
   cluster: { type: 'string', value: 'FILE', help: 'real nodes over SSH: the cluster file (docs/cluster.md)' },
   cleanup: {
     type: 'boolean',
-    help: 'repair a failed migration: find where the instance runs, make the config and the disks agree (safe on a healthy instance)',
+    help: 'repair a run that stopped halfway (safe on a healthy instance): a migration’s finds where the instance runs and makes the config and the disks agree; a failover’s brings the instance up on the node the config names',
   },
   target: { type: 'string', value: 'NODE', help: "the target node; must be the instance's secondary" },
   'non-live': { type: 'boolean', help: 'pause the instance for the copy' },

@@ -6,7 +6,7 @@ import { type CliIo, screenOf } from './io.js';
 import { LiveView } from './live.js';
 import type { Values } from './options.js';
 import { describeWorldState, EXIT, resultLines, worldLines } from './report.js';
-import { cleanupCommand, type Target } from './target.js';
+import { cleanupCommand, type RepairOf, type Target } from './target.js';
 
 /** How a run shows itself: the live view on a terminal, plain lines, JSON lines, or only the result. */
 export function viewFor(io: CliIo, values: Values) {
@@ -28,9 +28,17 @@ export function finish(
   values: Values,
   view: LiveView,
   result: ProtocolOutput,
-  end: { at: number; runsOn: string | null; target: Target | null; world?: World; dryRun?: boolean },
+  end: {
+    at: number;
+    runsOn: string | null;
+    target: Target | null;
+    world?: World;
+    dryRun?: boolean;
+    /** The run that ended, for the repair command it needs. */
+    of?: RepairOf;
+  },
 ): number {
-  const cleanup = cleanupCommand(result.instance, end.target);
+  const cleanup = cleanupCommand(result.instance, end.target, end.of, result.primaryNode);
   const code = EXIT[result.outcome];
   if (values.json === true) {
     io.out(JSON.stringify({ type: 'result', ...(end.dryRun ? { dryRun: true } : {}), ...result }));

@@ -35,9 +35,13 @@ export async function runOnInstance(
     if (note !== null) call.io.err(`drbd-migrate: ${note}`);
     await refuseUnderDrain(session, input.instance);
     const prepared = session.prepare(await withIntent(call, session, kind, input));
-    return await showRun(call, session, { machine: kind, instance: input.instance }, (follow) =>
-      session.runtime.run(kind, prepared, follow),
-    );
+    const about = {
+      machine: kind,
+      instance: input.instance,
+      sourceIsDown: input.sourceIsDown === true,
+      from: kind === 'failover' ? await primaryNow(call.values, input.instance) : null,
+    };
+    return await showRun(call, session, about, (follow) => session.runtime.run(kind, prepared, follow));
   } finally {
     await session.close();
   }
@@ -54,7 +58,13 @@ async function dryRunOf(call: Invocation, kind: MachineName, input: ProtocolInpu
   const print = json ? () => {} : io.out;
   if (target.kind === 'cluster') {
     const result = await dryRun(target.file, kind, input, print);
-    return finish(io, values, view, result, { at: Date.now(), runsOn: null, target, dryRun: true });
+    return finish(io, values, view, result, {
+      at: Date.now(),
+      runsOn: null,
+      target,
+      dryRun: true,
+      of: { machine: kind },
+    });
   }
   refuseServedWorld(target);
   faultsOf(values);
@@ -83,7 +93,13 @@ async function dryRunWorld(
     clock: sim.clock,
     onCall: planPrinter(print),
   });
-  return finish(io, values, view, result, { at: sim.clock.now(), runsOn: null, target, dryRun: true });
+  return finish(io, values, view, result, {
+    at: sim.clock.now(),
+    runsOn: null,
+    target,
+    dryRun: true,
+    of: { machine: kind },
+  });
 }
 
 /**

@@ -15,7 +15,7 @@ import { withInterrupt } from './interrupt.js';
 import { finish, viewFor } from './output.js';
 import { restateEndpoints } from './restate.js';
 import { journalStores } from './stateDir.js';
-import { type Target, targetOf } from './target.js';
+import { type RepairOf, type Target, targetOf } from './target.js';
 import { checkWritable, holdWorld, loadWorld, saveWorld, worldNodes } from './worldFile.js';
 
 /**
@@ -146,7 +146,7 @@ export function refuseServedWorld(target: Target): void {
 export async function showRun(
   call: Invocation,
   session: Session,
-  about: { machine?: MachineName; instance: string },
+  about: { machine?: MachineName; instance: string } & RepairOf,
   start: (follow: Follow) => Promise<ProtocolOutput>,
 ): Promise<number> {
   const { values, io } = call;
@@ -170,7 +170,12 @@ export async function showRun(
     throw restateRefusal(error, about.instance, target);
   }
   if (sim === null)
-    return finish(io, values, view, result, { at: Date.now(), runsOn: result.primaryNode, target });
+    return finish(io, values, view, result, {
+      at: Date.now(),
+      runsOn: result.primaryNode,
+      target,
+      of: about,
+    });
   if (result.outcome === 'rejected' && original !== null) await writeFile(target.file, original);
   const after = sim.snapshot();
   return finish(io, values, view, result, {
@@ -178,6 +183,7 @@ export async function showRun(
     runsOn: runningOn(after, result.instance).join(', ') || 'no node',
     target,
     world: after,
+    of: about,
   });
 }
 

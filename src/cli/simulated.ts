@@ -58,6 +58,7 @@ export async function simulate(
       runsOn: runningOn(after, result.instance).join(', ') || 'no node',
       target,
       world: after,
+      of: { machine },
     });
     return { result, world: after, code };
   });

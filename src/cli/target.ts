@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import type { MachineName } from '../../machines/index.js';
 import type { Values } from './options.js';
 
 /** What a run acts on, as the journal records it and as the hints repeat it: "--world /x.json". */
@@ -24,7 +25,27 @@ export const targetFlag = (t: Target | null) =>
 /** How the journal names what a run acts on: "cluster /abs/path" or "world /abs/path". */
 export const whereOf = (t: Target) => `${t.kind} ${resolve(t.file)}`;
 
+/** Which run left what is to repair: a failover has its own repair, every other run the migration's. */
+export interface RepairOf {
+  machine?: MachineName;
+  /** The failover was told its source is down: its repair needs the same word while the node is. */
+  sourceIsDown?: boolean;
+  /** The instance's primary when the run began: a failover that ends with the config naming it never committed. */
+  from?: string | null;
+}
+
 /** The command that repairs what a run left, naming the file it acted on. */
-export function cleanupCommand(instance: string, target: Target | null): string | null {
-  return target === null ? null : `drbd-migrate migrate ${instance}${targetFlag(target)} --cleanup`;
+export function cleanupCommand(
+  instance: string,
+  target: Target | null,
+  of: RepairOf = {},
+  primaryNow: string | null = null,
+): string | null {
+  if (target === null) return null;
+  if (of.machine === 'failover') {
+    // Before its commit the failover is picked up by running it again; after it, by its repair.
+    const again = of.from != null && primaryNow === of.from;
+    return `drbd-migrate failover ${instance}${targetFlag(target)}${again ? '' : ' --cleanup'}${of.sourceIsDown ? ' --source-is-down' : ''}`;
+  }
+  return `drbd-migrate migrate ${instance}${targetFlag(target)} --cleanup`;
 }

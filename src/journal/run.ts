@@ -1,6 +1,7 @@
 import type { Snapshot } from 'xstate';
 import {
   type Effects,
+  type InstanceConfig,
   inputProblem,
   MACHINES,
   type MachineName,
@@ -154,11 +155,14 @@ export async function resumeRun(
   }
   const context = (entry.snapshot as { context?: ProtocolContext }).context;
   let reason: string | null = null;
+  let config: InstanceConfig | null = null;
   // The machine says which of its states are the hypervisor's handover (tag 'handover').
   if (pathHasTag(MACHINES[kind], entry.state, 'handover')) {
     reason = `the run stopped in ${entry.state}, inside the hypervisor's handover`;
-  } else if (context?.config) {
-    const config = await effects.getInstance(
+  } else if (context?.config && !pathHasTag(MACHINES[kind], entry.state, 'commit')) {
+    // Inside the commit the write may have landed before the journal heard of it: the config naming
+    // either node is what the run expects there, and the commit step (idempotent) is done again.
+    config = await effects.getInstance(
       { instance, timeoutMs: context.limits.stepTimeoutMs },
       new AbortController().signal,
     );
@@ -171,10 +175,10 @@ export async function resumeRun(
     options.onEvent?.({
       type: 'feedback',
       level: 'warning',
-      message: `Not resuming blind: ${reason}; looking where ${instance} runs and cleaning up instead`,
+      message: `Not resuming blind: ${reason}; looking where ${instance} runs and ${kind === 'failover' ? 'repairing the failover' : 'cleaning up'} instead`,
     });
-    const limits = (entry.input as unknown as ProtocolInput).limits;
-    const output = await journaled('cleanup', { instance, ...(limits ? { limits } : {}) }, effects, options);
+    const repair = repairOf(kind, entry.input as unknown as ProtocolInput, context, config);
+    const output = await journaled(repair.kind, repair.input, effects, options);
     return { output, how: 'cleanup', reason, from: entry };
   }
   options.onEvent?.({
@@ -190,4 +194,36 @@ export async function resumeRun(
     entry.snapshot as Snapshot<unknown>,
   );
   return { output, how: 'continued', reason: null, from: entry };
+}
+
+/**
+ * What repairs an interrupted run that cannot be continued: a failover's own repair (it brings the
+ * instance up where the config names, never reconnecting a node that may have written alone), the
+ * migration's cleanup for every other run.
+ */
+function repairOf(
+  kind: MachineKind,
+  input: ProtocolInput,
+  context: ProtocolContext | undefined,
+  config: InstanceConfig | null,
+): { kind: MachineKind; input: ProtocolInput } {
+  const limits = input.limits === undefined ? {} : { limits: input.limits };
+  if (kind !== 'failover') return { kind: 'cleanup', input: { instance: input.instance, ...limits } };
+  // The operator's word that a node is down speaks of the failover's source: it carries over only to
+  // a repair whose node to prove down is that same one (the config names the failover's target).
+  const sameWord =
+    input.sourceIsDown === true &&
+    context !== undefined &&
+    config !== null &&
+    config.primaryNode === context.target &&
+    config.secondaryNode === context.source;
+  return {
+    kind: 'failover',
+    input: {
+      instance: input.instance,
+      cleanup: true,
+      ...(sameWord ? { sourceIsDown: true } : {}),
+      ...limits,
+    },
+  };
 }

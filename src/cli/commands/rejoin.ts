@@ -8,7 +8,8 @@ import { loadWorld } from '../worldFile.js';
 
 export const rejoin: Command = {
   name: 'rejoin',
-  summary: 'take a node back after a failover: it becomes the secondary again, resynced from the survivor',
+  summary:
+    'take a node back after a failover: it becomes the secondary again, never overwriting what the survivor wrote',
   args: [{ name: 'NODE' }],
   oneOf: ['cluster', 'world'],
   options: [...RUN_OPTIONS],
@@ -16,9 +17,13 @@ export const rejoin: Command = {
   description: `For every instance whose secondary is NODE (after a failover, the node that died): a copy of
 the instance still there is stopped (it is stale), the disks there become Secondary, connect again
 with --discard-my-data (so that if NODE wrote on its own before it died, the split brain resolves in
-the survivor's favour), resync from the primary, and both sides are read back. NODE never becomes
-the source of a resync. A node that is already the secondary, connected and in sync, is left as it
-is (nothing to do). Afterwards 'drbd-migrate migrate INSTANCE' moves an instance back as usual.
+the survivor's favour), resync, and both sides are read back. NODE never overwrites what the
+survivor wrote. Before it reconnects, the rejoin reads what each side wrote while apart (DRBD's
+out-of-sync count) and says which way the resync goes: from the survivor; or, where the survivor
+wrote nothing since (a failover that committed but never started the instance), from NODE, whose
+data is the newer, so nothing is lost; what NODE wrote alone is discarded only when the survivor
+wrote too (a split brain), and that is said as a warning before it happens. A node that is already
+the secondary, connected and in sync, is left as it is (nothing to do). Afterwards 'drbd-migrate migrate INSTANCE' moves an instance back as usual.
 
 Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
   examples: [

@@ -77,6 +77,7 @@ end, as the client that submitted it (and died) would have.`,
           at: Date.now(),
           runsOn: run.output.primaryNode,
           target,
+          of: { machine: run.kind },
         });
       }
       throw new UsageError(
