@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createSimCluster, parseFault, runMigration, SimClock, World } from '../src/index.js';
+import { createSimCluster, parseFault, runMigration, runRejoin, SimClock, World } from '../src/index.js';
 import { usedMemoryMiB } from '../src/sim/guests.js';
 
 const signal = () => new AbortController().signal;
@@ -93,6 +93,53 @@ describe('the simulated cluster obeys DRBD’s rules', () => {
       last = await sim.effects.waitSync({ ...base, nodes: both, disks, timeoutMs: 5_000 }, signal());
     }
     expect(sim.world.resources['web1-disk0']?.local['node-b']?.diskState).toBe('UpToDate');
+  });
+});
+
+describe('the simulated cluster keeps DRBD’s memory across outages (issue 22 A.7)', () => {
+  it('a resync cut by the target’s power loss resumes when it boots and reconnects (nothing written meanwhile)', async () => {
+    const sim = createSimCluster({
+      instances: [
+        { name: 'web1', primary: 'node-a', secondary: 'node-b', outOfSyncMiB: 8192, running: false },
+      ],
+    });
+    await sim.clock.sleep(1_000);
+    sim.killNode('node-b');
+    sim.reviveNode('node-b');
+    const out = await runRejoin({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect(out.outcome).toBe('rejoined');
+    for (const r of Object.values(sim.world.resources)) expect(r.local['node-b']?.diskState).toBe('UpToDate');
+  });
+
+  it('promoting a node that is not connected starts a new data generation: with the other’s writes, a split brain', async () => {
+    const sim = createSimCluster();
+    await sim.effects.disconnectNet({ ...base, nodes: both, disks }, signal());
+    await sim.effects.closeDisks({ ...base, node: 'node-a', disks }, signal()).catch(() => {});
+    // node-b is promoted alone and writes nothing; node-a, still Primary, writes on.
+    await sim.effects.shutdownInstance({ ...base, node: 'node-a' }, signal());
+    await sim.effects.openDisks({ ...base, node: 'node-b', disks, exclusive: true }, signal());
+    expect(sim.world.resources['web1-disk0']?.newGeneration).toEqual(['node-b']);
+    sim.world.resources['web1-disk0']!.dirtyKiB['node-a'] = 4096;
+    await sim.effects.closeDisks({ ...base, node: 'node-b', disks }, signal());
+    // DRBD drops both to StandAlone, so the reconnect times out.
+    await expect(
+      sim.effects.attachNet({ ...base, nodes: both, disks, multimaster: false }, signal()),
+    ).rejects.toThrow(/Timeout in disk reconnecting/);
+    expect(sim.world.violations.some((v) => v.startsWith('split brain: web1-disk0'))).toBe(true);
+  });
+
+  it('writes made while the link was down are counted even when nobody looked before it came back', async () => {
+    const sim = createSimCluster();
+    sim.perturb('linkDown', 'web1');
+    // Both are Primary for a migration's window, and both guests write: nobody looks until after.
+    const r = sim.world.resources['web1-disk0']!;
+    r.local['node-b']!.role = 'Primary';
+    r.local['node-a']!.net!.allowTwoPrimaries = true;
+    r.local['node-b']!.net!.allowTwoPrimaries = true;
+    sim.world.vms['node-b'] = { web1: structuredClone(sim.world.vms['node-a']!.web1!) };
+    await sim.clock.sleep(10_000);
+    sim.current();
+    expect(sim.world.violations.some((v) => v.startsWith('split brain: web1-disk0'))).toBe(true);
   });
 });
 

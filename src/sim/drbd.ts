@@ -43,6 +43,7 @@ export function promote(world: World, r: Resource, node: string): void {
   if (isConnected(r) && peer.role === 'Primary' && local.net?.allowTwoPrimaries !== true) {
     throw new Error(`${r.minor}: State change failed: (-1) Multiple primaries not allowed by config`);
   }
+  if (!isConnected(r) && !r.newGeneration.includes(node)) r.newGeneration.push(node);
   // Safety rule 4 is the orchestrator's, not DRBD's: DRBD lets a StandAlone node become Primary.
   // Rule 7's exception: the peer is down (the failover's proof), so there is no peer to agree with.
   const peerDown = world.nodes[peerOf(r, node)]?.down === true;
@@ -119,18 +120,21 @@ export function handshake(world: World, r: Resource): void {
   }
   const da = r.dirtyKiB[a] ?? 0;
   const db = r.dirtyKiB[b] ?? 0;
-  // Both sides wrote while apart: a split brain, which only --discard-my-data on one side resolves
+  // A side moved on if it wrote, or was promoted (a new generation), while apart.
+  const movedA = da > 0 || r.newGeneration.includes(a);
+  const movedB = db > 0 || r.newGeneration.includes(b);
+  // Both sides moved on while apart: a split brain, which only --discard-my-data on one side resolves
   // (that side becomes the resync target and loses what it wrote alone).
   const victim = la.net.discardMyData ? a : lb.net.discardMyData ? b : null;
-  if (da > 0 && db > 0 && victim === null) {
+  if (movedA && movedB && victim === null) {
     world.violations.push(`split brain: ${r.name} was written on both ${a} and ${b} while disconnected`);
     dropToStandAlone(r);
     return;
   }
-  const source = da > 0 && db > 0 ? peerOf(r, victim!) : da > 0 ? a : db > 0 ? b : r.syncSource;
+  const source = movedA && movedB ? peerOf(r, victim!) : movedA ? a : movedB ? b : r.syncSource;
   if (source !== null) {
     const target = peerOf(r, source);
-    if (localOf(r, target).role === 'Primary' && (da > 0 || db > 0)) {
+    if (localOf(r, target).role === 'Primary' && (movedA || movedB)) {
       // "I shall become SyncTarget, but I am primary!"
       dropToStandAlone(r);
       return;
@@ -139,6 +143,7 @@ export function handshake(world: World, r: Resource): void {
     r.outOfSyncKiB += da + db;
     r.syncTotalKiB = r.outOfSyncKiB;
     r.dirtyKiB = {};
+    r.newGeneration = [];
     if (r.outOfSyncKiB > 0) localOf(r, target).diskState = 'Inconsistent';
     else r.syncSource = null;
   }
@@ -149,6 +154,10 @@ export function handshake(world: World, r: Resource): void {
 /** Resync progress and guest writes over dt simulated ms. */
 export function advanceResource(world: World, r: Resource, dtMs: number, writers: Set<string>): void {
   if (r.linkDownUntil !== null && world.time + dtMs >= r.linkDownUntil) {
+    // What was written until the link came back is counted before the handshake judges it.
+    const apartMs = Math.max(0, r.linkDownUntil - world.time);
+    writeWhileApart(world, r, apartMs, writers);
+    dtMs -= apartMs;
     r.linkDownUntil = null;
     handshake(world, r);
   }
@@ -165,11 +174,15 @@ export function advanceResource(world: World, r: Resource, dtMs: number, writers
       r.syncTotalKiB = 0;
     }
   }
-  if (!isConnected(r)) {
-    for (const n of writers) {
-      if (localOf(r, n).role === 'Primary') {
-        r.dirtyKiB[n] = (r.dirtyKiB[n] ?? 0) + (world.settings.guestWriteKiBps * dtMs) / 1000;
-      }
+  writeWhileApart(world, r, dtMs, writers);
+}
+
+/** A Primary's guest writes on while not connected: what the resync (or a split brain) will count. */
+function writeWhileApart(world: World, r: Resource, dtMs: number, writers: Set<string>): void {
+  if (isConnected(r) || dtMs <= 0) return;
+  for (const n of writers) {
+    if (localOf(r, n).role === 'Primary') {
+      r.dirtyKiB[n] = (r.dirtyKiB[n] ?? 0) + (world.settings.guestWriteKiBps * dtMs) / 1000;
     }
   }
 }
@@ -223,6 +236,5 @@ export function nodeDies(r: Resource, node: string, wroteAlone: boolean): void {
   local.net = null;
   local.connection = 'StandAlone';
   if (peer.net !== null) peer.connection = 'Connecting';
-  r.syncSource = null;
-  r.syncTotalKiB = 0;
+  // A resync under way is not forgotten: DRBD keeps its bitmap and resumes when the two meet again.
 }

@@ -43,6 +43,11 @@ export const Resource = z.object({
   syncTotalKiB: z.number().nonnegative(),
   /** KiB each side wrote while the two were not connected (the bitmap the resync will send). */
   dirtyKiB: z.record(NodeName, z.number().nonnegative()),
+  /**
+   * Nodes promoted while not connected: each began a new data generation (DRBD's new current UUID),
+   * so its peer's data is no longer its ancestor even before anything is written.
+   */
+  newGeneration: z.array(NodeName).default([]),
   /** The replication link is down until then (a network failure); DRBD reconnects by itself after. */
   linkDownUntil: z.number().nullable(),
   /** A resync rate of its own (a congested link) until slowUntil, or null for the cluster's. */
@@ -291,6 +296,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           outOfSyncKiB: oos,
           syncTotalKiB: oos,
           dirtyKiB: {},
+          newGeneration: [],
           linkDownUntil: null,
           resyncKiBps: null,
           slowUntil: null,
