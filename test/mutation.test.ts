@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { AnyStateMachine } from 'xstate';
-import { failoverMachine, migrationMachine, protocol } from '../machines/index.js';
+import { cleanupMachine, failoverMachine, migrationMachine, protocol } from '../machines/index.js';
 import { migrationPaths, replayPath, simWorld } from '../src/testing/index.js';
 
 /**
@@ -121,5 +121,53 @@ describe("a backend whose attachNet ignores discardOn is caught by the contract 
     expect(results.flatMap((r) => r.problems)).toContainEqual(
       expect.stringMatching(/split brain|never reached rejoined/),
     );
+  });
+});
+
+/**
+ * A cleanup that cannot list the instances and takes the config's word for where it runs: it
+ * repairs the disks around the primary and says `cleaned`. In a world where the instance is stopped
+ * or paused that is a lie; the generated suite replays a failed first look in those worlds too.
+ */
+function assumesWhereTheConfigSays(): AnyStateMachine {
+  // biome-ignore lint/suspicious/noExplicitAny: a test reaches into the config to mutate one edge
+  const config = cleanupMachine.config as any;
+  const locating = config.states.locating;
+  return protocol.createMachine({
+    ...config,
+    states: {
+      ...config.states,
+      locating: {
+        ...locating,
+        invoke: { ...locating.invoke, onError: { target: 'singleMaster', actions: 'demoteTarget' } },
+      },
+    },
+  });
+}
+
+describe('a cleanup that assumes the instance runs where the config says is caught', () => {
+  it('reports the cleaned outcome in a world where the instance is stopped or paused', async () => {
+    const mutant = assumesWhereTheConfigSays();
+    const { paths } = migrationPaths({ machine: 'cleanup', logic: mutant });
+    const blind = paths.filter((p) =>
+      /^\[(stopped|paused on its primary)\] .*instanceList ✗/.test(p.description),
+    );
+    expect(blind.length).toBeGreaterThan(0);
+    const problems = (
+      await Promise.all(blind.map((p) => replayPath(p, (r) => simWorld(r), { logic: mutant })))
+    ).flatMap((r) => r.problems);
+    expect(problems).toContainEqual(
+      expect.stringMatching(/^cleaned but the instance should run on node-a only, but is nowhere/),
+    );
+    expect(problems).toContainEqual(
+      expect.stringMatching(/^cleaned but the instance should run on node-a only, but is paused on node-a/),
+    );
+    // and the shipped machine, on the same worlds, has none
+    const sound = await Promise.all(
+      migrationPaths({ machine: 'cleanup' })
+        .paths.filter((p) => /^\[(stopped|paused on its primary)\] /.test(p.description))
+        .map((p) => replayPath(p, (r) => simWorld(r))),
+    );
+    expect(sound.flatMap((r) => r.problems)).toEqual([]);
   });
 });

@@ -274,5 +274,37 @@ export function migrationPaths(options: PathOptions = {}): PathSet {
       }
     }
   }
+  if (machine === 'cleanup') paths.push(...paths.flatMap(inOtherWorlds));
   return { machine, vertices, edges, paths };
+}
+
+/**
+ * The worlds a cleanup can start from besides a healthy or half-migrated one: the instance stopped
+ * (running nowhere), or paused on its primary. A path whose first look at the nodes fails takes the
+ * same route in any world, so it is replayed in these too: a cleanup that cannot see where the
+ * instance is must not take it for running where the config says.
+ */
+const OTHER_WORLDS: { name: string; recipe: Recipe }[] = [
+  {
+    name: 'stopped',
+    recipe: {
+      spec: { instances: [{ name: 'web1', primary: 'node-a', secondary: 'node-b', running: false }] },
+    },
+  },
+  { name: 'paused on its primary', recipe: { start: 'pausedOnSource' } },
+];
+
+function inOtherWorlds(path: GeneratedPath): GeneratedPath[] {
+  const first = path.steps.find((s) => EFFECT_EVENT.exec(s.event)?.[2] !== 'getInstance');
+  if (
+    first === undefined ||
+    !first.event.startsWith('xstate.error') ||
+    (path.recipe.start ?? 'healthy') !== 'healthy'
+  )
+    return [];
+  return OTHER_WORLDS.map((w) => ({
+    ...path,
+    description: `[${w.name}] ${path.description}`,
+    recipe: mergeRecipe(path.recipe, w.recipe),
+  }));
 }

@@ -37,7 +37,7 @@ export interface ReplayResult {
 
 const OUTCOMES = new Set(['migrated', 'reverted', 'rejected', 'needsCleanup', 'cleaned', 'failed']);
 
-const START_CRASH: Record<Exclude<StartPoint, 'healthy' | 'afterFailover'>, string> = {
+const START_CRASH: Record<Exclude<StartPoint, 'healthy' | 'afterFailover' | 'pausedOnSource'>, string> = {
   crashMidCopy: 'migrating.transferring.polling',
   crashAfterCopy: 'finalizing.source',
   crashBeforeCommit: 'committing.writing',
@@ -215,6 +215,8 @@ export async function replayPath(
       await world.perturb('sourceWritesAloneAndDies', 'web1');
       await runOn(MACHINES.failover, world, { instance: 'web1', sourceIsDown: true }, [], { problems });
       await world.perturb('sourceReturns', 'web1');
+    } else if (start === 'pausedOnSource') {
+      await world.perturb('sourcePauses', 'web1');
     } else if (path.machine === 'cleanup' && start !== 'healthy') {
       const prep = await runOn(MACHINES.migration, world, { instance: 'web1' }, [], {
         crashAt: START_CRASH[start],

@@ -16,7 +16,9 @@ export type StartPoint =
   | 'crashMidCopy'
   | 'crashAfterCopy'
   | 'crashBeforeCommit'
-  | 'afterFailover';
+  | 'afterFailover'
+  /** The instance stands paused on its primary (a copy aborted without 'cont'): a cleanup's world. */
+  | 'pausedOnSource';
 
 /** What a world needs so that a path's answers come true in it. Later recipes in a path win. */
 export interface Recipe {
