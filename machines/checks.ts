@@ -231,20 +231,28 @@ export function describeWorld(
   nodes: readonly string[],
 ): string[] {
   const lines: string[] = [];
-  if (lists === null) lines.push(`could not list the instances on ${nodes.join(', ')}`);
+  // A node absent from a record did not answer: what the others say is still told, as theirs.
+  const answered = lists === null ? [] : nodes.filter((n) => lists[n] !== undefined);
+  const silent = nodes.filter((n) => !answered.includes(n));
+  if (lists === null || answered.length === 0)
+    lines.push(`could not list the instances on ${nodes.join(', ')}`);
   else {
-    const where = nodes.flatMap((n) => {
+    const tail = silent.length === 0 ? '' : `; ${silent.join(', ')} did not answer`;
+    const where = answered.flatMap((n) => {
       const s = locate(lists, instance, n);
       return s === null ? [] : [`${n} (${s})`];
     });
     lines.push(
-      where.length === 0
-        ? `instance ${instance} runs nowhere`
-        : `instance ${instance} on ${where.join(', ')}`,
+      where.length > 0
+        ? `instance ${instance} on ${where.join(', ')}${tail}`
+        : silent.length === 0
+          ? `instance ${instance} runs nowhere`
+          : `instance ${instance} runs on none of ${answered.join(', ')}${tail}`,
     );
   }
-  if (disks === null) lines.push(`could not read the disk status on ${nodes.join(', ')}`);
-  else {
+  const unread = disks === null ? nodes : nodes.filter((n) => disks[n] === undefined);
+  if (unread.length > 0) lines.push(`could not read the disk status on ${unread.join(', ')}`);
+  if (disks !== null) {
     for (const node of nodes) {
       for (const d of disks[node] ?? []) {
         lines.push(

@@ -1,7 +1,8 @@
 import { notConvergedMessage, raisedDowntime } from './convergence.js';
 import { meta } from './describe.js';
 import { nextPollTimeout } from './limits.js';
-import { type ProtocolContext, protocol, syncOverdueMessage } from './protocol.js';
+import type { DiskStatus, NodeProbe } from './contract.js';
+import { type ProtocolContext, probeTimeout, protocol, stepTimeout, syncOverdueMessage } from './protocol.js';
 import {
   aboutBoth,
   aboutDisksOnBoth,
@@ -16,9 +17,12 @@ import {
   goReconnect,
   goStandalone,
   inLists,
+  type NodeRole,
   openInstanceDisks,
   recordLocations,
   sequence,
+  sourceNode,
+  targetNode,
   warning,
 } from './steps.js';
 
@@ -215,38 +219,58 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
 }
 
 /**
- * Before giving up, look at both nodes so the outcome says what is really left rather than what the
- * machine believes. Failures here only make the description poorer.
+ * Before giving up, look at each node on its own so the outcome says what is really left rather than
+ * what the machine believes: a node that does not answer (a dead source) costs a probe's deadline,
+ * not a step's, and leaves the other described. Failures here only make the description poorer.
  */
 export function survey(options: { next: string }) {
-  type Read = { event: { output: unknown } };
+  type Probed = { context: ProtocolContext; event: { output: NodeProbe } };
+  type Read = { context: ProtocolContext; event: { output: DiskStatus[] } };
+  const look = (node: NodeRole, next: string) =>
+    effectStep({
+      src: 'probeNode',
+      description: 'Is the node up, and is the instance there? For the record.',
+      input: (c) => ({ instance: c.instance, node: node(c) }),
+      timeoutMs: probeTimeout,
+      next,
+      done: [
+        {
+          type: 'recordSurveyLook',
+          params: ({ context, event }: Probed) => ({ node: node(context), probe: event.output }),
+        },
+      ],
+      goOnTo: next,
+    });
+  const read = (node: NodeRole, next: string) =>
+    effectStep({
+      src: 'nodeDiskStatus',
+      description: 'Reading the node’s disk status for the record.',
+      input: (c) => ({ instance: c.instance, node: node(c), disks: c.disks }),
+      // A node that did not answer the look is not waited for a whole step.
+      timeoutMs: (c) => (c.found.surveyLists?.[node(c)] === undefined ? probeTimeout(c) : stepTimeout(c)),
+      next,
+      done: [
+        {
+          type: 'recordSurveyDisks',
+          params: ({ context, event }: Read) => ({ node: node(context), disks: event.output }),
+        },
+      ],
+      goOnTo: next,
+    });
   return protocol.createStateConfig({
-    description: 'Giving up: reading both nodes so that the outcome says what is really left.',
+    description: 'Giving up: reading each node so that the outcome says what is really left.',
     tags: ['failure'],
-    initial: 'storageKind',
+    entry: 'startSurvey',
+    initial: 'lookingAtSource',
     states: {
+      lookingAtSource: look(sourceNode, 'lookingAtTarget'),
+      lookingAtTarget: look(targetNode, 'storageKind'),
       storageKind: {
         description: 'Shared storage has no replication state to read.',
-        always: [{ guard: 'sharedStorage', target: 'instances' }, { target: 'disks' }],
+        always: [{ guard: 'sharedStorage', target: options.next }, { target: 'sourceDisks' }],
       },
-      disks: effectStep({
-        src: 'diskStatus',
-        description: 'Reading both nodes’ disk status for the record.',
-        input: aboutDisksOnBoth,
-        next: 'instances',
-        done: [{ type: 'recordSurveyDisks', params: ({ event }: Read) => ({ disks: event.output }) }],
-        goOnTo: 'instances',
-        noting: [{ type: 'recordSurveyDisks', params: { disks: null } }],
-      }),
-      instances: effectStep({
-        src: 'instanceList',
-        description: 'Reading where the instance is, for the record.',
-        input: aboutBoth,
-        next: options.next,
-        done: [{ type: 'recordSurveyLists', params: ({ event }: Read) => ({ lists: event.output }) }],
-        goOnTo: options.next,
-        noting: [{ type: 'recordSurveyLists', params: { lists: null } }],
-      }),
+      sourceDisks: read(sourceNode, 'targetDisks'),
+      targetDisks: read(targetNode, options.next),
     } as never,
   });
 }

@@ -171,7 +171,10 @@ export interface Found {
    * count) says which way the resync will go and what, if anything, is discarded.
    */
   disksBefore: Record<string, DiskStatus[]> | null;
-  /** Both nodes read when giving up, for the outcome's `left`. */
+  /**
+   * Each node read when giving up, for the outcome's `left`; a node absent did not answer (null: not
+   * read yet).
+   */
   surveyDisks: Record<string, DiskStatus[]> | null;
   surveyLists: Record<string, RunningInstance[]> | null;
 }
@@ -384,7 +387,9 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
         : describeWorld(
             c.instance,
             // Shared storage has no replication state to report.
-            isSharedStorage(c.config) ? {} : c.found.surveyDisks,
+            isSharedStorage(c.config)
+              ? Object.fromEntries(bothNodes(c).map((n) => [n, []]))
+              : c.found.surveyDisks,
             c.found.surveyLists,
             bothNodes(c),
           );
@@ -704,11 +709,22 @@ export const protocol = setup({
     recordDisksBefore: assign(({ context }, params: { disks: Record<string, DiskStatus[]> }) =>
       patch(context, 'found', { disksBefore: params.disks }),
     ),
-    recordSurveyDisks: assign(({ context }, params: { disks: Record<string, DiskStatus[]> | null }) =>
-      patch(context, 'found', { surveyDisks: params.disks }),
+    startSurvey: assign(({ context }) => patch(context, 'found', { surveyDisks: {}, surveyLists: {} })),
+    /** One node's disks as the survey read them. */
+    recordSurveyDisks: assign(({ context }, params: { node: string; disks: DiskStatus[] }) =>
+      patch(context, 'found', { surveyDisks: { ...context.found.surveyDisks, [params.node]: params.disks } }),
     ),
-    recordSurveyLists: assign(({ context }, params: { lists: Record<string, RunningInstance[]> | null }) =>
-      patch(context, 'found', { surveyLists: params.lists }),
+    /** One node's look: the instance there or not; a node that does not answer stays unknown. */
+    recordSurveyLook: assign(({ context }, params: { node: string; probe: NodeProbe }) =>
+      params.probe.reachable
+        ? patch(context, 'found', {
+            surveyLists: {
+              ...context.found.surveyLists,
+              [params.node]:
+                params.probe.state === null ? [] : [{ name: context.instance, state: params.probe.state }],
+            },
+          })
+        : {},
     ),
   },
 });

@@ -5,6 +5,7 @@ import { saveWorld } from '../src/cli/worldFile.js';
 import {
   createSimCluster,
   createWorld,
+  DEFAULT_LIMITS,
   DEMO_SPEC,
   restStateProblems,
   runFailover,
@@ -493,5 +494,31 @@ describe('the rejoin says which way the resync goes, and what is discarded befor
         .outcome,
     ).toBe('rejoined');
     expect(told.lines).toContain('* reconnecting; node-a wrote nothing while apart and resyncs from node-b');
+  });
+});
+
+describe('the survey looks at each node on its own (issue 22 A.3)', () => {
+  it('a dead source leaves the survivor described, and is not waited a step’s deadline', async () => {
+    const sim = createSimCluster({}, { faults: [{ effect: 'startInstance', call: null, kind: 'error' }] });
+    sim.killNode('node-a');
+    const deadlines: Record<string, number> = {};
+    const out = await runFailover({ instance: 'web1', sourceIsDown: true }, sim.effects, {
+      clock: sim.clock,
+      onCall: (call) => {
+        const input = call.input as { node?: string; timeoutMs: number };
+        if (call.phase === 'start' && call.effect === 'nodeDiskStatus' && input.node !== undefined)
+          deadlines[input.node] = input.timeoutMs;
+      },
+    });
+    expect(out.outcome).toBe('needsCleanup');
+    expect(out.left).toEqual([
+      'instance web1 runs on none of node-b; node-a did not answer',
+      'could not read the disk status on node-a',
+      'node-b: web1-disk0 Primary Connecting/Off UpToDate/DUnknown',
+      'node-b: web1-disk1 Primary Connecting/Off UpToDate/DUnknown',
+    ]);
+    // The node that did not answer the look gets a probe's deadline, the one that did a step's.
+    expect(deadlines['node-a']).toBe(20_000);
+    expect(deadlines['node-b']).toBe(DEFAULT_LIMITS.stepTimeoutMs);
   });
 });

@@ -191,11 +191,16 @@ export function leftProblems(out: ProtocolOutput, after: WorldView): string[] {
     .sort();
   for (const line of out.left ?? []) {
     const nowhere = /^instance \S+ runs nowhere$/.test(line);
-    const on = /^instance \S+ on (.*)$/.exec(line);
+    // What the nodes that answered say; a node that did not answer is not claimed of.
+    const silent = /; (.*) did not answer$/.exec(line)?.[1]?.split(', ') ?? [];
+    const seen = where.filter((w) => !silent.includes(w.split(' ')[0]!));
+    const none = /^instance \S+ runs on none of (.*?)(; .* did not answer)?$/.exec(line);
+    const on = /^instance \S+ on (.*?)(; .* did not answer)?$/.exec(line);
     if (nowhere && where.length > 0) said(line, `it is on ${where.join(', ')}`);
+    if (none !== null && seen.length > 0) said(line, `it is on ${seen.join(', ')}`);
     if (on !== null) {
       const listed = on[1]!.split(', ').sort();
-      if (listed.join(', ') !== where.join(', ')) said(line, `it is on ${where.join(', ') || 'no node'}`);
+      if (listed.join(', ') !== seen.join(', ')) said(line, `it is on ${seen.join(', ') || 'no node'}`);
     }
     const disk = /^(\S+): (\S+) (\S+) (\S+)\/(\S+) /.exec(line);
     if (disk !== null) {

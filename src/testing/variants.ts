@@ -137,8 +137,10 @@ const convergesAlone = (s: AnyMachineSnapshot) => {
   return c.handover.converge.pass === null || c.handover.converge.postcopyStarted;
 };
 
-const failingOver = (s: AnyMachineSnapshot) => s.machine.id === 'failover';
-const rejoining = (s: AnyMachineSnapshot) => s.machine.id === 'rejoin';
+/** Giving up: every machine's survey reads each node for the record, whatever it answers. */
+const surveying = inState('surveying');
+const failingOver = (s: AnyMachineSnapshot) => s.machine.id === 'failover' && !surveying(s);
+const rejoining = (s: AnyMachineSnapshot) => s.machine.id === 'rejoin' && !surveying(s);
 /** What the failover's probe of the source answered. */
 const probed = (s: AnyMachineSnapshot, error: string) =>
   (s.context as ProtocolContext).found.probe?.error === error;
@@ -359,6 +361,12 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
   ],
   probeNode: [
     {
+      // The survey's look: the node answers (the world says how; only the record depends on it).
+      name: 'surveyed',
+      output: () => ({ reachable: true, error: null, state: null }),
+      applies: surveying,
+    },
+    {
       // Failover: the source answers and runs the instance (the default world).
       name: 'runs',
       output: () => ({ reachable: true, error: null, state: 'running' }),
@@ -408,23 +416,24 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
     },
   ],
   nodeDiskStatus: [
+    { name: 'surveyed', output: () => [], applies: surveying },
     {
       name: 'peerLost',
       output: (c) => targetDisks(c, {}),
-      applies: (s) => probed(s, 'down'),
+      applies: (s) => probed(s, 'down') && !surveying(s),
     },
     {
       // The target was still catching up when its peer died.
       name: 'stale',
       output: (c) => targetDisks(c, { diskState: 'Inconsistent' }),
-      applies: (s) => probed(s, 'down'),
+      applies: (s) => probed(s, 'down') && !surveying(s),
       recipe: { spec: { instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, outOfSyncMiB: 100 })) } },
     },
     {
       name: 'stillConnected',
       output: (c) =>
         targetDisks(c, { connection: 'Connected', replication: 'Established', peerDiskState: 'UpToDate' }),
-      applies: (s) => probed(s, 'cut off'),
+      applies: (s) => probed(s, 'cut off') && !surveying(s),
     },
   ],
   migrationInfo: [{ name: 'info', output: () => ({ memoryMiB: 2048 }) }],
