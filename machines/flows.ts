@@ -1,7 +1,7 @@
+import type { DiskStatus, NodeProbe } from './contract.js';
 import { notConvergedMessage, raisedDowntime } from './convergence.js';
 import { meta } from './describe.js';
 import { nextPollTimeout } from './limits.js';
-import type { DiskStatus, NodeProbe } from './contract.js';
 import { type ProtocolContext, probeTimeout, protocol, stepTimeout, syncOverdueMessage } from './protocol.js';
 import {
   aboutBoth,
