@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, fsyncSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sshEffects } from '../src/backend/ssh.js';
@@ -221,6 +222,38 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
         backend.close();
       }
       expect(seen).toEqual({ sh: [], sockets: [], qmp: [] });
+    });
+
+    it('a connection the network resets is asked again within the deadline; a probe is not (issue 22 D.5)', async () => {
+      // A front on loopback that resets the first connection, then carries the rest to node-b's sshd.
+      const spec = tb.cluster.nodes.find((n) => n.name === 'node-b')! as ClusterFile['nodes'][number];
+      let connections = 0;
+      const front = createServer((socket) => {
+        connections++;
+        if (connections === 1) return socket.destroy();
+        const up = connect(spec.port, spec.address);
+        socket.on('error', () => up.destroy());
+        up.on('error', () => socket.destroy());
+        socket.pipe(up).pipe(socket);
+      });
+      await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+      const port = (front.address() as AddressInfo).port;
+      const through = new SshNode({ ...spec, address: '127.0.0.1', port });
+      try {
+        expect((await through.exec(['echo', 'here'], { timeoutMs: 10_000 })).stdout).toBe('here\n');
+        expect(connections).toBe(2);
+        through.close();
+        connections = 0;
+        const probing = new SshNode({ ...spec, address: '127.0.0.1', port });
+        await expect(probing.exec(['true'], { timeoutMs: 10_000, retry: false })).rejects.toThrow(
+          /node-b: cannot connect to 127\.0\.0\.1:\d+: Connection lost before handshake/,
+        );
+        expect(connections).toBe(1);
+        probing.close();
+      } finally {
+        through.close();
+        await new Promise((resolve) => front.close(resolve));
+      }
     });
 
     it('cuts off a node that stops answering at the step deadline', async () => {

@@ -155,7 +155,8 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       // The probe's own deadline, half the step's: a node that does not answer by then is the answer.
       const probeMs = Math.max(1, Math.floor(timeoutMs / 2));
       try {
-        await shell(node).exec(['true'], { timeoutMs: probeMs, signal });
+        // Not asked again: whether the node answers now is the probe's answer.
+        await shell(node).exec(['true'], { timeoutMs: probeMs, signal, retry: false });
       } catch (error) {
         if (signal.aborted) throw error;
         shell(node).close();

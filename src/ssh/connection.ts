@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import ssh2 from 'ssh2';
 import type { ClusterNode } from '../cluster/index.js';
 import { type HostKeyPolicy, judgeHostKey } from './hostkeys.js';
@@ -26,10 +27,27 @@ export class NodeCommandError extends Error {
   }
 }
 
-/** The connection itself failed: refused, unreachable, host key refused, login refused. */
+/**
+ * The connection itself failed: refused, unreachable, host key refused, login refused. `transient`:
+ * the network's doing (refused, reset, no route), worth asking again; a refused key or login is not.
+ */
 export class NodeConnectError extends Error {
   override name = 'NodeConnectError';
+  constructor(
+    message: string,
+    readonly transient = false,
+  ) {
+    super(message);
+  }
 }
+
+/** The socket never carried a handshake: the node's network or sshd is away for now. */
+const TRANSPORT = /^(ECONNREFUSED|ECONNRESET|EPIPE|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|EAI_AGAIN)$/;
+const isTransport = (error: Error & { level?: string; code?: string }) =>
+  TRANSPORT.test(error.code ?? '') || error.message === 'Connection lost before handshake';
+
+const FIRST_RETRY_MS = 100;
+const LAST_RETRY_MS = 2_000;
 
 export interface ExecResult {
   stdout: string;
@@ -42,6 +60,11 @@ export interface ExecOptions {
   signal?: AbortSignal | undefined;
   /** Exit codes that are answers, not failures (e.g. 1 from `test`). */
   okCodes?: readonly number[];
+  /**
+   * A connection the network refused or reset is tried again until the deadline (default): nothing
+   * ran yet. False for a probe, whose answer is whether the node answers now.
+   */
+  retry?: boolean;
 }
 
 /** What a driver needs from a node: run a command, reach a unix socket. The SSH backend and tests implement it. */
@@ -153,7 +176,10 @@ export class SshNode implements NodeShell {
               ? `login as ${spec.user} refused (${error.message})`
               : error.message);
           reject(
-            new NodeConnectError(`${spec.name}: cannot connect to ${spec.address}:${spec.port}: ${why}`),
+            new NodeConnectError(
+              `${spec.name}: cannot connect to ${spec.address}:${spec.port}: ${why}`,
+              refusal === null && isTransport(error),
+            ),
           );
         })
         .on('close', () => {
@@ -176,21 +202,34 @@ export class SshNode implements NodeShell {
     });
   }
 
-  private async ready(timeoutMs: number, signal: AbortSignal | undefined): Promise<Client> {
-    if (this.client !== null) return this.client;
-    this.connecting ??= this.connect(timeoutMs, signal).finally(() => {
-      this.connecting = null;
-    });
-    this.client = await this.connecting;
-    return this.client;
+  private async ready(timeoutMs: number, signal: AbortSignal | undefined, retry = true): Promise<Client> {
+    const until = Date.now() + timeoutMs;
+    for (let wait = FIRST_RETRY_MS; ; wait = Math.min(2 * wait, LAST_RETRY_MS)) {
+      if (this.client !== null) return this.client;
+      try {
+        this.connecting ??= this.connect(Math.max(1, until - Date.now()), signal).finally(() => {
+          this.connecting = null;
+        });
+        this.client = await this.connecting;
+        return this.client;
+      } catch (error) {
+        // A node whose network or sshd is away for a moment costs a retry, not a failed step; the
+        // deadline still bounds it all, and nothing has run on the node yet.
+        const left = until - Date.now();
+        if (!retry || !(error instanceof NodeConnectError) || !error.transient || left <= wait) throw error;
+        await sleep(wait, undefined, signal === undefined ? {} : { signal }).catch(() => {
+          throw error;
+        });
+      }
+    }
   }
 
   /** Opens a channel, reconnecting once if the connection turned out to be gone. */
   private async channel<T>(
-    limits: { timeoutMs: number; signal?: AbortSignal | undefined },
+    limits: { timeoutMs: number; signal?: AbortSignal | undefined; retry?: boolean },
     open: (client: Client) => Promise<T>,
   ): Promise<T> {
-    const client = await this.ready(limits.timeoutMs, limits.signal);
+    const client = await this.ready(limits.timeoutMs, limits.signal, limits.retry);
     try {
       return await open(client);
     } catch (error) {
@@ -199,7 +238,7 @@ export class SshNode implements NodeShell {
         error instanceof ChannelError || (error instanceof Error && error.message === 'Not connected');
       if (!gone) throw error;
       this.drop(client);
-      return open(await this.ready(limits.timeoutMs, limits.signal));
+      return open(await this.ready(limits.timeoutMs, limits.signal, limits.retry));
     }
   }
 
