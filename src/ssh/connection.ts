@@ -47,7 +47,13 @@ const isTransport = (error: Error & { level?: string; code?: string }) =>
   TRANSPORT.test(error.code ?? '') || error.message === 'Connection lost before handshake';
 
 const FIRST_RETRY_MS = 100;
-const LAST_RETRY_MS = 2_000;
+const LAST_RETRY_MS = 1_000;
+/**
+ * How long a node's network or sshd may be away before a connection counts as failed: an outage of
+ * a few seconds costs retries, while a node that is down is still reported well within SSH's own
+ * connect timeout (a failover waits for that answer).
+ */
+export const RECONNECT_WINDOW_MS = 5_000;
 
 export interface ExecResult {
   stdout: string;
@@ -204,6 +210,7 @@ export class SshNode implements NodeShell {
 
   private async ready(timeoutMs: number, signal: AbortSignal | undefined, retry = true): Promise<Client> {
     const until = Date.now() + timeoutMs;
+    const giveUp = Math.min(until, Date.now() + RECONNECT_WINDOW_MS);
     for (let wait = FIRST_RETRY_MS; ; wait = Math.min(2 * wait, LAST_RETRY_MS)) {
       if (this.client !== null) return this.client;
       try {
@@ -214,8 +221,8 @@ export class SshNode implements NodeShell {
         return this.client;
       } catch (error) {
         // A node whose network or sshd is away for a moment costs a retry, not a failed step; the
-        // deadline still bounds it all, and nothing has run on the node yet.
-        const left = until - Date.now();
+        // window and the deadline bound it, and nothing has run on the node yet.
+        const left = giveUp - Date.now();
         if (!retry || !(error instanceof NodeConnectError) || !error.transient || left <= wait) throw error;
         await sleep(wait, undefined, signal === undefined ? {} : { signal }).catch(() => {
           throw error;
