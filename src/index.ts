@@ -5,7 +5,7 @@
 export * from '../machines/index.js';
 export * from './cluster/index.js';
 export * from './journal/index.js';
-export { aboutRemote, RemoteError, remoteEffects } from './remote/client.js';
+export { aboutRemote, RemoteError, remoteEffects, remoteLeases } from './remote/client.js';
 export {
   type ServedCall,
   type ServedEffects,

@@ -44,7 +44,7 @@ const ALLOWED: Record<string, string[]> = {
   'src/runner': ['machines'],
   'src/runtime': ['machines', 'src/runner'],
   'src/journal': ['machines', 'src/runner', 'src/runtime'],
-  'src/remote': ['machines', 'src/runtime'],
+  'src/remote': ['machines', 'src/runner', 'src/runtime'],
   'src/restate': ['machines', 'src/runner', 'src/runtime'],
   'src/sim': ['machines'],
   'src/cluster': ['machines'],

@@ -5,6 +5,7 @@ import {
   FileLocks,
   journalRuntime,
   remoteEffects,
+  remoteLeases,
   restStateProblems,
   runEvacuation,
   runtimeRunner,
@@ -267,6 +268,46 @@ describe('the Restate runtime', () => {
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/knows no run of web9 in cluster demo/);
   }, 60_000);
+
+  it('excludes a local run and a Restate run of one instance from each other, by the lease where they meet (20 races)', async () => {
+    const dir = tempDir('drbd-migrate-lease-');
+    const local = journalRuntime({
+      effects: remoteEffects(served.url),
+      store: new FileJournal(dir),
+      locks: new FileLocks(dir),
+      nodesOf: () => ['node-a', 'node-b'],
+      lease: { store: remoteLeases(served.url), holder: `journal in ${dir}` },
+    });
+    const onRestate = restateRuntime(server, 'demo');
+    let refusals = 0;
+    for (let race = 0; race < 20; race++) {
+      const from = served.calls.length;
+      const outputs = await Promise.all([
+        onRestate.run('migration', { instance: 'web1' }),
+        local.run('migration', { instance: 'web1' }),
+      ]);
+      for (const out of outputs) {
+        expect(['migrated', 'rejected']).toContain(out.outcome);
+        if (out.outcome === 'rejected') {
+          refusals++;
+          expect(out.error).toMatch(
+            /^another run holds web1 \(.+, its lease until .+\): one run at a time per instance/,
+          );
+        }
+      }
+      expect(outputs.some((o) => o.outcome === 'migrated')).toBe(true);
+      // Restate's calls carry their invocation, the local run's none: one run's calls, then the other's.
+      const owners = served.calls
+        .slice(from)
+        .map((c) => (c.run === null ? 'local' : 'restate'))
+        .filter((o, i, all) => i === 0 || all[i - 1] !== o);
+      expect(owners.length, `race ${race}: ${owners.join(' → ')}`).toBeLessThanOrEqual(2);
+      expect(restStateProblems(sim.current(), 'web1')).toEqual([]);
+      expect(sim.current().violations).toEqual([]);
+    }
+    // Started together, one is mostly refused (the other may also come after the first has ended).
+    expect(refusals).toBeGreaterThan(0);
+  }, 240_000);
 
   it('runs behind one Runtime interface: the file journal and Restate move an instance alike, and carry an evacuation', async () => {
     const dir = tempDir('drbd-migrate-runtime-');

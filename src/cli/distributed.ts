@@ -2,7 +2,9 @@ import { hostname } from 'node:os';
 import { basename, extname } from 'node:path';
 import type { Effects, EvacuationInput, MachineName, ProtocolInput } from '../../machines/index.js';
 import { sshEffects } from '../backend/index.js';
-import { aboutRemote, remoteEffects } from '../remote/client.js';
+import { fileLeases } from '../journal/index.js';
+import { aboutRemote, remoteEffects, remoteLeases } from '../remote/client.js';
+import type { LeaseStore } from '../runner/index.js';
 import { createSimCluster } from '../sim/index.js';
 import { inputWithLimits, readClusterFile } from './cluster.js';
 import { UsageError } from './errors.js';
@@ -45,8 +47,16 @@ export interface WorkerWorld {
   /** The input as this cluster runs it (a cluster file's deadlines and policy added). */
   prepare: (kind: MachineName, input: ProtocolInput) => ProtocolInput;
   prepareEvacuation: (input: EvacuationInput) => EvacuationInput;
+  /** Where the instance leases of this config store are kept (every runtime acting on it meets there). */
+  leases?: LeaseStore;
   close(): void;
 }
+
+/**
+ * The leases of a cluster file's runs, beside it: the config store every host acting on the cluster
+ * shares (its commits land there too), so a local run and a Restate worker's see each other.
+ */
+export const leasesBeside = (clusterFile: string): LeaseStore => fileLeases(`${clusterFile}.leases`);
 
 /** The effects a worker acts with: real nodes over SSH, a served world, or a world file of its own. */
 export async function workerWorld(values: Values): Promise<WorkerWorld> {
@@ -57,6 +67,7 @@ export async function workerWorld(values: Values): Promise<WorkerWorld> {
     return {
       cluster,
       effects: backend.effects,
+      leases: leasesBeside(values.cluster),
       prepare: (_, input) => inputWithLimits(file, input),
       prepareEvacuation: (input) => {
         const { limits, convergence } = inputWithLimits(file, { instance: input.node });
@@ -70,6 +81,7 @@ export async function workerWorld(values: Values): Promise<WorkerWorld> {
     return {
       cluster,
       effects: remoteEffects(world, { worker: `${hostname()}:${process.pid}` }),
+      leases: remoteLeases(world),
       prepare: (_, input) => input,
       prepareEvacuation: (input) => input,
       close: () => {},

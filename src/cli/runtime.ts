@@ -1,4 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import type { EvacuationInput, MachineName, ProtocolInput, ProtocolOutput } from '../../machines/index.js';
 import { sshEffects } from '../backend/index.js';
 import { EvacuationJournal, type FileJournal, journalRuntime } from '../journal/index.js';
@@ -8,7 +9,7 @@ import type { Follow, Runtime } from '../runtime/index.js';
 import { createSimCluster, runningOn, type SimCluster } from '../sim/index.js';
 import { inputWithLimits, readClusterFile } from './cluster.js';
 import type { Invocation } from './command.js';
-import { clusterName, isServedWorld } from './distributed.js';
+import { clusterName, isServedWorld, leasesBeside } from './distributed.js';
 import { RunGoesOn, UsageError } from './errors.js';
 import { faultsOf } from './input.js';
 import { withInterrupt } from './interrupt.js';
@@ -83,6 +84,8 @@ export async function openSession(
         ...stores,
         evacuations: new EvacuationJournal(stores.stateDir),
         nodesOf,
+        // Where a Restate worker's runs on this cluster meet this one's (rule 9 across runtimes).
+        lease: { store: leasesBeside(target.file), holder: `journal on ${hostname()} in ${stores.stateDir}` },
       }),
       target,
       prepare: (input) => inputWithLimits(cluster, input),

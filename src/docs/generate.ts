@@ -108,7 +108,7 @@ function safetyDoc(): string {
   const elsewhere: Record<number, string> = {
     6: 'the effect binding and the CLI input checks',
     8: 'every path of the shipped machines: none removes a copy (no path demotes a disk to anything but Secondary, or deletes one)',
-    9: 'the runtimes, each within itself: the journal runtime’s lock files (the instance and its nodes), Restate’s one exclusive invocation per instance key; a local run and a Restate run of one instance do not yet exclude each other',
+    9: 'the runtimes: within each, the journal runtime’s lock files (the instance and its nodes) and Restate’s one exclusive invocation per instance key; across them, the instance’s lease (`src/runner/lease.ts`), kept where they meet (a served world keeps it for its workers and clients, a cluster file’s runs beside it in FILE.leases/), taken before anything is touched, renewed by its holder, lapsing within 30 s of a holder that died; a run that can no longer count on its lease calls no effect',
   };
   const lines = [GENERATED, '', '# Safety rules and where the machines keep them', ''];
   for (const [n, text] of Object.entries(rules)) {
@@ -128,7 +128,7 @@ function safetyDoc(): string {
     'the commit), rule 4 by the simulator at every promotion, 5 by every wait’s deadlines, the truth of every',
     'outcome at its end (see `src/testing/oracle.ts`, `src/testing/replay.ts` and `src/sim/invariants.ts`); 6',
     'by the input tests; 7 by the failover and rejoin paths, whose rejoin worlds start from a split brain; 9 by',
-    'the lock and Restate tests.',
+    'the lock, lease and Restate tests (a local run and a Restate run started together on one instance, 20 times).',
     '',
   );
   return lines.join('\n');

@@ -159,6 +159,8 @@ export interface JournaledEvacuationOptions extends Omit<EvacuationOptions, 'run
   where?: string;
   /** Passed to each instance's journaled run (crash tests). */
   afterWrite?: JournalOptions['afterWrite'];
+  /** Each instance's run holds its lease (see JournalRuntimeOptions). */
+  lease?: JournalOptions['lease'];
 }
 
 /** Each instance's run, journaled and locked as a single migration is; a half-done one is resumed. */
@@ -180,6 +182,7 @@ function journaledRunner(
       ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
       ...(options.where === undefined ? {} : { where: options.where }),
       ...(options.afterWrite === undefined ? {} : { afterWrite: options.afterWrite }),
+      ...(options.lease === undefined ? {} : { lease: options.lease }),
     };
     if ((await options.store.read(request.instance)) !== null) {
       return (await resumeRun(request.instance, effects, runOptions)).output;

@@ -4,6 +4,7 @@ export {
   type JournaledEvacuationOptions,
   runEvacuationJournaled,
 } from './evacuation.js';
+export { fileLeases } from './leases.js';
 export {
   FileLocks,
   type Lease,

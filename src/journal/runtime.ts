@@ -1,4 +1,5 @@
 import type { Clock, Effects, EvacuationInput } from '../../machines/index.js';
+import type { LeaseOptions } from '../runner/index.js';
 import type { EvacuationFollow, Runtime } from '../runtime/index.js';
 import { startStatus } from '../runtime/status.js';
 import { type EvacuationJournal, runEvacuationJournaled } from './evacuation.js';
@@ -20,6 +21,11 @@ export interface JournalRuntimeOptions {
   evacuations?: EvacuationJournal;
   /** Passed to every journaled run (crash tests kill the process here). */
   afterWrite?: (n: number, state: string) => void;
+  /**
+   * Each run holds its instance's lease where every runtime acting on the same config store meets
+   * (see LeaseStore): a Restate run, or another host's, on the same instance is refused meanwhile.
+   */
+  lease?: LeaseOptions;
 }
 
 /**
@@ -36,6 +42,7 @@ export function journalRuntime(options: JournalRuntimeOptions): Runtime {
     ...(options.clock === undefined ? {} : { clock: options.clock }),
     ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
     ...(options.afterWrite === undefined ? {} : { afterWrite: options.afterWrite }),
+    ...(options.lease === undefined ? {} : { lease: options.lease }),
   });
   const drain = (input: EvacuationInput, follow: EvacuationFollow, resume: boolean) => {
     if (options.evacuations === undefined) throw new Error('journalRuntime: no evacuation journal given');
@@ -49,6 +56,7 @@ export function journalRuntime(options: JournalRuntimeOptions): Runtime {
         ...(options.where === undefined ? {} : { where: options.where }),
         ...(options.clock === undefined ? {} : { clock: options.clock }),
         ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
+        ...(options.lease === undefined ? {} : { lease: options.lease }),
         ...follow,
       },
       resume,

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EFFECT_NAMES, type EffectName, type Effects, errorText, systemClock } from '../../machines/index.js';
+import { LeaseAnswer, type LeaseStore } from '../runner/index.js';
 import { currentStep } from '../runtime/step.js';
 import {
   About,
@@ -7,6 +8,7 @@ import {
   CALL_HEADER,
   EFFECT_PATH,
   HURRY_PATH,
+  LEASE_PATH,
   RUN_HEADER,
   STEP_HEADER,
   WORKER_HEADER,
@@ -104,4 +106,27 @@ export function remoteEffects(url: string, options: { worker?: string } = {}): E
       (input: unknown, signal: AbortSignal, hurry?: AbortSignal) => call(name, input, signal, hurry),
     ]),
   ) as unknown as Effects;
+}
+
+/** The leases kept by a served world (see serveEffects): where its workers and clients all meet. */
+export function remoteLeases(url: string): LeaseStore {
+  const post = async (op: 'acquire' | 'release', body: unknown) => {
+    const res = await fetch(new URL(`${LEASE_PATH}${op}`, url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const text = await res.text();
+    if (!res.ok)
+      throw new RemoteError(`the served world at ${url} refused the lease ${op}: ${res.status} ${text}`);
+    return JSON.parse(text) as unknown;
+  };
+  return {
+    acquire: async (instance, holder, ttlMs) =>
+      LeaseAnswer.parse(await post('acquire', { instance, holder, ttlMs })),
+    release: async (instance, holder) => {
+      await post('release', { instance, holder });
+    },
+  };
 }

@@ -16,6 +16,17 @@ export const WORKER_HEADER = 'x-drbd-migrate-worker';
 export const CALL_HEADER = 'x-drbd-migrate-call';
 export const HURRY_PATH = '/hurry/';
 
+/**
+ * The instance leases of everything that acts on this world (safety rule 9 across runtimes): POST
+ * LEASE_PATH + 'acquire' or 'release' with a LeaseRequest; the answer is a LeaseAnswer.
+ */
+export const LEASE_PATH = '/lease/';
+export const LeaseRequest = z.object({
+  instance: z.string().min(1),
+  holder: z.string().min(1),
+  ttlMs: z.number().int().positive().max(3_600_000).default(30_000),
+});
+
 export const Answer = z.discriminatedUnion('ok', [
   z.object({ ok: z.literal(true), answer: z.unknown().optional() }),
   z.object({ ok: z.literal(false), error: z.string() }),

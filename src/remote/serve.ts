@@ -1,12 +1,15 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Clock, EFFECT_NAMES, type EffectName, type Effects, errorText } from '../../machines/index.js';
+import { memoryLeases } from '../runner/index.js';
 import {
   type About,
   type Answer,
   CALL_HEADER,
   EFFECT_PATH,
   HURRY_PATH,
+  LEASE_PATH,
+  LeaseRequest,
   RUN_HEADER,
   STEP_HEADER,
   WORKER_HEADER,
@@ -84,12 +87,26 @@ export async function serveEffects(effects: Effects, options: ServeEffectsOption
   const early: string[] = [];
   const graceMs = options.graceMs ?? 1_000;
   const about: About = { cluster: options.cluster, effects: EFFECT_NAMES };
+  // Every worker and client acting on this world meets here: so do their leases.
+  const leases = memoryLeases();
   async function handle(req: IncomingMessage, res: ServerResponse) {
     if (req.method === 'GET') {
       const path = req.url ?? '/';
       if (path === '/') return send(res, 200, about);
       const view = options.views?.[path.slice(1)];
       return view === undefined ? send(res, 404, { error: `no view ${path}` }) : send(res, 200, view());
+    }
+    if (req.method === 'POST' && req.url?.startsWith(LEASE_PATH)) {
+      const op = req.url.slice(LEASE_PATH.length);
+      const asked = LeaseRequest.safeParse(JSON.parse((await read(req)) || '{}'));
+      if (!asked.success || (op !== 'acquire' && op !== 'release'))
+        return send(res, 400, { error: `bad lease request ${op}` });
+      const { instance, holder, ttlMs } = asked.data;
+      if (op === 'release') {
+        await leases.release(instance, holder);
+        return send(res, 200, { released: true });
+      }
+      return send(res, 200, await leases.acquire(instance, holder, ttlMs));
     }
     if (req.method === 'POST' && req.url?.startsWith(HURRY_PATH)) {
       const id = req.url.slice(HURRY_PATH.length);

@@ -7,7 +7,7 @@ import {
   type ProtocolInput,
   type ProtocolOutput,
 } from '../../machines/index.js';
-import { type RunEvent, runRequest } from '../runner/index.js';
+import { type LeaseStore, type RunEvent, runRequest } from '../runner/index.js';
 import { type RunStatus, startStatus, withEvent } from '../runtime/status.js';
 import { withStep } from '../runtime/step.js';
 import { INSTANCE_OBJECT, RUN_LOG_OBJECT } from './names.js';
@@ -32,6 +32,12 @@ export interface InstanceObjectOptions {
    * the instance's primary and secondary); absent: no limit beyond one run per instance.
    */
   perNode?: number;
+  /**
+   * Where the instance leases of this cluster's config store are kept (see LeaseStore): a run holds
+   * its instance's, so that a run started outside Restate on the same instance is refused meanwhile.
+   * Its holder is the invocation, the same on whichever worker and attempt.
+   */
+  leases?: LeaseStore;
 }
 
 /**
@@ -92,6 +98,9 @@ export function instanceObject(options: InstanceObjectOptions) {
         // A stale attempt (its worker lost the server, or suspended) stops where it is.
         signal: ctx.request().attemptCompletedSignal,
         onEvent: tell,
+        ...(options.leases === undefined
+          ? {}
+          : { lease: { store: options.leases, holder: `restate invocation ${ctx.request().id}` } }),
       });
     const nodes = options.perNode === undefined ? [] : await nodesOf(durable.effects, input);
     const output: ProtocolOutput = await reported(ctx, report, async () =>

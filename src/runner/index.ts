@@ -1,5 +1,15 @@
 export { type EvacuationOptions, plainRunner, type RunNotice, runEvacuation } from './evacuate.js';
 export {
+  DEFAULT_LEASE_MS,
+  judgeLease,
+  LeaseAnswer,
+  LeaseLost,
+  type LeaseOptions,
+  type LeaseStore,
+  memoryLeases,
+  withLease,
+} from './lease.js';
+export {
   fallbackInput,
   type RunEvent,
   RunInterrupted,

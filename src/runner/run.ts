@@ -21,6 +21,7 @@ import {
   runBoundActors,
   systemClock,
 } from '../../machines/index.js';
+import { type LeaseOptions, withLease } from './lease.js';
 
 /** What a run reports while it goes: state changes, Ganeti-style feedback lines, progress. */
 export type RunEvent = { type: 'state'; value: string; at: number } | ProtocolEmitted;
@@ -52,6 +53,11 @@ export interface RunOptions {
    * nothing more happens, and the run rejects with RunInterrupted.
    */
   signal?: AbortSignal;
+  /**
+   * The instance's lease (safety rule 9 across runtimes): taken before anything is touched, or the
+   * run is refused; renewed while it runs; a run that can no longer count on it calls no effect.
+   */
+  lease?: LeaseOptions;
 }
 
 export class RunInterrupted extends Error {
@@ -97,6 +103,34 @@ export function runMachine(
 ): Promise<ProtocolOutput> {
   const bad = inputProblem(input);
   if (bad !== null) return Promise.resolve(rejectedInput(input, bad));
+  const { lease, ...rest } = options;
+  if (lease === undefined) return runUnleased(machine, input, effects, rest);
+  return withLease(
+    lease,
+    input.instance,
+    (held, ttlMs) =>
+      rejectedInput(
+        input,
+        `another run holds ${input.instance} (${held.holder}, its lease until ${new Date(held.untilMs).toISOString()}): one run at a time per instance, whichever runtime started it; wait for it to end (a run whose process died lets its lease lapse within ${Math.round(ttlMs / 1000)} s), or follow it where it runs`,
+      ),
+    (check) =>
+      runUnleased(machine, input, effects, {
+        ...rest,
+        beforeCall: async () => {
+          check();
+          await rest.beforeCall?.();
+          check();
+        },
+      }),
+  );
+}
+
+function runUnleased(
+  machine: AnyStateMachine,
+  input: ProtocolInput,
+  effects: Effects,
+  options: Omit<RunOptions, 'lease'>,
+): Promise<ProtocolOutput> {
   const clock = options.clock ?? systemClock;
   // Effects in flight, so that an operator abort waits for the step to finish; a long poll in flight
   // is hurried (answers now) so that the wait is short. Calls started later get a fresh signal.

@@ -54,6 +54,7 @@ Runs until Ctrl-C or SIGTERM.`,
     const served = await serveWorker({
       cluster: world.cluster,
       effects: world.effects,
+      ...(world.leases === undefined ? {} : { leases: world.leases }),
       prepare: world.prepare,
       prepareEvacuation: world.prepareEvacuation,
       ...(values['per-node'] === undefined ? {} : { perNode: slotCount(values['per-node']) }),
