@@ -13,7 +13,7 @@ import {
   runFailover,
   runMigration,
 } from '../src/index.js';
-import { migrationPaths, replayPath, simWorld } from '../src/testing/index.js';
+import { machinePaths, replayPath, simWorld } from '../src/testing/index.js';
 import { drbdTestbedUnavailable } from '../test/testbed/drbd.js';
 import { testbedUnavailable } from '../test/testbed/testbed.js';
 import { median } from './common.js';
@@ -219,7 +219,7 @@ row(
   `${simCpu.toFixed(1)} ms CPU`,
   `${(simCpu / migrationCpu).toFixed(1)}× the orchestration alone`,
 );
-const sample = migrationPaths({ machine: 'migration' }).paths.filter((_, i) => i % 8 === 0);
+const sample = machinePaths({ machine: 'migration' }).paths.filter((_, i) => i % 8 === 0);
 let replayedCalls = 0;
 const counted = (recipe: Parameters<typeof simWorld>[0]) => {
   const world = simWorld(recipe);

@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { MACHINE_NAMES } from '../machines/index.js';
 import { createSimCluster, runMigration } from '../src/index.js';
-import { type GeneratedPath, migrationPaths, replayPath, simWorld } from '../src/testing/index.js';
+import { type GeneratedPath, machinePaths, replayPath, simWorld } from '../src/testing/index.js';
 
 const time = async (fn: () => unknown) => {
   const t = performance.now();
@@ -32,9 +32,9 @@ const rows: string[] = [];
 let total = 0;
 let replays = 0;
 for (const machine of MACHINE_NAMES) {
-  let set = migrationPaths({ machine });
+  let set = machinePaths({ machine });
   const generation = await time(() => {
-    set = migrationPaths({ machine });
+    set = machinePaths({ machine });
   });
   const failing = set.paths.filter((p) => p.steps.at(-1)?.event.startsWith('xstate.error'));
   const suites: [string, GeneratedPath[], boolean][] = [

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AnyStateMachine } from 'xstate';
 import { cleanupMachine, failoverMachine, migrationMachine, protocol } from '../machines/index.js';
-import { migrationPaths, replayPath, simWorld } from '../src/testing/index.js';
+import { machinePaths, replayPath, simWorld } from '../src/testing/index.js';
 
 /**
  * A deliberately broken copy of the migration machine: a failed pre-migration skips the abort and the
@@ -34,7 +34,7 @@ function brokenMachine(): AnyStateMachine {
 describe('a broken machine is caught by the generated suite', () => {
   it('reports the revert the mutant skipped', async () => {
     const mutant = brokenMachine();
-    const { paths } = migrationPaths({ machine: 'migration', logic: mutant });
+    const { paths } = machinePaths({ machine: 'migration', logic: mutant });
     const through = paths.filter(
       (p) => p.description.endsWith('acceptInstance ✗') && p.target === 'reverted',
     );
@@ -46,7 +46,7 @@ describe('a broken machine is caught by the generated suite', () => {
     expect(problems).toContain('reverted but web1-disk0 still allows two primaries on node-a');
     // and the shipped machine, on the same paths, has none
     const sound = await Promise.all(
-      migrationPaths({ machine: 'migration' })
+      machinePaths({ machine: 'migration' })
         .paths.filter((p) => p.description.endsWith('acceptInstance ✗'))
         .map((p) => replayPath(p, (r) => simWorld(r))),
     );
@@ -81,7 +81,7 @@ function startsBeforeCommit(): AnyStateMachine {
 describe('a failover that starts before it commits is caught', () => {
   it('reports the start on a node the config does not name', async () => {
     const mutant = startsBeforeCommit();
-    const { paths } = migrationPaths({ machine: 'failover', logic: mutant });
+    const { paths } = machinePaths({ machine: 'failover', logic: mutant });
     const failing = paths.filter((p) => p.description.includes('setPrimaryNode ✗'));
     expect(failing.length).toBeGreaterThan(0);
     const problems = (
@@ -94,7 +94,7 @@ describe('a failover that starts before it commits is caught', () => {
     );
     // and the shipped machine, on its own such paths, has none
     const sound = await Promise.all(
-      migrationPaths({ machine: 'failover' })
+      machinePaths({ machine: 'failover' })
         .paths.filter((p) => p.description.includes('setPrimaryNode ✗'))
         .map((p) => replayPath(p, (r) => simWorld(r))),
     );
@@ -104,7 +104,7 @@ describe('a failover that starts before it commits is caught', () => {
 
 describe("a backend whose attachNet ignores discardOn is caught by the contract kit's worlds", () => {
   it('reports the rejoin that the split brain leaves StandAlone', async () => {
-    const { paths } = migrationPaths({ machine: 'rejoin' });
+    const { paths } = machinePaths({ machine: 'rejoin' });
     const ignoresDiscard = (recipe: Parameters<typeof simWorld>[0]) => {
       const world = simWorld(recipe);
       const attachNet = world.effects.attachNet;
@@ -148,7 +148,7 @@ function assumesWhereTheConfigSays(): AnyStateMachine {
 describe('a cleanup that assumes the instance runs where the config says is caught', () => {
   it('reports the cleaned outcome in a world where the instance is stopped or paused', async () => {
     const mutant = assumesWhereTheConfigSays();
-    const { paths } = migrationPaths({ machine: 'cleanup', logic: mutant });
+    const { paths } = machinePaths({ machine: 'cleanup', logic: mutant });
     const blind = paths.filter((p) =>
       /^\[(stopped|paused on its primary)\] .*instanceList ✗/.test(p.description),
     );
@@ -164,7 +164,7 @@ describe('a cleanup that assumes the instance runs where the config says is caug
     );
     // and the shipped machine, on the same worlds, has none
     const sound = await Promise.all(
-      migrationPaths({ machine: 'cleanup' })
+      machinePaths({ machine: 'cleanup' })
         .paths.filter((p) => /^\[(stopped|paused on its primary)\] /.test(p.description))
         .map((p) => replayPath(p, (r) => simWorld(r))),
     );

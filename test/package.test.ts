@@ -164,7 +164,7 @@ describe('the packed package', () => {
       `import { createActor } from 'xstate';
 import { createSimCluster, runMigration, type ProtocolOutput } from 'drbd-migrate';
 import { migrationMachine, provideEffects, type Effects } from 'drbd-migrate/machines';
-import { migrationPaths, replayPath, simWorld } from 'drbd-migrate/testing';
+import { machinePaths, replayPath, simWorld } from 'drbd-migrate/testing';
 import { createContractSuite } from 'drbd-migrate/testing/vitest';
 import { sshEffects } from 'drbd-migrate/ssh';
 import { toDot, toMermaid, toSvg } from 'drbd-migrate/diagram';
@@ -176,7 +176,7 @@ const actor = createActor(provideEffects(migrationMachine, effects), { input: { 
 const done: Promise<ProtocolOutput> = runMigration({ instance: 'web1' }, effects, { clock: sim.clock });
 const drawn: string = toMermaid(migrationMachine) + toDot(migrationMachine);
 const svg: Promise<string> = toSvg(migrationMachine);
-const paths: number = migrationPaths({ machine: 'cleanup' }).paths.length;
+const paths: number = machinePaths({ machine: 'cleanup' }).paths.length;
 export { actor, done, drawn, svg, paths, replayPath, simWorld, createContractSuite, sshEffects, runOnRestate, serveWorker };
 `,
     );

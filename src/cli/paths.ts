@@ -1,9 +1,9 @@
 import { MACHINES, type MachineName, transitionsOf } from '../../machines/index.js';
-import { migrationPaths, replayPath, simWorld } from '../testing/index.js';
+import { machinePaths, replayPath, simWorld } from '../testing/index.js';
 
 /** The generated paths of a machine, replayed on the simulated cluster to measure what they cover. */
 export async function pathSummary(machine: MachineName) {
-  const set = migrationPaths({ machine });
+  const set = machinePaths({ machine });
   const covered = new Set<string>();
   for (const path of set.paths) {
     const result = await replayPath(path, (recipe) => simWorld(recipe));

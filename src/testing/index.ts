@@ -15,6 +15,7 @@ export {
 } from './oracle.js';
 export {
   type GeneratedPath,
+  machinePaths,
   migrationPaths,
   type PathSet,
   type PathStep,

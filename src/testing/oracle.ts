@@ -202,7 +202,7 @@ export function leftProblems(out: ProtocolOutput, after: WorldView): string[] {
       const listed = on[1]!.split(', ').sort();
       if (listed.join(', ') !== seen.join(', ')) said(line, `it is on ${seen.join(', ') || 'no node'}`);
     }
-    const disk = /^(\S+): (\S+) (\S+) (\S+)\/(\S+) /.exec(line);
+    const disk = /^(\S+): (\S+) (Primary|Secondary|Unknown) (\S+) /.exec(line);
     if (disk !== null) {
       const [, node, resource, role, connection] = disk;
       const d = after.disks[node!]?.find((x) => x.resource === resource);

@@ -238,7 +238,7 @@ export interface PathSet {
  * answers of VARIANTS; transition coverage (shortest path to each vertex, then each of its edges), so
  * no edge is dropped while the count stays linear in the graph's size.
  */
-export function migrationPaths(options: PathOptions = {}): PathSet {
+export function machinePaths(options: PathOptions = {}): PathSet {
   const machine = options.machine ?? 'migration';
   const logic: AnyStateMachine = options.logic ?? MACHINES[machine];
   const paths: GeneratedPath[] = [];
@@ -277,6 +277,9 @@ export function migrationPaths(options: PathOptions = {}): PathSet {
   if (machine === 'cleanup') paths.push(...paths.flatMap(inOtherWorlds));
   return { machine, vertices, edges, paths };
 }
+
+/** The name this had while it generated the migration's paths only; any machine's, as `machinePaths`. */
+export const migrationPaths = machinePaths;
 
 /**
  * The worlds a cleanup can start from besides a healthy or half-migrated one: the instance stopped

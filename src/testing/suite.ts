@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MACHINE_NAMES, MACHINES, type MachineName, transitionsOf } from '../../machines/index.js';
 import { runEvacuation } from '../runner/index.js';
 import { restProblems } from './oracle.js';
-import { type GeneratedPath, migrationPaths } from './paths.js';
+import { type GeneratedPath, machinePaths } from './paths.js';
 import { replayPath } from './replay.js';
 import type { MakeWorld } from './world.js';
 
@@ -37,7 +37,7 @@ function asFault(path: GeneratedPath, action: 'hang' | 'lost'): GeneratedPath {
  */
 export function createContractSuite(options: ContractSuiteOptions): void {
   for (const machine of options.machines ?? MACHINE_NAMES) {
-    const set = migrationPaths({ machine });
+    const set = machinePaths({ machine });
     const all = transitionsOf(MACHINES[machine]);
     const covered = new Set<string>();
     const name = (p: GeneratedPath) => `${p.description} ⇒ ${p.target}`;
