@@ -255,8 +255,11 @@ export function describeWorld(
   if (disks !== null) {
     for (const node of nodes) {
       for (const d of disks[node] ?? []) {
+        // Worded as `show` words a disk; the replication state only when it says more than connected.
+        const replicating =
+          d.replication === 'Established' || d.replication === 'Off' ? '' : ` ${d.replication}`;
         lines.push(
-          `${node}: ${d.resource} ${d.role} ${d.connection}/${d.replication} ${d.diskState}/${d.peerDiskState}` +
+          `${node}: ${d.resource} ${d.role} ${d.connection}${replicating} ${d.diskState}/${d.peerDiskState}` +
             (d.allowTwoPrimaries ? ' allow-two-primaries' : ''),
         );
       }

@@ -514,8 +514,8 @@ describe('the survey looks at each node on its own (issue 22 A.3)', () => {
     expect(out.left).toEqual([
       'instance web1 runs on none of node-b; node-a did not answer',
       'could not read the disk status on node-a',
-      'node-b: web1-disk0 Primary Connecting/Off UpToDate/DUnknown',
-      'node-b: web1-disk1 Primary Connecting/Off UpToDate/DUnknown',
+      'node-b: web1-disk0 Primary Connecting UpToDate/DUnknown',
+      'node-b: web1-disk1 Primary Connecting UpToDate/DUnknown',
     ]);
     // The node that did not answer the look gets a probe's deadline, the one that did a step's.
     expect(deadlines['node-a']).toBe(20_000);
