@@ -1,11 +1,15 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Effects } from '../machines/index.js';
 import { createSimCluster, restStateProblems, runMigration } from '../src/index.js';
 import { remoteEffects } from '../src/remote/client.js';
 import { type ServedCall, type ServedEffects, serveEffects } from '../src/remote/serve.js';
+import { cli } from './helpers.js';
+import { startWorker } from './processes.js';
+import { tempDir } from './tmp.js';
 
 /**
  * Effects over HTTP: the caller's signal and its hurry reach the call on the serving side. The served
@@ -124,5 +128,26 @@ describe('an outage of the effects endpoint', () => {
       front.closeAllConnections();
       front.close();
     }
+  });
+});
+
+describe('a worker on a world file of its own', () => {
+  it('holds the file like any writer: a command that would write it meanwhile is refused', async () => {
+    const dir = tempDir('drbd-migrate-worker-');
+    const file = join(dir, 'w.json');
+    expect((await cli('init', '--world', file)).code).toBe(0);
+    const worker = await startWorker(['--world', file]);
+    try {
+      const r = await cli('power', 'node-a', 'off', '--world', file);
+      expect(r.code).toBe(2);
+      expect(r.stderr[0]).toMatch(
+        /world file .* is being written by a worker \(pid \d+ on .*\): wait for it to end/,
+      );
+    } finally {
+      worker.child.kill('SIGTERM');
+      await worker.exited;
+    }
+    // Released when it ends.
+    expect((await cli('power', 'node-a', 'off', '--world', file)).code).toBe(0);
   });
 });

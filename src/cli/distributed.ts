@@ -9,7 +9,7 @@ import { createSimCluster } from '../sim/index.js';
 import { inputWithLimits, readClusterFile } from './cluster.js';
 import { UsageError } from './errors.js';
 import type { Values } from './options.js';
-import { loadWorld, saveWorld } from './worldFile.js';
+import { holdWorld, loadWorld, saveWorld } from './worldFile.js';
 
 /**
  * What the distributed commands share: which cluster a run belongs to (its runs' keys in Restate are
@@ -87,7 +87,9 @@ export async function workerWorld(values: Values): Promise<WorkerWorld> {
       close: () => {},
     };
   }
-  // A world file of this worker's own, saved after every step (one worker: two would each have a copy).
+  // A world file of this worker's own, saved after every step (one worker: two would each have a
+  // copy), and held like any writer's, so that no command writes it meanwhile.
+  const release = await holdWorld(world, 'a worker');
   const sim = createSimCluster(await loadWorld(world));
   sim.afterStep = () => saveWorld(world, sim.snapshot());
   return {
@@ -95,7 +97,7 @@ export async function workerWorld(values: Values): Promise<WorkerWorld> {
     effects: sim.effects,
     prepare: (_, input) => input,
     prepareEvacuation: (input) => input,
-    close: () => {},
+    close: () => void release(),
   };
 }
 

@@ -34,7 +34,7 @@ carry, is the file's base name. Runs until Ctrl-C or SIGTERM.`,
       views: { world: () => sim.snapshot() },
       ...(values.port === undefined ? {} : { port: portOf(values.port) }),
     });
-    io.out(`serving the simulated cluster of ${file} at ${served.url}`);
+    io.out(`serving the simulated cluster of ${file} at ${served.url} (pid ${process.pid})`);
     await untilInterrupted(io.onInterrupt);
     await served.close();
     await release();
