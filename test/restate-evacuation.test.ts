@@ -77,6 +77,17 @@ describe('an evacuation on Restate', () => {
     };
     expect(result.outcome).toBe('evacuated');
     expect(result.results.map((r) => r.outcome)).toEqual(Array(6).fill('migrated'));
+    // Each run's own steps, as a local drain shows them (read from its instance's status).
+    const stepped = new Set(
+      drained.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { type?: string; instance?: string })
+        .filter((e) => e.type === 'state' && e.instance !== undefined)
+        .map((e) => e.instance),
+    );
+    console.log(`steps seen of ${stepped.size} of the 6 runs`);
+    expect(stepped.size).toBeGreaterThanOrEqual(3);
     for (let i = 1; i <= 6; i++) expect(restStateProblems(sim.current(), `vm${i}`)).toEqual([]);
 
     // Each run's calls, from its first after taking its slots to its last: never three at once on node-a.

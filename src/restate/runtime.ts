@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { RunEvent, RunNotice } from '../runner/index.js';
 import type { EvacuationFollow, Runtime } from '../runtime/index.js';
 import {
   evacuationStatus,
@@ -26,19 +28,67 @@ export function restateRuntime(endpoints: RestateEndpoints, cluster: string): Ru
     status: (instance) => runStatus(endpoints, cluster, instance),
     evacuate: async (input, follow = {}) => {
       const id = await submitEvacuation(endpoints, cluster, input);
-      return following(id, followEvacuation(endpoints, cluster, input.node, id, noticesOf(follow)));
+      return following(id, drainFollowed(input.node, id, follow));
     },
     evacuationStatus: (node) => evacuationStatus(endpoints, cluster, node),
     resumeEvacuation: async (node, follow = {}) => {
       const status = await evacuationStatus(endpoints, cluster, node);
       if (status === null || status.output !== null) return null;
-      return following(status.run, followEvacuation(endpoints, cluster, node, status.run, noticesOf(follow)));
+      return following(status.run, drainFollowed(node, status.run, follow));
     },
   };
+
+  /** Follows a drain to its end, and its runs' steps too: all told before its outcome. */
+  async function drainFollowed(node: string, id: string, follow: EvacuationFollow) {
+    const runs: Promise<void>[] = [];
+    const output = await followEvacuation(endpoints, cluster, node, id, noticesOf(follow, runs));
+    await Promise.all(runs);
+    return output;
+  }
+
+  /**
+   * A drain's runs as Restate tells them: each start and end, and, for a follower of its instances'
+   * events, each run's own steps, read from its instance's status while it goes (as a local drain
+   * shows them).
+   */
+  function noticesOf(follow: EvacuationFollow, runs: Promise<void>[]) {
+    const tell = follow.onInstanceEvent;
+    const ended = new Set<string>();
+    const onNotice = (notice: RunNotice) => {
+      const instance = notice.request.instance;
+      if (notice.phase === 'end') ended.add(instance);
+      else if (tell !== undefined) {
+        ended.delete(instance);
+        runs.push(
+          stepsOf(
+            instance,
+            () => ended.has(instance),
+            (event) => tell(instance, event),
+          ),
+        );
+      }
+      follow.onRun?.(notice);
+    };
+    return { onNotice, ...(follow.abort === undefined ? {} : { abort: follow.abort }) };
+  }
+
+  /** Follows the run of `instance` that is starting, once its status shows it under way, to its end. */
+  async function stepsOf(instance: string, over: () => boolean, onEvent: (event: RunEvent) => void) {
+    try {
+      for (;;) {
+        const status = await runStatus(endpoints, cluster, instance);
+        if (status?.run !== undefined && status.output === null) {
+          await followRun(endpoints, cluster, instance, status.run, { onEvent });
+          return;
+        }
+        // Not yet under way (queued behind its slots), or ended before it could be seen.
+        if (over()) return;
+        await sleep(STATUS_POLL_MS, undefined, { ref: false });
+      }
+    } catch {
+      // The steps are for the view: the drain's own notices and outcome still tell how it went.
+    }
+  }
 }
 
-/** A drain's runs as Restate tells them: starts and ends (their steps stay with the workers). */
-const noticesOf = (follow: EvacuationFollow) => ({
-  ...(follow.onRun === undefined ? {} : { onNotice: follow.onRun }),
-  ...(follow.abort === undefined ? {} : { abort: follow.abort }),
-});
+const STATUS_POLL_MS = 250;
