@@ -175,6 +175,12 @@ describe('plain I/O errors are bad input: exit 2 with the path and the cause (it
     ]);
   });
 
+  it('an SVG diagram of a shipped machine is the drawing shipped in docs/ (Graphviz not run again)', async () => {
+    const r = await cli('diagram', 'cleanup', '--format', 'svg');
+    expect(r.code).toBe(0);
+    expect(`${r.stdout.join('\n')}\n`).toBe(readFileSync('docs/cleanup.svg', 'utf8'));
+  });
+
   it('a diagram into a folder that does not exist', async () => {
     const r = await cli('diagram', '-o', '/no-such-dir/x.mmd');
     expect(r.code).toBe(2);

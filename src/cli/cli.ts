@@ -1,29 +1,14 @@
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { LockedError, ResumeError } from '../journal/index.js';
 import { type Command, commandHelp, parseInvocation, synopsis } from './command.js';
 import { COMMANDS } from './commands/index.js';
 import { RunGoesOn, UsageError } from './errors.js';
 import type { CliIo } from './io.js';
+import { packageRoot } from './packageRoot.js';
 
 export type { CliIo } from './io.js';
 
-/** The package's version, from its package.json (two or three folders up, from src or dist). */
-export function version(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
-        name?: string;
-        version?: string;
-      };
-      if (pkg.name === 'drbd-migrate') return pkg.version ?? 'unknown';
-    } catch {}
-    dir = dirname(dir);
-  }
-  return 'unknown';
-}
+/** The package's version, from its package.json. */
+export const version = (): string => packageRoot()?.version ?? 'unknown';
 
 const EXIT_CODES = `Exit codes: 0 migrated or cleaned; 1 reverted (failed, the instance is safe on the source);
 2 rejected or bad input (nothing touched); 3 needsCleanup or failed (something is left to repair);
