@@ -137,6 +137,23 @@ const failoverCaseArb = fc.record({
     { minLength: 1, maxLength: 4 },
   ),
   crashAfter: fc.option(fc.integer({ min: 1, max: 14 }), { nil: null, freq: 2 }),
+  /** Faults in the first rejoin too; a second one, without, must finish what it left. */
+  rejoinFaults: fc.array(
+    fc.record({
+      effect: fc.constantFrom(
+        'probeNode',
+        'diskStatus',
+        'closeDisks',
+        'disconnectNet',
+        'attachNet',
+        'waitSync',
+        'shutdownInstance',
+      ),
+      call: fc.option(fc.integer({ min: 1, max: 3 }), { nil: null, freq: 4 }),
+      kind: fc.constantFrom('error' as const, 'hang' as const, 'lost' as const),
+    }),
+    { maxLength: 2 },
+  ),
 });
 
 type FailoverCase = typeof failoverCaseArb extends fc.Arbitrary<infer T> ? T : never;
@@ -182,8 +199,14 @@ async function checkFailover(c: FailoverCase): Promise<string[]> {
   }
   if (dead) {
     sim.reviveNode('node-a');
-    const back = await runRejoin({ instance: 'web1' }, sim.effects, { clock: sim.clock });
-    if (back.outcome !== 'rejoined') problems.push(`rejoin ended ${back.outcome}: ${back.error ?? ''}`);
+    sim.faults = c.rejoinFaults;
+    const first = await runRejoin({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    for (const p of primaryNodeProblems(first, viewOfSim(sim))) problems.push(`rejoin: ${p}`);
+    sim.faults = [];
+    if (first.outcome !== 'rejoined') {
+      const back = await runRejoin({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+      if (back.outcome !== 'rejoined') problems.push(`rejoin ended ${back.outcome}: ${back.error ?? ''}`);
+    }
   }
   const after = viewOfSim(sim);
   if (after.configPrimary !== 'node-b') problems.push(`the config names ${after.configPrimary}, not node-b`);
