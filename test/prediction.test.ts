@@ -1,0 +1,108 @@
+import { describe, expect, it } from 'vitest';
+import { type Convergence, DEFAULT_CONVERGENCE, predictCopy } from '../machines/index.js';
+import { createSimCluster, type MigrationStatus, runMigration } from '../src/index.js';
+
+/** Issue 24: the copy's prediction, checked against the simulated cluster's own copy of the memory. */
+
+const policy = (p: Partial<Convergence> = {}): Convergence => ({ ...DEFAULT_CONVERGENCE, ...p });
+
+/** A live migration of a guest of `memoryMiB` dirtying `dirtyMiBps` over all of its memory, on the simulator. */
+async function simulated(memoryMiB: number, dirtyMiBps: number, convergence: Partial<Convergence>) {
+  const sim = createSimCluster({
+    nodes: { 'node-a': { memoryMiB: 65_536 }, 'node-b': { memoryMiB: 65_536 } },
+    instances: [
+      {
+        name: 'web1',
+        primary: 'node-a',
+        secondary: 'node-b',
+        memoryMiB,
+        dirtyMiBps,
+        workingSetMiB: memoryMiB,
+      },
+    ],
+    settings: { migrationMiBps: 100_000 },
+  });
+  let started = 0;
+  let last: MigrationStatus | null = null;
+  const out = await runMigration({ instance: 'web1', convergence }, sim.effects, {
+    clock: sim.clock,
+    onCall: (call) => {
+      if (call.effect === 'migrateInstance' && call.phase === 'start') started = sim.clock.now();
+      if (call.effect === 'migrationStatus' && call.phase === 'done') last = call.output as MigrationStatus;
+    },
+  });
+  const status = last as MigrationStatus | null;
+  return { out, passes: status?.passes ?? null, seconds: ((status?.at ?? 0) - started) / 1000 };
+}
+
+describe('the copy prediction', () => {
+  it('an idle guest: one pass, then the switch-over', () => {
+    const p = predictCopy({ memoryMiB: 2048, dirtyMiBps: 0, policy: policy(), live: true });
+    expect(p).toMatchObject({ converges: true, stage: 'asIs', passes: 1, copySeconds: 16, downtimeMs: 0 });
+  });
+
+  it('a guest that dirties slower than the link: passes shrink until one fits the downtime', () => {
+    const p = predictCopy({ memoryMiB: 2048, dirtyMiBps: 32, policy: policy(), live: true });
+    expect(p).toMatchObject({
+      converges: true,
+      stage: 'asIs',
+      passes: 3,
+      copySeconds: 21.25,
+      downtimeMs: 250,
+    });
+    expect(p.says).toBe(
+      'predicted: converges as it starts, 3 passes, about 21.3 s, downtime about 250 ms (the guest dirties 32 MiB/s, the copy sends 128 MiB/s)',
+    );
+  });
+
+  it('a guest that dirties faster than the link never converges by itself, and says what would move it', () => {
+    const p = predictCopy({ memoryMiB: 2048, dirtyMiBps: 256, policy: policy(), live: true });
+    expect(p.converges).toBe(false);
+    expect(p.stage).toBeNull();
+    expect(p.says).toMatch(
+      /^predicted: never converges: the guest dirties 256 MiB\/s, the copy sends 128 MiB\/s, and 2048 MiB stay dirty each pass, more than 2000 ms of downtime can send; it would move with a downtime cap of 16000 ms or more, or auto-converge, or postcopy allowed, or a faster link, or a non-live migration$/,
+    );
+  });
+
+  it('the policy’s stages, in order: a raised downtime, the throttle, postcopy', () => {
+    const slowish = predictCopy({
+      memoryMiB: 256,
+      dirtyMiBps: 300,
+      policy: policy({ bandwidthMiBps: 256 }),
+      live: true,
+    });
+    expect(slowish).toMatchObject({ stage: 'raisedDowntime', downtimeMs: 1000 });
+    const busy = { memoryMiB: 2048, dirtyMiBps: 256, live: true };
+    expect(predictCopy({ ...busy, policy: policy({ autoConverge: true }) }).stage).toBe('autoConverge');
+    expect(predictCopy({ ...busy, policy: policy({ postcopy: true }) })).toMatchObject({
+      converges: true,
+      stage: 'postcopy',
+      downtimeMs: 0,
+    });
+  });
+
+  it('a non-live copy is one pass of the whole memory, paused', () => {
+    expect(predictCopy({ memoryMiB: 2048, dirtyMiBps: 999, policy: policy(), live: false })).toMatchObject({
+      converges: true,
+      passes: 1,
+      copySeconds: 16,
+      downtimeMs: 16_000,
+    });
+  });
+
+  for (const [memoryMiB, dirtyMiBps] of [
+    [2048, 32],
+    [4096, 64],
+    [1024, 100],
+  ] as const) {
+    it(`agrees with the simulator's copy: ${memoryMiB} MiB dirtied at ${dirtyMiBps} MiB/s`, async () => {
+      const predicted = predictCopy({ memoryMiB, dirtyMiBps, policy: policy(), live: true });
+      const sim = await simulated(memoryMiB, dirtyMiBps, {});
+      expect(sim.out.outcome).toBe('migrated');
+      expect(predicted.converges).toBe(true);
+      expect(sim.passes).toBe(predicted.passes);
+      // The simulator's polls land on its own steps: within a tenth.
+      expect(Math.abs(sim.seconds - predicted.copySeconds)).toBeLessThanOrEqual(predicted.copySeconds / 10);
+    });
+  }
+});
