@@ -189,6 +189,15 @@ export const NodeProbe = z.object({
 });
 export type NodeProbe = z.infer<typeof NodeProbe>;
 
+/** A guest's dirty rate as QEMU measured it. */
+export const DirtyRate = z.object({
+  dirtyMiBps: z.number().nonnegative(),
+  calcSeconds: z.number().int().positive(),
+  /** QEMU's mode: always page-sampling here (the others need KVM; under TCG they crash QEMU 7.2). */
+  mode: z.literal('page-sampling'),
+});
+export type DirtyRate = z.infer<typeof DirtyRate>;
+
 const Nodes = z.tuple([NodeName, NodeName]);
 const timeoutMs = z.number().int().nonnegative();
 const perNode = <T extends z.ZodType>(schema: T) => z.record(NodeName, schema);
@@ -217,6 +226,21 @@ export const effectSchemas = {
   nodeDiskStatus: { input: z.object({ ...onNode, ...withDisks }), output: z.array(DiskStatus) },
   probeNode: { input: z.object({ ...onNode }), output: NodeProbe },
   migrationInfo: { input: z.object({ ...onNode }), output: MigrationInfo },
+  /**
+   * How fast the running guest dirties its memory, measured without migrating it (QEMU's
+   * calc-dirty-rate, page sampling: it counts each sampled page once per window, so a guest that
+   * rewrites a small set of pages shows that set's size per window). Read-only; refused for a guest
+   * that is not running. It takes `calcSeconds` whole seconds.
+   */
+  measureDirtyRate: {
+    input: z.object({
+      ...onNode,
+      calcSeconds: z.number().int().min(1).max(60),
+      /** Pages sampled per GiB of guest memory (QEMU's sample-pages, 512 by default). */
+      samplePages: z.number().int().min(0).max(10_000),
+    }),
+    output: DirtyRate,
+  },
   // storage
   closeDisks: { input: z.object({ ...onNode, ...withDisks }), output: Ack },
   openDisks: { input: z.object({ ...onNode, ...withDisks, exclusive: z.boolean() }), output: Ack },

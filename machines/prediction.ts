@@ -104,7 +104,11 @@ function done(stage: CopyStage, passes: number, seconds: number, downtimeMs: num
     passes,
     copySeconds: round(seconds, 2),
     downtimeMs: Math.round(downtimeMs),
-    says: `predicted: converges ${how[stage]}, ${passes} ${passes === 1 ? 'pass' : 'passes'}, about ${round(seconds)} s, downtime about ${Math.round(downtimeMs)} ms (the guest dirties ${round(facts.dirtyMiBps)} MiB/s, the copy sends ${facts.policy.bandwidthMiBps} MiB/s)`,
+    says: `predicted: converges ${how[stage]}, ${passes} ${passes === 1 ? 'pass' : 'passes'}, about ${round(seconds)} s, downtime about ${Math.round(downtimeMs)} ms (${
+      facts.live
+        ? `the guest dirties ${round(facts.dirtyMiBps)} MiB/s, the copy sends`
+        : 'the guest is paused for the copy, which sends'
+    } ${facts.policy.bandwidthMiBps} MiB/s)`,
   };
 }
 

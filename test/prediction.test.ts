@@ -1,6 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type Convergence, DEFAULT_CONVERGENCE, predictCopy } from '../machines/index.js';
-import { createSimCluster, type MigrationStatus, runMigration } from '../src/index.js';
+import { saveWorld } from '../src/cli/worldFile.js';
+import { createSimCluster, createWorld, type MigrationStatus, runMigration } from '../src/index.js';
+import { cli } from './helpers.js';
+import { tempDir } from './tmp.js';
 
 /** Issue 24: the copy's prediction, checked against the simulated cluster's own copy of the memory. */
 
@@ -105,4 +110,60 @@ describe('the copy prediction', () => {
       expect(Math.abs(sim.seconds - predicted.copySeconds)).toBeLessThanOrEqual(predicted.copySeconds / 10);
     });
   }
+});
+
+describe('drbd-migrate plan', () => {
+  const worldWith = async (instance: Record<string, unknown>) => {
+    const file = join(tempDir('drbd-migrate-plan-'), 'w.json');
+    await saveWorld(
+      file,
+      createWorld({
+        instances: [{ name: 'web1', primary: 'node-a', secondary: 'node-b', memoryMiB: 2048, ...instance }],
+      }),
+    );
+    return file;
+  };
+
+  it('measures the guest on its primary and predicts its copy; the world file is not changed', async () => {
+    const file = await worldWith({ dirtyMiBps: 32, workingSetMiB: 2048 });
+    const before = readFileSync(file, 'utf8');
+    const r = await cli('plan', 'web1', '--world', file);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toEqual([
+      'web1: 2048 MiB on node-a, live',
+      'measured: dirties 32 MiB/s (QEMU calc-dirty-rate, page sampling over 1 s)',
+      'predicted: converges as it starts, 3 passes, about 21.3 s, downtime about 250 ms (the guest dirties 32 MiB/s, the copy sends 128 MiB/s)',
+    ]);
+    expect(readFileSync(file, 'utf8')).toBe(before);
+  });
+
+  it('says when a guest never converges, and what would move it', async () => {
+    const file = await worldWith({ dirtyMiBps: 4096, workingSetMiB: 2048 });
+    const r = await cli('plan', 'web1', '--world', file, '--calc-seconds', '2', '--json');
+    expect(r.code).toBe(0);
+    const [plan] = r.json();
+    expect(plan).toMatchObject({
+      type: 'plan',
+      measured: { dirtyMiBps: 1024, calcSeconds: 2, mode: 'page-sampling' },
+      prediction: { converges: false, stage: null },
+    });
+  });
+
+  it('a non-live copy is not measured: one pass, paused', async () => {
+    const file = await worldWith({ dirtyMiBps: 32 });
+    const r = await cli('plan', 'web1', '--world', file, '--non-live');
+    expect(r.stdout).toEqual([
+      'web1: 2048 MiB on node-a, non-live',
+      'predicted: converges as it starts, 1 pass, about 16 s, downtime about 16000 ms (the guest is paused for the copy, which sends 128 MiB/s)',
+    ]);
+  });
+
+  it('a guest that is not running cannot be measured: refused, exit 2', async () => {
+    const file = await worldWith({ running: false });
+    const r = await cli('plan', 'web1', '--world', file);
+    expect(r.code).toBe(2);
+    expect(r.stderr[0]).toMatch(
+      /cannot measure the dirty rate of web1 on node-a: .*its dirty rate is measured only while it runs/,
+    );
+  });
 });

@@ -381,4 +381,34 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     await waitForTicks(from, ticksOn(from).length + 1);
     expect(ticksOn(from)).toContain(lastThere + 1);
   }, 180_000);
+
+  it('measures the running guest’s dirty rate through QMP, page sampling only (QEMU under TCG), and the guest runs on', async () => {
+    const where = (await loadCluster(tb.clusterPath)).instances[0]!.primary;
+    const seen = recording();
+    const backend = await sshEffects(tb.clusterPath, { shellFor: recordingShell(seen) });
+    try {
+      const rate = await backend.effects.measureDirtyRate(
+        { instance: 'web1', node: where, timeoutMs: 20_000, calcSeconds: 1, samplePages: 512 },
+        new AbortController().signal,
+      );
+      expect(rate).toMatchObject({ calcSeconds: 1, mode: 'page-sampling' });
+      expect(rate.dirtyMiBps).toBeGreaterThanOrEqual(0);
+      console.log(`the busy ticker dirties ${rate.dirtyMiBps} MiB/s as QEMU measured it`);
+    } finally {
+      backend.close();
+    }
+    const asked = seen.qmp
+      .filter((q) => q.execute === 'calc-dirty-rate')
+      .map(({ node, execute, arguments: args }) => ({ node, execute, arguments: args }));
+    expect(asked).toEqual([
+      {
+        node: where,
+        execute: 'calc-dirty-rate',
+        arguments: { 'calc-time': 1, 'sample-pages': 512, mode: 'page-sampling' },
+      },
+    ]);
+    expect(seen.qmp.filter((q) => q.execute === 'query-dirty-rate').length).toBeGreaterThanOrEqual(1);
+    expect(alive(where)).toBe(true);
+    await waitForTicks(where, ticksOn(where).length + 1);
+  }, 60_000);
 });

@@ -36,6 +36,8 @@ type AnyInput = {
   memoryMiB?: number;
   postcopy?: boolean;
   bandwidthMiBps?: number;
+  calcSeconds?: number;
+  samplePages?: number;
   downtimeMs?: number;
   prepare?: { autoConverge: boolean; postcopy: boolean };
   throttle?: true;
@@ -82,6 +84,16 @@ export function plannedCommands(
       );
     case 'instanceInfo':
       return nodes.flatMap((n) => [qmp(n, 'query-status'), qmp(n, 'query-memory-size-summary')]);
+    case 'measureDirtyRate':
+      return nodes.flatMap((n) => [
+        qmp(n, 'query-status'),
+        qmp(n, 'calc-dirty-rate', {
+          'calc-time': input.calcSeconds,
+          'sample-pages': input.samplePages,
+          mode: 'page-sampling',
+        }),
+        qmp(n, 'query-dirty-rate'),
+      ]);
     case 'instanceList':
     case 'migrationInfo':
       return nodes.map((n) => qmp(n, 'query-status'));

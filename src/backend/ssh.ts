@@ -172,6 +172,16 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       return { state };
     },
 
+    measureDirtyRate: async ({ instance, node, timeoutMs, calcSeconds, samplePages }, signal) => {
+      const q = qemu(node, instance);
+      const state = await q.status(timeoutMs, signal);
+      if (state !== 'running')
+        throw new Error(
+          `${node}: instance ${instance} is ${state ?? 'not running'}: its dirty rate is measured only while it runs`,
+        );
+      return q.dirtyRate(calcSeconds, samplePages, timeoutMs, signal);
+    },
+
     closeDisks: async ({ instance, node, timeoutMs }, signal) => {
       const inst = instanceSpec(instance);
       if (isShared(inst)) {

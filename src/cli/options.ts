@@ -69,6 +69,11 @@ export const OPTIONS = {
     value: 'N',
     help: 'runs at once in all (default 2)',
   },
+  'calc-seconds': {
+    type: 'string',
+    value: 'N',
+    help: "how long QEMU samples the guest's dirty pages, whole seconds (1 to 60, default 1)",
+  },
   'per-node': {
     type: 'string',
     value: 'N',

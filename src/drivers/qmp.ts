@@ -130,6 +130,13 @@ export class QmpSession {
 }
 
 export const QueryStatus = z.object({ status: z.string(), running: z.boolean() });
+/** query-dirty-rate (QEMU 5.2+): `dirty-rate` in MiB/s once `status` is measured. */
+export const QueryDirtyRate = z.object({
+  status: z.enum(['unstarted', 'measuring', 'measured']),
+  'dirty-rate': z.number().optional(),
+  'calc-time': z.number().optional(),
+  mode: z.string().optional(),
+});
 export const QueryMigrate = z.object({
   status: z.string().optional(),
   ram: z

@@ -377,6 +377,25 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
         if (vm === undefined) throw new Error(`Instance ${input.instance} not running on ${input.node}`);
         return { memoryMiB: vm.memoryMiB, uptimeMs: uptimeOf(world, vm) };
       }),
+    // Page sampling counts a page once per window: a guest rewriting its working set shows that
+    // set's size per window, however often it rewrites it.
+    measureDirtyRate: (input, signal) =>
+      act('measureDirtyRate', input, signal, input.calcSeconds * 1000, () => {
+        const vm = vmOn(world, input.node, input.instance);
+        if (vm?.state !== 'running')
+          throw new Error(
+            `Instance ${input.instance} is ${vm?.state ?? 'not running'} on ${input.node}: its dirty rate is measured only while it runs`,
+          );
+        const guest = world.guests[input.instance];
+        const rate =
+          guest === undefined
+            ? 0
+            : Math.min(
+                guest.dirtyMiBps * (1 - vm.tuning.throttlePercent / 100),
+                guest.workingSetMiB / input.calcSeconds,
+              );
+        return { dirtyMiBps: rate, calcSeconds: input.calcSeconds, mode: 'page-sampling' as const };
+      }),
     closeDisks: (input, signal) =>
       act('closeDisks', input, signal, step, () =>
         onDisks(input.disks, (d) => {

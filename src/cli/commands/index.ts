@@ -8,6 +8,7 @@ import { failover } from './failover.js';
 import { init } from './init.js';
 import { migrate } from './migrate.js';
 import { paths } from './paths.js';
+import { plan } from './plan.js';
 import { power } from './power.js';
 import { rejoin } from './rejoin.js';
 import { resume } from './resume.js';
@@ -20,6 +21,7 @@ import { worker } from './worker.js';
 export const COMMANDS: readonly Command[] = [
   demo,
   migrate,
+  plan,
   failover,
   evacuate,
   rejoin,

@@ -1,0 +1,142 @@
+import {
+  DEFAULT_CONVERGENCE,
+  DEFAULT_LIMITS,
+  type Effects,
+  effectSchemas,
+  type ProtocolInput,
+  predictCopy,
+} from '../../../machines/index.js';
+import { sshEffects } from '../../backend/index.js';
+import { remoteEffects } from '../../remote/client.js';
+import { createSimCluster } from '../../sim/index.js';
+import { inputWithLimits, readClusterFile } from '../cluster.js';
+import type { Command } from '../command.js';
+import { isServedWorld } from '../distributed.js';
+import { UsageError } from '../errors.js';
+import { instanceName } from '../input.js';
+import { loadWorld } from '../worldFile.js';
+
+/** QEMU's own default: pages sampled per GiB of guest memory. */
+const SAMPLE_PAGES = 512;
+
+export const plan: Command = {
+  name: 'plan',
+  summary: 'predict a live migration before it starts: the guest’s dirty rate, passes, time, downtime',
+  args: [{ name: 'INSTANCE' }],
+  oneOf: ['cluster', 'world'],
+  options: ['cluster', 'world', 'non-live', 'calc-seconds', 'json'],
+  description: `Reads the instance's config, asks QEMU on its primary how fast the guest dirties its memory
+(calc-dirty-rate with page sampling: read-only, it takes --calc-seconds whole seconds), and predicts
+the live copy from it and the copy's policy (the cluster file's bandwidth, downtime and convergence
+options): how many dirty passes, how long, how long the guest pauses, and which of the policy's
+stages it needs (a raised downtime, auto-converge, postcopy), or that it never converges and what
+would make it move. Nothing is changed. A non-live migration (the instance's default, or --non-live)
+is one pass of its whole memory, with the guest paused.
+
+Page sampling counts a page once per window: a guest that rewrites a small set of pages shows that
+set's size per window; the prediction takes what it dirties as growing with the pass's length, so
+it errs towards more passes.`,
+  examples: [
+    'drbd-migrate plan web1 --cluster cluster.yaml',
+    'drbd-migrate plan web1 --world /tmp/w.json --calc-seconds 2 --json',
+  ],
+  async run({ args, values, io }) {
+    const instance = instanceName(args.INSTANCE!);
+    const calcSeconds = wholeSeconds(values['calc-seconds'] ?? '1');
+    const { effects, policy, close } = await effectsFor(values, instance);
+    try {
+      const timeoutMs = DEFAULT_LIMITS.stepTimeoutMs;
+      const signal = AbortSignal.timeout(timeoutMs + calcSeconds * 1000);
+      const config = effectSchemas.getInstance.output.parse(
+        await effects.getInstance({ instance, timeoutMs }, signal),
+      );
+      const node = config.primaryNode;
+      const live = values['non-live'] !== true && config.migrationMode === 'live';
+      // A guest that cannot be measured (not running, its QEMU too old) is a refusal: nothing changed.
+      const measured = live
+        ? await effects
+            .measureDirtyRate(
+              {
+                instance,
+                node,
+                timeoutMs: timeoutMs + calcSeconds * 1000,
+                calcSeconds,
+                samplePages: SAMPLE_PAGES,
+              },
+              signal,
+            )
+            .then(
+              (answer) => effectSchemas.measureDirtyRate.output.parse(answer),
+              (error: unknown) => {
+                throw new UsageError(
+                  `cannot measure the dirty rate of ${instance} on ${node}: ${(error as Error).message}`,
+                );
+              },
+            )
+        : null;
+      const prediction = predictCopy({
+        memoryMiB: config.memoryMiB,
+        dirtyMiBps: measured?.dirtyMiBps ?? 0,
+        policy,
+        live,
+      });
+      if (values.json === true) {
+        io.out(
+          JSON.stringify({
+            type: 'plan',
+            instance,
+            node,
+            memoryMiB: config.memoryMiB,
+            live,
+            measured,
+            prediction,
+          }),
+        );
+        return 0;
+      }
+      io.out(`${instance}: ${config.memoryMiB} MiB on ${node}, ${live ? 'live' : 'non-live'}`);
+      if (measured !== null)
+        io.out(
+          `measured: dirties ${Math.round(measured.dirtyMiBps * 10) / 10} MiB/s (QEMU calc-dirty-rate, page sampling over ${measured.calcSeconds} s)`,
+        );
+      io.out(prediction.says);
+      return 0;
+    } finally {
+      close();
+    }
+  },
+};
+
+function wholeSeconds(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 60)
+    throw new UsageError(`bad --calc-seconds '${text}': expected a whole number of seconds from 1 to 60`);
+  return n;
+}
+
+/** What the plan reads through, and the copy's policy there; nothing it touches is saved. */
+async function effectsFor(
+  values: Record<string, unknown>,
+  instance: string,
+): Promise<{ effects: Effects; policy: typeof DEFAULT_CONVERGENCE; close: () => void }> {
+  if (typeof values.cluster === 'string') {
+    const file = await readClusterFile(values.cluster);
+    if (!file.instances.some((i) => i.name === instance))
+      throw new UsageError(`instance ${instance} is not in ${values.cluster}`);
+    const backend = await sshEffects(values.cluster);
+    const given: ProtocolInput = inputWithLimits(file, { instance });
+    return {
+      effects: backend.effects,
+      policy: { ...DEFAULT_CONVERGENCE, ...given.convergence },
+      close: () => backend.close(),
+    };
+  }
+  const world = values.world as string;
+  if (isServedWorld(world))
+    return { effects: remoteEffects(world), policy: DEFAULT_CONVERGENCE, close: () => {} };
+  const loaded = await loadWorld(world);
+  if (loaded.config.instances[instance] === undefined)
+    throw new UsageError(`instance ${instance} is not in world file ${world}`);
+  // A copy of the world: the measurement's simulated seconds are not saved.
+  return { effects: createSimCluster(loaded).effects, policy: DEFAULT_CONVERGENCE, close: () => {} };
+}
