@@ -54,6 +54,17 @@ export const Convergence = z
     postcopyAfterPasses: passes.describe(
       'Postcopy only after this many dirty passes (Ganeti switches after 2); default 2.',
     ),
+    predict: z
+      .boolean()
+      .describe(
+        'Before a live copy, measure how fast the guest dirties memory (QEMU calc-dirty-rate) and refuse one predicted never to converge, touching nothing; default true.',
+      ),
+    measureSeconds: z
+      .number()
+      .int('must be a whole number of seconds')
+      .min(1)
+      .max(60)
+      .describe('How long that measurement samples the guest, whole seconds; default 1.'),
   })
   .strict();
 export type Convergence = z.infer<typeof Convergence>;
@@ -69,6 +80,8 @@ export const DEFAULT_CONVERGENCE: Convergence = {
   autoConverge: false,
   postcopy: false,
   postcopyAfterPasses: 2,
+  predict: true,
+  measureSeconds: 1,
 };
 
 /** Where a copy stands against its policy: what is set now, how the passes went, what was tried. */

@@ -61,7 +61,14 @@ export { inputProblem, issuesText, ProtocolInputSchema } from './input.js';
 export { DEFAULT_LIMITS, Limits, MAX_TIMER_MS } from './limits.js';
 export { migrationMachine } from './migration.js';
 export * from './names.js';
-export { type CopyFacts, type CopyPrediction, type CopyStage, predictCopy } from './prediction.js';
+export {
+  type CopyFacts,
+  type CopyPrediction,
+  type CopyStage,
+  forecastCopy,
+  type MigrationForecast,
+  predictCopy,
+} from './prediction.js';
 export {
   type Commit,
   type Found,

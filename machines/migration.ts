@@ -8,7 +8,7 @@ import {
   hypervisorMismatch,
   planMemory,
 } from './checks.js';
-import type { InstanceInfo, MigrationStatus, NodeInfo } from './contract.js';
+import type { DirtyRate, InstanceInfo, MigrationStatus, NodeInfo } from './contract.js';
 import { mayPostcopy } from './convergence.js';
 import { meta } from './describe.js';
 import {
@@ -20,6 +20,7 @@ import {
   waitUntilSync,
 } from './flows.js';
 import { nextPollTimeout } from './limits.js';
+import { forecastCopy } from './prediction.js';
 import {
   bothNodes,
   copyOverdueMessage,
@@ -27,6 +28,7 @@ import {
   type ProtocolContext,
   protocol,
   runMachineBase,
+  stepTimeout,
 } from './protocol.js';
 import {
   abortTo,
@@ -52,6 +54,7 @@ import {
   sequence,
   sourceNode,
   targetNode,
+  warning,
 } from './steps.js';
 
 /**
@@ -140,18 +143,55 @@ export const migrationMachine = protocol.createMachine({
         storageKind: {
           description:
             'DRBD disks are checked for consistency; shared storage (Ganeti’s ext-mirror migration) has nothing to replicate.',
-          always: [{ guard: 'sharedStorage', target: 'passed' }, { target: 'checkingDisks' }],
+          always: [{ guard: 'sharedStorage', target: 'predicting' }, { target: 'checkingDisks' }],
         },
         checkingDisks: judgedRead({
           src: 'diskStatus',
           description: 'Every disk Connected and UpToDate/UpToDate, single-master, on both nodes.',
           input: aboutDisksOnBoth,
           problem: (c, status) => checkDiskConsistency(status, c.instance, c.source, c.target),
-          next: 'passed',
+          next: 'predicting',
           failTo: '#migration.rejected',
           failure: (_, e) => `Cannot check disk consistency: ${e}`,
           says: () => '* checking disk consistency between source and target',
           rules: [4],
+        }),
+        predicting: {
+          description: 'A live copy is predicted first, when its policy asks for it (the default).',
+          always: [{ guard: 'predictionWanted', target: 'measuring' }, { target: 'passed' }],
+        },
+        measuring: effectStep({
+          src: 'measureDirtyRate',
+          description:
+            'How fast does the guest dirty its memory (QEMU calc-dirty-rate, page sampling)? A copy predicted never to converge, even by the most hopeful reading, is refused here.',
+          input: (c) => ({
+            instance: c.instance,
+            node: c.source,
+            calcSeconds: c.policy.measureSeconds,
+            samplePages: SAMPLE_PAGES,
+          }),
+          timeoutMs: (c) => stepTimeout(c) + c.policy.measureSeconds * 1000,
+          next: [
+            {
+              guard: fromAnswer('rejects', (rate: DirtyRate, c) => ({ problem: refusal(c, rate) })),
+              target: '#migration.rejected',
+              actions: fromAnswer('fail', (rate: DirtyRate, c) => ({ message: refusal(c, rate) })),
+            },
+            {
+              target: 'passed',
+              actions: fromAnswer('feedback', (rate: DirtyRate, c) => ({
+                message: `* ${forecastOf(c, rate).says}`,
+              })),
+            },
+          ],
+          // A prediction is advice: without it the copy is judged pass by pass, as always.
+          goOnTo: 'passed',
+          noting: [
+            warning(
+              (c, e) =>
+                `Could not measure how fast ${c.instance} dirties its memory (${e}); the copy is judged pass by pass as always`,
+            ),
+          ],
         }),
         passed: {
           description: 'Every check passed: balloon the instance if the target needs room, then go on.',
@@ -590,3 +630,25 @@ const memoryPlan = (c: ProtocolContext, nodes: Record<string, NodeInfo>) =>
     c.handover.currentMemoryMiB ?? c.config?.memoryMiB ?? 0,
     c.request.allowRuntimeChanges,
   );
+
+/** QEMU's own default: pages sampled per GiB of guest memory. */
+const SAMPLE_PAGES = 512;
+
+/** The copy as the measured rate predicts it, for the memory it will copy (after any balloon). */
+function forecastOf(c: ProtocolContext, rate: DirtyRate) {
+  return forecastCopy({
+    memoryMiB: c.handover.balloonToMiB ?? c.handover.currentMemoryMiB ?? c.config?.memoryMiB ?? 0,
+    dirtyMiBps: rate.dirtyMiBps,
+    policy: c.policy,
+    live: true,
+    windowSeconds: rate.calcSeconds,
+  });
+}
+
+/** Why the copy is refused before anything is touched, or null. */
+function refusal(c: ProtocolContext, rate: DirtyRate): string | null {
+  const forecast = forecastOf(c, rate);
+  return forecast.hopeless
+    ? `Not migrating instance ${c.instance}: ${forecast.says}; nothing was touched (set convergence.predict false to try it anyway)`
+    : null;
+}

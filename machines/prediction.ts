@@ -33,6 +33,13 @@ export interface CopyFacts {
   policy: Convergence;
   /** A live copy (a non-live one pauses the guest: one pass, never dirtied). */
   live: boolean;
+  /**
+   * The measurement's window, seconds. Page sampling counts a page once per window, so the rate it
+   * gives may be a working set rewritten within the window rather than a stream: given the window,
+   * a pass is taken to dirty no more than one window's worth (the most hopeful reading; without it,
+   * the dirty set grows with the pass, the most doubtful one).
+   */
+  windowSeconds?: number;
 }
 
 /** A pass that is not at least this much smaller than the last counts as stalled. */
@@ -62,7 +69,8 @@ export function predictCopy(facts: CopyFacts): CopyPrediction {
     }
     if (!facts.live) return done('asIs', 1, sending, sending * 1000, facts);
     seconds += sending;
-    const next = Math.min(memory, rate * (1 - throttle / 100) * sending);
+    const dirtying = facts.windowSeconds === undefined ? sending : Math.min(sending, facts.windowSeconds);
+    const next = Math.min(memory, rate * (1 - throttle / 100) * dirtying);
     if (throttle > 0) throttle = Math.min(THROTTLE_MAX, throttle + THROTTLE_STEP);
     stalls = next >= remainder * SHRINK ? stalls + 1 : 0;
     remainder = next;
@@ -92,12 +100,7 @@ export function predictCopy(facts: CopyFacts): CopyPrediction {
 }
 
 function done(stage: CopyStage, passes: number, seconds: number, downtimeMs: number, facts: CopyFacts) {
-  const how: Record<CopyStage, string> = {
-    asIs: 'as it starts',
-    raisedDowntime: 'once its downtime limit is raised',
-    autoConverge: 'once the guest is throttled (auto-converge)',
-    postcopy: 'by switching to postcopy',
-  };
+  const how = STAGE_WORDS;
   return {
     converges: true,
     stage,
@@ -130,3 +133,38 @@ function never(facts: CopyFacts, remainder: number, downtimeMs: number, passes: 
     says: `predicted: never converges: the guest dirties ${round(facts.dirtyMiBps)} MiB/s, the copy sends ${p.bandwidthMiBps} MiB/s, and ${round(remainder)} MiB stay dirty each pass, more than ${downtimeMs} ms of downtime can send; it would move with ${needs.join(', or ')}`,
   };
 }
+
+/**
+ * The two readings of one measurement: a working set rewritten within the window (hopeful) and a
+ * dirty set that grows with each pass (doubtful). A copy is refused only when even the hopeful one
+ * never converges; the range is what the operator is told.
+ */
+export interface MigrationForecast {
+  hopeful: CopyPrediction;
+  doubtful: CopyPrediction;
+  /** Even the hopeful reading never converges: refuse before anything is touched. */
+  hopeless: boolean;
+  says: string;
+}
+
+export function forecastCopy(facts: CopyFacts & { windowSeconds: number }): MigrationForecast {
+  const hopeful = predictCopy(facts);
+  const doubtful = predictCopy({ ...facts, windowSeconds: undefined });
+  const span = (a: number, b: number, unit: string) =>
+    Math.round(a) === Math.round(b)
+      ? `about ${Math.round(a)}${unit}`
+      : `${Math.round(a)}–${Math.round(b)}${unit}`;
+  const says = !hopeful.converges
+    ? hopeful.says
+    : !doubtful.converges
+      ? `${hopeful.says.replace('predicted: ', 'predicted: if the guest rewrites the same pages, ')}; if its dirty set keeps growing it never converges, which the copy will show pass by pass`
+      : `predicted: converges ${hopeful.stage === doubtful.stage ? STAGE_WORDS[hopeful.stage!] : `${STAGE_WORDS[hopeful.stage!]} or ${STAGE_WORDS[doubtful.stage!]}`}, ${hopeful.passes === doubtful.passes ? `${hopeful.passes} ${hopeful.passes === 1 ? 'pass' : 'passes'}` : `${hopeful.passes}–${doubtful.passes} passes`}, ${span(hopeful.copySeconds, doubtful.copySeconds, ' s')}, downtime ${span(hopeful.downtimeMs, doubtful.downtimeMs, ' ms')} (the guest dirties ${Math.round(facts.dirtyMiBps * 10) / 10} MiB/s, the copy sends ${facts.policy.bandwidthMiBps} MiB/s)`;
+  return { hopeful, doubtful, hopeless: !hopeful.converges, says };
+}
+
+const STAGE_WORDS: Record<CopyStage, string> = {
+  asIs: 'as it starts',
+  raisedDowntime: 'once its downtime limit is raised',
+  autoConverge: 'once the guest is throttled (auto-converge)',
+  postcopy: 'by switching to postcopy',
+};

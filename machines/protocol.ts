@@ -440,6 +440,8 @@ export const protocol = setup({
     mayRetryCommit: ({ context }) => context.commit.attempts < 2,
     finalizeFailed: ({ context }) => context.handover.finalizeErrors.length > 0,
     needsBalloon: ({ context }) => context.handover.balloonToMiB !== null,
+    /** A live copy whose policy asks for a prediction first. */
+    predictionWanted: ({ context }) => context.handover.live === true && context.policy.predict,
     sharedStorage: ({ context }) => isSharedStorage(context.config),
     migrationCompleted: ({ context }) => copyPhase(context) === 'completed',
     migrationFailed: ({ context }) => copyPhase(context) === 'failed',

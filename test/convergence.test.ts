@@ -27,8 +27,28 @@ describe('the convergence policy on the simulated cluster', () => {
     expectTruthfulOutcome(run);
   });
 
-  it('without a stage left, aborts and reverts, saying it did not converge and what it tried', async () => {
+  it('a copy predicted never to converge, even by the most hopeful reading, is refused before anything is touched', async () => {
     const run = await simulate('migration', { spec: busy(400) });
+    expect(run.out.outcome).toBe('rejected');
+    expect(run.out.error).toMatch(
+      /^Not migrating instance web1: predicted: never converges: the guest dirties 400 MiB\/s, the copy sends 128 MiB\/s, and 400 MiB stay dirty each pass, more than 2000 ms of downtime can send; it would move with a downtime cap of 3125 ms or more, or auto-converge, or postcopy allowed, or a faster link, or a non-live migration; nothing was touched/,
+    );
+    expect(run.calls.map((c) => c.effect)).not.toContain('closeDisks');
+    expectTruthfulOutcome(run);
+    // With a stage that can help, it goes ahead, saying what it predicts.
+    const helped = await simulate('migration', {
+      spec: busy(400),
+      input: { convergence: { downtimeCapMs: 4000 } },
+    });
+    expect(helped.out.outcome).toBe('migrated');
+    expect(feedback(helped.events).join('\n')).toMatch(
+      /\* predicted: if the guest rewrites the same pages, converges once its downtime limit is raised/,
+    );
+  });
+
+  it('without a stage left, aborts and reverts, saying it did not converge and what it tried', async () => {
+    // The prediction off: the copy is tried and judged pass by pass.
+    const run = await simulate('migration', { spec: busy(400), input: { convergence: { predict: false } } });
     expect(run.out.outcome).toBe('reverted');
     expect(run.out.tried).toEqual([
       'downtime limit 300 → 600 ms',
@@ -43,7 +63,7 @@ describe('the convergence policy on the simulated cluster', () => {
     // The policy off (the cap at the start): the same end, with nothing tried.
     const off = await simulate('migration', {
       spec: busy(400),
-      input: { convergence: { downtimeCapMs: 300 } },
+      input: { convergence: { downtimeCapMs: 300, predict: false } },
     });
     expect(off.out.outcome).toBe('reverted');
     expect(off.out.error).toMatch(/did not converge .* tried: nothing \(the policy allows no stage\)/);
@@ -152,7 +172,7 @@ describe('memory put back after a failed migration (Ganeti forgets to)', () => {
 
   it('puts it back when the copy is given up for not converging', async () => {
     const spec = { ...tight, instances: [{ ...tight.instances[0]!, dirtyMiBps: 400, workingSetMiB: 512 }] };
-    const run = await simulate('migration', { spec });
+    const run = await simulate('migration', { spec, input: { convergence: { predict: false } } });
     expect(run.out.outcome).toBe('reverted');
     expect(vmOn(run.sim.world, 'node-a', 'web1')?.memoryMiB).toBe(2048);
   });

@@ -27,6 +27,7 @@ const POINTS: Partial<Record<EffectName, [string, string][]>> = {
     ['read back before promoting (rule 4)', '(no such check)'],
   ],
   migrationInfo: [['migration info from the source', 'error, nothing changed']],
+  measureDirtyRate: [['prerequisites: how fast the guest dirties memory (the prediction)', '(no such step)']],
   closeDisks: [
     ['close target disks', 'error, no revert; needs --cleanup'],
     ['close source disks (after the commit)', 'error, config = target, dual-master; needs --cleanup'],

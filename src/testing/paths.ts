@@ -152,7 +152,14 @@ const INPUTS: Record<MachineName, Partial<ProtocolInput>[]> = {
     {},
     {
       allowFailover: true,
-      convergence: { stallPasses: 1, autoConverge: true, postcopy: true, postcopyAfterPasses: 8 },
+      // Without the prediction: the copy meets the stages it is there to explore.
+      convergence: {
+        stallPasses: 1,
+        autoConverge: true,
+        postcopy: true,
+        postcopyAfterPasses: 8,
+        predict: false,
+      },
     },
   ],
   cleanup: [{}],

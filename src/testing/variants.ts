@@ -437,6 +437,24 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
     },
   ],
   migrationInfo: [{ name: 'info', output: () => ({ memoryMiB: 2048 }) }],
+  measureDirtyRate: [
+    // The demo's guests are idle.
+    { name: 'calm', output: () => ({ dirtyMiBps: 0, calcSeconds: 1, mode: 'page-sampling' }) },
+    {
+      // It rewrites all of its memory faster than the copy sends it: no stage but the last can help.
+      name: 'hopeless',
+      output: () => ({ dirtyMiBps: 2048, calcSeconds: 1, mode: 'page-sampling' }),
+      recipe: {
+        spec: {
+          instances: (DEMO_SPEC.instances ?? []).map((i) => ({
+            ...i,
+            dirtyMiBps: 64 * 1024,
+            workingSetMiB: i.memoryMiB ?? 2048,
+          })),
+        },
+      },
+    },
+  ],
   waitSync: [
     { name: 'synced', output: syncAt(true, 1_000) },
     // A burst of writes to catch up on, so that even a wait with nothing pending sees progress.

@@ -3,6 +3,7 @@ import {
   DEFAULT_LIMITS,
   type Effects,
   effectSchemas,
+  forecastCopy,
   type ProtocolInput,
   predictCopy,
 } from '../../../machines/index.js';
@@ -74,12 +75,11 @@ it errs towards more passes.`,
               },
             )
         : null;
-      const prediction = predictCopy({
-        memoryMiB: config.memoryMiB,
-        dirtyMiBps: measured?.dirtyMiBps ?? 0,
-        policy,
-        live,
-      });
+      // The same forecast the migration's prerequisites make (a non-live copy is not measured).
+      const facts = { memoryMiB: config.memoryMiB, dirtyMiBps: measured?.dirtyMiBps ?? 0, policy, live };
+      const forecast =
+        measured === null ? null : forecastCopy({ ...facts, windowSeconds: measured.calcSeconds });
+      const says = forecast?.says ?? predictCopy(facts).says;
       if (values.json === true) {
         io.out(
           JSON.stringify({
@@ -89,7 +89,7 @@ it errs towards more passes.`,
             memoryMiB: config.memoryMiB,
             live,
             measured,
-            prediction,
+            forecast: forecast ?? { prediction: predictCopy(facts), says },
           }),
         );
         return 0;
@@ -99,7 +99,11 @@ it errs towards more passes.`,
         io.out(
           `measured: dirties ${Math.round(measured.dirtyMiBps * 10) / 10} MiB/s (QEMU calc-dirty-rate, page sampling over ${measured.calcSeconds} s)`,
         );
-      io.out(prediction.says);
+      io.out(says);
+      if (forecast?.hopeless)
+        io.out(
+          'a migration would be refused before anything is touched (convergence.predict false tries it anyway)',
+        );
       return 0;
     } finally {
       close();
