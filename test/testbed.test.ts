@@ -350,8 +350,18 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     // It goes on from the count on its disk: a higher tick is the busy guest running, past its BIOS.
     await untilFile(serialOf(from), (t) => ticks(t).some((n) => n > lastIdle + 1), 'the busy guest’s ticks');
 
-    // 1 MiB/s and 300 ms let through about 300 KiB in one stop: never the 512 KiB it dirties.
-    const off = await migrate({ convergence: { bandwidthMiBps: 1, downtimeCapMs: 300 } });
+    // 1 MiB/s and 300 ms let through about 300 KiB in one stop: never the 512 KiB it dirties. The
+    // prediction measures the guest first and refuses the copy, touching nothing.
+    const predicted = await migrate({ convergence: { bandwidthMiBps: 1, downtimeCapMs: 300 } });
+    console.log(`the busy guest, predicted: ${predicted.error}`);
+    expect(predicted.outcome).toBe('rejected');
+    expect(predicted.error).toMatch(
+      /^Not migrating instance web1: predicted: never converges: the guest dirties [\d.]+ MiB\/s/,
+    );
+    expect(alive(from)).toBe(true);
+    expect(alive(to)).toBe(false);
+    // Tried anyway: it never converges, and is reverted, saying so.
+    const off = await migrate({ convergence: { bandwidthMiBps: 1, downtimeCapMs: 300, predict: false } });
     expect(off.outcome).toBe('reverted');
     expect(off.error).toMatch(/the memory copy did not converge .* tried: nothing/);
     expect(alive(from)).toBe(true);
