@@ -245,6 +245,8 @@ export type ProtocolEmitted =
       percent: number;
       transferredMiB: number;
       totalMiB: number;
+      /** What is left of the current dirty pass (null when the hypervisor does not say). */
+      remainingMiB: number | null;
       status: MigrationStatus['status'];
       at: number;
     };
@@ -610,6 +612,7 @@ export const protocol = setup({
           percent: Math.min(100, (100 * status.transferredMiB) / status.totalMiB),
           transferredMiB: status.transferredMiB,
           totalMiB: status.totalMiB,
+          remainingMiB: status.remainingMiB,
           status: status.status,
           at: status.at,
         });

@@ -422,6 +422,7 @@ describe('the terminal view (item 10)', () => {
         percent: i * 10,
         transferredMiB: i * 256,
         totalMiB: 2560,
+        remainingMiB: 2560 - i * 256,
         status: 'active',
         at: i * 1000,
       });

@@ -176,6 +176,7 @@ describe('the evacuation view on a terminal', () => {
       percent: 7,
       transferredMiB: 7,
       totalMiB: 100,
+      remainingMiB: 93,
       status: 'active',
       at: 1,
     });

@@ -1,5 +1,6 @@
 import type { ProtocolOutput } from '../../machines/index.js';
 import type { RunEvent } from '../runner/index.js';
+import { CopyEta } from './eta.js';
 import { nextStep } from './report.js';
 
 /**
@@ -98,7 +99,10 @@ export class LiveView {
       if (last?.name !== top) {
         if (last !== undefined) last.endedAt = event.at;
         this.steps.push({ name: top, startedAt: event.at, endedAt: null });
-        if (top !== 'migrating') this.memory = null;
+        if (top !== 'migrating') {
+          this.memory = null;
+          this.copyEta = new CopyEta();
+        }
         this.sync = null;
       }
       this.redraw();
@@ -118,8 +122,12 @@ export class LiveView {
         const prevMiB = this.memoryMiB;
         const mibRate = prev !== null && dt > 0 ? (event.transferredMiB - prevMiB) / dt : null;
         this.memoryMiB = event.transferredMiB;
-        const eta = mibRate && mibRate > 0 ? (event.totalMiB - event.transferredMiB) / mibRate : null;
-        detail = `${event.transferredMiB}/${event.totalMiB} MiB${mibRate ? `  ${mibRate.toFixed(0)} MiB/s` : ''}${eta !== null ? `  ETA ${seconds(eta * 1000)}` : ''}`;
+        // The ETA moves later only with a reason, and says it (see CopyEta).
+        const eta = this.copyEta.observe(event);
+        if (eta.why !== null && eta.seconds !== null)
+          this.line(`ETA now ${seconds(eta.seconds * 1000)}: ${eta.why}`);
+        else if (eta.why !== null) this.line(`no end in sight at these rates: ${eta.why}`);
+        detail = `${event.transferredMiB}/${event.totalMiB} MiB${mibRate ? `  ${mibRate.toFixed(0)} MiB/s` : ''}${eta.seconds !== null ? `  ETA ${seconds(eta.seconds * 1000)}` : ''}`;
         rate = mibRate;
       } else if (rate !== null && rate > 0) {
         detail = `ETA ${seconds(((100 - event.percent) / rate) * 1000)}`;
@@ -133,6 +141,7 @@ export class LiveView {
   }
 
   private memoryMiB = 0;
+  private copyEta = new CopyEta();
 
   private plainProgress(kind: 'sync' | 'memory', percent: number) {
     const tenth = Math.floor(percent / 10);
