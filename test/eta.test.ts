@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CopyEta, type CopyReading } from '../src/cli/eta.js';
 import { createSimCluster, type RunEvent, runMigration } from '../src/index.js';
+import { streamingGuest } from './helpers.js';
 
 /** Issue 24: the copy's ETA never runs backwards without a reason, and says the reason. */
 
@@ -58,17 +59,7 @@ describe('the copy ETA', () => {
 
   it('on a simulated copy whose guest gets busier midway: every later end has its reason', async () => {
     const sim = createSimCluster({
-      nodes: { 'node-a': { memoryMiB: 65_536 }, 'node-b': { memoryMiB: 65_536 } },
-      instances: [
-        {
-          name: 'web1',
-          primary: 'node-a',
-          secondary: 'node-b',
-          memoryMiB: 8192,
-          dirtyMiBps: 16,
-          workingSetMiB: 8192,
-        },
-      ],
+      ...streamingGuest(8192, 16),
     });
     const eta = new CopyEta();
     const steps: { at: number; seconds: number | null; why: string | null }[] = [];

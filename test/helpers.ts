@@ -128,3 +128,11 @@ export async function cli(...argv: string[]) {
   const code = await runCli(argv, { out: (l) => stdout.push(l), err: (l) => stderr.push(l) });
   return { code, stdout, stderr, json: () => stdout.map((l) => JSON.parse(l)) };
 }
+
+/** Two roomy nodes and one guest of `memoryMiB` that dirties `dirtyMiBps` over all of its memory (a stream). */
+export const streamingGuest = (memoryMiB: number, dirtyMiBps: number): WorldSpec => ({
+  nodes: { 'node-a': { memoryMiB: 65_536 }, 'node-b': { memoryMiB: 65_536 } },
+  instances: [
+    { name: 'web1', primary: 'node-a', secondary: 'node-b', memoryMiB, dirtyMiBps, workingSetMiB: memoryMiB },
+  ],
+});

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { type Convergence, DEFAULT_CONVERGENCE, predictCopy } from '../machines/index.js';
 import { saveWorld } from '../src/cli/worldFile.js';
 import { createSimCluster, createWorld, type MigrationStatus, runMigration } from '../src/index.js';
-import { cli } from './helpers.js';
+import { cli, streamingGuest } from './helpers.js';
 import { tempDir } from './tmp.js';
 
 /** Issue 24: the copy's prediction, checked against the simulated cluster's own copy of the memory. */
@@ -14,17 +14,7 @@ const policy = (p: Partial<Convergence> = {}): Convergence => ({ ...DEFAULT_CONV
 /** A live migration of a guest of `memoryMiB` dirtying `dirtyMiBps` over all of its memory, on the simulator. */
 async function simulated(memoryMiB: number, dirtyMiBps: number, convergence: Partial<Convergence>) {
   const sim = createSimCluster({
-    nodes: { 'node-a': { memoryMiB: 65_536 }, 'node-b': { memoryMiB: 65_536 } },
-    instances: [
-      {
-        name: 'web1',
-        primary: 'node-a',
-        secondary: 'node-b',
-        memoryMiB,
-        dirtyMiBps,
-        workingSetMiB: memoryMiB,
-      },
-    ],
+    ...streamingGuest(memoryMiB, dirtyMiBps),
     settings: { migrationMiBps: 100_000 },
   });
   let started = 0;
