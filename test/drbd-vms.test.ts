@@ -260,7 +260,8 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
   }, 180_000);
 
   it('a CLI killed inside the dual-master window is resumed from its journal: migrated, single-master', async () => {
-    const { common, stateDir, lastState } = await killedAt(12);
+    // The 13th transition is dualMaster.openingSource (a simulated run lists them: migrate --json).
+    const { common, stateDir, lastState } = await killedAt(13);
     expect(lastState).toMatch(/^dualMaster\.opening/);
     // Left as the dead run left it: two primaries allowed, node-b (the source) Primary.
     expect(await drbd('node-b')).toMatchObject({ role: 'Primary', allowTwoPrimaries: true });
@@ -284,7 +285,8 @@ describe.skipIf(unavailable !== null)('DRBD VM testbed: real DRBD 8.4 kernel, QE
   }, 180_000);
 
   it('a CLI killed inside the handover is resumed as a cleanup: the instance runs on one node, single-master', async () => {
-    const { common, stateDir, lastState } = await killedAt(15);
+    // The 16th: migrating.settingParameters, inside the handover.
+    const { common, stateDir, lastState } = await killedAt(16);
     expect(lastState).toMatch(/^migrating\./);
     const resumed = await cli(['resume', 'web1', ...common]);
     // Continuing blind inside the handover is unsafe: the resume looks where the instance runs
