@@ -128,6 +128,14 @@ describe('drbd-migrate plan', () => {
     expect(readFileSync(file, 'utf8')).toBe(before);
   });
 
+  it('a dry run prints the same forecast, for the copy it drives', async () => {
+    const file = await worldWith({ dirtyMiBps: 32, workingSetMiB: 2048 });
+    const r = await cli('migrate', 'web1', '--world', file, '--dry-run');
+    expect(r.stdout).toContain(
+      '# predicted: converges as it starts, 1–3 passes, 16–21 s, downtime about 250 ms (the guest dirties 32 MiB/s, the copy sends 128 MiB/s)',
+    );
+  });
+
   it('says when a guest never converges, and what would move it', async () => {
     const file = await worldWith({ dirtyMiBps: 4096, workingSetMiB: 2048 });
     const r = await cli('plan', 'web1', '--world', file, '--calc-seconds', '2', '--json');

@@ -70,6 +70,11 @@ export async function dryRun(
   const onCall = planPrinter(print, (call) =>
     plannedCommands(cluster, path, call.effect as EffectName, call.input as never),
   );
+  // The copy has no guest to measure: the forecast of the real one is plan's.
+  if (kind === 'migration')
+    print(
+      `# the copy's forecast needs the real guest: 'drbd-migrate plan ${input.instance} --cluster ${path}' measures it`,
+    );
   return runMachine(MACHINES[kind], inputWithLimits(cluster, input), sim.effects, {
     clock: sim.clock,
     onCall,

@@ -57,6 +57,12 @@ export function finish(
   return code;
 }
 
+/** A dry run's forecast of the copy, as the machine said it, printed as a comment line. */
+export const forecastPrinter = (print: (line: string) => void) => (event: RunEvent) => {
+  if (event.type === 'feedback' && event.message.startsWith('* predicted'))
+    print(`# ${event.message.slice(2)}`);
+};
+
 /**
  * The one dry-run printer: each effect the machine calls on the simulated copy, with the node it
  * acts on, and (on a cluster file) the exact commands each node would run for it.

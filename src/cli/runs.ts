@@ -6,7 +6,7 @@ import type { Invocation } from './command.js';
 import { primaryNow } from './distributed.js';
 import { UsageError } from './errors.js';
 import { faultsOf } from './input.js';
-import { finish, planPrinter, viewFor } from './output.js';
+import { finish, forecastPrinter, planPrinter, viewFor } from './output.js';
 import { openSession, refuseServedWorld, type Session, showRun } from './runtime.js';
 import { refuseUnfinished } from './stateDir.js';
 import { type Target, targetFlag, targetOf } from './target.js';
@@ -92,6 +92,7 @@ async function dryRunWorld(
   const result = await runMachine(MACHINES[kind], input, sim.effects, {
     clock: sim.clock,
     onCall: planPrinter(print),
+    onEvent: forecastPrinter(print),
   });
   return finish(io, values, view, result, {
     at: sim.clock.now(),
