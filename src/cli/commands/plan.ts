@@ -34,9 +34,11 @@ stages it needs (a raised downtime, auto-converge, postcopy), or that it never c
 would make it move. Nothing is changed. A non-live migration (the instance's default, or --non-live)
 is one pass of its whole memory, with the guest paused.
 
-Page sampling counts a page once per window: a guest that rewrites a small set of pages shows that
-set's size per window; the prediction takes what it dirties as growing with the pass's length, so
-it errs towards more passes.`,
+Page sampling counts a page once per window, so one measurement has two readings: a working set the
+guest rewrites within the window (hopeful), or a dirty set that grows with each pass (doubtful). The
+forecast gives the range between them. A live migration makes the same forecast first and refuses,
+touching nothing, a copy that even the hopeful reading says never converges (the policy's
+convergence.predict false skips it). QEMU samples 512 pages per GiB: a small guest is read coarsely.`,
   examples: [
     'drbd-migrate plan web1 --cluster cluster.yaml',
     'drbd-migrate plan web1 --world /tmp/w.json --calc-seconds 2 --json',
