@@ -364,6 +364,17 @@ describe('hints and messages that sent the user wrong (item 8)', () => {
     }
   });
 
+  it('explain finds a state by the name the live view shows, or names the states that share it', async () => {
+    const one = await cli('explain', 'attaching');
+    expect(one.code).toBe(0);
+    expect(one.stdout[0]).toBe('migration.dualMaster.attaching');
+    const several = await cli('explain', 'polling');
+    expect(several.code).toBe(2);
+    expect(several.stderr[0]).toMatch(
+      /^drbd-migrate: 'polling' is a state of several: migration\.dualMaster\.syncing\.polling, .*; name one of them$/,
+    );
+  });
+
   it('an unknown instance is named once, and leaves no journal behind', async () => {
     const file = await world();
     const r = await cli('migrate', 'web2', '--world', file);

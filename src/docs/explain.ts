@@ -43,10 +43,27 @@ export function explainEntries(machine: AnyStateMachine): ExplainEntry[] {
  * What a state (or outcome) means for an operator: its own description, and those of the states it
  * sits in, nearest first, so an inner step without a text of its own is still explained.
  */
+/** The states whose path ends in `what` ("attaching": migration.dualMaster.attaching). */
+export function statesNamed(machines: Record<string, AnyStateMachine>, what: string): string[] {
+  return Object.entries(machines).flatMap(([name, machine]) =>
+    explainEntries(machine)
+      .filter((e) => e.path.endsWith(`.${what}`))
+      .map((e) => `${name}.${e.path}`),
+  );
+}
+
 export function explain(machines: Record<string, AnyStateMachine>, what: string): string[] | null {
+  // A state's own name, as the live view shows it ("dualMaster › attaching"), finds it when only one
+  // state of the machines has it.
+  const named = statesNamed(machines, what);
   for (const [name, machine] of Object.entries(machines)) {
     const entries = explainEntries(machine);
-    const path = what.startsWith(`${name}.`) ? what.slice(name.length + 1) : what;
+    const asked = what.startsWith(`${name}.`) ? what.slice(name.length + 1) : what;
+    const exact = entries.some((e) => e.path === asked);
+    const path =
+      !exact && named.length === 1 && named[0]!.startsWith(`${name}.`)
+        ? named[0]!.slice(name.length + 1)
+        : asked;
     const entry = entries.find((e) => e.path === path);
     if (entry === undefined) continue;
     const lines = [`${name}.${entry.path}${entry.marker ? ` (★ ${entry.marker})` : ''}`];
