@@ -89,6 +89,32 @@ describe('a run holding the lease', () => {
     expect((await leases.acquire('web1', 'someone else', 30_000)).held).toBe(true);
   });
 
+  it('a run that can no longer renew its lease calls no effect again, and says why', async () => {
+    const sim = createSimCluster();
+    let clock = 0;
+    const store: LeaseStore = {
+      acquire: async (_, holder, ttlMs) => ({ held: true, holder, untilMs: clock + ttlMs }),
+      release: async () => {},
+    };
+    // The config store stops answering renewals: by the second call, the lease's time has passed.
+    const effects = {
+      ...sim.effects,
+      getInstance: async (...args: Parameters<typeof sim.effects.getInstance>) => {
+        const answer = await sim.effects.getInstance(...args);
+        clock = 60_000;
+        return answer;
+      },
+    };
+    const out = await runMigration({ instance: 'web1' }, effects, {
+      clock: sim.clock,
+      lease: { store, holder: 'journal here', ttlMs: 30_000, now: () => clock },
+    });
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(/the lease on web1 could not be renewed within 30000 ms/);
+    // Only the config was read; no node was asked anything, let alone changed.
+    expect(Object.entries(sim.calls).filter(([, n]) => n > 0)).toEqual([['getInstance', 1]]);
+  });
+
   it('touches no node once it can no longer count on it', async () => {
     let renewals = 0;
     const store: LeaseStore = {
