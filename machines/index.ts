@@ -68,6 +68,7 @@ export {
   forecastCopy,
   type MigrationForecast,
   predictCopy,
+  SAMPLE_PAGES,
 } from './prediction.js';
 export {
   type Commit,

@@ -20,7 +20,7 @@ import {
   waitUntilSync,
 } from './flows.js';
 import { nextPollTimeout } from './limits.js';
-import { forecastCopy } from './prediction.js';
+import { forecastCopy, SAMPLE_PAGES } from './prediction.js';
 import {
   bothNodes,
   copyOverdueMessage,
@@ -630,9 +630,6 @@ const memoryPlan = (c: ProtocolContext, nodes: Record<string, NodeInfo>) =>
     c.handover.currentMemoryMiB ?? c.config?.memoryMiB ?? 0,
     c.request.allowRuntimeChanges,
   );
-
-/** QEMU's own default: pages sampled per GiB of guest memory. */
-const SAMPLE_PAGES = 512;
 
 /** The copy as the measured rate predicts it, for the memory it will copy (after any balloon). */
 function forecastOf(c: ProtocolContext, rate: DirtyRate) {

@@ -10,6 +10,9 @@ import { type Convergence, MAX_DOWNTIME_MS } from './convergence.js';
  * (auto-converge: 20 %, then 10 % more each pass, up to 99 %), then postcopy, which always finishes.
  */
 
+/** QEMU's own default for calc-dirty-rate: pages sampled per GiB of guest memory. */
+export const SAMPLE_PAGES = 512;
+
 export type CopyStage = 'asIs' | 'raisedDowntime' | 'autoConverge' | 'postcopy';
 
 export interface CopyPrediction {
@@ -100,14 +103,13 @@ export function predictCopy(facts: CopyFacts): CopyPrediction {
 }
 
 function done(stage: CopyStage, passes: number, seconds: number, downtimeMs: number, facts: CopyFacts) {
-  const how = STAGE_WORDS;
   return {
     converges: true,
     stage,
     passes,
     copySeconds: round(seconds, 2),
     downtimeMs: Math.round(downtimeMs),
-    says: `predicted: converges ${how[stage]}, ${passes} ${passes === 1 ? 'pass' : 'passes'}, about ${round(seconds)} s, downtime about ${Math.round(downtimeMs)} ms (${
+    says: `predicted: converges ${STAGE_WORDS[stage]}, ${passes} ${passes === 1 ? 'pass' : 'passes'}, about ${round(seconds)} s, downtime about ${Math.round(downtimeMs)} ms (${
       facts.live
         ? `the guest dirties ${round(facts.dirtyMiBps)} MiB/s, the copy sends`
         : 'the guest is paused for the copy, which sends'

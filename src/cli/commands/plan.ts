@@ -1,11 +1,14 @@
 import {
+  type CopyPrediction,
   DEFAULT_CONVERGENCE,
   DEFAULT_LIMITS,
   type Effects,
   effectSchemas,
   forecastCopy,
+  type MigrationForecast,
   type ProtocolInput,
   predictCopy,
+  SAMPLE_PAGES,
 } from '../../../machines/index.js';
 import { sshEffects } from '../../backend/index.js';
 import { remoteEffects } from '../../remote/client.js';
@@ -16,9 +19,6 @@ import { isServedWorld } from '../distributed.js';
 import { UsageError } from '../errors.js';
 import { instanceName } from '../input.js';
 import { loadWorld } from '../worldFile.js';
-
-/** QEMU's own default: pages sampled per GiB of guest memory. */
-const SAMPLE_PAGES = 512;
 
 export const plan: Command = {
   name: 'plan',
@@ -77,11 +77,12 @@ convergence.predict false skips it). QEMU samples 512 pages per GiB: a small gue
               },
             )
         : null;
-      // The same forecast the migration's prerequisites make (a non-live copy is not measured).
+      // The same forecast the migration's prerequisites make; a non-live copy, unmeasured, has one reading.
       const facts = { memoryMiB: config.memoryMiB, dirtyMiBps: measured?.dirtyMiBps ?? 0, policy, live };
       const forecast =
-        measured === null ? null : forecastCopy({ ...facts, windowSeconds: measured.calcSeconds });
-      const says = forecast?.says ?? predictCopy(facts).says;
+        measured === null
+          ? unmeasured(predictCopy(facts))
+          : forecastCopy({ ...facts, windowSeconds: measured.calcSeconds });
       if (values.json === true) {
         io.out(
           JSON.stringify({
@@ -91,7 +92,7 @@ convergence.predict false skips it). QEMU samples 512 pages per GiB: a small gue
             memoryMiB: config.memoryMiB,
             live,
             measured,
-            forecast: forecast ?? { prediction: predictCopy(facts), says },
+            forecast,
           }),
         );
         return 0;
@@ -101,8 +102,8 @@ convergence.predict false skips it). QEMU samples 512 pages per GiB: a small gue
         io.out(
           `measured: dirties ${Math.round(measured.dirtyMiBps * 10) / 10} MiB/s (QEMU calc-dirty-rate, page sampling over ${measured.calcSeconds} s)`,
         );
-      io.out(says);
-      if (forecast?.hopeless)
+      io.out(forecast.says);
+      if (forecast.hopeless)
         io.out(
           'a migration would be refused before anything is touched (convergence.predict false tries it anyway)',
         );
@@ -112,6 +113,14 @@ convergence.predict false skips it). QEMU samples 512 pages per GiB: a small gue
     }
   },
 };
+
+/** A copy that is not measured has one reading (a non-live one sends the memory once, paused). */
+const unmeasured = (p: CopyPrediction): MigrationForecast => ({
+  hopeful: p,
+  doubtful: p,
+  hopeless: !p.converges,
+  says: p.says,
+});
 
 function wholeSeconds(text: string): number {
   const n = Number(text);
