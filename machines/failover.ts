@@ -140,14 +140,11 @@ export const failoverMachine = protocol.createMachine({
               (c) =>
                 `${c.source} is down (it does not answer and ${c.target} lost its DRBD connection to it): failing over without stopping the instance there`,
             ),
-            {
-              type: 'warn',
-              params: ({ context }: { context: ProtocolContext }) => ({
-                message: context.request.ignoreConsistency
-                  ? `--ignore-consistency: whatever ${context.source} wrote that had not reached ${context.target} before it went down is lost`
-                  : null,
-              }),
-            },
+            warning((c) =>
+              c.request.ignoreConsistency
+                ? `--ignore-consistency: whatever ${c.source} wrote that had not reached ${c.target} before it went down is lost`
+                : null,
+            ),
           ],
           failTo: '#failover.rejected',
           failure: (c, e) => `Cannot read the disks on ${c.target}: ${e}`,
