@@ -17,6 +17,8 @@ export const DiskRef = z.object({
   index: z.number().int().nonnegative(),
   resource: ResourceName,
   minor: Minor,
+  /** The disk's size: a new copy (a secondary replaced) needs it; absent where the config does not say. */
+  sizeMiB: z.number().int().positive().optional(),
 });
 export type DiskRef = z.infer<typeof DiskRef>;
 
@@ -46,6 +48,12 @@ export const InstanceConfig = z.object({
   /** The instance's default when the caller names no mode (Ganeti's migration_mode hvparam). */
   migrationMode: MigrationMode,
   adminState: z.enum(['up', 'down']),
+  /**
+   * A secondary replaced before its copies were removed (it was down, or the replace stopped after
+   * its commit): its volumes and DRBD devices are to be removed when it answers again. Written at the
+   * replace's commit, with the new secondary, so that any host's run finds it.
+   */
+  formerSecondary: NodeName.nullable().default(null),
 });
 export type InstanceConfig = z.infer<typeof InstanceConfig>;
 
@@ -54,6 +62,24 @@ export const NodeInfo = z.object({
   hypervisorVersion: z.string(),
 });
 export type NodeInfo = z.infer<typeof NodeInfo>;
+
+/** A node as the config knows it. */
+export const NodeConfig = z.object({
+  name: NodeName,
+  /** Marked for maintenance: nothing new is placed there, and no instance moves to it. */
+  drained: z.boolean(),
+});
+export type NodeConfig = z.infer<typeof NodeConfig>;
+
+/** A node's storage: its volume group, what is free in it, and the DRBD minors in use there. */
+export const NodeStorage = z.object({
+  volumeGroup: z.string(),
+  sizeMiB: z.number().nonnegative(),
+  freeMiB: z.number().nonnegative(),
+  volumes: z.array(z.object({ name: z.string(), sizeMiB: z.number().nonnegative() })),
+  minors: z.array(Minor),
+});
+export type NodeStorage = z.infer<typeof NodeStorage>;
 
 /** QEMU run states that matter to migration (query-status). */
 export const RunState = z.enum([
@@ -214,10 +240,25 @@ export const effectSchemas = {
   // config store
   getInstance: { input: z.object({ instance: InstanceName, timeoutMs }), output: InstanceConfig },
   setPrimaryNode: { input: z.object({ ...onNode }), output: Ack },
+  /**
+   * The replace's one commit point: the config names `node` as the secondary and records `former`
+   * as the node whose copies are still to be removed (formerSecondary), in one write.
+   */
+  setSecondaryNode: { input: z.object({ ...onNode, former: NodeName }), output: Ack },
+  /** The former secondary's copies are gone: the config stops naming it. */
+  forgetFormerSecondary: { input: z.object({ instance: InstanceName, timeoutMs }), output: Ack },
   /** Every instance the config knows (a node evacuation plans from it). */
   listInstances: { input: z.object({ timeoutMs }), output: z.array(InstanceConfig) },
+  /** Every node the config knows, with its drain mark. */
+  listNodes: { input: z.object({ timeoutMs }), output: z.array(NodeConfig) },
   // node queries
-  nodeInfo: { input: z.object({ ...onBoth }), output: perNode(NodeInfo) },
+  /** Free memory and the hypervisor of each node named (one or more). */
+  nodeInfo: {
+    input: z.object({ instance: InstanceName, nodes: z.array(NodeName).min(1), timeoutMs }),
+    output: perNode(NodeInfo),
+  },
+  /** The node's volume group and DRBD minors (read-only). */
+  nodeStorage: { input: z.object({ node: NodeName, timeoutMs }), output: NodeStorage },
   instanceInfo: { input: z.object({ ...onNode }), output: InstanceInfo },
   /** Where the instance is, per node: its entry or none (a node may list its other guests too). */
   instanceList: { input: z.object({ ...onBoth }), output: perNode(z.array(RunningInstance)) },
@@ -242,12 +283,26 @@ export const effectSchemas = {
     output: DirtyRate,
   },
   // storage
+  /**
+   * Ganeti's blockdev_create for a new secondary: each disk's data and metadata volumes in the node's
+   * volume group, and its DRBD device on them, Secondary and without network. What exists already is
+   * kept (a run again after a lost answer creates nothing twice and never wipes a copy).
+   */
+  createDisks: { input: z.object({ ...onNode, ...withDisks }), output: Ack },
+  /** Ganeti's blockdev_remove: each disk's DRBD device taken down and its volumes removed; nothing there is done. */
+  removeDisks: { input: z.object({ ...onNode, ...withDisks }), output: Ack },
   closeDisks: { input: z.object({ ...onNode, ...withDisks }), output: Ack },
   openDisks: { input: z.object({ ...onNode, ...withDisks, exclusive: z.boolean() }), output: Ack },
-  disconnectNet: { input: z.object({ ...onBoth, ...withDisks }), output: Ack },
+  /**
+   * Both sides of the link between `nodes` StandAlone; with `only`, that side alone (Ganeti's
+   * drbd_disconnect_net on one node: its peer may be down).
+   */
+  disconnectNet: { input: z.object({ ...onBoth, ...withDisks, only: NodeName.optional() }), output: Ack },
   /**
    * `discardOn` (a rejoin after a split brain): that node connects with --discard-my-data, so it
-   * becomes the resync target of its peer whatever it wrote on its own.
+   * becomes the resync target of its peer whatever it wrote on its own. `nodes` are the two ends of
+   * the link: a node that is not yet the other's peer (a new secondary, its device made by
+   * createDisks) becomes it, the other side StandAlone first, and receives a full resync.
    */
   attachNet: {
     input: z.object({ ...onBoth, ...withDisks, multimaster: z.boolean(), discardOn: NodeName.optional() }),

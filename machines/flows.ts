@@ -13,6 +13,7 @@ import {
   failing,
   finalizeMigrationSource,
   finalizeMigrationTarget,
+  formerNode,
   fromError,
   goReconnect,
   goStandalone,
@@ -35,8 +36,13 @@ import {
  * Ganeti's _WaitUntilSync on both nodes, with the total and no-progress deadlines it lacks. Each poll
  * is a long poll bounded by the nearer deadline; the first one asks for the state now.
  */
-export function waitUntilSync(options: { onFailed: string; tolerated: boolean }) {
-  const tolerated = options.tolerated;
+export function waitUntilSync(options: {
+  onFailed: string;
+  tolerated: boolean;
+  /** The two ends of the link; the run's two nodes unless given (a replace's primary and old secondary). */
+  between?: (c: ProtocolContext) => [string, string];
+}) {
+  const { tolerated, between } = options;
   return protocol.createStateConfig({
     initial: 'polling',
     entry: [{ type: 'feedback', params: { message: '* wait until resync is done' } }, 'startWatch'],
@@ -44,7 +50,7 @@ export function waitUntilSync(options: { onFailed: string; tolerated: boolean })
       polling: effectStep({
         src: 'waitSync',
         description: 'Asking both nodes how the resync goes (a long poll, bounded by the nearer deadline).',
-        input: aboutDisksOnBoth,
+        input: (c) => ({ ...aboutDisksOnBoth(c), ...(between === undefined ? {} : { nodes: between(c) }) }),
         timeoutMs: (c) =>
           nextPollTimeout(c.watch, c.limits.pollWindowMs, c.limits.syncTotalMs, c.limits.syncNoProgressMs),
         next: 'judging',
@@ -223,7 +229,7 @@ export function abortMigration(options: { next: string; onHandoverCompleted: str
  * what the machine believes: a node that does not answer (a dead source) costs a probe's deadline,
  * not a step's, and leaves the other described. Failures here only make the description poorer.
  */
-export function survey(options: { next: string }) {
+export function survey(options: { next: string; former?: true }) {
   type Probed = { context: ProtocolContext; event: { output: NodeProbe } };
   type Read = { context: ProtocolContext; event: { output: DiskStatus[] } };
   const look = (node: NodeRole, next: string) =>
@@ -262,16 +268,26 @@ export function survey(options: { next: string }) {
     tags: ['failure'],
     entry: 'startSurvey',
     initial: 'lookingAtSource',
-    states: {
-      lookingAtSource: look(sourceNode, 'lookingAtTarget'),
-      lookingAtTarget: look(targetNode, 'storageKind'),
-      storageKind: {
-        description: 'Shared storage has no replication state to read.',
-        always: [{ guard: 'sharedStorage', target: options.next }, { target: 'sourceDisks' }],
-      },
-      sourceDisks: read(sourceNode, 'targetDisks'),
-      targetDisks: read(targetNode, options.next),
-    } as never,
+    states: options.former
+      ? // A replace: the former secondary is read too (its copies may be what is left).
+        {
+          lookingAtSource: look(sourceNode, 'lookingAtTarget'),
+          lookingAtTarget: look(targetNode, 'lookingAtFormer'),
+          lookingAtFormer: look(formerNode, 'sourceDisks'),
+          sourceDisks: read(sourceNode, 'targetDisks'),
+          targetDisks: read(targetNode, 'formerDisks'),
+          formerDisks: read(formerNode, options.next),
+        }
+      : ({
+          lookingAtSource: look(sourceNode, 'lookingAtTarget'),
+          lookingAtTarget: look(targetNode, 'storageKind'),
+          storageKind: {
+            description: 'Shared storage has no replication state to read.',
+            always: [{ guard: 'sharedStorage', target: options.next }, { target: 'sourceDisks' }],
+          },
+          sourceDisks: read(sourceNode, 'targetDisks'),
+          targetDisks: read(targetNode, options.next),
+        } as never),
   });
 }
 

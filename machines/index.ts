@@ -3,6 +3,7 @@
  * no I/O. Provide effects with provideEffects (or machine.provide) and run them with any xstate actor.
  */
 
+export { changeSecondaryMachine, replaceProblem } from './changeSecondary.js';
 export { isSharedStorage, SHARED_STORAGE } from './checks.js';
 export { cleanupMachine } from './cleanup.js';
 export { armTimer, type Clock, sleepOnTimer, systemClock } from './clock.js';
@@ -62,6 +63,19 @@ export { DEFAULT_LIMITS, Limits, MAX_TIMER_MS } from './limits.js';
 export { migrationMachine } from './migration.js';
 export * from './names.js';
 export {
+  type CandidateFacts,
+  candidateProblem,
+  choosePlacement,
+  META_MIB,
+  memoryNeededMiB,
+  memoryProblem,
+  nodeConfigProblem,
+  type Placement,
+  spaceNeededMiB,
+  storageProblem,
+  volumeNames,
+} from './placement.js';
+export {
   type CopyFacts,
   type CopyPrediction,
   type CopyStage,
@@ -84,6 +98,7 @@ export {
   type ProtocolOutput,
   protocol,
   type Repair,
+  type Replace,
   type Result,
   VERDICTS,
   type Verdict,

@@ -19,6 +19,7 @@ export const ProtocolInputSchema = z
     allowFailover: z.boolean().optional(),
     expectedSource: NodeName.optional(),
     cleanup: z.boolean().optional(),
+    newSecondary: NodeName.optional(),
     limits: Limits.partial().optional(),
     convergence: Convergence.partial().optional(),
   })

@@ -34,6 +34,7 @@ export type Outcome =
   | 'migrated'
   | 'failedOver'
   | 'rejoined'
+  | 'replaced'
   | 'reverted'
   | 'needsCleanup'
   | 'rejected'
@@ -72,6 +73,11 @@ export interface ProtocolInput {
    * is reconnected (a node that wrote alone is taken back by `rejoin`, which reads which data is newer).
    */
   cleanup?: boolean;
+  /**
+   * Replace: the node that becomes the instance's secondary. With `cleanup`, the node a replace that
+   * stopped before its commit left volumes on (a replace that passed its commit is in the config).
+   */
+  newSecondary?: string;
   limits?: Partial<Limits>;
   /** Migration: how a live copy that does not converge is helped along, or given up (defaults otherwise). */
   convergence?: Partial<Convergence>;
@@ -112,6 +118,8 @@ export interface ProtocolOutput {
   instance: string;
   /** The node the cluster config names as primary when the machine stopped. */
   primaryNode: string | null;
+  /** A replace: the node the config names as secondary when the machine stopped. */
+  secondaryNode?: string | null;
   live: boolean | null;
   error?: string;
   /** What the nodes looked like when the machine gave up (needsCleanup, failed). */
@@ -139,6 +147,7 @@ export interface ProtocolContext {
     allowFailover: boolean;
     expectedSource: string | null;
     cleanup: boolean;
+    newSecondary: string | null;
   };
   limits: Limits;
   policy: Convergence;
@@ -155,7 +164,21 @@ export interface ProtocolContext {
   handover: Handover;
   commit: Commit;
   repair: Repair;
+  replace: Replace;
   result: Result;
+}
+
+/**
+ * A secondary replaced (`source` the primary, which stays; `target` the new secondary). The
+ * replace's commit is its own: the config's primary never changes.
+ */
+export interface Replace {
+  /** The secondary being replaced, whose copies are removed at the end ('' outside a replace). */
+  former: string;
+  /** Memory the new secondary needs free to take over from the primary (N+1), MiB. */
+  needMiB: number | null;
+  /** The config names the new secondary (and the former one as to be removed). */
+  committed: boolean;
 }
 
 /** What reading the nodes found out. */
@@ -228,7 +251,7 @@ export interface Result {
 }
 
 /** A change to one group of the context, the rest of the group kept. */
-export function patch<G extends 'found' | 'handover' | 'commit' | 'repair' | 'result'>(
+export function patch<G extends 'found' | 'handover' | 'commit' | 'repair' | 'replace' | 'result'>(
   context: ProtocolContext,
   group: G,
   change: Partial<ProtocolContext[G]>,
@@ -265,6 +288,7 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
       allowFailover: input.allowFailover ?? false,
       expectedSource: input.expectedSource ?? null,
       cleanup: input.cleanup ?? false,
+      newSecondary: input.newSecondary ?? null,
     },
     limits: withDefaults(DEFAULT_LIMITS, input.limits),
     policy: withDefaults(DEFAULT_CONVERGENCE, input.convergence),
@@ -295,6 +319,7 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
     },
     commit: { done: false, attempts: 0, failed: false, configUnknown: false, error: null },
     repair: { demote: '', attempts: 0, abortTried: false },
+    replace: { former: '', needMiB: null, committed: false },
     result: { outcome: null, error: null, verdict: null, warnings: [] },
   };
 }
@@ -333,6 +358,9 @@ export const foundAt = (c: ProtocolContext) =>
     .join(', ');
 
 export const bothNodes = (c: ProtocolContext): [string, string] => [c.source, c.target];
+/** The nodes a run's outcome describes: its two, and a replace's former secondary. */
+export const surveyedNodes = (c: ProtocolContext): string[] =>
+  c.replace.former === '' ? bothNodes(c) : [...bothNodes(c), c.replace.former];
 /** The deadline of one step's call. */
 export const stepTimeout = (c: ProtocolContext) => c.limits.stepTimeoutMs;
 /**
@@ -362,7 +390,7 @@ function verdictOf(outcome: Outcome): Verdict {
   if (outcome === 'rejected') return 'refused';
   return DONE.has(outcome) ? 'done' : 'stepFailed';
 }
-const DONE = new Set<Outcome>(['migrated', 'failedOver', 'rejoined', 'cleaned']);
+const DONE = new Set<Outcome>(['migrated', 'failedOver', 'rejoined', 'replaced', 'cleaned']);
 
 export function outputOf(c: ProtocolContext): ProtocolOutput {
   const outcome = c.result.outcome ?? 'failed';
@@ -380,6 +408,8 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
     .filter((e): e is string => e !== null && e !== '')
     .join('; then: ');
   if (error !== '') out.error = error;
+  if (c.replace.former !== '' && c.config !== null)
+    out.secondaryNode = c.replace.committed ? c.target : c.config.secondaryNode;
   if (c.found.fallback) out.fallback = 'failover';
   if (c.handover.converge.tried.length > 0) out.tried = c.handover.converge.tried;
   if (outcome === 'needsCleanup' || outcome === 'failed') {
@@ -393,7 +423,7 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
               ? Object.fromEntries(bothNodes(c).map((n) => [n, []]))
               : c.found.surveyDisks,
             c.found.surveyLists,
-            bothNodes(c),
+            surveyedNodes(c),
           );
   }
   return out;
@@ -509,6 +539,13 @@ export const protocol = setup({
     rejoinedIn: ({ context }, params: { status: Record<string, DiskStatus[]> }) =>
       bothNodes(context).every((n) => (params.status[n]?.length ?? 0) === context.disks.length) &&
       checkRejoined(params.status, context.source, context.target) === null,
+    /** A replace's commit has passed: the config names the new secondary. */
+    replaceCommitted: ({ context }) => context.replace.committed,
+    /** The run repairs one that stopped halfway (--cleanup). */
+    cleanupRequested: ({ context }) => context.request.cleanup,
+    /** A read-back of the config after a failed replace commit: the write took after all. */
+    configNamesNewSecondary: ({ context }, params: { config: InstanceConfig }) =>
+      params.config.secondaryNode === context.target,
     /** Forward (the instance runs on the target), once more; a revert is not retried. */
     mayRetrySingleMaster: ({ context }) =>
       (context.commit.done || context.commit.failed) && context.repair.attempts < 2,
@@ -549,7 +586,15 @@ export const protocol = setup({
     })),
     /** The config read; a machine that copies memory also takes its mode from it (live or not). */
     recordConfig: assign(
-      ({ context }, params: { config: InstanceConfig; copiesMemory: boolean; towardsPrimary: boolean }) => {
+      (
+        { context },
+        params: {
+          config: InstanceConfig;
+          copiesMemory: boolean;
+          towardsPrimary: boolean;
+          replacing: boolean;
+        },
+      ) => {
         const { config } = params;
         // A failover's repair works towards the node the config names: the other is the one to prove
         // stopped or down, as the source of any failover.
@@ -559,7 +604,8 @@ export const protocol = setup({
         return {
           config,
           source,
-          target,
+          target: params.replacing ? replaceTarget(context, config) : target,
+          ...(params.replacing ? { replace: replaceOf(context, config) } : {}),
           disks: config.disks,
           ...(params.copiesMemory
             ? patch(context, 'handover', { live: (context.request.mode ?? config.migrationMode) === 'live' })
@@ -677,6 +723,11 @@ export const protocol = setup({
       }),
       ...patch(context, 'repair', { demote: context.source }),
     })),
+    recordReplaceCommit: assign(({ context }) => patch(context, 'replace', { committed: true })),
+    /** What the new secondary must have free to run the instance (and its kin) if the primary fails. */
+    recordMemoryNeed: assign(({ context }, params: { needMiB: number }) =>
+      patch(context, 'replace', { needMiB: params.needMiB }),
+    ),
     recordFallback: assign(({ context }) => patch(context, 'found', { fallback: true })),
     recordProbe: assign(({ context }, params: { probe: NodeProbe }) =>
       patch(context, 'found', { probe: params.probe }),
@@ -735,6 +786,25 @@ export const protocol = setup({
 });
 
 export type Protocol = typeof protocol;
+
+/**
+ * A replace's repair of one that passed its commit finds both nodes in the config: the secondary it
+ * names is the new one, formerSecondary the one to remove. Otherwise the new secondary is the
+ * request's, and the config's secondary is the one replaced.
+ */
+const repairsCommitted = (c: ProtocolContext, config: InstanceConfig) =>
+  c.request.cleanup && config.formerSecondary !== null;
+function replaceTarget(c: ProtocolContext, config: InstanceConfig): string {
+  return repairsCommitted(c, config) ? (config.secondaryNode ?? '') : (c.request.newSecondary ?? '');
+}
+function replaceOf(c: ProtocolContext, config: InstanceConfig): Replace {
+  const committed = repairsCommitted(c, config);
+  return {
+    former: (committed ? config.formerSecondary : config.secondaryNode) ?? '',
+    needMiB: null,
+    committed,
+  };
+}
 
 /**
  * What every run machine's definition shares: its context made from its input, its output from its

@@ -1,4 +1,5 @@
 import type { AnyStateMachine } from 'xstate';
+import { changeSecondaryMachine } from './changeSecondary.js';
 import { cleanupMachine } from './cleanup.js';
 import { evacuationMachine } from './evacuation.js';
 import { failoverMachine } from './failover.js';
@@ -11,6 +12,7 @@ export const MACHINES = {
   cleanup: cleanupMachine,
   failover: failoverMachine,
   rejoin: rejoinMachine,
+  changeSecondary: changeSecondaryMachine,
 } as const;
 
 export type MachineName = keyof typeof MACHINES;

@@ -25,6 +25,8 @@ export type StepArgs = { context: ProtocolContext };
 export type NodeRole = (c: ProtocolContext) => string;
 export const sourceNode: NodeRole = (c) => c.source;
 export const targetNode: NodeRole = (c) => c.target;
+/** A replace's former secondary. */
+export const formerNode: NodeRole = (c) => c.replace.former;
 
 /** A transition candidate: where to go, when its guard holds, and what to do on the way. */
 export interface Candidate {
@@ -284,9 +286,12 @@ export function goReconnect(
     discardOn?: NodeRole;
     says?: (c: ProtocolContext) => string;
     failure?: Message;
+    /** The two ends of the link; the run's two nodes unless given (a replace's primary and old secondary). */
+    between?: (c: ProtocolContext) => [string, string];
   },
 ) {
   const discardOn = o.discardOn;
+  const between = o.between;
   return effectStep({
     src: 'attachNet',
     description: o.description,
@@ -294,6 +299,7 @@ export function goReconnect(
     says: o.says ?? (() => `* changing disks into ${o.multimaster ? 'dual' : 'single'}-master mode`),
     input: (c) => ({
       ...aboutDisksOnBoth(c),
+      ...(between === undefined ? {} : { nodes: between(c) }),
       multimaster: o.multimaster,
       ...(discardOn === undefined ? {} : { discardOn: discardOn(c) }),
     }),
@@ -378,6 +384,8 @@ export function loadingConfig(o: {
    * is then the config's secondary, the node to prove stopped or down.
    */
   towardsPrimary?: (context: ProtocolContext) => boolean;
+  /** A replace: the new secondary (`target`) comes from the request, the config's is the former one. */
+  replacing?: true;
 }) {
   type Read = StepArgs & { event: { output: InstanceConfig } };
   const record = {
@@ -386,6 +394,7 @@ export function loadingConfig(o: {
       config: event.output,
       copiesMemory: o.copiesMemory === true,
       towardsPrimary: o.towardsPrimary?.(context) ?? false,
+      replacing: o.replacing === true,
     }),
   };
   return effectStep({

@@ -177,6 +177,16 @@ describe('evacuating a node on the simulated cluster', () => {
  * not movable or stopped, random faults of every kind on every effect, limits of 4 in all and 2 per
  * node. Killed mid-way, the journaled evacuation is resumed and must end the same way.
  */
+/** Effects only a replace of a secondary calls. */
+const REPLACE_ONLY = new Set<EffectName>([
+  'setSecondaryNode',
+  'forgetFormerSecondary',
+  'listNodes',
+  'nodeStorage',
+  'createDisks',
+  'removeDisks',
+]);
+
 describe('evacuating 1,000 instances with random faults', () => {
   const nodes = ['n0', 'n1', 'n2', 'n3', 'n4'];
   function world(seed: number) {
@@ -193,7 +203,8 @@ describe('evacuating 1,000 instances with random faults', () => {
     return cluster(instances, nodes);
   }
   function faults(seed: number): Fault[] {
-    const effects = EFFECT_NAMES.filter((e) => e !== 'listInstances');
+    // The effects a drain calls (a fault on any other is never met), in the contract's order.
+    const effects = EFFECT_NAMES.filter((e) => e !== 'listInstances' && !REPLACE_ONLY.has(e));
     return fc.sample(
       fc.record({
         effect: fc.constantFrom<EffectName>(...effects),

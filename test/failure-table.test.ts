@@ -1,5 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { MACHINES } from '../machines/index.js';
 import {
   createSimCluster,
   EFFECT_NAMES,
@@ -9,6 +10,7 @@ import {
   runningOn,
   type World,
 } from '../src/index.js';
+import { runMachine } from '../src/runner/index.js';
 import { fault, simulate } from './helpers.js';
 
 /**
@@ -125,7 +127,79 @@ async function table(): Promise<string> {
     ...rows,
     '',
     ...(await failoverTable()),
+    ...(await replaceTable()),
   ].join('\n');
+}
+
+/** A replace's world: roles per node (- where it has no device), the config's secondary, volumes. */
+function replaceLine(world: World): string {
+  const r = Object.values(world.resources).filter((x) => x.name.startsWith('web1-'));
+  const roles = (n: string) =>
+    r.map((x) => (x.local[n] === undefined ? '-' : x.local[n]!.role === 'Primary' ? 'P' : 'S')).join('');
+  const conn = [...new Set(r.flatMap((x) => x.nodes.map((n) => x.local[n]?.connection)))].join('/');
+  const volumes = (n: string) => Object.keys(world.storage[n]?.volumes ?? {}).length;
+  const c = world.config.instances.web1!;
+  return `a:${roles('node-a')} b:${roles('node-b')} c:${roles('node-c')} ${conn}; volumes b:${volumes('node-b')} c:${volumes('node-c')}; secondary ${c.secondaryNode}${c.formerSecondary === null ? '' : ` (former ${c.formerSecondary})`}`;
+}
+
+/**
+ * The replace's failure points: each call of a healthy replace of web1's secondary (node-b by node-c)
+ * failing once; then the repair the run names, if it names one.
+ */
+async function replaceTable(): Promise<string[]> {
+  const spec = {
+    nodes: { 'node-a': {}, 'node-b': {}, 'node-c': {} },
+    instances: [
+      { name: 'web1', primary: 'node-a', secondary: 'node-b', memoryMiB: 2048, disksMiB: [10240, 4096] },
+    ],
+  };
+  const input = { instance: 'web1', newSecondary: 'node-c' };
+  const run = (
+    s: ReturnType<typeof createSimCluster>,
+    i: typeof input | { instance: string; cleanup: true; newSecondary?: string },
+  ) => runMachine(MACHINES.changeSecondary, i, s.effects, { clock: s.clock });
+  const healthy = createSimCluster(spec);
+  await run(healthy, input);
+  const rows: string[] = [];
+  for (const effect of EFFECT_NAMES) {
+    const calls = healthy.calls[effect];
+    for (let call = 1; call <= calls; call++) {
+      // The resync's polls: the first and the last (those between fail the same way).
+      if (effect === 'waitSync' && call > 1 && call < calls) continue;
+      const s = createSimCluster(spec, { faults: [fault(effect, call)] });
+      const out = await run(s, input);
+      const after = replaceLine(s.world);
+      s.faults = [];
+      // The repair the CLI names: after the commit (the config names node-c) as it is; before it, for node-c.
+      const config = s.world.config.instances.web1!;
+      const again =
+        out.outcome !== 'needsCleanup' && config.formerSecondary === null
+          ? null
+          : await run(s, {
+              instance: 'web1',
+              cleanup: true,
+              ...(config.secondaryNode === 'node-c' ? {} : { newSecondary: 'node-c' }),
+            });
+      const poll = effect !== 'waitSync' ? '' : call === 1 ? ' (first resync poll)' : ' (last resync poll)';
+      rows.push(
+        `| \`${effect}@${call}\`${poll} | **${out.outcome}** | ${after} | ${again === null ? '' : `${again.outcome}: ${replaceLine(s.world)}`} |`,
+      );
+    }
+  }
+  return [
+    '## Replacing a secondary',
+    '',
+    'Each call of a healthy replace of web1’s secondary (node-b by node-c, DRBD 8.4’s break-before-make)',
+    'failing once; the last column is the repair the run named (`replace-secondary web1 --cleanup`, with',
+    '`--new-secondary node-c` before the commit), run with nothing failing. Roles per disk on each node',
+    '(- no device); volumes in each volume group; the secondary the config names. Ganeti leaves the',
+    'volumes it made when it aborts; every row here before the commit ends with node-c holding none.',
+    '',
+    '| failing call | drbd-migrate | world afterwards | after the repair it names |',
+    '|---|---|---|---|',
+    ...rows,
+    '',
+  ];
 }
 
 /**

@@ -178,6 +178,12 @@ const EXPECTED_ONE_FAILURE: Record<EffectName, Outcome[]> = {
   setPrimaryNode: ['migrated'],
   // not used by a migration
   listInstances: [],
+  listNodes: [],
+  nodeStorage: [],
+  createDisks: [],
+  removeDisks: [],
+  setSecondaryNode: [],
+  forgetFormerSecondary: [],
   nodeDiskStatus: [],
   probeNode: [],
   shutdownInstance: [],

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { AnyStateMachine } from 'xstate';
-import { cleanupMachine, failoverMachine, migrationMachine, protocol } from '../machines/index.js';
+import {
+  changeSecondaryMachine,
+  cleanupMachine,
+  failoverMachine,
+  migrationMachine,
+  protocol,
+} from '../machines/index.js';
 import { machinePaths, replayPath, simWorld } from '../src/testing/index.js';
 
 /**
@@ -169,5 +175,48 @@ describe('a cleanup that assumes the instance runs where the config says is caug
         .map((p) => replayPath(p, (r) => simWorld(r))),
     );
     expect(sound.flatMap((r) => r.problems)).toEqual([]);
+  });
+});
+
+/**
+ * Three plausible bugs in the replace of a secondary: the old copies removed as soon as the new node
+ * is attached (before its resync ends); an undo that does not wait for the old secondary to catch up;
+ * an undo that forgets what it made on the new node. Each is caught by the generated suite's oracle
+ * (rule 8's count of UpToDate copies, the disks at rest, copies left behind).
+ */
+function replaceMutant(change: (states: Record<string, { invoke?: object }>) => object): AnyStateMachine {
+  // biome-ignore lint/suspicious/noExplicitAny: a test reaches into the config to mutate one edge
+  const config = changeSecondaryMachine.config as any;
+  return protocol.createMachine({ ...config, states: { ...config.states, ...change(config.states) } });
+}
+const onDone = (state: { invoke?: object } | undefined, target: string) => ({
+  ...state,
+  invoke: { ...state?.invoke, onDone: target },
+});
+
+describe('a broken replace of a secondary is caught by the generated suite', () => {
+  const mutants: [string, AnyStateMachine, RegExp][] = [
+    [
+      'removes the old copies before the resync ends',
+      replaceMutant((s) => ({ attachingNew: onDone(s.attachingNew, 'removingFormerDisks') })),
+      /^(rule 8: replaced left disk 0 with 1 UpToDate copies, it found 2|replaced but web1-disk0 is .*Inconsistent)/,
+    ],
+    [
+      'undoes without waiting for the old secondary to catch up',
+      replaceMutant((s) => ({ reattachingFormer: onDone(s.reattachingFormer, 'removingNewDisks') })),
+      /^rule 8: reverted left disk 0 with 1 UpToDate copies, it found 2/,
+    ],
+    [
+      'undoes and leaves what it made on the new node',
+      replaceMutant((s) => ({ catchingUp: { ...s.catchingUp, onDone: 'reverted' } })),
+      /^reverted but a copy is left behind on node-c: web1-disk0_data/,
+    ],
+  ];
+  it.each(mutants)('%s', async (_, mutant, expected) => {
+    const { paths } = machinePaths({ machine: 'changeSecondary', logic: mutant });
+    const problems = (
+      await Promise.all(paths.map((p) => replayPath(p, (r) => simWorld(r), { logic: mutant })))
+    ).flatMap((r) => r.problems);
+    expect(problems).toContainEqual(expect.stringMatching(expected));
   });
 });

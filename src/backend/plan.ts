@@ -1,7 +1,9 @@
 import type { EffectName } from '../../machines/index.js';
+import { META_MIB } from '../../machines/index.js';
 import type { ClusterFile, ClusterInstance } from '../cluster/index.js';
 import { drbdDrivers } from '../drivers/drbd.js';
 import type { DrbdLink } from '../drivers/drbd84.js';
+import { lvm, volumePath } from '../drivers/lvm.js';
 import { incomingCommands, startCommand, tuningCommands, waitExitCommand } from '../drivers/qemu.js';
 import type { WorldSpec } from '../sim/index.js';
 import { shellLine } from '../ssh/shell.js';
@@ -27,6 +29,8 @@ type AnyInput = {
   instance: string;
   node?: string;
   nodes?: string[];
+  only?: string;
+  former?: string;
   multimaster?: boolean;
   discardOn?: string;
   live?: boolean;
@@ -49,7 +53,12 @@ export function plannedCommands(
   effect: EffectName,
   input: AnyInput,
 ): PlannedCommand[] {
-  if (effect === 'listInstances') return [{ node: 'config', kind: 'file', text: `read ${clusterPath}` }];
+  if (effect === 'listInstances' || effect === 'listNodes')
+    return [{ node: 'config', kind: 'file', text: `read ${clusterPath}` }];
+  if (effect === 'nodeStorage' && input.node !== undefined) {
+    const vg = cluster.nodes.find((n) => n.name === input.node)?.volumeGroup ?? 'xenvg';
+    return [{ node: input.node, kind: 'sh', text: shellLine(lvm.report(vg)) }];
+  }
   const inst = cluster.instances.find((i) => i.name === input.instance);
   if (inst === undefined) return [];
   const nodes = input.nodes ?? (input.node === undefined ? [] : [input.node]);
@@ -63,13 +72,79 @@ export function plannedCommands(
     kind: 'qmp',
     text: `${inst.hypervisor.qmpSocket} ${JSON.stringify({ execute: command, ...(args === undefined ? {} : { arguments: args }) })}`,
   });
-  const links = (node: string) => drbdLinks(cluster, inst, node);
+  // A link call names its pair: each end links towards the other (a replace's new secondary too).
+  const links = (node: string) =>
+    drbdLinks(
+      cluster,
+      inst,
+      node,
+      input.nodes?.find((n) => n !== node),
+    );
   const drbd = (node: string) => drbdDrivers[cluster.nodes.find((n) => n.name === node)?.drbd ?? '8.4'];
   const shared = inst.storage !== 'drbd';
   const seconds = input.timeoutMs / 1000;
   switch (effect) {
     case 'getInstance':
       return [{ node: 'config', kind: 'file', text: `read ${clusterPath}` }];
+    case 'setSecondaryNode':
+      return [
+        {
+          node: 'config',
+          kind: 'file',
+          text: `rewrite ${clusterPath} (secondary: ${input.node}, formerSecondary: ${input.former}), keep ${clusterPath}.prev`,
+        },
+      ];
+    case 'forgetFormerSecondary':
+      return [
+        {
+          node: 'config',
+          kind: 'file',
+          text: `rewrite ${clusterPath} (no formerSecondary), keep ${clusterPath}.prev`,
+        },
+      ];
+    case 'nodeStorage':
+      return [];
+    case 'createDisks':
+      // As sshEffects does it: read the volume group, make what is missing, then the device.
+      return nodes.flatMap((n) => {
+        const vg = cluster.nodes.find((x) => x.name === n)?.volumeGroup ?? 'xenvg';
+        return [
+          sh(n, lvm.report(vg)),
+          ...links(n).flatMap((l) => {
+            const size = inst.disks.find((d) => 'resource' in d && d.resource === l.resource);
+            const sizeMiB = size !== undefined && 'sizeMiB' in size ? (size.sizeMiB ?? 0) : 0;
+            const data = `${l.resource}_data`;
+            const meta = `${l.resource}_meta`;
+            const create = (): string[][] => {
+              try {
+                return drbd(n).createDevice(
+                  l,
+                  { data: volumePath(vg, data), meta: volumePath(vg, meta) },
+                  true,
+                );
+              } catch (error) {
+                return [['#', (error as Error).message]];
+              }
+            };
+            return [
+              sh(n, lvm.create(vg, data, sizeMiB)),
+              sh(n, lvm.create(vg, meta, META_MIB)),
+              ...create().map((argv) => sh(n, argv)),
+            ];
+          }),
+        ];
+      });
+    case 'removeDisks':
+      return nodes.flatMap((n) => {
+        const vg = cluster.nodes.find((x) => x.name === n)?.volumeGroup ?? 'xenvg';
+        return [
+          sh(n, lvm.report(vg)),
+          ...links(n).flatMap((l) => [
+            sh(n, drbd(n).down(l)),
+            sh(n, lvm.remove(vg, [`${l.resource}_data`, `${l.resource}_meta`])),
+          ]),
+        ];
+      });
     case 'setPrimaryNode':
       return [
         {
@@ -119,7 +194,9 @@ export function plannedCommands(
           )
         : nodes.flatMap((n) => links(n).map((l) => sh(n, drbd(n).primary(l))));
     case 'disconnectNet':
-      return nodes.flatMap((n) => links(n).map((l) => sh(n, drbd(n).disconnect(l))));
+      return (input.only === undefined ? nodes : [input.only]).flatMap((n) =>
+        links(n).map((l) => sh(n, drbd(n).disconnect(l))),
+      );
     case 'attachNet':
       return [
         ...nodes.flatMap((n) =>
@@ -210,8 +287,16 @@ export function plannedCommands(
   }
 }
 
-export function drbdLinks(cluster: ClusterFile, inst: ClusterInstance, node: string): DrbdLink[] {
-  const peer = node === inst.primary ? inst.secondary : inst.primary;
+/**
+ * The instance's DRBD links as seen from `node`, towards `peer` (by default its peer in the cluster
+ * file; a replace links the primary with a node the file does not name yet).
+ */
+export function drbdLinks(
+  cluster: ClusterFile,
+  inst: ClusterInstance,
+  node: string,
+  peer = node === inst.primary ? inst.secondary : inst.primary,
+): DrbdLink[] {
   const address = (name: string) => cluster.nodes.find((n) => n.name === name)?.replicationAddress ?? '';
   return inst.disks.flatMap((d) =>
     'resource' in d
@@ -231,7 +316,7 @@ export function drbdLinks(cluster: ClusterFile, inst: ClusterInstance, node: str
 /** A simulated copy of the cluster file, for --dry-run: the same nodes and instances, all healthy. */
 export function simSpecOf(cluster: ClusterFile): WorldSpec {
   return {
-    nodes: Object.fromEntries(cluster.nodes.map((n) => [n.name, {}])),
+    nodes: Object.fromEntries(cluster.nodes.map((n) => [n.name, { drained: n.drained }])),
     instances: cluster.instances.map((i) => ({
       name: i.name,
       primary: i.primary,
@@ -240,7 +325,7 @@ export function simSpecOf(cluster: ClusterFile): WorldSpec {
       ...(i.minMemoryMiB === undefined ? {} : { minMemoryMiB: i.minMemoryMiB }),
       migrationMode: i.migrationMode,
       diskTemplate: i.storage,
-      disksMiB: i.disks.map(() => 1024),
+      disksMiB: i.disks.map((d) => ('sizeMiB' in d ? (d.sizeMiB ?? 1024) : 1024)),
     })),
   };
 }

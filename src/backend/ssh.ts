@@ -6,6 +6,7 @@ import {
   loadCluster,
 } from '../cluster/index.js';
 import { drbdDrivers } from '../drivers/drbd.js';
+import { lvm, missingVolumes, parseReport, volumePath } from '../drivers/lvm.js';
 import { incomingCommands, migrationStatusOf, QemuNode, tuningCommands } from '../drivers/qemu.js';
 import { type NodeShell, SshNode } from '../ssh/index.js';
 import { ATTACH_ROUND_MS, drbdLinks as linksOf } from './plan.js';
@@ -68,7 +69,20 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
     }
     return q;
   };
-  const drbdLinks = (inst: ClusterInstance, node: string) => linksOf(initial, inst, node);
+  /** The links from `node`, towards the other end of `pair` when the call names the pair. */
+  const drbdLinks = (inst: ClusterInstance, node: string, pair?: readonly string[]) =>
+    linksOf(
+      initial,
+      inst,
+      node,
+      pair?.find((n) => n !== node),
+    );
+  const volumeGroup = (node: string) => nodeSpec(node).volumeGroup;
+  const storageOf = async (node: string, timeoutMs: number, signal: AbortSignal) =>
+    parseReport(
+      (await shell(node).exec(lvm.report(volumeGroup(node)), { timeoutMs, signal })).stdout,
+      volumeGroup(node),
+    );
   const drbd = (node: string) => drbdDrivers[nodeSpec(node).drbd];
   const sharedDevices = (inst: ClusterInstance) =>
     inst.disks.flatMap((d) => ('device' in d ? [d.device] : []));
@@ -83,9 +97,15 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       T
     >;
 
-  const drbdStatus = async (inst: ClusterInstance, node: string, timeoutMs: number, signal: AbortSignal) =>
+  const drbdStatus = async (
+    inst: ClusterInstance,
+    node: string,
+    timeoutMs: number,
+    signal: AbortSignal,
+    pair?: readonly string[],
+  ) =>
     Promise.all(
-      drbdLinks(inst, node).map(async (l) => {
+      drbdLinks(inst, node, pair).map(async (l) => {
         const outputs = await Promise.all(
           drbd(node)
             .statusReads(l)
@@ -99,6 +119,49 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
     getInstance: config.getInstance,
     setPrimaryNode: config.setPrimaryNode,
     listInstances: config.listInstances,
+    listNodes: config.listNodes,
+    setSecondaryNode: config.setSecondaryNode,
+    forgetFormerSecondary: config.forgetFormerSecondary,
+
+    nodeStorage: ({ node, timeoutMs }, signal) => storageOf(node, timeoutMs, signal),
+
+    // Ganeti's blockdev_create: what exists is kept; metadata is written only on a volume just made.
+    createDisks: async ({ instance, node, disks, timeoutMs }, signal) => {
+      const inst = instanceSpec(instance);
+      if (isShared(inst)) throw noReplication(inst);
+      const vg = volumeGroup(node);
+      const storage = await storageOf(node, timeoutMs, signal);
+      for (const l of drbdLinks(inst, node)) {
+        const size = disks.find((d) => d.resource === l.resource)?.sizeMiB;
+        if (size === undefined) throw new Error(`${node}: the size of ${l.resource} is not known`);
+        const missing = missingVolumes(storage, l.resource, size);
+        for (const v of [missing.data, missing.meta])
+          if (v !== null) await shell(node).exec(lvm.create(vg, v.name, v.sizeMiB), { timeoutMs, signal });
+        if (storage.minors.includes(l.minor)) continue;
+        const volumes = {
+          data: volumePath(vg, `${l.resource}_data`),
+          meta: volumePath(vg, `${l.resource}_meta`),
+        };
+        for (const argv of drbd(node).createDevice(l, volumes, missing.meta !== null))
+          await shell(node).exec(argv, { timeoutMs, signal });
+      }
+    },
+
+    // Ganeti's blockdev_remove: the device down (refused by DRBD while it is Primary), the volumes gone.
+    removeDisks: async ({ instance, node, disks, timeoutMs }, signal) => {
+      const inst = instanceSpec(instance);
+      if (isShared(inst)) throw noReplication(inst);
+      const vg = volumeGroup(node);
+      const storage = await storageOf(node, timeoutMs, signal);
+      for (const l of drbdLinks(inst, node).filter((x) => disks.some((d) => d.resource === x.resource))) {
+        if (storage.minors.includes(l.minor))
+          await shell(node).exec(drbd(node).down(l), { timeoutMs, signal });
+        const present = [`${l.resource}_data`, `${l.resource}_meta`].filter((n) =>
+          storage.volumes.some((v) => v.name === n),
+        );
+        if (present.length > 0) await shell(node).exec(lvm.remove(vg, present), { timeoutMs, signal });
+      }
+    },
 
     nodeInfo: ({ instance, nodes, timeoutMs }, signal) =>
       perNode(nodes, async (node) => {
@@ -142,7 +205,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
     diskStatus: async ({ instance, nodes, timeoutMs }, signal) => {
       const inst = instanceSpec(instance);
       if (isShared(inst)) throw noReplication(inst);
-      return perNode(nodes, (node) => drbdStatus(inst, node, timeoutMs, signal));
+      return perNode(nodes, (node) => drbdStatus(inst, node, timeoutMs, signal, nodes));
     },
 
     nodeDiskStatus: async ({ instance, node, timeoutMs }, signal) => {
@@ -211,11 +274,11 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         await shell(node).exec(drbd(node).primary(l), { timeoutMs, signal });
     },
 
-    disconnectNet: async ({ instance, nodes, timeoutMs }, signal) => {
+    disconnectNet: async ({ instance, nodes, only, timeoutMs }, signal) => {
       const inst = instanceSpec(instance);
       if (isShared(inst)) throw noReplication(inst);
-      await perNode(nodes, async (node) => {
-        for (const l of drbdLinks(inst, node)) {
+      await perNode(only === undefined ? nodes : [only], async (node) => {
+        for (const l of drbdLinks(inst, node, nodes)) {
           await shell(node).exec(drbd(node).disconnect(l), {
             timeoutMs,
             signal,
@@ -233,25 +296,25 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       // a mismatching configuration), until connected or out of time.
       const start = Date.now();
       const roundS = Math.min(ATTACH_ROUND_MS, timeoutMs) / 1000;
-      let standAlone = new Set(nodes.flatMap((n) => drbdLinks(inst, n).map((l) => `${n}/${l.minor}`)));
+      let standAlone = new Set(nodes.flatMap((n) => drbdLinks(inst, n, nodes).map((l) => `${n}/${l.minor}`)));
       for (;;) {
         const left = () => Math.max(1, timeoutMs - (Date.now() - start));
         await perNode(nodes, async (node) => {
-          for (const l of drbdLinks(inst, node)) {
+          for (const l of drbdLinks(inst, node, nodes)) {
             if (!standAlone.has(`${node}/${l.minor}`)) continue;
             for (const argv of drbd(node).connect(l, multimaster, discardOn === node))
               await shell(node).exec(argv, { timeoutMs: left(), signal });
           }
         });
         await perNode(nodes, async (node) => {
-          for (const l of drbdLinks(inst, node)) {
+          for (const l of drbdLinks(inst, node, nodes)) {
             // Not connected yet is an answer here: the status read below tells.
             await shell(node)
               .exec(drbd(node).waitConnect(l, roundS), { timeoutMs: left(), signal })
               .catch(() => undefined);
           }
         });
-        const disks = await perNode(nodes, (node) => drbdStatus(inst, node, left(), signal));
+        const disks = await perNode(nodes, (node) => drbdStatus(inst, node, left(), signal, nodes));
         const pending = Object.entries(disks).flatMap(([node, ds]) =>
           ds.filter((d) => d.connection !== 'Connected').map((d) => ({ node, d })),
         );
@@ -277,7 +340,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       return {
         nodes: await perNode(nodes, async (node): Promise<NodeSync> => {
           const disks = [];
-          for (const l of drbdLinks(inst, node)) {
+          for (const l of drbdLinks(inst, node, nodes)) {
             // Hurried (an operator abort waits): the wait is cut, and the status read now instead.
             const waiting = hurry === undefined ? signal : AbortSignal.any([signal, hurry]);
             const argv = drbd(node).syncRead(l, hurry?.aborted ? 0 : timeoutMs / 1000);

@@ -10,7 +10,7 @@ import { type ClusterFile, ClusterFileError, loadCluster } from '../cluster/inde
 import { runMachine } from '../runner/index.js';
 import { createSimCluster, createWorld } from '../sim/index.js';
 import { UsageError } from './errors.js';
-import { planPrinter } from './output.js';
+import { forecastPrinter, planPrinter } from './output.js';
 
 /**
  * `migrate --cluster FILE`: the machines against real nodes over SSH, or, with --dry-run, against a
@@ -78,5 +78,6 @@ export async function dryRun(
   return runMachine(MACHINES[kind], inputWithLimits(cluster, input), sim.effects, {
     clock: sim.clock,
     onCall,
+    onEvent: forecastPrinter(print),
   });
 }

@@ -204,7 +204,7 @@ export class LiveView {
     // The outcome is a state too; it has no duration worth a row.
     this.steps = this.steps.filter((s) => s.name !== out.outcome);
     const name = Math.max(8, ...this.steps.map((s) => s.name.length));
-    const ok = out.outcome === 'migrated' || out.outcome === 'cleaned';
+    const ok = out.verdict === 'done';
     const rows = [
       '',
       `${'step'.padEnd(name)}  duration`,
@@ -214,7 +214,9 @@ export class LiveView {
       `${'total'.padEnd(name)}  ${seconds(endedAt - (this.steps[0]?.startedAt ?? endedAt)).padStart(8)}`,
       '',
       `outcome: ${this.c(ok ? '32' : out.outcome === 'reverted' ? '33' : '31', out.outcome)}`,
-      `instance ${out.instance} runs on: ${where ?? 'unknown'}; the config names ${out.primaryNode ?? 'unknown'}`,
+      `instance ${out.instance} runs on: ${where ?? 'unknown'}; the config names ${out.primaryNode ?? 'unknown'}${
+        out.secondaryNode === undefined ? '' : `, secondary ${out.secondaryNode ?? 'unknown'}`
+      }`,
     ];
     if (out.error !== undefined) rows.push(`error: ${out.error}`);
     for (const w of out.warnings) rows.push(this.c('33', `warning: ${w}`));

@@ -21,6 +21,11 @@ export const OPTIONS = {
     help: 'repair a run that stopped halfway (safe on a healthy instance): a migration’s finds where the instance runs and makes the config and the disks agree; a failover’s brings the instance up on the node the config names',
   },
   target: { type: 'string', value: 'NODE', help: "the target node; must be the instance's secondary" },
+  'new-secondary': {
+    type: 'string',
+    value: 'NODE',
+    help: 'the node that becomes the secondary (default: chosen by room, N+1 memory and spread); with --cleanup, the node a replace that stopped before its commit left disks on',
+  },
   'non-live': { type: 'boolean', help: 'pause the instance for the copy' },
   'no-runtime-changes': {
     type: 'boolean',
@@ -115,6 +120,21 @@ export const OPTIONS = {
     type: 'string',
     value: 'URL',
     help: "the Restate cluster's admin API, for cancelling (default: the --restate host, port 9070)",
+  },
+  nodes: {
+    type: 'string',
+    value: 'N',
+    help: 'init: a cluster of N nodes (node-a, node-b, …) instead of the demo’s two',
+  },
+  instances: {
+    type: 'string',
+    value: 'M',
+    help: 'init: M instances (web1 …) spread over the nodes, some stopped, some busy (default 2 per node)',
+  },
+  seed: {
+    type: 'string',
+    value: 'S',
+    help: 'init: the seed the cluster is drawn from (default 1): the same seed, the same cluster',
   },
   force: {
     type: 'boolean',

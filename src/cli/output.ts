@@ -38,7 +38,13 @@ export function finish(
     of?: RepairOf;
   },
 ): number {
-  const cleanup = cleanupCommand(result.instance, end.target, end.of, result.primaryNode);
+  const cleanup = cleanupCommand(
+    result.instance,
+    end.target,
+    end.of,
+    result.primaryNode,
+    result.secondaryNode ?? null,
+  );
   const code = EXIT[result.outcome];
   if (values.json === true) {
     io.out(JSON.stringify({ type: 'result', ...(end.dryRun ? { dryRun: true } : {}), ...result }));
@@ -58,9 +64,14 @@ export function finish(
 }
 
 /** A dry run's forecast of the copy, as the machine said it, printed as a comment line. */
+/**
+ * What a dry run says besides its calls, as comment lines: the copy's forecast, and every warning
+ * (a replace's one-copy window is said before it opens, in a dry run too).
+ */
 export const forecastPrinter = (print: (line: string) => void) => (event: RunEvent) => {
-  if (event.type === 'feedback' && event.message.startsWith('* predicted'))
-    print(`# ${event.message.slice(2)}`);
+  if (event.type !== 'feedback') return;
+  if (event.message.startsWith('* predicted')) print(`# ${event.message.slice(2)}`);
+  else if (event.level === 'warning') print(`# warning: ${event.message}`);
 };
 
 /**

@@ -17,10 +17,12 @@ export function describeWorldState(world: World) {
           ),
           drbd: Object.fromEntries(
             Object.values(world.resources)
-              .filter((r) => r.nodes.includes(node))
+              // A device outside its resource's link (a replace's new or old copy) is shown too.
+              .filter((r) => r.local[node] !== undefined)
               .map((r) => {
                 const l = localOf(r, node);
-                const peer = r.local[r.nodes[0] === node ? r.nodes[1] : r.nodes[0]];
+                const linked = r.nodes.includes(node);
+                const peer = linked ? r.local[r.nodes[0] === node ? r.nodes[1] : r.nodes[0]] : undefined;
                 const connected = l.connection === 'Connected' && peer?.connection === 'Connected';
                 return [
                   r.name,
@@ -76,6 +78,7 @@ export const EXIT: Record<ProtocolOutput['outcome'], number> = {
   migrated: 0,
   failedOver: 0,
   rejoined: 0,
+  replaced: 0,
   cleaned: 0,
   reverted: 1,
   rejected: 2,
@@ -84,7 +87,11 @@ export const EXIT: Record<ProtocolOutput['outcome'], number> = {
 };
 
 export function resultLines(out: ProtocolOutput, cleanup: string | null): string[] {
-  const lines = [`${out.outcome}: ${out.instance} is primary on ${out.primaryNode ?? '(unknown)'}`];
+  const secondary =
+    out.secondaryNode === undefined ? '' : `, secondary on ${out.secondaryNode ?? '(unknown)'}`;
+  const lines = [
+    `${out.outcome}: ${out.instance} is primary on ${out.primaryNode ?? '(unknown)'}${secondary}`,
+  ];
   if (out.error !== undefined) lines.push(`error: ${out.error}`);
   for (const l of out.left ?? []) lines.push(`left: ${l}`);
   const next = nextStep(out, cleanup);
@@ -101,7 +108,9 @@ export function nextStep(out: ProtocolOutput, cleanup: string | null): string | 
         ? 'this run kept no cluster to repair; run the demo again with --world FILE to keep one for the cleanup'
         : `inspect the nodes, then run '${cleanup}'`;
     case 'reverted':
-      return 'read the error; the instance is safe on the source and the migration can be retried';
+      return out.secondaryNode !== undefined
+        ? 'read the error; the instance keeps its secondary, in sync, and the replace can be retried'
+        : 'read the error; the instance is safe on the source and the migration can be retried';
     case 'rejected':
       return 'fix the cause the error names; nothing was touched';
     default:

@@ -40,6 +40,7 @@ export async function runOnInstance(
       instance: input.instance,
       sourceIsDown: input.sourceIsDown === true,
       from: kind === 'failover' ? await primaryNow(call.values, input.instance) : null,
+      newSecondary: input.newSecondary ?? null,
     };
     return await showRun(call, session, about, (follow) => session.runtime.run(kind, prepared, follow));
   } finally {

@@ -32,6 +32,8 @@ export interface RepairOf {
   sourceIsDown?: boolean;
   /** The instance's primary when the run began: a failover that ends with the config naming it never committed. */
   from?: string | null;
+  /** A replace's new secondary: its repair names it until the commit (after it the config does). */
+  newSecondary?: string | null;
 }
 
 /** The command that repairs what a run left, naming the file it acted on. */
@@ -40,8 +42,13 @@ export function cleanupCommand(
   target: Target | null,
   of: RepairOf = {},
   primaryNow: string | null = null,
+  secondaryNow: string | null = null,
 ): string | null {
   if (target === null) return null;
+  if (of.machine === 'changeSecondary') {
+    const named = of.newSecondary != null && secondaryNow !== of.newSecondary;
+    return `drbd-migrate replace-secondary ${instance}${targetFlag(target)} --cleanup${named ? ` --new-secondary ${of.newSecondary}` : ''}`;
+  }
   if (of.machine === 'failover') {
     // Before its commit the failover is picked up by running it again; after it, by its repair.
     const again = of.from != null && primaryNow === of.from;

@@ -74,20 +74,34 @@ export function instanceConfig(spec: ClusterInstance): InstanceConfig {
     // A shared disk has no DRBD minor; the contract's minor is then its index, read by no driver.
     disks: spec.disks.map((d, index) =>
       'resource' in d
-        ? { index, resource: d.resource, minor: d.minor }
+        ? {
+            index,
+            resource: d.resource,
+            minor: d.minor,
+            ...(d.sizeMiB === undefined ? {} : { sizeMiB: d.sizeMiB }),
+          }
         : { index, resource: d.name, minor: index },
     ),
     memoryMiB: spec.memoryMiB,
     minMemoryMiB: spec.minMemoryMiB ?? spec.memoryMiB,
     migrationMode: spec.migrationMode,
     adminState: 'up',
+    formerSecondary: spec.formerSecondary ?? null,
   };
 }
 
 /** The config-store effects, backed by the cluster file: read it; at the commit point, rewrite it. */
 export function clusterConfigEffects(
   path: string,
-): Pick<Effects, 'getInstance' | 'setPrimaryNode' | 'listInstances'> {
+): Pick<
+  Effects,
+  | 'getInstance'
+  | 'setPrimaryNode'
+  | 'listInstances'
+  | 'listNodes'
+  | 'setSecondaryNode'
+  | 'forgetFormerSecondary'
+> {
   const find = (cluster: ClusterFile, name: string) => {
     const spec = cluster.instances.find((i) => i.name === name);
     if (spec === undefined) throw new Error(`Instance '${name}' not known in ${path}`);
@@ -97,6 +111,27 @@ export function clusterConfigEffects(
     getInstance: async ({ instance }: EffectInput<'getInstance'>) =>
       instanceConfig(find(await loadCluster(path), instance)),
     listInstances: async () => (await loadCluster(path)).instances.map(instanceConfig),
+    listNodes: async () => (await loadCluster(path)).nodes.map((n) => ({ name: n.name, drained: n.drained })),
+    setSecondaryNode: async ({ instance, node, former }: EffectInput<'setSecondaryNode'>) => {
+      const cluster = await loadCluster(path);
+      const spec = find(cluster, instance);
+      // Run again after a lost answer: already committed, nothing to do.
+      if (spec.secondary === node) return;
+      if (spec.secondary !== former)
+        throw new Error(
+          `${former} is not the secondary of instance ${instance} in ${path} (${spec.secondary} is)`,
+        );
+      spec.secondary = node;
+      spec.formerSecondary = former;
+      await saveCluster(path, cluster);
+    },
+    forgetFormerSecondary: async ({ instance }: EffectInput<'forgetFormerSecondary'>) => {
+      const cluster = await loadCluster(path);
+      const spec = find(cluster, instance);
+      if (spec.formerSecondary === undefined) return;
+      delete spec.formerSecondary;
+      await saveCluster(path, cluster);
+    },
     setPrimaryNode: async ({ instance, node }: EffectInput<'setPrimaryNode'>) => {
       const cluster = await loadCluster(path);
       const spec = find(cluster, instance);

@@ -53,6 +53,17 @@ export const ClusterNode = z
       .describe(
         'The DRBD kernel module’s version on this node: 8.4 (Debian’s, Ganeti’s target) or 9 (its disks then need nodeIds).',
       ),
+    volumeGroup: z
+      .string()
+      .regex(/^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,126}$/, 'must be an LVM volume group name')
+      .default('xenvg')
+      .describe(
+        'The LVM volume group new copies of disks are made in (replace-secondary); Ganeti’s default xenvg.',
+      ),
+    drained: z
+      .boolean()
+      .default(false)
+      .describe('Marked for maintenance: nothing new is placed there, and no instance moves to it.'),
   })
   .strict()
   .refine((n) => n.hostKey !== undefined || n.knownHosts !== undefined, {
@@ -65,6 +76,14 @@ export const ClusterDisk = z
     resource: ResourceName.describe('The DRBD resource name.'),
     minor: Minor.describe('The DRBD minor (/dev/drbdN) on both nodes.'),
     port: Port.describe('The TCP port DRBD replicates this resource over.'),
+    sizeMiB: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe(
+        'The disk’s size, MiB: a new copy of it (replace-secondary) is made this size, with a 128 MiB metadata volume.',
+      ),
     nodeIds: z
       .record(NodeName, z.number().int().min(0).max(31))
       .optional()
@@ -99,6 +118,9 @@ export const ClusterInstance = z
     name: InstanceName.describe('The instance’s name, as the commands take it.'),
     primary: NodeName.describe('The node the instance runs on: rewritten at the commit point.'),
     secondary: NodeName.describe('The node holding the other DRBD replica: where it migrates to.'),
+    formerSecondary: NodeName.optional().describe(
+      'Written by replace-secondary: a replaced secondary whose copies are still to be removed (it was down, or the replace stopped after its commit).',
+    ),
     memoryMiB: z.number().int().positive().describe('Its memory, MiB.'),
     minMemoryMiB: z
       .number()
@@ -184,6 +206,16 @@ export const ClusterFile = z
         if (!nodes.has(inst[key]))
           ctx.addIssue({ code: 'custom', path: at(key), message: `${inst[key]} is not a node of this file` });
       }
+      if (
+        inst.formerSecondary !== undefined &&
+        (!nodes.has(inst.formerSecondary) || [inst.primary, inst.secondary].includes(inst.formerSecondary))
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: at('formerSecondary'),
+          message: `${inst.formerSecondary} must be a node of this file other than the primary and the secondary`,
+        });
+      }
       if (inst.primary === inst.secondary) {
         ctx.addIssue({
           code: 'custom',
@@ -211,7 +243,13 @@ export const ClusterFile = z
             message: `a node of ${inst.name} runs DRBD 9: nodeIds must give the node-id of ${inst.primary} and ${inst.secondary}`,
           });
         }
-        for (const node of [inst.primary, inst.secondary]) {
+        // A former secondary's device still holds its minor and port until it is removed.
+        const holders = [
+          inst.primary,
+          inst.secondary,
+          ...(inst.formerSecondary ? [inst.formerSecondary] : []),
+        ];
+        for (const node of holders) {
           for (const [what, value] of [
             ['minor', d.minor],
             ['port', d.port],

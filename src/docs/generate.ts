@@ -127,8 +127,12 @@ function safetyDoc(): string {
     '(rule 3 between steps too: an instance started where the config does not name it, outside the handover and',
     'the commit), rule 4 by the simulator at every promotion, 5 by every wait’s deadlines, the truth of every',
     'outcome at its end (see `src/testing/oracle.ts`, `src/testing/replay.ts` and `src/sim/invariants.ts`); 6',
-    'by the input tests; 7 by the failover and rejoin paths, whose rejoin worlds start from a split brain; 9 by',
-    'the lock, lease and Restate tests (a local run and a Restate run started together on one instance, 20 times).',
+    'by the input tests; 7 by the failover and rejoin paths, whose rejoin worlds start from a split brain; 8 by',
+    'the oracle, which counts each disk’s UpToDate copies (up, UpToDate, not behind a peer that wrote while',
+    'apart) before and after every generated path that ends done, undone or refused, and by the replace’s',
+    'tests (its window announced before its first disconnect, the old copies removed only after the last',
+    'resync poll); 9 by the lock, lease and Restate tests (a local run and a Restate run started together on',
+    'one instance, 20 times).',
     '',
   );
   return lines.join('\n');

@@ -29,6 +29,13 @@ export interface DrbdDriver {
   /** DRBD's own wait for the resync then the status in one command (timeoutS 0: the status now). */
   syncRead(l: DrbdLink, timeoutS: number): string[];
   parseSync(output: string, l: DrbdLink): { syncing: boolean; percent: number | null };
+  /**
+   * A device on new volumes, Secondary and without network (a new secondary's copy): its metadata
+   * written first when `fresh`, then the resource, the minor and the attach.
+   */
+  createDevice(l: DrbdLink, volumes: { data: string; meta: string }, fresh: boolean): string[][];
+  /** The device taken down (its volumes stay). */
+  down(l: DrbdLink): string[];
 }
 
 /**
@@ -56,6 +63,13 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     parseStatus: ([events, show, status], l) => parseEvents2(events ?? '', show ?? '', l.minor, status),
     syncRead: (l, s) => (s > 0 ? waitThen(drbd84.waitSync(l, s), drbd84.status(l)) : drbd84.status(l)),
     parseSync: (output) => parseSyncStatus(output),
+    createDevice: (l, { data, meta }, fresh) => [
+      ...(fresh ? [drbd84.createMd(l, meta)] : []),
+      drbd84.newResource(l),
+      drbd84.newMinor(l),
+      drbd84.attach(l, data, meta),
+    ],
+    down: drbd84.down,
   },
   '9': {
     primary: drbd9.primary,
@@ -70,5 +84,13 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     parseStatus: ([json, show], l) => parseStatusJson(json ?? '', show ?? '', l.minor, l.peerNodeId),
     syncRead: (l, s) => (s > 0 ? waitThen(drbd9.waitSync(l, s), drbd9.status(l)) : drbd9.status(l)),
     parseSync: (output, l) => parseSyncStatusJson(output, l.peerNodeId),
+    createDevice: (l) => {
+      // DRBD 9 adds a new secondary as a third peer before the old one leaves (make-before-break):
+      // that path needs the DRBD 9 testbed and is not built yet; 8.4's break-before-make is refused.
+      throw new Error(
+        `${l.resource}: replacing a secondary on DRBD 9 (a third peer added before the old one leaves) is not built yet`,
+      );
+    },
+    down: (l) => [drbd9.status(l)[0]!, 'down', l.resource],
   },
 };

@@ -2,6 +2,7 @@ import type { Snapshot } from 'xstate';
 import {
   type Effects,
   type InstanceConfig,
+  InstanceConfig as InstanceConfigSchema,
   inputProblem,
   MACHINES,
   type MachineName,
@@ -162,13 +163,20 @@ export async function resumeRun(
   } else if (context?.config && !pathHasTag(MACHINES[kind], entry.state, 'commit')) {
     // Inside the commit the write may have landed before the journal heard of it: the config naming
     // either node is what the run expects there, and the commit step (idempotent) is done again.
-    config = await effects.getInstance(
-      { instance, timeoutMs: context.limits.stepTimeoutMs },
-      new AbortController().signal,
+    config = InstanceConfigSchema.parse(
+      await effects.getInstance(
+        { instance, timeoutMs: context.limits.stepTimeoutMs },
+        new AbortController().signal,
+      ),
     );
     const believed = context.commit.done ? context.target : context.source;
     if (config.primaryNode !== believed) {
       reason = `the config names ${config.primaryNode} but the journal expected ${believed}: the world changed since`;
+    }
+    // A replace's own commit names the secondary.
+    const secondary = context.replace.committed ? context.target : context.replace.former;
+    if (reason === null && context.replace.former !== '' && config.secondaryNode !== secondary) {
+      reason = `the config names ${config.secondaryNode} as the secondary but the journal expected ${secondary}: the world changed since`;
     }
   }
   if (reason !== null) {
@@ -208,6 +216,17 @@ function repairOf(
   config: InstanceConfig | null,
 ): { kind: MachineKind; input: ProtocolInput } {
   const limits = input.limits === undefined ? {} : { limits: input.limits };
+  // A replace has its own repair: it finishes one past its commit, and undoes one before it.
+  if (kind === 'changeSecondary')
+    return {
+      kind,
+      input: {
+        instance: input.instance,
+        cleanup: true,
+        ...(input.newSecondary === undefined ? {} : { newSecondary: input.newSecondary }),
+        ...limits,
+      },
+    };
   if (kind !== 'failover') return { kind: 'cleanup', input: { instance: input.instance, ...limits } };
   // The operator's word that a node is down speaks of the failover's source: it carries over only to
   // a repair whose node to prove down is that same one (the config names the failover's target).

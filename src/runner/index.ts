@@ -9,6 +9,7 @@ export {
   memoryLeases,
   withLease,
 } from './lease.js';
+export { placeSecondary } from './placement.js';
 export {
   fallbackInput,
   type RunEvent,

@@ -18,6 +18,7 @@ import {
   promote,
   resourceOf,
   statusOf,
+  switchPeer,
 } from './drbd.js';
 import { type Fault, faultFor } from './faults.js';
 import { settleAllUptimes, uptimeOf } from './guests.js';
@@ -40,6 +41,7 @@ import {
 import { recordInvariants } from './invariants.js';
 import { killNode, type Perturbation, perturb, reviveNode } from './perturb.js';
 import { closeShared, openShared, sharedDiskOf } from './shared.js';
+import { createDisk, nodeStorage, removeDisk } from './storage.js';
 import { createWorld, type Resource, World, type WorldSpec } from './world.js';
 
 export interface SimStep {
@@ -224,7 +226,12 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     const node =
       (input as { node?: string }).node ?? (input as { nodes?: string[] }).nodes?.join(',') ?? 'cluster';
     // A node that is down answers nothing: the call hangs until its deadline (a probe says so itself).
-    const on = [(input as { node?: string }).node, ...((input as { nodes?: string[] }).nodes ?? [])];
+    // A call to one side of a link (disconnectNet's `only`) asks that node alone.
+    const only = (input as { only?: string }).only;
+    const on =
+      only !== undefined
+        ? [only]
+        : [(input as { node?: string }).node, ...((input as { nodes?: string[] }).nodes ?? [])];
     const dead = on.find(
       (n) => n !== undefined && (world.nodes[n]?.down === true || world.nodes[n]?.unreachable === true),
     );
@@ -324,6 +331,34 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
         config.primaryNode = input.node;
         world.commits[input.instance] = (world.commits[input.instance] ?? 0) + 1;
       }),
+    setSecondaryNode: (input, signal) =>
+      act('setSecondaryNode', input, signal, QUERY_MS, () => {
+        const config = instanceOf(input.instance);
+        if (config.secondaryNode === input.node) return;
+        if (world.nodes[input.node] === undefined) throw new Error(`${input.node}: node not known`);
+        if (config.primaryNode === input.node)
+          throw new Error(`${input.node} is the primary of ${input.instance}, not a secondary`);
+        config.secondaryNode = input.node;
+        config.formerSecondary = input.former;
+      }),
+    forgetFormerSecondary: (input, signal) =>
+      act('forgetFormerSecondary', input, signal, QUERY_MS, () => {
+        instanceOf(input.instance).formerSecondary = null;
+      }),
+    listNodes: (input, signal) =>
+      act('listNodes', input, signal, QUERY_MS, () =>
+        Object.entries(world.nodes).map(([name, n]) => ({ name, drained: n.drained })),
+      ),
+    nodeStorage: (input, signal) =>
+      act('nodeStorage', input, signal, QUERY_MS, () => nodeStorage(world, input.node)),
+    createDisks: (input, signal) =>
+      act('createDisks', input, signal, step, () =>
+        onDisks(input.disks, (d) => createDisk(world, input.node, d)),
+      ),
+    removeDisks: (input, signal) =>
+      act('removeDisks', input, signal, step, () =>
+        onDisks(input.disks, (d) => removeDisk(world, input.node, d)),
+      ),
     nodeInfo: (input, signal) =>
       act('nodeInfo', input, signal, QUERY_MS, () =>
         perNode(input.nodes, (n) => {
@@ -415,7 +450,8 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     disconnectNet: (input, signal) =>
       act('disconnectNet', input, signal, step, () =>
         onDisks(input.disks, (d) => {
-          for (const n of input.nodes) disconnect(resourceOf(world, d.resource), n);
+          for (const n of input.only === undefined ? input.nodes : [input.only])
+            disconnect(resourceOf(world, d.resource), n);
         }),
       ),
     attachNet: (input, signal) =>
@@ -423,6 +459,13 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
         // Ganeti's DrbdAttachNet: configure both sides, then wait for the connection, re-attaching a
         // side that dropped to StandAlone (the peer may have refused a mismatching configuration).
         const start = clock.now();
+        // A node not yet the other's peer (a new secondary) becomes it.
+        onDisks(input.disks, (d) => {
+          const r = resourceOf(world, d.resource);
+          const [a, b] = input.nodes;
+          if (!r.nodes.includes(b)) switchPeer(r, a, b);
+          else if (!r.nodes.includes(a)) switchPeer(r, b, a);
+        });
         for (;;) {
           onDisks(input.disks, (d) => {
             const r = resourceOf(world, d.resource);

@@ -27,6 +27,26 @@ export function peerOf(r: Resource, node: string): string {
 }
 
 export const isConnected = (r: Resource) => r.nodes.every((n) => r.local[n]?.connection === 'Connected');
+
+/**
+ * The link is made between `node` and a node that is not yet its peer (a new secondary): the old
+ * peer is dropped from the resource's connection, and the new one, whose device has no data yet,
+ * receives everything from `node` (a full resync). `node` must be StandAlone (DRBD 8.4 has one peer).
+ */
+export function switchPeer(r: Resource, node: string, peer: string): void {
+  if (r.nodes.includes(peer)) return;
+  localOf(r, peer);
+  if (!r.nodes.includes(node)) throw new Error(`${r.name}: not configured on ${node}`);
+  if (localOf(r, node).net !== null)
+    throw new Error(`${r.name}: Failure: (102) Local address(port) already in use`);
+  r.nodes = [node, peer];
+  r.syncSource = node;
+  r.outOfSyncKiB = r.sizeKiB;
+  r.syncTotalKiB = r.sizeKiB;
+  r.dirtyKiB = {};
+  r.newGeneration = [];
+  localOf(r, peer).diskState = 'Inconsistent';
+}
 export const isSyncing = (r: Resource) => isConnected(r) && r.syncSource !== null;
 
 /**
@@ -73,6 +93,7 @@ export function disconnect(r: Resource, node: string): void {
   const local = localOf(r, node);
   local.net = null;
   local.connection = 'StandAlone';
+  if (!r.nodes.includes(node)) return;
   const peer = localOf(r, peerOf(r, node));
   if (peer.net !== null) peer.connection = 'Connecting';
 }
@@ -188,6 +209,7 @@ function writeWhileApart(world: World, r: Resource, dtMs: number, writers: Set<s
 }
 
 export function statusOf(r: Resource, node: string): DiskStatus {
+  if (!r.nodes.includes(node)) return unlinkedStatus(r, node);
   const local = localOf(r, node);
   const peer = localOf(r, peerOf(r, node));
   const connected = isConnected(r);
@@ -237,4 +259,22 @@ export function nodeDies(r: Resource, node: string, wroteAlone: boolean): void {
   local.connection = 'StandAlone';
   if (peer.net !== null) peer.connection = 'Connecting';
   // A resync under way is not forgotten: DRBD keeps its bitmap and resumes when the two meet again.
+}
+
+/** A device outside the resource's connection (a new copy not yet attached, an old one left): alone. */
+function unlinkedStatus(r: Resource, node: string): DiskStatus {
+  const local = localOf(r, node);
+  return {
+    resource: r.name,
+    minor: r.minor,
+    role: local.role,
+    peerRole: 'Unknown',
+    connection: local.connection,
+    replication: 'Off',
+    diskState: local.diskState,
+    peerDiskState: 'DUnknown',
+    allowTwoPrimaries: local.net?.allowTwoPrimaries ?? false,
+    syncPercent: null,
+    outOfSyncKiB: 0,
+  };
 }

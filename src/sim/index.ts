@@ -2,6 +2,7 @@ export { SimClock } from './clock.js';
 export { createSimCluster, type SimCluster, type SimClusterOptions, type SimStep } from './cluster.js';
 export { isConnected, localOf, resourceOf, statusOf } from './drbd.js';
 export { Fault, FaultKind, faultFor, parseFault } from './faults.js';
+export { type ClusterShape, clusterSpec, nodeNames } from './generate.js';
 export { checkInvariants, presentOn, restStateProblems, runningOn } from './invariants.js';
 export { Perturbation, perturb } from './perturb.js';
 export {
@@ -9,6 +10,7 @@ export {
   DEFAULT_SETTINGS,
   DEMO_SPEC,
   type InstanceSpec,
+  type Resource,
   World,
   type WorldSpec,
 } from './world.js';

@@ -36,6 +36,13 @@ export const Perturbation = z.enum([
    * throttle, lets its copy converge; only postcopy finishes it.
    */
   'busyGuest',
+  /** The primary's disks fall behind (Inconsistent, a resync towards it): no copy may be made from them. */
+  'primaryDegrades',
+  /**
+   * A replace's commit write whose answer was lost had taken effect: the config names as secondary
+   * the node the replace made a copy on, and the old one as still to be removed.
+   */
+  'replaceCommitLands',
 ]);
 export type Perturbation = z.infer<typeof Perturbation>;
 
@@ -107,6 +114,22 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
         world.commits[instance] = (world.commits[instance] ?? 0) + 1;
       }
       return;
+    case 'primaryDegrades':
+      for (const r of resources) {
+        const local = r.local[config.primaryNode];
+        if (local !== undefined) local.diskState = 'Inconsistent';
+      }
+      return;
+    case 'replaceCommitLands': {
+      const made = Object.keys(resources[0]?.local ?? {}).find(
+        (n) => n !== config.primaryNode && n !== config.secondaryNode,
+      );
+      if (made !== undefined && config.secondaryNode !== null) {
+        config.formerSecondary = config.secondaryNode;
+        config.secondaryNode = made;
+      }
+      return;
+    }
     // The guest on the config's primary stands paused (a non-live copy aborted without 'cont').
     case 'sourcePauses': {
       const vm = world.vms[config.primaryNode]?.[instance];
@@ -179,7 +202,11 @@ export function killNode(world: World, node: string, wroteAlone: boolean): void 
   if (n === undefined) throw new Error(`unknown node ${node}`);
   n.down = true;
   clearNode(world, node);
-  for (const r of Object.values(world.resources)) if (r.nodes.includes(node)) nodeDies(r, node, wroteAlone);
+  for (const r of Object.values(world.resources)) {
+    if (r.nodes.includes(node)) nodeDies(r, node, wroteAlone);
+    else if (r.local[node] !== undefined)
+      r.local[node] = { ...r.local[node]!, net: null, connection: 'StandAlone' };
+  }
   // A shared device is held by nothing on a node that is off.
   for (const d of Object.values(world.sharedDisks)) delete d.open[node];
 }

@@ -4,11 +4,13 @@ import {
   DrbdDiskState,
   InstanceConfig,
   InstanceName,
+  META_MIB,
   Minor,
   NodeName,
   ResourceName,
   RunState,
   SHARED_STORAGE,
+  volumeNames,
 } from '../../machines/index.js';
 
 /**
@@ -122,6 +124,18 @@ export const Guest = z.object({
 export type Guest = z.infer<typeof Guest>;
 export type Vm = z.infer<typeof Vm>;
 
+/** A node's LVM volume group: its size and the volumes in it (name → MiB). */
+export const VolumeGroup = z.object({
+  name: z.string(),
+  sizeMiB: z.number().nonnegative(),
+  volumes: z.record(z.string(), z.number().nonnegative()),
+});
+export type VolumeGroup = z.infer<typeof VolumeGroup>;
+
+/** The volume group every simulated node has unless its spec says otherwise (Ganeti's default name). */
+export const DEFAULT_VOLUME_GROUP = 'xenvg';
+const DEFAULT_VG_MIB = 1024 * 1024;
+
 export const Settings = z.object({
   /** Simulated ms a node-side command takes. */
   stepMs: z.number().nonnegative(),
@@ -151,8 +165,12 @@ export const World = z
         down: z.boolean().default(false),
         /** Its management network is cut: it answers nothing, but runs on, DRBD connected. */
         unreachable: z.boolean().default(false),
+        /** Marked for maintenance in the config: nothing new is placed there. */
+        drained: z.boolean().default(false),
       }),
     ),
+    /** Each node's volume group (worlds saved before it existed get one, holding their disks). */
+    storage: z.record(NodeName, VolumeGroup).default({}),
     // Keys are checked below, in the naming rule's own words (a record key's error says only "invalid").
     config: z.object({ instances: z.record(z.string(), InstanceConfig) }),
     resources: z.record(ResourceName, Resource),
@@ -166,6 +184,7 @@ export const World = z
     /** Safety rules broken so far, in the order they were broken. */
     violations: z.array(z.string()),
   })
+  .transform(withStorage)
   .superRefine((world, ctx) => {
     // What the cluster file refuses, a world refuses too: a run would lock the one node twice.
     for (const [key, instance] of Object.entries(world.config.instances)) {
@@ -222,7 +241,10 @@ export interface InstanceSpec {
 }
 
 export interface WorldSpec {
-  nodes?: Record<string, { memoryMiB?: number; hypervisorVersion?: string }>;
+  nodes?: Record<
+    string,
+    { memoryMiB?: number; hypervisorVersion?: string; diskMiB?: number; drained?: boolean }
+  >;
   instances?: InstanceSpec[];
   settings?: Partial<Settings>;
 }
@@ -251,6 +273,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
     config: { instances: {} },
     resources: {},
     sharedDisks: {},
+    storage: {},
     vms: {},
     guests: {},
     commits: {},
@@ -262,7 +285,9 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       hypervisorVersion: n.hypervisorVersion ?? '9.2.0',
       down: false,
       unreachable: false,
+      drained: n.drained ?? false,
     };
+    world.storage[name] = { name: DEFAULT_VOLUME_GROUP, sizeMiB: n.diskMiB ?? DEFAULT_VG_MIB, volumes: {} };
     world.vms[name] = {};
   }
   let minor = 0;
@@ -301,6 +326,12 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           resyncKiBps: null,
           slowUntil: null,
         };
+        for (const node of [i.primary, i.secondary]) {
+          const vg = world.storage[node];
+          if (vg === undefined) continue;
+          vg.volumes[volumeNames(name).data] = sizeMiB;
+          vg.volumes[volumeNames(name).meta] = META_MIB;
+        }
       }
       if (SHARED_STORAGE.has(diskTemplate) && i.secondary !== null) {
         world.sharedDisks[name] = {
@@ -309,7 +340,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           open: { [i.primary]: 'exclusive' },
         };
       }
-      return { index, resource: name, minor: m };
+      return { index, resource: name, minor: m, sizeMiB };
     });
     const memoryMiB = i.memoryMiB ?? 1024;
     world.config.instances[i.name] = {
@@ -322,6 +353,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       minMemoryMiB: i.minMemoryMiB ?? memoryMiB,
       migrationMode: i.migrationMode ?? 'live',
       adminState: i.adminState ?? 'up',
+      formerSecondary: null,
     };
     world.commits[i.name] = 0;
     if (i.dirtyMiBps !== undefined && i.dirtyMiBps > 0) {
@@ -343,4 +375,33 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
     }
   }
   return World.parse(world);
+}
+
+/**
+ * Every node has a volume group holding the volumes of the DRBD devices it has, and every disk of
+ * the config its size: a world saved before storage was modelled gets both from its resources.
+ */
+function withStorage<W extends { nodes: Record<string, unknown>; storage: Record<string, VolumeGroup> }>(
+  world: W & {
+    resources: Record<string, { name: string; sizeKiB: number; local: Record<string, unknown> }>;
+    config: { instances: Record<string, { disks: { resource: string; sizeMiB?: number | undefined }[] }> };
+  },
+): W {
+  for (const node of Object.keys(world.nodes)) {
+    if (world.storage[node] !== undefined) continue;
+    const vg: VolumeGroup = { name: DEFAULT_VOLUME_GROUP, sizeMiB: DEFAULT_VG_MIB, volumes: {} };
+    for (const r of Object.values(world.resources)) {
+      if (r.local[node] === undefined) continue;
+      const names = volumeNames(r.name);
+      vg.volumes[names.data] = Math.ceil(r.sizeKiB / 1024);
+      vg.volumes[names.meta] = META_MIB;
+    }
+    world.storage[node] = vg;
+  }
+  for (const config of Object.values(world.config.instances))
+    for (const d of config.disks) {
+      const r = world.resources[d.resource];
+      if (d.sizeMiB === undefined && r !== undefined) d.sizeMiB = Math.ceil(r.sizeKiB / 1024);
+    }
+  return world;
 }

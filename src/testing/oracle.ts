@@ -11,8 +11,10 @@ export function safetyProblems(view: WorldView): string[] {
   const nodes = Object.keys(view.disks);
   const count = Math.max(0, ...nodes.map((n) => view.disks[n]?.length ?? 0));
   for (let i = 0; i < count; i++) {
-    const sides = nodes.map((n) => view.disks[n]?.[i]).filter((d) => d !== undefined);
-    if (sides.length === 2 && sides.every((d) => d.role === 'Primary')) {
+    const sides = nodes
+      .map((n) => view.disks[n]?.[i])
+      .filter((d): d is NonNullable<typeof d> => d !== undefined && d.role === 'Primary');
+    if (sides.length >= 2) {
       if (!sides.every((d) => d.allowTwoPrimaries && d.connection === 'Connected')) {
         problems.push(
           `rule 2: ${sides[0]?.resource} is Primary on both nodes without a dual-master connection`,
@@ -34,8 +36,9 @@ export function restProblems(view: WorldView): string[] {
   }
   const down = new Set(view.down ?? []);
   for (const [node, disks] of Object.entries(view.disks)) {
-    // A node that is down holds nothing; its peer runs degraded until it comes back (rejoin).
-    if (down.has(node)) continue;
+    // A node that is down holds nothing; its peer runs degraded until it comes back (rejoin). A node
+    // outside the config's pair is judged by what it leaves behind (below).
+    if (down.has(node) || (node !== view.configPrimary && node !== view.configSecondary)) continue;
     const degraded = Object.keys(view.disks).some((n) => n !== node && down.has(n));
     const role = node === view.configPrimary ? 'Primary' : 'Secondary';
     for (const d of disks) {
@@ -53,6 +56,10 @@ export function restProblems(view: WorldView): string[] {
       }
     }
   }
+  // Copies left on nodes the instance no longer uses; a replaced secondary the config still names
+  // keeps its own until it answers again (the run said so).
+  for (const l of view.leftovers ?? [])
+    if (l.split(':')[0] !== view.configFormerSecondary) problems.push(`a copy is left behind on ${l}`);
   // Shared storage at rest: held exclusively by the node the instance runs on, closed elsewhere.
   for (const [node, disks] of Object.entries(view.shared ?? {})) {
     const want = node === view.configPrimary ? 'exclusive' : null;
@@ -125,7 +132,26 @@ export function stoppedProblems(view: WorldView): string[] {
 
 /** Does the outcome tell the truth about the world it left? */
 export function outcomeProblems(out: ProtocolOutput, before: WorldView, after: WorldView): string[] {
-  return [...primaryNodeProblems(out, after), ...outcomeStateProblems(out, before, after)];
+  return [
+    ...primaryNodeProblems(out, after),
+    ...outcomeStateProblems(out, before, after),
+    ...redundancyProblems(out, before, after),
+  ];
+}
+
+/**
+ * Rule 8: a run that ends well (done, undone, refused) leaves every disk with at least as many
+ * UpToDate copies as it found. A run that ends asking for a person says what is left instead.
+ */
+export function redundancyProblems(out: ProtocolOutput, before: WorldView, after: WorldView): string[] {
+  if (out.outcome === 'needsCleanup' || out.outcome === 'failed') return [];
+  if (before.copies === undefined || after.copies === undefined) return [];
+  return before.copies.flatMap((n, i) => {
+    const now = after.copies![i] ?? 0;
+    return now < n
+      ? [`rule 8: ${out.outcome} left disk ${i} with ${now} UpToDate copies, it found ${n}`]
+      : [];
+  });
 }
 
 function outcomeStateProblems(out: ProtocolOutput, before: WorldView, after: WorldView): string[] {
@@ -138,12 +164,34 @@ function outcomeStateProblems(out: ProtocolOutput, before: WorldView, after: Wor
           ? []
           : [`migrated but the config names ${after.configPrimary}`]),
       ];
+    case 'replaced':
+      return [
+        ...at('', restProblems(after)),
+        ...(after.configPrimary === before.configPrimary
+          ? []
+          : [`replaced but the primary moved to ${after.configPrimary}`]),
+        ...(after.configSecondary !== before.configSecondary && after.configSecondary === out.secondaryNode
+          ? []
+          : [
+              `replaced but the config names ${after.configSecondary} as the secondary (the output says ${out.secondaryNode})`,
+            ]),
+        // The old copies stay only where the run said it could not remove them.
+        ...(after.configFormerSecondary == null ||
+        out.warnings.some((w) => w.includes(`${after.configFormerSecondary}`) && w.includes('config'))
+          ? []
+          : [
+              `replaced but the config still names ${after.configFormerSecondary} as holding old copies, unsaid`,
+            ]),
+      ];
     case 'reverted':
       return [
         ...at('', restProblems(after)),
         ...(after.configPrimary === before.configPrimary
           ? []
           : [`reverted but the config names ${after.configPrimary}`]),
+        ...(after.configSecondary === before.configSecondary
+          ? []
+          : [`reverted but the secondary is now ${after.configSecondary}`]),
         ...(out.error ? [] : ['reverted without saying why']),
       ];
     case 'failedOver':

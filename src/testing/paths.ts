@@ -15,7 +15,7 @@ import {
 } from '../../machines/index.js';
 import { stateKey } from '../runner/index.js';
 import type { Perturbation } from '../sim/index.js';
-import { type Recipe, VARIANTS, type Variant } from './variants.js';
+import { type Recipe, THREE_NODES, VARIANTS, type Variant } from './variants.js';
 
 /** What the replay does at one call: fail it, hang it, lose its answer, or perturb the world first. */
 export type PlanAction = 'error' | 'hang' | 'lost' | 'abort' | Perturbation;
@@ -86,6 +86,7 @@ function vertexOf(snapshot: AnyMachineSnapshot): string {
     c.commit.configUnknown,
     at('committing') && c.commit.attempts,
     c.repair.abortTried,
+    c.replace.committed,
     at('migrating') && c.handover.pastPointOfNoReturn,
     at('aborting') && (c.handover.memory?.status ?? null),
     at('abortingFound') && (c.found.locations?.[c.target]?.map((i) => i.state).join() ?? null),
@@ -165,8 +166,15 @@ const INPUTS: Record<MachineName, Partial<ProtocolInput>[]> = {
   cleanup: [{}],
   failover: [{}, { sourceIsDown: true }, { ignoreConsistency: true }],
   rejoin: [{}],
+  // A replace; the repair of one that stopped before its commit (named node) or after it (none).
+  changeSecondary: [{ newSecondary: 'node-c' }, { cleanup: true, newSecondary: 'node-c' }, { cleanup: true }],
 };
-const BASE: Partial<Record<MachineName, Recipe>> = { rejoin: { start: 'afterFailover' } };
+const BASE: Partial<Record<MachineName, Recipe>> = {
+  rejoin: { start: 'afterFailover' },
+  // A guest that writes fast: whatever the disks miss while apart takes seconds to resync, so a
+  // replace (or its undo) that does not wait for it ends with a copy still behind.
+  changeSecondary: { spec: { nodes: THREE_NODES, settings: { guestWriteKiBps: 200 * 1024 } } },
+};
 
 function toGenerated(
   machine: MachineName,

@@ -37,7 +37,10 @@ export interface ReplayResult {
 
 const OUTCOMES = new Set(['migrated', 'reverted', 'rejected', 'needsCleanup', 'cleaned', 'failed']);
 
-const START_CRASH: Record<Exclude<StartPoint, 'healthy' | 'afterFailover' | 'pausedOnSource'>, string> = {
+const START_CRASH: Record<
+  Exclude<StartPoint, 'healthy' | 'afterFailover' | 'pausedOnSource' | 'replaceCommitted'>,
+  string
+> = {
   crashMidCopy: 'migrating.transferring.polling',
   crashAfterCopy: 'finalizing.source',
   crashBeforeCommit: 'committing.writing',
@@ -51,10 +54,11 @@ const NODE_EVENTS = new Set<Perturbation>([
   'secondaryDies',
   'staleCopy',
   'sourceReturns',
+  'primaryDegrades',
 ]);
 
 /** Machines whose crashed run is resumed from its last snapshot (the journal's way), not cleaned up. */
-const RESUMED = new Set(['failover', 'rejoin']);
+const RESUMED = new Set(['failover', 'rejoin', 'changeSecondary']);
 
 interface Run {
   output: ProtocolOutput | null;
@@ -215,6 +219,18 @@ export async function replayPath(
       await world.perturb('sourceWritesAloneAndDies', 'web1');
       await runOn(MACHINES.failover, world, { instance: 'web1', sourceIsDown: true }, [], { problems });
       await world.perturb('sourceReturns', 'web1');
+    } else if (start === 'replaceCommitted') {
+      const prep = await runOn(
+        MACHINES.changeSecondary,
+        world,
+        { instance: 'web1', newSecondary: 'node-c' },
+        [],
+        {
+          crashAt: 'attachingNew',
+          problems,
+        },
+      );
+      if (!prep.crashed) problems.push(`could not set up the start point ${start}`);
     } else if (start === 'pausedOnSource') {
       await world.perturb('sourcePauses', 'web1');
     } else if (path.machine === 'cleanup' && start !== 'healthy') {

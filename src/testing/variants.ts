@@ -18,7 +18,9 @@ export type StartPoint =
   | 'crashBeforeCommit'
   | 'afterFailover'
   /** The instance stands paused on its primary (a copy aborted without 'cont'): a cleanup's world. */
-  | 'pausedOnSource';
+  | 'pausedOnSource'
+  /** A replace of web1's secondary (node-b by node-c) dropped right after its commit: its repair's world. */
+  | 'replaceCommitted';
 
 /** What a world needs so that a path's answers come true in it. Later recipes in a path win. */
 export interface Recipe {
@@ -39,8 +41,8 @@ export interface Variant {
 }
 
 const twoDisks = [
-  { index: 0, resource: 'web1-disk0', minor: 0 },
-  { index: 1, resource: 'web1-disk1', minor: 1 },
+  { index: 0, resource: 'web1-disk0', minor: 0, sizeMiB: 10240 },
+  { index: 1, resource: 'web1-disk1', minor: 1, sizeMiB: 4096 },
 ];
 
 const config = (c: ProtocolContext) => ({
@@ -53,7 +55,12 @@ const config = (c: ProtocolContext) => ({
   minMemoryMiB: 1024,
   migrationMode: 'live',
   adminState: 'up',
+  formerSecondary: null,
 });
+
+/** Three nodes: a replace gives web1 (node-a, node-b) a new secondary, node-c. */
+export const THREE_NODES = { 'node-a': {}, 'node-b': {}, 'node-c': {} };
+const replacing = (s: AnyMachineSnapshot) => s.machine.id === 'changeSecondary';
 
 const perNode = <T>(c: ProtocolContext, f: (node: string) => T) => ({
   [c.source]: f(c.source),
@@ -145,10 +152,10 @@ const rejoining = (s: AnyMachineSnapshot) => s.machine.id === 'rejoin' && !surve
 const probed = (s: AnyMachineSnapshot, error: string) =>
   (s.context as ProtocolContext).found.probe?.error === error;
 
-/** The target's own view of its disks when its peer is gone (or, with `extra`, otherwise). */
-const targetDisks = (c: ProtocolContext, extra: Partial<DiskStatus>) =>
+/** A node's own view of its disks when its peer is gone (or, with `extra`, otherwise). */
+const aloneDisks = (c: ProtocolContext, role: 'Primary' | 'Secondary', extra: Partial<DiskStatus>) =>
   c.disks.map((_, i) =>
-    disk(twoDisks[i] ?? twoDisks[0]!, 'Secondary', {
+    disk(twoDisks[i] ?? twoDisks[0]!, role, {
       connection: 'Connecting',
       replication: 'Off',
       peerRole: 'Unknown',
@@ -156,6 +163,7 @@ const targetDisks = (c: ProtocolContext, extra: Partial<DiskStatus>) =>
       ...extra,
     }),
   );
+const targetDisks = (c: ProtocolContext, extra: Partial<DiskStatus>) => aloneDisks(c, 'Secondary', extra);
 
 /** The read-back after a failed commit write. */
 const confirmingCommit = inState('committing.confirming');
@@ -167,14 +175,34 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // The write did not take: the config still names the source.
       name: 'notTaken',
       output: (c) => ({ ...c.config, primaryNode: c.source, secondaryNode: c.target }),
-      applies: confirmingCommit,
+      applies: (s) => confirmingCommit(s) && !replacing(s),
     },
     {
       // The write took, only its answer was lost.
       name: 'taken',
       output: (c) => ({ ...c.config, primaryNode: c.target, secondaryNode: c.source }),
-      applies: confirmingCommit,
+      applies: (s) => confirmingCommit(s) && !replacing(s),
       perturb: 'commitLands',
+    },
+    {
+      // A replace: the write did not take; the config still names the old secondary.
+      name: 'secondaryNotTaken',
+      output: (c) => ({ ...c.config, secondaryNode: c.replace.former, formerSecondary: null }),
+      applies: (s) => confirmingCommit(s) && replacing(s),
+    },
+    {
+      // A replace: the write took, only its answer was lost.
+      name: 'secondaryTaken',
+      output: (c) => ({ ...c.config, secondaryNode: c.target, formerSecondary: c.replace.former }),
+      applies: (s) => confirmingCommit(s) && replacing(s),
+      perturb: 'replaceCommitLands',
+    },
+    {
+      // A replace's repair: one passed its commit (node-c named, node-b's copies still to remove).
+      name: 'replaceCommitted',
+      output: (c) => ({ ...config(c), secondaryNode: 'node-c', formerSecondary: 'node-b' }),
+      applies: (s) => replacing(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
+      recipe: { start: 'replaceCommitted' },
     },
     {
       name: 'blockdev',
@@ -298,6 +326,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
         ...perNode(c, () => ({ memoryFreeMiB: 16384, hypervisorVersion: '9.2.0' })),
         [c.target]: { memoryFreeMiB: 1536, hypervisorVersion: '9.2.0' },
       }),
+      applies: not(replacing),
       recipe: { spec: { nodes: { 'node-a': {}, 'node-b': { memoryMiB: 1536 } } } },
     },
     {
@@ -306,7 +335,38 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
         ...perNode(c, () => ({ memoryFreeMiB: 16384, hypervisorVersion: '9.2.0' })),
         [c.target]: { memoryFreeMiB: 512, hypervisorVersion: '9.2.0' },
       }),
+      applies: not(replacing),
       recipe: { spec: { nodes: { 'node-a': {}, 'node-b': { memoryMiB: 512 } } } },
+    },
+    {
+      // A replace: the new node could not run the instance if the primary failed (N+1).
+      name: 'tooSmallForNPlusOne',
+      output: (c) => ({ [c.target]: { memoryFreeMiB: 1024, hypervisorVersion: '9.2.0' } }),
+      applies: replacing,
+      recipe: { spec: { nodes: { ...THREE_NODES, 'node-c': { memoryMiB: 1024 } } } },
+    },
+  ],
+  listInstances: [{ name: 'alone', output: (c) => [c.config] }],
+  listNodes: [
+    {
+      name: 'known',
+      output: () => Object.keys(THREE_NODES).map((name) => ({ name, drained: false })),
+    },
+    {
+      name: 'drained',
+      output: () => Object.keys(THREE_NODES).map((name) => ({ name, drained: name === 'node-c' })),
+      recipe: { spec: { nodes: { ...THREE_NODES, 'node-c': { drained: true } } } },
+    },
+  ],
+  nodeStorage: [
+    {
+      name: 'roomy',
+      output: () => ({ volumeGroup: 'xenvg', sizeMiB: 1 << 20, freeMiB: 1 << 20, volumes: [], minors: [] }),
+    },
+    {
+      name: 'full',
+      output: () => ({ volumeGroup: 'xenvg', sizeMiB: 8192, freeMiB: 8192, volumes: [], minors: [] }),
+      recipe: { spec: { nodes: { ...THREE_NODES, 'node-c': { diskMiB: 8192 } } } },
     },
   ],
   diskStatus: [
@@ -417,6 +477,26 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
   ],
   nodeDiskStatus: [
     { name: 'surveyed', output: () => [], applies: surveying },
+    {
+      // A replace: the primary's disks, UpToDate and connected to the secondary.
+      name: 'primaryHealthy',
+      output: (c) => disks(c)[c.source],
+      applies: (s) => replacing(s) && !surveying(s),
+    },
+    {
+      // A replace of a secondary that lost power: the primary alone, UpToDate.
+      name: 'secondaryGone',
+      output: (c) => aloneDisks(c, 'Primary', {}),
+      applies: (s) => replacing(s) && !surveying(s),
+      perturb: 'secondaryDies',
+    },
+    {
+      // A replace from a primary still catching up: refused.
+      name: 'primaryDegraded',
+      output: (c) => disks(c, () => ({ diskState: 'Inconsistent', replication: 'SyncTarget' }))[c.source],
+      applies: (s) => replacing(s) && !surveying(s),
+      perturb: 'primaryDegrades',
+    },
     {
       name: 'peerLost',
       output: (c) => targetDisks(c, {}),

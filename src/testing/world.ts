@@ -1,13 +1,29 @@
-import type { Clock, DiskStatus, Effects, RunState } from '../../machines/index.js';
+import {
+  type Clock,
+  type DiskStatus,
+  type Effects,
+  type RunState,
+  volumeNames,
+} from '../../machines/index.js';
 import {
   createSimCluster,
   type Perturbation,
+  type Resource,
   resourceOf,
   type SimCluster,
   statusOf,
   type WorldSpec,
 } from '../sim/index.js';
 import type { Recipe } from './variants.js';
+
+/** Nodes of the resource's link that are up and hold all of its data (see WorldView.copies). */
+function upToDateCopies(world: { nodes: Record<string, { down: boolean }> }, r: Resource): number {
+  const movedOn = (n: string) => (r.dirtyKiB[n] ?? 0) > 0 || r.newGeneration.includes(n);
+  return r.nodes.filter((n) => {
+    const peer = r.nodes.find((p) => p !== n)!;
+    return world.nodes[n]?.down !== true && r.local[n]?.diskState === 'UpToDate' && !movedOn(peer);
+  }).length;
+}
 
 /** What the oracle needs to know about a world, whatever the backend. */
 export interface WorldView {
@@ -23,6 +39,18 @@ export interface WorldView {
   shared?: Record<string, SharedOpen[]>;
   /** Nodes of the instance that are down (powered off): they run nothing and hold no disk. */
   down?: string[];
+  /** A replaced secondary whose copies the config keeps as still to be removed. */
+  configFormerSecondary?: string | null;
+  /**
+   * Copies of the instance's disks (volumes, DRBD devices) on nodes that are neither its primary nor
+   * its secondary: "node-c: web1-disk0_data". Absent where the backend cannot tell.
+   */
+  leftovers?: string[];
+  /**
+   * Per disk, how many nodes hold all of its data (UpToDate, and not behind a peer that wrote while
+   * apart): DEVELOPERS.md's rule 8 counts these. Absent where the backend cannot tell.
+   */
+  copies?: number[];
 }
 
 export type SharedOpen = 'exclusive' | 'shared' | null;
@@ -54,6 +82,13 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
         ? config.disks.map((d) => statusOf(resourceOf(world, d.resource), node))
         : [];
   }
+  // A node outside the config's pair with a device of the instance (a replace's new or old copy).
+  if (config.diskTemplate === 'drbd')
+    for (const node of Object.keys(world.nodes)) {
+      if (nodes.includes(node)) continue;
+      const held = config.disks.filter((d) => world.resources[d.resource]?.local[node] !== undefined);
+      if (held.length > 0) disks[node] = held.map((d) => statusOf(resourceOf(world, d.resource), node));
+    }
   const shared: Record<string, SharedOpen[]> = {};
   for (const node of nodes) {
     const open = config.disks.flatMap((d) => {
@@ -68,8 +103,26 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
     if (vm !== undefined) running[node] = vm.state;
   }
   const down = nodes.filter((n) => world.nodes[n]?.down === true);
+  const leftovers: string[] = [];
+  for (const [node, vg] of Object.entries(world.storage)) {
+    if (nodes.includes(node)) continue;
+    for (const d of config.disks) {
+      const names = volumeNames(d.resource);
+      for (const v of [names.data, names.meta])
+        if (vg.volumes[v] !== undefined) leftovers.push(`${node}: ${v}`);
+      if (world.resources[d.resource]?.local[node] !== undefined)
+        leftovers.push(`${node}: DRBD device ${d.resource} (minor ${d.minor})`);
+    }
+  }
+  const copies = config.disks.flatMap((d) => {
+    const r = world.resources[d.resource];
+    return r === undefined ? [] : [upToDateCopies(world, r)];
+  });
   return {
     ...(down.length > 0 ? { down } : {}),
+    configFormerSecondary: config.formerSecondary,
+    leftovers,
+    ...(copies.length > 0 ? { copies } : {}),
     instance: running,
     configPrimary: config.primaryNode,
     configSecondary: config.secondaryNode,

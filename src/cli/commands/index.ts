@@ -11,6 +11,7 @@ import { paths } from './paths.js';
 import { plan } from './plan.js';
 import { power } from './power.js';
 import { rejoin } from './rejoin.js';
+import { replaceSecondary } from './replaceSecondary.js';
 import { resume } from './resume.js';
 import { serve } from './serve.js';
 import { show } from './show.js';
@@ -25,6 +26,7 @@ export const COMMANDS: readonly Command[] = [
   failover,
   evacuate,
   rejoin,
+  replaceSecondary,
   resume,
   init,
   show,

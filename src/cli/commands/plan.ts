@@ -1,24 +1,16 @@
 import {
   type CopyPrediction,
-  DEFAULT_CONVERGENCE,
   DEFAULT_LIMITS,
-  type Effects,
   effectSchemas,
   forecastCopy,
   type MigrationForecast,
-  type ProtocolInput,
   predictCopy,
   SAMPLE_PAGES,
 } from '../../../machines/index.js';
-import { sshEffects } from '../../backend/index.js';
-import { remoteEffects } from '../../remote/client.js';
-import { createSimCluster } from '../../sim/index.js';
-import { inputWithLimits, readClusterFile } from '../cluster.js';
 import type { Command } from '../command.js';
-import { isServedWorld } from '../distributed.js';
 import { UsageError } from '../errors.js';
 import { instanceName } from '../input.js';
-import { loadWorld } from '../worldFile.js';
+import { readEffects } from '../reads.js';
 
 export const plan: Command = {
   name: 'plan',
@@ -46,7 +38,7 @@ convergence.predict false skips it). QEMU samples 512 pages per GiB: a small gue
   async run({ args, values, io }) {
     const instance = instanceName(args.INSTANCE!);
     const calcSeconds = wholeSeconds(values['calc-seconds'] ?? '1');
-    const { effects, policy, close } = await effectsFor(values, instance);
+    const { effects, policy, close } = await readEffects(values, instance);
     try {
       const timeoutMs = DEFAULT_LIMITS.stepTimeoutMs;
       const signal = AbortSignal.timeout(timeoutMs + calcSeconds * 1000);
@@ -127,31 +119,4 @@ function wholeSeconds(text: string): number {
   if (!/^\d+$/.test(text) || n < 1 || n > 60)
     throw new UsageError(`bad --calc-seconds '${text}': expected a whole number of seconds from 1 to 60`);
   return n;
-}
-
-/** What the plan reads through, and the copy's policy there; nothing it touches is saved. */
-async function effectsFor(
-  values: Record<string, unknown>,
-  instance: string,
-): Promise<{ effects: Effects; policy: typeof DEFAULT_CONVERGENCE; close: () => void }> {
-  if (typeof values.cluster === 'string') {
-    const file = await readClusterFile(values.cluster);
-    if (!file.instances.some((i) => i.name === instance))
-      throw new UsageError(`instance ${instance} is not in ${values.cluster}`);
-    const backend = await sshEffects(values.cluster);
-    const given: ProtocolInput = inputWithLimits(file, { instance });
-    return {
-      effects: backend.effects,
-      policy: { ...DEFAULT_CONVERGENCE, ...given.convergence },
-      close: () => backend.close(),
-    };
-  }
-  const world = values.world as string;
-  if (isServedWorld(world))
-    return { effects: remoteEffects(world), policy: DEFAULT_CONVERGENCE, close: () => {} };
-  const loaded = await loadWorld(world);
-  if (loaded.config.instances[instance] === undefined)
-    throw new UsageError(`instance ${instance} is not in world file ${world}`);
-  // A copy of the world: the measurement's simulated seconds are not saved.
-  return { effects: createSimCluster(loaded).effects, policy: DEFAULT_CONVERGENCE, close: () => {} };
 }

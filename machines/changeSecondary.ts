@@ -1,0 +1,397 @@
+import type { DiskStatus, InstanceConfig, NodeInfo } from './contract.js';
+import { meta } from './describe.js';
+import { survey, waitUntilSync } from './flows.js';
+import {
+  memoryNeededMiB,
+  memoryProblem,
+  nodeConfigProblem,
+  spaceNeededMiB,
+  storageProblem,
+} from './placement.js';
+import { type ProtocolContext, protocol, runMachineBase } from './protocol.js';
+import {
+  abortTo,
+  effectStep,
+  evenIfFailed,
+  failing,
+  fromAnswer,
+  goReconnect,
+  judgedRead,
+  loadingConfig,
+  outcomeState,
+  warning,
+} from './steps.js';
+
+/**
+ * Giving an instance a new secondary (Ganeti's `replace-disks -n`, TLReplaceDisks._ExecDrbd8Secondary)
+ * on DRBD 8.4, which has two peers only: new volumes and a DRBD device on the new node, the old
+ * secondary and the primary disconnected, the commit (the config names the new secondary, and the
+ * old one as still to be removed), the primary attached to the new node, the full resync, and only
+ * then the old copies removed. From the disconnect until the resync ends the instance has one copy:
+ * that window is announced before it opens (rule 8). Before the commit every failure reverts,
+ * removing what was made (Ganeti leaves it); after it the run finishes forward, or ends asking for
+ * `replace-secondary --cleanup`, which finishes it. The instance never stops or moves.
+ *
+ * Here `source` is the primary (it stays), `target` the new secondary, `replace.former` the old one.
+ */
+
+const primary = (c: ProtocolContext) => c.source;
+const newSecondary = (c: ProtocolContext) => c.target;
+const former = (c: ProtocolContext) => c.replace.former;
+const cleanupCommand = (c: ProtocolContext) =>
+  `drbd-migrate replace-secondary ${c.instance} --cleanup${c.replace.committed ? '' : ` --new-secondary ${newSecondary(c)}`}`;
+
+const refused = (c: ProtocolContext, problem: string | null) =>
+  problem === null
+    ? null
+    : `Cannot make ${newSecondary(c)} the secondary of ${c.instance}: ${problem}; nothing was touched`;
+
+export const changeSecondaryMachine = protocol.createMachine({
+  id: 'changeSecondary',
+  ...runMachineBase,
+  initial: 'loadingConfig',
+  states: {
+    loadingConfig: {
+      on: { ABORT: abortTo('rejected', 'Aborted by the operator; nothing was touched') },
+      ...loadingConfig({
+        check: replaceProblem,
+        replacing: true,
+        next: 'mode',
+        rejected: '#changeSecondary.rejected',
+        says: (c) =>
+          c.request.cleanup
+            ? `Repairing the replace of ${c.instance}'s secondary (${former(c)} by ${newSecondary(c)})`
+            : `Replacing the secondary of ${c.instance}: ${former(c)} by ${newSecondary(c)} (primary ${primary(c)})`,
+      }),
+    },
+    mode: {
+      description:
+        'A repair finishes a replace that passed its commit, or undoes one that did not; a replace checks its prerequisites first.',
+      always: [
+        { guard: 'replaceCommitted', target: 'creatingDisks' },
+        { guard: 'cleanupRequested', target: 'reattachingFormer' },
+        { target: 'checkingPrereqs' },
+      ],
+    },
+    checkingPrereqs: {
+      description: 'Read-only: the new node, its room and memory, the primary’s disks. Nothing is touched.',
+      meta: meta({ rules: [4, 6, 8] }),
+      on: { ABORT: abortTo('#changeSecondary.rejected', 'Aborted by the operator; nothing was touched') },
+      initial: 'listingNodes',
+      states: {
+        listingNodes: judgedRead({
+          src: 'listNodes',
+          description: 'Is the new node one the config knows, and not drained?',
+          input: () => ({}),
+          problem: (c, nodes) =>
+            refused(
+              c,
+              nodeConfigProblem(
+                c.config!,
+                newSecondary(c),
+                nodes.find((n) => n.name === newSecondary(c)),
+              ),
+            ),
+          next: 'listingInstances',
+          failTo: '#changeSecondary.rejected',
+          failure: (_, e) => `Cannot read the cluster's nodes: ${e}`,
+        }),
+        listingInstances: effectStep({
+          src: 'listInstances',
+          description:
+            'Which instances would the new node take over if the primary failed (N+1: it needs their memory too)?',
+          input: () => ({}),
+          next: 'checkingMemory',
+          done: [
+            fromAnswer('recordMemoryNeed', (instances: InstanceConfig[], c) => ({
+              needMiB: memoryNeededMiB(instances, c.config!, newSecondary(c)),
+            })),
+          ],
+          failTo: '#changeSecondary.rejected',
+          failure: (_, e) => `Cannot read the cluster's instances: ${e}`,
+        }),
+        checkingMemory: judgedRead({
+          src: 'nodeInfo',
+          description: 'Has the new node the memory to run the instance if the primary fails?',
+          input: (c) => ({ instance: c.instance, nodes: [newSecondary(c)] }),
+          problem: (c, info: Record<string, NodeInfo>) =>
+            refused(
+              c,
+              memoryProblem(
+                c.config!,
+                newSecondary(c),
+                info[newSecondary(c)]?.memoryFreeMiB ?? 0,
+                c.replace.needMiB ?? c.config!.memoryMiB,
+              ),
+            ),
+          next: 'checkingStorage',
+          failTo: '#changeSecondary.rejected',
+          failure: (c, e) => `Cannot read ${newSecondary(c)}'s free memory: ${e}`,
+        }),
+        checkingStorage: judgedRead({
+          src: 'nodeStorage',
+          description:
+            'Has the new node room in its volume group for every disk (data and metadata), and its DRBD minors free?',
+          input: (c) => ({ node: newSecondary(c) }),
+          problem: (c, storage) => refused(c, storageProblem(c.config!, newSecondary(c), storage)),
+          next: 'checkingPrimary',
+          failTo: '#changeSecondary.rejected',
+          failure: (c, e) => `Cannot read the storage of ${newSecondary(c)}: ${e}`,
+        }),
+        checkingPrimary: judgedRead({
+          src: 'nodeDiskStatus',
+          description:
+            'Is every disk UpToDate on the primary? A copy is never made from a degraded one (Ganeti: "unsafe to replace").',
+          input: (c) => ({ instance: c.instance, node: primary(c), disks: c.disks }),
+          problem: (c, disks) => refused(c, degradedPrimary(c, disks)),
+          next: '#changeSecondary.creatingDisks',
+          // The window is said before anything is touched, so that an operator can stop here.
+          done: [warning(windowAnnouncement)],
+          failTo: '#changeSecondary.rejected',
+          failure: (c, e) => `Cannot read the disks of ${primary(c)}: ${e}`,
+        }),
+      },
+    },
+    creatingDisks: {
+      meta: meta({ rules: [6] }),
+      on: {
+        ABORT: [
+          // A repair after the commit makes the copy the config names: there is nothing to undo.
+          { guard: 'replaceCommitted', actions: 'refuseAbort' },
+          abortTo('removingNewDisks', 'Aborted by the operator; what was made on the new node is removed'),
+        ],
+      },
+      ...effectStep({
+        src: 'createDisks',
+        description:
+          'The new node’s volumes (data and metadata) and its DRBD devices on them, Secondary, without network.',
+        says: (c) => `* creating the disks of ${c.instance} on ${newSecondary(c)}`,
+        input: (c) => ({ instance: c.instance, node: newSecondary(c), disks: c.disks }),
+        next: [{ guard: 'replaceCommitted', target: 'attachingNew' }, { target: 'detachingFormer' }],
+        failTo: [{ guard: 'replaceCommitted', target: 'surveying' }, { target: 'removingNewDisks' }],
+        failure: (c, e) => `Cannot create the disks of ${c.instance} on ${newSecondary(c)}: ${e}`,
+      }),
+    },
+    detachingFormer: effectStep({
+      src: 'disconnectNet',
+      description:
+        'The old secondary’s side StandAlone (Ganeti shuts its DRBD down). It may be down: a failure is a warning, and its copies are removed when it answers again.',
+      says: (c) => `* disconnecting ${former(c)}, the old secondary`,
+      input: (c) => ({
+        instance: c.instance,
+        nodes: [primary(c), former(c)] as [string, string],
+        disks: c.disks,
+        only: former(c),
+      }),
+      ...evenIfFailed(
+        'goingStandalone',
+        warning(
+          (c, e) =>
+            `Could not disconnect ${former(c)} (${e}); its copies of ${c.instance} are removed when it answers again`,
+        ),
+      ),
+    }),
+    goingStandalone: {
+      meta: meta({ rules: [8] }),
+      ...effectStep({
+        src: 'disconnectNet',
+        description: 'The primary StandAlone: from here it has the only copy, until the new node is in sync.',
+        says: () => '* changing the primary into standalone mode',
+        input: (c) => ({
+          instance: c.instance,
+          nodes: [primary(c), former(c)] as [string, string],
+          disks: c.disks,
+          only: primary(c),
+        }),
+        next: 'committing',
+        failTo: 'reattachingFormer',
+        failure: (c, e) => `Cannot disconnect the disks on ${primary(c)}: ${e}`,
+      }),
+    },
+    committing: {
+      tags: ['commit'],
+      meta: meta({ rules: [3] }),
+      initial: 'writing',
+      states: {
+        writing: effectStep({
+          src: 'setSecondaryNode',
+          description:
+            'The one commit point: the config names the new secondary, and the old one as still to be removed.',
+          says: (c) => `* updating the configuration: ${newSecondary(c)} is the secondary of ${c.instance}`,
+          input: (c) => ({ instance: c.instance, node: newSecondary(c), former: former(c) }),
+          next: '#changeSecondary.attachingNew',
+          done: ['recordReplaceCommit'],
+          goOnTo: 'confirming',
+          noting: [warning((_, e) => `Writing the config failed (${e}); reading it back`)],
+        }),
+        confirming: effectStep({
+          src: 'getInstance',
+          description: 'A failed write may have taken: the config is read back before anything else.',
+          input: (c) => ({ instance: c.instance }),
+          next: [
+            {
+              guard: fromAnswer('configNamesNewSecondary', (config: InstanceConfig) => ({ config })),
+              target: '#changeSecondary.attachingNew',
+              actions: ['recordReplaceCommit'],
+            },
+            {
+              target: '#changeSecondary.reattachingFormer',
+              actions: failing(
+                (c) =>
+                  `The config could not be made to name ${newSecondary(c)} as the secondary of ${c.instance} (it still names ${former(c)}); the replace is undone`,
+              ),
+            },
+          ],
+          failTo: '#changeSecondary.surveying',
+          failure: (c, e) =>
+            `Cannot tell whether the config names ${newSecondary(c)} as the secondary of ${c.instance} (${e}); the primary is StandAlone; read the config, then run '${cleanupCommand(c)}'`,
+        }),
+      },
+    },
+    attachingNew: goReconnect({
+      description:
+        'The primary attached to the new node, single-master: the new node becomes its peer and receives a full resync.',
+      says: (c) => `* attaching ${newSecondary(c)} to ${primary(c)}`,
+      multimaster: false,
+      rules: [2, 8],
+      next: 'resyncing',
+      failTo: '#changeSecondary.surveying',
+      failure: (c, e) =>
+        `Cannot attach ${newSecondary(c)} to ${primary(c)} (${e}); the config names ${newSecondary(c)}, and ${c.instance} runs on one copy; run '${cleanupCommand(c)}'`,
+    }),
+    resyncing: {
+      description: 'Waiting until the new node is UpToDate (bounded, as every wait).',
+      meta: meta({ rules: [5, 8] }),
+      ...waitUntilSync({ onFailed: '#changeSecondary.surveying', tolerated: false }),
+      onDone: 'removingFormerDisks',
+    },
+    removingFormerDisks: effectStep({
+      src: 'removeDisks',
+      description:
+        'Only now, with the new copy UpToDate, the old secondary’s devices and volumes go. A node that does not answer keeps them, recorded in the config, until it answers again.',
+      says: (c) => `* removing the old copies of ${c.instance} on ${former(c)}`,
+      input: (c) => ({ instance: c.instance, node: former(c), disks: c.disks }),
+      next: 'forgettingFormer',
+      goOnTo: 'doneKind',
+      noting: [
+        warning(
+          (c, e) =>
+            `Could not remove the old copies of ${c.instance} on ${former(c)} (${e}); the config keeps ${former(c)} as their node: run '${cleanupCommand(c)}' once it answers`,
+        ),
+      ],
+    }),
+    forgettingFormer: effectStep({
+      src: 'forgetFormerSecondary',
+      description: 'The config stops naming the old secondary: nothing of the instance is left there.',
+      input: (c) => ({ instance: c.instance }),
+      ...evenIfFailed(
+        'doneKind',
+        warning(
+          (c, e) =>
+            `The old copies on ${former(c)} are gone, but the config still names it (${e}); '${cleanupCommand(c)}' clears it`,
+        ),
+      ),
+    }),
+    doneKind: {
+      description: 'A replace is done; a repair has cleaned up.',
+      always: [{ guard: 'cleanupRequested', target: 'cleaned' }, { target: 'replaced' }],
+    },
+    reattachingFormer: goReconnect({
+      description:
+        'Undoing before the commit: the primary connected again to the old secondary, which catches up on what it missed.',
+      says: (c) => `* reconnecting ${primary(c)} to ${former(c)}`,
+      between: (c) => [primary(c), former(c)],
+      multimaster: false,
+      rules: [2, 8],
+      next: 'catchingUp',
+      failTo: '#changeSecondary.surveying',
+      failure: (c, e) =>
+        `Cannot reconnect ${primary(c)} to ${former(c)} (${e}); run '${cleanupCommand(c)}' once ${former(c)} answers`,
+    }),
+    catchingUp: {
+      description:
+        'Waiting until the old secondary has caught up on what it missed: the undo ends with the two copies it found.',
+      meta: meta({ rules: [5, 8] }),
+      ...waitUntilSync({
+        onFailed: '#changeSecondary.surveying',
+        tolerated: false,
+        between: (c) => [primary(c), former(c)],
+      }),
+      onDone: 'removingNewDisks',
+    },
+    removingNewDisks: effectStep({
+      src: 'removeDisks',
+      description: 'Undoing: what was made on the new node is removed (Ganeti leaves it behind).',
+      says: (c) => `* removing what was made on ${newSecondary(c)}`,
+      input: (c) => ({ instance: c.instance, node: newSecondary(c), disks: c.disks }),
+      next: [{ guard: 'cleanupRequested', target: 'cleaned' }, { target: 'reverted' }],
+      failTo: '#changeSecondary.surveying',
+      failure: (c, e) =>
+        `Cannot remove the disks made for ${c.instance} on ${newSecondary(c)} (${e}); run '${cleanupCommand(c)}'`,
+    }),
+    surveying: survey({ next: '#changeSecondary.needsCleanup', former: true }),
+    replaced: outcomeState(
+      'replaced',
+      'Done: the new node is the secondary, UpToDate; the old one holds nothing of the instance.',
+      { done: true, rules: [8] },
+    ),
+    cleaned: outcomeState(
+      'cleaned',
+      'Repaired: the replace is finished, or undone, and the disks are connected and in sync.',
+      { done: true },
+    ),
+    reverted: outcomeState(
+      'reverted',
+      'Undone before the commit: the old secondary connected again, nothing left on the new node.',
+    ),
+    rejected: outcomeState(
+      'rejected',
+      'A prerequisite failed (the node, its room or memory, a degraded primary): nothing was touched.',
+    ),
+    needsCleanup: outcomeState(
+      'needsCleanup',
+      'The replace stopped halfway; `left` says what the three nodes look like, the error what to run.',
+      { check: 'Read the error and `left`, then run replace-secondary --cleanup as the error says.' },
+    ),
+  },
+});
+
+function windowAnnouncement(c: ProtocolContext): string {
+  return `DRBD 8.4 keeps two copies only: from the disconnect of ${former(c)} until ${newSecondary(c)} is in sync, ${c.instance} has one copy (on ${primary(c)})`;
+}
+
+function degradedPrimary(c: ProtocolContext, disks: DiskStatus[]): string | null {
+  const bad = disks.filter((d) => d.diskState !== 'UpToDate');
+  if (disks.length < c.disks.length)
+    return `${primary(c)} reported ${disks.length} of ${c.disks.length} disks`;
+  return bad.length === 0
+    ? null
+    : `${bad.map((d) => `${d.resource} is ${d.diskState} on ${primary(c)}`).join(', ')} (a copy is never made from a degraded primary)`;
+}
+
+/** What the config must say for a replace (or its repair) to start. */
+export function replaceProblem(config: InstanceConfig, c: ProtocolContext): string | null {
+  const { newSecondary: wanted, cleanup } = c.request;
+  if (config.diskTemplate !== 'drbd')
+    return `Instance ${config.name}'s disk layout '${config.diskTemplate}' has no DRBD secondary to replace`;
+  if (config.secondaryNode === null) return `Instance ${config.name} has no secondary node`;
+  if (spaceNeededMiB(config.disks) === null)
+    return `The sizes of ${config.name}'s disks are not known: the cluster file gives each disk a sizeMiB`;
+  if (cleanup) {
+    if (config.formerSecondary !== null)
+      return wanted === null || wanted === config.secondaryNode
+        ? null
+        : `The config names ${config.secondaryNode} as the secondary of ${config.name} already (a replace passed its commit): run the repair without --new-secondary`;
+    return wanted === null
+      ? `No replace of ${config.name}'s secondary to repair: the config names no former secondary; name the node a failed replace left disks on with --new-secondary`
+      : wanted === config.secondaryNode || wanted === config.primaryNode
+        ? `${wanted} is a node of ${config.name} (the config names it ${wanted === config.primaryNode ? 'primary' : 'secondary'}): the repair removes what a failed replace left on another node`
+        : null;
+  }
+  if (config.formerSecondary !== null)
+    return `A replace of ${config.name}'s secondary has not finished (the config still names ${config.formerSecondary} as holding old copies): run 'drbd-migrate replace-secondary ${config.name} --cleanup' first`;
+  if (wanted === null) return `Name the new secondary of ${config.name}`;
+  if (wanted === config.primaryNode) return `${wanted} is the primary of ${config.name}`;
+  if (wanted === config.secondaryNode) return `${wanted} is already the secondary of ${config.name}`;
+  return null;
+}
