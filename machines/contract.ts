@@ -251,6 +251,8 @@ export const effectSchemas = {
   listInstances: { input: z.object({ timeoutMs }), output: z.array(InstanceConfig) },
   /** Every node the config knows, with its drain mark. */
   listNodes: { input: z.object({ timeoutMs }), output: z.array(NodeConfig) },
+  /** The node's drain mark set (nothing new is placed there) or taken back. */
+  setNodeDrained: { input: z.object({ node: NodeName, drained: z.boolean(), timeoutMs }), output: Ack },
   // node queries
   /** Free memory and the hypervisor of each node named (one or more). */
   nodeInfo: {

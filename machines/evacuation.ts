@@ -31,6 +31,19 @@ export const EvacuationInputSchema = z
     mode: MigrationMode.optional(),
     /** Instances that are down are failed over (config and disks only); without it they are skipped. */
     allowFailover: z.boolean().optional(),
+    /** Move the instances whose primary is the node (default true). */
+    primaries: z.boolean().optional(),
+    /**
+     * Then give every instance whose secondary is the node (those just moved off it included) a new
+     * secondary, where `placements` says; one without a placement is skipped, saying why (`unplaced`).
+     */
+    secondaries: z.boolean().optional(),
+    /** The new secondary of each instance, chosen before the drain (the runner's placement). */
+    placements: z.record(InstanceName, NodeName).optional(),
+    /** Why an instance has no placement. */
+    unplaced: z.record(InstanceName, z.string()).optional(),
+    /** Mark the node drained in the config first: nothing new is placed there while it empties. */
+    drain: z.boolean().optional(),
     limits: Limits.partial().optional(),
     convergence: Convergence.partial().optional(),
     /** A resumed evacuation: what ended before the crash, and what was under way (taken up first). */
@@ -46,8 +59,12 @@ export const EvacuationInputSchema = z
   .strict();
 export type EvacuationInput = z.input<typeof EvacuationInputSchema>;
 
-/** cleanup: a run that ended needsCleanup is followed by Ganeti's migrate --cleanup before the next. */
-export type Operation = 'migration' | 'failover' | 'cleanup';
+/**
+ * cleanup: a run that ended needsCleanup is followed by Ganeti's migrate --cleanup before the next.
+ * changeSecondary: a new secondary for an instance whose secondary is the node (its repair too).
+ */
+export type Operation = 'migration' | 'failover' | 'cleanup' | 'changeSecondary';
+const OPERATIONS = ['migration', 'failover', 'cleanup', 'changeSecondary'] as const;
 
 /** One instance's run, as the evacuation asks the runtime for it. */
 export interface InstanceRequest {
@@ -63,9 +80,11 @@ export interface InstanceRequest {
 export const InstanceResultSchema = z.object({
   instance: InstanceName,
   /** null: it was not run (skipped). */
-  operation: z.enum(['migration', 'failover', 'cleanup']).nullable(),
+  operation: z.enum(OPERATIONS).nullable(),
   outcome: z.string(),
   primaryNode: NodeName.nullable(),
+  /** Where the run left the instance's secondary, when it changed it (a replace). */
+  secondaryNode: NodeName.nullable().optional(),
   /** Why it ended (absent in journals written before verdicts, and where it was not run). */
   verdict: z.enum(VERDICTS).optional(),
   /** Why it was skipped, or what went wrong. */
@@ -79,6 +98,7 @@ export interface InstanceResult {
   operation: Operation | null;
   outcome: Outcome | 'skipped' | 'notStarted';
   primaryNode: string | null;
+  secondaryNode?: string | null;
   verdict?: Verdict;
   error?: string;
   left?: string[];
@@ -93,8 +113,10 @@ export const EVACUATION_OUTCOMES: Record<
   { means: string; check: string }
 > = {
   evacuated: {
-    means: 'Every instance whose primary was the node moved, by migration or failover.',
-    check: 'The node holds no primary now; the secondaries it holds stay there.',
+    means:
+      'Every instance whose primary was the node moved, by migration or failover; with the secondaries, every instance whose secondary it was has a new one.',
+    check:
+      'The node holds no primary now; without the secondaries it still holds theirs, with them it holds no copy of any instance.',
   },
   incomplete: {
     means: 'Not every instance moved: each is listed with its own outcome, and why.',
@@ -144,6 +166,16 @@ interface Planned {
   resumed: boolean;
   /** Follow-up runs so far after one left it half-done (see followUpOf). */
   cleanups?: number;
+  /** A replace's own repair (replace-secondary --cleanup), after one left it half-done. */
+  repair?: boolean;
+}
+
+/** What the drain does besides moving primaries (from its input). */
+interface Scope {
+  primaries: boolean;
+  secondaries: boolean;
+  placements: Record<string, string>;
+  unplaced: Record<string, string>;
 }
 
 export interface EvacuationContext {
@@ -151,6 +183,8 @@ export interface EvacuationContext {
   concurrency: number;
   perNode: number;
   request: Pick<ProtocolInput, 'mode' | 'allowFailover' | 'limits' | 'convergence'>;
+  scope: Scope;
+  drain: boolean;
   /** Waiting to start, in order. */
   queue: Planned[];
   /** Under way, by instance. */
@@ -165,7 +199,7 @@ export interface EvacuationContext {
   error: string | null;
 }
 
-const MOVED = new Set<string>(['migrated', 'failedOver']);
+const MOVED = new Set<string>(['migrated', 'failedOver', 'replaced']);
 const childId = (instance: string) => `instance:${instance}`;
 
 /**
@@ -183,15 +217,16 @@ export function planEvacuation(
     results: [],
     inFlight: [],
   },
+  scope: Scope = PRIMARIES_ONLY,
 ): { queue: Planned[]; skipped: InstanceResult[] } {
   const ended = new Set(resumed.results.map((r) => r.instance));
   const inFlight = new Set(resumed.inFlight);
   const needCleanup = new Set(resumed.needCleanup ?? []);
+  const holds = (c: InstanceConfig) =>
+    (scope.primaries && c.primaryNode === node) ||
+    (scope.secondaries && (c.secondaryNode === node || c.formerSecondary === node));
   const concerned = configs
-    .filter(
-      (c) =>
-        !ended.has(c.name) && (c.primaryNode === node || inFlight.has(c.name) || needCleanup.has(c.name)),
-    )
+    .filter((c) => !ended.has(c.name) && (holds(c) || inFlight.has(c.name) || needCleanup.has(c.name)))
     .sort((a, b) => a.name.localeCompare(b.name));
   const queue: Planned[] = [];
   const skipped: InstanceResult[] = [];
@@ -204,6 +239,13 @@ export function planEvacuation(
       error: why,
     });
   for (const c of concerned) {
+    // An instance whose primary is elsewhere is here for its secondary: it gets a new one.
+    if (c.primaryNode !== node && !inFlight.has(c.name)) {
+      const replace = replacement(node, c, scope, needCleanup.has(c.name));
+      if ('skip' in replace) skip(c, replace.skip);
+      else queue.push(replace);
+      continue;
+    }
     if (needCleanup.has(c.name)) {
       const target = c.primaryNode === node ? (c.secondaryNode ?? node) : c.primaryNode;
       queue.push({
@@ -217,13 +259,21 @@ export function planEvacuation(
       });
     } else if (inFlight.has(c.name)) {
       // Half-moved, perhaps already committed: where it goes is the node the config does not name.
-      const target = c.primaryNode === node ? (c.secondaryNode ?? node) : c.primaryNode;
+      // A replace under way (the primary elsewhere, the node its secondary) is taken up as one.
+      const replacing = c.primaryNode !== node && scope.secondaries;
+      const target = replacing
+        ? c.secondaryNode === node
+          ? (scope.placements[c.name] ?? node)
+          : (c.secondaryNode ?? node)
+        : c.primaryNode === node
+          ? (c.secondaryNode ?? node)
+          : c.primaryNode;
       queue.push({
         instance: c.name,
-        operation: c.adminState === 'down' ? 'failover' : 'migration',
-        source: node,
+        operation: replacing ? 'changeSecondary' : c.adminState === 'down' ? 'failover' : 'migration',
+        source: replacing ? c.primaryNode : node,
         target,
-        memoryMiB: c.memoryMiB,
+        memoryMiB: replacing ? 0 : c.memoryMiB,
         resumed: true,
       });
     } else if (c.secondaryNode === null) {
@@ -254,12 +304,60 @@ export function planEvacuation(
       });
     }
   }
+  // The primaries move first; the replaces of secondaries follow (the moves make more of them).
   const rank = (p: Planned) =>
-    p.resumed || p.operation === 'cleanup' ? 0 : p.operation === 'failover' ? 1 : 2;
+    p.resumed || p.operation === 'cleanup' || p.repair === true
+      ? 0
+      : p.operation === 'failover'
+        ? 1
+        : p.operation === 'migration'
+          ? 2
+          : 3;
   queue.sort(
     (a, b) => rank(a) - rank(b) || b.memoryMiB - a.memoryMiB || a.instance.localeCompare(b.instance),
   );
   return { queue, skipped };
+}
+
+const PRIMARIES_ONLY: Scope = { primaries: true, secondaries: false, placements: {}, unplaced: {} };
+
+/**
+ * The replace of an instance's secondary that is the node (or of copies a replace left there), or
+ * why it is skipped: only DRBD has copies to move, and only a placement says where.
+ */
+function replacement(
+  node: string,
+  c: InstanceConfig,
+  scope: Scope,
+  repair: boolean,
+): Planned | { skip: string } {
+  if (c.diskTemplate !== 'drbd')
+    return { skip: `its ${c.diskTemplate} disks have no copy on ${node} to move (it only names ${node})` };
+  // A replace that left old copies here (the config still names the node as formerSecondary), or
+  // one that stopped halfway: its repair finishes it.
+  if (c.formerSecondary === node || repair)
+    return {
+      instance: c.name,
+      operation: 'changeSecondary',
+      source: c.primaryNode,
+      target: c.secondaryNode === node ? (scope.placements[c.name] ?? node) : (c.secondaryNode ?? node),
+      memoryMiB: 0,
+      resumed: false,
+      repair: true,
+    };
+  const target = scope.placements[c.name];
+  if (target === undefined)
+    return {
+      skip: `its secondary stays on ${node}: ${scope.unplaced[c.name] ?? 'no new secondary was placed for it'}`,
+    };
+  return {
+    instance: c.name,
+    operation: 'changeSecondary',
+    source: c.primaryNode,
+    target,
+    memoryMiB: 0,
+    resumed: false,
+  };
 }
 
 /** The runs that may start now: in queue order, each within the run's and every node's limit. */
@@ -282,9 +380,28 @@ export function startable(context: EvacuationContext): Planned[] {
  * where the instance runs and repairs it, Ganeti's migrate --cleanup), at most twice; a failover
  * itself again, once, if it had not reached its commit.
  */
-function followUpOf(planned: Planned, result: InstanceResult): Planned | null {
+function followUpOf(planned: Planned, result: InstanceResult, scope: Scope, node: string): Planned | null {
   const halfDone = result.outcome === 'needsCleanup' || result.outcome === 'failed';
+  // Moved off the node (by this run, or by a run of its journal taken up after a crash), the instance
+  // has its secondary there now: it gets a new one, last.
+  const moved = result.outcome === 'migrated' || result.outcome === 'failedOver';
+  if (scope.secondaries && moved && result.primaryNode !== null && result.primaryNode !== node) {
+    const target = scope.placements[planned.instance];
+    return target === undefined
+      ? null
+      : {
+          instance: planned.instance,
+          operation: 'changeSecondary',
+          source: result.primaryNode,
+          target,
+          memoryMiB: 0,
+          resumed: false,
+        };
+  }
   if (!halfDone) return null;
+  // A replace has its own repair, run once: it finishes one past its commit and undoes one before.
+  if (planned.operation === 'changeSecondary')
+    return planned.repair === true ? null : { ...planned, resumed: false, repair: true };
   // The cleanup is safe to run again (it looks before it acts); twice at most.
   const cleanups = planned.operation === 'cleanup' ? (planned.cleanups ?? 1) : 0;
   if (planned.operation !== 'failover' && cleanups < MAX_CLEANUPS && !final(result)) {
@@ -305,13 +422,31 @@ function followUpOf(planned: Planned, result: InstanceResult): Planned | null {
 const MAX_CLEANUPS = 2;
 /** A migration's end after which the evacuation runs the cleanup (see followUpOf). */
 export const leftForCleanup = (r: InstanceResult) =>
-  r.operation !== 'failover' && (r.outcome === 'needsCleanup' || r.outcome === 'failed') && !final(r);
+  r.operation !== 'failover' &&
+  r.operation !== 'changeSecondary' &&
+  (r.outcome === 'needsCleanup' || r.outcome === 'failed') &&
+  !final(r);
 /**
  * The cleanup's own verdicts that no second cleanup changes: the instance on two nodes, on none, or
  * only as a leftover. (One that stays paused is tried again: a second resume may take.)
  */
 const NO_SECOND_CLEANUP = new Set<Verdict>(['onBothNodes', 'runsNowhere', 'onlyLeftovers']);
 const final = (r: InstanceResult) => r.verdict !== undefined && NO_SECOND_CLEANUP.has(r.verdict);
+
+/**
+ * A drain of the secondaries too: an instance moved off the node whose secondary could not be
+ * replaced still has a copy there, and says why.
+ */
+function withScope(result: InstanceResult, context: EvacuationContext): InstanceResult {
+  if (!context.scope.secondaries || (result.outcome !== 'migrated' && result.outcome !== 'failedOver'))
+    return result;
+  const why = context.scope.unplaced[result.instance] ?? 'no new secondary was placed for it';
+  return { ...result, error: `its secondary stays on ${context.node}: ${why}` };
+}
+
+/** Whether the node holds nothing of the instance the drain was to take off it. */
+const emptied = (r: InstanceResult, scope: Scope) =>
+  scope.secondaries ? r.outcome === 'replaced' : MOVED.has(r.outcome);
 
 /** What one run came to, for the evacuation's list (and its journal). */
 export function instanceResult(
@@ -321,16 +456,22 @@ export function instanceResult(
   // Only a cleanup ends 'cleaned': the evacuation's own follow-up, or the runtime's when it resumed a
   // half-done run and found the world changed since. Found running on its target, it moved.
   const cleaned = output.outcome === 'cleaned';
-  const outcome = cleaned
-    ? output.primaryNode === planned.target
-      ? 'migrated'
-      : 'reverted'
-    : output.outcome;
+  const replace = planned.operation === 'changeSecondary';
+  const outcome = !cleaned
+    ? output.outcome
+    : replace
+      ? output.secondaryNode === planned.target
+        ? 'replaced'
+        : 'reverted'
+      : output.primaryNode === planned.target
+        ? 'migrated'
+        : 'reverted';
   return {
     instance: planned.instance,
-    operation: cleaned ? 'cleanup' : planned.operation,
+    operation: cleaned && !replace ? 'cleanup' : planned.operation,
     outcome,
     primaryNode: output.primaryNode,
+    ...(output.secondaryNode === undefined ? {} : { secondaryNode: output.secondaryNode }),
     verdict: output.verdict,
     ...(output.error === undefined ? {} : { error: output.error }),
     ...(output.left === undefined ? {} : { left: output.left }),
@@ -353,7 +494,7 @@ export function evacuationOutput(context: EvacuationContext): EvacuationOutput {
     (a, b) => (rank.get(a.instance) ?? 0) - (rank.get(b.instance) ?? 0),
   );
   const counts = {
-    moved: results.filter((r) => MOVED.has(r.outcome)).length,
+    moved: results.filter((r) => emptied(r, context.scope)).length,
     skipped: results.filter((r) => r.outcome === 'skipped').length,
     notStarted: notStarted.length,
     failed: 0,
@@ -424,9 +565,14 @@ export const evacuation = setup({
     output: {} as EvacuationOutput,
     events: {} as EvacuationEvent,
   },
-  actors: { listInstances: unprovidedEffects().listInstances, instanceRun: notProvided },
+  actors: {
+    listInstances: unprovidedEffects().listInstances,
+    setNodeDrained: unprovidedEffects().setNodeDrained,
+    instanceRun: notProvided,
+  },
   guards: {
     badInput: ({ context }) => context.error !== null,
+    drainMarked: ({ context }) => context.drain,
     /** Nothing waits that may still start, and nothing runs. */
     finished: ({ context }) =>
       Object.keys(context.running).length === 0 && (context.queue.length === 0 || context.aborted),
@@ -449,6 +595,8 @@ export const evacuation = setup({
             input: {
               instance: p.instance,
               ...Object.fromEntries(Object.entries(context.request).filter(([, v]) => v !== undefined)),
+              ...(p.operation === 'changeSecondary' ? { newSecondary: p.target } : {}),
+              ...(p.repair === true ? { cleanup: true } : {}),
             },
           },
         });
@@ -476,12 +624,17 @@ export const evacuation = setup({
             };
       const { [event.instance]: _, ...running } = context.running;
       enqueue.stopChild(childId(event.instance));
-      const followUp = followUpOf(planned, result);
+      const followUp = followUpOf(planned, result, context.scope, context.node);
       if (followUp !== null && !context.aborted) {
-        enqueue.assign({ running, queue: [followUp, ...context.queue] });
+        // A repair goes first; a replace after a move goes last, after the other moves.
+        const last = followUp.operation === 'changeSecondary' && followUp.repair !== true;
+        enqueue.assign({
+          running,
+          queue: last ? [...context.queue, followUp] : [followUp, ...context.queue],
+        });
         return;
       }
-      enqueue.assign({ running, results: [...context.results, result] });
+      enqueue.assign({ running, results: [...context.results, withScope(result, context)] });
     }),
     /** The operator stops the drain: nothing more starts, and each run under way is told. */
     abortAll: enqueueActions(({ context, enqueue }) => {
@@ -507,6 +660,13 @@ export const evacuationMachine = evacuation.createMachine({
         limits: given?.limits,
         convergence: given?.convergence,
       } as EvacuationContext['request'],
+      scope: {
+        primaries: given?.primaries ?? true,
+        secondaries: given?.secondaries ?? false,
+        placements: given?.placements ?? {},
+        unplaced: given?.unplaced ?? {},
+      },
+      drain: given?.drain ?? false,
       queue: [],
       running: {},
       results: (given?.resumed?.results ?? []) as InstanceResult[],
@@ -522,7 +682,33 @@ export const evacuationMachine = evacuation.createMachine({
   states: {
     checkingInput: {
       description: 'Bad input is refused before the config is read.',
-      always: [{ guard: 'badInput', target: 'done' }, { target: 'planning' }],
+      always: [
+        { guard: 'badInput', target: 'done' },
+        { guard: 'drainMarked', target: 'markingDrained' },
+        { target: 'planning' },
+      ],
+    },
+    markingDrained: {
+      description:
+        'The node is marked drained in the config first: nothing new is placed there, and no instance moves to it, while it empties.',
+      on: { ABORT: { target: 'done', actions: assign({ aborted: true }) } },
+      invoke: {
+        id: 'setNodeDrained',
+        src: 'setNodeDrained',
+        input: ({ context }) => ({
+          node: context.node,
+          drained: true,
+          timeoutMs: context.request.limits?.stepTimeoutMs ?? 180_000,
+        }),
+        onDone: 'planning',
+        onError: {
+          target: 'done',
+          actions: assign({
+            error: ({ context, event }) =>
+              `Cannot mark ${context.node} drained in the config: ${errorText(event.error)}; nothing was moved`,
+          }),
+        },
+      },
     },
     planning: {
       description:
@@ -535,11 +721,13 @@ export const evacuationMachine = evacuation.createMachine({
         onDone: {
           target: 'evacuating',
           actions: assign(({ context, event }) => {
-            const plan = planEvacuation(context.node, event.output, context.request.allowFailover === true, {
-              results: context.results,
-              inFlight: context.inFlight,
-              needCleanup: context.needCleanup,
-            });
+            const plan = planEvacuation(
+              context.node,
+              event.output,
+              context.request.allowFailover === true,
+              { results: context.results, inFlight: context.inFlight, needCleanup: context.needCleanup },
+              context.scope,
+            );
             return {
               queue: plan.queue,
               results: [...context.results, ...plan.skipped],

@@ -182,6 +182,7 @@ const REPLACE_ONLY = new Set<EffectName>([
   'setSecondaryNode',
   'forgetFormerSecondary',
   'listNodes',
+  'setNodeDrained',
   'nodeStorage',
   'createDisks',
   'removeDisks',

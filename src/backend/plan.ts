@@ -30,6 +30,7 @@ type AnyInput = {
   node?: string;
   nodes?: string[];
   only?: string;
+  drained?: boolean;
   former?: string;
   multimaster?: boolean;
   discardOn?: string;
@@ -55,6 +56,14 @@ export function plannedCommands(
 ): PlannedCommand[] {
   if (effect === 'listInstances' || effect === 'listNodes')
     return [{ node: 'config', kind: 'file', text: `read ${clusterPath}` }];
+  if (effect === 'setNodeDrained')
+    return [
+      {
+        node: 'config',
+        kind: 'file',
+        text: `rewrite ${clusterPath} (${input.node} drained: ${input.drained}), keep ${clusterPath}.prev`,
+      },
+    ];
   if (effect === 'nodeStorage' && input.node !== undefined) {
     const vg = cluster.nodes.find((n) => n.name === input.node)?.volumeGroup ?? 'xenvg';
     return [{ node: input.node, kind: 'sh', text: shellLine(lvm.report(vg)) }];

@@ -14,7 +14,7 @@ interface Flight {
   memory: number | null;
 }
 
-const MOVED = new Set(['migrated', 'failedOver']);
+const MOVED = new Set(['migrated', 'failedOver', 'replaced']);
 
 export class EvacuationView {
   private readonly flights = new Map<string, Flight>();
@@ -96,16 +96,26 @@ export class EvacuationView {
   /** The summary table: every instance, its run, its outcome, where it is, and why if not moved. */
   finish(out: EvacuationOutput): string[] {
     this.clear();
+    // A drain of the secondaries says where each instance's secondary went.
+    const secondaries = out.results.some((r) => r.secondaryNode !== undefined);
     const rows = out.results.map((r) => [
       r.instance,
       r.operation ?? '-',
       r.outcome,
       r.primaryNode ?? '?',
+      ...(secondaries ? [r.secondaryNode ?? '-'] : []),
       [r.error, ...(r.tried === undefined ? [] : [`tried: ${r.tried.join(', ')}`]), ...(r.left ?? [])]
         .filter((x) => x !== undefined && x !== '')
         .join('; '),
     ]);
-    const head = ['INSTANCE', 'RUN', 'OUTCOME', 'PRIMARY', 'WHY / LEFT'];
+    const head = [
+      'INSTANCE',
+      'RUN',
+      'OUTCOME',
+      'PRIMARY',
+      ...(secondaries ? ['SECONDARY'] : []),
+      'WHY / LEFT',
+    ];
     const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const fmt = (r: string[]) =>
       r

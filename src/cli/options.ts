@@ -121,6 +121,14 @@ export const OPTIONS = {
     value: 'URL',
     help: "the Restate cluster's admin API, for cancelling (default: the --restate host, port 9070)",
   },
+  secondaries: {
+    type: 'boolean',
+    help: 'evacuate: give every instance whose secondary the node is a new secondary (its primaries stay)',
+  },
+  all: {
+    type: 'boolean',
+    help: 'evacuate: empty the node: mark it drained, move its primaries, then replace every secondary it holds',
+  },
   nodes: {
     type: 'string',
     value: 'N',

@@ -99,6 +99,7 @@ export function clusterConfigEffects(
   | 'setPrimaryNode'
   | 'listInstances'
   | 'listNodes'
+  | 'setNodeDrained'
   | 'setSecondaryNode'
   | 'forgetFormerSecondary'
 > {
@@ -112,6 +113,14 @@ export function clusterConfigEffects(
       instanceConfig(find(await loadCluster(path), instance)),
     listInstances: async () => (await loadCluster(path)).instances.map(instanceConfig),
     listNodes: async () => (await loadCluster(path)).nodes.map((n) => ({ name: n.name, drained: n.drained })),
+    setNodeDrained: async ({ node, drained }: EffectInput<'setNodeDrained'>) => {
+      const cluster = await loadCluster(path);
+      const spec = cluster.nodes.find((n) => n.name === node);
+      if (spec === undefined) throw new Error(`${node} is not a node of ${path}`);
+      if (spec.drained === drained) return;
+      spec.drained = drained;
+      await saveCluster(path, cluster);
+    },
     setSecondaryNode: async ({ instance, node, former }: EffectInput<'setSecondaryNode'>) => {
       const cluster = await loadCluster(path);
       const spec = find(cluster, instance);

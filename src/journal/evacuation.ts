@@ -7,6 +7,7 @@ import {
   type EvacuationInput,
   EvacuationInputSchema,
   type EvacuationOutput,
+  InstanceConfig,
   type InstanceResult,
   InstanceResultSchema,
   type InstanceRunner,
@@ -140,14 +141,18 @@ export class EvacuationJournal {
 }
 
 /** The output of a run that ended before the crash (found moved, with no journal left). */
-function endedBefore(instance: string, operation: Operation, primaryNode: string): ProtocolOutput {
+function endedBefore(instance: string, operation: Operation, config: InstanceConfig): ProtocolOutput {
+  const replaced = operation === 'changeSecondary';
   return {
-    outcome: operation === 'failover' ? 'failedOver' : 'migrated',
+    outcome: replaced ? 'replaced' : operation === 'failover' ? 'failedOver' : 'migrated',
     verdict: 'done',
     instance,
-    primaryNode,
+    primaryNode: config.primaryNode,
+    ...(replaced ? { secondaryNode: config.secondaryNode } : {}),
     live: null,
-    warnings: [`its run had ended before the evacuation stopped; the config names ${primaryNode}`],
+    warnings: [
+      `its run had ended before the evacuation stopped; the config names ${replaced ? `${config.secondaryNode} as its secondary` : config.primaryNode}`,
+    ],
   };
 }
 
@@ -194,8 +199,12 @@ function journaledRunner(
         { instance: request.instance, timeoutMs: limits?.stepTimeoutMs ?? DEFAULT_LIMITS.stepTimeoutMs },
         control.stop,
       );
-      if (config.primaryNode !== node)
-        return endedBefore(request.instance, request.operation, config.primaryNode);
+      // A replace ended when the node holds nothing of it; a move, when it is no longer the primary.
+      const ended =
+        request.operation === 'changeSecondary'
+          ? config.secondaryNode !== node && config.formerSecondary !== node
+          : config.primaryNode !== node;
+      if (ended) return endedBefore(request.instance, request.operation, InstanceConfig.parse(config));
     }
     await options.evacuations.run(node, request.instance);
     return runJournaled(request.operation, request.input as ProtocolInput, effects, runOptions);

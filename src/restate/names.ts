@@ -9,6 +9,7 @@ export const RUN_HANDLERS = {
   cleanup: 'cleanup',
   failover: 'failover',
   rejoin: 'rejoin',
+  replaceSecondary: 'changeSecondary',
 } as const satisfies Record<string, MachineName>;
 export type RunHandler = keyof typeof RUN_HANDLERS;
 

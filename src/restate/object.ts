@@ -130,6 +130,7 @@ export function instanceObject(options: InstanceObjectOptions) {
       cleanup: exclusive(run('cleanup')),
       failover: exclusive(run('failover')),
       rejoin: exclusive(run('rejoin')),
+      replaceSecondary: exclusive(run('changeSecondary')),
       status: toldStatusHandler<RunStatus, 'events'>(EVENTS, 'events'),
     },
     options: OBJECT_OPTIONS,

@@ -5,6 +5,7 @@ import {
   type Effects,
   type EvacuationInput,
   type EvacuationOutput,
+  errorText,
   evacuationMachine,
   type InstanceRequest,
   type InstanceRunner,
@@ -13,6 +14,7 @@ import {
   runBoundActors,
   systemClock,
 } from '../../machines/index.js';
+import { placeSecondaries } from './placement.js';
 import { type RunEvent, runRequest, startUntilStopped, stateKey, whenAborted } from './run.js';
 
 /** One instance's run starting or ending inside an evacuation (views, limit checks). */
@@ -68,14 +70,41 @@ function noticed(runner: InstanceRunner, onRun: EvacuationOptions['onRun']): Ins
  * Drains a node: every instance whose primary it is moves to its secondary, each by its own run, as
  * many at once as the limits allow. Resolves with every instance's outcome.
  */
-export function runEvacuation(
-  input: EvacuationInput,
+export async function runEvacuation(
+  given: EvacuationInput,
   effects: Effects,
   options: EvacuationOptions = {},
 ): Promise<EvacuationOutput> {
+  // A drain of the secondaries places them first, unless the caller did (a runtime that journals
+  // its input places them once, before it submits).
+  let input = given;
+  if (given.secondaries === true && given.placements === undefined) {
+    try {
+      input = {
+        ...given,
+        ...(await placeSecondaries(effects, given.node, {
+          primaries: given.primaries !== false,
+          ...(given.limits?.stepTimeoutMs === undefined ? {} : { timeoutMs: given.limits.stepTimeoutMs }),
+        })),
+      };
+    } catch (error) {
+      return {
+        outcome: 'rejected',
+        node: given.node,
+        results: [],
+        counts: { moved: 0, failed: 0, skipped: 0, notStarted: 0 },
+        error: `Cannot place the new secondaries: ${errorText(error)}; nothing was touched`,
+      };
+    }
+  }
   const runner = noticed(options.runner ?? plainRunner(effects, options), options.onRun);
+  const bound = runBoundActors();
   const machine = evacuationMachine.provide({
-    actors: { listInstances: runBoundActors().listInstances, instanceRun: instanceRunActor(runner) },
+    actors: {
+      listInstances: bound.listInstances,
+      setNodeDrained: bound.setNodeDrained,
+      instanceRun: instanceRunActor(runner),
+    },
   });
   const actor = createActor(machine, { input });
   bindRun(actor, effects, { clock: options.clock ?? systemClock });

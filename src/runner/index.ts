@@ -9,7 +9,7 @@ export {
   memoryLeases,
   withLease,
 } from './lease.js';
-export { placeSecondary } from './placement.js';
+export { placeSecondaries, placeSecondary } from './placement.js';
 export {
   fallbackInput,
   type RunEvent,

@@ -5,6 +5,7 @@ import {
   type Effects,
   InstanceConfig,
   type Placement,
+  spaceNeededMiB,
 } from '../../machines/index.js';
 
 /**
@@ -49,4 +50,82 @@ export async function placeSecondary(
       facts,
     ),
   };
+}
+
+/**
+ * New secondaries for every instance a drain of `node` leaves with its secondary there: those whose
+ * secondary it is, and (when the drain moves them) those whose primary it is, which the move makes
+ * its secondaries. Each node is read once; each choice then counts against the nodes' room, memory
+ * and secondaries, so that the drain does not place more on a node than it holds.
+ */
+export async function placeSecondaries(
+  effects: Effects,
+  node: string,
+  options: { primaries?: boolean; timeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<{ placements: Record<string, string>; unplaced: Record<string, string> }> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_LIMITS.stepTimeoutMs;
+  const signal = options.signal ?? new AbortController().signal;
+  const [nodes, listed] = await Promise.all([
+    effects.listNodes({ timeoutMs }, signal),
+    effects.listInstances({ timeoutMs }, signal),
+  ]);
+  // The world as the drain leaves it before its replaces: its primaries moved to their secondaries.
+  let instances = listed.map((i) => InstanceConfig.parse(i));
+  if (options.primaries !== false)
+    instances = instances.map((c) =>
+      c.primaryNode === node && c.secondaryNode !== null && c.diskTemplate === 'drbd'
+        ? { ...c, primaryNode: c.secondaryNode, secondaryNode: node }
+        : c,
+    );
+  const wanting = instances
+    .filter((c) => c.secondaryNode === node && c.diskTemplate === 'drbd')
+    .sort((a, b) => a.name.localeCompare(b.name));
+  const placements: Record<string, string> = {};
+  const unplaced: Record<string, string> = {};
+  if (wanting.length === 0) return { placements, unplaced };
+  // The node being drained takes nothing new, marked or not.
+  const candidates = nodes.filter((n) => n.name !== node);
+  const facts = new Map<string, CandidateFacts>(
+    await Promise.all(
+      candidates.map(async (n): Promise<[string, CandidateFacts]> => {
+        if (n.drained) return [n.name, { node: n.name, config: n, memoryFreeMiB: null, storage: null }];
+        const [storage, info] = await Promise.all([
+          effects.nodeStorage({ node: n.name, timeoutMs }, signal).catch(() => null),
+          effects
+            .nodeInfo({ instance: wanting[0]!.name, nodes: [n.name], timeoutMs }, signal)
+            .catch(() => null),
+        ]);
+        return [
+          n.name,
+          { node: n.name, config: n, storage, memoryFreeMiB: info?.[n.name]?.memoryFreeMiB ?? null },
+        ];
+      }),
+    ),
+  );
+  for (const c of wanting) {
+    const placed = choosePlacement(c, instances, [...facts.values()]);
+    if (placed.chosen === null) {
+      unplaced[c.name] = `no node can hold it: ${
+        placed.passedOver.map((p) => `${p.node}: ${p.why}`).join('; ') ||
+        `the cluster has no node besides ${c.primaryNode} and ${node}`
+      }`;
+      continue;
+    }
+    const chosen = placed.chosen;
+    placements[c.name] = chosen;
+    // The copy takes its room on the chosen node, and the node holds one more secondary.
+    const f = facts.get(chosen)!;
+    const used = spaceNeededMiB(c.disks) ?? 0;
+    if (f.storage !== null)
+      facts.set(chosen, {
+        ...f,
+        storage: {
+          ...f.storage,
+          freeMiB: f.storage.freeMiB - used,
+          minors: [...f.storage.minors, ...c.disks.map((d) => d.minor)],
+        },
+      });
+    instances = instances.map((i) => (i.name === c.name ? { ...i, secondaryNode: chosen } : i));
+  }
+  return { placements, unplaced };
 }

@@ -349,6 +349,12 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       act('listNodes', input, signal, QUERY_MS, () =>
         Object.entries(world.nodes).map(([name, n]) => ({ name, drained: n.drained })),
       ),
+    setNodeDrained: (input, signal) =>
+      act('setNodeDrained', input, signal, QUERY_MS, () => {
+        const n = world.nodes[input.node];
+        if (n === undefined) throw new Error(`${input.node}: node not known`);
+        n.drained = input.drained;
+      }),
     nodeStorage: (input, signal) =>
       act('nodeStorage', input, signal, QUERY_MS, () => nodeStorage(world, input.node)),
     createDisks: (input, signal) =>

@@ -1,4 +1,10 @@
-import type { Effects, EvacuationInput, EvacuationOutput, InstanceResult } from '../../../machines/index.js';
+import type {
+  Effects,
+  EvacuationInput,
+  EvacuationOutput,
+  InstanceConfig,
+  InstanceResult,
+} from '../../../machines/index.js';
 import { planEvacuation } from '../../../machines/index.js';
 import { simSpecOf } from '../../backend/plan.js';
 import { loadCluster } from '../../cluster/index.js';
@@ -29,6 +35,8 @@ export const evacuate: Command = {
     'per-node',
     'non-live',
     'allow-failover',
+    'secondaries',
+    'all',
     'dry-run',
     'json',
     'quiet',
@@ -37,6 +45,7 @@ export const evacuate: Command = {
     'restate-admin',
   ],
   conflicts: [
+    { option: 'all', with: ['secondaries'], why: '--all moves the primaries and replaces the secondaries' },
     { option: 'quiet', with: ['json'], why: 'choose one output: only the result, or JSON lines' },
     { option: 'dry-run', with: ['state-dir'], why: 'a dry run plans the drain and touches nothing' },
     {
@@ -55,16 +64,27 @@ half-done is followed by the cleanup. Instances that are down move by failover o
 Ctrl-C starts nothing more and lets each run under way stop at its own safe point. If the process
 dies, 'drbd-migrate resume NODE' takes the runs under way up from their journals and starts the rest.
 
+With --secondaries the node's secondaries go instead: every instance whose secondary is NODE gets
+a new one (as 'replace-secondary' does it: DRBD 8.4's break-before-make, its one-copy window said
+before it opens), on a node chosen as replace-secondary chooses it, each choice counting against
+the room, memory and secondaries of the nodes for the next. With --all the node is emptied: marked
+drained in the config (nothing new is placed there; 'drbd-migrate undrain NODE' takes the mark
+back), its primaries moved, then every instance whose secondary it is (those just moved off it
+included) given a new one. Afterwards NODE holds no primary, no secondary, no volume and no DRBD
+device of any instance, or each instance that still has something there is listed with why. A
+resync shares the nodes' links like a memory copy: --per-node counts both.
+
 With --restate URL the drain is one durable invocation on a Restate cluster, each instance's run a
 call that any worker takes; --per-node is then also held by every worker's node slots
 ('drbd-migrate worker --per-node N'). Ctrl-C cancels it in Restate, with the same effect.
 
-Exit codes: 0 every instance moved; 1 not all moved, each safe where it was; 2 rejected; 3 an
+Exit codes: 0 every instance moved (and with --secondaries or --all, given its new secondary); 1 not all moved, each safe where it was; 2 rejected; 3 an
 instance is left to repair (its line says what and how).`,
   examples: [
     'drbd-migrate evacuate node-a --cluster cluster.yaml --dry-run',
     'drbd-migrate evacuate node-a --cluster cluster.yaml --concurrency 4 --per-node 2',
     'drbd-migrate evacuate node-a --world /tmp/w.json --allow-failover',
+    'drbd-migrate evacuate node-b --cluster cluster.yaml --all --allow-failover --dry-run',
   ],
   run: (call) => drain(call, false),
 };
@@ -89,6 +109,8 @@ function inputOf(node: string, values: Invocation['values']): EvacuationInput {
     ...(perNode === undefined ? {} : { perNode }),
     ...(values['non-live'] === true ? { mode: 'non-live' as const } : {}),
     ...(values['allow-failover'] === true ? { allowFailover: true } : {}),
+    ...(values.secondaries === true ? { primaries: false, secondaries: true } : {}),
+    ...(values.all === true ? { secondaries: true, drain: true } : {}),
   };
 }
 
@@ -138,11 +160,7 @@ export async function drain(call: Invocation, resume: boolean, opened?: Session)
     // process holds the config; elsewhere the node's primaries.
     planned =
       session.sim !== null
-        ? planEvacuation(
-            node,
-            Object.values(session.sim.world.config.instances),
-            input.allowFailover === true,
-          ).queue.length
+        ? plannedRuns(node, Object.values(session.sim.world.config.instances), input)
         : [...(await primariesNow(values).catch(() => new Map<string, string>())).values()].filter(
             (p) => p === node,
           ).length;
@@ -171,6 +189,17 @@ export async function drain(call: Invocation, resume: boolean, opened?: Session)
   } finally {
     if (opened === undefined) await session.close();
   }
+}
+
+/** How many instances the drain will run (each counted once, a move and its replace together). */
+function plannedRuns(node: string, configs: InstanceConfig[], input: EvacuationInput): number {
+  const everywhere = Object.fromEntries(configs.map((c) => [c.name, node]));
+  return planEvacuation(node, configs, input.allowFailover === true, undefined, {
+    primaries: input.primaries !== false,
+    secondaries: input.secondaries === true,
+    placements: everywhere,
+    unplaced: {},
+  }).queue.length;
 }
 
 /** --dry-run: the drain planned and run on a simulated copy, each start printed; nothing is touched. */
@@ -204,14 +233,18 @@ async function dryRunDrain(call: Invocation, input: EvacuationInput): Promise<Ev
     onRun: (n) => {
       if (n.phase === 'start')
         io.out(
-          `# would ${n.request.operation === 'failover' ? 'fail over' : 'migrate'} ${n.request.instance} to ${n.request.target}`,
+          n.request.operation === 'changeSecondary'
+            ? `# would give ${n.request.instance} the new secondary ${n.request.target}`
+            : `# would ${n.request.operation === 'failover' ? 'fail over' : 'migrate'} ${n.request.instance} to ${n.request.target}`,
         );
     },
   });
 }
 
 function reasonOf(results: InstanceResult[]): string {
-  const notMoved = results.filter((r) => r.outcome !== 'migrated' && r.outcome !== 'failedOver');
+  const notMoved = results.filter(
+    (r) => !['migrated', 'failedOver', 'replaced'].includes(r.outcome) || r.error !== undefined,
+  );
   return `${notMoved.length} instance(s) not moved: ${notMoved
     .slice(0, 5)
     .map((r) => `${r.instance} ${r.outcome}`)

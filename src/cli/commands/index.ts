@@ -16,6 +16,7 @@ import { resume } from './resume.js';
 import { serve } from './serve.js';
 import { show } from './show.js';
 import { status } from './status.js';
+import { undrain } from './undrain.js';
 import { worker } from './worker.js';
 
 /** Every command, in the order the help lists them. */
@@ -25,6 +26,7 @@ export const COMMANDS: readonly Command[] = [
   plan,
   failover,
   evacuate,
+  undrain,
   rejoin,
   replaceSecondary,
   resume,
