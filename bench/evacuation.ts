@@ -8,7 +8,7 @@ import { createSimCluster, runEvacuation, type WorldSpec } from '../src/index.js
 export function drainSpec(n: number): WorldSpec {
   const nodes = ['n0', 'n1', 'n2', 'n3', 'n4'];
   return {
-    nodes: Object.fromEntries(nodes.map((x) => [x, { memoryMiB: 1e9 }])),
+    nodes: Object.fromEntries(nodes.map((x) => [x, { memoryMiB: 1e9, diskMiB: 1e9 }])),
     settings: { stepMs: 50 },
     instances: Array.from({ length: 2 * n }, (_, i) => {
       const other = nodes[1 + (i % 4)]!;
@@ -33,7 +33,16 @@ export interface DrainFigures {
   moved: number;
 }
 
-export async function drain(n: number, concurrency: number, gc: () => void): Promise<DrainFigures> {
+/**
+ * `full`: the node emptied (evacuate --all): its primaries moved, then every instance whose secondary
+ * it is given a new one; `moved` counts those the node holds nothing of afterwards.
+ */
+export async function drain(
+  n: number,
+  concurrency: number,
+  gc: () => void,
+  full = false,
+): Promise<DrainFigures> {
   const sim = createSimCluster(drainSpec(n));
   // What an earlier drain left settles first (its last callbacks run a turn after its outcome).
   await new Promise((resolve) => setTimeout(resolve, 50));
@@ -59,7 +68,13 @@ export async function drain(n: number, concurrency: number, gc: () => void): Pro
   };
   const cpu = process.cpuUsage();
   const start = performance.now();
-  const out = await runEvacuation({ node: 'n0', concurrency, perNode: concurrency }, sim.effects, {
+  const asked = {
+    node: 'n0',
+    concurrency,
+    perNode: concurrency,
+    ...(full ? { secondaries: true, drain: true } : {}),
+  };
+  const out = await runEvacuation(asked, sim.effects, {
     clock: sim.clock,
     onRun: sample,
   });

@@ -277,6 +277,16 @@ for (const [from, to] of [
     'linear would be ×10; the heap grows by what the plan and the outcome list hold per instance',
   );
 }
+// The full drain: every instance on n0 as primary or secondary (half of the world each way).
+await drain(50, 4, gc, true);
+const full = [await drain(500, 4, gc, true), await drain(5_000, 4, gc, true)];
+for (const s of full) {
+  row(
+    `full drain (evacuate --all) of ${(2 * s.n).toLocaleString('en')} instances, 4 at once (simulated)`,
+    `${(s.wallMs / 1000).toFixed(1)} s wall, ${(s.cpuMs / (2 * s.n)).toFixed(1)} ms CPU per instance`,
+    `peak heap beyond the world ${(s.peakHeap / 2 ** 20).toFixed(1)} MiB; ${s.moved.toLocaleString('en')} left with nothing on n0 (half moved then replaced, half replaced)`,
+  );
+}
 row(
   'evacuation of 1,000 instances, 32 at once (simulated)',
   `peak heap beyond the world ${(wide.peakHeap / 2 ** 20).toFixed(1)} MiB`,

@@ -60,6 +60,11 @@ export type InstanceConfig = z.infer<typeof InstanceConfig>;
 export const NodeInfo = z.object({
   memoryFreeMiB: z.number().nonnegative(),
   hypervisorVersion: z.string(),
+  /**
+   * The config marks the node drained (answered beside the node's own figures, from the config
+   * store): no instance is moved to it.
+   */
+  drained: z.boolean().default(false),
 });
 export type NodeInfo = z.infer<typeof NodeInfo>;
 

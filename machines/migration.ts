@@ -621,15 +621,23 @@ export const migrationMachine = protocol.createMachine({
   },
 });
 
-/** Free memory on the target: enough, enough once the instance is ballooned down, or a refusal. */
+/**
+ * The target: not drained (Ganeti's CheckNodeNotDrained), and its free memory enough, enough once
+ * the instance is ballooned down, or a refusal.
+ */
 const memoryPlan = (c: ProtocolContext, nodes: Record<string, NodeInfo>) =>
-  planMemory(
-    c.config,
-    c.target,
-    nodes[c.target],
-    c.handover.currentMemoryMiB ?? c.config?.memoryMiB ?? 0,
-    c.request.allowRuntimeChanges,
-  );
+  nodes[c.target]?.drained === true
+    ? {
+        problem: `Node ${c.target} is drained: no instance moves to it (take the mark back with 'drbd-migrate undrain ${c.target}')`,
+        balloonToMiB: null,
+      }
+    : planMemory(
+        c.config,
+        c.target,
+        nodes[c.target],
+        c.handover.currentMemoryMiB ?? c.config?.memoryMiB ?? 0,
+        c.request.allowRuntimeChanges,
+      );
 
 /** The copy as the measured rate predicts it, for the memory it will copy (after any balloon). */
 function forecastOf(c: ProtocolContext, rate: DirtyRate) {

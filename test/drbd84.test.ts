@@ -3,6 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { drbdDrivers } from '../src/drivers/drbd.js';
 import { type DrbdLink, drbd84, parseEvents2, parseSyncStatus } from '../src/drivers/drbd84.js';
 import { shellLine, shellQuote } from '../src/ssh/shell.js';
 import { tempDir } from './tmp.js';
@@ -57,6 +58,45 @@ describe.skipIf(!available)(
       ['connect web1-disk0', true, drbd84.connect(link, true)],
     ])('drbdadm %s (two primaries %s)', (args, twoPrimaries, argv) => {
       expect(shellLine(argv)).toBe(dryRun(args, twoPrimaries));
+    });
+  },
+);
+
+/** The same, for a new secondary's device on its own LVM volumes (external metadata, as Ganeti's). */
+function dryRunExternal(args: string): string[] {
+  const dir = tempDir('drbd-');
+  const on = (node: string, address: string) =>
+    `on ${node} { device /dev/drbd0; disk /dev/xenvg/web1-disk0_data; address ${address}:7789; meta-disk /dev/xenvg/web1-disk0_meta; }`;
+  writeFileSync(
+    join(dir, 'drbd.conf'),
+    `resource web1-disk0 {\n  net { protocol C; after-sb-0pri discard-zero-changes; after-sb-1pri consensus; }\n  ${on('node-a', '10.99.1.1')}\n  ${on('node-c', '10.99.1.3')}\n}\n`,
+  );
+  const out = execFileSync(
+    'unshare',
+    ['--uts', 'sh', '-c', `hostname node-c && ${DRBDADM84} -c ${dir}/drbd.conf -d ${args}`],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  return out.split('\n').filter((l) => l.startsWith('/lib/drbd/') || l.startsWith('drbdmeta '));
+}
+
+describe.skipIf(!available)(
+  "DRBD 8.4: a new secondary's device is made as drbdadm-84 makes it (real drbd-utils, dry run)",
+  () => {
+    const volumes = { data: '/dev/xenvg/web1-disk0_data', meta: '/dev/xenvg/web1-disk0_meta' };
+    it('fresh volumes: create-md, then up without the network (new-resource, new-minor, attach)', () => {
+      const made = drbdDrivers['8.4'].createDevice(link, volumes, true).map((argv) => shellLine(argv));
+      const [createMd] = dryRunExternal('create-md --force web1-disk0');
+      // A fresh device has no activity log to apply.
+      const up = dryRunExternal('up web1-disk0').filter((l) => !/apply-al| connect /.test(l));
+      expect(made).toEqual([createMd, ...up]);
+    });
+    it('existing volumes: up without the network, its activity log applied first', () => {
+      const made = drbdDrivers['8.4'].createDevice(link, volumes, false).map((argv) => shellLine(argv));
+      const up = dryRunExternal('up web1-disk0').filter((l) => !/ connect /.test(l));
+      expect(made).toEqual(up);
+    });
+    it('down', () => {
+      expect(shellLine(drbdDrivers['8.4'].down(link))).toBe(dryRunExternal('down web1-disk0')[0]);
     });
   },
 );

@@ -380,6 +380,31 @@ describe('replace-secondary through the CLI', () => {
     expect(after.violations).toEqual([]);
   });
 
+  it('node dies, its instance fails over, the node never returns, replace-secondary restores two copies; when it does return, rejoin removes its old copies', async () => {
+    const file = join(dir, 'w.json');
+    await cli('init', '--world', file, '--nodes', '3', '--instances', '3', '--seed', '1');
+    const before = read(file).config.instances.web1!;
+    const dead = before.primaryNode;
+    expect((await cli('power', dead, 'off', '--world', file)).code).toBe(0);
+    expect((await cli('failover', 'web1', '--world', file, '--source-is-down', '--quiet')).code).toBe(0);
+    const survivor = before.secondaryNode!;
+    const r = await cli('replace-secondary', 'web1', '--world', file, '--quiet');
+    expect(r.code, r.stderr.join('\n')).toBe(0);
+    let w = read(file);
+    const fresh = w.config.instances.web1!.secondaryNode!;
+    expect([dead, survivor]).not.toContain(fresh);
+    expect(w.config.instances.web1).toMatchObject({ primaryNode: survivor, formerSecondary: dead });
+    expect(held(w, dead).length).toBeGreaterThan(0);
+    expect((await cli('power', dead, 'on', '--world', file)).code).toBe(0);
+    const back = await cli('rejoin', dead, '--world', file, '--quiet');
+    expect(back.code, back.stderr.join('\n')).toBe(0);
+    expect(back.stdout.join('\n')).toMatch(`cleaned: web1 is primary on ${survivor}, secondary on ${fresh}`);
+    w = read(file);
+    expect(held(w, dead)).toEqual([]);
+    expect(w.config.instances.web1?.formerSecondary).toBeNull();
+    expect(w.violations).toEqual([]);
+  });
+
   it('a two-node cluster has no node for it: refused, saying so', async () => {
     const file = join(dir, 'w.json');
     await cli('init', '--world', file);

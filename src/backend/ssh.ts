@@ -164,8 +164,12 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       }
     },
 
-    nodeInfo: ({ instance, nodes, timeoutMs }, signal) =>
-      perNode(nodes, async (node) => {
+    nodeInfo: async ({ instance, nodes, timeoutMs }, signal) => {
+      // The drain mark is the config's, read now (an evacuation sets it while this backend lives).
+      const drained = new Set(
+        (await loadCluster(clusterPath)).nodes.filter((n) => n.drained).map((n) => n.name),
+      );
+      return perNode(nodes, async (node) => {
         const hv = instanceSpec(instance).hypervisor;
         const r = await shell(node).exec(
           ['sh', '-c', 'cat /proc/meminfo; "$1" --version', 'node-info', hv.binary],
@@ -179,8 +183,13 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         if (available === null || version === null) {
           throw new Error(`${node}: cannot read free memory or the QEMU version from ${hv.binary} --version`);
         }
-        return { memoryFreeMiB: Number(available[1]) / 1024, hypervisorVersion: version[1]! };
-      }),
+        return {
+          memoryFreeMiB: Number(available[1]) / 1024,
+          hypervisorVersion: version[1]!,
+          drained: drained.has(node),
+        };
+      });
+    },
 
     instanceInfo: async ({ instance, node, timeoutMs }, signal) => {
       const q = qemu(node, instance);

@@ -63,10 +63,12 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     parseStatus: ([events, show, status], l) => parseEvents2(events ?? '', show ?? '', l.minor, status),
     syncRead: (l, s) => (s > 0 ? waitThen(drbd84.waitSync(l, s), drbd84.status(l)) : drbd84.status(l)),
     parseSync: (output) => parseSyncStatus(output),
+    // Fresh metadata is written; an existing copy's activity log is applied first, as drbdadm up does.
     createDevice: (l, { data, meta }, fresh) => [
       ...(fresh ? [drbd84.createMd(l, meta)] : []),
       drbd84.newResource(l),
       drbd84.newMinor(l),
+      ...(fresh ? [] : [drbd84.applyAl(l, meta)]),
       drbd84.attach(l, data, meta),
     ],
     down: drbd84.down,

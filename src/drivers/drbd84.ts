@@ -65,15 +65,24 @@ export const drbd84 = {
   /** For the resync's progress only: 8.4's events2 prints no `done:`, its status does. */
   status: (d: DrbdLink) => [drbdsetup84, 'status', d.resource, '--verbose', '--statistics'],
   show: (d: DrbdLink) => [drbdsetup84, 'show', d.resource],
-  /** Metadata on a fresh external volume (drbdadm create-md; --force: no question asked). */
+  /** Metadata on a fresh external volume (drbdadm create-md --force: no question asked). */
   createMd: (d: DrbdLink, meta: string) => [
     'drbdmeta',
-    '--force',
     String(d.minor),
     'v08',
     meta,
     'flex-external',
     'create-md',
+    '--force',
+  ],
+  /** The activity log replayed into the bitmap before an existing device is attached (drbdadm up). */
+  applyAl: (d: DrbdLink, meta: string) => [
+    'drbdmeta',
+    String(d.minor),
+    'v08',
+    meta,
+    'flex-external',
+    'apply-al',
   ],
   newResource: (d: DrbdLink) => [drbdsetup84, 'new-resource', d.resource],
   newMinor: (d: DrbdLink) => [drbdsetup84, 'new-minor', d.resource, String(d.minor), '0'],

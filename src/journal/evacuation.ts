@@ -106,8 +106,12 @@ export class EvacuationJournal {
       }
     }
     if (record === null) return null;
-    // The last end of each instance counts; one left for the cleanup is not an end yet.
-    const last = [...ends.values()];
+    // The last end of each instance counts; one left for the cleanup is not an end yet, nor, in a
+    // drain of the secondaries, a move whose replace had not begun (it is planned again).
+    const replacing = record.input.secondaries === true;
+    const last = [...ends.values()].filter(
+      (r) => !(replacing && (r.outcome === 'migrated' || r.outcome === 'failedOver')),
+    );
     record.results = last.filter((r) => !leftForCleanup(r));
     record.needCleanup = last.filter(leftForCleanup).map((r) => r.instance);
     record.inFlight = [...started];

@@ -106,7 +106,7 @@ export async function placeSecondaries(
     const placed = choosePlacement(c, instances, [...facts.values()]);
     if (placed.chosen === null) {
       unplaced[c.name] = `no node can hold it: ${
-        placed.passedOver.map((p) => `${p.node}: ${p.why}`).join('; ') ||
+        placed.passedOver.map((p) => p.why).join('; ') ||
         `the cluster has no node besides ${c.primaryNode} and ${node}`
       }`;
       continue;

@@ -370,7 +370,11 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
         perNode(input.nodes, (n) => {
           const node = world.nodes[n];
           if (node === undefined) throw new Error(`${n}: node not known`);
-          return { memoryFreeMiB: memoryFreeMiB(world, n), hypervisorVersion: node.hypervisorVersion };
+          return {
+            memoryFreeMiB: memoryFreeMiB(world, n),
+            hypervisorVersion: node.hypervisorVersion,
+            drained: node.drained,
+          };
         }),
       ),
     instanceInfo: (input, signal) =>

@@ -23,7 +23,9 @@ out-of-sync count) and says which way the resync goes: from the survivor; or, wh
 wrote nothing since (a failover that committed but never started the instance), from NODE, whose
 data is the newer, so nothing is lost; what NODE wrote alone is discarded only when the survivor
 wrote too (a split brain), and that is said as a warning before it happens. A node that is already
-the secondary, connected and in sync, is left as it is (nothing to do). Afterwards 'drbd-migrate migrate INSTANCE' moves an instance back as usual.
+the secondary, connected and in sync, is left as it is (nothing to do). An instance whose secondary
+was replaced while NODE was down (the config names NODE as its formerSecondary) has its old copies
+removed from NODE, as 'replace-secondary INSTANCE --cleanup' does. Afterwards 'drbd-migrate migrate INSTANCE' moves an instance back as usual.
 
 Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
   examples: [
@@ -33,21 +35,27 @@ Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
   async run(call) {
     const node = nodeName(call.args.NODE!);
     const { values, io } = call;
-    const [nodes, instances]: [string[], string[]] =
+    // The instances it is the secondary of, and those whose old copies a replace left on it while
+    // it was down (the config names it formerSecondary): those are removed now that it answers.
+    const [nodes, instances, leftOn]: [string[], string[], string[]] =
       values.cluster !== undefined
-        ? await readClusterFile(values.cluster).then((c): [string[], string[]] => [
+        ? await readClusterFile(values.cluster).then((c): [string[], string[], string[]] => [
             c.nodes.map((n) => n.name),
             c.instances.filter((i) => i.secondary === node).map((i) => i.name),
+            c.instances.filter((i) => i.formerSecondary === node).map((i) => i.name),
           ])
-        : await loadWorld(values.world!).then((w): [string[], string[]] => [
+        : await loadWorld(values.world!).then((w): [string[], string[], string[]] => [
             Object.keys(w.nodes),
             Object.values(w.config.instances)
               .filter((i) => i.secondaryNode === node)
               .map((i) => i.name),
+            Object.values(w.config.instances)
+              .filter((i) => i.formerSecondary === node)
+              .map((i) => i.name),
           ]);
     const file = values.cluster ?? values.world;
     if (!nodes.includes(node)) throw new UsageError(`${node} is not a node of ${file}`);
-    if (instances.length === 0) {
+    if (instances.length === 0 && leftOn.length === 0) {
       io.out(`no instance in ${file} has ${node} as its secondary: nothing to rejoin`);
       return 0;
     }
@@ -55,6 +63,11 @@ Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
     for (const instance of instances) {
       if (values.json !== true) io.out(`# ${instance}`);
       worst = Math.max(worst, await runOnInstance(call, 'rejoin', { instance }));
+    }
+    for (const instance of leftOn) {
+      if (values.json !== true)
+        io.out(`# ${instance}: removing its old copies from ${node} (its secondary was replaced)`);
+      worst = Math.max(worst, await runOnInstance(call, 'changeSecondary', { instance, cleanup: true }));
     }
     return worst;
   },
