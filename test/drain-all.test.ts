@@ -3,13 +3,8 @@ import { describe, expect, it } from 'vitest';
 import {
   EFFECT_NAMES,
   type EffectName,
-  EvacuationJournal,
   type EvacuationOutput,
   type Fault,
-  FileJournal,
-  FileLocks,
-  RunInterrupted,
-  runEvacuationJournaled,
   type World,
 } from '../src/index.js';
 import { runEvacuation, runMigration } from '../src/runner/index.js';
@@ -21,7 +16,7 @@ import {
   type WorldSpec,
 } from '../src/sim/index.js';
 import { viewOfSim } from '../src/testing/world.js';
-import { limitWatch, type Spec, vm } from './drain.js';
+import { journaledDrain, type Spec, vm } from './drain.js';
 import { cli } from './helpers.js';
 import { tempDir } from './tmp.js';
 
@@ -167,38 +162,12 @@ describe('a full drain of 1,000 instances with random faults', () => {
     it(`${name}: n0 holds nothing of any instance that is not listed with why, every replaced one has two copies`, async () => {
       const sim = createSimCluster(world(3), { faults: faults(5) });
       const dir = tempDir('drbd-migrate-drain-all-');
-      const watch = limitWatch({ concurrency: 4, perNode: 2 });
-      const stop = new AbortController();
-      let ended = 0;
-      let live = 0;
-      let allEnded = () => {};
-      const options = {
-        clock: sim.clock,
-        store: new FileJournal(dir),
-        locks: new FileLocks(dir),
-        evacuations: new EvacuationJournal(dir),
-        onRun: (n: Parameters<typeof watch.onRun>[0]) => {
-          watch.onRun(n);
-          live += n.phase === 'start' ? 1 : -1;
-          if (live === 0) allEnded();
-          if (n.phase === 'end' && ++ended === stopAfter) stop.abort();
-        },
-        signal: stop.signal,
-      };
-      const input = {
-        node: 'n0',
-        concurrency: 4,
-        perNode: 2,
-        allowFailover: true,
-        secondaries: true,
-        drain: true,
-      };
-      let out = await runEvacuationJournaled(input, sim.effects, options).catch((e: unknown) => e);
-      if (out instanceof RunInterrupted) {
-        if (live > 0) await new Promise<void>((resolve) => (allEnded = resolve));
-        out = await runEvacuationJournaled(input, sim.effects, { ...options, signal: undefined }, true);
-      }
-      const result = out as EvacuationOutput;
+      const { out: result, watch } = await journaledDrain(
+        sim,
+        dir,
+        { node: 'n0', allowFailover: true, secondaries: true, drain: true },
+        stopAfter,
+      );
       expect(watch.problems).toEqual([]);
       const problems = drainProblems(sim, result, 'n0');
       if (problems.length > 0)

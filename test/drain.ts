@@ -1,7 +1,14 @@
 import {
+  type EvacuationInput,
+  EvacuationJournal,
   type EvacuationOutput,
+  FileJournal,
+  FileLocks,
   type InstanceRequest,
+  RunInterrupted,
   restStateProblems,
+  runEvacuationJournaled,
+  type SimCluster,
   type World,
   type WorldSpec,
 } from '../src/index.js';
@@ -82,4 +89,42 @@ export function summaryProblems(out: EvacuationOutput, before: World, world: Wor
     }
   }
   return problems;
+}
+
+/**
+ * A journaled drain on the simulator with limits of 4 in all and 2 per node, watched; with
+ * `stopAfter` its orchestrator dies after that many runs ended (its runs stopped with it), and the
+ * drain is resumed from its journal.
+ */
+export async function journaledDrain(
+  sim: SimCluster,
+  dir: string,
+  input: EvacuationInput,
+  stopAfter: number | null,
+) {
+  const watch = limitWatch({ concurrency: 4, perNode: 2 });
+  const stop = new AbortController();
+  let ended = 0;
+  let live = 0;
+  let allEnded = () => {};
+  const options = {
+    clock: sim.clock,
+    store: new FileJournal(dir),
+    locks: new FileLocks(dir),
+    evacuations: new EvacuationJournal(dir),
+    onRun: (n: Parameters<typeof watch.onRun>[0]) => {
+      watch.onRun(n);
+      live += n.phase === 'start' ? 1 : -1;
+      if (live === 0) allEnded();
+      if (n.phase === 'end' && ++ended === stopAfter) stop.abort();
+    },
+    signal: stop.signal,
+  };
+  const asked = { concurrency: 4, perNode: 2, ...input };
+  const first = await runEvacuationJournaled(asked, sim.effects, options).catch((e: unknown) => e);
+  if (!(first instanceof RunInterrupted)) return { out: first as EvacuationOutput, watch };
+  // The dead orchestrator's runs are stopped with it; their ends are told as they unwind.
+  if (live > 0) await new Promise<void>((resolve) => (allEnded = resolve));
+  const resumed = await runEvacuationJournaled(asked, sim.effects, { ...options, signal: undefined }, true);
+  return { out: resumed, watch };
 }

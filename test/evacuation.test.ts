@@ -5,7 +5,6 @@ import {
   EFFECT_NAMES,
   type EffectName,
   EvacuationJournal,
-  type EvacuationOutput,
   type Fault,
   FileJournal,
   FileLocks,
@@ -18,7 +17,7 @@ import {
   type SimCluster,
   type Verdict,
 } from '../src/index.js';
-import { cluster, limitWatch, type Spec, summaryProblems, vm } from './drain.js';
+import { cluster, journaledDrain, limitWatch, type Spec, summaryProblems, vm } from './drain.js';
 
 /**
  * Draining a node: every primary instance of the node moves to its secondary, each by its own run,
@@ -216,33 +215,8 @@ describe('evacuating 1,000 instances with random faults', () => {
     );
   }
 
-  async function drain(sim: SimCluster, dir: string, stopAfter: number | null) {
-    const watch = limitWatch({ concurrency: 4, perNode: 2 });
-    const stop = new AbortController();
-    let ended = 0;
-    let live = 0;
-    let allEnded = () => {};
-    const options = {
-      clock: sim.clock,
-      store: new FileJournal(dir),
-      locks: new FileLocks(dir),
-      evacuations: new EvacuationJournal(dir),
-      onRun: (n: Parameters<typeof watch.onRun>[0]) => {
-        watch.onRun(n);
-        live += n.phase === 'start' ? 1 : -1;
-        if (live === 0) allEnded();
-        if (n.phase === 'end' && ++ended === stopAfter) stop.abort();
-      },
-      signal: stop.signal,
-    };
-    const input = { node: 'n0', concurrency: 4, perNode: 2, allowFailover: true };
-    const first = await runEvacuationJournaled(input, sim.effects, options).catch((e: unknown) => e);
-    if (!(first instanceof RunInterrupted)) return { out: first as EvacuationOutput, watch };
-    // The dead orchestrator's runs are stopped with it; their ends are told as they unwind.
-    if (live > 0) await new Promise<void>((resolve) => (allEnded = resolve));
-    const resumed = await runEvacuationJournaled(input, sim.effects, { ...options, signal: undefined }, true);
-    return { out: resumed, watch };
-  }
+  const drain = (sim: SimCluster, dir: string, stopAfter: number | null) =>
+    journaledDrain(sim, dir, { node: 'n0', allowFailover: true }, stopAfter);
 
   for (const [name, stopAfter] of [
     ['runs to its end', null],
