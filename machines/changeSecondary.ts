@@ -1,4 +1,4 @@
-import type { DiskStatus, InstanceConfig, NodeInfo } from './contract.js';
+import type { DiskStatus, InstanceConfig, NodeInfo, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
 import { survey, waitUntilSync } from './flows.js';
 import {
@@ -8,7 +8,7 @@ import {
   spaceNeededMiB,
   storageProblem,
 } from './placement.js';
-import { type ProtocolContext, protocol, runMachineBase } from './protocol.js';
+import { type ProtocolContext, probeTimeout, protocol, runMachineBase } from './protocol.js';
 import {
   abortTo,
   effectStep,
@@ -69,7 +69,7 @@ export const changeSecondaryMachine = protocol.createMachine({
         'A repair finishes a replace that passed its commit, or undoes one that did not; a replace checks its prerequisites first.',
       always: [
         { guard: 'replaceCommitted', target: 'creatingDisks' },
-        { guard: 'cleanupRequested', target: 'reattachingFormer' },
+        { guard: 'cleanupRequested', target: 'probingFormer' },
         { target: 'checkingPrereqs' },
       ],
     },
@@ -204,7 +204,7 @@ export const changeSecondaryMachine = protocol.createMachine({
           only: primary(c),
         }),
         next: 'committing',
-        failTo: 'reattachingFormer',
+        failTo: 'probingFormer',
         failure: (c, e) => `Cannot disconnect the disks on ${primary(c)}: ${e}`,
       }),
     },
@@ -235,7 +235,7 @@ export const changeSecondaryMachine = protocol.createMachine({
               actions: ['recordReplaceCommit'],
             },
             {
-              target: '#changeSecondary.reattachingFormer',
+              target: '#changeSecondary.probingFormer',
               actions: failing(
                 (c) =>
                   `The config could not be made to name ${newSecondary(c)} as the secondary of ${c.instance} (it still names ${former(c)}); the replace is undone`,
@@ -296,6 +296,26 @@ export const changeSecondaryMachine = protocol.createMachine({
       description: 'A replace is done; a repair has cleaned up.',
       always: [{ guard: 'cleanupRequested', target: 'cleaned' }, { target: 'replaced' }],
     },
+    probingFormer: effectStep({
+      src: 'probeNode',
+      description:
+        'Undoing before the commit: does the old secondary answer? One that does not (lost, or powered off) cannot be reconnected now: the primary stays without its peer, as it was when the replace began, or as the loss left it.',
+      input: (c) => ({ instance: c.instance, node: former(c) }),
+      timeoutMs: probeTimeout,
+      next: [
+        {
+          guard: fromAnswer('unreachableIn', (probe: NodeProbe) => ({ probe })),
+          target: 'removingNewDisks',
+          actions: warning(
+            (c) =>
+              `${former(c)} does not answer: ${primary(c)} stays without its peer, on one copy of ${c.instance}; once ${former(c)} is back, 'drbd-migrate rejoin ${former(c)}' reconnects it (or replace it again)`,
+          ),
+        },
+        { target: 'reattachingFormer' },
+      ],
+      // A probe that fails says nothing: the reconnect is tried, and says what happens.
+      goOnTo: 'reattachingFormer',
+    }),
     reattachingFormer: goReconnect({
       description:
         'Undoing before the commit: the primary connected again to the old secondary, which catches up on what it missed.',
@@ -384,9 +404,11 @@ export function replaceProblem(config: InstanceConfig, c: ProtocolContext): stri
         : `The config names ${config.secondaryNode} as the secondary of ${config.name} already (a replace passed its commit): run the repair without --new-secondary`;
     return wanted === null
       ? `No replace of ${config.name}'s secondary to repair: the config names no former secondary; name the node a failed replace left disks on with --new-secondary`
-      : wanted === config.secondaryNode || wanted === config.primaryNode
-        ? `${wanted} is a node of ${config.name} (the config names it ${wanted === config.primaryNode ? 'primary' : 'secondary'}): the repair removes what a failed replace left on another node`
-        : null;
+      : wanted === config.secondaryNode
+        ? `Nothing to repair: the replace of ${config.name}'s secondary by ${wanted} finished (the config names ${wanted} as its secondary, and no former one)`
+        : wanted === config.primaryNode
+          ? `${wanted} is a node of ${config.name} (the config names it ${wanted === config.primaryNode ? 'primary' : 'secondary'}): the repair removes what a failed replace left on another node`
+          : null;
   }
   if (config.formerSecondary !== null)
     return `A replace of ${config.name}'s secondary has not finished (the config still names ${config.formerSecondary} as holding old copies): run 'drbd-migrate replace-secondary ${config.name} --cleanup' first`;

@@ -455,6 +455,19 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       perturb: 'sourceUnreachable',
     },
     {
+      // A replace's undo: the old secondary answers, and is reconnected.
+      name: 'formerAnswers',
+      output: () => ({ reachable: true, error: null, state: null }),
+      applies: (s) => replacing(s) && !surveying(s),
+    },
+    {
+      // A replace's undo: the old secondary lost power; the primary stays without its peer.
+      name: 'formerDown',
+      output: () => ({ reachable: false, error: 'down', state: null }),
+      applies: (s) => replacing(s) && !surveying(s),
+      perturb: 'secondaryDies',
+    },
+    {
       // Rejoin: the returning node is up, nothing of the instance on it.
       name: 'clean',
       output: () => ({ reachable: true, error: null, state: null }),
