@@ -7,6 +7,7 @@ import {
   type Fault,
   MACHINES,
   NEEDS_A_PERSON,
+  type ProtocolInput,
   type ProtocolOutput,
   RunInterrupted,
   runCleanup,
@@ -158,6 +159,29 @@ const failoverCaseArb = fc.record({
   ),
 });
 
+/** Runs a machine that dies (as its orchestrator would) after `crashAfter` transitions; null if it died. */
+async function runUntilCrash(
+  machine: keyof typeof MACHINES,
+  input: ProtocolInput,
+  sim: ReturnType<typeof createSimCluster>,
+  crashAfter: number | null,
+): Promise<ProtocolOutput | null> {
+  const stop = new AbortController();
+  let transitions = 0;
+  try {
+    return await runMachine(MACHINES[machine], input, sim.effects, {
+      clock: sim.clock,
+      signal: stop.signal,
+      onEvent: (e) => {
+        if (e.type === 'state' && ++transitions === crashAfter) queueMicrotask(() => stop.abort());
+      },
+    });
+  } catch (error) {
+    if (!(error instanceof RunInterrupted)) throw error;
+    return null;
+  }
+}
+
 type FailoverCase = typeof failoverCaseArb extends fc.Arbitrary<infer T> ? T : never;
 
 async function checkFailover(c: FailoverCase): Promise<string[]> {
@@ -168,20 +192,7 @@ async function checkFailover(c: FailoverCase): Promise<string[]> {
   const word = dead ? { sourceIsDown: true } : {};
   const before = viewOfSim(sim);
   sim.faults = c.faults;
-  const stop = new AbortController();
-  let transitions = 0;
-  let output: ProtocolOutput | null = null;
-  try {
-    output = await runFailover({ instance: 'web1', ...word }, sim.effects, {
-      clock: sim.clock,
-      signal: stop.signal,
-      onEvent: (e) => {
-        if (e.type === 'state' && ++transitions === c.crashAfter) queueMicrotask(() => stop.abort());
-      },
-    });
-  } catch (error) {
-    if (!(error instanceof RunInterrupted)) throw error;
-  }
+  const output = await runUntilCrash('failover', { instance: 'web1', ...word }, sim, c.crashAfter);
   if (output !== null)
     for (const p of outcomeProblems(output, before, viewOfSim(sim))) problems.push(`failover: ${p}`);
   sim.faults = [];
@@ -279,25 +290,12 @@ async function checkReplace(c: ReplaceCase): Promise<string[]> {
   const before = viewOfSim(sim);
   const uptime = () => sim.snapshot().vms['node-a']?.web1?.state;
   sim.faults = c.faults;
-  const stop = new AbortController();
-  let transitions = 0;
-  let output: ProtocolOutput | null = null;
-  try {
-    output = await runMachine(
-      MACHINES.changeSecondary,
-      { instance: 'web1', newSecondary: 'node-c' },
-      sim.effects,
-      {
-        clock: sim.clock,
-        signal: stop.signal,
-        onEvent: (e) => {
-          if (e.type === 'state' && ++transitions === c.crashAfter) queueMicrotask(() => stop.abort());
-        },
-      },
-    );
-  } catch (error) {
-    if (!(error instanceof RunInterrupted)) throw error;
-  }
+  const output = await runUntilCrash(
+    'changeSecondary',
+    { instance: 'web1', newSecondary: 'node-c' },
+    sim,
+    c.crashAfter,
+  );
   if (output !== null)
     for (const p of outcomeProblems(output, before, viewOfSim(sim))) problems.push(`replace: ${p}`);
   sim.faults = [];
