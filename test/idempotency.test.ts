@@ -3,10 +3,12 @@ import {
   createSimCluster,
   EFFECT_NAMES,
   type Effects,
+  MACHINES,
   RunInterrupted,
   restStateProblems,
   runCleanup,
   runFailover,
+  runMachine,
   runMigration,
   runRejoin,
 } from '../src/index.js';
@@ -55,6 +57,49 @@ describe('every effect is idempotent', () => {
     expect(restStateProblems(sim.world, 'web1')).toEqual([]);
     expect(sim.world.violations).toEqual([]);
     expect(sim.world.commits.web1).toBe(1);
+  });
+
+  it('a replace of the secondary, its undo, and its repair, every call twice, end as plain ones', async () => {
+    const spec = {
+      nodes: { 'node-a': {}, 'node-b': {}, 'node-c': {} },
+      instances: [{ name: 'web1', primary: 'node-a', secondary: 'node-b', disksMiB: [1024, 512] }],
+    };
+    const replace = (sim: ReturnType<typeof createSimCluster>, input: object = {}) =>
+      runMachine(
+        MACHINES.changeSecondary,
+        { instance: 'web1', newSecondary: 'node-c', ...input },
+        twice(sim.effects),
+        {
+          clock: sim.clock,
+        },
+      );
+    const sim = createSimCluster(spec);
+    expect(await replace(sim)).toMatchObject({
+      outcome: 'replaced',
+      secondaryNode: 'node-c',
+      warnings: [expect.any(String)],
+    });
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+    expect(Object.keys(sim.world.storage['node-b']?.volumes ?? {})).toEqual([]);
+    expect(sim.world.resources['web1-disk0']?.syncSource).toBeNull();
+    // Undone before its commit (the primary's disconnect fails), every call twice: node-c empty again.
+    const undo = createSimCluster(spec, { faults: [{ effect: 'disconnectNet', call: 3, kind: 'error' }] });
+    expect((await replace(undo)).outcome).toBe('reverted');
+    expect(Object.keys(undo.world.storage['node-c']?.volumes ?? {})).toEqual([]);
+    expect(restStateProblems(undo.world, 'web1')).toEqual([]);
+    // Stopped after its commit (the attach fails), then its repair, every call twice.
+    const half = createSimCluster(spec, { faults: [{ effect: 'attachNet', call: null, kind: 'error' }] });
+    expect((await replace(half)).outcome).toBe('needsCleanup');
+    half.faults = [];
+    expect(await replace(half, { cleanup: true, newSecondary: undefined })).toMatchObject({
+      outcome: 'cleaned',
+    });
+    expect(restStateProblems(half.world, 'web1')).toEqual([]);
+    expect(half.world.config.instances.web1).toMatchObject({
+      secondaryNode: 'node-c',
+      formerSecondary: null,
+    });
+    for (const w of [sim.world, undo.world, half.world]) expect(w.violations).toEqual([]);
   });
 
   it('a migration whose every call runs twice ends as a plain one', async () => {
