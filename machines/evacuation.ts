@@ -44,6 +44,11 @@ export const EvacuationInputSchema = z
     unplaced: z.record(InstanceName, z.string()).optional(),
     /** Mark the node drained in the config first: nothing new is placed there while it empties. */
     drain: z.boolean().optional(),
+    /**
+     * Start nothing new after this many ms (on the run's clock, from when the drain or its resume
+     * starts): runs under way end, a half-done one still gets its repair, the rest is listed.
+     */
+    deadlineMs: z.number().int().positive().max(2_147_483_647).optional(),
     limits: Limits.partial().optional(),
     convergence: Convergence.partial().optional(),
     /** A resumed evacuation: what ended before the crash, and what was under way (taken up first). */
@@ -154,6 +159,8 @@ export interface EvacuationOutput {
 
 export type EvacuationEvent =
   | { type: 'ABORT' }
+  /** The drain's deadline passed: nothing new starts (see EvacuationInput.deadlineMs). */
+  | { type: 'DEADLINE' }
   | { type: 'INSTANCE.DONE'; instance: string; output: ProtocolOutput }
   | { type: 'INSTANCE.ERROR'; instance: string; error: string };
 
@@ -196,6 +203,8 @@ export interface EvacuationContext {
   inFlight: string[];
   needCleanup: string[];
   aborted: boolean;
+  /** The deadline passed: only repairs of half-done runs still start. */
+  closed: boolean;
   error: string | null;
 }
 
@@ -420,6 +429,8 @@ function followUpOf(planned: Planned, result: InstanceResult, scope: Scope, node
 }
 
 const MAX_CLEANUPS = 2;
+/** A run that repairs what another left half-done (not a new move). */
+const isRepair = (p: Planned) => p.operation === 'cleanup' || p.repair === true || p.resumed;
 /** A migration's end after which the evacuation runs the cleanup (see followUpOf). */
 export const leftForCleanup = (r: InstanceResult) =>
   r.operation !== 'failover' &&
@@ -486,7 +497,9 @@ export function evacuationOutput(context: EvacuationContext): EvacuationOutput {
       operation: null,
       outcome: 'notStarted',
       primaryNode: p.source,
-      error: 'not started: the evacuation was aborted by the operator',
+      error: context.aborted
+        ? 'not started: the evacuation was aborted by the operator'
+        : 'not started: the drain’s deadline had passed',
     }),
   );
   const rank = new Map(context.order.map((name, i) => [name, i]));
@@ -575,13 +588,17 @@ export const evacuation = setup({
     drainMarked: ({ context }) => context.drain,
     /** Nothing waits that may still start, and nothing runs. */
     finished: ({ context }) =>
-      Object.keys(context.running).length === 0 && (context.queue.length === 0 || context.aborted),
+      Object.keys(context.running).length === 0 &&
+      (context.queue.length === 0 || context.aborted || (context.closed && !context.queue.some(isRepair))),
   },
   actions: {
     /** Starts every run the limits allow now (none after an operator abort). */
     startEligible: enqueueActions(({ context, enqueue }) => {
       if (context.aborted) return;
-      const starts = startable(context);
+      // After the deadline only the repair of a run left half-done starts.
+      const starts = startable(
+        context.closed ? { ...context, queue: context.queue.filter(isRepair) } : context,
+      );
       if (starts.length === 0) return;
       for (const p of starts) {
         enqueue.spawnChild('instanceRun', {
@@ -674,10 +691,12 @@ export const evacuationMachine = evacuation.createMachine({
       needCleanup: given?.resumed?.needCleanup ?? [],
       order: [],
       aborted: false,
+      closed: false,
       error: parsed.success ? null : `bad input: ${issuesText(parsed.error.issues)}`,
     };
   },
   output: ({ context }) => evacuationOutput(context),
+  on: { DEADLINE: { actions: assign({ closed: true }) } },
   initial: 'checkingInput',
   states: {
     checkingInput: {

@@ -188,6 +188,56 @@ describe('a full drain of 1,000 instances with random faults', () => {
   }
 });
 
+describe('a drain with a deadline', () => {
+  it('starts nothing new after it: the runs under way end, the rest is listed as not started', async () => {
+    const sim = createSimCluster(clusterSpec({ nodes: 3, instances: 12, seed: 4 }));
+    const starts: number[] = [];
+    // About two replaces' time (each resyncs its disks at the simulator's 40 MiB/s).
+    const deadlineMs = 600_000;
+    const out = await runEvacuation(
+      { node: 'node-b', secondaries: true, drain: true, allowFailover: true, concurrency: 1, deadlineMs },
+      sim.effects,
+      { clock: sim.clock, onRun: (n) => n.phase === 'start' && starts.push(sim.clock.now()) },
+    );
+    expect(out.outcome).toBe('incomplete');
+    const notStarted = out.results.filter((r) => r.outcome === 'notStarted');
+    expect(notStarted.length).toBeGreaterThan(0);
+    for (const r of notStarted) expect(r.error).toBe('not started: the drain’s deadline had passed');
+    // Every start came before the deadline; what ran ended well.
+    expect(Math.max(...starts)).toBeLessThan(deadlineMs);
+    expect(out.results.filter((r) => r.outcome !== 'notStarted').every((r) => r.outcome === 'replaced')).toBe(
+      true,
+    );
+    expect(drainProblems(sim, out, 'node-b')).toEqual([]);
+  });
+});
+
+describe('a drain with a deadline, journaled (the CLI on a world file)', () => {
+  it('counts the deadline in the world’s time, however long the journal’s writes take', async () => {
+    const dir = tempDir();
+    process.env.DRBD_MIGRATE_STATE_DIR = `${dir}/state`;
+    const file = `${dir}/w.json`;
+    await cli('init', '--world', file, '--nodes', '3', '--instances', '8', '--seed', '2');
+    const r = await cli(
+      'evacuate',
+      'node-b',
+      '--world',
+      file,
+      '--all',
+      '--allow-failover',
+      '--deadline',
+      '8m',
+      '--json',
+    );
+    expect(r.code).toBe(1);
+    const result = r.json().find((e: { type: string }) => e.type === 'result') as EvacuationOutput;
+    // Started before the deadline: replaced; after it: listed. (A simulated clock that ran on while
+    // the journal wrote jumped to the deadline at the first write, and nothing but the first two moves ran.)
+    expect(result.results.filter((x) => x.outcome === 'replaced').length).toBeGreaterThanOrEqual(3);
+    expect(result.results.filter((x) => x.outcome === 'notStarted').length).toBeGreaterThan(0);
+  });
+});
+
 describe('a drained node is no target', () => {
   it('a migration to it is refused before anything is touched, naming the way back', async () => {
     const sim = createSimCluster({

@@ -121,6 +121,11 @@ export const OPTIONS = {
     value: 'URL',
     help: "the Restate cluster's admin API, for cancelling (default: the --restate host, port 9070)",
   },
+  deadline: {
+    type: 'string',
+    value: 'DURATION',
+    help: 'evacuate: start nothing new after this long (e.g. 90s, 45m, 2h30m); runs under way end, the rest is listed',
+  },
   secondaries: {
     type: 'boolean',
     help: 'evacuate: give every instance whose secondary the node is a new secondary (its primaries stay)',

@@ -2,6 +2,7 @@ import { appendFile, mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import {
+  type Clock,
   DEFAULT_LIMITS,
   type Effects,
   type EvacuationInput,
@@ -144,6 +145,9 @@ export class EvacuationJournal {
   }
 }
 
+/** The journal's own I/O, with a simulated clock held still meanwhile (see Clock.hold). */
+const held = <T>(clock: Clock | undefined, work: Promise<T>) => clock?.hold?.(work) ?? work;
+
 /** The output of a run that ended before the crash (found moved, with no journal left). */
 function endedBefore(instance: string, operation: Operation, config: InstanceConfig): ProtocolOutput {
   const replaced = operation === 'changeSecondary';
@@ -193,7 +197,7 @@ function journaledRunner(
       ...(options.afterWrite === undefined ? {} : { afterWrite: options.afterWrite }),
       ...(options.lease === undefined ? {} : { lease: options.lease }),
     };
-    if ((await options.store.read(request.instance)) !== null) {
+    if ((await held(options.clock, options.store.read(request.instance))) !== null) {
       return (await resumeRun(request.instance, effects, runOptions)).output;
     }
     if (request.resumed) {
@@ -210,7 +214,7 @@ function journaledRunner(
           : config.primaryNode !== node;
       if (ended) return endedBefore(request.instance, request.operation, InstanceConfig.parse(config));
     }
-    await options.evacuations.run(node, request.instance);
+    await held(options.clock, options.evacuations.run(node, request.instance));
     return runJournaled(request.operation, request.input as ProtocolInput, effects, runOptions);
   };
 }
@@ -258,18 +262,18 @@ export async function runEvacuationJournaled(
               needCleanup: recorded.needCleanup,
             },
           };
-    if (recorded === null) await options.evacuations.start(input, options.where);
+    if (recorded === null) await held(options.clock, options.evacuations.start(input, options.where));
     // Record each end before the evacuation goes on: resume must not run an instance twice.
     const runner = journaledRunner(node, effects, options);
     const output = await runEvacuation(asked, effects, {
       ...options,
       runner: async (request, control) => {
         const out = await runner(request, control);
-        await options.evacuations.end(node, instanceResult(request, out));
+        await held(options.clock, options.evacuations.end(node, instanceResult(request, out)));
         return out;
       },
     });
-    await options.evacuations.close(node);
+    await held(options.clock, options.evacuations.close(node));
     return output;
   } finally {
     await lease.release();

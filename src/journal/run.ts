@@ -45,18 +45,20 @@ async function journaled(
   if (bad !== null) return rejectedInput(input, bad);
   const machine = MACHINES[kind];
   const version = machineVersion(machine);
-  const lease = await options.locks.acquire(
-    [`instance-${input.instance}`, ...options.nodes.map((n) => `node-${n}`)],
-    {
+  // A simulated clock stands still while the journal's own I/O runs (it would jump to a pending
+  // deadline, such as a drain's, as if that time had passed).
+  const held = <T>(work: Promise<T>) => options.clock?.hold?.(work) ?? work;
+  const lease = await held(
+    options.locks.acquire([`instance-${input.instance}`, ...options.nodes.map((n) => `node-${n}`)], {
       ...owner(),
       since: new Date().toISOString(),
       operation: `${kind} of ${input.instance}`,
-    },
+    }),
   );
   // Writes are chained in order; every effect waits for them, so nothing acts ahead of the record.
   let queue: Promise<void> = Promise.resolve();
   const enqueue = (work: () => Promise<void>) => {
-    queue = queue.then(work);
+    queue = queue.then(() => held(work()));
   };
   let written = 0;
   enqueue(() =>
@@ -99,12 +101,12 @@ async function journaled(
       },
     });
     await queue;
-    await options.store.log(input.instance, { type: 'end', outcome: output.outcome });
-    await options.store.close(input.instance);
+    await held(options.store.log(input.instance, { type: 'end', outcome: output.outcome }));
+    await held(options.store.close(input.instance));
     return output;
   } finally {
     await queue.catch(() => {});
-    await lease.release();
+    await held(lease.release());
   }
 }
 

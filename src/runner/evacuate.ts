@@ -1,5 +1,6 @@
 import { type AnyActorRef, createActor } from 'xstate';
 import {
+  armTimer,
   bindRun,
   type Clock,
   type Effects,
@@ -113,5 +114,10 @@ export async function runEvacuation(
     stateKey(actor.getSnapshot().value),
   );
   whenAborted(options.abort, () => actor.send({ type: 'ABORT' }));
-  return done;
+  // The deadline, on the run's clock: nothing new starts after it.
+  const disarm =
+    input.deadlineMs === undefined
+      ? () => {}
+      : armTimer(options.clock ?? systemClock, input.deadlineMs, () => actor.send({ type: 'DEADLINE' }));
+  return done.finally(disarm);
 }

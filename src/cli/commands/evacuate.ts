@@ -37,6 +37,7 @@ export const evacuate: Command = {
     'allow-failover',
     'secondaries',
     'all',
+    'deadline',
     'dry-run',
     'json',
     'quiet',
@@ -61,7 +62,10 @@ drain lasts as long as its longest copies. A run that fails does not stop the ot
 half-done is followed by the cleanup. Instances that are down move by failover only with
 --allow-failover; those that cannot move (no secondary, local disks) are listed as skipped, with why.
 
-Ctrl-C starts nothing more and lets each run under way stop at its own safe point. If the process
+Ctrl-C starts nothing more and lets each run under way stop at its own safe point. --deadline
+DURATION does the same by itself once DURATION has passed (from the start, or from a resume): runs
+under way end as they would, one left half-done still gets its repair, and every instance not
+started is listed as such (exit 1), so that a drain cannot outlast its maintenance window. If the process
 dies, 'drbd-migrate resume NODE' takes the runs under way up from their journals and starts the rest.
 
 With --secondaries the node's secondaries go instead: every instance whose secondary is NODE gets
@@ -111,7 +115,19 @@ function inputOf(node: string, values: Invocation['values']): EvacuationInput {
     ...(values['allow-failover'] === true ? { allowFailover: true } : {}),
     ...(values.secondaries === true ? { primaries: false, secondaries: true } : {}),
     ...(values.all === true ? { secondaries: true, drain: true } : {}),
+    ...(values.deadline === undefined ? {} : { deadlineMs: duration(values.deadline) }),
   };
+}
+
+/** "90s", "45m", "2h30m": whole hours, minutes and seconds, in that order. */
+function duration(text: string): number {
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(text);
+  const ms = m === null ? 0 : ((Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0)) * 60 + Number(m[3] ?? 0)) * 1000;
+  if (m === null || ms <= 0 || ms > 2_147_483_647)
+    throw new UsageError(
+      `bad --deadline '${text}': expected a duration such as 90s, 45m or 2h30m (at most 24 days)`,
+    );
+  return ms;
 }
 
 /**
