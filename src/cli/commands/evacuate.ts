@@ -50,6 +50,11 @@ export const evacuate: Command = {
     { option: 'quiet', with: ['json'], why: 'choose one output: only the result, or JSON lines' },
     { option: 'dry-run', with: ['state-dir'], why: 'a dry run plans the drain and touches nothing' },
     {
+      option: 'deadline',
+      with: ['restate'],
+      why: 'on Restate the deadline would have to be a durable timer of the drain, which is not built',
+    },
+    {
       option: 'restate',
       with: ['dry-run', 'state-dir'],
       why: "Restate's workers run the drain, with Restate's journal; a dry run is local",
