@@ -1,13 +1,7 @@
 import type { DiskStatus, InstanceConfig, NodeInfo, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
 import { survey, waitUntilSync } from './flows.js';
-import {
-  memoryNeededMiB,
-  memoryProblem,
-  nodeConfigProblem,
-  spaceNeededMiB,
-  storageProblem,
-} from './placement.js';
+import { memoryProblem, nodeConfigProblem, spaceNeededMiB, storageProblem } from './placement.js';
 import { type ProtocolContext, probeTimeout, protocol, runMachineBase } from './protocol.js';
 import {
   abortTo,
@@ -92,19 +86,23 @@ export const changeSecondaryMachine = protocol.createMachine({
                 nodes.find((n) => n.name === newSecondary(c)),
               ),
             ),
-          next: 'listingInstances',
+          next: 'readingTakeover',
           failTo: '#changeSecondary.rejected',
           failure: (_, e) => `Cannot read the cluster's nodes: ${e}`,
         }),
-        listingInstances: effectStep({
-          src: 'listInstances',
+        readingTakeover: effectStep({
+          src: 'takeoverLoad',
           description:
             'Which instances would the new node take over if the primary failed (N+1: it needs their memory too)?',
-          input: () => ({}),
+          input: (c) => ({ node: newSecondary(c), primary: primary(c) }),
           next: 'checkingMemory',
           done: [
-            fromAnswer('recordMemoryNeed', (instances: InstanceConfig[], c) => ({
-              needMiB: memoryNeededMiB(instances, c.config!, newSecondary(c)),
+            fromAnswer('recordMemoryNeed', (load: { instances: string[]; memoryMiB: number }, c) => ({
+              // This instance is counted once, whether or not the config already names the node.
+              needMiB:
+                c.config!.memoryMiB +
+                load.memoryMiB -
+                (load.instances.includes(c.instance) ? c.config!.memoryMiB : 0),
             })),
           ],
           failTo: '#changeSecondary.rejected',
@@ -284,6 +282,7 @@ export const changeSecondaryMachine = protocol.createMachine({
       src: 'forgetFormerSecondary',
       description: 'The config stops naming the old secondary: nothing of the instance is left there.',
       input: (c) => ({ instance: c.instance }),
+      done: ['recordFormerForgotten'],
       ...evenIfFailed(
         'doneKind',
         warning(

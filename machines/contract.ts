@@ -254,6 +254,15 @@ export const effectSchemas = {
   forgetFormerSecondary: { input: z.object({ instance: InstanceName, timeoutMs }), output: Ack },
   /** Every instance the config knows (a node evacuation plans from it). */
   listInstances: { input: z.object({ timeoutMs }), output: z.array(InstanceConfig) },
+  /**
+   * N+1 (Ganeti's): the instances whose primary is `primary` and secondary `node`, which `node` would
+   * start if `primary` failed, and their memory. A read of the config, as narrow as the check needs
+   * (a drain replaces thousands of secondaries: each reading every instance would cost the square).
+   */
+  takeoverLoad: {
+    input: z.object({ node: NodeName, primary: NodeName, timeoutMs }),
+    output: z.object({ instances: z.array(InstanceName), memoryMiB: z.number().nonnegative() }),
+  },
   /** Every node the config knows, with its drain mark. */
   listNodes: { input: z.object({ timeoutMs }), output: z.array(NodeConfig) },
   /** The node's drain mark set (nothing new is placed there) or taken back. */

@@ -90,6 +90,8 @@ export const InstanceResultSchema = z.object({
   primaryNode: NodeName.nullable(),
   /** Where the run left the instance's secondary, when it changed it (a replace). */
   secondaryNode: NodeName.nullable().optional(),
+  /** A replace: the old secondary the config still names as holding copies. */
+  formerSecondary: NodeName.optional(),
   /** Why it ended (absent in journals written before verdicts, and where it was not run). */
   verdict: z.enum(VERDICTS).optional(),
   /** Why it was skipped, or what went wrong. */
@@ -104,6 +106,7 @@ export interface InstanceResult {
   outcome: Outcome | 'skipped' | 'notStarted';
   primaryNode: string | null;
   secondaryNode?: string | null;
+  formerSecondary?: string;
   verdict?: Verdict;
   error?: string;
   left?: string[];
@@ -483,6 +486,7 @@ export function instanceResult(
     outcome,
     primaryNode: output.primaryNode,
     ...(output.secondaryNode === undefined ? {} : { secondaryNode: output.secondaryNode }),
+    ...(output.formerSecondary === undefined ? {} : { formerSecondary: output.formerSecondary }),
     verdict: output.verdict,
     ...(output.error === undefined ? {} : { error: output.error }),
     ...(output.left === undefined ? {} : { left: output.left }),

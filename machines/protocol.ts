@@ -120,6 +120,8 @@ export interface ProtocolOutput {
   primaryNode: string | null;
   /** A replace: the node the config names as secondary when the machine stopped. */
   secondaryNode?: string | null;
+  /** A replace past its commit: the old secondary the config still names as holding copies. */
+  formerSecondary?: string;
   live: boolean | null;
   error?: string;
   /** What the nodes looked like when the machine gave up (needsCleanup, failed). */
@@ -179,6 +181,8 @@ export interface Replace {
   needMiB: number | null;
   /** The config names the new secondary (and the former one as to be removed). */
   committed: boolean;
+  /** The config no longer names the former secondary (its copies are gone). */
+  forgotten: boolean;
 }
 
 /** What reading the nodes found out. */
@@ -319,7 +323,7 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
     },
     commit: { done: false, attempts: 0, failed: false, configUnknown: false, error: null },
     repair: { demote: '', attempts: 0, abortTried: false },
-    replace: { former: '', needMiB: null, committed: false },
+    replace: { former: '', needMiB: null, committed: false, forgotten: false },
     result: { outcome: null, error: null, verdict: null, warnings: [] },
   };
 }
@@ -410,6 +414,8 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
   if (error !== '') out.error = error;
   if (c.replace.former !== '' && c.config !== null)
     out.secondaryNode = c.replace.committed ? c.target : c.config.secondaryNode;
+  // Past the commit, a former secondary the config still names (its copies not yet removed).
+  if (c.replace.committed && !c.replace.forgotten) out.formerSecondary = c.replace.former;
   if (c.found.fallback) out.fallback = 'failover';
   if (c.handover.converge.tried.length > 0) out.tried = c.handover.converge.tried;
   if (outcome === 'needsCleanup' || outcome === 'failed') {
@@ -724,6 +730,7 @@ export const protocol = setup({
       ...patch(context, 'repair', { demote: context.source }),
     })),
     recordReplaceCommit: assign(({ context }) => patch(context, 'replace', { committed: true })),
+    recordFormerForgotten: assign(({ context }) => patch(context, 'replace', { forgotten: true })),
     /** What the new secondary must have free to run the instance (and its kin) if the primary fails. */
     recordMemoryNeed: assign(({ context }, params: { needMiB: number }) =>
       patch(context, 'replace', { needMiB: params.needMiB }),
@@ -803,6 +810,7 @@ function replaceOf(c: ProtocolContext, config: InstanceConfig): Replace {
     former: (committed ? config.formerSecondary : config.secondaryNode) ?? '',
     needMiB: null,
     committed,
+    forgotten: false,
   };
 }
 

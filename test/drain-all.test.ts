@@ -67,7 +67,12 @@ function drainProblems(
       problems.push(`${instance}: ${node} holds ${what.join(', ')}, and the summary does not list it`);
     // A move or a replace that ended well must not leave anything there unsaid; an outcome that
     // says the instance stayed (reverted, refused, skipped, left to repair) is the why.
-    else if (r.outcome === 'replaced' || (MOVED.has(r.outcome) && r.error === undefined))
+    // A replace that could not clear the config's mark (its copies gone) says so in its result.
+    else if (
+      (r.outcome === 'replaced' &&
+        !(r.formerSecondary === node && what.every((w) => w.startsWith('old copies')))) ||
+      (MOVED.has(r.outcome) && r.error === undefined)
+    )
       problems.push(`${instance} (${r.outcome}): ${node} holds ${what.join(', ')}, unsaid`);
   }
   for (const r of out.results) {

@@ -181,6 +181,7 @@ const REPLACE_ONLY = new Set<EffectName>([
   'setSecondaryNode',
   'forgetFormerSecondary',
   'listNodes',
+  'takeoverLoad',
   'setNodeDrained',
   'nodeStorage',
   'createDisks',

@@ -179,6 +179,7 @@ const EXPECTED_ONE_FAILURE: Record<EffectName, Outcome[]> = {
   // not used by a migration
   listInstances: [],
   listNodes: [],
+  takeoverLoad: [],
   setNodeDrained: [],
   nodeStorage: [],
   createDisks: [],

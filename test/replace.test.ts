@@ -101,7 +101,7 @@ describe('replacing the secondary on the simulated cluster', () => {
   const EXPECTED: Partial<Record<EffectName, Outcome[]>> = {
     getInstance: ['rejected'],
     listNodes: ['rejected'],
-    listInstances: ['rejected'],
+    takeoverLoad: ['rejected'],
     nodeInfo: ['rejected'],
     nodeStorage: ['rejected'],
     nodeDiskStatus: ['rejected'],

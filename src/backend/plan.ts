@@ -54,7 +54,7 @@ export function plannedCommands(
   effect: EffectName,
   input: AnyInput,
 ): PlannedCommand[] {
-  if (effect === 'listInstances' || effect === 'listNodes')
+  if (effect === 'listInstances' || effect === 'listNodes' || effect === 'takeoverLoad')
     return [{ node: 'config', kind: 'file', text: `read ${clusterPath}` }];
   if (effect === 'setNodeDrained')
     return [

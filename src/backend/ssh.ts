@@ -120,6 +120,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
     setPrimaryNode: config.setPrimaryNode,
     listInstances: config.listInstances,
     listNodes: config.listNodes,
+    takeoverLoad: config.takeoverLoad,
     setNodeDrained: config.setNodeDrained,
     setSecondaryNode: config.setSecondaryNode,
     forgetFormerSecondary: config.forgetFormerSecondary,

@@ -99,6 +99,7 @@ export function clusterConfigEffects(
   | 'setPrimaryNode'
   | 'listInstances'
   | 'listNodes'
+  | 'takeoverLoad'
   | 'setNodeDrained'
   | 'setSecondaryNode'
   | 'forgetFormerSecondary'
@@ -113,6 +114,12 @@ export function clusterConfigEffects(
       instanceConfig(find(await loadCluster(path), instance)),
     listInstances: async () => (await loadCluster(path)).instances.map(instanceConfig),
     listNodes: async () => (await loadCluster(path)).nodes.map((n) => ({ name: n.name, drained: n.drained })),
+    takeoverLoad: async ({ node, primary }: EffectInput<'takeoverLoad'>) => {
+      const kin = (await loadCluster(path)).instances.filter(
+        (i) => i.primary === primary && i.secondary === node,
+      );
+      return { instances: kin.map((i) => i.name), memoryMiB: kin.reduce((a, i) => a + i.memoryMiB, 0) };
+    },
     setNodeDrained: async ({ node, drained }: EffectInput<'setNodeDrained'>) => {
       const cluster = await loadCluster(path);
       const spec = cluster.nodes.find((n) => n.name === node);

@@ -345,6 +345,13 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       act('forgetFormerSecondary', input, signal, QUERY_MS, () => {
         instanceOf(input.instance).formerSecondary = null;
       }),
+    takeoverLoad: (input, signal) =>
+      act('takeoverLoad', input, signal, QUERY_MS, () => {
+        const kin = Object.values(world.config.instances).filter(
+          (i) => i.primaryNode === input.primary && i.secondaryNode === input.node,
+        );
+        return { instances: kin.map((i) => i.name), memoryMiB: kin.reduce((a, i) => a + i.memoryMiB, 0) };
+      }),
     listNodes: (input, signal) =>
       act('listNodes', input, signal, QUERY_MS, () =>
         Object.entries(world.nodes).map(([name, n]) => ({ name, drained: n.drained })),

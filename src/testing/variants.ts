@@ -346,7 +346,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       recipe: { spec: { nodes: { ...THREE_NODES, 'node-c': { memoryMiB: 1024 } } } },
     },
   ],
-  listInstances: [{ name: 'alone', output: (c) => [c.config] }],
+  takeoverLoad: [{ name: 'none', output: () => ({ instances: [], memoryMiB: 0 }) }],
   listNodes: [
     {
       name: 'known',
