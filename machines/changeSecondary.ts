@@ -1,7 +1,13 @@
 import type { DiskStatus, InstanceConfig, NodeInfo, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
 import { survey, waitUntilSync } from './flows.js';
-import { memoryProblem, nodeConfigProblem, spaceNeededMiB, storageProblem } from './placement.js';
+import {
+  memoryProblem,
+  nodeConfigProblem,
+  spaceNeededMiB,
+  storageProblem,
+  takeoverNeedMiB,
+} from './placement.js';
 import { type ProtocolContext, probeTimeout, protocol, runMachineBase } from './protocol.js';
 import {
   abortTo,
@@ -98,11 +104,7 @@ export const changeSecondaryMachine = protocol.createMachine({
           next: 'checkingMemory',
           done: [
             fromAnswer('recordMemoryNeed', (load: { instances: string[]; memoryMiB: number }, c) => ({
-              // This instance is counted once, whether or not the config already names the node.
-              needMiB:
-                c.config!.memoryMiB +
-                load.memoryMiB -
-                (load.instances.includes(c.instance) ? c.config!.memoryMiB : 0),
+              needMiB: takeoverNeedMiB(c.config!, load),
             })),
           ],
           failTo: '#changeSecondary.rejected',

@@ -73,6 +73,7 @@ export {
   type Placement,
   spaceNeededMiB,
   storageProblem,
+  takeoverNeedMiB,
   volumeNames,
 } from './placement.js';
 export {

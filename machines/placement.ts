@@ -30,10 +30,19 @@ export function memoryNeededMiB(
   self: InstanceConfig,
   node: string,
 ): number {
-  const kin = instances.filter(
-    (i) => i.name !== self.name && i.primaryNode === self.primaryNode && i.secondaryNode === node,
-  );
-  return kin.reduce((sum, i) => sum + i.memoryMiB, self.memoryMiB);
+  const kin = instances.filter((i) => i.primaryNode === self.primaryNode && i.secondaryNode === node);
+  return takeoverNeedMiB(self, {
+    instances: kin.map((i) => i.name),
+    memoryMiB: kin.reduce((a, i) => a + i.memoryMiB, 0),
+  });
+}
+
+/** The same from the config's answer for the node (takeoverLoad): this instance counted once. */
+export function takeoverNeedMiB(
+  self: InstanceConfig,
+  load: { instances: string[]; memoryMiB: number },
+): number {
+  return self.memoryMiB + load.memoryMiB - (load.instances.includes(self.name) ? self.memoryMiB : 0);
 }
 
 /** What is known of a candidate node; null where it did not answer. */

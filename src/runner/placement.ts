@@ -4,6 +4,7 @@ import {
   DEFAULT_LIMITS,
   type Effects,
   InstanceConfig,
+  type NodeConfig,
   type Placement,
   spaceNeededMiB,
 } from '../../machines/index.js';
@@ -27,21 +28,7 @@ export async function placeSecondary(
     effects.listInstances({ timeoutMs }, signal),
   ]);
   const others = nodes.filter((n) => n.name !== config.primaryNode && n.name !== config.secondaryNode);
-  const facts = await Promise.all(
-    others.map(async (n): Promise<CandidateFacts> => {
-      if (n.drained) return { node: n.name, config: n, memoryFreeMiB: null, storage: null };
-      const [storage, info] = await Promise.all([
-        effects.nodeStorage({ node: n.name, timeoutMs }, signal).catch(() => null),
-        effects.nodeInfo({ instance, nodes: [n.name], timeoutMs }, signal).catch(() => null),
-      ]);
-      return {
-        node: n.name,
-        config: n,
-        storage,
-        memoryFreeMiB: info?.[n.name]?.memoryFreeMiB ?? null,
-      };
-    }),
-  );
+  const facts = await readCandidates(effects, others, instance, timeoutMs, signal);
   return {
     config,
     ...choosePlacement(
@@ -85,22 +72,8 @@ export async function placeSecondaries(
   if (wanting.length === 0) return { placements, unplaced };
   // The node being drained takes nothing new, marked or not.
   const candidates = nodes.filter((n) => n.name !== node);
-  const facts = new Map<string, CandidateFacts>(
-    await Promise.all(
-      candidates.map(async (n): Promise<[string, CandidateFacts]> => {
-        if (n.drained) return [n.name, { node: n.name, config: n, memoryFreeMiB: null, storage: null }];
-        const [storage, info] = await Promise.all([
-          effects.nodeStorage({ node: n.name, timeoutMs }, signal).catch(() => null),
-          effects
-            .nodeInfo({ instance: wanting[0]!.name, nodes: [n.name], timeoutMs }, signal)
-            .catch(() => null),
-        ]);
-        return [
-          n.name,
-          { node: n.name, config: n, storage, memoryFreeMiB: info?.[n.name]?.memoryFreeMiB ?? null },
-        ];
-      }),
-    ),
+  const facts = new Map(
+    (await readCandidates(effects, candidates, wanting[0]!.name, timeoutMs, signal)).map((f) => [f.node, f]),
   );
   for (const c of wanting) {
     const placed = choosePlacement(c, instances, [...facts.values()]);
@@ -128,4 +101,27 @@ export async function placeSecondaries(
     instances = instances.map((i) => (i.name === c.name ? { ...i, secondaryNode: chosen } : i));
   }
   return { placements, unplaced };
+}
+
+/**
+ * What each candidate node answers: its storage and free memory (`instance` names the hypervisor
+ * whose node info is read); a drained node is not asked, and one that does not answer has nulls.
+ */
+async function readCandidates(
+  effects: Effects,
+  nodes: readonly NodeConfig[],
+  instance: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<CandidateFacts[]> {
+  return Promise.all(
+    nodes.map(async (n): Promise<CandidateFacts> => {
+      if (n.drained) return { node: n.name, config: n, memoryFreeMiB: null, storage: null };
+      const [storage, info] = await Promise.all([
+        effects.nodeStorage({ node: n.name, timeoutMs }, signal).catch(() => null),
+        effects.nodeInfo({ instance, nodes: [n.name], timeoutMs }, signal).catch(() => null),
+      ]);
+      return { node: n.name, config: n, storage, memoryFreeMiB: info?.[n.name]?.memoryFreeMiB ?? null };
+    }),
+  );
 }
