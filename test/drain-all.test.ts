@@ -1,12 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  EFFECT_NAMES,
-  type EffectName,
-  type EvacuationOutput,
-  type Fault,
-  type World,
-} from '../src/index.js';
+import { EFFECT_NAMES, type EvacuationOutput, type Fault, type World } from '../src/index.js';
 import { runEvacuation, runMigration } from '../src/runner/index.js';
 import {
   clusterSpec,
@@ -16,7 +10,7 @@ import {
   type WorldSpec,
 } from '../src/sim/index.js';
 import { viewOfSim } from '../src/testing/world.js';
-import { journaledDrain, type Spec, vm } from './drain.js';
+import { journaledDrain, randomFaults, type Spec, vm } from './drain.js';
 import { cli } from './helpers.js';
 import { tempDir } from './tmp.js';
 
@@ -149,14 +143,9 @@ describe('a full drain of 1,000 instances with random faults', () => {
     };
   }
   function faults(seed: number): Fault[] {
-    const effects = EFFECT_NAMES.filter((e) => e !== 'listInstances' && e !== 'listNodes');
-    return fc.sample(
-      fc.record({
-        effect: fc.constantFrom<EffectName>(...effects),
-        call: fc.integer({ min: 1, max: 1500 }),
-        kind: fc.constantFrom<Fault['kind']>('error', 'hang', 'lost'),
-      }),
-      { seed, numRuns: 80 },
+    return randomFaults(
+      EFFECT_NAMES.filter((e) => e !== 'listInstances' && e !== 'listNodes'),
+      seed,
     );
   }
 

@@ -1,7 +1,10 @@
+import fc from 'fast-check';
 import {
+  type EffectName,
   type EvacuationInput,
   EvacuationJournal,
   type EvacuationOutput,
+  type Fault,
   FileJournal,
   FileLocks,
   type InstanceRequest,
@@ -127,4 +130,16 @@ export async function journaledDrain(
   if (live > 0) await new Promise<void>((resolve) => (allEnded = resolve));
   const resumed = await runEvacuationJournaled(asked, sim.effects, { ...options, signal: undefined }, true);
   return { out: resumed, watch };
+}
+
+/** 80 faults of every kind at calls 1 to 1,500 of the given effects, the same for the same seed. */
+export function randomFaults(effects: EffectName[], seed: number): Fault[] {
+  return fc.sample(
+    fc.record({
+      effect: fc.constantFrom<EffectName>(...effects),
+      call: fc.integer({ min: 1, max: 1500 }),
+      kind: fc.constantFrom<Fault['kind']>('error', 'hang', 'lost'),
+    }),
+    { seed, numRuns: 80 },
+  );
 }

@@ -17,7 +17,15 @@ import {
   type SimCluster,
   type Verdict,
 } from '../src/index.js';
-import { cluster, journaledDrain, limitWatch, type Spec, summaryProblems, vm } from './drain.js';
+import {
+  cluster,
+  journaledDrain,
+  limitWatch,
+  randomFaults,
+  type Spec,
+  summaryProblems,
+  vm,
+} from './drain.js';
 
 /**
  * Draining a node: every primary instance of the node moves to its secondary, each by its own run,
@@ -205,14 +213,9 @@ describe('evacuating 1,000 instances with random faults', () => {
   }
   function faults(seed: number): Fault[] {
     // The effects a drain calls (a fault on any other is never met), in the contract's order.
-    const effects = EFFECT_NAMES.filter((e) => e !== 'listInstances' && !REPLACE_ONLY.has(e));
-    return fc.sample(
-      fc.record({
-        effect: fc.constantFrom<EffectName>(...effects),
-        call: fc.integer({ min: 1, max: 1500 }),
-        kind: fc.constantFrom<Fault['kind']>('error', 'hang', 'lost'),
-      }),
-      { seed, numRuns: 80 },
+    return randomFaults(
+      EFFECT_NAMES.filter((e) => e !== 'listInstances' && !REPLACE_ONLY.has(e)),
+      seed,
     );
   }
 
