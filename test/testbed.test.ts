@@ -307,7 +307,7 @@ describe.skipIf(unavailable !== null)('namespace testbed: real sshd, real QEMU',
     });
     expect(code).toBe(0);
     expect(lines).toContain(
-      '  node-a$ sh -c \'cat /proc/meminfo; "$1" --version\' node-info /usr/bin/qemu-system-x86_64',
+      '  node-a$ sh -c \'cat /proc/meminfo; "$1" --version; head -n 1 /proc/drbd 2>/dev/null; true\' node-info /usr/bin/qemu-system-x86_64',
     );
     expect(
       lines.some((l) => l.startsWith('  node-a$ timeout -s KILL') && l.includes('-incoming defer')),

@@ -4,6 +4,7 @@ import type { ClusterFile, ClusterInstance } from '../cluster/index.js';
 import { drbdDrivers } from '../drivers/drbd.js';
 import type { DrbdLink } from '../drivers/drbd84.js';
 import { lvm, volumePath } from '../drivers/lvm.js';
+import { nodeInfoCommand } from '../drivers/node.js';
 import { incomingCommands, startCommand, tuningCommands, waitExitCommand } from '../drivers/qemu.js';
 import type { WorldSpec } from '../sim/index.js';
 import { shellLine } from '../ssh/shell.js';
@@ -163,9 +164,7 @@ export function plannedCommands(
         },
       ];
     case 'nodeInfo':
-      return nodes.map((n) =>
-        sh(n, ['sh', '-c', 'cat /proc/meminfo; "$1" --version', 'node-info', inst.hypervisor.binary]),
-      );
+      return nodes.map((n) => sh(n, nodeInfoCommand(inst.hypervisor.binary)));
     case 'instanceInfo':
       return nodes.flatMap((n) => [qmp(n, 'query-status'), qmp(n, 'query-memory-size-summary')]);
     case 'measureDirtyRate':

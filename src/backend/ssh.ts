@@ -7,6 +7,7 @@ import {
 } from '../cluster/index.js';
 import { drbdDrivers } from '../drivers/drbd.js';
 import { lvm, missingVolumes, parseReport, volumePath } from '../drivers/lvm.js';
+import { drbdFamilyProblem, nodeInfoCommand, parseNodeInfo } from '../drivers/node.js';
 import { incomingCommands, migrationStatusOf, QemuNode, tuningCommands } from '../drivers/qemu.js';
 import { type NodeShell, SshNode } from '../ssh/index.js';
 import { ATTACH_ROUND_MS, drbdLinks as linksOf } from './plan.js';
@@ -170,23 +171,18 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       const drained = new Set(
         (await loadCluster(clusterPath)).nodes.filter((n) => n.drained).map((n) => n.name),
       );
+      const inst = instanceSpec(instance);
       return perNode(nodes, async (node) => {
-        const hv = instanceSpec(instance).hypervisor;
-        const r = await shell(node).exec(
-          ['sh', '-c', 'cat /proc/meminfo; "$1" --version', 'node-info', hv.binary],
-          {
-            timeoutMs,
-            signal,
-          },
-        );
-        const available = /^MemAvailable:\s+(\d+) kB/m.exec(r.stdout);
-        const version = /QEMU emulator version (\S+)/.exec(r.stdout);
-        if (available === null || version === null) {
-          throw new Error(`${node}: cannot read free memory or the QEMU version from ${hv.binary} --version`);
+        const hv = inst.hypervisor;
+        const r = await shell(node).exec(nodeInfoCommand(hv.binary), { timeoutMs, signal });
+        const facts = parseNodeInfo(node, hv.binary, r.stdout);
+        if (!isShared(inst)) {
+          const problem = drbdFamilyProblem(node, nodeSpec(node).drbd, facts);
+          if (problem !== null) throw new Error(problem);
         }
         return {
-          memoryFreeMiB: Number(available[1]) / 1024,
-          hypervisorVersion: version[1]!,
+          memoryFreeMiB: facts.memoryFreeMiB,
+          hypervisorVersion: facts.hypervisorVersion,
           drained: drained.has(node),
         };
       });

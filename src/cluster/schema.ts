@@ -51,7 +51,7 @@ export const ClusterNode = z
     drbd: z
       .preprocess((v) => (typeof v === 'number' ? String(v) : v), z.enum(['8.4', '9']).default('8.4'))
       .describe(
-        'The DRBD kernel module’s version on this node: 8.4 (Debian’s, Ganeti’s target) or 9 (its disks then need nodeIds).',
+        'The DRBD kernel module’s version on this node: 8.4 (Debian’s, Ganeti’s target) or 9 (its disks then need nodeIds; resources with auto-promote off). A run reads the loaded module from /proc/drbd with the node’s memory and refuses, touching nothing, when it is the other one.',
       ),
     volumeGroup: z
       .string()
