@@ -7,6 +7,7 @@ import { plannedCommands } from '../src/backend/plan.js';
 import { ClusterFile } from '../src/cluster/index.js';
 import { drbd9, parseStatusJson, parseSyncStatusJson } from '../src/drivers/drbd9.js';
 import type { DrbdLink } from '../src/drivers/drbd84.js';
+import { drbdFamilyProblem, parseNodeInfo } from '../src/drivers/node.js';
 import { shellLine } from '../src/ssh/shell.js';
 import { tempDir } from './tmp.js';
 
@@ -80,14 +81,14 @@ describe.skipIf(!available)(
   },
 );
 
-describe('DRBD 9 status --json (written from the documented schema, test/fixtures/drbd9)', () => {
+describe('DRBD 9 status --json (recorded from DRBD 9.2.16 on the VM testbed, test/fixtures/drbd9)', () => {
   const fixture = (name: string) =>
     readFileSync(fileURLToPath(new URL(`fixtures/drbd9/${name}`, import.meta.url)), 'utf8');
-  const show = (two: boolean) =>
-    `resource web1-disk0 {\n    connection {\n        net {\n            allow-two-primaries\t${two ? 'yes' : 'no'};\n        }\n    }\n}\n`;
+  const single = fixture('single-master.show');
+  const dual = fixture('dual-master.show');
 
-  it('a connected, in-sync primary', () => {
-    expect(parseStatusJson(fixture('primary-connected.json'), show(false), 0, 1)).toEqual({
+  it('a connected, in-sync primary and its secondary', () => {
+    expect(parseStatusJson(fixture('primary-connected.json'), single, 0, 1)).toEqual({
       resource: 'web1-disk0',
       minor: 0,
       role: 'Primary',
@@ -104,26 +105,73 @@ describe('DRBD 9 status --json (written from the documented schema, test/fixture
       syncing: false,
       percent: null,
     });
+    expect(parseStatusJson(fixture('secondary-connected.json'), single, 0, 0)).toMatchObject({
+      role: 'Secondary',
+      peerRole: 'Primary',
+      diskState: 'UpToDate',
+      peerDiskState: 'UpToDate',
+    });
   });
 
-  it('a resync target, with its progress', () => {
-    expect(parseStatusJson(fixture('secondary-synctarget.json'), show(true), 0, 0)).toMatchObject({
+  it('both primaries inside the window, two primaries allowed on the connection', () => {
+    expect(parseStatusJson(fixture('dual-primary.json'), dual, 0, 0)).toMatchObject({
+      role: 'Primary',
+      peerRole: 'Primary',
+      connection: 'Connected',
+      allowTwoPrimaries: true,
+    });
+  });
+
+  it('a disconnected primary, and its secondary Outdated while it tries to connect', () => {
+    expect(parseStatusJson(fixture('primary-standalone.json'), single, 0, 1)).toMatchObject({
+      connection: 'StandAlone',
+      peerRole: 'Unknown',
+      replication: 'Off',
+      diskState: 'UpToDate',
+      peerDiskState: 'DUnknown',
+      syncPercent: null,
+    });
+    // DRBD 9 outdates a Secondary that loses its Primary peer (8.4 keeps it UpToDate).
+    expect(parseStatusJson(fixture('secondary-connecting.json'), single, 0, 0)).toMatchObject({
+      connection: 'Connecting',
+      diskState: 'Outdated',
+      peerDiskState: 'DUnknown',
+    });
+    expect(parseSyncStatusJson(fixture('secondary-connecting.json'), 0)).toEqual({
+      syncing: false,
+      percent: null,
+    });
+  });
+
+  it('a resync on both sides, with its progress (percent-resync-done, not percent-in-sync)', () => {
+    expect(parseStatusJson(fixture('secondary-synctarget.json'), single, 0, 0)).toMatchObject({
       role: 'Secondary',
       peerRole: 'Primary',
       replication: 'SyncTarget',
       diskState: 'Inconsistent',
-      allowTwoPrimaries: true,
-      syncPercent: 41.66,
-      outOfSyncKiB: 28672,
+      syncPercent: 0,
+      outOfSyncKiB: 61440,
     });
     expect(parseSyncStatusJson(fixture('secondary-synctarget.json'), 0)).toEqual({
       syncing: true,
-      percent: 41.66,
+      percent: 0,
+    });
+    expect(parseStatusJson(fixture('primary-syncsource.json'), single, 0, 1)).toMatchObject({
+      replication: 'SyncSource',
+      peerDiskState: 'Inconsistent',
+      syncPercent: 58.33,
+      outOfSyncKiB: 25600,
+    });
+    expect(parseSyncStatusJson(fixture('primary-syncsource.json'), 1)).toEqual({
+      syncing: true,
+      percent: 58.33,
     });
   });
 
-  it('reads the connection to the peer by node-id, not a diskless tiebreaker', () => {
-    expect(parseStatusJson(fixture('primary-standalone-tiebreaker.json'), show(false), 0, 1)).toMatchObject({
+  it('reads the connection to the peer by node-id, not a diskless tiebreaker (hand-written)', () => {
+    expect(
+      parseStatusJson(fixture('handwritten-primary-standalone-tiebreaker.json'), single, 0, 1),
+    ).toMatchObject({
       connection: 'StandAlone',
       peerRole: 'Unknown',
       replication: 'Off',
@@ -132,8 +180,8 @@ describe('DRBD 9 status --json (written from the documented schema, test/fixture
     });
   });
 
-  it('refuses what is not status --json', () => {
-    expect(() => parseStatusJson('status: unrecognized option', '', 0, 1)).toThrow(
+  it('refuses what is not status --json (what drbdsetup-84 prints when the kernel is 8.4)', () => {
+    expect(() => parseStatusJson("status: unrecognized option '--json'", '', 0, 1)).toThrow(
       /not drbdsetup status --json output/,
     );
     expect(() => parseStatusJson('[]', '', 0, 1)).toThrow(/no resource/);
@@ -204,5 +252,32 @@ describe('a cluster file with DRBD 9 nodes', () => {
       '/usr/sbin/drbdsetup status web1-disk0 --json --statistics',
       '/usr/sbin/drbdsetup show web1-disk0',
     ]);
+  });
+});
+
+describe('the loaded DRBD module against the cluster file', () => {
+  // /proc/drbd's first line as each kernel printed it on the VM testbed.
+  const facts = (proc: string) =>
+    parseNodeInfo(
+      'node-a',
+      '/usr/bin/qemu-system-x86_64',
+      `MemAvailable:     401234 kB\nQEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18)\n${proc}`,
+    );
+
+  it('reads the module family and version, none where no module is loaded', () => {
+    expect(facts('version: 9.2.16 (api:2/proto:118-123)\n').drbd).toEqual({ family: '9', version: '9.2.16' });
+    expect(facts('version: 8.4.11 (api:1/proto:86-101)\n').drbd).toEqual({
+      family: '8.4',
+      version: '8.4.11',
+    });
+    expect(facts('').drbd).toBeNull();
+  });
+
+  it('refuses a node whose kernel runs the other DRBD, saying what to set', () => {
+    expect(drbdFamilyProblem('node-a', '9', facts('version: 8.4.11 (api:1/proto:86-101)\n'))).toBe(
+      'node-a: its kernel runs DRBD 8.4.11 but the cluster file says drbd: 9; set the node\'s "drbd" to "8.4" (nothing was touched)',
+    );
+    expect(drbdFamilyProblem('node-a', '9', facts('version: 9.2.16 (api:2/proto:118-123)\n'))).toBeNull();
+    expect(drbdFamilyProblem('node-a', '8.4', facts(''))).toBeNull();
   });
 });

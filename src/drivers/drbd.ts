@@ -77,8 +77,8 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     primary: drbd9.primary,
     secondary: drbd9.secondary,
     disconnect: drbd9.disconnect,
-    // Assumed as 8.4's: not checked against a DRBD 9 kernel.
-    alreadyStandAlone: [10],
+    // DRBD 9.2.16 answers 0 to a disconnect of a StandAlone connection; its 10 is a real refusal.
+    alreadyStandAlone: [],
     // A DRBD 9 connection keeps its options while StandAlone: set them, then connect.
     connect: (l, two, discard) => [drbd9.netOptions(l, two), drbd9.connect(l, discard)],
     waitConnect: drbd9.waitConnect,

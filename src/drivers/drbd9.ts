@@ -8,8 +8,9 @@ import { type DrbdLink, DrbdParseError, isResyncing, NET_POLICIES, wfcTimeout } 
  * peer is addressed by the peer's node-id, and its options are changed with net-options before the
  * connect, since a DRBD 9 connection keeps its configuration while StandAlone. Roles are per
  * resource. Command lines match what drbd-utils 9's drbdadm runs for the same resource (checked
- * against `drbdadm -d` in the tests); the status comes from `drbdsetup status --json`. Written from
- * drbd-utils 9.22 and the documented JSON schema: Debian ships no DRBD 9 kernel to test it against.
+ * against `drbdadm -d` in the tests); the status comes from `drbdsetup status --json`. Run against
+ * DRBD 9.2.16 built for Debian's kernel on the VM testbed (test/drbd9-vms.test.ts); its parse is
+ * tested on outputs recorded there (test/fixtures/drbd9).
  */
 
 export const drbdsetup9 = '/usr/sbin/drbdsetup';
@@ -93,12 +94,35 @@ function resourceOf(json: string): z.infer<typeof Resource> {
   return parsed.data[0];
 }
 
-/** The connection to the peer (by node-id) and its peer device for the disk's volume. */
+/**
+ * The connection to the peer (by node-id) and its peer device for the disk's volume. Without a
+ * node-id only a resource with one connection has an answer: with a tiebreaker or a third peer the
+ * only connection left may be another node's, never taken for the peer's.
+ */
 function peerOf(resource: z.infer<typeof Resource>, volume: number, peerNodeId: number | undefined) {
   const connection =
-    resource.connections.find((c) => c['peer-node-id'] === peerNodeId) ??
-    (resource.connections.length === 1 ? resource.connections[0] : undefined);
+    peerNodeId === undefined
+      ? resource.connections.length === 1
+        ? resource.connections[0]
+        : undefined
+      : resource.connections.find((c) => c['peer-node-id'] === peerNodeId);
   return { connection, device: connection?.peer_devices.find((p) => p.volume === volume) };
+}
+
+/**
+ * Whether the connection to the peer allows two primaries, from `drbdsetup show RES`: each
+ * connection is its own section (`_peer_node_id N;`, then its net options), and only the peer's
+ * counts (a third node's connection must never allow it).
+ */
+export function twoPrimariesAllowed(show: string, peerNodeId: number | undefined): boolean {
+  const sections = show.split(/^\s*connection\s*\{/m).slice(1);
+  const section =
+    peerNodeId === undefined
+      ? sections.length === 1
+        ? sections[0]
+        : undefined
+      : sections.find((c) => new RegExp(`^\\s*_peer_node_id\\s+${peerNodeId};`, 'm').test(c));
+  return section !== undefined && /^\s*allow-two-primaries\s+yes;/m.test(section);
 }
 
 /**
@@ -122,7 +146,7 @@ export function parseStatusJson(json: string, show: string, minor: number, peerN
     replication,
     diskState: device['disk-state'],
     peerDiskState: peerDevice?.['peer-disk-state'] ?? 'DUnknown',
-    allowTwoPrimaries: /^\s*allow-two-primaries\s+yes;/m.test(show),
+    allowTwoPrimaries: twoPrimariesAllowed(show, peerNodeId),
     syncPercent: syncing ? Math.min(100, peerDevice?.['percent-resync-done'] ?? 0) : null,
     outOfSyncKiB: peerDevice?.['out-of-sync'] ?? 0,
   });

@@ -1,8 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ClusterFile } from '../../src/cluster/index.js';
 import { SshNode } from '../../src/ssh/index.js';
@@ -18,8 +18,9 @@ import {
 
 /**
  * Tier B of the real testbed (../shared/reference/testbed-notes.md §4, testbed-nested.md): two node
- * VMs under QEMU/TCG booting Debian's kernel, whose in-tree DRBD 8.4.11 replicates one resource
- * between them over an emulated link; each runs sshd and a QEMU of its own, which runs the instance
+ * VMs under QEMU/TCG booting Debian's kernel, whose DRBD replicates one resource between them over an
+ * emulated link: the in-tree DRBD 8.4.11, or DRBD 9 built from LINBIT's source for that kernel
+ * (../shared/drbd9/BUILD.md); each runs sshd and a QEMU of its own, which runs the instance
  * (the ticking boot-sector guest) from /dev/drbd0. Nothing needs root: the VMs' management links are
  * QEMU user networks with a host port forwarded to sshd on 127.0.0.1, the DRBD link a socket between
  * the two QEMUs on 127.0.0.1. Teardown kills the two VMs by pidfile.
@@ -45,31 +46,81 @@ export const DRBD_TESTBED_TOOLS = [
   'ld',
 ] as const;
 
+/** The DRBD kernel the node VMs boot with. */
+export type DrbdKernel = '8.4' | '9';
+
+/** What building the DRBD 9 module needs besides the kernel's headers (checked by the build). */
+const DRBD9_BUILD_TOOLS = ['make', 'gcc', 'spatch', 'strip', 'sha256sum'] as const;
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+/**
+ * LINBIT's DRBD 9 source tarball: DRBD_MIGRATE_DRBD9_SOURCE, else the one drbd-9*.tar.gz in
+ * ../shared/drbd9/ beside the checkout (where CI keeps it, read-only). Null when there is none.
+ */
+export function drbd9Source(): string | null {
+  const given = process.env.DRBD_MIGRATE_DRBD9_SOURCE;
+  if (given !== undefined && given !== '') return existsSync(given) ? resolve(given) : null;
+  const folder = resolve(here, '../../../shared/drbd9');
+  if (!existsSync(folder)) return null;
+  const tarballs = readdirSync(folder).filter((f) => /^drbd-9.*\.tar\.gz$/.test(f));
+  return tarballs.length === 1 ? join(folder, tarballs[0]!) : null;
+}
+
 /** Why the DRBD VMs cannot start here, or null. In CI that is a failure, never a skip. */
-export function drbdTestbedUnavailable(): string | null {
-  const missing = DRBD_TESTBED_TOOLS.filter((t) => !has(t));
+export function drbdTestbedUnavailable(kernel: DrbdKernel = '8.4'): string | null {
+  const tools = kernel === '9' ? [...DRBD_TESTBED_TOOLS, ...DRBD9_BUILD_TOOLS] : DRBD_TESTBED_TOOLS;
+  const missing = tools.filter((t) => !has(t));
   if (missing.length > 0) return `missing ${missing.join(', ')} (bash .ci/run installs them)`;
   // The VMs' userland is copied from this host; busybox must need no libraries (ldd fails on it).
   if (spawnSync('ldd', ['/bin/busybox']).status === 0) return '/bin/busybox is not busybox-static';
+  if (kernel === '9' && drbd9Source() === null) {
+    return 'no DRBD 9 source tarball: set DRBD_MIGRATE_DRBD9_SOURCE, or keep one drbd-9*.tar.gz in ../shared/drbd9/';
+  }
   return null;
 }
 
 export const RESOURCE = 'web1-disk0';
 /** A second instance's resource, configured in every node but brought up only by the test using it. */
 export const SECOND_RESOURCE = 'web2-disk0';
-const REPLICATION = { 'node-a': '10.99.1.1', 'node-b': '10.99.1.2' } as const;
-type NodeName = keyof typeof REPLICATION;
+export type NodeName = 'node-a' | 'node-b' | 'node-c';
+/** Each node's host number on its links, and the last byte of its NICs' MACs. */
+const HOST: Record<NodeName, { n: number; mac: string }> = {
+  'node-a': { n: 1, mac: '0a' },
+  'node-b': { n: 2, mac: '0b' },
+  'node-c': { n: 3, mac: '0c' },
+};
+/**
+ * The DRBD links, one per pair of nodes, each its own NIC (MAC 52:54:00:99:ID:NODE) and subnet, so a
+ * test can cut one pair and not the others. node-c (DRBD 9 only) is the diskless tiebreaker.
+ */
+const LINKS = [
+  { id: '01', ends: ['node-a', 'node-b'], subnet: '10.99.1' },
+  { id: '03', ends: ['node-a', 'node-c'], subnet: '10.99.2' },
+  { id: '04', ends: ['node-b', 'node-c'], subnet: '10.99.3' },
+] as const satisfies readonly { id: string; ends: readonly [NodeName, NodeName]; subnet: string }[];
+type Link = (typeof LINKS)[number];
+const addressOn = (link: Link, node: NodeName) => `${link.subnet}.${HOST[node].n}`;
+/** The nodes a testbed boots: DRBD 9's has the tiebreaker. */
+export const testbedNodes = (kernel: DrbdKernel): NodeName[] =>
+  kernel === '9' ? ['node-a', 'node-b', 'node-c'] : ['node-a', 'node-b'];
+const linksOf = (kernel: DrbdKernel) =>
+  LINKS.filter((l) => l.ends.every((n) => testbedNodes(kernel).includes(n)));
 
 export interface DrbdTestbed {
   dir: string;
   clusterPath: string;
   cluster: ClusterFile;
+  /** The node VMs, node-a and node-b holding the disks (and node-c, DRBD 9's diskless tiebreaker). */
+  nodes: NodeName[];
   /** Runs a command on a node over SSH (the test's own checks and set-up). */
   exec(
     node: NodeName,
     argv: string[],
     okCodes?: number[],
   ): Promise<{ stdout: string; stderr: string; code: number }>;
+  /** Brings a resource up as an operator would: in sync, node-a primary, the ticker on it. */
+  up(resource: string, minor: number): Promise<void>;
   /** The node VM loses power (SIGKILL by its pidfile): no shutdown, its disk as the crash left it. */
   powerOff(node: NodeName): void;
   /** The node VM boots again from the same disk; resolves once sshd listens. */
@@ -77,27 +128,95 @@ export interface DrbdTestbed {
   stop(): void;
 }
 
-const here = fileURLToPath(new URL('.', import.meta.url));
 const run = (argv: string[]) =>
   execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
+/**
+ * A port free on 127.0.0.1 now, never one handed out before in this process: the kernel may give a
+ * port that was just released again, and two QEMUs cannot both forward it.
+ */
+const handedOut = new Set<number>();
 async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no free port on 127.0.0.1');
-  return address.port;
+  for (;;) {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address();
+    await new Promise((resolve) => server.close(resolve));
+    if (address === null || typeof address === 'string') throw new Error('no free port on 127.0.0.1');
+    if (handedOut.has(address.port)) continue;
+    handedOut.add(address.port);
+    return address.port;
+  }
 }
 
-/** Debian's kernel and the node modules, downloaded once into a cache folder. */
-export function prepareKernel(): string {
+/**
+ * Debian's kernel and the node modules, downloaded once into a cache folder; for DRBD 9 a copy of
+ * that module tree with the module built from source (once per kernel and tarball) ranked first.
+ */
+export function prepareKernel(kernel: DrbdKernel = '8.4'): string {
   const cache = process.env.DRBD_MIGRATE_TESTBED_CACHE ?? join(homedir(), '.cache/drbd-migrate/testbed');
   mkdirSync(cache, { recursive: true });
-  return run([join(here, 'vm/prepare-kernel.sh'), cache]).trim();
+  const debian = run([join(here, 'vm/prepare-kernel.sh'), cache]).trim();
+  if (kernel === '8.4') return debian;
+  const source = drbd9Source();
+  if (source === null) throw new Error(drbdTestbedUnavailable('9') ?? 'no DRBD 9 source tarball');
+  return run([join(here, 'vm/build-drbd9.sh'), cache, debian, source]).trim();
 }
 
-export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
+/** Each node's DRBD node-id (DRBD 9; 8.4 has none). */
+export const NODE_IDS: Record<NodeName, number> = { 'node-a': 0, 'node-b': 1, 'node-c': 2 };
+/** The node-ids a disk of the instance names in the cluster file: its two diskful nodes'. */
+export const DISK_NODE_IDS = { 'node-a': NODE_IDS['node-a'], 'node-b': NODE_IDS['node-b'] };
+
+/** What DRBD's own waits are called: 8.4's drbdsetup takes a minor, 9's a resource. */
+export const drbdWait = (kernel: DrbdKernel, what: 'connect' | 'sync', resource: string, minor: number) =>
+  kernel === '8.4'
+    ? ['/lib/drbd/drbdsetup-84', `wait-${what}`, String(minor), '--wfc-timeout=60']
+    : ['drbdsetup', `wait-${what}-resource`, resource, '--wfc-timeout=60'];
+
+/**
+ * The resources as an operator sets them up, without two primaries (the library turns them on and
+ * off). DRBD 9's is written as LINSTOR writes its resource files: node-ids, volumes, the addresses in
+ * a connection section, and auto-promote off (a Secondary's open must not promote it).
+ */
+function resourceFile(kernel: DrbdKernel): string {
+  const resources = [
+    { name: RESOURCE, minor: 0, disk: '/dev/vda', port: 7789 },
+    { name: SECOND_RESOURCE, minor: 1, disk: '/dev/vdb', port: 7790 },
+  ];
+  const ab = LINKS[0];
+  return resources
+    .map((r) =>
+      kernel === '8.4'
+        ? `resource ${r.name} {
+  disk { c-plan-ahead 0; resync-rate 100M; }
+  net { protocol C; }
+${ab.ends.map((n) => `  on ${n} { device /dev/drbd${r.minor}; disk ${r.disk}; address ${addressOn(ab, n)}:${r.port}; meta-disk internal; }`).join('\n')}
+}
+`
+        : `resource ${r.name} {
+  options { auto-promote no; }
+  disk { c-plan-ahead 0; resync-rate 100M; }
+  net { protocol C; }
+${testbedNodes(kernel)
+  .map(
+    (n) =>
+      `  on ${n} {\n    node-id ${NODE_IDS[n]};\n    volume 0 { device minor ${r.minor}; ${n === 'node-c' ? 'disk none;' : `disk ${r.disk}; meta-disk internal;`} }\n  }`,
+  )
+  .join('\n')}
+${linksOf(kernel)
+  .map(
+    (l) =>
+      `  connection {\n${l.ends.map((n) => `    host ${n} address ipv4 ${addressOn(l, n)}:${r.port};`).join('\n')}\n  }`,
+  )
+  .join('\n')}
+}
+`,
+    )
+    .join('');
+}
+
+export async function startDrbdTestbed(dir: string, kernel: DrbdKernel = '8.4'): Promise<DrbdTestbed> {
   const pidfiles: string[] = [];
   const shells = new Map<NodeName, SshNode>();
   const stop = () => {
@@ -105,41 +224,32 @@ export async function startDrbdTestbed(dir: string): Promise<DrbdTestbed> {
     for (const f of pidfiles) killByPidfile(f);
   };
   try {
-    const kernel = prepareKernel();
+    const kernelDir = prepareKernel(kernel);
     const ssh = join(dir, 'ssh');
     mkdirSync(ssh, { recursive: true });
     run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', join(ssh, 'client_key')]);
     writeFileSync(join(ssh, 'authorized_keys'), readFileSync(join(ssh, 'client_key.pub')));
-    for (const n of Object.keys(REPLICATION)) {
+    const nodes = testbedNodes(kernel);
+    for (const n of nodes) {
       run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', join(ssh, `host_${n}`)]);
     }
-    // Set up as an operator would, without two primaries: the library turns them on and off.
-    writeFileSync(
-      join(dir, 'drbd.conf'),
-      `resource ${RESOURCE} {
-  disk { c-plan-ahead 0; resync-rate 100M; }
-  net { protocol C; }
-  on node-a { device /dev/drbd0; disk /dev/vda; address ${REPLICATION['node-a']}:7789; meta-disk internal; }
-  on node-b { device /dev/drbd0; disk /dev/vda; address ${REPLICATION['node-b']}:7789; meta-disk internal; }
-}
-resource ${SECOND_RESOURCE} {
-  disk { c-plan-ahead 0; resync-rate 100M; }
-  net { protocol C; }
-  on node-a { device /dev/drbd1; disk /dev/vdb; address ${REPLICATION['node-a']}:7790; meta-disk internal; }
-  on node-b { device /dev/drbd1; disk /dev/vdb; address ${REPLICATION['node-b']}:7790; meta-disk internal; }
-}
-`,
-    );
+    writeFileSync(join(dir, 'drbd.conf'), resourceFile(kernel));
     buildTicker(dir);
-    run([join(here, 'vm/build-initrd.sh'), kernel, dir]);
-    const kv = kernel.split('/').at(-1)!;
-    const vmlinuz = join(kernel, 'root/boot', `vmlinuz-${kv}`);
+    // DRBD 9's transport module pulls in drbd itself (and the compat handshake module).
+    run([join(here, 'vm/build-initrd.sh'), kernelDir, dir, kernel === '9' ? 'drbd_transport_tcp' : 'drbd']);
+    const kv = kernelDir.split('/').at(-1)!;
+    const vmlinuz = join(kernelDir, 'root/boot', `vmlinuz-${kv}`);
 
-    // The DRBD link: UDP between the two QEMUs on 127.0.0.1, so that either side can lose power and
+    // Each DRBD link: UDP between two QEMUs on 127.0.0.1, so that either side can lose power and
     // boot again without the other's QEMU having to reconnect.
-    const linkPorts = { 'node-a': await freePort(), 'node-b': await freePort() };
-    const sshPorts = { 'node-a': await freePort(), 'node-b': await freePort() };
-    for (const node of Object.keys(REPLICATION) as NodeName[]) {
+    const links = linksOf(kernel);
+    const linkPorts = new Map<string, number>();
+    for (const l of links) for (const n of l.ends) linkPorts.set(`${l.id}/${n}`, await freePort());
+    const sshPorts = {} as Record<NodeName, number>;
+    for (const n of nodes) sshPorts[n] = await freePort();
+    for (const node of nodes) {
+      pidfiles.push(join(dir, `${node}.pid`));
+      if (node === 'node-c') continue;
       for (const [file, size] of [
         [`${node}.raw`, '64M'],
         [`${node}-2.raw`, '16M'],
@@ -147,16 +257,31 @@ resource ${SECOND_RESOURCE} {
         writeFileSync(join(dir, file), '');
         run(['truncate', '-s', size, join(dir, file)]);
       }
-      pidfiles.push(join(dir, `${node}.pid`));
     }
     const vm = (node: NodeName) => {
-      const disk = join(dir, `${node}.raw`);
       const pidfile = join(dir, `${node}.pid`);
       const console = join(dir, `${node}.console`);
       writeFileSync(console, '');
-      const mac = node === 'node-a' ? '0a' : '0b';
-      const peer: NodeName = node === 'node-a' ? 'node-b' : 'node-a';
-      const side = `udp=127.0.0.1:${linkPorts[peer]},localaddr=127.0.0.1:${linkPorts[node]}`;
+      const { mac } = HOST[node];
+      const own = links.filter((l) => (l.ends as readonly NodeName[]).includes(node));
+      const nics = own.flatMap((l) => {
+        const peer = l.ends[0] === node ? l.ends[1] : l.ends[0];
+        const side = `udp=127.0.0.1:${linkPorts.get(`${l.id}/${peer}`)},localaddr=127.0.0.1:${linkPorts.get(`${l.id}/${node}`)}`;
+        return [
+          '-netdev',
+          `socket,id=drbd${l.id},${side}`,
+          '-device',
+          `virtio-net-pci,netdev=drbd${l.id},mac=52:54:00:99:${l.id}:${mac}`,
+        ];
+      });
+      const disks =
+        node === 'node-c'
+          ? []
+          : [`${node}.raw`, `${node}-2.raw`].flatMap((f) => [
+              '-drive',
+              `file=${join(dir, f)},format=raw,if=virtio,cache=none,aio=threads`,
+            ]);
+      const addresses = own.map((l) => `${l.id}:${addressOn(l, node)}/24`).join(',');
       run([
         'qemu-system-x86_64',
         '-accel',
@@ -178,7 +303,7 @@ resource ${SECOND_RESOURCE} {
         '-initrd',
         join(dir, 'initrd.cpio.gz'),
         '-append',
-        `console=ttyS0 panic=-1 quiet dm.node=${node} dm.ip=${REPLICATION[node]}/24 dm.mac=${mac}`,
+        `console=ttyS0 panic=-1 quiet dm.node=${node} dm.links=${addresses} dm.mac=${mac}`,
         '-chardev',
         `file,id=con,path=${console}`,
         '-serial',
@@ -186,14 +311,8 @@ resource ${SECOND_RESOURCE} {
         '-pidfile',
         pidfile,
         '-daemonize',
-        '-drive',
-        `file=${disk},format=raw,if=virtio,cache=none,aio=threads`,
-        '-drive',
-        `file=${join(dir, `${node}-2.raw`)},format=raw,if=virtio,cache=none,aio=threads`,
-        '-netdev',
-        `socket,id=drbd,${side}`,
-        '-device',
-        `virtio-net-pci,netdev=drbd,mac=52:54:00:99:01:${mac}`,
+        ...disks,
+        ...nics,
         '-netdev',
         `user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:${sshPorts[node]}-:22`,
         '-device',
@@ -208,19 +327,19 @@ resource ${SECOND_RESOURCE} {
         `${n} to boot (its console: ${console})`,
         120_000,
       );
-    const consoles = { 'node-a': vm('node-a'), 'node-b': vm('node-b') };
-    await Promise.all((Object.keys(consoles) as NodeName[]).map((n) => booted(n, consoles[n])));
+    await Promise.all(nodes.map((n) => booted(n, vm(n))));
 
     const { cluster, clusterPath } = writeClusterFile(dir, {
       version: 1,
-      nodes: (Object.keys(REPLICATION) as NodeName[]).map((n) => ({
+      nodes: nodes.map((n) => ({
         name: n,
         address: '127.0.0.1',
         port: sshPorts[n],
         user: 'root',
         privateKey: join(ssh, 'client_key'),
         hostKey: pinnedHostKey(join(ssh, `host_${n}.pub`)),
-        replicationAddress: REPLICATION[n],
+        replicationAddress: addressOn(n === 'node-c' ? LINKS[1] : LINKS[0], n),
+        drbd: kernel,
       })),
       instances: [
         {
@@ -232,7 +351,14 @@ resource ${SECOND_RESOURCE} {
           storage: 'drbd',
           // A small code buffer: QEMU would size it to an eighth of the node VM's RAM.
           hypervisor: tickerHypervisor('/dev/drbd0', 'tcg,tb-size=64'),
-          disks: [{ resource: RESOURCE, minor: 0, port: 7789 }],
+          disks: [
+            {
+              resource: RESOURCE,
+              minor: 0,
+              port: 7789,
+              ...(kernel === '9' ? { nodeIds: DISK_NODE_IDS } : {}),
+            },
+          ],
         },
       ],
       // Everything runs under TCG here, the nested QEMU inside TCG: generous step deadlines.
@@ -252,17 +378,26 @@ resource ${SECOND_RESOURCE} {
       return { stdout: r.stdout, stderr: r.stderr, code: r.code };
     };
 
-    // The resource as an operator leaves it: connected, node-a primary, in sync; the guest's boot
-    // sector on it.
-    await Promise.all(
-      (['node-a', 'node-b'] as const).map((n) =>
-        exec(n, ['sh', '-c', `drbdadm create-md --force ${RESOURCE} && drbdadm up ${RESOURCE}`]),
-      ),
-    );
-    await exec('node-a', ['/lib/drbd/drbdsetup-84', 'wait-connect', '0', '--wfc-timeout=60']);
-    await exec('node-a', ['drbdadm', 'primary', '--force', RESOURCE]);
-    await exec('node-b', ['/lib/drbd/drbdsetup-84', 'wait-sync', '0', '--wfc-timeout=60']);
-    await exec('node-a', ['dd', 'if=/ticker.bin', 'of=/dev/drbd0', 'oflag=direct', 'status=none']);
+    // A resource as an operator leaves it: connected, node-a primary, in sync, the guest's boot
+    // sector on it (the tiebreaker has no disk to set up).
+    const up: DrbdTestbed['up'] = async (resource, minor) => {
+      await Promise.all(
+        nodes.map((n) =>
+          exec(n, [
+            'sh',
+            '-c',
+            n === 'node-c'
+              ? `drbdadm up ${resource}`
+              : `drbdadm create-md --force ${resource} && drbdadm up ${resource}`,
+          ]),
+        ),
+      );
+      await exec('node-a', drbdWait(kernel, 'connect', resource, minor));
+      await exec('node-a', ['drbdadm', 'primary', '--force', resource]);
+      await exec('node-b', drbdWait(kernel, 'sync', resource, minor));
+      await exec('node-a', ['dd', 'if=/ticker.bin', `of=/dev/drbd${minor}`, 'oflag=direct', 'status=none']);
+    };
+    await up(RESOURCE, 0);
 
     const powerOff = (node: NodeName) => {
       shells.get(node)?.close();
@@ -270,7 +405,7 @@ resource ${SECOND_RESOURCE} {
       killByPidfile(join(dir, `${node}.pid`));
     };
     const powerOn = (node: NodeName) => booted(node, vm(node));
-    return { dir, clusterPath, cluster, exec, powerOff, powerOn, stop };
+    return { dir, clusterPath, cluster, nodes, exec, up, powerOff, powerOn, stop };
   } catch (error) {
     stop();
     throw error;

@@ -40,10 +40,18 @@ export const recordingShell =
   };
 
 /**
+ * A long poll's line (DRBD's wait, then the read) as the read alone: whether a poll waits, and how
+ * long, depends on what the world does meanwhile (a resync after the reconnect or none), not on the
+ * plan.
+ */
+const asRead = (line: string) =>
+  line.replace(/sh -c '"\$@" >\/dev\/null 2>&1; exec (.*)' wait-then-read .*$/, '$1');
+
+/**
  * A --dry-run's printed plan and a recorded real run, effect by effect ("acceptInstance node-b$ …",
  * "migrateInstance node-a migrate"), as two comparable pairs of sets. Reads (query-*) depend on what
  * the backend finds (nothing listens where no QEMU runs), so the plan lists them as possible; they
- * are left out: everything that acts must match exactly.
+ * are left out, and a long poll counts as its read: everything that acts must match exactly.
  */
 export function planAgainstRun(lines: string[], seen: Recorded) {
   const acts = (name: string) => name !== 'qmp_capabilities' && !name.startsWith('query-');
@@ -54,14 +62,14 @@ export function planAgainstRun(lines: string[], seen: Recorded) {
     if (header !== null) effect = header[1]!;
     const m = /^ {2}(\S+)(\$| qmp>) (.*)$/.exec(l);
     if (m === null) continue;
-    if (m[2] === '$') plan.sh.add(`${effect} ${m[1]}$ ${m[3]}`);
+    if (m[2] === '$') plan.sh.add(asRead(`${effect} ${m[1]}$ ${m[3]}`));
     else {
       const execute = (JSON.parse(m[3]!.slice(m[3]!.indexOf(' ') + 1)) as { execute: string }).execute;
       if (acts(execute)) plan.qmp.add(`${effect} ${m[1]} ${execute}`);
     }
   }
   const real = {
-    sh: new Set(seen.sh),
+    sh: new Set(seen.sh.map(asRead)),
     qmp: new Set(seen.qmp.filter((c) => acts(c.execute)).map((c) => `${c.node} ${c.execute}`)),
   };
   return {

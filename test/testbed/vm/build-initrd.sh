@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The node VMs' initramfs: busybox, sshd, drbd-utils (8.4 tools), QEMU with its TCG module and SeaBIOS,
-# the modules DRBD and virtio need, and the per-run keys. One image for both nodes: /init picks its
-# identity from the kernel command line. Usage: build-initrd.sh KERNEL_DIR WORK_DIR (KERNEL_DIR from
-# prepare-kernel.sh; WORK_DIR holds ssh/ with host_node-a, host_node-b, authorized_keys and drbd.conf).
-# Writes WORK_DIR/initrd.cpio.gz.
+# The node VMs' initramfs: busybox, sshd, drbd-utils (its DRBD 9 tools and the 8.4 ones), QEMU with
+# its TCG module and SeaBIOS, the modules DRBD and virtio need, and the per-run keys. One image for
+# both nodes: /init picks its identity from the kernel command line.
+# Usage: build-initrd.sh KERNEL_DIR WORK_DIR [DRBD_MODULE]: KERNEL_DIR from prepare-kernel.sh or
+# build-drbd9.sh; WORK_DIR holds ssh/ with host_node-? (one per node), authorized_keys, drbd.conf;
+# DRBD_MODULE is the module that pulls DRBD in: drbd (the default: 8.4) or drbd_transport_tcp
+# (DRBD 9). Writes WORK_DIR/initrd.cpio.gz.
 set -euo pipefail
-kdir=$1 work=$2
+kdir=$1 work=$2 drbd_module=${3:-drbd}
 here=$(cd "$(dirname "$0")" && pwd)
 kv=$(basename "$kdir")
 R=$work/initrd
@@ -28,7 +30,7 @@ for b in "${bins[@]}" /lib/drbd/drbdsetup-84 /lib/drbd/drbdadm-84; do ldd "$b"; 
 cp -L /lib64/ld-linux-x86-64.so.2 "$R/usr/lib64/"
 
 # Modules in load order (busybox modprobe ignores soft dependencies; insmod in this order does not).
-for m in virtio_pci virtio_blk virtio_net crc32c_generic drbd; do
+for m in virtio_pci virtio_blk virtio_net crc32c_generic "$drbd_module"; do
   modprobe -d "$kdir/root" -S "$kv" --show-depends "$m"
 done | awk '$1 == "insmod" && !seen[$2]++ {print $2}' | while read -r f; do
   rel=${f#"$kdir/root"}
@@ -39,7 +41,7 @@ done
 
 cp "$here/init" "$R/init"
 chmod +x "$R/init"
-cp "$work/ssh/host_node-a" "$work/ssh/host_node-b" "$work/ssh/authorized_keys" "$R/etc/ssh/"
+cp "$work"/ssh/host_node-? "$work/ssh/authorized_keys" "$R/etc/ssh/"
 chmod 600 "$R"/etc/ssh/host_node-*
 cp "$work/drbd.conf" "$R/etc/drbd.conf"
 cp "$work/ticker.bin" "$R/ticker.bin"

@@ -1,0 +1,3 @@
+import { drbdVmSuite } from './drbd-vms.js';
+
+drbdVmSuite('9');
