@@ -304,6 +304,43 @@ export function checkPeerLost(
   if (connected.length > 0) {
     return `${target} is still Connected to ${source} on ${connected.map((d) => d.resource).join(', ')}: ${source} is not down; migrate ${instance}, or fail it over without --source-is-down`;
   }
+  // DRBD 9 refuses to promote a node without quorum, and would after the commit: refused here.
+  const lost = disks.filter((d) => d.quorum === 'lost');
+  if (lost.length > 0) {
+    return `${target} has no DRBD quorum on ${lost.map((d) => d.resource).join(', ')}, so DRBD will not promote it; bring ${source} or the tiebreaker back, or, if ${source} is down for good, turn quorum off there first (drbdsetup resource-options RESOURCE --quorum=off on ${target}) and fail over again`;
+  }
+  return checkTargetUpToDate(disks, target);
+}
+
+/**
+ * A silent source proven unable to write by the target's own kernel, on every disk (DRBD 9): the
+ * target holds quorum without it (a majority: itself and a tiebreaker or third copy), and the kernel
+ * says it may promote (may_promote: no other node can write). A source cut from the target alone is
+ * still the tiebreaker's, and the target may not promote: that is refused too.
+ */
+export function checkQuorumProof(
+  disks: DiskStatus[],
+  instance: string,
+  source: string,
+  target: string,
+): string | null {
+  const names = (ds: DiskStatus[]) => ds.map((d) => d.resource).join(', ');
+  const connected = disks.filter((d) => d.connection === 'Connected');
+  if (connected.length > 0) {
+    return `${source} does not answer, but ${target} is still Connected to it on ${names(connected)}: it runs, cut off from this network only; migrate ${instance} once it answers`;
+  }
+  const off = disks.filter((d) => d.quorum === 'off');
+  if (off.length > 0) {
+    return `${source} does not answer, and ${names(off)} on ${target} has no DRBD quorum: nothing proves ${source} cannot write; if it is powered off, say so with --source-is-down`;
+  }
+  const lost = disks.filter((d) => d.quorum === 'lost');
+  if (lost.length > 0) {
+    return `${source} does not answer, and ${target} has lost DRBD quorum too on ${names(lost)} (no majority on either side): DRBD will not promote ${target}; bring ${source} or the tiebreaker back`;
+  }
+  const barred = disks.filter((d) => d.mayPromote !== true);
+  if (barred.length > 0) {
+    return `${source} does not answer, but ${target}'s kernel says ${names(barred)} may not be promoted (may_promote: no): another node may still write, or its data is not current; wait, or fail over with --source-is-down once ${source} is powered off`;
+  }
   return checkTargetUpToDate(disks, target);
 }
 

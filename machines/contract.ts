@@ -54,6 +54,13 @@ export const InstanceConfig = z.object({
    * replace's commit, with the new secondary, so that any host's run finds it.
    */
   formerSecondary: NodeName.nullable().default(null),
+  /**
+   * DRBD 9 with quorum: the bound within which a node that lost quorum stops this instance itself
+   * (its quorum-lost handler). With it, a failover may take the target's quorum as the proof that the
+   * silent source cannot write, and starts the instance once the bound has passed; null: quorum alone
+   * proves nothing here (the operator's --source-is-down is needed, as without quorum).
+   */
+  selfFenceMs: z.number().int().positive().nullable().default(null),
 });
 export type InstanceConfig = z.infer<typeof InstanceConfig>;
 
@@ -164,6 +171,17 @@ export const DiskStatus = z.object({
   /** Resync progress from the handshake to the end of a resync (0 until it starts); null otherwise. */
   syncPercent: z.number().min(0).max(100).nullable(),
   outOfSyncKiB: z.number().nonnegative(),
+  /**
+   * DRBD 9's quorum on this node, as its kernel says: `off` where the resource has none (always on
+   * 8.4), `held` or `lost` where it has (`quorum majority` with a tiebreaker or a third copy). A node
+   * that lost it cannot write; one that holds it while cut off from the other proves that one cannot.
+   */
+  quorum: z.enum(['off', 'held', 'lost']).default('off'),
+  /**
+   * The kernel's `may_promote` (DRBD 9): no other node can write, so this one could become Primary;
+   * null where the driver cannot read it (8.4).
+   */
+  mayPromote: z.boolean().nullable().default(null),
 });
 export type DiskStatus = z.infer<typeof DiskStatus>;
 
@@ -282,6 +300,11 @@ export const effectSchemas = {
   /** One node's view of the instance's disks, for when its peer may be down. */
   nodeDiskStatus: { input: z.object({ ...onNode, ...withDisks }), output: z.array(DiskStatus) },
   probeNode: { input: z.object({ ...onNode }), output: NodeProbe },
+  /**
+   * Waits out the bound within which NODE, cut off and without DRBD quorum, stops the instance itself
+   * (its quorum-lost handler): nothing is sent to it. Answers once withinMs have passed.
+   */
+  awaitSelfFence: { input: z.object({ ...onNode, withinMs: z.number().int().positive() }), output: Ack },
   migrationInfo: { input: z.object({ ...onNode }), output: MigrationInfo },
   /**
    * How fast the running guest dirties its memory, measured without migrating it (QEMU's

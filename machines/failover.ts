@@ -1,9 +1,9 @@
-import { not } from 'xstate';
-import { checkFailoverConfig, checkPeerLost, checkTargetUpToDate, locate } from './checks.js';
+import { and, not } from 'xstate';
+import { checkFailoverConfig, checkPeerLost, checkQuorumProof, checkTargetUpToDate, locate } from './checks.js';
 import type { DiskStatus, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
 import { commitPrimary, survey } from './flows.js';
-import { type ProtocolContext, probeTimeout, protocol, runMachineBase } from './protocol.js';
+import { type ProtocolContext, probeTimeout, protocol, runMachineBase, stepTimeout } from './protocol.js';
 import {
   abortTo,
   aboutBoth,
@@ -24,7 +24,9 @@ import {
  * A dead source is a decision, not a guess (safety rule 7): with `sourceIsDown` the operator says the
  * node is down, and the machine still looks. A source that answers and runs the instance, or a
  * target whose DRBD is still connected to it, refuses the run before anything is touched. Without
- * the claim, a source that does not answer refuses it too, saying how to proceed.
+ * the claim, a source that does not answer refuses it too, saying how to proceed, unless the
+ * target's own kernel proves it cannot write (DRBD 9 quorum held without it) and the config gives
+ * the bound within which it stops the instance itself: that bound is waited out first.
  */
 
 /** Where the instance is on the source, as the last look saw it. */
@@ -106,6 +108,10 @@ export const failoverMachine = protocol.createMachine({
           meta: meta({ rules: [7] }),
           always: [
             {
+              guard: and([not('sourceIsDownClaimed'), 'selfFences', not('sharedStorage')]),
+              target: 'checkingQuorum',
+            },
+            {
               guard: not('sourceIsDownClaimed'),
               target: '#failover.rejected',
               actions: failing(
@@ -134,7 +140,7 @@ export const failoverMachine = protocol.createMachine({
           says: (c) => `* node ${c.source} does not answer; checking what ${c.target} sees`,
           input: (c) => ({ instance: c.instance, node: c.target, disks: c.disks }),
           problem: (c, disks) => checkPeerLost(disks, c.instance, c.source, c.target),
-          next: '#failover.committing',
+          next: 'afterPeerLost',
           done: [
             warning(
               (c) =>
@@ -148,6 +154,40 @@ export const failoverMachine = protocol.createMachine({
           ],
           failTo: '#failover.rejected',
           failure: (c, e) => `Cannot read the disks on ${c.target}: ${e}`,
+        }),
+        afterPeerLost: {
+          description:
+            'The operator’s word is all that says a silent source stopped; where the config gives a self-fence bound, it is waited out as well (a node only cut off stops its guest within it).',
+          always: [{ guard: 'selfFences', target: 'awaitingSelfFence' }, { target: '#failover.committing' }],
+        },
+        checkingQuorum: judgedRead({
+          src: 'nodeDiskStatus',
+          description:
+            'The source does not answer and nobody said it is down: the target’s kernel must prove it cannot write (DRBD quorum held without it, may_promote) on every disk, its own data UpToDate.',
+          rules: [4, 7],
+          says: (c) => `* node ${c.source} does not answer; asking ${c.target}'s DRBD whether it can still write`,
+          input: (c) => ({ instance: c.instance, node: c.target, disks: c.disks }),
+          problem: (c, disks) => checkQuorumProof(disks, c.instance, c.source, c.target),
+          next: 'awaitingSelfFence',
+          done: [
+            warning(
+              (c) =>
+                `${c.source} does not answer and ${c.target} holds DRBD quorum without it: ${c.source} cannot write; its quorum-lost handler stops ${c.instance} there within ${c.config?.selfFenceMs} ms, waited out before it starts on ${c.target}`,
+            ),
+          ],
+          failTo: '#failover.rejected',
+          failure: (c, e) => `Cannot read the disks on ${c.target}: ${e}`,
+        }),
+        awaitingSelfFence: effectStep({
+          src: 'awaitSelfFence',
+          description:
+            'Rule 1 besides rule 7: the source cannot write, and must not run the instance either; its quorum-lost handler stops it within the config’s bound, waited out here (nothing is sent to it).',
+          rules: [1, 7],
+          input: (c) => ({ instance: c.instance, node: c.source, withinMs: c.config?.selfFenceMs ?? 1 }),
+          timeoutMs: (c) => (c.config?.selfFenceMs ?? 0) + stepTimeout(c),
+          next: '#failover.committing',
+          failTo: '#failover.rejected',
+          failure: (c, e) => `Waiting for ${c.source} to stop ${c.instance} itself was cut short: ${e}`,
         }),
         locating: effectStep({
           src: 'instanceList',

@@ -509,6 +509,8 @@ export const protocol = setup({
     abortTried: ({ context }) => context.repair.abortTried,
     sourceResumeFailed: ({ context }) => context.handover.sourceResumeFailed,
     sourceIsDownClaimed: ({ context }) => context.request.sourceIsDown,
+    /** The config gives the bound within which a node that lost DRBD quorum stops the instance itself. */
+    selfFences: ({ context }) => (context.config?.selfFenceMs ?? null) !== null,
     /** A probe answer: the node did not answer. */
     unreachableIn: (_, params: { probe: NodeProbe }) => !params.probe.reachable,
     /** A probe answer: the node answered and the instance is there (running or otherwise). */

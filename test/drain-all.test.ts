@@ -44,6 +44,15 @@ function heldOn(world: World, node: string): Map<string, string[]> {
  * with why; every instance the summary calls replaced has two UpToDate copies on the two nodes the
  * config names, none on the drained one; no safety rule broken.
  */
+/**
+ * What a replace that names the node as its former secondary says is left there: the config's mark,
+ * and the instance's own devices and volumes that could not be removed.
+ */
+const oldCopies = (what: string, instance: string) =>
+  what.startsWith('old copies') ||
+  what.startsWith(`DRBD device ${instance}-disk`) ||
+  what.startsWith(`volume ${instance}-disk`);
+
 function drainProblems(
   sim: SimCluster,
   out: EvacuationOutput,
@@ -64,7 +73,7 @@ function drainProblems(
     // A replace that could not clear the config's mark (its copies gone) says so in its result.
     else if (
       (r.outcome === 'replaced' &&
-        !(r.formerSecondary === node && what.every((w) => w.startsWith('old copies')))) ||
+        !(r.formerSecondary === node && what.every((w) => oldCopies(w, instance)))) ||
       (MOVED.has(r.outcome) && r.error === undefined)
     )
       problems.push(`${instance} (${r.outcome}): ${node} holds ${what.join(', ')}, unsaid`);

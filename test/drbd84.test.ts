@@ -128,6 +128,8 @@ describe('parsing recorded drbdsetup-84 output', () => {
       allowTwoPrimaries: false,
       syncPercent: null,
       outOfSyncKiB: 0,
+      quorum: 'off',
+      mayPromote: null,
     };
     expect(parse('primary-connected.events2', 'single-master.show', 'primary-connected.status')).toEqual({
       ...base,

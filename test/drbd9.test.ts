@@ -100,6 +100,8 @@ describe('DRBD 9 status --json (recorded from DRBD 9.2.16 on the VM testbed, tes
       allowTwoPrimaries: false,
       syncPercent: null,
       outOfSyncKiB: 0,
+      quorum: 'off',
+      mayPromote: null,
     });
     expect(parseSyncStatusJson(fixture('primary-connected.json'), 1)).toEqual({
       syncing: false,
@@ -168,6 +170,35 @@ describe('DRBD 9 status --json (recorded from DRBD 9.2.16 on the VM testbed, tes
     });
   });
 
+  it('quorum, from the kernel: held by the survivor of a cut (may promote), lost by the cut-off node', () => {
+    const withQuorum = fixture('quorum.show');
+    // node-b: node-a cut off from it and from the tiebreaker.
+    expect(
+      parseStatusJson(
+        fixture('quorum-held-peer-lost.json'),
+        withQuorum,
+        0,
+        0,
+        fixture('quorum-held-peer-lost.events2'),
+      ),
+    ).toMatchObject({
+      role: 'Secondary',
+      connection: 'Connecting',
+      diskState: 'UpToDate',
+      quorum: 'held',
+      mayPromote: true,
+    });
+    // node-a itself: Primary, no quorum, may not promote.
+    expect(
+      parseStatusJson(fixture('quorum-lost.json'), withQuorum, 0, 1, fixture('quorum-lost.events2')),
+    ).toMatchObject({ role: 'Primary', quorum: 'lost', mayPromote: false });
+    // The device's quorum flag is true where none is configured: that is no quorum.
+    expect(parseStatusJson(fixture('primary-connected.json'), single, 0, 1)).toMatchObject({
+      quorum: 'off',
+      mayPromote: null,
+    });
+  });
+
   it('reads the connection to the peer by node-id, not a diskless tiebreaker (hand-written)', () => {
     expect(
       parseStatusJson(fixture('handwritten-primary-standalone-tiebreaker.json'), single, 0, 1),
@@ -223,6 +254,21 @@ describe('a cluster file with DRBD 9 nodes', () => {
     );
   });
 
+  it('takes a self-fence bound on DRBD 9 only (quorum is DRBD 9’s)', () => {
+    const ids = { 'node-a': 0, 'node-b': 1 };
+    const withBound = (drbd: string) => {
+      const f = file(ids);
+      return {
+        ...f,
+        nodes: f.nodes.map((n) => ({ ...n, drbd })),
+        instances: f.instances.map((i) => ({ ...i, selfFenceMs: 30_000 })),
+      };
+    };
+    expect(ClusterFile.safeParse(withBound('9')).success).toBe(true);
+    const r = ClusterFile.safeParse(withBound('8.4'));
+    expect(r.error?.issues[0]?.message).toMatch(/needs DRBD 9 on node-a and node-b \(quorum is DRBD 9's\)/);
+  });
+
   it('plans DRBD 9 commands: options then connect, status as JSON', () => {
     const cluster = ClusterFile.parse(file({ 'node-a': 0, 'node-b': 1 }));
     const attach = plannedCommands(cluster, 'c.yaml', 'attachNet', {
@@ -240,8 +286,10 @@ describe('a cluster file with DRBD 9 nodes', () => {
       'node-b$ /usr/sbin/drbdsetup wait-connect-resource web1-disk0 --wfc-timeout=5',
       'node-a$ /usr/sbin/drbdsetup status web1-disk0 --json --statistics',
       'node-a$ /usr/sbin/drbdsetup show web1-disk0',
+      'node-a$ /usr/sbin/drbdsetup events2 --now web1-disk0',
       'node-b$ /usr/sbin/drbdsetup status web1-disk0 --json --statistics',
       'node-b$ /usr/sbin/drbdsetup show web1-disk0',
+      'node-b$ /usr/sbin/drbdsetup events2 --now web1-disk0',
     ]);
     const status = plannedCommands(cluster, 'c.yaml', 'diskStatus', {
       instance: 'web1',
@@ -251,6 +299,7 @@ describe('a cluster file with DRBD 9 nodes', () => {
     expect(status).toEqual([
       '/usr/sbin/drbdsetup status web1-disk0 --json --statistics',
       '/usr/sbin/drbdsetup show web1-disk0',
+      '/usr/sbin/drbdsetup events2 --now web1-disk0',
     ]);
   });
 });

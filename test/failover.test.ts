@@ -522,3 +522,99 @@ describe('the survey looks at each node on its own (issue 22 A.3)', () => {
     expect(deadlines['node-b']).toBe(DEFAULT_LIMITS.stepTimeoutMs);
   });
 });
+
+describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 without the operator’s word)', () => {
+  const quorate = (extra: { selfFenceMs?: number | null; quorum?: boolean } = {}) =>
+    createSimCluster({
+      instances: (DEMO_SPEC.instances ?? []).map((i) => ({
+        ...i,
+        quorum: extra.quorum ?? true,
+        selfFenceMs: extra.selfFenceMs === undefined ? 30_000 : extra.selfFenceMs,
+      })),
+    });
+  const failover = (sim: ReturnType<typeof createSimCluster>, sourceIsDown = false) =>
+    runFailover({ instance: 'web1', sourceIsDown }, sim.effects, { clock: sim.clock });
+
+  it('an isolated source: the target holds quorum, the source’s handler stops the guest, then it starts on the target', async () => {
+    const sim = quorate();
+    sim.perturb('sourceIsolated', 'web1');
+    const start = sim.world.time;
+    const out = await failover(sim);
+    expect(out.error ?? null).toBeNull();
+    expect(out.outcome).toBe('failedOver');
+    expect(out.warnings.join('\n')).toMatch(
+      /node-a does not answer and node-b holds DRBD quorum without it: node-a cannot write; its quorum-lost handler stops web1 there within 30000 ms/,
+    );
+    expect(sim.world.violations).toEqual([]);
+    expect(sim.world.vms['node-a']?.web1).toBeUndefined();
+    expect(sim.world.vms['node-b']?.web1?.state).toBe('running');
+    expect(sim.world.time - start).toBeGreaterThanOrEqual(30_000);
+    // Without quorum the isolated source could not write: nothing of its own to discard later.
+    expect(Object.values(sim.world.resources).every((r) => (r.dirtyKiB['node-a'] ?? 0) === 0)).toBe(true);
+  });
+
+  it('a source that lost power: the same proof, without waiting for the operator', async () => {
+    const sim = quorate();
+    sim.killNode('node-a');
+    const out = await failover(sim);
+    expect(out.outcome).toBe('failedOver');
+    expect(sim.world.violations).toEqual([]);
+  });
+
+  it('refuses without a self-fence bound in the config: quorum proves it cannot write, not that it stopped', async () => {
+    const sim = quorate({ selfFenceMs: null });
+    sim.perturb('sourceIsolated', 'web1');
+    const out = await failover(sim);
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(/node-a does not answer: if it is powered off, say so with --source-is-down/);
+  });
+
+  it('refuses where the resources have no quorum: silence proves nothing', async () => {
+    const sim = quorate({ quorum: false });
+    sim.perturb('sourceIsolated', 'web1');
+    const out = await failover(sim);
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(
+      /web1-disk0, web1-disk1 on node-b has no DRBD quorum: nothing proves node-a cannot write/,
+    );
+    expect(sim.world.vms['node-b']?.web1).toBeUndefined();
+  });
+
+  it('refuses a source cut off from this network only: its DRBD is still connected', async () => {
+    const sim = quorate();
+    sim.perturb('sourceUnreachable', 'web1');
+    const out = await failover(sim);
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(/node-b is still Connected to it on web1-disk0, web1-disk1: it runs/);
+    expect(sim.world.vms['node-a']?.web1?.state).toBe('running');
+  });
+
+  it('refuses a target the cut left without quorum; with --source-is-down too, before the commit', async () => {
+    const sim = quorate();
+    // Both cut off: node-b is isolated as well (the tiebreaker reaches neither).
+    sim.perturb('sourceIsolated', 'web1');
+    sim.world.nodes['node-b']!.isolatedSince = sim.world.time;
+    const out = await failover(sim);
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(/node-b has lost DRBD quorum too on web1-disk0, web1-disk1/);
+    const claimed = await failover(sim, true);
+    expect(claimed.outcome).toBe('rejected');
+    expect(claimed.error).toMatch(
+      /node-b has no DRBD quorum on web1-disk0, web1-disk1, so DRBD will not promote it/,
+    );
+    expect(sim.world.config.instances.web1?.primaryNode).toBe('node-a');
+  });
+
+  it('refuses while the source is cut from the target only: the tiebreaker still reaches it (may_promote: no)', async () => {
+    const sim = quorate();
+    sim.perturb('linkDown', 'web1');
+    // The link between the two stays down (an hour), node-a still in the tiebreaker's reach.
+    for (const r of Object.values(sim.world.resources)) r.linkDownUntil = sim.world.time + 3_600_000;
+    sim.world.nodes['node-a']!.unreachable = true;
+    const out = await failover(sim);
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(
+      /node-b's kernel says web1-disk0, web1-disk1 may not be promoted \(may_promote: no\)/,
+    );
+  });
+});

@@ -188,6 +188,7 @@ const EXPECTED_ONE_FAILURE: Record<EffectName, Outcome[]> = {
   forgetFormerSecondary: [],
   nodeDiskStatus: [],
   probeNode: [],
+  awaitSelfFence: [],
   shutdownInstance: [],
   startInstance: [],
 };

@@ -108,6 +108,50 @@ describe('a failover that starts before it commits is caught', () => {
   });
 });
 
+/**
+ * A failover that takes the target's quorum for the whole proof and starts the instance at once:
+ * the cut-off source cannot write, but its guest still runs until its quorum-lost handler stops it.
+ */
+function skipsTheSelfFence(): AnyStateMachine {
+  // biome-ignore lint/suspicious/noExplicitAny: a test reaches into the config to mutate one edge
+  const config = failoverMachine.config as any;
+  const prereqs = config.states.checkingPrereqs;
+  const waiting = prereqs.states.awaitingSelfFence;
+  return protocol.createMachine({
+    ...config,
+    states: {
+      ...config.states,
+      checkingPrereqs: {
+        ...prereqs,
+        states: {
+          ...prereqs.states,
+          awaitingSelfFence: { ...waiting, invoke: undefined, always: [{ target: '#failover.committing' }] },
+        },
+      },
+    },
+  });
+}
+
+describe('a failover that does not wait out the self-fence bound is caught', () => {
+  it('reports the instance running on both nodes', async () => {
+    const mutant = skipsTheSelfFence();
+    const { paths } = machinePaths({ machine: 'failover', logic: mutant });
+    // A replay runs on past its path's end: every path through the isolated source reaches the start.
+    const isolated = paths.filter((p) => p.description.includes('✓quorumHeld'));
+    expect(isolated.length).toBeGreaterThan(0);
+    const problems = (
+      await Promise.all(isolated.map((p) => replayPath(p, (r) => simWorld(r), { logic: mutant })))
+    ).flatMap((r) => r.problems);
+    expect(problems).toContain('rule 1: the instance runs on node-a and node-b');
+    const sound = await Promise.all(
+      machinePaths({ machine: 'failover' })
+        .paths.filter((p) => p.description.includes('✓quorumHeld'))
+        .map((p) => replayPath(p, (r) => simWorld(r))),
+    );
+    expect(sound.flatMap((r) => r.problems)).toEqual([]);
+  });
+});
+
 describe("a backend whose attachNet ignores discardOn is caught by the contract kit's worlds", () => {
   it('reports the rejoin that the split brain leaves StandAlone', async () => {
     const { paths } = machinePaths({ machine: 'rejoin' });

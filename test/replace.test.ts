@@ -297,6 +297,7 @@ describe('placement', () => {
     migrationMode: 'live',
     adminState: 'up',
     formerSecondary: null,
+    selfFenceMs: null,
   };
   const storage = (freeMiB: number) => ({
     volumeGroup: 'xenvg',

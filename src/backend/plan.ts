@@ -182,6 +182,9 @@ export function plannedCommands(
       return nodes.map((n) => qmp(n, 'query-status'));
     case 'probeNode':
       return nodes.flatMap((n) => [sh(n, ['true']), qmp(n, 'query-status')]);
+    case 'awaitSelfFence':
+      // A wait: nothing is sent to the node, which is cut off.
+      return [];
     case 'diskStatus':
     case 'nodeDiskStatus':
       return nodes.flatMap((n) =>

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Effects, MigrationStatus, NodeSync } from '../../machines/index.js';
 import {
   type ClusterInstance,
@@ -234,6 +235,11 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         return { reachable: false, error: (error as Error).message, state: null };
       }
       return { reachable: true, error: null, state: await qemu(node, instance).status(timeoutMs, signal) };
+    },
+
+    // Nothing is asked of the node (it is cut off): its quorum-lost handler's bound is waited out.
+    awaitSelfFence: async ({ withinMs }, signal) => {
+      await delay(withinMs, undefined, { signal });
     },
 
     migrationInfo: async ({ instance, node, timeoutMs }, signal) => {

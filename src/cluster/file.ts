@@ -87,6 +87,7 @@ export function instanceConfig(spec: ClusterInstance): InstanceConfig {
     migrationMode: spec.migrationMode,
     adminState: 'up',
     formerSecondary: spec.formerSecondary ?? null,
+    selfFenceMs: spec.selfFenceMs ?? null,
   };
 }
 

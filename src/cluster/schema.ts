@@ -121,6 +121,14 @@ export const ClusterInstance = z
     formerSecondary: NodeName.optional().describe(
       'Written by replace-secondary: a replaced secondary whose copies are still to be removed (it was down, or the replace stopped after its commit).',
     ),
+    selfFenceMs: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe(
+        'DRBD 9 with quorum only: within how many ms a node that lost quorum stops this instance itself (a quorum-lost handler, see cluster.md). With it a failover takes the target’s quorum as proof that a silent source cannot write, and waits this long before starting the instance; without it --source-is-down is needed.',
+      ),
     memoryMiB: z.number().int().positive().describe('Its memory, MiB.'),
     minMemoryMiB: z
       .number()
@@ -205,6 +213,17 @@ export const ClusterFile = z
       for (const key of ['primary', 'secondary'] as const) {
         if (!nodes.has(inst[key]))
           ctx.addIssue({ code: 'custom', path: at(key), message: `${inst[key]} is not a node of this file` });
+      }
+      // Quorum, and so a self-fence bound, exist on DRBD 9 only.
+      if (
+        inst.selfFenceMs !== undefined &&
+        [inst.primary, inst.secondary].some((n) => file.nodes.find((x) => x.name === n)?.drbd !== '9')
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: at('selfFenceMs'),
+          message: `needs DRBD 9 on ${inst.primary} and ${inst.secondary} (quorum is DRBD 9's): set their "drbd" to "9", or leave selfFenceMs out`,
+        });
       }
       if (
         inst.formerSecondary !== undefined &&

@@ -82,8 +82,9 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     // A DRBD 9 connection keeps its options while StandAlone: set them, then connect.
     connect: (l, two, discard) => [drbd9.netOptions(l, two), drbd9.connect(l, discard)],
     waitConnect: drbd9.waitConnect,
-    statusReads: (l) => [drbd9.status(l), drbd9.show(l)],
-    parseStatus: ([json, show], l) => parseStatusJson(json ?? '', show ?? '', l.minor, l.peerNodeId),
+    statusReads: (l) => [drbd9.status(l), drbd9.show(l), drbd9.events(l)],
+    parseStatus: ([json, show, events], l) =>
+      parseStatusJson(json ?? '', show ?? '', l.minor, l.peerNodeId, events),
     syncRead: (l, s) => (s > 0 ? waitThen(drbd9.waitSync(l, s), drbd9.status(l)) : drbd9.status(l)),
     parseSync: (output, l) => parseSyncStatusJson(output, l.peerNodeId),
     createDevice: (l) => {

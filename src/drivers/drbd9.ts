@@ -53,6 +53,8 @@ export const drbd9 = {
     wfcTimeout(timeoutS),
   ],
   status: (d: DrbdLink) => [drbdsetup9, 'status', d.resource, '--json', '--statistics'],
+  /** For may_promote only: the JSON status does not carry it. */
+  events: (d: DrbdLink) => [drbdsetup9, 'events2', '--now', d.resource],
   show: (d: DrbdLink) => [drbdsetup9, 'show', d.resource],
 };
 
@@ -73,7 +75,14 @@ const Connection = z.object({
 const Resource = z.object({
   name: z.string(),
   role: z.string(),
-  devices: z.array(z.object({ volume: z.number(), minor: z.number(), 'disk-state': z.string() })),
+  devices: z.array(
+    z.object({
+      volume: z.number(),
+      minor: z.number(),
+      'disk-state': z.string(),
+      quorum: z.boolean().optional(),
+    }),
+  ),
   connections: z.array(Connection),
 });
 const StatusJson = z.array(Resource);
@@ -126,10 +135,29 @@ export function twoPrimariesAllowed(show: string, peerNodeId: number | undefined
 }
 
 /**
- * The contract's DiskStatus from `drbdsetup status RES --json --statistics`, and whether two
- * primaries are allowed from `drbdsetup show RES` (the connection's net section).
+ * Whether the resource has quorum at all, from `drbdsetup show RES` (`options { quorum majority; }`,
+ * `all` or a count): the device's `quorum` is true also where none is configured.
  */
-export function parseStatusJson(json: string, show: string, minor: number, peerNodeId?: number): DiskStatus {
+export const quorumConfigured = (show: string) => /^\s*quorum\s+(majority|all|\d+);/m.test(show);
+
+/** The kernel's may_promote, from the resource line of `drbdsetup events2 --now RES`. */
+export function mayPromoteOf(events: string): boolean | null {
+  const m = /^exists resource .*\bmay_promote:(yes|no)\b/m.exec(events);
+  return m === null ? null : m[1] === 'yes';
+}
+
+/**
+ * The contract's DiskStatus from `drbdsetup status RES --json --statistics`, whether two primaries
+ * are allowed and quorum is configured from `drbdsetup show RES`, and may_promote from
+ * `drbdsetup events2 --now RES` when given.
+ */
+export function parseStatusJson(
+  json: string,
+  show: string,
+  minor: number,
+  peerNodeId?: number,
+  events?: string,
+): DiskStatus {
   const resource = resourceOf(json);
   const device = resource.devices.find((d) => d.minor === minor);
   if (device === undefined) throw new DrbdParseError(`${resource.name}: no device with minor ${minor}`);
@@ -149,6 +177,8 @@ export function parseStatusJson(json: string, show: string, minor: number, peerN
     allowTwoPrimaries: twoPrimariesAllowed(show, peerNodeId),
     syncPercent: syncing ? Math.min(100, peerDevice?.['percent-resync-done'] ?? 0) : null,
     outOfSyncKiB: peerDevice?.['out-of-sync'] ?? 0,
+    quorum: !quorumConfigured(show) ? 'off' : device.quorum === false ? 'lost' : 'held',
+    mayPromote: events === undefined ? null : mayPromoteOf(events),
   });
 }
 

@@ -16,12 +16,13 @@ import {
   isSyncing,
   localOf,
   promote,
+  quorumOf,
   resourceOf,
   statusOf,
   switchPeer,
 } from './drbd.js';
 import { type Fault, faultFor } from './faults.js';
-import { settleAllUptimes, uptimeOf } from './guests.js';
+import { removeVm, settleAllUptimes, uptimeOf } from './guests.js';
 import {
   acceptIncoming,
   advanceVms,
@@ -126,6 +127,7 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       advance();
       perturb(world, kind, instance);
       sortOutAll();
+      sortOutIsolated();
       recordInvariants(world);
     },
     killNode: (node, options = {}) => {
@@ -138,6 +140,7 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       advance();
       reviveNode(world, node);
       sortOutAll();
+      sortOutIsolated();
     },
   };
 
@@ -186,6 +189,12 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     sortOutCopy(instance);
   };
   sortOutAll();
+  /** Nodes cut off from everything (few or none: advance looks at them only). */
+  let isolatedNodes: string[] = [];
+  const sortOutIsolated = () => {
+    isolatedNodes = Object.keys(world.nodes).filter((n) => world.nodes[n]!.isolatedSince !== null);
+  };
+  sortOutIsolated();
 
   function advance() {
     const to = clock.now();
@@ -204,6 +213,34 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       for (const instance of [...copied]) sortOutCopy(instance);
     }
     world.time = to;
+    if (isolatedNodes.length > 0) selfFence();
+  }
+
+  /**
+   * A quorum-lost handler at work: a node cut off from everything, whose disks lost quorum, stops
+   * each guest whose config gives a self-fence bound once that bound has passed since the cut.
+   */
+  function selfFence() {
+    for (const node of isolatedNodes) {
+      const n = world.nodes[node]!;
+      if (n.isolatedSince === null) continue;
+      for (const instance of Object.keys(world.vms[node] ?? {})) {
+        const config = world.config.instances[instance];
+        if (config?.selfFenceMs === null || config === undefined) continue;
+        if (world.time < n.isolatedSince + config.selfFenceMs) continue;
+        const lost = config.disks
+          .map((d) => world.resources[d.resource])
+          .filter(
+            (r): r is Resource =>
+              r?.nodes.includes(node) === true && quorumOf(world, r, node).quorum === 'lost',
+          );
+        if (lost.length === 0) continue;
+        // The handler stops the guest, then demotes the disks it held (DRBD lets a Primary without
+        // quorum become Secondary once nothing holds it open).
+        removeVm(world, node, instance);
+        for (const r of lost) r.local[node]!.role = 'Secondary';
+      }
+    }
   }
 
   async function sleep(ms: number, signal: AbortSignal) {
@@ -235,7 +272,8 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     const dead = on.find(
       (n) => n !== undefined && (world.nodes[n]?.down === true || world.nodes[n]?.unreachable === true),
     );
-    if (dead !== undefined && effect !== 'probeNode') {
+    // A probe and a self-fence wait are about a node that may not answer: they do not call it.
+    if (dead !== undefined && effect !== 'probeNode' && effect !== 'awaitSelfFence') {
       await sleep((input as { timeoutMs?: number }).timeoutMs ?? 0, signal);
       throw new Error(`${dead}: cannot connect to ${dead}: timed out (the node is down)`);
     }
@@ -280,7 +318,9 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
   };
   const nodeSync = (node: string, disks: DiskRef[]): NodeSync => {
     const syncing = disks.map((d) => resourceOf(world, d.resource)).filter((r) => isSyncing(r));
-    const percents = syncing.map((r) => statusOf(r, node).syncPercent).filter((p): p is number => p !== null);
+    const percents = syncing
+      .map((r) => statusOf(world, r, node).syncPercent)
+      .filter((p): p is number => p !== null);
     return { done: syncing.length === 0, percent: percents.length === 0 ? null : Math.min(...percents) };
   };
   const perNode = <T>(nodes: readonly string[], fn: (node: string) => T) =>
@@ -403,11 +443,13 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       ),
     diskStatus: (input, signal) =>
       act('diskStatus', input, signal, QUERY_MS, () =>
-        perNode(input.nodes, (n) => input.disks.map((d) => statusOf(resourceOf(world, d.resource), n))),
+        perNode(input.nodes, (n) =>
+          input.disks.map((d) => statusOf(world, resourceOf(world, d.resource), n)),
+        ),
       ),
     nodeDiskStatus: (input, signal) =>
       act('nodeDiskStatus', input, signal, QUERY_MS, () =>
-        input.disks.map((d) => statusOf(resourceOf(world, d.resource), input.node)),
+        input.disks.map((d) => statusOf(world, resourceOf(world, d.resource), input.node)),
       ),
     probeNode: (input, signal) =>
       act('probeNode', input, signal, QUERY_MS, async () => {
@@ -422,6 +464,10 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
           error: null,
           state: vmOn(world, input.node, input.instance)?.state ?? null,
         };
+      }),
+    awaitSelfFence: (input, signal) =>
+      act('awaitSelfFence', input, signal, 0, async () => {
+        await sleep(input.withinMs, signal);
       }),
     migrationInfo: (input, signal) =>
       act('migrationInfo', input, signal, QUERY_MS, () => {

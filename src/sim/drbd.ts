@@ -56,6 +56,9 @@ export const isSyncing = (r: Resource) => isConnected(r) && r.syncSource !== nul
 export function promote(world: World, r: Resource, node: string): void {
   const local = localOf(r, node);
   if (local.role === 'Primary') return;
+  if (quorumOf(world, r, node).quorum === 'lost') {
+    throw new Error(`${r.name}: State change failed: (-25) No quorum`);
+  }
   const peer = localOf(r, peerOf(r, node));
   if (local.diskState !== 'UpToDate') {
     throw new Error(`${r.minor}: State change failed: (-2) Need access to UpToDate data`);
@@ -65,10 +68,12 @@ export function promote(world: World, r: Resource, node: string): void {
   }
   if (!isConnected(r) && !r.newGeneration.includes(node)) r.newGeneration.push(node);
   // Safety rule 4 is the orchestrator's, not DRBD's: DRBD lets a StandAlone node become Primary.
-  // Rule 7's exception: the peer is down (the failover's proof), so there is no peer to agree with.
+  // Rule 7's exception: the peer is down (the failover's proof), so there is no peer to agree with,
+  // or it fenced itself: without quorum it cannot write, and nothing of this disk runs there.
   const peerDown = world.nodes[peerOf(r, node)]?.down === true;
   if (
     !peerDown &&
+    !fencedItself(world, r, peerOf(r, node)) &&
     !(isConnected(r) && !isSyncing(r) && local.diskState === 'UpToDate' && peer.diskState === 'UpToDate')
   ) {
     world.violations.push(
@@ -131,6 +136,7 @@ export function handshake(world: World, r: Resource): void {
   const la = localOf(r, a);
   const lb = localOf(r, b);
   if (la.net === null || lb.net === null || isConnected(r) || r.linkDownUntil !== null) return;
+  if (r.nodes.some((n) => isolated(world, n))) return;
   if (la.net.allowTwoPrimaries !== lb.net.allowTwoPrimaries) {
     dropToStandAlone(r);
     return;
@@ -202,14 +208,15 @@ export function advanceResource(world: World, r: Resource, dtMs: number, writers
 function writeWhileApart(world: World, r: Resource, dtMs: number, writers: Set<string>): void {
   if (isConnected(r) || dtMs <= 0) return;
   for (const n of writers) {
-    if (localOf(r, n).role === 'Primary') {
+    // Without quorum (on-no-quorum io-error) its writes fail: nothing for the peer to discard later.
+    if (localOf(r, n).role === 'Primary' && quorumOf(world, r, n).quorum !== 'lost') {
       r.dirtyKiB[n] = (r.dirtyKiB[n] ?? 0) + (world.settings.guestWriteKiBps * dtMs) / 1000;
     }
   }
 }
 
-export function statusOf(r: Resource, node: string): DiskStatus {
-  if (!r.nodes.includes(node)) return unlinkedStatus(r, node);
+export function statusOf(world: World, r: Resource, node: string): DiskStatus {
+  if (!r.nodes.includes(node)) return unlinkedStatus(world, r, node);
   const local = localOf(r, node);
   const peer = localOf(r, peerOf(r, node));
   const connected = isConnected(r);
@@ -233,7 +240,50 @@ export function statusOf(r: Resource, node: string): DiskStatus {
     syncPercent:
       syncing && r.syncTotalKiB > 0 ? Math.floor(1000 * (1 - r.outOfSyncKiB / r.syncTotalKiB)) / 10 : null,
     outOfSyncKiB: Math.round(r.outOfSyncKiB + (r.dirtyKiB[node] ?? 0)),
+    ...quorumOf(world, r, node),
   };
+}
+
+/**
+ * DRBD 9's quorum with a diskless tiebreaker (a resource with `quorum`): three votes, the two copies
+ * and the tiebreaker, which reaches every node that is up and not isolated. A node holds quorum with
+ * its peer connected or the tiebreaker in reach. may_promote besides needs UpToDate data and no
+ * Primary anyone can still reach: a Primary cut off from its peer only (the link between the two
+ * down) is still the tiebreaker's, so its peer may not promote.
+ */
+export function quorumOf(world: World, r: Resource, node: string): Pick<DiskStatus, 'quorum' | 'mayPromote'> {
+  if (!r.quorum) return { quorum: 'off', mayPromote: null };
+  const linked = r.nodes.includes(node);
+  const connected = linked && isConnected(r);
+  const held = world.nodes[node]?.down !== true && (connected || !isolated(world, node));
+  if (!held) return { quorum: 'lost', mayPromote: false };
+  const local = localOf(r, node);
+  const peer = linked ? peerOf(r, node) : null;
+  const primaryInReach =
+    peer !== null &&
+    localOf(r, peer).role === 'Primary' &&
+    world.nodes[peer]?.down !== true &&
+    (connected || !isolated(world, peer));
+  return { quorum: 'held', mayPromote: local.diskState === 'UpToDate' && !primaryInReach };
+}
+
+/** NODE lost quorum on R (it cannot write) and runs no guest that uses R: it fenced itself. */
+function fencedItself(world: World, r: Resource, node: string): boolean {
+  if (quorumOf(world, r, node).quorum !== 'lost') return false;
+  return !Object.keys(world.vms[node] ?? {}).some((i) =>
+    world.config.instances[i]?.disks.some((d) => d.resource === r.name),
+  );
+}
+
+/** Cut off from every network (management, replication, the tiebreaker) while it runs on. */
+export const isolated = (world: World, node: string) => (world.nodes[node]?.isolatedSince ?? null) !== null;
+
+/** One of its nodes is cut off: both sides wait for the other until it is back (no handshake before). */
+export function isolate(r: Resource): void {
+  for (const n of r.nodes) {
+    const l = localOf(r, n);
+    if (l.net !== null) l.connection = 'Connecting';
+  }
 }
 
 /** The replication link fails for a while: both sides keep their configuration and wait. */
@@ -262,7 +312,7 @@ export function nodeDies(r: Resource, node: string, wroteAlone: boolean): void {
 }
 
 /** A device outside the resource's connection (a new copy not yet attached, an old one left): alone. */
-function unlinkedStatus(r: Resource, node: string): DiskStatus {
+function unlinkedStatus(world: World, r: Resource, node: string): DiskStatus {
   const local = localOf(r, node);
   return {
     resource: r.name,
@@ -276,5 +326,6 @@ function unlinkedStatus(r: Resource, node: string): DiskStatus {
     allowTwoPrimaries: local.net?.allowTwoPrimaries ?? false,
     syncPercent: null,
     outOfSyncKiB: 0,
+    ...quorumOf(world, r, node),
   };
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isConnected, linkDown, localOf, nodeDies, peerOf, resourceOf } from './drbd.js';
+import { isConnected, isolate, linkDown, localOf, nodeDies, peerOf, resourceOf } from './drbd.js';
 import { clearNode, placeVm, removeVm, setRunState } from './guests.js';
 import { FRESH_TUNING, type World } from './world.js';
 
@@ -25,6 +25,12 @@ export const Perturbation = z.enum([
   'sourceWritesAloneAndDies',
   /** The instance's primary stops answering its management network, but runs on (failover refuses). */
   'sourceUnreachable',
+  /**
+   * The instance's primary is cut off from every network (management, its peer, the tiebreaker) and
+   * runs on: with quorum it cannot write, and its quorum-lost handler stops the guest after the
+   * instance's selfFenceMs; without quorum it writes on alone.
+   */
+  'sourceIsolated',
   /** The instance's secondary loses power (a rejoin of a node that is not up). */
   'secondaryDies',
   /** A paused copy of the instance stands on its secondary (a returning node that started it). */
@@ -147,6 +153,14 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
       if (n !== undefined) n.unreachable = true;
       return;
     }
+    case 'sourceIsolated': {
+      const n = world.nodes[config.primaryNode];
+      if (n === undefined || n.down || n.isolatedSince !== null) return;
+      n.unreachable = true;
+      n.isolatedSince = world.time;
+      for (const r of Object.values(world.resources)) if (r.nodes.includes(config.primaryNode)) isolate(r);
+      return;
+    }
     case 'secondaryDies':
       if (config.secondaryNode !== null) killNode(world, config.secondaryNode, false);
       return;
@@ -217,4 +231,5 @@ export function reviveNode(world: World, node: string): void {
   if (n === undefined) throw new Error(`unknown node ${node}`);
   n.down = false;
   n.unreachable = false;
+  n.isolatedSince = null;
 }

@@ -52,6 +52,11 @@ export const Resource = z.object({
   newGeneration: z.array(NodeName).default([]),
   /** The replication link is down until then (a network failure); DRBD reconnects by itself after. */
   linkDownUntil: z.number().nullable(),
+  /**
+   * DRBD 9's `quorum majority` with a diskless tiebreaker connected to both nodes (and
+   * `on-no-quorum io-error`): a node cut off from both cannot write (see quorumOf).
+   */
+  quorum: z.boolean().default(false),
   /** A resync rate of its own (a congested link) until slowUntil, or null for the cluster's. */
   resyncKiBps: z.number().positive().nullable(),
   slowUntil: z.number().nullable(),
@@ -165,6 +170,12 @@ export const World = z
         down: z.boolean().default(false),
         /** Its management network is cut: it answers nothing, but runs on, DRBD connected. */
         unreachable: z.boolean().default(false),
+        /**
+         * Since when it is cut off from every network, management, replication and the tiebreaker,
+         * while it runs on (null: it is not). With quorum it cannot write, and a quorum-lost handler
+         * stops its guests after the instance's selfFenceMs.
+         */
+        isolatedSince: z.number().nullable().default(null),
         /** Marked for maintenance in the config: nothing new is placed there. */
         drained: z.boolean().default(false),
       }),
@@ -235,6 +246,10 @@ export interface InstanceSpec {
   adminState?: 'up' | 'down';
   /** Start with this much unsynchronised data on the secondary, to watch a resync. */
   outOfSyncMiB?: number;
+  /** DRBD 9 quorum with a diskless tiebreaker on its resources (see Resource.quorum). */
+  quorum?: boolean;
+  /** What the instance's config says its self-fence bound is (InstanceConfig.selfFenceMs). */
+  selfFenceMs?: number | null;
   /** A busy guest: MiB/s it dirties, over a working set of workingSetMiB (default a quarter of its memory). */
   dirtyMiBps?: number;
   workingSetMiB?: number;
@@ -285,6 +300,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       hypervisorVersion: n.hypervisorVersion ?? '9.2.0',
       down: false,
       unreachable: false,
+      isolatedSince: null,
       drained: n.drained ?? false,
     };
     world.storage[name] = { name: DEFAULT_VOLUME_GROUP, sizeMiB: n.diskMiB ?? DEFAULT_VG_MIB, volumes: {} };
@@ -323,6 +339,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           dirtyKiB: {},
           newGeneration: [],
           linkDownUntil: null,
+          quorum: i.quorum ?? false,
           resyncKiBps: null,
           slowUntil: null,
         };
@@ -354,6 +371,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       migrationMode: i.migrationMode ?? 'live',
       adminState: i.adminState ?? 'up',
       formerSecondary: null,
+      selfFenceMs: i.selfFenceMs ?? null,
     };
     world.commits[i.name] = 0;
     if (i.dirtyMiBps !== undefined && i.dirtyMiBps > 0) {

@@ -96,15 +96,21 @@ export function rejoinedProblems(view: WorldView): string[] {
   return problems;
 }
 
-const comparable = (v: WorldView) =>
+/**
+ * What a run that touched nothing leaves as it found, on the nodes it could reach: one that is down or
+ * cut off answers no call, and changes by itself (a quorum-lost handler stops its guest).
+ */
+const comparable = (v: WorldView, gone: ReadonlySet<string>) =>
   JSON.stringify({
-    instance: v.instance,
+    instance: Object.fromEntries(Object.entries(v.instance).filter(([n]) => !gone.has(n))),
     config: [v.configPrimary, v.configSecondary],
     disks: Object.fromEntries(
-      Object.entries(v.disks).map(([n, ds]) => [
-        n,
-        ds.map((d) => [d.role, d.connection, d.diskState, d.peerDiskState, d.allowTwoPrimaries]),
-      ]),
+      Object.entries(v.disks)
+        .filter(([n]) => !gone.has(n))
+        .map(([n, ds]) => [
+          n,
+          ds.map((d) => [d.role, d.connection, d.diskState, d.peerDiskState, d.allowTwoPrimaries]),
+        ]),
     ),
     shared: v.shared ?? null,
   });
@@ -144,7 +150,9 @@ export function outcomeProblems(out: ProtocolOutput, before: WorldView, after: W
  * UpToDate copies as it found. A run that ends asking for a person says what is left instead.
  */
 export function redundancyProblems(out: ProtocolOutput, before: WorldView, after: WorldView): string[] {
-  if (out.outcome === 'needsCleanup' || out.outcome === 'failed') return [];
+  // A refusal touched nothing (outcomeStateProblems holds it to that); what the world did meanwhile
+  // (a cut-off primary writing on alone) is not the run's.
+  if (out.outcome === 'needsCleanup' || out.outcome === 'failed' || out.outcome === 'rejected') return [];
   if (before.copies === undefined || after.copies === undefined) return [];
   return before.copies.flatMap((n, i) => {
     const now = after.copies![i] ?? 0;
@@ -216,8 +224,10 @@ function outcomeStateProblems(out: ProtocolOutput, before: WorldView, after: Wor
           ? []
           : [`cleaned but says ${out.primaryNode}, config names ${after.configPrimary}`]),
       ];
-    case 'rejected':
-      return comparable(before) === comparable(after) ? [] : ['rejected but the world changed'];
+    case 'rejected': {
+      const gone = new Set([...(before.down ?? []), ...(after.down ?? [])]);
+      return comparable(before, gone) === comparable(after, gone) ? [] : ['rejected but the world changed'];
+    }
     case 'needsCleanup':
     case 'failed':
       return out.error && (out.left?.length ?? 0) > 0

@@ -83,6 +83,8 @@ function vertexOf(snapshot: AnyMachineSnapshot): string {
     c.commit.done,
     c.commit.failed,
     at('checkingPrereqs') && (c.found.probe?.error ?? c.found.probe?.state ?? null),
+    // A failover whose config gives a self-fence bound may take the target's quorum as its proof.
+    at('checkingPrereqs') && (c.config?.selfFenceMs ?? null) !== null,
     c.commit.configUnknown,
     at('committing') && c.commit.attempts,
     c.repair.abortTried,

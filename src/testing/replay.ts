@@ -49,6 +49,7 @@ const START_CRASH: Record<
 /** Things that happen to nodes, not to the instance's steps. */
 const NODE_EVENTS = new Set<Perturbation>([
   'sourceDies',
+  'sourceIsolated',
   'sourceWritesAloneAndDies',
   'sourceUnreachable',
   'secondaryDies',

@@ -83,6 +83,8 @@ const disk = (
   allowTwoPrimaries: false,
   syncPercent: null,
   outOfSyncKiB: 0,
+  quorum: 'off',
+  mayPromote: null,
   ...extra,
 });
 
@@ -165,6 +167,15 @@ const aloneDisks = (c: ProtocolContext, role: 'Primary' | 'Secondary', extra: Pa
   );
 const targetDisks = (c: ProtocolContext, extra: Partial<DiskStatus>) => aloneDisks(c, 'Secondary', extra);
 
+const checkingPeer = inState('checkingPrereqs.checkingPeer');
+const checkingQuorum = inState('checkingPrereqs.checkingQuorum');
+/** The config read gives a self-fence bound (the 'quorate' answer). */
+const quorate = (s: AnyMachineSnapshot) =>
+  ((s.context as ProtocolContext).config?.selfFenceMs ?? null) !== null;
+const SELF_FENCE_MS = 30_000;
+/** The demo's instances on DRBD 9 resources with quorum (a tiebreaker) and a self-fence bound. */
+const QUORATE = (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, quorum: true, selfFenceMs: SELF_FENCE_MS }));
+
 /** The read-back after a failed commit write. */
 const confirmingCommit = inState('committing.confirming');
 
@@ -213,6 +224,14 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
           instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, diskTemplate: 'blockdev' as const })),
         },
       },
+    },
+    {
+      // Failover on DRBD 9 with quorum and a self-fence bound: the target's kernel can prove a
+      // silent source cannot write.
+      name: 'quorate',
+      applies: (s) => failingOver(s) && !confirmingCommit(s),
+      output: (c) => ({ ...config(c), selfFenceMs: SELF_FENCE_MS }),
+      recipe: { spec: { instances: QUORATE } },
     },
     {
       // Failover: stopped by the operator; it stays stopped on its new primary.
@@ -448,6 +467,14 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       perturb: 'sourceDies',
     },
     {
+      // Failover, DRBD 9 with quorum: the source is cut off from everything and runs on, unable to
+      // write; its handler stops the guest within the config's bound.
+      name: 'isolated',
+      output: () => ({ reachable: false, error: 'isolated', state: null }),
+      applies: (s) => failingOver(s) && quorate(s),
+      perturb: 'sourceIsolated',
+    },
+    {
       // Failover: the source's management network is cut; it runs on, DRBD still connected.
       name: 'cutOff',
       output: () => ({ reachable: false, error: 'cut off', state: null }),
@@ -513,13 +540,32 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
     {
       name: 'peerLost',
       output: (c) => targetDisks(c, {}),
-      applies: (s) => probed(s, 'down') && !surveying(s),
+      applies: (s) => probed(s, 'down') && checkingPeer(s),
+    },
+    {
+      // The same with quorum: the target holds it, and may promote.
+      name: 'peerLostQuorate',
+      output: (c) => targetDisks(c, { quorum: 'held', mayPromote: true }),
+      applies: (s) => probed(s, 'down') && quorate(s) && !surveying(s),
+    },
+    {
+      // The source cut off from everything: the target holds quorum without it, and may promote.
+      name: 'quorumHeld',
+      output: (c) => targetDisks(c, { quorum: 'held', mayPromote: true }),
+      applies: (s) => probed(s, 'isolated') && !surveying(s),
+    },
+    {
+      // A self-fence bound in the config, but resources without quorum: silence proves nothing.
+      name: 'noQuorum',
+      output: (c) => targetDisks(c, {}),
+      applies: (s) => checkingQuorum(s) && (probed(s, 'down') || probed(s, 'isolated')),
+      recipe: { spec: { instances: QUORATE.map((i) => ({ ...i, quorum: false })) } },
     },
     {
       // The target was still catching up when its peer died.
       name: 'stale',
       output: (c) => targetDisks(c, { diskState: 'Inconsistent' }),
-      applies: (s) => probed(s, 'down') && !surveying(s),
+      applies: (s) => probed(s, 'down') && checkingPeer(s),
       recipe: { spec: { instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, outOfSyncMiB: 100 })) } },
     },
     {

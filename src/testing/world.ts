@@ -16,12 +16,19 @@ import {
 } from '../sim/index.js';
 import type { Recipe } from './variants.js';
 
-/** Nodes of the resource's link that are up and hold all of its data (see WorldView.copies). */
-function upToDateCopies(world: { nodes: Record<string, { down: boolean }> }, r: Resource): number {
+/** Powered off, or cut off from every network: nothing reaches what it holds. */
+const gone = (world: { nodes: Record<string, { down: boolean; isolatedSince: number | null }> }, n: string) =>
+  world.nodes[n]?.down === true || (world.nodes[n]?.isolatedSince ?? null) !== null;
+
+/** Nodes of the resource's link that are reachable and hold all of its data (see WorldView.copies). */
+function upToDateCopies(
+  world: { nodes: Record<string, { down: boolean; isolatedSince: number | null }> },
+  r: Resource,
+): number {
   const movedOn = (n: string) => (r.dirtyKiB[n] ?? 0) > 0 || r.newGeneration.includes(n);
   return r.nodes.filter((n) => {
     const peer = r.nodes.find((p) => p !== n)!;
-    return world.nodes[n]?.down !== true && r.local[n]?.diskState === 'UpToDate' && !movedOn(peer);
+    return !gone(world, n) && r.local[n]?.diskState === 'UpToDate' && !movedOn(peer);
   }).length;
 }
 
@@ -37,7 +44,10 @@ export interface WorldView {
   disks: Record<string, DiskStatus[]>;
   /** Shared-storage disks: how each node has each disk open (null: closed). Absent for DRBD. */
   shared?: Record<string, SharedOpen[]>;
-  /** Nodes of the instance that are down (powered off): they run nothing and hold no disk. */
+  /**
+   * Nodes of the instance that are down (powered off) or cut off from every network: nothing reaches
+   * them, and their peer runs degraded until they come back.
+   */
   down?: string[];
   /** A replaced secondary whose copies the config keeps as still to be removed. */
   configFormerSecondary?: string | null;
@@ -79,7 +89,7 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
   for (const node of nodes) {
     disks[node] =
       config.diskTemplate === 'drbd'
-        ? config.disks.map((d) => statusOf(resourceOf(world, d.resource), node))
+        ? config.disks.map((d) => statusOf(world, resourceOf(world, d.resource), node))
         : [];
   }
   // A node outside the config's pair with a device of the instance (a replace's new or old copy).
@@ -87,7 +97,8 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
     for (const node of Object.keys(world.nodes)) {
       if (nodes.includes(node)) continue;
       const held = config.disks.filter((d) => world.resources[d.resource]?.local[node] !== undefined);
-      if (held.length > 0) disks[node] = held.map((d) => statusOf(resourceOf(world, d.resource), node));
+      if (held.length > 0)
+        disks[node] = held.map((d) => statusOf(world, resourceOf(world, d.resource), node));
     }
   const shared: Record<string, SharedOpen[]> = {};
   for (const node of nodes) {
@@ -102,7 +113,7 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
     const vm = vms[instance];
     if (vm !== undefined) running[node] = vm.state;
   }
-  const down = nodes.filter((n) => world.nodes[n]?.down === true);
+  const down = nodes.filter((n) => gone(world, n));
   const leftovers: string[] = [];
   for (const [node, vg] of Object.entries(world.storage)) {
     if (nodes.includes(node)) continue;

@@ -1,10 +1,11 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ClusterFile } from '../../src/cluster/index.js';
+import { QmpSession } from '../../src/drivers/qmp.js';
 import { SshNode } from '../../src/ssh/index.js';
 import {
   buildTicker,
@@ -121,6 +122,11 @@ export interface DrbdTestbed {
   ): Promise<{ stdout: string; stderr: string; code: number }>;
   /** Brings a resource up as an operator would: in sync, node-a primary, the ticker on it. */
   up(resource: string, minor: number): Promise<void>;
+  /**
+   * Cuts a node off, or takes it back, from outside (its QEMU's QMP `set_link`): its DRBD links and,
+   * with `management`, its management link too (then nothing reaches it, SSH included).
+   */
+  setLinks(node: NodeName, up: boolean, management: boolean): Promise<void>;
   /** The node VM loses power (SIGKILL by its pidfile): no shutdown, its disk as the crash left it. */
   powerOff(node: NodeName): void;
   /** The node VM boots again from the same disk; resolves once sshd listens. */
@@ -177,7 +183,9 @@ export const drbdWait = (kernel: DrbdKernel, what: 'connect' | 'sync', resource:
 /**
  * The resources as an operator sets them up, without two primaries (the library turns them on and
  * off). DRBD 9's is written as LINSTOR writes its resource files: node-ids, volumes, the addresses in
- * a connection section, and auto-promote off (a Secondary's open must not promote it).
+ * a connection section per pair, auto-promote off (a Secondary's open must not promote it), quorum
+ * with node-c as the diskless tiebreaker and I/O errors without it, and a quorum-lost handler that
+ * stops the instance and demotes (vm/quorum-lost: the self-fence a failover may wait out).
  */
 function resourceFile(kernel: DrbdKernel): string {
   const resources = [
@@ -195,7 +203,8 @@ ${ab.ends.map((n) => `  on ${n} { device /dev/drbd${r.minor}; disk ${r.disk}; ad
 }
 `
         : `resource ${r.name} {
-  options { auto-promote no; }
+  options { auto-promote no; quorum majority; on-no-quorum io-error; }
+  handlers { quorum-lost "/usr/lib/drbd-migrate/quorum-lost"; }
   disk { c-plan-ahead 0; resync-rate 100M; }
   net { protocol C; }
 ${testbedNodes(kernel)
@@ -310,6 +319,8 @@ export async function startDrbdTestbed(dir: string, kernel: DrbdKernel = '8.4'):
         'chardev:con',
         '-pidfile',
         pidfile,
+        '-qmp',
+        `unix:${join(dir, `${node}.qmp`)},server=on,wait=off`,
         '-daemonize',
         ...disks,
         ...nics,
@@ -359,6 +370,9 @@ export async function startDrbdTestbed(dir: string, kernel: DrbdKernel = '8.4'):
               ...(kernel === '9' ? { nodeIds: DISK_NODE_IDS } : {}),
             },
           ],
+          // DRBD 9's quorum-lost handler stops the guest once the cut-off node notices (DRBD's ping
+          // interval and timeout, seconds) and the handler ran: 20 s covers both here.
+          ...(kernel === '9' ? { selfFenceMs: 20_000 } : {}),
         },
       ],
       // Everything runs under TCG here, the nested QEMU inside TCG: generous step deadlines.
@@ -405,7 +419,22 @@ export async function startDrbdTestbed(dir: string, kernel: DrbdKernel = '8.4'):
       killByPidfile(join(dir, `${node}.pid`));
     };
     const powerOn = (node: NodeName) => booted(node, vm(node));
-    return { dir, clusterPath, cluster, nodes, exec, up, powerOff, powerOn, stop };
+    const setLinks: DrbdTestbed['setLinks'] = async (node, on, management) => {
+      const socket = connect(join(dir, `${node}.qmp`));
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      const qmp = await new QmpSession(socket, `${node}'s QEMU`).open();
+      try {
+        const ids = links
+          .filter((l) => (l.ends as readonly NodeName[]).includes(node))
+          .map((l) => `drbd${l.id}`);
+        for (const name of [...ids, ...(management ? ['mgmt'] : [])]) {
+          await qmp.execute('set_link', { name, up: on });
+        }
+      } finally {
+        socket.destroy();
+      }
+    };
+    return { dir, clusterPath, cluster, nodes, exec, up, setLinks, powerOff, powerOn, stop };
   } catch (error) {
     stop();
     throw error;

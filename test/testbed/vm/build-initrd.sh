@@ -41,6 +41,7 @@ done
 
 cp "$here/init" "$R/init"
 chmod +x "$R/init"
+mkdir -p "$R/usr/lib/drbd-migrate" && cp "$here/quorum-lost" "$R/usr/lib/drbd-migrate/"
 cp "$work"/ssh/host_node-? "$work/ssh/authorized_keys" "$R/etc/ssh/"
 chmod 600 "$R"/etc/ssh/host_node-*
 cp "$work/drbd.conf" "$R/etc/drbd.conf"
