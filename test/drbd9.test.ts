@@ -254,6 +254,14 @@ describe('a cluster file with DRBD 9 nodes', () => {
     );
   });
 
+  it('refuses an instance on a mixed pair: 8.4 and 9.2 cannot connect', () => {
+    const f = file({ 'node-a': 0, 'node-b': 1 });
+    const mixed = { ...f, nodes: f.nodes.map((n) => (n.name === 'node-b' ? { ...n, drbd: '8.4' } : n)) };
+    expect(ClusterFile.safeParse(mixed).error?.issues[0]?.message).toMatch(
+      /node-a and node-b run different DRBD \(8\.4 and 9\): their resources cannot connect \(DRBD 9\.2 speaks protocols 118-123, 8\.4 86-101\)/,
+    );
+  });
+
   it('takes a self-fence bound on DRBD 9 only (quorum is DRBD 9’s)', () => {
     const ids = { 'node-a': 0, 'node-b': 1 };
     const withBound = (drbd: string) => {

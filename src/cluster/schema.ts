@@ -214,6 +214,17 @@ export const ClusterFile = z
         if (!nodes.has(inst[key]))
           ctx.addIssue({ code: 'custom', path: at(key), message: `${inst[key]} is not a node of this file` });
       }
+      // A mixed pair cannot replicate: DRBD 9.2 speaks protocols 118-123, 8.4 86-101 (/proc/drbd of each).
+      const families = new Set(
+        [inst.primary, inst.secondary].map((n) => file.nodes.find((x) => x.name === n)?.drbd),
+      );
+      if (inst.storage === 'drbd' && families.size > 1) {
+        ctx.addIssue({
+          code: 'custom',
+          path: at('secondary'),
+          message: `${inst.primary} and ${inst.secondary} run different DRBD (8.4 and 9): their resources cannot connect (DRBD 9.2 speaks protocols 118-123, 8.4 86-101); upgrade both nodes of ${inst.name} before it is moved`,
+        });
+      }
       // Quorum, and so a self-fence bound, exist on DRBD 9 only.
       if (
         inst.selfFenceMs !== undefined &&
