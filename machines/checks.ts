@@ -164,6 +164,9 @@ export function checkDiskConsistency(
       if (d.allowTwoPrimaries) {
         return `Disk ${d.minor} (${d.resource}) on ${node} is still in dual-master mode: a previous migration did not finish; ${cleanupHint(instance)}`;
       }
+      if (d.autoPromote) {
+        return `Disk ${d.minor} (${d.resource}) on ${node} promotes itself when opened (DRBD 9's auto-promote): a QEMU opening it would make it Primary outside the dual-master window; set 'options { auto-promote no; }' in its resource file, run 'drbdadm adjust ${d.resource}' on both nodes, and migrate again`;
+      }
       const expected = node === source ? 'Primary' : 'Secondary';
       if (d.role !== expected) {
         return `Disk ${d.minor} (${d.resource}) is ${d.role} on ${node}, expected ${expected}; ${cleanupHint(instance)}`;

@@ -182,6 +182,11 @@ export const DiskStatus = z.object({
    * null where the driver cannot read it (8.4).
    */
   mayPromote: z.boolean().nullable().default(null),
+  /**
+   * DRBD 9's auto-promote (its default): the device promotes itself when opened, outside any window
+   * the library opens. Always false on 8.4, which has none.
+   */
+  autoPromote: z.boolean().default(false),
 });
 export type DiskStatus = z.infer<typeof DiskStatus>;
 

@@ -130,6 +130,7 @@ describe('parsing recorded drbdsetup-84 output', () => {
       outOfSyncKiB: 0,
       quorum: 'off',
       mayPromote: null,
+      autoPromote: false,
     };
     expect(parse('primary-connected.events2', 'single-master.show', 'primary-connected.status')).toEqual({
       ...base,

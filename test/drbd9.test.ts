@@ -8,6 +8,7 @@ import { ClusterFile } from '../src/cluster/index.js';
 import { drbd9, parseStatusJson, parseSyncStatusJson } from '../src/drivers/drbd9.js';
 import type { DrbdLink } from '../src/drivers/drbd84.js';
 import { drbdFamilyProblem, parseNodeInfo } from '../src/drivers/node.js';
+import { createSimCluster, runMigration } from '../src/index.js';
 import { shellLine } from '../src/ssh/shell.js';
 import { tempDir } from './tmp.js';
 
@@ -102,6 +103,7 @@ describe('DRBD 9 status --json (recorded from DRBD 9.2.16 on the VM testbed, tes
       outOfSyncKiB: 0,
       quorum: 'off',
       mayPromote: null,
+      autoPromote: false,
     });
     expect(parseSyncStatusJson(fixture('primary-connected.json'), 1)).toEqual({
       syncing: false,
@@ -336,5 +338,31 @@ describe('the loaded DRBD module against the cluster file', () => {
     );
     expect(drbdFamilyProblem('node-a', '9', facts('version: 9.2.16 (api:2/proto:118-123)\n'))).toBeNull();
     expect(drbdFamilyProblem('node-a', '8.4', facts(''))).toBeNull();
+  });
+});
+
+describe('DRBD 9 auto-promote, read from the kernel and refused by a migration', () => {
+  const fixture = (name: string) =>
+    readFileSync(fileURLToPath(new URL(`fixtures/drbd9/${name}`, import.meta.url)), 'utf8');
+
+  it('is off where the resource file says so (show prints it), on where show is silent (the default)', () => {
+    expect(
+      parseStatusJson(fixture('primary-connected.json'), fixture('single-master.show'), 0, 1).autoPromote,
+    ).toBe(false);
+    const silent = fixture('single-master.show').replace(/^\s*auto-promote\s+no;\n/m, '');
+    expect(parseStatusJson(fixture('primary-connected.json'), silent, 0, 1).autoPromote).toBe(true);
+  });
+
+  it('a migration refuses a disk that promotes itself when opened; nothing touched', async () => {
+    const sim = createSimCluster();
+    const r = sim.world.resources['web1-disk1']!;
+    r.autoPromote = true;
+    const before = JSON.stringify(sim.snapshot().resources);
+    const out = await runMigration({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(
+      /Disk 1 \(web1-disk1\) on node-b promotes itself when opened \(DRBD 9's auto-promote\).*auto-promote no/,
+    );
+    expect(JSON.stringify(sim.snapshot().resources)).toBe(before);
   });
 });

@@ -205,7 +205,7 @@ function clusterDoc(): string {
     'testbed writes them (test/testbed/drbd.ts):',
     '',
     "- `options { auto-promote no; }`: with it on (DRBD 9's default) a QEMU opening the device promotes it, outside",
-    '  the dual-master window the library opens and closes (not yet checked by the prerequisites).',
+    '  the dual-master window the library opens and closes; a migration refuses a disk with it on, on either node.',
     '- Two primaries never set in the file: the library allows them on the migrating connection only, for the',
     '  window (LINBIT/linstor-proxmox#47 and apache/cloudstack#9560 are what a permanent setting costs).',
     '- For a failover that takes quorum as its proof (`selfFenceMs`): `options { quorum majority; on-no-quorum',

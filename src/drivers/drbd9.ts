@@ -178,6 +178,8 @@ export function parseStatusJson(
     syncPercent: syncing ? Math.min(100, peerDevice?.['percent-resync-done'] ?? 0) : null,
     outOfSyncKiB: peerDevice?.['out-of-sync'] ?? 0,
     quorum: !quorumConfigured(show) ? 'off' : device.quorum === false ? 'lost' : 'held',
+    // show prints only what differs from the default, and auto-promote's default is yes.
+    autoPromote: !/^\s*auto-promote\s+no;/m.test(show),
     mayPromote: events === undefined ? null : mayPromoteOf(events),
   });
 }

@@ -241,6 +241,7 @@ export function statusOf(world: World, r: Resource, node: string): DiskStatus {
       syncing && r.syncTotalKiB > 0 ? Math.floor(1000 * (1 - r.outOfSyncKiB / r.syncTotalKiB)) / 10 : null,
     outOfSyncKiB: Math.round(r.outOfSyncKiB + (r.dirtyKiB[node] ?? 0)),
     ...quorumOf(world, r, node),
+    autoPromote: r.autoPromote,
   };
 }
 
@@ -327,5 +328,6 @@ function unlinkedStatus(world: World, r: Resource, node: string): DiskStatus {
     syncPercent: null,
     outOfSyncKiB: 0,
     ...quorumOf(world, r, node),
+    autoPromote: r.autoPromote,
   };
 }

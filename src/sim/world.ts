@@ -57,6 +57,8 @@ export const Resource = z.object({
    * `on-no-quorum io-error`): a node cut off from both cannot write (see quorumOf).
    */
   quorum: z.boolean().default(false),
+  /** DRBD 9's auto-promote left on (its default): a misconfigured resource, refused by a migration. */
+  autoPromote: z.boolean().default(false),
   /** A resync rate of its own (a congested link) until slowUntil, or null for the cluster's. */
   resyncKiBps: z.number().positive().nullable(),
   slowUntil: z.number().nullable(),
@@ -340,6 +342,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           newGeneration: [],
           linkDownUntil: null,
           quorum: i.quorum ?? false,
+          autoPromote: false,
           resyncKiBps: null,
           slowUntil: null,
         };

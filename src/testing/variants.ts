@@ -85,6 +85,7 @@ const disk = (
   outOfSyncKiB: 0,
   quorum: 'off',
   mayPromote: null,
+  autoPromote: false,
   ...extra,
 });
 
