@@ -1,5 +1,11 @@
 import { and, not } from 'xstate';
-import { checkFailoverConfig, checkPeerLost, checkQuorumProof, checkTargetUpToDate, locate } from './checks.js';
+import {
+  checkFailoverConfig,
+  checkPeerLost,
+  checkQuorumProof,
+  checkTargetUpToDate,
+  locate,
+} from './checks.js';
 import type { DiskStatus, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
 import { commitPrimary, survey } from './flows.js';
@@ -165,7 +171,8 @@ export const failoverMachine = protocol.createMachine({
           description:
             'The source does not answer and nobody said it is down: the target’s kernel must prove it cannot write (DRBD quorum held without it, may_promote) on every disk, its own data UpToDate.',
           rules: [4, 7],
-          says: (c) => `* node ${c.source} does not answer; asking ${c.target}'s DRBD whether it can still write`,
+          says: (c) =>
+            `* node ${c.source} does not answer; asking ${c.target}'s DRBD whether it can still write`,
           input: (c) => ({ instance: c.instance, node: c.target, disks: c.disks }),
           problem: (c, disks) => checkQuorumProof(disks, c.instance, c.source, c.target),
           next: 'awaitingSelfFence',

@@ -196,7 +196,7 @@ function clusterDoc(): string {
     '',
     'Checked beyond the fields: node names unique; instances name nodes of the file, two different ones; a resource,',
     'a DRBD minor or port used once per node; every node pins its host key (`hostKey`) or names a `knownHosts` file,',
-    'since a host key is never trusted on first use. An instance\'s two nodes run the same DRBD: 8.4 and 9.2 cannot',
+    "since a host key is never trusted on first use. An instance's two nodes run the same DRBD: 8.4 and 9.2 cannot",
     'connect (their protocols, 86–101 and 118–123, do not meet), so a mixed pair is refused.',
     '',
     '## DRBD 9 resources',
