@@ -532,9 +532,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         await expectSingleMaster('node-a');
       }, 300_000);
 
-      it.skipIf(kernel !== '9')(
-        'node-a cut off from every network while its guest runs → failover without the operator’s word (node-b holds quorum) → node-a stops its guest itself → links back → rejoin (what node-a wrote alone, at most an in-flight tick, discarded) → migrate back',
-        async () => {
+      // DRBD 9 only (8.4 has no quorum): not registered for 8.4 rather than skipped.
+      if (kernel === '9')
+        it('node-a cut off from every network while its guest runs → failover without the operator’s word (node-b holds quorum) → node-a stops its guest itself → links back → rejoin (what node-a wrote alone, at most an in-flight tick, discarded) → migrate back', async () => {
           const stateDir = tempDir('drbd-migrate-state-');
           const common = ['--cluster', tb.clusterPath, '--state-dir', stateDir];
           expect(await qemuRuns('node-a')).toBe(true);
@@ -584,9 +584,7 @@ export function drbdVmSuite(kernel: DrbdKernel) {
           const home = await cli(['migrate', 'web1', ...common]);
           expect(home.code).toBe(0);
           await expectSingleMaster('node-a');
-        },
-        300_000,
-      );
+        }, 300_000);
 
       it('evacuates node-a: two instances on two DRBD resources, both copies at once, each guest counting on node-b', async () => {
         // The second instance, set up as an operator would: its resource up and in sync, node-a primary.

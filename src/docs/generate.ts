@@ -100,7 +100,7 @@ function safetyDoc(): string {
     4: 'Nothing is promoted before Connected and UpToDate/UpToDate on every disk.',
     5: 'Every wait is bounded (total and no-progress deadlines).',
     6: 'Bad input gets a clear error before any node is touched; nothing reaches a shell unvalidated or unquoted.',
-    7: 'An instance is started on a node whose peer may still run it only with proof that the peer is down; a node that comes back never overwrites what the survivor wrote. (`--ignore-consistency` is the one exception, and only with the source down: it is refused while the source answers, and a failover that uses it warns what may be lost.)',
+    7: "An instance is started on a node whose peer may still run it only with proof that the peer is down; a node that comes back never overwrites what the survivor wrote. (`--ignore-consistency` is the one exception, and only with the source down: it is refused while the source answers, and a failover that uses it warns what may be lost.) The proof is the operator's word (`--source-is-down`) with the node silent and its DRBD peer lost; or, on DRBD 9 with quorum and a `selfFenceMs` in the cluster file, the target's own kernel holding quorum without the node and saying it may promote, with the node's self-fence bound waited out before the start.",
     8: 'No path lowers the number of UpToDate copies of a disk below what it found, except inside a window the run announces before it opens (DRBD 8.4’s secondary change).',
     9: 'One run at a time per instance, whichever runtime starts it.',
   };
