@@ -57,15 +57,27 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 
 /**
  * LINBIT's DRBD 9 source tarball: DRBD_MIGRATE_DRBD9_SOURCE, else the one drbd-9*.tar.gz in
- * ../shared/drbd9/ beside the checkout (where CI keeps it, read-only). Null when there is none.
+ * ../shared/drbd9/ beside the checkout (where CI keeps it, read-only), or beside the local
+ * repository it was cloned from (a clone made in a temporary folder). Null when there is none.
  */
 export function drbd9Source(): string | null {
   const given = process.env.DRBD_MIGRATE_DRBD9_SOURCE;
   if (given !== undefined && given !== '') return existsSync(given) ? resolve(given) : null;
-  const folder = resolve(here, '../../../shared/drbd9');
-  if (!existsSync(folder)) return null;
-  const tarballs = readdirSync(folder).filter((f) => /^drbd-9.*\.tar\.gz$/.test(f));
-  return tarballs.length === 1 ? join(folder, tarballs[0]!) : null;
+  const checkout = resolve(here, '../..');
+  const origin = spawnSync('git', ['-C', checkout, 'config', '--get', 'remote.origin.url'], {
+    encoding: 'utf8',
+  });
+  const bases = [
+    checkout,
+    ...(origin.status === 0 && origin.stdout.startsWith('/') ? [origin.stdout.trim()] : []),
+  ];
+  for (const base of bases) {
+    const folder = resolve(base, '../shared/drbd9');
+    if (!existsSync(folder)) continue;
+    const tarballs = readdirSync(folder).filter((f) => /^drbd-9.*\.tar\.gz$/.test(f));
+    if (tarballs.length === 1) return join(folder, tarballs[0]!);
+  }
+  return null;
 }
 
 /** Why the DRBD VMs cannot start here, or null. In CI that is a failure, never a skip. */
