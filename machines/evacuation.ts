@@ -410,15 +410,6 @@ function followUpOf(planned: Planned, result: InstanceResult, scope: Scope, node
           resumed: false,
         };
   }
-  // A replace that could not remove the old copies here (the node did not answer then): its repair,
-  // once, removes them now, or says again that they stay.
-  if (
-    planned.operation === 'changeSecondary' &&
-    planned.repair !== true &&
-    result.outcome === 'replaced' &&
-    result.formerSecondary === node
-  )
-    return { ...planned, resumed: false, repair: true };
   if (!halfDone) return null;
   // A replace has its own repair, run once: it finishes one past its commit and undoes one before.
   if (planned.operation === 'changeSecondary')

@@ -127,7 +127,7 @@ export const ClusterInstance = z
       .positive()
       .optional()
       .describe(
-        'DRBD 9 with quorum only: within how many ms a node that lost quorum stops this instance itself (a quorum-lost handler, see cluster.md). With it a failover takes the target’s quorum as proof that a silent source cannot write, and waits this long before starting the instance; without it --source-is-down is needed.',
+        'DRBD 9 with quorum only: within how many ms a node that lost quorum stops this instance itself (a quorum-lost handler, see cluster.md), counted from when the target sees it gone: the node’s own, possibly later, detection (DRBD’s ping interval and timeout) and the handler must fit in it. With it a failover takes the target’s quorum as proof that a silent source cannot write, and waits this long before starting the instance; without it --source-is-down is needed.',
       ),
     memoryMiB: z.number().int().positive().describe('Its memory, MiB.'),
     minMemoryMiB: z

@@ -150,9 +150,11 @@ export function outcomeProblems(out: ProtocolOutput, before: WorldView, after: W
  * UpToDate copies as it found. A run that ends asking for a person says what is left instead.
  */
 export function redundancyProblems(out: ProtocolOutput, before: WorldView, after: WorldView): string[] {
-  // A refusal touched nothing (outcomeStateProblems holds it to that); what the world did meanwhile
-  // (a cut-off primary writing on alone) is not the run's.
-  if (out.outcome === 'needsCleanup' || out.outcome === 'failed' || out.outcome === 'rejected') return [];
+  if (out.outcome === 'needsCleanup' || out.outcome === 'failed') return [];
+  // A refusal touched nothing (outcomeStateProblems holds it to that): where a node of the instance is
+  // down or cut off, what the world did meanwhile (a cut-off primary writing on alone) is not the run's.
+  const gone = (before.down?.length ?? 0) + (after.down?.length ?? 0) > 0;
+  if (out.outcome === 'rejected' && gone) return [];
   if (before.copies === undefined || after.copies === undefined) return [];
   return before.copies.flatMap((n, i) => {
     const now = after.copies![i] ?? 0;
