@@ -1,13 +1,31 @@
-import { assign, enqueueActions, fromCallback, setup } from 'xstate';
+import { assign, emit, enqueueActions, fromCallback, setup } from 'xstate';
 import { z } from 'zod';
 import { isSharedStorage } from './checks.js';
-import { type InstanceConfig, MigrationMode } from './contract.js';
-import { Convergence } from './convergence.js';
+import { type DirtyRate, type InstanceConfig, MigrationMode } from './contract.js';
+import { Convergence, DEFAULT_CONVERGENCE, MAX_BANDWIDTH_MIBPS } from './convergence.js';
+import {
+  DEFAULT_RESYNC_MIBPS,
+  type DrainForecast,
+  describeDrain,
+  forecastRun,
+  pickStartable,
+  type RunForecast,
+  type ScheduledRun,
+  scheduleLength,
+} from './drainForecast.js';
 import { errorText, unprovidedEffects } from './effects.js';
 import { issuesText } from './input.js';
 import { Limits } from './limits.js';
 import { InstanceName, NodeName } from './names.js';
-import { type Outcome, type ProtocolInput, type ProtocolOutput, VERDICTS, type Verdict } from './protocol.js';
+import { SAMPLE_PAGES } from './prediction.js';
+import {
+  type Outcome,
+  type ProtocolInput,
+  type ProtocolOutput,
+  VERDICTS,
+  type Verdict,
+  withDefaults,
+} from './protocol.js';
 
 /**
  * Draining a node (Ganeti's gnt-node migrate, Proxmox's migrateall): every instance whose primary is
@@ -51,6 +69,8 @@ export const EvacuationInputSchema = z
     deadlineMs: z.number().int().positive().max(2_147_483_647).optional(),
     limits: Limits.partial().optional(),
     convergence: Convergence.partial().optional(),
+    /** The rate a new secondary's resync reaches, MiB/s, for the forecast (default DRBD's c-max-rate, 100). */
+    resyncMiBps: z.number().positive().max(MAX_BANDWIDTH_MIBPS).optional(),
     /** A resumed evacuation: what ended before the crash, and what was under way (taken up first). */
     resumed: z
       .object({
@@ -157,8 +177,15 @@ export interface EvacuationOutput {
   /** Every instance the evacuation concerned, in the order it was planned (skipped ones first). */
   results: InstanceResult[];
   counts: { moved: number; failed: number; skipped: number; notStarted: number };
+  /** What the drain was predicted to take before it started (absent: it planned nothing to run). */
+  forecast?: DrainForecast;
   error?: string;
 }
+
+/** What a drain says of itself, beside its runs' own events: its measurements and its forecast. */
+export type EvacuationEmitted =
+  | { type: 'feedback'; message: string; level: 'info' | 'warning' }
+  | { type: 'forecast'; forecast: DrainForecast };
 
 export type EvacuationEvent =
   | { type: 'ABORT' }
@@ -193,6 +220,8 @@ export interface EvacuationContext {
   concurrency: number;
   perNode: number;
   request: Pick<ProtocolInput, 'mode' | 'allowFailover' | 'limits' | 'convergence'>;
+  /** The rate a new copy's resync reaches, MiB/s (the forecast's). */
+  resyncMiBps: number;
   scope: Scope;
   drain: boolean;
   /** Waiting to start, in order. */
@@ -209,6 +238,13 @@ export interface EvacuationContext {
   /** The deadline passed: only repairs of half-done runs still start. */
   closed: boolean;
   error: string | null;
+  /** The config of each instance planned (its memory, disks and migration mode predict its run). */
+  configs: Record<string, InstanceConfig>;
+  /** Guests still to measure before the drain is ordered and predicted, in order. */
+  toMeasure: string[];
+  /** Each guest's measured dirty rate (null: the measurement failed). */
+  rates: Record<string, DirtyRate | null>;
+  forecast: DrainForecast | null;
 }
 
 const MOVED = new Set<string>(['migrated', 'failedOver', 'replaced']);
@@ -219,7 +255,8 @@ const childId = (instance: string) => `instance:${instance}`;
  * orchestrator died come first (they hold the instance half-moved); then instances that are down
  * (a failover of a stopped instance copies nothing); then the rest largest first: the drain lasts as
  * long as its longest copies, and starting those first keeps the tail short (longest-processing-time
- * first). The scheduler passes over an instance whose target is full, so targets fill evenly.
+ * first). Once the guests are measured the queue is ordered again by predicted time (forecastDrain).
+ * The scheduler passes over an instance whose target is full, so targets fill evenly.
  */
 export function planEvacuation(
   node: string,
@@ -316,19 +353,23 @@ export function planEvacuation(
       });
     }
   }
-  // The primaries move first; the replaces of secondaries follow (the moves make more of them).
-  const rank = (p: Planned) =>
-    p.resumed || p.operation === 'cleanup' || p.repair === true
-      ? 0
-      : p.operation === 'failover'
-        ? 1
-        : p.operation === 'migration'
-          ? 2
-          : 3;
-  queue.sort(
-    (a, b) => rank(a) - rank(b) || b.memoryMiB - a.memoryMiB || a.instance.localeCompare(b.instance),
-  );
+  queue.sort(longestFirst());
   return { queue, skipped };
+}
+
+/**
+ * The queue's order: repairs of half-done runs first, then failovers (they copy nothing), then
+ * migrations, then replaces of secondaries (the moves make more of them); within each the longest
+ * first, by its predicted time once the drain has one, else by the memory to copy.
+ */
+function longestFirst(predicted: Record<string, number> = {}) {
+  const rank = (p: Planned) =>
+    isRepair(p) ? 0 : p.operation === 'failover' ? 1 : p.operation === 'migration' ? 2 : 3;
+  return (a: Planned, b: Planned) =>
+    rank(a) - rank(b) ||
+    (predicted[b.instance] ?? 0) - (predicted[a.instance] ?? 0) ||
+    b.memoryMiB - a.memoryMiB ||
+    a.instance.localeCompare(b.instance);
 }
 
 const PRIMARIES_ONLY: Scope = { primaries: true, secondaries: false, placements: {}, unplaced: {} };
@@ -374,17 +415,7 @@ function replacement(
 
 /** The runs that may start now: in queue order, each within the run's and every node's limit. */
 export function startable(context: EvacuationContext): Planned[] {
-  const running = Object.values(context.running);
-  const load = new Map<string, number>();
-  for (const r of running) for (const n of [r.source, r.target]) load.set(n, (load.get(n) ?? 0) + 1);
-  const picked: Planned[] = [];
-  for (const p of context.queue) {
-    if (running.length + picked.length >= context.concurrency) break;
-    if ([p.source, p.target].some((n) => (load.get(n) ?? 0) >= context.perNode)) continue;
-    picked.push(p);
-    for (const n of [p.source, p.target]) load.set(n, (load.get(n) ?? 0) + 1);
-  }
-  return picked;
+  return pickStartable(Object.values(context.running), context.queue, context.concurrency, context.perNode);
 }
 
 /**
@@ -530,8 +561,76 @@ export function evacuationOutput(context: EvacuationContext): EvacuationOutput {
     node: context.node,
     results,
     counts,
+    ...(context.forecast === null ? {} : { forecast: context.forecast }),
     ...(context.error === null ? {} : { error: context.error }),
   };
+}
+
+const policyOf = (context: EvacuationContext) =>
+  withDefaults(DEFAULT_CONVERGENCE, context.request.convergence);
+const stepTimeoutOf = (context: EvacuationContext) => context.request.limits?.stepTimeoutMs ?? 180_000;
+
+/** A migration whose copy is live (the caller's mode, else the instance's own default). */
+function liveCopy(context: EvacuationContext, p: Planned): boolean {
+  const config = context.configs[p.instance];
+  return (
+    p.operation === 'migration' &&
+    config !== undefined &&
+    (context.request.mode ?? config.migrationMode) === 'live'
+  );
+}
+
+/** The guests to measure before the drain starts: those of new live migrations, when predicting. */
+function guestsToMeasure(context: EvacuationContext, queue: Planned[]): string[] {
+  if (!policyOf(context).predict) return [];
+  return queue.filter((p) => !isRepair(p) && liveCopy(context, p)).map((p) => p.instance);
+}
+
+/**
+ * The queue ordered by its runs' predicted times (longest first within each rank), and the drain's
+ * forecast: every run, and the replace that follows a move when the drain takes the secondaries too.
+ */
+export function forecastDrain(context: EvacuationContext): {
+  queue: Planned[];
+  forecast: DrainForecast | null;
+} {
+  if (context.queue.length === 0) return { queue: context.queue, forecast: null };
+  const policy = policyOf(context);
+  const predict = (p: Planned, operation: Operation = p.operation, repair = isRepair(p)): RunForecast =>
+    forecastRun({
+      instance: p.instance,
+      operation,
+      repair,
+      config: context.configs[p.instance],
+      live: liveCopy(context, p),
+      rate: context.rates[p.instance],
+      policy,
+      resyncMiBps: context.resyncMiBps,
+    });
+  const own = new Map(context.queue.map((p) => [p.instance, predict(p)]));
+  const seconds = Object.fromEntries([...own].map(([instance, r]) => [instance, r.seconds]));
+  const queue = [...context.queue].sort(longestFirst(seconds));
+  const runs: RunForecast[] = [];
+  const scheduled = queue.map((p): ScheduledRun => {
+    const run = own.get(p.instance)!;
+    runs.push(run);
+    const placement = context.scope.placements[p.instance];
+    const moves = p.operation === 'migration' || p.operation === 'failover';
+    if (!context.scope.secondaries || !moves || isRepair(p) || placement === undefined)
+      return { instance: p.instance, source: p.source, target: p.target, seconds: run.seconds };
+    const replace = predict(p, 'changeSecondary', false);
+    runs.push(replace);
+    return {
+      instance: p.instance,
+      source: p.source,
+      target: p.target,
+      seconds: run.seconds,
+      followedBy: { instance: p.instance, source: p.target, target: placement, seconds: replace.seconds },
+    };
+  });
+  const limits = { concurrency: context.concurrency, perNode: context.perNode };
+  const length = scheduleLength(scheduled, limits.concurrency, limits.perNode).seconds;
+  return { queue, forecast: { seconds: length, runs, says: describeDrain(length, runs, limits) } };
 }
 
 /** What an InstanceRunner does for the evacuation: one instance's whole run, journaled as the runtime does it. */
@@ -581,21 +680,38 @@ export const evacuation = setup({
     input: {} as EvacuationInput,
     output: {} as EvacuationOutput,
     events: {} as EvacuationEvent,
+    emitted: {} as EvacuationEmitted,
   },
   actors: {
     listInstances: unprovidedEffects().listInstances,
     setNodeDrained: unprovidedEffects().setNodeDrained,
+    measureDirtyRate: unprovidedEffects().measureDirtyRate,
     instanceRun: notProvided,
   },
   guards: {
     badInput: ({ context }) => context.error !== null,
     drainMarked: ({ context }) => context.drain,
+    /** A guest is still to measure, and the drain may still start new runs. */
+    measuring: ({ context }) => context.toMeasure.length > 0 && !context.closed && !context.aborted,
     /** Nothing waits that may still start, and nothing runs. */
     finished: ({ context }) =>
       Object.keys(context.running).length === 0 &&
       (context.queue.length === 0 || context.aborted || (context.closed && !context.queue.some(isRepair))),
   },
   actions: {
+    /** The queue ordered by the predicted times, and the forecast said before anything starts. */
+    forecast: enqueueActions(({ context, enqueue }) => {
+      const { queue, forecast } = forecastDrain(context);
+      const queued = new Set(queue.map((p) => p.instance));
+      enqueue.assign({
+        queue,
+        forecast,
+        order: [...context.order.filter((i) => !queued.has(i)), ...queue.map((p) => p.instance)],
+      });
+      if (forecast === null) return;
+      enqueue.emit({ type: 'forecast', forecast });
+      enqueue.emit({ type: 'feedback', message: `* ${forecast.says}`, level: 'info' });
+    }),
     /** Starts every run the limits allow now (none after an operator abort). */
     startEligible: enqueueActions(({ context, enqueue }) => {
       if (context.aborted) return;
@@ -681,6 +797,7 @@ export const evacuationMachine = evacuation.createMachine({
         limits: given?.limits,
         convergence: given?.convergence,
       } as EvacuationContext['request'],
+      resyncMiBps: given?.resyncMiBps ?? DEFAULT_RESYNC_MIBPS,
       scope: {
         primaries: given?.primaries ?? true,
         secondaries: given?.secondaries ?? false,
@@ -696,6 +813,10 @@ export const evacuationMachine = evacuation.createMachine({
       order: [],
       aborted: false,
       closed: false,
+      configs: {},
+      toMeasure: [],
+      rates: {},
+      forecast: null,
       error: parsed.success ? null : `bad input: ${issuesText(parsed.error.issues)}`,
     };
   },
@@ -721,7 +842,7 @@ export const evacuationMachine = evacuation.createMachine({
         input: ({ context }) => ({
           node: context.node,
           drained: true,
-          timeoutMs: context.request.limits?.stepTimeoutMs ?? 180_000,
+          timeoutMs: stepTimeoutOf(context),
         }),
         onDone: 'planning',
         onError: {
@@ -740,9 +861,9 @@ export const evacuationMachine = evacuation.createMachine({
       invoke: {
         id: 'listInstances',
         src: 'listInstances',
-        input: ({ context }) => ({ timeoutMs: context.request.limits?.stepTimeoutMs ?? 180_000 }),
+        input: ({ context }) => ({ timeoutMs: stepTimeoutOf(context) }),
         onDone: {
-          target: 'evacuating',
+          target: 'predicting',
           actions: assign(({ context, event }) => {
             const plan = planEvacuation(
               context.node,
@@ -751,8 +872,14 @@ export const evacuationMachine = evacuation.createMachine({
               { results: context.results, inFlight: context.inFlight, needCleanup: context.needCleanup },
               context.scope,
             );
+            const queued = new Set(plan.queue.map((p) => p.instance));
+            const configs = Object.fromEntries(
+              event.output.filter((c) => queued.has(c.name)).map((c) => [c.name, c]),
+            );
             return {
               queue: plan.queue,
+              configs,
+              toMeasure: guestsToMeasure({ ...context, configs }, plan.queue),
               results: [...context.results, ...plan.skipped],
               order: [
                 ...context.results.map((r) => r.instance),
@@ -767,6 +894,51 @@ export const evacuationMachine = evacuation.createMachine({
           actions: assign({
             error: ({ event }) => `Cannot read the instances from the config: ${errorText(event.error)}`,
           }),
+        },
+      },
+    },
+    predicting: {
+      description:
+        "Each live copy's guest measured in turn (how fast it dirties its memory), then the queue ordered longest first and the drain's length predicted.",
+      always: [
+        { guard: 'measuring', target: 'measuring' },
+        { target: 'evacuating', actions: 'forecast' },
+      ],
+    },
+    measuring: {
+      description:
+        'How fast does this guest dirty its memory (QEMU calc-dirty-rate, page sampling)? A failure is a warning: that guest and those after it are predicted unmeasured (a node that does not answer would cost a deadline per guest).',
+      on: { ABORT: { target: 'done', actions: assign({ aborted: true }) } },
+      invoke: {
+        id: 'measureDirtyRate',
+        src: 'measureDirtyRate',
+        input: ({ context }) => ({
+          instance: context.toMeasure[0]!,
+          node: context.queue.find((p) => p.instance === context.toMeasure[0])!.source,
+          calcSeconds: policyOf(context).measureSeconds,
+          samplePages: SAMPLE_PAGES,
+          timeoutMs: stepTimeoutOf(context) + policyOf(context).measureSeconds * 1000,
+        }),
+        onDone: {
+          target: 'predicting',
+          actions: assign(({ context, event }) => ({
+            rates: { ...context.rates, [context.toMeasure[0]!]: event.output },
+            toMeasure: context.toMeasure.slice(1),
+          })),
+        },
+        onError: {
+          target: 'predicting',
+          actions: [
+            emit(({ context, event }) => ({
+              type: 'feedback' as const,
+              level: 'warning' as const,
+              message: `Could not measure how fast ${context.toMeasure[0]} dirties its memory (${errorText(event.error)}); it and the ${context.toMeasure.length - 1} guest(s) after it are predicted unmeasured, and each copy is judged pass by pass as always`,
+            })),
+            assign(({ context }) => ({
+              rates: { ...context.rates, [context.toMeasure[0]!]: null },
+              toMeasure: [],
+            })),
+          ],
         },
       },
     },

@@ -25,6 +25,19 @@ export {
   transitionsOf,
 } from './describe.js';
 export {
+  type DrainForecast,
+  describeDrain,
+  durationText,
+  forecastRun,
+  pickStartable,
+  type RunBasis,
+  type RunFacts,
+  type RunForecast,
+  type ScheduledRun,
+  type Slotted,
+  scheduleLength,
+} from './drainForecast.js';
+export {
   type BindOptions,
   bindRun,
   type EffectActors,
@@ -38,6 +51,7 @@ export {
   DEFAULT_CONCURRENCY,
   EVACUATION_OUTCOMES,
   type EvacuationContext,
+  type EvacuationEmitted,
   type EvacuationEvent,
   type EvacuationInput,
   EvacuationInputSchema,
@@ -45,6 +59,7 @@ export {
   type EvacuationOutput,
   evacuationMachine,
   evacuationOutput,
+  forecastDrain,
   type InstanceRequest,
   type InstanceResult,
   InstanceResultSchema,

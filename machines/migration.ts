@@ -179,9 +179,15 @@ export const migrationMachine = protocol.createMachine({
             },
             {
               target: 'passed',
-              actions: fromAnswer('feedback', (rate: DirtyRate, c) => ({
-                message: `* ${forecastOf(c, rate).says}`,
-              })),
+              actions: [
+                fromAnswer('feedback', (rate: DirtyRate, c) => ({
+                  message: `* ${forecastOf(c, rate).says}`,
+                })),
+                fromAnswer('forecastSaid', (rate: DirtyRate, c) => {
+                  const { copySeconds, downtimeMs, passes } = forecastOf(c, rate).hopeful;
+                  return { copySeconds, downtimeMs, passes };
+                }),
+              ],
             },
           ],
           // A prediction is advice: without it the copy is judged pass by pass, as always.

@@ -265,6 +265,8 @@ export function patch<G extends 'found' | 'handover' | 'commit' | 'repair' | 're
 
 export type ProtocolEmitted =
   | { type: 'feedback'; message: string; level: 'info' | 'warning' }
+  /** The copy's prediction before it starts (the hopeful reading, the one the run refuses by). */
+  | { type: 'forecast'; copySeconds: number; downtimeMs: number; passes: number }
   | { type: 'progress'; kind: 'sync'; percent: number; at: number }
   | {
       type: 'progress';
@@ -329,7 +331,7 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
 }
 
 /** A key given as undefined keeps its default. */
-function withDefaults<T extends object>(defaults: T, given: Partial<T> | undefined): T {
+export function withDefaults<T extends object>(defaults: T, given: Partial<T> | undefined): T {
   return {
     ...defaults,
     ...Object.fromEntries(Object.entries(given ?? {}).filter(([, v]) => v !== undefined)),
@@ -563,6 +565,11 @@ export const protocol = setup({
       type: 'feedback' as const,
       message: params.message,
       level: 'info' as const,
+    })),
+    /** The copy's prediction, for an ETA that counts the copy before it starts. */
+    forecastSaid: emit((_, params: { copySeconds: number; downtimeMs: number; passes: number }) => ({
+      type: 'forecast' as const,
+      ...params,
     })),
     /** A failure: the run's error, or where the protocol tolerates it, a warning that is shown and kept. */
     fail: enqueueActions(

@@ -37,7 +37,7 @@ describe('drbd-migrate demo', () => {
     const r = await cli('demo', '--fast', '--json');
     const lines = r.json();
     expect(new Set(lines.map((l) => l.type))).toEqual(
-      new Set(['state', 'feedback', 'progress', 'result', 'world']),
+      new Set(['state', 'feedback', 'forecast', 'progress', 'result', 'world']),
     );
     expect(lines.some((l) => l.type === 'progress' && l.kind === 'sync')).toBe(true);
     expect(lines.some((l) => l.type === 'progress' && l.kind === 'memory')).toBe(true);

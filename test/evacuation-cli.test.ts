@@ -33,6 +33,18 @@ describe('drbd-migrate evacuate', () => {
     const first = await cli('evacuate', 'node-a', '--world', file, '--concurrency', '3', ...state);
     expect(first.code).toBe(1);
     expect(first.stdout).toContain('v0: migration to node-b');
+    // Said before the first run: the drain's length, from its guests measured first.
+    const said = first.stdout.findIndex((l) =>
+      l.startsWith("* predicted: the drain's copies and resyncs take about "),
+    );
+    expect(said).toBeGreaterThanOrEqual(0);
+    expect(said).toBeLessThan(first.stdout.indexOf('v0: migration to node-b'));
+    expect(first.stdout[said]).toMatch(
+      /\(6 run\(s\), 3 at once, 3 per node; the longest, v\d, about \d+ s\)/,
+    );
+    expect(first.stdout.at(-2)).toMatch(
+      /^took \d+ (s|min)[^;]*; predicted \d+ (s|min)[^;]* of copies and resyncs, before each run's own steps$/,
+    );
     expect(first.stdout.some((l) => /^stopped\s+-\s+skipped\s+node-a\s+it is down/.test(l))).toBe(true);
     expect(first.stdout.at(-1)).toBe('incomplete: node-a: 6 moved, 0 not moved, 1 skipped, 0 not started');
     expect(first.stderr[0]).toMatch(/^drbd-migrate: incomplete: 1 instance\(s\) not moved: stopped skipped/);
@@ -59,8 +71,17 @@ describe('drbd-migrate evacuate', () => {
       .join('')
       .split('\n')
       .filter((l) => l.includes('evacuating node-a:'));
-    expect(blocks.at(0)).toMatch(/ 6 waiting$|, 5 waiting$|, 4 waiting$/);
-    expect(blocks.at(-1)).toMatch(/6 moved, 0 not moved, 0 waiting$/);
+    // The drain's time against its prediction, and each run's against its own.
+    const predicted = / {2}\d+ (s|min)[^~]* \/ ~\d+ (s|min)[^~]*$/;
+    expect(blocks.at(0)).toMatch(/ 6 waiting|, 5 waiting|, 4 waiting/);
+    expect(blocks.at(0)).toMatch(predicted);
+    expect(blocks.at(-1)).toMatch(/6 moved, 0 not moved, 0 waiting {2}/);
+    const flights = written
+      .join('')
+      .split('\n')
+      .filter((l) => /^ {2}v\d → node-/.test(l));
+    expect(flights.length).toBeGreaterThan(0);
+    expect(flights.every((l) => predicted.test(l))).toBe(true);
   });
 
   it('--dry-run plans on a copy; bad limits are refused before anything runs', async () => {
@@ -156,8 +177,14 @@ const visible = (line: string) =>
 describe('the evacuation view on a terminal', () => {
   it('shows every run in flight with its step and progress in a block redrawn under the scrolling lines', async () => {
     const written: string[] = [];
-    const screen = { tty: true, color: false, columns: 80, write: (t: string) => written.push(t) };
-    const view = new EvacuationView(screen, 'node-a', () => 3);
+    const screen = { tty: true, color: false, columns: 100, write: (t: string) => written.push(t) };
+    let now = 0;
+    const view = new EvacuationView(
+      screen,
+      'node-a',
+      () => 3,
+      () => now,
+    );
     const request = (instance: string) => ({
       instance,
       operation: 'migration' as const,
@@ -166,7 +193,19 @@ describe('the evacuation view on a terminal', () => {
       resumed: false,
       input: { instance },
     });
+    view.onEvent({
+      type: 'forecast',
+      forecast: {
+        seconds: 95,
+        says: 'predicted: …',
+        runs: [
+          { instance: 'v1', operation: 'migration', seconds: 80, basis: 'measured', refused: false },
+          { instance: 'v2', operation: 'migration', seconds: 15, basis: 'measured', refused: false },
+        ],
+      },
+    });
     view.onRun({ phase: 'start', request: request('v1') });
+    now = 12_000;
     view.onRun({ phase: 'start', request: request('v2') });
     view.onInstanceEvent('v1', { type: 'state', value: 'dualMaster.syncing.polling', at: 0 });
     view.onInstanceEvent('v1', { type: 'progress', kind: 'sync', percent: 42, at: 1 });
@@ -181,11 +220,13 @@ describe('the evacuation view on a terminal', () => {
       at: 1,
     });
     const block = written.at(-1)!.split('\n');
-    expect(block[0]).toBe('evacuating node-a: 2 running, 0 moved, 0 not moved, 1 waiting');
-    expect(block[1]).toBe('  v1 → node-b  dualMaster.syncing.polling  resync 42%');
-    expect(block[2]).toBe('  v2 → node-b    memory 7%');
+    expect(block[0]).toBe(
+      'evacuating node-a: 2 running, 0 moved, 0 not moved, 1 waiting  12 s / ~1 min 35 s',
+    );
+    expect(block[1]).toBe('  v1 → node-b  dualMaster.syncing.polling  resync 42%  12 s / ~1 min 20 s');
+    expect(block[2]).toBe('  v2 → node-b    memory 7%  0 s / ~15 s');
     // Every line fits the terminal, so the block can be drawn again in place.
-    for (const l of written.join('').split('\n')) expect(visible(l).length).toBeLessThan(80);
+    for (const l of written.join('').split('\n')) expect(visible(l).length).toBeLessThan(100);
     view.onRun({
       phase: 'end',
       request: request('v1'),
@@ -199,7 +240,7 @@ describe('the evacuation view on a terminal', () => {
       },
     });
     expect(written.at(-1)!.split('\n')[0]).toBe(
-      'evacuating node-a: 1 running, 1 moved, 0 not moved, 1 waiting',
+      'evacuating node-a: 1 running, 1 moved, 0 not moved, 1 waiting  12 s / ~1 min 35 s',
     );
   });
 });

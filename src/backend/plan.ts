@@ -326,7 +326,10 @@ export function drbdLinks(
 
 /** A simulated copy of the cluster file, for --dry-run: the same nodes and instances, all healthy. */
 export function simSpecOf(cluster: ClusterFile): WorldSpec {
+  const resync = cluster.options.resyncMiBps;
   return {
+    // A dry run's resyncs go at the rate the cluster says its resyncs reach.
+    ...(resync === undefined ? {} : { settings: { resyncKiBps: resync * 1024 } }),
     nodes: Object.fromEntries(cluster.nodes.map((n) => [n.name, { drained: n.drained }])),
     instances: cluster.instances.map((i) => ({
       name: i.name,

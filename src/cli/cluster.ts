@@ -1,5 +1,6 @@
 import {
   type EffectName,
+  type EvacuationInput,
   MACHINES,
   type MachineName,
   type ProtocolInput,
@@ -48,6 +49,18 @@ export function inputWithLimits(cluster: ClusterFile, input: ProtocolInput): Pro
     ...input,
     ...(limits === undefined ? {} : { limits: { ...limits, ...input.limits } }),
     ...(Object.keys(policy).length === 0 ? {} : { convergence: { ...policy, ...input.convergence } }),
+  };
+}
+
+/** A drain as the cluster file runs it: its deadlines, copy policy and resync rate for every run. */
+export function evacuationWithCluster(cluster: ClusterFile, input: EvacuationInput): EvacuationInput {
+  const { limits, convergence } = inputWithLimits(cluster, { instance: input.node });
+  const resync = cluster.options.resyncMiBps;
+  return {
+    ...input,
+    ...(limits ? { limits } : {}),
+    ...(convergence ? { convergence } : {}),
+    ...(resync === undefined ? {} : { resyncMiBps: resync }),
   };
 }
 

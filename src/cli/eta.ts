@@ -67,3 +67,71 @@ export class CopyEta {
     return { seconds: this.endsAt === null ? null : Math.max(0, (this.endsAt - at) / 1000), why: null };
   }
 }
+
+/**
+ * The whole run's ETA: the DRBD resync the run waits for before its copy, then the copy. Before the
+ * copy starts, the copy counts as its prediction said (the measurement before it); once it runs, as
+ * its own ETA says. The same rule holds: the end moves later only when the resync slowed down, or
+ * the copy's ETA gives its reason, or the copy turns out longer than predicted; and then it says so.
+ */
+export class RunEta {
+  private readonly copy = new CopyEta();
+  private predictedCopy = 0;
+  private copying = false;
+  private copyEstimated = false;
+  private sync: { at: number; percent: number } | null = null;
+  /** The resync rate the current end was computed from, % per second. */
+  private syncRate: number | null = null;
+  /** A new resync began (its percentage started again): its first estimate may move the end. */
+  private resyncAgain = false;
+  private endsAt: number | null = null;
+
+  /** The copy's prediction, said before it starts. */
+  forecast(copySeconds: number): void {
+    this.predictedCopy = copySeconds;
+  }
+
+  observeSync(percent: number, at: number): EtaStep {
+    const last = this.sync;
+    this.sync = { at, percent };
+    if (last === null || at <= last.at) return this.now(at);
+    if (percent < last.percent) {
+      // Back to single-master, the disks resync what was written while they were apart.
+      this.resyncAgain = this.endsAt !== null;
+      this.syncRate = null;
+      return this.now(at);
+    }
+    const rate = (percent - last.percent) / ((at - last.at) / 1000);
+    if (rate <= 0) return this.now(at);
+    const endsAt = at + ((100 - percent) / rate + (this.copying ? 0 : this.predictedCopy)) * 1000;
+    const slower = this.syncRate !== null && rate < this.syncRate * (1 - MARGIN);
+    const later = this.endsAt !== null && endsAt > this.endsAt;
+    if (later && !slower && !this.resyncAgain) return this.now(at);
+    const why = !later
+      ? null
+      : this.resyncAgain
+        ? 'the disks resync again'
+        : `the resync now goes at ${round(rate)} % a second`;
+    this.resyncAgain = false;
+    this.syncRate = rate;
+    this.endsAt = endsAt;
+    return { seconds: (endsAt - at) / 1000, why };
+  }
+
+  observeCopy(reading: CopyReading): EtaStep {
+    this.copying = true;
+    const step = this.copy.observe(reading);
+    // Until the copy has an estimate of its own, the run's end stays the one predicted.
+    if (!this.copyEstimated && step.seconds === null && step.why === null) return this.now(reading.at);
+    this.copyEstimated = true;
+    const endsAt = step.seconds === null ? null : reading.at + step.seconds * 1000;
+    const later = endsAt === null ? this.endsAt !== null : this.endsAt !== null && endsAt > this.endsAt;
+    const why = step.why ?? (later ? 'the copy goes slower than predicted' : null);
+    this.endsAt = endsAt;
+    return { seconds: step.seconds, why };
+  }
+
+  private now(at: number): EtaStep {
+    return { seconds: this.endsAt === null ? null : Math.max(0, (this.endsAt - at) / 1000), why: null };
+  }
+}

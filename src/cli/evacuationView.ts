@@ -1,4 +1,10 @@
-import type { EvacuationOutput, InstanceRequest } from '../../machines/index.js';
+import {
+  type DrainForecast,
+  durationText,
+  type EvacuationEmitted,
+  type EvacuationOutput,
+  type InstanceRequest,
+} from '../../machines/index.js';
 import type { RunEvent, RunNotice } from '../runner/index.js';
 import { fitToWidth, type Screen } from './live.js';
 
@@ -12,6 +18,9 @@ interface Flight {
   step: string;
   sync: number | null;
   memory: number | null;
+  startedAt: number;
+  /** Its copy's or resync's predicted seconds, when the drain predicted it. */
+  predicted: number | null;
 }
 
 const MOVED = new Set(['migrated', 'failedOver', 'replaced']);
@@ -22,22 +31,48 @@ export class EvacuationView {
   private readonly ended = new Map<string, boolean>();
   private drawn = 0;
   private readonly screen: Screen;
+  private forecast: DrainForecast | null = null;
+  /** When the forecast was said: the drain's elapsed time counts from there. */
+  private startedAt: number | null = null;
 
+  /** `now`: the world's clock, ms (simulated time on the simulator). */
   constructor(
     screen: Screen,
     private readonly node: string,
     private readonly total: () => number,
+    private readonly now: () => number = Date.now,
   ) {
     this.screen = screen.columns > 0 ? screen : { ...screen, columns: 80 };
   }
 
+  /** What the drain says of itself: its measurements' warnings, and its forecast before any run. */
+  onEvent(event: EvacuationEmitted): void {
+    if (event.type === 'feedback')
+      this.line(event.level === 'warning' ? `WARNING: ${event.message}` : event.message);
+    else {
+      this.forecast = event.forecast;
+      this.startedAt = this.now();
+    }
+  }
+
+  /** The predicted seconds of a run: a move's own, or the replace that follows it. */
+  private predictedOf(request: InstanceRequest): number | null {
+    const runs = this.forecast?.runs.filter((r) => r.instance === request.instance) ?? [];
+    const replace = request.operation === 'changeSecondary';
+    return runs.find((r) => (r.operation === 'changeSecondary') === replace)?.seconds ?? null;
+  }
+
   onRun(notice: RunNotice): void {
     if (notice.phase === 'start') {
+      // Where the drain runs elsewhere (Restate), its time counts from its first run seen here.
+      this.startedAt ??= this.now();
       this.flights.set(notice.request.instance, {
         request: notice.request,
         step: '',
         sync: null,
         memory: null,
+        startedAt: this.now(),
+        predicted: this.predictedOf(notice.request),
       });
       this.line(`${notice.request.instance}: ${notice.request.operation} to ${notice.request.target}`);
     } else {
@@ -82,15 +117,23 @@ export class EvacuationView {
     const done = ended.filter(([, moved]) => moved).length;
     const failed = ended.length - done;
     const waiting = Math.max(0, this.total() - ended.length - this.flights.size);
+    const now = this.now();
     const lines = [
-      `evacuating ${this.node}: ${this.flights.size} running, ${done} moved, ${failed} not moved, ${waiting} waiting`,
+      `evacuating ${this.node}: ${this.flights.size} running, ${done} moved, ${failed} not moved, ${waiting} waiting${this.elapsed(now)}`,
       ...[...this.flights.values()].map((f) => {
         const pct = (what: string, p: number | null) => (p === null ? '' : `  ${what} ${Math.round(p)}%`);
-        return `  ${f.request.instance} → ${f.request.target}  ${f.step}${pct('resync', f.sync)}${pct('memory', f.memory)}`;
+        const time = `  ${durationText((now - f.startedAt) / 1000)}${f.predicted === null ? '' : ` / ~${durationText(f.predicted)}`}`;
+        return `  ${f.request.instance} → ${f.request.target}  ${f.step}${pct('resync', f.sync)}${pct('memory', f.memory)}${time}`;
       }),
     ];
     this.screen.write(`${lines.map((l) => fitToWidth(l, this.screen.columns)).join('\n')}\n`);
     this.drawn = lines.length;
+  }
+
+  /** "  1 min 20 s / ~4 min": the time so far against the copies and resyncs predicted. */
+  private elapsed(now: number): string {
+    if (this.forecast === null || this.startedAt === null) return '';
+    return `  ${durationText((now - this.startedAt) / 1000)} / ~${durationText(this.forecast.seconds)}`;
   }
 
   /** The summary table: every instance, its run, its outcome, where it is, and why if not moved. */
@@ -123,11 +166,19 @@ export class EvacuationView {
         .join('  ')
         .trimEnd();
     const { moved, failed, skipped, notStarted } = out.counts;
+    const forecast = out.forecast ?? this.forecast;
+    const took =
+      forecast === undefined || forecast === null || this.startedAt === null
+        ? []
+        : [
+            `took ${durationText((this.now() - this.startedAt) / 1000)}; predicted ${durationText(forecast.seconds)} of copies and resyncs, before each run's own steps`,
+          ];
     return [
       '',
       fmt(head),
       ...rows.map(fmt),
       '',
+      ...took,
       `${out.outcome}: ${out.node}: ${moved} moved, ${failed} not moved, ${skipped} skipped, ${notStarted} not started`,
     ];
   }

@@ -1,6 +1,6 @@
 import type { ProtocolOutput } from '../../machines/index.js';
 import type { RunEvent } from '../runner/index.js';
-import { CopyEta } from './eta.js';
+import { type EtaStep, RunEta } from './eta.js';
 import { nextStep } from './report.js';
 
 /**
@@ -99,10 +99,7 @@ export class LiveView {
       if (last?.name !== top) {
         if (last !== undefined) last.endedAt = event.at;
         this.steps.push({ name: top, startedAt: event.at, endedAt: null });
-        if (top !== 'migrating') {
-          this.memory = null;
-          this.copyEta = new CopyEta();
-        }
+        if (top !== 'migrating') this.memory = null;
         this.sync = null;
       }
       this.redraw();
@@ -110,6 +107,8 @@ export class LiveView {
       const text = event.level === 'warning' ? this.c('33', `WARNING: ${event.message}`) : event.message;
       this.line(text);
       this.plainShown.sync = -1;
+    } else if (event.type === 'forecast') {
+      this.eta.forecast(event.copySeconds);
     } else {
       this.now = Math.max(this.now, event.at);
       const prev = event.kind === 'sync' ? this.sync : this.memory;
@@ -122,15 +121,12 @@ export class LiveView {
         const prevMiB = this.memoryMiB;
         const mibRate = prev !== null && dt > 0 ? (event.transferredMiB - prevMiB) / dt : null;
         this.memoryMiB = event.transferredMiB;
-        // The ETA moves later only with a reason, and says it (see CopyEta).
-        const eta = this.copyEta.observe(event);
-        if (eta.why !== null && eta.seconds !== null)
-          this.line(`ETA now ${seconds(eta.seconds * 1000)}: ${eta.why}`);
-        else if (eta.why !== null) this.line(`no end in sight at these rates: ${eta.why}`);
+        const eta = this.etaStep(this.eta.observeCopy(event), event.at);
         detail = `${event.transferredMiB}/${event.totalMiB} MiB${mibRate ? `  ${mibRate.toFixed(0)} MiB/s` : ''}${eta.seconds !== null ? `  ETA ${seconds(eta.seconds * 1000)}` : ''}`;
         rate = mibRate;
-      } else if (rate !== null && rate > 0) {
-        detail = `ETA ${seconds(((100 - event.percent) / rate) * 1000)}`;
+      } else {
+        this.etaStep(this.eta.observeSync(event.percent, event.at), event.at);
+        if (rate !== null && rate > 0) detail = `ETA ${seconds(((100 - event.percent) / rate) * 1000)}`;
       }
       const next: Progress = { percent: event.percent, at: event.at, rate, detail };
       if (event.kind === 'sync') this.sync = next;
@@ -141,7 +137,19 @@ export class LiveView {
   }
 
   private memoryMiB = 0;
-  private copyEta = new CopyEta();
+  /** The run's ETA: the resync it waits for, then its copy (see RunEta). */
+  private readonly eta = new RunEta();
+  /** When the run's ETA says it ends, on the world's clock (null: not known, or never). */
+  private endsAt: number | null = null;
+
+  /** The run's ETA moved: kept for the block, and said when it moved later (always with its reason). */
+  private etaStep(step: EtaStep, at: number): EtaStep {
+    this.endsAt = step.seconds === null ? null : at + step.seconds * 1000;
+    if (step.why !== null && step.seconds !== null)
+      this.line(`ETA now ${seconds(step.seconds * 1000)}: ${step.why}`);
+    else if (step.why !== null) this.line(`no end in sight at these rates: ${step.why}`);
+    return step;
+  }
 
   private plainProgress(kind: 'sync' | 'memory', percent: number) {
     const tenth = Math.floor(percent / 10);
@@ -160,7 +168,7 @@ export class LiveView {
     // The bar gives way first on a narrow terminal; what still does not fit is cut by fit().
     const width = Math.max(5, Math.min(30, this.screen.columns - 50));
     const lines = [
-      `${this.c('36', '▶')} ${this.c('1', step.name)}${this.leaf.includes('.') ? this.c('2', ` › ${this.leaf.slice(step.name.length + 1)}`) : ''}  ${this.c('2', seconds(this.now - step.startedAt))}`,
+      `${this.c('36', '▶')} ${this.c('1', step.name)}${this.leaf.includes('.') ? this.c('2', ` › ${this.leaf.slice(step.name.length + 1)}`) : ''}  ${this.c('2', seconds(this.now - step.startedAt))}${this.endsAt === null ? '' : this.c('2', `  run ETA ${seconds(Math.max(0, this.endsAt - this.now))}`)}`,
     ];
     for (const [label, p] of [
       ['resync', this.sync],

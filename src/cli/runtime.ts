@@ -7,7 +7,7 @@ import { RestateError } from '../restate/client.js';
 import { restateRuntime } from '../restate/runtime.js';
 import type { Follow, Runtime } from '../runtime/index.js';
 import { createSimCluster, runningOn, type SimCluster } from '../sim/index.js';
-import { inputWithLimits, readClusterFile } from './cluster.js';
+import { evacuationWithCluster, inputWithLimits, readClusterFile } from './cluster.js';
 import type { Invocation } from './command.js';
 import { clusterName, isServedWorld, leasesBeside } from './distributed.js';
 import { RunGoesOn, UsageError } from './errors.js';
@@ -89,11 +89,7 @@ export async function openSession(
       }),
       target,
       prepare: (input) => inputWithLimits(cluster, input),
-      prepareEvacuation: (input) => {
-        // The cluster file's deadlines and copy policy apply to every run of the drain.
-        const { limits, convergence } = inputWithLimits(cluster, { instance: input.node });
-        return { ...input, ...(limits ? { limits } : {}), ...(convergence ? { convergence } : {}) };
-      },
+      prepareEvacuation: (input) => evacuationWithCluster(cluster, input),
       journal: stores.store,
       nodesOf,
       stateDir: stores.stateDir,
@@ -124,7 +120,8 @@ export async function openSession(
     }),
     target,
     prepare: same,
-    prepareEvacuation: same,
+    // The world's resyncs go at its own rate: the drain's forecast counts with it.
+    prepareEvacuation: (input) => ({ resyncMiBps: sim.world.settings.resyncKiBps / 1024, ...input }),
     journal: stores.store,
     nodesOf: (instance) => worldNodes(sim.world, instance),
     stateDir: stores.stateDir,

@@ -4,6 +4,7 @@ import {
   Convergence,
   InstanceName,
   Limits,
+  MAX_BANDWIDTH_MIBPS,
   MigrationMode,
   Minor,
   NodeName,
@@ -175,6 +176,14 @@ export const ClusterFile = z
       .object({
         bandwidthMiBps: Convergence.shape.bandwidthMiBps.optional(),
         downtimeMs: Convergence.shape.downtimeMs.optional(),
+        resyncMiBps: z
+          .number()
+          .positive()
+          .max(MAX_BANDWIDTH_MIBPS)
+          .optional()
+          .describe(
+            "The rate a DRBD resync reaches on these links, MiB/s (DRBD's c-max-rate; default 100): a drain predicts each new secondary's resync from it. Read, never set: drbd-migrate does not change a resource's resync rate.",
+          ),
         convergence: Convergence.omit({ bandwidthMiBps: true, downtimeMs: true })
           .partial()
           .optional()

@@ -4,6 +4,7 @@ import {
   bindRun,
   type Clock,
   type Effects,
+  type EvacuationEmitted,
   type EvacuationInput,
   type EvacuationOutput,
   errorText,
@@ -30,6 +31,8 @@ export interface EvacuationOptions {
   onInstanceEvent?: (instance: string, event: RunEvent) => void;
   /** Each instance's run as it starts and ends. */
   onRun?: (notice: RunNotice) => void;
+  /** What the drain itself says: its measurements' warnings and its forecast, before any run starts. */
+  onEvent?: (event: EvacuationEmitted) => void;
   graceMs?: number;
   /** The operator's abort: nothing more starts, and every run under way reverts at its safe point. */
   abort?: AbortSignal;
@@ -104,11 +107,14 @@ export async function runEvacuation(
     actors: {
       listInstances: bound.listInstances,
       setNodeDrained: bound.setNodeDrained,
+      measureDirtyRate: bound.measureDirtyRate,
       instanceRun: instanceRunActor(runner),
     },
   });
   const actor = createActor(machine, { input });
   bindRun(actor, effects, { clock: options.clock ?? systemClock });
+  const onEvent = options.onEvent;
+  if (onEvent !== undefined) actor.on('*', (emitted) => onEvent(emitted as EvacuationEmitted));
   options.onStart?.(actor);
   const done = startUntilStopped<EvacuationOutput>(actor, options.signal, () =>
     stateKey(actor.getSnapshot().value),

@@ -1,5 +1,6 @@
 import type {
   EffectCall,
+  EvacuationEmitted,
   EvacuationInput,
   EvacuationOutput,
   InstanceRunner,
@@ -59,6 +60,8 @@ export interface EvacuationFollow extends Pick<Follow, 'abort' | 'signal'> {
   onRun?: (notice: RunNotice) => void;
   /** What each instance's run reports, where the runtime tells it (the journal's runs do). */
   onInstanceEvent?: (instance: string, event: RunEvent) => void;
+  /** What the drain itself says (its measurements, its forecast), where the runtime tells it. */
+  onEvent?: (event: EvacuationEmitted) => void;
 }
 
 /** An evacuation's runs on a runtime: each instance's run as the runtime makes it. */

@@ -27,9 +27,9 @@ export function buildTicker(dir: string, busy = false): string {
 }
 
 /** A disk image of SIZE bytes that boots the ticker. */
-export function tickerDisk(dir: string, image: string, size: number) {
+export function tickerDisk(dir: string, image: string, size: number, busy = false) {
   const disk = Buffer.alloc(size);
-  readFileSync(buildTicker(dir)).copy(disk, 0);
+  readFileSync(buildTicker(dir, busy)).copy(disk, 0);
   writeFileSync(image, disk);
 }
 
@@ -41,6 +41,7 @@ export function tickerHypervisor(
   drive: string,
   accel = 'tcg',
   name = 'web1',
+  memoryMiB = 16,
 ): ClusterFile['instances'][number]['hypervisor'] {
   return {
     kind: 'qemu',
@@ -53,7 +54,7 @@ export function tickerHypervisor(
       '-machine',
       'pc',
       '-m',
-      '16',
+      String(memoryMiB),
       '-nodefaults',
       '-display',
       'none',

@@ -64,7 +64,15 @@ const run = (argv: string[], input?: string) =>
   execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input });
 const tryRun = (argv: string[]) => spawnSync(argv[0]!, argv.slice(1), { stdio: 'ignore' });
 
-export async function startTestbed(dir: string): Promise<Testbed> {
+/** The guest: the ticker by default (16 MiB, idle between ticks); the bench boots larger and busy ones. */
+export interface GuestOptions {
+  memoryMiB?: number;
+  /** The busy ticker (it rewrites 512 KiB of its memory between ticks). */
+  busy?: boolean;
+}
+
+export async function startTestbed(dir: string, guest: GuestOptions = {}): Promise<Testbed> {
+  const memoryMiB = guest.memoryMiB ?? 16;
   const tag = randomBytes(2).toString('hex');
   const subnet = `10.99.${1 + (Number.parseInt(tag, 16) % 250)}`;
   const bridge = `dm${tag}br`;
@@ -153,7 +161,7 @@ export async function startTestbed(dir: string): Promise<Testbed> {
 
     // The instance's disk: a loop device over a file, holding the guest's boot sector.
     const image = join(dir, 'shared.raw');
-    tickerDisk(dir, image, 4 * 1024 * 1024);
+    tickerDisk(dir, image, 4 * 1024 * 1024, guest.busy === true);
     state.loop = run(['losetup', '-f', '--show', image]).trim();
     const loopDevice = state.loop;
 
@@ -173,10 +181,10 @@ export async function startTestbed(dir: string): Promise<Testbed> {
           name: 'web1',
           primary: 'node-a',
           secondary: 'node-b',
-          memoryMiB: 16,
+          memoryMiB,
           migrationMode: 'live',
           storage: 'blockdev',
-          hypervisor: tickerHypervisor(loopDevice),
+          hypervisor: tickerHypervisor(loopDevice, 'tcg', 'web1', memoryMiB),
           disks: [{ name: 'web1-disk0', device: loopDevice }],
         },
       ],

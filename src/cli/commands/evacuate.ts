@@ -10,8 +10,8 @@ import { simSpecOf } from '../../backend/plan.js';
 import { loadCluster } from '../../cluster/index.js';
 import { ResumeError } from '../../journal/index.js';
 import { type EvacuationOptions, type RunNotice, runEvacuation } from '../../runner/index.js';
-import { createSimCluster } from '../../sim/index.js';
-import { inputWithLimits } from '../cluster.js';
+import { createSimCluster, type SimClock } from '../../sim/index.js';
+import { evacuationWithCluster } from '../cluster.js';
 import type { Command, Invocation } from '../command.js';
 import { primariesNow } from '../distributed.js';
 import { UsageError } from '../errors.js';
@@ -62,8 +62,14 @@ export const evacuate: Command = {
   ],
   description: `Ganeti's gnt-node migrate: every instance whose primary is NODE moves to its secondary, each
 by its own migration, journaled and locked as 'migrate' does it. At most --concurrency run at once,
-and at most --per-node touch any one node (NODE's link is shared by all of them). Largest first: the
-drain lasts as long as its longest copies. A run that fails does not stop the others; one left
+and at most --per-node touch any one node (NODE's link is shared by all of them). Longest first: the
+drain lasts as long as its longest copies. Before anything moves, each live copy's guest is
+measured (QEMU's calc-dirty-rate, one at a time, one second each unless the copy policy says
+otherwise; off with the policy's predict: false), the queue is ordered by the predicted times, and
+the drain's length is said (its copies and resyncs under the limits; a new secondary's resync at
+the cluster file's resyncMiBps, default 100). The view shows each run against its prediction and
+the summary what the drain took. A measurement that fails is a warning: that guest and those after
+it count as one pass of their memory. A run that fails does not stop the others; one left
 half-done is followed by the cleanup. Instances that are down move by failover only with
 --allow-failover; those that cannot move (no secondary, local disks) are listed as skipped, with why.
 
@@ -146,7 +152,14 @@ export async function drain(call: Invocation, resume: boolean, opened?: Session)
   const json = values.json === true;
   // What the block counts as waiting: the node's primary instances, as the config says at the start.
   let planned = 0;
-  const view = new EvacuationView(screenOf(io, json || values.quiet === true), node, () => planned);
+  // The world's clock once the session has one (simulated time on a world file).
+  let now: () => number = Date.now;
+  const view = new EvacuationView(
+    screenOf(io, json || values.quiet === true),
+    node,
+    () => planned,
+    () => now(),
+  );
   const onRun = (n: RunNotice) => {
     if (json) {
       const { request } = n;
@@ -166,6 +179,10 @@ export async function drain(call: Invocation, resume: boolean, opened?: Session)
     if (json) io.out(JSON.stringify({ instance, ...event }));
     else view.onInstanceEvent(instance, event);
   };
+  const onEvent: EvacuationOptions['onEvent'] = (event) => {
+    if (json) io.out(JSON.stringify(event));
+    else view.onEvent(event);
+  };
   const finish = (out: EvacuationOutput, dryRun = false) => {
     if (json) io.out(JSON.stringify({ type: 'result', ...(dryRun ? { dryRun: true } : {}), ...out }));
     else for (const l of view.finish(out)) io.out(`${dryRun ? '# planned: ' : ''}${l}`);
@@ -173,9 +190,16 @@ export async function drain(call: Invocation, resume: boolean, opened?: Session)
     if (code !== 0) io.err(`drbd-migrate: ${out.outcome}: ${out.error ?? reasonOf(out.results)}`);
     return code;
   };
-  if (values['dry-run'] === true) return finish(await dryRunDrain(call, input), true);
+  if (values['dry-run'] === true) {
+    const out = await dryRunDrain(call, input, onEvent, (clock) => {
+      now = () => clock.now();
+    });
+    return finish(out, true);
+  }
 
   const session = opened ?? (await openSession(call, { node, operation: `evacuation of ${node}` }));
+  const sim = session.sim;
+  if (sim !== null) now = () => sim.clock.now();
   try {
     // What the drain will run (not what it skips): planned as the evacuation plans it, where this
     // process holds the config; elsewhere the node's primaries.
@@ -193,7 +217,7 @@ export async function drain(call: Invocation, resume: boolean, opened?: Session)
       view,
       { target: session.target, journaled: true },
       async ({ abort }) => {
-        const follow = { onRun, onInstanceEvent, abort };
+        const follow = { onRun, onInstanceEvent, onEvent, abort };
         if (!resume) return session.runtime.evacuate(session.prepareEvacuation(input), follow);
         const resumed = await session.runtime.resumeEvacuation(node, follow);
         if (resumed === null)
@@ -224,11 +248,16 @@ function plannedRuns(node: string, configs: InstanceConfig[], input: EvacuationI
 }
 
 /** --dry-run: the drain planned and run on a simulated copy, each start printed; nothing is touched. */
-async function dryRunDrain(call: Invocation, input: EvacuationInput): Promise<EvacuationOutput> {
+async function dryRunDrain(
+  call: Invocation,
+  input: EvacuationInput,
+  onEvent: EvacuationOptions['onEvent'],
+  useClock: (clock: SimClock) => void,
+): Promise<EvacuationOutput> {
   const { values, io } = call;
   const target = targetOf(values);
   let effects: Effects;
-  let clock: EvacuationOptions['clock'];
+  let clock: SimClock;
   let asked = input;
   if (target.kind === 'world') {
     const world = await loadWorld(target.file);
@@ -237,20 +266,21 @@ async function dryRunDrain(call: Invocation, input: EvacuationInput): Promise<Ev
     const sim = createSimCluster(world);
     effects = sim.effects;
     clock = sim.clock;
+    asked = { resyncMiBps: world.settings.resyncKiBps / 1024, ...input };
   } else {
     const cluster = await loadCluster(target.file);
     if (!cluster.nodes.some((n) => n.name === input.node))
       throw new UsageError(`node ${input.node} is not in ${target.file}`);
-    // The cluster file's deadlines and copy policy apply to every run.
-    const { limits, convergence } = inputWithLimits(cluster, { instance: input.node });
-    asked = { ...input, ...(limits ? { limits } : {}), ...(convergence ? { convergence } : {}) };
+    asked = evacuationWithCluster(cluster, input);
     const sim = createSimCluster(simSpecOf(cluster));
     effects = sim.effects;
     clock = sim.clock;
   }
   io.out(`# dry run of the evacuation of ${input.node} on a copy: nothing is touched`);
+  useClock(clock);
   return runEvacuation(asked, effects, {
     clock,
+    ...(onEvent === undefined ? {} : { onEvent }),
     onRun: (n) => {
       if (n.phase === 'start')
         io.out(
