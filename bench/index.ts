@@ -19,6 +19,7 @@ import { testbedUnavailable } from '../test/testbed/testbed.js';
 import { median } from './common.js';
 import { benchDrbd } from './drbd.js';
 import { drain } from './evacuation.js';
+import { benchPrediction } from './prediction.js';
 import { benchTestbed } from './testbed.js';
 
 /**
@@ -308,6 +309,13 @@ if (nsWhy === null) {
     `${t.detect.toFixed(0)} ms after it`,
     "Ganeti's 1 s status poll: 500 ms on average",
   );
+  for (const p of await benchPrediction(3, quiet)) {
+    row(
+      `predicted vs measured copy: ${p.guest} (namespaces, 32 MiB/s link)`,
+      `QEMU ${p.measuredCopy} ms, predicted ${p.predictedCopy.toFixed(0)} ms`,
+      `×${(p.measuredCopy / p.predictedCopy).toFixed(2)} of the prediction; downtime ${p.measuredDowntime} ms, predicted ${p.predictedDowntime} ms; measured dirty rate ${p.dirtyMiBps} MiB/s; median of ${p.runs}`,
+    );
+  }
 } else row('namespace testbed', 'not measured here', nsWhy);
 const vmWhy = drbdTestbedUnavailable();
 if (vmWhy === null) {
