@@ -11,6 +11,7 @@ import {
 import { type ProtocolContext, probeTimeout, protocol, runMachineBase } from './protocol.js';
 import {
   abortTo,
+  aboutDisksOnBoth,
   effectStep,
   evenIfFailed,
   failing,
@@ -263,8 +264,22 @@ export const changeSecondaryMachine = protocol.createMachine({
       description: 'Waiting until the new node is UpToDate (bounded, as every wait).',
       meta: meta({ rules: [5, 8] }),
       ...waitUntilSync({ onFailed: '#changeSecondary.surveying', tolerated: false }),
-      onDone: 'removingFormerDisks',
+      onDone: 'checkingNewCopy',
     },
+    // A wait that ends is not a copy in sync: DRBD reports no resync running also when the link never
+    // came up (seen on real 8.4: the new node's resync handler refused, the link dropped, StandAlone).
+    checkingNewCopy: judgedRead({
+      src: 'diskStatus',
+      description:
+        'Ganeti\'s "checking disks status": both ends Connected and UpToDate/UpToDate on every disk, or the old copies stay.',
+      rules: [4, 8],
+      input: aboutDisksOnBoth,
+      problem: (c, perNode) => newCopyProblem(c, perNode),
+      next: 'removingFormerDisks',
+      failTo: '#changeSecondary.surveying',
+      failure: (c, e) =>
+        `Cannot check the new copy of ${c.instance} on ${newSecondary(c)} (${e}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`,
+    }),
     removingFormerDisks: effectStep({
       src: 'removeDisks',
       description:
@@ -379,6 +394,22 @@ export const changeSecondaryMachine = protocol.createMachine({
 
 function windowAnnouncement(c: ProtocolContext): string {
   return `DRBD 8.4 keeps two copies only: from the disconnect of ${former(c)} until ${newSecondary(c)} is in sync, ${c.instance} has one copy (on ${primary(c)})`;
+}
+
+/** Why the new copy is not one yet (each end's view of every disk), or null. */
+function newCopyProblem(c: ProtocolContext, perNode: Record<string, DiskStatus[]>): string | null {
+  const ends = [primary(c), newSecondary(c)];
+  const views = ends.flatMap((node) => {
+    const disks = perNode[node] ?? [];
+    const bad = disks.filter(
+      (d) => d.connection !== 'Connected' || d.diskState !== 'UpToDate' || d.peerDiskState !== 'UpToDate',
+    );
+    if (disks.length < c.disks.length) return [`${node} reported ${disks.length} of ${c.disks.length} disks`];
+    return bad.map((d) => `${node} sees ${d.resource} ${d.connection}, ${d.diskState}/${d.peerDiskState}`);
+  });
+  return views.length === 0
+    ? null
+    : `The new copy of ${c.instance} on ${newSecondary(c)} is not in sync after the resync wait (${views.join('; ')}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`;
 }
 
 function degradedPrimary(c: ProtocolContext, disks: DiskStatus[]): string | null {

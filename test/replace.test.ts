@@ -63,6 +63,28 @@ function held(world: World, node: string): string[] {
   ];
 }
 
+describe('a replace whose resync wait ends with the new copy not connected (seen on real DRBD 8.4)', () => {
+  // On real 8.4 the new node's before-resync-target handler refused and DRBD dropped the link: no
+  // resync runs, so the wait ends, and the new copy is StandAlone and Inconsistent.
+  const apartAfterTheWait = (sim: SimCluster) =>
+    runMachine(MACHINES.changeSecondary, { instance: 'web1', newSecondary: 'node-c' }, sim.effects, {
+      clock: sim.clock,
+      onEvent: (e) => {
+        if (e.type === 'state' && e.value === 'checkingNewCopy') sim.perturb('linkDown', 'web1');
+      },
+    });
+
+  it('keeps the old copies and ends needsCleanup, naming each end’s view', async () => {
+    const sim = createSimCluster(THREE);
+    const out = await apartAfterTheWait(sim);
+    expect(out.outcome).toBe('needsCleanup');
+    expect(out.error).toMatch(
+      /^The new copy of web1 on node-c is not in sync after the resync wait \(node-a sees web1-disk0 Connecting, UpToDate\/\w+; .*\); the old copies on node-b are kept; run 'drbd-migrate replace-secondary web1 --cleanup'/,
+    );
+    expect(held(sim.snapshot(), 'node-b')).toHaveLength(6);
+  });
+});
+
 describe('replacing the secondary on the simulated cluster', () => {
   it('gives web1 node-c for node-b: node-c UpToDate, node-b empty, the guest never stopped, the window said before it opened', async () => {
     const sim = createSimCluster(THREE);
@@ -111,6 +133,8 @@ describe('replacing the secondary on the simulated cluster', () => {
     // not taken (read back): undone
     setSecondaryNode: ['reverted'],
     attachNet: ['needsCleanup'],
+    // the new copy checked after the resync: not known to be in sync, the old copies stay
+    diskStatus: ['needsCleanup'],
     removeDisks: ['replaced'],
     forgetFormerSecondary: ['replaced'],
   };

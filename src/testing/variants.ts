@@ -438,6 +438,19 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
         inState('dualMaster.verifying')(s) || (s.machine.id === 'rejoin' && inState('verifying')(s)),
       perturb: 'linkDown',
     },
+    {
+      // Replace: the wait ended, but the new copy's link is down (on real 8.4 a node whose DRBD
+      // resync handler refused dropped it): not a copy in sync, the old copies stay.
+      name: 'newCopyApart',
+      output: (c) =>
+        disks(c, (n) => ({
+          connection: 'Connecting',
+          replication: 'Off',
+          ...(n === c.source ? { peerDiskState: 'Inconsistent' } : { diskState: 'Inconsistent' }),
+        })),
+      applies: inState('checkingNewCopy'),
+      perturb: 'linkDown',
+    },
   ],
   probeNode: [
     {
