@@ -185,11 +185,23 @@ describe('parsing recorded drbdsetup-84 output', () => {
   });
 
   it('the sync wait reads status alone: pending from the bitmap exchange, with progress while it runs', () => {
-    expect(parseSyncStatus(fixture('primary-connected.status'))).toEqual({ syncing: false, percent: null });
+    expect(parseSyncStatus(fixture('primary-connected.status'))).toEqual({
+      syncing: false,
+      percent: null,
+      connection: 'Connected',
+    });
     // Waiting for the peer: nothing to wait for here (the verify step judges the connection).
-    expect(parseSyncStatus(fixture('primary-connecting.status'))).toEqual({ syncing: false, percent: null });
-    expect(parseSyncStatus(fixture('primary-wfbitmap.status'))).toEqual({ syncing: true, percent: 0 });
-    expect(parseSyncStatus(fixture('primary-syncsource.status'))).toEqual({ syncing: true, percent: 42.15 });
+    // Not syncing, and not connected either: the backend's wait refuses it (not a disk in sync).
+    expect(parseSyncStatus(fixture('primary-connecting.status'))).toEqual({
+      syncing: false,
+      percent: null,
+      connection: 'Connecting',
+    });
+    expect(parseSyncStatus(fixture('primary-wfbitmap.status'))).toMatchObject({ syncing: true, percent: 0 });
+    expect(parseSyncStatus(fixture('primary-syncsource.status'))).toMatchObject({
+      syncing: true,
+      percent: 42.15,
+    });
     expect(() => parseSyncStatus('Could not stat /proc/drbd')).toThrow(/not drbdsetup status output/);
   });
 

@@ -1,2 +1,2 @@
 export { drbdLinks, type PlannedCommand, plannedCommands, simSpecOf } from './plan.js';
-export { type SshBackend, type SshBackendOptions, sshEffects } from './ssh.js';
+export { SSH_GRACE_MS, type SshBackend, type SshBackendOptions, sshEffects } from './ssh.js';

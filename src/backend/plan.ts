@@ -4,7 +4,7 @@ import type { ClusterFile, ClusterInstance } from '../cluster/index.js';
 import { drbdDrivers } from '../drivers/drbd.js';
 import type { DrbdLink } from '../drivers/drbd84.js';
 import { lvm, volumePath } from '../drivers/lvm.js';
-import { nodeInfoCommand } from '../drivers/node.js';
+import { nodeInfoCommand, resyncHelperCommand } from '../drivers/node.js';
 import { incomingCommands, startCommand, tuningCommands, waitExitCommand } from '../drivers/qemu.js';
 import type { WorldSpec } from '../sim/index.js';
 import { shellLine } from '../ssh/shell.js';
@@ -115,10 +115,12 @@ export function plannedCommands(
     case 'nodeStorage':
       return [];
     case 'createDisks':
-      // As sshEffects does it: read the volume group, make what is missing, then the device.
+      // As sshEffects does it: the resync helper, the volume group, what is missing, then the device.
       return nodes.flatMap((n) => {
         const vg = cluster.nodes.find((x) => x.name === n)?.volumeGroup ?? 'xenvg';
         return [
+          // The resync helper checked first (see resyncHelperCommand).
+          ...links(n).map((l) => sh(n, resyncHelperCommand(l.resource))),
           sh(n, lvm.report(vg)),
           ...links(n).flatMap((l) => {
             const size = inst.disks.find((d) => 'resource' in d && d.resource === l.resource);

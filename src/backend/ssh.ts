@@ -8,7 +8,14 @@ import {
 } from '../cluster/index.js';
 import { drbdDrivers } from '../drivers/drbd.js';
 import { lvm, missingVolumes, parseReport, volumePath } from '../drivers/lvm.js';
-import { drbdFamilyProblem, nodeInfoCommand, parseNodeInfo } from '../drivers/node.js';
+import {
+  drbdFamilyProblem,
+  nodeInfoCommand,
+  parseNodeInfo,
+  RESYNC_HELPER_REFUSED,
+  resyncHelperCommand,
+  resyncHelperProblem,
+} from '../drivers/node.js';
 import { incomingCommands, migrationStatusOf, QemuNode, tuningCommands } from '../drivers/qemu.js';
 import { type NodeShell, SshNode } from '../ssh/index.js';
 import { ATTACH_ROUND_MS, drbdLinks as linksOf } from './plan.js';
@@ -36,6 +43,13 @@ export interface SshBackend {
 }
 
 const MIB = 1024 * 1024;
+
+/**
+ * What a call over SSH may take beyond its own deadline: the command's round trip on a loaded node.
+ * A long poll asked for the state now (timeoutMs 0) still needs it (seen on the DRBD VMs under load: a
+ * status read over SSH took over the runner's default second). Runs on this backend pass it as graceMs.
+ */
+export const SSH_GRACE_MS = 5_000;
 
 export async function sshEffects(clusterPath: string, options: SshBackendOptions = {}): Promise<SshBackend> {
   const initial = await loadCluster(clusterPath);
@@ -134,6 +148,16 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       const inst = instanceSpec(instance);
       if (isShared(inst)) throw noReplication(inst);
       const vg = volumeGroup(node);
+      // Before anything is made: a node whose resync helper would refuse gets no copy at all.
+      for (const l of drbdLinks(inst, node)) {
+        const helper = await shell(node).exec(resyncHelperCommand(l.resource), {
+          timeoutMs,
+          signal,
+          okCodes: [RESYNC_HELPER_REFUSED],
+        });
+        if (helper.code === RESYNC_HELPER_REFUSED)
+          throw new Error(resyncHelperProblem(node, l.resource, helper.stdout.trim()));
+      }
       const storage = await storageOf(node, timeoutMs, signal);
       for (const l of drbdLinks(inst, node)) {
         const size = disks.find((d) => d.resource === l.resource)?.sizeMiB;
@@ -349,7 +373,7 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       // DRBD's own wait (none when timeoutMs is 0), then the status, in one command per disk: it
       // answers as soon as the resync is done, bounded by the poll's deadline. Running out of time
       // is an answer here, not a failure: the status tells.
-      const execMs = timeoutMs + 5_000;
+      const execMs = timeoutMs + SSH_GRACE_MS;
       return {
         nodes: await perNode(nodes, async (node): Promise<NodeSync> => {
           const disks = [];
@@ -363,7 +387,12 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
                 if (signal.aborted || !hurry?.aborted) throw error;
                 return shell(node).exec(drbd(node).syncRead(l, 0), { timeoutMs: execMs, signal });
               });
-            disks.push(drbd(node).parseSync(output.stdout, l));
+            const sync = drbd(node).parseSync(output.stdout, l);
+            // No resync runs on a link that is down either: that is not a disk in sync (on real 8.4 a
+            // new node's resync handler refused and the link dropped; the wait would have ended).
+            if (sync.connection !== 'Connected')
+              throw new Error(`${node}: DRBD device ${l.resource} is not in sync: ${sync.connection}`);
+            disks.push(sync);
           }
           const syncing = disks.filter((d) => d.syncing);
           return {

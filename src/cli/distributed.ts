@@ -1,12 +1,12 @@
 import { hostname } from 'node:os';
 import { basename, extname } from 'node:path';
 import type { Effects, EvacuationInput, MachineName, ProtocolInput } from '../../machines/index.js';
-import { sshEffects } from '../backend/index.js';
+import { SSH_GRACE_MS, sshEffects } from '../backend/index.js';
 import { fileLeases } from '../journal/index.js';
 import { aboutRemote, remoteEffects, remoteLeases } from '../remote/client.js';
 import type { LeaseStore } from '../runner/index.js';
 import { createSimCluster } from '../sim/index.js';
-import { inputWithLimits, readClusterFile } from './cluster.js';
+import { evacuationWithCluster, inputWithLimits, readClusterFile } from './cluster.js';
 import { UsageError } from './errors.js';
 import type { Values } from './options.js';
 import { holdWorld, loadWorld, saveWorld } from './worldFile.js';
@@ -49,6 +49,8 @@ export interface WorkerWorld {
   prepareEvacuation: (input: EvacuationInput) => EvacuationInput;
   /** Where the instance leases of this config store are kept (every runtime acting on it meets there). */
   leases?: LeaseStore;
+  /** What a call may take beyond its deadline (the SSH backend's round trip; see SSH_GRACE_MS). */
+  graceMs?: number;
   close(): void;
 }
 
@@ -69,10 +71,8 @@ export async function workerWorld(values: Values): Promise<WorkerWorld> {
       effects: backend.effects,
       leases: leasesBeside(values.cluster),
       prepare: (_, input) => inputWithLimits(file, input),
-      prepareEvacuation: (input) => {
-        const { limits, convergence } = inputWithLimits(file, { instance: input.node });
-        return { ...input, ...(limits ? { limits } : {}), ...(convergence ? { convergence } : {}) };
-      },
+      prepareEvacuation: (input) => evacuationWithCluster(file, input),
+      graceMs: SSH_GRACE_MS,
       close: () => backend.close(),
     };
   }

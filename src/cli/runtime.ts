@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { EvacuationInput, MachineName, ProtocolInput, ProtocolOutput } from '../../machines/index.js';
-import { sshEffects } from '../backend/index.js';
+import { SSH_GRACE_MS, sshEffects } from '../backend/index.js';
 import { EvacuationJournal, type FileJournal, journalRuntime } from '../journal/index.js';
 import { RestateError } from '../restate/client.js';
 import { restateRuntime } from '../restate/runtime.js';
@@ -84,6 +84,7 @@ export async function openSession(
         ...stores,
         evacuations: new EvacuationJournal(stores.stateDir),
         nodesOf,
+        graceMs: SSH_GRACE_MS,
         // Where a Restate worker's runs on this cluster meet this one's (rule 9 across runtimes).
         lease: { store: leasesBeside(target.file), holder: `journal on ${hostname()} in ${stores.stateDir}` },
       }),

@@ -28,7 +28,8 @@ export interface DrbdDriver {
   parseStatus(outputs: string[], l: DrbdLink): DiskStatus;
   /** DRBD's own wait for the resync then the status in one command (timeoutS 0: the status now). */
   syncRead(l: DrbdLink, timeoutS: number): string[];
-  parseSync(output: string, l: DrbdLink): { syncing: boolean; percent: number | null };
+  /** Whether a resync is pending or running, how far, and the link's connection state. */
+  parseSync(output: string, l: DrbdLink): { syncing: boolean; percent: number | null; connection: string };
   /**
    * A device on new volumes, Secondary and without network (a new secondary's copy): its metadata
    * written first when `fresh`, then the resource, the minor and the attach.

@@ -123,7 +123,11 @@ export const isResyncing = (connection: string, replication: string) =>
  * Whether a resync is pending or running, and how far it is, from `drbdsetup status RES --verbose
  * --statistics` (the same classification as parseEvents2).
  */
-export function parseSyncStatus(status: string): { syncing: boolean; percent: number | null } {
+export function parseSyncStatus(status: string): {
+  syncing: boolean;
+  percent: number | null;
+  connection: string;
+} {
   const connection = /\sconnection:(\S+)/.exec(status)?.[1];
   const replications = [...status.matchAll(/\sreplication:(\S+)/g)].map((m) => m[1]!);
   if (!/^\S+ role:/m.test(status)) {
@@ -134,6 +138,7 @@ export function parseSyncStatus(status: string): { syncing: boolean; percent: nu
   return {
     syncing,
     percent: !syncing ? null : done.length === 0 ? 0 : Math.min(100, ...done),
+    connection: connection ?? 'StandAlone',
   };
 }
 

@@ -188,13 +188,27 @@ export function parseStatusJson(
 export function parseSyncStatusJson(
   json: string,
   peerNodeId?: number,
-): { syncing: boolean; percent: number | null } {
+): { syncing: boolean; percent: number | null; connection: string } {
   const resource = resourceOf(json);
-  const volumes = resource.devices.map((d) => peerOf(resource, d.volume, peerNodeId));
-  const pending = volumes.filter(({ connection, device }) =>
-    isResyncing(connection?.['connection-state'] ?? 'StandAlone', device?.['replication-state'] ?? 'Off'),
-  );
+  const volumes = resource.devices.map((d) => ({ local: d, ...peerOf(resource, d.volume, peerNodeId) }));
+  // Between the handshake and the resync's start DRBD 9.2 shows the replication Established while a
+  // side is still Outdated (seen in CI: peer Outdated, 8 KiB out of sync, right after a reconnect):
+  // a resync to come, not a disk in sync.
+  const behind = (disk: string | undefined) => disk === 'Outdated' || disk === 'Inconsistent';
+  const pending = volumes.filter(({ local, connection, device }) => {
+    const state = connection?.['connection-state'] ?? 'StandAlone';
+    const replication = device?.['replication-state'] ?? 'Off';
+    return (
+      isResyncing(state, replication) ||
+      (state === 'Connected' &&
+        replication === 'Established' &&
+        (behind(local['disk-state']) || behind(device?.['peer-disk-state'])))
+    );
+  });
+  // The least connected of the disks' connections to the peer (one connection per peer in DRBD 9).
+  const states = volumes.map(({ connection }) => connection?.['connection-state'] ?? 'StandAlone');
   return {
+    connection: states.find((s) => s !== 'Connected') ?? 'Connected',
     syncing: pending.length > 0,
     percent:
       pending.length === 0

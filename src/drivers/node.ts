@@ -44,3 +44,22 @@ export function drbdFamilyProblem(node: string, configured: DrbdVersion, facts: 
     `set the node's "drbd" to "${facts.drbd.family}" (nothing was touched)`
   );
 }
+
+/**
+ * DRBD calls its usermode helper (drbdadm by default) before a resync; drbdadm fails for a resource
+ * its configuration does not name on this node, and DRBD then drops the connection (seen on real 8.4:
+ * a new secondary made by drbdsetup alone never synced). Ganeti sets the helper to /bin/true. Exit 0:
+ * a helper that always agrees, or a configuration naming the resource; exit 3 printing the helper.
+ */
+export const resyncHelperCommand = (resource: string) => [
+  'sh',
+  '-c',
+  'h=$(cat /sys/module/drbd/parameters/usermode_helper 2>/dev/null); case "$h" in */true) exit 0 ;; esac; drbdadm sh-resources 2>/dev/null | tr " " "\\n" | grep -qx -- "$1" && exit 0; echo "$h"; exit 3',
+  'resync-helper',
+  resource,
+];
+export const RESYNC_HELPER_REFUSED = 3;
+
+export function resyncHelperProblem(node: string, resource: string, helper: string): string {
+  return `${node}: DRBD's usermode helper is ${helper || 'unset'} and no DRBD configuration there names ${resource}: the helper would refuse its resync and DRBD drop the link; set the drbd module's usermode_helper to /bin/true (as Ganeti requires) or add ${resource} to the node's DRBD configuration`;
+}
