@@ -1,7 +1,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DiskStatus } from '../machines/index.js';
-import { sshEffects } from '../src/backend/ssh.js';
+import { SSH_GRACE_MS, sshEffects } from '../src/backend/ssh.js';
 import { dryRun, inputWithLimits } from '../src/cli/cluster.js';
 import { type ClusterFile, loadCluster } from '../src/cluster/index.js';
 import { drbdDrivers } from '../src/drivers/drbd.js';
@@ -114,6 +114,8 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         });
         try {
           return await machine(input, backend.effects, {
+            // As the CLI runs on a cluster file: SSH's round trip on a loaded node counts beyond a deadline.
+            graceMs: SSH_GRACE_MS,
             ...(extra.abort ? { abort: extra.abort } : {}),
             ...(extra.onEvent ? { onEvent: extra.onEvent } : {}),
             ...(seen
@@ -627,15 +629,16 @@ export function drbdVmSuite(kernel: DrbdKernel) {
             { node: 'node-a', concurrency: 2, perNode: 2, ...(limits ? { limits } : {}) },
             backend.effects,
             {
+              graceMs: SSH_GRACE_MS,
               onRun: (n) => {
                 running += n.phase === 'start' ? 1 : -1;
                 most = Math.max(most, running);
               },
             },
           );
-          expect(out.results.map((r) => [r.instance, r.outcome, r.primaryNode])).toEqual([
-            ['web1', 'migrated', 'node-b'],
-            ['web2', 'migrated', 'node-b'],
+          expect(out.results.map((r) => [r.instance, r.outcome, r.primaryNode, r.error ?? null])).toEqual([
+            ['web1', 'migrated', 'node-b', null],
+            ['web2', 'migrated', 'node-b', null],
           ]);
           expect(out.outcome).toBe('evacuated');
         } finally {

@@ -18,13 +18,14 @@ import {
 } from './common.js';
 
 /**
- * Tier B of the real testbed (../shared/reference/testbed-notes.md §4, testbed-nested.md): two node
- * VMs under QEMU/TCG booting Debian's kernel, whose DRBD replicates one resource between them over an
- * emulated link: the in-tree DRBD 8.4.11, or DRBD 9 built from LINBIT's source for that kernel
- * (../shared/drbd9/BUILD.md); each runs sshd and a QEMU of its own, which runs the instance
- * (the ticking boot-sector guest) from /dev/drbd0. Nothing needs root: the VMs' management links are
- * QEMU user networks with a host port forwarded to sshd on 127.0.0.1, the DRBD link a socket between
- * the two QEMUs on 127.0.0.1. Teardown kills the two VMs by pidfile.
+ * Tier B of the real testbed (../shared/reference/testbed-notes.md §4, testbed-nested.md): node VMs
+ * under QEMU/TCG booting Debian's kernel, whose DRBD replicates the resource between node-a and
+ * node-b over emulated links: the in-tree DRBD 8.4.11, or DRBD 9 built from LINBIT's source for that
+ * kernel (../shared/drbd9/BUILD.md), with node-c its diskless tiebreaker; or DRBD 8.4 with node-c a
+ * spare and every disk an LVM volume group (DrbdTestbedOptions). Each runs sshd and a QEMU of its
+ * own, which runs the instance (the ticking boot-sector guest) from /dev/drbd0. Nothing needs root:
+ * the VMs' management links are QEMU user networks with a host port forwarded to sshd on 127.0.0.1,
+ * each DRBD link a UDP socket pair between two QEMUs on 127.0.0.1. Teardown kills the VMs by pidfile.
  */
 
 export const DRBD_TESTBED_TOOLS = [
@@ -41,6 +42,7 @@ export const DRBD_TESTBED_TOOLS = [
   '/usr/sbin/sshd',
   '/usr/sbin/drbdadm',
   '/lib/drbd/drbdsetup-84',
+  '/usr/sbin/lvm',
   '/usr/share/seabios/bios-256k.bin',
   '/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so',
   'as',
@@ -114,11 +116,27 @@ const LINKS = [
 ] as const satisfies readonly { id: string; ends: readonly [NodeName, NodeName]; subnet: string }[];
 type Link = (typeof LINKS)[number];
 const addressOn = (link: Link, node: NodeName) => `${link.subnet}.${HOST[node].n}`;
-/** The nodes a testbed boots: DRBD 9's has the tiebreaker. */
-export const testbedNodes = (kernel: DrbdKernel): NodeName[] =>
-  kernel === '9' ? ['node-a', 'node-b', 'node-c'] : ['node-a', 'node-b'];
-const linksOf = (kernel: DrbdKernel) =>
-  LINKS.filter((l) => l.ends.every((n) => testbedNodes(kernel).includes(n)));
+/**
+ * How a testbed is laid out beyond its DRBD version. `spare` (DRBD 8.4): node-c is a third diskful
+ * node that holds no copy yet, the place a secondary is replaced to; every node's disk is an LVM
+ * volume group (xenvg) with each resource's data and metadata volumes in it, named as the backend
+ * names a new copy's, and each node has one replication address on all its links (Ganeti's
+ * secondary IP), reached by the pair's own link.
+ */
+export interface DrbdTestbedOptions {
+  spare?: boolean;
+}
+
+/** The nodes a testbed boots: DRBD 9's has the tiebreaker, a spare testbed the spare. */
+export const testbedNodes = (kernel: DrbdKernel, options: DrbdTestbedOptions = {}): NodeName[] =>
+  kernel === '9' || options.spare === true ? ['node-a', 'node-b', 'node-c'] : ['node-a', 'node-b'];
+const linksOf = (kernel: DrbdKernel, options: DrbdTestbedOptions = {}) =>
+  LINKS.filter((l) => l.ends.every((n) => testbedNodes(kernel, options).includes(n)));
+/** A spare testbed's one replication address per node. */
+const replicationAddress = (node: NodeName) => `10.99.0.${HOST[node].n}`;
+/** The volume group of a spare testbed's nodes, and each resource's size there (MiB). */
+export const VOLUME_GROUP = 'xenvg';
+const VOLUME_MIB: Record<string, number> = { 'web1-disk0': 64, 'web2-disk0': 16 };
 
 export interface DrbdTestbed {
   dir: string;
@@ -199,19 +217,25 @@ export const drbdWait = (kernel: DrbdKernel, what: 'connect' | 'sync', resource:
  * with node-c as the diskless tiebreaker and I/O errors without it, and a quorum-lost handler that
  * stops the instance and demotes (vm/quorum-lost: the self-fence a failover may wait out).
  */
-function resourceFile(kernel: DrbdKernel): string {
+function resourceFile(kernel: DrbdKernel, options: DrbdTestbedOptions = {}): string {
   const resources = [
     { name: RESOURCE, minor: 0, disk: '/dev/vda', port: 7789 },
     { name: SECOND_RESOURCE, minor: 1, disk: '/dev/vdb', port: 7790 },
   ];
   const ab = LINKS[0];
+  // A spare testbed's copies are LVM volumes, the metadata on its own (as the backend makes a copy).
+  const storage = (r: (typeof resources)[number]) =>
+    options.spare === true
+      ? `disk /dev/${VOLUME_GROUP}/${r.name}_data; meta-disk /dev/${VOLUME_GROUP}/${r.name}_meta;`
+      : `disk ${r.disk}; meta-disk internal;`;
+  const address = (n: NodeName) => (options.spare === true ? replicationAddress(n) : addressOn(ab, n));
   return resources
     .map((r) =>
       kernel === '8.4'
         ? `resource ${r.name} {
   disk { c-plan-ahead 0; resync-rate 100M; }
   net { protocol C; }
-${ab.ends.map((n) => `  on ${n} { device /dev/drbd${r.minor}; disk ${r.disk}; address ${addressOn(ab, n)}:${r.port}; meta-disk internal; }`).join('\n')}
+${ab.ends.map((n) => `  on ${n} { device /dev/drbd${r.minor}; ${storage(r)} address ${address(n)}:${r.port}; }`).join('\n')}
 }
 `
         : `resource ${r.name} {
@@ -237,7 +261,14 @@ ${linksOf(kernel)
     .join('');
 }
 
-export async function startDrbdTestbed(dir: string, kernel: DrbdKernel = '8.4'): Promise<DrbdTestbed> {
+export async function startDrbdTestbed(
+  dir: string,
+  kernel: DrbdKernel = '8.4',
+  options: DrbdTestbedOptions = {},
+): Promise<DrbdTestbed> {
+  if (options.spare === true && kernel !== '8.4')
+    throw new Error('a spare testbed is DRBD 8.4 (two peers a resource)');
+  const spare = options.spare === true;
   const pidfiles: string[] = [];
   const shells = new Map<NodeName, SshNode>();
   const stop = () => {
@@ -250,11 +281,11 @@ export async function startDrbdTestbed(dir: string, kernel: DrbdKernel = '8.4'):
     mkdirSync(ssh, { recursive: true });
     run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', join(ssh, 'client_key')]);
     writeFileSync(join(ssh, 'authorized_keys'), readFileSync(join(ssh, 'client_key.pub')));
-    const nodes = testbedNodes(kernel);
+    const nodes = testbedNodes(kernel, options);
     for (const n of nodes) {
       run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', join(ssh, `host_${n}`)]);
     }
-    writeFileSync(join(dir, 'drbd.conf'), resourceFile(kernel));
+    writeFileSync(join(dir, 'drbd.conf'), resourceFile(kernel, options));
     buildTicker(dir);
     // DRBD 9's transport module pulls in drbd itself (and the compat handshake module).
     run([join(here, 'vm/build-initrd.sh'), kernelDir, dir, kernel === '9' ? 'drbd_transport_tcp' : 'drbd']);
@@ -263,18 +294,24 @@ export async function startDrbdTestbed(dir: string, kernel: DrbdKernel = '8.4'):
 
     // Each DRBD link: UDP between two QEMUs on 127.0.0.1, so that either side can lose power and
     // boot again without the other's QEMU having to reconnect.
-    const links = linksOf(kernel);
+    const links = linksOf(kernel, options);
     const linkPorts = new Map<string, number>();
     for (const l of links) for (const n of l.ends) linkPorts.set(`${l.id}/${n}`, await freePort());
     const sshPorts = {} as Record<NodeName, number>;
     for (const n of nodes) sshPorts[n] = await freePort();
+    // A spare testbed's node has one disk, its volume group (sparse: the metadata volumes are 128 MiB).
+    const diskFiles = (node: NodeName): (readonly [string, string])[] =>
+      spare
+        ? [[`${node}.raw`, '1G']]
+        : node === 'node-c'
+          ? []
+          : [
+              [`${node}.raw`, '64M'],
+              [`${node}-2.raw`, '16M'],
+            ];
     for (const node of nodes) {
       pidfiles.push(join(dir, `${node}.pid`));
-      if (node === 'node-c') continue;
-      for (const [file, size] of [
-        [`${node}.raw`, '64M'],
-        [`${node}-2.raw`, '16M'],
-      ] as const) {
+      for (const [file, size] of diskFiles(node)) {
         writeFileSync(join(dir, file), '');
         run(['truncate', '-s', size, join(dir, file)]);
       }
@@ -295,14 +332,18 @@ export async function startDrbdTestbed(dir: string, kernel: DrbdKernel = '8.4'):
           `virtio-net-pci,netdev=drbd${l.id},mac=52:54:00:99:${l.id}:${mac}`,
         ];
       });
-      const disks =
-        node === 'node-c'
-          ? []
-          : [`${node}.raw`, `${node}-2.raw`].flatMap((f) => [
-              '-drive',
-              `file=${join(dir, f)},format=raw,if=virtio,cache=none,aio=threads`,
-            ]);
-      const addresses = own.map((l) => `${l.id}:${addressOn(l, node)}/24`).join(',');
+      const disks = diskFiles(node).flatMap(([f]) => [
+        '-drive',
+        `file=${join(dir, f)},format=raw,if=virtio,cache=none,aio=threads`,
+      ]);
+      const addresses = own
+        .map((l) => {
+          const peer = l.ends[0] === node ? l.ends[1] : l.ends[0];
+          return spare
+            ? `${l.id}:${replicationAddress(node)}/32@${replicationAddress(peer)}`
+            : `${l.id}:${addressOn(l, node)}/24`;
+        })
+        .join(',');
       run([
         'qemu-system-x86_64',
         '-accel',
@@ -324,7 +365,7 @@ export async function startDrbdTestbed(dir: string, kernel: DrbdKernel = '8.4'):
         '-initrd',
         join(dir, 'initrd.cpio.gz'),
         '-append',
-        `console=ttyS0 panic=-1 quiet dm.node=${node} dm.links=${addresses} dm.mac=${mac}`,
+        `console=ttyS0 panic=-1 quiet dm.node=${node} dm.links=${addresses} dm.mac=${mac}${spare ? ' dm.helper=/bin/true' : ''}`,
         '-chardev',
         `file,id=con,path=${console}`,
         '-serial',
@@ -361,7 +402,9 @@ export async function startDrbdTestbed(dir: string, kernel: DrbdKernel = '8.4'):
         user: 'root',
         privateKey: join(ssh, 'client_key'),
         hostKey: pinnedHostKey(join(ssh, `host_${n}.pub`)),
-        replicationAddress: addressOn(n === 'node-c' ? LINKS[1] : LINKS[0], n),
+        replicationAddress: spare
+          ? replicationAddress(n)
+          : addressOn(n === 'node-c' ? LINKS[1] : LINKS[0], n),
         drbd: kernel,
       })),
       instances: [
@@ -380,6 +423,7 @@ export async function startDrbdTestbed(dir: string, kernel: DrbdKernel = '8.4'):
               minor: 0,
               port: 7789,
               ...(kernel === '9' ? { nodeIds: DISK_NODE_IDS } : {}),
+              ...(spare ? { sizeMiB: VOLUME_MIB[RESOURCE]! } : {}),
             },
           ],
           // DRBD 9's quorum-lost handler stops the guest once the cut-off node notices (DRBD's ping
@@ -404,19 +448,42 @@ export async function startDrbdTestbed(dir: string, kernel: DrbdKernel = '8.4'):
       return { stdout: r.stdout, stderr: r.stderr, code: r.code };
     };
 
-    // A resource as an operator leaves it: connected, node-a primary, in sync, the guest's boot
-    // sector on it (the tiebreaker has no disk to set up).
-    const up: DrbdTestbed['up'] = async (resource, minor) => {
+    // A spare testbed's volume groups, and the copies of the resources on node-a and node-b in them.
+    if (spare) {
       await Promise.all(
         nodes.map((n) =>
           exec(n, [
             'sh',
             '-c',
-            n === 'node-c'
-              ? `drbdadm up ${resource}`
-              : `drbdadm create-md --force ${resource} && drbdadm up ${resource}`,
+            [
+              `pvcreate -q /dev/vda && vgcreate -q ${VOLUME_GROUP} /dev/vda`,
+              ...(n === 'node-c'
+                ? []
+                : Object.entries(VOLUME_MIB).flatMap(([r, mib]) => [
+                    `lvcreate -q -y -L ${mib}m -n ${r}_data ${VOLUME_GROUP}`,
+                    `lvcreate -q -y -L 128m -n ${r}_meta ${VOLUME_GROUP}`,
+                  ])),
+            ].join(' && '),
           ]),
         ),
+      );
+    }
+
+    // A resource as an operator leaves it: connected, node-a primary, in sync, the guest's boot
+    // sector on it (the tiebreaker, or the spare, has no copy to set up).
+    const up: DrbdTestbed['up'] = async (resource, minor) => {
+      await Promise.all(
+        nodes
+          .filter((n) => !(spare && n === 'node-c'))
+          .map((n) =>
+            exec(n, [
+              'sh',
+              '-c',
+              n === 'node-c'
+                ? `drbdadm up ${resource}`
+                : `drbdadm create-md --force ${resource} && drbdadm up ${resource}`,
+            ]),
+          ),
       );
       await exec('node-a', drbdWait(kernel, 'connect', resource, minor));
       await exec('node-a', ['drbdadm', 'primary', '--force', resource]);
