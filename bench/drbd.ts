@@ -25,7 +25,7 @@ import { drbdTestbedUnavailable, startDrbdTestbed } from '../test/testbed/drbd.j
 import { captureQemuTotalTime, median, runAlone, timePerEffect } from './common.js';
 
 /** DRBD's own event stream from a node, each line stamped with its arrival here. */
-function watchEvents(node: ClusterFile['nodes'][number]) {
+export function watchEvents(node: ClusterFile['nodes'][number]) {
   const lines: { at: number; line: string }[] = [];
   const client = new Client();
   const ready = new Promise<void>((resolve, reject) => {
@@ -58,7 +58,7 @@ function watchEvents(node: ClusterFile['nodes'][number]) {
 }
 
 /** Resync periods (start, end) in a node's event lines. */
-function resyncs(lines: { at: number; line: string }[]) {
+export function resyncs(lines: { at: number; line: string }[]) {
   const out: { start: number; end: number }[] = [];
   let start: number | null = null;
   for (const { at, line } of lines) {

@@ -20,6 +20,7 @@ import { median } from './common.js';
 import { benchDrbd } from './drbd.js';
 import { drain } from './evacuation.js';
 import { benchPrediction } from './prediction.js';
+import { benchReplace } from './replace.js';
 import { benchTestbed } from './testbed.js';
 
 /**
@@ -329,6 +330,12 @@ if (vmWhy === null) {
     'resync end noticed (DRBD VMs)',
     d.detect === null ? 'no resync ended during a wait' : `${d.detect} ms after it`,
     "Ganeti's 2 s sync poll: 1 s on average",
+  );
+  const rep = await benchReplace(3, quiet);
+  row(
+    `redundancy restored on a third node (DRBD 8.4 VMs, LVM, ${rep.sizeMiB} MiB disk)`,
+    `${(rep.wall / 1000).toFixed(1)} s wall`,
+    `DRBD's own resync ${(rep.resync / 1000).toFixed(1)} s of it; the orchestration's share ${((rep.wall - rep.resync) / 1000).toFixed(1)} s; median of ${rep.runs}`,
   );
 } else row('DRBD VM testbed', 'not measured here', vmWhy);
 

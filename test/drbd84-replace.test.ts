@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DiskStatus } from '../machines/index.js';
 import { SSH_GRACE_MS, sshEffects } from '../src/backend/ssh.js';
@@ -10,12 +10,13 @@ import { QemuNode } from '../src/drivers/qemu.js';
 import { runMigration } from '../src/index.js';
 import { SshNode } from '../src/ssh/index.js';
 import { cli } from './processes.js';
-import { ticks, ticksAcross } from './testbed/common.js';
+import { tickerHypervisor, ticks, ticksAcross } from './testbed/common.js';
 import {
   type DrbdTestbed,
   drbdTestbedUnavailable,
   type NodeName,
   RESOURCE,
+  SECOND_RESOURCE,
   startDrbdTestbed,
   VOLUME_GROUP,
 } from './testbed/drbd.js';
@@ -48,13 +49,19 @@ describe.skipIf(unavailable !== null)('DRBD 8.4: a secondary replaced onto a thi
       `timeout 60 sh -c 'until grep -q "disk-tick ${n.toString(16).padStart(4, '0')}" /run/drbd-migrate/web1.serial 2>/dev/null; do sleep 0.1; done'`,
     );
   /** The kernel's own view of web1's disk on NODE towards PEER, read and parsed as the backend does. */
-  const drbd = async (node: NodeName, peer: NodeName): Promise<DiskStatus> => {
+  const drbd = async (
+    node: NodeName,
+    peer: NodeName,
+    resource = RESOURCE,
+    minor = 0,
+    port = 7789,
+  ): Promise<DiskStatus> => {
     const address = (n: NodeName) => tb.cluster.nodes.find((x) => x.name === n)!.replicationAddress;
     const l: DrbdLink = {
-      resource: RESOURCE,
-      minor: 0,
-      local: { address: address(node), port: 7789 },
-      peer: { address: address(peer), port: 7789 },
+      resource,
+      minor,
+      local: { address: address(node), port },
+      peer: { address: address(peer), port },
     };
     const outputs = await Promise.all(driver.statusReads(l).map((argv) => tb.exec(node, argv)));
     return driver.parseStatus(
@@ -185,5 +192,75 @@ describe.skipIf(unavailable !== null)('DRBD 8.4: a secondary replaced onto a thi
     const { after } = ticksAcross(left, await serial('node-c'));
     expect(after.slice(0, 2)).toEqual([last + 1, last + 2]);
     expect((await drbd('node-c', 'node-a')).role).toBe('Primary');
+  }, 300_000);
+
+  it('DRBD 8.4: evacuate node-b --all empties it: web2’s copy moves to node-c, node-b marked drained, no device or volume left', async () => {
+    // A second instance, set up as an operator would: primary node-a, secondary node-b, in sync.
+    await tb.up(SECOND_RESOURCE, 1);
+    const cluster = await loadCluster(tb.clusterPath);
+    const web2 = {
+      ...cluster.instances[0]!,
+      name: 'web2',
+      primary: 'node-a',
+      secondary: 'node-b',
+      hypervisor: tickerHypervisor('/dev/drbd1', 'tcg,tb-size=64', 'web2'),
+      disks: [{ resource: SECOND_RESOURCE, minor: 1, port: 7790, sizeMiB: 16 }],
+    };
+    writeFileSync(
+      tb.clusterPath,
+      JSON.stringify({ ...cluster, instances: [...cluster.instances, web2] }, null, 2),
+    );
+    const guest = new QemuNode(new SshNode(tb.cluster.nodes[0]!), web2.hypervisor);
+    await guest.start(false, 60_000);
+    guest.shell.close();
+    const stateDir = tempDir('drbd-migrate-state-');
+    const r = await cli([
+      'evacuate',
+      'node-b',
+      '--all',
+      '--cluster',
+      tb.clusterPath,
+      '--state-dir',
+      stateDir,
+      '--json',
+    ]);
+    rmSync(stateDir, { recursive: true, force: true });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const result = r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { type: string; outcome?: string; results?: unknown[] })
+      .find((l) => l.type === 'result');
+    expect(result).toMatchObject({
+      outcome: 'evacuated',
+      results: [
+        { instance: 'web2', operation: 'changeSecondary', outcome: 'replaced', secondaryNode: 'node-c' },
+      ],
+    });
+    const after = await loadCluster(tb.clusterPath);
+    expect(after.nodes.find((n) => n.name === 'node-b')?.drained).toBe(true);
+    expect(after.instances.map((i) => [i.name, i.primary, i.secondary])).toEqual([
+      ['web1', 'node-c', 'node-a'],
+      ['web2', 'node-a', 'node-c'],
+    ]);
+    // node-b holds nothing of any instance: no DRBD device, no volume.
+    expect((await sh('node-b', 'ls /sys/block | grep drbd', [0, 1])).stdout.trim()).toBe('');
+    expect((await sh('node-b', `lvs --noheadings -o lv_name ${VOLUME_GROUP}`)).stdout.trim()).toBe('');
+    // Every instance on two UpToDate copies, as the kernel says.
+    const web2Link = (node: NodeName, peer: NodeName) => drbd(node, peer, SECOND_RESOURCE, 1, 7790);
+    for (const [node, peer, status] of [
+      ['node-c', 'node-a', await drbd('node-c', 'node-a')],
+      ['node-a', 'node-c', await web2Link('node-a', 'node-c')],
+      ['node-c', 'node-a', await web2Link('node-c', 'node-a')],
+    ] as const) {
+      expect([node, peer, status.connection, status.diskState, status.peerDiskState]).toEqual([
+        node,
+        peer,
+        'Connected',
+        'UpToDate',
+        'UpToDate',
+      ]);
+    }
   }, 300_000);
 });
