@@ -166,6 +166,10 @@ describe.skipIf(unavailable !== null)('DRBD 8.4: a secondary replaced onto a thi
     expect((await drbd('node-a', 'node-c')).role).toBe('Primary');
     // The new copy is LVM volumes on node-c; node-b holds no device and no volume of web1.
     expect((await volumes('node-c')).sort()).toEqual([`${RESOURCE}_data`, `${RESOURCE}_meta`]);
+    // Its device resyncs at the cluster file's rate, fixed (as the first pair's resource file has it).
+    const shown = (await sh('node-c', `/lib/drbd/drbdsetup-84 show ${RESOURCE}`)).stdout;
+    expect(shown).toMatch(/resync-rate\s+102400k;/);
+    expect(shown).toMatch(/c-plan-ahead\s+0;/);
     expect(await hasMinor('node-b')).toBe(false);
     expect(await volumes('node-b')).toEqual([]);
     // The guest never stopped: it ticks on, on node-a, counting on from before.

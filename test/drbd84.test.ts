@@ -63,13 +63,13 @@ describe.skipIf(!available)(
 );
 
 /** The same, for a new secondary's device on its own LVM volumes (external metadata, as Ganeti's). */
-function dryRunExternal(args: string): string[] {
+function dryRunExternal(args: string, disk = ''): string[] {
   const dir = tempDir('drbd-');
   const on = (node: string, address: string) =>
     `on ${node} { device /dev/drbd0; disk /dev/xenvg/web1-disk0_data; address ${address}:7789; meta-disk /dev/xenvg/web1-disk0_meta; }`;
   writeFileSync(
     join(dir, 'drbd.conf'),
-    `resource web1-disk0 {\n  net { protocol C; after-sb-0pri discard-zero-changes; after-sb-1pri consensus; }\n  ${on('node-a', '10.99.1.1')}\n  ${on('node-c', '10.99.1.3')}\n}\n`,
+    `resource web1-disk0 {\n  ${disk}\n  net { protocol C; after-sb-0pri discard-zero-changes; after-sb-1pri consensus; }\n  ${on('node-a', '10.99.1.1')}\n  ${on('node-c', '10.99.1.3')}\n}\n`,
   );
   const out = execFileSync(
     'unshare',
@@ -93,6 +93,13 @@ describe.skipIf(!available)(
     it('existing volumes: up without the network, its activity log applied first', () => {
       const made = drbdDrivers['8.4'].createDevice(link, volumes, false).map((argv) => shellLine(argv));
       const up = dryRunExternal('up web1-disk0').filter((l) => !/ connect /.test(l));
+      expect(made).toEqual(up);
+    });
+    it('with the cluster file’s resync rate: the fixed rate a disk section sets', () => {
+      const made = drbdDrivers['8.4'].createDevice(link, volumes, false, 100).map((argv) => shellLine(argv));
+      const up = dryRunExternal('up web1-disk0', 'disk { c-plan-ahead 0; resync-rate 100M; }').filter(
+        (l) => !/ connect /.test(l),
+      );
       expect(made).toEqual(up);
     });
     it('down', () => {

@@ -133,6 +133,7 @@ export function plannedCommands(
                   l,
                   { data: volumePath(vg, data), meta: volumePath(vg, meta) },
                   true,
+                  cluster.options.resyncMiBps,
                 );
               } catch (error) {
                 return [['#', (error as Error).message]];

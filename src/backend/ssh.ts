@@ -170,7 +170,12 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
           data: volumePath(vg, `${l.resource}_data`),
           meta: volumePath(vg, `${l.resource}_meta`),
         };
-        for (const argv of drbd(node).createDevice(l, volumes, missing.meta !== null))
+        for (const argv of drbd(node).createDevice(
+          l,
+          volumes,
+          missing.meta !== null,
+          initial.options.resyncMiBps,
+        ))
           await shell(node).exec(argv, { timeoutMs, signal });
       }
     },

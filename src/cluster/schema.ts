@@ -182,7 +182,7 @@ export const ClusterFile = z
           .max(MAX_BANDWIDTH_MIBPS)
           .optional()
           .describe(
-            "The rate a DRBD resync reaches on these links, MiB/s (DRBD's c-max-rate; default 100): a drain predicts each new secondary's resync from it. Read, never set: drbd-migrate does not change a resource's resync rate.",
+            "The rate a DRBD resync goes at on these links, MiB/s: a drain predicts each new secondary's resync from it (default 100, DRBD's c-max-rate), and a new copy's device (replace-secondary) gets it as a fixed resync rate (c-plan-ahead 0, resync-rate; unset: DRBD's own dynamic controller). An existing device's options are never changed.",
           ),
         convergence: Convergence.omit({ bandwidthMiBps: true, downtimeMs: true })
           .partial()

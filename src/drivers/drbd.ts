@@ -34,7 +34,13 @@ export interface DrbdDriver {
    * A device on new volumes, Secondary and without network (a new secondary's copy): its metadata
    * written first when `fresh`, then the resource, the minor and the attach.
    */
-  createDevice(l: DrbdLink, volumes: { data: string; meta: string }, fresh: boolean): string[][];
+  /** A new copy's device, without network; with resyncMiBps its resync at that fixed rate. */
+  createDevice(
+    l: DrbdLink,
+    volumes: { data: string; meta: string },
+    fresh: boolean,
+    resyncMiBps?: number,
+  ): string[][];
   /** The device taken down (its volumes stay). */
   down(l: DrbdLink): string[];
 }
@@ -65,12 +71,12 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     syncRead: (l, s) => (s > 0 ? waitThen(drbd84.waitSync(l, s), drbd84.status(l)) : drbd84.status(l)),
     parseSync: (output) => parseSyncStatus(output),
     // Fresh metadata is written; an existing copy's activity log is applied first, as drbdadm up does.
-    createDevice: (l, { data, meta }, fresh) => [
+    createDevice: (l, { data, meta }, fresh, resyncMiBps) => [
       ...(fresh ? [drbd84.createMd(l, meta)] : []),
       drbd84.newResource(l),
       drbd84.newMinor(l),
       ...(fresh ? [] : [drbd84.applyAl(l, meta)]),
-      drbd84.attach(l, data, meta),
+      drbd84.attach(l, data, meta, resyncMiBps),
     ],
     down: drbd84.down,
   },

@@ -86,13 +86,15 @@ export const drbd84 = {
   ],
   newResource: (d: DrbdLink) => [drbdsetup84, 'new-resource', d.resource],
   newMinor: (d: DrbdLink) => [drbdsetup84, 'new-minor', d.resource, String(d.minor), '0'],
-  attach: (d: DrbdLink, data: string, meta: string) => [
+  /** With resyncMiBps a fixed resync rate (no dynamic controller), as a resource file's disk section sets it. */
+  attach: (d: DrbdLink, data: string, meta: string, resyncMiBps?: number) => [
     drbdsetup84,
     'attach',
     String(d.minor),
     data,
     meta,
     'flexible',
+    ...(resyncMiBps === undefined ? [] : [`--resync-rate=${resyncMiBps}M`, '--c-plan-ahead=0']),
   ],
   down: (d: DrbdLink) => [drbdsetup84, 'down', d.resource],
 };

@@ -431,8 +431,9 @@ export async function startDrbdTestbed(
           ...(kernel === '9' ? { selfFenceMs: 20_000 } : {}),
         },
       ],
-      // Everything runs under TCG here, the nested QEMU inside TCG: generous step deadlines.
-      options: { limits: { stepTimeoutMs: 60_000 } },
+      // Everything runs under TCG here, the nested QEMU inside TCG: generous step deadlines. A spare
+      // testbed's new copies resync at the rate its resource file gives the first pair.
+      options: { limits: { stepTimeoutMs: 60_000 }, ...(spare ? { resyncMiBps: 100 } : {}) },
     });
 
     const shell = (node: NodeName) => {
