@@ -118,6 +118,41 @@ describe('locks', () => {
     );
   });
 
+  it('a replace locks the node it makes the new copy on: held by another run, it exits 2 and touches nothing', async () => {
+    const f = await fresh();
+    await cli(['init', '--world', f.world, '--nodes', '3', '--instances', '2']);
+    const world = JSON.parse(await readFile(f.world, 'utf8')) as {
+      config: { instances: Record<string, { primaryNode: string; secondaryNode: string }> };
+    };
+    const web1 = world.config.instances.web1!;
+    const spare = ['node-a', 'node-b', 'node-c'].find(
+      (n) => n !== web1.primaryNode && n !== web1.secondaryNode,
+    )!;
+    const since = new Date().toISOString();
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(f.state, 'locks'), { recursive: true });
+    await writeFile(
+      join(f.state, 'locks', `node-${spare}.lock`),
+      JSON.stringify({ host: hostname(), pid: process.pid, since, operation: 'replace of web2' }),
+    );
+    const before = await readFile(f.world, 'utf8');
+    const r = await cli([
+      'replace-secondary',
+      'web1',
+      '--new-secondary',
+      spare,
+      '--world',
+      f.world,
+      '--state-dir',
+      f.state,
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `node-${spare} is locked by replace of web2 (pid ${process.pid} on ${hostname()}) since ${since}`,
+    );
+    expect(await readFile(f.world, 'utf8')).toBe(before);
+  });
+
   it('a lock left by a killed process is taken over by resume', async () => {
     const f = await fresh();
     const killed = await cli([

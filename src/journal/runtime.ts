@@ -44,6 +44,11 @@ export function journalRuntime(options: JournalRuntimeOptions): Runtime {
     ...(options.afterWrite === undefined ? {} : { afterWrite: options.afterWrite }),
     ...(options.lease === undefined ? {} : { lease: options.lease }),
   });
+  // A replace locks the node it makes the new copy on too (Ganeti's replace-disks locks it): two
+  // runs placing copies there at once would each have found the room for their own.
+  const nodesFor = (input: { instance: string; newSecondary?: string | undefined }) => [
+    ...new Set([...options.nodesOf(input.instance), ...(input.newSecondary ? [input.newSecondary] : [])]),
+  ];
   const drain = (input: EvacuationInput, follow: EvacuationFollow, resume: boolean) => {
     if (options.evacuations === undefined) throw new Error('journalRuntime: no evacuation journal given');
     return runEvacuationJournaled(
@@ -65,10 +70,16 @@ export function journalRuntime(options: JournalRuntimeOptions): Runtime {
   return {
     name: 'journal',
     run: (kind, input, follow = {}) =>
-      runJournaled(kind, input, options.effects, { ...common(input.instance), ...follow }),
+      runJournaled(kind, input, options.effects, {
+        ...common(input.instance),
+        nodes: nodesFor(input),
+        ...follow,
+      }),
     resume: async (instance, follow = {}) => {
-      if ((await options.store.read(instance)) === null) return null;
-      return (await resumeRun(instance, options.effects, { ...common(instance), ...follow })).output;
+      const entry = await options.store.read(instance);
+      if (entry === null) return null;
+      const nodes = nodesFor({ instance, ...(entry.input as { newSecondary?: string }) });
+      return (await resumeRun(instance, options.effects, { ...common(instance), nodes, ...follow })).output;
     },
     status: async (instance) => {
       const entry = await options.store.read(instance);
