@@ -191,7 +191,10 @@ export async function drain(call: Invocation, resume: boolean, opened?: Session)
     return code;
   };
   if (values['dry-run'] === true) {
-    const out = await dryRunDrain(call, input, onEvent, (clock) => {
+    // A dry run's own lines are marked as planned; the drain's forecast too.
+    const saidPlanned: EvacuationOptions['onEvent'] = (event) =>
+      !json && event.type === 'feedback' ? io.out(`# ${event.message}`) : onEvent(event);
+    const out = await dryRunDrain(call, input, saidPlanned, (clock) => {
       now = () => clock.now();
     });
     return finish(out, true);
