@@ -1,3 +1,4 @@
+import { and, not } from 'xstate';
 import type { DiskStatus, InstanceConfig, NodeInfo, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
 import { survey, waitUntilSync } from './flows.js';
@@ -24,14 +25,22 @@ import {
 } from './steps.js';
 
 /**
- * Giving an instance a new secondary (Ganeti's `replace-disks -n`, TLReplaceDisks._ExecDrbd8Secondary)
- * on DRBD 8.4, which has two peers only: new volumes and a DRBD device on the new node, the old
- * secondary and the primary disconnected, the commit (the config names the new secondary, and the
- * old one as still to be removed), the primary attached to the new node, the full resync, and only
- * then the old copies removed. From the disconnect until the resync ends the instance has one copy:
- * that window is announced before it opens (rule 8). Before the commit every failure reverts,
- * removing what was made (Ganeti leaves it); after it the run finishes forward, or ends asking for
- * `replace-secondary --cleanup`, which finishes it. The instance never stops or moves.
+ * Giving an instance a new secondary (Ganeti's `replace-disks -n`, TLReplaceDisks._ExecDrbd8Secondary).
+ * New volumes and a DRBD device on the new node first; then, by what the DRBD can do:
+ *
+ * - DRBD 8.4 has two peers only (Ganeti's order): the old secondary and the primary disconnected,
+ *   the commit (the config names the new secondary, and the old one as still to be removed), the
+ *   primary attached to the new node, the full resync, and only then the old copies removed. From
+ *   the disconnect until the resync ends the instance has one copy: that window is announced before
+ *   it opens (rule 8).
+ * - DRBD 9 (make-before-break): the new node joins the primary as a further peer while the old
+ *   secondary stays connected, the full resync, the check that both ends say UpToDate, the commit,
+ *   and only then the old secondary removed as a peer and its copies removed: two UpToDate copies at
+ *   every moment.
+ *
+ * Before the commit every failure reverts, removing what was made (Ganeti leaves it); after it the
+ * run finishes forward, or ends asking for `replace-secondary --cleanup`, which finishes it. The
+ * instance never stops or moves.
  *
  * Here `source` is the primary (it stays), `target` the new secondary, `replace.former` the old one.
  */
@@ -41,6 +50,15 @@ const newSecondary = (c: ProtocolContext) => c.target;
 const former = (c: ProtocolContext) => c.replace.former;
 const cleanupCommand = (c: ProtocolContext) =>
   `drbd-migrate replace-secondary ${c.instance} --cleanup${c.replace.committed ? '' : ` --new-secondary ${newSecondary(c)}`}`;
+
+/** DRBD 9 before the commit: the old secondary never left, so an abort undoes the new peer. */
+const abortBeforeJoined = {
+  guard: and([not('replaceCommitted'), 'makeBeforeBreak']),
+  ...(abortTo(
+    '#changeSecondary.droppingNewPeer',
+    'Aborted by the operator; the new peer and what was made on the new node are removed',
+  ) as object),
+};
 
 const refused = (c: ProtocolContext, problem: string | null) =>
   problem === null
@@ -70,6 +88,8 @@ export const changeSecondaryMachine = protocol.createMachine({
         'A repair finishes a replace that passed its commit, or undoes one that did not; a replace checks its prerequisites first.',
       always: [
         { guard: 'replaceCommitted', target: 'creatingDisks' },
+        // DRBD 9 never parted the old secondary: undoing is removing the new peer and its copies.
+        { guard: and(['cleanupRequested', 'makeBeforeBreak']), target: 'droppingNewPeer' },
         { guard: 'cleanupRequested', target: 'probingFormer' },
         { target: 'checkingPrereqs' },
       ],
@@ -144,7 +164,7 @@ export const changeSecondaryMachine = protocol.createMachine({
           description:
             'Is every disk UpToDate on the primary? A copy is never made from a degraded one (Ganeti: "unsafe to replace").',
           input: (c) => ({ instance: c.instance, node: primary(c), disks: c.disks }),
-          problem: (c, disks) => refused(c, degradedPrimary(c, disks)),
+          problem: (c, disks) => refused(c, degradedPrimary(c, disks) ?? quorumProblem(c, disks)),
           next: '#changeSecondary.creatingDisks',
           // The window is said before anything is touched, so that an operator can stop here.
           done: [warning(windowAnnouncement)],
@@ -168,9 +188,31 @@ export const changeSecondaryMachine = protocol.createMachine({
           'The new node’s volumes (data and metadata) and its DRBD devices on them, Secondary, without network.',
         says: (c) => `* creating the disks of ${c.instance} on ${newSecondary(c)}`,
         input: (c) => ({ instance: c.instance, node: newSecondary(c), disks: c.disks }),
-        next: [{ guard: 'replaceCommitted', target: 'attachingNew' }, { target: 'detachingFormer' }],
-        failTo: [{ guard: 'replaceCommitted', target: 'surveying' }, { target: 'removingNewDisks' }],
+        next: [
+          { guard: 'makeBeforeBreak', target: 'joiningNew' },
+          { guard: 'replaceCommitted', target: 'attachingNew' },
+          { target: 'detachingFormer' },
+        ],
+        failTo: [
+          { guard: 'replaceCommitted', target: 'surveying' },
+          { guard: 'makeBeforeBreak', target: 'droppingNewPeer' },
+          { target: 'removingNewDisks' },
+        ],
         failure: (c, e) => `Cannot create the disks of ${c.instance} on ${newSecondary(c)}: ${e}`,
+      }),
+    },
+    joiningNew: {
+      on: { ABORT: [abortBeforeJoined, { actions: 'refuseAbort' }] },
+      ...goReconnect({
+        description:
+          'DRBD 9: the new node made a further peer of the primary, single-master, while the old secondary stays connected; it receives a full resync.',
+        says: (c) =>
+          `* adding ${newSecondary(c)} as a peer of ${primary(c)} beside ${former(c)} (DRBD 9: ${c.instance} keeps its two copies throughout)`,
+        multimaster: false,
+        rules: [2, 8],
+        next: 'resyncing',
+        failTo: '#changeSecondary.newCopyFailed',
+        failure: (c, e) => `Cannot add ${newSecondary(c)} as a peer of ${primary(c)}: ${e}`,
       }),
     },
     detachingFormer: effectStep({
@@ -220,7 +262,10 @@ export const changeSecondaryMachine = protocol.createMachine({
             'The one commit point: the config names the new secondary, and the old one as still to be removed.',
           says: (c) => `* updating the configuration: ${newSecondary(c)} is the secondary of ${c.instance}`,
           input: (c) => ({ instance: c.instance, node: newSecondary(c), former: former(c) }),
-          next: '#changeSecondary.attachingNew',
+          next: [
+            { guard: 'makeBeforeBreak', target: '#changeSecondary.removingFormerPeer' },
+            { target: '#changeSecondary.attachingNew' },
+          ],
           done: ['recordReplaceCommit'],
           goOnTo: 'confirming',
           noting: [warning((_, e) => `Writing the config failed (${e}); reading it back`)],
@@ -231,9 +276,25 @@ export const changeSecondaryMachine = protocol.createMachine({
           input: (c) => ({ instance: c.instance }),
           next: [
             {
+              guard: and([
+                fromAnswer('configNamesNewSecondary', (config: InstanceConfig) => ({ config })),
+                'makeBeforeBreak',
+              ]),
+              target: '#changeSecondary.removingFormerPeer',
+              actions: ['recordReplaceCommit'],
+            },
+            {
               guard: fromAnswer('configNamesNewSecondary', (config: InstanceConfig) => ({ config })),
               target: '#changeSecondary.attachingNew',
               actions: ['recordReplaceCommit'],
+            },
+            {
+              guard: 'makeBeforeBreak',
+              target: '#changeSecondary.droppingNewPeer',
+              actions: failing(
+                (c) =>
+                  `The config could not be made to name ${newSecondary(c)} as the secondary of ${c.instance} (it still names ${former(c)}); the replace is undone`,
+              ),
             },
             {
               target: '#changeSecondary.probingFormer',
@@ -263,7 +324,8 @@ export const changeSecondaryMachine = protocol.createMachine({
     resyncing: {
       description: 'Waiting until the new node is UpToDate (bounded, as every wait).',
       meta: meta({ rules: [5, 8] }),
-      ...waitUntilSync({ onFailed: '#changeSecondary.surveying', tolerated: false }),
+      on: { ABORT: [abortBeforeJoined, { actions: 'refuseAbort' }] },
+      ...waitUntilSync({ onFailed: '#changeSecondary.newCopyFailed', tolerated: false }),
       onDone: 'checkingNewCopy',
     },
     // A wait that ends is not a copy in sync: DRBD reports no resync running also when the link never
@@ -275,10 +337,39 @@ export const changeSecondaryMachine = protocol.createMachine({
       rules: [4, 8],
       input: aboutDisksOnBoth,
       problem: (c, perNode) => newCopyProblem(c, perNode),
+      next: 'newCopyInSync',
+      failTo: '#changeSecondary.newCopyFailed',
+      failure: (c, e) =>
+        `Cannot check the new copy of ${c.instance} on ${newSecondary(c)} (${e}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`,
+    }),
+    newCopyInSync: {
+      description:
+        'DRBD 9: the new copy UpToDate beside the old one, so now the config may name it; after the commit the old secondary goes.',
+      always: [
+        { guard: not('replaceCommitted'), target: 'committing' },
+        { guard: 'makeBeforeBreak', target: 'removingFormerPeer' },
+        { target: 'removingFormerDisks' },
+      ],
+    },
+    newCopyFailed: {
+      description:
+        'The new copy did not come: before a DRBD 9 commit the old secondary never left, so the replace is undone; otherwise what is left is surveyed.',
+      always: [
+        { guard: and([not('replaceCommitted'), 'makeBeforeBreak']), target: 'droppingNewPeer' },
+        { target: 'surveying' },
+      ],
+    },
+    removingFormerPeer: effectStep({
+      src: 'removePeer',
+      description:
+        'DRBD 9, after the commit, with the new copy UpToDate: the old secondary is no longer a peer of the primary (del-peer), its bitmap slot freed (forget-peer).',
+      rules: [8],
+      says: (c) => `* removing ${former(c)} as a peer of ${primary(c)}`,
+      input: (c) => ({ instance: c.instance, node: primary(c), peer: former(c), disks: c.disks }),
       next: 'removingFormerDisks',
       failTo: '#changeSecondary.surveying',
       failure: (c, e) =>
-        `Cannot check the new copy of ${c.instance} on ${newSecondary(c)} (${e}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`,
+        `Cannot remove ${former(c)} as a peer of ${primary(c)} (${e}); the config names ${newSecondary(c)}, UpToDate; run '${cleanupCommand(c)}'`,
     }),
     removingFormerDisks: effectStep({
       src: 'removeDisks',
@@ -355,6 +446,17 @@ export const changeSecondaryMachine = protocol.createMachine({
       }),
       onDone: 'removingNewDisks',
     },
+    droppingNewPeer: effectStep({
+      src: 'removePeer',
+      description:
+        'Undoing on DRBD 9: the new node is no longer a peer of the primary (the old secondary never left).',
+      says: (c) => `* removing ${newSecondary(c)} as a peer of ${primary(c)}`,
+      input: (c) => ({ instance: c.instance, node: primary(c), peer: newSecondary(c), disks: c.disks }),
+      next: 'removingNewDisks',
+      failTo: '#changeSecondary.surveying',
+      failure: (c, e) =>
+        `Cannot remove ${newSecondary(c)} as a peer of ${primary(c)} (${e}); run '${cleanupCommand(c)}'`,
+    }),
     removingNewDisks: effectStep({
       src: 'removeDisks',
       description: 'Undoing: what was made on the new node is removed (Ganeti leaves it behind).',
@@ -392,7 +494,8 @@ export const changeSecondaryMachine = protocol.createMachine({
   },
 });
 
-function windowAnnouncement(c: ProtocolContext): string {
+function windowAnnouncement(c: ProtocolContext): string | null {
+  if (c.config?.drbdVersion === '9') return null;
   return `DRBD 8.4 keeps two copies only: from the disconnect of ${former(c)} until ${newSecondary(c)} is in sync, ${c.instance} has one copy (on ${primary(c)})`;
 }
 
@@ -410,6 +513,17 @@ function newCopyProblem(c: ProtocolContext, perNode: Record<string, DiskStatus[]
   return views.length === 0
     ? null
     : `The new copy of ${c.instance} on ${newSecondary(c)} is not in sync after the resync wait (${views.join('; ')}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`;
+}
+
+/**
+ * DRBD 9 with quorum: the new node would join the primary only, outside the resource's other
+ * connections (a tiebreaker), and count in no majority: not done yet.
+ */
+function quorumProblem(c: ProtocolContext, disks: DiskStatus[]): string | null {
+  const quorate = disks.filter((d) => d.quorum !== 'off');
+  return c.config?.drbdVersion !== '9' || quorate.length === 0
+    ? null
+    : `${quorate.map((d) => d.resource).join(', ')} ${quorate.length === 1 ? 'has' : 'have'} quorum on ${primary(c)}: a new peer would join ${primary(c)} alone, not the resource's other nodes (its tiebreaker), and a replace does not yet rewire them; replace it with the resource's own tools (LINSTOR)`;
 }
 
 function degradedPrimary(c: ProtocolContext, disks: DiskStatus[]): string | null {

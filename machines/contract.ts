@@ -61,6 +61,12 @@ export const InstanceConfig = z.object({
    * proves nothing here (the operator's --source-is-down is needed, as without quorum).
    */
   selfFenceMs: z.number().int().positive().nullable().default(null),
+  /**
+   * The DRBD its nodes run. 8.4 links two peers only, so a new secondary replaces the old one
+   * break-before-make (an announced one-copy window); 9 adds it as a further peer before the old one
+   * leaves (make-before-break).
+   */
+  drbdVersion: z.enum(['8.4', '9']).default('8.4'),
 });
 export type InstanceConfig = z.infer<typeof InstanceConfig>;
 
@@ -342,6 +348,12 @@ export const effectSchemas = {
    * drbd_disconnect_net on one node: its peer may be down).
    */
   disconnectNet: { input: z.object({ ...onBoth, ...withDisks, only: NodeName.optional() }), output: Ack },
+  /**
+   * DRBD 9: `peer` is no longer a peer of `node`'s devices (del-peer), and its bitmap slot in their
+   * metadata is freed for the next (forget-peer); nothing to do where it is not one. On DRBD 8.4,
+   * which has one peer, the side StandAlone.
+   */
+  removePeer: { input: z.object({ ...onNode, ...withDisks, peer: NodeName }), output: Ack },
   /**
    * `discardOn` (a rejoin after a split brain): that node connects with --discard-my-data, so it
    * becomes the resync target of its peer whatever it wrote on its own. `nodes` are the two ends of

@@ -553,6 +553,8 @@ export const protocol = setup({
     replaceCommitted: ({ context }) => context.replace.committed,
     /** The run repairs one that stopped halfway (--cleanup). */
     cleanupRequested: ({ context }) => context.request.cleanup,
+    /** DRBD 9: a new secondary joins as a further peer before the old one leaves (make-before-break). */
+    makeBeforeBreak: ({ context }) => context.config?.drbdVersion === '9',
     /** A read-back of the config after a failed replace commit: the write took after all. */
     configNamesNewSecondary: ({ context }, params: { config: InstanceConfig }) =>
       params.config.secondaryNode === context.target,

@@ -5,8 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { plannedCommands } from '../src/backend/plan.js';
 import { ClusterFile } from '../src/cluster/index.js';
-import { drbd9, parseStatusJson, parseSyncStatusJson } from '../src/drivers/drbd9.js';
-import type { DrbdLink } from '../src/drivers/drbd84.js';
+import { drbdDrivers } from '../src/drivers/drbd.js';
+import { drbd9, NEW_COPY_MAX_PEERS, parseStatusJson, parseSyncStatusJson } from '../src/drivers/drbd9.js';
+import { type DrbdLink, NET_POLICIES } from '../src/drivers/drbd84.js';
 import { drbdFamilyProblem, parseNodeInfo } from '../src/drivers/node.js';
 import { createSimCluster, runMigration } from '../src/index.js';
 import { shellLine } from '../src/ssh/shell.js';
@@ -78,6 +79,112 @@ describe.skipIf(!available)(
       expect(words(drbd9.waitSync(link, 30))).toEqual(
         [...dryRun('wait-sync web1-disk0'), '--wfc-timeout=30'].sort(),
       );
+    });
+  },
+);
+
+/**
+ * What drbdadm 9 runs on HOST for a three-node resource on LVM with external metadata, the way a
+ * replace's new copy is laid out (node-c joining node-a), as each line's sorted words.
+ */
+function dryRunSpare(host: string, args: string): string[][] {
+  const dir = tempDir('drbd9-');
+  const volume = (n: number) =>
+    `volume 0 { device minor 0; disk /dev/xenvg/web1-disk0_data; meta-disk /dev/xenvg/web1-disk0_meta; } node-id ${n};`;
+  writeFileSync(
+    join(dir, 'drbd.conf'),
+    `resource web1-disk0 {
+  options { auto-promote no; }
+  net { protocol C; after-sb-0pri discard-zero-changes; after-sb-1pri consensus; }
+  disk { c-plan-ahead 0; resync-rate 100M; }
+  on node-a { ${volume(0)} }
+  on node-c { ${volume(2)} }
+  connection { host node-a address ipv4 10.99.0.1:7789; host node-c address ipv4 10.99.0.3:7789; }
+}
+`,
+  );
+  const out = execFileSync(
+    'unshare',
+    ['--uts', 'sh', '-c', `hostname ${host} && ${DRBDADM} -c ${dir}/drbd.conf -d ${args}`],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  return out
+    .split('\n')
+    .filter((l) => /^(\S*\/)?(drbdsetup|drbdmeta) /.test(l))
+    .map((l) =>
+      l
+        .replace(/^\S*\/(drbdsetup|drbdmeta) /, '$1 ')
+        .split(' ')
+        .filter((w) => !w.startsWith('--_name='))
+        .sort(),
+    );
+}
+const spareWords = (argv: string[]) =>
+  shellLine(argv)
+    .replace(/^\S*\/(drbdsetup|drbdmeta) /, '$1 ')
+    .split(' ')
+    .filter((w) => !w.startsWith('--_name='))
+    .sort();
+
+describe.skipIf(!available)(
+  'DRBD 9 make-before-break: a new copy and its peer as drbdadm 9 makes them (real drbd-utils, dry run)',
+  () => {
+    const onC: DrbdLink = {
+      resource: 'web1-disk0',
+      minor: 0,
+      local: { address: '10.99.0.3', port: 7789 },
+      peer: { address: '10.99.0.1', port: 7789 },
+      peerNodeId: 0,
+      localNodeId: 2,
+      peerName: 'node-a',
+    };
+    const onA: DrbdLink = {
+      ...onC,
+      local: onC.peer,
+      peer: onC.local,
+      peerNodeId: 2,
+      localNodeId: 0,
+      peerName: 'node-c',
+    };
+    const data = '/dev/xenvg/web1-disk0_data';
+    const meta = '/dev/xenvg/web1-disk0_meta';
+    const driver = drbdDrivers['9'];
+
+    it('makes the new copy as drbdadm create-md and up do, with room for further peers', () => {
+      const [createMd] = dryRunSpare(
+        'node-c',
+        `create-md --force --max-peers=${NEW_COPY_MAX_PEERS} web1-disk0`,
+      );
+      const up = dryRunSpare('node-c', 'up web1-disk0');
+      const has = (words: string[]) => up.some((l) => JSON.stringify(l) === JSON.stringify(words));
+      const [md, resource, minor, attach] = driver.createDevice(onC, { data, meta }, true);
+      expect(spareWords(md!)).toEqual(createMd);
+      for (const argv of [resource!, minor!, attach!]) expect(has(spareWords(argv))).toBe(true);
+      const again = driver.createDevice(onC, { data, meta }, false);
+      expect(has(spareWords(again[2]!))).toBe(true); // apply-al before an existing copy's attach
+    });
+
+    it('adds the peer (new-peer, new-path, the fixed resync rate) only where show names none', () => {
+      const up = dryRunSpare('node-a', 'up web1-disk0');
+      const has = (words: string[]) => up.some((l) => JSON.stringify(l) === JSON.stringify(words));
+      const [peer, path, rate] = driver.addPeer(onA, '', 100);
+      expect(has(spareWords(path!))).toBe(true);
+      expect(has(spareWords(rate!))).toBe(true);
+      // new-peer: drbdadm puts the resource's net section on it; the driver Ganeti's policies.
+      expect(spareWords(peer!)).toEqual(
+        [
+          ...up.find((l) => l.includes('new-peer'))!.filter((w) => !w.startsWith('--')),
+          ...NET_POLICIES,
+        ].sort(),
+      );
+      expect(driver.addPeer(onA, 'connection {\n  _peer_node_id 2;\n', 100)).toEqual([]);
+    });
+
+    it('removes a peer as drbdadm del-peer and forget-peer do, del-peer only where it is one', () => {
+      const [del, forget] = driver.removePeer(onA, '    _peer_node_id 2;');
+      expect(spareWords(del!)).toEqual(dryRunSpare('node-a', 'del-peer web1-disk0:node-c')[0]);
+      expect(spareWords(forget!)).toEqual(dryRunSpare('node-a', 'forget-peer web1-disk0:node-c')[0]);
+      expect(driver.removePeer(onA, '').map(spareWords)).toEqual([spareWords(forget!)]);
     });
   },
 );
@@ -301,6 +408,9 @@ describe('a cluster file with DRBD 9 nodes', () => {
       timeoutMs: 30_000,
     }).map((c) => `${c.node}$ ${c.text}`);
     expect(attach).toEqual([
+      // Whether each side has the other as a peer (a new secondary would be made one here).
+      'node-a$ /usr/sbin/drbdsetup show web1-disk0',
+      'node-b$ /usr/sbin/drbdsetup show web1-disk0',
       'node-a$ /usr/sbin/drbdsetup net-options web1-disk0 1 --protocol=C --after-sb-0pri=discard-zero-changes --after-sb-1pri=consensus --allow-two-primaries=yes',
       'node-a$ /usr/sbin/drbdsetup connect web1-disk0 1',
       'node-b$ /usr/sbin/drbdsetup net-options web1-disk0 0 --protocol=C --after-sb-0pri=discard-zero-changes --after-sb-1pri=consensus --allow-two-primaries=yes',

@@ -184,6 +184,7 @@ const EXPECTED_ONE_FAILURE: Record<EffectName, Outcome[]> = {
   nodeStorage: [],
   createDisks: [],
   removeDisks: [],
+  removePeer: [],
   setSecondaryNode: [],
   forgetFormerSecondary: [],
   nodeDiskStatus: [],

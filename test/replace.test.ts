@@ -322,6 +322,7 @@ describe('placement', () => {
     adminState: 'up',
     formerSecondary: null,
     selfFenceMs: null,
+    drbdVersion: '8.4',
   };
   const storage = (freeMiB: number) => ({
     volumeGroup: 'xenvg',
@@ -467,5 +468,100 @@ describe('replace-secondary through the CLI', () => {
     const r = await cli('replace-secondary', 'web1', '--world', file, '--new-secondary', 'node-c', '--json');
     const result = r.json().find((e: { type: string }) => e.type === 'result') as ProtocolOutput;
     expect(result).toMatchObject({ outcome: 'replaced', secondaryNode: 'node-c' });
+  });
+});
+
+describe('DRBD 9: make-before-break on the simulated cluster', () => {
+  const NINE: WorldSpec = {
+    ...THREE,
+    instances: (THREE.instances ?? []).map((i) => ({ ...i, drbd: '9' as const })),
+  };
+  /** The UpToDate copies of each disk the world holds, counted at every state the run enters. */
+  async function replaceWatched(sim: SimCluster, input: { cleanup?: boolean; newSecondary?: string } = {}) {
+    const least: number[] = [];
+    const said: string[] = [];
+    const count = () =>
+      ['web1-disk0', 'web1-disk1'].map((name) => {
+        const r = sim.world.resources[name]!;
+        const own = r.nodes.filter((n) => r.local[n]?.diskState === 'UpToDate').length;
+        const joined = r.joining?.connected && r.local[r.joining.node]?.diskState === 'UpToDate' ? 1 : 0;
+        return own + joined;
+      });
+    const before = viewOfSim(sim);
+    const out = await runMachine(
+      MACHINES.changeSecondary,
+      { instance: 'web1', newSecondary: 'node-c', ...input },
+      sim.effects,
+      {
+        clock: sim.clock,
+        onCall: (call) => {
+          said.push(`call ${call.effect} ${JSON.stringify(call.input)}`);
+          count().forEach((n, i) => {
+            least[i] = Math.min(least[i] ?? n, n);
+          });
+        },
+        onEvent: (e) => {
+          if (e.type === 'feedback') said.push(`${e.level} ${e.message}`);
+        },
+      },
+    );
+    return {
+      out,
+      said,
+      least,
+      problems: [...outcomeProblems(out, before, viewOfSim(sim)), ...sim.world.violations],
+    };
+  }
+
+  it('adds node-c beside node-b, commits once node-c is UpToDate, then removes node-b: two UpToDate copies at every call, no window announced', async () => {
+    const sim = createSimCluster(NINE);
+    const { out, said, least, problems } = await replaceWatched(sim);
+    expect(out).toMatchObject({ outcome: 'replaced', primaryNode: 'node-a', secondaryNode: 'node-c' });
+    expect(problems).toEqual([]);
+    expect(least).toEqual([2, 2]);
+    expect(said.some((l) => l.includes('DRBD 8.4 keeps two copies only'))).toBe(false);
+    expect(said).toContain(
+      'info * adding node-c as a peer of node-a beside node-b (DRBD 9: web1 keeps its two copies throughout)',
+    );
+    // Never a disconnect of node-b: it leaves by del-peer, after the commit, after node-c's resync.
+    expect(said.some((l) => l.startsWith('call disconnectNet'))).toBe(false);
+    const commit = said.findIndex((l) => l.startsWith('call setSecondaryNode'));
+    const lastSync = said.findLastIndex((l) => l.startsWith('call waitSync'));
+    const release = said.findIndex((l) => l.startsWith('call removePeer'));
+    expect(lastSync).toBeLessThan(commit);
+    expect(commit).toBeLessThan(release);
+    expect(said[release]).toContain('"node":"node-a","peer":"node-b"');
+    const w = sim.snapshot();
+    expect(held(w, 'node-b')).toEqual([]);
+    for (const r of ['web1-disk0', 'web1-disk1'])
+      expect(w.resources[r]).toMatchObject({ nodes: ['node-a', 'node-c'], joining: null, syncSource: null });
+    expect(w.vms['node-a']?.web1?.state).toBe('running');
+  });
+
+  it('a resync that fails before the commit is undone: node-c removed as a peer and emptied, node-b never left', async () => {
+    const sim = createSimCluster(NINE, { faults: [{ effect: 'waitSync', call: 2, kind: 'error' }] });
+    const { out, least, problems } = await replaceWatched(sim);
+    expect(out.outcome).toBe('reverted');
+    expect(out.error).toMatch(/Cannot resync disks/);
+    expect(problems).toEqual([]);
+    expect(least).toEqual([2, 2]);
+    const w = sim.snapshot();
+    expect(held(w, 'node-c')).toEqual([]);
+    expect(w.config.instances.web1).toMatchObject({ secondaryNode: 'node-b', formerSecondary: null });
+    for (const r of ['web1-disk0', 'web1-disk1'])
+      expect(w.resources[r]).toMatchObject({ nodes: ['node-a', 'node-b'], joining: null });
+  });
+
+  it('refuses a resource with quorum (a tiebreaker the new peer would not join), touching nothing', async () => {
+    const sim = createSimCluster({
+      ...NINE,
+      instances: (NINE.instances ?? []).map((i) => ({ ...i, quorum: true })),
+    });
+    const { out, said } = await replaceWatched(sim);
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(
+      /web1-disk0, web1-disk1 have quorum on node-a: a new peer would join node-a alone/,
+    );
+    expect(said.filter((l) => l.startsWith('call createDisks'))).toEqual([]);
   });
 });

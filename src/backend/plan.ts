@@ -1,6 +1,6 @@
 import type { EffectName } from '../../machines/index.js';
 import { META_MIB } from '../../machines/index.js';
-import type { ClusterFile, ClusterInstance } from '../cluster/index.js';
+import { type ClusterFile, type ClusterInstance, drbdNodeId } from '../cluster/index.js';
 import { drbdDrivers } from '../drivers/drbd.js';
 import type { DrbdLink } from '../drivers/drbd84.js';
 import { lvm, volumePath } from '../drivers/lvm.js';
@@ -33,6 +33,7 @@ type AnyInput = {
   only?: string;
   drained?: boolean;
   former?: string;
+  peer?: string;
   multimaster?: boolean;
   discardOn?: string;
   live?: boolean;
@@ -91,6 +92,11 @@ export function plannedCommands(
       input.nodes?.find((n) => n !== node),
     );
   const drbd = (node: string) => drbdDrivers[cluster.nodes.find((n) => n.name === node)?.drbd ?? '8.4'];
+  const ofInstance = [inst.primary, inst.secondary, inst.formerSecondary];
+  const knownPeer = (node: string) => {
+    const peer = input.nodes?.find((n) => n !== node);
+    return peer !== undefined && ofInstance.includes(peer) && ofInstance.includes(node);
+  };
   const shared = inst.storage !== 'drbd';
   const seconds = input.timeoutMs / 1000;
   switch (effect) {
@@ -211,8 +217,41 @@ export function plannedCommands(
       return (input.only === undefined ? nodes : [input.only]).flatMap((n) =>
         links(n).map((l) => sh(n, drbd(n).disconnect(l))),
       );
+    case 'removePeer': {
+      const n = input.node ?? '';
+      return drbdLinks(cluster, inst, n, input.peer).flatMap((l) => {
+        const read = drbd(n).peerRead(l);
+        // Planned as on a node that has the peer: its removal, then its bitmap slot freed.
+        const show = `_peer_node_id ${l.peerNodeId};`;
+        return [
+          ...(read === null ? [] : [sh(n, read)]),
+          ...drbd(n)
+            .removePeer(l, show)
+            .map((argv) => sh(n, argv)),
+        ];
+      });
+    }
     case 'attachNet':
       return [
+        // DRBD 9: each side's peers read, and a new secondary made one (new-peer, new-path).
+        ...nodes.flatMap((n) =>
+          links(n).flatMap((l) => {
+            const read = drbd(n).peerRead(l);
+            return read === null
+              ? []
+              : [
+                  sh(n, read),
+                  // Planned as the file has it: the instance's own nodes are peers already.
+                  ...drbd(n)
+                    .addPeer(
+                      l,
+                      knownPeer(n) ? `_peer_node_id ${l.peerNodeId};` : '',
+                      cluster.options.resyncMiBps,
+                    )
+                    .map((argv) => sh(n, argv)),
+                ];
+          }),
+        ),
         ...nodes.flatMap((n) =>
           links(n).flatMap((l) =>
             drbd(n)
@@ -312,19 +351,22 @@ export function drbdLinks(
   peer = node === inst.primary ? inst.secondary : inst.primary,
 ): DrbdLink[] {
   const address = (name: string) => cluster.nodes.find((n) => n.name === name)?.replicationAddress ?? '';
-  return inst.disks.flatMap((d) =>
-    'resource' in d
-      ? [
-          {
-            resource: d.resource,
-            minor: d.minor,
-            local: { address: address(node), port: d.port },
-            peer: { address: address(peer), port: d.port },
-            ...(d.nodeIds?.[peer] === undefined ? {} : { peerNodeId: d.nodeIds[peer] }),
-          },
-        ]
-      : [],
-  );
+  return inst.disks.flatMap((d) => {
+    if (!('resource' in d)) return [];
+    // DRBD 9: a new secondary's node-id is the one the file will name once the replace commits.
+    const peerNodeId = drbdNodeId(d, peer);
+    const localNodeId = drbdNodeId(d, node);
+    return [
+      {
+        resource: d.resource,
+        minor: d.minor,
+        local: { address: address(node), port: d.port },
+        peer: { address: address(peer), port: d.port },
+        ...(peerNodeId === undefined ? {} : { peerNodeId, peerName: peer }),
+        ...(localNodeId === undefined ? {} : { localNodeId }),
+      },
+    ];
+  });
 }
 
 /** A simulated copy of the cluster file, for --dry-run: the same nodes and instances, all healthy. */

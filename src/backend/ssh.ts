@@ -330,6 +330,19 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       });
     },
 
+    removePeer: async ({ instance, node, peer, disks, timeoutMs }, signal) => {
+      const inst = instanceSpec(instance);
+      if (isShared(inst)) throw noReplication(inst);
+      for (const l of drbdLinks(inst, node, [node, peer]).filter((x) =>
+        disks.some((d) => d.resource === x.resource),
+      )) {
+        const read = drbd(node).peerRead(l);
+        const show = read === null ? '' : (await shell(node).exec(read, { timeoutMs, signal })).stdout;
+        for (const argv of drbd(node).removePeer(l, show))
+          await shell(node).exec(argv, { timeoutMs, signal, okCodes: [0, ...drbd(node).alreadyStandAlone] });
+      }
+    },
+
     attachNet: async ({ instance, nodes, multimaster, discardOn, timeoutMs }, signal) => {
       const inst = instanceSpec(instance);
       if (isShared(inst)) throw noReplication(inst);
@@ -339,6 +352,17 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       const start = Date.now();
       const roundS = Math.min(ATTACH_ROUND_MS, timeoutMs) / 1000;
       let standAlone = new Set(nodes.flatMap((n) => drbdLinks(inst, n, nodes).map((l) => `${n}/${l.minor}`)));
+      // DRBD 9: a node that is not yet the other's peer (a new secondary) becomes it, beside the peers
+      // it has (make-before-break); its resync at the cluster's fixed rate when the file gives one.
+      await perNode(nodes, async (node) => {
+        for (const l of drbdLinks(inst, node, nodes)) {
+          const read = drbd(node).peerRead(l);
+          if (read === null) continue;
+          const show = (await shell(node).exec(read, { timeoutMs, signal })).stdout;
+          for (const argv of drbd(node).addPeer(l, show, initial.options.resyncMiBps))
+            await shell(node).exec(argv, { timeoutMs, signal });
+        }
+      });
       for (;;) {
         const left = () => Math.max(1, timeoutMs - (Date.now() - start));
         await perNode(nodes, async (node) => {

@@ -3,7 +3,9 @@ import { copyFile, open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { type EffectInput, type Effects, type InstanceConfig, issuesText } from '../../machines/index.js';
-import { ClusterFile, type ClusterInstance } from './schema.js';
+import { ClusterFile, type ClusterInstance, drbdNodeId } from './schema.js';
+
+type DrbdVersion = InstanceConfig['drbdVersion'];
 
 export class ClusterFileError extends Error {
   override name = 'ClusterFileError';
@@ -65,7 +67,7 @@ export async function saveCluster(path: string, cluster: ClusterFile): Promise<v
   }
 }
 
-export function instanceConfig(spec: ClusterInstance): InstanceConfig {
+export function instanceConfig(spec: ClusterInstance, drbdVersion: DrbdVersion = '8.4'): InstanceConfig {
   return {
     name: spec.name,
     primaryNode: spec.primary,
@@ -88,8 +90,13 @@ export function instanceConfig(spec: ClusterInstance): InstanceConfig {
     adminState: 'up',
     formerSecondary: spec.formerSecondary ?? null,
     selfFenceMs: spec.selfFenceMs ?? null,
+    drbdVersion,
   };
 }
+
+/** The DRBD an instance's nodes run (a mixed pair is refused by the file's schema): its primary's. */
+const drbdOf = (cluster: ClusterFile, spec: ClusterInstance): DrbdVersion =>
+  cluster.nodes.find((n) => n.name === spec.primary)?.drbd ?? '8.4';
 
 /** The config-store effects, backed by the cluster file: read it; at the commit point, rewrite it. */
 export function clusterConfigEffects(
@@ -111,9 +118,15 @@ export function clusterConfigEffects(
     return spec;
   };
   return {
-    getInstance: async ({ instance }: EffectInput<'getInstance'>) =>
-      instanceConfig(find(await loadCluster(path), instance)),
-    listInstances: async () => (await loadCluster(path)).instances.map(instanceConfig),
+    getInstance: async ({ instance }: EffectInput<'getInstance'>) => {
+      const cluster = await loadCluster(path);
+      const spec = find(cluster, instance);
+      return instanceConfig(spec, drbdOf(cluster, spec));
+    },
+    listInstances: async () => {
+      const cluster = await loadCluster(path);
+      return cluster.instances.map((spec) => instanceConfig(spec, drbdOf(cluster, spec)));
+    },
     listNodes: async () => (await loadCluster(path)).nodes.map((n) => ({ name: n.name, drained: n.drained })),
     takeoverLoad: async ({ node, primary }: EffectInput<'takeoverLoad'>) => {
       const kin = (await loadCluster(path)).instances.filter(
@@ -138,6 +151,11 @@ export function clusterConfigEffects(
         throw new Error(
           `${former} is not the secondary of instance ${instance} in ${path} (${spec.secondary} is)`,
         );
+      // DRBD 9: the new secondary's node-id, as its device was made with, is the file's from now on.
+      for (const d of spec.disks) {
+        if (!('resource' in d) || d.nodeIds === undefined) continue;
+        d.nodeIds[node] = drbdNodeId(d, node)!;
+      }
       spec.secondary = node;
       spec.formerSecondary = former;
       await saveCluster(path, cluster);
@@ -145,7 +163,9 @@ export function clusterConfigEffects(
     forgetFormerSecondary: async ({ instance }: EffectInput<'forgetFormerSecondary'>) => {
       const cluster = await loadCluster(path);
       const spec = find(cluster, instance);
-      if (spec.formerSecondary === undefined) return;
+      const former = spec.formerSecondary;
+      if (former === undefined) return;
+      for (const d of spec.disks) if ('resource' in d && d.nodeIds !== undefined) delete d.nodeIds[former];
       delete spec.formerSecondary;
       await saveCluster(path, cluster);
     },

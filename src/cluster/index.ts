@@ -6,4 +6,5 @@ export {
   ClusterInstance,
   ClusterNode,
   ClusterSharedDisk,
+  drbdNodeId,
 } from './schema.js';

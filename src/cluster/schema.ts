@@ -88,10 +88,28 @@ export const ClusterDisk = z
     nodeIds: z
       .record(NodeName, z.number().int().min(0).max(31))
       .optional()
-      .describe('DRBD 9 only: each node’s node-id in this resource, as in its DRBD configuration.'),
+      .describe(
+        'DRBD 9 only: each node’s node-id in this resource, as in its DRBD configuration; name every node the resource has (a tiebreaker too): a new secondary takes the lowest id not named here, and replace-secondary writes it here.',
+      ),
   })
   .strict()
   .describe('A DRBD disk (storage: drbd): one resource mirrored between the two nodes.');
+
+/**
+ * A node's DRBD 9 node-id in a disk's resource: the one the file names, or for a node the resource
+ * does not have yet (a new secondary) the lowest id the file does not name. Undefined on DRBD 8.4
+ * (no nodeIds). The same answer for every caller until the replace's commit writes it down.
+ */
+export function drbdNodeId(disk: z.infer<typeof ClusterDisk>, node: string): number | undefined {
+  const ids = disk.nodeIds;
+  if (ids === undefined) return undefined;
+  const named = ids[node];
+  if (named !== undefined) return named;
+  const taken = new Set(Object.values(ids));
+  let id = 0;
+  while (taken.has(id)) id++;
+  return id;
+}
 
 export const ClusterSharedDisk = z
   .object({
@@ -275,6 +293,14 @@ export const ClusterFile = z
         const drbd9 = file.nodes.some(
           (n) => n.drbd === '9' && (n.name === inst.primary || n.name === inst.secondary),
         );
+        const ids = Object.values(d.nodeIds ?? {});
+        if (new Set(ids).size !== ids.length) {
+          ctx.addIssue({
+            code: 'custom',
+            path: at('disks', j, 'nodeIds'),
+            message: 'two nodes have the same node-id',
+          });
+        }
         if (drbd9 && [inst.primary, inst.secondary].some((n) => d.nodeIds?.[n] === undefined)) {
           ctx.addIssue({
             code: 'custom',

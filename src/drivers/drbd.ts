@@ -1,6 +1,6 @@
 import type { DiskStatus } from '../../machines/index.js';
 import { shellLine } from '../ssh/shell.js';
-import { drbd9, parseStatusJson, parseSyncStatusJson } from './drbd9.js';
+import { drbd9, hasPeer, parseStatusJson, parseSyncStatusJson } from './drbd9.js';
 import { type DrbdLink, drbd84, parseEvents2, parseSyncStatus } from './drbd84.js';
 
 /**
@@ -32,9 +32,9 @@ export interface DrbdDriver {
   parseSync(output: string, l: DrbdLink): { syncing: boolean; percent: number | null; connection: string };
   /**
    * A device on new volumes, Secondary and without network (a new secondary's copy): its metadata
-   * written first when `fresh`, then the resource, the minor and the attach.
+   * written first when `fresh`, then the resource, the minor and the attach; with resyncMiBps its
+   * resync at that fixed rate.
    */
-  /** A new copy's device, without network; with resyncMiBps its resync at that fixed rate. */
   createDevice(
     l: DrbdLink,
     volumes: { data: string; meta: string },
@@ -43,6 +43,14 @@ export interface DrbdDriver {
   ): string[][];
   /** The device taken down (its volumes stay). */
   down(l: DrbdLink): string[];
+  /**
+   * DRBD 9, whose connections are objects of their own: the read that says whether the peer is one
+   * (null on 8.4, whose connect names its peer), what makes it one where it is not (a new secondary
+   * joining before the old one leaves), and what removes it and frees its bitmap slot.
+   */
+  peerRead(l: DrbdLink): string[] | null;
+  addPeer(l: DrbdLink, read: string, resyncMiBps?: number): string[][];
+  removePeer(l: DrbdLink, read: string): string[][];
 }
 
 /**
@@ -79,6 +87,10 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
       drbd84.attach(l, data, meta, resyncMiBps),
     ],
     down: drbd84.down,
+    peerRead: () => null,
+    addPeer: () => [],
+    // One peer only: removing it is leaving the link StandAlone (nothing to forget).
+    removePeer: (l) => [drbd84.disconnect(l)],
   },
   '9': {
     primary: drbd9.primary,
@@ -94,13 +106,28 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
       parseStatusJson(json ?? '', show ?? '', l.minor, l.peerNodeId, events),
     syncRead: (l, s) => (s > 0 ? waitThen(drbd9.waitSync(l, s), drbd9.status(l)) : drbd9.status(l)),
     parseSync: (output, l) => parseSyncStatusJson(output, l.peerNodeId),
-    createDevice: (l) => {
-      // DRBD 9 adds a new secondary as a third peer before the old one leaves (make-before-break):
-      // that path needs the DRBD 9 testbed and is not built yet; 8.4's break-before-make is refused.
-      throw new Error(
-        `${l.resource}: replacing a secondary on DRBD 9 (a third peer added before the old one leaves) is not built yet`,
-      );
-    },
+    // As drbdadm up makes it from a file naming this node alone: no peer yet (attachNet adds it).
+    createDevice: (l, { data, meta }, fresh) => [
+      ...(fresh ? [drbd9.createMd(l, meta)] : []),
+      drbd9.newResource(l),
+      drbd9.newMinor(l),
+      ...(fresh ? [] : [drbd9.applyAl(l, meta)]),
+      drbd9.attach(l, data, meta),
+    ],
     down: (l) => [drbd9.status(l)[0]!, 'down', l.resource],
+    peerRead: drbd9.show,
+    addPeer: (l, show, resyncMiBps) =>
+      hasPeer(show, l.peerNodeId)
+        ? []
+        : [
+            drbd9.newPeer(l),
+            drbd9.newPath(l),
+            ...(resyncMiBps === undefined ? [] : [drbd9.resyncRate(l, resyncMiBps)]),
+          ],
+    // del-peer disconnects first; forget-peer finds nothing to clear when the slot is free already.
+    removePeer: (l, show) => [
+      ...(hasPeer(show, l.peerNodeId) ? [drbd9.delPeer(l)] : []),
+      drbd9.forgetPeer(l),
+    ],
   },
 };

@@ -15,9 +15,13 @@ export interface DrbdLink {
   peer: { address: string; port: number };
   /** DRBD 9 only: the peer's node-id in this resource. */
   peerNodeId?: number;
+  /** DRBD 9 only: this node's node-id in this resource (a new copy's resource is made with it). */
+  localNodeId?: number;
+  /** DRBD 9 only: the peer's name, the connection's name in DRBD's status. */
+  peerName?: string;
 }
 
-const endpoint = (e: { address: string; port: number }) =>
+export const endpoint = (e: { address: string; port: number }) =>
   isIP(e.address) === 6 ? `ipv6:[${e.address}]:${e.port}` : `ipv4:${e.address}:${e.port}`;
 
 /** Protocol C and Ganeti's fixed split-brain policies (both DRBD drivers set them on the connection). */

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { DiskStatus } from '../../machines/index.js';
 import { DiskStatus as DiskStatusSchema } from '../../machines/index.js';
-import { type DrbdLink, DrbdParseError, isResyncing, NET_POLICIES, wfcTimeout } from './drbd84.js';
+import { type DrbdLink, DrbdParseError, endpoint, isResyncing, NET_POLICIES, wfcTimeout } from './drbd84.js';
 
 /**
  * DRBD 9, driven the way the 8.4 driver drives 8.4 (Ganeti's choreography): the connection to the
@@ -19,6 +19,17 @@ const peer = (d: DrbdLink) => {
   if (d.peerNodeId === undefined) throw new Error(`${d.resource}: DRBD 9 needs the peer's node-id`);
   return String(d.peerNodeId);
 };
+const self = (d: DrbdLink) => {
+  if (d.localNodeId === undefined) throw new Error(`${d.resource}: DRBD 9 needs this node's node-id`);
+  return String(d.localNodeId);
+};
+
+/**
+ * Bitmap slots a new copy's metadata gets: one per peer it may have at once. A replace adds a peer
+ * beside the one it replaces, so two is the least; DRBD refuses a connect with no free slot ("Not
+ * enough free bitmap slots").
+ */
+export const NEW_COPY_MAX_PEERS = 7;
 
 export const drbd9 = {
   primary: (d: DrbdLink) => [drbdsetup9, 'primary', d.resource],
@@ -56,7 +67,71 @@ export const drbd9 = {
   /** For may_promote only: the JSON status does not carry it. */
   events: (d: DrbdLink) => [drbdsetup9, 'events2', '--now', d.resource],
   show: (d: DrbdLink) => [drbdsetup9, 'show', d.resource],
+  // A new copy, as drbdadm create-md and up make one from a resource file naming it (external metadata).
+  createMd: (d: DrbdLink, meta: string) => [
+    'drbdmeta',
+    String(d.minor),
+    'v09',
+    meta,
+    'flex-external',
+    'create-md',
+    String(NEW_COPY_MAX_PEERS),
+    '--force',
+  ],
+  applyAl: (d: DrbdLink, meta: string) => [
+    'drbdmeta',
+    String(d.minor),
+    'v09',
+    meta,
+    'flex-external',
+    'apply-al',
+  ],
+  newResource: (d: DrbdLink) => [drbdsetup9, 'new-resource', d.resource, self(d), '--auto-promote=no'],
+  newMinor: (d: DrbdLink) => [drbdsetup9, 'new-minor', d.resource, String(d.minor), '0'],
+  attach: (d: DrbdLink, data: string, meta: string) => [
+    drbdsetup9,
+    'attach',
+    String(d.minor),
+    data,
+    meta,
+    'flexible',
+  ],
+  /** A peer the resource does not have yet (a new secondary), single-primary, and its path. */
+  newPeer: (d: DrbdLink) => [
+    drbdsetup9,
+    'new-peer',
+    d.resource,
+    peer(d),
+    ...(d.peerName === undefined ? [] : [`--_name=${d.peerName}`]),
+    ...NET_POLICIES,
+  ],
+  newPath: (d: DrbdLink) => [
+    drbdsetup9,
+    'new-path',
+    d.resource,
+    peer(d),
+    endpoint(d.local),
+    endpoint(d.peer),
+  ],
+  /** A fixed resync rate towards the peer (drbdadm's peer-device-options from a disk section). */
+  resyncRate: (d: DrbdLink, mibps: number) => [
+    drbdsetup9,
+    'peer-device-options',
+    d.resource,
+    peer(d),
+    '0',
+    '--c-plan-ahead=0',
+    `--resync-rate=${mibps}M`,
+  ],
+  delPeer: (d: DrbdLink) => [drbdsetup9, 'del-peer', d.resource, peer(d)],
+  /** Frees the departed peer's bitmap slot (the connection must be gone: del-peer first). */
+  forgetPeer: (d: DrbdLink) => [drbdsetup9, 'forget-peer', d.resource, peer(d)],
 };
+
+/** Whether `drbdsetup show RES` has a connection to the peer (its `_peer_node_id`). */
+export function hasPeer(show: string, peerNodeId: number | undefined): boolean {
+  return peerNodeId !== undefined && new RegExp(`^\\s*_peer_node_id\\s+${peerNodeId};`, 'm').test(show);
+}
 
 /** `drbdsetup status RES --json --statistics`: the keys the driver reads (spellings as DRBD's). */
 const PeerDevice = z.object({

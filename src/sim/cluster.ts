@@ -7,6 +7,8 @@ import {
 } from '../../machines/index.js';
 import { SimClock } from './clock.js';
 import {
+  addPeer,
+  advanceJoining,
   advanceResource,
   configureNet,
   demote,
@@ -14,9 +16,13 @@ import {
   handshake,
   isConnected,
   isSyncing,
+  joinHandshake,
+  joiningSettled,
   localOf,
+  onJoiningLink,
   promote,
   quorumOf,
+  removePeer,
   resourceOf,
   statusOf,
   switchPeer,
@@ -163,7 +169,11 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
    */
   const unsettled = new Set<string>();
   const settled = (r: Resource) =>
-    r.linkDownUntil === null && r.slowUntil === null && r.syncSource === null && isConnected(r);
+    r.linkDownUntil === null &&
+    r.slowUntil === null &&
+    r.syncSource === null &&
+    isConnected(r) &&
+    joiningSettled(r);
   function sortOut(names: Iterable<string>) {
     for (const name of names) {
       const r = world.resources[name];
@@ -206,6 +216,7 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
         r.nodes.filter((n) => instancesOf(r.name).some((i) => world.vms[n]?.[i]?.state === 'running')),
       );
       advanceResource(world, r, dt, writers);
+      advanceJoining(world, r, dt);
       if (settled(r)) unsettled.delete(name);
     }
     if (copied.size > 0) {
@@ -316,10 +327,15 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
   const onDisks = (disks: DiskRef[], fn: (disk: DiskRef) => void) => {
     for (const d of disks) fn(d);
   };
-  const nodeSync = (node: string, disks: DiskRef[]): NodeSync => {
-    const syncing = disks.map((d) => resourceOf(world, d.resource)).filter((r) => isSyncing(r));
+  const nodeSync = (node: string, disks: DiskRef[], pair: readonly string[] = []): NodeSync => {
+    const towards = pair.find((n) => n !== node);
+    const syncing = disks
+      .map((d) => resourceOf(world, d.resource))
+      .filter((r) =>
+        onJoiningLink(r, node, towards) ? r.joining!.connected && r.joining!.outOfSyncKiB > 0 : isSyncing(r),
+      );
     const percents = syncing
-      .map((r) => statusOf(world, r, node).syncPercent)
+      .map((r) => statusOf(world, r, node, towards).syncPercent)
       .filter((p): p is number => p !== null);
     return { done: syncing.length === 0, percent: percents.length === 0 ? null : Math.min(...percents) };
   };
@@ -444,7 +460,14 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     diskStatus: (input, signal) =>
       act('diskStatus', input, signal, QUERY_MS, () =>
         perNode(input.nodes, (n) =>
-          input.disks.map((d) => statusOf(world, resourceOf(world, d.resource), n)),
+          input.disks.map((d) =>
+            statusOf(
+              world,
+              resourceOf(world, d.resource),
+              n,
+              input.nodes.find((x) => x !== n),
+            ),
+          ),
         ),
       ),
     nodeDiskStatus: (input, signal) =>
@@ -517,41 +540,61 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
             disconnect(resourceOf(world, d.resource), n);
         }),
       ),
+    removePeer: (input, signal) =>
+      act('removePeer', input, signal, step, () =>
+        onDisks(input.disks, (d) => removePeer(world, resourceOf(world, d.resource), input.node, input.peer)),
+      ),
     attachNet: (input, signal) =>
       act('attachNet', input, signal, step, async () => {
         // Ganeti's DrbdAttachNet: configure both sides, then wait for the connection, re-attaching a
         // side that dropped to StandAlone (the peer may have refused a mismatching configuration).
         const start = clock.now();
-        // A node not yet the other's peer (a new secondary) becomes it.
+        // A node not yet the other's peer (a new secondary) becomes it: on DRBD 9 beside the pair,
+        // on 8.4 in place of the old peer.
+        const [a, b] = input.nodes;
+        const joining = (r: Resource) => onJoiningLink(r, a, b);
         onDisks(input.disks, (d) => {
           const r = resourceOf(world, d.resource);
-          const [a, b] = input.nodes;
-          if (!r.nodes.includes(b)) switchPeer(r, a, b);
-          else if (!r.nodes.includes(a)) switchPeer(r, b, a);
+          const [stays, joins] = r.nodes.includes(b) ? [b, a] : [a, b];
+          if (r.nodes.includes(joins)) return;
+          if (r.drbd === '9') addPeer(r, stays, joins);
+          else switchPeer(r, stays, joins);
         });
+        const linked = (r: Resource) => (joining(r) ? r.joining!.connected : isConnected(r));
         for (;;) {
           onDisks(input.disks, (d) => {
             const r = resourceOf(world, d.resource);
             for (const n of input.nodes) {
-              if (localOf(r, n).connection === 'StandAlone')
+              if (joining(r)) {
+                if (!r.joining!.configured.includes(n)) r.joining!.configured.push(n);
+              } else if (localOf(r, n).connection === 'StandAlone')
                 configureNet(r, n, input.multimaster, input.discardOn === n);
             }
           });
           await sleep(world.settings.connectMs, signal);
-          onDisks(input.disks, (d) => handshake(world, resourceOf(world, d.resource)));
-          if (input.disks.every((d) => isConnected(resourceOf(world, d.resource)))) return;
+          onDisks(input.disks, (d) => {
+            const r = resourceOf(world, d.resource);
+            if (joining(r)) joinHandshake(world, r);
+            else handshake(world, r);
+          });
+          if (input.disks.every((d) => linked(resourceOf(world, d.resource)))) return;
           if (clock.now() - start >= input.timeoutMs)
             throw new Error(`${input.nodes.join(', ')}: Timeout in disk reconnecting`);
         }
       }),
     waitSync: (input, signal, hurry) =>
       act('waitSync', input, signal, QUERY_MS, async () => {
-        const read = () => perNode(input.nodes, (n) => nodeSync(n, input.disks));
+        const read = () => perNode(input.nodes, (n) => nodeSync(n, input.disks, input.nodes));
         const key = (s: Record<string, NodeSync>) =>
           JSON.stringify(Object.values(s).map((x) => [x.done, Math.floor(x.percent ?? 100)]));
         for (const d of input.disks) {
           const r = resourceOf(world, d.resource);
-          if (!isConnected(r)) {
+          if (onJoiningLink(r, input.nodes[0], input.nodes[1])) {
+            if (!r.joining!.connected)
+              throw new Error(
+                `${input.nodes.join(', ')}: DRBD device ${r.name} is not in sync: ${statusOf(world, r, r.joining!.node).connection}`,
+              );
+          } else if (!isConnected(r)) {
             throw new Error(
               `${input.nodes.join(', ')}: DRBD device ${r.name} is not in sync: ${localOf(r, r.nodes[0]).connection}`,
             );

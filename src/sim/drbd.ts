@@ -215,7 +215,9 @@ function writeWhileApart(world: World, r: Resource, dtMs: number, writers: Set<s
   }
 }
 
-export function statusOf(world: World, r: Resource, node: string): DiskStatus {
+/** `node`'s view of the resource, towards `towards` where it has more than one peer (DRBD 9). */
+export function statusOf(world: World, r: Resource, node: string, towards?: string): DiskStatus {
+  if (onJoiningLink(r, node, towards)) return joiningStatus(world, r, node);
   if (!r.nodes.includes(node)) return unlinkedStatus(world, r, node);
   const local = localOf(r, node);
   const peer = localOf(r, peerOf(r, node));
@@ -330,4 +332,139 @@ function unlinkedStatus(world: World, r: Resource, node: string): DiskStatus {
     ...quorumOf(world, r, node),
     autoPromote: r.autoPromote,
   };
+}
+
+/**
+ * DRBD 9's make-before-break: `peer` (a new secondary, its device made by createDisks) becomes a
+ * further peer of `node` beside the pair. DRBD 8.4 has one peer: there the pair itself changes
+ * (switchPeer). One joining peer at a time: a second is a slot the simulator does not model.
+ */
+export function addPeer(r: Resource, node: string, peer: string): void {
+  localOf(r, peer);
+  if (r.joining?.node === peer && r.joining.to === node) return;
+  if (r.joining !== null)
+    throw new Error(`${r.name}: ${r.joining.node} is joining already; remove that peer first`);
+  r.joining = {
+    node: peer,
+    to: node,
+    configured: [],
+    connected: false,
+    outOfSyncKiB: r.sizeKiB,
+    totalKiB: r.sizeKiB,
+  };
+  localOf(r, peer).diskState = 'Inconsistent';
+}
+
+/** Both ends of the joining link asked for it, both reachable: it connects (its resync starts). */
+export function joinHandshake(world: World, r: Resource): void {
+  const j = r.joining;
+  if (j === null || j.connected) return;
+  const ends = [j.node, j.to];
+  if (!ends.every((n) => j.configured.includes(n))) return;
+  if (ends.some((n) => world.nodes[n]?.down === true || isolated(world, n))) return;
+  j.connected = true;
+  localOf(r, j.node).connection = 'Connected';
+}
+
+/** The joining link's resync over dt; a node of it that died or is cut off drops it (it waits). */
+export function advanceJoining(world: World, r: Resource, dtMs: number): void {
+  const j = r.joining;
+  if (j === null) return;
+  if ([j.node, j.to].some((n) => world.nodes[n]?.down === true || isolated(world, n))) {
+    j.connected = false;
+    if (localOf(r, j.node).connection === 'Connected') localOf(r, j.node).connection = 'Connecting';
+    return;
+  }
+  if (!j.connected) joinHandshake(world, r);
+  if (!j.connected || j.outOfSyncKiB === 0) return;
+  const rate = r.resyncKiBps ?? world.settings.resyncKiBps;
+  j.outOfSyncKiB = Math.max(0, j.outOfSyncKiB - (rate * dtMs) / 1000);
+  if (j.outOfSyncKiB === 0) localOf(r, j.node).diskState = 'UpToDate';
+}
+
+export const joiningSettled = (r: Resource) =>
+  r.joining === null || (r.joining.connected && r.joining.outOfSyncKiB === 0);
+
+/** Whether `node`'s look towards `towards` is the joining link (either end of it). */
+export const onJoiningLink = (r: Resource, node: string, towards: string | undefined) =>
+  r.joining !== null &&
+  ((node === r.joining.node && (towards === undefined || towards === r.joining.to)) ||
+    (node === r.joining.to && towards === r.joining.node));
+
+/** A node's view of the joining link: the new copy's, or the node it joins's towards it. */
+export function joiningStatus(world: World, r: Resource, node: string): DiskStatus {
+  const j = r.joining!;
+  const local = localOf(r, node);
+  const other = localOf(r, node === j.node ? j.to : j.node);
+  const syncing = j.connected && j.outOfSyncKiB > 0;
+  return {
+    resource: r.name,
+    minor: r.minor,
+    role: local.role,
+    peerRole: j.connected ? other.role : 'Unknown',
+    connection: j.connected ? 'Connected' : j.configured.includes(node) ? 'Connecting' : 'StandAlone',
+    replication: !j.connected
+      ? 'Off'
+      : !syncing
+        ? 'Established'
+        : node === j.to
+          ? 'SyncSource'
+          : 'SyncTarget',
+    diskState: local.diskState,
+    peerDiskState: j.connected ? other.diskState : 'DUnknown',
+    allowTwoPrimaries: false,
+    syncPercent: syncing && j.totalKiB > 0 ? Math.floor(1000 * (1 - j.outOfSyncKiB / j.totalKiB)) / 10 : null,
+    outOfSyncKiB: Math.round(j.outOfSyncKiB),
+    ...quorumOf(world, r, node),
+    autoPromote: r.autoPromote,
+  };
+}
+
+/**
+ * DRBD 9's del-peer and forget-peer on `node`: `peer` stops being its peer. The joining peer removed
+ * is the undo of a replace; the pair's other end removed makes the joining peer the pair (the old
+ * secondary leaves). Removing the last other UpToDate copy while the new one is not is what rule 8
+ * forbids: the simulator does it, as DRBD would, and says so. On 8.4 the side StandAlone.
+ */
+export function removePeer(world: World, r: Resource, node: string, peer: string): void {
+  if (r.drbd !== '9') {
+    if (r.nodes.includes(node) && r.nodes.includes(peer)) disconnect(r, node);
+    return;
+  }
+  const j = r.joining;
+  if (j !== null && ((j.node === peer && j.to === node) || (j.node === node && j.to === peer))) {
+    r.joining = null;
+    const joiner = localOf(r, j.node);
+    joiner.net = null;
+    joiner.connection = 'StandAlone';
+    return;
+  }
+  if (!(r.nodes.includes(node) && r.nodes.includes(peer))) return;
+  const leaving = localOf(r, peer);
+  if (j === null || j.to !== node) {
+    disconnect(r, node);
+    return;
+  }
+  const inSync = j.connected && j.outOfSyncKiB === 0;
+  if (!inSync && leaving.diskState === 'UpToDate' && world.nodes[peer]?.down !== true)
+    world.violations.push(
+      `rule 8: ${r.name}: ${peer}, UpToDate, removed as a peer of ${node} while ${j.node} was ${j.connected ? `${Math.round(j.outOfSyncKiB)} KiB behind` : 'not connected'}`,
+    );
+  const stays = localOf(r, node);
+  const joiner = localOf(r, j.node);
+  r.nodes = [node, j.node];
+  r.joining = null;
+  stays.net = { allowTwoPrimaries: false, discardMyData: false };
+  joiner.net = { allowTwoPrimaries: false, discardMyData: false };
+  stays.connection = j.connected ? 'Connected' : 'Connecting';
+  joiner.connection = j.connected ? 'Connected' : 'Connecting';
+  r.syncSource = j.outOfSyncKiB > 0 ? node : null;
+  r.outOfSyncKiB = j.outOfSyncKiB;
+  r.syncTotalKiB = j.outOfSyncKiB > 0 ? j.totalKiB : 0;
+  r.dirtyKiB = {};
+  r.newGeneration = [];
+  r.linkDownUntil = null;
+  // The old secondary's own side: its peer is gone, it waits for nobody.
+  leaving.net = null;
+  leaving.connection = 'StandAlone';
 }

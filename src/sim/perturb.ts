@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { isConnected, isolate, linkDown, localOf, nodeDies, peerOf, resourceOf } from './drbd.js';
 import { clearNode, placeVm, removeVm, setRunState } from './guests.js';
-import { FRESH_TUNING, type World } from './world.js';
+import { FRESH_TUNING, type Resource, type World } from './world.js';
 
 /**
  * Things that happen to a cluster by themselves, timed by tests: the replication link drops (and
@@ -73,6 +73,12 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
   const resources = config.disks
     .filter((d) => world.resources[d.resource] !== undefined)
     .map((d) => resourceOf(world, d.resource));
+  // A new copy joining on DRBD 9 (make-before-break): its link is the one a resync runs on.
+  const joining = resources.filter((r) => r.joining !== null);
+  if (joining.length > 0 && (kind === 'linkDown' || kind === 'resyncStall' || kind === 'resyncPending')) {
+    for (const r of joining) disturbJoining(world, r, kind);
+    return;
+  }
   switch (kind) {
     case 'linkDown':
       for (const r of resources) linkDown(r, world.time + LINK_DOWN_MS);
@@ -232,4 +238,26 @@ export function reviveNode(world: World, node: string): void {
   n.down = false;
   n.unreachable = false;
   n.isolatedSince = null;
+}
+
+/**
+ * The same disturbances on a joining peer's link: its handshake refused (the link StandAlone, as a
+ * new node's refusing resync handler leaves it on real DRBD), a stall, or a burst to catch up on.
+ */
+function disturbJoining(world: World, r: Resource, kind: 'linkDown' | 'resyncStall' | 'resyncPending'): void {
+  const j = r.joining!;
+  const joiner = localOf(r, j.node);
+  if (kind === 'linkDown') {
+    j.connected = false;
+    j.configured = [];
+    joiner.connection = 'StandAlone';
+    return;
+  }
+  j.outOfSyncKiB += kind === 'resyncStall' ? STALL_KIB : BURST_KIB;
+  j.totalKiB = Math.max(j.totalKiB, j.outOfSyncKiB);
+  joiner.diskState = 'Inconsistent';
+  if (kind === 'resyncStall') {
+    r.resyncKiBps = STALL_KIBPS;
+    r.slowUntil = world.time + STALL_MS;
+  }
 }

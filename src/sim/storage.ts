@@ -74,6 +74,10 @@ export function removeDisk(world: World, node: string, disk: DiskRef): void {
   if (local !== undefined) {
     if (local.role === 'Primary')
       throw new Error(`${node}: ${r.minor}: State change failed: (-12) Device is held open by someone`);
+    if (r.joining !== null && (r.joining.node === node || r.joining.to === node))
+      throw new Error(
+        `${node}: ${r.name} has ${r.joining.node === node ? r.joining.to : r.joining.node} as a peer: it is a copy in use, not a leftover`,
+      );
     // The simulator keeps a resource's two ends configured: one whose peer still points at it (a
     // copy in use, or one a reconnect would go back to) is no leftover to remove.
     if (r.nodes.includes(node)) {

@@ -62,8 +62,27 @@ export const Resource = z.object({
   /** A resync rate of its own (a congested link) until slowUntil, or null for the cluster's. */
   resyncKiBps: z.number().positive().nullable(),
   slowUntil: z.number().nullable(),
+  /** The DRBD its nodes run: 9 lets a further peer join beside the pair (see joining). */
+  drbd: z.enum(['8.4', '9']).default('8.4'),
+  /**
+   * DRBD 9: a further peer (`node`, a new secondary) connected to one node of the pair (`to`) while
+   * the pair stays as it is; its device has no data until the full resync from `to` ends.
+   */
+  joining: z
+    .object({
+      node: NodeName,
+      to: NodeName,
+      /** The sides that asked for the connection (attachNet): it comes up once both have. */
+      configured: z.array(NodeName),
+      connected: z.boolean(),
+      outOfSyncKiB: z.number().nonnegative(),
+      totalKiB: z.number().nonnegative(),
+    })
+    .nullable()
+    .default(null),
 });
 export type Resource = z.infer<typeof Resource>;
+export type Joining = NonNullable<Resource['joining']>;
 
 /** A disk on shared storage: no replica, only which node has it open, and how. */
 export const SharedDisk = z.object({
@@ -250,6 +269,8 @@ export interface InstanceSpec {
   outOfSyncMiB?: number;
   /** DRBD 9 quorum with a diskless tiebreaker on its resources (see Resource.quorum). */
   quorum?: boolean;
+  /** The DRBD its nodes run (default 8.4; 9 with quorum). */
+  drbd?: '8.4' | '9';
   /** What the instance's config says its self-fence bound is (InstanceConfig.selfFenceMs). */
   selfFenceMs?: number | null;
   /** A busy guest: MiB/s it dirties, over a working set of workingSetMiB (default a quarter of its memory). */
@@ -345,6 +366,8 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           autoPromote: false,
           resyncKiBps: null,
           slowUntil: null,
+          drbd: i.drbd ?? (i.quorum === true ? '9' : '8.4'),
+          joining: null,
         };
         for (const node of [i.primary, i.secondary]) {
           const vg = world.storage[node];
@@ -375,6 +398,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       adminState: i.adminState ?? 'up',
       formerSecondary: null,
       selfFenceMs: i.selfFenceMs ?? null,
+      drbdVersion: i.drbd ?? (i.quorum === true ? '9' : '8.4'),
     };
     world.commits[i.name] = 0;
     if (i.dirtyMiBps !== undefined && i.dirtyMiBps > 0) {

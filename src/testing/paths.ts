@@ -89,6 +89,8 @@ function vertexOf(snapshot: AnyMachineSnapshot): string {
     at('committing') && c.commit.attempts,
     c.repair.abortTried,
     c.replace.committed,
+    // A replace on DRBD 9 goes its own way (make-before-break).
+    c.config?.drbdVersion === '9',
     at('migrating') && c.handover.pastPointOfNoReturn,
     at('aborting') && (c.handover.memory?.status ?? null),
     at('abortingFound') && (c.found.locations?.[c.target]?.map((i) => i.state).join() ?? null),

@@ -227,7 +227,10 @@ export async function replayPath(
         { instance: 'web1', newSecondary: 'node-c' },
         [],
         {
-          crashAt: 'attachingNew',
+          // Right after the commit: on DRBD 8.4 before the attach, on 9 before the old peer leaves.
+          crashAt: path.recipe.spec?.instances?.some((i) => i.drbd === '9')
+            ? 'removingFormerPeer'
+            : 'attachingNew',
           problems,
         },
       );

@@ -177,6 +177,9 @@ const SELF_FENCE_MS = 30_000;
 /** The demo's instances on DRBD 9 resources with quorum (a tiebreaker) and a self-fence bound. */
 const QUORATE = (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, quorum: true, selfFenceMs: SELF_FENCE_MS }));
 
+/** The demo's instances on DRBD 9 resources without quorum (a replace's make-before-break). */
+const DRBD9 = (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, drbd: '9' as const }));
+
 /** The read-back after a failed commit write. */
 const confirmingCommit = inState('committing.confirming');
 
@@ -215,6 +218,20 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       output: (c) => ({ ...config(c), secondaryNode: 'node-c', formerSecondary: 'node-b' }),
       applies: (s) => replacing(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
       recipe: { start: 'replaceCommitted' },
+    },
+    {
+      // A replace on DRBD 9: the new node joins as a further peer before the old one leaves.
+      name: 'drbd9',
+      output: (c) => ({ ...config(c), drbdVersion: '9' }),
+      applies: (s) => replacing(s) && !confirmingCommit(s),
+      recipe: { spec: { instances: DRBD9 } },
+    },
+    {
+      // The same replace's repair after its DRBD 9 commit: node-c UpToDate and named, node-b still a peer.
+      name: 'replaceCommitted9',
+      output: (c) => ({ ...config(c), drbdVersion: '9', secondaryNode: 'node-c', formerSecondary: 'node-b' }),
+      applies: (s) => replacing(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
+      recipe: { spec: { instances: DRBD9 }, start: 'replaceCommitted' },
     },
     {
       name: 'blockdev',

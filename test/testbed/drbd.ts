@@ -117,11 +117,13 @@ const LINKS = [
 type Link = (typeof LINKS)[number];
 const addressOn = (link: Link, node: NodeName) => `${link.subnet}.${HOST[node].n}`;
 /**
- * How a testbed is laid out beyond its DRBD version. `spare` (DRBD 8.4): node-c is a third diskful
- * node that holds no copy yet, the place a secondary is replaced to; every node's disk is an LVM
- * volume group (xenvg) with each resource's data and metadata volumes in it, named as the backend
- * names a new copy's, and each node has one replication address on all its links (Ganeti's
- * secondary IP), reached by the pair's own link.
+ * How a testbed is laid out beyond its DRBD version. `spare`: node-c is a third diskful node that
+ * holds no copy yet, the place a secondary is replaced to (on DRBD 9 instead of the tiebreaker: the
+ * resources have no quorum); every node's disk is an LVM volume group (xenvg) with each resource's
+ * data and metadata volumes in it, named as the backend names a new copy's, and each node has one
+ * replication address on all its links (Ganeti's secondary IP), reached by the pair's own link. On
+ * DRBD 9 the metadata has bitmap slots for further peers (create-md --max-peers), which a new peer
+ * needs.
  */
 export interface DrbdTestbedOptions {
   spare?: boolean;
@@ -229,6 +231,19 @@ function resourceFile(kernel: DrbdKernel, options: DrbdTestbedOptions = {}): str
       ? `disk /dev/${VOLUME_GROUP}/${r.name}_data; meta-disk /dev/${VOLUME_GROUP}/${r.name}_meta;`
       : `disk ${r.disk}; meta-disk internal;`;
   const address = (n: NodeName) => (options.spare === true ? replicationAddress(n) : addressOn(ab, n));
+  if (kernel === '9' && options.spare === true)
+    return resources
+      .map(
+        (r) => `resource ${r.name} {
+  options { auto-promote no; }
+  disk { c-plan-ahead 0; resync-rate 100M; }
+  net { protocol C; }
+${ab.ends.map((n) => `  on ${n} {\n    node-id ${NODE_IDS[n]};\n    volume 0 { device minor ${r.minor}; ${storage(r)} }\n  }`).join('\n')}
+  connection {\n${ab.ends.map((n) => `    host ${n} address ipv4 ${address(n)}:${r.port};`).join('\n')}\n  }
+}
+`,
+      )
+      .join('');
   return resources
     .map((r) =>
       kernel === '8.4'
@@ -266,8 +281,6 @@ export async function startDrbdTestbed(
   kernel: DrbdKernel = '8.4',
   options: DrbdTestbedOptions = {},
 ): Promise<DrbdTestbed> {
-  if (options.spare === true && kernel !== '8.4')
-    throw new Error('a spare testbed is DRBD 8.4 (two peers a resource)');
   const spare = options.spare === true;
   const pidfiles: string[] = [];
   const shells = new Map<NodeName, SshNode>();
@@ -428,7 +441,7 @@ export async function startDrbdTestbed(
           ],
           // DRBD 9's quorum-lost handler stops the guest once the cut-off node notices (DRBD's ping
           // interval and timeout, seconds) and the handler ran: 20 s covers both here.
-          ...(kernel === '9' ? { selfFenceMs: 20_000 } : {}),
+          ...(kernel === '9' && !spare ? { selfFenceMs: 20_000 } : {}),
         },
       ],
       // Everything runs under TCG here, the nested QEMU inside TCG: generous step deadlines. A spare
@@ -482,7 +495,7 @@ export async function startDrbdTestbed(
               '-c',
               n === 'node-c'
                 ? `drbdadm up ${resource}`
-                : `drbdadm create-md --force ${resource} && drbdadm up ${resource}`,
+                : `drbdadm create-md --force${kernel === '9' && spare ? ' --max-peers=7' : ''} ${resource} && drbdadm up ${resource}`,
             ]),
           ),
       );

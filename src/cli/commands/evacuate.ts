@@ -81,7 +81,7 @@ dies, 'drbd-migrate resume NODE' takes the runs under way up from their journals
 
 With --secondaries the node's secondaries go instead: every instance whose secondary is NODE gets
 a new one (as 'replace-secondary' does it: DRBD 8.4's break-before-make, its one-copy window said
-before it opens), on a node chosen as replace-secondary chooses it, each choice counting against
+before it opens; DRBD 9's make-before-break, two copies throughout), on a node chosen as replace-secondary chooses it, each choice counting against
 the room, memory and secondaries of the nodes for the next. With --all the node is emptied: marked
 drained in the config (nothing new is placed there; 'drbd-migrate undrain NODE' takes the mark
 back), its primaries moved, then every instance whose secondary it is (those just moved off it

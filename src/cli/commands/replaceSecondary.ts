@@ -25,7 +25,7 @@ the primary fails (N+1); among those, the one holding the fewest secondaries. Ea
 listed with why it was passed over. With --new-secondary the same checks refuse a bad choice
 before anything is touched; a primary whose disks are not UpToDate is refused too.
 
-DRBD 8.4 has two peers only, so the copy is break-before-make, as Ganeti's: the new node's volumes
+DRBD 8.4 has two peers only, so there the copy is break-before-make, as Ganeti's: the new node's volumes
 and DRBD devices are made, the old secondary and the primary disconnected, the config names the new
 secondary (the commit; it also records the old one as still to be cleaned), the primary attached
 to the new node, and the full resync waited for (bounded). From the disconnect until the resync
@@ -37,7 +37,15 @@ secondary again, in sync, and everything made on the new node removed. A replace
 after its commit is finished by --cleanup; one that stopped before it is undone by --cleanup
 --new-secondary NODE (the error names the command).
 
-DRBD 9 (a third peer added before the old one leaves: two copies at every moment) is not built yet.`,
+On DRBD 9 the copy is make-before-break: the new node joins the primary as a further peer while
+the old secondary stays connected, the full resync is waited for, both ends must say UpToDate,
+then the commit, and only then is the old secondary removed as a peer (del-peer, its bitmap slot
+freed with forget-peer) and its copies removed: two UpToDate copies at every moment, no window to
+announce. The new node takes the lowest node-id the disk's nodeIds do not name (name every node
+of the resource there), and the commit writes it. The primary's metadata needs a free bitmap slot
+(create-md --max-peers 2 or more; new copies are made with 7). A resource with quorum (a
+tiebreaker) is refused: the new peer would join the primary alone. Every failure before the commit
+removes the new peer and what was made on the new node; the old secondary never left.`,
   examples: [
     'drbd-migrate replace-secondary web1 --world /tmp/w.json',
     'drbd-migrate replace-secondary web1 --cluster cluster.yaml --new-secondary node-c --dry-run',

@@ -32,6 +32,13 @@ if [ ! -f "$out/ready" ]; then
   done
   depmod -b "$out/root" "$kv"
   rm -rf "$out/build"
-  touch "$out/ready"
+  touch "$out/ready" "$out/ready-md"
+fi
+# A tree copied before the node tree had drivers/md (dm-mod, for LVM) gets it now, without a rebuild.
+if [ ! -f "$out/ready-md" ]; then
+  rm -rf "$out/root/lib/modules/$kv/kernel"
+  cp -a "$kdir/root/lib/modules/$kv/kernel" "$out/root/lib/modules/$kv/kernel"
+  depmod -b "$out/root" "$kv"
+  touch "$out/ready-md"
 fi
 echo "$out"
