@@ -11,8 +11,9 @@ import { QemuNode } from '../src/drivers/qemu.js';
 import { type EffectCall, type RunEvent, runCleanup, runEvacuation, runMigration } from '../src/index.js';
 import { SshNode } from '../src/ssh/index.js';
 import { cli } from './processes.js';
-import { tickerHypervisor, ticks, ticksAcross } from './testbed/common.js';
+import { ticks, ticksAcross } from './testbed/common.js';
 import {
+  addSecondInstance,
   DISK_NODE_IDS,
   type DrbdKernel,
   type DrbdTestbed,
@@ -590,30 +591,7 @@ export function drbdVmSuite(kernel: DrbdKernel) {
 
       it('evacuates node-a: two instances on two DRBD resources, both copies at once, each guest counting on node-b', async () => {
         // The second instance, set up as an operator would: its resource up and in sync, node-a primary.
-        await tb.up(SECOND_RESOURCE, 1);
-        const cluster = await loadCluster(tb.clusterPath);
-        const web2 = {
-          ...cluster.instances[0]!,
-          name: 'web2',
-          primary: 'node-a',
-          secondary: 'node-b',
-          hypervisor: tickerHypervisor('/dev/drbd1', 'tcg,tb-size=64', 'web2'),
-          disks: [
-            {
-              resource: SECOND_RESOURCE,
-              minor: 1,
-              port: 7790,
-              ...(kernel === '9' ? { nodeIds: DISK_NODE_IDS } : {}),
-            },
-          ],
-        };
-        writeFileSync(
-          tb.clusterPath,
-          JSON.stringify({ ...cluster, instances: [...cluster.instances, web2] }, null, 2),
-        );
-        const second = new QemuNode(new SshNode(tb.cluster.nodes[0]!), web2.hypervisor);
-        await second.start(false, 60_000);
-        second.shell.close();
+        await addSecondInstance(tb);
         await waitForTick('node-a', 2, 'web2');
 
         const lastBefore = {

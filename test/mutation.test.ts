@@ -223,10 +223,12 @@ describe('a cleanup that assumes the instance runs where the config says is caug
 });
 
 /**
- * Three plausible bugs in the replace of a secondary: the old copies removed as soon as the new node
- * is attached (before its resync ends); an undo that does not wait for the old secondary to catch up;
- * an undo that forgets what it made on the new node. Each is caught by the generated suite's oracle
- * (rule 8's count of UpToDate copies, the disks at rest, copies left behind).
+ * Plausible bugs in the replace of a secondary: the old copies removed as soon as the new node is
+ * attached (before its resync ends); an undo that does not wait for the old secondary to catch up;
+ * on DRBD 9 a commit (and the old peer's removal) before the new peer's resync; an undo that forgets
+ * what it made on the new node. Each is caught by the generated suite's oracle (rule 8's count of
+ * UpToDate copies, the simulator's own rule-8 check of a peer removed, the disks at rest, copies left
+ * behind).
  */
 function replaceMutant(change: (states: Record<string, { invoke?: object }>) => object): AnyStateMachine {
   // biome-ignore lint/suspicious/noExplicitAny: a test reaches into the config to mutate one edge
@@ -249,6 +251,12 @@ describe('a broken replace of a secondary is caught by the generated suite', () 
       'undoes without waiting for the old secondary to catch up',
       replaceMutant((s) => ({ reattachingFormer: onDone(s.reattachingFormer, 'removingNewDisks') })),
       /^rule 8: reverted left disk 0 with 1 UpToDate copies, it found 2/,
+    ],
+    [
+      // DRBD 9: the old secondary removed as a peer while the new one is still resyncing.
+      'commits on DRBD 9 as soon as the new peer is attached, before its resync',
+      replaceMutant((s) => ({ joiningNew: onDone(s.joiningNew, 'committing') })),
+      /^rule 8: web1-disk0: node-b, UpToDate, removed as a peer of node-a while node-c was/,
     ],
     [
       'undoes and leaves what it made on the new node',

@@ -31,6 +31,14 @@ export const Perturbation = z.enum([
    * instance's selfFenceMs; without quorum it writes on alone.
    */
   'sourceIsolated',
+  /**
+   * DRBD 9 with quorum: the instance's primary loses its management network and its link to the
+   * secondary, and only those: the tiebreaker still reaches it, so it keeps quorum and writes on,
+   * and the secondary may not promote (may_promote: no).
+   */
+  'sourceCutFromTarget',
+  /** The instance's secondary is cut off from every network as well (after sourceIsolated): it lost quorum too. */
+  'targetIsolated',
   /** The instance's secondary loses power (a rejoin of a node that is not up). */
   'secondaryDies',
   /** A paused copy of the instance stands on its secondary (a returning node that started it). */
@@ -165,6 +173,20 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
       n.unreachable = true;
       n.isolatedSince = world.time;
       for (const r of Object.values(world.resources)) if (r.nodes.includes(config.primaryNode)) isolate(r);
+      return;
+    }
+    case 'sourceCutFromTarget': {
+      const n = world.nodes[config.primaryNode];
+      if (n !== undefined) n.unreachable = true;
+      // The link between the two stays down (an hour: longer than any run), nothing else is cut.
+      for (const r of resources) linkDown(r, world.time + 3_600_000);
+      return;
+    }
+    case 'targetIsolated': {
+      const n = config.secondaryNode === null ? undefined : world.nodes[config.secondaryNode];
+      if (n === undefined || n.down || n.isolatedSince !== null) return;
+      n.unreachable = true;
+      n.isolatedSince = world.time;
       return;
     }
     case 'secondaryDies':

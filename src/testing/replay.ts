@@ -52,6 +52,8 @@ const NODE_EVENTS = new Set<Perturbation>([
   'sourceIsolated',
   'sourceWritesAloneAndDies',
   'sourceUnreachable',
+  'sourceCutFromTarget',
+  'targetIsolated',
   'secondaryDies',
   'staleCopy',
   'sourceReturns',

@@ -506,6 +506,14 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       perturb: 'sourceIsolated',
     },
     {
+      // Failover, DRBD 9 with quorum: the source is cut from the target only (management and their
+      // link); the tiebreaker still reaches it, so it writes on with quorum.
+      name: 'cutFromTarget',
+      output: () => ({ reachable: false, error: 'cut from target', state: null }),
+      applies: (s) => failingOver(s) && quorate(s),
+      perturb: 'sourceCutFromTarget',
+    },
+    {
       // Failover: the source's management network is cut; it runs on, DRBD still connected.
       name: 'cutOff',
       output: () => ({ reachable: false, error: 'cut off', state: null }),
@@ -584,6 +592,20 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       name: 'quorumHeld',
       output: (c) => targetDisks(c, { quorum: 'held', mayPromote: true }),
       applies: (s) => probed(s, 'isolated') && !surveying(s),
+    },
+    {
+      // The source cut from the target only: the target holds quorum through the tiebreaker, which
+      // still reaches the source, so DRBD says it may not promote.
+      name: 'mayNotPromote',
+      output: (c) => targetDisks(c, { quorum: 'held', mayPromote: false }),
+      applies: (s) => checkingQuorum(s) && probed(s, 'cut from target'),
+    },
+    {
+      // Both cut off (the tiebreaker reaches neither): the target lost quorum too.
+      name: 'targetLostQuorum',
+      output: (c) => targetDisks(c, { quorum: 'lost', mayPromote: false }),
+      applies: (s) => checkingQuorum(s) && probed(s, 'isolated'),
+      perturb: 'targetIsolated',
     },
     {
       // A self-fence bound in the config, but resources without quorum: silence proves nothing.

@@ -4,7 +4,8 @@ import { connect, createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ClusterFile } from '../../src/cluster/index.js';
+import { type ClusterFile, loadCluster } from '../../src/cluster/index.js';
+import { QemuNode } from '../../src/drivers/qemu.js';
 import { QmpSession } from '../../src/drivers/qmp.js';
 import { SshNode } from '../../src/ssh/index.js';
 import {
@@ -532,4 +533,40 @@ export async function startDrbdTestbed(
     stop();
     throw error;
   }
+}
+
+/**
+ * web2, a second instance as an operator sets one up: its resource up and in sync, node-a primary,
+ * node-b secondary, named in the cluster file (node-ids on DRBD 9, a size on a spare testbed), its
+ * guest started on node-a.
+ */
+export async function addSecondInstance(tb: DrbdTestbed): Promise<void> {
+  await tb.up(SECOND_RESOURCE, 1);
+  const cluster = await loadCluster(tb.clusterPath);
+  const first = cluster.instances[0]!;
+  const kernel = cluster.nodes[0]!.drbd;
+  const spare = first.disks.some((d) => 'sizeMiB' in d && d.sizeMiB !== undefined);
+  const web2 = {
+    ...first,
+    name: 'web2',
+    primary: 'node-a',
+    secondary: 'node-b',
+    hypervisor: tickerHypervisor('/dev/drbd1', 'tcg,tb-size=64', 'web2'),
+    disks: [
+      {
+        resource: SECOND_RESOURCE,
+        minor: 1,
+        port: 7790,
+        ...(kernel === '9' ? { nodeIds: DISK_NODE_IDS } : {}),
+        ...(spare ? { sizeMiB: VOLUME_MIB[SECOND_RESOURCE]! } : {}),
+      },
+    ],
+  };
+  writeFileSync(
+    tb.clusterPath,
+    JSON.stringify({ ...cluster, instances: [...cluster.instances, web2] }, null, 2),
+  );
+  const guest = new QemuNode(new SshNode(tb.cluster.nodes[0]!), web2.hypervisor);
+  await guest.start(false, 60_000);
+  guest.shell.close();
 }
