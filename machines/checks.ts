@@ -312,6 +312,15 @@ export function checkPeerLost(
   if (lost.length > 0) {
     return `${target} has no DRBD quorum on ${lost.map((d) => d.resource).join(', ')}, so DRBD will not promote it; bring ${source} or the tiebreaker back, or, if ${source} is down for good, turn quorum off there first (drbdsetup resource-options RESOURCE --quorum=off on ${target}) and fail over again`;
   }
+  // The kernel knows better than the word: a Primary it still reaches through the tiebreaker means
+  // the source runs, cut from the target only (found by the generated suite: the word alone let the
+  // failover start the instance beside it).
+  const barred = disks.filter(
+    (d) => d.quorum === 'held' && d.mayPromote === false && d.diskState === 'UpToDate',
+  );
+  if (barred.length > 0) {
+    return `${target}'s kernel says ${barred.map((d) => d.resource).join(', ')} may not be promoted (may_promote: no): a Primary of ${instance}'s disks is still in reach of the tiebreaker, so ${source} is not down but cut from ${target} only; bring the link back and migrate ${instance}, or power ${source} off and fail over again`;
+  }
   return checkTargetUpToDate(disks, target);
 }
 

@@ -616,5 +616,14 @@ describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 w
     expect(out.error).toMatch(
       /node-b's kernel says web1-disk0, web1-disk1 may not be promoted \(may_promote: no\)/,
     );
+    // The operator's word does not override the kernel: node-a runs on, cut from node-b only (the
+    // generated suite found the word alone starting web1 beside it).
+    const claimed = await failover(sim, true);
+    expect(claimed.outcome).toBe('rejected');
+    expect(claimed.error).toMatch(
+      /node-b's kernel says web1-disk0, web1-disk1 may not be promoted \(may_promote: no\): a Primary of web1's disks is still in reach of the tiebreaker, so node-a is not down but cut from node-b only/,
+    );
+    expect(sim.world.config.instances.web1?.primaryNode).toBe('node-a');
+    expect(sim.world.vms['node-b']?.web1).toBeUndefined();
   });
 });

@@ -63,6 +63,12 @@ export function promote(world: World, r: Resource, node: string): void {
   if (local.diskState !== 'UpToDate') {
     throw new Error(`${r.minor}: State change failed: (-2) Need access to UpToDate data`);
   }
+  // DRBD 9 promotes only where its kernel says it may: a Primary peer still in the tiebreaker's
+  // reach, though not connected here, bars it (the simulator's wording; the kernel's may differ).
+  const q = quorumOf(world, r, node);
+  if (q.quorum === 'held' && q.mayPromote === false && !isConnected(r)) {
+    throw new Error(`${r.name}: State change failed: a Primary is still in reach (may_promote: no)`);
+  }
   if (isConnected(r) && peer.role === 'Primary' && local.net?.allowTwoPrimaries !== true) {
     throw new Error(`${r.minor}: State change failed: (-1) Multiple primaries not allowed by config`);
   }

@@ -152,8 +152,9 @@ export function outcomeProblems(out: ProtocolOutput, before: WorldView, after: W
 export function redundancyProblems(out: ProtocolOutput, before: WorldView, after: WorldView): string[] {
   if (out.outcome === 'needsCleanup' || out.outcome === 'failed') return [];
   // A refusal touched nothing (outcomeStateProblems holds it to that): where a node of the instance is
-  // down or cut off, what the world did meanwhile (a cut-off primary writing on alone) is not the run's.
-  const gone = (before.down?.length ?? 0) + (after.down?.length ?? 0) > 0;
+  // down or cut off, or their link is, what the world did meanwhile (a cut-off primary writing on
+  // alone) is not the run's.
+  const gone = (before.down?.length ?? 0) + (after.down?.length ?? 0) > 0 || after.linkCut === true;
   if (out.outcome === 'rejected' && gone) return [];
   if (before.copies === undefined || after.copies === undefined) return [];
   return before.copies.flatMap((n, i) => {

@@ -57,6 +57,11 @@ export interface WorldView {
    */
   leftovers?: string[];
   /**
+   * The replication link between the instance's nodes is cut by the world (a network failure), not
+   * by a run: what is written meanwhile on one side is the world's doing. Absent where unknown.
+   */
+  linkCut?: boolean;
+  /**
    * Per disk, how many nodes hold all of its data (UpToDate, and not behind a peer that wrote while
    * apart): DEVELOPERS.md's rule 8 counts these. Absent where the backend cannot tell.
    */
@@ -129,8 +134,10 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
     const r = world.resources[d.resource];
     return r === undefined ? [] : [upToDateCopies(world, r)];
   });
+  const linkCut = config.disks.some((d) => (world.resources[d.resource]?.linkDownUntil ?? null) !== null);
   return {
     ...(down.length > 0 ? { down } : {}),
+    ...(linkCut ? { linkCut } : {}),
     configFormerSecondary: config.formerSecondary,
     leftovers,
     ...(copies.length > 0 ? { copies } : {}),
