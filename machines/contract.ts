@@ -19,6 +19,11 @@ export const DiskRef = z.object({
   minor: Minor,
   /** The disk's size: a new copy (a secondary replaced) needs it; absent where the config does not say. */
   sizeMiB: z.number().int().positive().optional(),
+  /**
+   * Where a new copy's DRBD metadata goes: a volume of its own (external, Ganeti's layout; the
+   * default) or the end of its data volume (internal), which is then made that much larger.
+   */
+  metaDisk: z.enum(['external', 'internal']).optional(),
 });
 export type DiskRef = z.infer<typeof DiskRef>;
 

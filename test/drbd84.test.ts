@@ -63,10 +63,10 @@ describe.skipIf(!available)(
 );
 
 /** The same, for a new secondary's device on its own LVM volumes (external metadata, as Ganeti's). */
-function dryRunExternal(args: string, disk = ''): string[] {
+function dryRunExternal(args: string, disk = '', metaDisk = '/dev/xenvg/web1-disk0_meta'): string[] {
   const dir = tempDir('drbd-');
   const on = (node: string, address: string) =>
-    `on ${node} { device /dev/drbd0; disk /dev/xenvg/web1-disk0_data; address ${address}:7789; meta-disk /dev/xenvg/web1-disk0_meta; }`;
+    `on ${node} { device /dev/drbd0; disk /dev/xenvg/web1-disk0_data; address ${address}:7789; meta-disk ${metaDisk}; }`;
   writeFileSync(
     join(dir, 'drbd.conf'),
     `resource web1-disk0 {\n  ${disk}\n  net { protocol C; after-sb-0pri discard-zero-changes; after-sb-1pri consensus; }\n  ${on('node-a', '10.99.1.1')}\n  ${on('node-c', '10.99.1.3')}\n}\n`,
@@ -104,6 +104,17 @@ describe.skipIf(!available)(
     });
     it('down', () => {
       expect(shellLine(drbdDrivers['8.4'].down(link))).toBe(dryRunExternal('down web1-disk0')[0]);
+    });
+    it('internal metadata (the cluster file’s metaDisk): create-md and attach on the data volume', () => {
+      const internal = { data: volumes.data, meta: null };
+      const made = drbdDrivers['8.4'].createDevice(link, internal, true).map((argv) => shellLine(argv));
+      const [createMd] = dryRunExternal('create-md --force web1-disk0', '', 'internal');
+      const up = dryRunExternal('up web1-disk0', '', 'internal').filter((l) => !/apply-al| connect /.test(l));
+      expect(made).toEqual([createMd, ...up]);
+      const again = drbdDrivers['8.4'].createDevice(link, internal, false).map((argv) => shellLine(argv));
+      expect(again).toEqual(
+        dryRunExternal('up web1-disk0', '', 'internal').filter((l) => !/ connect /.test(l)),
+      );
     });
   },
 );

@@ -87,10 +87,10 @@ describe.skipIf(!available)(
  * What drbdadm 9 runs on HOST for a three-node resource on LVM with external metadata, the way a
  * replace's new copy is laid out (node-c joining node-a), as each line's sorted words.
  */
-function dryRunSpare(host: string, args: string): string[][] {
+function dryRunSpare(host: string, args: string, metaDisk = '/dev/xenvg/web1-disk0_meta'): string[][] {
   const dir = tempDir('drbd9-');
   const volume = (n: number) =>
-    `volume 0 { device minor 0; disk /dev/xenvg/web1-disk0_data; meta-disk /dev/xenvg/web1-disk0_meta; } node-id ${n};`;
+    `volume 0 { device minor 0; disk /dev/xenvg/web1-disk0_data; meta-disk ${metaDisk}; } node-id ${n};`;
   writeFileSync(
     join(dir, 'drbd.conf'),
     `resource web1-disk0 {
@@ -162,6 +162,20 @@ describe.skipIf(!available)(
       for (const argv of [resource!, minor!, attach!]) expect(has(spareWords(argv))).toBe(true);
       const again = driver.createDevice(onC, { data, meta }, false);
       expect(has(spareWords(again[2]!))).toBe(true); // apply-al before an existing copy's attach
+    });
+
+    it('with internal metadata (the cluster file’s metaDisk): create-md and attach on the data volume', () => {
+      const [createMd] = dryRunSpare(
+        'node-c',
+        `create-md --force --max-peers=${NEW_COPY_MAX_PEERS} web1-disk0`,
+        'internal',
+      );
+      const up = dryRunSpare('node-c', 'up web1-disk0', 'internal');
+      const has = (words: string[]) => up.some((l) => JSON.stringify(l) === JSON.stringify(words));
+      const [md, , , attach] = driver.createDevice(onC, { data, meta: null }, true);
+      expect(spareWords(md!)).toEqual(createMd);
+      expect(has(spareWords(attach!))).toBe(true);
+      expect(has(spareWords(driver.createDevice(onC, { data, meta: null }, false)[2]!))).toBe(true);
     });
 
     it('adds the peer (new-peer, new-path, the fixed resync rate) only where show names none', () => {

@@ -7,6 +7,7 @@ import {
   type EffectName,
   type InstanceConfig,
   MACHINES,
+  META_MIB,
   type Outcome,
   type ProtocolOutput,
   volumeNames,
@@ -563,5 +564,20 @@ describe('DRBD 9: make-before-break on the simulated cluster', () => {
       /web1-disk0, web1-disk1 have quorum on node-a: a new peer would join node-a alone/,
     );
     expect(said.filter((l) => l.startsWith('call createDisks'))).toEqual([]);
+  });
+});
+
+describe('a new copy with internal metadata (the cluster file’s metaDisk)', () => {
+  it('makes one data volume, as large as the data and metadata volumes together, and no metadata volume', async () => {
+    const world = createWorld(THREE);
+    for (const d of world.config.instances.web1!.disks) d.metaDisk = 'internal';
+    const sim = createSimCluster(world);
+    const { out, problems } = await replace(sim);
+    expect(out.outcome).toBe('replaced');
+    expect(problems).toEqual([]);
+    expect(sim.snapshot().storage['node-c']?.volumes).toEqual({
+      [volumeNames('web1-disk0').data]: 10240 + META_MIB,
+      [volumeNames('web1-disk1').data]: 4096 + META_MIB,
+    });
   });
 });

@@ -129,15 +129,16 @@ export function plannedCommands(
           ...links(n).map((l) => sh(n, resyncHelperCommand(l.resource))),
           sh(n, lvm.report(vg)),
           ...links(n).flatMap((l) => {
-            const size = inst.disks.find((d) => 'resource' in d && d.resource === l.resource);
-            const sizeMiB = size !== undefined && 'sizeMiB' in size ? (size.sizeMiB ?? 0) : 0;
+            const disk = inst.disks.find((d) => 'resource' in d && d.resource === l.resource);
+            const sizeMiB = disk !== undefined && 'sizeMiB' in disk ? (disk.sizeMiB ?? 0) : 0;
+            const internal = disk !== undefined && 'metaDisk' in disk && disk.metaDisk === 'internal';
             const data = `${l.resource}_data`;
             const meta = `${l.resource}_meta`;
             const create = (): string[][] => {
               try {
                 return drbd(n).createDevice(
                   l,
-                  { data: volumePath(vg, data), meta: volumePath(vg, meta) },
+                  { data: volumePath(vg, data), meta: internal ? null : volumePath(vg, meta) },
                   true,
                   cluster.options.resyncMiBps,
                 );
@@ -146,8 +147,9 @@ export function plannedCommands(
               }
             };
             return [
-              sh(n, lvm.create(vg, data, sizeMiB)),
-              sh(n, lvm.create(vg, meta, META_MIB)),
+              ...(internal
+                ? [sh(n, lvm.create(vg, data, sizeMiB + META_MIB))]
+                : [sh(n, lvm.create(vg, data, sizeMiB)), sh(n, lvm.create(vg, meta, META_MIB))]),
               ...create().map((argv) => sh(n, argv)),
             ];
           }),

@@ -160,22 +160,20 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       }
       const storage = await storageOf(node, timeoutMs, signal);
       for (const l of drbdLinks(inst, node)) {
-        const size = disks.find((d) => d.resource === l.resource)?.sizeMiB;
-        if (size === undefined) throw new Error(`${node}: the size of ${l.resource} is not known`);
-        const missing = missingVolumes(storage, l.resource, size);
+        const disk = disks.find((d) => d.resource === l.resource);
+        if (disk?.sizeMiB === undefined) throw new Error(`${node}: the size of ${l.resource} is not known`);
+        const internal = disk.metaDisk === 'internal';
+        const missing = missingVolumes(storage, l.resource, disk.sizeMiB, internal);
         for (const v of [missing.data, missing.meta])
           if (v !== null) await shell(node).exec(lvm.create(vg, v.name, v.sizeMiB), { timeoutMs, signal });
         if (storage.minors.includes(l.minor)) continue;
         const volumes = {
           data: volumePath(vg, `${l.resource}_data`),
-          meta: volumePath(vg, `${l.resource}_meta`),
+          meta: internal ? null : volumePath(vg, `${l.resource}_meta`),
         };
-        for (const argv of drbd(node).createDevice(
-          l,
-          volumes,
-          missing.meta !== null,
-          initial.options.resyncMiBps,
-        ))
+        // Metadata is written only where its volume was just made: an existing copy is never wiped.
+        const fresh = internal ? missing.data !== null : missing.meta !== null;
+        for (const argv of drbd(node).createDevice(l, volumes, fresh, initial.options.resyncMiBps))
           await shell(node).exec(argv, { timeoutMs, signal });
       }
     },

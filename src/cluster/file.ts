@@ -81,6 +81,7 @@ export function instanceConfig(spec: ClusterInstance, drbdVersion: DrbdVersion =
             resource: d.resource,
             minor: d.minor,
             ...(d.sizeMiB === undefined ? {} : { sizeMiB: d.sizeMiB }),
+            ...(d.metaDisk === undefined ? {} : { metaDisk: d.metaDisk }),
           }
         : { index, resource: d.name, minor: index },
     ),

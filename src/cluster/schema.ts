@@ -85,6 +85,12 @@ export const ClusterDisk = z
       .describe(
         'The disk’s size, MiB: a new copy of it (replace-secondary) is made this size, with a 128 MiB metadata volume.',
       ),
+    metaDisk: z
+      .enum(['external', 'internal'])
+      .optional()
+      .describe(
+        'Where a new copy’s DRBD metadata goes (replace-secondary): its own 128 MiB volume NAME_meta (external, Ganeti’s layout; the default), or the end of the data volume NAME_data, then made 128 MiB larger (internal). Copies that exist are read as their resource files say.',
+      ),
     nodeIds: z
       .record(NodeName, z.number().int().min(0).max(31))
       .optional()

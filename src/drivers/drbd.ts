@@ -1,7 +1,7 @@
 import type { DiskStatus } from '../../machines/index.js';
 import { shellLine } from '../ssh/shell.js';
 import { drbd9, hasPeer, parseStatusJson, parseSyncStatusJson } from './drbd9.js';
-import { type DrbdLink, drbd84, parseEvents2, parseSyncStatus } from './drbd84.js';
+import { type CopyVolumes, type DrbdLink, drbd84, parseEvents2, parseSyncStatus } from './drbd84.js';
 
 /**
  * What the SSH backend asks of a node's DRBD, whichever its version: the commands for each step of
@@ -35,12 +35,7 @@ export interface DrbdDriver {
    * written first when `fresh`, then the resource, the minor and the attach; with resyncMiBps its
    * resync at that fixed rate.
    */
-  createDevice(
-    l: DrbdLink,
-    volumes: { data: string; meta: string },
-    fresh: boolean,
-    resyncMiBps?: number,
-  ): string[][];
+  createDevice(l: DrbdLink, volumes: CopyVolumes, fresh: boolean, resyncMiBps?: number): string[][];
   /** The device taken down (its volumes stay). */
   down(l: DrbdLink): string[];
   /**
@@ -79,12 +74,12 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     syncRead: (l, s) => (s > 0 ? waitThen(drbd84.waitSync(l, s), drbd84.status(l)) : drbd84.status(l)),
     parseSync: (output) => parseSyncStatus(output),
     // Fresh metadata is written; an existing copy's activity log is applied first, as drbdadm up does.
-    createDevice: (l, { data, meta }, fresh, resyncMiBps) => [
-      ...(fresh ? [drbd84.createMd(l, meta)] : []),
+    createDevice: (l, volumes, fresh, resyncMiBps) => [
+      ...(fresh ? [drbd84.createMd(l, volumes)] : []),
       drbd84.newResource(l),
       drbd84.newMinor(l),
-      ...(fresh ? [] : [drbd84.applyAl(l, meta)]),
-      drbd84.attach(l, data, meta, resyncMiBps),
+      ...(fresh ? [] : [drbd84.applyAl(l, volumes)]),
+      drbd84.attach(l, volumes, resyncMiBps),
     ],
     down: drbd84.down,
     peerRead: () => null,
@@ -107,12 +102,12 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     syncRead: (l, s) => (s > 0 ? waitThen(drbd9.waitSync(l, s), drbd9.status(l)) : drbd9.status(l)),
     parseSync: (output, l) => parseSyncStatusJson(output, l.peerNodeId),
     // As drbdadm up makes it from a file naming this node alone: no peer yet (attachNet adds it).
-    createDevice: (l, { data, meta }, fresh) => [
-      ...(fresh ? [drbd9.createMd(l, meta)] : []),
+    createDevice: (l, volumes, fresh) => [
+      ...(fresh ? [drbd9.createMd(l, volumes)] : []),
       drbd9.newResource(l),
       drbd9.newMinor(l),
-      ...(fresh ? [] : [drbd9.applyAl(l, meta)]),
-      drbd9.attach(l, data, meta),
+      ...(fresh ? [] : [drbd9.applyAl(l, volumes)]),
+      drbd9.attach(l, volumes),
     ],
     down: (l) => [drbd9.status(l)[0]!, 'down', l.resource],
     peerRead: drbd9.show,

@@ -33,6 +33,20 @@ export const NET_POLICIES = [
 
 export const drbdsetup84 = '/lib/drbd/drbdsetup-84';
 
+/**
+ * A copy's backing volumes: its data, and its metadata's own volume (external, Ganeti's layout) or
+ * null where the metadata sits at the end of the data volume (internal).
+ */
+export interface CopyVolumes {
+  data: string;
+  meta: string | null;
+}
+/** drbdmeta's device and index, and attach's meta device and index, for where the metadata is. */
+export const metaPlace = (v: CopyVolumes) =>
+  v.meta === null
+    ? { device: v.data, drbdmeta: 'internal', attach: 'internal' }
+    : { device: v.meta, drbdmeta: 'flex-external', attach: 'flexible' };
+
 /** A DRBD wait's bound in whole seconds: 0 would mean forever. */
 export const wfcTimeout = (seconds: number) => `--wfc-timeout=${Math.max(1, Math.ceil(seconds))}`;
 
@@ -69,35 +83,35 @@ export const drbd84 = {
   /** For the resync's progress only: 8.4's events2 prints no `done:`, its status does. */
   status: (d: DrbdLink) => [drbdsetup84, 'status', d.resource, '--verbose', '--statistics'],
   show: (d: DrbdLink) => [drbdsetup84, 'show', d.resource],
-  /** Metadata on a fresh external volume (drbdadm create-md --force: no question asked). */
-  createMd: (d: DrbdLink, meta: string) => [
+  /** Fresh metadata (drbdadm create-md --force: no question asked). */
+  createMd: (d: DrbdLink, v: CopyVolumes) => [
     'drbdmeta',
     String(d.minor),
     'v08',
-    meta,
-    'flex-external',
+    metaPlace(v).device,
+    metaPlace(v).drbdmeta,
     'create-md',
     '--force',
   ],
   /** The activity log replayed into the bitmap before an existing device is attached (drbdadm up). */
-  applyAl: (d: DrbdLink, meta: string) => [
+  applyAl: (d: DrbdLink, v: CopyVolumes) => [
     'drbdmeta',
     String(d.minor),
     'v08',
-    meta,
-    'flex-external',
+    metaPlace(v).device,
+    metaPlace(v).drbdmeta,
     'apply-al',
   ],
   newResource: (d: DrbdLink) => [drbdsetup84, 'new-resource', d.resource],
   newMinor: (d: DrbdLink) => [drbdsetup84, 'new-minor', d.resource, String(d.minor), '0'],
   /** With resyncMiBps a fixed resync rate (no dynamic controller), as a resource file's disk section sets it. */
-  attach: (d: DrbdLink, data: string, meta: string, resyncMiBps?: number) => [
+  attach: (d: DrbdLink, v: CopyVolumes, resyncMiBps?: number) => [
     drbdsetup84,
     'attach',
     String(d.minor),
-    data,
-    meta,
-    'flexible',
+    v.data,
+    metaPlace(v).device,
+    metaPlace(v).attach,
     ...(resyncMiBps === undefined ? [] : [`--resync-rate=${resyncMiBps}M`, '--c-plan-ahead=0']),
   ],
   down: (d: DrbdLink) => [drbdsetup84, 'down', d.resource],

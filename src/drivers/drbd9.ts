@@ -1,7 +1,16 @@
 import { z } from 'zod';
 import type { DiskStatus } from '../../machines/index.js';
 import { DiskStatus as DiskStatusSchema } from '../../machines/index.js';
-import { type DrbdLink, DrbdParseError, endpoint, isResyncing, NET_POLICIES, wfcTimeout } from './drbd84.js';
+import {
+  type CopyVolumes,
+  type DrbdLink,
+  DrbdParseError,
+  endpoint,
+  isResyncing,
+  metaPlace,
+  NET_POLICIES,
+  wfcTimeout,
+} from './drbd84.js';
 
 /**
  * DRBD 9, driven the way the 8.4 driver drives 8.4 (Ganeti's choreography): the connection to the
@@ -68,33 +77,33 @@ export const drbd9 = {
   events: (d: DrbdLink) => [drbdsetup9, 'events2', '--now', d.resource],
   show: (d: DrbdLink) => [drbdsetup9, 'show', d.resource],
   // A new copy, as drbdadm create-md and up make one from a resource file naming it (external metadata).
-  createMd: (d: DrbdLink, meta: string) => [
+  createMd: (d: DrbdLink, v: CopyVolumes) => [
     'drbdmeta',
     String(d.minor),
     'v09',
-    meta,
-    'flex-external',
+    metaPlace(v).device,
+    metaPlace(v).drbdmeta,
     'create-md',
     String(NEW_COPY_MAX_PEERS),
     '--force',
   ],
-  applyAl: (d: DrbdLink, meta: string) => [
+  applyAl: (d: DrbdLink, v: CopyVolumes) => [
     'drbdmeta',
     String(d.minor),
     'v09',
-    meta,
-    'flex-external',
+    metaPlace(v).device,
+    metaPlace(v).drbdmeta,
     'apply-al',
   ],
   newResource: (d: DrbdLink) => [drbdsetup9, 'new-resource', d.resource, self(d), '--auto-promote=no'],
   newMinor: (d: DrbdLink) => [drbdsetup9, 'new-minor', d.resource, String(d.minor), '0'],
-  attach: (d: DrbdLink, data: string, meta: string) => [
+  attach: (d: DrbdLink, v: CopyVolumes) => [
     drbdsetup9,
     'attach',
     String(d.minor),
-    data,
-    meta,
-    'flexible',
+    v.data,
+    metaPlace(v).device,
+    metaPlace(v).attach,
   ],
   /** A peer the resource does not have yet (a new secondary), single-primary, and its path. */
   newPeer: (d: DrbdLink) => [

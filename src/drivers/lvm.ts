@@ -71,12 +71,15 @@ export function parseReport(output: string, vg: string): NodeStorage {
   };
 }
 
-/** What a new copy of one disk needs made, given what exists on the node. */
-export function missingVolumes(storage: NodeStorage, resource: string, sizeMiB: number) {
+/**
+ * What a new copy of one disk needs made, given what exists on the node: with internal metadata one
+ * volume, as large as the data and the metadata volume together (the same room either way).
+ */
+export function missingVolumes(storage: NodeStorage, resource: string, sizeMiB: number, internal = false) {
   const names = volumeNames(resource);
   const has = (n: string) => storage.volumes.some((v) => v.name === n);
   return {
-    data: has(names.data) ? null : { name: names.data, sizeMiB },
-    meta: has(names.meta) ? null : { name: names.meta, sizeMiB: META_MIB },
+    data: has(names.data) ? null : { name: names.data, sizeMiB: internal ? sizeMiB + META_MIB : sizeMiB },
+    meta: internal || has(names.meta) ? null : { name: names.meta, sizeMiB: META_MIB },
   };
 }

@@ -40,9 +40,13 @@ export function createDisk(world: World, node: string, disk: DiskRef): void {
   const vg = groupOf(world, node);
   const names = volumeNames(r.name);
   const sizeMiB = disk.sizeMiB ?? Math.ceil(r.sizeKiB / 1024);
+  // Internal metadata: one volume, as large as data and metadata volumes together.
+  const internal = disk.metaDisk === 'internal';
   const missing = [
-    ...(vg.volumes[names.data] === undefined ? [[names.data, sizeMiB] as const] : []),
-    ...(vg.volumes[names.meta] === undefined ? [[names.meta, META_MIB] as const] : []),
+    ...(vg.volumes[names.data] === undefined
+      ? [[names.data, internal ? sizeMiB + META_MIB : sizeMiB] as const]
+      : []),
+    ...(!internal && vg.volumes[names.meta] === undefined ? [[names.meta, META_MIB] as const] : []),
   ];
   const need = missing.reduce((a, [, mib]) => a + mib, 0);
   const free = vg.sizeMiB - usedMiB(vg);
