@@ -153,6 +153,50 @@ describe('locks', () => {
     expect(await readFile(f.world, 'utf8')).toBe(before);
   });
 
+  it('a drain’s replace locks the node it makes the new copy on: held by another run, that instance is left, named, and nothing is made there', async () => {
+    const f = await fresh();
+    // A world of three nodes of its own (init does not write over the fresh one).
+    const file = join(f.dir, 'three.json');
+    await cli(['init', '--world', file, '--nodes', '3', '--instances', '2']);
+    const world = JSON.parse(await readFile(file, 'utf8')) as {
+      config: { instances: Record<string, { primaryNode: string; secondaryNode: string }> };
+    };
+    // web1's secondary is drained of its copies; the only node that can take one is the third.
+    const web1 = world.config.instances.web1!;
+    const spare = ['node-a', 'node-b', 'node-c'].find(
+      (n) => n !== web1.primaryNode && n !== web1.secondaryNode,
+    )!;
+    const since = new Date().toISOString();
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(f.state, 'locks'), { recursive: true });
+    await writeFile(
+      join(f.state, 'locks', `node-${spare}.lock`),
+      JSON.stringify({ host: hostname(), pid: process.pid, since, operation: 'replace of web9' }),
+    );
+    const r = await cli([
+      'evacuate',
+      web1.secondaryNode,
+      '--secondaries',
+      '--world',
+      file,
+      '--state-dir',
+      f.state,
+    ]);
+    expect([r.code, r.stderr]).toEqual([
+      3,
+      'drbd-migrate: incomplete: 1 instance(s) not moved: web1 failed\n',
+    ]);
+    expect(r.stdout).toContain(
+      `node-${spare} is locked by replace of web9 (pid ${process.pid} on ${hostname()}) since ${since}`,
+    );
+    const after = JSON.parse(await readFile(file, 'utf8')) as {
+      config: { instances: Record<string, { secondaryNode: string }> };
+      storage: Record<string, { volumes: Record<string, number> }>;
+    };
+    expect(after.config.instances.web1?.secondaryNode).toBe(web1.secondaryNode);
+    expect(Object.keys(after.storage[spare]?.volumes ?? {}).filter((v) => v.startsWith('web1'))).toEqual([]);
+  });
+
   it('a lock left by a killed process is taken over by resume', async () => {
     const f = await fresh();
     const killed = await cli([

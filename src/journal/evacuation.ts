@@ -20,7 +20,7 @@ import {
   type ProtocolOutput,
 } from '../../machines/index.js';
 import { type EvacuationOptions, runEvacuation } from '../runner/index.js';
-import type { LockStore } from './lock.js';
+import type { Lease, LockStore } from './lock.js';
 import { type JournalOptions, ResumeError, resumeRun, runJournaled } from './run.js';
 import { type JournalStore, owner } from './store.js';
 
@@ -176,13 +176,66 @@ export interface JournaledEvacuationOptions extends Omit<EvacuationOptions, 'run
   lease?: JournalOptions['lease'];
 }
 
+/**
+ * The nodes a drain's replaces make new copies on, locked while any of its runs places one there (a
+ * replace locks its new node: Ganeti's replace-disks does): the drain's own runs share the lock,
+ * counted among themselves by its per-node limit; another run's placement there is refused.
+ */
+function placementLocks(node: string, locks: LockStore, clock: Clock | undefined) {
+  const taken = new Map<string, { lease: Promise<Lease>; users: number }>();
+  return async (target: string): Promise<() => Promise<void>> => {
+    let entry = taken.get(target);
+    if (entry === undefined) {
+      const lease = held(
+        clock,
+        locks.acquire([`node-${target}`], {
+          ...owner(),
+          since: new Date().toISOString(),
+          operation: `evacuation of ${node} (new copies on ${target})`,
+        }),
+      );
+      entry = { lease, users: 0 };
+      taken.set(target, entry);
+      // A refusal is the run's error; the next run asks again.
+      lease.catch(() => taken.delete(target));
+    }
+    entry.users++;
+    const mine = entry;
+    try {
+      await mine.lease;
+    } catch (error) {
+      mine.users--;
+      throw error;
+    }
+    return async () => {
+      if (--mine.users > 0) return;
+      taken.delete(target);
+      await held(clock, (await mine.lease).release());
+    };
+  };
+}
+
 /** Each instance's run, journaled and locked as a single migration is; a half-done one is resumed. */
 function journaledRunner(
   node: string,
   effects: Effects,
   options: JournaledEvacuationOptions,
 ): InstanceRunner {
+  const place = placementLocks(node, options.locks, options.clock);
   return async (request, control) => {
+    const target =
+      request.operation === 'changeSecondary' ? (request.input as ProtocolInput).newSecondary : undefined;
+    const release = target === undefined ? null : await place(target);
+    try {
+      return await journaledRun(request, control);
+    } finally {
+      await release?.();
+    }
+  };
+  async function journaledRun(
+    request: Parameters<InstanceRunner>[0],
+    control: Parameters<InstanceRunner>[1],
+  ): Promise<ProtocolOutput> {
     const runOptions: JournalOptions = {
       store: options.store,
       locks: options.locks,
@@ -216,7 +269,7 @@ function journaledRunner(
     }
     await held(options.clock, options.evacuations.run(node, request.instance));
     return runJournaled(request.operation, request.input as ProtocolInput, effects, runOptions);
-  };
+  }
 }
 
 /**
