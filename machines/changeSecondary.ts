@@ -262,10 +262,7 @@ export const changeSecondaryMachine = protocol.createMachine({
             'The one commit point: the config names the new secondary, and the old one as still to be removed.',
           says: (c) => `* updating the configuration: ${newSecondary(c)} is the secondary of ${c.instance}`,
           input: (c) => ({ instance: c.instance, node: newSecondary(c), former: former(c) }),
-          next: [
-            { guard: 'makeBeforeBreak', target: '#changeSecondary.removingFormerPeer' },
-            { target: '#changeSecondary.attachingNew' },
-          ],
+          next: '#changeSecondary.committed',
           done: ['recordReplaceCommit'],
           goOnTo: 'confirming',
           noting: [warning((_, e) => `Writing the config failed (${e}); reading it back`)],
@@ -276,28 +273,12 @@ export const changeSecondaryMachine = protocol.createMachine({
           input: (c) => ({ instance: c.instance }),
           next: [
             {
-              guard: and([
-                fromAnswer('configNamesNewSecondary', (config: InstanceConfig) => ({ config })),
-                'makeBeforeBreak',
-              ]),
-              target: '#changeSecondary.removingFormerPeer',
-              actions: ['recordReplaceCommit'],
-            },
-            {
               guard: fromAnswer('configNamesNewSecondary', (config: InstanceConfig) => ({ config })),
-              target: '#changeSecondary.attachingNew',
+              target: '#changeSecondary.committed',
               actions: ['recordReplaceCommit'],
             },
             {
-              guard: 'makeBeforeBreak',
-              target: '#changeSecondary.droppingNewPeer',
-              actions: failing(
-                (c) =>
-                  `The config could not be made to name ${newSecondary(c)} as the secondary of ${c.instance} (it still names ${former(c)}); the replace is undone`,
-              ),
-            },
-            {
-              target: '#changeSecondary.probingFormer',
+              target: '#changeSecondary.undoingUncommitted',
               actions: failing(
                 (c) =>
                   `The config could not be made to name ${newSecondary(c)} as the secondary of ${c.instance} (it still names ${former(c)}); the replace is undone`,
@@ -306,9 +287,19 @@ export const changeSecondaryMachine = protocol.createMachine({
           ],
           failTo: '#changeSecondary.surveying',
           failure: (c, e) =>
-            `Cannot tell whether the config names ${newSecondary(c)} as the secondary of ${c.instance} (${e}); the primary is StandAlone; read the config, then run '${cleanupCommand(c)}'`,
+            `Cannot tell whether the config names ${newSecondary(c)} as the secondary of ${c.instance} (${e})${c.config?.drbdVersion === '9' ? '' : '; the primary is StandAlone'}; read the config, then run '${cleanupCommand(c)}'`,
         }),
       },
+    },
+    committed: {
+      description:
+        'Past the commit: DRBD 9 removes the old peer (the new copy is UpToDate already); 8.4 attaches the new node.',
+      always: [{ guard: 'makeBeforeBreak', target: 'removingFormerPeer' }, { target: 'attachingNew' }],
+    },
+    undoingUncommitted: {
+      description:
+        'The commit did not take: DRBD 9 removes the new peer (the old secondary never left); 8.4 reconnects the old secondary first.',
+      always: [{ guard: 'makeBeforeBreak', target: 'droppingNewPeer' }, { target: 'probingFormer' }],
     },
     attachingNew: goReconnect({
       description:

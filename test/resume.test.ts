@@ -25,6 +25,29 @@ async function fresh() {
   return { dir, world, state: join(dir, 'state') };
 }
 
+/**
+ * A three-node world in FILE, and the lock of the node that is neither web1's primary nor its
+ * secondary held by another live run (this process) doing OPERATION.
+ */
+async function spareLocked(file: string, state: string, operation: string) {
+  await cli(['init', '--world', file, '--nodes', '3', '--instances', '2']);
+  const world = JSON.parse(await readFile(file, 'utf8')) as {
+    config: { instances: Record<string, { primaryNode: string; secondaryNode: string }> };
+  };
+  const web1 = world.config.instances.web1!;
+  const spare = ['node-a', 'node-b', 'node-c'].find(
+    (n) => n !== web1.primaryNode && n !== web1.secondaryNode,
+  )!;
+  const since = new Date().toISOString();
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(join(state, 'locks'), { recursive: true });
+  await writeFile(
+    join(state, 'locks', `node-${spare}.lock`),
+    JSON.stringify({ host: hostname(), pid: process.pid, since, operation }),
+  );
+  return { web1, spare, since };
+}
+
 const readWorld = async (file: string) => World.parse(JSON.parse(await readFile(file, 'utf8')));
 
 describe('resume refuses what it cannot trust, and touches nothing', () => {
@@ -120,21 +143,7 @@ describe('locks', () => {
 
   it('a replace locks the node it makes the new copy on: held by another run, it exits 2 and touches nothing', async () => {
     const f = await fresh();
-    await cli(['init', '--world', f.world, '--nodes', '3', '--instances', '2']);
-    const world = JSON.parse(await readFile(f.world, 'utf8')) as {
-      config: { instances: Record<string, { primaryNode: string; secondaryNode: string }> };
-    };
-    const web1 = world.config.instances.web1!;
-    const spare = ['node-a', 'node-b', 'node-c'].find(
-      (n) => n !== web1.primaryNode && n !== web1.secondaryNode,
-    )!;
-    const since = new Date().toISOString();
-    const { mkdir } = await import('node:fs/promises');
-    await mkdir(join(f.state, 'locks'), { recursive: true });
-    await writeFile(
-      join(f.state, 'locks', `node-${spare}.lock`),
-      JSON.stringify({ host: hostname(), pid: process.pid, since, operation: 'replace of web2' }),
-    );
+    const { spare, since } = await spareLocked(f.world, f.state, 'replace of web2');
     const before = await readFile(f.world, 'utf8');
     const r = await cli([
       'replace-secondary',
@@ -155,24 +164,10 @@ describe('locks', () => {
 
   it('a drain’s replace locks the node it makes the new copy on: held by another run, that instance is left, named, and nothing is made there', async () => {
     const f = await fresh();
-    // A world of three nodes of its own (init does not write over the fresh one).
+    // A world of three nodes of its own (init does not write over the fresh one); web1's secondary
+    // is drained of its copies, and the only node that can take one is locked.
     const file = join(f.dir, 'three.json');
-    await cli(['init', '--world', file, '--nodes', '3', '--instances', '2']);
-    const world = JSON.parse(await readFile(file, 'utf8')) as {
-      config: { instances: Record<string, { primaryNode: string; secondaryNode: string }> };
-    };
-    // web1's secondary is drained of its copies; the only node that can take one is the third.
-    const web1 = world.config.instances.web1!;
-    const spare = ['node-a', 'node-b', 'node-c'].find(
-      (n) => n !== web1.primaryNode && n !== web1.secondaryNode,
-    )!;
-    const since = new Date().toISOString();
-    const { mkdir } = await import('node:fs/promises');
-    await mkdir(join(f.state, 'locks'), { recursive: true });
-    await writeFile(
-      join(f.state, 'locks', `node-${spare}.lock`),
-      JSON.stringify({ host: hostname(), pid: process.pid, since, operation: 'replace of web9' }),
-    );
+    const { web1, spare, since } = await spareLocked(file, f.state, 'replace of web9');
     const r = await cli([
       'evacuate',
       web1.secondaryNode,
