@@ -514,7 +514,7 @@ function quorumProblem(c: ProtocolContext, disks: DiskStatus[]): string | null {
   const quorate = disks.filter((d) => d.quorum !== 'off');
   return c.config?.drbdVersion !== '9' || quorate.length === 0
     ? null
-    : `${quorate.map((d) => d.resource).join(', ')} ${quorate.length === 1 ? 'has' : 'have'} quorum on ${primary(c)}: a new peer would join ${primary(c)} alone, not the resource's other nodes (its tiebreaker), and a replace does not yet rewire them; replace it with the resource's own tools (LINSTOR)`;
+    : `${quorate.map((d) => d.resource).join(', ')} ${quorate.length === 1 ? 'has' : 'have'} quorum on ${primary(c)}: a new peer would join ${primary(c)} alone, not the resource's other nodes (${c.config.tiebreaker === null ? 'its tiebreaker' : `its tiebreaker ${c.config.tiebreaker}`}), and a replace does not yet rewire them; replace it with the resource's own tools (LINSTOR)`;
 }
 
 function degradedPrimary(c: ProtocolContext, disks: DiskStatus[]): string | null {
@@ -552,5 +552,7 @@ export function replaceProblem(config: InstanceConfig, c: ProtocolContext): stri
   if (wanted === null) return `Name the new secondary of ${config.name}`;
   if (wanted === config.primaryNode) return `${wanted} is the primary of ${config.name}`;
   if (wanted === config.secondaryNode) return `${wanted} is already the secondary of ${config.name}`;
+  if (wanted === config.tiebreaker)
+    return `${wanted} is the tiebreaker of ${config.name}'s resources (diskless, the third vote): a copy there would leave them two votes; name another node`;
   return null;
 }

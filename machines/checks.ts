@@ -302,6 +302,7 @@ export function checkPeerLost(
   instance: string,
   source: string,
   target: string,
+  tiebreaker: string | null = null,
 ): string | null {
   const connected = disks.filter((d) => d.connection === 'Connected');
   if (connected.length > 0) {
@@ -310,7 +311,7 @@ export function checkPeerLost(
   // DRBD 9 refuses to promote a node without quorum, and would after the commit: refused here.
   const lost = disks.filter((d) => d.quorum === 'lost');
   if (lost.length > 0) {
-    return `${target} has no DRBD quorum on ${lost.map((d) => d.resource).join(', ')}, so DRBD will not promote it; bring ${source} or the tiebreaker back, or, if ${source} is down for good, turn quorum off there first (drbdsetup resource-options RESOURCE --quorum=off on ${target}) and fail over again`;
+    return `${target} has no DRBD quorum on ${lost.map((d) => d.resource).join(', ')}, so DRBD will not promote it; bring ${source} or ${thirdVote(tiebreaker)} back, or, if ${source} is down for good, turn quorum off there first (drbdsetup resource-options RESOURCE --quorum=off on ${target}) and fail over again`;
   }
   // The kernel knows better than the word: a Primary it still reaches through the tiebreaker means
   // the source runs, cut from the target only (found by the generated suite: the word alone let the
@@ -319,10 +320,14 @@ export function checkPeerLost(
     (d) => d.quorum === 'held' && d.mayPromote === false && d.diskState === 'UpToDate',
   );
   if (barred.length > 0) {
-    return `${target}'s kernel says ${barred.map((d) => d.resource).join(', ')} may not be promoted (may_promote: no): a Primary of ${instance}'s disks is still in reach of the tiebreaker, so ${source} is not down but cut from ${target} only; bring the link back and migrate ${instance}, or power ${source} off and fail over again`;
+    return `${target}'s kernel says ${barred.map((d) => d.resource).join(', ')} may not be promoted (may_promote: no): a Primary of ${instance}'s disks is still in reach of ${thirdVote(tiebreaker)}, so ${source} is not down but cut from ${target} only; bring the link back and migrate ${instance}, or power ${source} off and fail over again`;
   }
   return checkTargetUpToDate(disks, target);
 }
+
+/** The node holding a resource's third vote, as the config names it. */
+const thirdVote = (tiebreaker: string | null) =>
+  tiebreaker === null ? 'the tiebreaker' : `${tiebreaker} (the tiebreaker)`;
 
 /**
  * A silent source proven unable to write by the target's own kernel, on every disk (DRBD 9): the
@@ -335,6 +340,7 @@ export function checkQuorumProof(
   instance: string,
   source: string,
   target: string,
+  tiebreaker: string | null = null,
 ): string | null {
   const names = (ds: DiskStatus[]) => ds.map((d) => d.resource).join(', ');
   const connected = disks.filter((d) => d.connection === 'Connected');
@@ -347,7 +353,7 @@ export function checkQuorumProof(
   }
   const lost = disks.filter((d) => d.quorum === 'lost');
   if (lost.length > 0) {
-    return `${source} does not answer, and ${target} has lost DRBD quorum too on ${names(lost)} (no majority on either side): DRBD will not promote ${target}; bring ${source} or the tiebreaker back`;
+    return `${source} does not answer, and ${target} has lost DRBD quorum too on ${names(lost)} (no majority on either side): DRBD will not promote ${target}; bring ${source} or ${thirdVote(tiebreaker)} back`;
   }
   const barred = disks.filter((d) => d.mayPromote !== true);
   if (barred.length > 0) {

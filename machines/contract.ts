@@ -67,6 +67,11 @@ export const InstanceConfig = z.object({
    */
   selfFenceMs: z.number().int().positive().nullable().default(null),
   /**
+   * DRBD 9 with quorum: the node holding the third vote of the instance's resources (diskless, it
+   * holds no copy and never runs the instance), so that errors say which node to bring back.
+   */
+  tiebreaker: NodeName.nullable().default(null),
+  /**
    * The DRBD its nodes run. 8.4 links two peers only, so a new secondary replaces the old one
    * break-before-make (an announced one-copy window); 9 adds it as a further peer before the old one
    * leaves (make-before-break).

@@ -145,7 +145,8 @@ export const failoverMachine = protocol.createMachine({
           rules: [4, 7],
           says: (c) => `* node ${c.source} does not answer; checking what ${c.target} sees`,
           input: (c) => ({ instance: c.instance, node: c.target, disks: c.disks }),
-          problem: (c, disks) => checkPeerLost(disks, c.instance, c.source, c.target),
+          problem: (c, disks) =>
+            checkPeerLost(disks, c.instance, c.source, c.target, c.config?.tiebreaker ?? null),
           next: 'afterPeerLost',
           done: [
             warning(
@@ -174,7 +175,8 @@ export const failoverMachine = protocol.createMachine({
           says: (c) =>
             `* node ${c.source} does not answer; asking ${c.target}'s DRBD whether it can still write`,
           input: (c) => ({ instance: c.instance, node: c.target, disks: c.disks }),
-          problem: (c, disks) => checkQuorumProof(disks, c.instance, c.source, c.target),
+          problem: (c, disks) =>
+            checkQuorumProof(disks, c.instance, c.source, c.target, c.config?.tiebreaker ?? null),
           next: 'awaitingSelfFence',
           done: [
             warning(

@@ -53,11 +53,16 @@ export interface CandidateFacts {
   storage: NodeStorage | null;
 }
 
-/** Whether the config lets the node take the copy: a node of the cluster, not the instance's, not drained. */
+/**
+ * Whether the config lets the node take the copy: a node of the cluster, not the instance's (nor its
+ * tiebreaker), not drained.
+ */
 export function nodeConfigProblem(self: InstanceConfig, node: string, config: NodeConfig | undefined) {
   if (config === undefined) return `${node} is not a node of the cluster`;
   if (node === self.primaryNode) return `${node} is the primary of ${self.name}`;
   if (node === self.secondaryNode) return `${node} is already the secondary of ${self.name}`;
+  // A copy there would leave the resource two votes, and quorum no proof of anything.
+  if (node === self.tiebreaker) return `${node} is the tiebreaker of ${self.name}'s resources`;
   if (config.drained) return `${node} is drained (nothing new is placed there)`;
   return null;
 }

@@ -30,6 +30,7 @@ const config = (memoryMiB: number, disksMiB: (number | undefined)[] = []): Insta
   adminState: 'up',
   formerSecondary: null,
   selfFenceMs: null,
+  tiebreaker: null,
   drbdVersion: '8.4',
 });
 

@@ -207,8 +207,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
             instances: cluster.instances.map((i) => ({
               ...i,
               disks: i.disks.map((d) => ({ ...d, nodeIds: DISK_NODE_IDS })),
-              // A self-fence bound is DRBD 9's (quorum): not named with 8.4 nodes.
+              // A self-fence bound and a tiebreaker are DRBD 9's (quorum): not named with 8.4 nodes.
               selfFenceMs: other === '9' ? i.selfFenceMs : undefined,
+              tiebreaker: other === '9' ? i.tiebreaker : undefined,
             })),
           }),
         );

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { plannedCommands } from '../src/backend/plan.js';
-import { ClusterFile } from '../src/cluster/index.js';
+import { ClusterFile, instanceConfig } from '../src/cluster/index.js';
 import { drbdDrivers } from '../src/drivers/drbd.js';
 import { drbd9, NEW_COPY_MAX_PEERS, parseStatusJson, parseSyncStatusJson } from '../src/drivers/drbd9.js';
 import { type DrbdLink, NET_POLICIES } from '../src/drivers/drbd84.js';
@@ -358,7 +358,7 @@ describe('DRBD 9 status --json (recorded from DRBD 9.2.16 on the VM testbed, tes
 describe('a cluster file with DRBD 9 nodes', () => {
   const file = (nodeIds?: Record<string, number>) => ({
     version: 1,
-    nodes: ['node-a', 'node-b'].map((name, i) => ({
+    nodes: ['node-a', 'node-b', 'node-c'].map((name, i) => ({
       name,
       address: `10.0.0.${i + 1}`,
       hostKey: `SHA256:${'A'.repeat(43)}`,
@@ -398,19 +398,44 @@ describe('a cluster file with DRBD 9 nodes', () => {
     );
   });
 
-  it('takes a self-fence bound on DRBD 9 only (quorum is DRBD 9’s)', () => {
-    const ids = { 'node-a': 0, 'node-b': 1 };
-    const withBound = (drbd: string) => {
-      const f = file(ids);
-      return {
-        ...f,
-        nodes: f.nodes.map((n) => ({ ...n, drbd })),
-        instances: f.instances.map((i) => ({ ...i, selfFenceMs: 30_000 })),
-      };
+  const messages = (f: unknown) => ClusterFile.safeParse(f).error?.issues.map((i) => i.message) ?? [];
+  const withInstance = (extra: object, drbd = '9', ids: Record<string, number> = ALL_IDS) => {
+    const f = file(ids);
+    return {
+      ...f,
+      nodes: f.nodes.map((n) => ({ ...n, drbd })),
+      instances: f.instances.map((i) => ({ ...i, ...extra })),
     };
-    expect(ClusterFile.safeParse(withBound('9')).success).toBe(true);
-    const r = ClusterFile.safeParse(withBound('8.4'));
-    expect(r.error?.issues[0]?.message).toMatch(/needs DRBD 9 on node-a and node-b \(quorum is DRBD 9's\)/);
+  };
+  const ALL_IDS = { 'node-a': 0, 'node-b': 1, 'node-c': 2 };
+
+  it('takes a self-fence bound on DRBD 9 with a tiebreaker only: quorum is DRBD 9’s, and two votes prove nothing', () => {
+    const parsed = ClusterFile.parse(withInstance({ selfFenceMs: 30_000, tiebreaker: 'node-c' }));
+    expect(instanceConfig(parsed.instances[0]!, '9')).toMatchObject({
+      selfFenceMs: 30_000,
+      tiebreaker: 'node-c',
+    });
+    expect(messages(withInstance({ selfFenceMs: 30_000 }))).toEqual([
+      "needs a tiebreaker: with two votes, node-a and node-b each lose quorum without the other, so quorum never proves a silent node cannot write; name the resource's diskless third node in tiebreaker",
+    ]);
+    expect(messages(withInstance({ selfFenceMs: 30_000 }, '8.4'))).toEqual([
+      `needs DRBD 9 on node-a and node-b (quorum is DRBD 9's): set their "drbd" to "9", or leave selfFenceMs out`,
+    ]);
+  });
+
+  it('names a diskless tiebreaker: a DRBD 9 node of the file outside the pair, its node-id on every disk', () => {
+    for (const node of ['node-a', 'node-b', 'node-z'])
+      expect(messages(withInstance({ tiebreaker: node }))).toContain(
+        `${node} must be a node of this file other than the primary, the secondary and a former secondary (a tiebreaker holds no copy)`,
+      );
+    expect(messages(withInstance({ tiebreaker: 'node-c' }, '9', { 'node-a': 0, 'node-b': 1 }))).toEqual([
+      'nodeIds must give the node-id of the tiebreaker node-c too (a new secondary must not take its id)',
+    ]);
+    const f = withInstance({ tiebreaker: 'node-c' });
+    const old = { ...f, nodes: f.nodes.map((n) => (n.name === 'node-c' ? { ...n, drbd: '8.4' } : n)) };
+    expect(messages(old)).toEqual([
+      'needs DRBD 9 on node-c, node-a and node-b (a diskless tiebreaker is DRBD 9\'s, 9.0.18 or later): set their "drbd" to "9", or leave tiebreaker out',
+    ]);
   });
 
   it('plans DRBD 9 commands: options then connect, status as JSON', () => {

@@ -524,12 +524,16 @@ describe('the survey looks at each node on its own (issue 22 A.3)', () => {
 });
 
 describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 without the operator’s word)', () => {
-  const quorate = (extra: { selfFenceMs?: number | null; quorum?: boolean } = {}) =>
+  const quorate = (extra: { selfFenceMs?: number | null; quorum?: boolean; tiebreaker?: string } = {}) =>
     createSimCluster({
+      ...(extra.tiebreaker === undefined
+        ? {}
+        : { nodes: { ...DEMO_SPEC.nodes, [extra.tiebreaker]: { memoryMiB: 1024 } } }),
       instances: (DEMO_SPEC.instances ?? []).map((i) => ({
         ...i,
         quorum: extra.quorum ?? true,
         selfFenceMs: extra.selfFenceMs === undefined ? 30_000 : extra.selfFenceMs,
+        ...(extra.tiebreaker === undefined ? {} : { tiebreaker: extra.tiebreaker }),
       })),
     });
   const failover = (sim: ReturnType<typeof createSimCluster>, sourceIsDown = false) =>
@@ -603,6 +607,33 @@ describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 w
       /node-b has no DRBD quorum on web1-disk0, web1-disk1, so DRBD will not promote it/,
     );
     expect(sim.world.config.instances.web1?.primaryNode).toBe('node-a');
+  });
+
+  it('a tiebreaker the config names: its vote proves the isolated source cannot write while it is up; down too, the pair is two votes and both freeze, and the error names it', async () => {
+    const up = quorate({ tiebreaker: 'node-c' });
+    up.perturb('sourceIsolated', 'web1');
+    expect((await failover(up)).outcome).toBe('failedOver');
+    expect(up.world.violations).toEqual([]);
+
+    const sim = quorate({ tiebreaker: 'node-c' });
+    sim.killNode('node-c');
+    sim.perturb('sourceIsolated', 'web1');
+    const out = await failover(sim);
+    expect(out.outcome).toBe('rejected');
+    expect(out.error).toMatch(
+      /node-a does not answer, and node-b has lost DRBD quorum too on web1-disk0, web1-disk1 \(no majority on either side\): DRBD will not promote node-b; bring node-a or node-c \(the tiebreaker\) back/,
+    );
+    // The operator's word does not make DRBD promote a node without quorum: refused before the commit.
+    const claimed = await failover(sim, true);
+    expect(claimed.outcome).toBe('rejected');
+    expect(claimed.error).toMatch(
+      /node-b has no DRBD quorum on web1-disk0, web1-disk1, so DRBD will not promote it; bring node-a or node-c \(the tiebreaker\) back, or, if node-a is down for good, turn quorum off there first/,
+    );
+    expect(sim.world.config.instances.web1?.primaryNode).toBe('node-a');
+    expect(sim.world.vms['node-b']?.web1).toBeUndefined();
+    // Frozen on both sides: the isolated source could not write either.
+    expect(Object.values(sim.world.resources).every((r) => (r.dirtyKiB['node-a'] ?? 0) === 0)).toBe(true);
+    expect(sim.world.violations).toEqual([]);
   });
 
   it('refuses while the source is cut from the target only: the tiebreaker still reaches it (may_promote: no)', async () => {

@@ -323,6 +323,7 @@ describe('placement', () => {
     adminState: 'up',
     formerSecondary: null,
     selfFenceMs: null,
+    tiebreaker: null,
     drbdVersion: '8.4',
   };
   const storage = (freeMiB: number) => ({
@@ -564,6 +565,25 @@ describe('DRBD 9: make-before-break on the simulated cluster', () => {
       /web1-disk0, web1-disk1 have quorum on node-a: a new peer would join node-a alone/,
     );
     expect(said.filter((l) => l.startsWith('call createDisks'))).toEqual([]);
+  });
+
+  it('names the tiebreaker in the refusal, and never makes the tiebreaker the new secondary', async () => {
+    const sim = createSimCluster({
+      ...NINE,
+      nodes: { ...NINE.nodes, 'node-d': {} },
+      instances: (NINE.instances ?? []).map((i) => ({ ...i, quorum: true, tiebreaker: 'node-c' })),
+    });
+    const quorate = await replaceWatched(sim, { newSecondary: 'node-d' });
+    expect(quorate.out.error).toMatch(/not the resource's other nodes \(its tiebreaker node-c\)/);
+    const onTiebreaker = await replaceWatched(sim, { newSecondary: 'node-c' });
+    expect(onTiebreaker.out.outcome).toBe('rejected');
+    expect(onTiebreaker.out.error).toMatch(
+      /node-c is the tiebreaker of web1's resources \(diskless, the third vote\): a copy there would leave them two votes; name another node/,
+    );
+    // Refused from the config alone: no node is asked anything.
+    expect(
+      onTiebreaker.said.filter((l) => l.startsWith('call ') && !l.startsWith('call getInstance')),
+    ).toEqual([]);
   });
 });
 

@@ -91,6 +91,7 @@ export function instanceConfig(spec: ClusterInstance, drbdVersion: DrbdVersion =
     adminState: 'up',
     formerSecondary: spec.formerSecondary ?? null,
     selfFenceMs: spec.selfFenceMs ?? null,
+    tiebreaker: spec.tiebreaker ?? null,
     drbdVersion,
   };
 }

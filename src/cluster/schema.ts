@@ -154,6 +154,9 @@ export const ClusterInstance = z
       .describe(
         'DRBD 9 with quorum only: within how many ms a node that lost quorum stops this instance itself (a quorum-lost handler, see cluster.md), counted from when the target sees it gone: the node’s own, possibly later, detection (DRBD’s ping interval and timeout) and the handler must fit in it. With it a failover takes the target’s quorum as proof that a silent source cannot write, and waits this long before starting the instance; without it --source-is-down is needed.',
       ),
+    tiebreaker: NodeName.optional().describe(
+      'DRBD 9 with quorum only: the node holding the third vote of this instance’s resources, diskless (it holds no copy and never runs the instance); its node-id is in every disk’s nodeIds. Needed with selfFenceMs: with two votes neither side keeps quorum without the other, so nothing would ever prove a silent node cannot write. Errors then say which node to bring back.',
+    ),
     memoryMiB: z.number().int().positive().describe('Its memory, MiB.'),
     minMemoryMiB: z
       .number()
@@ -269,6 +272,38 @@ export const ClusterFile = z
           message: `needs DRBD 9 on ${inst.primary} and ${inst.secondary} (quorum is DRBD 9's): set their "drbd" to "9", or leave selfFenceMs out`,
         });
       }
+      const tiebreaker = inst.tiebreaker;
+      if (tiebreaker !== undefined) {
+        if (
+          !nodes.has(tiebreaker) ||
+          [inst.primary, inst.secondary, inst.formerSecondary].includes(tiebreaker)
+        )
+          ctx.addIssue({
+            code: 'custom',
+            path: at('tiebreaker'),
+            message: `${tiebreaker} must be a node of this file other than the primary, the secondary and a former secondary (a tiebreaker holds no copy)`,
+          });
+        else if (file.nodes.find((x) => x.name === tiebreaker)?.drbd !== '9' || families.has('8.4'))
+          ctx.addIssue({
+            code: 'custom',
+            path: at('tiebreaker'),
+            message: `needs DRBD 9 on ${tiebreaker}, ${inst.primary} and ${inst.secondary} (a diskless tiebreaker is DRBD 9's, 9.0.18 or later): set their "drbd" to "9", or leave tiebreaker out`,
+          });
+      }
+      // Two votes: a node cut from its peer keeps no majority, on either side, so a target's quorum
+      // could never prove anything; the bound would only promise a failover that is always refused.
+      if (
+        inst.selfFenceMs !== undefined &&
+        tiebreaker === undefined &&
+        families.has('9') &&
+        families.size === 1
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: at('selfFenceMs'),
+          message: `needs a tiebreaker: with two votes, ${inst.primary} and ${inst.secondary} each lose quorum without the other, so quorum never proves a silent node cannot write; name the resource's diskless third node in tiebreaker`,
+        });
+      }
       if (
         inst.formerSecondary !== undefined &&
         (!nodes.has(inst.formerSecondary) || [inst.primary, inst.secondary].includes(inst.formerSecondary))
@@ -305,6 +340,13 @@ export const ClusterFile = z
             code: 'custom',
             path: at('disks', j, 'nodeIds'),
             message: 'two nodes have the same node-id',
+          });
+        }
+        if (drbd9 && tiebreaker !== undefined && d.nodeIds?.[tiebreaker] === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: at('disks', j, 'nodeIds'),
+            message: `nodeIds must give the node-id of the tiebreaker ${tiebreaker} too (a new secondary must not take its id)`,
           });
         }
         if (drbd9 && [inst.primary, inst.secondary].some((n) => d.nodeIds?.[n] === undefined)) {

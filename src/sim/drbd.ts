@@ -255,16 +255,19 @@ export function statusOf(world: World, r: Resource, node: string, towards?: stri
 
 /**
  * DRBD 9's quorum with a diskless tiebreaker (a resource with `quorum`): three votes, the two copies
- * and the tiebreaker, which reaches every node that is up and not isolated. A node holds quorum with
- * its peer connected or the tiebreaker in reach. may_promote besides needs UpToDate data and no
- * Primary anyone can still reach: a Primary cut off from its peer only (the link between the two
- * down) is still the tiebreaker's, so its peer may not promote.
+ * and the tiebreaker, which, while up and not cut off itself, reaches every node that is up and not
+ * isolated. A node holds quorum with its peer connected or the tiebreaker in reach. may_promote
+ * besides needs UpToDate data and no Primary anyone can still reach: a Primary cut off from its peer
+ * only (the link between the two down) is still the tiebreaker's, so its peer may not promote.
  */
 export function quorumOf(world: World, r: Resource, node: string): Pick<DiskStatus, 'quorum' | 'mayPromote'> {
   if (!r.quorum) return { quorum: 'off', mayPromote: null };
   const linked = r.nodes.includes(node);
   const connected = linked && isConnected(r);
-  const held = world.nodes[node]?.down !== true && (connected || !isolated(world, node));
+  const t = r.tiebreaker;
+  const tiebreakerUp = t === null || (world.nodes[t]?.down !== true && !isolated(world, t));
+  const tiebreakerReaches = (n: string) => tiebreakerUp && !isolated(world, n);
+  const held = world.nodes[node]?.down !== true && (connected || tiebreakerReaches(node));
   if (!held) return { quorum: 'lost', mayPromote: false };
   const local = localOf(r, node);
   const peer = linked ? peerOf(r, node) : null;
@@ -272,7 +275,7 @@ export function quorumOf(world: World, r: Resource, node: string): Pick<DiskStat
     peer !== null &&
     localOf(r, peer).role === 'Primary' &&
     world.nodes[peer]?.down !== true &&
-    (connected || !isolated(world, peer));
+    (connected || tiebreakerReaches(peer));
   return { quorum: 'held', mayPromote: local.diskState === 'UpToDate' && !primaryInReach };
 }
 

@@ -57,6 +57,11 @@ export const Resource = z.object({
    * `on-no-quorum io-error`): a node cut off from both cannot write (see quorumOf).
    */
   quorum: z.boolean().default(false),
+  /**
+   * The node holding the tiebreaker's vote, where the config names one: it reaches the pair only
+   * while it is up and not cut off itself. Null: a tiebreaker outside the simulated nodes, always up.
+   */
+  tiebreaker: NodeName.nullable().default(null),
   /** DRBD 9's auto-promote left on (its default): a misconfigured resource, refused by a migration. */
   autoPromote: z.boolean().default(false),
   /** A resync rate of its own (a congested link) until slowUntil, or null for the cluster's. */
@@ -269,6 +274,8 @@ export interface InstanceSpec {
   outOfSyncMiB?: number;
   /** DRBD 9 quorum with a diskless tiebreaker on its resources (see Resource.quorum). */
   quorum?: boolean;
+  /** The node of the world that holds the tiebreaker's vote (with quorum); none: one always up. */
+  tiebreaker?: string;
   /** The DRBD its nodes run (default 8.4; 9 with quorum). */
   drbd?: '8.4' | '9';
   /** What the instance's config says its self-fence bound is (InstanceConfig.selfFenceMs). */
@@ -363,6 +370,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           newGeneration: [],
           linkDownUntil: null,
           quorum: i.quorum ?? false,
+          tiebreaker: i.tiebreaker ?? null,
           autoPromote: false,
           resyncKiBps: null,
           slowUntil: null,
@@ -398,6 +406,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       adminState: i.adminState ?? 'up',
       formerSecondary: null,
       selfFenceMs: i.selfFenceMs ?? null,
+      tiebreaker: i.tiebreaker ?? null,
       drbdVersion: i.drbd ?? (i.quorum === true ? '9' : '8.4'),
     };
     world.commits[i.name] = 0;

@@ -436,13 +436,14 @@ export async function startDrbdTestbed(
               resource: RESOURCE,
               minor: 0,
               port: 7789,
-              ...(kernel === '9' ? { nodeIds: DISK_NODE_IDS } : {}),
+              // With the tiebreaker its node-id too: a new secondary must not take it.
+              ...(kernel === '9' ? { nodeIds: spare ? DISK_NODE_IDS : NODE_IDS } : {}),
               ...(spare ? { sizeMiB: VOLUME_MIB[RESOURCE]! } : {}),
             },
           ],
           // DRBD 9's quorum-lost handler stops the guest once the cut-off node notices (DRBD's ping
           // interval and timeout, seconds) and the handler ran: 20 s covers both here.
-          ...(kernel === '9' && !spare ? { selfFenceMs: 20_000 } : {}),
+          ...(kernel === '9' && !spare ? { selfFenceMs: 20_000, tiebreaker: 'node-c' } : {}),
         },
       ],
       // Everything runs under TCG here, the nested QEMU inside TCG: generous step deadlines. A spare
