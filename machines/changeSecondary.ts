@@ -21,6 +21,7 @@ import {
   judgedRead,
   loadingConfig,
   outcomeState,
+  type StepOptions,
   warning,
 } from './steps.js';
 
@@ -36,7 +37,9 @@ import {
  * - DRBD 9 (make-before-break): the new node joins the primary as a further peer while the old
  *   secondary stays connected, the full resync, the check that both ends say UpToDate, the commit,
  *   and only then the old secondary removed as a peer and its copies removed: two UpToDate copies at
- *   every moment.
+ *   every moment. Where the config names the resources' tiebreaker, the new node joins it too before
+ *   the commit and the old one leaves it after, so that its vote, and quorum as a proof that a
+ *   cut-off node cannot write, carry over to the new pair.
  *
  * Before the commit every failure reverts, removing what was made (Ganeti leaves it); after it the
  * run finishes forward, or ends asking for `replace-secondary --cleanup`, which finishes it. The
@@ -46,6 +49,8 @@ import {
  */
 
 const primary = (c: ProtocolContext) => c.source;
+/** Named only where the rewiresTiebreaker guard let the run in. */
+const tiebreaker = (c: ProtocolContext) => c.config?.tiebreaker ?? '';
 const newSecondary = (c: ProtocolContext) => c.target;
 const former = (c: ProtocolContext) => c.replace.former;
 const cleanupCommand = (c: ProtocolContext) =>
@@ -59,6 +64,34 @@ const abortBeforeJoined = {
     'Aborted by the operator; the new peer and what was made on the new node are removed',
   ) as object),
 };
+
+/**
+ * DRBD 9: `peer` is no longer a peer of `node` (del-peer, forget-peer). A failure is surveyed and
+ * names the repair; after the commit it says the new copy is the config's, UpToDate.
+ */
+function removingAsPeer(o: {
+  description: string;
+  rules?: number[];
+  node: (c: ProtocolContext) => string;
+  /** How the node is called in what is said (the tiebreaker's role); its name unless given. */
+  named?: (c: ProtocolContext) => string;
+  peer: (c: ProtocolContext) => string;
+  committed: boolean;
+  next: StepOptions<'removePeer'>['next'];
+}) {
+  const named = o.named ?? o.node;
+  return effectStep({
+    src: 'removePeer',
+    description: o.description,
+    ...(o.rules === undefined ? {} : { rules: o.rules }),
+    says: (c) => `* removing ${o.peer(c)} as a peer of ${named(c)}`,
+    input: (c) => ({ instance: c.instance, node: o.node(c), peer: o.peer(c), disks: c.disks }),
+    next: o.next,
+    failTo: '#changeSecondary.surveying',
+    failure: (c, e) =>
+      `Cannot remove ${o.peer(c)} as a peer of ${named(c)} (${e})${o.committed ? `; the config names ${newSecondary(c)}, UpToDate` : ''}; run '${cleanupCommand(c)}'`,
+  });
+}
 
 const refused = (c: ProtocolContext, problem: string | null) =>
   problem === null
@@ -165,11 +198,28 @@ export const changeSecondaryMachine = protocol.createMachine({
             'Is every disk UpToDate on the primary? A copy is never made from a degraded one (Ganeti: "unsafe to replace").',
           input: (c) => ({ instance: c.instance, node: primary(c), disks: c.disks }),
           problem: (c, disks) => refused(c, degradedPrimary(c, disks) ?? quorumProblem(c, disks)),
-          next: '#changeSecondary.creatingDisks',
+          next: 'primaryChecked',
           // The window is said before anything is touched, so that an operator can stop here.
           done: [warning(windowAnnouncement)],
           failTo: '#changeSecondary.rejected',
           failure: (c, e) => `Cannot read the disks of ${primary(c)}: ${e}`,
+        }),
+        primaryChecked: {
+          always: [
+            { guard: 'rewiresTiebreaker', target: 'checkingTiebreaker' },
+            { target: '#changeSecondary.creatingDisks' },
+          ],
+        },
+        checkingTiebreaker: judgedRead({
+          src: 'nodeDiskStatus',
+          description:
+            'DRBD 9: is the tiebreaker diskless and connected to the primary? The new node must join it too, or the resources would lose its vote.',
+          input: (c) => ({ instance: c.instance, node: tiebreaker(c), disks: c.disks }),
+          problem: (c, disks) => refused(c, tiebreakerProblem(c, disks)),
+          next: '#changeSecondary.creatingDisks',
+          failTo: '#changeSecondary.rejected',
+          failure: (c, e) =>
+            `Cannot read the disks of ${tiebreaker(c)}, the tiebreaker (${e}): the new node must join it too; nothing was touched`,
         }),
       },
     },
@@ -210,9 +260,27 @@ export const changeSecondaryMachine = protocol.createMachine({
           `* adding ${newSecondary(c)} as a peer of ${primary(c)} beside ${former(c)} (DRBD 9: ${c.instance} keeps its two copies throughout)`,
         multimaster: false,
         rules: [2, 8],
-        next: 'resyncing',
+        next: 'joinedPrimary',
         failTo: '#changeSecondary.newCopyFailed',
         failure: (c, e) => `Cannot add ${newSecondary(c)} as a peer of ${primary(c)}: ${e}`,
+      }),
+    },
+    joinedPrimary: {
+      always: [{ guard: 'rewiresTiebreaker', target: 'joiningTiebreaker' }, { target: 'resyncing' }],
+    },
+    joiningTiebreaker: {
+      on: { ABORT: [abortBeforeJoined, { actions: 'refuseAbort' }] },
+      ...goReconnect({
+        description:
+          'DRBD 9: the new node and the tiebreaker made peers of each other, so that the tiebreaker’s vote counts for the new copy as it did for the old (quorum stays a proof).',
+        says: (c) => `* adding ${newSecondary(c)} as a peer of ${tiebreaker(c)}, the tiebreaker`,
+        between: (c) => [tiebreaker(c), newSecondary(c)],
+        multimaster: false,
+        rules: [7],
+        next: 'resyncing',
+        failTo: '#changeSecondary.newCopyFailed',
+        failure: (c, e) =>
+          `Cannot add ${newSecondary(c)} as a peer of ${tiebreaker(c)}, the tiebreaker: ${e}`,
       }),
     },
     detachingFormer: effectStep({
@@ -350,17 +418,25 @@ export const changeSecondaryMachine = protocol.createMachine({
         { target: 'surveying' },
       ],
     },
-    removingFormerPeer: effectStep({
-      src: 'removePeer',
+    removingFormerPeer: removingAsPeer({
       description:
         'DRBD 9, after the commit, with the new copy UpToDate: the old secondary is no longer a peer of the primary (del-peer), its bitmap slot freed (forget-peer).',
       rules: [8],
-      says: (c) => `* removing ${former(c)} as a peer of ${primary(c)}`,
-      input: (c) => ({ instance: c.instance, node: primary(c), peer: former(c), disks: c.disks }),
+      node: primary,
+      peer: former,
+      committed: true,
+      next: [
+        { guard: 'rewiresTiebreaker', target: 'removingFormerFromTiebreaker' },
+        { target: 'removingFormerDisks' },
+      ],
+    }),
+    removingFormerFromTiebreaker: removingAsPeer({
+      description: 'DRBD 9: the old secondary is no longer a peer of the tiebreaker either.',
+      node: tiebreaker,
+      named: (c) => `${tiebreaker(c)}, the tiebreaker`,
+      peer: former,
+      committed: true,
       next: 'removingFormerDisks',
-      failTo: '#changeSecondary.surveying',
-      failure: (c, e) =>
-        `Cannot remove ${former(c)} as a peer of ${primary(c)} (${e}); the config names ${newSecondary(c)}, UpToDate; run '${cleanupCommand(c)}'`,
     }),
     removingFormerDisks: effectStep({
       src: 'removeDisks',
@@ -437,16 +513,24 @@ export const changeSecondaryMachine = protocol.createMachine({
       }),
       onDone: 'removingNewDisks',
     },
-    droppingNewPeer: effectStep({
-      src: 'removePeer',
+    droppingNewPeer: removingAsPeer({
       description:
         'Undoing on DRBD 9: the new node is no longer a peer of the primary (the old secondary never left).',
-      says: (c) => `* removing ${newSecondary(c)} as a peer of ${primary(c)}`,
-      input: (c) => ({ instance: c.instance, node: primary(c), peer: newSecondary(c), disks: c.disks }),
+      node: primary,
+      peer: newSecondary,
+      committed: false,
+      next: [
+        { guard: 'rewiresTiebreaker', target: 'droppingNewFromTiebreaker' },
+        { target: 'removingNewDisks' },
+      ],
+    }),
+    droppingNewFromTiebreaker: removingAsPeer({
+      description: 'Undoing on DRBD 9: the new node is no longer a peer of the tiebreaker either.',
+      node: tiebreaker,
+      named: (c) => `${tiebreaker(c)}, the tiebreaker`,
+      peer: newSecondary,
+      committed: false,
       next: 'removingNewDisks',
-      failTo: '#changeSecondary.surveying',
-      failure: (c, e) =>
-        `Cannot remove ${newSecondary(c)} as a peer of ${primary(c)} (${e}); run '${cleanupCommand(c)}'`,
     }),
     removingNewDisks: effectStep({
       src: 'removeDisks',
@@ -507,14 +591,28 @@ function newCopyProblem(c: ProtocolContext, perNode: Record<string, DiskStatus[]
 }
 
 /**
- * DRBD 9 with quorum: the new node would join the primary only, outside the resource's other
- * connections (a tiebreaker), and count in no majority: not done yet.
+ * DRBD 9 with quorum: the new node must join the resource's tiebreaker as well as the primary, or it
+ * would count in no majority; only a tiebreaker the config names can be rewired.
  */
 function quorumProblem(c: ProtocolContext, disks: DiskStatus[]): string | null {
   const quorate = disks.filter((d) => d.quorum !== 'off');
-  return c.config?.drbdVersion !== '9' || quorate.length === 0
+  return c.config?.drbdVersion !== '9' || quorate.length === 0 || c.config.tiebreaker !== null
     ? null
-    : `${quorate.map((d) => d.resource).join(', ')} ${quorate.length === 1 ? 'has' : 'have'} quorum on ${primary(c)}: a new peer would join ${primary(c)} alone, not the resource's other nodes (${c.config.tiebreaker === null ? 'its tiebreaker' : `its tiebreaker ${c.config.tiebreaker}`}), and a replace does not yet rewire them; replace it with the resource's own tools (LINSTOR)`;
+    : `${quorate.map((d) => d.resource).join(', ')} ${quorate.length === 1 ? 'has' : 'have'} quorum on ${primary(c)}, but the cluster file names no tiebreaker: the new peer would join ${primary(c)} alone and count in no majority; name the resource's diskless third node in the instance's tiebreaker`;
+}
+
+/** The tiebreaker must be one (diskless) and reach the primary, for the new node to join it. */
+function tiebreakerProblem(c: ProtocolContext, disks: DiskStatus[]): string | null {
+  const t = tiebreaker(c);
+  if (disks.length < c.disks.length)
+    return `${t}, the tiebreaker, reported ${disks.length} of ${c.disks.length} disks`;
+  const copies = disks.filter((d) => d.diskState !== 'Diskless');
+  if (copies.length > 0)
+    return `${t}, named the tiebreaker, holds ${copies.map((d) => `${d.resource} ${d.diskState}`).join(', ')}: a tiebreaker is diskless; correct the cluster file`;
+  const apart = disks.filter((d) => d.connection !== 'Connected');
+  return apart.length === 0
+    ? null
+    : `${t}, the tiebreaker, is not connected to ${primary(c)} on ${apart.map((d) => `${d.resource} (${d.connection})`).join(', ')}: the new node must join it too; bring it back first`;
 }
 
 function degradedPrimary(c: ProtocolContext, disks: DiskStatus[]): string | null {

@@ -368,7 +368,9 @@ export const effectSchemas = {
    * `discardOn` (a rejoin after a split brain): that node connects with --discard-my-data, so it
    * becomes the resync target of its peer whatever it wrote on its own. `nodes` are the two ends of
    * the link: a node that is not yet the other's peer (a new secondary, its device made by
-   * createDisks) becomes it, the other side StandAlone first, and receives a full resync.
+   * createDisks) becomes it, the other side StandAlone first, and receives a full resync. A side
+   * already connected, or trying to connect, is left as it is (DRBD 9.2 refuses a connect there:
+   * "(125) Device has a net-config"): a repair after a replace's commit finds the new peer so.
    */
   attachNet: {
     input: z.object({ ...onBoth, ...withDisks, multimaster: z.boolean(), discardOn: NodeName.optional() }),

@@ -273,7 +273,8 @@ export function planEvacuation(
   const needCleanup = new Set(resumed.needCleanup ?? []);
   const holds = (c: InstanceConfig) =>
     (scope.primaries && c.primaryNode === node) ||
-    (scope.secondaries && (c.secondaryNode === node || c.formerSecondary === node));
+    (scope.secondaries &&
+      (c.secondaryNode === node || c.formerSecondary === node || (c.tiebreaker ?? null) === node));
   const concerned = configs
     .filter((c) => !ended.has(c.name) && (holds(c) || inFlight.has(c.name) || needCleanup.has(c.name)))
     .sort((a, b) => a.name.localeCompare(b.name));
@@ -288,6 +289,19 @@ export function planEvacuation(
       error: why,
     });
   for (const c of concerned) {
+    // A diskless tiebreaker holds no copy to move, but the node is not empty of the instance: said.
+    if (
+      c.tiebreaker === node &&
+      c.primaryNode !== node &&
+      c.secondaryNode !== node &&
+      !inFlight.has(c.name)
+    ) {
+      skip(
+        c,
+        `${node} is the tiebreaker of ${c.name}'s resources (diskless, the third vote): a drain does not move a tiebreaker; without it a cut-off primary leaves no node with quorum, so a failover needs --source-is-down`,
+      );
+      continue;
+    }
     // An instance whose primary is elsewhere is here for its secondary: it gets a new one.
     if (c.primaryNode !== node && !inFlight.has(c.name)) {
       const replace = replacement(node, c, scope, needCleanup.has(c.name));

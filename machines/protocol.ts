@@ -555,6 +555,9 @@ export const protocol = setup({
     cleanupRequested: ({ context }) => context.request.cleanup,
     /** DRBD 9: a new secondary joins as a further peer before the old one leaves (make-before-break). */
     makeBeforeBreak: ({ context }) => context.config?.drbdVersion === '9',
+    /** DRBD 9 with a tiebreaker the config names: a new secondary joins it too, the old one leaves it. */
+    rewiresTiebreaker: ({ context }) =>
+      context.config?.drbdVersion === '9' && (context.config.tiebreaker ?? null) !== null,
     /** A read-back of the config after a failed replace commit: the write took after all. */
     configNamesNewSecondary: ({ context }, params: { config: InstanceConfig }) =>
       params.config.secondaryNode === context.target,

@@ -108,6 +108,40 @@ describe('evacuate --all on the simulated cluster', () => {
     expect(out.results.every((r) => r.outcome === 'replaced' && r.secondaryNode !== 'node-b')).toBe(true);
   });
 
+  it('a node that is an instance’s tiebreaker is not empty of it: that instance is listed with why, nothing moved', async () => {
+    const sim = createSimCluster({
+      nodes: { 'node-a': {}, 'node-b': {}, 'node-c': {} },
+      instances: [
+        {
+          name: 'web1',
+          primary: 'node-a',
+          secondary: 'node-b',
+          memoryMiB: 1024,
+          drbd: '9',
+          quorum: true,
+          tiebreaker: 'node-c',
+        },
+      ],
+    });
+    const out = await runEvacuation(
+      { node: 'node-c', secondaries: true, drain: true, allowFailover: true },
+      sim.effects,
+      { clock: sim.clock },
+    );
+    expect(out.outcome).toBe('incomplete');
+    expect(out.results).toMatchObject([
+      {
+        instance: 'web1',
+        outcome: 'skipped',
+        error: expect.stringMatching(
+          /^node-c is the tiebreaker of web1's resources \(diskless, the third vote\): a drain does not move a tiebreaker/,
+        ),
+      },
+    ]);
+    expect(sim.world.config.instances.web1).toMatchObject({ primaryNode: 'node-a', secondaryNode: 'node-b' });
+    expect(sim.world.violations).toEqual([]);
+  });
+
   it('a node with no room for new secondaries: each instance that keeps a copy there is listed with why', async () => {
     // node-c's volume group has 16 GiB left: room for one new copy, not for all.
     const world = createWorld(clusterSpec({ nodes: 3, instances: 6, seed: 4 }));

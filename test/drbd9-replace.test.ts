@@ -1,9 +1,14 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Effects, MACHINES } from '../machines/index.js';
+import { SSH_GRACE_MS, sshEffects } from '../src/backend/ssh.js';
+import { inputWithLimits } from '../src/cli/cluster.js';
 import { loadCluster } from '../src/cluster/index.js';
 import { QemuNode } from '../src/drivers/qemu.js';
+import { runMachine } from '../src/runner/index.js';
 import { SshNode } from '../src/ssh/index.js';
 import { spareTestbed } from './drbd-replace.js';
+import { cli } from './processes.js';
 import { ticks } from './testbed/common.js';
 import {
   type DrbdTestbed,
@@ -152,6 +157,68 @@ describe.skipIf(unavailable !== null)(
       const all = ticks(await serial('node-a'));
       const at = all.lastIndexOf(before);
       expect(all.slice(at, at + 3)).toEqual([before, before + 1, before + 2]);
+    }, 300_000);
+
+    it('DRBD 9: a replace stopped after its commit (node-c’s removal as a peer failed) is finished by --cleanup: the peers it finds connected stay so; then back onto node-c', async () => {
+      const backend = await sshEffects(tb.clusterPath);
+      let failed = false;
+      try {
+        const effects: Effects = {
+          ...backend.effects,
+          // The first removal of an old peer fails before it reaches node-a (a dropped SSH session).
+          removePeer: (input, signal) => {
+            if (failed) return backend.effects.removePeer(input, signal);
+            failed = true;
+            return Promise.reject(new Error(`${input.node}: injected: the SSH session dropped`));
+          },
+        };
+        const input = inputWithLimits(await loadCluster(tb.clusterPath), {
+          instance: 'web1',
+          newSecondary: 'node-b',
+        });
+        const out = await runMachine(MACHINES.changeSecondary, input, effects, { graceMs: SSH_GRACE_MS });
+        expect(out.outcome).toBe('needsCleanup');
+        expect(out.error).toMatch(/Cannot remove node-c as a peer of node-a .*--cleanup/);
+      } finally {
+        backend.close();
+      }
+      expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({
+        secondary: 'node-b',
+        formerSecondary: 'node-c',
+      });
+      // The repair meets node-b and node-c both connected to node-a: it connects nothing again.
+      const state = tempDir('drbd-migrate-state-');
+      const r = await cli([
+        'replace-secondary',
+        'web1',
+        '--cleanup',
+        '--cluster',
+        tb.clusterPath,
+        '--state-dir',
+        state,
+      ]);
+      rmSync(state, { recursive: true, force: true });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('outcome: cleaned');
+      for (const [node, peer] of [
+        ['node-a', 'node-b'],
+        ['node-b', 'node-a'],
+      ] as const)
+        expect(await drbd(node, peer)).toMatchObject({
+          connection: 'Connected',
+          diskState: 'UpToDate',
+          peerDiskState: 'UpToDate',
+        });
+      expect(await hasResource('node-c')).toBe(false);
+      expect(await volumes('node-c')).toEqual([]);
+      expect((await loadCluster(tb.clusterPath)).instances[0]!.formerSecondary).toBeUndefined();
+
+      // Back onto node-c for the tests after, as an operator would.
+      const again = await replaceOntoNodeC();
+      expect(again.stderr).toBe('');
+      expect(again.code).toBe(0);
+      expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({ secondary: 'node-c' });
     }, 300_000);
 
     afterTheReplace('make-before-break');

@@ -6,7 +6,13 @@ import { describe, expect, it } from 'vitest';
 import { plannedCommands } from '../src/backend/plan.js';
 import { ClusterFile, instanceConfig } from '../src/cluster/index.js';
 import { drbdDrivers } from '../src/drivers/drbd.js';
-import { drbd9, NEW_COPY_MAX_PEERS, parseStatusJson, parseSyncStatusJson } from '../src/drivers/drbd9.js';
+import {
+  drbd9,
+  NEW_COPY_MAX_PEERS,
+  parseStatusJson,
+  parseSyncStatusJson,
+  resourceOptionsOf,
+} from '../src/drivers/drbd9.js';
 import { type DrbdLink, NET_POLICIES } from '../src/drivers/drbd84.js';
 import { drbdFamilyProblem, parseNodeInfo } from '../src/drivers/node.js';
 import { createSimCluster, runMigration } from '../src/index.js';
@@ -20,6 +26,10 @@ const link: DrbdLink = {
   peer: { address: '10.99.1.2', port: 7789 },
   peerNodeId: 1,
 };
+
+/** A DRBD 9 output recorded on the VM testbed (test/fixtures/drbd9). */
+const fixture = (name: string) =>
+  readFileSync(fileURLToPath(new URL(`fixtures/drbd9/${name}`, import.meta.url)), 'utf8');
 
 const DRBDADM = '/usr/sbin/drbdadm';
 const available = existsSync(DRBDADM) && existsSync('/usr/bin/unshare');
@@ -87,14 +97,19 @@ describe.skipIf(!available)(
  * What drbdadm 9 runs on HOST for a three-node resource on LVM with external metadata, the way a
  * replace's new copy is laid out (node-c joining node-a), as each line's sorted words.
  */
-function dryRunSpare(host: string, args: string, metaDisk = '/dev/xenvg/web1-disk0_meta'): string[][] {
+function dryRunSpare(
+  host: string,
+  args: string,
+  metaDisk = '/dev/xenvg/web1-disk0_meta',
+  options = 'auto-promote no;',
+): string[][] {
   const dir = tempDir('drbd9-');
   const volume = (n: number) =>
     `volume 0 { device minor 0; disk /dev/xenvg/web1-disk0_data; meta-disk ${metaDisk}; } node-id ${n};`;
   writeFileSync(
     join(dir, 'drbd.conf'),
     `resource web1-disk0 {
-  options { auto-promote no; }
+  options { ${options} }
   net { protocol C; after-sb-0pri discard-zero-changes; after-sb-1pri consensus; }
   disk { c-plan-ahead 0; resync-rate 100M; }
   on node-a { ${volume(0)} }
@@ -164,6 +179,29 @@ describe.skipIf(!available)(
       expect(has(spareWords(again[2]!))).toBe(true); // apply-al before an existing copy's attach
     });
 
+    it('makes the new resource with the primary’s options as its kernel prints them (quorum), auto-promote off', () => {
+      // node-b's show on the three-node testbed (the real kernel's output), as a primary's would be.
+      const options = resourceOptionsOf(fixture('quorum.show'));
+      expect(options).toEqual(['--auto-promote=no', '--quorum=majority', '--on-no-quorum=io-error']);
+      const up = dryRunSpare(
+        'node-c',
+        'up web1-disk0',
+        meta,
+        'auto-promote no; quorum majority; on-no-quorum io-error;',
+      );
+      const [, resource] = driver.createDevice(onC, { data, meta }, true, undefined, options);
+      expect(spareWords(resource!)).toEqual(up.find((l) => l.includes('new-resource')));
+      // A primary with auto-promote on (misconfigured) does not pass it on.
+      expect(drbd9.newResource(onC, ['--auto-promote=yes', '--quorum=majority'])).toEqual([
+        ...drbd9.newResource(onC).slice(0, -1),
+        '--quorum=majority',
+        '--auto-promote=no',
+      ]);
+      expect(
+        resourceOptionsOf('resource "r" {\n    options {\n        quorum   $(reboot);\n    }\n'),
+      ).toEqual([]);
+    });
+
     it('with internal metadata (the cluster file’s metaDisk): create-md and attach on the data volume', () => {
       const [createMd] = dryRunSpare(
         'node-c',
@@ -204,8 +242,6 @@ describe.skipIf(!available)(
 );
 
 describe('DRBD 9 status --json (recorded from DRBD 9.2.16 on the VM testbed, test/fixtures/drbd9)', () => {
-  const fixture = (name: string) =>
-    readFileSync(fileURLToPath(new URL(`fixtures/drbd9/${name}`, import.meta.url)), 'utf8');
   const single = fixture('single-master.show');
   const dual = fixture('dual-master.show');
 
@@ -450,6 +486,13 @@ describe('a cluster file with DRBD 9 nodes', () => {
       // Whether each side has the other as a peer (a new secondary would be made one here).
       'node-a$ /usr/sbin/drbdsetup show web1-disk0',
       'node-b$ /usr/sbin/drbdsetup show web1-disk0',
+      // Each side's state: DRBD 9 connects a StandAlone connection only.
+      'node-a$ /usr/sbin/drbdsetup status web1-disk0 --json --statistics',
+      'node-a$ /usr/sbin/drbdsetup show web1-disk0',
+      'node-a$ /usr/sbin/drbdsetup events2 --now web1-disk0',
+      'node-b$ /usr/sbin/drbdsetup status web1-disk0 --json --statistics',
+      'node-b$ /usr/sbin/drbdsetup show web1-disk0',
+      'node-b$ /usr/sbin/drbdsetup events2 --now web1-disk0',
       'node-a$ /usr/sbin/drbdsetup net-options web1-disk0 1 --protocol=C --after-sb-0pri=discard-zero-changes --after-sb-1pri=consensus --allow-two-primaries=yes',
       'node-a$ /usr/sbin/drbdsetup connect web1-disk0 1',
       'node-b$ /usr/sbin/drbdsetup net-options web1-disk0 0 --protocol=C --after-sb-0pri=discard-zero-changes --after-sb-1pri=consensus --allow-two-primaries=yes',
@@ -504,9 +547,6 @@ describe('the loaded DRBD module against the cluster file', () => {
 });
 
 describe('DRBD 9 auto-promote, read from the kernel and refused by a migration', () => {
-  const fixture = (name: string) =>
-    readFileSync(fileURLToPath(new URL(`fixtures/drbd9/${name}`, import.meta.url)), 'utf8');
-
   it('is off where the resource file says so (show prints it), on where show is silent (the default)', () => {
     expect(
       parseStatusJson(fixture('primary-connected.json'), fixture('single-master.show'), 0, 1).autoPromote,

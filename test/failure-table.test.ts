@@ -9,6 +9,7 @@ import {
   runFailover,
   runningOn,
   type World,
+  type WorldSpec,
 } from '../src/index.js';
 import { runMachine } from '../src/runner/index.js';
 import { fault, simulate } from './helpers.js';
@@ -128,6 +129,8 @@ async function table(): Promise<string> {
     '',
     ...(await failoverTable()),
     ...(await replaceTable()),
+    '',
+    ...(await replaceTable(true)),
   ].join('\n');
 }
 
@@ -139,20 +142,38 @@ function replaceLine(world: World): string {
   const conn = [...new Set(r.flatMap((x) => x.nodes.map((n) => x.local[n]?.connection)))].join('/');
   const volumes = (n: string) => Object.keys(world.storage[n]?.volumes ?? {}).length;
   const c = world.config.instances.web1!;
-  return `a:${roles('node-a')} b:${roles('node-b')} c:${roles('node-c')} ${conn}; volumes b:${volumes('node-b')} c:${volumes('node-c')}; secondary ${c.secondaryNode}${c.formerSecondary === null ? '' : ` (former ${c.formerSecondary})`}`;
+  // DRBD 9: the peers each copy has (a joining one too), and those the tiebreaker has.
+  const peers =
+    r[0]?.drbd === '9'
+      ? ` peers ${[...r[0].nodes, ...(r[0].joining ? [r[0].joining.node] : [])].map((n) => n.slice(-1)).join('')}`
+      : '';
+  const tiebreaker = r[0]?.tiebreaker
+    ? `; tiebreaker's peers ${r[0].tiebreakerPeers
+        .map((n) => n.slice(-1))
+        .sort()
+        .join('')}`
+    : '';
+  return `a:${roles('node-a')} b:${roles('node-b')} c:${roles('node-c')} ${conn}${peers}; volumes b:${volumes('node-b')} c:${volumes('node-c')}${tiebreaker}; secondary ${c.secondaryNode}${c.formerSecondary === null ? '' : ` (former ${c.formerSecondary})`}`;
 }
 
 /**
  * The replace's failure points: each call of a healthy replace of web1's secondary (node-b by node-c)
  * failing once; then the repair the run names, if it names one.
  */
-async function replaceTable(): Promise<string[]> {
-  const spec = {
-    nodes: { 'node-a': {}, 'node-b': {}, 'node-c': {} },
-    instances: [
-      { name: 'web1', primary: 'node-a', secondary: 'node-b', memoryMiB: 2048, disksMiB: [10240, 4096] },
-    ],
+async function replaceTable(drbd9 = false): Promise<string[]> {
+  const web1 = {
+    name: 'web1',
+    primary: 'node-a',
+    secondary: 'node-b',
+    memoryMiB: 2048,
+    disksMiB: [10240, 4096],
   };
+  const spec: WorldSpec = drbd9
+    ? {
+        nodes: { 'node-a': {}, 'node-b': {}, 'node-c': {}, 'node-d': {} },
+        instances: [{ ...web1, drbd: '9' as const, quorum: true, tiebreaker: 'node-d' }],
+      }
+    : { nodes: { 'node-a': {}, 'node-b': {}, 'node-c': {} }, instances: [web1] };
   const input = { instance: 'web1', newSecondary: 'node-c' };
   const run = (
     s: ReturnType<typeof createSimCluster>,
@@ -186,6 +207,19 @@ async function replaceTable(): Promise<string[]> {
       );
     }
   }
+  if (drbd9)
+    return [
+      '## Replacing a secondary on DRBD 9',
+      '',
+      'The same on DRBD 9 with quorum (make-before-break), node-d the diskless tiebreaker the cluster file',
+      'names: node-c joins node-a and node-d before the commit, node-b leaves both after. `peers`: the nodes',
+      "each copy is a peer of (a joining one too); `tiebreaker's peers`: those node-d votes for. Every row",
+      'before the commit ends with node-b never having left, node-c holding nothing, node-d voting for a and b.',
+      '',
+      '| failing call | drbd-migrate | world afterwards | after the repair it names |',
+      '|---|---|---|---|',
+      ...rows,
+    ];
   return [
     '## Replacing a secondary',
     '',

@@ -225,10 +225,10 @@ describe('a cleanup that assumes the instance runs where the config says is caug
 /**
  * Plausible bugs in the replace of a secondary: the old copies removed as soon as the new node is
  * attached (before its resync ends); an undo that does not wait for the old secondary to catch up;
- * on DRBD 9 a commit (and the old peer's removal) before the new peer's resync; an undo that forgets
- * what it made on the new node. Each is caught by the generated suite's oracle (rule 8's count of
- * UpToDate copies, the simulator's own rule-8 check of a peer removed, the disks at rest, copies left
- * behind).
+ * on DRBD 9 a commit (and the old peer's removal) before the new peer's resync, a new peer the
+ * tiebreaker never meets, an old one it keeps; an undo that forgets what it made on the new node. Each is caught by the generated suite's oracle (rule 8's count of
+ * UpToDate copies, the simulator's own rule-8 check of a peer removed, the disks at rest, the
+ * tiebreaker's peers, copies left behind).
  */
 function replaceMutant(change: (states: Record<string, { invoke?: object }>) => object): AnyStateMachine {
   // biome-ignore lint/suspicious/noExplicitAny: a test reaches into the config to mutate one edge
@@ -257,6 +257,18 @@ describe('a broken replace of a secondary is caught by the generated suite', () 
       'commits on DRBD 9 as soon as the new peer is attached, before its resync',
       replaceMutant((s) => ({ joiningNew: onDone(s.joiningNew, 'committing') })),
       /^rule 8: web1-disk0: node-b, UpToDate, removed as a peer of node-a while node-c was/,
+    ],
+    [
+      // DRBD 9 with a tiebreaker: the new copy counts in no majority; a cut-off primary then
+      // leaves no node with quorum.
+      'never makes the new node a peer of the tiebreaker',
+      replaceMutant((s) => ({ joiningNew: onDone(s.joiningNew, 'resyncing') })),
+      /^replaced but web1-disk0's tiebreaker node-d has node-a as its peers, not node-a and node-c/,
+    ],
+    [
+      'leaves the old secondary a peer of the tiebreaker',
+      replaceMutant((s) => ({ removingFormerPeer: onDone(s.removingFormerPeer, 'removingFormerDisks') })),
+      /^replaced but web1-disk0's tiebreaker node-d has node-a, node-b, node-c as its peers/,
     ],
     [
       'undoes and leaves what it made on the new node',

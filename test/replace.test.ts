@@ -12,7 +12,7 @@ import {
   type ProtocolOutput,
   volumeNames,
 } from '../machines/index.js';
-import { runMachine } from '../src/runner/index.js';
+import { runFailover, runMachine } from '../src/runner/index.js';
 import {
   createSimCluster,
   createWorld,
@@ -554,7 +554,7 @@ describe('DRBD 9: make-before-break on the simulated cluster', () => {
       expect(w.resources[r]).toMatchObject({ nodes: ['node-a', 'node-b'], joining: null });
   });
 
-  it('refuses a resource with quorum (a tiebreaker the new peer would not join), touching nothing', async () => {
+  it('refuses a resource with quorum whose tiebreaker the cluster file does not name, touching nothing', async () => {
     const sim = createSimCluster({
       ...NINE,
       instances: (NINE.instances ?? []).map((i) => ({ ...i, quorum: true })),
@@ -562,19 +562,101 @@ describe('DRBD 9: make-before-break on the simulated cluster', () => {
     const { out, said } = await replaceWatched(sim);
     expect(out.outcome).toBe('rejected');
     expect(out.error).toMatch(
-      /web1-disk0, web1-disk1 have quorum on node-a: a new peer would join node-a alone/,
+      /web1-disk0, web1-disk1 have quorum on node-a, but the cluster file names no tiebreaker: the new peer would join node-a alone and count in no majority/,
     );
     expect(said.filter((l) => l.startsWith('call createDisks'))).toEqual([]);
   });
 
-  it('names the tiebreaker in the refusal, and never makes the tiebreaker the new secondary', async () => {
+  describe('with a tiebreaker the config names (node-d, diskless, quorum majority)', () => {
+    const withTiebreaker = (faults: Fault[] = []) =>
+      createSimCluster(
+        {
+          ...NINE,
+          nodes: { ...NINE.nodes, 'node-d': {} },
+          instances: (NINE.instances ?? []).map((i) => ({
+            ...i,
+            quorum: true,
+            tiebreaker: 'node-d',
+            selfFenceMs: 30_000,
+          })),
+        },
+        { faults },
+      );
+    const peersOfTiebreaker = (sim: SimCluster) =>
+      ['web1-disk0', 'web1-disk1'].map((r) => [...sim.world.resources[r]!.tiebreakerPeers].sort());
+
+    it('node-c joins node-a and the tiebreaker before the commit, node-b leaves both after: quorum carries over, so a cut-off node-a fails over to node-c without the operator’s word', async () => {
+      const sim = withTiebreaker();
+      const { out, said, least, problems } = await replaceWatched(sim);
+      expect(out).toMatchObject({ outcome: 'replaced', secondaryNode: 'node-c' });
+      expect(problems).toEqual([]);
+      expect(least).toEqual([2, 2]);
+      const at = (line: string) => said.indexOf(line);
+      const commit = said.findIndex((l) => l.startsWith('call setSecondaryNode'));
+      expect(at('info * adding node-c as a peer of node-d, the tiebreaker')).toBeGreaterThan(-1);
+      expect(at('info * adding node-c as a peer of node-d, the tiebreaker')).toBeLessThan(commit);
+      expect(at('info * removing node-b as a peer of node-d, the tiebreaker')).toBeGreaterThan(commit);
+      expect(peersOfTiebreaker(sim)).toEqual([
+        ['node-a', 'node-c'],
+        ['node-a', 'node-c'],
+      ]);
+      // The proof the rewire is for: node-a cut off from everything, node-c holds quorum with node-d.
+      sim.perturb('sourceIsolated', 'web1');
+      const over = await runFailover({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+      expect(over.error ?? null).toBeNull();
+      expect(over.outcome).toBe('failedOver');
+      expect(sim.world.vms['node-c']?.web1?.state).toBe('running');
+      expect(sim.world.violations).toEqual([]);
+    });
+
+    it('refuses, touching nothing, while the tiebreaker does not reach node-a (it could not vote for node-c)', async () => {
+      const sim = withTiebreaker();
+      sim.killNode('node-d');
+      const { out, said } = await replaceWatched(sim);
+      expect(out.outcome).toBe('rejected');
+      expect(out.error).toMatch(
+        /Cannot read the disks of node-d, the tiebreaker .*: the new node must join it too; nothing was touched/,
+      );
+      expect(said.filter((l) => l.startsWith('call createDisks'))).toEqual([]);
+    });
+
+    it('a tiebreaker the new node cannot join undoes the replace: node-c leaves node-a and node-d, nothing left there', async () => {
+      const sim = withTiebreaker([{ effect: 'attachNet', call: 2, kind: 'error' }]);
+      const { out, problems, least } = await replaceWatched(sim);
+      expect(out.outcome).toBe('reverted');
+      expect(out.error).toMatch(/Cannot add node-c as a peer of node-d, the tiebreaker/);
+      expect(problems).toEqual([]);
+      expect(least).toEqual([2, 2]);
+      expect(peersOfTiebreaker(sim)).toEqual([
+        ['node-a', 'node-b'],
+        ['node-a', 'node-b'],
+      ]);
+    });
+
+    it('the tiebreaker lost after the commit: needsCleanup, then --cleanup removes node-b there', async () => {
+      const sim = withTiebreaker([{ effect: 'removePeer', call: 2, kind: 'error' }]);
+      const first = await replaceWatched(sim);
+      expect(first.out.outcome).toBe('needsCleanup');
+      expect(first.out.error).toMatch(
+        /Cannot remove node-b as a peer of node-d, the tiebreaker .*run 'drbd-migrate replace-secondary web1 --cleanup'/,
+      );
+      sim.faults = [];
+      const repair = await replaceWatched(sim, { cleanup: true });
+      expect(repair.out.outcome).toBe('cleaned');
+      expect(repair.problems).toEqual([]);
+      expect(peersOfTiebreaker(sim)).toEqual([
+        ['node-a', 'node-c'],
+        ['node-a', 'node-c'],
+      ]);
+    });
+  });
+
+  it('names the tiebreaker, and never makes it the new secondary', async () => {
     const sim = createSimCluster({
       ...NINE,
       nodes: { ...NINE.nodes, 'node-d': {} },
       instances: (NINE.instances ?? []).map((i) => ({ ...i, quorum: true, tiebreaker: 'node-c' })),
     });
-    const quorate = await replaceWatched(sim, { newSecondary: 'node-d' });
-    expect(quorate.out.error).toMatch(/not the resource's other nodes \(its tiebreaker node-c\)/);
     const onTiebreaker = await replaceWatched(sim, { newSecondary: 'node-c' });
     expect(onTiebreaker.out.outcome).toBe('rejected');
     expect(onTiebreaker.out.error).toMatch(

@@ -92,7 +92,7 @@ export function plannedCommands(
       input.nodes?.find((n) => n !== node),
     );
   const drbd = (node: string) => drbdDrivers[cluster.nodes.find((n) => n.name === node)?.drbd ?? '8.4'];
-  const ofInstance = [inst.primary, inst.secondary, inst.formerSecondary];
+  const ofInstance = [inst.primary, inst.secondary, inst.formerSecondary, inst.tiebreaker];
   const knownPeer = (node: string) => {
     const peer = input.nodes?.find((n) => n !== node);
     return peer !== undefined && ofInstance.includes(peer) && ofInstance.includes(node);
@@ -146,10 +146,21 @@ export function plannedCommands(
                 return [['#', (error as Error).message]];
               }
             };
+            // DRBD 9: the primary's resource options read first; new-resource takes them (planned
+            // without them: what they are is the primary kernel's answer).
+            const primaryLink = drbdLinks(cluster, inst, inst.primary).find((x) => x.resource === l.resource);
+            const optionsRead =
+              primaryLink === undefined ? null : drbd(inst.primary).resourceRead(primaryLink);
             return [
               ...(internal
                 ? [sh(n, lvm.create(vg, data, sizeMiB + META_MIB))]
                 : [sh(n, lvm.create(vg, data, sizeMiB)), sh(n, lvm.create(vg, meta, META_MIB))]),
+              ...(optionsRead === null
+                ? []
+                : [
+                    sh(inst.primary, optionsRead),
+                    sh(n, ['#', "new-resource takes the resource options the primary's show prints"]),
+                  ]),
               ...create().map((argv) => sh(n, argv)),
             ];
           }),
@@ -254,6 +265,17 @@ export function plannedCommands(
                 ];
           }),
         ),
+        // DRBD 9: each side's state read first; only a StandAlone connection is connected (planned
+        // as the run that finds them so).
+        ...(nodes.some((n) => cluster.nodes.find((x) => x.name === n)?.drbd === '9')
+          ? nodes.flatMap((n) =>
+              links(n).flatMap((l) =>
+                drbd(n)
+                  .statusReads(l)
+                  .map((argv) => sh(n, argv)),
+              ),
+            )
+          : []),
         ...nodes.flatMap((n) =>
           links(n).flatMap((l) =>
             drbd(n)

@@ -130,6 +130,20 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         return drbd(node).parseStatus(outputs, l);
       }),
     );
+  // DRBD 9: a new copy's resource takes the primary's options (quorum, on-no-quorum), read from its
+  // kernel, so that it votes and fences as the copies it joins do.
+  const primaryResourceOptions = async (
+    inst: ClusterInstance,
+    resource: string,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ) => {
+    const link = drbdLinks(inst, inst.primary).find((x) => x.resource === resource);
+    const read = link === undefined ? null : drbd(inst.primary).resourceRead(link);
+    if (read === null) return [];
+    const show = (await shell(inst.primary).exec(read, { timeoutMs, signal })).stdout;
+    return drbd(inst.primary).parseResourceOptions(show);
+  };
   const config = clusterConfigEffects(clusterPath);
   const effects: Effects = {
     getInstance: config.getInstance,
@@ -173,7 +187,8 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         };
         // Metadata is written only where its volume was just made: an existing copy is never wiped.
         const fresh = internal ? missing.data !== null : missing.meta !== null;
-        for (const argv of drbd(node).createDevice(l, volumes, fresh, initial.options.resyncMiBps))
+        const options = await primaryResourceOptions(inst, l.resource, timeoutMs, signal);
+        for (const argv of drbd(node).createDevice(l, volumes, fresh, initial.options.resyncMiBps, options))
           await shell(node).exec(argv, { timeoutMs, signal });
       }
     },
@@ -361,6 +376,16 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
             await shell(node).exec(argv, { timeoutMs, signal });
         }
       });
+      // DRBD 9 connects a StandAlone connection only (another answers "already configured"): one
+      // connected or connecting already (a repair after a replace's commit finds them so) is left be.
+      if (nodes.some((n) => nodeSpec(n).drbd === '9')) {
+        const now = await perNode(nodes, (node) => drbdStatus(inst, node, timeoutMs, signal, nodes));
+        standAlone = new Set(
+          Object.entries(now).flatMap(([node, ds]) =>
+            ds.filter((d) => d.connection === 'StandAlone').map((d) => `${node}/${d.minor}`),
+          ),
+        );
+      }
       for (;;) {
         const left = () => Math.max(1, timeoutMs - (Date.now() - start));
         await perNode(nodes, async (node) => {

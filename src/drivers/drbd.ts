@@ -1,6 +1,6 @@
 import type { DiskStatus } from '../../machines/index.js';
 import { shellLine } from '../ssh/shell.js';
-import { drbd9, hasPeer, parseStatusJson, parseSyncStatusJson } from './drbd9.js';
+import { drbd9, hasPeer, parseStatusJson, parseSyncStatusJson, resourceOptionsOf } from './drbd9.js';
 import { type CopyVolumes, type DrbdLink, drbd84, parseEvents2, parseSyncStatus } from './drbd84.js';
 
 /**
@@ -33,9 +33,19 @@ export interface DrbdDriver {
   /**
    * A device on new volumes, Secondary and without network (a new secondary's copy): its metadata
    * written first when `fresh`, then the resource, the minor and the attach; with resyncMiBps its
-   * resync at that fixed rate.
+   * resync at that fixed rate. DRBD 9: the resource made with `resourceOptions`, the primary's
+   * (resourceRead, read there: quorum and what to do without it), auto-promote always off.
    */
-  createDevice(l: DrbdLink, volumes: CopyVolumes, fresh: boolean, resyncMiBps?: number): string[][];
+  createDevice(
+    l: DrbdLink,
+    volumes: CopyVolumes,
+    fresh: boolean,
+    resyncMiBps?: number,
+    resourceOptions?: readonly string[],
+  ): string[][];
+  /** DRBD 9: the read of a resource's options (on the primary), and what new-resource takes of them. */
+  resourceRead(l: DrbdLink): string[] | null;
+  parseResourceOptions(read: string): string[];
   /** The device taken down (its volumes stay). */
   down(l: DrbdLink): string[];
   /**
@@ -82,6 +92,8 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
       drbd84.attach(l, volumes, resyncMiBps),
     ],
     down: drbd84.down,
+    resourceRead: () => null,
+    parseResourceOptions: () => [],
     peerRead: () => null,
     addPeer: () => [],
     // One peer only: removing it is leaving the link StandAlone (nothing to forget).
@@ -102,14 +114,16 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     syncRead: (l, s) => (s > 0 ? waitThen(drbd9.waitSync(l, s), drbd9.status(l)) : drbd9.status(l)),
     parseSync: (output, l) => parseSyncStatusJson(output, l.peerNodeId),
     // As drbdadm up makes it from a file naming this node alone: no peer yet (attachNet adds it).
-    createDevice: (l, volumes, fresh) => [
+    createDevice: (l, volumes, fresh, _resyncMiBps, resourceOptions = []) => [
       ...(fresh ? [drbd9.createMd(l, volumes)] : []),
-      drbd9.newResource(l),
+      drbd9.newResource(l, resourceOptions),
       drbd9.newMinor(l),
       ...(fresh ? [] : [drbd9.applyAl(l, volumes)]),
       drbd9.attach(l, volumes),
     ],
     down: (l) => [drbd9.status(l)[0]!, 'down', l.resource],
+    resourceRead: drbd9.show,
+    parseResourceOptions: resourceOptionsOf,
     peerRead: drbd9.show,
     addPeer: (l, show, resyncMiBps) =>
       hasPeer(show, l.peerNodeId)

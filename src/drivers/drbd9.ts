@@ -95,7 +95,15 @@ export const drbd9 = {
     metaPlace(v).drbdmeta,
     'apply-al',
   ],
-  newResource: (d: DrbdLink) => [drbdsetup9, 'new-resource', d.resource, self(d), '--auto-promote=no'],
+  /** With the resource options given (the primary's), auto-promote off whatever they say. */
+  newResource: (d: DrbdLink, options: readonly string[] = []) => [
+    drbdsetup9,
+    'new-resource',
+    d.resource,
+    self(d),
+    ...options.filter((o) => !o.startsWith('--auto-promote=')),
+    '--auto-promote=no',
+  ],
   newMinor: (d: DrbdLink) => [drbdsetup9, 'new-minor', d.resource, String(d.minor), '0'],
   attach: (d: DrbdLink, v: CopyVolumes) => [
     drbdsetup9,
@@ -136,6 +144,17 @@ export const drbd9 = {
   /** Frees the departed peer's bitmap slot (the connection must be gone: del-peer first). */
   forgetPeer: (d: DrbdLink) => [drbdsetup9, 'forget-peer', d.resource, peer(d)],
 };
+
+/**
+ * The resource options `drbdsetup show RES` prints (those that differ from DRBD's defaults: quorum,
+ * on-no-quorum, auto-promote...), as new-resource takes them, so that a new copy votes and fences as
+ * the primary does. Only plain words pass (a key of letters and dashes, a value of letters, digits,
+ * dots, dashes); anything else is left out.
+ */
+export function resourceOptionsOf(show: string): string[] {
+  const block = /^resource\s+\S+\s*\{\s*options\s*\{([^}]*)\}/m.exec(show)?.[1] ?? '';
+  return [...block.matchAll(/^\s*([a-z][a-z-]*)\s+([A-Za-z0-9_.-]+);/gm)].map(([, k, v]) => `--${k}=${v}`);
+}
 
 /** Whether `drbdsetup show RES` has a connection to the peer (its `_peer_node_id`). */
 export function hasPeer(show: string, peerNodeId: number | undefined): boolean {

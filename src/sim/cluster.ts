@@ -18,6 +18,7 @@ import {
   isSyncing,
   joinHandshake,
   joiningSettled,
+  joinTiebreaker,
   localOf,
   onJoiningLink,
   promote,
@@ -552,6 +553,19 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
         // A node not yet the other's peer (a new secondary) becomes it: on DRBD 9 beside the pair,
         // on 8.4 in place of the old peer.
         const [a, b] = input.nodes;
+        // DRBD 9: a new secondary and the resource's tiebreaker take each other as peers.
+        const first = input.disks[0];
+        const tiebreaker = first === undefined ? null : (world.resources[first.resource]?.tiebreaker ?? null);
+        if (tiebreaker !== null && input.nodes.includes(tiebreaker)) {
+          const node = a === tiebreaker ? b : a;
+          for (;;) {
+            await sleep(world.settings.connectMs, signal);
+            const joined = input.disks.map((d) => joinTiebreaker(world, resourceOf(world, d.resource), node));
+            if (joined.every(Boolean)) return;
+            if (clock.now() - start >= input.timeoutMs)
+              throw new Error(`${input.nodes.join(', ')}: Timeout in disk reconnecting`);
+          }
+        }
         const joining = (r: Resource) => onJoiningLink(r, a, b);
         onDisks(input.disks, (d) => {
           const r = resourceOf(world, d.resource);

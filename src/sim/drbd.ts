@@ -223,6 +223,12 @@ function writeWhileApart(world: World, r: Resource, dtMs: number, writers: Set<s
 
 /** `node`'s view of the resource, towards `towards` where it has more than one peer (DRBD 9). */
 export function statusOf(world: World, r: Resource, node: string, towards?: string): DiskStatus {
+  if (node === r.tiebreaker)
+    return tiebreakerStatus(
+      world,
+      r,
+      towards ?? r.nodes.find((n) => localOf(r, n).role === 'Primary') ?? r.nodes[0],
+    );
   if (onJoiningLink(r, node, towards)) return joiningStatus(world, r, node);
   if (!r.nodes.includes(node)) return unlinkedStatus(world, r, node);
   const local = localOf(r, node);
@@ -264,9 +270,7 @@ export function quorumOf(world: World, r: Resource, node: string): Pick<DiskStat
   if (!r.quorum) return { quorum: 'off', mayPromote: null };
   const linked = r.nodes.includes(node);
   const connected = linked && isConnected(r);
-  const t = r.tiebreaker;
-  const tiebreakerUp = t === null || (world.nodes[t]?.down !== true && !isolated(world, t));
-  const tiebreakerReaches = (n: string) => tiebreakerUp && !isolated(world, n);
+  const tiebreakerReaches = (n: string) => tiebreakerUp(world, r) && !isolated(world, n) && votesFor(r, n);
   const held = world.nodes[node]?.down !== true && (connected || tiebreakerReaches(node));
   if (!held) return { quorum: 'lost', mayPromote: false };
   const local = localOf(r, node);
@@ -277,6 +281,55 @@ export function quorumOf(world: World, r: Resource, node: string): Pick<DiskStat
     world.nodes[peer]?.down !== true &&
     (connected || tiebreakerReaches(peer));
   return { quorum: 'held', mayPromote: local.diskState === 'UpToDate' && !primaryInReach };
+}
+
+/** The tiebreaker is up and its links are (one the config does not name always is). */
+const tiebreakerUp = (world: World, r: Resource) =>
+  r.tiebreaker === null ||
+  (world.nodes[r.tiebreaker]?.down !== true && !isolated(world, r.tiebreaker) && !r.tiebreakerCut);
+
+/** Whether the tiebreaker has a connection with NODE: a named one only with the peers it was given. */
+const votesFor = (r: Resource, node: string) => r.tiebreaker === null || r.tiebreakerPeers.includes(node);
+
+/**
+ * The tiebreaker's own look at R towards NODE (diskless: no copy, never promoted): connected while
+ * both ends are up, neither cut off, and NODE one of its peers with a device.
+ */
+export function tiebreakerStatus(world: World, r: Resource, towards: string): DiskStatus {
+  const peer = r.local[towards];
+  const connected =
+    peer !== undefined &&
+    votesFor(r, towards) &&
+    tiebreakerUp(world, r) &&
+    world.nodes[towards]?.down !== true &&
+    !isolated(world, towards);
+  return {
+    resource: r.name,
+    minor: r.minor,
+    role: 'Secondary',
+    peerRole: connected ? peer.role : 'Unknown',
+    connection: connected ? 'Connected' : votesFor(r, towards) ? 'Connecting' : 'StandAlone',
+    replication: connected ? 'Established' : 'Off',
+    diskState: 'Diskless',
+    peerDiskState: connected ? peer.diskState : 'DUnknown',
+    allowTwoPrimaries: false,
+    syncPercent: null,
+    outOfSyncKiB: 0,
+    quorum: 'held',
+    mayPromote: false,
+    autoPromote: r.autoPromote,
+  };
+}
+
+/**
+ * A new secondary joins the tiebreaker (both ends add each other): it connects once both are up and
+ * neither is cut off; false until then.
+ */
+export function joinTiebreaker(world: World, r: Resource, node: string): boolean {
+  if (r.local[node] === undefined) throw new Error(`${r.name}: not configured on ${node}`);
+  if (!tiebreakerUp(world, r) || world.nodes[node]?.down === true || isolated(world, node)) return false;
+  if (!r.tiebreakerPeers.includes(node)) r.tiebreakerPeers.push(node);
+  return true;
 }
 
 /** NODE lost quorum on R (it cannot write) and runs no guest that uses R: it fenced itself. */
@@ -436,6 +489,10 @@ export function joiningStatus(world: World, r: Resource, node: string): DiskStat
  * forbids: the simulator does it, as DRBD would, and says so. On 8.4 the side StandAlone.
  */
 export function removePeer(world: World, r: Resource, node: string, peer: string): void {
+  if (node === r.tiebreaker) {
+    r.tiebreakerPeers = r.tiebreakerPeers.filter((n) => n !== peer);
+    return;
+  }
   if (r.drbd !== '9') {
     if (r.nodes.includes(node) && r.nodes.includes(peer)) disconnect(r, node);
     return;

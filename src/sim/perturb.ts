@@ -39,6 +39,11 @@ export const Perturbation = z.enum([
   'sourceCutFromTarget',
   /** The instance's secondary is cut off from every network as well (after sourceIsolated): it lost quorum too. */
   'targetIsolated',
+  /**
+   * DRBD 9: the resources' named tiebreaker loses its replication links (it still answers its
+   * management network): it votes for no one, and no new peer can join it.
+   */
+  'tiebreakerCut',
   /** The instance's secondary loses power (a rejoin of a node that is not up). */
   'secondaryDies',
   /** A paused copy of the instance stands on its secondary (a returning node that started it). */
@@ -189,6 +194,9 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
       n.isolatedSince = world.time;
       return;
     }
+    case 'tiebreakerCut':
+      for (const r of resources) if (r.tiebreaker !== null) r.tiebreakerCut = true;
+      return;
     case 'secondaryDies':
       if (config.secondaryNode !== null) killNode(world, config.secondaryNode, false);
       return;

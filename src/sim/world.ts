@@ -62,6 +62,13 @@ export const Resource = z.object({
    * while it is up and not cut off itself. Null: a tiebreaker outside the simulated nodes, always up.
    */
   tiebreaker: NodeName.nullable().default(null),
+  /**
+   * The nodes a named tiebreaker has a connection with (its votes go to them alone): the pair at
+   * first; a new secondary once it joined it too, the old one no longer once it was removed there.
+   */
+  tiebreakerPeers: z.array(NodeName).default([]),
+  /** The named tiebreaker's replication links are down (it answers its management network). */
+  tiebreakerCut: z.boolean().default(false),
   /** DRBD 9's auto-promote left on (its default): a misconfigured resource, refused by a migration. */
   autoPromote: z.boolean().default(false),
   /** A resync rate of its own (a congested link) until slowUntil, or null for the cluster's. */
@@ -371,6 +378,8 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           linkDownUntil: null,
           quorum: i.quorum ?? false,
           tiebreaker: i.tiebreaker ?? null,
+          tiebreakerPeers: i.tiebreaker === undefined ? [] : [i.primary, i.secondary],
+          tiebreakerCut: false,
           autoPromote: false,
           resyncKiBps: null,
           slowUntil: null,

@@ -56,6 +56,7 @@ export function restProblems(view: WorldView): string[] {
       }
     }
   }
+  problems.push(...(view.tiebreakerWiring ?? []));
   // Copies left on nodes the instance no longer uses; a replaced secondary the config still names
   // keeps its own until it answers again (the run said so).
   for (const l of view.leftovers ?? [])
@@ -113,6 +114,7 @@ const comparable = (v: WorldView, gone: ReadonlySet<string>) =>
         ]),
     ),
     shared: v.shared ?? null,
+    tiebreakerWiring: v.tiebreakerWiring ?? null,
   });
 
 /**

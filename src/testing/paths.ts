@@ -91,6 +91,8 @@ function vertexOf(snapshot: AnyMachineSnapshot): string {
     c.replace.committed,
     // A replace on DRBD 9 goes its own way (make-before-break).
     c.config?.drbdVersion === '9',
+    // With a tiebreaker the config names, it is rewired too.
+    (c.config?.tiebreaker ?? null) !== null,
     at('migrating') && c.handover.pastPointOfNoReturn,
     at('aborting') && (c.handover.memory?.status ?? null),
     at('abortingFound') && (c.found.locations?.[c.target]?.map((i) => i.state).join() ?? null),

@@ -180,6 +180,12 @@ const QUORATE = (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, quorum: true, se
 /** The demo's instances on DRBD 9 resources without quorum (a replace's make-before-break). */
 const DRBD9 = (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, drbd: '9' as const }));
 
+/** The node the tiebreaker variant's config names as its resources' tiebreaker (diskless). */
+const TIEBREAKER = 'node-d';
+/** The demo's instances on DRBD 9 resources with quorum and a tiebreaker the config names. */
+const TIEBROKEN = DRBD9.map((i) => ({ ...i, quorum: true, tiebreaker: TIEBREAKER }));
+const checkingTiebreaker = inState('checkingPrereqs.checkingTiebreaker');
+
 /** The read-back after a failed commit write. */
 const confirmingCommit = inState('committing.confirming');
 
@@ -232,6 +238,30 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       output: (c) => ({ ...config(c), drbdVersion: '9', secondaryNode: 'node-c', formerSecondary: 'node-b' }),
       applies: (s) => replacing(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
       recipe: { spec: { instances: DRBD9 }, start: 'replaceCommitted' },
+    },
+    {
+      // A replace on DRBD 9 with quorum whose tiebreaker (node-d) the config names: the new node
+      // joins it too, the old one leaves it.
+      name: 'drbd9Tiebreaker',
+      output: (c) => ({ ...config(c), drbdVersion: '9', tiebreaker: TIEBREAKER }),
+      applies: (s) => replacing(s) && !confirmingCommit(s),
+      recipe: { spec: { nodes: { ...THREE_NODES, [TIEBREAKER]: {} }, instances: TIEBROKEN } },
+    },
+    {
+      // Its repair after the commit: node-c named and joined to both, node-b still their peer.
+      name: 'replaceCommitted9Tiebreaker',
+      output: (c) => ({
+        ...config(c),
+        drbdVersion: '9',
+        tiebreaker: TIEBREAKER,
+        secondaryNode: 'node-c',
+        formerSecondary: 'node-b',
+      }),
+      applies: (s) => replacing(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
+      recipe: {
+        spec: { nodes: { ...THREE_NODES, [TIEBREAKER]: {} }, instances: TIEBROKEN },
+        start: 'replaceCommitted',
+      },
     },
     {
       name: 'blockdev',
@@ -560,20 +590,36 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // A replace: the primary's disks, UpToDate and connected to the secondary.
       name: 'primaryHealthy',
       output: (c) => disks(c)[c.source],
-      applies: (s) => replacing(s) && !surveying(s),
+      applies: (s) => replacing(s) && !surveying(s) && !checkingTiebreaker(s),
+    },
+    {
+      // A replace's tiebreaker: diskless, connected to the primary.
+      name: 'tiebreakerReady',
+      output: (c) =>
+        disks(c, () => ({ role: 'Secondary', diskState: 'Diskless', quorum: 'held', mayPromote: false }))[
+          c.source
+        ],
+      applies: checkingTiebreaker,
+    },
+    {
+      // Its links to the pair are down (it answers its management network): refused.
+      name: 'tiebreakerApart',
+      output: (c) => aloneDisks(c, 'Secondary', { diskState: 'Diskless', quorum: 'held', mayPromote: false }),
+      applies: checkingTiebreaker,
+      perturb: 'tiebreakerCut',
     },
     {
       // A replace of a secondary that lost power: the primary alone, UpToDate.
       name: 'secondaryGone',
       output: (c) => aloneDisks(c, 'Primary', {}),
-      applies: (s) => replacing(s) && !surveying(s),
+      applies: (s) => replacing(s) && !surveying(s) && !checkingTiebreaker(s),
       perturb: 'secondaryDies',
     },
     {
       // A replace from a primary still catching up: refused.
       name: 'primaryDegraded',
       output: (c) => disks(c, () => ({ diskState: 'Inconsistent', replication: 'SyncTarget' }))[c.source],
-      applies: (s) => replacing(s) && !surveying(s),
+      applies: (s) => replacing(s) && !surveying(s) && !checkingTiebreaker(s),
       perturb: 'primaryDegrades',
     },
     {

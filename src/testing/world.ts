@@ -66,6 +66,11 @@ export interface WorldView {
    * apart): DEVELOPERS.md's rule 8 counts these. Absent where the backend cannot tell.
    */
   copies?: number[];
+  /**
+   * Where a disk's named tiebreaker does not have exactly the instance's two nodes as its peers (its
+   * vote would go to a node without a copy, or not to one with): what is wrong. Absent when right.
+   */
+  tiebreakerWiring?: string[];
 }
 
 export type SharedOpen = 'exclusive' | 'shared' | null;
@@ -135,7 +140,19 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
     return r === undefined ? [] : [upToDateCopies(world, r)];
   });
   const linkCut = config.disks.some((d) => (world.resources[d.resource]?.linkDownUntil ?? null) !== null);
+  // A named tiebreaker's vote goes to the peers it has: they must be the instance's two nodes.
+  const tiebreakerWiring = config.disks.flatMap((d) => {
+    const r = world.resources[d.resource];
+    if (r === undefined || r.tiebreaker === null) return [];
+    const has = [...r.tiebreakerPeers].sort();
+    return JSON.stringify(has) === JSON.stringify([...nodes].sort())
+      ? []
+      : [
+          `${r.name}'s tiebreaker ${r.tiebreaker} has ${has.join(', ') || 'no peers'} as its peers, not ${nodes.join(' and ')}`,
+        ];
+  });
   return {
+    ...(tiebreakerWiring.length > 0 ? { tiebreakerWiring } : {}),
     ...(down.length > 0 ? { down } : {}),
     ...(linkCut ? { linkCut } : {}),
     configFormerSecondary: config.formerSecondary,

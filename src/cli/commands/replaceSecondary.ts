@@ -43,9 +43,13 @@ then the commit, and only then is the old secondary removed as a peer (del-peer,
 freed with forget-peer) and its copies removed: two UpToDate copies at every moment, no window to
 announce. The new node takes the lowest node-id the disk's nodeIds do not name (name every node
 of the resource there), and the commit writes it. The primary's metadata needs a free bitmap slot
-(create-md --max-peers 2 or more; new copies are made with 7). A resource with quorum (a
-tiebreaker) is refused: the new peer would join the primary alone. Every failure before the commit
-removes the new peer and what was made on the new node; the old secondary never left.`,
+(create-md --max-peers 2 or more; new copies are made with 7); the new resource takes the
+primary's resource options (quorum, on-no-quorum), auto-promote off. Where the cluster file names
+the instance's tiebreaker, the new node joins it too before the commit and the old one leaves it
+after, so quorum stays a proof; the tiebreaker must be diskless and connected to the primary, or
+nothing is touched. A resource with quorum whose tiebreaker the file does not name is refused.
+Every failure before the commit removes the new peer (from the tiebreaker too) and what was made
+on the new node; the old secondary never left.`,
   examples: [
     'drbd-migrate replace-secondary web1 --world /tmp/w.json',
     'drbd-migrate replace-secondary web1 --cluster cluster.yaml --new-secondary node-c --dry-run',
