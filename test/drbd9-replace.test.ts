@@ -20,12 +20,14 @@ import {
 import { tempDir } from './tmp.js';
 
 /**
- * Issues 20 and 21 on real DRBD 9: three node VMs, every node's disk an LVM volume group, node-c a
- * spare holding no copy. replace-secondary adds node-c as a further peer of node-a while node-b stays
- * connected, commits once node-c is UpToDate, and only then removes node-b (make-before-break): a
- * `drbdsetup events2` stream on node-a, running through the whole replace, shows two UpToDate copies
- * at every event. Then the new copy carries a live migration, and `evacuate node-b --all` empties
- * node-b.
+ * Issues 20 and 21 on real DRBD 9: four node VMs, node-a and node-b holding the copies, node-c a
+ * spare holding none (every diskful node's disk an LVM volume group), node-d the resources' diskless
+ * tiebreaker, with quorum, named in the cluster file. replace-secondary adds node-c as a further peer
+ * of node-a while node-b stays connected, and of node-d, commits once node-c is UpToDate, and only
+ * then removes node-b from both (make-before-break): a `drbdsetup events2` stream on node-a, running
+ * through the whole replace, shows two UpToDate copies at every event, and node-c holds quorum with
+ * node-d. Then a repair after a commit, the new copy carrying a live migration, and `evacuate node-b
+ * --all` emptying node-b.
  */
 const unavailable = drbdTestbedUnavailable('9');
 if (unavailable !== null && process.env.CI === 'true') {
@@ -85,7 +87,7 @@ describe.skipIf(unavailable !== null)(
 
     beforeAll(async () => {
       dir = tempDir('drbd-migrate-vms-');
-      tb = await startDrbdTestbed(dir, '9', { spare: true });
+      tb = await startDrbdTestbed(dir, '9', { spare: true, tiebreaker: true });
       const source = new QemuNode(new SshNode(tb.cluster.nodes[0]!), tb.cluster.instances[0]!.hypervisor);
       await source.start(false, 60_000);
       source.shell.close();
@@ -97,7 +99,14 @@ describe.skipIf(unavailable !== null)(
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    it('DRBD 9: replace-secondary adds node-c beside node-b, commits once it is UpToDate, then removes node-b: two UpToDate copies at every event on node-a', async () => {
+    /** The peers node-d, the tiebreaker, has for web1's disk (their node-ids). */
+    const tiebreakerPeers = async () =>
+      [...(await sh('node-d', `drbdsetup show ${RESOURCE}`)).stdout.matchAll(/_peer_node_id (\d+);/g)]
+        .map((m) => Number(m[1]))
+        .sort();
+
+    it('DRBD 9: replace-secondary adds node-c beside node-b (a peer of node-a and of the tiebreaker node-d), commits once it is UpToDate, then removes node-b from both: two UpToDate copies at every event on node-a, quorum carried over', async () => {
+      expect(await tiebreakerPeers()).toEqual([0, 1]);
       // node-a's kernel reports every state change of web1's disk from here to the end.
       await sh('node-a', `drbdsetup events2 ${RESOURCE} >${EVENTS} 2>&1 </dev/null & echo $! >${EVENTS}.pid`);
       const r = await replaceOntoNodeC('--json');
@@ -115,6 +124,11 @@ describe.skipIf(unavailable !== null)(
       expect(said).toContain(
         '* adding node-c as a peer of node-a beside node-b (DRBD 9: web1 keeps its two copies throughout)',
       );
+      expect(said).toContain('* adding node-c as a peer of node-d, the tiebreaker');
+      expect(said).toContain('* removing node-b as a peer of node-d, the tiebreaker');
+      // The tiebreaker votes for node-a and node-c now; node-c holds quorum, and could be promoted.
+      expect(await tiebreakerPeers()).toEqual([0, 2]);
+      expect(await drbd('node-c', 'node-a')).toMatchObject({ quorum: 'held' });
 
       // The kernel's own account: node-c (node-id 2) joined, resynced, and only then node-b (1) left.
       const events = copiesOverEvents(stream, RESOURCE);
@@ -212,6 +226,7 @@ describe.skipIf(unavailable !== null)(
         });
       expect(await hasResource('node-c')).toBe(false);
       expect(await volumes('node-c')).toEqual([]);
+      expect(await tiebreakerPeers()).toEqual([0, 1]);
       expect((await loadCluster(tb.clusterPath)).instances[0]!.formerSecondary).toBeUndefined();
 
       // Back onto node-c for the tests after, as an operator would.
@@ -219,6 +234,7 @@ describe.skipIf(unavailable !== null)(
       expect(again.stderr).toBe('');
       expect(again.code).toBe(0);
       expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({ secondary: 'node-c' });
+      expect(await tiebreakerPeers()).toEqual([0, 2]);
     }, 300_000);
 
     afterTheReplace('make-before-break');

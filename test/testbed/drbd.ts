@@ -99,12 +99,13 @@ export function drbdTestbedUnavailable(kernel: DrbdKernel = '8.4'): string | nul
 export const RESOURCE = 'web1-disk0';
 /** A second instance's resource, configured in every node but brought up only by the test using it. */
 export const SECOND_RESOURCE = 'web2-disk0';
-export type NodeName = 'node-a' | 'node-b' | 'node-c';
+export type NodeName = 'node-a' | 'node-b' | 'node-c' | 'node-d';
 /** Each node's host number on its links, and the last byte of its NICs' MACs. */
 const HOST: Record<NodeName, { n: number; mac: string }> = {
   'node-a': { n: 1, mac: '0a' },
   'node-b': { n: 2, mac: '0b' },
   'node-c': { n: 3, mac: '0c' },
+  'node-d': { n: 4, mac: '0d' },
 };
 /**
  * The DRBD links, one per pair of nodes, each its own NIC (MAC 52:54:00:99:ID:NODE) and subnet, so a
@@ -114,6 +115,9 @@ const LINKS = [
   { id: '01', ends: ['node-a', 'node-b'], subnet: '10.99.1' },
   { id: '03', ends: ['node-a', 'node-c'], subnet: '10.99.2' },
   { id: '04', ends: ['node-b', 'node-c'], subnet: '10.99.3' },
+  { id: '05', ends: ['node-a', 'node-d'], subnet: '10.99.4' },
+  { id: '06', ends: ['node-b', 'node-d'], subnet: '10.99.5' },
+  { id: '07', ends: ['node-c', 'node-d'], subnet: '10.99.6' },
 ] as const satisfies readonly { id: string; ends: readonly [NodeName, NodeName]; subnet: string }[];
 type Link = (typeof LINKS)[number];
 const addressOn = (link: Link, node: NodeName) => `${link.subnet}.${HOST[node].n}`;
@@ -125,14 +129,22 @@ const addressOn = (link: Link, node: NodeName) => `${link.subnet}.${HOST[node].n
  * replication address on all its links (Ganeti's secondary IP), reached by the pair's own link. On
  * DRBD 9 the metadata has bitmap slots for further peers (create-md --max-peers), which a new peer
  * needs.
+ *
+ * `tiebreaker` (DRBD 9, with `spare`): a fourth node, node-d, the resources' diskless tiebreaker,
+ * with quorum, named in the cluster file: a replace onto node-c rewires it.
  */
 export interface DrbdTestbedOptions {
   spare?: boolean;
+  tiebreaker?: boolean;
 }
 
 /** The nodes a testbed boots: DRBD 9's has the tiebreaker, a spare testbed the spare. */
 export const testbedNodes = (kernel: DrbdKernel, options: DrbdTestbedOptions = {}): NodeName[] =>
-  kernel === '9' || options.spare === true ? ['node-a', 'node-b', 'node-c'] : ['node-a', 'node-b'];
+  kernel === '9' && options.spare === true && options.tiebreaker === true
+    ? ['node-a', 'node-b', 'node-c', 'node-d']
+    : kernel === '9' || options.spare === true
+      ? ['node-a', 'node-b', 'node-c']
+      : ['node-a', 'node-b'];
 const linksOf = (kernel: DrbdKernel, options: DrbdTestbedOptions = {}) =>
   LINKS.filter((l) => l.ends.every((n) => testbedNodes(kernel, options).includes(n)));
 /** A spare testbed's one replication address per node. */
@@ -203,9 +215,16 @@ export function prepareKernel(kernel: DrbdKernel = '8.4'): string {
 }
 
 /** Each node's DRBD node-id (DRBD 9; 8.4 has none). */
-export const NODE_IDS: Record<NodeName, number> = { 'node-a': 0, 'node-b': 1, 'node-c': 2 };
+export const NODE_IDS: Record<NodeName, number> = { 'node-a': 0, 'node-b': 1, 'node-c': 2, 'node-d': 3 };
 /** The node-ids a disk of the instance names in the cluster file: its two diskful nodes'. */
 export const DISK_NODE_IDS = { 'node-a': NODE_IDS['node-a'], 'node-b': NODE_IDS['node-b'] };
+/** Those and the tiebreaker's (node-c on DRBD 9's own testbed, node-d beside a spare). */
+const diskNodeIds = (kernel: DrbdKernel, options: DrbdTestbedOptions) => {
+  const tiebreaker = testbedNodes(kernel, options).find((n) =>
+    options.spare === true ? n === 'node-d' : n === 'node-c',
+  );
+  return tiebreaker === undefined ? DISK_NODE_IDS : { ...DISK_NODE_IDS, [tiebreaker]: NODE_IDS[tiebreaker] };
+};
 
 /** What DRBD's own waits are called: 8.4's drbdsetup takes a minor, 9's a resource. */
 export const drbdWait = (kernel: DrbdKernel, what: 'connect' | 'sync', resource: string, minor: number) =>
@@ -232,19 +251,30 @@ function resourceFile(kernel: DrbdKernel, options: DrbdTestbedOptions = {}): str
       ? `disk /dev/${VOLUME_GROUP}/${r.name}_data; meta-disk /dev/${VOLUME_GROUP}/${r.name}_meta;`
       : `disk ${r.disk}; meta-disk internal;`;
   const address = (n: NodeName) => (options.spare === true ? replicationAddress(n) : addressOn(ab, n));
-  if (kernel === '9' && options.spare === true)
+  if (kernel === '9' && options.spare === true) {
+    // With the tiebreaker: node-d diskless, connected to both copies, and quorum.
+    const tiebreaker = options.tiebreaker === true;
+    const pairs: (readonly NodeName[])[] = tiebreaker
+      ? [ab.ends, ['node-a', 'node-d'], ['node-b', 'node-d']]
+      : [ab.ends];
     return resources
       .map(
         (r) => `resource ${r.name} {
-  options { auto-promote no; }
+  options { auto-promote no;${tiebreaker ? ' quorum majority; on-no-quorum io-error;' : ''} }
   disk { c-plan-ahead 0; resync-rate 100M; }
   net { protocol C; }
 ${ab.ends.map((n) => `  on ${n} {\n    node-id ${NODE_IDS[n]};\n    volume 0 { device minor ${r.minor}; ${storage(r)} }\n  }`).join('\n')}
-  connection {\n${ab.ends.map((n) => `    host ${n} address ipv4 ${address(n)}:${r.port};`).join('\n')}\n  }
+${tiebreaker ? `  on node-d {\n    node-id ${NODE_IDS['node-d']};\n    volume 0 { device minor ${r.minor}; disk none; }\n  }\n` : ''}${pairs
+  .map(
+    (pair) =>
+      `  connection {\n${pair.map((n) => `    host ${n} address ipv4 ${address(n)}:${r.port};`).join('\n')}\n  }`,
+  )
+  .join('\n')}
 }
 `,
       )
       .join('');
+  }
   return resources
     .map((r) =>
       kernel === '8.4'
@@ -315,14 +345,16 @@ export async function startDrbdTestbed(
     for (const n of nodes) sshPorts[n] = await freePort();
     // A spare testbed's node has one disk, its volume group (sparse: the metadata volumes are 128 MiB).
     const diskFiles = (node: NodeName): (readonly [string, string])[] =>
-      spare
-        ? [[`${node}.raw`, '1G']]
-        : node === 'node-c'
-          ? []
-          : [
-              [`${node}.raw`, '64M'],
-              [`${node}-2.raw`, '16M'],
-            ];
+      node === 'node-d'
+        ? []
+        : spare
+          ? [[`${node}.raw`, '1G']]
+          : node === 'node-c'
+            ? []
+            : [
+                [`${node}.raw`, '64M'],
+                [`${node}-2.raw`, '16M'],
+              ];
     for (const node of nodes) {
       pidfiles.push(join(dir, `${node}.pid`));
       for (const [file, size] of diskFiles(node)) {
@@ -437,13 +469,14 @@ export async function startDrbdTestbed(
               minor: 0,
               port: 7789,
               // With the tiebreaker its node-id too: a new secondary must not take it.
-              ...(kernel === '9' ? { nodeIds: spare ? DISK_NODE_IDS : NODE_IDS } : {}),
+              ...(kernel === '9' ? { nodeIds: diskNodeIds(kernel, options) } : {}),
               ...(spare ? { sizeMiB: VOLUME_MIB[RESOURCE]! } : {}),
             },
           ],
           // DRBD 9's quorum-lost handler stops the guest once the cut-off node notices (DRBD's ping
           // interval and timeout, seconds) and the handler ran: 20 s covers both here.
           ...(kernel === '9' && !spare ? { selfFenceMs: 20_000, tiebreaker: 'node-c' } : {}),
+          ...(nodes.includes('node-d') ? { tiebreaker: 'node-d' } : {}),
         },
       ],
       // Everything runs under TCG here, the nested QEMU inside TCG: generous step deadlines. A spare
@@ -467,21 +500,23 @@ export async function startDrbdTestbed(
     // A spare testbed's volume groups, and the copies of the resources on node-a and node-b in them.
     if (spare) {
       await Promise.all(
-        nodes.map((n) =>
-          exec(n, [
-            'sh',
-            '-c',
-            [
-              `pvcreate -q /dev/vda && vgcreate -q ${VOLUME_GROUP} /dev/vda`,
-              ...(n === 'node-c'
-                ? []
-                : Object.entries(VOLUME_MIB).flatMap(([r, mib]) => [
-                    `lvcreate -q -y -L ${mib}m -n ${r}_data ${VOLUME_GROUP}`,
-                    `lvcreate -q -y -L 128m -n ${r}_meta ${VOLUME_GROUP}`,
-                  ])),
-            ].join(' && '),
-          ]),
-        ),
+        nodes
+          .filter((n) => n !== 'node-d')
+          .map((n) =>
+            exec(n, [
+              'sh',
+              '-c',
+              [
+                `pvcreate -q /dev/vda && vgcreate -q ${VOLUME_GROUP} /dev/vda`,
+                ...(n === 'node-c'
+                  ? []
+                  : Object.entries(VOLUME_MIB).flatMap(([r, mib]) => [
+                      `lvcreate -q -y -L ${mib}m -n ${r}_data ${VOLUME_GROUP}`,
+                      `lvcreate -q -y -L 128m -n ${r}_meta ${VOLUME_GROUP}`,
+                    ])),
+              ].join(' && '),
+            ]),
+          ),
       );
     }
 
@@ -495,7 +530,8 @@ export async function startDrbdTestbed(
             exec(n, [
               'sh',
               '-c',
-              n === 'node-c'
+              // The tiebreaker: diskless.
+              n === 'node-d' || (n === 'node-c' && !spare)
                 ? `drbdadm up ${resource}`
                 : `drbdadm create-md --force${kernel === '9' && spare ? ' --max-peers=7' : ''} ${resource} && drbdadm up ${resource}`,
             ]),
@@ -558,7 +594,17 @@ export async function addSecondInstance(tb: DrbdTestbed): Promise<void> {
         resource: SECOND_RESOURCE,
         minor: 1,
         port: 7790,
-        ...(kernel === '9' ? { nodeIds: DISK_NODE_IDS } : {}),
+        // Its tiebreaker's node-id too, where the first instance names one.
+        ...(kernel === '9'
+          ? {
+              nodeIds: {
+                ...DISK_NODE_IDS,
+                ...(first.tiebreaker === undefined
+                  ? {}
+                  : { [first.tiebreaker]: NODE_IDS[first.tiebreaker as NodeName] }),
+              },
+            }
+          : {}),
         ...(spare ? { sizeMiB: VOLUME_MIB[SECOND_RESOURCE]! } : {}),
       },
     ],
