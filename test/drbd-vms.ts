@@ -590,6 +590,70 @@ export function drbdVmSuite(kernel: DrbdKernel) {
           await expectSingleMaster('node-a');
         }, 300_000);
 
+      // DRBD 9 only: quorum is DRBD 9's.
+      if (kernel === '9')
+        it('DRBD 9: the tiebreaker down too, node-a cut off: two votes of three gone on both sides, both freeze; the failover refuses, with --source-is-down too, naming node-c to bring back; node-c back, node-a primary again', async () => {
+          const stateDir = tempDir('drbd-migrate-state-');
+          const common = ['--cluster', tb.clusterPath, '--state-dir', stateDir];
+          const handled = (await sh('node-a', 'cat /run/drbd-migrate/quorum-lost.log 2>/dev/null', [0, 1]))
+            .stdout;
+          tb.powerOff('node-c');
+          await tb.setLinks('node-a', false, true);
+          try {
+            // node-b's DRBD notices it lost node-a; without node-c it has one vote of three.
+            await sh(
+              'node-b',
+              `timeout 90 sh -c 'until drbdsetup events2 --now web1-disk0 | grep -q "conn-name:node-a connection:Connecting"; do sleep 0.2; done'`,
+            );
+            expect(await drbd('node-b')).toMatchObject({ quorum: 'lost', mayPromote: false });
+            const over = await cli(['failover', 'web1', ...common]);
+            expect(over.code).toBe(2);
+            expect(over.stderr).toContain(
+              'node-a does not answer, and node-b has lost DRBD quorum too on web1-disk0 (no majority on either side): DRBD will not promote node-b; bring node-a or node-c (the tiebreaker) back',
+            );
+            const claimed = await cli(['failover', 'web1', '--source-is-down', ...common]);
+            expect(claimed.code).toBe(2);
+            expect(claimed.stderr).toContain(
+              'node-b has no DRBD quorum on web1-disk0, so DRBD will not promote it; bring node-a or node-c (the tiebreaker) back, or, if node-a is down for good, turn quorum off there first',
+            );
+            expect(await qemuRuns('node-b')).toBe(false);
+            expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({ primary: 'node-a' });
+          } finally {
+            await tb.setLinks('node-a', true, true);
+            rmSync(stateDir, { recursive: true, force: true });
+          }
+          // node-a lost quorum as well: its handler stopped the guest and demoted (it could not write).
+          expect(await qemuRuns('node-a')).toBe(false);
+          expect(
+            (await sh('node-a', 'cat /run/drbd-migrate/quorum-lost.log')).stdout.slice(handled.length),
+          ).toMatch(/quorum-lost web1-disk0: web1 stopped, secondary rc=0/);
+          // The operator brings node-c back, then node-a up again as the primary.
+          await tb.powerOn('node-c');
+          await tb.exec('node-c', ['drbdadm', 'up', 'web1-disk0']);
+          await sh(
+            'node-a',
+            `timeout 90 sh -c 'until drbdsetup events2 --now web1-disk0 | grep -q "conn-name:node-b volume:0 replication:Established peer-disk:UpToDate" && drbdsetup events2 --now web1-disk0 | grep -q "conn-name:node-c connection:Connected"; do sleep 0.2; done'`,
+          );
+          expect(await drbd('node-a')).toMatchObject({ quorum: 'held', diskState: 'UpToDate' });
+          await sh('node-a', 'drbdsetup primary web1-disk0');
+          // The guest goes on from the count its disk holds (sector 7): the one after the last tick
+          // printed, or that tick again, or the one before (printed while the writes failed, before
+          // the handler killed it); never further than it counted.
+          const printed = ticks(await serial('node-a')).at(-1)!;
+          const guest = new QemuNode(new SshNode(tb.cluster.nodes[0]!), tb.cluster.instances[0]!.hypervisor);
+          await guest.start(false, 60_000);
+          guest.shell.close();
+          await sh(
+            'node-a',
+            `timeout 60 sh -c 'until [ "$(grep -c disk-tick /run/drbd-migrate/web1.serial)" -ge 2 ]; do sleep 0.1; done'`,
+          );
+          const [first, second] = ticks(await serial('node-a'));
+          expect(first).toBeGreaterThanOrEqual(printed - 1);
+          expect(first).toBeLessThanOrEqual(printed + 1);
+          expect(second).toBe(first! + 1);
+          await expectSingleMaster('node-a');
+        }, 300_000);
+
       it('evacuates node-a: two instances on two DRBD resources, both copies at once, each guest counting on node-b', async () => {
         // The second instance, set up as an operator would: its resource up and in sync, node-a primary.
         await addSecondInstance(tb);
