@@ -205,6 +205,8 @@ export const changeSecondaryMachine = protocol.createMachine({
           failure: (c, e) => `Cannot read the disks of ${primary(c)}: ${e}`,
         }),
         primaryChecked: {
+          description:
+            'DRBD 9 with a tiebreaker the config names: it is checked too; otherwise the checks are done.',
           always: [
             { guard: 'rewiresTiebreaker', target: 'checkingTiebreaker' },
             { target: '#changeSecondary.creatingDisks' },
@@ -266,6 +268,8 @@ export const changeSecondaryMachine = protocol.createMachine({
       }),
     },
     joinedPrimary: {
+      description:
+        'DRBD 9 with a tiebreaker the config names: the new node joins it too before its resync is waited for.',
       always: [{ guard: 'rewiresTiebreaker', target: 'joiningTiebreaker' }, { target: 'resyncing' }],
     },
     joiningTiebreaker: {
