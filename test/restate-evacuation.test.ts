@@ -75,7 +75,7 @@ describe('an evacuation on Restate', () => {
       outcome: string;
       results: { outcome: string }[];
     };
-    expect(result.outcome).toBe('evacuated');
+    expect(result.outcome, drained.stdout).toBe('evacuated');
     expect(result.results.map((r) => r.outcome)).toEqual(Array(6).fill('migrated'));
     // Each run's own steps, as a local drain shows them (read from its instance's status).
     const stepped = new Set(
@@ -129,7 +129,7 @@ describe('an evacuation on Restate', () => {
       outcome: string;
       results: { instance: string; outcome: string }[];
     };
-    expect(result.outcome).toBe('evacuated');
+    expect(result.outcome, followed.stdout).toBe('evacuated');
     expect(result.results.map((r) => r.instance).sort()).toEqual(['vm1', 'vm3', 'vm5']);
     const told = await cli(['status', 'node-b', ...restate]);
     expect(told.code).toBe(0);

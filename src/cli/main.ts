@@ -28,6 +28,9 @@ const write = (text: string) => {
 const env = (name: string) => process.env[name] ?? '';
 // no-color.org: NO_COLOR (non-empty) turns colour off; FORCE_COLOR (not "0") turns it on anywhere.
 const color = env('NO_COLOR') !== '' ? false : env('FORCE_COLOR') !== '' ? env('FORCE_COLOR') !== '0' : tty;
+// A process with nothing left to wait for before its outcome is known (a wait on a promise nothing
+// will settle: a bug) would otherwise end with exit 0, as if it had succeeded.
+let told = false;
 runCli(process.argv.slice(2), {
   out: (line) => write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
@@ -50,5 +53,13 @@ runCli(process.argv.slice(2), {
     return () => handlers.delete(handler);
   },
 }).then((code) => {
+  told = true;
   process.exitCode = code;
+});
+process.on('beforeExit', () => {
+  if (told) return;
+  process.stderr.write(
+    'drbd-migrate: internal error: the process ran out of work before the outcome was known (a bug: please report it); what it started may still be under way: run drbd-migrate status NAME\n',
+  );
+  process.exit(70);
 });

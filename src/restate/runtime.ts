@@ -41,7 +41,11 @@ export function restateRuntime(endpoints: RestateEndpoints, cluster: string): Ru
   /** Follows a drain to its end, and its runs' steps too: all told before its outcome. */
   async function drainFollowed(node: string, id: string, follow: EvacuationFollow) {
     const runs: Promise<void>[] = [];
-    const output = await followEvacuation(endpoints, cluster, node, id, noticesOf(follow, runs));
+    const drain = { ended: false };
+    const output = await followEvacuation(endpoints, cluster, node, id, noticesOf(follow, runs, drain));
+    // A run whose end notice this client missed (a status read that failed) must not be waited for
+    // once the drain has ended: its wait would poll on, unreferenced, until the process ran dry.
+    drain.ended = true;
     await Promise.all(runs);
     return output;
   }
@@ -51,7 +55,7 @@ export function restateRuntime(endpoints: RestateEndpoints, cluster: string): Ru
    * events, each run's own steps, read from its instance's status while it goes (as a local drain
    * shows them).
    */
-  function noticesOf(follow: EvacuationFollow, runs: Promise<void>[]) {
+  function noticesOf(follow: EvacuationFollow, runs: Promise<void>[], drain: { ended: boolean }) {
     const tell = follow.onInstanceEvent;
     const ended = new Set<string>();
     const onNotice = (notice: RunNotice) => {
@@ -62,7 +66,7 @@ export function restateRuntime(endpoints: RestateEndpoints, cluster: string): Ru
         runs.push(
           stepsOf(
             instance,
-            () => ended.has(instance),
+            () => drain.ended || ended.has(instance),
             (event) => tell(instance, event),
           ),
         );
