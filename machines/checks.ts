@@ -176,6 +176,26 @@ export function checkDiskConsistency(
   return null;
 }
 
+/**
+ * Why `node` may not hold a copy of an instance with selfFenceMs: it would not stop the instance on
+ * losing quorum on `resource`, yet a failover away from it would take that lost quorum as proof that
+ * it had (rule 1). Said by the migration that would make it primary and by the effect that would
+ * make it a copy.
+ */
+export const noSelfFence = (node: string, instance: string, resource: string) =>
+  `${node} would not stop ${instance} on losing DRBD quorum: no quorum-lost handler runs there for ${resource} (DRBD's usermode helper is not drbdadm, or its DRBD configuration names no handler for it), yet ${instance}'s selfFenceMs lets a failover away from ${node} take its lost quorum as proof that it stopped ${instance}; give ${node} the resource file with the quorum-lost handler, as on the other nodes (cluster.md), or take selfFenceMs out of the cluster file, then run again (nothing was touched)`;
+
+/** Rule 1 under a failover's quorum proof: the target of a migration would stop the instance itself. */
+export function checkSelfFence(
+  config: InstanceConfig | null,
+  status: Record<string, DiskStatus[]>,
+  target: string,
+): string | null {
+  if (config === null || config.selfFenceMs === null) return null;
+  const missing = status[target]?.find((d) => d.quorumLostHandler === false);
+  return missing === undefined ? null : noSelfFence(target, config.name, missing.resource);
+}
+
 /** Safety rule 4: promotion only once every disk is Connected and UpToDate/UpToDate on both nodes. */
 export function checkReadyForDualPrimary(status: Record<string, DiskStatus[]>, nodes: readonly string[]) {
   for (const node of nodes) {

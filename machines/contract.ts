@@ -203,6 +203,12 @@ export const DiskStatus = z.object({
    * the library opens. Always false on 8.4, which has none.
    */
   autoPromote: z.boolean().default(false),
+  /**
+   * DRBD 9: whether this node would stop the instance on losing quorum here, its DRBD usermode helper
+   * running the quorum-lost handler its configuration names for the resource (the self-fence a
+   * failover waits out with the instance's selfFenceMs). Null where not read (8.4).
+   */
+  quorumLostHandler: z.boolean().nullable().default(null),
 });
 export type DiskStatus = z.infer<typeof DiskStatus>;
 

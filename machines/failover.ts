@@ -16,6 +16,7 @@ import {
   aboutDisksOnBoth,
   effectStep,
   failing,
+  fromAnswer,
   judgedRead,
   loadingConfig,
   outcomeState,
@@ -41,6 +42,22 @@ const onSource = (c: ProtocolContext) =>
 
 type Probed = { context: ProtocolContext; event: { output: NodeProbe } };
 const recordProbe = { type: 'recordProbe', params: ({ event }: Probed) => ({ probe: event.output }) };
+
+/**
+ * An emergency goes on onto a target that would not fence itself (its quorum-lost handler missing
+ * since its copy was made), but says so: a later failover away from it must not trust its lost
+ * quorum. Where the handler runs, nothing is said.
+ */
+const targetWithoutSelfFence = fromAnswer('warn', (disks: DiskStatus[], c) => {
+  const missing =
+    c.config?.selfFenceMs == null ? undefined : disks.find((d) => d.quorumLostHandler === false);
+  return {
+    message:
+      missing === undefined
+        ? null
+        : `${c.target} would not stop ${c.instance} on losing DRBD quorum (no quorum-lost handler runs there for ${missing.resource}): once it is the primary, a failover away from it must not take its lost quorum as proof; give it the resource file with the handler, as on the other nodes (cluster.md), before it is ever cut off`,
+  };
+});
 
 export const failoverMachine = protocol.createMachine({
   id: 'failover',
@@ -149,6 +166,7 @@ export const failoverMachine = protocol.createMachine({
             checkPeerLost(disks, c.instance, c.source, c.target, c.config?.tiebreaker ?? null),
           next: 'afterPeerLost',
           done: [
+            targetWithoutSelfFence,
             warning(
               (c) =>
                 `${c.source} is down (it does not answer and ${c.target} lost its DRBD connection to it): failing over without stopping the instance there`,
@@ -179,6 +197,7 @@ export const failoverMachine = protocol.createMachine({
             checkQuorumProof(disks, c.instance, c.source, c.target, c.config?.tiebreaker ?? null),
           next: 'awaitingSelfFence',
           done: [
+            targetWithoutSelfFence,
             warning(
               (c) =>
                 `${c.source} does not answer and ${c.target} holds DRBD quorum without it: ${c.source} cannot write; its quorum-lost handler stops ${c.instance} there within ${c.config?.selfFenceMs} ms, waited out before it starts on ${c.target}`,

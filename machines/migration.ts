@@ -4,6 +4,7 @@ import {
   checkInstanceConfig,
   checkReadyForDualPrimary,
   checkRunsOnSourceOnly,
+  checkSelfFence,
   cleanupHint,
   hypervisorMismatch,
   planMemory,
@@ -147,14 +148,17 @@ export const migrationMachine = protocol.createMachine({
         },
         checkingDisks: judgedRead({
           src: 'diskStatus',
-          description: 'Every disk Connected and UpToDate/UpToDate, single-master, on both nodes.',
+          description:
+            'Every disk Connected and UpToDate/UpToDate, single-master, on both nodes; with selfFenceMs, the target would stop the instance on losing quorum.',
           input: aboutDisksOnBoth,
-          problem: (c, status) => checkDiskConsistency(status, c.instance, c.source, c.target),
+          problem: (c, status) =>
+            checkDiskConsistency(status, c.instance, c.source, c.target) ??
+            checkSelfFence(c.config, status, c.target),
           next: 'predicting',
           failTo: '#migration.rejected',
           failure: (_, e) => `Cannot check disk consistency: ${e}`,
           says: () => '* checking disk consistency between source and target',
-          rules: [4],
+          rules: [1, 4],
         }),
         predicting: {
           description: 'A live copy is predicted first, when its policy asks for it (the default).',

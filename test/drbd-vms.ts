@@ -228,6 +228,42 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         await expectSingleMaster('node-a');
       });
 
+      // DRBD 9 only (its quorum-lost handler; 8.4 has no quorum): not registered for 8.4.
+      if (kernel === '9')
+        it('DRBD 9: refuses a migration onto node-b while it would not stop web1 on losing quorum (its usermode helper /bin/true, then a resource file without the handler); nothing touched', async () => {
+          const helper = '/sys/module/drbd/parameters/usermode_helper';
+          const was = (await sh('node-b', `cat ${helper}`)).stdout.trim();
+          expect(was).toMatch(/drbdadm$/);
+          const refused = async () => {
+            const out = await run(runMigration);
+            expect(out.outcome).toBe('rejected');
+            expect(out.error).toMatch(
+              /^node-b would not stop web1 on losing DRBD quorum: no quorum-lost handler runs there for web1-disk0 .* \(nothing was touched\)$/,
+            );
+            expect(await qemuRuns('node-b')).toBe(false);
+            await expectSingleMaster('node-a');
+          };
+          // Ganeti's helper: DRBD would run no handler at all.
+          await sh('node-b', `echo /bin/true >${helper}`);
+          try {
+            await refused();
+          } finally {
+            await sh('node-b', `echo ${was} >${helper}`);
+          }
+          // drbdadm, but node-b's file names no handler for the resource.
+          await sh(
+            'node-b',
+            'cp /etc/drbd.conf /run/drbd.conf.kept && sed -i "/quorum-lost/d" /etc/drbd.conf',
+          );
+          try {
+            await refused();
+          } finally {
+            await sh('node-b', 'cp /run/drbd.conf.kept /etc/drbd.conf');
+          }
+          // As it was: the kernel and drbdadm there would stop web1 (the next test migrates).
+          expect(await drbd('node-b')).toMatchObject({ quorumLostHandler: true });
+        }, 120_000);
+
       it('live-migrates to node-b through a real dual-primary window; the guest counts on and writes there, replicated to node-a', async () => {
         const sync: number[] = [];
         const states: string[] = [];

@@ -149,6 +149,7 @@ describe('parsing recorded drbdsetup-84 output', () => {
       quorum: 'off',
       mayPromote: null,
       autoPromote: false,
+      quorumLostHandler: null,
     };
     expect(parse('primary-connected.events2', 'single-master.show', 'primary-connected.status')).toEqual({
       ...base,

@@ -9,9 +9,11 @@ import { drbdDrivers } from '../src/drivers/drbd.js';
 import {
   drbd9,
   NEW_COPY_MAX_PEERS,
+  parseSelfFence,
   parseStatusJson,
   parseSyncStatusJson,
   resourceOptionsOf,
+  selfFenceRead,
 } from '../src/drivers/drbd9.js';
 import { type DrbdLink, NET_POLICIES } from '../src/drivers/drbd84.js';
 import { drbdFamilyProblem, parseNodeInfo } from '../src/drivers/node.js';
@@ -261,6 +263,7 @@ describe('DRBD 9 status --json (recorded from DRBD 9.2.16 on the VM testbed, tes
       quorum: 'off',
       mayPromote: null,
       autoPromote: false,
+      quorumLostHandler: null,
     });
     expect(parseSyncStatusJson(fixture('primary-connected.json'), 1)).toEqual({
       syncing: false,
@@ -476,6 +479,8 @@ describe('a cluster file with DRBD 9 nodes', () => {
 
   it('plans DRBD 9 commands: options then connect, status as JSON', () => {
     const cluster = ClusterFile.parse(file({ 'node-a': 0, 'node-b': 1 }));
+    // With each status: whether the node would stop the instance on losing quorum.
+    const fence = shellLine(selfFenceRead('web1-disk0'));
     const attach = plannedCommands(cluster, 'c.yaml', 'attachNet', {
       instance: 'web1',
       nodes: ['node-a', 'node-b'],
@@ -490,9 +495,11 @@ describe('a cluster file with DRBD 9 nodes', () => {
       'node-a$ /usr/sbin/drbdsetup status web1-disk0 --json --statistics',
       'node-a$ /usr/sbin/drbdsetup show web1-disk0',
       'node-a$ /usr/sbin/drbdsetup events2 --now web1-disk0',
+      `node-a$ ${fence}`,
       'node-b$ /usr/sbin/drbdsetup status web1-disk0 --json --statistics',
       'node-b$ /usr/sbin/drbdsetup show web1-disk0',
       'node-b$ /usr/sbin/drbdsetup events2 --now web1-disk0',
+      `node-b$ ${fence}`,
       'node-a$ /usr/sbin/drbdsetup net-options web1-disk0 1 --protocol=C --after-sb-0pri=discard-zero-changes --after-sb-1pri=consensus --allow-two-primaries=yes',
       'node-a$ /usr/sbin/drbdsetup connect web1-disk0 1',
       'node-b$ /usr/sbin/drbdsetup net-options web1-disk0 0 --protocol=C --after-sb-0pri=discard-zero-changes --after-sb-1pri=consensus --allow-two-primaries=yes',
@@ -502,9 +509,11 @@ describe('a cluster file with DRBD 9 nodes', () => {
       'node-a$ /usr/sbin/drbdsetup status web1-disk0 --json --statistics',
       'node-a$ /usr/sbin/drbdsetup show web1-disk0',
       'node-a$ /usr/sbin/drbdsetup events2 --now web1-disk0',
+      `node-a$ ${fence}`,
       'node-b$ /usr/sbin/drbdsetup status web1-disk0 --json --statistics',
       'node-b$ /usr/sbin/drbdsetup show web1-disk0',
       'node-b$ /usr/sbin/drbdsetup events2 --now web1-disk0',
+      `node-b$ ${fence}`,
     ]);
     const status = plannedCommands(cluster, 'c.yaml', 'diskStatus', {
       instance: 'web1',
@@ -515,6 +524,7 @@ describe('a cluster file with DRBD 9 nodes', () => {
       '/usr/sbin/drbdsetup status web1-disk0 --json --statistics',
       '/usr/sbin/drbdsetup show web1-disk0',
       '/usr/sbin/drbdsetup events2 --now web1-disk0',
+      fence,
     ]);
   });
 });
@@ -567,4 +577,56 @@ describe('DRBD 9 auto-promote, read from the kernel and refused by a migration',
     );
     expect(JSON.stringify(sim.snapshot().resources)).toBe(before);
   });
+});
+
+describe('whether a node would stop the instance on losing quorum (selfFenceRead)', () => {
+  it('only with drbdadm as DRBD’s usermode helper and a quorum-lost handler configured', () => {
+    const handler = 'handler /usr/lib/drbd-migrate/quorum-lost\n';
+    expect(parseSelfFence(`helper /sbin/drbdadm\n${handler}`)).toBe(true);
+    expect(parseSelfFence(`helper drbdadm\n${handler}`)).toBe(true);
+    // Ganeti's helper runs no handler; a file without one, or no module loaded, neither.
+    expect(parseSelfFence(`helper /bin/true\n${handler}`)).toBe(false);
+    expect(parseSelfFence('helper /sbin/drbdadm\n')).toBe(false);
+    expect(parseSelfFence(`helper \n${handler}`)).toBe(false);
+  });
+
+  it.skipIf(!available)(
+    'finds the handler in what drbdadm 9 dumps of the node’s file, and nothing in a file without one (real drbd-utils)',
+    () => {
+      const dir = tempDir('drbd9-fence-');
+      const read = (handlers: string) => {
+        writeFileSync(
+          join(dir, 'drbd.conf'),
+          `resource web1-disk0 {
+  options { auto-promote no; quorum majority; on-no-quorum io-error; }
+${handlers}  on node-a { node-id 0; device /dev/drbd0; disk /dev/vg/web1-disk0; address 10.99.1.1:7789; meta-disk internal; }
+  on node-b { node-id 1; device /dev/drbd0; disk /dev/vg/web1-disk0; address 10.99.1.2:7789; meta-disk internal; }
+}
+`,
+        );
+        // The node's own /etc/drbd.conf, as drbdadm reads it there (a private mount of the file).
+        return execFileSync(
+          'unshare',
+          [
+            '--uts',
+            '--mount',
+            'sh',
+            '-c',
+            `hostname node-a && mount --bind ${dir}/drbd.conf /etc/drbd.conf && exec "$@"`,
+            'sh',
+            ...selfFenceRead('web1-disk0'),
+          ],
+          { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+        );
+      };
+      expect(read('  handlers { quorum-lost "/usr/lib/drbd-migrate/quorum-lost"; }\n')).toMatch(
+        /^handler \/usr\/lib\/drbd-migrate\/quorum-lost$/m,
+      );
+      expect(read('')).not.toMatch(/^handler/m);
+      // No DRBD module here: the helper is unread, so the answer is no whichever the file.
+      expect(parseSelfFence(read('  handlers { quorum-lost "/x"; }\n'))).toBe(
+        existsSync('/sys/module/drbd/parameters/usermode_helper'),
+      );
+    },
+  );
 });

@@ -636,6 +636,36 @@ describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 w
     expect(sim.world.violations).toEqual([]);
   });
 
+  it('a node that would not stop web1 on losing quorum (no quorum-lost handler): a migration onto it is refused, nothing touched; a failover onto it goes on and says so; cut off, it runs on', async () => {
+    const spec = (selfFences: { a: boolean; b: boolean }) =>
+      createSimCluster({
+        nodes: { 'node-a': { selfFences: selfFences.a }, 'node-b': { selfFences: selfFences.b } },
+        instances: (DEMO_SPEC.instances ?? []).map((i) => ({ ...i, quorum: true, selfFenceMs: 30_000 })),
+      });
+    const sim = spec({ a: true, b: false });
+    const moved = await runMigration({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect(moved.outcome).toBe('rejected');
+    expect(moved.error).toMatch(
+      /^node-b would not stop web1 on losing DRBD quorum: no quorum-lost handler runs there for web1-disk0 .* \(nothing was touched\)$/,
+    );
+    expect(sim.world.vms['node-b']?.web1).toBeUndefined();
+    expect(restStateProblems(sim.current(), 'web1')).toEqual([]);
+
+    sim.perturb('sourceIsolated', 'web1');
+    const out = await failover(sim);
+    expect(out.outcome).toBe('failedOver');
+    expect(out.warnings.join('\n')).toMatch(
+      /node-b would not stop web1 on losing DRBD quorum \(no quorum-lost handler runs there for web1-disk0\): once it is the primary, a failover away from it must not take its lost quorum as proof/,
+    );
+    expect(sim.world.violations).toEqual([]);
+
+    // The simulator's kernel: a node whose handler does not run writes no more, but its guest runs on.
+    const bare = spec({ a: false, b: true });
+    bare.perturb('sourceIsolated', 'web1');
+    await bare.clock.sleep(60_000, new AbortController().signal);
+    expect(bare.current().vms['node-a']?.web1?.state).toBe('running');
+  });
+
   it('refuses while the source is cut from the target only: the tiebreaker still reaches it (may_promote: no)', async () => {
     const sim = quorate();
     sim.perturb('linkDown', 'web1');

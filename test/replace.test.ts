@@ -17,6 +17,7 @@ import {
   createSimCluster,
   createWorld,
   type Fault,
+  restStateProblems,
   type SimCluster,
   type World,
   type WorldSpec,
@@ -584,6 +585,24 @@ describe('DRBD 9: make-before-break on the simulated cluster', () => {
       );
     const peersOfTiebreaker = (sim: SimCluster) =>
       ['web1-disk0', 'web1-disk1'].map((r) => [...sim.world.resources[r]!.tiebreakerPeers].sort());
+
+    it('refuses a new node that would not stop web1 on losing quorum (no quorum-lost handler): nothing is made there, the pair as it was', async () => {
+      const sim = withTiebreaker();
+      sim.world.nodes['node-c']!.selfFences = false;
+      const { out } = await replaceWatched(sim);
+      // As any refusal of createDisks: the undo finds nothing of node-c to take back.
+      expect(out.outcome).toBe('reverted');
+      expect(out.error).toMatch(
+        /node-c would not stop web1 on losing DRBD quorum: no quorum-lost handler runs there for web1-disk0 .*give node-c the resource file with the quorum-lost handler/,
+      );
+      expect(sim.world.resources['web1-disk0']!.local['node-c']).toBeUndefined();
+      expect(sim.world.config.instances.web1?.secondaryNode).toBe('node-b');
+      expect(peersOfTiebreaker(sim)).toEqual([
+        ['node-a', 'node-b'],
+        ['node-a', 'node-b'],
+      ]);
+      expect(restStateProblems(sim.current(), 'web1')).toEqual([]);
+    });
 
     it('node-c joins node-a and the tiebreaker before the commit, node-b leaves both after: quorum carries over, so a cut-off node-a fails over to node-c without the operator’s word', async () => {
       const sim = withTiebreaker();

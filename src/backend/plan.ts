@@ -2,6 +2,7 @@ import type { EffectName } from '../../machines/index.js';
 import { META_MIB } from '../../machines/index.js';
 import { type ClusterFile, type ClusterInstance, drbdNodeId } from '../cluster/index.js';
 import { drbdDrivers } from '../drivers/drbd.js';
+import { selfFenceRead } from '../drivers/drbd9.js';
 import type { DrbdLink } from '../drivers/drbd84.js';
 import { lvm, volumePath } from '../drivers/lvm.js';
 import { nodeInfoCommand, resyncHelperCommand } from '../drivers/node.js';
@@ -125,8 +126,14 @@ export function plannedCommands(
       return nodes.flatMap((n) => {
         const vg = cluster.nodes.find((x) => x.name === n)?.volumeGroup ?? 'xenvg';
         return [
-          // The resync helper checked first (see resyncHelperCommand).
-          ...links(n).map((l) => sh(n, resyncHelperCommand(l.resource))),
+          // The resync helper checked first (see resyncHelperCommand), and with selfFenceMs on DRBD 9
+          // the node's quorum-lost handler (see selfFenceRead).
+          ...links(n).flatMap((l) => [
+            sh(n, resyncHelperCommand(l.resource)),
+            ...(inst.selfFenceMs !== undefined && cluster.nodes.find((x) => x.name === n)?.drbd === '9'
+              ? [sh(n, selfFenceRead(l.resource))]
+              : []),
+          ]),
           sh(n, lvm.report(vg)),
           ...links(n).flatMap((l) => {
             const disk = inst.disks.find((d) => 'resource' in d && d.resource === l.resource);

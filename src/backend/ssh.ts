@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Effects, MigrationStatus, NodeSync } from '../../machines/index.js';
+import { type Effects, type MigrationStatus, type NodeSync, noSelfFence } from '../../machines/index.js';
 import {
   type ClusterInstance,
   type ClusterNode,
@@ -7,6 +7,7 @@ import {
   loadCluster,
 } from '../cluster/index.js';
 import { drbdDrivers } from '../drivers/drbd.js';
+import { parseSelfFence, selfFenceRead } from '../drivers/drbd9.js';
 import { lvm, missingVolumes, parseReport, volumePath } from '../drivers/lvm.js';
 import {
   drbdFamilyProblem,
@@ -171,6 +172,11 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
         });
         if (helper.code === RESYNC_HELPER_REFUSED)
           throw new Error(resyncHelperProblem(node, l.resource, helper.stdout.trim()));
+        // A copy of an instance whose failover trusts a self-fence only where the node would fence.
+        if (inst.selfFenceMs !== undefined && nodeSpec(node).drbd === '9') {
+          const fence = await shell(node).exec(selfFenceRead(l.resource), { timeoutMs, signal });
+          if (!parseSelfFence(fence.stdout)) throw new Error(noSelfFence(node, instance, l.resource));
+        }
       }
       const storage = await storageOf(node, timeoutMs, signal);
       for (const l of drbdLinks(inst, node)) {

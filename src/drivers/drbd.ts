@@ -1,6 +1,14 @@
 import type { DiskStatus } from '../../machines/index.js';
 import { shellLine } from '../ssh/shell.js';
-import { drbd9, hasPeer, parseStatusJson, parseSyncStatusJson, resourceOptionsOf } from './drbd9.js';
+import {
+  drbd9,
+  hasPeer,
+  parseSelfFence,
+  parseStatusJson,
+  parseSyncStatusJson,
+  resourceOptionsOf,
+  selfFenceRead,
+} from './drbd9.js';
 import { type CopyVolumes, type DrbdLink, drbd84, parseEvents2, parseSyncStatus } from './drbd84.js';
 
 /**
@@ -108,9 +116,12 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     // A DRBD 9 connection keeps its options while StandAlone: set them, then connect.
     connect: (l, two, discard) => [drbd9.netOptions(l, two), drbd9.connect(l, discard)],
     waitConnect: drbd9.waitConnect,
-    statusReads: (l) => [drbd9.status(l), drbd9.show(l), drbd9.events(l)],
-    parseStatus: ([json, show, events], l) =>
-      parseStatusJson(json ?? '', show ?? '', l.minor, l.peerNodeId, events),
+    // With whether the node would stop the instance on quorum loss (its quorum-lost handler).
+    statusReads: (l) => [drbd9.status(l), drbd9.show(l), drbd9.events(l), selfFenceRead(l.resource)],
+    parseStatus: ([json, show, events, selfFence], l) => ({
+      ...parseStatusJson(json ?? '', show ?? '', l.minor, l.peerNodeId, events),
+      ...(selfFence === undefined ? {} : { quorumLostHandler: parseSelfFence(selfFence) }),
+    }),
     syncRead: (l, s) => (s > 0 ? waitThen(drbd9.waitSync(l, s), drbd9.status(l)) : drbd9.status(l)),
     parseSync: (output, l) => parseSyncStatusJson(output, l.peerNodeId),
     // As drbdadm up makes it from a file naming this node alone: no peer yet (attachNet adds it).

@@ -319,3 +319,23 @@ export function parseSyncStatusJson(
         : Math.min(100, ...pending.map(({ device }) => device?.['percent-resync-done'] ?? 0)),
   };
 }
+
+/**
+ * Whether this node would stop an instance when it loses DRBD quorum on `resource`: DRBD runs its
+ * usermode helper on quorum loss, and only drbdadm (the default) runs the quorum-lost handler its
+ * configuration names for the resource (Ganeti's /bin/true runs none). Prints the helper, then the
+ * handler if one is configured; always exit 0 (the answer is in the output).
+ */
+export const selfFenceRead = (resource: string) => [
+  'sh',
+  '-c',
+  'echo "helper $(cat /sys/module/drbd/parameters/usermode_helper 2>/dev/null)"; drbdadm dump "$1" 2>/dev/null | sed -n "s/^[[:space:]]*quorum-lost[[:space:]][[:space:]]*\\(.*\\);[[:space:]]*$/handler \\1/p"; exit 0',
+  'self-fence',
+  resource,
+];
+
+/** The answer to selfFenceRead: a helper that is drbdadm, and a quorum-lost handler configured. */
+export function parseSelfFence(output: string): boolean {
+  const helper = /^helper (.*)$/m.exec(output)?.[1]?.trim() ?? '';
+  return /(^|\/)drbdadm$/.test(helper) && /^handler \S/m.test(output);
+}

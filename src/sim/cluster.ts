@@ -4,6 +4,7 @@ import {
   type EffectName,
   type Effects,
   type NodeSync,
+  noSelfFence,
 } from '../../machines/index.js';
 import { SimClock } from './clock.js';
 import {
@@ -235,7 +236,8 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
   function selfFence() {
     for (const node of isolatedNodes) {
       const n = world.nodes[node]!;
-      if (n.isolatedSince === null) continue;
+      // A node without the handler (or whose helper runs none) writes no more, but its guest runs on.
+      if (n.isolatedSince === null || !n.selfFences) continue;
       for (const instance of Object.keys(world.vms[node] ?? {})) {
         const config = world.config.instances[instance];
         if (config?.selfFenceMs === null || config === undefined) continue;
@@ -422,9 +424,19 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     nodeStorage: (input, signal) =>
       act('nodeStorage', input, signal, QUERY_MS, () => nodeStorage(world, input.node)),
     createDisks: (input, signal) =>
-      act('createDisks', input, signal, step, () =>
-        onDisks(input.disks, (d) => createDisk(world, input.node, d)),
-      ),
+      act('createDisks', input, signal, step, () => {
+        // As the SSH backend: a copy of an instance with selfFenceMs only where it would self-fence.
+        const config = world.config.instances[input.instance];
+        const resource = input.disks[0]?.resource;
+        if (
+          config?.selfFenceMs != null &&
+          config.drbdVersion === '9' &&
+          resource !== undefined &&
+          world.nodes[input.node]?.selfFences === false
+        )
+          throw new Error(noSelfFence(input.node, input.instance, resource));
+        return onDisks(input.disks, (d) => createDisk(world, input.node, d));
+      }),
     removeDisks: (input, signal) =>
       act('removeDisks', input, signal, step, () =>
         onDisks(input.disks, (d) => removeDisk(world, input.node, d)),

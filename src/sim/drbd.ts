@@ -222,6 +222,10 @@ function writeWhileApart(world: World, r: Resource, dtMs: number, writers: Set<s
 }
 
 /** `node`'s view of the resource, towards `towards` where it has more than one peer (DRBD 9). */
+/** DRBD 9: whether NODE would stop the instance on losing quorum (see the node's selfFences). */
+const selfFenceOf = (world: World, r: Resource, node: string) =>
+  r.drbd === '9' ? (world.nodes[node]?.selfFences ?? true) : null;
+
 export function statusOf(world: World, r: Resource, node: string, towards?: string): DiskStatus {
   if (node === r.tiebreaker)
     return tiebreakerStatus(
@@ -238,6 +242,7 @@ export function statusOf(world: World, r: Resource, node: string, towards?: stri
   return {
     resource: r.name,
     minor: r.minor,
+    quorumLostHandler: selfFenceOf(world, r, node),
     role: local.role,
     peerRole: connected ? peer.role : 'Unknown',
     connection: local.connection,
@@ -306,6 +311,8 @@ export function tiebreakerStatus(world: World, r: Resource, towards: string): Di
   return {
     resource: r.name,
     minor: r.minor,
+    // Diskless: it never runs the instance, so it has nothing to stop.
+    quorumLostHandler: null,
     role: 'Secondary',
     peerRole: connected ? peer.role : 'Unknown',
     connection: connected ? 'Connected' : votesFor(r, towards) ? 'Connecting' : 'StandAlone',
@@ -382,6 +389,7 @@ function unlinkedStatus(world: World, r: Resource, node: string): DiskStatus {
   return {
     resource: r.name,
     minor: r.minor,
+    quorumLostHandler: selfFenceOf(world, r, node),
     role: local.role,
     peerRole: 'Unknown',
     connection: local.connection,
@@ -462,6 +470,7 @@ export function joiningStatus(world: World, r: Resource, node: string): DiskStat
   return {
     resource: r.name,
     minor: r.minor,
+    quorumLostHandler: selfFenceOf(world, r, node),
     role: local.role,
     peerRole: j.connected ? other.role : 'Unknown',
     connection: j.connected ? 'Connected' : j.configured.includes(node) ? 'Connecting' : 'StandAlone',

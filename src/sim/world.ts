@@ -211,6 +211,11 @@ export const World = z
         isolatedSince: z.number().nullable().default(null),
         /** Marked for maintenance in the config: nothing new is placed there. */
         drained: z.boolean().default(false),
+        /**
+         * DRBD 9: it would stop an instance on losing quorum (its usermode helper is drbdadm, and its
+         * resource files name a quorum-lost handler). False: Ganeti's /bin/true helper, or no file.
+         */
+        selfFences: z.boolean().default(true),
       }),
     ),
     /** Each node's volume group (worlds saved before it existed get one, holding their disks). */
@@ -295,7 +300,13 @@ export interface InstanceSpec {
 export interface WorldSpec {
   nodes?: Record<
     string,
-    { memoryMiB?: number; hypervisorVersion?: string; diskMiB?: number; drained?: boolean }
+    {
+      memoryMiB?: number;
+      hypervisorVersion?: string;
+      diskMiB?: number;
+      drained?: boolean;
+      selfFences?: boolean;
+    }
   >;
   instances?: InstanceSpec[];
   settings?: Partial<Settings>;
@@ -339,6 +350,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       unreachable: false,
       isolatedSince: null,
       drained: n.drained ?? false,
+      selfFences: n.selfFences ?? true,
     };
     world.storage[name] = { name: DEFAULT_VOLUME_GROUP, sizeMiB: n.diskMiB ?? DEFAULT_VG_MIB, volumes: {} };
     world.vms[name] = {};

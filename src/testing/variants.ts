@@ -86,6 +86,7 @@ const disk = (
   quorum: 'off',
   mayPromote: null,
   autoPromote: false,
+  quorumLostHandler: null,
   ...extra,
 });
 
