@@ -3,6 +3,7 @@ import {
   checkFailoverConfig,
   checkPeerLost,
   checkQuorumProof,
+  checkSelfFence,
   checkTargetUpToDate,
   locate,
 } from './checks.js';
@@ -236,14 +237,16 @@ export const failoverMachine = protocol.createMachine({
         checkingDisks: judgedRead({
           src: 'diskStatus',
           description:
-            'The target’s disks must be UpToDate (and in sync with the source, unless told to ignore it).',
+            'The target’s disks must be UpToDate (and in sync with the source, unless told to ignore it); with selfFenceMs, a planned failover’s target would stop the instance on losing quorum.',
           input: aboutDisksOnBoth,
-          problem: diskProblem,
+          // A repair brings the instance up where the config already names: nothing to choose.
+          problem: (c, status) =>
+            diskProblem(c, status) ?? (c.request.cleanup ? null : checkSelfFence(c.config, status, c.target)),
           next: 'checkingMemory',
           failTo: '#failover.rejected',
           failure: (_, e) => `Cannot check disk consistency: ${e}`,
           says: () => '* checking disk consistency on the target',
-          rules: [4],
+          rules: [1, 4],
         }),
         checkingMemory: judgedRead({
           src: 'nodeInfo',

@@ -636,7 +636,7 @@ describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 w
     expect(sim.world.violations).toEqual([]);
   });
 
-  it('a node that would not stop web1 on losing quorum (no quorum-lost handler): a migration onto it is refused, nothing touched; a failover onto it goes on and says so; cut off, it runs on', async () => {
+  it('a node that would not stop web1 on losing quorum (no quorum-lost handler): a migration or a planned failover onto it is refused, nothing touched; an emergency failover onto it goes on and says so; cut off, it runs on', async () => {
     const spec = (selfFences: { a: boolean; b: boolean }) =>
       createSimCluster({
         nodes: { 'node-a': { selfFences: selfFences.a }, 'node-b': { selfFences: selfFences.b } },
@@ -651,6 +651,15 @@ describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 w
     expect(sim.world.vms['node-b']?.web1).toBeUndefined();
     expect(restStateProblems(sim.current(), 'web1')).toEqual([]);
 
+    // A planned failover (the source answers) chooses its target as a migration does.
+    const planned = await failover(sim);
+    expect(planned.outcome).toBe('rejected');
+    expect(planned.error).toMatch(
+      /^node-b would not stop web1 on losing DRBD quorum: .* \(nothing was touched\)$/,
+    );
+    expect(sim.world.vms['node-a']?.web1?.state).toBe('running');
+
+    // An emergency goes on, and says so.
     sim.perturb('sourceIsolated', 'web1');
     const out = await failover(sim);
     expect(out.outcome).toBe('failedOver');
