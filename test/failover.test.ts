@@ -675,6 +675,34 @@ describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 w
     expect(bare.current().vms['node-a']?.web1?.state).toBe('running');
   });
 
+  it('the simulator’s kernel: a node that loses quorum while it answers (its link down, the tiebreaker gone too) stops its guest the bound after the loss, as the handler does; quorum back before the bound, the guest runs on', async () => {
+    const wait = (sim: ReturnType<typeof createSimCluster>, ms: number) =>
+      sim.clock.sleep(ms, new AbortController().signal);
+    const cut = (linkBackMs: number) => {
+      const sim = quorate({ tiebreaker: 'node-c' });
+      sim.perturb('linkDown', 'web1');
+      for (const r of Object.values(sim.world.resources)) r.linkDownUntil = sim.world.time + linkBackMs;
+      sim.killNode('node-c');
+      return sim;
+    };
+    const lost = cut(3_600_000);
+    await wait(lost, 29_000);
+    expect(lost.current().vms['node-a']?.web1?.state).toBe('running');
+    await wait(lost, 2_000);
+    expect(lost.current().vms['node-a']?.web1).toBeUndefined();
+    expect(lost.world.resources['web1-disk0']?.local['node-a']?.role).toBe('Secondary');
+    expect(lost.world.violations).toEqual([]);
+
+    const back = cut(10_000);
+    await wait(back, 60_000);
+    expect(back.current().vms['node-a']?.web1?.state).toBe('running');
+
+    // Back after the bound, all of it seen at once: the handler had run at the bound.
+    const late = cut(40_000);
+    await wait(late, 60_000);
+    expect(late.current().vms['node-a']?.web1).toBeUndefined();
+  });
+
   it('refuses while the source is cut from the target only: the tiebreaker still reaches it (may_promote: no)', async () => {
     const sim = quorate();
     sim.perturb('linkDown', 'web1');

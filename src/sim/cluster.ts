@@ -135,20 +135,21 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       advance();
       perturb(world, kind, instance);
       sortOutAll();
-      sortOutIsolated();
+      if (quorate.length > 0) selfFence();
       recordInvariants(world);
     },
     killNode: (node, options = {}) => {
       advance();
       killNode(world, node, options.wroteAlone === true);
       sortOutAll();
+      if (quorate.length > 0) selfFence();
       recordInvariants(world);
     },
     reviveNode: (node) => {
       advance();
       reviveNode(world, node);
       sortOutAll();
-      sortOutIsolated();
+      if (quorate.length > 0) selfFence();
     },
   };
 
@@ -201,15 +202,24 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     sortOutCopy(instance);
   };
   sortOutAll();
-  /** Nodes cut off from everything (few or none: advance looks at them only). */
-  let isolatedNodes: string[] = [];
-  const sortOutIsolated = () => {
-    isolatedNodes = Object.keys(world.nodes).filter((n) => world.nodes[n]!.isolatedSince !== null);
-  };
-  sortOutIsolated();
+  /** Resources with quorum (few or none: the self-fence looks at them only). */
+  const quorate = Object.values(world.resources)
+    .filter((r) => r.quorum)
+    .map((r) => r.name);
 
   function advance() {
     const to = clock.now();
+    // A self-fence due within the step happens at its time (quorum may come back later in it).
+    // Each round stops a guest or clears a loss; the bound only guards against a model bug.
+    for (let due = fenceDue(), round = 0; due !== null && due < to && round < 64; due = fenceDue(), round++) {
+      advanceTo(due);
+      selfFence();
+    }
+    advanceTo(to);
+    if (quorate.length > 0) selfFence();
+  }
+
+  function advanceTo(to: number) {
     const dt = to - world.time;
     if (dt <= 0) return;
     for (const name of [...unsettled]) {
@@ -226,33 +236,61 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       for (const instance of [...copied]) sortOutCopy(instance);
     }
     world.time = to;
-    if (isolatedNodes.length > 0) selfFence();
+  }
+
+  /** The earliest time a quorum-lost handler stops a guest, as the losses stand (null: none due). */
+  function fenceDue(): number | null {
+    let due: number | null = null;
+    for (const name of quorate) {
+      const r = world.resources[name];
+      for (const [node, since] of Object.entries(r?.quorumLostSince ?? {})) {
+        if (world.nodes[node]?.selfFences === false) continue;
+        for (const instance of instancesOf(name)) {
+          const fenceMs = world.config.instances[instance]?.selfFenceMs;
+          if (fenceMs == null || world.vms[node]?.[instance] === undefined) continue;
+          if (due === null || since + fenceMs < due) due = since + fenceMs;
+        }
+      }
+    }
+    return due;
   }
 
   /**
-   * A quorum-lost handler at work: a node cut off from everything, whose disks lost quorum, stops
-   * each guest whose config gives a self-fence bound once that bound has passed since the cut.
+   * A quorum-lost handler at work (DRBD 9): a node running a guest that lost quorum on one of the
+   * guest's disks, whatever the cause (cut off from everything, or its peer's link down with the
+   * tiebreaker gone too), stops the guest once the instance's selfFenceMs has passed since the loss,
+   * then demotes the disks it held (DRBD lets a Primary without quorum become Secondary once
+   * nothing holds it open). A node whose handler does not run writes no more, but its guest runs on.
    */
   function selfFence() {
-    for (const node of isolatedNodes) {
-      const n = world.nodes[node]!;
-      // A node without the handler (or whose helper runs none) writes no more, but its guest runs on.
-      if (n.isolatedSince === null || !n.selfFences) continue;
-      for (const instance of Object.keys(world.vms[node] ?? {})) {
+    for (const name of quorate) {
+      const r = world.resources[name];
+      if (r === undefined) continue;
+      for (const node of r.nodes) {
+        const runsOne = instancesOf(r.name).some((i) => world.vms[node]?.[i] !== undefined);
+        if (!runsOne || world.nodes[node]?.down === true || quorumOf(world, r, node).quorum !== 'lost') {
+          delete r.quorumLostSince[node];
+          continue;
+        }
+        // Cut off from everything: since the cut (the failover counts its bound from about then).
+        r.quorumLostSince[node] ??= world.nodes[node]?.isolatedSince ?? world.time;
+      }
+    }
+    for (const [node, vms] of Object.entries(world.vms)) {
+      if (world.nodes[node]?.selfFences === false) continue;
+      for (const instance of Object.keys(vms)) {
         const config = world.config.instances[instance];
-        if (config?.selfFenceMs === null || config === undefined) continue;
-        if (world.time < n.isolatedSince + config.selfFenceMs) continue;
+        if (config === undefined || config.selfFenceMs === null) continue;
+        const fenceMs = config.selfFenceMs;
         const lost = config.disks
           .map((d) => world.resources[d.resource])
-          .filter(
-            (r): r is Resource =>
-              r?.nodes.includes(node) === true && quorumOf(world, r, node).quorum === 'lost',
-          );
-        if (lost.length === 0) continue;
-        // The handler stops the guest, then demotes the disks it held (DRBD lets a Primary without
-        // quorum become Secondary once nothing holds it open).
+          .filter((r): r is Resource => r?.quorumLostSince[node] !== undefined);
+        if (!lost.some((r) => world.time >= r.quorumLostSince[node]! + fenceMs)) continue;
         removeVm(world, node, instance);
-        for (const r of lost) r.local[node]!.role = 'Secondary';
+        for (const r of lost) {
+          r.local[node]!.role = 'Secondary';
+          delete r.quorumLostSince[node];
+        }
       }
     }
   }
@@ -296,6 +334,8 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     const injected = () => new Error(`${node}: injected fault: ${effect} failed (call ${call})`);
     const finish = async () => {
       advance();
+      // What the step changed may have cost a node its quorum: the loss counts from now.
+      if (quorate.length > 0) selfFence();
       const instance = (input as { instance?: unknown }).instance;
       // A step acts on its instance only (listInstances reads the config).
       const checked = typeof instance === 'string' ? [instance] : [];

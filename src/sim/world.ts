@@ -92,6 +92,11 @@ export const Resource = z.object({
     })
     .nullable()
     .default(null),
+  /**
+   * Since when each node running a guest on it has lost quorum here (DRBD 9): its quorum-lost
+   * handler stops the guest the instance's selfFenceMs later. Gone once it holds quorum again.
+   */
+  quorumLostSince: z.record(NodeName, z.number()).default({}),
 });
 export type Resource = z.infer<typeof Resource>;
 export type Joining = NonNullable<Resource['joining']>;
@@ -397,6 +402,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           slowUntil: null,
           drbd: i.drbd ?? (i.quorum === true ? '9' : '8.4'),
           joining: null,
+          quorumLostSince: {},
         };
         for (const node of [i.primary, i.secondary]) {
           const vg = world.storage[node];
