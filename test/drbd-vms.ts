@@ -44,6 +44,8 @@ export function drbdVmSuite(kernel: DrbdKernel) {
   const driver = drbdDrivers[kernel];
   const drbdsetup = kernel === '8.4' ? '/lib/drbd/drbdsetup-84' : 'drbdsetup';
   const version = kernel === '8.4' ? 'in-tree 8.4.11' : '9 built from source';
+  /** A test's name, led by the DRBD it ran on (the CI log lists names without their suite's). */
+  const named = (name: string) => `DRBD ${kernel}: ${name}`;
 
   describe.skipIf(unavailable !== null)(
     `DRBD ${kernel}: VM testbed (Debian's kernel, DRBD ${version}, QEMU inside the nodes)`,
@@ -191,46 +193,53 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         if (dir) rmSync(dir, { recursive: true, force: true });
       });
 
-      it('starts single-master with node-a primary', async () => {
+      it(named('starts single-master with node-a primary'), async () => {
         expect(await drbd('node-a')).toMatchObject({ role: 'Primary', connection: 'Connected' });
         expect(await drbd('node-b')).toMatchObject({ role: 'Secondary', diskState: 'UpToDate' });
       });
 
-      it('refuses a cluster file that names the other DRBD (its module read from the kernel); nothing touched', async () => {
-        const cluster = await loadCluster(tb.clusterPath);
-        const other = kernel === '8.4' ? '9' : '8.4';
-        writeFileSync(
-          tb.clusterPath,
-          JSON.stringify({
-            ...cluster,
-            nodes: cluster.nodes.map((n) => ({ ...n, drbd: other })),
-            instances: cluster.instances.map((i) => ({
-              ...i,
-              disks: i.disks.map((d) => ({ ...d, nodeIds: DISK_NODE_IDS })),
-              // A self-fence bound and a tiebreaker are DRBD 9's (quorum): not named with 8.4 nodes.
-              selfFenceMs: other === '9' ? i.selfFenceMs : undefined,
-              tiebreaker: other === '9' ? i.tiebreaker : undefined,
-            })),
-          }),
-        );
-        try {
-          const out = await run(runMigration);
-          expect(out.outcome).toBe('rejected');
-          expect(out.error).toMatch(
-            new RegExp(
-              `node-[ab]: its kernel runs DRBD ${kernel === '8.4' ? '8\\.4\\.\\d+' : '9\\.\\d+\\.\\d+'} but the cluster file says drbd: ${other}`,
-            ),
+      it(
+        named(
+          'refuses a cluster file that names the other DRBD (its module read from the kernel); nothing touched',
+        ),
+        async () => {
+          const cluster = await loadCluster(tb.clusterPath);
+          const other = kernel === '8.4' ? '9' : '8.4';
+          writeFileSync(
+            tb.clusterPath,
+            JSON.stringify({
+              ...cluster,
+              nodes: cluster.nodes.map((n) => ({ ...n, drbd: other })),
+              instances: cluster.instances.map((i) => ({
+                ...i,
+                disks: i.disks.map((d) => ({ ...d, nodeIds: DISK_NODE_IDS })),
+                // A self-fence bound and a tiebreaker are DRBD 9's (quorum): not named with 8.4 nodes.
+                selfFenceMs: other === '9' ? i.selfFenceMs : undefined,
+                tiebreaker: other === '9' ? i.tiebreaker : undefined,
+              })),
+            }),
           );
-        } finally {
-          writeFileSync(tb.clusterPath, JSON.stringify(cluster, null, 2));
-        }
-        expect(await qemuRuns('node-b')).toBe(false);
-        await expectSingleMaster('node-a');
-      });
+          try {
+            const out = await run(runMigration);
+            expect(out.outcome).toBe('rejected');
+            expect(out.error).toMatch(
+              new RegExp(
+                `node-[ab]: its kernel runs DRBD ${kernel === '8.4' ? '8\\.4\\.\\d+' : '9\\.\\d+\\.\\d+'} but the cluster file says drbd: ${other}`,
+              ),
+            );
+          } finally {
+            writeFileSync(tb.clusterPath, JSON.stringify(cluster, null, 2));
+          }
+          expect(await qemuRuns('node-b')).toBe(false);
+          await expectSingleMaster('node-a');
+        },
+      );
 
       // DRBD 9 only (its quorum-lost handler; 8.4 has no quorum): not registered for 8.4.
       if (kernel === '9')
-        it('DRBD 9: refuses a migration onto node-b while it would not stop web1 on losing quorum (its usermode helper /bin/true, then a resource file without the handler); nothing touched', async () => {
+        it(named(
+          'refuses a migration onto node-b while it would not stop web1 on losing quorum (its usermode helper /bin/true, then a resource file without the handler); nothing touched',
+        ), async () => {
           const helper = '/sys/module/drbd/parameters/usermode_helper';
           const was = (await sh('node-b', `cat ${helper}`)).stdout.trim();
           expect(was).toMatch(/drbdadm$/);
@@ -264,7 +273,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
           expect(await drbd('node-b')).toMatchObject({ quorumLostHandler: true });
         }, 120_000);
 
-      it('live-migrates to node-b through a real dual-primary window; the guest counts on and writes there, replicated to node-a', async () => {
+      it(named(
+        'live-migrates to node-b through a real dual-primary window; the guest counts on and writes there, replicated to node-a',
+      ), async () => {
         const sync: number[] = [];
         const states: string[] = [];
         const out = await run(runMigration, {
@@ -295,7 +306,7 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         expect(sector.stdout.startsWith(`disk-tick ${(last + 1).toString(16).padStart(4, '0')}`)).toBe(true);
       }, 180_000);
 
-      it('migrates back non-live', async () => {
+      it(named('migrates back non-live'), async () => {
         const out = await run(runMigration, { mode: 'non-live' });
         expect(out.outcome).toBe('migrated');
         const left = await serial('node-b');
@@ -305,7 +316,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         await expectSingleMaster('node-a');
       }, 180_000);
 
-      it('an operator abort during a throttled copy reverts: node-a runs on as the only primary', async () => {
+      it(named(
+        'an operator abort during a throttled copy reverts: node-a runs on as the only primary',
+      ), async () => {
         // The prediction off: a tiny guest's measurement reads 0 or a few MiB/s by chance.
         await setOptions({
           bandwidthMiBps: 0.01,
@@ -360,7 +373,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         await expectSingleMaster('node-a');
       }, 180_000);
 
-      it('cleanup repairs what a crashed run left: both nodes Primary with two primaries allowed', async () => {
+      it(named(
+        'cleanup repairs what a crashed run left: both nodes Primary with two primaries allowed',
+      ), async () => {
         // As a run that died inside the dual-master window leaves it.
         for (const node of NODES) {
           await tb.exec(node, driver.disconnect(linkOf(node)), [0, ...driver.alreadyStandAlone]);
@@ -385,7 +400,7 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         await waitForTick('node-a', last + 1);
       }, 180_000);
 
-      it('--dry-run plans exactly the DRBD and QEMU commands a real run sends', async () => {
+      it(named('--dry-run plans exactly the DRBD and QEMU commands a real run sends'), async () => {
         const lines: string[] = [];
         const limits = (await loadCluster(tb.clusterPath)).options.limits ?? {};
         const planned = await dryRun(tb.clusterPath, 'migration', { instance: 'web1', limits }, (l) =>
@@ -402,7 +417,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         await expectSingleMaster('node-b');
       }, 180_000);
 
-      it('a CLI killed inside the dual-master window is resumed from its journal: migrated, single-master', async () => {
+      it(named(
+        'a CLI killed inside the dual-master window is resumed from its journal: migrated, single-master',
+      ), async () => {
         // The 13th transition is dualMaster.openingSource (a simulated run lists them: migrate --json).
         const { common, stateDir, lastState } = await killedAt(13);
         expect(lastState).toMatch(/^dualMaster\.opening/);
@@ -429,7 +446,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         rmSync(stateDir, { recursive: true, force: true });
       }, 180_000);
 
-      it('a CLI killed inside the handover is resumed as a cleanup: the instance runs on one node, single-master', async () => {
+      it(named(
+        'a CLI killed inside the handover is resumed as a cleanup: the instance runs on one node, single-master',
+      ), async () => {
         // The 16th: migrating.settingParameters, inside the handover.
         const { common, stateDir, lastState } = await killedAt(16);
         expect(lastState).toMatch(/^migrating\./);
@@ -450,7 +469,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         rmSync(stateDir, { recursive: true, force: true });
       }, 180_000);
 
-      it('attachNet configures again a side whose peer refused the handshake (mismatched two-primaries)', async () => {
+      it(named(
+        'attachNet configures again a side whose peer refused the handshake (mismatched two-primaries)',
+      ), async () => {
         // node-b's first connect is sent with two primaries allowed, node-a's without: DRBD refuses
         // the connection ("incompatible allow-two-primaries settings") and drops to StandAlone.
         const seen = recording();
@@ -492,7 +513,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
       }, 180_000);
 
       // Issue 11: the guest runs on node-a (as the test before leaves it); node-a is alive.
-      it('refuses a failover with --source-is-down while node-a answers and runs the guest; nothing touched', async () => {
+      it(named(
+        'refuses a failover with --source-is-down while node-a answers and runs the guest; nothing touched',
+      ), async () => {
         expect(await qemuRuns('node-a')).toBe(true);
         const stateDir = tempDir('drbd-migrate-state-');
         const before = await loadCluster(tb.clusterPath);
@@ -513,7 +536,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         await expectSingleMaster('node-a');
       }, 120_000);
 
-      it('node-a loses power → failover to node-b → node-a boots → rejoin → live migration back', async () => {
+      it(named(
+        'node-a loses power → failover to node-b → node-a boots → rejoin → live migration back',
+      ), async () => {
         const stateDir = tempDir('drbd-migrate-state-');
         const common = ['--cluster', tb.clusterPath, '--state-dir', stateDir];
         const beforeCrash = ticks(await serial('node-a')).at(-1)!;
@@ -574,7 +599,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
 
       // DRBD 9 only (8.4 has no quorum): not registered for 8.4 rather than skipped.
       if (kernel === '9')
-        it('node-a cut off from every network while its guest runs → failover without the operator’s word (node-b holds quorum) → node-a stops its guest itself → links back → rejoin (what node-a wrote alone, at most an in-flight tick, discarded) → migrate back', async () => {
+        it(named(
+          'node-a cut off from every network while its guest runs → failover without the operator’s word (node-b holds quorum) → node-a stops its guest itself → links back → rejoin (what node-a wrote alone, at most an in-flight tick, discarded) → migrate back',
+        ), async () => {
           const stateDir = tempDir('drbd-migrate-state-');
           const common = ['--cluster', tb.clusterPath, '--state-dir', stateDir];
           expect(await qemuRuns('node-a')).toBe(true);
@@ -628,7 +655,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
 
       // DRBD 9 only: quorum is DRBD 9's.
       if (kernel === '9')
-        it('DRBD 9: the tiebreaker down too, node-a cut off: two votes of three gone on both sides, both freeze; the failover refuses, with --source-is-down too, naming node-c to bring back; node-c back, node-a primary again', async () => {
+        it(named(
+          'the tiebreaker down too, node-a cut off: two votes of three gone on both sides, both freeze; the failover refuses, with --source-is-down too, naming node-c to bring back; node-c back, node-a primary again',
+        ), async () => {
           const stateDir = tempDir('drbd-migrate-state-');
           const common = ['--cluster', tb.clusterPath, '--state-dir', stateDir];
           const handled = (await sh('node-a', 'cat /run/drbd-migrate/quorum-lost.log 2>/dev/null', [0, 1]))
@@ -690,7 +719,9 @@ export function drbdVmSuite(kernel: DrbdKernel) {
           await expectSingleMaster('node-a');
         }, 300_000);
 
-      it('evacuates node-a: two instances on two DRBD resources, both copies at once, each guest counting on node-b', async () => {
+      it(named(
+        'evacuates node-a: two instances on two DRBD resources, both copies at once, each guest counting on node-b',
+      ), async () => {
         // The second instance, set up as an operator would: its resource up and in sync, node-a primary.
         await addSecondInstance(tb);
         await waitForTick('node-a', 2, 'web2');
