@@ -289,7 +289,15 @@ const withDisks = { disks: z.array(DiskRef) };
 export const effectSchemas = {
   // config store
   getInstance: { input: z.object({ instance: InstanceName, timeoutMs }), output: InstanceConfig },
-  setPrimaryNode: { input: z.object({ ...onNode }), output: Ack },
+  /**
+   * The commit point of a migration or a failover: the config names `node` as the primary. With
+   * withdrawSelfFence the same write takes the instance's selfFenceMs out (a failover onto a node
+   * that would not stop the instance on losing quorum: a later one must not take that as proof).
+   */
+  setPrimaryNode: {
+    input: z.object({ ...onNode, withdrawSelfFence: z.boolean().optional() }),
+    output: Ack,
+  },
   /**
    * The replace's one commit point: the config names `node` as the secondary and records `former`
    * as the node whose copies are still to be removed (formerSecondary), in one write.

@@ -44,21 +44,29 @@ const onSource = (c: ProtocolContext) =>
 type Probed = { context: ProtocolContext; event: { output: NodeProbe } };
 const recordProbe = { type: 'recordProbe', params: ({ event }: Probed) => ({ probe: event.output }) };
 
+/** Which of the target's disks would not be fenced by its own handler (none without selfFenceMs). */
+const unfenced = (disks: DiskStatus[], c: ProtocolContext) =>
+  c.config?.selfFenceMs == null ? undefined : disks.find((d) => d.quorumLostHandler === false);
+
 /**
  * An emergency goes on onto a target that would not fence itself (its quorum-lost handler missing
- * since its copy was made), but says so: a later failover away from it must not trust its lost
- * quorum. Where the handler runs, nothing is said.
+ * since its copy was made), but its commit withdraws the instance's selfFenceMs: a later failover
+ * away from it must not take its lost quorum as proof. Where the handler runs, nothing changes.
  */
-const targetWithoutSelfFence = fromAnswer('warn', (disks: DiskStatus[], c) => {
-  const missing =
-    c.config?.selfFenceMs == null ? undefined : disks.find((d) => d.quorumLostHandler === false);
-  return {
-    message:
-      missing === undefined
-        ? null
-        : `${c.target} would not stop ${c.instance} on losing DRBD quorum (no quorum-lost handler runs there for ${missing.resource}): once it is the primary, a failover away from it must not take its lost quorum as proof; give it the resource file with the handler, as on the other nodes (cluster.md), before it is ever cut off`,
-  };
-});
+const targetWithoutSelfFence = [
+  fromAnswer('noteTargetWithoutSelfFence', (disks: DiskStatus[], c) => ({
+    missing: unfenced(disks, c) !== undefined,
+  })),
+  fromAnswer('warn', (disks: DiskStatus[], c) => {
+    const missing = unfenced(disks, c);
+    return {
+      message:
+        missing === undefined
+          ? null
+          : `${c.target} would not stop ${c.instance} on losing DRBD quorum (no quorum-lost handler runs there for ${missing.resource}): the commit takes selfFenceMs out of the config, so that a failover away from ${c.target} needs the operator's word; give it the resource file with the handler, as on the other nodes (cluster.md), then put selfFenceMs back`,
+    };
+  }),
+];
 
 export const failoverMachine = protocol.createMachine({
   id: 'failover',
@@ -167,7 +175,7 @@ export const failoverMachine = protocol.createMachine({
             checkPeerLost(disks, c.instance, c.source, c.target, c.config?.tiebreaker ?? null),
           next: 'afterPeerLost',
           done: [
-            targetWithoutSelfFence,
+            ...targetWithoutSelfFence,
             warning(
               (c) =>
                 `${c.source} is down (it does not answer and ${c.target} lost its DRBD connection to it): failing over without stopping the instance there`,
@@ -198,7 +206,7 @@ export const failoverMachine = protocol.createMachine({
             checkQuorumProof(disks, c.instance, c.source, c.target, c.config?.tiebreaker ?? null),
           next: 'awaitingSelfFence',
           done: [
-            targetWithoutSelfFence,
+            ...targetWithoutSelfFence,
             warning(
               (c) =>
                 `${c.source} does not answer and ${c.target} holds DRBD quorum without it: ${c.source} cannot write; its quorum-lost handler stops ${c.instance} there within ${c.config?.selfFenceMs} ms, waited out before it starts on ${c.target}`,

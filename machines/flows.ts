@@ -312,7 +312,11 @@ export function commitPrimary(options: {
         ...effectStep({
           src: 'setPrimaryNode',
           description: 'Writing the target into the config as the primary node.',
-          input: (c) => ({ instance: c.instance, node: c.target }),
+          input: (c) => ({
+            instance: c.instance,
+            node: c.target,
+            ...(c.found.targetWithoutSelfFence === true ? { withdrawSelfFence: true } : {}),
+          }),
           next: options.onCommitted,
           done: ['commit'],
           goOnTo: 'confirming',

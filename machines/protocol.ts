@@ -204,6 +204,11 @@ export interface Found {
    */
   surveyDisks: Record<string, DiskStatus[]> | null;
   surveyLists: Record<string, RunningInstance[]> | null;
+  /**
+   * Failover: the target would not stop the instance on losing quorum, so its commit withdraws the
+   * instance's selfFenceMs (absent in journals from before it: false).
+   */
+  targetWithoutSelfFence?: boolean;
 }
 
 /** The hypervisor's part: memory, the copy and its convergence, the finalize steps. */
@@ -635,6 +640,9 @@ export const protocol = setup({
     ),
     recordLocations: assign(({ context }, params: { lists: Record<string, RunningInstance[]> }) =>
       patch(context, 'found', { locations: params.lists }),
+    ),
+    noteTargetWithoutSelfFence: assign(({ context }, params: { missing: boolean }) =>
+      patch(context, 'found', { targetWithoutSelfFence: params.missing }),
     ),
     announceLocations: emit(({ context }) => ({
       type: 'feedback' as const,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { plannedCommands } from '../src/backend/plan.js';
-import { ClusterFile, instanceConfig } from '../src/cluster/index.js';
+import { ClusterFile, clusterConfigEffects, instanceConfig, loadCluster } from '../src/cluster/index.js';
 import { drbdDrivers } from '../src/drivers/drbd.js';
 import {
   drbd9,
@@ -447,6 +447,19 @@ describe('a cluster file with DRBD 9 nodes', () => {
     };
   };
   const ALL_IDS = { 'node-a': 0, 'node-b': 1, 'node-c': 2 };
+
+  it('withdraws the self-fence bound in the commit’s own write when asked (a failover onto a node without the handler)', async () => {
+    const path = join(tempDir('drbd9-commit-'), 'cluster.json');
+    writeFileSync(path, JSON.stringify(withInstance({ selfFenceMs: 30_000, tiebreaker: 'node-c' })));
+    const signal = new AbortController().signal;
+    await clusterConfigEffects(path).setPrimaryNode(
+      { instance: 'web1', node: 'node-b', timeoutMs: 1000, withdrawSelfFence: true },
+      signal,
+    );
+    const after = (await loadCluster(path)).instances[0]!;
+    expect(after).toMatchObject({ primary: 'node-b', secondary: 'node-a', tiebreaker: 'node-c' });
+    expect(after.selfFenceMs).toBeUndefined();
+  });
 
   it('takes a self-fence bound on DRBD 9 with a tiebreaker only: quorum is DRBD 9’s, and two votes prove nothing', () => {
     const parsed = ClusterFile.parse(withInstance({ selfFenceMs: 30_000, tiebreaker: 'node-c' }));

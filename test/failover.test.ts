@@ -664,9 +664,12 @@ describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 w
     const out = await failover(sim);
     expect(out.outcome).toBe('failedOver');
     expect(out.warnings.join('\n')).toMatch(
-      /node-b would not stop web1 on losing DRBD quorum \(no quorum-lost handler runs there for web1-disk0\): once it is the primary, a failover away from it must not take its lost quorum as proof/,
+      /node-b would not stop web1 on losing DRBD quorum \(no quorum-lost handler runs there for web1-disk0\): the commit takes selfFenceMs out of the config, so that a failover away from node-b needs the operator's word/,
     );
     expect(sim.world.violations).toEqual([]);
+    // In the commit's own write: a failover away from node-b needs the operator's word again.
+    expect(sim.world.config.instances.web1?.selfFenceMs).toBeNull();
+    expect(sim.world.config.instances.web1?.primaryNode).toBe('node-b');
 
     // The simulator's kernel: a node whose handler does not run writes no more, but its guest runs on.
     const bare = spec({ a: false, b: true });

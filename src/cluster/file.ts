@@ -171,7 +171,7 @@ export function clusterConfigEffects(
       delete spec.formerSecondary;
       await saveCluster(path, cluster);
     },
-    setPrimaryNode: async ({ instance, node }: EffectInput<'setPrimaryNode'>) => {
+    setPrimaryNode: async ({ instance, node, withdrawSelfFence }: EffectInput<'setPrimaryNode'>) => {
       const cluster = await loadCluster(path);
       const spec = find(cluster, instance);
       // Run again after a lost answer: already committed, nothing to do.
@@ -180,6 +180,7 @@ export function clusterConfigEffects(
         throw new Error(`${node} is not a node of instance ${instance} in ${path}`);
       spec.secondary = spec.primary;
       spec.primary = node;
+      if (withdrawSelfFence === true) delete spec.selfFenceMs;
       await saveCluster(path, cluster);
     },
   };

@@ -428,6 +428,7 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
         }
         config.secondaryNode = config.primaryNode;
         config.primaryNode = input.node;
+        if (input.withdrawSelfFence === true) config.selfFenceMs = null;
         world.commits[input.instance] = (world.commits[input.instance] ?? 0) + 1;
       }),
     setSecondaryNode: (input, signal) =>
