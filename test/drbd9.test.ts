@@ -448,6 +448,18 @@ describe('a cluster file with DRBD 9 nodes', () => {
   };
   const ALL_IDS = { 'node-a': 0, 'node-b': 1, 'node-c': 2 };
 
+  it('plans the self-fence read before a new copy is made, where the instance has a bound', () => {
+    const planned = (extra: object) =>
+      plannedCommands(ClusterFile.parse(withInstance(extra)), 'c.yaml', 'createDisks', {
+        instance: 'web1',
+        node: 'node-b',
+        timeoutMs: 5_000,
+      }).map((c) => c.text);
+    const fence = shellLine(selfFenceRead('web1-disk0'));
+    expect(planned({ selfFenceMs: 30_000, tiebreaker: 'node-c' })).toContain(fence);
+    expect(planned({ tiebreaker: 'node-c' })).not.toContain(fence);
+  });
+
   it('withdraws the self-fence bound in the commit’s own write when asked (a failover onto a node without the handler)', async () => {
     const path = join(tempDir('drbd9-commit-'), 'cluster.json');
     writeFileSync(path, JSON.stringify(withInstance({ selfFenceMs: 30_000, tiebreaker: 'node-c' })));

@@ -333,9 +333,8 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     const fault = faultFor(cluster.faults, effect, call);
     const injected = () => new Error(`${node}: injected fault: ${effect} failed (call ${call})`);
     const finish = async () => {
+      // Its last look at quorum counts a loss the step caused from now.
       advance();
-      // What the step changed may have cost a node its quorum: the loss counts from now.
-      if (quorate.length > 0) selfFence();
       const instance = (input as { instance?: unknown }).instance;
       // A step acts on its instance only (listInstances reads the config).
       const checked = typeof instance === 'string' ? [instance] : [];
