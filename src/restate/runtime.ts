@@ -87,7 +87,9 @@ export function restateRuntime(endpoints: RestateEndpoints, cluster: string): Ru
         }
         // Not yet under way (queued behind its slots), or ended before it could be seen.
         if (over()) return;
-        await sleep(STATUS_POLL_MS, undefined, { ref: false });
+        // Referenced: once the drain has ended this wait may be all that keeps the process alive
+        // until it returns (an unreferenced one let it run dry: exit 70 in CI).
+        await sleep(STATUS_POLL_MS);
       }
     } catch {
       // The steps are for the view: the drain's own notices and outcome still tell how it went.
