@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
+import { freePorts } from '../net/ports.js';
 
 /**
  * A Restate server (one node, or a cluster of several) started from the npm package on loopback
@@ -54,16 +54,6 @@ export function restateServerBinary(): string {
   }
 }
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-
 async function healthy(url: string): Promise<boolean> {
   try {
     return (await fetch(url, { signal: AbortSignal.timeout(1_000) })).ok;
@@ -85,25 +75,43 @@ async function until(urls: string[], ms: number, exited: () => string | null): P
   }
 }
 
+/** A node that could not bind a port we picked free: another process took it in between. */
+const PORT_TAKEN = /Address (already )?in use/;
+const ATTEMPTS = 3;
+
 export async function startRestateServer(options: RestateServerOptions): Promise<RestateServer> {
   const binary = restateServerBinary();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // Each attempt a fresh cluster in its own folders: a half-provisioned one cannot be reused.
+      return await startOnce(options, binary, attempt === 1 ? '' : `-attempt${attempt}`);
+    } catch (error) {
+      if (attempt === ATTEMPTS || !PORT_TAKEN.test((error as Error).message)) throw error;
+    }
+  }
+}
+
+async function startOnce(
+  options: RestateServerOptions,
+  binary: string,
+  suffix: string,
+): Promise<RestateServer> {
   const count = options.nodes ?? 1;
   const tmp = join(options.dir, 'tmp');
   mkdirSync(tmp, { recursive: true });
-  const ports = await Promise.all(
-    Array.from({ length: count }, async () => ({
-      ingress: await freePort(),
-      admin: await freePort(),
-      node: await freePort(),
-    })),
-  );
+  const picked = await freePorts(3 * count);
+  const ports = Array.from({ length: count }, (_, i) => ({
+    ingress: picked[3 * i]!,
+    admin: picked[3 * i + 1]!,
+    node: picked[3 * i + 2]!,
+  }));
   const metadata = ports.map((p) => `http://127.0.0.1:${p.node}`);
   const children: { name: string; child: ChildProcess; exit: Promise<void>; log: string }[] = [];
   let failure: string | null = null;
   const stopping = new Set<string>();
   for (const [i, p] of ports.entries()) {
     const name = `n${i + 1}`;
-    const base = join(options.dir, name);
+    const base = join(options.dir, `${name}${suffix}`);
     mkdirSync(base, { recursive: true });
     const env: NodeJS.ProcessEnv = {
       ...process.env,

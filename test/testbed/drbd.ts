@@ -1,12 +1,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ClusterFile, loadCluster } from '../../src/cluster/index.js';
 import { QemuNode } from '../../src/drivers/qemu.js';
 import { QmpSession } from '../../src/drivers/qmp.js';
+import { freePorts } from '../../src/net/ports.js';
 import { SshNode } from '../../src/ssh/index.js';
 import {
   buildTicker,
@@ -183,24 +184,6 @@ const run = (argv: string[]) =>
   execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 /**
- * A port free on 127.0.0.1 now, never one handed out before in this process: the kernel may give a
- * port that was just released again, and two QEMUs cannot both forward it.
- */
-const handedOut = new Set<number>();
-async function freePort(): Promise<number> {
-  for (;;) {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const address = server.address();
-    await new Promise((resolve) => server.close(resolve));
-    if (address === null || typeof address === 'string') throw new Error('no free port on 127.0.0.1');
-    if (handedOut.has(address.port)) continue;
-    handedOut.add(address.port);
-    return address.port;
-  }
-}
-
-/**
  * Debian's kernel and the node modules, downloaded once into a cache folder; for DRBD 9 a copy of
  * that module tree with the module built from source (once per kernel and tarball) ranked first.
  */
@@ -339,10 +322,11 @@ export async function startDrbdTestbed(
     // Each DRBD link: UDP between two QEMUs on 127.0.0.1, so that either side can lose power and
     // boot again without the other's QEMU having to reconnect.
     const links = linksOf(kernel, options);
-    const linkPorts = new Map<string, number>();
-    for (const l of links) for (const n of l.ends) linkPorts.set(`${l.id}/${n}`, await freePort());
+    const ends = links.flatMap((l) => l.ends.map((n) => `${l.id}/${n}`));
+    const picked = await freePorts(ends.length + nodes.length);
+    const linkPorts = new Map(ends.map((end, i) => [end, picked[i]!]));
     const sshPorts = {} as Record<NodeName, number>;
-    for (const n of nodes) sshPorts[n] = await freePort();
+    for (const [i, n] of nodes.entries()) sshPorts[n] = picked[ends.length + i]!;
     // A spare testbed's node has one disk, its volume group (sparse: the metadata volumes are 128 MiB).
     const diskFiles = (node: NodeName): (readonly [string, string])[] =>
       node === 'node-d'
