@@ -21,6 +21,7 @@ import {
   runOnRestate,
   submitRun,
 } from '../src/restate/index.js';
+import { nodesTouched } from '../src/restate/object.js';
 import { type Distributed, onRestate, pidOf, startDistributed, stopDistributed } from './distributed.js';
 import { cli, startWorker, type WorkerProcess } from './processes.js';
 import { tempDir } from './tmp.js';
@@ -30,6 +31,15 @@ import { tempDir } from './tmp.js';
  * simulated cluster served to both): a worker SIGKILLed with a node command in flight, two runs on
  * one instance, cancel, the CLI, and the Runtime interface beside the file journal.
  */
+
+describe('the node slots a run takes', () => {
+  it('a replace holds its new node too: the full copy goes over its link', () => {
+    const config = { primaryNode: 'node-a', secondaryNode: 'node-b' };
+    expect(nodesTouched(config, {})).toEqual(['node-a', 'node-b']);
+    expect(nodesTouched(config, { newSecondary: 'node-c' })).toEqual(['node-a', 'node-b', 'node-c']);
+    expect(nodesTouched({ primaryNode: 'node-a', secondaryNode: null }, {})).toEqual(['node-a']);
+  });
+});
 
 describe('the Restate runtime', () => {
   let server: RestateServer;

@@ -29,7 +29,8 @@ export interface InstanceObjectOptions {
   graceMs?: number;
   /**
    * At most this many runs touch any one node at once, across every worker (Restate-held slots on
-   * the instance's primary and secondary); absent: no limit beyond one run per instance.
+   * the instance's primary and secondary, and a replace's new node); absent: no limit beyond one run
+   * per instance.
    */
   perNode?: number;
   /**
@@ -175,8 +176,26 @@ async function nodesOf(effects: Effects, input: ProtocolInput): Promise<string[]
       { instance: input.instance, timeoutMs: input.limits?.stepTimeoutMs ?? DEFAULT_LIMITS.stepTimeoutMs },
       new AbortController().signal,
     );
-    return [config.primaryNode, ...(config.secondaryNode === null ? [] : [config.secondaryNode])];
+    return nodesTouched(config, input);
   } catch {
     return [];
   }
+}
+
+/**
+ * The instance's primary and secondary, and a replace's new node: it receives a full copy over its
+ * link, and two replaces placing copies on one node at once would share its link and its volume
+ * group as two drains' plans did not foresee (the local journal locks it; here its slot holds it).
+ */
+export function nodesTouched(
+  config: { primaryNode: string; secondaryNode: string | null },
+  input: Pick<ProtocolInput, 'newSecondary'>,
+): string[] {
+  return [
+    ...new Set([
+      config.primaryNode,
+      ...(config.secondaryNode === null ? [] : [config.secondaryNode]),
+      ...(input.newSecondary === undefined ? [] : [input.newSecondary]),
+    ]),
+  ];
 }
