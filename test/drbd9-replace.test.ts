@@ -1,10 +1,13 @@
 import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Effects, MACHINES } from '../machines/index.js';
 import { SSH_GRACE_MS, sshEffects } from '../src/backend/ssh.js';
 import { inputWithLimits } from '../src/cli/cluster.js';
 import { loadCluster } from '../src/cluster/index.js';
+import { twoPrimariesAllowed } from '../src/drivers/drbd9.js';
 import { QemuNode } from '../src/drivers/qemu.js';
+import { runMigration } from '../src/index.js';
 import { runMachine } from '../src/runner/index.js';
 import { SshNode } from '../src/ssh/index.js';
 import { spareTestbed } from './drbd-replace.js';
@@ -13,9 +16,11 @@ import { ticks } from './testbed/common.js';
 import {
   type DrbdTestbed,
   drbdTestbedUnavailable,
+  NODE_IDS,
   type NodeName,
   RESOURCE,
   startDrbdTestbed,
+  VOLUME_GROUP,
 } from './testbed/drbd.js';
 import { tempDir } from './tmp.js';
 
@@ -26,8 +31,9 @@ import { tempDir } from './tmp.js';
  * of node-a while node-b stays connected, and of node-d, commits once node-c is UpToDate, and only
  * then removes node-b from both (make-before-break): a `drbdsetup events2` stream on node-a, running
  * through the whole replace, shows two UpToDate copies at every event, and node-c holds quorum with
- * node-d. Then a repair after a commit, the new copy carrying a live migration, and `evacuate node-b
- * --all` emptying node-b.
+ * node-d. Then a repair after a commit, the new copy carrying a live migration, `evacuate node-b
+ * --all` emptying node-b, and node-b back as a third diskful copy of web1 while a live migration runs
+ * between the other two (the kernel's own view of the third during the copy).
  */
 const unavailable = drbdTestbedUnavailable('9');
 if (unavailable !== null && process.env.CI === 'true') {
@@ -238,5 +244,153 @@ describe.skipIf(unavailable !== null)(
     }, 300_000);
 
     afterTheReplace('make-before-break');
+
+    /** Where a recording run (DRBD_MIGRATE_RECORD=FOLDER) keeps what the kernel printed, as fixtures. */
+    const record = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text);
+      const to = process.env.DRBD_MIGRATE_RECORD;
+      if (to !== undefined && to !== '') writeFileSync(join(to, name), text);
+    };
+
+    it('DRBD 9: three diskful peers: node-b joins web1 as a third copy beside node-c and node-a; in a live migration from node-c to node-a, node-b’s own view shows both peers Primary and two primaries allowed on neither of its connections, node-c’s on its connection to node-a only; after it, node-b UpToDate with the guest’s writes', async () => {
+      expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({
+        primary: 'node-c',
+        secondary: 'node-a',
+      });
+      // node-b's copy as an operator adds a third: its volumes, fresh metadata, up from its resource
+      // file (which names node-a and node-d), node-c added as its peer, and node-b as theirs.
+      await sh(
+        'node-b',
+        `lvcreate -q -y -L 64m -n ${RESOURCE}_data ${VOLUME_GROUP} && lvcreate -q -y -L 128m -n ${RESOURCE}_meta ${VOLUME_GROUP} && drbdadm create-md --force --max-peers=7 ${RESOURCE} && drbdadm up ${RESOURCE}`,
+      );
+      const address = (n: NodeName) => tb.cluster.nodes.find((x) => x.name === n)!.replicationAddress;
+      const peerWith = (node: NodeName, peer: NodeName) =>
+        sh(
+          node,
+          [
+            `drbdsetup new-peer ${RESOURCE} ${NODE_IDS[peer]} --_name=${peer} --protocol=C`,
+            `drbdsetup new-path ${RESOURCE} ${NODE_IDS[peer]} ipv4:${address(node)}:7789 ipv4:${address(peer)}:7789`,
+            `drbdsetup connect ${RESOURCE} ${NODE_IDS[peer]}`,
+          ].join(' && '),
+        );
+      await peerWith('node-b', 'node-c');
+      for (const node of ['node-a', 'node-c', 'node-d'] as const) await peerWith(node, 'node-b');
+      // Its full resync, bounded on node-b: UpToDate, and both other copies seen UpToDate.
+      await sh(
+        'node-b',
+        `timeout 120 sh -c 'until s=$(drbdsetup events2 --now ${RESOURCE}) && echo "$s" | grep -q "^exists device .* disk:UpToDate" && echo "$s" | grep -q "conn-name:node-a volume:0 replication:Established peer-disk:UpToDate" && echo "$s" | grep -q "conn-name:node-c volume:0 replication:Established peer-disk:UpToDate"; do sleep 0.2; done'`,
+      );
+      record(
+        'three-diskful-secondary.json',
+        (await sh('node-b', `drbdsetup status ${RESOURCE} --json --statistics`)).stdout,
+      );
+      expect(await drbd('node-b', 'node-c')).toMatchObject({ quorum: 'held', peerRole: 'Primary' });
+
+      // The copy throttled so that the window stays open while the three nodes are read; then the
+      // operator's abort (the migration reverts: node-c primary again).
+      const cluster = await loadCluster(tb.clusterPath);
+      writeFileSync(
+        tb.clusterPath,
+        JSON.stringify(
+          {
+            ...cluster,
+            options: { ...cluster.options, bandwidthMiBps: 0.01, convergence: { predict: false } },
+          },
+          null,
+          2,
+        ),
+      );
+      const abort = new AbortController();
+      let window: Promise<Record<'third' | 'thirdShow' | 'sourceShow' | 'target', string>> | undefined;
+      const backend = await sshEffects(tb.clusterPath);
+      try {
+        const input = inputWithLimits(await loadCluster(tb.clusterPath), { instance: 'web1' });
+        const out = await runMigration(input, backend.effects, {
+          graceMs: SSH_GRACE_MS,
+          abort: abort.signal,
+          onEvent: (e) => {
+            if (e.type !== 'progress' || e.kind !== 'memory' || window !== undefined) return;
+            window = Promise.all([
+              sh('node-b', `drbdsetup status ${RESOURCE} --json --statistics`),
+              sh('node-b', `drbdsetup show ${RESOURCE}`),
+              sh('node-c', `drbdsetup show ${RESOURCE}`),
+              sh('node-a', `drbdsetup status ${RESOURCE} --json --statistics`),
+            ])
+              .then(([third, thirdShow, sourceShow, target]) => ({
+                third: third.stdout,
+                thirdShow: thirdShow.stdout,
+                sourceShow: sourceShow.stdout,
+                target: target.stdout,
+              }))
+              .finally(() => abort.abort());
+          },
+        });
+        expect(out).toMatchObject({ outcome: 'reverted', verdict: 'aborted' });
+      } finally {
+        backend.close();
+        writeFileSync(tb.clusterPath, JSON.stringify(cluster, null, 2));
+      }
+      const seen = await window!;
+      record('three-diskful-window-secondary.json', seen.third);
+      record('three-diskful-window-secondary.show', seen.thirdShow);
+      record('three-diskful-window-source.show', seen.sourceShow);
+      record('three-diskful-window-target.json', seen.target);
+      const [third] = JSON.parse(seen.third) as {
+        connections: { 'peer-node-id': number; 'peer-role': string; 'connection-state': string }[];
+      }[];
+      // node-b sees two Primaries, each over a connection of its own that allows none.
+      expect(
+        third!.connections.map((c) => [c['peer-node-id'], c['peer-role'], c['connection-state']]).sort(),
+      ).toEqual([
+        [NODE_IDS['node-a'], 'Primary', 'Connected'],
+        [NODE_IDS['node-c'], 'Primary', 'Connected'],
+        [NODE_IDS['node-d'], 'Secondary', 'Connected'],
+      ]);
+      for (const peer of ['node-a', 'node-c', 'node-d'] as const)
+        expect([peer, twoPrimariesAllowed(seen.thirdShow, NODE_IDS[peer])]).toEqual([peer, false]);
+      expect(twoPrimariesAllowed(seen.sourceShow, NODE_IDS['node-a'])).toBe(true);
+      expect(twoPrimariesAllowed(seen.sourceShow, NODE_IDS['node-b'])).toBe(false);
+      expect(twoPrimariesAllowed(seen.sourceShow, NODE_IDS['node-d'])).toBe(false);
+      // The reverted run left node-c the only primary, node-b still a connected, UpToDate copy.
+      expect(await drbd('node-b', 'node-c')).toMatchObject({
+        role: 'Secondary',
+        peerRole: 'Primary',
+        connection: 'Connected',
+        diskState: 'UpToDate',
+        peerDiskState: 'UpToDate',
+      });
+      expect(await drbd('node-b', 'node-a')).toMatchObject({
+        peerRole: 'Secondary',
+        connection: 'Connected',
+      });
+
+      // The migration to its end this time: node-a primary, node-b a copy of both, the guest's ticks
+      // on node-a written through to node-b's backing volume.
+      const again = await sshEffects(tb.clusterPath);
+      try {
+        const input = inputWithLimits(await loadCluster(tb.clusterPath), { instance: 'web1' });
+        const out = await runMigration(input, again.effects, { graceMs: SSH_GRACE_MS });
+        expect(out.error ?? null).toBeNull();
+        expect(out).toMatchObject({ outcome: 'migrated', primaryNode: 'node-a' });
+      } finally {
+        again.close();
+      }
+      const last = ticks(await serial('node-c')).at(-1)!;
+      await waitForTick('node-a', last + 2);
+      for (const peer of ['node-a', 'node-c'] as const)
+        expect(await drbd('node-b', peer)).toMatchObject({
+          role: 'Secondary',
+          peerRole: peer === 'node-a' ? 'Primary' : 'Secondary',
+          connection: 'Connected',
+          diskState: 'UpToDate',
+          peerDiskState: 'UpToDate',
+          allowTwoPrimaries: false,
+        });
+      const sector = await sh(
+        'node-b',
+        `dd if=/dev/${VOLUME_GROUP}/${RESOURCE}_data bs=512 skip=${8 + last + 1} count=1 iflag=direct status=none`,
+      );
+      expect(sector.stdout.startsWith(`disk-tick ${(last + 1).toString(16).padStart(4, '0')}`)).toBe(true);
+    }, 300_000);
   },
 );

@@ -14,6 +14,7 @@ import {
   parseSyncStatusJson,
   resourceOptionsOf,
   selfFenceRead,
+  twoPrimariesAllowed,
 } from '../src/drivers/drbd9.js';
 import { type DrbdLink, NET_POLICIES } from '../src/drivers/drbd84.js';
 import { drbdFamilyProblem, parseNodeInfo } from '../src/drivers/node.js';
@@ -384,6 +385,54 @@ describe('DRBD 9 status --json (recorded from DRBD 9.2.16 on the VM testbed, tes
       peerDiskState: 'DUnknown',
       outOfSyncKiB: 40960,
     });
+  });
+
+  it('three diskful peers (node-b the third copy, node-d the tiebreaker): each look is by the peer’s node-id, and two primaries are allowed on the migrating connection only', () => {
+    const window = fixture('three-diskful-window-secondary.json');
+    const windowShow = fixture('three-diskful-window-secondary.show');
+    // node-b, inside node-c's migration to node-a: both Primary, neither of its connections allows two.
+    for (const peer of [0, 2])
+      expect(parseStatusJson(window, windowShow, 0, peer)).toMatchObject({
+        role: 'Secondary',
+        peerRole: 'Primary',
+        connection: 'Connected',
+        replication: 'Established',
+        diskState: 'UpToDate',
+        peerDiskState: 'UpToDate',
+        allowTwoPrimaries: false,
+        quorum: 'held',
+      });
+    expect(parseStatusJson(window, windowShow, 0, 3)).toMatchObject({
+      peerRole: 'Secondary',
+      peerDiskState: 'Diskless',
+    });
+    // Without a node-id there is no answer among three connections: never another node's taken.
+    expect(parseStatusJson(window, windowShow, 0)).toMatchObject({
+      connection: 'StandAlone',
+      peerRole: 'Unknown',
+      peerDiskState: 'DUnknown',
+    });
+    // node-c, the source: two primaries towards node-a (0) alone.
+    const source = fixture('three-diskful-window-source.show');
+    expect([0, 1, 3].map((peer) => twoPrimariesAllowed(source, peer))).toEqual([true, false, false]);
+    // node-a, the target, Primary beside node-c; node-b a connected UpToDate copy to it.
+    expect(parseStatusJson(fixture('three-diskful-window-target.json'), single, 0, 1)).toMatchObject({
+      role: 'Primary',
+      peerRole: 'Secondary',
+      connection: 'Connected',
+      peerDiskState: 'UpToDate',
+    });
+    expect(parseStatusJson(fixture('three-diskful-window-target.json'), single, 0, 2)).toMatchObject({
+      role: 'Primary',
+      peerRole: 'Primary',
+    });
+    // Before the migration: node-b in sync with both copies, no resync pending towards either.
+    for (const peer of [0, 2])
+      expect(parseSyncStatusJson(fixture('three-diskful-secondary.json'), peer)).toEqual({
+        syncing: false,
+        percent: null,
+        connection: 'Connected',
+      });
   });
 
   it('refuses what is not status --json (what drbdsetup-84 prints when the kernel is 8.4)', () => {
