@@ -1,4 +1,4 @@
-import { assign, emit, enqueueActions, fromCallback, setup } from 'xstate';
+import { and, assign, emit, enqueueActions, fromCallback, setup } from 'xstate';
 import { z } from 'zod';
 import { isSharedStorage } from './checks.js';
 import { type DirtyRate, type InstanceConfig, MigrationMode } from './contract.js';
@@ -17,6 +17,7 @@ import { errorText, unprovidedEffects } from './effects.js';
 import { issuesText } from './input.js';
 import { Limits } from './limits.js';
 import { InstanceName, NodeName } from './names.js';
+import { volumeNames } from './placement.js';
 import { SAMPLE_PAGES } from './prediction.js';
 import {
   type Outcome,
@@ -144,12 +145,13 @@ export const EVACUATION_OUTCOMES: Record<
     means:
       'Every instance whose primary was the node moved, by migration or failover; with the secondaries, every instance whose secondary it was has a new one.',
     check:
-      'The node holds no primary now; without the secondaries it still holds theirs, with them it holds no copy of any instance.',
+      'The node holds no primary now; without the secondaries it still holds theirs, with them it holds no copy of any instance (with --all read from the node at the end).',
   },
   incomplete: {
-    means: 'Not every instance moved: each is listed with its own outcome, and why.',
+    means:
+      'Not every instance moved: each is listed with its own outcome, and why. Or, emptying the node (--all), it was found still holding a DRBD device or volume that no instance left there accounts for.',
     check:
-      'Those reverted, refused or skipped are safe where they are; a needsCleanup or failed one is left to repair (its line says what and how).',
+      'Those reverted, refused or skipped are safe where they are; a needsCleanup or failed one is left to repair (its line says what and how). What the node still holds is listed: a copy the cluster file does not name may be the last good one, so look before removing it.',
   },
   aborted: {
     means:
@@ -179,7 +181,19 @@ export interface EvacuationOutput {
   counts: { moved: number; failed: number; skipped: number; notStarted: number };
   /** What the drain was predicted to take before it started (absent: it planned nothing to run). */
   forecast?: DrainForecast;
+  /**
+   * Emptying the node (primaries and secondaries): what it still held when the drain ended, read from it
+   * (its DRBD minors, and its volumes named after a resource of the config), or why it could not be
+   * read. A drain is `evacuated` only where the node holds nothing no listed instance accounts for.
+   */
+  stillHolds?: NodeHoldings | { unread: string };
   error?: string;
+}
+
+/** A node's DRBD devices and the config's volumes on it. */
+export interface NodeHoldings {
+  minors: number[];
+  volumes: string[];
 }
 
 /** What a drain says of itself, beside its runs' own events: its measurements and its forecast. */
@@ -245,6 +259,10 @@ export interface EvacuationContext {
   /** Each guest's measured dirty rate (null: the measurement failed). */
   rates: Record<string, DirtyRate | null>;
   forecast: DrainForecast | null;
+  /** Every DRBD disk of every instance of the config, by instance (what the node may still hold). */
+  disksOf: Record<string, { resource: string; minor: number }[]>;
+  /** What the node held at the end (emptying it), or why it could not be read. */
+  stillHolds: NodeHoldings | { unread: string } | null;
 }
 
 const MOVED = new Set<string>(['migrated', 'failedOver', 'replaced']);
@@ -562,22 +580,48 @@ export function evacuationOutput(context: EvacuationContext): EvacuationOutput {
     failed: 0,
   };
   counts.failed = results.length - counts.moved - counts.skipped - counts.notStarted;
+  const unaccounted = unaccountedHoldings(context, results);
   const outcome: EvacuationOutcome =
     context.error !== null
       ? 'rejected'
       : context.aborted
         ? 'aborted'
-        : counts.moved === results.length
+        : counts.moved === results.length && unaccounted === null
           ? 'evacuated'
           : 'incomplete';
+  const error = context.error ?? unaccounted;
   return {
     outcome,
     node: context.node,
     results,
     counts,
     ...(context.forecast === null ? {} : { forecast: context.forecast }),
-    ...(context.error === null ? {} : { error: context.error }),
+    ...(context.stillHolds === null ? {} : { stillHolds: context.stillHolds }),
+    ...(error === null ? {} : { error }),
   };
+}
+
+/**
+ * What the node still holds that no instance left on it accounts for (one skipped, refused or
+ * failed keeps its copies there): a copy the config does not place on the node (a third diskful
+ * copy made outside it) or a leftover. Said, never removed: it may be the last good copy of a disk.
+ */
+function unaccountedHoldings(context: EvacuationContext, results: InstanceResult[]): string | null {
+  const held = context.stillHolds;
+  if (held === null || 'unread' in held) return null;
+  const kept = results
+    .filter((r) => !emptied(r, context.scope))
+    .flatMap((r) => context.disksOf[r.instance] ?? []);
+  const minors = held.minors.filter((m) => !kept.some((d) => d.minor === m));
+  const volumes = held.volumes.filter(
+    (v) => !kept.some((d) => Object.values(volumeNames(d.resource)).includes(v)),
+  );
+  if (minors.length === 0 && volumes.length === 0) return null;
+  const what = [
+    ...(minors.length === 0 ? [] : [`DRBD minor${minors.length === 1 ? '' : 's'} ${minors.join(', ')}`]),
+    ...(volumes.length === 0 ? [] : [`volume${volumes.length === 1 ? '' : 's'} ${volumes.join(', ')}`]),
+  ].join(' and ');
+  return `${context.node} still holds ${what}, which no instance the config places there accounts for: a copy the cluster file does not name (a third one) or a leftover, so the node is not empty; look at it there (drbdsetup status, lvs) before anything is removed`;
 }
 
 const policyOf = (context: EvacuationContext) =>
@@ -700,6 +744,7 @@ export const evacuation = setup({
     listInstances: unprovidedEffects().listInstances,
     setNodeDrained: unprovidedEffects().setNodeDrained,
     measureDirtyRate: unprovidedEffects().measureDirtyRate,
+    nodeStorage: unprovidedEffects().nodeStorage,
     instanceRun: notProvided,
   },
   guards: {
@@ -707,6 +752,8 @@ export const evacuation = setup({
     drainMarked: ({ context }) => context.drain,
     /** A guest is still to measure, and the drain may still start new runs. */
     measuring: ({ context }) => context.toMeasure.length > 0 && !context.closed && !context.aborted,
+    /** Primaries and secondaries (`--all`), not aborted: the node is to be empty, and is read to see that it is. */
+    emptiesNode: ({ context }) => context.scope.primaries && context.scope.secondaries && !context.aborted,
     /** Nothing waits that may still start, and nothing runs. */
     finished: ({ context }) =>
       Object.keys(context.running).length === 0 &&
@@ -831,6 +878,8 @@ export const evacuationMachine = evacuation.createMachine({
       toMeasure: [],
       rates: {},
       forecast: null,
+      disksOf: {},
+      stillHolds: null,
       error: parsed.success ? null : `bad input: ${issuesText(parsed.error.issues)}`,
     };
   },
@@ -893,6 +942,12 @@ export const evacuationMachine = evacuation.createMachine({
             return {
               queue: plan.queue,
               configs,
+              disksOf: Object.fromEntries(
+                event.output.map((c) => [
+                  c.name,
+                  c.disks.map((d) => ({ resource: d.resource, minor: d.minor })),
+                ]),
+              ),
               toMeasure: guestsToMeasure({ ...context, configs }, plan.queue),
               results: [...context.results, ...plan.skipped],
               order: [
@@ -965,7 +1020,44 @@ export const evacuationMachine = evacuation.createMachine({
         'INSTANCE.ERROR': { actions: ['recordEnd', 'startEligible'] },
         ABORT: { actions: 'abortAll' },
       },
-      always: { guard: 'finished', target: 'done' },
+      always: [
+        { guard: and(['finished', 'emptiesNode']), target: 'checkingEmpty' },
+        { guard: 'finished', target: 'done' },
+      ],
+    },
+    checkingEmpty: {
+      description:
+        'Emptying the node (primaries and secondaries): what does it still hold (DRBD devices, volumes of the config’s resources)? Read from the node, not assumed from the runs: a copy the config does not name there keeps the drain incomplete. An unreadable node (down) is said, and not judged.',
+      invoke: {
+        id: 'nodeStorage',
+        src: 'nodeStorage',
+        input: ({ context }) => ({ node: context.node, timeoutMs: stepTimeoutOf(context) }),
+        onDone: {
+          target: 'done',
+          actions: assign(({ context, event }) => {
+            const names = new Set(
+              Object.values(context.disksOf).flatMap((disks) =>
+                disks.flatMap((d) => Object.values(volumeNames(d.resource))),
+              ),
+            );
+            return {
+              stillHolds: {
+                minors: [...event.output.minors].sort((a, b) => a - b),
+                volumes: event.output.volumes
+                  .map((v) => v.name)
+                  .filter((v) => names.has(v))
+                  .sort(),
+              },
+            };
+          }),
+        },
+        onError: {
+          target: 'done',
+          actions: assign({
+            stillHolds: ({ event }) => ({ unread: errorText(event.error) }),
+          }),
+        },
+      },
     },
     done: {
       type: 'final',

@@ -66,8 +66,22 @@ function drainProblems(
     // A drain of the secondaries alone leaves the node its primaries (and their copies).
     if (options.primariesStay && world.config.instances[instance]?.primaryNode === node) continue;
     const r = result.get(instance);
-    if (r === undefined)
-      problems.push(`${instance}: ${node} holds ${what.join(', ')}, and the summary does not list it`);
+    // A copy the config does not place there belongs to no result: the drain's read of the node says it.
+    if (r === undefined) {
+      const read = out.stillHolds;
+      const said =
+        out.outcome === 'incomplete' &&
+        read !== undefined &&
+        !('unread' in read) &&
+        what.every(
+          (w) =>
+            (w.startsWith('volume ') && read.volumes.includes(w.slice('volume '.length))) ||
+            (w.startsWith('DRBD device ') &&
+              read.minors.includes(world.resources[w.slice('DRBD device '.length)]?.minor ?? -1)),
+        );
+      if (!said)
+        problems.push(`${instance}: ${node} holds ${what.join(', ')}, and the summary does not list it`);
+    }
     // A move or a replace that ended well must not leave anything there unsaid; an outcome that
     // says the instance stayed (reverted, refused, skipped, left to repair) is the why.
     // A replace that could not clear the config's mark (its copies gone) says so in its result.
@@ -78,6 +92,24 @@ function drainProblems(
     )
       problems.push(`${instance} (${r.outcome}): ${node} holds ${what.join(', ')}, unsaid`);
   }
+  // What the drain says the node holds is what it holds, and an evacuated node holds nothing.
+  const held = out.stillHolds;
+  if (held !== undefined && !('unread' in held)) {
+    const minors = Object.values(world.resources)
+      .filter((r) => r.local[node] !== undefined)
+      .map((r) => r.minor)
+      .sort((a, b) => a - b);
+    if (JSON.stringify(held.minors) !== JSON.stringify(minors))
+      problems.push(`the drain says ${node} holds minors ${held.minors}, it holds ${minors}`);
+  }
+  if (
+    out.outcome === 'evacuated' &&
+    !options.primariesStay &&
+    (heldOn(world, node).size > 0 || held === undefined)
+  )
+    problems.push(
+      `evacuated, with ${node} holding ${[...heldOn(world, node).keys()]} (read: ${JSON.stringify(held)})`,
+    );
   for (const r of out.results) {
     if (r.outcome !== 'replaced') continue;
     const config = world.config.instances[r.instance]!;
@@ -140,6 +172,34 @@ describe('evacuate --all on the simulated cluster', () => {
     ]);
     expect(sim.world.config.instances.web1).toMatchObject({ primaryNode: 'node-a', secondaryNode: 'node-b' });
     expect(sim.world.violations).toEqual([]);
+  });
+
+  it('a copy the config does not place on the node (a third one, made outside it) keeps the drain incomplete: said, and kept', async () => {
+    const sim = createSimCluster({
+      nodes: { 'node-a': {}, 'node-b': {}, 'node-c': {} },
+      instances: [{ name: 'web1', primary: 'node-a', secondary: 'node-b', memoryMiB: 1024, drbd: '9' }],
+    });
+    const disks = sim.world.config.instances.web1!.disks;
+    await sim.effects.createDisks(
+      { instance: 'web1', node: 'node-c', disks, timeoutMs: 10_000 },
+      new AbortController().signal,
+    );
+    const out = await runEvacuation(
+      { node: 'node-c', secondaries: true, drain: true, allowFailover: true },
+      sim.effects,
+      { clock: sim.clock },
+    );
+    expect(out).toMatchObject({
+      outcome: 'incomplete',
+      results: [],
+      stillHolds: { minors: [0], volumes: ['web1-disk0_data', 'web1-disk0_meta'] },
+    });
+    expect(out.error).toBe(
+      'node-c still holds DRBD minor 0 and volumes web1-disk0_data, web1-disk0_meta, which no instance the config places there accounts for: a copy the cluster file does not name (a third one) or a leftover, so the node is not empty; look at it there (drbdsetup status, lvs) before anything is removed',
+    );
+    expect(sim.world.resources['web1-disk0']?.local['node-c']).toBeDefined();
+    expect(sim.world.storage['node-c']?.volumes['web1-disk0_data']).toBeDefined();
+    expect(drainProblems(sim, out, 'node-c')).toEqual([]);
   });
 
   it('a node with no room for new secondaries: each instance that keeps a copy there is listed with why', async () => {

@@ -391,6 +391,31 @@ describe.skipIf(unavailable !== null)(
         `dd if=/dev/${VOLUME_GROUP}/${RESOURCE}_data bs=512 skip=${8 + last + 1} count=1 iflag=direct status=none`,
       );
       expect(sector.stdout.startsWith(`disk-tick ${(last + 1).toString(16).padStart(4, '0')}`)).toBe(true);
+
+      // The cluster file names no copy on node-b: a drain of it reads the node and will not call it
+      // empty, and leaves the copy alone.
+      const state = tempDir('drbd-migrate-state-');
+      const drained = await cli([
+        'evacuate',
+        'node-b',
+        '--all',
+        '--cluster',
+        tb.clusterPath,
+        '--state-dir',
+        state,
+      ]);
+      rmSync(state, { recursive: true, force: true });
+      expect(drained.code).toBe(1);
+      expect(drained.stdout).toContain(
+        `node-b still holds: DRBD minors 0; volumes ${RESOURCE}_data, ${RESOURCE}_meta`,
+      );
+      expect(drained.stderr).toContain(
+        `drbd-migrate: incomplete: node-b still holds DRBD minor 0 and volumes ${RESOURCE}_data, ${RESOURCE}_meta, which no instance the config places there accounts for`,
+      );
+      expect(await drbd('node-b', 'node-a')).toMatchObject({
+        connection: 'Connected',
+        diskState: 'UpToDate',
+      });
     }, 300_000);
   },
 );

@@ -179,9 +179,25 @@ export class EvacuationView {
       ...rows.map(fmt),
       '',
       ...took,
+      ...holdingsLines(out),
       `${out.outcome}: ${out.node}: ${moved} moved, ${failed} not moved, ${skipped} skipped, ${notStarted} not started`,
     ];
   }
+}
+
+/** What the node was found holding at the end of a drain that empties it (--all), read from it. */
+function holdingsLines(out: EvacuationOutput): string[] {
+  const held = out.stillHolds;
+  if (held === undefined) return [];
+  if ('unread' in held)
+    return [
+      `${out.node} could not be read at the end (${held.unread}): whether it still holds a copy is not known`,
+    ];
+  if (held.minors.length === 0 && held.volumes.length === 0)
+    return [`${out.node} holds no DRBD device and no volume of any instance (read from it)`];
+  return [
+    `${out.node} still holds: DRBD minors ${held.minors.join(', ') || 'none'}; volumes ${held.volumes.join(', ') || 'none'}`,
+  ];
 }
 
 /**

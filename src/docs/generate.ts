@@ -252,7 +252,7 @@ function clusterDoc(): string {
     '  before the replace where the instance has `selfFenceMs` (it refuses a node without them).',
     '- Three diskful copies (as LINSTOR places three replicas) are not in the model yet: the file names one',
     '  secondary. A third copy it does not name is left alone: a migration or a failover between the pair changes',
-    "  options on their own connection only, found by node-id, and the third stays connected and UpToDate (tested",
+    '  options on their own connection only, found by node-id, and the third stays connected and UpToDate (tested',
     "  on the kernel: inside the copy, the third node's own view shows both peers Primary and two primaries",
     '  allowed on none of its connections). Nothing else knows of it: a replace does not connect the new node to',
     '  it, a drain of its node does not see its copy (`evacuate --all` would call that node empty), and the',

@@ -108,6 +108,7 @@ export async function runEvacuation(
       listInstances: bound.listInstances,
       setNodeDrained: bound.setNodeDrained,
       measureDirtyRate: bound.measureDirtyRate,
+      nodeStorage: bound.nodeStorage,
       instanceRun: instanceRunActor(runner),
     },
   });

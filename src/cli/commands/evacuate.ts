@@ -86,8 +86,11 @@ the room, memory and secondaries of the nodes for the next. With --all the node 
 drained in the config (nothing new is placed there; 'drbd-migrate undrain NODE' takes the mark
 back), its primaries moved, then every instance whose secondary it is (those just moved off it
 included) given a new one. Afterwards NODE holds no primary, no secondary, no volume and no DRBD
-device of any instance, or each instance that still has something there is listed with why. A
-resync shares the nodes' links like a memory copy: --per-node counts both.
+device of any instance, or each instance that still has something there is listed with why. At the
+end the drain reads NODE itself and says what it still holds; a DRBD device or volume that no listed
+instance accounts for (a copy the cluster file does not name, a leftover) keeps it incomplete (exit
+1) and is left where it is. A resync shares the nodes' links like a memory copy: --per-node counts
+both.
 
 With --restate URL the drain is one durable invocation on a Restate cluster, each instance's run a
 call that any worker takes; --per-node is then also held by every worker's node slots
