@@ -252,7 +252,7 @@ describe.skipIf(unavailable !== null)(
       if (to !== undefined && to !== '') writeFileSync(join(to, name), text);
     };
 
-    it('DRBD 9: three diskful peers: node-b joins web1 as a third copy beside node-c and node-a; in a live migration from node-c to node-a, node-b’s own view shows both peers Primary and two primaries allowed on neither of its connections, node-c’s on its connection to node-a only; after it, node-b UpToDate with the guest’s writes', async () => {
+    it('DRBD 9: three diskful peers: node-b joins web1 as a third copy beside node-c and node-a; in a live migration from node-c to node-a, node-b’s own view shows both peers Primary and two primaries allowed on neither of its connections, node-c’s on its connection to node-a only; after it, node-b UpToDate with the guest’s writes, and a drain of node-b, which the file names for no copy, will not call it empty', async () => {
       expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({
         primary: 'node-c',
         secondary: 'node-a',
