@@ -465,3 +465,83 @@ export function resyncForecast(
     discards: `${returning} wrote ${size(wrote)} while apart that ${survivor} never had, and ${survivor} has written since (a split brain): ${returning}'s writes are discarded, the survivor's data is kept (rule 7)`,
   };
 }
+
+/** What `check` finds of an instance at rest: would a migration go ahead, and what would a failover rest on. */
+export interface Readiness {
+  /** Why a migration to the secondary would be refused now, or null. */
+  migration: string | null;
+  /**
+   * Where the instance has selfFenceMs: why a failover away from the primary, were it to go silent,
+   * could not rest on DRBD quorum as the config means it to (the operator's --source-is-down would
+   * then be needed), or null where it could, or where nothing but that word is meant to.
+   */
+  failover: string | null;
+  /** What holds, said as read (one line each). */
+  holds: string[];
+}
+
+/**
+ * An instance's readiness, from where it runs, its disks on both nodes and on its tiebreaker: the
+ * migration's own checks (where it runs, the disks' consistency, the target's self-fence), and what a
+ * failover away from the primary would need (selfFenceMs; the primary's own quorum-lost handler,
+ * which a migration never reads since it makes that node the secondary; quorum held, the
+ * tiebreaker connected to both). Read-only; the runs check again when they run.
+ */
+export function judgeReadiness(
+  config: InstanceConfig,
+  lists: Record<string, RunningInstance[]>,
+  status: Record<string, DiskStatus[]>,
+  tiebreakerDisks: DiskStatus[] | null,
+): Readiness {
+  const primary = config.primaryNode;
+  const secondary = config.secondaryNode ?? '';
+  const migration =
+    checkInstanceConfig(config, { targetNode: null }) ??
+    checkRunsOnSourceOnly(lists, config.name, primary, secondary) ??
+    (isSharedStorage(config)
+      ? null
+      : (checkDiskConsistency(status, config.name, primary, secondary) ??
+        checkSelfFence(config, status, secondary)));
+  const holds: string[] = [];
+  if (migration === null)
+    holds.push(`a migration of ${config.name} from ${primary} to ${secondary} passes its checks now`);
+  // Without selfFenceMs nothing but the operator's word is meant to prove a silent node down.
+  if (config.selfFenceMs === null) {
+    holds.push(
+      `were ${primary} to go silent, a failover would need the operator's --source-is-down (${config.name} has no selfFenceMs: DRBD quorum is not taken as proof)`,
+    );
+    return { migration, failover: null, holds };
+  }
+  const failover = failoverGround(config, status, tiebreakerDisks);
+  if (failover === null)
+    holds.push(
+      `were ${primary} to go silent, ${secondary}'s quorum would prove it cannot write, and its quorum-lost handler stops ${config.name} within ${config.selfFenceMs} ms: a failover needs no --source-is-down`,
+    );
+  return { migration, failover, holds };
+}
+
+function failoverGround(
+  config: InstanceConfig,
+  status: Record<string, DiskStatus[]>,
+  tiebreakerDisks: DiskStatus[] | null,
+): string | null {
+  const primary = config.primaryNode;
+  const secondary = config.secondaryNode ?? '';
+  for (const node of [primary, secondary]) {
+    const disks = status[node];
+    if (disks === undefined) return `No disk status from node ${node}`;
+    const without = disks.find((d) => d.quorumLostHandler !== true);
+    if (without !== undefined) return noSelfFence(node, config.name, without.resource);
+    const unquorate = disks.filter((d) => d.quorum !== 'held');
+    if (unquorate.length > 0)
+      return `${unquorate.map((d) => `${d.resource} has quorum ${d.quorum}`).join(', ')} on ${node}: quorum proves nothing there; configure 'quorum majority' with a tiebreaker (cluster.md)`;
+  }
+  const tiebreaker = config.tiebreaker;
+  if (tiebreaker !== null) {
+    if (tiebreakerDisks === null) return `No disk status from ${tiebreaker}, the tiebreaker`;
+    const apart = tiebreakerDisks.filter((d) => d.connection !== 'Connected');
+    if (apart.length > 0)
+      return `${tiebreaker}, the tiebreaker, is not connected to ${primary} on ${apart.map((d) => `${d.resource} (${d.connection})`).join(', ')}: with ${primary} silent, ${secondary} would hold one vote of two left; bring ${tiebreaker} back`;
+  }
+  return null;
+}

@@ -4,7 +4,7 @@
  */
 
 export { changeSecondaryMachine, replaceProblem } from './changeSecondary.js';
-export { isSharedStorage, noSelfFence, SHARED_STORAGE } from './checks.js';
+export { isSharedStorage, judgeReadiness, noSelfFence, type Readiness, SHARED_STORAGE } from './checks.js';
 export { cleanupMachine } from './cleanup.js';
 export { armTimer, type Clock, sleepOnTimer, systemClock } from './clock.js';
 export * from './contract.js';

@@ -100,7 +100,7 @@ describe('flags that conflict or do nothing are refused, exit 2, one line (item 
     [
       'demo --cluster',
       ['demo', '--cluster', 'c.yaml'],
-      /demo does not take --cluster \(it is an option of migrate, plan, failover, evacuate, undrain, rejoin, replace-secondary, resume, status, worker\)/,
+      /demo does not take --cluster \(it is an option of migrate, plan, check, failover, evacuate, undrain, rejoin, replace-secondary, resume, status, worker\)/,
     ],
     ['--quiet --json', ['demo', '--quiet', '--json'], /--quiet cannot go with --json/],
     [

@@ -1,5 +1,6 @@
 import type { Command } from '../command.js';
 import { balance } from './balance.js';
+import { check } from './check.js';
 import { demo } from './demo.js';
 import { diagram } from './diagram.js';
 import { evacuate } from './evacuate.js';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   demo,
   migrate,
   plan,
+  check,
   failover,
   evacuate,
   undrain,
