@@ -193,10 +193,24 @@ export function drbdVmSuite(kernel: DrbdKernel) {
         if (dir) rmSync(dir, { recursive: true, force: true });
       });
 
-      it(named('starts single-master with node-a primary'), async () => {
-        expect(await drbd('node-a')).toMatchObject({ role: 'Primary', connection: 'Connected' });
-        expect(await drbd('node-b')).toMatchObject({ role: 'Secondary', diskState: 'UpToDate' });
-      });
+      it(
+        named('starts single-master with node-a primary; check reads both nodes and finds web1 ready'),
+        async () => {
+          expect(await drbd('node-a')).toMatchObject({ role: 'Primary', connection: 'Connected' });
+          expect(await drbd('node-b')).toMatchObject({ role: 'Secondary', diskState: 'UpToDate' });
+          const ready = await cli(['check', 'web1', '--cluster', tb.clusterPath]);
+          expect(ready.stderr).toBe('');
+          expect(ready.code).toBe(0);
+          expect(ready.stdout).toContain(
+            'ok: a migration of web1 from node-a to node-b passes its checks now',
+          );
+          expect(ready.stdout).toContain(
+            kernel === '9'
+              ? "ok: were node-a to go silent, node-b's quorum would prove it cannot write"
+              : "ok: were node-a to go silent, a failover would need the operator's --source-is-down",
+          );
+        },
+      );
 
       it(
         named(
@@ -238,7 +252,7 @@ export function drbdVmSuite(kernel: DrbdKernel) {
       // DRBD 9 only (its quorum-lost handler; 8.4 has no quorum): not registered for 8.4.
       if (kernel === '9')
         it(named(
-          'refuses a migration onto node-b while it would not stop web1 on losing quorum (its usermode helper /bin/true, then a resource file without the handler); nothing touched',
+          'refuses a migration onto node-b while it would not stop web1 on losing quorum (its usermode helper /bin/true, then a resource file without the handler); nothing touched; with node-a’s own helper /bin/true, check says a failover away from it could not rest on quorum',
         ), async () => {
           const helper = '/sys/module/drbd/parameters/usermode_helper';
           const was = (await sh('node-b', `cat ${helper}`)).stdout.trim();
@@ -258,6 +272,21 @@ export function drbdVmSuite(kernel: DrbdKernel) {
             await refused();
           } finally {
             await sh('node-b', `echo ${was} >${helper}`);
+          }
+          // On the primary, no run reads it before a failover away from it relies on it: check does.
+          const primaryWas = (await sh('node-a', `cat ${helper}`)).stdout.trim();
+          await sh('node-a', `echo /bin/true >${helper}`);
+          try {
+            const found = await cli(['check', 'web1', '--cluster', tb.clusterPath]);
+            expect(found.code).toBe(1);
+            expect(found.stdout).toContain(
+              'ok: a migration of web1 from node-a to node-b passes its checks now',
+            );
+            expect(found.stdout).toMatch(
+              /^failover: node-a would not stop web1 on losing DRBD quorum: no quorum-lost handler runs there for web1-disk0/m,
+            );
+          } finally {
+            await sh('node-a', `echo ${primaryWas} >${helper}`);
           }
           // drbdadm, but node-b's file names no handler for the resource.
           await sh(
