@@ -94,6 +94,51 @@ describe('drbd-migrate check', () => {
     );
   });
 
+  it('without INSTANCE, every instance of the file, each line led by its name; exit 1 if one is not ready', async () => {
+    const sim = createSimCluster({
+      nodes: { 'node-a': {}, 'node-b': {}, 'node-c': { selfFences: false } },
+      instances: [
+        {
+          name: 'web1',
+          primary: 'node-a',
+          secondary: 'node-b',
+          memoryMiB: 512,
+          drbd: '9',
+          quorum: true,
+          selfFenceMs: 30_000,
+        },
+        {
+          name: 'web2',
+          primary: 'node-c',
+          secondary: 'node-a',
+          memoryMiB: 512,
+          drbd: '9',
+          quorum: true,
+          selfFenceMs: 30_000,
+        },
+      ],
+    });
+    const file = join(dir, 'all.json');
+    writeFileSync(file, JSON.stringify(sim.snapshot()));
+    const r = await cli('check', '--world', file);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toEqual([
+      'web1: ok: a migration of web1 from node-a to node-b passes its checks now',
+      "web1: ok: were node-a to go silent, node-b's quorum would prove it cannot write, and its quorum-lost handler stops web1 within 30000 ms: a failover needs no --source-is-down",
+      'web2: ok: a migration of web2 from node-c to node-a passes its checks now',
+      expect.stringMatching(/^web2: failover: node-c would not stop web2 on losing DRBD quorum/),
+    ]);
+    const json = await cli('check', '--world', file, '--json');
+    expect(
+      json
+        .json()
+        .map((l: { instance: string; failover: string | null }) => [l.instance, l.failover === null]),
+    ).toEqual([
+      ['web1', true],
+      ['web2', false],
+    ]);
+  });
+
   it('refuses an instance the world does not know, exit 2', async () => {
     const r = await check(quorate()).then(() => cli('check', 'nope', '--world', join(dir, 'w1.json')));
     expect(r.code).toBe(2);

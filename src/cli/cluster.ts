@@ -37,14 +37,20 @@ export async function readCluster(path: string, instance: string): Promise<Clust
   return cluster;
 }
 
-/** The cluster file's deadlines and convergence policy, under what the command line asked. */
-export function inputWithLimits(cluster: ClusterFile, input: ProtocolInput): ProtocolInput {
-  const { limits, convergence, bandwidthMiBps, downtimeMs } = cluster.options;
-  const policy = {
+/** The cluster file's copy options, as a migration's convergence input takes them. */
+export function copyPolicyOf(cluster: ClusterFile): NonNullable<ProtocolInput['convergence']> {
+  const { convergence, bandwidthMiBps, downtimeMs } = cluster.options;
+  return {
     ...convergence,
     ...(bandwidthMiBps === undefined ? {} : { bandwidthMiBps }),
     ...(downtimeMs === undefined ? {} : { downtimeMs }),
   };
+}
+
+/** The cluster file's deadlines and convergence policy, under what the command line asked. */
+export function inputWithLimits(cluster: ClusterFile, input: ProtocolInput): ProtocolInput {
+  const { limits } = cluster.options;
+  const policy = copyPolicyOf(cluster);
   return {
     ...input,
     ...(limits === undefined ? {} : { limits: { ...limits, ...input.limits } }),

@@ -1,8 +1,8 @@
-import { DEFAULT_CONVERGENCE, type Effects, type ProtocolInput } from '../../machines/index.js';
+import { DEFAULT_CONVERGENCE, type Effects } from '../../machines/index.js';
 import { sshEffects } from '../backend/index.js';
 import { remoteEffects } from '../remote/client.js';
 import { createSimCluster } from '../sim/index.js';
-import { inputWithLimits, readClusterFile } from './cluster.js';
+import { copyPolicyOf, readClusterFile } from './cluster.js';
 import { isServedWorld } from './distributed.js';
 import { UsageError } from './errors.js';
 import { loadWorld } from './worldFile.js';
@@ -14,17 +14,17 @@ import { loadWorld } from './worldFile.js';
  */
 export async function readEffects(
   values: Record<string, unknown>,
-  instance: string,
+  /** The instance the reads are about, refused when the file does not know it; null: every one. */
+  instance: string | null,
 ): Promise<{ effects: Effects; policy: typeof DEFAULT_CONVERGENCE; close: () => void }> {
   if (typeof values.cluster === 'string') {
     const file = await readClusterFile(values.cluster);
-    if (!file.instances.some((i) => i.name === instance))
+    if (instance !== null && !file.instances.some((i) => i.name === instance))
       throw new UsageError(`instance ${instance} is not in ${values.cluster}`);
     const backend = await sshEffects(values.cluster);
-    const given: ProtocolInput = inputWithLimits(file, { instance });
     return {
       effects: backend.effects,
-      policy: { ...DEFAULT_CONVERGENCE, ...given.convergence },
+      policy: { ...DEFAULT_CONVERGENCE, ...copyPolicyOf(file) },
       close: () => backend.close(),
     };
   }
@@ -32,7 +32,7 @@ export async function readEffects(
   if (isServedWorld(world))
     return { effects: remoteEffects(world), policy: DEFAULT_CONVERGENCE, close: () => {} };
   const loaded = await loadWorld(world);
-  if (loaded.config.instances[instance] === undefined)
+  if (instance !== null && loaded.config.instances[instance] === undefined)
     throw new UsageError(`instance ${instance} is not in world file ${world}`);
   // A copy of the world: whatever simulated time the reads take is not saved.
   return { effects: createSimCluster(loaded).effects, policy: DEFAULT_CONVERGENCE, close: () => {} };

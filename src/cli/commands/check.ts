@@ -14,7 +14,7 @@ export const check: Command = {
   name: 'check',
   summary:
     'whether an instance could be migrated now, and what a failover away from its primary would rest on',
-  args: [{ name: 'INSTANCE' }],
+  args: [{ name: 'INSTANCE', optional: true }],
   oneOf: ['cluster', 'world'],
   options: ['cluster', 'world', 'json'],
   description: `Reads the instance's nodes, changing nothing: where it runs, its disks on both nodes (and on
@@ -24,28 +24,47 @@ handler where the instance has selfFenceMs) and what a failover away from its pr
 were the primary to go silent: DRBD quorum as the proof that it cannot write (selfFenceMs set, the
 primary's own quorum-lost handler, quorum held on both, the tiebreaker connected), or the operator's
 --source-is-down. A migration reads the target's handler before it makes that node the primary; the
-primary the cluster file starts with is read only here.
+primary the cluster file starts with is read only here. Without INSTANCE, every instance of the file,
+each line led by its name.
 
-Exit codes: 0 both hold (without selfFenceMs a failover rests on --source-is-down, as meant: said,
+Exit codes: 0 both hold (for every instance checked) (without selfFenceMs a failover rests on --source-is-down, as meant: said,
 not a problem); 1 a migration would be refused, or a failover could not rest on quorum as
 selfFenceMs means it to (each said, with what to do); 2 bad input (an instance the file does not
 know).`,
   examples: [
     'drbd-migrate check web1 --cluster cluster.yaml',
+    'drbd-migrate check --cluster cluster.yaml',
     'drbd-migrate check web1 --world /tmp/w.json --json',
   ],
   async run({ args, values, io }) {
-    const instance = instanceName(args.INSTANCE!);
-    const { effects, close } = await readEffects(values, instance);
+    const named = args.INSTANCE === undefined ? null : instanceName(args.INSTANCE);
+    const { effects, close } = await readEffects(values, named);
     try {
-      const readiness = await readinessOf(effects, instance);
-      if (values.json === true) io.out(JSON.stringify({ type: 'check', instance, ...readiness }));
-      else {
-        for (const line of readiness.holds) io.out(`ok: ${line}`);
-        if (readiness.migration !== null) io.out(`migration: ${readiness.migration}`);
-        if (readiness.failover !== null) io.out(`failover: ${readiness.failover}`);
+      const instances =
+        named !== null
+          ? [named]
+          : effectSchemas.listInstances.output
+              .parse(
+                await effects.listInstances(
+                  { timeoutMs: DEFAULT_LIMITS.stepTimeoutMs },
+                  AbortSignal.timeout(DEFAULT_LIMITS.stepTimeoutMs),
+                ),
+              )
+              .map((c) => c.name)
+              .sort();
+      let ready = true;
+      for (const instance of instances) {
+        const readiness = await readinessOf(effects, instance);
+        ready &&= readiness.migration === null && readiness.failover === null;
+        const lead = named === null ? `${instance}: ` : '';
+        if (values.json === true) io.out(JSON.stringify({ type: 'check', instance, ...readiness }));
+        else {
+          for (const line of readiness.holds) io.out(`${lead}ok: ${line}`);
+          if (readiness.migration !== null) io.out(`${lead}migration: ${readiness.migration}`);
+          if (readiness.failover !== null) io.out(`${lead}failover: ${readiness.failover}`);
+        }
       }
-      return readiness.migration === null && readiness.failover === null ? 0 : 1;
+      return ready ? 0 : 1;
     } finally {
       close();
     }
