@@ -27,10 +27,10 @@ primary's own quorum-lost handler, quorum held on both, the tiebreaker connected
 primary the cluster file starts with is read only here. Without INSTANCE, every instance of the file,
 each line led by its name.
 
-Exit codes: 0 both hold (for every instance checked) (without selfFenceMs a failover rests on --source-is-down, as meant: said,
-not a problem); 1 a migration would be refused, or a failover could not rest on quorum as
-selfFenceMs means it to (each said, with what to do); 2 bad input (an instance the file does not
-know).`,
+Exit codes: 0 both hold, for every instance checked (without selfFenceMs a failover resting on
+--source-is-down is as meant: said, not a problem); 1 a migration would be refused, or a failover
+could not rest on quorum as selfFenceMs means it to (each said, with what to do); 2 bad input (an
+instance the file does not know).`,
   examples: [
     'drbd-migrate check web1 --cluster cluster.yaml',
     'drbd-migrate check --cluster cluster.yaml',
