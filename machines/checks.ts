@@ -484,13 +484,15 @@ export interface Readiness {
  * An instance's readiness, from where it runs, its disks on both nodes and on its tiebreaker: the
  * migration's own checks (where it runs, the disks' consistency, the target's self-fence), and what a
  * failover away from the primary would need (selfFenceMs; the primary's own quorum-lost handler,
- * which a migration never reads since it makes that node the secondary; quorum held, the
- * tiebreaker connected to both). Read-only; the runs check again when they run.
+ * which a migration never reads since it makes that node the secondary; quorum held on both; the
+ * tiebreaker connected to the secondary, the link a silent primary leaves). Read-only; the runs
+ * check again when they run.
  */
 export function judgeReadiness(
   config: InstanceConfig,
   lists: Record<string, RunningInstance[]>,
   status: Record<string, DiskStatus[]>,
+  /** The tiebreaker's disks as it sees them towards the secondary. */
   tiebreakerDisks: DiskStatus[] | null,
 ): Readiness {
   const primary = config.primaryNode;
@@ -541,7 +543,7 @@ function failoverGround(
     if (tiebreakerDisks === null) return `No disk status from ${tiebreaker}, the tiebreaker`;
     const apart = tiebreakerDisks.filter((d) => d.connection !== 'Connected');
     if (apart.length > 0)
-      return `${tiebreaker}, the tiebreaker, is not connected to ${primary} on ${apart.map((d) => `${d.resource} (${d.connection})`).join(', ')}: with ${primary} silent, ${secondary} would hold one vote of two left; bring ${tiebreaker} back`;
+      return `${tiebreaker}, the tiebreaker, is not connected to ${secondary} on ${apart.map((d) => `${d.resource} (${d.connection})`).join(', ')}: with ${primary} silent, ${secondary} would hold one vote of three; connect ${tiebreaker} to ${secondary}`;
   }
   return null;
 }

@@ -72,7 +72,21 @@ describe('drbd-migrate check', () => {
     const r = await check(sim);
     expect(r.code).toBe(1);
     expect(r.stdout).toContain(
-      'failover: node-c, the tiebreaker, is not connected to node-a on web1-disk0 (Connecting), web1-disk1 (Connecting): with node-a silent, node-b would hold one vote of two left; bring node-c back',
+      'failover: node-c, the tiebreaker, is not connected to node-b on web1-disk0 (Connecting), web1-disk1 (Connecting): with node-a silent, node-b would hold one vote of three; connect node-c to node-b',
+    );
+  });
+
+  it('the tiebreaker connected to the primary only: what a silent primary leaves is the secondary’s link to it, read there', async () => {
+    const sim = quorate();
+    const world = sim.snapshot();
+    for (const r of Object.values(world.resources)) r.tiebreakerPeers = ['node-a'];
+    const r = await check(createSimCluster(world));
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('ok: a migration of web1 from node-a to node-b passes its checks now');
+    expect(r.stdout).toContainEqual(
+      expect.stringMatching(
+        /^failover: node-c, the tiebreaker, is not connected to node-b on web1-disk0 \(StandAlone\)/,
+      ),
     );
   });
 

@@ -23,6 +23,8 @@ function ephemeralLow(): number {
     // Not Linux: the IANA dynamic range starts at 49152.
     return 49_152;
   }
+  // A range that starts this low leaves no room below it: the picks may meet it (a Restate start's
+  // retry is then the backstop).
   return 32_768;
 }
 

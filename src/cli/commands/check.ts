@@ -22,8 +22,8 @@ its tiebreaker), and says whether a migration to its secondary would pass its ch
 disks Connected and UpToDate on both, single-master, auto-promote off, the target's quorum-lost
 handler where the instance has selfFenceMs) and what a failover away from its primary would rest on
 were the primary to go silent: DRBD quorum as the proof that it cannot write (selfFenceMs set, the
-primary's own quorum-lost handler, quorum held on both, the tiebreaker connected), or the operator's
---source-is-down. A migration reads the target's handler before it makes that node the primary; the
+primary's own quorum-lost handler, quorum held on both, the tiebreaker connected to the secondary),
+or the operator's --source-is-down. A migration reads the target's handler before it makes that node the primary; the
 primary the cluster file starts with is read only here. Without INSTANCE, every instance of the file,
 each line led by its name.
 
@@ -98,13 +98,17 @@ async function readinessOf(
     const text = `Cannot read ${nodes.join(' and ')} (${(error as Error).message}): nothing is known of ${instance} there`;
     return { migration: text, failover: text, holds: [] };
   }
+  // The tiebreaker's link that a silent primary leaves: the one to the secondary.
   const tiebreaker = config.tiebreaker;
   const tiebreakerDisks =
     tiebreaker === null
       ? null
       : await effects
-          .nodeDiskStatus({ instance, node: tiebreaker, disks: config.disks, timeoutMs }, signal)
-          .then((answer) => effectSchemas.nodeDiskStatus.output.parse(answer))
+          .diskStatus(
+            { instance, nodes: [tiebreaker, config.secondaryNode], disks: config.disks, timeoutMs },
+            signal,
+          )
+          .then((answer) => effectSchemas.diskStatus.output.parse(answer)[tiebreaker] ?? null)
           .catch(() => null);
   return judgeReadiness(config, lists, status, tiebreakerDisks);
 }
