@@ -33,7 +33,8 @@ import { tempDir } from './tmp.js';
  * through the whole replace, shows two UpToDate copies at every event, and node-c holds quorum with
  * node-d. Then a repair after a commit, the new copy carrying a live migration, `evacuate node-b
  * --all` emptying node-b, and node-b back as a third diskful copy of web1 while a live migration runs
- * between the other two (the kernel's own view of the third during the copy).
+ * between the other two (the kernel's own view of the third during the copy); then the file names
+ * another two of the three as the pair, and a migration runs between those.
  */
 const unavailable = drbdTestbedUnavailable('9');
 if (unavailable !== null && process.env.CI === 'true') {
@@ -416,6 +417,136 @@ describe.skipIf(unavailable !== null)(
         connection: 'Connected',
         diskState: 'UpToDate',
       });
+    }, 300_000);
+
+    it('DRBD 9: any two of the three: with the file naming node-a and node-b as web1’s pair (node-c the copy it leaves alone), a live migration node-a → node-b: node-c’s own view shows both Primary over connections that allow none, node-a’s allows two primaries towards node-b only; the abort reverts on that connection alone, and the migration to its end leaves node-c UpToDate with the guest’s writes', async () => {
+      // The drain before marked node-b; the operator takes the mark back and names node-b the pair's
+      // other node (its node-id beside node-c's, which the resource still has).
+      const undrained = await cli(['undrain', 'node-b', '--cluster', tb.clusterPath]);
+      expect([undrained.code, undrained.stderr]).toEqual([0, '']);
+      const named = await loadCluster(tb.clusterPath);
+      const web1 = named.instances[0]!;
+      expect(web1).toMatchObject({ primary: 'node-a', secondary: 'node-c' });
+      const cluster = {
+        ...named,
+        instances: [
+          {
+            ...web1,
+            secondary: 'node-b',
+            disks: web1.disks.map((d) =>
+              'resource' in d && d.nodeIds !== undefined
+                ? { ...d, nodeIds: { ...d.nodeIds, 'node-b': NODE_IDS['node-b'] } }
+                : d,
+            ),
+          },
+          ...named.instances.slice(1),
+        ],
+      };
+      writeFileSync(tb.clusterPath, JSON.stringify(cluster, null, 2));
+      const checked = await cli(['check', 'web1', '--cluster', tb.clusterPath]);
+      expect([checked.code, checked.stderr]).toEqual([0, '']);
+
+      writeFileSync(
+        tb.clusterPath,
+        JSON.stringify(
+          {
+            ...cluster,
+            options: { ...cluster.options, bandwidthMiBps: 0.01, convergence: { predict: false } },
+          },
+          null,
+          2,
+        ),
+      );
+      const abort = new AbortController();
+      let window: Promise<Record<'third' | 'thirdShow' | 'sourceShow', string>> | undefined;
+      const backend = await sshEffects(tb.clusterPath);
+      try {
+        const input = inputWithLimits(await loadCluster(tb.clusterPath), { instance: 'web1' });
+        const out = await runMigration(input, backend.effects, {
+          graceMs: SSH_GRACE_MS,
+          abort: abort.signal,
+          onEvent: (e) => {
+            if (e.type !== 'progress' || e.kind !== 'memory' || window !== undefined) return;
+            window = Promise.all([
+              sh('node-c', `drbdsetup status ${RESOURCE} --json --statistics`),
+              sh('node-c', `drbdsetup show ${RESOURCE}`),
+              sh('node-a', `drbdsetup show ${RESOURCE}`),
+            ])
+              .then(([third, thirdShow, sourceShow]) => ({
+                third: third.stdout,
+                thirdShow: thirdShow.stdout,
+                sourceShow: sourceShow.stdout,
+              }))
+              .finally(() => abort.abort());
+          },
+        });
+        expect(out).toMatchObject({ outcome: 'reverted', verdict: 'aborted' });
+      } finally {
+        backend.close();
+        writeFileSync(tb.clusterPath, JSON.stringify(cluster, null, 2));
+      }
+      const seen = await window!;
+      const [third] = JSON.parse(seen.third) as {
+        connections: { 'peer-node-id': number; 'peer-role': string; 'connection-state': string }[];
+      }[];
+      expect(
+        third!.connections.map((c) => [c['peer-node-id'], c['peer-role'], c['connection-state']]).sort(),
+      ).toEqual([
+        [NODE_IDS['node-a'], 'Primary', 'Connected'],
+        [NODE_IDS['node-b'], 'Primary', 'Connected'],
+        [NODE_IDS['node-d'], 'Secondary', 'Connected'],
+      ]);
+      for (const peer of ['node-a', 'node-b', 'node-d'] as const)
+        expect([peer, twoPrimariesAllowed(seen.thirdShow, NODE_IDS[peer])]).toEqual([peer, false]);
+      for (const peer of ['node-b', 'node-c', 'node-d'] as const)
+        expect([peer, twoPrimariesAllowed(seen.sourceShow, NODE_IDS[peer])]).toEqual([
+          peer,
+          peer === 'node-b',
+        ]);
+      // Reverted: node-a the only primary, and no connection of node-a's or node-b's allows two.
+      const shows = {
+        'node-a': (await sh('node-a', `drbdsetup show ${RESOURCE}`)).stdout,
+        'node-b': (await sh('node-b', `drbdsetup show ${RESOURCE}`)).stdout,
+      };
+      for (const [node, show] of Object.entries(shows))
+        for (const peer of ['node-a', 'node-b', 'node-c', 'node-d'] as const)
+          if (peer !== node)
+            expect([node, peer, twoPrimariesAllowed(show, NODE_IDS[peer])]).toEqual([node, peer, false]);
+      expect(await drbd('node-c', 'node-a')).toMatchObject({
+        peerRole: 'Primary',
+        connection: 'Connected',
+        diskState: 'UpToDate',
+      });
+      expect(await drbd('node-c', 'node-b')).toMatchObject({
+        peerRole: 'Secondary',
+        connection: 'Connected',
+      });
+
+      const again = await sshEffects(tb.clusterPath);
+      try {
+        const input = inputWithLimits(await loadCluster(tb.clusterPath), { instance: 'web1' });
+        const out = await runMigration(input, again.effects, { graceMs: SSH_GRACE_MS });
+        expect(out.error ?? null).toBeNull();
+        expect(out).toMatchObject({ outcome: 'migrated', primaryNode: 'node-b' });
+      } finally {
+        again.close();
+      }
+      const last = ticks(await serial('node-a')).at(-1)!;
+      await waitForTick('node-b', last + 2);
+      for (const peer of ['node-a', 'node-b'] as const)
+        expect(await drbd('node-c', peer)).toMatchObject({
+          role: 'Secondary',
+          peerRole: peer === 'node-b' ? 'Primary' : 'Secondary',
+          connection: 'Connected',
+          diskState: 'UpToDate',
+          peerDiskState: 'UpToDate',
+          allowTwoPrimaries: false,
+        });
+      const sector = await sh(
+        'node-c',
+        `dd if=/dev/${VOLUME_GROUP}/${RESOURCE}_data bs=512 skip=${8 + last + 1} count=1 iflag=direct status=none`,
+      );
+      expect(sector.stdout.startsWith(`disk-tick ${(last + 1).toString(16).padStart(4, '0')}`)).toBe(true);
     }, 300_000);
   },
 );
