@@ -55,16 +55,9 @@ describe('node dies → failover → node returns → rejoin → migrate back (C
     expect(back.stdout).toContain('rejoined: web1 is primary on node-b');
     w = read(file);
     for (const r of Object.values(w.resources)) {
-      expect(r.local['node-a']).toMatchObject({
-        role: 'Secondary',
-        connection: 'Connected',
-        diskState: 'UpToDate',
-      });
-      expect(r.local['node-b']).toMatchObject({
-        role: 'Primary',
-        connection: 'Connected',
-        diskState: 'UpToDate',
-      });
+      expect(r.local['node-a']).toMatchObject({ role: 'Secondary', diskState: 'UpToDate' });
+      expect(r.local['node-b']).toMatchObject({ role: 'Primary', diskState: 'UpToDate' });
+      expect(r.links[0]?.connection).toEqual({ 'node-a': 'Connected', 'node-b': 'Connected' });
     }
 
     const home = await cli('migrate', 'web1', '--world', file, '--quiet');
@@ -168,11 +161,11 @@ describe('the returning node resyncs from the survivor, never the other way', ()
     await runFailover({ instance: 'web1', sourceIsDown: true }, sim.effects, { clock: sim.clock });
     sim.reviveNode('node-a');
     const r0 = sim.world.resources['web1-disk0']!;
-    expect(r0.dirtyKiB['node-a']).toBeGreaterThan(0);
+    expect(r0.links[0]!.dirtyKiB['node-a']).toBeGreaterThan(0);
     const out = await runRejoin({ instance: 'web1' }, sim.effects, { clock: sim.clock });
     expect(out.outcome).toBe('rejoined');
     const r = sim.world.resources['web1-disk0']!;
-    expect(r.dirtyKiB).toEqual({});
+    expect(r.links[0]!.dirtyKiB).toEqual({});
     expect(r.local['node-b']?.role).toBe('Primary');
     expect(sim.world.violations).toEqual([]);
     const home = await runMigration({ instance: 'web1' }, sim.effects, { clock: sim.clock });
@@ -447,7 +440,7 @@ describe('the rejoin says which way the resync goes, and what is discarded befor
     );
     expect(back.warnings.join('\n')).not.toMatch(/discarded/);
     // Nothing of node-a's was thrown away: no node holds writes the other lacks.
-    for (const r of Object.values(sim.world.resources)) expect(r.dirtyKiB).toEqual({});
+    for (const r of Object.values(sim.world.resources)) expect(r.links[0]!.dirtyKiB).toEqual({});
     const repaired = await runFailover({ instance: 'web1', cleanup: true }, sim.effects, {
       clock: sim.clock,
     });
@@ -554,7 +547,9 @@ describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 w
     expect(sim.world.vms['node-b']?.web1?.state).toBe('running');
     expect(sim.world.time - start).toBeGreaterThanOrEqual(30_000);
     // Without quorum the isolated source could not write: nothing of its own to discard later.
-    expect(Object.values(sim.world.resources).every((r) => (r.dirtyKiB['node-a'] ?? 0) === 0)).toBe(true);
+    expect(Object.values(sim.world.resources).every((r) => (r.links[0]!.dirtyKiB['node-a'] ?? 0) === 0)).toBe(
+      true,
+    );
   });
 
   it('a source that lost power: the same proof, without waiting for the operator', async () => {
@@ -632,7 +627,9 @@ describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 w
     expect(sim.world.config.instances.web1?.primaryNode).toBe('node-a');
     expect(sim.world.vms['node-b']?.web1).toBeUndefined();
     // Frozen on both sides: the isolated source could not write either.
-    expect(Object.values(sim.world.resources).every((r) => (r.dirtyKiB['node-a'] ?? 0) === 0)).toBe(true);
+    expect(Object.values(sim.world.resources).every((r) => (r.links[0]!.dirtyKiB['node-a'] ?? 0) === 0)).toBe(
+      true,
+    );
     expect(sim.world.violations).toEqual([]);
   });
 
@@ -684,7 +681,8 @@ describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 w
     const cut = (linkBackMs: number) => {
       const sim = quorate({ tiebreaker: 'node-c' });
       sim.perturb('linkDown', 'web1');
-      for (const r of Object.values(sim.world.resources)) r.linkDownUntil = sim.world.time + linkBackMs;
+      for (const r of Object.values(sim.world.resources))
+        r.links[0]!.linkDownUntil = sim.world.time + linkBackMs;
       sim.killNode('node-c');
       return sim;
     };
@@ -710,7 +708,8 @@ describe('DRBD 9 quorum as the proof that a silent source cannot write (rule 7 w
     const sim = quorate();
     sim.perturb('linkDown', 'web1');
     // The link between the two stays down (an hour), node-a still in the tiebreaker's reach.
-    for (const r of Object.values(sim.world.resources)) r.linkDownUntil = sim.world.time + 3_600_000;
+    for (const r of Object.values(sim.world.resources))
+      r.links[0]!.linkDownUntil = sim.world.time + 3_600_000;
     sim.world.nodes['node-a']!.unreachable = true;
     const out = await failover(sim);
     expect(out.outcome).toBe('rejected');

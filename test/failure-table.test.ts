@@ -70,8 +70,8 @@ function worldLine(world: World): string {
   const running = runningOn(world, 'web1');
   const r = Object.values(world.resources);
   const roles = (n: string) => r.map((x) => (x.local[n]?.role === 'Primary' ? 'P' : 'S')).join('');
-  const conn = [...new Set(r.flatMap((x) => Object.values(x.local).map((l) => l.connection)))].join('/');
-  const dual = r.some((x) => Object.values(x.local).some((l) => l.net?.allowTwoPrimaries))
+  const conn = [...new Set(r.flatMap((x) => x.links.flatMap((l) => Object.values(l.connection))))].join('/');
+  const dual = r.some((x) => x.links.some((l) => Object.values(l.net).some((n) => n?.allowTwoPrimaries)))
     ? ', two primaries allowed'
     : '';
   return `runs on ${running.join('+') || 'none'}; a:${roles('node-a')} b:${roles('node-b')} ${conn}${dual}; config ${world.config.instances.web1?.primaryNode}`;
@@ -139,13 +139,15 @@ function replaceLine(world: World): string {
   const r = Object.values(world.resources).filter((x) => x.name.startsWith('web1-'));
   const roles = (n: string) =>
     r.map((x) => (x.local[n] === undefined ? '-' : x.local[n]!.role === 'Primary' ? 'P' : 'S')).join('');
-  const conn = [...new Set(r.flatMap((x) => x.nodes.map((n) => x.local[n]?.connection)))].join('/');
+  const conn = [...new Set(r.flatMap((x) => x.links[0]!.ends.map((n) => x.links[0]!.connection[n])))].join(
+    '/',
+  );
   const volumes = (n: string) => Object.keys(world.storage[n]?.volumes ?? {}).length;
   const c = world.config.instances.web1!;
   // DRBD 9: the peers each copy has (a joining one too), and those the tiebreaker has.
   const peers =
     r[0]?.drbd === '9'
-      ? ` peers ${[...r[0].nodes, ...(r[0].joining ? [r[0].joining.node] : [])].map((n) => n.slice(-1)).join('')}`
+      ? ` peers ${[...new Set(r[0].links.flatMap((l) => l.ends))].map((n) => n.slice(-1)).join('')}`
       : '';
   const tiebreaker = r[0]?.tiebreaker
     ? `; tiebreaker's peers ${r[0].tiebreakerPeers

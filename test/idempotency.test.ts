@@ -81,7 +81,7 @@ describe('every effect is idempotent', () => {
     });
     expect(restStateProblems(sim.world, 'web1')).toEqual([]);
     expect(Object.keys(sim.world.storage['node-b']?.volumes ?? {})).toEqual([]);
-    expect(sim.world.resources['web1-disk0']?.syncSource).toBeNull();
+    expect(sim.world.resources['web1-disk0']?.links.map((l) => l.syncSource)).toEqual([null]);
     // Undone before its commit (the primary's disconnect fails), every call twice: node-c empty again.
     const undo = createSimCluster(spec, { faults: [{ effect: 'disconnectNet', call: 3, kind: 'error' }] });
     expect((await replace(undo)).outcome).toBe('reverted');

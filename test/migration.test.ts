@@ -394,8 +394,12 @@ describe('the commit point when the config write fails', () => {
     const world = run.sim.world;
     expect(world.config.instances.web1?.primaryNode).toBe('node-a');
     for (const r of Object.values(world.resources)) {
-      expect(r.local['node-b']).toMatchObject({ role: 'Primary', net: { allowTwoPrimaries: false } });
-      expect(r.local['node-a']).toMatchObject({ role: 'Secondary', net: { allowTwoPrimaries: false } });
+      expect(r.local['node-b']).toMatchObject({ role: 'Primary' });
+      expect(r.local['node-a']).toMatchObject({ role: 'Secondary' });
+      expect(r.links[0]?.net).toMatchObject({
+        'node-a': { allowTwoPrimaries: false },
+        'node-b': { allowTwoPrimaries: false },
+      });
     }
     expectTruthfulOutcome(run);
     const cleanup = await simulate('cleanup', { sim: run.sim });

@@ -17,6 +17,8 @@ import {
   createSimCluster,
   createWorld,
   type Fault,
+  joiningPeer,
+  linkConnected,
   restStateProblems,
   type SimCluster,
   type World,
@@ -103,7 +105,7 @@ describe('replacing the secondary on the simulated cluster', () => {
     expect(held(w, 'node-b')).toEqual([]);
     expect(held(w, 'node-c')).toHaveLength(6);
     for (const r of ['web1-disk0', 'web1-disk1'])
-      expect(w.resources[r]).toMatchObject({ nodes: ['node-a', 'node-c'], syncSource: null });
+      expect(w.resources[r]?.links).toMatchObject([{ ends: ['node-a', 'node-c'], syncSource: null }]);
     expect(w.vms['node-a']?.web1?.state).toBe('running');
     // The one-copy window is announced before the first disconnect, and the old copies go only
     // after the resync is over.
@@ -486,8 +488,10 @@ describe('DRBD 9: make-before-break on the simulated cluster', () => {
     const count = () =>
       ['web1-disk0', 'web1-disk1'].map((name) => {
         const r = sim.world.resources[name]!;
-        const own = r.nodes.filter((n) => r.local[n]?.diskState === 'UpToDate').length;
-        const joined = r.joining?.connected && r.local[r.joining.node]?.diskState === 'UpToDate' ? 1 : 0;
+        const own = r.links[0]!.ends.filter((n) => r.local[n]?.diskState === 'UpToDate').length;
+        const j = joiningPeer(r);
+        const joined =
+          j !== null && linkConnected(j.link) && r.local[j.node]?.diskState === 'UpToDate' ? 1 : 0;
         return own + joined;
       });
     const before = viewOfSim(sim);
@@ -537,7 +541,7 @@ describe('DRBD 9: make-before-break on the simulated cluster', () => {
     const w = sim.snapshot();
     expect(held(w, 'node-b')).toEqual([]);
     for (const r of ['web1-disk0', 'web1-disk1'])
-      expect(w.resources[r]).toMatchObject({ nodes: ['node-a', 'node-c'], joining: null, syncSource: null });
+      expect(w.resources[r]?.links).toMatchObject([{ ends: ['node-a', 'node-c'], syncSource: null }]);
     expect(w.vms['node-a']?.web1?.state).toBe('running');
   });
 
@@ -552,7 +556,7 @@ describe('DRBD 9: make-before-break on the simulated cluster', () => {
     expect(held(w, 'node-c')).toEqual([]);
     expect(w.config.instances.web1).toMatchObject({ secondaryNode: 'node-b', formerSecondary: null });
     for (const r of ['web1-disk0', 'web1-disk1'])
-      expect(w.resources[r]).toMatchObject({ nodes: ['node-a', 'node-b'], joining: null });
+      expect(w.resources[r]?.links).toMatchObject([{ ends: ['node-a', 'node-b'] }]);
   });
 
   it('refuses a resource with quorum whose tiebreaker the cluster file does not name, touching nothing', async () => {

@@ -38,16 +38,14 @@ describe('the simulated cluster obeys DRBD’s rules', () => {
     await sim.effects.disconnectNet({ ...base, nodes: both, disks }, signal());
     // only one side asks for two primaries: the handshake fails, the attach retries until its deadline
     const r = sim.world.resources['web1-disk0']!;
-    r.local['node-a']!.net = { allowTwoPrimaries: true, discardMyData: false };
-    r.local['node-a']!.connection = 'Connecting';
-    r.local['node-b']!.net = { allowTwoPrimaries: false, discardMyData: false };
-    r.local['node-b']!.connection = 'Connecting';
+    const l = r.links[0]!;
+    l.net['node-a'] = { allowTwoPrimaries: true, discardMyData: false };
+    l.connection['node-a'] = 'Connecting';
+    l.net['node-b'] = { allowTwoPrimaries: false, discardMyData: false };
+    l.connection['node-b'] = 'Connecting';
     const { handshake } = await import('../src/sim/drbd.js');
-    handshake(sim.world, r);
-    expect([r.local['node-a']!.connection, r.local['node-b']!.connection]).toEqual([
-      'StandAlone',
-      'StandAlone',
-    ]);
+    handshake(sim.world, r, l);
+    expect([l.connection['node-a'], l.connection['node-b']]).toEqual(['StandAlone', 'StandAlone']);
   });
 
   it('refuses to demote a disk a guest holds open', async () => {
@@ -118,8 +116,8 @@ describe('the simulated cluster keeps DRBD’s memory across outages (issue 22 A
     // node-b is promoted alone and writes nothing; node-a, still Primary, writes on.
     await sim.effects.shutdownInstance({ ...base, node: 'node-a' }, signal());
     await sim.effects.openDisks({ ...base, node: 'node-b', disks, exclusive: true }, signal());
-    expect(sim.world.resources['web1-disk0']?.newGeneration).toEqual(['node-b']);
-    sim.world.resources['web1-disk0']!.dirtyKiB['node-a'] = 4096;
+    expect(sim.world.resources['web1-disk0']!.links[0]!.newGeneration).toEqual(['node-b']);
+    sim.world.resources['web1-disk0']!.links[0]!.dirtyKiB['node-a'] = 4096;
     await sim.effects.closeDisks({ ...base, node: 'node-b', disks }, signal());
     // DRBD drops both to StandAlone, so the reconnect times out.
     await expect(
@@ -134,8 +132,8 @@ describe('the simulated cluster keeps DRBD’s memory across outages (issue 22 A
     // Both are Primary for a migration's window, and both guests write: nobody looks until after.
     const r = sim.world.resources['web1-disk0']!;
     r.local['node-b']!.role = 'Primary';
-    r.local['node-a']!.net!.allowTwoPrimaries = true;
-    r.local['node-b']!.net!.allowTwoPrimaries = true;
+    r.links[0]!.net['node-a']!.allowTwoPrimaries = true;
+    r.links[0]!.net['node-b']!.allowTwoPrimaries = true;
     sim.world.vms['node-b'] = { web1: structuredClone(sim.world.vms['node-a']!.web1!) };
     await sim.clock.sleep(10_000);
     sim.current();
@@ -170,6 +168,62 @@ describe('saving and loading a simulated cluster', () => {
     const loaded = createSimCluster(World.parse(saved));
     expect(loaded.snapshot()).toEqual(sim.snapshot());
     expect(loaded.clock.now()).toBe(sim.clock.now());
+  });
+
+  it('reads a world saved before resources had links (one pair, a joining peer apart) as the same state', () => {
+    const now = createSimCluster().snapshot();
+    const { links: _links, ...rest } = now.resources['web1-disk0']!;
+    const net = { allowTwoPrimaries: false, discardMyData: false };
+    const saved = structuredClone(now) as unknown as { resources: Record<string, unknown> };
+    saved.resources['web1-disk0'] = {
+      ...rest,
+      nodes: ['node-a', 'node-b'],
+      local: {
+        'node-a': { role: 'Primary', diskState: 'UpToDate', net, connection: 'Connected' },
+        'node-b': { role: 'Secondary', diskState: 'UpToDate', net: null, connection: 'StandAlone' },
+        'node-c': { role: 'Secondary', diskState: 'Inconsistent', net: null, connection: 'Connected' },
+      },
+      syncSource: null,
+      outOfSyncKiB: 0,
+      syncTotalKiB: 0,
+      dirtyKiB: { 'node-a': 512 },
+      newGeneration: ['node-a'],
+      linkDownUntil: null,
+      joining: {
+        node: 'node-c',
+        to: 'node-a',
+        configured: ['node-a', 'node-c'],
+        connected: true,
+        outOfSyncKiB: 2048,
+        totalKiB: 4096,
+      },
+    };
+    const r = World.parse(saved).resources['web1-disk0']!;
+    expect(r.local['node-c']).toEqual({ role: 'Secondary', diskState: 'Inconsistent' });
+    expect(r.links).toEqual([
+      {
+        ends: ['node-a', 'node-b'],
+        net: { 'node-a': net, 'node-b': null },
+        connection: { 'node-a': 'Connected', 'node-b': 'StandAlone' },
+        syncSource: null,
+        outOfSyncKiB: 0,
+        syncTotalKiB: 0,
+        dirtyKiB: { 'node-a': 512 },
+        newGeneration: ['node-a'],
+        linkDownUntil: null,
+      },
+      {
+        ends: ['node-a', 'node-c'],
+        net: { 'node-a': net, 'node-c': net },
+        connection: { 'node-a': 'Connected', 'node-c': 'Connected' },
+        syncSource: 'node-a',
+        outOfSyncKiB: 2048,
+        syncTotalKiB: 4096,
+        dirtyKiB: {},
+        newGeneration: [],
+        linkDownUntil: null,
+      },
+    ]);
   });
 });
 

@@ -1,5 +1,5 @@
 import type { ProtocolOutput } from '../../machines/index.js';
-import { localOf, type World } from '../sim/index.js';
+import { linkConnected, linkFor, localOf, otherEnd, type World } from '../sim/index.js';
 
 /** The simulated world as the CLI prints it (and as `{"type":"world"}` carries it). */
 export function describeWorldState(world: World) {
@@ -21,17 +21,19 @@ export function describeWorldState(world: World) {
               .filter((r) => r.local[node] !== undefined)
               .map((r) => {
                 const l = localOf(r, node);
-                const linked = r.nodes.includes(node);
-                const peer = linked ? r.local[r.nodes[0] === node ? r.nodes[1] : r.nodes[0]] : undefined;
-                const connected = l.connection === 'Connected' && peer?.connection === 'Connected';
+                const link = linkFor(r, node);
+                const peer = link === undefined ? undefined : r.local[otherEnd(link, node)];
                 return [
                   r.name,
                   {
                     role: l.role,
-                    connection: l.connection,
+                    connection: link?.connection[node] ?? 'StandAlone',
                     disk: l.diskState,
-                    peerDisk: connected ? (peer?.diskState ?? 'DUnknown') : 'DUnknown',
-                    allowTwoPrimaries: l.net?.allowTwoPrimaries ?? false,
+                    peerDisk:
+                      link !== undefined && linkConnected(link)
+                        ? (peer?.diskState ?? 'DUnknown')
+                        : 'DUnknown',
+                    allowTwoPrimaries: link?.net[node]?.allowTwoPrimaries ?? false,
                   },
                 ];
               }),

@@ -9,19 +9,18 @@ import {
 import { SimClock } from './clock.js';
 import {
   addPeer,
-  advanceJoining,
   advanceResource,
   configureNet,
   demote,
   disconnect,
   handshake,
   isConnected,
-  isSyncing,
-  joinHandshake,
-  joiningSettled,
   joinTiebreaker,
-  localOf,
-  onJoiningLink,
+  linkBetween,
+  linkConnected,
+  linkFor,
+  linkSyncing,
+  pairOf,
   promote,
   quorumOf,
   removePeer,
@@ -172,11 +171,9 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
    */
   const unsettled = new Set<string>();
   const settled = (r: Resource) =>
-    r.linkDownUntil === null &&
     r.slowUntil === null &&
-    r.syncSource === null &&
     isConnected(r) &&
-    joiningSettled(r);
+    r.links.every((l) => l.linkDownUntil === null && l.syncSource === null);
   function sortOut(names: Iterable<string>) {
     for (const name of names) {
       const r = world.resources[name];
@@ -225,10 +222,11 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     for (const name of [...unsettled]) {
       const r = world.resources[name]!;
       const writers = new Set(
-        r.nodes.filter((n) => instancesOf(r.name).some((i) => world.vms[n]?.[i]?.state === 'running')),
+        Object.keys(r.local).filter((n) =>
+          instancesOf(r.name).some((i) => world.vms[n]?.[i]?.state === 'running'),
+        ),
       );
       advanceResource(world, r, dt, writers);
-      advanceJoining(world, r, dt);
       if (settled(r)) unsettled.delete(name);
     }
     if (copied.size > 0) {
@@ -266,7 +264,7 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     for (const name of quorate) {
       const r = world.resources[name];
       if (r === undefined) continue;
-      for (const node of r.nodes) {
+      for (const node of Object.keys(r.local)) {
         const runsOne = instancesOf(r.name).some((i) => world.vms[node]?.[i] !== undefined);
         if (!runsOne || world.nodes[node]?.down === true || quorumOf(world, r, node).quorum !== 'lost') {
           delete r.quorumLostSince[node];
@@ -373,9 +371,10 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     const towards = pair.find((n) => n !== node);
     const syncing = disks
       .map((d) => resourceOf(world, d.resource))
-      .filter((r) =>
-        onJoiningLink(r, node, towards) ? r.joining!.connected && r.joining!.outOfSyncKiB > 0 : isSyncing(r),
-      );
+      .filter((r) => {
+        const l = linkFor(r, node, towards);
+        return l !== undefined && linkSyncing(l);
+      });
     const percents = syncing
       .map((r) => statusOf(world, r, node, towards).syncPercent)
       .filter((p): p is number => p !== null);
@@ -589,8 +588,9 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
     disconnectNet: (input, signal) =>
       act('disconnectNet', input, signal, step, () =>
         onDisks(input.disks, (d) => {
+          const [a, b] = input.nodes;
           for (const n of input.only === undefined ? input.nodes : [input.only])
-            disconnect(resourceOf(world, d.resource), n);
+            disconnect(resourceOf(world, d.resource), n, n === a ? b : a);
         }),
       ),
     removePeer: (input, signal) =>
@@ -618,32 +618,36 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
               throw new Error(`${input.nodes.join(', ')}: Timeout in disk reconnecting`);
           }
         }
-        const joining = (r: Resource) => onJoiningLink(r, a, b);
         onDisks(input.disks, (d) => {
           const r = resourceOf(world, d.resource);
-          const [stays, joins] = r.nodes.includes(b) ? [b, a] : [a, b];
-          if (r.nodes.includes(joins)) return;
+          if (linkBetween(r, a, b) !== undefined) return;
+          const [stays, joins] = pairOf(r).includes(b) ? [b, a] : [a, b];
           if (r.drbd === '9') addPeer(r, stays, joins);
           else switchPeer(r, stays, joins);
         });
-        const linked = (r: Resource) => (joining(r) ? r.joining!.connected : isConnected(r));
+        const link = (r: Resource) => linkBetween(r, a, b);
         for (;;) {
           onDisks(input.disks, (d) => {
             const r = resourceOf(world, d.resource);
-            for (const n of input.nodes) {
-              if (joining(r)) {
-                if (!r.joining!.configured.includes(n)) r.joining!.configured.push(n);
-              } else if (localOf(r, n).connection === 'StandAlone')
-                configureNet(r, n, input.multimaster, input.discardOn === n);
-            }
+            const l = link(r);
+            if (l === undefined) return;
+            for (const n of input.nodes)
+              if ((l.connection[n] ?? 'StandAlone') === 'StandAlone')
+                configureNet(l, n, input.multimaster, input.discardOn === n, r.name);
           });
           await sleep(world.settings.connectMs, signal);
           onDisks(input.disks, (d) => {
             const r = resourceOf(world, d.resource);
-            if (joining(r)) joinHandshake(world, r);
-            else handshake(world, r);
+            const l = link(r);
+            if (l !== undefined) handshake(world, r, l);
           });
-          if (input.disks.every((d) => linked(resourceOf(world, d.resource)))) return;
+          if (
+            input.disks.every((d) => {
+              const l = link(resourceOf(world, d.resource));
+              return l !== undefined && linkConnected(l);
+            })
+          )
+            return;
           if (clock.now() - start >= input.timeoutMs)
             throw new Error(`${input.nodes.join(', ')}: Timeout in disk reconnecting`);
         }
@@ -655,16 +659,11 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
           JSON.stringify(Object.values(s).map((x) => [x.done, Math.floor(x.percent ?? 100)]));
         for (const d of input.disks) {
           const r = resourceOf(world, d.resource);
-          if (onJoiningLink(r, input.nodes[0], input.nodes[1])) {
-            if (!r.joining!.connected)
-              throw new Error(
-                `${input.nodes.join(', ')}: DRBD device ${r.name} is not in sync: ${statusOf(world, r, r.joining!.node).connection}`,
-              );
-          } else if (!isConnected(r)) {
+          const l = linkFor(r, input.nodes[0], input.nodes[1]);
+          if (l === undefined || !linkConnected(l))
             throw new Error(
-              `${input.nodes.join(', ')}: DRBD device ${r.name} is not in sync: ${localOf(r, r.nodes[0]).connection}`,
+              `${input.nodes.join(', ')}: DRBD device ${r.name} is not in sync: ${l?.connection[input.nodes[1]] ?? 'StandAlone'}`,
             );
-          }
         }
         const nodes = await longPoll(input.timeoutMs, signal, read, (a, b) => key(a) !== key(b), hurry);
         return { nodes, at: clock.now() };

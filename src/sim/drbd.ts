@@ -1,8 +1,10 @@
 import type { DiskStatus } from '../../machines/index.js';
-import type { DrbdLocal, Resource, World } from './world.js';
+import type { DrbdLink, DrbdLocal, Resource, World } from './world.js';
 
 /**
- * DRBD's own rules, as far as migration depends on them (8.4 semantics). Messages are the kernel's
+ * DRBD's own rules, as far as migration depends on them. A resource has a device on each node that
+ * holds a copy (role, disk) and a link per pair of connected copies (each side's configuration and
+ * view, the resync between the two): one link on 8.4, one per peer on 9. Messages are the kernel's
  * state-change errors, so the simulator fails the way a real node does.
  */
 
@@ -21,33 +23,70 @@ export function localOf(r: Resource, node: string): DrbdLocal {
   return l;
 }
 
-export function peerOf(r: Resource, node: string): string {
-  const [a, b] = r.nodes;
-  return node === a ? b : a;
-}
+/** The pair's link: the instance's two copies (a joining copy's link comes after it). */
+export const pairLink = (r: Resource): DrbdLink => r.links[0]!;
+/** The nodes of the pair's link. */
+export const pairOf = (r: Resource): readonly [string, string] => pairLink(r).ends;
 
-export const isConnected = (r: Resource) => r.nodes.every((n) => r.local[n]?.connection === 'Connected');
+export const otherEnd = (l: DrbdLink, node: string) => (l.ends[0] === node ? l.ends[1] : l.ends[0]);
+export const linkBetween = (r: Resource, a: string, b: string): DrbdLink | undefined =>
+  r.links.find((l) => l.ends.includes(a) && l.ends.includes(b) && a !== b);
+export const linksOf = (r: Resource, node: string): DrbdLink[] =>
+  r.links.filter((l) => l.ends.includes(node));
 
 /**
- * The link is made between `node` and a node that is not yet its peer (a new secondary): the old
- * peer is dropped from the resource's connection, and the new one, whose device has no data yet,
- * receives everything from `node` (a full resync). `node` must be StandAlone (DRBD 8.4 has one peer).
+ * The link NODE's look is about: the one towards TOWARDS where there is one, else NODE's first
+ * (a node of the pair looks at the pair's link; a joining copy at its own).
+ */
+export const linkFor = (r: Resource, node: string, towards?: string): DrbdLink | undefined =>
+  (towards === undefined ? undefined : linkBetween(r, node, towards)) ?? linksOf(r, node)[0];
+
+/** NODE's peer over its first link (its pair peer; a joining copy's, the node it copies from). */
+export function peerOf(r: Resource, node: string): string {
+  const l = linkFor(r, node);
+  return l === undefined ? otherEnd(pairLink(r), node) : otherEnd(l, node);
+}
+
+export const linkConnected = (l: DrbdLink) => l.ends.every((n) => l.connection[n] === 'Connected');
+export const linkSyncing = (l: DrbdLink) => linkConnected(l) && l.syncSource !== null;
+/** Every link of the resource is connected. */
+export const isConnected = (r: Resource) => r.links.every(linkConnected);
+
+const newLink = (ends: [string, string]): DrbdLink => ({
+  ends,
+  net: {},
+  connection: { [ends[0]]: 'StandAlone', [ends[1]]: 'StandAlone' },
+  syncSource: null,
+  outOfSyncKiB: 0,
+  syncTotalKiB: 0,
+  dirtyKiB: {},
+  newGeneration: [],
+  linkDownUntil: null,
+});
+
+/** A link to a copy with no data yet: everything is to be sent from `from`. */
+function freshLink(r: Resource, from: string, to: string): DrbdLink {
+  const l = newLink([from, to]);
+  l.syncSource = from;
+  l.outOfSyncKiB = r.sizeKiB;
+  l.syncTotalKiB = r.sizeKiB;
+  localOf(r, to).diskState = 'Inconsistent';
+  return l;
+}
+
+/**
+ * DRBD 8.4: the pair's link is made between `node` and a node that is not yet its peer (a new
+ * secondary): the old peer is dropped, and the new one, whose device has no data yet, receives
+ * everything from `node` (a full resync). `node` must be StandAlone (8.4 has one peer).
  */
 export function switchPeer(r: Resource, node: string, peer: string): void {
-  if (r.nodes.includes(peer)) return;
+  if (pairOf(r).includes(peer)) return;
   localOf(r, peer);
-  if (!r.nodes.includes(node)) throw new Error(`${r.name}: not configured on ${node}`);
-  if (localOf(r, node).net !== null)
+  if (!pairOf(r).includes(node)) throw new Error(`${r.name}: not configured on ${node}`);
+  if ((pairLink(r).net[node] ?? null) !== null)
     throw new Error(`${r.name}: Failure: (102) Local address(port) already in use`);
-  r.nodes = [node, peer];
-  r.syncSource = node;
-  r.outOfSyncKiB = r.sizeKiB;
-  r.syncTotalKiB = r.sizeKiB;
-  r.dirtyKiB = {};
-  r.newGeneration = [];
-  localOf(r, peer).diskState = 'Inconsistent';
+  r.links[0] = freshLink(r, node, peer);
 }
-export const isSyncing = (r: Resource) => isConnected(r) && r.syncSource !== null;
 
 /**
  * Promote (drbdsetup primary): needs UpToDate data and, with a Primary peer, two primaries allowed.
@@ -56,34 +95,43 @@ export const isSyncing = (r: Resource) => isConnected(r) && r.syncSource !== nul
 export function promote(world: World, r: Resource, node: string): void {
   const local = localOf(r, node);
   if (local.role === 'Primary') return;
-  if (quorumOf(world, r, node).quorum === 'lost') {
+  const q = quorumOf(world, r, node);
+  if (q.quorum === 'lost') {
     throw new Error(`${r.name}: State change failed: (-25) No quorum`);
   }
-  const peer = localOf(r, peerOf(r, node));
   if (local.diskState !== 'UpToDate') {
     throw new Error(`${r.minor}: State change failed: (-2) Need access to UpToDate data`);
   }
+  const links = linksOf(r, node);
+  const toPrimary = links.filter((l) => linkConnected(l) && localOf(r, otherEnd(l, node)).role === 'Primary');
   // DRBD 9 promotes only where its kernel says it may: a Primary peer still in the tiebreaker's
   // reach, though not connected here, bars it (the simulator's wording; the kernel's may differ).
-  const q = quorumOf(world, r, node);
-  if (q.quorum === 'held' && q.mayPromote === false && !isConnected(r)) {
+  if (q.quorum === 'held' && q.mayPromote === false && toPrimary.length === 0) {
     throw new Error(`${r.name}: State change failed: a Primary is still in reach (may_promote: no)`);
   }
-  if (isConnected(r) && peer.role === 'Primary' && local.net?.allowTwoPrimaries !== true) {
+  if (toPrimary.some((l) => l.net[node]?.allowTwoPrimaries !== true)) {
     throw new Error(`${r.minor}: State change failed: (-1) Multiple primaries not allowed by config`);
   }
-  if (!isConnected(r) && !r.newGeneration.includes(node)) r.newGeneration.push(node);
+  for (const l of links) if (!linkConnected(l) && !l.newGeneration.includes(node)) l.newGeneration.push(node);
   // Safety rule 4 is the orchestrator's, not DRBD's: DRBD lets a StandAlone node become Primary.
   // Rule 7's exception: the peer is down (the failover's proof), so there is no peer to agree with,
   // or it fenced itself: without quorum it cannot write, and nothing of this disk runs there.
-  const peerDown = world.nodes[peerOf(r, node)]?.down === true;
-  if (
-    !peerDown &&
-    !fencedItself(world, r, peerOf(r, node)) &&
-    !(isConnected(r) && !isSyncing(r) && local.diskState === 'UpToDate' && peer.diskState === 'UpToDate')
-  ) {
+  const agreed = (l: DrbdLink) => {
+    const peer = otherEnd(l, node);
+    return (
+      world.nodes[peer]?.down === true ||
+      fencedItself(world, r, peer) ||
+      (linkConnected(l) &&
+        !linkSyncing(l) &&
+        local.diskState === 'UpToDate' &&
+        localOf(r, peer).diskState === 'UpToDate')
+    );
+  };
+  if (!links.some(agreed)) {
+    const l = linkFor(r, node);
+    const peer = l === undefined ? undefined : otherEnd(l, node);
     world.violations.push(
-      `rule 4: ${r.name} promoted on ${node} while ${local.connection}, ${local.diskState}/${peer.diskState}`,
+      `rule 4: ${r.name} promoted on ${node} while ${l?.connection[node] ?? 'StandAlone'}, ${local.diskState}/${peer === undefined ? 'DUnknown' : localOf(r, peer).diskState}`,
     );
   }
   local.role = 'Primary';
@@ -99,192 +147,203 @@ export function demote(world: World, r: Resource, node: string, instance: string
   local.role = 'Secondary';
 }
 
-/** drbdsetup disconnect: this side StandAlone, the peer waits for a connection. */
-export function disconnect(r: Resource, node: string): void {
-  const local = localOf(r, node);
-  local.net = null;
-  local.connection = 'StandAlone';
-  if (!r.nodes.includes(node)) return;
-  const peer = localOf(r, peerOf(r, node));
-  if (peer.net !== null) peer.connection = 'Connecting';
+/**
+ * drbdsetup disconnect of NODE's link towards PEER (8.4: its only one): this side StandAlone, the
+ * other waits for a connection.
+ */
+export function disconnect(r: Resource, node: string, peer?: string): void {
+  const l = peer === undefined ? linkFor(r, node) : linkBetween(r, node, peer);
+  if (l === undefined) return;
+  l.net[node] = null;
+  l.connection[node] = 'StandAlone';
+  const other = otherEnd(l, node);
+  if ((l.net[other] ?? null) !== null) l.connection[other] = 'Connecting';
 }
 
 /** drbdsetup connect: configure the network; the handshake happens once both sides are configured. */
 export function configureNet(
-  r: Resource,
+  l: DrbdLink,
   node: string,
   allowTwoPrimaries: boolean,
   discardMyData = false,
+  resource = '',
 ): void {
-  const local = localOf(r, node);
-  if (local.net !== null && local.connection !== 'StandAlone') {
-    if (local.net.allowTwoPrimaries === allowTwoPrimaries) return;
-    throw new Error(`${r.name}: Failure: (102) Local address(port) already in use`);
+  const net = l.net[node] ?? null;
+  if (net !== null && l.connection[node] !== 'StandAlone') {
+    if (net.allowTwoPrimaries === allowTwoPrimaries) return;
+    throw new Error(`${resource}: Failure: (102) Local address(port) already in use`);
   }
-  local.net = { allowTwoPrimaries, discardMyData };
-  local.connection = 'Connecting';
+  l.net[node] = { allowTwoPrimaries, discardMyData };
+  l.connection[node] = 'Connecting';
 }
 
-function dropToStandAlone(r: Resource) {
-  for (const n of r.nodes) {
-    const l = localOf(r, n);
-    l.net = null;
-    l.connection = 'StandAlone';
+function dropToStandAlone(l: DrbdLink) {
+  for (const n of l.ends) {
+    l.net[n] = null;
+    l.connection[n] = 'StandAlone';
   }
 }
 
 /**
- * The handshake of two configured sides. Mismatched allow-two-primaries and two Primaries without it
- * both end StandAlone, as does a resync that would make a Primary the SyncTarget.
+ * The handshake of a link's two configured sides. Mismatched allow-two-primaries and two Primaries
+ * without it both end StandAlone, as does a resync that would make a Primary the SyncTarget.
  */
-export function handshake(world: World, r: Resource): void {
-  const [a, b] = r.nodes;
+export function handshake(world: World, r: Resource, l: DrbdLink): void {
+  const [a, b] = l.ends;
+  const na = l.net[a] ?? null;
+  const nb = l.net[b] ?? null;
+  if (na === null || nb === null || linkConnected(l) || l.linkDownUntil !== null) return;
+  if (l.ends.some((n) => world.nodes[n]?.down === true || isolated(world, n))) return;
+  if (na.allowTwoPrimaries !== nb.allowTwoPrimaries) {
+    dropToStandAlone(l);
+    return;
+  }
   const la = localOf(r, a);
   const lb = localOf(r, b);
-  if (la.net === null || lb.net === null || isConnected(r) || r.linkDownUntil !== null) return;
-  if (r.nodes.some((n) => isolated(world, n))) return;
-  if (la.net.allowTwoPrimaries !== lb.net.allowTwoPrimaries) {
-    dropToStandAlone(r);
+  if (la.role === 'Primary' && lb.role === 'Primary' && !na.allowTwoPrimaries) {
+    dropToStandAlone(l);
     return;
   }
-  if (la.role === 'Primary' && lb.role === 'Primary' && !la.net.allowTwoPrimaries) {
-    dropToStandAlone(r);
-    return;
-  }
-  const da = r.dirtyKiB[a] ?? 0;
-  const db = r.dirtyKiB[b] ?? 0;
+  const da = l.dirtyKiB[a] ?? 0;
+  const db = l.dirtyKiB[b] ?? 0;
   // A side moved on if it wrote, or was promoted (a new generation), while apart.
-  const movedA = da > 0 || r.newGeneration.includes(a);
-  const movedB = db > 0 || r.newGeneration.includes(b);
+  const movedA = da > 0 || l.newGeneration.includes(a);
+  const movedB = db > 0 || l.newGeneration.includes(b);
   // Both sides moved on while apart: a split brain, which only --discard-my-data on one side resolves
   // (that side becomes the resync target and loses what it wrote alone).
-  const victim = la.net.discardMyData ? a : lb.net.discardMyData ? b : null;
+  const victim = na.discardMyData ? a : nb.discardMyData ? b : null;
   if (movedA && movedB && victim === null) {
     world.violations.push(`split brain: ${r.name} was written on both ${a} and ${b} while disconnected`);
-    dropToStandAlone(r);
+    dropToStandAlone(l);
     return;
   }
-  const source = movedA && movedB ? peerOf(r, victim!) : movedA ? a : movedB ? b : r.syncSource;
+  const source = movedA && movedB ? otherEnd(l, victim!) : movedA ? a : movedB ? b : l.syncSource;
   if (source !== null) {
-    const target = peerOf(r, source);
+    const target = otherEnd(l, source);
     if (localOf(r, target).role === 'Primary' && (movedA || movedB)) {
       // "I shall become SyncTarget, but I am primary!"
-      dropToStandAlone(r);
+      dropToStandAlone(l);
       return;
     }
-    r.syncSource = source;
-    r.outOfSyncKiB += da + db;
-    r.syncTotalKiB = r.outOfSyncKiB;
-    r.dirtyKiB = {};
-    r.newGeneration = [];
-    if (r.outOfSyncKiB > 0) localOf(r, target).diskState = 'Inconsistent';
-    else r.syncSource = null;
+    l.syncSource = source;
+    l.outOfSyncKiB += da + db;
+    l.syncTotalKiB = l.outOfSyncKiB;
+    l.dirtyKiB = {};
+    l.newGeneration = [];
+    if (l.outOfSyncKiB > 0) localOf(r, target).diskState = 'Inconsistent';
+    else l.syncSource = null;
   }
-  la.connection = 'Connected';
-  lb.connection = 'Connected';
+  l.connection[a] = 'Connected';
+  l.connection[b] = 'Connected';
 }
 
-/** Resync progress and guest writes over dt simulated ms. */
+/** Resync progress and guest writes over dt simulated ms, on every link of the resource. */
 export function advanceResource(world: World, r: Resource, dtMs: number, writers: Set<string>): void {
-  if (r.linkDownUntil !== null && world.time + dtMs >= r.linkDownUntil) {
-    // What was written until the link came back is counted before the handshake judges it.
-    const apartMs = Math.max(0, r.linkDownUntil - world.time);
-    writeWhileApart(world, r, apartMs, writers);
-    dtMs -= apartMs;
-    r.linkDownUntil = null;
-    handshake(world, r);
+  const slowEnds = r.slowUntil !== null && world.time + dtMs >= r.slowUntil;
+  for (const l of r.links) {
+    let dt = dtMs;
+    if (l.linkDownUntil !== null && world.time + dt >= l.linkDownUntil) {
+      // What was written until the link came back is counted before the handshake judges it.
+      const apartMs = Math.max(0, l.linkDownUntil - world.time);
+      writeWhileApart(world, r, l, apartMs, writers);
+      dt -= apartMs;
+      l.linkDownUntil = null;
+      handshake(world, r, l);
+    }
+    if (linkSyncing(l)) {
+      const rate = (slowEnds ? null : r.resyncKiBps) ?? world.settings.resyncKiBps;
+      l.outOfSyncKiB = Math.max(0, l.outOfSyncKiB - (rate * dt) / 1000);
+      if (l.outOfSyncKiB === 0) {
+        localOf(r, otherEnd(l, l.syncSource!)).diskState = 'UpToDate';
+        l.syncSource = null;
+        l.syncTotalKiB = 0;
+      }
+    }
+    writeWhileApart(world, r, l, dt, writers);
   }
-  if (r.slowUntil !== null && world.time + dtMs >= r.slowUntil) {
+  if (slowEnds) {
     r.slowUntil = null;
     r.resyncKiBps = null;
   }
-  if (isSyncing(r)) {
-    const rate = r.resyncKiBps ?? world.settings.resyncKiBps;
-    r.outOfSyncKiB = Math.max(0, r.outOfSyncKiB - (rate * dtMs) / 1000);
-    if (r.outOfSyncKiB === 0) {
-      localOf(r, peerOf(r, r.syncSource!)).diskState = 'UpToDate';
-      r.syncSource = null;
-      r.syncTotalKiB = 0;
-    }
-  }
-  writeWhileApart(world, r, dtMs, writers);
 }
 
 /** A Primary's guest writes on while not connected: what the resync (or a split brain) will count. */
-function writeWhileApart(world: World, r: Resource, dtMs: number, writers: Set<string>): void {
-  if (isConnected(r) || dtMs <= 0) return;
+function writeWhileApart(world: World, r: Resource, l: DrbdLink, dtMs: number, writers: Set<string>): void {
+  if (linkConnected(l) || dtMs <= 0) return;
   for (const n of writers) {
     // Without quorum (on-no-quorum io-error) its writes fail: nothing for the peer to discard later.
-    if (localOf(r, n).role === 'Primary' && quorumOf(world, r, n).quorum !== 'lost') {
-      r.dirtyKiB[n] = (r.dirtyKiB[n] ?? 0) + (world.settings.guestWriteKiBps * dtMs) / 1000;
+    if (l.ends.includes(n) && localOf(r, n).role === 'Primary' && quorumOf(world, r, n).quorum !== 'lost') {
+      l.dirtyKiB[n] = (l.dirtyKiB[n] ?? 0) + (world.settings.guestWriteKiBps * dtMs) / 1000;
     }
   }
 }
 
-/** `node`'s view of the resource, towards `towards` where it has more than one peer (DRBD 9). */
 /** DRBD 9: whether NODE would stop the instance on losing quorum (see the node's selfFences). */
 const selfFenceOf = (world: World, r: Resource, node: string) =>
   r.drbd === '9' ? (world.nodes[node]?.selfFences ?? true) : null;
 
+/** `node`'s view of the resource, towards `towards` where it has more than one peer (DRBD 9). */
 export function statusOf(world: World, r: Resource, node: string, towards?: string): DiskStatus {
   if (node === r.tiebreaker)
     return tiebreakerStatus(
       world,
       r,
-      towards ?? r.nodes.find((n) => localOf(r, n).role === 'Primary') ?? r.nodes[0],
+      towards ?? pairOf(r).find((n) => localOf(r, n).role === 'Primary') ?? pairOf(r)[0],
     );
-  if (onJoiningLink(r, node, towards)) return joiningStatus(world, r, node);
-  if (!r.nodes.includes(node)) return unlinkedStatus(world, r, node);
+  const l = linkFor(r, node, towards);
+  if (l === undefined) return unlinkedStatus(world, r, node);
   const local = localOf(r, node);
-  const peer = localOf(r, peerOf(r, node));
-  const connected = isConnected(r);
-  const syncing = isSyncing(r);
+  const peer = localOf(r, otherEnd(l, node));
+  const connected = linkConnected(l);
+  const syncing = linkSyncing(l);
   return {
     resource: r.name,
     minor: r.minor,
     quorumLostHandler: selfFenceOf(world, r, node),
     role: local.role,
     peerRole: connected ? peer.role : 'Unknown',
-    connection: local.connection,
+    connection: l.connection[node] ?? 'StandAlone',
     replication: !connected
       ? 'Off'
       : !syncing
         ? 'Established'
-        : r.syncSource === node
+        : l.syncSource === node
           ? 'SyncSource'
           : 'SyncTarget',
     diskState: local.diskState,
     peerDiskState: connected ? peer.diskState : 'DUnknown',
-    allowTwoPrimaries: local.net?.allowTwoPrimaries ?? false,
+    allowTwoPrimaries: l.net[node]?.allowTwoPrimaries ?? false,
     syncPercent:
-      syncing && r.syncTotalKiB > 0 ? Math.floor(1000 * (1 - r.outOfSyncKiB / r.syncTotalKiB)) / 10 : null,
-    outOfSyncKiB: Math.round(r.outOfSyncKiB + (r.dirtyKiB[node] ?? 0)),
+      syncing && l.syncTotalKiB > 0 ? Math.floor(1000 * (1 - l.outOfSyncKiB / l.syncTotalKiB)) / 10 : null,
+    outOfSyncKiB: Math.round(l.outOfSyncKiB + (l.dirtyKiB[node] ?? 0)),
     ...quorumOf(world, r, node),
     autoPromote: r.autoPromote,
   };
 }
 
 /**
- * DRBD 9's quorum with a diskless tiebreaker (a resource with `quorum`): three votes, the two copies
- * and the tiebreaker, which, while up and not cut off itself, reaches every node that is up and not
- * isolated. A node holds quorum with its peer connected or the tiebreaker in reach. may_promote
- * besides needs UpToDate data and no Primary anyone can still reach: a Primary cut off from its peer
- * only (the link between the two down) is still the tiebreaker's, so its peer may not promote.
+ * DRBD 9's quorum with a diskless tiebreaker (a resource with `quorum`): the copies and the
+ * tiebreaker vote; the tiebreaker, while up and not cut off itself, reaches every node that is up
+ * and not isolated. A node holds quorum with a peer connected or the tiebreaker in reach.
+ * may_promote besides needs UpToDate data and no Primary anyone can still reach: a Primary cut off
+ * from its peer only (the link between the two down) is still the tiebreaker's, so its peer may not
+ * promote.
  */
 export function quorumOf(world: World, r: Resource, node: string): Pick<DiskStatus, 'quorum' | 'mayPromote'> {
   if (!r.quorum) return { quorum: 'off', mayPromote: null };
-  const linked = r.nodes.includes(node);
-  const connected = linked && isConnected(r);
+  const links = linksOf(r, node);
   const tiebreakerReaches = (n: string) => tiebreakerUp(world, r) && !isolated(world, n) && votesFor(r, n);
-  const held = world.nodes[node]?.down !== true && (connected || tiebreakerReaches(node));
+  const held = world.nodes[node]?.down !== true && (links.some(linkConnected) || tiebreakerReaches(node));
   if (!held) return { quorum: 'lost', mayPromote: false };
   const local = localOf(r, node);
-  const peer = linked ? peerOf(r, node) : null;
-  const primaryInReach =
-    peer !== null &&
-    localOf(r, peer).role === 'Primary' &&
-    world.nodes[peer]?.down !== true &&
-    (connected || tiebreakerReaches(peer));
+  const primaryInReach = links.some((l) => {
+    const peer = otherEnd(l, node);
+    return (
+      localOf(r, peer).role === 'Primary' &&
+      world.nodes[peer]?.down !== true &&
+      (linkConnected(l) || tiebreakerReaches(peer))
+    );
+  });
   return { quorum: 'held', mayPromote: local.diskState === 'UpToDate' && !primaryInReach };
 }
 
@@ -350,40 +409,40 @@ function fencedItself(world: World, r: Resource, node: string): boolean {
 /** Cut off from every network (management, replication, the tiebreaker) while it runs on. */
 export const isolated = (world: World, node: string) => (world.nodes[node]?.isolatedSince ?? null) !== null;
 
-/** One of its nodes is cut off: both sides wait for the other until it is back (no handshake before). */
-export function isolate(r: Resource): void {
-  for (const n of r.nodes) {
-    const l = localOf(r, n);
-    if (l.net !== null) l.connection = 'Connecting';
-  }
+/** NODE is cut off: on each of its links both sides wait for the other until it is back. */
+export function isolate(r: Resource, node: string): void {
+  for (const l of linksOf(r, node)) waitOnBothSides(l);
 }
 
-/** The replication link fails for a while: both sides keep their configuration and wait. */
-export function linkDown(r: Resource, untilMs: number): void {
-  r.linkDownUntil = untilMs;
-  for (const n of r.nodes) {
-    const l = localOf(r, n);
-    if (l.net !== null) l.connection = 'Connecting';
-  }
+function waitOnBothSides(l: DrbdLink) {
+  for (const n of l.ends) if ((l.net[n] ?? null) !== null) l.connection[n] = 'Connecting';
+}
+
+/** A replication link fails for a while: both sides keep their configuration and wait. */
+export function linkDown(l: DrbdLink, untilMs: number): void {
+  l.linkDownUntil = untilMs;
+  waitOnBothSides(l);
 }
 
 /**
  * The node died: its DRBD devices are gone (Secondary, unconfigured, its data as it was), and its
- * peer waits for it. With `wroteAlone`, it had been cut off and written on its own before it died,
+ * peers wait for it. With `wroteAlone`, it had been cut off and written on its own before it died,
  * so its return is a split brain.
  */
 export function nodeDies(r: Resource, node: string, wroteAlone: boolean): void {
   const local = localOf(r, node);
-  const peer = localOf(r, peerOf(r, node));
-  if (wroteAlone && local.role === 'Primary') r.dirtyKiB[node] = (r.dirtyKiB[node] ?? 0) + 4096;
+  for (const l of linksOf(r, node)) {
+    if (wroteAlone && local.role === 'Primary') l.dirtyKiB[node] = (l.dirtyKiB[node] ?? 0) + 4096;
+    l.net[node] = null;
+    l.connection[node] = 'StandAlone';
+    const other = otherEnd(l, node);
+    if ((l.net[other] ?? null) !== null) l.connection[other] = 'Connecting';
+    // A resync under way is not forgotten: DRBD keeps its bitmap and resumes when the two meet again.
+  }
   local.role = 'Secondary';
-  local.net = null;
-  local.connection = 'StandAlone';
-  if (peer.net !== null) peer.connection = 'Connecting';
-  // A resync under way is not forgotten: DRBD keeps its bitmap and resumes when the two meet again.
 }
 
-/** A device outside the resource's connection (a new copy not yet attached, an old one left): alone. */
+/** A device on no link (a new copy not yet attached, an old one left): alone. */
 function unlinkedStatus(world: World, r: Resource, node: string): DiskStatus {
   const local = localOf(r, node);
   return {
@@ -392,11 +451,11 @@ function unlinkedStatus(world: World, r: Resource, node: string): DiskStatus {
     quorumLostHandler: selfFenceOf(world, r, node),
     role: local.role,
     peerRole: 'Unknown',
-    connection: local.connection,
+    connection: 'StandAlone',
     replication: 'Off',
     diskState: local.diskState,
     peerDiskState: 'DUnknown',
-    allowTwoPrimaries: local.net?.allowTwoPrimaries ?? false,
+    allowTwoPrimaries: false,
     syncPercent: null,
     outOfSyncKiB: 0,
     ...quorumOf(world, r, node),
@@ -404,142 +463,60 @@ function unlinkedStatus(world: World, r: Resource, node: string): DiskStatus {
   };
 }
 
+/** The copy joining beside the pair (DRBD 9), if one is: the far end of a link after the pair's. */
+export function joiningPeer(r: Resource): { node: string; to: string; link: DrbdLink } | null {
+  const l = r.links[1];
+  if (l === undefined) return null;
+  const pair = pairOf(r);
+  const node = pair.includes(l.ends[1]) ? l.ends[0] : l.ends[1];
+  return { node, to: otherEnd(l, node), link: l };
+}
+
 /**
- * DRBD 9's make-before-break: `peer` (a new secondary, its device made by createDisks) becomes a
- * further peer of `node` beside the pair. DRBD 8.4 has one peer: there the pair itself changes
+ * DRBD 9's make-before-break: `peer` (a new secondary, its device made by createDisks) gets a link
+ * of its own to `node` beside the pair's. DRBD 8.4 has one peer: there the pair itself changes
  * (switchPeer). One joining peer at a time: a second is a slot the simulator does not model.
  */
 export function addPeer(r: Resource, node: string, peer: string): void {
   localOf(r, peer);
-  if (r.joining?.node === peer && r.joining.to === node) return;
-  if (r.joining !== null)
-    throw new Error(`${r.name}: ${r.joining.node} is joining already; remove that peer first`);
-  r.joining = {
-    node: peer,
-    to: node,
-    configured: [],
-    connected: false,
-    outOfSyncKiB: r.sizeKiB,
-    totalKiB: r.sizeKiB,
-  };
-  localOf(r, peer).diskState = 'Inconsistent';
-}
-
-/** Both ends of the joining link asked for it, both reachable: it connects (its resync starts). */
-export function joinHandshake(world: World, r: Resource): void {
-  const j = r.joining;
-  if (j === null || j.connected) return;
-  const ends = [j.node, j.to];
-  if (!ends.every((n) => j.configured.includes(n))) return;
-  if (ends.some((n) => world.nodes[n]?.down === true || isolated(world, n))) return;
-  j.connected = true;
-  localOf(r, j.node).connection = 'Connected';
-}
-
-/** The joining link's resync over dt; a node of it that died or is cut off drops it (it waits). */
-export function advanceJoining(world: World, r: Resource, dtMs: number): void {
-  const j = r.joining;
-  if (j === null) return;
-  if ([j.node, j.to].some((n) => world.nodes[n]?.down === true || isolated(world, n))) {
-    j.connected = false;
-    if (localOf(r, j.node).connection === 'Connected') localOf(r, j.node).connection = 'Connecting';
-    return;
-  }
-  if (!j.connected) joinHandshake(world, r);
-  if (!j.connected || j.outOfSyncKiB === 0) return;
-  const rate = r.resyncKiBps ?? world.settings.resyncKiBps;
-  j.outOfSyncKiB = Math.max(0, j.outOfSyncKiB - (rate * dtMs) / 1000);
-  if (j.outOfSyncKiB === 0) localOf(r, j.node).diskState = 'UpToDate';
-}
-
-export const joiningSettled = (r: Resource) =>
-  r.joining === null || (r.joining.connected && r.joining.outOfSyncKiB === 0);
-
-/** Whether `node`'s look towards `towards` is the joining link (either end of it). */
-export const onJoiningLink = (r: Resource, node: string, towards: string | undefined) =>
-  r.joining !== null &&
-  ((node === r.joining.node && (towards === undefined || towards === r.joining.to)) ||
-    (node === r.joining.to && towards === r.joining.node));
-
-/** A node's view of the joining link: the new copy's, or the node it joins's towards it. */
-export function joiningStatus(world: World, r: Resource, node: string): DiskStatus {
-  const j = r.joining!;
-  const local = localOf(r, node);
-  const other = localOf(r, node === j.node ? j.to : j.node);
-  const syncing = j.connected && j.outOfSyncKiB > 0;
-  return {
-    resource: r.name,
-    minor: r.minor,
-    quorumLostHandler: selfFenceOf(world, r, node),
-    role: local.role,
-    peerRole: j.connected ? other.role : 'Unknown',
-    connection: j.connected ? 'Connected' : j.configured.includes(node) ? 'Connecting' : 'StandAlone',
-    replication: !j.connected
-      ? 'Off'
-      : !syncing
-        ? 'Established'
-        : node === j.to
-          ? 'SyncSource'
-          : 'SyncTarget',
-    diskState: local.diskState,
-    peerDiskState: j.connected ? other.diskState : 'DUnknown',
-    allowTwoPrimaries: false,
-    syncPercent: syncing && j.totalKiB > 0 ? Math.floor(1000 * (1 - j.outOfSyncKiB / j.totalKiB)) / 10 : null,
-    outOfSyncKiB: Math.round(j.outOfSyncKiB),
-    ...quorumOf(world, r, node),
-    autoPromote: r.autoPromote,
-  };
+  if (linkBetween(r, node, peer) !== undefined) return;
+  const joining = joiningPeer(r);
+  if (joining !== null)
+    throw new Error(`${r.name}: ${joining.node} is joining already; remove that peer first`);
+  r.links.push(freshLink(r, node, peer));
 }
 
 /**
- * DRBD 9's del-peer and forget-peer on `node`: `peer` stops being its peer. The joining peer removed
- * is the undo of a replace; the pair's other end removed makes the joining peer the pair (the old
- * secondary leaves). Removing the last other UpToDate copy while the new one is not is what rule 8
- * forbids: the simulator does it, as DRBD would, and says so. On 8.4 the side StandAlone.
+ * DRBD 9's del-peer and forget-peer on `node`: `peer` stops being its peer. The joining peer's link
+ * removed is the undo of a replace; the pair's removed while a copy joins `node` makes the joining
+ * link the pair's (the old secondary leaves). Removing the last other UpToDate copy while the new
+ * one is not is what rule 8 forbids: the simulator does it, as DRBD would, and says so. A pair with
+ * no copy joining, and 8.4 always, are only disconnected on `node`'s side.
  */
 export function removePeer(world: World, r: Resource, node: string, peer: string): void {
   if (node === r.tiebreaker) {
     r.tiebreakerPeers = r.tiebreakerPeers.filter((n) => n !== peer);
     return;
   }
+  const l = linkBetween(r, node, peer);
+  if (l === undefined) return;
   if (r.drbd !== '9') {
-    if (r.nodes.includes(node) && r.nodes.includes(peer)) disconnect(r, node);
+    disconnect(r, node, peer);
     return;
   }
-  const j = r.joining;
-  if (j !== null && ((j.node === peer && j.to === node) || (j.node === node && j.to === peer))) {
-    r.joining = null;
-    const joiner = localOf(r, j.node);
-    joiner.net = null;
-    joiner.connection = 'StandAlone';
+  if (l !== pairLink(r)) {
+    r.links = r.links.filter((x) => x !== l);
     return;
   }
-  if (!(r.nodes.includes(node) && r.nodes.includes(peer))) return;
-  const leaving = localOf(r, peer);
-  if (j === null || j.to !== node) {
-    disconnect(r, node);
+  const joining = linksOf(r, node).find((x) => x !== l);
+  if (joining === undefined) {
+    disconnect(r, node, peer);
     return;
   }
-  const inSync = j.connected && j.outOfSyncKiB === 0;
-  if (!inSync && leaving.diskState === 'UpToDate' && world.nodes[peer]?.down !== true)
+  const inSync = linkConnected(joining) && joining.outOfSyncKiB === 0;
+  if (!inSync && localOf(r, peer).diskState === 'UpToDate' && world.nodes[peer]?.down !== true)
     world.violations.push(
-      `rule 8: ${r.name}: ${peer}, UpToDate, removed as a peer of ${node} while ${j.node} was ${j.connected ? `${Math.round(j.outOfSyncKiB)} KiB behind` : 'not connected'}`,
+      `rule 8: ${r.name}: ${peer}, UpToDate, removed as a peer of ${node} while ${otherEnd(joining, node)} was ${linkConnected(joining) ? `${Math.round(joining.outOfSyncKiB)} KiB behind` : 'not connected'}`,
     );
-  const stays = localOf(r, node);
-  const joiner = localOf(r, j.node);
-  r.nodes = [node, j.node];
-  r.joining = null;
-  stays.net = { allowTwoPrimaries: false, discardMyData: false };
-  joiner.net = { allowTwoPrimaries: false, discardMyData: false };
-  stays.connection = j.connected ? 'Connected' : 'Connecting';
-  joiner.connection = j.connected ? 'Connected' : 'Connecting';
-  r.syncSource = j.outOfSyncKiB > 0 ? node : null;
-  r.outOfSyncKiB = j.outOfSyncKiB;
-  r.syncTotalKiB = j.outOfSyncKiB > 0 ? j.totalKiB : 0;
-  r.dirtyKiB = {};
-  r.newGeneration = [];
-  r.linkDownUntil = null;
-  // The old secondary's own side: its peer is gone, it waits for nobody.
-  leaving.net = null;
-  leaving.connection = 'StandAlone';
+  r.links = [joining, ...r.links.filter((x) => x !== l && x !== joining)];
 }

@@ -1,6 +1,18 @@
 export { SimClock } from './clock.js';
 export { createSimCluster, type SimCluster, type SimClusterOptions, type SimStep } from './cluster.js';
-export { isConnected, localOf, resourceOf, statusOf } from './drbd.js';
+export {
+  isConnected,
+  joiningPeer,
+  linkBetween,
+  linkConnected,
+  linkFor,
+  localOf,
+  otherEnd,
+  pairLink,
+  pairOf,
+  resourceOf,
+  statusOf,
+} from './drbd.js';
 export { Fault, FaultKind, faultFor, parseFault } from './faults.js';
 export { type ClusterShape, clusterSpec, nodeNames } from './generate.js';
 export { checkInvariants, presentOn, restStateProblems, runningOn } from './invariants.js';

@@ -1,4 +1,4 @@
-import { isConnected, localOf, resourceOf } from './drbd.js';
+import { linkBetween, linkConnected, linkFor, localOf, resourceOf } from './drbd.js';
 import type { World } from './world.js';
 
 /**
@@ -23,12 +23,18 @@ export function checkInvariants(world: World, instances?: readonly string[]): st
     for (const disk of config.disks) {
       const r = world.resources[disk.resource];
       if (r !== undefined) {
-        const primaries = r.nodes.filter((n) => localOf(r, n).role === 'Primary');
-        if (
-          primaries.length === 2 &&
-          !(isConnected(r) && r.nodes.every((n) => localOf(r, n).net?.allowTwoPrimaries))
-        ) {
-          problems.push(`rule 2: ${r.name} is Primary on both nodes without a dual-master connection`);
+        // Each two Primaries must be connected to each other by a link both ends allow two on.
+        const primaries = Object.keys(r.local).filter((n) => localOf(r, n).role === 'Primary');
+        const dualMaster = (a: string, b: string) => {
+          const l = linkBetween(r, a, b);
+          return (
+            l !== undefined && linkConnected(l) && l.ends.every((n) => l.net[n]?.allowTwoPrimaries === true)
+          );
+        };
+        if (primaries.some((a, i) => primaries.slice(i + 1).some((b) => !dualMaster(a, b)))) {
+          problems.push(
+            `rule 2: ${r.name} is Primary on ${primaries.join(' and ')} without a dual-master connection`,
+          );
         }
       }
       const d = world.sharedDisks[disk.resource];
@@ -88,15 +94,18 @@ export function restStateProblems(world: World, instance: string): string[] {
       continue;
     }
     const r = resourceOf(world, disk.resource);
-    for (const node of r.nodes) {
+    for (const node of new Set(r.links.flatMap((l) => l.ends))) {
       const l = localOf(r, node);
+      const link = linkFor(r, node)!;
       const role = node === config.primaryNode ? 'Primary' : 'Secondary';
+      const connection = link.connection[node] ?? 'StandAlone';
       if (l.role !== role) problems.push(`${r.name} is ${l.role} on ${node}, should be ${role}`);
-      if (l.net?.allowTwoPrimaries) problems.push(`${r.name} allows two primaries on ${node}`);
-      if (l.connection !== 'Connected') problems.push(`${r.name} is ${l.connection} on ${node}`);
+      if (r.links.some((x) => x.net[node]?.allowTwoPrimaries))
+        problems.push(`${r.name} allows two primaries on ${node}`);
+      if (connection !== 'Connected') problems.push(`${r.name} is ${connection} on ${node}`);
       if (l.diskState !== 'UpToDate') problems.push(`${r.name} is ${l.diskState} on ${node}`);
     }
-    if (r.syncSource !== null) problems.push(`${r.name} is still resyncing`);
+    if (r.links.some((x) => x.syncSource !== null)) problems.push(`${r.name} is still resyncing`);
   }
   return problems;
 }

@@ -1,5 +1,16 @@
 import { z } from 'zod';
-import { isConnected, isolate, linkDown, localOf, nodeDies, peerOf, resourceOf } from './drbd.js';
+import {
+  isolate,
+  joiningPeer,
+  linkConnected,
+  linkDown,
+  localOf,
+  nodeDies,
+  otherEnd,
+  pairLink,
+  pairOf,
+  resourceOf,
+} from './drbd.js';
 import { clearNode, placeVm, removeVm, setRunState } from './guests.js';
 import { FRESH_TUNING, type Resource, type World } from './world.js';
 
@@ -87,25 +98,26 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
     .filter((d) => world.resources[d.resource] !== undefined)
     .map((d) => resourceOf(world, d.resource));
   // A new copy joining on DRBD 9 (make-before-break): its link is the one a resync runs on.
-  const joining = resources.filter((r) => r.joining !== null);
+  const joining = resources.filter((r) => joiningPeer(r) !== null);
   if (joining.length > 0 && (kind === 'linkDown' || kind === 'resyncStall' || kind === 'resyncPending')) {
     for (const r of joining) disturbJoining(world, r, kind);
     return;
   }
   switch (kind) {
     case 'linkDown':
-      for (const r of resources) linkDown(r, world.time + LINK_DOWN_MS);
+      for (const r of resources) linkDown(pairLink(r), world.time + LINK_DOWN_MS);
       return;
     case 'resyncStall':
       for (const r of resources) {
-        if (!isConnected(r)) continue;
-        const source = r.nodes.find((n) => localOf(r, n).role === 'Primary') ?? r.nodes[0];
-        r.syncSource = source;
-        r.outOfSyncKiB += STALL_KIB;
-        r.syncTotalKiB = r.outOfSyncKiB;
+        const l = pairLink(r);
+        if (!linkConnected(l)) continue;
+        const source = pairOf(r).find((n) => localOf(r, n).role === 'Primary') ?? pairOf(r)[0];
+        l.syncSource = source;
+        l.outOfSyncKiB += STALL_KIB;
+        l.syncTotalKiB = l.outOfSyncKiB;
         r.resyncKiBps = STALL_KIBPS;
         r.slowUntil = world.time + STALL_MS;
-        localOf(r, peerOf(r, source)).diskState = 'Inconsistent';
+        localOf(r, otherEnd(l, source)).diskState = 'Inconsistent';
       }
       return;
     case 'targetDies':
@@ -116,13 +128,16 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
       return;
     case 'resyncPending':
       for (const r of resources) {
-        if (!isConnected(r)) continue;
-        const source = r.syncSource ?? r.nodes.find((n) => localOf(r, n).role === 'Primary') ?? r.nodes[0];
-        if (localOf(r, peerOf(r, source)).role === 'Primary') continue;
-        r.syncSource = source;
-        r.outOfSyncKiB += BURST_KIB;
-        r.syncTotalKiB = r.outOfSyncKiB;
-        localOf(r, peerOf(r, source)).diskState = 'Inconsistent';
+        const l = pairLink(r);
+        if (!linkConnected(l)) continue;
+        const source =
+          l.syncSource ?? pairOf(r).find((n) => localOf(r, n).role === 'Primary') ?? pairOf(r)[0];
+        const target = otherEnd(l, source);
+        if (localOf(r, target).role === 'Primary') continue;
+        l.syncSource = source;
+        l.outOfSyncKiB += BURST_KIB;
+        l.syncTotalKiB = l.outOfSyncKiB;
+        localOf(r, target).diskState = 'Inconsistent';
       }
       return;
     // The copy reaches its end right now (the last pages go while nobody watches).
@@ -177,14 +192,14 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
       if (n === undefined || n.down || n.isolatedSince !== null) return;
       n.unreachable = true;
       n.isolatedSince = world.time;
-      for (const r of Object.values(world.resources)) if (r.nodes.includes(config.primaryNode)) isolate(r);
+      for (const r of Object.values(world.resources)) isolate(r, config.primaryNode);
       return;
     }
     case 'sourceCutFromTarget': {
       const n = world.nodes[config.primaryNode];
       if (n !== undefined) n.unreachable = true;
       // The link between the two stays down (an hour: longer than any run), nothing else is cut.
-      for (const r of resources) linkDown(r, world.time + 3_600_000);
+      for (const r of resources) linkDown(pairLink(r), world.time + 3_600_000);
       return;
     }
     case 'targetIsolated': {
@@ -252,11 +267,8 @@ export function killNode(world: World, node: string, wroteAlone: boolean): void 
   if (n === undefined) throw new Error(`unknown node ${node}`);
   n.down = true;
   clearNode(world, node);
-  for (const r of Object.values(world.resources)) {
-    if (r.nodes.includes(node)) nodeDies(r, node, wroteAlone);
-    else if (r.local[node] !== undefined)
-      r.local[node] = { ...r.local[node]!, net: null, connection: 'StandAlone' };
-  }
+  for (const r of Object.values(world.resources))
+    if (r.local[node] !== undefined) nodeDies(r, node, wroteAlone);
   // A shared device is held by nothing on a node that is off.
   for (const d of Object.values(world.sharedDisks)) delete d.open[node];
 }
@@ -275,17 +287,18 @@ export function reviveNode(world: World, node: string): void {
  * new node's refusing resync handler leaves it on real DRBD), a stall, or a burst to catch up on.
  */
 function disturbJoining(world: World, r: Resource, kind: 'linkDown' | 'resyncStall' | 'resyncPending'): void {
-  const j = r.joining!;
-  const joiner = localOf(r, j.node);
+  const { node, link } = joiningPeer(r)!;
   if (kind === 'linkDown') {
-    j.connected = false;
-    j.configured = [];
-    joiner.connection = 'StandAlone';
+    for (const n of link.ends) {
+      link.net[n] = null;
+      link.connection[n] = 'StandAlone';
+    }
     return;
   }
-  j.outOfSyncKiB += kind === 'resyncStall' ? STALL_KIB : BURST_KIB;
-  j.totalKiB = Math.max(j.totalKiB, j.outOfSyncKiB);
-  joiner.diskState = 'Inconsistent';
+  link.outOfSyncKiB += kind === 'resyncStall' ? STALL_KIB : BURST_KIB;
+  link.syncTotalKiB = Math.max(link.syncTotalKiB, link.outOfSyncKiB);
+  link.syncSource ??= otherEnd(link, node);
+  localOf(r, node).diskState = 'Inconsistent';
   if (kind === 'resyncStall') {
     r.resyncKiBps = STALL_KIBPS;
     r.slowUntil = world.time + STALL_MS;

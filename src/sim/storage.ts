@@ -1,5 +1,5 @@
 import { type DiskRef, META_MIB, type NodeStorage, volumeNames } from '../../machines/index.js';
-import { isConnected, resourceOf } from './drbd.js';
+import { joiningPeer, linkConnected, linksOf, otherEnd, resourceOf } from './drbd.js';
 import type { World } from './world.js';
 
 /**
@@ -64,7 +64,7 @@ export function createDisk(world: World, node: string, disk: DiskRef): void {
       );
   }
   for (const [name, mib] of missing) vg.volumes[name] = mib;
-  r.local[node] ??= { role: 'Secondary', diskState: 'Inconsistent', net: null, connection: 'StandAlone' };
+  r.local[node] ??= { role: 'Secondary', diskState: 'Inconsistent' };
 }
 
 /**
@@ -78,16 +78,17 @@ export function removeDisk(world: World, node: string, disk: DiskRef): void {
   if (local !== undefined) {
     if (local.role === 'Primary')
       throw new Error(`${node}: ${r.minor}: State change failed: (-12) Device is held open by someone`);
-    if (r.joining !== null && (r.joining.node === node || r.joining.to === node))
+    const joining = joiningPeer(r);
+    if (joining !== null && (joining.node === node || joining.to === node))
       throw new Error(
-        `${node}: ${r.name} has ${r.joining.node === node ? r.joining.to : r.joining.node} as a peer: it is a copy in use, not a leftover`,
+        `${node}: ${r.name} has ${otherEnd(joining.link, node)} as a peer: it is a copy in use, not a leftover`,
       );
     // The simulator keeps a resource's two ends configured: one whose peer still points at it (a
     // copy in use, or one a reconnect would go back to) is no leftover to remove.
-    if (r.nodes.includes(node)) {
-      const peer = r.nodes.find((n) => n !== node)!;
+    const link = linksOf(r, node)[0];
+    if (link !== undefined) {
       throw new Error(
-        `${node}: ${r.name} is ${isConnected(r) ? 'connected to' : 'the configured peer of'} ${peer}: it is a copy in use, not a leftover`,
+        `${node}: ${r.name} is ${linkConnected(link) ? 'connected to' : 'the configured peer of'} ${otherEnd(link, node)}: it is a copy in use, not a leftover`,
       );
     }
     delete r.local[node];

@@ -21,85 +21,160 @@ import {
 export const DrbdLocal = z.object({
   role: z.enum(['Primary', 'Secondary']),
   diskState: DrbdDiskState,
-  /** Network configuration (drbdsetup connect); null when StandAlone. */
-  net: z
-    .object({
-      allowTwoPrimaries: z.boolean(),
-      /** Connected with --discard-my-data: this side loses a split brain. */
-      discardMyData: z.boolean().default(false),
-    })
-    .nullable(),
-  connection: DrbdConnection,
 });
 export type DrbdLocal = z.infer<typeof DrbdLocal>;
 
-export const Resource = z.object({
-  name: ResourceName,
-  minor: Minor,
-  sizeKiB: z.number().positive(),
-  nodes: z.tuple([NodeName, NodeName]),
-  local: z.record(NodeName, DrbdLocal),
-  /** The node sending during a resync, null when none runs. */
+/** One side's network configuration of a connection (drbdsetup connect). */
+export const NetConfig = z.object({
+  allowTwoPrimaries: z.boolean(),
+  /** Connected with --discard-my-data: this side loses a split brain. */
+  discardMyData: z.boolean().default(false),
+});
+export type NetConfig = z.infer<typeof NetConfig>;
+
+/**
+ * One DRBD connection between two nodes holding a copy: each side's configuration and view of it,
+ * and what the two have to send each other. DRBD 8.4 has one per resource; DRBD 9 one per pair of
+ * peers (a new copy joining has its own beside the pair's, make-before-break).
+ */
+export const DrbdLink = z.object({
+  /** The two nodes; a new copy's link names the node it copies from first. */
+  ends: z.tuple([NodeName, NodeName]),
+  /** Each side's network configuration; null (or absent) while that side has none (StandAlone). */
+  net: z.record(NodeName, NetConfig.nullable()),
+  /** Each side's connection state. */
+  connection: z.record(NodeName, DrbdConnection),
+  /** The side sending during a resync, null when none runs. */
   syncSource: NodeName.nullable(),
   outOfSyncKiB: z.number().nonnegative(),
   syncTotalKiB: z.number().nonnegative(),
   /** KiB each side wrote while the two were not connected (the bitmap the resync will send). */
   dirtyKiB: z.record(NodeName, z.number().nonnegative()),
   /**
-   * Nodes promoted while not connected: each began a new data generation (DRBD's new current UUID),
-   * so its peer's data is no longer its ancestor even before anything is written.
+   * Sides promoted while not connected: each began a new data generation (DRBD's new current UUID),
+   * so the other's data is no longer its ancestor even before anything is written.
    */
   newGeneration: z.array(NodeName).default([]),
   /** The replication link is down until then (a network failure); DRBD reconnects by itself after. */
   linkDownUntil: z.number().nullable(),
-  /**
-   * DRBD 9's `quorum majority` with a diskless tiebreaker connected to both nodes (and
-   * `on-no-quorum io-error`): a node cut off from both cannot write (see quorumOf).
-   */
-  quorum: z.boolean().default(false),
-  /**
-   * The node holding the tiebreaker's vote, where the config names one: it reaches the pair only
-   * while it is up and not cut off itself. Null: a tiebreaker outside the simulated nodes, always up.
-   */
-  tiebreaker: NodeName.nullable().default(null),
-  /**
-   * The nodes a named tiebreaker has a connection with (its votes go to them alone): the pair at
-   * first; a new secondary once it joined it too, the old one no longer once it was removed there.
-   */
-  tiebreakerPeers: z.array(NodeName).default([]),
-  /** The named tiebreaker's replication links are down (it answers its management network). */
-  tiebreakerCut: z.boolean().default(false),
-  /** DRBD 9's auto-promote left on (its default): a misconfigured resource, refused by a migration. */
-  autoPromote: z.boolean().default(false),
-  /** A resync rate of its own (a congested link) until slowUntil, or null for the cluster's. */
-  resyncKiBps: z.number().positive().nullable(),
-  slowUntil: z.number().nullable(),
-  /** The DRBD its nodes run: 9 lets a further peer join beside the pair (see joining). */
-  drbd: z.enum(['8.4', '9']).default('8.4'),
-  /**
-   * DRBD 9: a further peer (`node`, a new secondary) connected to one node of the pair (`to`) while
-   * the pair stays as it is; its device has no data until the full resync from `to` ends.
-   */
-  joining: z
-    .object({
-      node: NodeName,
-      to: NodeName,
-      /** The sides that asked for the connection (attachNet): it comes up once both have. */
-      configured: z.array(NodeName),
-      connected: z.boolean(),
-      outOfSyncKiB: z.number().nonnegative(),
-      totalKiB: z.number().nonnegative(),
-    })
-    .nullable()
-    .default(null),
-  /**
-   * Since when each node running a guest on it has lost quorum here (DRBD 9): its quorum-lost
-   * handler stops the guest the instance's selfFenceMs later. Gone once it holds quorum again.
-   */
-  quorumLostSince: z.record(NodeName, z.number()).default({}),
 });
+export type DrbdLink = z.infer<typeof DrbdLink>;
+
+export const Resource = z.preprocess(
+  fromPairForm,
+  z.object({
+    name: ResourceName,
+    minor: Minor,
+    sizeKiB: z.number().positive(),
+    /** Every node with a device of it: its role and disk. */
+    local: z.record(NodeName, DrbdLocal),
+    /**
+     * Its connections. The first is the pair's (the instance's primary and secondary); a second is a
+     * copy joining beside them (DRBD 9), until the old secondary leaves and it becomes the pair's.
+     */
+    links: z.array(DrbdLink).min(1),
+    /**
+     * DRBD 9's `quorum majority` with a diskless tiebreaker connected to both nodes (and
+     * `on-no-quorum io-error`): a node cut off from both cannot write (see quorumOf).
+     */
+    quorum: z.boolean().default(false),
+    /**
+     * The node holding the tiebreaker's vote, where the config names one: it reaches the pair only
+     * while it is up and not cut off itself. Null: a tiebreaker outside the simulated nodes, always up.
+     */
+    tiebreaker: NodeName.nullable().default(null),
+    /**
+     * The nodes a named tiebreaker has a connection with (its votes go to them alone): the pair at
+     * first; a new secondary once it joined it too, the old one no longer once it was removed there.
+     */
+    tiebreakerPeers: z.array(NodeName).default([]),
+    /** The named tiebreaker's replication links are down (it answers its management network). */
+    tiebreakerCut: z.boolean().default(false),
+    /** DRBD 9's auto-promote left on (its default): a misconfigured resource, refused by a migration. */
+    autoPromote: z.boolean().default(false),
+    /** A resync rate of its own (a congested link) until slowUntil, or null for the cluster's. */
+    resyncKiBps: z.number().positive().nullable(),
+    slowUntil: z.number().nullable(),
+    /** The DRBD its nodes run: 9 lets a further peer join beside the pair (a link of its own). */
+    drbd: z.enum(['8.4', '9']).default('8.4'),
+    /**
+     * Since when each node running a guest on it has lost quorum here (DRBD 9): its quorum-lost
+     * handler stops the guest the instance's selfFenceMs later. Gone once it holds quorum again.
+     */
+    quorumLostSince: z.record(NodeName, z.number()).default({}),
+  }),
+);
 export type Resource = z.infer<typeof Resource>;
-export type Joining = NonNullable<Resource['joining']>;
+
+/**
+ * A world saved before resources had links kept one pair (`nodes`, each node's `net` and
+ * `connection` beside its role) and a joining peer apart: read as links, the same state.
+ */
+function fromPairForm(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || !('nodes' in value) || 'links' in value) return value;
+  const old = value as Record<string, unknown> & {
+    nodes: [string, string];
+    local: Record<string, { net?: unknown; connection?: string } & Record<string, unknown>>;
+    joining?: {
+      node: string;
+      to: string;
+      configured: string[];
+      connected: boolean;
+      outOfSyncKiB: number;
+      totalKiB: number;
+    } | null;
+  };
+  const {
+    nodes,
+    joining,
+    syncSource,
+    outOfSyncKiB,
+    syncTotalKiB,
+    dirtyKiB,
+    newGeneration,
+    linkDownUntil,
+    ...rest
+  } = old;
+  const side = (n: string) => old.local[n] ?? {};
+  const links: unknown[] = [
+    {
+      ends: nodes,
+      net: Object.fromEntries(nodes.map((n) => [n, side(n).net ?? null])),
+      connection: Object.fromEntries(nodes.map((n) => [n, side(n).connection ?? 'StandAlone'])),
+      syncSource,
+      outOfSyncKiB,
+      syncTotalKiB,
+      dirtyKiB,
+      newGeneration,
+      linkDownUntil,
+    },
+  ];
+  if (joining != null) {
+    const ends = [joining.to, joining.node];
+    links.push({
+      ends,
+      net: Object.fromEntries(
+        ends.map((n) => [n, joining.configured.includes(n) ? { allowTwoPrimaries: false } : null]),
+      ),
+      connection: Object.fromEntries(
+        ends.map((n) => [
+          n,
+          joining.connected ? 'Connected' : joining.configured.includes(n) ? 'Connecting' : 'StandAlone',
+        ]),
+      ),
+      syncSource: joining.outOfSyncKiB > 0 ? joining.to : null,
+      outOfSyncKiB: joining.outOfSyncKiB,
+      syncTotalKiB: joining.totalKiB,
+      dirtyKiB: {},
+      newGeneration: [],
+      linkDownUntil: null,
+    });
+  }
+  const local = Object.fromEntries(
+    Object.entries(old.local).map(([n, { net: _net, connection: _connection, ...l }]) => [n, l]),
+  );
+  return { ...rest, local, links };
+}
 
 /** A disk on shared storage: no replica, only which node has it open, and how. */
 export const SharedDisk = z.object({
@@ -372,27 +447,26 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           name,
           minor: m,
           sizeKiB: sizeMiB * 1024,
-          nodes: [i.primary, i.secondary],
           local: {
-            [i.primary]: {
-              role: 'Primary',
-              diskState: 'UpToDate',
-              net: { allowTwoPrimaries: false, discardMyData: false },
-              connection: 'Connected',
-            },
-            [i.secondary]: {
-              role: 'Secondary',
-              diskState: oos > 0 ? 'Inconsistent' : 'UpToDate',
-              net: { allowTwoPrimaries: false, discardMyData: false },
-              connection: 'Connected',
-            },
+            [i.primary]: { role: 'Primary', diskState: 'UpToDate' },
+            [i.secondary]: { role: 'Secondary', diskState: oos > 0 ? 'Inconsistent' : 'UpToDate' },
           },
-          syncSource: oos > 0 ? i.primary : null,
-          outOfSyncKiB: oos,
-          syncTotalKiB: oos,
-          dirtyKiB: {},
-          newGeneration: [],
-          linkDownUntil: null,
+          links: [
+            {
+              ends: [i.primary, i.secondary],
+              net: {
+                [i.primary]: { allowTwoPrimaries: false, discardMyData: false },
+                [i.secondary]: { allowTwoPrimaries: false, discardMyData: false },
+              },
+              connection: { [i.primary]: 'Connected', [i.secondary]: 'Connected' },
+              syncSource: oos > 0 ? i.primary : null,
+              outOfSyncKiB: oos,
+              syncTotalKiB: oos,
+              dirtyKiB: {},
+              newGeneration: [],
+              linkDownUntil: null,
+            },
+          ],
           quorum: i.quorum ?? false,
           tiebreaker: i.tiebreaker ?? null,
           tiebreakerPeers: i.tiebreaker === undefined ? [] : [i.primary, i.secondary],
@@ -401,7 +475,6 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           resyncKiBps: null,
           slowUntil: null,
           drbd: i.drbd ?? (i.quorum === true ? '9' : '8.4'),
-          joining: null,
           quorumLostSince: {},
         };
         for (const node of [i.primary, i.secondary]) {

@@ -7,7 +7,9 @@ import {
 } from '../../machines/index.js';
 import {
   createSimCluster,
+  otherEnd,
   type Perturbation,
+  pairLink,
   type Resource,
   resourceOf,
   type SimCluster,
@@ -25,11 +27,11 @@ function upToDateCopies(
   world: { nodes: Record<string, { down: boolean; isolatedSince: number | null }> },
   r: Resource,
 ): number {
-  const movedOn = (n: string) => (r.dirtyKiB[n] ?? 0) > 0 || r.newGeneration.includes(n);
-  return r.nodes.filter((n) => {
-    const peer = r.nodes.find((p) => p !== n)!;
-    return !gone(world, n) && r.local[n]?.diskState === 'UpToDate' && !movedOn(peer);
-  }).length;
+  const l = pairLink(r);
+  const movedOn = (n: string) => (l.dirtyKiB[n] ?? 0) > 0 || l.newGeneration.includes(n);
+  return l.ends.filter(
+    (n) => !gone(world, n) && r.local[n]?.diskState === 'UpToDate' && !movedOn(otherEnd(l, n)),
+  ).length;
 }
 
 /** What the oracle needs to know about a world, whatever the backend. */
@@ -139,7 +141,9 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
     const r = world.resources[d.resource];
     return r === undefined ? [] : [upToDateCopies(world, r)];
   });
-  const linkCut = config.disks.some((d) => (world.resources[d.resource]?.linkDownUntil ?? null) !== null);
+  const linkCut = config.disks.some((d) =>
+    (world.resources[d.resource]?.links ?? []).some((l) => l.linkDownUntil !== null),
+  );
   // A named tiebreaker's vote goes to the peers it has: they must be the instance's two nodes.
   const tiebreakerWiring = config.disks.flatMap((d) => {
     const r = world.resources[d.resource];
