@@ -634,6 +634,8 @@ export function replaceProblem(config: InstanceConfig, c: ProtocolContext): stri
   if (config.diskTemplate !== 'drbd')
     return `Instance ${config.name}'s disk layout '${config.diskTemplate}' has no DRBD secondary to replace`;
   if (config.secondaryNode === null) return `Instance ${config.name} has no secondary node`;
+  if ((config.thirdCopy ?? null) !== null)
+    return `Instance ${config.name} has a third copy on ${config.thirdCopy}: replace-secondary would not connect the new copy to it (three-copy replaces are not built); migrate ${config.name} so that the copy to replace is the secondary and change it by hand`;
   if (spaceNeededMiB(config.disks) === null)
     return `The sizes of ${config.name}'s disks are not known: the cluster file gives each disk a sizeMiB`;
   if (cleanup) {

@@ -46,12 +46,31 @@ export function checkInstanceConfig(config: InstanceConfig, request: MigrationRe
   if (config.disks.length === 0) return `Instance ${config.name} has no disks to migrate`;
   const moved = movedSince(config, request);
   if (moved !== null) return moved;
-  if (request.targetNode !== null && request.targetNode !== config.secondaryNode) {
+  const third = thirdCopyProblem(config);
+  if (third !== null) return third;
+  if (
+    request.targetNode !== null &&
+    request.targetNode !== config.secondaryNode &&
+    request.targetNode !== (config.thirdCopy ?? null)
+  ) {
     return (
       `Instances with disk types ${config.diskTemplate} cannot be migrated to arbitrary nodes: ` +
-      `${request.targetNode} is not the secondary node of ${config.name} (${config.secondaryNode})`
+      `${request.targetNode} is not the secondary node of ${config.name} (${config.secondaryNode})` +
+      ((config.thirdCopy ?? null) === null ? '' : ` nor its third copy (${config.thirdCopy})`)
     );
   }
+  return null;
+}
+
+/** A third copy is DRBD 9's, on a node of its own (not the pair's, not the diskless tiebreaker). */
+function thirdCopyProblem(config: InstanceConfig): string | null {
+  // An answer from before the field existed has none.
+  const third = config.thirdCopy ?? null;
+  if (third === null) return null;
+  if (config.diskTemplate !== 'drbd' || config.drbdVersion !== '9')
+    return `Instance ${config.name} names a third copy on ${third}, but only DRBD 9 disks connect a third diskful peer`;
+  if ([config.primaryNode, config.secondaryNode, config.tiebreaker].includes(third))
+    return `Instance ${config.name} names ${third} as its third copy and as its primary, secondary or tiebreaker`;
   return null;
 }
 

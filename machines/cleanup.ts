@@ -1,7 +1,9 @@
 import { and, not } from 'xstate';
 import { checkInstanceConfig } from './checks.js';
+import type { DiskStatus, RunningInstance } from './contract.js';
 import { meta } from './describe.js';
 import { abortMigration, backToSingleMaster, commitPrimary, survey } from './flows.js';
+import type { ProtocolContext } from './protocol.js';
 import { foundAt, protocol, runMachineBase } from './protocol.js';
 import {
   aboutBoth,
@@ -15,7 +17,14 @@ import {
   outcomeState,
   recordLocations,
   saying,
+  warning,
 } from './steps.js';
+
+const thirdCopy = (c: ProtocolContext) => c.config?.thirdCopy ?? '';
+const unreadThirdCopy = warning(
+  (c, e) =>
+    `Could not read ${thirdCopy(c)}, the third copy (${e}); the cleanup works towards the secondary ${c.target}: if a migration to ${thirdCopy(c)} was under way, run the cleanup again once it answers`,
+);
 
 /**
  * Ganeti's newest _ExecCleanup: find where the instance really runs, make the config say so, then
@@ -33,9 +42,40 @@ export const cleanupMachine = protocol.createMachine({
   states: {
     loadingConfig: loadingConfig({
       check: (config) => checkInstanceConfig(config, { targetNode: null }),
-      next: 'locating',
+      next: 'choosingTarget',
       rejected: '#cleanup.rejected',
       copiesMemory: true,
+    }),
+    choosingTarget: {
+      description:
+        'With a third copy (DRBD 9), the migration to repair may have gone there rather than to the secondary: the third is looked at first.',
+      always: [{ guard: 'hasThirdCopy', target: 'readingThirdCopy' }, { target: 'locating' }],
+    },
+    readingThirdCopy: effectStep({
+      src: 'diskStatus',
+      description:
+        'The third copy’s disks towards the source: Primary, or two primaries allowed, is what a migration to it left, and the cleanup works towards it.',
+      input: (c) => ({
+        instance: c.instance,
+        nodes: [thirdCopy(c), c.source] as [string, string],
+        disks: c.disks,
+      }),
+      done: [fromAnswer('targetThirdCopyIfTouched', (status: Record<string, DiskStatus[]>) => ({ status }))],
+      ...evenIfFailed('lookingOnThirdCopy', unreadThirdCopy),
+    }),
+    lookingOnThirdCopy: effectStep({
+      src: 'instanceList',
+      description: 'Whether the instance is on the third copy: then the cleanup works towards it.',
+      input: (c) => ({ instance: c.instance, nodes: [thirdCopy(c), c.source] as [string, string] }),
+      done: [
+        fromAnswer('targetThirdCopyIfTouched', (lists: Record<string, RunningInstance[]>) => ({ lists })),
+        saying((c) =>
+          c.target === thirdCopy(c)
+            ? `* ${c.target}, the third copy, was a migration's target: the cleanup works towards it`
+            : `* nothing of a migration on ${thirdCopy(c)}, the third copy`,
+        ),
+      ],
+      ...evenIfFailed('locating', unreadThirdCopy),
     }),
     locating: {
       ...effectStep({

@@ -77,6 +77,12 @@ export const InstanceConfig = z.object({
    * leaves (make-before-break).
    */
   drbdVersion: z.enum(['8.4', '9']).default('8.4'),
+  /**
+   * DRBD 9: a third node holding a diskful copy of every disk, connected to both of the pair (as
+   * LINSTOR places a third replica). A migration may go to it (`targetNode`): its commit makes it the
+   * primary, the old primary the secondary and the old secondary the third copy, in one write.
+   */
+  thirdCopy: NodeName.nullable().default(null),
 });
 export type InstanceConfig = z.infer<typeof InstanceConfig>;
 
@@ -290,8 +296,9 @@ export const effectSchemas = {
   // config store
   getInstance: { input: z.object({ instance: InstanceName, timeoutMs }), output: InstanceConfig },
   /**
-   * The commit point of a migration or a failover: the config names `node` as the primary. With
-   * withdrawSelfFence the same write takes the instance's selfFenceMs out (a failover onto a node
+   * The commit point of a migration or a failover: the config names `node` as the primary, the old
+   * primary as the secondary, and, where `node` was the third copy, the old secondary as the third
+   * (one write). With withdrawSelfFence the same write takes the instance's selfFenceMs out (a failover onto a node
    * that would not stop the instance on losing quorum: a later one must not take that as proof).
    */
   setPrimaryNode: {

@@ -292,7 +292,10 @@ export function planEvacuation(
   const holds = (c: InstanceConfig) =>
     (scope.primaries && c.primaryNode === node) ||
     (scope.secondaries &&
-      (c.secondaryNode === node || c.formerSecondary === node || (c.tiebreaker ?? null) === node));
+      (c.secondaryNode === node ||
+        c.formerSecondary === node ||
+        (c.tiebreaker ?? null) === node ||
+        (c.thirdCopy ?? null) === node));
   const concerned = configs
     .filter((c) => !ended.has(c.name) && (holds(c) || inFlight.has(c.name) || needCleanup.has(c.name)))
     .sort((a, b) => a.name.localeCompare(b.name));
@@ -317,6 +320,14 @@ export function planEvacuation(
       skip(
         c,
         `${node} is the tiebreaker of ${c.name}'s resources (diskless, the third vote): a drain does not move a tiebreaker; without it a cut-off primary leaves no node with quorum, so a failover needs --source-is-down`,
+      );
+      continue;
+    }
+    // Three copies: a replace would not connect the new copy to the third, so none is made.
+    if ((c.thirdCopy ?? null) !== null && c.primaryNode !== node && !inFlight.has(c.name)) {
+      skip(
+        c,
+        `${node} holds ${c.thirdCopy === node ? 'the third' : 'the secondary'} copy of ${c.name}, which has three: a drain does not move copies of a three-copy instance (replace-secondary connects no third copy); its other two copies stay`,
       );
       continue;
     }

@@ -473,6 +473,9 @@ export const protocol = setup({
   actors: unprovidedEffects(),
   guards: {
     rejects: (_, params: { problem: string | null }) => params.problem !== null,
+    /** The config names a third copy (DRBD 9) that is not already the run's target. */
+    hasThirdCopy: ({ context }) =>
+      (context.config?.thirdCopy ?? null) !== null && context.config?.thirdCopy !== context.target,
     synced: ({ context }) => context.sync?.done === true,
     syncOverdue: ({ context }) =>
       context.watch !== null &&
@@ -626,10 +629,13 @@ export const protocol = setup({
         const [source, target] = params.towardsPrimary
           ? [config.secondaryNode ?? '', config.primaryNode]
           : [config.primaryNode, config.secondaryNode ?? ''];
+        // A migration asked to the third copy goes there; any other run keeps to the pair.
+        const wanted = context.request.targetNode;
+        const toThird = !params.towardsPrimary && wanted !== null && wanted === config.thirdCopy;
         return {
           config,
           source,
-          target: params.replacing ? replaceTarget(context, config) : target,
+          target: params.replacing ? replaceTarget(context, config) : toThird ? wanted : target,
           ...(params.replacing ? { replace: replaceOf(context, config) } : {}),
           disks: config.disks,
           ...(params.copiesMemory
@@ -640,6 +646,23 @@ export const protocol = setup({
     ),
     recordLocations: assign(({ context }, params: { lists: Record<string, RunningInstance[]> }) =>
       patch(context, 'found', { locations: params.lists }),
+    ),
+    /**
+     * A cleanup works towards the third copy where a migration to it left a trace there: its disks
+     * Primary or allowing two primaries, or the instance present.
+     */
+    targetThirdCopyIfTouched: assign(
+      (
+        { context },
+        params: { status?: Record<string, DiskStatus[]>; lists?: Record<string, RunningInstance[]> },
+      ) => {
+        const third = context.config?.thirdCopy ?? null;
+        if (third === null) return {};
+        const touched =
+          (params.status?.[third] ?? []).some((d) => d.role === 'Primary' || d.allowTwoPrimaries) ||
+          (params.lists !== undefined && locate(params.lists, context.instance, third) !== null);
+        return touched ? { target: third } : {};
+      },
     ),
     noteTargetWithoutSelfFence: assign(({ context }, params: { missing: boolean }) =>
       patch(context, 'found', { targetWithoutSelfFence: params.missing }),

@@ -31,6 +31,7 @@ import {
 const returning = (c: ProtocolContext) => c.target;
 const forecast = (c: ProtocolContext) => resyncForecast(c.found.disksBefore, survivor(c), returning(c));
 const survivor = (c: ProtocolContext) => c.source;
+const thirdCopy = (c: ProtocolContext) => c.config?.thirdCopy ?? '';
 type Probed = { context: ProtocolContext; event: { output: NodeProbe } };
 
 export const rejoinMachine = protocol.createMachine({
@@ -88,7 +89,8 @@ export const rejoinMachine = protocol.createMachine({
       next: [
         {
           guard: fromAnswer('rejoinedIn', (status: Record<string, DiskStatus[]>) => ({ status })),
-          target: 'rejoined',
+          // A third copy's link is looked at too: it may not have come back with the survivor's.
+          target: 'thirdCopy',
           actions: saying(
             (c) =>
               `* ${returning(c)} is already the secondary of ${c.instance}, connected and in sync: nothing to do`,
@@ -162,11 +164,38 @@ export const rejoinMachine = protocol.createMachine({
       description: 'Reading both sides back: Connected, UpToDate/UpToDate, the returning node Secondary.',
       input: aboutDisksOnBoth,
       problem: (c, status) => checkRejoined(status, survivor(c), returning(c)),
-      next: 'rejoined',
+      next: 'thirdCopy',
       failTo: '#rejoin.surveying',
       failure: (_, e) => `Cannot read disk status: ${e}`,
       rules: [2, 4],
     }),
+    thirdCopy: {
+      description:
+        'DRBD 9 with three copies: the returning node is reconnected to the third too (it followed the survivor meanwhile).',
+      always: [{ guard: 'hasThirdCopy', target: 'reconnectingThird' }, { target: 'rejoined' }],
+    },
+    reconnectingThird: goReconnect({
+      description:
+        'Reconnecting the returning node to the third copy, single-master, with --discard-my-data on the returning side: the third, which took the survivor’s writes, is never overwritten.',
+      multimaster: false,
+      discardOn: returning,
+      between: (c) => [thirdCopy(c), returning(c)],
+      rules: [2, 7],
+      says: (c) => `* reconnecting ${returning(c)} to ${thirdCopy(c)}, the third copy`,
+      next: 'resyncingThird',
+      failTo: '#rejoin.surveying',
+      failure: (c, e) => `Cannot reconnect ${returning(c)} to ${thirdCopy(c)}, the third copy: ${e}`,
+    }),
+    resyncingThird: {
+      description: 'Waiting for the returning node and the third copy to be in sync.',
+      meta: meta({ rules: [5] }),
+      ...waitUntilSync({
+        onFailed: '#rejoin.surveying',
+        tolerated: false,
+        between: (c) => [thirdCopy(c), returning(c)],
+      }),
+      onDone: 'rejoined',
+    },
     surveying: survey({ next: '#rejoin.needsCleanup' }),
     rejoined: outcomeState(
       'rejoined',

@@ -6,7 +6,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../src/cli/commands/index.js';
 import { fitToWidth, LiveView } from '../src/cli/live.js';
 import { holdWorld, saveWorld } from '../src/cli/worldFile.js';
-import { createWorld } from '../src/index.js';
+import { createWorld, loadCluster } from '../src/index.js';
 import { cli } from './helpers.js';
 import { tempDir } from './tmp.js';
 
@@ -38,6 +38,35 @@ describe('--dry-run never changes anything (item 2)', () => {
     expect(r.stdout.at(-1)).toBe('# planned: migrated: web1 is primary on node-b');
     expect(readFileSync(file, 'utf8')).toBe(before);
     expect(existsSync(state)).toBe(false);
+  });
+});
+
+describe('--dry-run of a migration to a third copy (DRBD 9)', () => {
+  it('plans the migration to the cluster file’s thirdCopy and the rotating commit, touching nothing', async () => {
+    const example = await loadCluster('docs/cluster.example.yaml');
+    const nodes = example.nodes.map((n) => ({ ...n, drbd: '9' as const }));
+    const file = join(dir, 'three.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        ...example,
+        nodes: [
+          ...nodes,
+          { ...nodes[1]!, name: 'node-c', address: '10.99.0.3', replicationAddress: '10.99.1.3' },
+        ],
+        instances: example.instances.map((i) => ({
+          ...i,
+          thirdCopy: 'node-c',
+          disks: i.disks.map((d) => ({ ...d, nodeIds: { 'node-a': 0, 'node-b': 1, 'node-c': 2 } })),
+        })),
+      }),
+    );
+    const before = readFileSync(file, 'utf8');
+    const r = await cli('migrate', 'web1', '--cluster', file, '--dry-run', '--target', 'node-c');
+    expect([r.code, r.stderr]).toEqual([0, []]);
+    expect(r.stdout.join('\n')).toContain('rewrite');
+    expect(r.stdout.at(-1)).toBe('# planned: migrated: web1 is primary on node-c');
+    expect(readFileSync(file, 'utf8')).toBe(before);
   });
 });
 

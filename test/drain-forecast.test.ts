@@ -32,6 +32,7 @@ const config = (memoryMiB: number, disksMiB: (number | undefined)[] = []): Insta
   selfFenceMs: null,
   tiebreaker: null,
   drbdVersion: '8.4',
+  thirdCopy: null,
 });
 
 describe('one run’s prediction', () => {

@@ -419,9 +419,9 @@ describe.skipIf(unavailable !== null)(
       });
     }, 300_000);
 
-    it('DRBD 9: any two of the three: with the file naming node-a and node-b as web1’s pair (node-c the copy it leaves alone), a live migration node-a → node-b: node-c’s own view shows both Primary over connections that allow none, node-a’s allows two primaries towards node-b only; the abort reverts on that connection alone, and the migration to its end leaves node-c UpToDate with the guest’s writes', async () => {
-      // The drain before marked node-b; the operator takes the mark back and names node-b the pair's
-      // other node (its node-id beside node-c's, which the resource still has).
+    it('DRBD 9: the file names node-b as web1’s third copy; migrate --target node-b (node-a → node-b, node-c the secondary): node-c’s own view shows both Primary over connections that allow none, node-a’s allows two primaries towards node-b only; the abort reverts on that connection alone; the migration to its end rotates the file in one write (node-b primary, node-a secondary, node-c third), node-c UpToDate with the guest’s writes; a cleanup of the three finds nothing to repair', async () => {
+      // The drain before marked node-b; the operator takes the mark back and names node-b the third
+      // copy (its node-id beside the others').
       const undrained = await cli(['undrain', 'node-b', '--cluster', tb.clusterPath]);
       expect([undrained.code, undrained.stderr]).toEqual([0, '']);
       const named = await loadCluster(tb.clusterPath);
@@ -432,7 +432,7 @@ describe.skipIf(unavailable !== null)(
         instances: [
           {
             ...web1,
-            secondary: 'node-b',
+            thirdCopy: 'node-b',
             disks: web1.disks.map((d) =>
               'resource' in d && d.nodeIds !== undefined
                 ? { ...d, nodeIds: { ...d.nodeIds, 'node-b': NODE_IDS['node-b'] } }
@@ -461,7 +461,10 @@ describe.skipIf(unavailable !== null)(
       let window: Promise<Record<'third' | 'thirdShow' | 'sourceShow', string>> | undefined;
       const backend = await sshEffects(tb.clusterPath);
       try {
-        const input = inputWithLimits(await loadCluster(tb.clusterPath), { instance: 'web1' });
+        const input = inputWithLimits(await loadCluster(tb.clusterPath), {
+          instance: 'web1',
+          targetNode: 'node-b',
+        });
         const out = await runMigration(input, backend.effects, {
           graceMs: SSH_GRACE_MS,
           abort: abort.signal,
@@ -522,14 +525,38 @@ describe.skipIf(unavailable !== null)(
         connection: 'Connected',
       });
 
-      const again = await sshEffects(tb.clusterPath);
+      const state = tempDir('drbd-migrate-state-');
       try {
-        const input = inputWithLimits(await loadCluster(tb.clusterPath), { instance: 'web1' });
-        const out = await runMigration(input, again.effects, { graceMs: SSH_GRACE_MS });
-        expect(out.error ?? null).toBeNull();
-        expect(out).toMatchObject({ outcome: 'migrated', primaryNode: 'node-b' });
+        const moved = await cli([
+          'migrate',
+          'web1',
+          '--target',
+          'node-b',
+          '--cluster',
+          tb.clusterPath,
+          '--state-dir',
+          state,
+        ]);
+        expect([moved.code, moved.stderr]).toEqual([0, '']);
+        expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({
+          primary: 'node-b',
+          secondary: 'node-a',
+          thirdCopy: 'node-c',
+        });
+        // The cleanup of a healthy three-copy instance reads the third first and changes nothing.
+        const cleaned = await cli([
+          'migrate',
+          'web1',
+          '--cleanup',
+          '--cluster',
+          tb.clusterPath,
+          '--state-dir',
+          state,
+        ]);
+        expect([cleaned.code, cleaned.stderr]).toEqual([0, '']);
+        expect(cleaned.stdout).toContain('* nothing of a migration on node-c, the third copy');
       } finally {
-        again.close();
+        rmSync(state, { recursive: true, force: true });
       }
       const last = ticks(await serial('node-a')).at(-1)!;
       await waitForTick('node-b', last + 2);

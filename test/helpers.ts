@@ -67,12 +67,13 @@ export const feedback = (events: RunEvent[]) =>
  * migrated and reverted and cleaned leave the instance at rest where the config says; rejected
  * leaves everything as it was; needsCleanup and failed say what is left.
  */
-export function expectTruthfulOutcome(run: SimRun, instance = 'web1') {
+export function expectTruthfulOutcome(run: SimRun, instance = 'web1', towards?: string) {
   const { out, sim, before } = run;
   const world = sim.world;
   expect(world.violations, 'safety rules broken').toEqual([]);
   const source = before.config.instances[instance]?.primaryNode;
-  const target = before.config.instances[instance]?.secondaryNode;
+  // A migration goes to the secondary unless it was sent to the third copy.
+  const target = towards ?? before.config.instances[instance]?.secondaryNode;
   switch (out.outcome) {
     case 'migrated':
       expect(restStateProblems(world, instance)).toEqual([]);

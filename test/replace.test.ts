@@ -328,6 +328,7 @@ describe('placement', () => {
     selfFenceMs: null,
     tiebreaker: null,
     drbdVersion: '8.4',
+    thirdCopy: null,
   };
   const storage = (freeMiB: number) => ({
     volumeGroup: 'xenvg',

@@ -93,7 +93,7 @@ export function plannedCommands(
       input.nodes?.find((n) => n !== node),
     );
   const drbd = (node: string) => drbdDrivers[cluster.nodes.find((n) => n.name === node)?.drbd ?? '8.4'];
-  const ofInstance = [inst.primary, inst.secondary, inst.formerSecondary, inst.tiebreaker];
+  const ofInstance = [inst.primary, inst.secondary, inst.formerSecondary, inst.tiebreaker, inst.thirdCopy];
   const knownPeer = (node: string) => {
     const peer = input.nodes?.find((n) => n !== node);
     return peer !== undefined && ofInstance.includes(peer) && ofInstance.includes(node);
@@ -416,6 +416,8 @@ export function simSpecOf(cluster: ClusterFile): WorldSpec {
       migrationMode: i.migrationMode,
       diskTemplate: i.storage,
       disksMiB: i.disks.map((d) => ('sizeMiB' in d ? (d.sizeMiB ?? 1024) : 1024)),
+      // A third copy: a dry run of a migration to it has it to go to.
+      ...(i.thirdCopy === undefined ? {} : { thirdCopy: i.thirdCopy }),
     })),
   };
 }

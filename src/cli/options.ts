@@ -20,7 +20,11 @@ export const OPTIONS = {
     type: 'boolean',
     help: 'repair a run that stopped halfway (safe on a healthy instance): a migration’s finds where the instance runs and makes the config and the disks agree; a failover’s brings the instance up on the node the config names',
   },
-  target: { type: 'string', value: 'NODE', help: "the target node; must be the instance's secondary" },
+  target: {
+    type: 'string',
+    value: 'NODE',
+    help: "the target node: the instance's secondary, or a migration's to its third copy (DRBD 9)",
+  },
   'new-secondary': {
     type: 'string',
     value: 'NODE',

@@ -76,7 +76,10 @@ export async function openSession(
     const backend = await sshEffects(target.file);
     const nodesOf = (instance: string) => {
       const i = cluster.instances.find((x) => x.name === instance);
-      return i === undefined ? [] : [i.primary, i.secondary];
+      // A third copy is a node of the instance too: a migration may go there.
+      return i === undefined
+        ? []
+        : [i.primary, i.secondary, ...(i.thirdCopy === undefined ? [] : [i.thirdCopy])];
     };
     return {
       runtime: journalRuntime({

@@ -59,7 +59,7 @@ export function worldNodes(world: World, instance: string): string[] {
   const config = world.config.instances[instance];
   return config === undefined
     ? []
-    : [config.primaryNode, config.secondaryNode].filter((n): n is string => n !== null);
+    : [config.primaryNode, config.secondaryNode, config.thirdCopy].filter((n): n is string => n !== null);
 }
 
 /** A command that writes a new world refuses to replace a file that is there, unless told to. */

@@ -93,6 +93,7 @@ export function instanceConfig(spec: ClusterInstance, drbdVersion: DrbdVersion =
     selfFenceMs: spec.selfFenceMs ?? null,
     tiebreaker: spec.tiebreaker ?? null,
     drbdVersion,
+    thirdCopy: spec.thirdCopy ?? null,
   };
 }
 
@@ -176,8 +177,10 @@ export function clusterConfigEffects(
       const spec = find(cluster, instance);
       // Run again after a lost answer: already committed, nothing to do.
       if (spec.primary === node) return;
-      if (spec.secondary !== node)
+      if (spec.secondary !== node && spec.thirdCopy !== node)
         throw new Error(`${node} is not a node of instance ${instance} in ${path}`);
+      // To the third copy: the old secondary becomes the third, in the same write.
+      if (spec.thirdCopy === node) spec.thirdCopy = spec.secondary;
       spec.secondary = spec.primary;
       spec.primary = node;
       if (withdrawSelfFence === true) delete spec.selfFenceMs;

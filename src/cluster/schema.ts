@@ -154,6 +154,9 @@ export const ClusterInstance = z
       .describe(
         'DRBD 9 with quorum only: within how many ms a node that lost quorum stops this instance itself (a quorum-lost handler, see cluster.md), counted from when the target sees it gone: the node’s own, possibly later, detection (DRBD’s ping interval and timeout) and the handler must fit in it. With it a failover takes the target’s quorum as proof that a silent source cannot write, and waits this long before starting the instance; without it --source-is-down is needed.',
       ),
+    thirdCopy: NodeName.optional().describe(
+      'DRBD 9 only: a third node holding a diskful copy of every disk, connected to both of the pair (as LINSTOR places a third replica); its node-id is in every disk’s nodeIds. `migrate --target` may name it: the commit then makes it the primary, the old primary the secondary and the old secondary the third copy, in one write. Failovers go to the secondary; a rejoin reconnects the returning node to the survivor and the third copy; replace-secondary refuses such an instance (it would connect the new copy to one peer only).',
+    ),
     tiebreaker: NodeName.optional().describe(
       'DRBD 9 with quorum only: the node holding the third vote of this instance’s resources, diskless (it holds no copy and never runs the instance); its node-id is in every disk’s nodeIds. Needed with selfFenceMs: with two votes neither side keeps quorum without the other, so nothing would ever prove a silent node cannot write. Errors then say which node to bring back.',
     ),
@@ -304,6 +307,32 @@ export const ClusterFile = z
           message: `needs a tiebreaker: with two votes, ${inst.primary} and ${inst.secondary} each lose quorum without the other, so quorum never proves a silent node cannot write; name the resource's diskless third node in tiebreaker`,
         });
       }
+      const third = inst.thirdCopy;
+      if (third !== undefined) {
+        if (
+          !nodes.has(third) ||
+          [inst.primary, inst.secondary, inst.formerSecondary, inst.tiebreaker].includes(third)
+        )
+          ctx.addIssue({
+            code: 'custom',
+            path: at('thirdCopy'),
+            message: `${third} must be a node of this file other than the primary, the secondary, a former secondary and the tiebreaker`,
+          });
+        else if (file.nodes.find((x) => x.name === third)?.drbd !== '9' || families.has('8.4'))
+          ctx.addIssue({
+            code: 'custom',
+            path: at('thirdCopy'),
+            message: `needs DRBD 9 on ${third}, ${inst.primary} and ${inst.secondary} (8.4 connects two copies only): set their "drbd" to "9", or leave thirdCopy out`,
+          });
+        inst.disks.forEach((d, j) => {
+          if ('resource' in d && d.nodeIds?.[third] === undefined)
+            ctx.addIssue({
+              code: 'custom',
+              path: at('disks', j, 'nodeIds'),
+              message: `nodeIds must give the node-id of the third copy ${third} too`,
+            });
+        });
+      }
       if (
         inst.formerSecondary !== undefined &&
         (!nodes.has(inst.formerSecondary) || [inst.primary, inst.secondary].includes(inst.formerSecondary))
@@ -361,6 +390,7 @@ export const ClusterFile = z
           inst.primary,
           inst.secondary,
           ...(inst.formerSecondary ? [inst.formerSecondary] : []),
+          ...(inst.thirdCopy ? [inst.thirdCopy] : []),
         ];
         for (const node of holders) {
           for (const [what, value] of [

@@ -183,18 +183,19 @@ async function nodesOf(effects: Effects, input: ProtocolInput): Promise<string[]
 }
 
 /**
- * The instance's primary and secondary, and a replace's new node: it receives a full copy over its
+ * The instance's nodes (primary, secondary, a third copy), and a replace's new node: it receives a full copy over its
  * link, and two replaces placing copies on one node at once would share its link and its volume
  * group as two drains' plans did not foresee (the local journal locks it; here its slot holds it).
  */
 export function nodesTouched(
-  config: { primaryNode: string; secondaryNode: string | null },
+  config: { primaryNode: string; secondaryNode: string | null; thirdCopy?: string | null },
   input: Pick<ProtocolInput, 'newSecondary'>,
 ): string[] {
   return [
     ...new Set([
       config.primaryNode,
       ...(config.secondaryNode === null ? [] : [config.secondaryNode]),
+      ...(config.thirdCopy == null ? [] : [config.thirdCopy]),
       ...(input.newSecondary === undefined ? [] : [input.newSecondary]),
     ]),
   ];

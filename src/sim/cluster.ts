@@ -424,6 +424,8 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
             `rule 3: config moved ${input.instance} to ${input.node} while it runs on ${elsewhere.join(', ')}`,
           );
         }
+        // To the third copy: the old secondary becomes the third, in the same write.
+        if (config.thirdCopy === input.node) config.thirdCopy = config.secondaryNode;
         config.secondaryNode = config.primaryNode;
         config.primaryNode = input.node;
         if (input.withdrawSelfFence === true) config.selfFenceMs = null;

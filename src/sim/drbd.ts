@@ -62,6 +62,7 @@ const newLink = (ends: [string, string]): DrbdLink => ({
   dirtyKiB: {},
   newGeneration: [],
   linkDownUntil: null,
+  joining: false,
 });
 
 /** A link to a copy with no data yet: everything is to be sent from `from`. */
@@ -112,7 +113,7 @@ export function promote(world: World, r: Resource, node: string): void {
   if (toPrimary.some((l) => l.net[node]?.allowTwoPrimaries !== true)) {
     throw new Error(`${r.minor}: State change failed: (-1) Multiple primaries not allowed by config`);
   }
-  for (const l of links) if (!linkConnected(l) && !l.newGeneration.includes(node)) l.newGeneration.push(node);
+  newGeneration(r, node);
   // Safety rule 4 is the orchestrator's, not DRBD's: DRBD lets a StandAlone node become Primary.
   // Rule 7's exception: the peer is down (the failover's proof), so there is no peer to agree with,
   // or it fenced itself: without quorum it cannot write, and nothing of this disk runs there.
@@ -135,6 +136,23 @@ export function promote(world: World, r: Resource, node: string): void {
     );
   }
   local.role = 'Primary';
+}
+
+/**
+ * NODE begins a new data generation (DRBD's new current UUID): a peer it is not connected to no
+ * longer holds its ancestor, nor does one apart from a peer that follows NODE over a connection (a
+ * third copy takes the new generation from the primary and is ahead of the node the two left).
+ */
+function newGeneration(r: Resource, node: string): void {
+  const followers = [
+    node,
+    ...linksOf(r, node)
+      .filter(linkConnected)
+      .map((l) => otherEnd(l, node)),
+  ];
+  for (const n of followers)
+    for (const l of linksOf(r, n))
+      if (!linkConnected(l) && !l.newGeneration.includes(n)) l.newGeneration.push(n);
 }
 
 /** Demote (drbdsetup secondary): refused while a guest holds the device open. */
@@ -238,14 +256,24 @@ export function handshake(world: World, r: Resource, l: DrbdLink): void {
 }
 
 /** Resync progress and guest writes over dt simulated ms, on every link of the resource. */
-export function advanceResource(world: World, r: Resource, dtMs: number, writers: Set<string>): void {
+export function advanceResource(world: World, r: Resource, dtMs: number, running: Set<string>): void {
+  // Nodes whose guest writes (Primary; with quorum, as on-no-quorum io-error fails the rest), and
+  // the peers those writes reach over a connection: each is ahead of a peer it is apart from. Two
+  // copies that took one primary's writes while apart from each other share its generation on the
+  // kernel; here each counts as ahead of the other, so their reconnect without --discard-my-data on
+  // one side is judged a split brain: stricter than DRBD, never more lenient.
+  const writers = new Set(
+    [...running].filter((n) => localOf(r, n).role === 'Primary' && quorumOf(world, r, n).quorum !== 'lost'),
+  );
+  for (const n of [...writers])
+    for (const l of linksOf(r, n)) if (linkConnected(l)) writers.add(otherEnd(l, n));
   const slowEnds = r.slowUntil !== null && world.time + dtMs >= r.slowUntil;
   for (const l of r.links) {
     let dt = dtMs;
     if (l.linkDownUntil !== null && world.time + dt >= l.linkDownUntil) {
       // What was written until the link came back is counted before the handshake judges it.
       const apartMs = Math.max(0, l.linkDownUntil - world.time);
-      writeWhileApart(world, r, l, apartMs, writers);
+      writeWhileApart(world, l, apartMs, writers);
       dt -= apartMs;
       l.linkDownUntil = null;
       handshake(world, r, l);
@@ -259,7 +287,7 @@ export function advanceResource(world: World, r: Resource, dtMs: number, writers
         l.syncTotalKiB = 0;
       }
     }
-    writeWhileApart(world, r, l, dt, writers);
+    writeWhileApart(world, l, dt, writers);
   }
   if (slowEnds) {
     r.slowUntil = null;
@@ -267,15 +295,11 @@ export function advanceResource(world: World, r: Resource, dtMs: number, writers
   }
 }
 
-/** A Primary's guest writes on while not connected: what the resync (or a split brain) will count. */
-function writeWhileApart(world: World, r: Resource, l: DrbdLink, dtMs: number, writers: Set<string>): void {
+/** Writes made on a side while not connected: what the resync (or a split brain) will count. */
+function writeWhileApart(world: World, l: DrbdLink, dtMs: number, writers: Set<string>): void {
   if (linkConnected(l) || dtMs <= 0) return;
-  for (const n of writers) {
-    // Without quorum (on-no-quorum io-error) its writes fail: nothing for the peer to discard later.
-    if (l.ends.includes(n) && localOf(r, n).role === 'Primary' && quorumOf(world, r, n).quorum !== 'lost') {
-      l.dirtyKiB[n] = (l.dirtyKiB[n] ?? 0) + (world.settings.guestWriteKiBps * dtMs) / 1000;
-    }
-  }
+  for (const n of l.ends)
+    if (writers.has(n)) l.dirtyKiB[n] = (l.dirtyKiB[n] ?? 0) + (world.settings.guestWriteKiBps * dtMs) / 1000;
 }
 
 /** DRBD 9: whether NODE would stop the instance on losing quorum (see the node's selfFences). */
@@ -463,9 +487,9 @@ function unlinkedStatus(world: World, r: Resource, node: string): DiskStatus {
   };
 }
 
-/** The copy joining beside the pair (DRBD 9), if one is: the far end of a link after the pair's. */
+/** The copy joining beside the pair (DRBD 9), if one is: the far end of its joining link. */
 export function joiningPeer(r: Resource): { node: string; to: string; link: DrbdLink } | null {
-  const l = r.links[1];
+  const l = r.links.find((x) => x.joining);
   if (l === undefined) return null;
   const pair = pairOf(r);
   const node = pair.includes(l.ends[1]) ? l.ends[0] : l.ends[1];
@@ -483,7 +507,7 @@ export function addPeer(r: Resource, node: string, peer: string): void {
   const joining = joiningPeer(r);
   if (joining !== null)
     throw new Error(`${r.name}: ${joining.node} is joining already; remove that peer first`);
-  r.links.push(freshLink(r, node, peer));
+  r.links.push({ ...freshLink(r, node, peer), joining: true });
 }
 
 /**
@@ -504,11 +528,11 @@ export function removePeer(world: World, r: Resource, node: string, peer: string
     disconnect(r, node, peer);
     return;
   }
-  if (l !== pairLink(r)) {
+  if (l.joining) {
     r.links = r.links.filter((x) => x !== l);
     return;
   }
-  const joining = linksOf(r, node).find((x) => x !== l);
+  const joining = linksOf(r, node).find((x) => x.joining);
   if (joining === undefined) {
     disconnect(r, node, peer);
     return;
@@ -518,5 +542,5 @@ export function removePeer(world: World, r: Resource, node: string, peer: string
     world.violations.push(
       `rule 8: ${r.name}: ${peer}, UpToDate, removed as a peer of ${node} while ${otherEnd(joining, node)} was ${linkConnected(joining) ? `${Math.round(joining.outOfSyncKiB)} KiB behind` : 'not connected'}`,
     );
-  r.links = [joining, ...r.links.filter((x) => x !== l && x !== joining)];
+  r.links = [{ ...joining, joining: false }, ...r.links.filter((x) => x !== l && x !== joining)];
 }

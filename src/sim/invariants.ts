@@ -1,4 +1,4 @@
-import { linkBetween, linkConnected, linkFor, localOf, resourceOf } from './drbd.js';
+import { linkBetween, linkConnected, linksOf, localOf, otherEnd, resourceOf } from './drbd.js';
 import type { World } from './world.js';
 
 /**
@@ -36,6 +36,12 @@ export function checkInvariants(world: World, instances?: readonly string[]): st
             `rule 2: ${r.name} is Primary on ${primaries.join(' and ')} without a dual-master connection`,
           );
         }
+        // The migrating connection alone may allow two primaries, never a third copy's others.
+        const allowing = r.links.filter((l) => l.ends.some((n) => l.net[n]?.allowTwoPrimaries === true));
+        if (allowing.length > 1)
+          problems.push(
+            `rule 2: ${r.name} allows two primaries on ${allowing.map((l) => l.ends.join('–')).join(' and ')}`,
+          );
       }
       const d = world.sharedDisks[disk.resource];
       if (d === undefined) continue;
@@ -96,13 +102,15 @@ export function restStateProblems(world: World, instance: string): string[] {
     const r = resourceOf(world, disk.resource);
     for (const node of new Set(r.links.flatMap((l) => l.ends))) {
       const l = localOf(r, node);
-      const link = linkFor(r, node)!;
       const role = node === config.primaryNode ? 'Primary' : 'Secondary';
-      const connection = link.connection[node] ?? 'StandAlone';
       if (l.role !== role) problems.push(`${r.name} is ${l.role} on ${node}, should be ${role}`);
       if (r.links.some((x) => x.net[node]?.allowTwoPrimaries))
         problems.push(`${r.name} allows two primaries on ${node}`);
-      if (connection !== 'Connected') problems.push(`${r.name} is ${connection} on ${node}`);
+      for (const link of linksOf(r, node)) {
+        const connection = link.connection[node] ?? 'StandAlone';
+        const towards = r.links.length > 1 ? ` towards ${otherEnd(link, node)}` : '';
+        if (connection !== 'Connected') problems.push(`${r.name} is ${connection} on ${node}${towards}`);
+      }
       if (l.diskState !== 'UpToDate') problems.push(`${r.name} is ${l.diskState} on ${node}`);
     }
     if (r.links.some((x) => x.syncSource !== null)) problems.push(`${r.name} is still resyncing`);

@@ -73,6 +73,8 @@ export const Perturbation = z.enum([
    * the node the replace made a copy on, and the old one as still to be removed.
    */
   'replaceCommitLands',
+  /** Three copies: writes the third copy has to catch up on, over each of its connected links. */
+  'thirdCopyBehind',
 ]);
 export type Perturbation = z.infer<typeof Perturbation>;
 
@@ -139,6 +141,18 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
         l.syncTotalKiB = l.outOfSyncKiB;
         localOf(r, target).diskState = 'Inconsistent';
       }
+      return;
+    case 'thirdCopyBehind':
+      for (const r of resources)
+        for (const l of r.links) {
+          const third = config.thirdCopy;
+          if (third === null || !l.ends.includes(third) || !linkConnected(l)) continue;
+          if (localOf(r, third).role === 'Primary') continue;
+          l.syncSource ??= otherEnd(l, third);
+          l.outOfSyncKiB += BURST_KIB;
+          l.syncTotalKiB = l.outOfSyncKiB;
+          localOf(r, third).diskState = 'Inconsistent';
+        }
       return;
     // The copy reaches its end right now (the last pages go while nobody watches).
     case 'copyCompletes':

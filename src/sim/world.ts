@@ -57,6 +57,11 @@ export const DrbdLink = z.object({
   newGeneration: z.array(NodeName).default([]),
   /** The replication link is down until then (a network failure); DRBD reconnects by itself after. */
   linkDownUntil: z.number().nullable(),
+  /**
+   * A new copy's link beside the pair's (DRBD 9's make-before-break), until the old secondary
+   * leaves and it becomes the pair's; a third copy's links are not joining.
+   */
+  joining: z.boolean().default(false),
 });
 export type DrbdLink = z.infer<typeof DrbdLink>;
 
@@ -168,6 +173,7 @@ function fromPairForm(value: unknown): unknown {
       dirtyKiB: {},
       newGeneration: [],
       linkDownUntil: null,
+      joining: true,
     });
   }
   const local = Object.fromEntries(
@@ -328,7 +334,7 @@ export const World = z
           path: at,
           message: `names ${instance.primaryNode} as both its primary and its secondary node`,
         });
-      for (const node of [instance.primaryNode, instance.secondaryNode])
+      for (const node of [instance.primaryNode, instance.secondaryNode, instance.thirdCopy])
         if (node !== null && world.nodes[node] === undefined)
           ctx.addIssue({
             code: 'custom',
@@ -368,8 +374,10 @@ export interface InstanceSpec {
   quorum?: boolean;
   /** The node of the world that holds the tiebreaker's vote (with quorum); none: one always up. */
   tiebreaker?: string;
-  /** The DRBD its nodes run (default 8.4; 9 with quorum). */
+  /** The DRBD its nodes run (default 8.4; 9 with quorum or a third copy). */
   drbd?: '8.4' | '9';
+  /** DRBD 9: a third node holding a copy of every disk, connected to both of the pair. */
+  thirdCopy?: string;
   /** What the instance's config says its self-fence bound is (InstanceConfig.selfFenceMs). */
   selfFenceMs?: number | null;
   /** A busy guest: MiB/s it dirties, over a working set of workingSetMiB (default a quarter of its memory). */
@@ -443,6 +451,23 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       const m = minor++;
       if (diskTemplate === 'drbd' && i.secondary !== null) {
         const oos = (i.outOfSyncMiB ?? 0) * 1024;
+        const third = i.thirdCopy;
+        // A third copy is a peer of each of the pair, connected and in sync.
+        const thirdLink = (to: string) => ({
+          ends: [to, third!] as [string, string],
+          net: {
+            [to]: { allowTwoPrimaries: false, discardMyData: false },
+            [third!]: { allowTwoPrimaries: false, discardMyData: false },
+          },
+          connection: { [to]: 'Connected' as const, [third!]: 'Connected' as const },
+          syncSource: null,
+          outOfSyncKiB: 0,
+          syncTotalKiB: 0,
+          dirtyKiB: {},
+          newGeneration: [],
+          linkDownUntil: null,
+          joining: false,
+        });
         world.resources[name] = {
           name,
           minor: m,
@@ -450,6 +475,9 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
           local: {
             [i.primary]: { role: 'Primary', diskState: 'UpToDate' },
             [i.secondary]: { role: 'Secondary', diskState: oos > 0 ? 'Inconsistent' : 'UpToDate' },
+            ...(third === undefined
+              ? {}
+              : { [third]: { role: 'Secondary' as const, diskState: 'UpToDate' as const } }),
           },
           links: [
             {
@@ -465,19 +493,24 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
               dirtyKiB: {},
               newGeneration: [],
               linkDownUntil: null,
+              joining: false,
             },
+            ...(third === undefined ? [] : [thirdLink(i.primary), thirdLink(i.secondary)]),
           ],
           quorum: i.quorum ?? false,
           tiebreaker: i.tiebreaker ?? null,
-          tiebreakerPeers: i.tiebreaker === undefined ? [] : [i.primary, i.secondary],
+          tiebreakerPeers:
+            i.tiebreaker === undefined
+              ? []
+              : [i.primary, i.secondary, ...(third === undefined ? [] : [third])],
           tiebreakerCut: false,
           autoPromote: false,
           resyncKiBps: null,
           slowUntil: null,
-          drbd: i.drbd ?? (i.quorum === true ? '9' : '8.4'),
+          drbd: i.drbd ?? (i.quorum === true || third !== undefined ? '9' : '8.4'),
           quorumLostSince: {},
         };
-        for (const node of [i.primary, i.secondary]) {
+        for (const node of [i.primary, i.secondary, ...(third === undefined ? [] : [third])]) {
           const vg = world.storage[node];
           if (vg === undefined) continue;
           vg.volumes[volumeNames(name).data] = sizeMiB;
@@ -507,7 +540,8 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       formerSecondary: null,
       selfFenceMs: i.selfFenceMs ?? null,
       tiebreaker: i.tiebreaker ?? null,
-      drbdVersion: i.drbd ?? (i.quorum === true ? '9' : '8.4'),
+      drbdVersion: i.drbd ?? (i.quorum === true || i.thirdCopy !== undefined ? '9' : '8.4'),
+      thirdCopy: i.thirdCopy ?? null,
     };
     world.commits[i.name] = 0;
     if (i.dirtyMiBps !== undefined && i.dirtyMiBps > 0) {

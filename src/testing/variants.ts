@@ -106,6 +106,9 @@ const inState =
     states.some((x) => s.matches(x as never));
 const rejoinLooking = (s: AnyMachineSnapshot) =>
   s.machine.id === 'rejoin' && s.matches('lookingAtDisks' as never);
+/** The config read names a third copy: its worlds start after a failover, never healthy. */
+const threeCopies = (s: AnyMachineSnapshot) =>
+  ((s.context as ProtocolContext).config?.thirdCopy ?? null) !== null;
 const not =
   (f: (s: AnyMachineSnapshot) => boolean) =>
   (s: AnyMachineSnapshot): boolean =>
@@ -187,6 +190,10 @@ const TIEBREAKER = 'node-d';
 const TIEBROKEN = DRBD9.map((i) => ({ ...i, quorum: true, tiebreaker: TIEBREAKER }));
 const checkingTiebreaker = inState('checkingPrereqs.checkingTiebreaker');
 
+/** The demo's instances with a third diskful copy on node-c (DRBD 9). */
+const THIRD_COPY = 'node-c';
+const THREE_COPIES = DRBD9.map((i) => ({ ...i, thirdCopy: THIRD_COPY }));
+
 /** The read-back after a failed commit write. */
 const confirmingCommit = inState('committing.confirming');
 
@@ -263,6 +270,20 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
         spec: { nodes: { ...THREE_NODES, [TIEBREAKER]: {} }, instances: TIEBROKEN },
         start: 'replaceCommitted',
       },
+    },
+    {
+      // Three copies (DRBD 9): a cleanup looks at the third, node-c, before it locates the instance.
+      name: 'thirdCopy',
+      output: (c) => ({ ...config(c), drbdVersion: '9', thirdCopy: THIRD_COPY }),
+      applies: (s) => s.machine.id === 'cleanup' && !confirmingCommit(s),
+      recipe: { spec: { nodes: THREE_NODES, instances: THREE_COPIES } },
+    },
+    {
+      // Three copies after a failover: the rejoin reconnects the returning node to the third too.
+      name: 'thirdCopyRejoin',
+      output: (c) => ({ ...config(c), drbdVersion: '9', thirdCopy: THIRD_COPY }),
+      applies: (s) => s.machine.id === 'rejoin',
+      recipe: { spec: { nodes: THREE_NODES, instances: THREE_COPIES }, start: 'afterFailover' },
     },
     {
       name: 'blockdev',
@@ -447,7 +468,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // Rejoin: the node is already the secondary, connected and in sync (a healthy cluster).
       name: 'alreadyRejoined',
       output: (c) => disks(c),
-      applies: rejoinLooking,
+      applies: (s) => rejoinLooking(s) && !threeCopies(s),
       recipe: { start: 'healthy' },
     },
     {
@@ -697,7 +718,19 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
   waitSync: [
     { name: 'synced', output: syncAt(true, 1_000) },
     // A burst of writes to catch up on, so that even a wait with nothing pending sees progress.
-    { name: 'progress', output: syncAt(false, 1_000), perturb: 'resyncPending' },
+    {
+      name: 'progress',
+      output: syncAt(false, 1_000),
+      applies: not(inState('resyncingThird')),
+      perturb: 'resyncPending',
+    },
+    // A rejoin's wait on the third copy's link: the third has writes to catch up on there.
+    {
+      name: 'thirdProgress',
+      output: syncAt(false, 1_000),
+      applies: inState('resyncingThird'),
+      perturb: 'thirdCopyBehind',
+    },
     {
       name: 'overdue',
       output: syncAt(false, LATE),

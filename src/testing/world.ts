@@ -127,8 +127,10 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
   }
   const down = nodes.filter((n) => gone(world, n));
   const leftovers: string[] = [];
+  // A third copy the config names is a copy in use, not a leftover.
+  const holders = [...nodes, ...(config.thirdCopy === null ? [] : [config.thirdCopy])];
   for (const [node, vg] of Object.entries(world.storage)) {
-    if (nodes.includes(node)) continue;
+    if (holders.includes(node)) continue;
     for (const d of config.disks) {
       const names = volumeNames(d.resource);
       for (const v of [names.data, names.meta])
