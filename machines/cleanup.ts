@@ -3,7 +3,6 @@ import { checkInstanceConfig } from './checks.js';
 import type { DiskStatus, RunningInstance } from './contract.js';
 import { meta } from './describe.js';
 import { abortMigration, backToSingleMaster, commitPrimary, survey } from './flows.js';
-import type { ProtocolContext } from './protocol.js';
 import { foundAt, protocol, runMachineBase } from './protocol.js';
 import {
   aboutBoth,
@@ -17,10 +16,10 @@ import {
   outcomeState,
   recordLocations,
   saying,
+  thirdCopyNode as thirdCopy,
   warning,
 } from './steps.js';
 
-const thirdCopy = (c: ProtocolContext) => c.config?.thirdCopy ?? '';
 const unreadThirdCopy = warning(
   (c, e) =>
     `Could not read ${thirdCopy(c)}, the third copy (${e}); the cleanup works towards the secondary ${c.target}: if a migration to ${thirdCopy(c)} was under way, run the cleanup again once it answers`,

@@ -14,6 +14,7 @@ import {
   loadingConfig,
   outcomeState,
   saying,
+  thirdCopyNode as thirdCopy,
   warning,
 } from './steps.js';
 
@@ -31,7 +32,6 @@ import {
 const returning = (c: ProtocolContext) => c.target;
 const forecast = (c: ProtocolContext) => resyncForecast(c.found.disksBefore, survivor(c), returning(c));
 const survivor = (c: ProtocolContext) => c.source;
-const thirdCopy = (c: ProtocolContext) => c.config?.thirdCopy ?? '';
 type Probed = { context: ProtocolContext; event: { output: NodeProbe } };
 
 export const rejoinMachine = protocol.createMachine({

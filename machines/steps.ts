@@ -27,6 +27,8 @@ export const sourceNode: NodeRole = (c) => c.source;
 export const targetNode: NodeRole = (c) => c.target;
 /** A replace's former secondary. */
 export const formerNode: NodeRole = (c) => c.replace.former;
+/** The config's third copy (DRBD 9); '' where it names none (steps that use it run only with one). */
+export const thirdCopyNode: NodeRole = (c) => c.config?.thirdCopy ?? '';
 
 /** A transition candidate: where to go, when its guard holds, and what to do on the way. */
 export interface Candidate {

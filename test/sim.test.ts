@@ -211,6 +211,7 @@ describe('saving and loading a simulated cluster', () => {
         dirtyKiB: { 'node-a': 512 },
         newGeneration: ['node-a'],
         linkDownUntil: null,
+        joining: false,
       },
       {
         ends: ['node-a', 'node-c'],
@@ -222,6 +223,7 @@ describe('saving and loading a simulated cluster', () => {
         dirtyKiB: {},
         newGeneration: [],
         linkDownUntil: null,
+        joining: true,
       },
     ]);
   });
