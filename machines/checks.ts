@@ -511,8 +511,8 @@ export function judgeReadiness(
   config: InstanceConfig,
   lists: Record<string, RunningInstance[]>,
   status: Record<string, DiskStatus[]>,
-  /** The tiebreaker's disks as it sees them towards the secondary. */
-  tiebreakerDisks: DiskStatus[] | null,
+  /** The tiebreaker's disks as it sees them towards the secondary, or why they could not be read. */
+  tiebreakerDisks: DiskStatus[] | { unread: string } | null,
 ): Readiness {
   const primary = config.primaryNode;
   const secondary = config.secondaryNode ?? '';
@@ -544,7 +544,7 @@ export function judgeReadiness(
 function failoverGround(
   config: InstanceConfig,
   status: Record<string, DiskStatus[]>,
-  tiebreakerDisks: DiskStatus[] | null,
+  tiebreakerDisks: DiskStatus[] | { unread: string } | null,
 ): string | null {
   const primary = config.primaryNode;
   const secondary = config.secondaryNode ?? '';
@@ -559,7 +559,8 @@ function failoverGround(
   }
   const tiebreaker = config.tiebreaker;
   if (tiebreaker !== null) {
-    if (tiebreakerDisks === null) return `No disk status from ${tiebreaker}, the tiebreaker`;
+    if (tiebreakerDisks === null || 'unread' in tiebreakerDisks)
+      return `No disk status from ${tiebreaker}, the tiebreaker${tiebreakerDisks === null ? '' : ` (${tiebreakerDisks.unread})`}: with ${primary} silent, nothing shows ${secondary} would hold quorum; bring ${tiebreaker} back`;
     const apart = tiebreakerDisks.filter((d) => d.connection !== 'Connected');
     if (apart.length > 0)
       return `${tiebreaker}, the tiebreaker, is not connected to ${secondary} on ${apart.map((d) => `${d.resource} (${d.connection})`).join(', ')}: with ${primary} silent, ${secondary} would hold one vote of three; connect ${tiebreaker} to ${secondary}`;

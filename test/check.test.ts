@@ -90,6 +90,18 @@ describe('drbd-migrate check', () => {
     );
   });
 
+  it('the tiebreaker down: its read fails, and the line says how, and which node to bring back', async () => {
+    const sim = quorate();
+    sim.killNode('node-c');
+    const r = await check(sim);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContainEqual(
+      expect.stringMatching(
+        /^failover: No disk status from node-c, the tiebreaker \(node-c: cannot connect to node-c: timed out \(the node is down\)\): with node-a silent, nothing shows node-b would hold quorum; bring node-c back$/,
+      ),
+    );
+  });
+
   it('a disk not in sync: the migration would be refused, as it says', async () => {
     const sim = quorate();
     sim.perturb('resyncStall', 'web1');

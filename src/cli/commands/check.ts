@@ -109,6 +109,6 @@ async function readinessOf(
             signal,
           )
           .then((answer) => effectSchemas.diskStatus.output.parse(answer)[tiebreaker] ?? null)
-          .catch(() => null);
+          .catch((error: Error) => ({ unread: error.message }));
   return judgeReadiness(config, lists, status, tiebreakerDisks);
 }
