@@ -326,8 +326,14 @@ export function checkFailoverConfig(config: InstanceConfig, request: MigrationRe
       ? null
       : `The repair of a failover brings ${config.name} up on the node the config names (${config.primaryNode}), not on ${request.targetNode}; fail it over to ${request.targetNode} instead, without --cleanup`;
   }
-  if (request.targetNode !== null && request.targetNode !== config.secondaryNode) {
-    return `Instances with disk types ${config.diskTemplate} cannot be failed over to arbitrary nodes: ${request.targetNode} is not the secondary node of ${config.name} (${config.secondaryNode})`;
+  const third = thirdCopyProblem(config);
+  if (third !== null) return third;
+  if (
+    request.targetNode !== null &&
+    request.targetNode !== config.secondaryNode &&
+    request.targetNode !== (config.thirdCopy ?? null)
+  ) {
+    return `Instances with disk types ${config.diskTemplate} cannot be failed over to arbitrary nodes: ${request.targetNode} is not the secondary node of ${config.name} (${config.secondaryNode})${(config.thirdCopy ?? null) === null ? '' : ` nor its third copy (${config.thirdCopy})`}`;
   }
   return null;
 }

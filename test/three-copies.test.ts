@@ -132,6 +132,33 @@ describe('three diskful copies on the simulated cluster (DRBD 9)', () => {
     expect(linksOf(r, 'node-c')).toHaveLength(2);
   });
 
+  it('fails over to the third copy when asked (--target): one commit makes it primary, the dead node secondary, the secondary the third; the rejoin brings the dead node back to both', async () => {
+    const sim = createSimCluster(spec);
+    sim.killNode('node-a');
+    const out = await runFailover(
+      { instance: 'web1', sourceIsDown: true, targetNode: 'node-c' },
+      sim.effects,
+      {
+        clock: sim.clock,
+      },
+    );
+    expect(out).toMatchObject({ outcome: 'failedOver', primaryNode: 'node-c' });
+    expect(sim.world.violations).toEqual([]);
+    expect(sim.world.config.instances.web1).toMatchObject({
+      primaryNode: 'node-c',
+      secondaryNode: 'node-a',
+      thirdCopy: 'node-b',
+    });
+    expect(Object.keys(sim.world.vms).filter((n) => sim.world.vms[n]?.web1 !== undefined)).toEqual([
+      'node-c',
+    ]);
+    sim.reviveNode('node-a');
+    const back = await runRejoin({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect(back.outcome).toBe('rejoined');
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+    expect(sim.world.violations).toEqual([]);
+  });
+
   it.each([false, true])(
     'a rejoin of the dead primary (wrote alone before it died: %s) reconnects it to the survivor and to the third copy, discarding its side on both: three copies in sync, nothing of theirs overwritten',
     async (wroteAlone) => {
@@ -165,6 +192,51 @@ describe('three diskful copies on the simulated cluster (DRBD 9)', () => {
   );
 });
 
+/** Every call of a failover to the third copy failed once; a run that stops is run again, as its hint says. */
+describe('a failure at every effect call of a failover to the third copy', async () => {
+  const dead = () => {
+    const sim = createSimCluster(spec);
+    sim.killNode('node-a');
+    return sim;
+  };
+  const input = { instance: 'web1', sourceIsDown: true, targetNode: 'node-c' } as const;
+  const happy = dead();
+  await runFailover(input, happy.effects, { clock: happy.clock });
+  const points = EFFECT_NAMES.flatMap((effect: EffectName) =>
+    Array.from({ length: happy.calls[effect] }, (_, i) => ({ effect, call: i + 1 })),
+  );
+
+  it.each(points)(
+    'error in $effect call $call: no rule broken, and the instance ends on one node, the one the config names',
+    async (p) => {
+      const sim = dead();
+      sim.faults = [fault(p.effect, p.call)];
+      const out = await runFailover(input, sim.effects, { clock: sim.clock });
+      expect(sim.world.violations).toEqual([]);
+      sim.faults = [];
+      if (out.outcome !== 'failedOver') {
+        const committed = sim.world.config.instances.web1?.primaryNode === 'node-c';
+        const again = await runFailover(
+          committed ? { ...input, cleanup: true, targetNode: undefined } : input,
+          sim.effects,
+          {
+            clock: sim.clock,
+          },
+        );
+        expect([again.outcome, again.error ?? null]).toEqual(['failedOver', null]);
+      }
+      expect(sim.world.violations).toEqual([]);
+      expect(sim.world.config.instances.web1).toMatchObject({
+        primaryNode: 'node-c',
+        secondaryNode: 'node-a',
+        thirdCopy: 'node-b',
+      });
+      const running = Object.keys(sim.world.vms).filter((n) => sim.world.vms[n]?.web1?.state === 'running');
+      expect(running).toEqual(['node-c']);
+    },
+  );
+});
+
 describe('three copies from the command line (a saved simulated cluster)', () => {
   it('migrate --target names the third copy; the file rotates the three nodes; a cleanup of the three changes nothing', async () => {
     const dir = tempDir('drbd-migrate-three-');
@@ -183,10 +255,43 @@ describe('three copies from the command line (a saved simulated cluster)', () =>
       expect([cleaned.code, cleaned.stderr]).toEqual([0, []]);
       expect(cleaned.stdout).toContain('* nothing of a migration on node-b, the third copy');
       expect(world().violations).toEqual([]);
+      // A failover to the third stopped before its commit: the hint runs it again, to the same node.
+      expect((await cli('power', 'node-c', 'off', '--world', file)).code).toBe(0);
+      const stopped = await cli(
+        'failover',
+        'web1',
+        '--world',
+        file,
+        '--source-is-down',
+        '--target',
+        'node-b',
+        '--fail',
+        'setPrimaryNode',
+      );
+      expect(stopped.code).not.toBe(0);
+      expect([...stopped.stdout, ...stopped.stderr].join('\n')).toContain(
+        `drbd-migrate failover web1 --world ${file} --target node-b --source-is-down`,
+      );
+      const over = await cli(
+        'failover',
+        'web1',
+        '--world',
+        file,
+        '--source-is-down',
+        '--target',
+        'node-b',
+        '--quiet',
+      );
+      expect([over.code, over.stderr]).toEqual([0, []]);
+      expect(world().config.instances.web1).toMatchObject({
+        primaryNode: 'node-b',
+        secondaryNode: 'node-c',
+        thirdCopy: 'node-a',
+      });
       const wrong = await cli('migrate', 'web1', '--world', file, '--target', 'node-d');
       expect(wrong.code).toBe(2);
       expect(wrong.stderr.join('\n')).toContain(
-        'node-d is not the secondary node of web1 (node-a) nor its third copy (node-b)',
+        'node-d is not the secondary node of web1 (node-c) nor its third copy (node-a)',
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });

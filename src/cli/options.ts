@@ -23,7 +23,7 @@ export const OPTIONS = {
   target: {
     type: 'string',
     value: 'NODE',
-    help: "the target node: the instance's secondary, or a migration's to its third copy (DRBD 9)",
+    help: "the target node: the instance's secondary, or its third copy (DRBD 9)",
   },
   'new-secondary': {
     type: 'string',

@@ -34,6 +34,8 @@ export interface RepairOf {
   from?: string | null;
   /** A replace's new secondary: its repair names it until the commit (after it the config does). */
   newSecondary?: string | null;
+  /** The node the run was sent to (a third copy): a failover run again before its commit goes there too. */
+  targetNode?: string | null;
 }
 
 /** The command that repairs what a run left, naming the file it acted on. */
@@ -52,7 +54,8 @@ export function cleanupCommand(
   if (of.machine === 'failover') {
     // Before its commit the failover is picked up by running it again; after it, by its repair.
     const again = of.from != null && primaryNow === of.from;
-    return `drbd-migrate failover ${instance}${targetFlag(target)}${again ? '' : ' --cleanup'}${of.sourceIsDown ? ' --source-is-down' : ''}`;
+    const to = again && of.targetNode != null ? ` --target ${of.targetNode}` : '';
+    return `drbd-migrate failover ${instance}${targetFlag(target)}${to}${again ? '' : ' --cleanup'}${of.sourceIsDown ? ' --source-is-down' : ''}`;
   }
   return `drbd-migrate migrate ${instance}${targetFlag(target)} --cleanup`;
 }

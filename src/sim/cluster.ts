@@ -11,6 +11,7 @@ import {
   addPeer,
   advanceResource,
   configureNet,
+  defaultPeer,
   demote,
   disconnect,
   handshake,
@@ -20,7 +21,7 @@ import {
   linkConnected,
   linkFor,
   linkSyncing,
-  pairOf,
+  linksOf,
   promote,
   quorumOf,
   removePeer,
@@ -525,9 +526,14 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
         ),
       ),
     nodeDiskStatus: (input, signal) =>
-      act('nodeDiskStatus', input, signal, QUERY_MS, () =>
-        input.disks.map((d) => statusOf(world, resourceOf(world, d.resource), input.node)),
-      ),
+      act('nodeDiskStatus', input, signal, QUERY_MS, () => {
+        const config = world.config.instances[input.instance];
+        const towards =
+          config === undefined
+            ? undefined
+            : defaultPeer(input.node, config.primaryNode, config.secondaryNode);
+        return input.disks.map((d) => statusOf(world, resourceOf(world, d.resource), input.node, towards));
+      }),
     probeNode: (input, signal) =>
       act('probeNode', input, signal, QUERY_MS, async () => {
         const n = world.nodes[input.node];
@@ -623,7 +629,8 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
         onDisks(input.disks, (d) => {
           const r = resourceOf(world, d.resource);
           if (linkBetween(r, a, b) !== undefined) return;
-          const [stays, joins] = pairOf(r).includes(b) ? [b, a] : [a, b];
+          // The node that has peers already stays; the other (a new copy) joins it.
+          const [stays, joins] = linksOf(r, b).length > 0 ? [b, a] : [a, b];
           if (r.drbd === '9') addPeer(r, stays, joins);
           else switchPeer(r, stays, joins);
         });

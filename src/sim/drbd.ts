@@ -27,6 +27,15 @@ export function localOf(r: Resource, node: string): DrbdLocal {
 export const pairLink = (r: Resource): DrbdLink => r.links[0]!;
 /** The nodes of the pair's link. */
 export const pairOf = (r: Resource): readonly [string, string] => pairLink(r).ends;
+/**
+ * The link between the config's primary and secondary (after a migration to a third copy, no longer
+ * the first); the first where the config names no such link.
+ */
+export const configLink = (r: Resource, primary: string, secondary: string | null): DrbdLink =>
+  (secondary === null ? undefined : linkBetween(r, primary, secondary)) ?? pairLink(r);
+/** Whom a node's look is towards where the caller names no peer: as the SSH backend's, by the config. */
+export const defaultPeer = (node: string, primary: string, secondary: string | null): string | undefined =>
+  (node === primary ? secondary : primary) ?? undefined;
 
 export const otherEnd = (l: DrbdLink, node: string) => (l.ends[0] === node ? l.ends[1] : l.ends[0]);
 export const linkBetween = (r: Resource, a: string, b: string): DrbdLink | undefined =>

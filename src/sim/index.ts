@@ -1,6 +1,8 @@
 export { SimClock } from './clock.js';
 export { createSimCluster, type SimCluster, type SimClusterOptions, type SimStep } from './cluster.js';
 export {
+  configLink,
+  defaultPeer,
   isConnected,
   joiningPeer,
   linkBetween,

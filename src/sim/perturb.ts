@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+  configLink,
   isolate,
   joiningPeer,
   linkConnected,
@@ -7,8 +8,6 @@ import {
   localOf,
   nodeDies,
   otherEnd,
-  pairLink,
-  pairOf,
   resourceOf,
 } from './drbd.js';
 import { clearNode, placeVm, removeVm, setRunState } from './guests.js';
@@ -99,6 +98,8 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
   const resources = config.disks
     .filter((d) => world.resources[d.resource] !== undefined)
     .map((d) => resourceOf(world, d.resource));
+  // The link between the two nodes the config names (a third copy's links are left alone).
+  const pair = (r: Resource) => configLink(r, config.primaryNode, config.secondaryNode);
   // A new copy joining on DRBD 9 (make-before-break): its link is the one a resync runs on.
   const joining = resources.filter((r) => joiningPeer(r) !== null);
   if (joining.length > 0 && (kind === 'linkDown' || kind === 'resyncStall' || kind === 'resyncPending')) {
@@ -107,13 +108,13 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
   }
   switch (kind) {
     case 'linkDown':
-      for (const r of resources) linkDown(pairLink(r), world.time + LINK_DOWN_MS);
+      for (const r of resources) linkDown(pair(r), world.time + LINK_DOWN_MS);
       return;
     case 'resyncStall':
       for (const r of resources) {
-        const l = pairLink(r);
+        const l = pair(r);
         if (!linkConnected(l)) continue;
-        const source = pairOf(r).find((n) => localOf(r, n).role === 'Primary') ?? pairOf(r)[0];
+        const source = l.ends.find((n) => localOf(r, n).role === 'Primary') ?? l.ends[0];
         l.syncSource = source;
         l.outOfSyncKiB += STALL_KIB;
         l.syncTotalKiB = l.outOfSyncKiB;
@@ -130,10 +131,9 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
       return;
     case 'resyncPending':
       for (const r of resources) {
-        const l = pairLink(r);
+        const l = pair(r);
         if (!linkConnected(l)) continue;
-        const source =
-          l.syncSource ?? pairOf(r).find((n) => localOf(r, n).role === 'Primary') ?? pairOf(r)[0];
+        const source = l.syncSource ?? l.ends.find((n) => localOf(r, n).role === 'Primary') ?? l.ends[0];
         const target = otherEnd(l, source);
         if (localOf(r, target).role === 'Primary') continue;
         l.syncSource = source;
@@ -213,7 +213,7 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
       const n = world.nodes[config.primaryNode];
       if (n !== undefined) n.unreachable = true;
       // The link between the two stays down (an hour: longer than any run), nothing else is cut.
-      for (const r of resources) linkDown(pairLink(r), world.time + 3_600_000);
+      for (const r of resources) linkDown(pair(r), world.time + 3_600_000);
       return;
     }
     case 'targetIsolated': {

@@ -6,10 +6,11 @@ import {
   volumeNames,
 } from '../../machines/index.js';
 import {
+  configLink,
   createSimCluster,
+  defaultPeer,
   otherEnd,
   type Perturbation,
-  pairLink,
   type Resource,
   resourceOf,
   type SimCluster,
@@ -26,8 +27,10 @@ const gone = (world: { nodes: Record<string, { down: boolean; isolatedSince: num
 function upToDateCopies(
   world: { nodes: Record<string, { down: boolean; isolatedSince: number | null }> },
   r: Resource,
+  primary: string,
+  secondary: string | null,
 ): number {
-  const l = pairLink(r);
+  const l = configLink(r, primary, secondary);
   const movedOn = (n: string) => (l.dirtyKiB[n] ?? 0) > 0 || l.newGeneration.includes(n);
   return l.ends.filter(
     (n) => !gone(world, n) && r.local[n]?.diskState === 'UpToDate' && !movedOn(otherEnd(l, n)),
@@ -101,7 +104,14 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
   for (const node of nodes) {
     disks[node] =
       config.diskTemplate === 'drbd'
-        ? config.disks.map((d) => statusOf(world, resourceOf(world, d.resource), node))
+        ? config.disks.map((d) =>
+            statusOf(
+              world,
+              resourceOf(world, d.resource),
+              node,
+              defaultPeer(node, config.primaryNode, config.secondaryNode),
+            ),
+          )
         : [];
   }
   // A node outside the config's pair with a device of the instance (a replace's new or old copy).
@@ -110,7 +120,14 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
       if (nodes.includes(node)) continue;
       const held = config.disks.filter((d) => world.resources[d.resource]?.local[node] !== undefined);
       if (held.length > 0)
-        disks[node] = held.map((d) => statusOf(world, resourceOf(world, d.resource), node));
+        disks[node] = held.map((d) =>
+          statusOf(
+            world,
+            resourceOf(world, d.resource),
+            node,
+            defaultPeer(node, config.primaryNode, config.secondaryNode),
+          ),
+        );
     }
   const shared: Record<string, SharedOpen[]> = {};
   for (const node of nodes) {
@@ -141,7 +158,7 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
   }
   const copies = config.disks.flatMap((d) => {
     const r = world.resources[d.resource];
-    return r === undefined ? [] : [upToDateCopies(world, r)];
+    return r === undefined ? [] : [upToDateCopies(world, r, config.primaryNode, config.secondaryNode)];
   });
   const linkCut = config.disks.some((d) =>
     (world.resources[d.resource]?.links ?? []).some((l) => l.linkDownUntil !== null),
