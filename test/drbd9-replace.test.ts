@@ -576,26 +576,26 @@ describe.skipIf(unavailable !== null)(
       expect(sector.stdout.startsWith(`disk-tick ${(last + 1).toString(16).padStart(4, '0')}`)).toBe(true);
     }, 300_000);
 
-    it('DRBD 9: three copies: node-b, the primary, loses power → failover to node-a (node-c the third) → node-b boots → rejoin reconnects it to node-a, then to node-c, its side discarded both times → three UpToDate copies with the guest’s writes', async () => {
+    it('DRBD 9: three copies: node-b, the primary, loses power → failover --target node-c, the third copy (the file rotates: node-c primary, node-b secondary, node-a third) → node-b boots → rejoin reconnects it to node-c, then to node-a, its side discarded both times → three UpToDate copies with the guest’s writes', async () => {
       const state = tempDir('drbd-migrate-state-');
       const common = ['--cluster', tb.clusterPath, '--state-dir', state];
       try {
         const beforeCrash = ticks(await serial('node-b')).at(-1)!;
         tb.powerOff('node-b');
-        // node-a's DRBD notices node-b is gone (its own ping timeout); bounded, on node-a.
+        // node-c's DRBD notices node-b is gone (its own ping timeout); bounded, on node-c.
         await sh(
-          'node-a',
+          'node-c',
           `timeout 90 sh -c 'until drbdsetup events2 --now ${RESOURCE} | grep -q "conn-name:node-b connection:Connecting"; do sleep 0.2; done'`,
         );
-        const over = await cli(['failover', 'web1', ...common, '--source-is-down']);
+        const over = await cli(['failover', 'web1', ...common, '--source-is-down', '--target', 'node-c']);
         expect([over.code, over.stderr]).toEqual([0, '']);
         expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({
-          primary: 'node-a',
+          primary: 'node-c',
           secondary: 'node-b',
-          thirdCopy: 'node-c',
+          thirdCopy: 'node-a',
         });
-        await waitForTick('node-a', beforeCrash + 2);
-        expect(await drbd('node-c', 'node-a')).toMatchObject({
+        await waitForTick('node-c', beforeCrash + 2);
+        expect(await drbd('node-a', 'node-c')).toMatchObject({
           peerRole: 'Primary',
           connection: 'Connected',
           diskState: 'UpToDate',
@@ -607,9 +607,9 @@ describe.skipIf(unavailable !== null)(
         await sh('node-b', `drbdadm up ${RESOURCE}`);
         const back = await cli(['rejoin', 'node-b', ...common]);
         expect([back.code, back.stderr]).toEqual([0, '']);
-        expect(back.stdout).toContain('* reconnecting node-b to node-c, the third copy');
+        expect(back.stdout).toContain('* reconnecting node-b to node-a, the third copy');
         expect(back.stdout).toContain('outcome: rejoined');
-        for (const peer of ['node-a', 'node-c'] as const)
+        for (const peer of ['node-c', 'node-a'] as const)
           expect(await drbd('node-b', peer)).toMatchObject({
             role: 'Secondary',
             connection: 'Connected',
@@ -617,12 +617,12 @@ describe.skipIf(unavailable !== null)(
             peerDiskState: 'UpToDate',
             allowTwoPrimaries: false,
           });
-        expect(await drbd('node-c', 'node-b')).toMatchObject({
+        expect(await drbd('node-a', 'node-b')).toMatchObject({
           connection: 'Connected',
           peerDiskState: 'UpToDate',
         });
-        const last = ticks(await serial('node-a')).at(-1)!;
-        await waitForTick('node-a', last + 2);
+        const last = ticks(await serial('node-c')).at(-1)!;
+        await waitForTick('node-c', last + 2);
         const sector = await sh(
           'node-b',
           `dd if=/dev/${VOLUME_GROUP}/${RESOURCE}_data bs=512 skip=${8 + last + 1} count=1 iflag=direct status=none`,

@@ -248,6 +248,15 @@ describe('DRBD 9 status --json (recorded from DRBD 9.2.16 on the VM testbed, tes
   const single = fixture('single-master.show');
   const dual = fixture('dual-master.show');
 
+  it('disconnects a peer only where the node has a connection to it (the kernel refuses an unknown one)', () => {
+    // node-b's own show with three diskful peers: node-a (0), node-c (2) and the tiebreaker node-d (3).
+    const show = fixture('three-diskful-window-secondary.show');
+    const towards = (peerNodeId: number) => ({ ...link, peerNodeId });
+    expect(drbdDrivers['9'].disconnectPeer(towards(0), show)).toEqual([drbd9.disconnect(towards(0))]);
+    expect(drbdDrivers['9'].disconnectPeer(towards(1), show)).toEqual([]);
+    expect(drbdDrivers['8.4'].disconnectPeer(link, '')).toHaveLength(1);
+  });
+
   it('a connected, in-sync primary and its secondary', () => {
     expect(parseStatusJson(fixture('primary-connected.json'), single, 0, 1)).toEqual({
       resource: 'web1-disk0',

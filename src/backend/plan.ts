@@ -235,7 +235,17 @@ export function plannedCommands(
         : nodes.flatMap((n) => links(n).map((l) => sh(n, drbd(n).primary(l))));
     case 'disconnectNet':
       return (input.only === undefined ? nodes : [input.only]).flatMap((n) =>
-        links(n).map((l) => sh(n, drbd(n).disconnect(l))),
+        links(n).flatMap((l) => {
+          const read = drbd(n).peerRead(l);
+          // Planned as on a node that has the peer (DRBD 9 reads its peers first).
+          const show = `_peer_node_id ${l.peerNodeId};`;
+          return [
+            ...(read === null ? [] : [sh(n, read)]),
+            ...drbd(n)
+              .disconnectPeer(l, show)
+              .map((argv) => sh(n, argv)),
+          ];
+        }),
       );
     case 'removePeer': {
       const n = input.node ?? '';

@@ -340,11 +340,10 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       if (isShared(inst)) throw noReplication(inst);
       await perNode(only === undefined ? nodes : [only], async (node) => {
         for (const l of drbdLinks(inst, node, nodes)) {
-          await shell(node).exec(drbd(node).disconnect(l), {
-            timeoutMs,
-            signal,
-            okCodes: drbd(node).alreadyStandAlone,
-          });
+          const read = drbd(node).peerRead(l);
+          const show = read === null ? '' : (await shell(node).exec(read, { timeoutMs, signal })).stdout;
+          for (const argv of drbd(node).disconnectPeer(l, show))
+            await shell(node).exec(argv, { timeoutMs, signal, okCodes: drbd(node).alreadyStandAlone });
         }
       });
     },

@@ -22,6 +22,12 @@ export interface DrbdDriver {
   secondary(l: DrbdLink): string[];
   /** Leaves the connection StandAlone. */
   disconnect(l: DrbdLink): string[];
+  /**
+   * The disconnect as a node with `read` (peerRead's answer) runs it: none where DRBD 9's node has
+   * no connection to the peer at all (a node whose resource file does not name it, up again after a
+   * reboot), which the kernel would refuse as an unknown connection.
+   */
+  disconnectPeer(l: DrbdLink, read: string): string[][];
   /** Exit codes of disconnect that mean "already StandAlone" (8.4: 10, "unknown connection"). */
   alreadyStandAlone: number[];
   /**
@@ -84,6 +90,7 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     primary: drbd84.primary,
     secondary: drbd84.secondary,
     disconnect: drbd84.disconnect,
+    disconnectPeer: (l) => [drbd84.disconnect(l)],
     alreadyStandAlone: [10],
     connect: (l, two, discard) => [drbd84.connect(l, two, discard)],
     waitConnect: drbd84.waitConnect,
@@ -111,6 +118,7 @@ export const drbdDrivers: Record<DrbdVersion, DrbdDriver> = {
     primary: drbd9.primary,
     secondary: drbd9.secondary,
     disconnect: drbd9.disconnect,
+    disconnectPeer: (l, show) => (hasPeer(show, l.peerNodeId) ? [drbd9.disconnect(l)] : []),
     // DRBD 9.2.16 answers 0 to a disconnect of a StandAlone connection; its 10 is a real refusal.
     alreadyStandAlone: [],
     // A DRBD 9 connection keeps its options while StandAlone: set them, then connect.
