@@ -122,6 +122,38 @@ describe('the cluster file', () => {
     ).rejects.toThrow(/node-x is not a node of instance web1/);
   });
 
+  it('commits a migration to the third copy in one write: the third primary, the old primary secondary, the old secondary third', async () => {
+    const example = await loadCluster('docs/cluster.example.yaml');
+    const nodes = example.nodes.map((n) => ({ ...n, drbd: '9' as const }));
+    const path = join(tempDir(), 'three.json');
+    await writeFile(
+      path,
+      JSON.stringify({
+        ...example,
+        nodes: [
+          ...nodes,
+          { ...nodes[1]!, name: 'node-c', address: '10.99.0.3', replicationAddress: '10.99.1.3' },
+        ],
+        instances: example.instances.map((i) => ({
+          ...i,
+          thirdCopy: 'node-c',
+          disks: i.disks.map((d) => ({ ...d, nodeIds: { 'node-a': 0, 'node-b': 1, 'node-c': 2 } })),
+        })),
+      }),
+    );
+    const store = clusterConfigEffects(path);
+    expect(await store.getInstance({ instance: 'web1', timeoutMs: 1000 }, signal)).toMatchObject({
+      thirdCopy: 'node-c',
+      drbdVersion: '9',
+    });
+    await store.setPrimaryNode({ instance: 'web1', node: 'node-c', timeoutMs: 1000 }, signal);
+    expect((await loadCluster(path)).instances[0]).toMatchObject({
+      primary: 'node-c',
+      secondary: 'node-a',
+      thirdCopy: 'node-b',
+    });
+  });
+
   it('publishes a JSON Schema that accepts the example', async () => {
     const schema = JSON.parse(await readFile('docs/cluster.schema.json', 'utf8'));
     expect(schema.required).toEqual(['version', 'nodes', 'instances']);
