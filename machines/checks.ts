@@ -46,20 +46,18 @@ export function checkInstanceConfig(config: InstanceConfig, request: MigrationRe
   if (config.disks.length === 0) return `Instance ${config.name} has no disks to migrate`;
   const moved = movedSince(config, request);
   if (moved !== null) return moved;
-  const third = thirdCopyProblem(config);
-  if (third !== null) return third;
-  if (
-    request.targetNode !== null &&
-    request.targetNode !== config.secondaryNode &&
-    request.targetNode !== (config.thirdCopy ?? null)
-  ) {
-    return (
-      `Instances with disk types ${config.diskTemplate} cannot be migrated to arbitrary nodes: ` +
-      `${request.targetNode} is not the secondary node of ${config.name} (${config.secondaryNode})` +
-      ((config.thirdCopy ?? null) === null ? '' : ` nor its third copy (${config.thirdCopy})`)
-    );
-  }
-  return null;
+  return thirdCopyProblem(config) ?? notACopy(config, request.targetNode, 'migrated');
+}
+
+/** A run sent to a node that holds no copy it may go to (the secondary, or a third copy). */
+function notACopy(config: InstanceConfig, target: string | null, moved: 'migrated' | 'failed over') {
+  const third = config.thirdCopy ?? null;
+  if (target === null || target === config.secondaryNode || target === third) return null;
+  return (
+    `Instances with disk types ${config.diskTemplate} cannot be ${moved} to arbitrary nodes: ` +
+    `${target} is not the secondary node of ${config.name} (${config.secondaryNode})` +
+    (third === null ? '' : ` nor its third copy (${third})`)
+  );
 }
 
 /** A third copy is DRBD 9's, on a node of its own (not the pair's, not the diskless tiebreaker). */
@@ -326,16 +324,7 @@ export function checkFailoverConfig(config: InstanceConfig, request: MigrationRe
       ? null
       : `The repair of a failover brings ${config.name} up on the node the config names (${config.primaryNode}), not on ${request.targetNode}; fail it over to ${request.targetNode} instead, without --cleanup`;
   }
-  const third = thirdCopyProblem(config);
-  if (third !== null) return third;
-  if (
-    request.targetNode !== null &&
-    request.targetNode !== config.secondaryNode &&
-    request.targetNode !== (config.thirdCopy ?? null)
-  ) {
-    return `Instances with disk types ${config.diskTemplate} cannot be failed over to arbitrary nodes: ${request.targetNode} is not the secondary node of ${config.name} (${config.secondaryNode})${(config.thirdCopy ?? null) === null ? '' : ` nor its third copy (${config.thirdCopy})`}`;
-  }
-  return null;
+  return thirdCopyProblem(config) ?? notACopy(config, request.targetNode, 'failed over');
 }
 
 /**
