@@ -39,7 +39,9 @@ import {
  *   and only then the old secondary removed as a peer and its copies removed: two UpToDate copies at
  *   every moment. Where the config names the resources' tiebreaker, the new node joins it too before
  *   the commit and the old one leaves it after, so that its vote, and quorum as a proof that a
- *   cut-off node cannot write, carry over to the new pair.
+ *   cut-off node cannot write, carry over to the new pair. Where the instance has a third copy, the
+ *   new node joins it the same way and is in sync with it before the commit: the third copy stays a
+ *   peer of both the primary and the secondary, and three UpToDate copies are never fewer.
  *
  * Before the commit every failure reverts, removing what was made (Ganeti leaves it); after it the
  * run finishes forward, or ends asking for `replace-secondary --cleanup`, which finishes it. The
@@ -51,6 +53,8 @@ import {
 const primary = (c: ProtocolContext) => c.source;
 /** Named only where the rewiresTiebreaker guard let the run in. */
 const tiebreaker = (c: ProtocolContext) => c.config?.tiebreaker ?? '';
+/** Named only where the hasThirdCopy guard let the run in. */
+const thirdCopy = (c: ProtocolContext) => c.config?.thirdCopy ?? '';
 const newSecondary = (c: ProtocolContext) => c.target;
 const former = (c: ProtocolContext) => c.replace.former;
 const cleanupCommand = (c: ProtocolContext) =>
@@ -205,6 +209,21 @@ export const changeSecondaryMachine = protocol.createMachine({
           failure: (c, e) => `Cannot read the disks of ${primary(c)}: ${e}`,
         }),
         primaryChecked: {
+          description: 'DRBD 9 with a third copy: it is checked too.',
+          always: [{ guard: 'hasThirdCopy', target: 'checkingThirdCopy' }, { target: 'thirdCopyChecked' }],
+        },
+        checkingThirdCopy: judgedRead({
+          src: 'nodeDiskStatus',
+          description:
+            'DRBD 9: is the third copy UpToDate and connected to the primary? The new node joins it too, and a replace never starts with fewer copies in sync than it is to end with.',
+          input: (c) => ({ instance: c.instance, node: thirdCopy(c), disks: c.disks }),
+          problem: (c, disks) => refused(c, thirdCopyProblem(c, disks)),
+          next: 'thirdCopyChecked',
+          failTo: '#changeSecondary.rejected',
+          failure: (c, e) =>
+            `Cannot read the disks of ${thirdCopy(c)}, the third copy (${e}): the new node must join it too; nothing was touched`,
+        }),
+        thirdCopyChecked: {
           description:
             'DRBD 9 with a tiebreaker the config names: it is checked too; otherwise the checks are done.',
           always: [
@@ -268,6 +287,24 @@ export const changeSecondaryMachine = protocol.createMachine({
       }),
     },
     joinedPrimary: {
+      description: 'DRBD 9 with a third copy: the new node joins it too before its resync is waited for.',
+      always: [{ guard: 'hasThirdCopy', target: 'joiningThirdCopy' }, { target: 'joinedThirdCopy' }],
+    },
+    joiningThirdCopy: {
+      on: { ABORT: [abortBeforeJoined, { actions: 'refuseAbort' }] },
+      ...goReconnect({
+        description:
+          'DRBD 9: the new node and the third copy made peers of each other, single-master, so that the secondary the config will name is connected to all the instance’s copies, as the old one is.',
+        says: (c) => `* adding ${newSecondary(c)} as a peer of ${thirdCopy(c)}, the third copy`,
+        between: (c) => [thirdCopy(c), newSecondary(c)],
+        multimaster: false,
+        rules: [2, 8],
+        next: 'joinedThirdCopy',
+        failTo: '#changeSecondary.newCopyFailed',
+        failure: (c, e) => `Cannot add ${newSecondary(c)} as a peer of ${thirdCopy(c)}, the third copy: ${e}`,
+      }),
+    },
+    joinedThirdCopy: {
       description:
         'DRBD 9 with a tiebreaker the config names: the new node joins it too before its resync is waited for.',
       always: [{ guard: 'rewiresTiebreaker', target: 'joiningTiebreaker' }, { target: 'resyncing' }],
@@ -389,6 +426,18 @@ export const changeSecondaryMachine = protocol.createMachine({
       meta: meta({ rules: [5, 8] }),
       on: { ABORT: [abortBeforeJoined, { actions: 'refuseAbort' }] },
       ...waitUntilSync({ onFailed: '#changeSecondary.newCopyFailed', tolerated: false }),
+      onDone: [{ guard: 'hasThirdCopy', target: 'resyncingWithThirdCopy' }, { target: 'checkingNewCopy' }],
+    },
+    resyncingWithThirdCopy: {
+      description:
+        'DRBD 9 with a third copy: waiting until the new node and the third are in sync with each other too (bounded); both links are checked after.',
+      meta: meta({ rules: [5, 8] }),
+      on: { ABORT: [abortBeforeJoined, { actions: 'refuseAbort' }] },
+      ...waitUntilSync({
+        onFailed: '#changeSecondary.newCopyFailed',
+        tolerated: false,
+        between: (c) => [thirdCopy(c), newSecondary(c)],
+      }),
       onDone: 'checkingNewCopy',
     },
     // A wait that ends is not a copy in sync: DRBD reports no resync running also when the link never
@@ -399,11 +448,31 @@ export const changeSecondaryMachine = protocol.createMachine({
         'Ganeti\'s "checking disks status": both ends Connected and UpToDate/UpToDate on every disk, or the old copies stay.',
       rules: [4, 8],
       input: aboutDisksOnBoth,
-      problem: (c, perNode) => newCopyProblem(c, perNode),
-      next: 'newCopyInSync',
+      problem: (c, perNode) => inSyncProblem(c, [primary(c), newSecondary(c)], perNode),
+      next: 'newCopyChecked',
       failTo: '#changeSecondary.newCopyFailed',
       failure: (c, e) =>
         `Cannot check the new copy of ${c.instance} on ${newSecondary(c)} (${e}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`,
+    }),
+    newCopyChecked: {
+      description: 'DRBD 9 with a third copy: the new copy is in sync with the primary; with the third too?',
+      always: [{ guard: 'hasThirdCopy', target: 'checkingThirdCopyLink' }, { target: 'newCopyInSync' }],
+    },
+    checkingThirdCopyLink: judgedRead({
+      src: 'diskStatus',
+      description:
+        'DRBD 9: the new node and the third copy each see the other Connected and UpToDate on every disk, or the old secondary stays their peer.',
+      rules: [4, 8],
+      input: (c) => ({
+        instance: c.instance,
+        nodes: [thirdCopy(c), newSecondary(c)] as [string, string],
+        disks: c.disks,
+      }),
+      problem: (c, perNode) => inSyncProblem(c, [thirdCopy(c), newSecondary(c)], perNode),
+      next: 'newCopyInSync',
+      failTo: '#changeSecondary.newCopyFailed',
+      failure: (c, e) =>
+        `Cannot check the new copy of ${c.instance} on ${newSecondary(c)} against ${thirdCopy(c)}, the third copy (${e}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`,
     }),
     newCopyInSync: {
       description:
@@ -427,6 +496,20 @@ export const changeSecondaryMachine = protocol.createMachine({
         'DRBD 9, after the commit, with the new copy UpToDate: the old secondary is no longer a peer of the primary (del-peer), its bitmap slot freed (forget-peer).',
       rules: [8],
       node: primary,
+      peer: former,
+      committed: true,
+      next: [
+        { guard: 'hasThirdCopy', target: 'removingFormerFromThirdCopy' },
+        { guard: 'rewiresTiebreaker', target: 'removingFormerFromTiebreaker' },
+        { target: 'removingFormerDisks' },
+      ],
+    }),
+    removingFormerFromThirdCopy: removingAsPeer({
+      description:
+        'DRBD 9: the old secondary is no longer a peer of the third copy either (the new copy is in sync with it).',
+      rules: [8],
+      node: thirdCopy,
+      named: (c) => `${thirdCopy(c)}, the third copy`,
       peer: former,
       committed: true,
       next: [
@@ -524,6 +607,18 @@ export const changeSecondaryMachine = protocol.createMachine({
       peer: newSecondary,
       committed: false,
       next: [
+        { guard: 'hasThirdCopy', target: 'droppingNewFromThirdCopy' },
+        { guard: 'rewiresTiebreaker', target: 'droppingNewFromTiebreaker' },
+        { target: 'removingNewDisks' },
+      ],
+    }),
+    droppingNewFromThirdCopy: removingAsPeer({
+      description: 'Undoing on DRBD 9: the new node is no longer a peer of the third copy either.',
+      node: thirdCopy,
+      named: (c) => `${thirdCopy(c)}, the third copy`,
+      peer: newSecondary,
+      committed: false,
+      next: [
         { guard: 'rewiresTiebreaker', target: 'droppingNewFromTiebreaker' },
         { target: 'removingNewDisks' },
       ],
@@ -578,9 +673,12 @@ function windowAnnouncement(c: ProtocolContext): string | null {
   return `DRBD 8.4 keeps two copies only: from the disconnect of ${former(c)} until ${newSecondary(c)} is in sync, ${c.instance} has one copy (on ${primary(c)})`;
 }
 
-/** Why the new copy is not one yet (each end's view of every disk), or null. */
-function newCopyProblem(c: ProtocolContext, perNode: Record<string, DiskStatus[]>): string | null {
-  const ends = [primary(c), newSecondary(c)];
+/** Why the new copy is not one yet (each end's view of every disk, towards the other), or null. */
+function inSyncProblem(
+  c: ProtocolContext,
+  ends: readonly [string, string],
+  perNode: Record<string, DiskStatus[]>,
+): string | null {
   const views = ends.flatMap((node) => {
     const disks = perNode[node] ?? [];
     const bad = disks.filter(
@@ -591,7 +689,7 @@ function newCopyProblem(c: ProtocolContext, perNode: Record<string, DiskStatus[]
   });
   return views.length === 0
     ? null
-    : `The new copy of ${c.instance} on ${newSecondary(c)} is not in sync after the resync wait (${views.join('; ')}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`;
+    : `The new copy of ${c.instance} on ${newSecondary(c)} is not in sync${ends[0] === primary(c) ? '' : ` with ${ends[0]}, the third copy,`} after the resync wait (${views.join('; ')}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`;
 }
 
 /**
@@ -619,6 +717,19 @@ function tiebreakerProblem(c: ProtocolContext, disks: DiskStatus[]): string | nu
     : `${t}, the tiebreaker, is not connected to ${primary(c)} on ${apart.map((d) => `${d.resource} (${d.connection})`).join(', ')}: the new node must join it too; bring it back first`;
 }
 
+/** The third copy must be UpToDate and connected to the primary, for the new node to join it. */
+function thirdCopyProblem(c: ProtocolContext, disks: DiskStatus[]): string | null {
+  const t = thirdCopy(c);
+  if (disks.length < c.disks.length)
+    return `${t}, the third copy, reported ${disks.length} of ${c.disks.length} disks`;
+  const bad = disks.filter(
+    (d) => d.connection !== 'Connected' || d.diskState !== 'UpToDate' || d.peerDiskState !== 'UpToDate',
+  );
+  return bad.length === 0
+    ? null
+    : `${t}, the third copy, is not in sync with ${primary(c)} (${bad.map((d) => `${d.resource} ${d.connection}, ${d.diskState}/${d.peerDiskState}`).join('; ')}): the new node must join it too; bring it back in sync first`;
+}
+
 function degradedPrimary(c: ProtocolContext, disks: DiskStatus[]): string | null {
   const bad = disks.filter((d) => d.diskState !== 'UpToDate');
   if (disks.length < c.disks.length)
@@ -634,8 +745,6 @@ export function replaceProblem(config: InstanceConfig, c: ProtocolContext): stri
   if (config.diskTemplate !== 'drbd')
     return `Instance ${config.name}'s disk layout '${config.diskTemplate}' has no DRBD secondary to replace`;
   if (config.secondaryNode === null) return `Instance ${config.name} has no secondary node`;
-  if ((config.thirdCopy ?? null) !== null)
-    return `Instance ${config.name} has a third copy on ${config.thirdCopy}: replace-secondary would not connect the new copy to it (three-copy replaces are not built); migrate ${config.name} so that the copy to replace is the secondary and change it by hand`;
   if (spaceNeededMiB(config.disks) === null)
     return `The sizes of ${config.name}'s disks are not known: the cluster file gives each disk a sizeMiB`;
   if (cleanup) {
@@ -647,8 +756,8 @@ export function replaceProblem(config: InstanceConfig, c: ProtocolContext): stri
       ? `No replace of ${config.name}'s secondary to repair: the config names no former secondary; name the node a failed replace left disks on with --new-secondary`
       : wanted === config.secondaryNode
         ? `Nothing to repair: the replace of ${config.name}'s secondary by ${wanted} finished (the config names ${wanted} as its secondary, and no former one)`
-        : wanted === config.primaryNode
-          ? `${wanted} is a node of ${config.name} (the config names it ${wanted === config.primaryNode ? 'primary' : 'secondary'}): the repair removes what a failed replace left on another node`
+        : wanted === config.primaryNode || wanted === config.thirdCopy
+          ? `${wanted} is a node of ${config.name} (the config names it ${wanted === config.primaryNode ? 'primary' : 'its third copy'}): the repair removes what a failed replace left on another node`
           : null;
   }
   if (config.formerSecondary !== null)
@@ -656,6 +765,8 @@ export function replaceProblem(config: InstanceConfig, c: ProtocolContext): stri
   if (wanted === null) return `Name the new secondary of ${config.name}`;
   if (wanted === config.primaryNode) return `${wanted} is the primary of ${config.name}`;
   if (wanted === config.secondaryNode) return `${wanted} is already the secondary of ${config.name}`;
+  if (wanted === config.thirdCopy)
+    return `${wanted} holds the third copy of ${config.name} already: name a node that holds none`;
   if (wanted === config.tiebreaker)
     return `${wanted} is the tiebreaker of ${config.name}'s resources (diskless, the third vote): a copy there would leave them two votes; name another node`;
   return null;

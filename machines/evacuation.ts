@@ -323,11 +323,18 @@ export function planEvacuation(
       );
       continue;
     }
-    // Three copies: a replace would not connect the new copy to the third, so none is made.
-    if ((c.thirdCopy ?? null) !== null && c.primaryNode !== node && !inFlight.has(c.name)) {
+    // A third copy: replace-secondary changes the secondary only. Two migrations make the node the
+    // secondary (the first to it rotates the three, the second hands the primary back), and a drain
+    // then replaces it.
+    if (
+      (c.thirdCopy ?? null) === node &&
+      c.primaryNode !== node &&
+      c.secondaryNode !== node &&
+      !inFlight.has(c.name)
+    ) {
       skip(
         c,
-        `${node} holds ${c.thirdCopy === node ? 'the third' : 'the secondary'} copy of ${c.name}, which has three: a drain does not move copies of a three-copy instance (replace-secondary connects no third copy); its other two copies stay`,
+        `${node} holds the third copy of ${c.name}: a drain does not move a third copy (replace-secondary changes the secondary); 'drbd-migrate migrate ${c.name} --target ${node}' then 'drbd-migrate migrate ${c.name}' make ${node} its secondary, which a drain then replaces; its other two copies stay`,
       );
       continue;
     }

@@ -63,6 +63,7 @@ export function nodeConfigProblem(self: InstanceConfig, node: string, config: No
   if (node === self.secondaryNode) return `${node} is already the secondary of ${self.name}`;
   // A copy there would leave the resource two votes, and quorum no proof of anything.
   if (node === self.tiebreaker) return `${node} is the tiebreaker of ${self.name}'s resources`;
+  if (node === (self.thirdCopy ?? null)) return `${node} holds the third copy of ${self.name}`;
   if (config.drained) return `${node} is drained (nothing new is placed there)`;
   return null;
 }
@@ -117,7 +118,7 @@ export interface Placement {
 
 /**
  * Chooses a new secondary: every candidate judged, then among those that can hold the copy, the one
- * holding the fewest secondaries (spread), then the most free space, then by name (the same answer
+ * holding the fewest copies it does not run, secondaries and third copies (spread), then the most free space, then by name (the same answer
  * every time).
  */
 export function choosePlacement(
@@ -125,7 +126,9 @@ export function choosePlacement(
   instances: readonly InstanceConfig[],
   candidates: readonly CandidateFacts[],
 ): Placement {
-  const secondaries = (node: string) => instances.filter((i) => i.secondaryNode === node).length;
+  // A third copy takes the room and the resync a secondary does: both count as copies it holds.
+  const secondaries = (node: string) =>
+    instances.filter((i) => i.secondaryNode === node || (i.thirdCopy ?? null) === node).length;
   const passedOver: Placement['passedOver'] = [];
   const fit: CandidateFacts[] = [];
   for (const c of candidates) {
@@ -148,10 +151,10 @@ export function choosePlacement(
       node: c.node,
       why:
         mine !== theirs
-          ? `holds ${mine} secondaries, ${chosen!.node} ${theirs}`
+          ? `holds ${mine} copies it does not run (secondary or third), ${chosen!.node} ${theirs}`
           : room(c) !== room(chosen!)
-            ? `holds as many secondaries as ${chosen!.node} (${mine}) and has less room (${room(c)} MiB free, ${room(chosen!)})`
-            : `holds as many secondaries and has as much room as ${chosen!.node}, which comes first by name`,
+            ? `holds as many copies it does not run as ${chosen!.node} (${mine}) and has less room (${room(c)} MiB free, ${room(chosen!)})`
+            : `holds as many copies it does not run and has as much room as ${chosen!.node}, which comes first by name`,
     });
   }
   return { chosen: chosen?.node ?? null, passedOver };

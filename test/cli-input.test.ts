@@ -41,31 +41,70 @@ describe('--dry-run never changes anything (item 2)', () => {
   });
 });
 
+/** The example cluster on DRBD 9 with web1's third copy on node-c, and the further nodes given. */
+async function threeCopyCluster(file: string, more: string[] = []) {
+  const example = await loadCluster('docs/cluster.example.yaml');
+  const nodes = example.nodes.map((n) => ({ ...n, drbd: '9' as const }));
+  const names = ['node-c', ...more];
+  writeFileSync(
+    file,
+    JSON.stringify({
+      ...example,
+      nodes: [
+        ...nodes,
+        ...names.map((name, i) => ({
+          ...nodes[1]!,
+          name,
+          address: `10.99.0.${i + 3}`,
+          replicationAddress: `10.99.1.${i + 3}`,
+        })),
+      ],
+      instances: example.instances.map((i) => ({
+        ...i,
+        thirdCopy: 'node-c',
+        disks: i.disks.map((d) => ({
+          ...d,
+          nodeIds: Object.fromEntries(['node-a', 'node-b', ...names].map((n, id) => [n, id])),
+        })),
+      })),
+    }),
+  );
+  return readFileSync(file, 'utf8');
+}
+
 describe('--dry-run of a migration to a third copy (DRBD 9)', () => {
   it('plans the migration to the cluster file’s thirdCopy and the rotating commit, touching nothing', async () => {
-    const example = await loadCluster('docs/cluster.example.yaml');
-    const nodes = example.nodes.map((n) => ({ ...n, drbd: '9' as const }));
     const file = join(dir, 'three.json');
-    writeFileSync(
-      file,
-      JSON.stringify({
-        ...example,
-        nodes: [
-          ...nodes,
-          { ...nodes[1]!, name: 'node-c', address: '10.99.0.3', replicationAddress: '10.99.1.3' },
-        ],
-        instances: example.instances.map((i) => ({
-          ...i,
-          thirdCopy: 'node-c',
-          disks: i.disks.map((d) => ({ ...d, nodeIds: { 'node-a': 0, 'node-b': 1, 'node-c': 2 } })),
-        })),
-      }),
-    );
-    const before = readFileSync(file, 'utf8');
+    const before = await threeCopyCluster(file);
     const r = await cli('migrate', 'web1', '--cluster', file, '--dry-run', '--target', 'node-c');
     expect([r.code, r.stderr]).toEqual([0, []]);
     expect(r.stdout.join('\n')).toContain('rewrite');
     expect(r.stdout.at(-1)).toBe('# planned: migrated: web1 is primary on node-c');
+    expect(readFileSync(file, 'utf8')).toBe(before);
+  });
+});
+
+describe('--dry-run of a replace of a three-copy instance’s secondary (DRBD 9)', () => {
+  it('plans node-d joined to the primary and the third copy before the commit, node-b removed from both after', async () => {
+    const file = join(dir, 'four.json');
+    const before = await threeCopyCluster(file, ['node-d']);
+    const r = await cli(
+      'replace-secondary',
+      'web1',
+      '--cluster',
+      file,
+      '--dry-run',
+      '--new-secondary',
+      'node-d',
+    );
+    expect([r.code, r.stderr]).toEqual([0, []]);
+    const at = (line: string) => r.stdout.findIndex((l) => l.includes(line));
+    const commit = at('setSecondaryNode on node-d');
+    expect(at('node-c$ /usr/sbin/drbdsetup new-peer web1-disk0 3 --_name=node-d')).toBeGreaterThan(-1);
+    expect(at('node-c$ /usr/sbin/drbdsetup new-peer web1-disk0 3 --_name=node-d')).toBeLessThan(commit);
+    expect(at('waitSync on node-c and node-d')).toBeLessThan(commit);
+    expect(at('node-c$ /usr/sbin/drbdsetup del-peer web1-disk0 1')).toBeGreaterThan(commit);
+    expect(r.stdout.at(-1)).toBe('# planned: replaced: web1 is primary on node-a, secondary on node-d');
     expect(readFileSync(file, 'utf8')).toBe(before);
   });
 });

@@ -365,7 +365,7 @@ describe('placement', () => {
     );
     expect(placed.chosen).toBe('node-d');
     expect(Object.fromEntries(placed.passedOver.map((p) => [p.node, p.why]))).toEqual({
-      'node-c': 'holds 2 secondaries, node-d 0',
+      'node-c': 'holds 2 copies it does not run (secondary or third), node-d 0',
       'node-e': 'node-e is drained (nothing new is placed there)',
       'node-f':
         "node-f has 100 MiB free in volume group xenvg; web1's disks need 1152 MiB (data and 128 MiB of metadata each)",

@@ -1,6 +1,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { choosePlacement } from '../machines/index.js';
 import {
   createSimCluster,
   createWorld,
@@ -15,6 +16,9 @@ import {
   type WorldSpec,
 } from '../src/index.js';
 import { linksOf } from '../src/sim/drbd.js';
+import type { Fault, SimCluster } from '../src/sim/index.js';
+import { outcomeProblems } from '../src/testing/oracle.js';
+import { viewOfSim } from '../src/testing/world.js';
 import { cli, expectTruthfulOutcome, fault, simulate } from './helpers.js';
 import { tempDir } from './tmp.js';
 
@@ -91,20 +95,6 @@ describe('three diskful copies on the simulated cluster (DRBD 9)', () => {
       'Instances with disk types drbd cannot be migrated to arbitrary nodes: node-d is not the secondary node of web1 (node-b) nor its third copy (node-c)',
     );
     expectTruthfulOutcome(run);
-  });
-
-  it('refuses a replace-secondary, which would connect the new copy to one peer only, before touching anything', async () => {
-    const sim = createSimCluster(spec);
-    const before = JSON.stringify(sim.snapshot().resources);
-    const replace = await runMachine(
-      MACHINES.changeSecondary,
-      { instance: 'web1', newSecondary: 'node-d' },
-      sim.effects,
-      { clock: sim.clock },
-    );
-    expect(replace.outcome).toBe('rejected');
-    expect(replace.error).toMatch(/web1 has a third copy on node-c: replace-secondary would not connect/);
-    expect(JSON.stringify(sim.snapshot().resources)).toBe(before);
   });
 
   it('fails over to the secondary when the primary dies; the third stays UpToDate and follows the new primary', async () => {
@@ -300,7 +290,7 @@ describe('three copies from the command line (a saved simulated cluster)', () =>
 });
 
 describe('a drain of a node holding one of three copies', () => {
-  it('moves the primary away, lists the copies it does not move with why, ends incomplete and keeps them', async () => {
+  it('moves the primary away; no new secondary where only the third copy and the tiebreaker are left; the third copy is not moved, with what to run', async () => {
     const dir = tempDir('drbd-migrate-three-');
     try {
       const file = join(dir, 'w.json');
@@ -309,7 +299,7 @@ describe('a drain of a node holding one of three copies', () => {
       const third = await cli('evacuate', 'node-c', '--all', '--world', file, '--state-dir', state);
       expect(third.code).toBe(1);
       expect(third.stdout.join('\n')).toContain(
-        'node-c holds the third copy of web1, which has three: a drain does not move copies of a three-copy instance',
+        "node-c holds the third copy of web1: a drain does not move a third copy (replace-secondary changes the secondary); 'drbd-migrate migrate web1 --target node-c' then 'drbd-migrate migrate web1' make node-c its secondary, which a drain then replaces",
       );
       const primary = await cli('evacuate', 'node-a', '--all', '--world', file, '--state-dir', state);
       expect(primary.code).toBe(1);
@@ -320,13 +310,81 @@ describe('a drain of a node holding one of three copies', () => {
         thirdCopy: 'node-c',
       });
       expect(primary.stdout.join('\n')).toContain(
-        'its secondary stays on node-a: web1 has three copies (the third on node-c): a drain does not move copies of a three-copy instance',
+        "its secondary stays on node-a: no node can hold it: node-c holds the third copy of web1; node-d is the tiebreaker of web1's resources",
       );
       expect(w.violations).toEqual([]);
       expect(Object.keys(w.resources['web1-disk0'].local).sort()).toEqual(['node-a', 'node-b', 'node-c']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('with two more nodes: a drain of the secondary gives web1 node-e, joined to the primary, the third copy and the tiebreaker; then a drain of the primary moves it and replaces its secondary too', async () => {
+    const dir = tempDir('drbd-migrate-three-');
+    try {
+      const file = join(dir, 'w.json');
+      writeFileSync(
+        file,
+        JSON.stringify(createWorld({ ...spec, nodes: { ...spec.nodes, 'node-e': {}, 'node-f': {} } })),
+      );
+      const state = join(dir, 'state');
+      const world = () => JSON.parse(readFileSync(file, 'utf8'));
+      const drained = await cli('evacuate', 'node-b', '--all', '--world', file, '--state-dir', state);
+      expect([drained.code, drained.stderr]).toEqual([0, []]);
+      expect(world().config.instances.web1).toMatchObject({
+        primaryNode: 'node-a',
+        secondaryNode: 'node-e',
+        thirdCopy: 'node-c',
+        formerSecondary: null,
+      });
+      const pairs = (w: { resources: Record<string, { links: { ends: string[] }[] }> }) =>
+        w.resources['web1-disk0']!.links.map((l) => [...l.ends].sort().join('/')).sort();
+      expect(pairs(world())).toEqual(['node-a/node-c', 'node-a/node-e', 'node-c/node-e']);
+      expect(world().resources['web1-disk0'].tiebreakerPeers.sort()).toEqual(['node-a', 'node-c', 'node-e']);
+      expect(world().violations).toEqual([]);
+      // node-b is empty and drained now; node-a's drain hands web1 to node-e and gives it node-f.
+      const primary = await cli('evacuate', 'node-a', '--all', '--world', file, '--state-dir', state);
+      expect([primary.code, primary.stderr]).toEqual([0, []]);
+      expect(world().config.instances.web1).toMatchObject({
+        primaryNode: 'node-e',
+        secondaryNode: 'node-f',
+        thirdCopy: 'node-c',
+      });
+      expect(pairs(world())).toEqual(['node-c/node-e', 'node-c/node-f', 'node-e/node-f']);
+      expect(Object.keys(world().resources['web1-disk0'].local).sort()).toEqual([
+        'node-c',
+        'node-e',
+        'node-f',
+      ]);
+      expect(world().violations).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('placement passes over the third copy’s node and counts a third copy as a copy the node holds', () => {
+    const five = createWorld({ ...spec, nodes: { ...spec.nodes, 'node-e': {}, 'node-f': {} } });
+    const web1 = five.config.instances.web1!;
+    const other = {
+      ...web1,
+      name: 'db1',
+      primaryNode: 'node-b',
+      secondaryNode: 'node-a',
+      thirdCopy: 'node-e',
+    };
+    const facts = (node: string) => ({
+      node,
+      config: { name: node, drained: false },
+      memoryFreeMiB: 1 << 20,
+      storage: { volumeGroup: 'xenvg', sizeMiB: 1 << 20, freeMiB: 1 << 20, volumes: [], minors: [] },
+    });
+    const placed = choosePlacement(web1, [web1, other], ['node-c', 'node-d', 'node-e', 'node-f'].map(facts));
+    expect(placed.chosen).toBe('node-f');
+    expect(Object.fromEntries(placed.passedOver.map((p) => [p.node, p.why]))).toEqual({
+      'node-c': 'node-c holds the third copy of web1',
+      'node-d': "node-d is the tiebreaker of web1's resources",
+      'node-e': 'holds 1 copies it does not run (secondary or third), node-f 0',
+    });
   });
 });
 
@@ -375,4 +433,211 @@ describe('a failure at every effect call of a migration to the third copy, then 
       }
     },
   );
+});
+
+/**
+ * replace-secondary of a three-copy instance (DRBD 9, make-before-break): node-e joins node-a (the
+ * primary), node-c (the third copy) and node-d (the tiebreaker), resyncs from both copies, and only
+ * after the commit does node-b leave them.
+ */
+describe('a new secondary for a three-copy instance', () => {
+  const five: WorldSpec = { ...spec, nodes: { ...spec.nodes, 'node-e': {} } };
+  const disks = ['web1-disk0', 'web1-disk1'];
+  /** The UpToDate copies of a disk that the primary reaches: itself and its connected peers. */
+  const copiesInSync = (sim: SimCluster) =>
+    disks.map((name) => {
+      const r = sim.world.resources[name]!;
+      const primary = sim.world.config.instances.web1!.primaryNode;
+      return Object.keys(r.local).filter(
+        (n) =>
+          r.local[n]?.diskState === 'UpToDate' &&
+          (n === primary ||
+            (linkBetween(r, primary, n)?.ends.every(
+              (e) => linkBetween(r, primary, n)?.connection[e] === 'Connected',
+            ) ??
+              false)),
+      ).length;
+    });
+  async function replace(sim: SimCluster, input: { newSecondary?: string; cleanup?: boolean } = {}) {
+    const said: string[] = [];
+    const least = [3, 3];
+    const before = viewOfSim(sim);
+    const out = await runMachine(
+      MACHINES.changeSecondary,
+      { instance: 'web1', newSecondary: 'node-e', ...input },
+      sim.effects,
+      {
+        clock: sim.clock,
+        onCall: (call) => {
+          said.push(`call ${call.effect} ${JSON.stringify(call.input)}`);
+          copiesInSync(sim).forEach((n, i) => {
+            least[i] = Math.min(least[i]!, n);
+          });
+        },
+        onEvent: (e) => {
+          if (e.type === 'feedback') said.push(`${e.level} ${e.message}`);
+        },
+      },
+    );
+    return {
+      out,
+      said,
+      least,
+      problems: [...outcomeProblems(out, before, viewOfSim(sim)), ...sim.world.violations],
+    };
+  }
+  /** Each disk's links, as sorted node pairs, and whether every one is connected. */
+  const linksNow = (sim: SimCluster) =>
+    disks.map((name) => {
+      const r = sim.world.resources[name]!;
+      return {
+        pairs: r.links.map((l) => [...l.ends].sort().join('/')).sort(),
+        connected: r.links.every((l) => l.ends.every((e) => l.connection[e] === 'Connected')),
+        upToDate: Object.values(r.local).every((l) => l.diskState === 'UpToDate'),
+        tiebreaker: [...r.tiebreakerPeers].sort(),
+      };
+    });
+  const replaced = {
+    pairs: ['node-a/node-c', 'node-a/node-e', 'node-c/node-e'],
+    connected: true,
+    upToDate: true,
+    tiebreaker: ['node-a', 'node-c', 'node-e'],
+  };
+  const asFound = {
+    pairs: ['node-a/node-b', 'node-a/node-c', 'node-b/node-c'],
+    connected: true,
+    upToDate: true,
+    tiebreaker: ['node-a', 'node-b', 'node-c'],
+  };
+
+  it('node-e joins node-a, node-c and the tiebreaker, is in sync with both copies before the commit, and node-b leaves all three after it: three UpToDate copies at every call', async () => {
+    const sim = createSimCluster(five);
+    const { out, said, least, problems } = await replace(sim);
+    expect(out).toMatchObject({ outcome: 'replaced', primaryNode: 'node-a', secondaryNode: 'node-e' });
+    expect(problems).toEqual([]);
+    expect(least).toEqual([3, 3]);
+    expect(sim.world.config.instances.web1).toMatchObject({
+      primaryNode: 'node-a',
+      secondaryNode: 'node-e',
+      thirdCopy: 'node-c',
+      formerSecondary: null,
+    });
+    expect(linksNow(sim)).toEqual([replaced, replaced]);
+    expect(Object.keys(sim.world.resources['web1-disk0']!.local).sort()).toEqual([
+      'node-a',
+      'node-c',
+      'node-e',
+    ]);
+    const at = (line: string) => said.indexOf(line);
+    const commit = said.findIndex((l) => l.startsWith('call setSecondaryNode'));
+    expect(at('info * adding node-e as a peer of node-c, the third copy')).toBeGreaterThan(-1);
+    expect(at('info * adding node-e as a peer of node-c, the third copy')).toBeLessThan(commit);
+    // The wait on node-c's link to node-e comes before the commit, and its read-back too.
+    const thirdWait = said.findIndex(
+      (l) => l.startsWith('call waitSync') && l.includes('"nodes":["node-c","node-e"]'),
+    );
+    expect(thirdWait).toBeGreaterThan(-1);
+    expect(thirdWait).toBeLessThan(commit);
+    expect(at('info * removing node-b as a peer of node-c, the third copy')).toBeGreaterThan(commit);
+    expect(sim.world.vms['node-a']?.web1?.state).toBe('running');
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+    // The new pair migrates both ways, and to the third.
+    for (const targetNode of ['node-e', 'node-c', 'node-a']) {
+      const moved = await simulate('migration', { sim, input: { targetNode } });
+      expect([moved.out.outcome, moved.out.error ?? null]).toEqual(['migrated', null]);
+      expectTruthfulOutcome(moved, 'web1', targetNode);
+    }
+  });
+
+  it('refuses, touching nothing: the third copy as the new secondary, the tiebreaker, a third copy not in sync with the primary', async () => {
+    const refusals: Array<[string, (sim: SimCluster) => void, RegExp]> = [
+      ['node-c', () => {}, /node-c holds the third copy of web1 already: name a node that holds none/],
+      ['node-d', () => {}, /node-d is the tiebreaker of web1's resources/],
+      [
+        'node-e',
+        (sim) => sim.perturb('thirdCopyBehind', 'web1'),
+        /node-c, the third copy, is not in sync with node-a \(web1-disk0 .*\): the new node must join it too; bring it back in sync first; nothing was touched/,
+      ],
+      [
+        'node-e',
+        (sim) => sim.killNode('node-c'),
+        /Cannot read the disks of node-c, the third copy .*: the new node must join it too; nothing was touched/,
+      ],
+    ];
+    for (const [node, disturb, error] of refusals) {
+      const sim = createSimCluster(five);
+      disturb(sim);
+      const { out, said } = await replace(sim, { newSecondary: node });
+      expect([node, out.outcome]).toEqual([node, 'rejected']);
+      expect(out.error).toMatch(error);
+      const reads = ['getInstance', 'listNodes', 'takeoverLoad', 'nodeInfo', 'nodeStorage', 'nodeDiskStatus'];
+      expect(said.filter((l) => l.startsWith('call ') && !reads.includes(l.split(' ')[1]!))).toEqual([]);
+    }
+  });
+
+  it('a third copy the new node cannot join undoes the replace: node-e leaves node-a, nothing is left there, node-b never left', async () => {
+    const sim = createSimCluster(five, { faults: [{ effect: 'attachNet', call: 2, kind: 'error' }] });
+    const { out, least, problems } = await replace(sim);
+    expect(out.outcome).toBe('reverted');
+    expect(out.error).toMatch(/Cannot add node-e as a peer of node-c, the third copy/);
+    expect(problems).toEqual([]);
+    expect(least).toEqual([3, 3]);
+    expect(linksNow(sim)).toEqual([asFound, asFound]);
+    expect(sim.world.resources['web1-disk0']!.local['node-e']).toBeUndefined();
+  });
+
+  it('the repair after a commit whose removal of node-b from the third copy failed finishes it', async () => {
+    const sim = createSimCluster(five, { faults: [{ effect: 'removePeer', call: 2, kind: 'error' }] });
+    const first = await replace(sim);
+    expect(first.out.outcome).toBe('needsCleanup');
+    expect(first.out.error).toMatch(
+      /Cannot remove node-b as a peer of node-c, the third copy .*the config names node-e, UpToDate; run 'drbd-migrate replace-secondary web1 --cleanup'/,
+    );
+    expect(first.problems).toEqual([]);
+    sim.faults = [];
+    const repair = await replace(sim, { cleanup: true, newSecondary: undefined as never });
+    expect([repair.out.outcome, repair.out.error ?? null]).toEqual(['cleaned', null]);
+    expect(repair.problems).toEqual([]);
+    expect(repair.least).toEqual([3, 3]);
+    expect(linksNow(sim)).toEqual([replaced, replaced]);
+  });
+
+  describe('a failure at every effect call, then the repair the run asks for', async () => {
+    const happy = createSimCluster(five);
+    await replace(happy);
+    const points = EFFECT_NAMES.flatMap((effect: EffectName) =>
+      Array.from({ length: happy.calls[effect] }, (_, i) => ({ effect, call: i + 1 })),
+    );
+    it('has calls to fail', () => {
+      expect(points.length).toBeGreaterThan(25);
+    });
+    it.each(points.flatMap((p) => (['error', 'lost'] as const).map((kind) => ({ ...p, kind }))))(
+      '$kind in $effect call $call: no rule broken, never fewer than three copies in sync, and the end is the three copies as found or as replaced',
+      async (p) => {
+        const sim = createSimCluster(five, {
+          faults: [{ effect: p.effect, call: p.call, kind: p.kind } as Fault],
+        });
+        const first = await replace(sim);
+        expect(first.problems).toEqual([]);
+        expect(first.least).toEqual([3, 3]);
+        sim.faults = [];
+        // A replace may also end done but for the old copies (their node did not answer): the
+        // config keeps naming it, and the repair removes them.
+        const committed = sim.world.config.instances.web1?.formerSecondary !== null;
+        if (first.out.outcome === 'needsCleanup' || committed) {
+          const repair = await replace(
+            sim,
+            committed ? { cleanup: true, newSecondary: undefined as never } : { cleanup: true },
+          );
+          expect([repair.out.outcome, repair.out.error ?? null]).toEqual(['cleaned', null]);
+          expect(repair.problems).toEqual([]);
+          expect(repair.least).toEqual([3, 3]);
+        }
+        const secondary = sim.world.config.instances.web1?.secondaryNode;
+        expect(linksNow(sim)).toEqual(secondary === 'node-e' ? [replaced, replaced] : [asFound, asFound]);
+        expect(sim.world.config.instances.web1).toMatchObject({ thirdCopy: 'node-c', formerSecondary: null });
+        expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+      },
+    );
+  });
 });

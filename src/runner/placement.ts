@@ -27,7 +27,9 @@ export async function placeSecondary(
     effects.listNodes({ timeoutMs }, signal),
     effects.listInstances({ timeoutMs }, signal),
   ]);
-  const others = nodes.filter((n) => n.name !== config.primaryNode && n.name !== config.secondaryNode);
+  const others = nodes.filter(
+    (n) => n.name !== config.primaryNode && n.name !== config.secondaryNode && n.name !== config.thirdCopy,
+  );
   const facts = await readCandidates(effects, others, instance, timeoutMs, signal);
   return {
     config,
@@ -76,12 +78,6 @@ export async function placeSecondaries(
     (await readCandidates(effects, candidates, wanting[0]!.name, timeoutMs, signal)).map((f) => [f.node, f]),
   );
   for (const c of wanting) {
-    // A replace would not connect a new copy to the third: none is placed (the plan says why).
-    if (c.thirdCopy !== null) {
-      unplaced[c.name] =
-        `${c.name} has three copies (the third on ${c.thirdCopy}): a drain does not move copies of a three-copy instance (replace-secondary connects no third copy)`;
-      continue;
-    }
     const placed = choosePlacement(c, instances, [...facts.values()]);
     if (placed.chosen === null) {
       unplaced[c.name] = `no node can hold it: ${

@@ -21,7 +21,7 @@ import {
   linkConnected,
   linkFor,
   linkSyncing,
-  linksOf,
+  onlyJoining,
   promote,
   quorumOf,
   removePeer,
@@ -629,8 +629,9 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
         onDisks(input.disks, (d) => {
           const r = resourceOf(world, d.resource);
           if (linkBetween(r, a, b) !== undefined) return;
-          // The node that has peers already stays; the other (a new copy) joins it.
-          const [stays, joins] = linksOf(r, b).length > 0 ? [b, a] : [a, b];
+          // The node that has peers already stays; the other (a new copy, no peer of its own yet
+          // or only those it joined) joins it.
+          const [stays, joins] = onlyJoining(r, a) ? [b, a] : [a, b];
           if (r.drbd === '9') addPeer(r, stays, joins);
           else switchPeer(r, stays, joins);
         });

@@ -277,6 +277,10 @@ export function advanceResource(world: World, r: Resource, dtMs: number, running
   for (const n of [...writers])
     for (const l of linksOf(r, n)) if (linkConnected(l)) writers.add(otherEnd(l, n));
   const slowEnds = r.slowUntil !== null && world.time + dtMs >= r.slowUntil;
+  // A copy is resynced from one peer at a time (DRBD 9 pauses the others): a new copy that joins
+  // the primary and a third copy takes the third's resync after the primary's, in full. Stricter
+  // than a kernel that may clear the second bitmap, never more lenient.
+  const receiving = new Set<string>();
   for (const l of r.links) {
     let dt = dtMs;
     if (l.linkDownUntil !== null && world.time + dt >= l.linkDownUntil) {
@@ -287,7 +291,9 @@ export function advanceResource(world: World, r: Resource, dtMs: number, running
       l.linkDownUntil = null;
       handshake(world, r, l);
     }
-    if (linkSyncing(l)) {
+    const target = linkSyncing(l) ? otherEnd(l, l.syncSource!) : null;
+    if (target !== null && !receiving.has(target)) {
+      receiving.add(target);
       const rate = (slowEnds ? null : r.resyncKiBps) ?? world.settings.resyncKiBps;
       l.outOfSyncKiB = Math.max(0, l.outOfSyncKiB - (rate * dt) / 1000);
       if (l.outOfSyncKiB === 0) {
@@ -307,6 +313,9 @@ export function advanceResource(world: World, r: Resource, dtMs: number, running
 /** Writes made on a side while not connected: what the resync (or a split brain) will count. */
 function writeWhileApart(world: World, l: DrbdLink, dtMs: number, writers: Set<string>): void {
   if (linkConnected(l) || dtMs <= 0) return;
+  // A new copy's link before its full resync: everything is to be sent anyway, and the new copy
+  // holds no data of its own that a write could put at odds with its peer's.
+  if (l.joining && l.syncSource !== null && l.outOfSyncKiB >= l.syncTotalKiB) return;
   for (const n of l.ends)
     if (writers.has(n)) l.dirtyKiB[n] = (l.dirtyKiB[n] ?? 0) + (world.settings.guestWriteKiBps * dtMs) / 1000;
 }
@@ -496,28 +505,37 @@ function unlinkedStatus(world: World, r: Resource, node: string): DiskStatus {
   };
 }
 
-/** The copy joining beside the pair (DRBD 9), if one is: the far end of its joining link. */
+/** A joining link's new copy: its second end (addPeer makes it so). */
+export const joiningEnd = (l: DrbdLink) => l.ends[1];
+
+/**
+ * The copy joining beside the others (DRBD 9), if one is, over its first joining link (the one to
+ * the primary; a third copy's comes after).
+ */
 export function joiningPeer(r: Resource): { node: string; to: string; link: DrbdLink } | null {
   const l = r.links.find((x) => x.joining);
   if (l === undefined) return null;
-  const pair = pairOf(r);
-  const node = pair.includes(l.ends[1]) ? l.ends[0] : l.ends[1];
-  return { node, to: otherEnd(l, node), link: l };
+  return { node: joiningEnd(l), to: l.ends[0], link: l };
 }
 
 /**
  * DRBD 9's make-before-break: `peer` (a new secondary, its device made by createDisks) gets a link
- * of its own to `node` beside the pair's. DRBD 8.4 has one peer: there the pair itself changes
- * (switchPeer). One joining peer at a time: a second is a slot the simulator does not model.
+ * of its own to `node` beside the links the copies have (to the primary first, then to a third
+ * copy). DRBD 8.4 has one peer: there the pair itself changes (switchPeer). One new copy at a time:
+ * a second is a slot the simulator does not model.
  */
 export function addPeer(r: Resource, node: string, peer: string): void {
   localOf(r, peer);
   if (linkBetween(r, node, peer) !== undefined) return;
   const joining = joiningPeer(r);
-  if (joining !== null)
+  if (joining !== null && joining.node !== peer)
     throw new Error(`${r.name}: ${joining.node} is joining already; remove that peer first`);
   r.links.push({ ...freshLink(r, node, peer), joining: true });
 }
+
+/** Whether NODE is a new copy that has joined its peers only so far (its every link joining). */
+export const onlyJoining = (r: Resource, node: string) =>
+  linksOf(r, node).every((l) => l.joining && joiningEnd(l) === node);
 
 /**
  * DRBD 9's del-peer and forget-peer on `node`: `peer` stops being its peer. The joining peer's link
@@ -551,5 +569,6 @@ export function removePeer(world: World, r: Resource, node: string, peer: string
     world.violations.push(
       `rule 8: ${r.name}: ${peer}, UpToDate, removed as a peer of ${node} while ${otherEnd(joining, node)} was ${linkConnected(joining) ? `${Math.round(joining.outOfSyncKiB)} KiB behind` : 'not connected'}`,
     );
-  r.links = [{ ...joining, joining: false }, ...r.links.filter((x) => x !== l && x !== joining)];
+  // The new copy's link takes the old one's place (the pair's first, a third copy's after).
+  r.links = r.links.flatMap((x) => (x === l ? [{ ...joining, joining: false }] : x === joining ? [] : [x]));
 }

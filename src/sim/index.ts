@@ -23,6 +23,7 @@ export {
   createWorld,
   DEFAULT_SETTINGS,
   DEMO_SPEC,
+  type DrbdLink,
   type InstanceSpec,
   type Resource,
   World,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import {
   configLink,
   isolate,
+  joiningEnd,
   joiningPeer,
   linkConnected,
   linkDown,
@@ -176,7 +177,7 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
       return;
     case 'replaceCommitLands': {
       const made = Object.keys(resources[0]?.local ?? {}).find(
-        (n) => n !== config.primaryNode && n !== config.secondaryNode,
+        (n) => n !== config.primaryNode && n !== config.secondaryNode && n !== config.thirdCopy,
       );
       if (made !== undefined && config.secondaryNode !== null) {
         config.formerSecondary = config.secondaryNode;
@@ -297,22 +298,25 @@ export function reviveNode(world: World, node: string): void {
 }
 
 /**
- * The same disturbances on a joining peer's link: its handshake refused (the link StandAlone, as a
- * new node's refusing resync handler leaves it on real DRBD), a stall, or a burst to catch up on.
+ * The same disturbances on a joining peer's links (to the primary, and to a third copy): its
+ * handshake refused (the link StandAlone, as a new node's refusing resync handler leaves it on real
+ * DRBD), a stall, or a burst to catch up on.
  */
 function disturbJoining(world: World, r: Resource, kind: 'linkDown' | 'resyncStall' | 'resyncPending'): void {
-  const { node, link } = joiningPeer(r)!;
-  if (kind === 'linkDown') {
-    for (const n of link.ends) {
-      link.net[n] = null;
-      link.connection[n] = 'StandAlone';
+  for (const link of r.links.filter((l) => l.joining)) {
+    const node = joiningEnd(link);
+    if (kind === 'linkDown') {
+      for (const n of link.ends) {
+        link.net[n] = null;
+        link.connection[n] = 'StandAlone';
+      }
+      continue;
     }
-    return;
+    link.outOfSyncKiB += kind === 'resyncStall' ? STALL_KIB : BURST_KIB;
+    link.syncTotalKiB = Math.max(link.syncTotalKiB, link.outOfSyncKiB);
+    link.syncSource ??= otherEnd(link, node);
+    localOf(r, node).diskState = 'Inconsistent';
   }
-  link.outOfSyncKiB += kind === 'resyncStall' ? STALL_KIB : BURST_KIB;
-  link.syncTotalKiB = Math.max(link.syncTotalKiB, link.outOfSyncKiB);
-  link.syncSource ??= otherEnd(link, node);
-  localOf(r, node).diskState = 'Inconsistent';
   if (kind === 'resyncStall') {
     r.resyncKiBps = STALL_KIBPS;
     r.slowUntil = world.time + STALL_MS;

@@ -1,5 +1,5 @@
 import { type DiskRef, META_MIB, type NodeStorage, volumeNames } from '../../machines/index.js';
-import { joiningPeer, linkConnected, linksOf, otherEnd, resourceOf } from './drbd.js';
+import { linkConnected, linksOf, otherEnd, resourceOf } from './drbd.js';
 import type { World } from './world.js';
 
 /**
@@ -78,10 +78,10 @@ export function removeDisk(world: World, node: string, disk: DiskRef): void {
   if (local !== undefined) {
     if (local.role === 'Primary')
       throw new Error(`${node}: ${r.minor}: State change failed: (-12) Device is held open by someone`);
-    const joining = joiningPeer(r);
-    if (joining !== null && (joining.node === node || joining.to === node))
+    const joining = r.links.find((l) => l.joining && l.ends.includes(node));
+    if (joining !== undefined)
       throw new Error(
-        `${node}: ${r.name} has ${otherEnd(joining.link, node)} as a peer: it is a copy in use, not a leftover`,
+        `${node}: ${r.name} has ${otherEnd(joining, node)} as a peer: it is a copy in use, not a leftover`,
       );
     // The simulator keeps a resource's two ends configured: one whose peer still points at it (a
     // copy in use, or one a reconnect would go back to) is no leftover to remove.

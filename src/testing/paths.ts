@@ -93,6 +93,9 @@ function vertexOf(snapshot: AnyMachineSnapshot): string {
     c.config?.drbdVersion === '9',
     // With a tiebreaker the config names, it is rewired too.
     (c.config?.tiebreaker ?? null) !== null,
+    // And a replace of a three-copy instance's secondary joins the third copy (cleanups and rejoins
+    // read it in states of their own).
+    snapshot.machine.id === 'changeSecondary' && (c.config?.thirdCopy ?? null) !== null,
     at('migrating') && c.handover.pastPointOfNoReturn,
     at('aborting') && (c.handover.memory?.status ?? null),
     at('abortingFound') && (c.found.locations?.[c.target]?.map((i) => i.state).join() ?? null),
@@ -134,6 +137,8 @@ function mergeRecipe(a: Recipe, b: Recipe | undefined): Recipe {
           ...a.spec,
           ...b.spec,
           settings: { ...a.spec?.settings, ...b.spec?.settings },
+          // A node another answer adds (a third copy's) stays beside one this answer changes.
+          ...(a.spec?.nodes && b.spec?.nodes ? { nodes: { ...a.spec.nodes, ...b.spec.nodes } } : {}),
           ...(a.spec?.instances && b.spec?.instances
             ? { instances: mergeInstances(a.spec.instances, b.spec.instances) }
             : {}),

@@ -58,6 +58,9 @@ const NODE_EVENTS = new Set<Perturbation>([
   'staleCopy',
   'sourceReturns',
   'primaryDegrades',
+  // The third copy falls behind (writes it missed): fewer copies in sync than the run found, by no
+  // doing of the run.
+  'thirdCopyBehind',
 ]);
 
 /** Machines whose crashed run is resumed from its last snapshot (the journal's way), not cleaned up. */

@@ -189,10 +189,19 @@ const TIEBREAKER = 'node-d';
 /** The demo's instances on DRBD 9 resources with quorum and a tiebreaker the config names. */
 const TIEBROKEN = DRBD9.map((i) => ({ ...i, quorum: true, tiebreaker: TIEBREAKER }));
 const checkingTiebreaker = inState('checkingPrereqs.checkingTiebreaker');
+/** A replace's read of the third copy before anything is made, and its check of the new link after the resync. */
+const checkingThirdCopy = inState('checkingPrereqs.checkingThirdCopy');
+const checkingThirdCopyLink = inState('checkingThirdCopyLink');
+/** The reads of a replace's primary: not the tiebreaker's nor the third copy's. */
+const readingReplacePrimary = (s: AnyMachineSnapshot) =>
+  replacing(s) && !surveying(s) && !checkingTiebreaker(s) && !checkingThirdCopy(s);
 
 /** The demo's instances with a third diskful copy on node-c (DRBD 9). */
 const THIRD_COPY = 'node-c';
 const THREE_COPIES = DRBD9.map((i) => ({ ...i, thirdCopy: THIRD_COPY }));
+/** A replace's three copies: node-c is its new secondary, so the third is on node-d. */
+const REPLACED_THIRD = 'node-d';
+const THIRD_ON_D = DRBD9.map((i) => ({ ...i, thirdCopy: REPLACED_THIRD }));
 
 /** The read-back after a failed commit write. */
 const confirmingCommit = inState('committing.confirming');
@@ -269,6 +278,42 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       recipe: {
         spec: { nodes: { ...THREE_NODES, [TIEBREAKER]: {} }, instances: TIEBROKEN },
         start: 'replaceCommitted',
+      },
+    },
+    {
+      // A replace of a three-copy instance's secondary (DRBD 9): the new node, node-c, joins the
+      // third copy (node-d) too and is in sync with it before the commit; the old one leaves it after.
+      name: 'drbd9ThirdCopy',
+      output: (c) => ({ ...config(c), drbdVersion: '9', thirdCopy: REPLACED_THIRD }),
+      applies: (s) => replacing(s) && !confirmingCommit(s),
+      recipe: { spec: { nodes: { ...THREE_NODES, [REPLACED_THIRD]: {} }, instances: THIRD_ON_D } },
+    },
+    {
+      // Its repair after the commit: node-c named and joined to both copies, node-b still their peer.
+      name: 'replaceCommitted9ThirdCopy',
+      output: (c) => ({
+        ...config(c),
+        drbdVersion: '9',
+        thirdCopy: REPLACED_THIRD,
+        secondaryNode: 'node-c',
+        formerSecondary: 'node-b',
+      }),
+      applies: (s) => replacing(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
+      recipe: {
+        spec: { nodes: { ...THREE_NODES, [REPLACED_THIRD]: {} }, instances: THIRD_ON_D },
+        start: 'replaceCommitted',
+      },
+    },
+    {
+      // Both: a third copy (node-e) and a tiebreaker (node-d); the new node joins, the old leaves, each.
+      name: 'drbd9ThirdCopyTiebreaker',
+      output: (c) => ({ ...config(c), drbdVersion: '9', thirdCopy: 'node-e', tiebreaker: TIEBREAKER }),
+      applies: (s) => replacing(s) && !confirmingCommit(s),
+      recipe: {
+        spec: {
+          nodes: { ...THREE_NODES, [TIEBREAKER]: {}, 'node-e': {} },
+          instances: TIEBROKEN.map((i) => ({ ...i, thirdCopy: 'node-e' })),
+        },
       },
     },
     {
@@ -462,7 +507,31 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
     {
       name: 'consistent',
       output: (c) => disks(c),
-      applies: (s) => !inState('dualMaster.verifying')(s) && !rejoinLooking(s),
+      applies: (s) => !inState('dualMaster.verifying')(s) && !rejoinLooking(s) && !checkingThirdCopyLink(s),
+    },
+    {
+      // A replace's new copy and the third, each UpToDate and connected to the other.
+      name: 'thirdCopyInSync',
+      output: (c) => {
+        const third = c.config?.thirdCopy ?? '';
+        return { [third]: disks(c)[c.target] ?? [], [c.target]: disks(c)[c.target] ?? [] };
+      },
+      applies: checkingThirdCopyLink,
+    },
+    {
+      // The new copy's link to the third dropped after the wait: not in sync, the old copies stay.
+      name: 'thirdCopyApart',
+      output: (c) => {
+        const apart = disks(c, () => ({
+          connection: 'Connecting',
+          replication: 'Off',
+          peerDiskState: 'DUnknown',
+        }));
+        const third = c.config?.thirdCopy ?? '';
+        return { [third]: apart[c.target] ?? [], [c.target]: apart[c.target] ?? [] };
+      },
+      applies: checkingThirdCopyLink,
+      perturb: 'linkDown',
     },
     {
       // Rejoin: the node is already the secondary, connected and in sync (a healthy cluster).
@@ -612,7 +681,23 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // A replace: the primary's disks, UpToDate and connected to the secondary.
       name: 'primaryHealthy',
       output: (c) => disks(c)[c.source],
-      applies: (s) => replacing(s) && !surveying(s) && !checkingTiebreaker(s),
+      applies: readingReplacePrimary,
+    },
+    {
+      // A replace's third copy: UpToDate, connected to the primary.
+      name: 'thirdCopyReady',
+      output: (c) => disks(c, () => ({ role: 'Secondary' }))[c.source],
+      applies: checkingThirdCopy,
+    },
+    {
+      // The third copy catching up with the primary: refused, nothing made.
+      name: 'thirdCopyBehind',
+      output: (c) =>
+        disks(c, () => ({ role: 'Secondary', diskState: 'Inconsistent', replication: 'SyncTarget' }))[
+          c.source
+        ],
+      applies: checkingThirdCopy,
+      perturb: 'thirdCopyBehind',
     },
     {
       // A replace's tiebreaker: diskless, connected to the primary.
@@ -634,14 +719,14 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // A replace of a secondary that lost power: the primary alone, UpToDate.
       name: 'secondaryGone',
       output: (c) => aloneDisks(c, 'Primary', {}),
-      applies: (s) => replacing(s) && !surveying(s) && !checkingTiebreaker(s),
+      applies: readingReplacePrimary,
       perturb: 'secondaryDies',
     },
     {
       // A replace from a primary still catching up: refused.
       name: 'primaryDegraded',
       output: (c) => disks(c, () => ({ diskState: 'Inconsistent', replication: 'SyncTarget' }))[c.source],
-      applies: (s) => replacing(s) && !surveying(s) && !checkingTiebreaker(s),
+      applies: readingReplacePrimary,
       perturb: 'primaryDegrades',
     },
     {
@@ -721,14 +806,14 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
     {
       name: 'progress',
       output: syncAt(false, 1_000),
-      applies: not(inState('resyncingThird')),
+      applies: not(inState('resyncingThird', 'resyncingWithThirdCopy')),
       perturb: 'resyncPending',
     },
-    // A rejoin's wait on the third copy's link: the third has writes to catch up on there.
+    // A rejoin's (or a replace's) wait on the third copy's link: the third has writes to catch up on there.
     {
       name: 'thirdProgress',
       output: syncAt(false, 1_000),
-      applies: inState('resyncingThird'),
+      applies: inState('resyncingThird', 'resyncingWithThirdCopy'),
       perturb: 'thirdCopyBehind',
     },
     {

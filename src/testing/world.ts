@@ -8,7 +8,9 @@ import {
 import {
   configLink,
   createSimCluster,
+  type DrbdLink,
   defaultPeer,
+  linkBetween,
   otherEnd,
   type Perturbation,
   type Resource,
@@ -29,12 +31,22 @@ function upToDateCopies(
   r: Resource,
   primary: string,
   secondary: string | null,
+  third: string | null,
 ): number {
+  const behind = (l: DrbdLink, n: string) => {
+    const other = otherEnd(l, n);
+    return (l.dirtyKiB[other] ?? 0) > 0 || l.newGeneration.includes(other);
+  };
+  const holds = (n: string) => !gone(world, n) && r.local[n]?.diskState === 'UpToDate';
   const l = configLink(r, primary, secondary);
-  const movedOn = (n: string) => (l.dirtyKiB[n] ?? 0) > 0 || l.newGeneration.includes(n);
-  return l.ends.filter(
-    (n) => !gone(world, n) && r.local[n]?.diskState === 'UpToDate' && !movedOn(otherEnd(l, n)),
-  ).length;
+  const pair = l.ends.filter((n) => holds(n) && !behind(l, n)).length;
+  // A third copy counts as the pair's do: UpToDate, and not behind the primary (or the secondary).
+  const t =
+    third === null
+      ? undefined
+      : (linkBetween(r, primary, third) ??
+        (secondary === null ? undefined : linkBetween(r, secondary, third)));
+  return pair + (t !== undefined && holds(third!) && !behind(t, third!) ? 1 : 0);
 }
 
 /** What the oracle needs to know about a world, whatever the backend. */
@@ -158,20 +170,22 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
   }
   const copies = config.disks.flatMap((d) => {
     const r = world.resources[d.resource];
-    return r === undefined ? [] : [upToDateCopies(world, r, config.primaryNode, config.secondaryNode)];
+    return r === undefined
+      ? []
+      : [upToDateCopies(world, r, config.primaryNode, config.secondaryNode, config.thirdCopy)];
   });
   const linkCut = config.disks.some((d) =>
     (world.resources[d.resource]?.links ?? []).some((l) => l.linkDownUntil !== null),
   );
-  // A named tiebreaker's vote goes to the peers it has: they must be the instance's two nodes.
+  // A named tiebreaker's vote goes to the peers it has: they must be the instance's copies.
   const tiebreakerWiring = config.disks.flatMap((d) => {
     const r = world.resources[d.resource];
     if (r === undefined || r.tiebreaker === null) return [];
     const has = [...r.tiebreakerPeers].sort();
-    return JSON.stringify(has) === JSON.stringify([...nodes].sort())
+    return JSON.stringify(has) === JSON.stringify([...holders].sort())
       ? []
       : [
-          `${r.name}'s tiebreaker ${r.tiebreaker} has ${has.join(', ') || 'no peers'} as its peers, not ${nodes.join(' and ')}`,
+          `${r.name}'s tiebreaker ${r.tiebreaker} has ${has.join(', ') || 'no peers'} as its peers, not ${holders.join(' and ')}`,
         ];
   });
   return {
