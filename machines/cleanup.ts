@@ -20,10 +20,12 @@ import {
   warning,
 } from './steps.js';
 
-const unreadThirdCopy = warning(
-  (c, e) =>
-    `Could not read ${thirdCopy(c)}, the third copy (${e}); the cleanup works towards the secondary ${c.target}: if a migration to ${thirdCopy(c)} was under way, run the cleanup again once it answers`,
-);
+/** Each read of the third copy that fails says which it was (its disks, or where the instance runs). */
+const unreadThirdCopy = (what: string) =>
+  warning(
+    (c, e) =>
+      `Could not read ${what} on ${thirdCopy(c)}, the third copy (${e}); the cleanup works towards the secondary ${c.target}: if a migration to ${thirdCopy(c)} was under way, run the cleanup again once it answers`,
+  );
 
 /**
  * Ganeti's newest _ExecCleanup: find where the instance really runs, make the config say so, then
@@ -53,14 +55,14 @@ export const cleanupMachine = protocol.createMachine({
     readingThirdCopy: effectStep({
       src: 'diskStatus',
       description:
-        'The third copy’s disks towards the source: Primary, or two primaries allowed, is what a migration to it left, and the cleanup works towards it.',
+        'The third copy and the source, each towards the other: the third Primary, or two primaries allowed on either side, is what a migration to it left, and the cleanup works towards it.',
       input: (c) => ({
         instance: c.instance,
         nodes: [thirdCopy(c), c.source] as [string, string],
         disks: c.disks,
       }),
       done: [fromAnswer('targetThirdCopyIfTouched', (status: Record<string, DiskStatus[]>) => ({ status }))],
-      ...evenIfFailed('lookingOnThirdCopy', unreadThirdCopy),
+      ...evenIfFailed('lookingOnThirdCopy', unreadThirdCopy('the disks')),
     }),
     lookingOnThirdCopy: effectStep({
       src: 'instanceList',
@@ -74,7 +76,7 @@ export const cleanupMachine = protocol.createMachine({
             : `* nothing of a migration on ${thirdCopy(c)}, the third copy`,
         ),
       ],
-      ...evenIfFailed('locating', unreadThirdCopy),
+      ...evenIfFailed('locating', unreadThirdCopy('whether the instance runs')),
     }),
     locating: {
       ...effectStep({

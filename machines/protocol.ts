@@ -658,8 +658,11 @@ export const protocol = setup({
       ) => {
         const third = context.config?.thirdCopy ?? null;
         if (third === null) return {};
+        // The source's side counts too: a third copy that lost power forgets its own options, while
+        // the source still allows two primaries towards it.
         const touched =
           (params.status?.[third] ?? []).some((d) => d.role === 'Primary' || d.allowTwoPrimaries) ||
+          (params.status?.[context.source] ?? []).some((d) => d.allowTwoPrimaries) ||
           (params.lists !== undefined && locate(params.lists, context.instance, third) !== null);
         return touched ? { target: third } : {};
       },

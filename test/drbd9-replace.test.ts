@@ -12,7 +12,7 @@ import { runMachine } from '../src/runner/index.js';
 import { SshNode } from '../src/ssh/index.js';
 import { spareTestbed } from './drbd-replace.js';
 import { cli } from './processes.js';
-import { ticks } from './testbed/common.js';
+import { ticks, ticksAcross } from './testbed/common.js';
 import {
   type DrbdTestbed,
   drbdTestbedUnavailable,
@@ -34,7 +34,8 @@ import { tempDir } from './tmp.js';
  * node-d. Then a repair after a commit, the new copy carrying a live migration, `evacuate node-b
  * --all` emptying node-b, and node-b back as a third diskful copy of web1 while a live migration runs
  * between the other two (the kernel's own view of the third during the copy); then the file names
- * another two of the three as the pair, and a migration runs between those.
+ * another two of the three as the pair, and a migration runs between those. A second testbed, node-d
+ * a second spare instead of the tiebreaker, replaces the secondary of a three-copy instance.
  */
 const unavailable = drbdTestbedUnavailable('9');
 if (unavailable !== null && process.env.CI === 'true') {
@@ -632,5 +633,154 @@ describe.skipIf(unavailable !== null)(
         rmSync(state, { recursive: true, force: true });
       }
     }, 300_000);
+  },
+);
+
+/**
+ * The same replace of a three-copy instance on the kernel: four node VMs, web1 on node-a (primary),
+ * node-b (secondary) and node-c (a third copy the file names), node-d a second spare. The new copy
+ * joins node-a and node-c before the commit; node-b leaves both after it.
+ */
+describe.skipIf(unavailable !== null)(
+  'DRBD 9: a three-copy instance’s secondary replaced onto a fourth VM node',
+  () => {
+    let tb: DrbdTestbed;
+    let dir: string;
+    const { sh, waitForTick, serial, drbd, volumes } = spareTestbed('9', () => tb);
+
+    beforeAll(async () => {
+      dir = tempDir('drbd-migrate-vms-');
+      tb = await startDrbdTestbed(dir, '9', { spare: true, secondSpare: true });
+      const source = new QemuNode(new SshNode(tb.cluster.nodes[0]!), tb.cluster.instances[0]!.hypervisor);
+      await source.start(false, 60_000);
+      source.shell.close();
+      await waitForTick('node-a', 2);
+      // node-c made web1's third copy with the backend's own steps (its resource file names node-a
+      // and node-b only, as a file written before it joined would): its disks, then a peer of each.
+      const cluster = await loadCluster(tb.clusterPath);
+      writeFileSync(
+        tb.clusterPath,
+        JSON.stringify({
+          ...cluster,
+          instances: cluster.instances.map((i) => ({
+            ...i,
+            thirdCopy: 'node-c',
+            disks: i.disks.map((d) => ({ ...d, nodeIds: NODE_IDS })),
+          })),
+        }),
+      );
+      const backend = await sshEffects(tb.clusterPath);
+      try {
+        const signal = new AbortController().signal;
+        const disks = [{ index: 0, resource: RESOURCE, minor: 0, sizeMiB: 64 }];
+        const timeoutMs = 120_000;
+        await backend.effects.createDisks({ instance: 'web1', node: 'node-c', disks, timeoutMs }, signal);
+        for (const peer of ['node-a', 'node-b'] as const)
+          await backend.effects.attachNet(
+            { instance: 'web1', nodes: [peer, 'node-c'], disks, multimaster: false, timeoutMs },
+            signal,
+          );
+      } finally {
+        backend.close();
+      }
+      await sh(
+        'node-c',
+        `timeout 120 sh -c 'until s=$(drbdsetup events2 --now ${RESOURCE}) && echo "$s" | grep -q "^exists device .* disk:UpToDate" && echo "$s" | grep -q "conn-name:node-a volume:0 replication:Established peer-disk:UpToDate" && echo "$s" | grep -q "conn-name:node-b volume:0 replication:Established peer-disk:UpToDate"; do sleep 0.2; done'`,
+      );
+    }, 600_000);
+
+    afterAll(() => {
+      tb?.stop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    /** The peers a node's kernel has for web1's disk, by name, each with its connection and disk. */
+    const peersOf = async (node: NodeName) => {
+      const status = JSON.parse((await sh(node, `drbdsetup status ${RESOURCE} --json`)).stdout) as {
+        connections: {
+          name: string;
+          'connection-state': string;
+          peer_devices: { 'peer-disk-state': string }[];
+        }[];
+      }[];
+      return Object.fromEntries(
+        status[0]!.connections.map((c) => [
+          c.name,
+          `${c['connection-state']} ${c.peer_devices.map((p) => p['peer-disk-state']).join()}`,
+        ]),
+      );
+    };
+
+    it('DRBD 9: replace-secondary gives web1 node-d for node-b: node-d joins node-a and node-c, is in sync with both before the commit, node-b leaves both after; three UpToDate copies at every event on node-a; then web1 migrates to node-d', async () => {
+      expect(await peersOf('node-c')).toEqual({
+        'node-a': 'Connected UpToDate',
+        'node-b': 'Connected UpToDate',
+      });
+      await sh('node-a', `drbdsetup events2 ${RESOURCE} >${EVENTS} 2>&1 </dev/null & echo $! >${EVENTS}.pid`);
+      const state = tempDir('drbd-migrate-state-');
+      let r: { code: number | null; stdout: string; stderr: string };
+      try {
+        r = await cli([
+          'replace-secondary',
+          'web1',
+          '--new-secondary',
+          'node-d',
+          '--cluster',
+          tb.clusterPath,
+          '--state-dir',
+          state,
+        ]);
+      } finally {
+        rmSync(state, { recursive: true, force: true });
+        await sh('node-a', `kill $(cat ${EVENTS}.pid)`);
+      }
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      const said = r.stdout.split('\n');
+      const at = (line: string) => said.findIndex((l) => l.includes(line));
+      const commit = at('* updating the configuration: node-d is the secondary of web1');
+      expect(at('* adding node-d as a peer of node-c, the third copy')).toBeGreaterThan(-1);
+      expect(at('* adding node-d as a peer of node-c, the third copy')).toBeLessThan(commit);
+      expect(at('* removing node-b as a peer of node-c, the third copy')).toBeGreaterThan(commit);
+      expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({
+        primary: 'node-a',
+        secondary: 'node-d',
+        thirdCopy: 'node-c',
+      });
+      // node-a's own events, the whole replace long: never fewer than three UpToDate copies.
+      const counted = copiesOverEvents((await sh('node-a', `cat ${EVENTS}`)).stdout, RESOURCE);
+      expect(counted.length).toBeGreaterThan(5);
+      expect(counted.filter((c) => c.copies < 3)).toEqual([]);
+      for (const [node, peers] of [
+        ['node-a', { 'node-c': 'Connected UpToDate', 'node-d': 'Connected UpToDate' }],
+        ['node-c', { 'node-a': 'Connected UpToDate', 'node-d': 'Connected UpToDate' }],
+        ['node-d', { 'node-a': 'Connected UpToDate', 'node-c': 'Connected UpToDate' }],
+      ] as const)
+        expect([node, await peersOf(node)]).toEqual([node, peers]);
+      expect((await sh('node-b', `drbdsetup status ${RESOURCE} >/dev/null 2>&1`, [0, 10])).code).toBe(10);
+      expect(await volumes('node-b')).toEqual([]);
+
+      // The new pair carries a live migration, the guest counting on.
+      const migrateState = tempDir('drbd-migrate-state-');
+      try {
+        const moved = await cli([
+          'migrate',
+          'web1',
+          '--cluster',
+          tb.clusterPath,
+          '--state-dir',
+          migrateState,
+        ]);
+        expect([moved.code, moved.stderr]).toEqual([0, '']);
+      } finally {
+        rmSync(migrateState, { recursive: true, force: true });
+      }
+      // Counting on from the last tick node-a's guest wrote, on node-d.
+      const left = await serial('node-a');
+      const { last } = ticksAcross(left, await serial('node-d'));
+      await waitForTick('node-d', last + 2);
+      expect(ticksAcross(left, await serial('node-d')).after.slice(0, 2)).toEqual([last + 1, last + 2]);
+      expect(await drbd('node-d', 'node-a')).toMatchObject({ role: 'Primary', peerDiskState: 'UpToDate' });
+      expect(await drbd('node-c', 'node-d')).toMatchObject({ peerRole: 'Primary', diskState: 'UpToDate' });
+    }, 600_000);
   },
 );

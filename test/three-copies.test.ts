@@ -183,6 +183,40 @@ describe('three diskful copies on the simulated cluster (DRBD 9)', () => {
 });
 
 /** Every call of a failover to the third copy failed once; a run that stops is run again, as its hint says. */
+describe('a cleanup after a migration to the third copy whose node lost power inside the window', () => {
+  it('finds two primaries still allowed on the source’s side towards the third, and repairs that connection', async () => {
+    const sim = createSimCluster(spec);
+    // What dualMaster leaves between node-a and node-c; then node-c loses power and boots again,
+    // its own side of the connection forgotten.
+    for (const name of ['web1-disk0', 'web1-disk1']) {
+      const l = linkBetween(sim.world.resources[name]!, 'node-a', 'node-c')!;
+      for (const n of l.ends) l.net[n] = { allowTwoPrimaries: true, discardMyData: false };
+    }
+    sim.killNode('node-c');
+    sim.reviveNode('node-c');
+    const cleanup = await simulate('cleanup', { sim });
+    expect([cleanup.out.outcome, cleanup.out.error ?? null]).toEqual(['cleaned', null]);
+    expect(sim.world.violations).toEqual([]);
+    for (const name of ['web1-disk0', 'web1-disk1']) {
+      const l = linkBetween(sim.world.resources[name]!, 'node-a', 'node-c')!;
+      expect([name, l.net['node-a']?.allowTwoPrimaries ?? false, l.connection]).toEqual([
+        name,
+        false,
+        { 'node-a': 'Connected', 'node-c': 'Connected' },
+      ]);
+    }
+    expect(sim.world.config.instances.web1).toMatchObject({ primaryNode: 'node-a', thirdCopy: 'node-c' });
+    // The cleanup repairs the migration's connection only: node-c's to the secondary, which its
+    // reboot dropped, stays down (no rejoin of a third copy is built yet).
+    expect(restStateProblems(sim.world, 'web1')).toEqual([
+      'web1-disk0 is Connecting on node-b towards node-c',
+      'web1-disk0 is StandAlone on node-c towards node-b',
+      'web1-disk1 is Connecting on node-b towards node-c',
+      'web1-disk1 is StandAlone on node-c towards node-b',
+    ]);
+  });
+});
+
 describe('a failure at every effect call of a failover to the third copy', async () => {
   const dead = () => {
     const sim = createSimCluster(spec);

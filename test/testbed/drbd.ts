@@ -133,15 +133,19 @@ const addressOn = (link: Link, node: NodeName) => `${link.subnet}.${HOST[node].n
  *
  * `tiebreaker` (DRBD 9, with `spare`): a fourth node, node-d, the resources' diskless tiebreaker,
  * with quorum, named in the cluster file: a replace onto node-c rewires it.
+ *
+ * `secondSpare` (DRBD 9, with `spare`, not with `tiebreaker`): a fourth node, node-d, a second
+ * diskful spare (its volume group, no copy): a three-copy instance's secondary is replaced onto it.
  */
 export interface DrbdTestbedOptions {
   spare?: boolean;
   tiebreaker?: boolean;
+  secondSpare?: boolean;
 }
 
 /** The nodes a testbed boots: DRBD 9's has the tiebreaker, a spare testbed the spare. */
 export const testbedNodes = (kernel: DrbdKernel, options: DrbdTestbedOptions = {}): NodeName[] =>
-  kernel === '9' && options.spare === true && options.tiebreaker === true
+  kernel === '9' && options.spare === true && (options.tiebreaker === true || options.secondSpare === true)
     ? ['node-a', 'node-b', 'node-c', 'node-d']
     : kernel === '9' || options.spare === true
       ? ['node-a', 'node-b', 'node-c']
@@ -204,7 +208,7 @@ export const DISK_NODE_IDS = { 'node-a': NODE_IDS['node-a'], 'node-b': NODE_IDS[
 /** Those and the tiebreaker's (node-c on DRBD 9's own testbed, node-d beside a spare). */
 const diskNodeIds = (kernel: DrbdKernel, options: DrbdTestbedOptions) => {
   const tiebreaker = testbedNodes(kernel, options).find((n) =>
-    options.spare === true ? n === 'node-d' : n === 'node-c',
+    options.spare === true ? n === 'node-d' && options.tiebreaker === true : n === 'node-c',
   );
   return tiebreaker === undefined ? DISK_NODE_IDS : { ...DISK_NODE_IDS, [tiebreaker]: NODE_IDS[tiebreaker] };
 };
@@ -296,6 +300,8 @@ export async function startDrbdTestbed(
   options: DrbdTestbedOptions = {},
 ): Promise<DrbdTestbed> {
   const spare = options.spare === true;
+  /** node-d holds a disk: a second spare, not the tiebreaker. */
+  const spareD = spare && options.secondSpare === true;
   const pidfiles: string[] = [];
   const shells = new Map<NodeName, SshNode>();
   const stop = () => {
@@ -329,7 +335,7 @@ export async function startDrbdTestbed(
     for (const [i, n] of nodes.entries()) sshPorts[n] = picked[ends.length + i]!;
     // A spare testbed's node has one disk, its volume group (sparse: the metadata volumes are 128 MiB).
     const diskFiles = (node: NodeName): (readonly [string, string])[] =>
-      node === 'node-d'
+      node === 'node-d' && !spareD
         ? []
         : spare
           ? [[`${node}.raw`, '1G']]
@@ -460,7 +466,7 @@ export async function startDrbdTestbed(
           // DRBD 9's quorum-lost handler stops the guest once the cut-off node notices (DRBD's ping
           // interval and timeout, seconds) and the handler ran: 20 s covers both here.
           ...(kernel === '9' && !spare ? { selfFenceMs: 20_000, tiebreaker: 'node-c' } : {}),
-          ...(nodes.includes('node-d') ? { tiebreaker: 'node-d' } : {}),
+          ...(nodes.includes('node-d') && !spareD ? { tiebreaker: 'node-d' } : {}),
         },
       ],
       // Everything runs under TCG here, the nested QEMU inside TCG: generous step deadlines. A spare
@@ -485,14 +491,14 @@ export async function startDrbdTestbed(
     if (spare) {
       await Promise.all(
         nodes
-          .filter((n) => n !== 'node-d')
+          .filter((n) => n !== 'node-d' || spareD)
           .map((n) =>
             exec(n, [
               'sh',
               '-c',
               [
                 `pvcreate -q /dev/vda && vgcreate -q ${VOLUME_GROUP} /dev/vda`,
-                ...(n === 'node-c'
+                ...(n === 'node-c' || n === 'node-d'
                   ? []
                   : Object.entries(VOLUME_MIB).flatMap(([r, mib]) => [
                       `lvcreate -q -y -L ${mib}m -n ${r}_data ${VOLUME_GROUP}`,
@@ -509,7 +515,7 @@ export async function startDrbdTestbed(
     const up: DrbdTestbed['up'] = async (resource, minor) => {
       await Promise.all(
         nodes
-          .filter((n) => !(spare && n === 'node-c'))
+          .filter((n) => !(spare && (n === 'node-c' || (n === 'node-d' && spareD))))
           .map((n) =>
             exec(n, [
               'sh',
