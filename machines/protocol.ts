@@ -122,6 +122,8 @@ export interface ProtocolOutput {
   secondaryNode?: string | null;
   /** A replace past its commit: the old secondary the config still names as holding copies. */
   formerSecondary?: string;
+  /** A rejoin: the node taken back (the secondary, or a three-copy instance's third copy). */
+  rejoined?: string;
   live: boolean | null;
   error?: string;
   /** What the nodes looked like when the machine gave up (needsCleanup, failed). */
@@ -419,6 +421,7 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
     .filter((e): e is string => e !== null && e !== '')
     .join('; then: ');
   if (error !== '') out.error = error;
+  if (outcome === 'rejoined') out.rejoined = c.target;
   if (c.replace.former !== '' && c.config !== null)
     out.secondaryNode = c.replace.committed ? c.target : c.config.secondaryNode;
   // Past the commit, a former secondary the config still names (its copies not yet removed).
@@ -554,6 +557,15 @@ export const protocol = setup({
      * In the disk status just read: the returning node is already the secondary, every disk
      * connected and in sync, single-master (a rejoin has nothing to do).
      */
+    /** The run's target is the instance's third copy (a rejoin of the node that holds it). */
+    returnsThirdCopy: ({ context }) =>
+      (context.config?.thirdCopy ?? null) !== null && context.config?.thirdCopy === context.target,
+    /** Every disk of a node's look Connected and UpToDate on both sides. */
+    inSync: ({ context }, params: { disks: DiskStatus[] }) =>
+      params.disks.length === context.disks.length &&
+      params.disks.every(
+        (d) => d.connection === 'Connected' && d.diskState === 'UpToDate' && d.peerDiskState === 'UpToDate',
+      ),
     rejoinedIn: ({ context }, params: { status: Record<string, DiskStatus[]> }) =>
       bothNodes(context).every((n) => (params.status[n]?.length ?? 0) === context.disks.length) &&
       checkRejoined(params.status, context.source, context.target) === null,

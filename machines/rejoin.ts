@@ -14,7 +14,7 @@ import {
   loadingConfig,
   outcomeState,
   saying,
-  thirdCopyNode as thirdCopy,
+  thirdCopyNode,
   warning,
 } from './steps.js';
 
@@ -32,6 +32,14 @@ import {
 const returning = (c: ProtocolContext) => c.target;
 const forecast = (c: ProtocolContext) => resyncForecast(c.found.disksBefore, survivor(c), returning(c));
 const survivor = (c: ProtocolContext) => c.source;
+/**
+ * With three copies, the one the returning node reconnects to after the survivor: the third copy
+ * when the secondary returns; the secondary when the third copy's node returns.
+ */
+const otherCopy = (c: ProtocolContext) =>
+  returning(c) === thirdCopyNode(c) ? (c.config?.secondaryNode ?? '') : thirdCopyNode(c);
+const otherCopyRole = (c: ProtocolContext) =>
+  returning(c) === thirdCopyNode(c) ? 'the secondary' : 'the third copy';
 type Probed = { context: ProtocolContext; event: { output: NodeProbe } };
 
 export const rejoinMachine = protocol.createMachine({
@@ -49,7 +57,8 @@ export const rejoinMachine = protocol.createMachine({
         check: rejoinProblem,
         next: 'probing',
         rejected: '#rejoin.rejected',
-        says: (c) => `Rejoining ${returning(c)} as the secondary of ${c.instance} (primary ${survivor(c)})`,
+        says: (c) =>
+          `Rejoining ${returning(c)} as the ${returning(c) === thirdCopyNode(c) ? 'third copy' : 'secondary'} of ${c.instance} (primary ${survivor(c)})`,
       }),
     },
     probing: {
@@ -171,28 +180,55 @@ export const rejoinMachine = protocol.createMachine({
     }),
     thirdCopy: {
       description:
-        'DRBD 9 with three copies: the returning node is reconnected to the third too (it followed the survivor meanwhile).',
-      always: [{ guard: 'hasThirdCopy', target: 'reconnectingThird' }, { target: 'rejoined' }],
+        'DRBD 9 with three copies: the returning node is reconnected to the other copy too (the third, or, where the third returns, the secondary; it followed the survivor meanwhile).',
+      always: [
+        { guard: 'hasThirdCopy', target: 'reconnectingThird' },
+        { guard: 'returnsThirdCopy', target: 'readingSecondary' },
+        { target: 'rejoined' },
+      ],
     },
+    readingSecondary: effectStep({
+      src: 'nodeDiskStatus',
+      description:
+        'The third copy returns: is the secondary in sync with the survivor? Only then is it a copy to take from; one that is not (it may have died too) is left to its own rejoin, which reconnects it to the third.',
+      input: (c) => ({ instance: c.instance, node: otherCopy(c), disks: c.disks }),
+      next: [
+        { guard: fromAnswer('inSync', (disks: DiskStatus[]) => ({ disks })), target: 'reconnectingThird' },
+        {
+          target: 'rejoined',
+          actions: warning(
+            (c) =>
+              `${otherCopy(c)}, the secondary, is not in sync with ${survivor(c)}: ${returning(c)} is not connected to it; 'drbd-migrate rejoin ${otherCopy(c)}' connects the two once it is back`,
+          ),
+        },
+      ],
+      goOnTo: 'rejoined',
+      noting: [
+        warning(
+          (c, e) =>
+            `Cannot read ${otherCopy(c)}, the secondary (${e}): ${returning(c)} is not connected to it; run the rejoin of ${returning(c)} again once it answers`,
+        ),
+      ],
+    }),
     reconnectingThird: goReconnect({
       description:
-        'Reconnecting the returning node to the third copy, single-master, with --discard-my-data on the returning side: the third, which took the survivor’s writes, is never overwritten.',
+        'Reconnecting the returning node to the other copy, single-master, with --discard-my-data on the returning side: that copy, which took the survivor’s writes, is never overwritten.',
       multimaster: false,
       discardOn: returning,
-      between: (c) => [thirdCopy(c), returning(c)],
+      between: (c) => [otherCopy(c), returning(c)],
       rules: [2, 7],
-      says: (c) => `* reconnecting ${returning(c)} to ${thirdCopy(c)}, the third copy`,
+      says: (c) => `* reconnecting ${returning(c)} to ${otherCopy(c)}, ${otherCopyRole(c)}`,
       next: 'resyncingThird',
       failTo: '#rejoin.surveying',
-      failure: (c, e) => `Cannot reconnect ${returning(c)} to ${thirdCopy(c)}, the third copy: ${e}`,
+      failure: (c, e) => `Cannot reconnect ${returning(c)} to ${otherCopy(c)}, ${otherCopyRole(c)}: ${e}`,
     }),
     resyncingThird: {
-      description: 'Waiting for the returning node and the third copy to be in sync.',
+      description: 'Waiting for the returning node and the other copy to be in sync.',
       meta: meta({ rules: [5] }),
       ...waitUntilSync({
         onFailed: '#rejoin.surveying',
         tolerated: false,
-        between: (c) => [thirdCopy(c), returning(c)],
+        between: (c) => [otherCopy(c), returning(c)],
       }),
       onDone: 'rejoined',
     },

@@ -207,13 +207,92 @@ describe('a cleanup after a migration to the third copy whose node lost power in
     }
     expect(sim.world.config.instances.web1).toMatchObject({ primaryNode: 'node-a', thirdCopy: 'node-c' });
     // The cleanup repairs the migration's connection only: node-c's to the secondary, which its
-    // reboot dropped, stays down (no rejoin of a third copy is built yet).
+    // reboot dropped, stays down until node-c is rejoined.
     expect(restStateProblems(sim.world, 'web1')).toEqual([
       'web1-disk0 is Connecting on node-b towards node-c',
       'web1-disk0 is StandAlone on node-c towards node-b',
       'web1-disk1 is Connecting on node-b towards node-c',
       'web1-disk1 is StandAlone on node-c towards node-b',
     ]);
+    const back = await runRejoin({ instance: 'web1', targetNode: 'node-c' }, sim.effects, {
+      clock: sim.clock,
+    });
+    expect([back.outcome, back.error ?? null]).toEqual(['rejoined', null]);
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+    expect(sim.world.violations).toEqual([]);
+  });
+});
+
+describe('the third copy’s node returns (rejoin of a third copy)', () => {
+  const threeLinks = (sim: SimCluster) =>
+    ['web1-disk0', 'web1-disk1'].map((name) => {
+      const r = sim.world.resources[name]!;
+      return r.links
+        .map(
+          (l) =>
+            `${[...l.ends].sort().join('/')} ${l.ends.map((e) => l.connection[e]).join('/')} ${l.ends.map((e) => r.local[e]?.diskState).join('/')}`,
+        )
+        .sort();
+    });
+  const whole = [
+    'node-a/node-b Connected/Connected UpToDate/UpToDate',
+    'node-a/node-c Connected/Connected UpToDate/UpToDate',
+    'node-b/node-c Connected/Connected UpToDate/UpToDate',
+  ];
+
+  it('node-c loses power while web1 writes on; rejoin node-c reconnects it to node-a, then node-b, its side discarded: three copies in sync, nothing of the others overwritten', async () => {
+    const dir = tempDir('drbd-migrate-three-');
+    try {
+      const file = join(dir, 'w.json');
+      writeFileSync(file, JSON.stringify(createWorld(spec)));
+      expect((await cli('power', 'node-c', 'off', '--world', file)).code).toBe(0);
+      expect((await cli('power', 'node-c', 'on', '--world', file)).code).toBe(0);
+      const r = await cli('rejoin', 'node-c', '--world', file);
+      expect([r.code, r.stderr]).toEqual([0, []]);
+      expect(r.stdout).toContain('# web1 (node-c holds its third copy)');
+      expect(r.stdout).toContain('Rejoining node-c as the third copy of web1 (primary node-a)');
+      expect(r.stdout).toContain('* reconnecting node-c to node-b, the secondary');
+      const w = JSON.parse(readFileSync(file, 'utf8'));
+      expect(w.violations).toEqual([]);
+      const sim = createSimCluster(w);
+      expect(threeLinks(sim)).toEqual([whole, whole]);
+      expect(w.config.instances.web1).toMatchObject({
+        primaryNode: 'node-a',
+        secondaryNode: 'node-b',
+        thirdCopy: 'node-c',
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('with the secondary down too: node-c reconnects to the primary only, says why, and the secondary’s own rejoin connects the two', async () => {
+    const sim = createSimCluster(spec);
+    sim.killNode('node-c');
+    sim.killNode('node-b');
+    await sim.clock.sleep(5_000);
+    sim.reviveNode('node-c');
+    const events: string[] = [];
+    const back = await runRejoin({ instance: 'web1', targetNode: 'node-c' }, sim.effects, {
+      clock: sim.clock,
+      onEvent: (e) => {
+        if (e.type === 'feedback') events.push(e.message);
+      },
+    });
+    expect([back.outcome, back.error ?? null]).toEqual(['rejoined', null]);
+    expect(
+      events.some(
+        (m) =>
+          m.startsWith('Cannot read node-b, the secondary') ||
+          m.startsWith('node-b, the secondary, is not in sync'),
+      ),
+    ).toBe(true);
+    expect(sim.world.violations).toEqual([]);
+    sim.reviveNode('node-b');
+    const secondary = await runRejoin({ instance: 'web1' }, sim.effects, { clock: sim.clock });
+    expect([secondary.outcome, secondary.error ?? null]).toEqual(['rejoined', null]);
+    expect(threeLinks(sim)).toEqual([whole, whole]);
+    expect(sim.world.violations).toEqual([]);
   });
 });
 

@@ -75,6 +75,8 @@ export const Perturbation = z.enum([
   'replaceCommitLands',
   /** Three copies: writes the third copy has to catch up on, over each of its connected links. */
   'thirdCopyBehind',
+  /** Three copies: the third copy's node loses power and boots again (its connections forgotten). */
+  'thirdCopyRestarts',
 ]);
 export type Perturbation = z.infer<typeof Perturbation>;
 
@@ -232,6 +234,12 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
       return;
     case 'sourceReturns':
       if (config.secondaryNode !== null) reviveNode(world, config.secondaryNode);
+      return;
+    case 'thirdCopyRestarts':
+      if (config.thirdCopy !== null) {
+        killNode(world, config.thirdCopy, false);
+        reviveNode(world, config.thirdCopy);
+      }
       return;
     case 'staleCopy':
       if (config.secondaryNode !== null && world.vms[config.secondaryNode]?.[instance] === undefined) {

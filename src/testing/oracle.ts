@@ -78,8 +78,8 @@ export function restProblems(view: WorldView): string[] {
  * in sync with the primary over a single-master link, its shared disks closed. (Whether the instance
  * runs is not the rejoin's business.)
  */
-export function rejoinedProblems(view: WorldView): string[] {
-  const node = view.configSecondary;
+export function rejoinedProblems(view: WorldView, rejoined?: string): string[] {
+  const node = rejoined ?? view.configSecondary;
   if (node === null) return ['the instance has no secondary'];
   const problems: string[] = [];
   if (view.instance[node] !== undefined) problems.push(`the instance is ${view.instance[node]} on ${node}`);
@@ -217,7 +217,7 @@ function outcomeStateProblems(out: ProtocolOutput, before: WorldView, after: Wor
       ];
     case 'rejoined':
       return [
-        ...at('', rejoinedProblems(after)),
+        ...at('', rejoinedProblems(after, out.rejoined)),
         ...(after.configPrimary === before.configPrimary
           ? []
           : [`rejoined but the config names ${after.configPrimary}`]),

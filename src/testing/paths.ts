@@ -96,6 +96,8 @@ function vertexOf(snapshot: AnyMachineSnapshot): string {
     // And a replace of a three-copy instance's secondary joins the third copy (cleanups and rejoins
     // read it in states of their own).
     snapshot.machine.id === 'changeSecondary' && (c.config?.thirdCopy ?? null) !== null,
+    // A rejoin of the third copy's node reconnects it to the secondary rather than to the third.
+    snapshot.machine.id === 'rejoin' && (c.config?.thirdCopy ?? null) === c.target,
     at('migrating') && c.handover.pastPointOfNoReturn,
     at('aborting') && (c.handover.memory?.status ?? null),
     at('abortingFound') && (c.found.locations?.[c.target]?.map((i) => i.state).join() ?? null),
@@ -176,7 +178,9 @@ const INPUTS: Record<MachineName, Partial<ProtocolInput>[]> = {
   ],
   cleanup: [{}],
   failover: [{}, { sourceIsDown: true }, { ignoreConsistency: true }],
-  rejoin: [{}],
+  // The second: the node that returns holds a three-copy instance's third copy (a config without one
+  // keeps to the secondary).
+  rejoin: [{}, { targetNode: 'node-c' }],
   // A replace; the repair of one that stopped before its commit (named node) or after it (none).
   changeSecondary: [{ newSecondary: 'node-c' }, { cleanup: true, newSecondary: 'node-c' }, { cleanup: true }],
 };

@@ -38,7 +38,10 @@ export interface ReplayResult {
 const OUTCOMES = new Set(['migrated', 'reverted', 'rejected', 'needsCleanup', 'cleaned', 'failed']);
 
 const START_CRASH: Record<
-  Exclude<StartPoint, 'healthy' | 'afterFailover' | 'pausedOnSource' | 'replaceCommitted'>,
+  Exclude<
+    StartPoint,
+    'healthy' | 'afterFailover' | 'pausedOnSource' | 'replaceCommitted' | 'thirdCopyRestarted'
+  >,
   string
 > = {
   crashMidCopy: 'migrating.transferring.polling',
@@ -240,6 +243,8 @@ export async function replayPath(
         },
       );
       if (!prep.crashed) problems.push(`could not set up the start point ${start}`);
+    } else if (start === 'thirdCopyRestarted') {
+      await world.perturb('thirdCopyRestarts', 'web1');
     } else if (start === 'pausedOnSource') {
       await world.perturb('sourcePauses', 'web1');
     } else if (path.machine === 'cleanup' && start !== 'healthy') {

@@ -17,6 +17,8 @@ export type StartPoint =
   | 'crashAfterCopy'
   | 'crashBeforeCommit'
   | 'afterFailover'
+  /** Three copies: the third copy's node lost power and booted again (a rejoin of it is its world). */
+  | 'thirdCopyRestarted'
   /** The instance stands paused on its primary (a copy aborted without 'cont'): a cleanup's world. */
   | 'pausedOnSource'
   /** A replace of web1's secondary (node-b by node-c) dropped right after its commit: its repair's world. */
@@ -106,6 +108,10 @@ const inState =
     states.some((x) => s.matches(x as never));
 const rejoinLooking = (s: AnyMachineSnapshot) =>
   s.machine.id === 'rejoin' && s.matches('lookingAtDisks' as never);
+/** A rejoin of the node that holds the third copy. */
+const rejoiningThirdCopy = (s: AnyMachineSnapshot) =>
+  s.machine.id === 'rejoin' &&
+  (s.context as ProtocolContext).target === ((s.context as ProtocolContext).config?.thirdCopy ?? null);
 /** The config read names a third copy: its worlds start after a failover, never healthy. */
 const threeCopies = (s: AnyMachineSnapshot) =>
   ((s.context as ProtocolContext).config?.thirdCopy ?? null) !== null;
@@ -324,10 +330,18 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       recipe: { spec: { nodes: THREE_NODES, instances: THREE_COPIES } },
     },
     {
+      // Three copies, the third copy's node back after a power loss: it is the one rejoined.
+      name: 'thirdCopyReturns',
+      output: (c) => ({ ...config(c), drbdVersion: '9', thirdCopy: THIRD_COPY }),
+      applies: (s) =>
+        s.machine.id === 'rejoin' && (s.context as ProtocolContext).request.targetNode === THIRD_COPY,
+      recipe: { spec: { nodes: THREE_NODES, instances: THREE_COPIES }, start: 'thirdCopyRestarted' },
+    },
+    {
       // Three copies after a failover: the rejoin reconnects the returning node to the third too.
       name: 'thirdCopyRejoin',
       output: (c) => ({ ...config(c), drbdVersion: '9', thirdCopy: THIRD_COPY }),
-      applies: (s) => s.machine.id === 'rejoin',
+      applies: (s) => s.machine.id === 'rejoin' && (s.context as ProtocolContext).request.targetNode === null,
       recipe: { spec: { nodes: THREE_NODES, instances: THREE_COPIES }, start: 'afterFailover' },
     },
     {
@@ -572,8 +586,10 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
           allowTwoPrimaries: true,
         })),
       // Migration: the link drops before promotion; rejoin: before the read-back.
+      // (Not a third copy's rejoin: the perturbation cuts the pair's link, not the one it reads.)
       applies: (s) =>
-        inState('dualMaster.verifying')(s) || (s.machine.id === 'rejoin' && inState('verifying')(s)),
+        inState('dualMaster.verifying')(s) ||
+        (s.machine.id === 'rejoin' && inState('verifying')(s) && !rejoiningThirdCopy(s)),
       perturb: 'linkDown',
     },
     {
@@ -664,14 +680,15 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // Rejoin: a paused copy was started on the returning node.
       name: 'staleCopy',
       output: () => ({ reachable: true, error: null, state: 'paused' }),
-      applies: rejoining,
+      // The perturbations put it on the secondary, so only a rejoin of the secondary meets them.
+      applies: (s) => rejoining(s) && !rejoiningThirdCopy(s),
       perturb: 'staleCopy',
     },
     {
       // Rejoin: the node to take back is not up.
       name: 'notBack',
       output: () => ({ reachable: false, error: 'down', state: null }),
-      applies: rejoining,
+      applies: (s) => rejoining(s) && !rejoiningThirdCopy(s),
       perturb: 'secondaryDies',
     },
   ],
@@ -682,6 +699,26 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       name: 'primaryHealthy',
       output: (c) => disks(c)[c.source],
       applies: readingReplacePrimary,
+    },
+    {
+      // A third copy's rejoin: the secondary is in sync with the primary (a healthy cluster whose
+      // third copy is rejoined), so the third reconnects to it too.
+      name: 'secondaryInSync',
+      output: (c) => disks(c, () => ({ role: 'Secondary' }))[c.source],
+      applies: inState('readingSecondary'),
+    },
+    {
+      // The secondary is not (after a failover it returned and was not rejoined yet): left alone.
+      name: 'secondaryApart',
+      output: (c) =>
+        disks(c, () => ({
+          role: 'Secondary',
+          connection: 'StandAlone',
+          replication: 'Off',
+          peerDiskState: 'DUnknown',
+        }))[c.source],
+      applies: inState('readingSecondary'),
+      perturb: 'linkDown',
     },
     {
       // A replace's third copy: UpToDate, connected to the primary.
@@ -806,14 +843,14 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
     {
       name: 'progress',
       output: syncAt(false, 1_000),
-      applies: not(inState('resyncingThird', 'resyncingWithThirdCopy')),
+      applies: (s) => !inState('resyncingThird', 'resyncingWithThirdCopy')(s) && !rejoiningThirdCopy(s),
       perturb: 'resyncPending',
     },
     // A rejoin's (or a replace's) wait on the third copy's link: the third has writes to catch up on there.
     {
       name: 'thirdProgress',
       output: syncAt(false, 1_000),
-      applies: inState('resyncingThird', 'resyncingWithThirdCopy'),
+      applies: (s) => inState('resyncingThird', 'resyncingWithThirdCopy')(s) || rejoiningThirdCopy(s),
       perturb: 'thirdCopyBehind',
     },
     {

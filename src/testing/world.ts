@@ -40,12 +40,12 @@ function upToDateCopies(
   const holds = (n: string) => !gone(world, n) && r.local[n]?.diskState === 'UpToDate';
   const l = configLink(r, primary, secondary);
   const pair = l.ends.filter((n) => holds(n) && !behind(l, n)).length;
-  // A third copy counts as the pair's do: UpToDate, and not behind the primary (or the secondary).
-  const t =
-    third === null
-      ? undefined
-      : (linkBetween(r, primary, third) ??
-        (secondary === null ? undefined : linkBetween(r, secondary, third)));
+  // A third copy counts while it follows the primary (or the secondary): UpToDate, connected, not
+  // behind. One apart from both falls behind with the next write, by no doing of a run.
+  const t = [primary, secondary]
+    .filter((n): n is string => n !== null && third !== null)
+    .map((n) => linkBetween(r, n, third!))
+    .find((l) => l !== undefined && l.ends.every((e) => l.connection[e] === 'Connected'));
   return pair + (t !== undefined && holds(third!) && !behind(t, third!) ? 1 : 0);
 }
 

@@ -25,7 +25,9 @@ data is the newer, so nothing is lost; what NODE wrote alone is discarded only w
 wrote too (a split brain), and that is said as a warning before it happens. A node that is already
 the secondary, connected and in sync, is left as it is (nothing to do). An instance whose secondary
 was replaced while NODE was down (the config names NODE as its formerSecondary) has its old copies
-removed from NODE, as 'replace-secondary INSTANCE --cleanup' does. Afterwards 'drbd-migrate migrate INSTANCE' moves an instance back as usual.
+removed from NODE, as 'replace-secondary INSTANCE --cleanup' does. On DRBD 9, an instance whose
+third copy NODE holds is rejoined the same way: NODE reconnects to the primary, then to the
+secondary (if that is in sync with the primary), its side discarded both times. Afterwards 'drbd-migrate migrate INSTANCE' moves an instance back as usual.
 
 Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
   examples: [
@@ -37,32 +39,41 @@ Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
     const { values, io } = call;
     // The instances it is the secondary of, and those whose old copies a replace left on it while
     // it was down (the config names it formerSecondary): those are removed now that it answers.
-    const [nodes, instances, leftOn]: [string[], string[], string[]] =
+    // And those whose third copy it holds (DRBD 9): it reconnects to the primary and the secondary.
+    type Found = [string[], string[], string[], string[]];
+    const [nodes, instances, leftOn, thirdOn]: Found =
       values.cluster !== undefined
-        ? await readClusterFile(values.cluster).then((c): [string[], string[], string[]] => [
-            c.nodes.map((n) => n.name),
-            c.instances.filter((i) => i.secondary === node).map((i) => i.name),
-            c.instances.filter((i) => i.formerSecondary === node).map((i) => i.name),
-          ])
-        : await loadWorld(values.world!).then((w): [string[], string[], string[]] => [
-            Object.keys(w.nodes),
-            Object.values(w.config.instances)
-              .filter((i) => i.secondaryNode === node)
-              .map((i) => i.name),
-            Object.values(w.config.instances)
-              .filter((i) => i.formerSecondary === node)
-              .map((i) => i.name),
-          ]);
+        ? await readClusterFile(values.cluster).then(
+            (c): Found => [
+              c.nodes.map((n) => n.name),
+              c.instances.filter((i) => i.secondary === node).map((i) => i.name),
+              c.instances.filter((i) => i.formerSecondary === node).map((i) => i.name),
+              c.instances.filter((i) => i.thirdCopy === node).map((i) => i.name),
+            ],
+          )
+        : await loadWorld(values.world!).then((w): Found => {
+            const all = Object.values(w.config.instances);
+            return [
+              Object.keys(w.nodes),
+              all.filter((i) => i.secondaryNode === node).map((i) => i.name),
+              all.filter((i) => i.formerSecondary === node).map((i) => i.name),
+              all.filter((i) => i.thirdCopy === node).map((i) => i.name),
+            ];
+          });
     const file = values.cluster ?? values.world;
     if (!nodes.includes(node)) throw new UsageError(`${node} is not a node of ${file}`);
-    if (instances.length === 0 && leftOn.length === 0) {
-      io.out(`no instance in ${file} has ${node} as its secondary: nothing to rejoin`);
+    if (instances.length === 0 && leftOn.length === 0 && thirdOn.length === 0) {
+      io.out(`no instance in ${file} has ${node} as its secondary or third copy: nothing to rejoin`);
       return 0;
     }
     let worst = 0;
     for (const instance of instances) {
       if (values.json !== true) io.out(`# ${instance}`);
       worst = Math.max(worst, await runOnInstance(call, 'rejoin', { instance }));
+    }
+    for (const instance of thirdOn) {
+      if (values.json !== true) io.out(`# ${instance} (${node} holds its third copy)`);
+      worst = Math.max(worst, await runOnInstance(call, 'rejoin', { instance, targetNode: node }));
     }
     for (const instance of leftOn) {
       if (values.json !== true)
