@@ -188,7 +188,9 @@ describe('the returning node resyncs from the survivor, never the other way', ()
     await saveWorld(file, createWorld(DEMO_SPEC));
     const r = await cli('rejoin', 'node-a', '--world', file);
     expect(r.code).toBe(0);
-    expect(r.stdout).toEqual([`no instance in ${file} has node-a as its secondary or third copy: nothing to rejoin`]);
+    expect(r.stdout).toEqual([
+      `no instance in ${file} has node-a as its secondary or third copy: nothing to rejoin`,
+    ]);
     expect((await cli('rejoin', 'node-x', '--world', file)).stderr[0]).toMatch(/node-x is not a node of/);
   });
 });

@@ -11,6 +11,7 @@ import {
   type DrbdLink,
   defaultPeer,
   linkBetween,
+  linkConnected,
   otherEnd,
   type Perturbation,
   type Resource,
@@ -45,7 +46,7 @@ function upToDateCopies(
   const t = [primary, secondary]
     .filter((n): n is string => n !== null && third !== null)
     .map((n) => linkBetween(r, n, third!))
-    .find((l) => l !== undefined && l.ends.every((e) => l.connection[e] === 'Connected'));
+    .find((l) => l !== undefined && linkConnected(l));
   return pair + (t !== undefined && holds(third!) && !behind(t, third!) ? 1 : 0);
 }
 
