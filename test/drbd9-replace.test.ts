@@ -782,5 +782,44 @@ describe.skipIf(unavailable !== null)(
       expect(await drbd('node-d', 'node-a')).toMatchObject({ role: 'Primary', peerDiskState: 'UpToDate' });
       expect(await drbd('node-c', 'node-d')).toMatchObject({ peerRole: 'Primary', diskState: 'UpToDate' });
     }, 600_000);
+
+    it('DRBD 9: the third copy’s node loses power and boots; rejoin node-c reconnects it to node-d, the primary, then to node-a, the secondary, its side discarded both times: three UpToDate copies, node-c’s volume with node-d’s latest tick', async () => {
+      expect((await loadCluster(tb.clusterPath)).instances[0]).toMatchObject({
+        primary: 'node-d',
+        secondary: 'node-a',
+        thirdCopy: 'node-c',
+      });
+      tb.powerOff('node-c');
+      await tb.powerOn('node-c');
+      // Its copy comes up as an operator brings it up: the activity log applied (the kernel refuses
+      // metadata a crash left unclean), the device on its volumes, no peer yet (no resource file
+      // names node-c, which joined by replace-secondary's steps).
+      await sh(
+        'node-c',
+        `vgchange -q -ay ${VOLUME_GROUP} >/dev/null && drbdmeta 0 v09 /dev/${VOLUME_GROUP}/${RESOURCE}_meta flex-external apply-al && drbdsetup new-resource ${RESOURCE} ${NODE_IDS['node-c']} --auto-promote=no && drbdsetup new-minor ${RESOURCE} 0 0 && drbdsetup attach 0 /dev/${VOLUME_GROUP}/${RESOURCE}_data /dev/${VOLUME_GROUP}/${RESOURCE}_meta flexible`,
+      );
+      const state = tempDir('drbd-migrate-state-');
+      try {
+        const back = await cli(['rejoin', 'node-c', '--cluster', tb.clusterPath, '--state-dir', state]);
+        expect([back.code, back.stderr]).toEqual([0, '']);
+        expect(back.stdout).toContain('Rejoining node-c as the third copy of web1 (primary node-d)');
+        expect(back.stdout).toContain('* reconnecting node-c to node-a, the secondary');
+      } finally {
+        rmSync(state, { recursive: true, force: true });
+      }
+      for (const [node, peers] of [
+        ['node-c', { 'node-a': 'Connected UpToDate', 'node-d': 'Connected UpToDate' }],
+        ['node-a', { 'node-c': 'Connected UpToDate', 'node-d': 'Connected UpToDate' }],
+        ['node-d', { 'node-a': 'Connected UpToDate', 'node-c': 'Connected UpToDate' }],
+      ] as const)
+        expect([node, await peersOf(node)]).toEqual([node, peers]);
+      const last = ticks(await serial('node-d')).at(-1)!;
+      await waitForTick('node-d', last + 2);
+      const sector = await sh(
+        'node-c',
+        `dd if=/dev/${VOLUME_GROUP}/${RESOURCE}_data bs=512 skip=${8 + last + 1} count=1 iflag=direct status=none`,
+      );
+      expect(sector.stdout.startsWith(`disk-tick ${(last + 1).toString(16).padStart(4, '0')}`)).toBe(true);
+    }, 600_000);
   },
 );
