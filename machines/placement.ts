@@ -118,8 +118,8 @@ export interface Placement {
 
 /**
  * Chooses a new secondary: every candidate judged, then among those that can hold the copy, the one
- * holding the fewest copies it does not run, secondaries and third copies (spread), then the most free space, then by name (the same answer
- * every time).
+ * holding the fewest copies it does not run, secondaries and third copies (spread), then the most
+ * free space, then by name (the same answer every time).
  */
 export function choosePlacement(
   self: InstanceConfig,
@@ -127,7 +127,7 @@ export function choosePlacement(
   candidates: readonly CandidateFacts[],
 ): Placement {
   // A third copy takes the room and the resync a secondary does: both count as copies it holds.
-  const secondaries = (node: string) =>
+  const copiesHeld = (node: string) =>
     instances.filter((i) => i.secondaryNode === node || (i.thirdCopy ?? null) === node).length;
   const passedOver: Placement['passedOver'] = [];
   const fit: CandidateFacts[] = [];
@@ -139,13 +139,13 @@ export function choosePlacement(
   }
   fit.sort(
     (a, b) =>
-      secondaries(a.node) - secondaries(b.node) ||
+      copiesHeld(a.node) - copiesHeld(b.node) ||
       (b.storage?.freeMiB ?? 0) - (a.storage?.freeMiB ?? 0) ||
       a.node.localeCompare(b.node),
   );
   const [chosen, ...rest] = fit;
   for (const c of rest) {
-    const [mine, theirs] = [secondaries(c.node), secondaries(chosen!.node)];
+    const [mine, theirs] = [copiesHeld(c.node), copiesHeld(chosen!.node)];
     const room = (x: CandidateFacts) => Math.floor(x.storage?.freeMiB ?? 0);
     passedOver.push({
       node: c.node,

@@ -25,8 +25,10 @@ import {
  * brain (it wrote on its own before it died) resolves in the survivor's favour; then the resync runs
  * and both sides are read back. Where the survivor wrote nothing since (the failover never started
  * the instance), DRBD resyncs from the returning node, whose data is the newer: the rejoin reads both
- * sides first and says which way it goes, and what is discarded before it is. Here `source` is the survivor (the config's primary) and `target`
- * the returning node.
+ * sides first and says which way it goes, and what is discarded before it is. With three copies
+ * (DRBD 9) the returning node then reconnects to the other copy the same way: the third copy, or,
+ * where the third copy's node is the one returning, the secondary, if that is in sync with the
+ * primary. Here `source` is the survivor (the config's primary) and `target` the returning node.
  */
 
 const returning = (c: ProtocolContext) => c.target;
