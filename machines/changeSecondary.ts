@@ -1,4 +1,5 @@
 import { and, not } from 'xstate';
+import { inSyncWithPeer } from './checks.js';
 import type { DiskStatus, InstanceConfig, NodeInfo, NodeProbe } from './contract.js';
 import { meta } from './describe.js';
 import { survey, waitUntilSync } from './flows.js';
@@ -681,9 +682,7 @@ function inSyncProblem(
 ): string | null {
   const views = ends.flatMap((node) => {
     const disks = perNode[node] ?? [];
-    const bad = disks.filter(
-      (d) => d.connection !== 'Connected' || d.diskState !== 'UpToDate' || d.peerDiskState !== 'UpToDate',
-    );
+    const bad = disks.filter((d) => !inSyncWithPeer(d));
     if (disks.length < c.disks.length) return [`${node} reported ${disks.length} of ${c.disks.length} disks`];
     return bad.map((d) => `${node} sees ${d.resource} ${d.connection}, ${d.diskState}/${d.peerDiskState}`);
   });
@@ -722,9 +721,7 @@ function thirdCopyProblem(c: ProtocolContext, disks: DiskStatus[]): string | nul
   const t = thirdCopy(c);
   if (disks.length < c.disks.length)
     return `${t}, the third copy, reported ${disks.length} of ${c.disks.length} disks`;
-  const bad = disks.filter(
-    (d) => d.connection !== 'Connected' || d.diskState !== 'UpToDate' || d.peerDiskState !== 'UpToDate',
-  );
+  const bad = disks.filter((d) => !inSyncWithPeer(d));
   return bad.length === 0
     ? null
     : `${t}, the third copy, is not in sync with ${primary(c)} (${bad.map((d) => `${d.resource} ${d.connection}, ${d.diskState}/${d.peerDiskState}`).join('; ')}): the new node must join it too; bring it back in sync first`;

@@ -156,11 +156,11 @@ export function hypervisorMismatch(
   return `* warning: hypervisor version mismatch between source (${a}) and target (${b}) node`;
 }
 
-const healthy = (d: DiskStatus) =>
-  d.connection === 'Connected' &&
-  d.replication === 'Established' &&
-  d.diskState === 'UpToDate' &&
-  d.peerDiskState === 'UpToDate';
+/** A disk Connected to the peer it was read towards, UpToDate on both sides. */
+export const inSyncWithPeer = (d: DiskStatus) =>
+  d.connection === 'Connected' && d.diskState === 'UpToDate' && d.peerDiskState === 'UpToDate';
+
+const healthy = (d: DiskStatus) => inSyncWithPeer(d) && d.replication === 'Established';
 
 /** Ganeti's CheckDiskConsistency on the target, plus: the disks are single-master as a rest state. */
 export function checkDiskConsistency(
@@ -414,7 +414,7 @@ export function checkRejoined(
     [returning, 'Secondary'],
   ] as const) {
     for (const d of status[node] ?? []) {
-      if (d.connection !== 'Connected' || d.diskState !== 'UpToDate' || d.peerDiskState !== 'UpToDate') {
+      if (!inSyncWithPeer(d)) {
         return `Disk ${d.resource} on ${node} is ${d.connection}, ${d.diskState}/${d.peerDiskState} after the rejoin`;
       }
       if (d.allowTwoPrimaries) return `Disk ${d.resource} on ${node} still allows two primaries`;

@@ -3,6 +3,7 @@ import {
   checkRejoined,
   classifyMigration,
   describeWorld,
+  inSyncWithPeer,
   isSharedStorage,
   locate,
   summarizeSync,
@@ -562,10 +563,7 @@ export const protocol = setup({
       (context.config?.thirdCopy ?? null) !== null && context.config?.thirdCopy === context.target,
     /** Every disk of a node's look Connected and UpToDate on both sides. */
     inSync: ({ context }, params: { disks: DiskStatus[] }) =>
-      params.disks.length === context.disks.length &&
-      params.disks.every(
-        (d) => d.connection === 'Connected' && d.diskState === 'UpToDate' && d.peerDiskState === 'UpToDate',
-      ),
+      params.disks.length === context.disks.length && params.disks.every(inSyncWithPeer),
     rejoinedIn: ({ context }, params: { status: Record<string, DiskStatus[]> }) =>
       bothNodes(context).every((n) => (params.status[n]?.length ?? 0) === context.disks.length) &&
       checkRejoined(params.status, context.source, context.target) === null,
