@@ -57,6 +57,7 @@ export function restProblems(view: WorldView): string[] {
     }
   }
   problems.push(...(view.tiebreakerWiring ?? []));
+  problems.push(...(view.strayPeers ?? []));
   // Copies left on nodes the instance no longer uses; a replaced secondary the config still names
   // keeps its own until it answers again (the run said so).
   for (const l of view.leftovers ?? [])

@@ -89,6 +89,11 @@ export interface WorldView {
    * vote would go to a node without a copy, or not to one with): what is wrong. Absent when right.
    */
   tiebreakerWiring?: string[];
+  /**
+   * DRBD connections between a copy the config names and a node it does not (an old secondary still
+   * a peer of the third copy, a new copy left joined): what each is. Absent when there are none.
+   */
+  strayPeers?: string[];
 }
 
 export type SharedOpen = 'exclusive' | 'shared' | null;
@@ -189,8 +194,19 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
           `${r.name}'s tiebreaker ${r.tiebreaker} has ${has.join(', ') || 'no peers'} as its peers, not ${holders.join(' and ')}`,
         ];
   });
+  const strayPeers = config.disks.flatMap((d) =>
+    (world.resources[d.resource]?.links ?? []).flatMap((l) => {
+      const named = l.ends.filter((n) => holders.includes(n));
+      return named.length === 1
+        ? [
+            `${d.resource} on ${named[0]} has ${otherEnd(l, named[0]!)} as a peer, which holds no copy the config names`,
+          ]
+        : [];
+    }),
+  );
   return {
     ...(tiebreakerWiring.length > 0 ? { tiebreakerWiring } : {}),
+    ...(strayPeers.length > 0 ? { strayPeers } : {}),
     ...(down.length > 0 ? { down } : {}),
     ...(linkCut ? { linkCut } : {}),
     configFormerSecondary: config.formerSecondary,
