@@ -10,7 +10,7 @@ import {
   storageProblem,
   takeoverNeedMiB,
 } from './placement.js';
-import { type ProtocolContext, probeTimeout, protocol, runMachineBase } from './protocol.js';
+import { copyNode, type ProtocolContext, probeTimeout, protocol, runMachineBase } from './protocol.js';
 import {
   abortTo,
   aboutDisksOnBoth,
@@ -48,20 +48,37 @@ import {
  * run finishes forward, or ends asking for `replace-secondary --cleanup`, which finishes it. The
  * instance never stops or moves.
  *
- * Here `source` is the primary (it stays), `target` the new secondary, `replace.former` the old one.
+ * DRBD 9 with a third copy, the third copy moves the same way (`replaceCopy: 'thirdCopy'`, the CLI's
+ * replace-third-copy): the new node joins the primary and the secondary, is in sync with both, the
+ * config names it the third copy (setThirdCopyNode), and the old third leaves. A drain of the third
+ * copy's node runs it. The states that name the "other copy" are about the copy that stays beside
+ * the primary's: the third when the secondary moves, the secondary when the third moves.
+ *
+ * Here `source` is the primary (it stays), `target` the new node, `replace.former` the old one.
  */
 
 const primary = (c: ProtocolContext) => c.source;
 /** Named only where the rewiresTiebreaker guard let the run in. */
 const tiebreaker = (c: ProtocolContext) => c.config?.tiebreaker ?? '';
-/** Named only where the hasThirdCopy guard let the run in. */
-const thirdCopy = (c: ProtocolContext) => c.config?.thirdCopy ?? '';
+const movesThird = (c: ProtocolContext) => c.request.replaceCopy === 'thirdCopy';
+/**
+ * The copy the instance keeps besides the primary's and the one that moves: its third copy, or its
+ * secondary when the third copy moves. Named only where the hasOtherCopy guard let the run in.
+ */
+const otherCopy = (c: ProtocolContext) =>
+  (movesThird(c) ? c.config?.secondaryNode : c.config?.thirdCopy) ?? '';
+const otherCopyNamed = (c: ProtocolContext) =>
+  `${otherCopy(c)}, the ${movesThird(c) ? 'secondary' : 'third copy'}`;
+/** What the moving copy is called: the secondary, or the third copy. */
+const role = (c: ProtocolContext) => (movesThird(c) ? 'third copy' : 'secondary');
 const newSecondary = (c: ProtocolContext) => c.target;
 const former = (c: ProtocolContext) => c.replace.former;
 const cleanupCommand = (c: ProtocolContext) =>
-  `drbd-migrate replace-secondary ${c.instance} --cleanup${c.replace.committed ? '' : ` --new-secondary ${newSecondary(c)}`}`;
+  movesThird(c)
+    ? `drbd-migrate replace-third-copy ${c.instance} --cleanup${c.replace.committed ? '' : ` --new-third-copy ${newSecondary(c)}`}`
+    : `drbd-migrate replace-secondary ${c.instance} --cleanup${c.replace.committed ? '' : ` --new-secondary ${newSecondary(c)}`}`;
 
-/** DRBD 9 before the commit: the old secondary never left, so an abort undoes the new peer. */
+/** DRBD 9 before the commit: the old copy never left, so an abort undoes the new peer. */
 const abortBeforeJoined = {
   guard: and([not('replaceCommitted'), 'makeBeforeBreak']),
   ...(abortTo(
@@ -98,10 +115,27 @@ function removingAsPeer(o: {
   });
 }
 
+/** The config stops naming the old copy's node once its copies are gone; a failure is said. */
+function forgettingFormer(src: 'forgetFormerSecondary' | 'forgetFormerThirdCopy', name: string) {
+  return effectStep({
+    src,
+    description: `The config stops naming the old ${name}: nothing of the instance is left there.`,
+    input: (c) => ({ instance: c.instance }),
+    done: ['recordFormerForgotten'],
+    ...evenIfFailed(
+      'doneKind',
+      warning(
+        (c, e) =>
+          `The old copies on ${former(c)} are gone, but the config still names it (${e}); '${cleanupCommand(c)}' clears it`,
+      ),
+    ),
+  });
+}
+
 const refused = (c: ProtocolContext, problem: string | null) =>
   problem === null
     ? null
-    : `Cannot make ${newSecondary(c)} the secondary of ${c.instance}: ${problem}; nothing was touched`;
+    : `Cannot make ${newSecondary(c)} the ${role(c)} of ${c.instance}: ${problem}; nothing was touched`;
 
 export const changeSecondaryMachine = protocol.createMachine({
   id: 'changeSecondary',
@@ -117,8 +151,8 @@ export const changeSecondaryMachine = protocol.createMachine({
         rejected: '#changeSecondary.rejected',
         says: (c) =>
           c.request.cleanup
-            ? `Repairing the replace of ${c.instance}'s secondary (${former(c)} by ${newSecondary(c)})`
-            : `Replacing the secondary of ${c.instance}: ${former(c)} by ${newSecondary(c)} (primary ${primary(c)})`,
+            ? `Repairing the replace of ${c.instance}'s ${role(c)} (${former(c)} by ${newSecondary(c)})`
+            : `Replacing the ${role(c)} of ${c.instance}: ${former(c)} by ${newSecondary(c)} (primary ${primary(c)})`,
       }),
     },
     mode: {
@@ -126,7 +160,7 @@ export const changeSecondaryMachine = protocol.createMachine({
         'A repair finishes a replace that passed its commit, or undoes one that did not; a replace checks its prerequisites first.',
       always: [
         { guard: 'replaceCommitted', target: 'creatingDisks' },
-        // DRBD 9 never parted the old secondary: undoing is removing the new peer and its copies.
+        // DRBD 9 never parted the old copy: undoing is removing the new peer and its copies.
         { guard: and(['cleanupRequested', 'makeBeforeBreak']), target: 'droppingNewPeer' },
         { guard: 'cleanupRequested', target: 'probingFormer' },
         { target: 'checkingPrereqs' },
@@ -210,21 +244,22 @@ export const changeSecondaryMachine = protocol.createMachine({
           failure: (c, e) => `Cannot read the disks of ${primary(c)}: ${e}`,
         }),
         primaryChecked: {
-          description: 'DRBD 9 with a third copy: it is checked too.',
-          always: [{ guard: 'hasThirdCopy', target: 'checkingThirdCopy' }, { target: 'thirdCopyChecked' }],
+          description:
+            'DRBD 9 with another copy (the third, or the secondary when the third moves): it is checked too.',
+          always: [{ guard: 'hasOtherCopy', target: 'checkingOtherCopy' }, { target: 'otherCopyChecked' }],
         },
-        checkingThirdCopy: judgedRead({
+        checkingOtherCopy: judgedRead({
           src: 'nodeDiskStatus',
           description:
-            'DRBD 9: is the third copy UpToDate and connected to the primary? The new node joins it too, and a replace never starts with fewer copies in sync than it is to end with.',
-          input: (c) => ({ instance: c.instance, node: thirdCopy(c), disks: c.disks }),
-          problem: (c, disks) => refused(c, thirdCopyProblem(c, disks)),
-          next: 'thirdCopyChecked',
+            'DRBD 9: is the other copy UpToDate and connected to the primary? The new node joins it too, and a replace never starts with fewer copies in sync than it is to end with.',
+          input: (c) => ({ instance: c.instance, node: otherCopy(c), disks: c.disks }),
+          problem: (c, disks) => refused(c, otherCopyProblem(c, disks)),
+          next: 'otherCopyChecked',
           failTo: '#changeSecondary.rejected',
           failure: (c, e) =>
-            `Cannot read the disks of ${thirdCopy(c)}, the third copy (${e}): the new node must join it too; nothing was touched`,
+            `Cannot read the disks of ${otherCopyNamed(c)} (${e}): the new node must join it too; nothing was touched`,
         }),
-        thirdCopyChecked: {
+        otherCopyChecked: {
           description:
             'DRBD 9 with a tiebreaker the config names: it is checked too; otherwise the checks are done.',
           always: [
@@ -277,7 +312,7 @@ export const changeSecondaryMachine = protocol.createMachine({
       on: { ABORT: [abortBeforeJoined, { actions: 'refuseAbort' }] },
       ...goReconnect({
         description:
-          'DRBD 9: the new node made a further peer of the primary, single-master, while the old secondary stays connected; it receives a full resync.',
+          'DRBD 9: the new node made a further peer of the primary, single-master, while the old copy stays connected; it receives a full resync.',
         says: (c) =>
           `* adding ${newSecondary(c)} as a peer of ${primary(c)} beside ${former(c)} (DRBD 9: ${c.instance} keeps its two copies throughout)`,
         multimaster: false,
@@ -288,24 +323,24 @@ export const changeSecondaryMachine = protocol.createMachine({
       }),
     },
     joinedPrimary: {
-      description: 'DRBD 9 with a third copy: the new node joins it too before its resync is waited for.',
-      always: [{ guard: 'hasThirdCopy', target: 'joiningThirdCopy' }, { target: 'joinedThirdCopy' }],
+      description: 'DRBD 9 with another copy: the new node joins it too before its resync is waited for.',
+      always: [{ guard: 'hasOtherCopy', target: 'joiningOtherCopy' }, { target: 'joinedOtherCopy' }],
     },
-    joiningThirdCopy: {
+    joiningOtherCopy: {
       on: { ABORT: [abortBeforeJoined, { actions: 'refuseAbort' }] },
       ...goReconnect({
         description:
-          'DRBD 9: the new node and the third copy made peers of each other, single-master, so that the secondary the config will name is connected to all the instance’s copies, as the old one is.',
-        says: (c) => `* adding ${newSecondary(c)} as a peer of ${thirdCopy(c)}, the third copy`,
-        between: (c) => [thirdCopy(c), newSecondary(c)],
+          'DRBD 9: the new node and the other copy made peers of each other, single-master, so that the copy the config will name is connected to all the instance’s copies, as the old one is.',
+        says: (c) => `* adding ${newSecondary(c)} as a peer of ${otherCopyNamed(c)}`,
+        between: (c) => [otherCopy(c), newSecondary(c)],
         multimaster: false,
         rules: [2, 8],
-        next: 'joinedThirdCopy',
+        next: 'joinedOtherCopy',
         failTo: '#changeSecondary.newCopyFailed',
-        failure: (c, e) => `Cannot add ${newSecondary(c)} as a peer of ${thirdCopy(c)}, the third copy: ${e}`,
+        failure: (c, e) => `Cannot add ${newSecondary(c)} as a peer of ${otherCopyNamed(c)}: ${e}`,
       }),
     },
-    joinedThirdCopy: {
+    joinedOtherCopy: {
       description:
         'DRBD 9 with a tiebreaker the config names: the new node joins it too before its resync is waited for.',
       always: [{ guard: 'rewiresTiebreaker', target: 'joiningTiebreaker' }, { target: 'resyncing' }],
@@ -364,13 +399,29 @@ export const changeSecondaryMachine = protocol.createMachine({
     committing: {
       tags: ['commit'],
       meta: meta({ rules: [3] }),
-      initial: 'writing',
+      initial: 'choosing',
       states: {
+        choosing: {
+          description: 'The write names the copy that moves: the secondary, or the third copy.',
+          always: [{ guard: 'replacesThirdCopy', target: 'writingThirdCopy' }, { target: 'writing' }],
+        },
         writing: effectStep({
           src: 'setSecondaryNode',
           description:
             'The one commit point: the config names the new secondary, and the old one as still to be removed.',
           says: (c) => `* updating the configuration: ${newSecondary(c)} is the secondary of ${c.instance}`,
+          input: (c) => ({ instance: c.instance, node: newSecondary(c), former: former(c) }),
+          next: '#changeSecondary.committed',
+          done: ['recordReplaceCommit'],
+          goOnTo: 'confirming',
+          noting: [warning((_, e) => `Writing the config failed (${e}); reading it back`)],
+        }),
+        writingThirdCopy: effectStep({
+          src: 'setThirdCopyNode',
+          description:
+            'The one commit point of a third copy’s replace: the config names the new third copy, and the old one as still to be removed.',
+          says: (c) =>
+            `* updating the configuration: ${newSecondary(c)} holds the third copy of ${c.instance}`,
           input: (c) => ({ instance: c.instance, node: newSecondary(c), former: former(c) }),
           next: '#changeSecondary.committed',
           done: ['recordReplaceCommit'],
@@ -383,7 +434,7 @@ export const changeSecondaryMachine = protocol.createMachine({
           input: (c) => ({ instance: c.instance }),
           next: [
             {
-              guard: fromAnswer('configNamesNewSecondary', (config: InstanceConfig) => ({ config })),
+              guard: fromAnswer('configNamesNewCopy', (config: InstanceConfig) => ({ config })),
               target: '#changeSecondary.committed',
               actions: ['recordReplaceCommit'],
             },
@@ -391,13 +442,13 @@ export const changeSecondaryMachine = protocol.createMachine({
               target: '#changeSecondary.undoingUncommitted',
               actions: failing(
                 (c) =>
-                  `The config could not be made to name ${newSecondary(c)} as the secondary of ${c.instance} (it still names ${former(c)}); the replace is undone`,
+                  `The config could not be made to name ${newSecondary(c)} as the ${role(c)} of ${c.instance} (it still names ${former(c)}); the replace is undone`,
               ),
             },
           ],
           failTo: '#changeSecondary.surveying',
           failure: (c, e) =>
-            `Cannot tell whether the config names ${newSecondary(c)} as the secondary of ${c.instance} (${e})${c.config?.drbdVersion === '9' ? '' : '; the primary is StandAlone'}; read the config, then run '${cleanupCommand(c)}'`,
+            `Cannot tell whether the config names ${newSecondary(c)} as the ${role(c)} of ${c.instance} (${e})${c.config?.drbdVersion === '9' ? '' : '; the primary is StandAlone'}; read the config, then run '${cleanupCommand(c)}'`,
         }),
       },
     },
@@ -408,7 +459,7 @@ export const changeSecondaryMachine = protocol.createMachine({
     },
     undoingUncommitted: {
       description:
-        'The commit did not take: DRBD 9 removes the new peer (the old secondary never left); 8.4 reconnects the old secondary first.',
+        'The commit did not take: DRBD 9 removes the new peer (the old copy never left); 8.4 reconnects the old secondary first.',
       always: [{ guard: 'makeBeforeBreak', target: 'droppingNewPeer' }, { target: 'probingFormer' }],
     },
     attachingNew: goReconnect({
@@ -427,17 +478,17 @@ export const changeSecondaryMachine = protocol.createMachine({
       meta: meta({ rules: [5, 8] }),
       on: { ABORT: [abortBeforeJoined, { actions: 'refuseAbort' }] },
       ...waitUntilSync({ onFailed: '#changeSecondary.newCopyFailed', tolerated: false }),
-      onDone: [{ guard: 'hasThirdCopy', target: 'resyncingWithThirdCopy' }, { target: 'checkingNewCopy' }],
+      onDone: [{ guard: 'hasOtherCopy', target: 'resyncingWithOtherCopy' }, { target: 'checkingNewCopy' }],
     },
-    resyncingWithThirdCopy: {
+    resyncingWithOtherCopy: {
       description:
-        'DRBD 9 with a third copy: waiting until the new node and the third are in sync with each other too (bounded); both links are checked after.',
+        'DRBD 9 with another copy: waiting until the new node and it are in sync with each other too (bounded); both links are checked after.',
       meta: meta({ rules: [5, 8] }),
       on: { ABORT: [abortBeforeJoined, { actions: 'refuseAbort' }] },
       ...waitUntilSync({
         onFailed: '#changeSecondary.newCopyFailed',
         tolerated: false,
-        between: (c) => [thirdCopy(c), newSecondary(c)],
+        between: (c) => [otherCopy(c), newSecondary(c)],
       }),
       onDone: 'checkingNewCopy',
     },
@@ -456,28 +507,28 @@ export const changeSecondaryMachine = protocol.createMachine({
         `Cannot check the new copy of ${c.instance} on ${newSecondary(c)} (${e}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`,
     }),
     newCopyChecked: {
-      description: 'DRBD 9 with a third copy: the new copy is in sync with the primary; with the third too?',
-      always: [{ guard: 'hasThirdCopy', target: 'checkingThirdCopyLink' }, { target: 'newCopyInSync' }],
+      description: 'DRBD 9 with another copy: the new copy is in sync with the primary; with the other too?',
+      always: [{ guard: 'hasOtherCopy', target: 'checkingOtherCopyLink' }, { target: 'newCopyInSync' }],
     },
-    checkingThirdCopyLink: judgedRead({
+    checkingOtherCopyLink: judgedRead({
       src: 'diskStatus',
       description:
-        'DRBD 9: the new node and the third copy each see the other Connected and UpToDate on every disk, or the old secondary stays their peer.',
+        'DRBD 9: the new node and the other copy each see the other Connected and UpToDate on every disk, or the old node stays their peer.',
       rules: [4, 8],
       input: (c) => ({
         instance: c.instance,
-        nodes: [thirdCopy(c), newSecondary(c)] as [string, string],
+        nodes: [otherCopy(c), newSecondary(c)] as [string, string],
         disks: c.disks,
       }),
-      problem: (c, perNode) => inSyncProblem(c, [thirdCopy(c), newSecondary(c)], perNode),
+      problem: (c, perNode) => inSyncProblem(c, [otherCopy(c), newSecondary(c)], perNode),
       next: 'newCopyInSync',
       failTo: '#changeSecondary.newCopyFailed',
       failure: (c, e) =>
-        `Cannot check the new copy of ${c.instance} on ${newSecondary(c)} against ${thirdCopy(c)}, the third copy (${e}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`,
+        `Cannot check the new copy of ${c.instance} on ${newSecondary(c)} against ${otherCopyNamed(c)} (${e}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`,
     }),
     newCopyInSync: {
       description:
-        'DRBD 9: the new copy UpToDate beside the old one, so now the config may name it; after the commit the old secondary goes.',
+        'DRBD 9: the new copy UpToDate beside the old one, so now the config may name it; after the commit the old one goes.',
       always: [
         { guard: not('replaceCommitted'), target: 'committing' },
         { guard: 'makeBeforeBreak', target: 'removingFormerPeer' },
@@ -486,7 +537,7 @@ export const changeSecondaryMachine = protocol.createMachine({
     },
     newCopyFailed: {
       description:
-        'The new copy did not come: before a DRBD 9 commit the old secondary never left, so the replace is undone; otherwise what is left is surveyed.',
+        'The new copy did not come: before a DRBD 9 commit the old copy never left, so the replace is undone; otherwise what is left is surveyed.',
       always: [
         { guard: and([not('replaceCommitted'), 'makeBeforeBreak']), target: 'droppingNewPeer' },
         { target: 'surveying' },
@@ -494,23 +545,23 @@ export const changeSecondaryMachine = protocol.createMachine({
     },
     removingFormerPeer: removingAsPeer({
       description:
-        'DRBD 9, after the commit, with the new copy UpToDate: the old secondary is no longer a peer of the primary (del-peer), its bitmap slot freed (forget-peer).',
+        'DRBD 9, after the commit, with the new copy UpToDate: the old node is no longer a peer of the primary (del-peer), its bitmap slot freed (forget-peer).',
       rules: [8],
       node: primary,
       peer: former,
       committed: true,
       next: [
-        { guard: 'hasThirdCopy', target: 'removingFormerFromThirdCopy' },
+        { guard: 'hasOtherCopy', target: 'removingFormerFromOtherCopy' },
         { guard: 'rewiresTiebreaker', target: 'removingFormerFromTiebreaker' },
         { target: 'removingFormerDisks' },
       ],
     }),
-    removingFormerFromThirdCopy: removingAsPeer({
+    removingFormerFromOtherCopy: removingAsPeer({
       description:
-        'DRBD 9: the old secondary is no longer a peer of the third copy either (the new copy is in sync with it).',
+        'DRBD 9: the old node is no longer a peer of the other copy either (the new copy is in sync with it).',
       rules: [8],
-      node: thirdCopy,
-      named: (c) => `${thirdCopy(c)}, the third copy`,
+      node: otherCopy,
+      named: otherCopyNamed,
       peer: former,
       committed: true,
       next: [
@@ -519,7 +570,7 @@ export const changeSecondaryMachine = protocol.createMachine({
       ],
     }),
     removingFormerFromTiebreaker: removingAsPeer({
-      description: 'DRBD 9: the old secondary is no longer a peer of the tiebreaker either.',
+      description: 'DRBD 9: the old node is no longer a peer of the tiebreaker either.',
       node: tiebreaker,
       named: (c) => `${tiebreaker(c)}, the tiebreaker`,
       peer: former,
@@ -529,10 +580,13 @@ export const changeSecondaryMachine = protocol.createMachine({
     removingFormerDisks: effectStep({
       src: 'removeDisks',
       description:
-        'Only now, with the new copy UpToDate, the old secondary’s devices and volumes go. A node that does not answer keeps them, recorded in the config, until it answers again.',
+        'Only now, with the new copy UpToDate, the old node’s devices and volumes go. A node that does not answer keeps them, recorded in the config, until it answers again.',
       says: (c) => `* removing the old copies of ${c.instance} on ${former(c)}`,
       input: (c) => ({ instance: c.instance, node: former(c), disks: c.disks }),
-      next: 'forgettingFormer',
+      next: [
+        { guard: 'replacesThirdCopy', target: 'forgettingFormerThirdCopy' },
+        { target: 'forgettingFormer' },
+      ],
       goOnTo: 'doneKind',
       noting: [
         warning(
@@ -541,19 +595,8 @@ export const changeSecondaryMachine = protocol.createMachine({
         ),
       ],
     }),
-    forgettingFormer: effectStep({
-      src: 'forgetFormerSecondary',
-      description: 'The config stops naming the old secondary: nothing of the instance is left there.',
-      input: (c) => ({ instance: c.instance }),
-      done: ['recordFormerForgotten'],
-      ...evenIfFailed(
-        'doneKind',
-        warning(
-          (c, e) =>
-            `The old copies on ${former(c)} are gone, but the config still names it (${e}); '${cleanupCommand(c)}' clears it`,
-        ),
-      ),
-    }),
+    forgettingFormer: forgettingFormer('forgetFormerSecondary', 'secondary'),
+    forgettingFormerThirdCopy: forgettingFormer('forgetFormerThirdCopy', 'third copy'),
     doneKind: {
       description: 'A replace is done; a repair has cleaned up.',
       always: [{ guard: 'cleanupRequested', target: 'cleaned' }, { target: 'replaced' }],
@@ -603,20 +646,20 @@ export const changeSecondaryMachine = protocol.createMachine({
     },
     droppingNewPeer: removingAsPeer({
       description:
-        'Undoing on DRBD 9: the new node is no longer a peer of the primary (the old secondary never left).',
+        'Undoing on DRBD 9: the new node is no longer a peer of the primary (the old copy never left).',
       node: primary,
       peer: newSecondary,
       committed: false,
       next: [
-        { guard: 'hasThirdCopy', target: 'droppingNewFromThirdCopy' },
+        { guard: 'hasOtherCopy', target: 'droppingNewFromOtherCopy' },
         { guard: 'rewiresTiebreaker', target: 'droppingNewFromTiebreaker' },
         { target: 'removingNewDisks' },
       ],
     }),
-    droppingNewFromThirdCopy: removingAsPeer({
-      description: 'Undoing on DRBD 9: the new node is no longer a peer of the third copy either.',
-      node: thirdCopy,
-      named: (c) => `${thirdCopy(c)}, the third copy`,
+    droppingNewFromOtherCopy: removingAsPeer({
+      description: 'Undoing on DRBD 9: the new node is no longer a peer of the other copy either.',
+      node: otherCopy,
+      named: otherCopyNamed,
       peer: newSecondary,
       committed: false,
       next: [
@@ -645,7 +688,7 @@ export const changeSecondaryMachine = protocol.createMachine({
     surveying: survey({ next: '#changeSecondary.needsCleanup', former: true }),
     replaced: outcomeState(
       'replaced',
-      'Done: the new node is the secondary, UpToDate; the old one holds nothing of the instance.',
+      'Done: the new node holds the copy (the secondary, or the third), UpToDate; the old one holds nothing of the instance.',
       { done: true, rules: [8] },
     ),
     cleaned: outcomeState(
@@ -664,7 +707,10 @@ export const changeSecondaryMachine = protocol.createMachine({
     needsCleanup: outcomeState(
       'needsCleanup',
       'The replace stopped halfway; `left` says what the three nodes look like, the error what to run.',
-      { check: 'Read the error and `left`, then run replace-secondary --cleanup as the error says.' },
+      {
+        check:
+          'Read the error and `left`, then run the repair (replace-secondary or replace-third-copy --cleanup) the error names.',
+      },
     ),
   },
 });
@@ -688,7 +734,7 @@ function inSyncProblem(
   });
   return views.length === 0
     ? null
-    : `The new copy of ${c.instance} on ${newSecondary(c)} is not in sync${ends[0] === primary(c) ? '' : ` with ${ends[0]}, the third copy,`} after the resync wait (${views.join('; ')}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`;
+    : `The new copy of ${c.instance} on ${newSecondary(c)} is not in sync${ends[0] === primary(c) ? '' : ` with ${otherCopyNamed(c)},`} after the resync wait (${views.join('; ')}); the old copies on ${former(c)} are kept; run '${cleanupCommand(c)}'`;
 }
 
 /**
@@ -716,15 +762,14 @@ function tiebreakerProblem(c: ProtocolContext, disks: DiskStatus[]): string | nu
     : `${t}, the tiebreaker, is not connected to ${primary(c)} on ${apart.map((d) => `${d.resource} (${d.connection})`).join(', ')}: the new node must join it too; bring it back first`;
 }
 
-/** The third copy must be UpToDate and connected to the primary, for the new node to join it. */
-function thirdCopyProblem(c: ProtocolContext, disks: DiskStatus[]): string | null {
-  const t = thirdCopy(c);
-  if (disks.length < c.disks.length)
-    return `${t}, the third copy, reported ${disks.length} of ${c.disks.length} disks`;
+/** The other copy must be UpToDate and connected to the primary, for the new node to join it. */
+function otherCopyProblem(c: ProtocolContext, disks: DiskStatus[]): string | null {
+  const t = otherCopyNamed(c);
+  if (disks.length < c.disks.length) return `${t}, reported ${disks.length} of ${c.disks.length} disks`;
   const bad = disks.filter((d) => !inSyncWithPeer(d));
   return bad.length === 0
     ? null
-    : `${t}, the third copy, is not in sync with ${primary(c)} (${bad.map((d) => `${d.resource} ${d.connection}, ${d.diskState}/${d.peerDiskState}`).join('; ')}): the new node must join it too; bring it back in sync first`;
+    : `${t}, is not in sync with ${primary(c)} (${bad.map((d) => `${d.resource} ${d.connection}, ${d.diskState}/${d.peerDiskState}`).join('; ')}): the new node must join it too; bring it back in sync first`;
 }
 
 function degradedPrimary(c: ProtocolContext, disks: DiskStatus[]): string | null {
@@ -736,34 +781,59 @@ function degradedPrimary(c: ProtocolContext, disks: DiskStatus[]): string | null
     : `${bad.map((d) => `${d.resource} is ${d.diskState} on ${primary(c)}`).join(', ')} (a copy is never made from a degraded primary)`;
 }
 
+/** How the CLI names a replace of each copy, for the errors that say what to run. */
+const REPLACE_COMMAND = {
+  secondary: { command: 'replace-secondary', option: '--new-secondary', name: 'secondary' },
+  thirdCopy: { command: 'replace-third-copy', option: '--new-third-copy', name: 'third copy' },
+} as const;
+
 /** What the config must say for a replace (or its repair) to start. */
 export function replaceProblem(config: InstanceConfig, c: ProtocolContext): string | null {
-  const { newSecondary: wanted, cleanup } = c.request;
+  const { newSecondary: wanted, cleanup, replaceCopy: copy } = c.request;
+  const { command, option, name } = REPLACE_COMMAND[copy];
   if (config.diskTemplate !== 'drbd')
-    return `Instance ${config.name}'s disk layout '${config.diskTemplate}' has no DRBD secondary to replace`;
+    return `Instance ${config.name}'s disk layout '${config.diskTemplate}' has no DRBD ${name} to replace`;
   if (config.secondaryNode === null) return `Instance ${config.name} has no secondary node`;
+  if (copy === 'thirdCopy' && (config.thirdCopy === null || config.drbdVersion !== '9'))
+    return `Instance ${config.name} has no third copy (a DRBD 9 third replica the config names): 'drbd-migrate replace-secondary ${config.name}' moves its secondary`;
   if (spaceNeededMiB(config.disks) === null)
     return `The sizes of ${config.name}'s disks are not known: the cluster file gives each disk a sizeMiB`;
+  // A replace of the other copy that has not finished: its repair comes first.
+  const other = copy === 'thirdCopy' ? 'secondary' : 'thirdCopy';
+  // A config from before formerThirdCopy existed has none (the contract's default).
+  const otherFormer = (other === 'thirdCopy' ? config.formerThirdCopy : config.formerSecondary) ?? null;
+  if (otherFormer !== null)
+    return `A replace of ${config.name}'s ${REPLACE_COMMAND[other].name} has not finished (the config still names ${otherFormer} as holding old copies): run 'drbd-migrate ${REPLACE_COMMAND[other].command} ${config.name} --cleanup' first`;
+  const held = copyNode(config, copy);
+  const formerNode = (copy === 'thirdCopy' ? config.formerThirdCopy : config.formerSecondary) ?? null;
+  const others = [
+    [config.primaryNode, 'primary'],
+    [
+      copy === 'thirdCopy' ? config.secondaryNode : config.thirdCopy,
+      copy === 'thirdCopy' ? 'secondary' : 'third copy',
+    ],
+  ] as const;
+  const otherRole = others.find(([n]) => n !== null && n === wanted)?.[1];
   if (cleanup) {
-    if (config.formerSecondary !== null)
-      return wanted === null || wanted === config.secondaryNode
+    if (formerNode !== null)
+      return wanted === null || wanted === held
         ? null
-        : `The config names ${config.secondaryNode} as the secondary of ${config.name} already (a replace passed its commit): run the repair without --new-secondary`;
+        : `The config names ${held} as the ${name} of ${config.name} already (a replace passed its commit): run the repair without ${option}`;
     return wanted === null
-      ? `No replace of ${config.name}'s secondary to repair: the config names no former secondary; name the node a failed replace left disks on with --new-secondary`
-      : wanted === config.secondaryNode
-        ? `Nothing to repair: the replace of ${config.name}'s secondary by ${wanted} finished (the config names ${wanted} as its secondary, and no former one)`
-        : wanted === config.primaryNode || wanted === config.thirdCopy
-          ? `${wanted} is a node of ${config.name} (the config names it ${wanted === config.primaryNode ? 'primary' : 'its third copy'}): the repair removes what a failed replace left on another node`
+      ? `No replace of ${config.name}'s ${name} to repair: the config names no former ${name}; name the node a failed replace left disks on with ${option}`
+      : wanted === held
+        ? `Nothing to repair: the replace of ${config.name}'s ${name} by ${wanted} finished (the config names ${wanted} as its ${name}, and no former one)`
+        : otherRole !== undefined
+          ? `${wanted} is a node of ${config.name} (the config names it ${otherRole === 'primary' ? 'primary' : `its ${otherRole}`}): the repair removes what a failed replace left on another node`
           : null;
   }
-  if (config.formerSecondary !== null)
-    return `A replace of ${config.name}'s secondary has not finished (the config still names ${config.formerSecondary} as holding old copies): run 'drbd-migrate replace-secondary ${config.name} --cleanup' first`;
-  if (wanted === null) return `Name the new secondary of ${config.name}`;
-  if (wanted === config.primaryNode) return `${wanted} is the primary of ${config.name}`;
-  if (wanted === config.secondaryNode) return `${wanted} is already the secondary of ${config.name}`;
-  if (wanted === config.thirdCopy)
-    return `${wanted} holds the third copy of ${config.name} already: name a node that holds none`;
+  if (formerNode !== null)
+    return `A replace of ${config.name}'s ${name} has not finished (the config still names ${formerNode} as holding old copies): run 'drbd-migrate ${command} ${config.name} --cleanup' first`;
+  if (wanted === null) return `Name the new ${name} of ${config.name}`;
+  if (wanted === held) return `${wanted} is already the ${name} of ${config.name}`;
+  if (otherRole === 'primary') return `${wanted} is the primary of ${config.name}`;
+  if (otherRole !== undefined)
+    return `${wanted} holds the ${otherRole} of ${config.name} already: name a node that holds none`;
   if (wanted === config.tiebreaker)
     return `${wanted} is the tiebreaker of ${config.name}'s resources (diskless, the third vote): a copy there would leave them two votes; name another node`;
   return null;

@@ -83,6 +83,11 @@ export const InstanceConfig = z.object({
    * primary, the old primary the secondary and the old secondary the third copy, in one write.
    */
   thirdCopy: NodeName.nullable().default(null),
+  /**
+   * DRBD 9: a third copy replaced before its copies were removed (its node was down, or the replace
+   * stopped after its commit), as formerSecondary is for a secondary. Written with the new third copy.
+   */
+  formerThirdCopy: NodeName.nullable().default(null),
 });
 export type InstanceConfig = z.infer<typeof InstanceConfig>;
 
@@ -312,6 +317,13 @@ export const effectSchemas = {
   setSecondaryNode: { input: z.object({ ...onNode, former: NodeName }), output: Ack },
   /** The former secondary's copies are gone: the config stops naming it. */
   forgetFormerSecondary: { input: z.object({ instance: InstanceName, timeoutMs }), output: Ack },
+  /**
+   * DRBD 9, the replace of a third copy: its one commit point, as setSecondaryNode's for a secondary
+   * (the config names `node` as the third copy, `former` as formerThirdCopy, in one write).
+   */
+  setThirdCopyNode: { input: z.object({ ...onNode, former: NodeName }), output: Ack },
+  /** The former third copy's copies are gone: the config stops naming it. */
+  forgetFormerThirdCopy: { input: z.object({ instance: InstanceName, timeoutMs }), output: Ack },
   /** Every instance the config knows (a node evacuation plans from it). */
   listInstances: { input: z.object({ timeoutMs }), output: z.array(InstanceConfig) },
   /**

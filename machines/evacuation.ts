@@ -20,9 +20,11 @@ import { InstanceName, NodeName } from './names.js';
 import { volumeNames } from './placement.js';
 import { SAMPLE_PAGES } from './prediction.js';
 import {
+  copyNode,
   type Outcome,
   type ProtocolInput,
   type ProtocolOutput,
+  type ReplacedCopy,
   VERDICTS,
   type Verdict,
   withDefaults,
@@ -113,6 +115,10 @@ export const InstanceResultSchema = z.object({
   secondaryNode: NodeName.nullable().optional(),
   /** A replace: the old secondary the config still names as holding copies. */
   formerSecondary: NodeName.optional(),
+  /** Where the run left the instance's third copy, when it moved it (a replace of the third copy). */
+  thirdCopy: NodeName.nullable().optional(),
+  /** A replace of the third copy: the old one the config still names as holding copies. */
+  formerThirdCopy: NodeName.optional(),
   /** Why it ended (absent in journals written before verdicts, and where it was not run). */
   verdict: z.enum(VERDICTS).optional(),
   /** Why it was skipped, or what went wrong. */
@@ -128,6 +134,8 @@ export interface InstanceResult {
   primaryNode: string | null;
   secondaryNode?: string | null;
   formerSecondary?: string;
+  thirdCopy?: string | null;
+  formerThirdCopy?: string;
   verdict?: Verdict;
   error?: string;
   left?: string[];
@@ -219,6 +227,8 @@ interface Planned {
   cleanups?: number;
   /** A replace's own repair (replace-secondary --cleanup), after one left it half-done. */
   repair?: boolean;
+  /** A replace of the instance's third copy (DRBD 9) that the node holds, not of its secondary. */
+  copy?: ReplacedCopy;
 }
 
 /** What the drain does besides moving primaries (from its input). */
@@ -295,7 +305,8 @@ export function planEvacuation(
       (c.secondaryNode === node ||
         c.formerSecondary === node ||
         (c.tiebreaker ?? null) === node ||
-        (c.thirdCopy ?? null) === node));
+        (c.thirdCopy ?? null) === node ||
+        (c.formerThirdCopy ?? null) === node));
   const concerned = configs
     .filter((c) => !ended.has(c.name) && (holds(c) || inFlight.has(c.name) || needCleanup.has(c.name)))
     .sort((a, b) => a.name.localeCompare(b.name));
@@ -323,21 +334,6 @@ export function planEvacuation(
       );
       continue;
     }
-    // A third copy: replace-secondary changes the secondary only. Two migrations make the node the
-    // secondary (the first to it rotates the three, the second hands the primary back), and a drain
-    // then replaces it.
-    if (
-      (c.thirdCopy ?? null) === node &&
-      c.primaryNode !== node &&
-      c.secondaryNode !== node &&
-      !inFlight.has(c.name)
-    ) {
-      skip(
-        c,
-        `${node} holds the third copy of ${c.name}: a drain does not move a third copy (replace-secondary changes the secondary); 'drbd-migrate migrate ${c.name} --target ${node}' then 'drbd-migrate migrate ${c.name}' make ${node} its secondary, which a drain then replaces; its other two copies stay`,
-      );
-      continue;
-    }
     // An instance whose primary is elsewhere is here for its secondary: it gets a new one.
     if (c.primaryNode !== node && !inFlight.has(c.name)) {
       const replace = replacement(node, c, scope, needCleanup.has(c.name));
@@ -360,10 +356,12 @@ export function planEvacuation(
       // Half-moved, perhaps already committed: where it goes is the node the config does not name.
       // A replace under way (the primary elsewhere, the node its secondary) is taken up as one.
       const replacing = c.primaryNode !== node && scope.secondaries;
+      const copy = copyOnNode(c, node);
+      const held = copyNode(c, copy);
       const target = replacing
-        ? c.secondaryNode === node
+        ? held === node
           ? (scope.placements[c.name] ?? node)
-          : (c.secondaryNode ?? node)
+          : (held ?? node)
         : c.primaryNode === node
           ? (c.secondaryNode ?? node)
           : c.primaryNode;
@@ -374,6 +372,7 @@ export function planEvacuation(
         target,
         memoryMiB: replacing ? 0 : c.memoryMiB,
         resumed: true,
+        ...(replacing && copy === 'thirdCopy' ? { copy } : {}),
       });
     } else if (c.secondaryNode === null) {
       skip(c, `not migratable: its ${c.diskTemplate} disks have no second node to move to`);
@@ -436,22 +435,27 @@ function replacement(
 ): Planned | { skip: string } {
   if (c.diskTemplate !== 'drbd')
     return { skip: `its ${c.diskTemplate} disks have no copy on ${node} to move (it only names ${node})` };
-  // A replace that left old copies here (the config still names the node as formerSecondary), or
+  const copy = copyOnNode(c, node);
+  const held = copyNode(c, copy);
+  const third = copy === 'thirdCopy' ? { copy } : {};
+  // A replace that left old copies here (the config still names the node as a former copy), or
   // one that stopped halfway: its repair finishes it.
-  if (c.formerSecondary === node || repair)
+  if (held !== node || repair)
     return {
       instance: c.name,
       operation: 'changeSecondary',
       source: c.primaryNode,
-      target: c.secondaryNode === node ? (scope.placements[c.name] ?? node) : (c.secondaryNode ?? node),
+      target: held === node ? (scope.placements[c.name] ?? node) : (held ?? node),
       memoryMiB: 0,
       resumed: false,
       repair: true,
+      ...third,
     };
   const target = scope.placements[c.name];
+  const name = copy === 'thirdCopy' ? 'third copy' : 'secondary';
   if (target === undefined)
     return {
-      skip: `its secondary stays on ${node}: ${scope.unplaced[c.name] ?? 'no new secondary was placed for it'}`,
+      skip: `its ${name} stays on ${node}: ${scope.unplaced[c.name] ?? `no new ${name} was placed for it`}`,
     };
   return {
     instance: c.name,
@@ -460,7 +464,13 @@ function replacement(
     target,
     memoryMiB: 0,
     resumed: false,
+    ...third,
   };
+}
+
+/** Which copy of the instance the node holds for a replace: its third copy (or a former one), else its secondary. */
+function copyOnNode(c: InstanceConfig, node: string): ReplacedCopy {
+  return (c.thirdCopy ?? null) === node || (c.formerThirdCopy ?? null) === node ? 'thirdCopy' : 'secondary';
 }
 
 /** The runs that may start now: in queue order, each within the run's and every node's limit. */
@@ -555,7 +565,7 @@ export function instanceResult(
   const outcome = !cleaned
     ? output.outcome
     : replace
-      ? output.secondaryNode === planned.target
+      ? (output.thirdCopy ?? output.secondaryNode) === planned.target
         ? 'replaced'
         : 'reverted'
       : output.primaryNode === planned.target
@@ -568,6 +578,8 @@ export function instanceResult(
     primaryNode: output.primaryNode,
     ...(output.secondaryNode === undefined ? {} : { secondaryNode: output.secondaryNode }),
     ...(output.formerSecondary === undefined ? {} : { formerSecondary: output.formerSecondary }),
+    ...(output.thirdCopy === undefined ? {} : { thirdCopy: output.thirdCopy }),
+    ...(output.formerThirdCopy === undefined ? {} : { formerThirdCopy: output.formerThirdCopy }),
     verdict: output.verdict,
     ...(output.error === undefined ? {} : { error: output.error }),
     ...(output.left === undefined ? {} : { left: output.left }),
@@ -812,6 +824,7 @@ export const evacuation = setup({
               instance: p.instance,
               ...Object.fromEntries(Object.entries(context.request).filter(([, v]) => v !== undefined)),
               ...(p.operation === 'changeSecondary' ? { newSecondary: p.target } : {}),
+              ...(p.copy === undefined ? {} : { replaceCopy: p.copy }),
               ...(p.repair === true ? { cleanup: true } : {}),
             },
           },

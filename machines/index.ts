@@ -102,6 +102,7 @@ export {
 } from './prediction.js';
 export {
   type Commit,
+  copyNode,
   type Found,
   type Handover,
   initialContext,
@@ -115,6 +116,7 @@ export {
   protocol,
   type Repair,
   type Replace,
+  type ReplacedCopy,
   type Result,
   VERDICTS,
   type Verdict,

@@ -20,6 +20,7 @@ export const ProtocolInputSchema = z
     expectedSource: NodeName.optional(),
     cleanup: z.boolean().optional(),
     newSecondary: NodeName.optional(),
+    replaceCopy: z.enum(['secondary', 'thirdCopy']).optional(),
     limits: Limits.partial().optional(),
     convergence: Convergence.partial().optional(),
   })

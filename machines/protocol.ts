@@ -75,10 +75,13 @@ export interface ProtocolInput {
    */
   cleanup?: boolean;
   /**
-   * Replace: the node that becomes the instance's secondary. With `cleanup`, the node a replace that
-   * stopped before its commit left volumes on (a replace that passed its commit is in the config).
+   * Replace: the node that takes the replaced copy (the secondary's, or with replaceCopy 'thirdCopy'
+   * the third copy's). With `cleanup`, the node a replace that stopped before its commit left volumes
+   * on (a replace that passed its commit is in the config).
    */
   newSecondary?: string;
+  /** Replace: which copy moves, the secondary (the default) or, on DRBD 9, the third copy. */
+  replaceCopy?: ReplacedCopy;
   limits?: Partial<Limits>;
   /** Migration: how a live copy that does not converge is helped along, or given up (defaults otherwise). */
   convergence?: Partial<Convergence>;
@@ -123,6 +126,10 @@ export interface ProtocolOutput {
   secondaryNode?: string | null;
   /** A replace past its commit: the old secondary the config still names as holding copies. */
   formerSecondary?: string;
+  /** A replace of the third copy: the node the config names as the third copy when the machine stopped. */
+  thirdCopy?: string | null;
+  /** A replace of the third copy past its commit: the old third copy the config still names. */
+  formerThirdCopy?: string;
   /** A rejoin: the node taken back (the secondary, or a three-copy instance's third copy). */
   rejoined?: string;
   live: boolean | null;
@@ -153,6 +160,7 @@ export interface ProtocolContext {
     expectedSource: string | null;
     cleanup: boolean;
     newSecondary: string | null;
+    replaceCopy: ReplacedCopy;
   };
   limits: Limits;
   policy: Convergence;
@@ -173,12 +181,19 @@ export interface ProtocolContext {
   result: Result;
 }
 
+/** Which of an instance's copies a replace moves: its secondary, or (DRBD 9) its third copy. */
+export type ReplacedCopy = 'secondary' | 'thirdCopy';
+
+/** The node the config names as holding the copy. */
+export const copyNode = (config: InstanceConfig, copy: ReplacedCopy): string | null =>
+  copy === 'thirdCopy' ? config.thirdCopy : config.secondaryNode;
+
 /**
- * A secondary replaced (`source` the primary, which stays; `target` the new secondary). The
- * replace's commit is its own: the config's primary never changes.
+ * A copy replaced (`source` the primary, which stays; `target` the new node). The replace's commit
+ * is its own: the config's primary never changes.
  */
 export interface Replace {
-  /** The secondary being replaced, whose copies are removed at the end ('' outside a replace). */
+  /** The copy's node being replaced, whose copies are removed at the end ('' outside a replace). */
   former: string;
   /** Memory the new secondary needs free to take over from the primary (N+1), MiB. */
   needMiB: number | null;
@@ -303,6 +318,7 @@ export function initialContext(input: ProtocolInput): ProtocolContext {
       expectedSource: input.expectedSource ?? null,
       cleanup: input.cleanup ?? false,
       newSecondary: input.newSecondary ?? null,
+      replaceCopy: input.replaceCopy ?? 'secondary',
     },
     limits: withDefaults(DEFAULT_LIMITS, input.limits),
     policy: withDefaults(DEFAULT_CONVERGENCE, input.convergence),
@@ -423,10 +439,18 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
     .join('; then: ');
   if (error !== '') out.error = error;
   if (outcome === 'rejoined') out.rejoined = c.target;
-  if (c.replace.former !== '' && c.config !== null)
-    out.secondaryNode = c.replace.committed ? c.target : c.config.secondaryNode;
-  // Past the commit, a former secondary the config still names (its copies not yet removed).
-  if (c.replace.committed && !c.replace.forgotten) out.formerSecondary = c.replace.former;
+  if (c.replace.former !== '' && c.config !== null) {
+    const held = c.replace.committed ? c.target : copyNode(c.config, c.request.replaceCopy);
+    // Past the commit, a former copy the config still names (its copies not yet removed).
+    const former = c.replace.committed && !c.replace.forgotten ? c.replace.former : undefined;
+    if (c.request.replaceCopy === 'thirdCopy') {
+      out.thirdCopy = held;
+      if (former !== undefined) out.formerThirdCopy = former;
+    } else {
+      out.secondaryNode = held;
+      if (former !== undefined) out.formerSecondary = former;
+    }
+  }
   if (c.found.fallback) out.fallback = 'failover';
   if (c.handover.converge.tried.length > 0) out.tried = c.handover.converge.tried;
   if (outcome === 'needsCleanup' || outcome === 'failed') {
@@ -577,8 +601,17 @@ export const protocol = setup({
     rewiresTiebreaker: ({ context }) =>
       context.config?.drbdVersion === '9' && (context.config.tiebreaker ?? null) !== null,
     /** A read-back of the config after a failed replace commit: the write took after all. */
-    configNamesNewSecondary: ({ context }, params: { config: InstanceConfig }) =>
-      params.config.secondaryNode === context.target,
+    configNamesNewCopy: ({ context }, params: { config: InstanceConfig }) =>
+      copyNode(params.config, context.request.replaceCopy) === context.target,
+    /**
+     * A replace: the instance keeps a further copy besides the primary's and the one that moves (its
+     * third copy, or its secondary when the third copy moves), which the new node joins too.
+     */
+    hasOtherCopy: ({ context }) =>
+      context.request.replaceCopy === 'thirdCopy' ||
+      ((context.config?.thirdCopy ?? null) !== null && context.config?.thirdCopy !== context.target),
+    /** The replace moves the third copy (DRBD 9), not the secondary. */
+    replacesThirdCopy: ({ context }) => context.request.replaceCopy === 'thirdCopy',
     /** Forward (the instance runs on the target), once more; a revert is not retried. */
     mayRetrySingleMaster: ({ context }) =>
       (context.commit.done || context.commit.failed) && context.repair.attempts < 2,
@@ -853,19 +886,23 @@ export const protocol = setup({
 export type Protocol = typeof protocol;
 
 /**
- * A replace's repair of one that passed its commit finds both nodes in the config: the secondary it
- * names is the new one, formerSecondary the one to remove. Otherwise the new secondary is the
- * request's, and the config's secondary is the one replaced.
+ * A replace's repair of one that passed its commit finds both nodes in the config: the copy it names
+ * (secondary, or third) is the new one, its former one the one to remove. Otherwise the new node is
+ * the request's, and the config's is the one replaced.
  */
+const formerOf = (c: ProtocolContext, config: InstanceConfig) =>
+  (c.request.replaceCopy === 'thirdCopy' ? config.formerThirdCopy : config.formerSecondary) ?? null;
 const repairsCommitted = (c: ProtocolContext, config: InstanceConfig) =>
-  c.request.cleanup && config.formerSecondary !== null;
+  c.request.cleanup && formerOf(c, config) !== null;
 function replaceTarget(c: ProtocolContext, config: InstanceConfig): string {
-  return repairsCommitted(c, config) ? (config.secondaryNode ?? '') : (c.request.newSecondary ?? '');
+  return repairsCommitted(c, config)
+    ? (copyNode(config, c.request.replaceCopy) ?? '')
+    : (c.request.newSecondary ?? '');
 }
 function replaceOf(c: ProtocolContext, config: InstanceConfig): Replace {
   const committed = repairsCommitted(c, config);
   return {
-    former: (committed ? config.formerSecondary : config.secondaryNode) ?? '',
+    former: (committed ? formerOf(c, config) : copyNode(config, c.request.replaceCopy)) ?? '',
     needMiB: null,
     committed,
     forgotten: false,

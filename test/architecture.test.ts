@@ -187,6 +187,6 @@ describe('the layering', () => {
     const script =
       "const m = await import('drbd-migrate/machines'); console.log(typeof m.migrationMachine.provide, typeof m.cleanupMachine.provide, m.EFFECT_NAMES.length)";
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
-    expect(out.trim()).toBe('function function 36');
+    expect(out.trim()).toBe('function function 38');
   });
 });

@@ -163,12 +163,12 @@ describe('flags that conflict or do nothing are refused, exit 2, one line (item 
     [
       'demo --cleanup',
       ['demo', '--cleanup'],
-      /demo does not take --cleanup \(it is an option of migrate, failover, replace-secondary\)/,
+      /demo does not take --cleanup \(it is an option of migrate, failover, replace-secondary, replace-third-copy\)/,
     ],
     [
       'demo --cluster',
       ['demo', '--cluster', 'c.yaml'],
-      /demo does not take --cluster \(it is an option of migrate, plan, check, failover, evacuate, undrain, rejoin, replace-secondary, resume, status, worker\)/,
+      /demo does not take --cluster \(it is an option of migrate, plan, check, failover, evacuate, undrain, rejoin, replace-secondary, replace-third-copy, resume, status, worker\)/,
     ],
     ['--quiet --json', ['demo', '--quiet', '--json'], /--quiet cannot go with --json/],
     [

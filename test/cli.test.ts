@@ -205,7 +205,7 @@ describe('bad input: a one-line cause, exit 2, and nothing touched', () => {
     [
       'resume --cluster --dry-run',
       async () => ['resume', 'web1', '--cluster', 'docs/cluster.example.yaml', '--dry-run'],
-      /resume does not take --dry-run \(it is an option of migrate, failover, evacuate, rejoin, replace-secondary\)/,
+      /resume does not take --dry-run \(it is an option of migrate, failover, evacuate, rejoin, replace-secondary, replace-third-copy\)/,
     ],
     ['an unknown command', async () => ['fly'], /unknown command 'fly'/],
     [

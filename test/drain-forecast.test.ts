@@ -33,6 +33,7 @@ const config = (memoryMiB: number, disksMiB: (number | undefined)[] = []): Insta
   tiebreaker: null,
   drbdVersion: '8.4',
   thirdCopy: null,
+  formerThirdCopy: null,
 });
 
 describe('one run’s prediction', () => {

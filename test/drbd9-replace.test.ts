@@ -711,29 +711,24 @@ describe.skipIf(unavailable !== null)(
       );
     };
 
+    /** A CLI run against the testbed's file, with `drbdsetup events2` on `node` recorded in EVENTS all along. */
+    const recordingEvents = async (node: NodeName, args: string[]) => {
+      await sh(node, `drbdsetup events2 ${RESOURCE} >${EVENTS} 2>&1 </dev/null & echo $! >${EVENTS}.pid`);
+      const state = tempDir('drbd-migrate-state-');
+      try {
+        return await cli([...args, '--cluster', tb.clusterPath, '--state-dir', state]);
+      } finally {
+        rmSync(state, { recursive: true, force: true });
+        await sh(node, `kill $(cat ${EVENTS}.pid)`);
+      }
+    };
+
     it('DRBD 9: replace-secondary gives web1 node-d for node-b: node-d joins node-a and node-c, is in sync with both before the commit, node-b leaves both after; three UpToDate copies at every event on node-a; then web1 migrates to node-d', async () => {
       expect(await peersOf('node-c')).toEqual({
         'node-a': 'Connected UpToDate',
         'node-b': 'Connected UpToDate',
       });
-      await sh('node-a', `drbdsetup events2 ${RESOURCE} >${EVENTS} 2>&1 </dev/null & echo $! >${EVENTS}.pid`);
-      const state = tempDir('drbd-migrate-state-');
-      let r: { code: number | null; stdout: string; stderr: string };
-      try {
-        r = await cli([
-          'replace-secondary',
-          'web1',
-          '--new-secondary',
-          'node-d',
-          '--cluster',
-          tb.clusterPath,
-          '--state-dir',
-          state,
-        ]);
-      } finally {
-        rmSync(state, { recursive: true, force: true });
-        await sh('node-a', `kill $(cat ${EVENTS}.pid)`);
-      }
+      const r = await recordingEvents('node-a', ['replace-secondary', 'web1', '--new-secondary', 'node-d']);
       expect([r.code, r.stderr]).toEqual([0, '']);
       const said = r.stdout.split('\n');
       const at = (line: string) => said.findIndex((l) => l.includes(line));
@@ -820,6 +815,36 @@ describe.skipIf(unavailable !== null)(
         `dd if=/dev/${VOLUME_GROUP}/${RESOURCE}_data bs=512 skip=${8 + last + 1} count=1 iflag=direct status=none`,
       );
       expect(sector.stdout.startsWith(`disk-tick ${(last + 1).toString(16).padStart(4, '0')}`)).toBe(true);
+    }, 600_000);
+
+    it('DRBD 9: replace-third-copy moves web1’s third copy from node-c to node-b: node-b joins node-d (the primary) and node-a (the secondary), is in sync with both before the commit, node-c leaves both after; three UpToDate copies at every event on node-d; node-c holds nothing; the guest counts on', async () => {
+      const r = await recordingEvents('node-d', ['replace-third-copy', 'web1', '--new-third-copy', 'node-b']);
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      const said = r.stdout.split('\n');
+      const at = (line: string) => said.findIndex((l) => l.includes(line));
+      const commit = at('* updating the configuration: node-b holds the third copy of web1');
+      expect(commit).toBeGreaterThan(-1);
+      expect(at('* adding node-b as a peer of node-a, the secondary')).toBeGreaterThan(-1);
+      expect(at('* adding node-b as a peer of node-a, the secondary')).toBeLessThan(commit);
+      expect(at('* removing node-c as a peer of node-d')).toBeGreaterThan(commit);
+      expect(at('* removing node-c as a peer of node-a, the secondary')).toBeGreaterThan(commit);
+      const spec = (await loadCluster(tb.clusterPath)).instances[0]!;
+      expect(spec).toMatchObject({ primary: 'node-d', secondary: 'node-a', thirdCopy: 'node-b' });
+      expect(spec.formerThirdCopy).toBeUndefined();
+      // node-d's own events, the whole move long: never fewer than three UpToDate copies.
+      const counted = copiesOverEvents((await sh('node-d', `cat ${EVENTS}`)).stdout, RESOURCE);
+      expect(counted.length).toBeGreaterThan(5);
+      expect(counted.filter((c) => c.copies < 3)).toEqual([]);
+      for (const [node, peers] of [
+        ['node-d', { 'node-a': 'Connected UpToDate', 'node-b': 'Connected UpToDate' }],
+        ['node-a', { 'node-b': 'Connected UpToDate', 'node-d': 'Connected UpToDate' }],
+        ['node-b', { 'node-a': 'Connected UpToDate', 'node-d': 'Connected UpToDate' }],
+      ] as const)
+        expect([node, await peersOf(node)]).toEqual([node, peers]);
+      expect((await sh('node-c', `drbdsetup status ${RESOURCE} >/dev/null 2>&1`, [0, 10])).code).toBe(10);
+      expect(await volumes('node-c')).toEqual([]);
+      const last = ticks(await serial('node-d')).at(-1)!;
+      await waitForTick('node-d', last + 2);
     }, 600_000);
   },
 );

@@ -188,6 +188,8 @@ describe('evacuating a node on the simulated cluster', () => {
 const REPLACE_ONLY = new Set<EffectName>([
   'setSecondaryNode',
   'forgetFormerSecondary',
+  'setThirdCopyNode',
+  'forgetFormerThirdCopy',
   'listNodes',
   'takeoverLoad',
   'setNodeDrained',

@@ -187,6 +187,8 @@ const EXPECTED_ONE_FAILURE: Record<EffectName, Outcome[]> = {
   removePeer: [],
   setSecondaryNode: [],
   forgetFormerSecondary: [],
+  setThirdCopyNode: [],
+  forgetFormerThirdCopy: [],
   nodeDiskStatus: [],
   probeNode: [],
   awaitSelfFence: [],

@@ -295,6 +295,21 @@ describe('a broken replace of a secondary is caught by the generated suite', () 
       'threeCopies',
     ],
     [
+      // replace-third-copy: the commit written as a secondary's (the config's choice of write lost).
+      'writes a third copy’s move as a new secondary',
+      replaceMutant((s) => {
+        const committing = s.committing as { states: Record<string, object> };
+        return {
+          committing: {
+            ...committing,
+            states: { ...committing.states, choosing: { always: [{ target: 'writing' }] } },
+          },
+        };
+      }),
+      /^replaced the third copy, but the secondary changed from node-b to node-c/,
+      'threeCopies',
+    ],
+    [
       'undoes and leaves what it made on the new node',
       replaceMutant((s) => ({ catchingUp: { ...s.catchingUp, onDone: 'reverted' } })),
       /^reverted but a copy is left behind on node-c: web1-disk0_data/,

@@ -329,6 +329,7 @@ describe('placement', () => {
     tiebreaker: null,
     drbdVersion: '8.4',
     thirdCopy: null,
+    formerThirdCopy: null,
   };
   const storage = (freeMiB: number) => ({
     volumeGroup: 'xenvg',

@@ -403,7 +403,7 @@ describe('three copies from the command line (a saved simulated cluster)', () =>
 });
 
 describe('a drain of a node holding one of three copies', () => {
-  it('moves the primary away; no new secondary where only the third copy and the tiebreaker are left; the third copy is not moved, with what to run', async () => {
+  it('moves the primary away; no new secondary where only the third copy and the tiebreaker are left; no new third copy either, saying why', async () => {
     const dir = tempDir('drbd-migrate-three-');
     try {
       const file = join(dir, 'w.json');
@@ -412,7 +412,7 @@ describe('a drain of a node holding one of three copies', () => {
       const third = await cli('evacuate', 'node-c', '--all', '--world', file, '--state-dir', state);
       expect(third.code).toBe(1);
       expect(third.stdout.join('\n')).toContain(
-        "node-c holds the third copy of web1: a drain does not move a third copy (replace-secondary changes the secondary); 'drbd-migrate migrate web1 --target node-c' then 'drbd-migrate migrate web1' make node-c its secondary, which a drain then replaces",
+        "its third copy stays on node-c: no node can hold it: node-d is the tiebreaker of web1's resources",
       );
       const primary = await cli('evacuate', 'node-a', '--all', '--world', file, '--state-dir', state);
       expect(primary.code).toBe(1);
@@ -469,6 +469,64 @@ describe('a drain of a node holding one of three copies', () => {
         'node-e',
         'node-f',
       ]);
+      expect(world().violations).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('with a fifth node: replace-third-copy moves node-c’s copy, off, to node-e; its old copies wait, named, until rejoin node-c removes them; a drain of node-e then moves the third copy back to node-c', async () => {
+    const dir = tempDir('drbd-migrate-three-');
+    try {
+      const file = join(dir, 'w.json');
+      writeFileSync(file, JSON.stringify(createWorld({ ...spec, nodes: { ...spec.nodes, 'node-e': {} } })));
+      const state = join(dir, 'state');
+      const world = () => JSON.parse(readFileSync(file, 'utf8'));
+      const pairs = () =>
+        world()
+          .resources['web1-disk0']!.links.map((l: { ends: string[] }) => [...l.ends].sort().join('/'))
+          .sort();
+      expect((await cli('power', 'node-c', 'off', '--world', file)).code).toBe(0);
+      const moved = await cli('replace-third-copy', 'web1', '--world', file, '--state-dir', state);
+      expect([moved.code, moved.stderr]).toEqual([0, []]);
+      expect(moved.stdout).toContain('# new third copy of web1: node-e');
+      expect(world().config.instances.web1).toMatchObject({
+        primaryNode: 'node-a',
+        secondaryNode: 'node-b',
+        thirdCopy: 'node-e',
+        formerThirdCopy: 'node-c',
+      });
+      expect(pairs()).toEqual(['node-a/node-b', 'node-a/node-e', 'node-b/node-e']);
+      expect(world().resources['web1-disk0'].tiebreakerPeers.sort()).toEqual(['node-a', 'node-b', 'node-e']);
+      expect((await cli('power', 'node-c', 'on', '--world', file)).code).toBe(0);
+      const back = await cli('rejoin', 'node-c', '--world', file, '--state-dir', state);
+      expect([back.code, back.stderr]).toEqual([0, []]);
+      expect(back.stdout).toContain(
+        '# web1: removing its old copies from node-c (its third copy was replaced)',
+      );
+      expect(world().config.instances.web1.formerThirdCopy).toBeNull();
+      expect(Object.keys(world().resources['web1-disk0'].local).sort()).toEqual([
+        'node-a',
+        'node-b',
+        'node-e',
+      ]);
+      // A drain of the new third copy's node, planned first (touching nothing), then run.
+      const planned = await cli('evacuate', 'node-e', '--all', '--world', file, '--dry-run');
+      expect(planned.code).toBe(0);
+      expect(planned.stdout).toContain('# would give web1 the new third copy node-c');
+      expect(world().config.instances.web1.thirdCopy).toBe('node-e');
+      const drained = await cli('evacuate', 'node-e', '--all', '--world', file, '--state-dir', state);
+      expect([drained.code, drained.stderr]).toEqual([0, []]);
+      expect(drained.stdout.join('\n')).toContain(
+        'node-e holds no DRBD device and no volume of any instance',
+      );
+      expect(world().config.instances.web1).toMatchObject({
+        primaryNode: 'node-a',
+        secondaryNode: 'node-b',
+        thirdCopy: 'node-c',
+        formerThirdCopy: null,
+      });
+      expect(pairs()).toEqual(['node-a/node-b', 'node-a/node-c', 'node-b/node-c']);
       expect(world().violations).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -548,6 +606,62 @@ describe('a failure at every effect call of a migration to the third copy, then 
   );
 });
 
+const DISKS = ['web1-disk0', 'web1-disk1'];
+/** The UpToDate copies of each disk that the primary reaches: itself and its connected peers. */
+const copiesInSync = (sim: SimCluster) =>
+  DISKS.map((name) => {
+    const r = sim.world.resources[name]!;
+    const primary = sim.world.config.instances.web1!.primaryNode;
+    return Object.keys(r.local).filter(
+      (n) =>
+        r.local[n]?.diskState === 'UpToDate' &&
+        (n === primary ||
+          (linkBetween(r, primary, n)?.ends.every(
+            (e) => linkBetween(r, primary, n)?.connection[e] === 'Connected',
+          ) ??
+            false)),
+    ).length;
+  });
+type ReplaceInput = { newSecondary?: string; cleanup?: boolean; replaceCopy?: 'thirdCopy' };
+/**
+ * A replace of web1's secondary or third copy, watched: what it said and called, the fewest copies
+ * in sync at any call, and what the oracle and the simulator found wrong.
+ */
+async function replaceWatched(sim: SimCluster, input: ReplaceInput) {
+  const said: string[] = [];
+  const least = [3, 3];
+  const before = viewOfSim(sim);
+  const out = await runMachine(MACHINES.changeSecondary, { instance: 'web1', ...input }, sim.effects, {
+    clock: sim.clock,
+    onCall: (call) => {
+      said.push(`call ${call.effect} ${JSON.stringify(call.input)}`);
+      copiesInSync(sim).forEach((n, i) => {
+        least[i] = Math.min(least[i]!, n);
+      });
+    },
+    onEvent: (e) => {
+      if (e.type === 'feedback') said.push(`${e.level} ${e.message}`);
+    },
+  });
+  return {
+    out,
+    said,
+    least,
+    problems: [...outcomeProblems(out, before, viewOfSim(sim)), ...sim.world.violations],
+  };
+}
+/** Each disk's links, as sorted node pairs, whether every one is connected, and the tiebreaker's peers. */
+const linksNow = (sim: SimCluster) =>
+  DISKS.map((name) => {
+    const r = sim.world.resources[name]!;
+    return {
+      pairs: r.links.map((l) => [...l.ends].sort().join('/')).sort(),
+      connected: r.links.every((l) => l.ends.every((e) => l.connection[e] === 'Connected')),
+      upToDate: Object.values(r.local).every((l) => l.diskState === 'UpToDate'),
+      tiebreaker: [...r.tiebreakerPeers].sort(),
+    };
+  });
+
 /**
  * replace-secondary of a three-copy instance (DRBD 9, make-before-break): node-e joins node-a (the
  * primary), node-c (the third copy) and node-d (the tiebreaker), resyncs from both copies, and only
@@ -555,61 +669,8 @@ describe('a failure at every effect call of a migration to the third copy, then 
  */
 describe('a new secondary for a three-copy instance', () => {
   const five: WorldSpec = { ...spec, nodes: { ...spec.nodes, 'node-e': {} } };
-  const disks = ['web1-disk0', 'web1-disk1'];
-  /** The UpToDate copies of a disk that the primary reaches: itself and its connected peers. */
-  const copiesInSync = (sim: SimCluster) =>
-    disks.map((name) => {
-      const r = sim.world.resources[name]!;
-      const primary = sim.world.config.instances.web1!.primaryNode;
-      return Object.keys(r.local).filter(
-        (n) =>
-          r.local[n]?.diskState === 'UpToDate' &&
-          (n === primary ||
-            (linkBetween(r, primary, n)?.ends.every(
-              (e) => linkBetween(r, primary, n)?.connection[e] === 'Connected',
-            ) ??
-              false)),
-      ).length;
-    });
-  async function replace(sim: SimCluster, input: { newSecondary?: string; cleanup?: boolean } = {}) {
-    const said: string[] = [];
-    const least = [3, 3];
-    const before = viewOfSim(sim);
-    const out = await runMachine(
-      MACHINES.changeSecondary,
-      { instance: 'web1', newSecondary: 'node-e', ...input },
-      sim.effects,
-      {
-        clock: sim.clock,
-        onCall: (call) => {
-          said.push(`call ${call.effect} ${JSON.stringify(call.input)}`);
-          copiesInSync(sim).forEach((n, i) => {
-            least[i] = Math.min(least[i]!, n);
-          });
-        },
-        onEvent: (e) => {
-          if (e.type === 'feedback') said.push(`${e.level} ${e.message}`);
-        },
-      },
-    );
-    return {
-      out,
-      said,
-      least,
-      problems: [...outcomeProblems(out, before, viewOfSim(sim)), ...sim.world.violations],
-    };
-  }
-  /** Each disk's links, as sorted node pairs, and whether every one is connected. */
-  const linksNow = (sim: SimCluster) =>
-    disks.map((name) => {
-      const r = sim.world.resources[name]!;
-      return {
-        pairs: r.links.map((l) => [...l.ends].sort().join('/')).sort(),
-        connected: r.links.every((l) => l.ends.every((e) => l.connection[e] === 'Connected')),
-        upToDate: Object.values(r.local).every((l) => l.diskState === 'UpToDate'),
-        tiebreaker: [...r.tiebreakerPeers].sort(),
-      };
-    });
+  const replace = (sim: SimCluster, input: ReplaceInput = {}) =>
+    replaceWatched(sim, { newSecondary: 'node-e', ...input });
   const replaced = {
     pairs: ['node-a/node-c', 'node-a/node-e', 'node-c/node-e'],
     connected: true,
@@ -749,6 +810,206 @@ describe('a new secondary for a three-copy instance', () => {
         const secondary = sim.world.config.instances.web1?.secondaryNode;
         expect(linksNow(sim)).toEqual(secondary === 'node-e' ? [replaced, replaced] : [asFound, asFound]);
         expect(sim.world.config.instances.web1).toMatchObject({ thirdCopy: 'node-c', formerSecondary: null });
+        expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+      },
+    );
+  });
+});
+
+/**
+ * replace-third-copy (DRBD 9): node-c's third copy moves to node-e, make-before-break. node-e joins
+ * node-a (the primary), node-b (the secondary) and the tiebreaker, resyncs from both, the config names
+ * it the third copy, and only then does node-c leave them. A drain of node-c runs the same.
+ */
+describe('the third copy moved to another node', () => {
+  const five: WorldSpec = { ...spec, nodes: { ...spec.nodes, 'node-e': {} } };
+  const moveThird = (sim: SimCluster, input: Omit<ReplaceInput, 'replaceCopy'> = {}) =>
+    replaceWatched(sim, { newSecondary: 'node-e', replaceCopy: 'thirdCopy', ...input });
+  const moved = {
+    pairs: ['node-a/node-b', 'node-a/node-e', 'node-b/node-e'],
+    connected: true,
+    upToDate: true,
+    tiebreaker: ['node-a', 'node-b', 'node-e'],
+  };
+  const asFound = {
+    pairs: ['node-a/node-b', 'node-a/node-c', 'node-b/node-c'],
+    connected: true,
+    upToDate: true,
+    tiebreaker: ['node-a', 'node-b', 'node-c'],
+  };
+
+  it('node-e joins node-a, node-b and the tiebreaker, is in sync with both before the commit names it the third copy, and node-c leaves all three after it: three UpToDate copies at every call', async () => {
+    const sim = createSimCluster(five);
+    const { out, said, least, problems } = await moveThird(sim);
+    expect(out).toMatchObject({ outcome: 'replaced', primaryNode: 'node-a', thirdCopy: 'node-e' });
+    expect(out.secondaryNode).toBeUndefined();
+    expect(problems).toEqual([]);
+    expect(least).toEqual([3, 3]);
+    expect(sim.world.config.instances.web1).toMatchObject({
+      primaryNode: 'node-a',
+      secondaryNode: 'node-b',
+      thirdCopy: 'node-e',
+      formerThirdCopy: null,
+      formerSecondary: null,
+    });
+    expect(linksNow(sim)).toEqual([moved, moved]);
+    expect(Object.keys(sim.world.resources['web1-disk0']!.local).sort()).toEqual([
+      'node-a',
+      'node-b',
+      'node-e',
+    ]);
+    expect(said).toContain('info Replacing the third copy of web1: node-c by node-e (primary node-a)');
+    const at = (line: string) => said.indexOf(line);
+    const commit = said.findIndex((l) => l.startsWith('call setThirdCopyNode'));
+    expect(commit).toBeGreaterThan(-1);
+    expect(said.some((l) => l.startsWith('call setSecondaryNode'))).toBe(false);
+    expect(at('info * adding node-e as a peer of node-b, the secondary')).toBeGreaterThan(-1);
+    expect(at('info * adding node-e as a peer of node-b, the secondary')).toBeLessThan(commit);
+    const otherWait = said.findIndex(
+      (l) => l.startsWith('call waitSync') && l.includes('"nodes":["node-b","node-e"]'),
+    );
+    expect(otherWait).toBeGreaterThan(-1);
+    expect(otherWait).toBeLessThan(commit);
+    expect(at('info * removing node-c as a peer of node-a')).toBeGreaterThan(commit);
+    expect(at('info * removing node-c as a peer of node-b, the secondary')).toBeGreaterThan(commit);
+    expect(sim.world.vms['node-a']?.web1?.state).toBe('running');
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+    // The new third copy takes a migration, and hands it back.
+    for (const targetNode of ['node-e', 'node-a']) {
+      const run = await simulate('migration', { sim, input: { targetNode } });
+      expect([run.out.outcome, run.out.error ?? null]).toEqual(['migrated', null]);
+      expectTruthfulOutcome(run, 'web1', targetNode);
+    }
+  });
+
+  it('refuses, touching nothing: the secondary, the primary or the tiebreaker as the new third copy, a secondary not in sync, a secondary that cannot be read, an instance without a third copy', async () => {
+    const refusals: Array<[string, (sim: SimCluster) => void, RegExp]> = [
+      ['node-b', () => {}, /node-b holds the secondary of web1 already: name a node that holds none/],
+      ['node-a', () => {}, /node-a is the primary of web1/],
+      ['node-c', () => {}, /node-c is already the third copy of web1/],
+      ['node-d', () => {}, /node-d is the tiebreaker of web1's resources/],
+      [
+        'node-e',
+        (sim) => sim.perturb('resyncPending', 'web1'),
+        /Cannot make node-e the third copy of web1: node-b, the secondary, is not in sync with node-a \(web1-disk0 .*\): the new node must join it too; bring it back in sync first; nothing was touched/,
+      ],
+      [
+        'node-e',
+        (sim) => sim.killNode('node-b'),
+        /Cannot read the disks of node-b, the secondary .*: the new node must join it too; nothing was touched/,
+      ],
+      [
+        'node-e',
+        (sim) => {
+          sim.world.config.instances.web1!.thirdCopy = null;
+        },
+        /Instance web1 has no third copy \(a DRBD 9 third replica the config names\): 'drbd-migrate replace-secondary web1' moves its secondary/,
+      ],
+    ];
+    for (const [node, disturb, error] of refusals) {
+      const sim = createSimCluster(five);
+      disturb(sim);
+      const { out, said } = await moveThird(sim, { newSecondary: node });
+      expect([node, out.outcome]).toEqual([node, 'rejected']);
+      expect(out.error).toMatch(error);
+      const reads = ['getInstance', 'listNodes', 'takeoverLoad', 'nodeInfo', 'nodeStorage', 'nodeDiskStatus'];
+      expect(said.filter((l) => l.startsWith('call ') && !reads.includes(l.split(' ')[1]!))).toEqual([]);
+    }
+  });
+
+  it('a secondary the new node cannot join undoes the move: node-e leaves node-a, nothing is left there, node-c never left', async () => {
+    const sim = createSimCluster(five, { faults: [{ effect: 'attachNet', call: 2, kind: 'error' }] });
+    const { out, least, problems } = await moveThird(sim);
+    expect(out.outcome).toBe('reverted');
+    expect(out.error).toMatch(/Cannot add node-e as a peer of node-b, the secondary/);
+    expect(problems).toEqual([]);
+    expect(least).toEqual([3, 3]);
+    expect(linksNow(sim)).toEqual([asFound, asFound]);
+    expect(sim.world.resources['web1-disk0']!.local['node-e']).toBeUndefined();
+    expect(sim.world.config.instances.web1).toMatchObject({ thirdCopy: 'node-c', formerThirdCopy: null });
+  });
+
+  it('the repair after a commit whose removal of node-c from the secondary failed finishes it', async () => {
+    const sim = createSimCluster(five, { faults: [{ effect: 'removePeer', call: 2, kind: 'error' }] });
+    const first = await moveThird(sim);
+    expect(first.out).toMatchObject({
+      outcome: 'needsCleanup',
+      thirdCopy: 'node-e',
+      formerThirdCopy: 'node-c',
+    });
+    expect(first.out.error).toMatch(
+      /Cannot remove node-c as a peer of node-b, the secondary .*the config names node-e, UpToDate; run 'drbd-migrate replace-third-copy web1 --cleanup'/,
+    );
+    expect(first.problems).toEqual([]);
+    expect(sim.world.config.instances.web1).toMatchObject({ thirdCopy: 'node-e', formerThirdCopy: 'node-c' });
+    sim.faults = [];
+    const repair = await moveThird(sim, { cleanup: true, newSecondary: undefined as never });
+    expect([repair.out.outcome, repair.out.error ?? null]).toEqual(['cleaned', null]);
+    expect(repair.problems).toEqual([]);
+    expect(repair.least).toEqual([3, 3]);
+    expect(linksNow(sim)).toEqual([moved, moved]);
+    expect(sim.world.config.instances.web1).toMatchObject({ thirdCopy: 'node-e', formerThirdCopy: null });
+  });
+
+  it('node-c dead: the copy moves to node-e from the two live ones; node-c keeps its old copies, named formerThirdCopy, until it returns and its rejoin removes them', async () => {
+    const sim = createSimCluster(five);
+    sim.killNode('node-c');
+    const first = await moveThird(sim);
+    expect(first.out).toMatchObject({ outcome: 'replaced', thirdCopy: 'node-e', formerThirdCopy: 'node-c' });
+    expect(first.out.warnings.join('\n')).toMatch(
+      /Could not remove the old copies of web1 on node-c .*the config keeps node-c as their node: run 'drbd-migrate replace-third-copy web1 --cleanup' once it answers/,
+    );
+    expect(first.problems).toEqual([]);
+    expect(first.least).toEqual([2, 2]);
+    sim.reviveNode('node-c');
+    const repair = await moveThird(sim, { cleanup: true, newSecondary: undefined as never });
+    expect([repair.out.outcome, repair.out.error ?? null]).toEqual(['cleaned', null]);
+    expect(repair.problems).toEqual([]);
+    expect(sim.world.config.instances.web1).toMatchObject({ thirdCopy: 'node-e', formerThirdCopy: null });
+    expect(Object.keys(sim.world.resources['web1-disk0']!.local).sort()).toEqual([
+      'node-a',
+      'node-b',
+      'node-e',
+    ]);
+    expect(restStateProblems(sim.world, 'web1')).toEqual([]);
+  });
+
+  describe('a failure at every effect call, then the repair the run asks for', async () => {
+    const happy = createSimCluster(five);
+    await moveThird(happy);
+    const points = EFFECT_NAMES.flatMap((effect: EffectName) =>
+      Array.from({ length: happy.calls[effect] }, (_, i) => ({ effect, call: i + 1 })),
+    );
+    it('has calls to fail', () => {
+      expect(points.length).toBeGreaterThan(25);
+    });
+    it.each(points.flatMap((p) => (['error', 'lost'] as const).map((kind) => ({ ...p, kind }))))(
+      '$kind in $effect call $call: no rule broken, never fewer than three copies in sync, and the end is the three copies as found or as moved',
+      async (p) => {
+        const sim = createSimCluster(five, {
+          faults: [{ effect: p.effect, call: p.call, kind: p.kind } as Fault],
+        });
+        const first = await moveThird(sim);
+        expect(first.problems).toEqual([]);
+        expect(first.least).toEqual([3, 3]);
+        sim.faults = [];
+        const committed = sim.world.config.instances.web1?.formerThirdCopy !== null;
+        if (first.out.outcome === 'needsCleanup' || committed) {
+          const repair = await moveThird(
+            sim,
+            committed ? { cleanup: true, newSecondary: undefined as never } : { cleanup: true },
+          );
+          expect([repair.out.outcome, repair.out.error ?? null]).toEqual(['cleaned', null]);
+          expect(repair.problems).toEqual([]);
+          expect(repair.least).toEqual([3, 3]);
+        }
+        const third = sim.world.config.instances.web1?.thirdCopy;
+        expect(linksNow(sim)).toEqual(third === 'node-e' ? [moved, moved] : [asFound, asFound]);
+        expect(sim.world.config.instances.web1).toMatchObject({
+          secondaryNode: 'node-b',
+          formerThirdCopy: null,
+          formerSecondary: null,
+        });
         expect(restStateProblems(sim.world, 'web1')).toEqual([]);
       },
     );

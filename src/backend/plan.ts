@@ -93,7 +93,14 @@ export function plannedCommands(
       input.nodes?.find((n) => n !== node),
     );
   const drbd = (node: string) => drbdDrivers[cluster.nodes.find((n) => n.name === node)?.drbd ?? '8.4'];
-  const ofInstance = [inst.primary, inst.secondary, inst.formerSecondary, inst.tiebreaker, inst.thirdCopy];
+  const ofInstance = [
+    inst.primary,
+    inst.secondary,
+    inst.formerSecondary,
+    inst.tiebreaker,
+    inst.thirdCopy,
+    inst.formerThirdCopy,
+  ];
   const knownPeer = (node: string) => {
     const peer = input.nodes?.find((n) => n !== node);
     return peer !== undefined && ofInstance.includes(peer) && ofInstance.includes(node);
@@ -117,6 +124,22 @@ export function plannedCommands(
           node: 'config',
           kind: 'file',
           text: `rewrite ${clusterPath} (no formerSecondary), keep ${clusterPath}.prev`,
+        },
+      ];
+    case 'setThirdCopyNode':
+      return [
+        {
+          node: 'config',
+          kind: 'file',
+          text: `rewrite ${clusterPath} (thirdCopy: ${input.node}, formerThirdCopy: ${input.former}), keep ${clusterPath}.prev`,
+        },
+      ];
+    case 'forgetFormerThirdCopy':
+      return [
+        {
+          node: 'config',
+          kind: 'file',
+          text: `rewrite ${clusterPath} (no formerThirdCopy), keep ${clusterPath}.prev`,
         },
       ];
     case 'nodeStorage':

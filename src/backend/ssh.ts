@@ -155,6 +155,8 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
     setNodeDrained: config.setNodeDrained,
     setSecondaryNode: config.setSecondaryNode,
     forgetFormerSecondary: config.forgetFormerSecondary,
+    setThirdCopyNode: config.setThirdCopyNode,
+    forgetFormerThirdCopy: config.forgetFormerThirdCopy,
 
     nodeStorage: ({ node, timeoutMs }, signal) => storageOf(node, timeoutMs, signal),
 

@@ -30,6 +30,11 @@ export const OPTIONS = {
     value: 'NODE',
     help: 'the node that becomes the secondary (default: chosen by room, N+1 memory and spread); with --cleanup, the node a replace that stopped before its commit left disks on',
   },
+  'new-third-copy': {
+    type: 'string',
+    value: 'NODE',
+    help: 'the node that takes the third copy (default: chosen as a new secondary is); with --cleanup, the node a replace that stopped before its commit left disks on',
+  },
   'non-live': { type: 'boolean', help: 'pause the instance for the copy' },
   'no-runtime-changes': {
     type: 'boolean',

@@ -43,7 +43,7 @@ export function finish(
     end.target,
     end.of,
     result.primaryNode,
-    result.secondaryNode ?? null,
+    result.thirdCopy ?? result.secondaryNode ?? null,
   );
   const code = EXIT[result.outcome];
   if (values.json === true) {

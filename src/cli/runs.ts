@@ -41,6 +41,7 @@ export async function runOnInstance(
       sourceIsDown: input.sourceIsDown === true,
       from: kind === 'failover' ? await primaryNow(call.values, input.instance) : null,
       newSecondary: input.newSecondary ?? null,
+      ...(input.replaceCopy === undefined ? {} : { replaceCopy: input.replaceCopy }),
       targetNode: input.targetNode ?? null,
     };
     return await showRun(call, session, about, (follow) => session.runtime.run(kind, prepared, follow));

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import type { MachineName } from '../../machines/index.js';
+import type { MachineName, ReplacedCopy } from '../../machines/index.js';
 import type { Values } from './options.js';
 
 /** What a run acts on, as the journal records it and as the hints repeat it: "--world /x.json". */
@@ -34,6 +34,8 @@ export interface RepairOf {
   from?: string | null;
   /** A replace's new secondary: its repair names it until the commit (after it the config does). */
   newSecondary?: string | null;
+  /** A replace's copy: the secondary, or the third copy (replace-third-copy). */
+  replaceCopy?: ReplacedCopy;
   /** The node the run was sent to (a third copy): a failover run again before its commit goes there too. */
   targetNode?: string | null;
 }
@@ -44,12 +46,16 @@ export function cleanupCommand(
   target: Target | null,
   of: RepairOf = {},
   primaryNow: string | null = null,
-  secondaryNow: string | null = null,
+  copyNow: string | null = null,
 ): string | null {
   if (target === null) return null;
   if (of.machine === 'changeSecondary') {
-    const named = of.newSecondary != null && secondaryNow !== of.newSecondary;
-    return `drbd-migrate replace-secondary ${instance}${targetFlag(target)} --cleanup${named ? ` --new-secondary ${of.newSecondary}` : ''}`;
+    const named = of.newSecondary != null && copyNow !== of.newSecondary;
+    const [command, option] =
+      of.replaceCopy === 'thirdCopy'
+        ? ['replace-third-copy', '--new-third-copy']
+        : ['replace-secondary', '--new-secondary'];
+    return `drbd-migrate ${command} ${instance}${targetFlag(target)} --cleanup${named ? ` ${option} ${of.newSecondary}` : ''}`;
   }
   if (of.machine === 'failover') {
     // Before its commit the failover is picked up by running it again; after it, by its repair.

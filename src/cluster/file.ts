@@ -94,12 +94,20 @@ export function instanceConfig(spec: ClusterInstance, drbdVersion: DrbdVersion =
     tiebreaker: spec.tiebreaker ?? null,
     drbdVersion,
     thirdCopy: spec.thirdCopy ?? null,
+    formerThirdCopy: spec.formerThirdCopy ?? null,
   };
 }
 
 /** The DRBD an instance's nodes run (a mixed pair is refused by the file's schema): its primary's. */
 const drbdOf = (cluster: ClusterFile, spec: ClusterInstance): DrbdVersion =>
   cluster.nodes.find((n) => n.name === spec.primary)?.drbd ?? '8.4';
+
+/** Where the file names each copy a replace moves, and the one it replaced. */
+const COPY_FIELDS = {
+  secondary: { field: 'secondary', former: 'formerSecondary', name: 'secondary' },
+  thirdCopy: { field: 'thirdCopy', former: 'formerThirdCopy', name: 'third copy' },
+} as const;
+type CopyFields = (typeof COPY_FIELDS)[keyof typeof COPY_FIELDS];
 
 /** The config-store effects, backed by the cluster file: read it; at the commit point, rewrite it. */
 export function clusterConfigEffects(
@@ -114,12 +122,43 @@ export function clusterConfigEffects(
   | 'setNodeDrained'
   | 'setSecondaryNode'
   | 'forgetFormerSecondary'
+  | 'setThirdCopyNode'
+  | 'forgetFormerThirdCopy'
 > {
   const find = (cluster: ClusterFile, name: string) => {
     const spec = cluster.instances.find((i) => i.name === name);
     if (spec === undefined) throw new Error(`Instance '${name}' not known in ${path}`);
     return spec;
   };
+  /** A replace's commit: the file names `node` for the copy, `former` as still to be removed. */
+  async function nameCopy(instance: string, copy: CopyFields, node: string, former: string) {
+    const cluster = await loadCluster(path);
+    const spec = find(cluster, instance);
+    // Run again after a lost answer: already committed, nothing to do.
+    if (spec[copy.field] === node) return;
+    if (spec[copy.field] !== former)
+      throw new Error(
+        `${former} is not the ${copy.name} of instance ${instance} in ${path} (${spec[copy.field] ?? 'none'} is)`,
+      );
+    // DRBD 9: the new node's node-id, as its device was made with, is the file's from now on.
+    for (const d of spec.disks) {
+      if (!('resource' in d) || d.nodeIds === undefined) continue;
+      d.nodeIds[node] = drbdNodeId(d, node)!;
+    }
+    spec[copy.field] = node;
+    spec[copy.former] = former;
+    await saveCluster(path, cluster);
+  }
+  /** The former copy's copies are gone: the file stops naming it (and its node-id). */
+  async function forgetFormer(instance: string, copy: CopyFields) {
+    const cluster = await loadCluster(path);
+    const spec = find(cluster, instance);
+    const former = spec[copy.former];
+    if (former === undefined) return;
+    for (const d of spec.disks) if ('resource' in d && d.nodeIds !== undefined) delete d.nodeIds[former];
+    delete spec[copy.former];
+    await saveCluster(path, cluster);
+  }
   return {
     getInstance: async ({ instance }: EffectInput<'getInstance'>) => {
       const cluster = await loadCluster(path);
@@ -145,33 +184,14 @@ export function clusterConfigEffects(
       spec.drained = drained;
       await saveCluster(path, cluster);
     },
-    setSecondaryNode: async ({ instance, node, former }: EffectInput<'setSecondaryNode'>) => {
-      const cluster = await loadCluster(path);
-      const spec = find(cluster, instance);
-      // Run again after a lost answer: already committed, nothing to do.
-      if (spec.secondary === node) return;
-      if (spec.secondary !== former)
-        throw new Error(
-          `${former} is not the secondary of instance ${instance} in ${path} (${spec.secondary} is)`,
-        );
-      // DRBD 9: the new secondary's node-id, as its device was made with, is the file's from now on.
-      for (const d of spec.disks) {
-        if (!('resource' in d) || d.nodeIds === undefined) continue;
-        d.nodeIds[node] = drbdNodeId(d, node)!;
-      }
-      spec.secondary = node;
-      spec.formerSecondary = former;
-      await saveCluster(path, cluster);
-    },
-    forgetFormerSecondary: async ({ instance }: EffectInput<'forgetFormerSecondary'>) => {
-      const cluster = await loadCluster(path);
-      const spec = find(cluster, instance);
-      const former = spec.formerSecondary;
-      if (former === undefined) return;
-      for (const d of spec.disks) if ('resource' in d && d.nodeIds !== undefined) delete d.nodeIds[former];
-      delete spec.formerSecondary;
-      await saveCluster(path, cluster);
-    },
+    setSecondaryNode: ({ instance, node, former }: EffectInput<'setSecondaryNode'>) =>
+      nameCopy(instance, COPY_FIELDS.secondary, node, former),
+    forgetFormerSecondary: ({ instance }: EffectInput<'forgetFormerSecondary'>) =>
+      forgetFormer(instance, COPY_FIELDS.secondary),
+    setThirdCopyNode: ({ instance, node, former }: EffectInput<'setThirdCopyNode'>) =>
+      nameCopy(instance, COPY_FIELDS.thirdCopy, node, former),
+    forgetFormerThirdCopy: ({ instance }: EffectInput<'forgetFormerThirdCopy'>) =>
+      forgetFormer(instance, COPY_FIELDS.thirdCopy),
     setPrimaryNode: async ({ instance, node, withdrawSelfFence }: EffectInput<'setPrimaryNode'>) => {
       const cluster = await loadCluster(path);
       const spec = find(cluster, instance);

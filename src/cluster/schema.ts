@@ -155,7 +155,10 @@ export const ClusterInstance = z
         'DRBD 9 with quorum only: within how many ms a node that lost quorum stops this instance itself (a quorum-lost handler, see cluster.md), counted from when the target sees it gone: the node’s own, possibly later, detection (DRBD’s ping interval and timeout) and the handler must fit in it. With it a failover takes the target’s quorum as proof that a silent source cannot write, and waits this long before starting the instance; without it --source-is-down is needed.',
       ),
     thirdCopy: NodeName.optional().describe(
-      'DRBD 9 only: a third node holding a diskful copy of every disk, connected to both of the pair (as LINSTOR places a third replica); its node-id is in every disk’s nodeIds. `migrate --target` and `failover --target` may name it: the commit then makes it the primary, the old primary the secondary and the old secondary the third copy, in one write. A rejoin reconnects the returning node to the survivor and the third copy; replace-secondary joins the new copy to the primary and the third before the old secondary leaves either.',
+      'DRBD 9 only: a third node holding a diskful copy of every disk, connected to both of the pair (as LINSTOR places a third replica); its node-id is in every disk’s nodeIds. `migrate --target` and `failover --target` may name it: the commit then makes it the primary, the old primary the secondary and the old secondary the third copy, in one write. A rejoin reconnects the returning node to the survivor and the third copy; replace-secondary joins the new copy to the primary and the third before the old secondary leaves either; replace-third-copy moves it to another node the same way.',
+    ),
+    formerThirdCopy: NodeName.optional().describe(
+      'Written by replace-third-copy: a replaced third copy whose copies are still to be removed (its node was down, or the replace stopped after its commit).',
     ),
     tiebreaker: NodeName.optional().describe(
       'DRBD 9 with quorum only: the node holding the third vote of this instance’s resources, diskless (it holds no copy and never runs the instance); its node-id is in every disk’s nodeIds. Needed with selfFenceMs: with two votes neither side keeps quorum without the other, so nothing would ever prove a silent node cannot write. Errors then say which node to bring back.',
@@ -334,6 +337,18 @@ export const ClusterFile = z
         });
       }
       if (
+        inst.formerThirdCopy !== undefined &&
+        (inst.thirdCopy === undefined ||
+          !nodes.has(inst.formerThirdCopy) ||
+          [inst.primary, inst.secondary, inst.thirdCopy, inst.tiebreaker].includes(inst.formerThirdCopy))
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: at('formerThirdCopy'),
+          message: `${inst.formerThirdCopy} must be a node of this file other than the instance's copies and tiebreaker, beside a thirdCopy`,
+        });
+      }
+      if (
         inst.formerSecondary !== undefined &&
         (!nodes.has(inst.formerSecondary) || [inst.primary, inst.secondary].includes(inst.formerSecondary))
       ) {
@@ -391,6 +406,7 @@ export const ClusterFile = z
           inst.secondary,
           ...(inst.formerSecondary ? [inst.formerSecondary] : []),
           ...(inst.thirdCopy ? [inst.thirdCopy] : []),
+          ...(inst.formerThirdCopy ? [inst.formerThirdCopy] : []),
         ];
         for (const node of holders) {
           for (const [what, value] of [

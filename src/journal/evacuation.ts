@@ -263,7 +263,12 @@ function journaledRunner(
       // A replace ended when the node holds nothing of it; a move, when it is no longer the primary.
       const ended =
         request.operation === 'changeSecondary'
-          ? config.secondaryNode !== node && config.formerSecondary !== node
+          ? ![
+              config.secondaryNode,
+              config.formerSecondary,
+              config.thirdCopy,
+              config.formerThirdCopy,
+            ].includes(node)
           : config.primaryNode !== node;
       if (ended) return endedBefore(request.instance, request.operation, InstanceConfig.parse(config));
     }

@@ -44,7 +44,7 @@ export async function placeSecondary(
 /**
  * New secondaries for every instance a drain of `node` leaves with its secondary there: those whose
  * secondary it is, and (when the drain moves them) those whose primary it is, which the move makes
- * its secondaries. Each node is read once; each choice then counts against the nodes' room, memory
+ * its secondaries; and new third copies for those whose third copy (DRBD 9) it holds. Each node is read once; each choice then counts against the nodes' room, memory
  * and secondaries, so that the drain does not place more on a node than it holds.
  */
 export async function placeSecondaries(
@@ -66,8 +66,9 @@ export async function placeSecondaries(
         ? { ...c, primaryNode: c.secondaryNode, secondaryNode: node }
         : c,
     );
+  // A third copy on the node moves too (DRBD 9): it is placed as a secondary is, away from the others.
   const wanting = instances
-    .filter((c) => c.secondaryNode === node && c.diskTemplate === 'drbd')
+    .filter((c) => (c.secondaryNode === node || c.thirdCopy === node) && c.diskTemplate === 'drbd')
     .sort((a, b) => a.name.localeCompare(b.name));
   const placements: Record<string, string> = {};
   const unplaced: Record<string, string> = {};
@@ -100,7 +101,8 @@ export async function placeSecondaries(
           minors: [...f.storage.minors, ...c.disks.map((d) => d.minor)],
         },
       });
-    instances = instances.map((i) => (i.name === c.name ? { ...i, secondaryNode: chosen } : i));
+    const moved = c.thirdCopy === node ? { thirdCopy: chosen } : { secondaryNode: chosen };
+    instances = instances.map((i) => (i.name === c.name ? { ...i, ...moved } : i));
   }
   return { placements, unplaced };
 }

@@ -446,6 +446,22 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       act('forgetFormerSecondary', input, signal, QUERY_MS, () => {
         instanceOf(input.instance).formerSecondary = null;
       }),
+    setThirdCopyNode: (input, signal) =>
+      act('setThirdCopyNode', input, signal, QUERY_MS, () => {
+        const config = instanceOf(input.instance);
+        if (config.thirdCopy === input.node) return;
+        if (world.nodes[input.node] === undefined) throw new Error(`${input.node}: node not known`);
+        if (config.primaryNode === input.node || config.secondaryNode === input.node)
+          throw new Error(`${input.node} holds a copy of ${input.instance} already, not a third copy`);
+        if (config.thirdCopy !== input.former)
+          throw new Error(`${input.former} is not the third copy of ${input.instance}`);
+        config.thirdCopy = input.node;
+        config.formerThirdCopy = input.former;
+      }),
+    forgetFormerThirdCopy: (input, signal) =>
+      act('forgetFormerThirdCopy', input, signal, QUERY_MS, () => {
+        instanceOf(input.instance).formerThirdCopy = null;
+      }),
     takeoverLoad: (input, signal) =>
       act('takeoverLoad', input, signal, QUERY_MS, () => {
         const kin = Object.values(world.config.instances).filter(

@@ -73,8 +73,15 @@ export const Perturbation = z.enum([
    * the node the replace made a copy on, and the old one as still to be removed.
    */
   'replaceCommitLands',
+  /**
+   * A third copy's replace whose commit answer was lost had taken effect: the config names as third
+   * copy the node the replace made a copy on, and the old one as still to be removed.
+   */
+  'thirdCopyCommitLands',
   /** Three copies: writes the third copy has to catch up on, over each of its connected links. */
   'thirdCopyBehind',
+  /** Three copies: writes the secondary has to catch up on, over each of its connected links. */
+  'secondaryBehind',
   /** Three copies: the third copy's node loses power and boots again (its connections forgotten). */
   'thirdCopyRestarts',
 ]);
@@ -146,17 +153,19 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
       }
       return;
     case 'thirdCopyBehind':
+    case 'secondaryBehind': {
+      const behind = kind === 'thirdCopyBehind' ? config.thirdCopy : config.secondaryNode;
       for (const r of resources)
         for (const l of r.links) {
-          const third = config.thirdCopy;
-          if (third === null || !l.ends.includes(third) || !linkConnected(l)) continue;
-          if (localOf(r, third).role === 'Primary') continue;
-          l.syncSource ??= otherEnd(l, third);
+          if (behind === null || !l.ends.includes(behind) || !linkConnected(l)) continue;
+          if (localOf(r, behind).role === 'Primary') continue;
+          l.syncSource ??= otherEnd(l, behind);
           l.outOfSyncKiB += BURST_KIB;
           l.syncTotalKiB = l.outOfSyncKiB;
-          localOf(r, third).diskState = 'Inconsistent';
+          localOf(r, behind).diskState = 'Inconsistent';
         }
       return;
+    }
     // The copy reaches its end right now (the last pages go while nobody watches).
     case 'copyCompletes':
       for (const vms of Object.values(world.vms)) {
@@ -177,11 +186,16 @@ export function perturb(world: World, kind: Perturbation, instance: string): voi
         if (local !== undefined) local.diskState = 'Inconsistent';
       }
       return;
-    case 'replaceCommitLands': {
+    case 'replaceCommitLands':
+    case 'thirdCopyCommitLands': {
       const made = Object.keys(resources[0]?.local ?? {}).find(
         (n) => n !== config.primaryNode && n !== config.secondaryNode && n !== config.thirdCopy,
       );
-      if (made !== undefined && config.secondaryNode !== null) {
+      if (made === undefined) return;
+      if (kind === 'thirdCopyCommitLands' && config.thirdCopy !== null) {
+        config.formerThirdCopy = config.thirdCopy;
+        config.thirdCopy = made;
+      } else if (kind === 'replaceCommitLands' && config.secondaryNode !== null) {
         config.formerSecondary = config.secondaryNode;
         config.secondaryNode = made;
       }

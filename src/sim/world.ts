@@ -542,6 +542,7 @@ export function createWorld(spec: WorldSpec = DEMO_SPEC): World {
       tiebreaker: i.tiebreaker ?? null,
       drbdVersion: i.drbd ?? (i.quorum === true || i.thirdCopy !== undefined ? '9' : '8.4'),
       thirdCopy: i.thirdCopy ?? null,
+      formerThirdCopy: null,
     };
     world.commits[i.name] = 0;
     if (i.dirtyMiBps !== undefined && i.dirtyMiBps > 0) {

@@ -60,8 +60,11 @@ export function restProblems(view: WorldView): string[] {
   problems.push(...(view.strayPeers ?? []));
   // Copies left on nodes the instance no longer uses; a replaced secondary the config still names
   // keeps its own until it answers again (the run said so).
-  for (const l of view.leftovers ?? [])
-    if (l.split(':')[0] !== view.configFormerSecondary) problems.push(`a copy is left behind on ${l}`);
+  for (const l of view.leftovers ?? []) {
+    const node = l.split(':')[0];
+    if (node !== view.configFormerSecondary && node !== view.configFormerThirdCopy)
+      problems.push(`a copy is left behind on ${l}`);
+  }
   // Shared storage at rest: held exclusively by the node the instance runs on, closed elsewhere.
   for (const [node, disks] of Object.entries(view.shared ?? {})) {
     const want = node === view.configPrimary ? 'exclusive' : null;
@@ -168,6 +171,46 @@ export function redundancyProblems(out: ProtocolOutput, before: WorldView, after
   });
 }
 
+/**
+ * A replace moved exactly the copy it says (the secondary, or the third), to the node it says; the
+ * other stays; old copies stay only where the run said it could not remove them.
+ */
+function replacedCopyProblems(out: ProtocolOutput, before: WorldView, after: WorldView): string[] {
+  const third = out.thirdCopy !== undefined;
+  const [name, was, now, said, kept, keptWas, keptNow, former] = third
+    ? [
+        'third copy',
+        before.configThirdCopy,
+        after.configThirdCopy,
+        out.thirdCopy,
+        'secondary',
+        before.configSecondary,
+        after.configSecondary,
+        after.configFormerThirdCopy,
+      ]
+    : [
+        'secondary',
+        before.configSecondary,
+        after.configSecondary,
+        out.secondaryNode,
+        'third copy',
+        before.configThirdCopy,
+        after.configThirdCopy,
+        after.configFormerSecondary,
+      ];
+  return [
+    ...(now !== was && now === said
+      ? []
+      : [`replaced but the config names ${now} as the ${name} (the output says ${said})`]),
+    ...(keptNow === keptWas
+      ? []
+      : [`replaced the ${name}, but the ${kept} changed from ${keptWas} to ${keptNow}`]),
+    ...(former == null || out.warnings.some((w) => w.includes(`${former}`) && w.includes('config'))
+      ? []
+      : [`replaced but the config still names ${former} as holding old copies, unsaid`]),
+  ];
+}
+
 function outcomeStateProblems(out: ProtocolOutput, before: WorldView, after: WorldView): string[] {
   const at = (what: string, list: string[]) => list.map((p) => `${out.outcome} but ${p}${what}`);
   switch (out.outcome) {
@@ -184,18 +227,7 @@ function outcomeStateProblems(out: ProtocolOutput, before: WorldView, after: Wor
         ...(after.configPrimary === before.configPrimary
           ? []
           : [`replaced but the primary moved to ${after.configPrimary}`]),
-        ...(after.configSecondary !== before.configSecondary && after.configSecondary === out.secondaryNode
-          ? []
-          : [
-              `replaced but the config names ${after.configSecondary} as the secondary (the output says ${out.secondaryNode})`,
-            ]),
-        // The old copies stay only where the run said it could not remove them.
-        ...(after.configFormerSecondary == null ||
-        out.warnings.some((w) => w.includes(`${after.configFormerSecondary}`) && w.includes('config'))
-          ? []
-          : [
-              `replaced but the config still names ${after.configFormerSecondary} as holding old copies, unsaid`,
-            ]),
+        ...replacedCopyProblems(out, before, after),
       ];
     case 'reverted':
       return [
@@ -206,6 +238,9 @@ function outcomeStateProblems(out: ProtocolOutput, before: WorldView, after: Wor
         ...(after.configSecondary === before.configSecondary
           ? []
           : [`reverted but the secondary is now ${after.configSecondary}`]),
+        ...(after.configThirdCopy === before.configThirdCopy
+          ? []
+          : [`reverted but the third copy is now ${after.configThirdCopy}`]),
         ...(out.error ? [] : ['reverted without saying why']),
       ];
     case 'failedOver':

@@ -182,7 +182,15 @@ const INPUTS: Record<MachineName, Partial<ProtocolInput>[]> = {
   // keeps to the secondary).
   rejoin: [{}, { targetNode: 'node-c' }],
   // A replace; the repair of one that stopped before its commit (named node) or after it (none).
-  changeSecondary: [{ newSecondary: 'node-c' }, { cleanup: true, newSecondary: 'node-c' }, { cleanup: true }],
+  // The same three for a replace of the third copy (replace-third-copy).
+  changeSecondary: [
+    { newSecondary: 'node-c' },
+    { cleanup: true, newSecondary: 'node-c' },
+    { cleanup: true },
+    { newSecondary: 'node-c', replaceCopy: 'thirdCopy' },
+    { cleanup: true, newSecondary: 'node-c', replaceCopy: 'thirdCopy' },
+    { cleanup: true, replaceCopy: 'thirdCopy' },
+  ],
 };
 const BASE: Partial<Record<MachineName, Recipe>> = {
   rejoin: { start: 'afterFailover' },
@@ -236,9 +244,12 @@ function toGenerated(
       plan.push({ state: from, effect, occurrence, action: variant.perturb });
     parts.push(`${effect} ✓${event.variant ?? ''}`);
   }
-  const asked = Object.entries(input)
-    .filter(([, v]) => v === true)
-    .map(([k]) => k);
+  const asked = [
+    ...Object.entries(input)
+      .filter(([, v]) => v === true)
+      .map(([k]) => k),
+    ...(input.replaceCopy === 'thirdCopy' ? ['third copy'] : []),
+  ];
   return {
     machine,
     description: `${asked.length > 0 ? `[${asked.join(', ')}] ` : ''}${parts.join(' → ') || '(start)'}`,

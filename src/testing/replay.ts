@@ -61,9 +61,10 @@ const NODE_EVENTS = new Set<Perturbation>([
   'staleCopy',
   'sourceReturns',
   'primaryDegrades',
-  // The third copy falls behind (writes it missed): fewer copies in sync than the run found, by no
+  // The third copy (or the secondary) falls behind (writes it missed): fewer copies in sync than the run found, by no
   // doing of the run.
   'thirdCopyBehind',
+  'secondaryBehind',
 ]);
 
 /** Machines whose crashed run is resumed from its last snapshot (the journal's way), not cleaned up. */
@@ -232,7 +233,11 @@ export async function replayPath(
       const prep = await runOn(
         MACHINES.changeSecondary,
         world,
-        { instance: 'web1', newSecondary: 'node-c' },
+        {
+          instance: 'web1',
+          newSecondary: 'node-c',
+          ...(input.replaceCopy === undefined ? {} : { replaceCopy: input.replaceCopy }),
+        },
         [],
         {
           // Right after the commit: on DRBD 8.4 before the attach, on 9 before the old peer leaves.

@@ -58,11 +58,19 @@ const config = (c: ProtocolContext) => ({
   migrationMode: 'live',
   adminState: 'up',
   formerSecondary: null,
+  formerThirdCopy: null,
 });
 
 /** Three nodes: a replace gives web1 (node-a, node-b) a new secondary, node-c. */
 export const THREE_NODES = { 'node-a': {}, 'node-b': {}, 'node-c': {} };
 const replacing = (s: AnyMachineSnapshot) => s.machine.id === 'changeSecondary';
+/** A replace of the third copy (replace-third-copy), not of the secondary. */
+const movesThird = (s: AnyMachineSnapshot) =>
+  replacing(s) && (s.context as ProtocolContext).request.replaceCopy === 'thirdCopy';
+const movesSecondary = (s: AnyMachineSnapshot) => replacing(s) && !movesThird(s);
+/** The copy a replace keeps beside the primary's and the moving one: the third, or the secondary. */
+const otherCopyOf = (c: ProtocolContext) =>
+  (c.request.replaceCopy === 'thirdCopy' ? c.config?.secondaryNode : c.config?.thirdCopy) ?? '';
 
 const perNode = <T>(c: ProtocolContext, f: (node: string) => T) => ({
   [c.source]: f(c.source),
@@ -196,11 +204,11 @@ const TIEBREAKER = 'node-d';
 const TIEBROKEN = DRBD9.map((i) => ({ ...i, quorum: true, tiebreaker: TIEBREAKER }));
 const checkingTiebreaker = inState('checkingPrereqs.checkingTiebreaker');
 /** A replace's read of the third copy before anything is made, and its check of the new link after the resync. */
-const checkingThirdCopy = inState('checkingPrereqs.checkingThirdCopy');
-const checkingThirdCopyLink = inState('checkingThirdCopyLink');
+const checkingOtherCopy = inState('checkingPrereqs.checkingOtherCopy');
+const checkingOtherCopyLink = inState('checkingOtherCopyLink');
 /** The reads of a replace's primary: not the tiebreaker's nor the third copy's. */
 const readingReplacePrimary = (s: AnyMachineSnapshot) =>
-  replacing(s) && !surveying(s) && !checkingTiebreaker(s) && !checkingThirdCopy(s);
+  replacing(s) && !surveying(s) && !checkingTiebreaker(s) && !checkingOtherCopy(s);
 
 /** The demo's instances with a third diskful copy on node-c (DRBD 9). */
 const THIRD_COPY = 'node-c';
@@ -232,34 +240,49 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // A replace: the write did not take; the config still names the old secondary.
       name: 'secondaryNotTaken',
       output: (c) => ({ ...c.config, secondaryNode: c.replace.former, formerSecondary: null }),
-      applies: (s) => confirmingCommit(s) && replacing(s),
+      applies: (s) => confirmingCommit(s) && movesSecondary(s),
     },
     {
       // A replace: the write took, only its answer was lost.
       name: 'secondaryTaken',
       output: (c) => ({ ...c.config, secondaryNode: c.target, formerSecondary: c.replace.former }),
-      applies: (s) => confirmingCommit(s) && replacing(s),
+      applies: (s) => confirmingCommit(s) && movesSecondary(s),
       perturb: 'replaceCommitLands',
+    },
+    {
+      // A replace of the third copy: the write did not take; the config still names the old third.
+      name: 'thirdCopyNotTaken',
+      output: (c) => ({ ...c.config, thirdCopy: c.replace.former, formerThirdCopy: null }),
+      applies: (s) => confirmingCommit(s) && movesThird(s),
+    },
+    {
+      // A replace of the third copy: the write took, only its answer was lost.
+      name: 'thirdCopyTaken',
+      output: (c) => ({ ...c.config, thirdCopy: c.target, formerThirdCopy: c.replace.former }),
+      applies: (s) => confirmingCommit(s) && movesThird(s),
+      perturb: 'thirdCopyCommitLands',
     },
     {
       // A replace's repair: one passed its commit (node-c named, node-b's copies still to remove).
       name: 'replaceCommitted',
       output: (c) => ({ ...config(c), secondaryNode: 'node-c', formerSecondary: 'node-b' }),
-      applies: (s) => replacing(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
+      applies: (s) =>
+        movesSecondary(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
       recipe: { start: 'replaceCommitted' },
     },
     {
       // A replace on DRBD 9: the new node joins as a further peer before the old one leaves.
       name: 'drbd9',
       output: (c) => ({ ...config(c), drbdVersion: '9' }),
-      applies: (s) => replacing(s) && !confirmingCommit(s),
+      applies: (s) => movesSecondary(s) && !confirmingCommit(s),
       recipe: { spec: { instances: DRBD9 } },
     },
     {
       // The same replace's repair after its DRBD 9 commit: node-c UpToDate and named, node-b still a peer.
       name: 'replaceCommitted9',
       output: (c) => ({ ...config(c), drbdVersion: '9', secondaryNode: 'node-c', formerSecondary: 'node-b' }),
-      applies: (s) => replacing(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
+      applies: (s) =>
+        movesSecondary(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
       recipe: { spec: { instances: DRBD9 }, start: 'replaceCommitted' },
     },
     {
@@ -267,7 +290,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // joins it too, the old one leaves it.
       name: 'drbd9Tiebreaker',
       output: (c) => ({ ...config(c), drbdVersion: '9', tiebreaker: TIEBREAKER }),
-      applies: (s) => replacing(s) && !confirmingCommit(s),
+      applies: (s) => movesSecondary(s) && !confirmingCommit(s),
       recipe: { spec: { nodes: { ...THREE_NODES, [TIEBREAKER]: {} }, instances: TIEBROKEN } },
     },
     {
@@ -280,7 +303,8 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
         secondaryNode: 'node-c',
         formerSecondary: 'node-b',
       }),
-      applies: (s) => replacing(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
+      applies: (s) =>
+        movesSecondary(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
       recipe: {
         spec: { nodes: { ...THREE_NODES, [TIEBREAKER]: {} }, instances: TIEBROKEN },
         start: 'replaceCommitted',
@@ -304,7 +328,24 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
         secondaryNode: 'node-c',
         formerSecondary: 'node-b',
       }),
-      applies: (s) => replacing(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
+      applies: (s) =>
+        movesSecondary(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
+      recipe: {
+        spec: { nodes: { ...THREE_NODES, [REPLACED_THIRD]: {} }, instances: THIRD_ON_D },
+        start: 'replaceCommitted',
+      },
+    },
+    {
+      // replace-third-copy's repair after its commit: node-c named the third copy and joined to both,
+      // node-d (the old third) still their peer.
+      name: 'thirdCopyMoved',
+      output: (c) => ({
+        ...config(c),
+        drbdVersion: '9',
+        thirdCopy: 'node-c',
+        formerThirdCopy: REPLACED_THIRD,
+      }),
+      applies: (s) => movesThird(s) && (s.context as ProtocolContext).request.cleanup && !confirmingCommit(s),
       recipe: {
         spec: { nodes: { ...THREE_NODES, [REPLACED_THIRD]: {} }, instances: THIRD_ON_D },
         start: 'replaceCommitted',
@@ -521,16 +562,16 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
     {
       name: 'consistent',
       output: (c) => disks(c),
-      applies: (s) => !inState('dualMaster.verifying')(s) && !rejoinLooking(s) && !checkingThirdCopyLink(s),
+      applies: (s) => !inState('dualMaster.verifying')(s) && !rejoinLooking(s) && !checkingOtherCopyLink(s),
     },
     {
       // A replace's new copy and the third, each UpToDate and connected to the other.
       name: 'thirdCopyInSync',
       output: (c) => {
-        const third = c.config?.thirdCopy ?? '';
+        const third = otherCopyOf(c);
         return { [third]: disks(c)[c.target] ?? [], [c.target]: disks(c)[c.target] ?? [] };
       },
-      applies: checkingThirdCopyLink,
+      applies: checkingOtherCopyLink,
     },
     {
       // The new copy's link to the third dropped after the wait: not in sync, the old copies stay.
@@ -541,10 +582,10 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
           replication: 'Off',
           peerDiskState: 'DUnknown',
         }));
-        const third = c.config?.thirdCopy ?? '';
+        const third = otherCopyOf(c);
         return { [third]: apart[c.target] ?? [], [c.target]: apart[c.target] ?? [] };
       },
-      applies: checkingThirdCopyLink,
+      applies: checkingOtherCopyLink,
       perturb: 'linkDown',
     },
     {
@@ -724,7 +765,7 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
       // A replace's third copy: UpToDate, connected to the primary.
       name: 'thirdCopyReady',
       output: (c) => disks(c, () => ({ role: 'Secondary' }))[c.source],
-      applies: checkingThirdCopy,
+      applies: checkingOtherCopy,
     },
     {
       // The third copy catching up with the primary: refused, nothing made.
@@ -733,8 +774,18 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
         disks(c, () => ({ role: 'Secondary', diskState: 'Inconsistent', replication: 'SyncTarget' }))[
           c.source
         ],
-      applies: checkingThirdCopy,
+      applies: (s) => checkingOtherCopy(s) && !movesThird(s),
       perturb: 'thirdCopyBehind',
+    },
+    {
+      // replace-third-copy: the secondary catching up with the primary: refused, nothing made.
+      name: 'secondaryBehind',
+      output: (c) =>
+        disks(c, () => ({ role: 'Secondary', diskState: 'Inconsistent', replication: 'SyncTarget' }))[
+          c.source
+        ],
+      applies: (s) => checkingOtherCopy(s) && movesThird(s),
+      perturb: 'secondaryBehind',
     },
     {
       // A replace's tiebreaker: diskless, connected to the primary.
@@ -843,14 +894,14 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
     {
       name: 'progress',
       output: syncAt(false, 1_000),
-      applies: (s) => !inState('resyncingThird', 'resyncingWithThirdCopy')(s) && !rejoiningThirdCopy(s),
+      applies: (s) => !inState('resyncingThird', 'resyncingWithOtherCopy')(s) && !rejoiningThirdCopy(s),
       perturb: 'resyncPending',
     },
     // A rejoin's (or a replace's) wait on the third copy's link: the third has writes to catch up on there.
     {
       name: 'thirdProgress',
       output: syncAt(false, 1_000),
-      applies: (s) => inState('resyncingThird', 'resyncingWithThirdCopy')(s) || rejoiningThirdCopy(s),
+      applies: (s) => inState('resyncingThird', 'resyncingWithOtherCopy')(s) || rejoiningThirdCopy(s),
       perturb: 'thirdCopyBehind',
     },
     {

@@ -69,6 +69,10 @@ export interface WorldView {
   down?: string[];
   /** A replaced secondary whose copies the config keeps as still to be removed. */
   configFormerSecondary?: string | null;
+  /** DRBD 9: the third copy the config names (null: none). Absent where the backend cannot tell. */
+  configThirdCopy?: string | null;
+  /** A replaced third copy whose copies the config keeps as still to be removed. */
+  configFormerThirdCopy?: string | null;
   /**
    * Copies of the instance's disks (volumes, DRBD devices) on nodes that are neither its primary nor
    * its secondary: "node-c: web1-disk0_data". Absent where the backend cannot tell.
@@ -210,6 +214,8 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
     ...(down.length > 0 ? { down } : {}),
     ...(linkCut ? { linkCut } : {}),
     configFormerSecondary: config.formerSecondary,
+    configThirdCopy: config.thirdCopy,
+    configFormerThirdCopy: config.formerThirdCopy,
     leftovers,
     ...(copies.length > 0 ? { copies } : {}),
     instance: running,

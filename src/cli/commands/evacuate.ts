@@ -291,7 +291,7 @@ async function dryRunDrain(
       if (n.phase === 'start')
         io.out(
           n.request.operation === 'changeSecondary'
-            ? `# would give ${n.request.instance} the new secondary ${n.request.target}`
+            ? `# would give ${n.request.instance} the new ${n.request.input.replaceCopy === 'thirdCopy' ? 'third copy' : 'secondary'} ${n.request.target}`
             : `# would ${n.request.operation === 'failover' ? 'fail over' : 'migrate'} ${n.request.instance} to ${n.request.target}`,
         );
     },

@@ -13,6 +13,7 @@ import { plan } from './plan.js';
 import { power } from './power.js';
 import { rejoin } from './rejoin.js';
 import { replaceSecondary } from './replaceSecondary.js';
+import { replaceThirdCopy } from './replaceThirdCopy.js';
 import { resume } from './resume.js';
 import { serve } from './serve.js';
 import { show } from './show.js';
@@ -31,6 +32,7 @@ export const COMMANDS: readonly Command[] = [
   undrain,
   rejoin,
   replaceSecondary,
+  replaceThirdCopy,
   resume,
   init,
   show,

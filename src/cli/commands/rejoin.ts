@@ -27,7 +27,9 @@ the secondary, connected and in sync, is left as it is (nothing to do). An insta
 was replaced while NODE was down (the config names NODE as its formerSecondary) has its old copies
 removed from NODE, as 'replace-secondary INSTANCE --cleanup' does. On DRBD 9, an instance whose
 third copy NODE holds is rejoined the same way: NODE reconnects to the primary, then to the
-secondary (if that is in sync with the primary), its side discarded both times. Afterwards 'drbd-migrate migrate INSTANCE' moves an instance back as usual.
+secondary (if that is in sync with the primary), its side discarded both times; one whose third
+copy was replaced while NODE was down (formerThirdCopy) has its old copies removed, as
+'replace-third-copy INSTANCE --cleanup' does. Afterwards 'drbd-migrate migrate INSTANCE' moves an instance back as usual.
 
 Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
   examples: [
@@ -40,8 +42,8 @@ Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
     // The instances it is the secondary of, and those whose old copies a replace left on it while
     // it was down (the config names it formerSecondary): those are removed now that it answers.
     // And those whose third copy it holds (DRBD 9): it reconnects to the primary and the secondary.
-    type Found = [string[], string[], string[], string[]];
-    const [nodes, instances, leftOn, thirdOn]: Found =
+    type Found = [string[], string[], string[], string[], string[]];
+    const [nodes, instances, leftOn, thirdOn, thirdLeftOn]: Found =
       values.cluster !== undefined
         ? await readClusterFile(values.cluster).then(
             (c): Found => [
@@ -49,6 +51,7 @@ Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
               c.instances.filter((i) => i.secondary === node).map((i) => i.name),
               c.instances.filter((i) => i.formerSecondary === node).map((i) => i.name),
               c.instances.filter((i) => i.thirdCopy === node).map((i) => i.name),
+              c.instances.filter((i) => i.formerThirdCopy === node).map((i) => i.name),
             ],
           )
         : await loadWorld(values.world!).then((w): Found => {
@@ -58,11 +61,12 @@ Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
               all.filter((i) => i.secondaryNode === node).map((i) => i.name),
               all.filter((i) => i.formerSecondary === node).map((i) => i.name),
               all.filter((i) => i.thirdCopy === node).map((i) => i.name),
+              all.filter((i) => i.formerThirdCopy === node).map((i) => i.name),
             ];
           });
     const file = values.cluster ?? values.world;
     if (!nodes.includes(node)) throw new UsageError(`${node} is not a node of ${file}`);
-    if (instances.length === 0 && leftOn.length === 0 && thirdOn.length === 0) {
+    if ([instances, leftOn, thirdOn, thirdLeftOn].every((l) => l.length === 0)) {
       io.out(`no instance in ${file} has ${node} as its secondary or third copy: nothing to rejoin`);
       return 0;
     }
@@ -79,6 +83,14 @@ Exit 0 when every instance rejoined; otherwise the worst exit of them.`,
       if (values.json !== true)
         io.out(`# ${instance}: removing its old copies from ${node} (its secondary was replaced)`);
       worst = Math.max(worst, await runOnInstance(call, 'changeSecondary', { instance, cleanup: true }));
+    }
+    for (const instance of thirdLeftOn) {
+      if (values.json !== true)
+        io.out(`# ${instance}: removing its old copies from ${node} (its third copy was replaced)`);
+      worst = Math.max(
+        worst,
+        await runOnInstance(call, 'changeSecondary', { instance, cleanup: true, replaceCopy: 'thirdCopy' }),
+      );
     }
     return worst;
   },

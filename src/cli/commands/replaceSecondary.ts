@@ -63,25 +63,30 @@ on the new node; the old secondary never left.`,
       input.cleanup = true;
       return runOnInstance(call, 'changeSecondary', input);
     }
-    if (input.newSecondary === undefined) input.newSecondary = await choose(call, input.instance);
+    if (input.newSecondary === undefined)
+      input.newSecondary = await choose(call, input.instance, 'secondary');
     return runOnInstance(call, 'changeSecondary', input);
   },
 };
 
 /** The placement, said; no node that can hold the copy is a refusal before anything is touched. */
-async function choose(call: Parameters<Command['run']>[0], instance: string): Promise<string> {
+export async function choose(
+  call: Parameters<Command['run']>[0],
+  instance: string,
+  copy: 'secondary' | 'third copy',
+): Promise<string> {
   const { effects, close } = await readEffects(call.values, instance);
   try {
     const placed = await placeSecondary(effects, instance);
     const quiet = call.values.json === true || call.values.quiet === true;
     if (placed.chosen === null)
       throw new UsageError(
-        `no node can hold the new secondary of ${instance}: ${
+        `no node can hold the new ${copy} of ${instance}: ${
           placed.passedOver.map((p) => `${p.node}: ${p.why}`).join('; ') || 'the cluster has no third node'
         }`,
       );
     if (!quiet) {
-      call.io.out(`# new secondary of ${instance}: ${placed.chosen}`);
+      call.io.out(`# new ${copy} of ${instance}: ${placed.chosen}`);
       for (const p of placed.passedOver) call.io.out(`#   not ${p.node}: ${p.why}`);
     }
     return placed.chosen;
