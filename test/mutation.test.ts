@@ -230,6 +230,7 @@ describe('a cleanup that assumes the instance runs where the config says is caug
  * UpToDate copies, the simulator's own rule-8 check of a peer removed, the disks at rest, the
  * tiebreaker's peers, copies left behind).
  */
+type Kind = 'threeCopies' | 'thirdCopyMoves';
 function replaceMutant(change: (states: Record<string, { invoke?: object }>) => object): AnyStateMachine {
   // biome-ignore lint/suspicious/noExplicitAny: a test reaches into the config to mutate one edge
   const config = changeSecondaryMachine.config as any;
@@ -241,9 +242,10 @@ const onDone = (state: { invoke?: object } | undefined, target: string) => ({
 });
 
 describe('a broken replace of a secondary is caught by the generated suite', () => {
-  // The third element of a three-copy mutant's entry marks it: it is replayed on the paths whose config
-  // names a third copy, the others on the rest.
-  const mutants: [string, AnyStateMachine, RegExp, 'threeCopies'?][] = [
+  // The fourth element of a mutant's entry says which paths it is replayed on: a three-copy mutant's on
+  // those of a secondary's replace whose config names a third copy, a third copy's move on those of
+  // replace-third-copy, the others on the rest.
+  const mutants: [string, AnyStateMachine, RegExp, Kind?][] = [
     [
       'removes the old copies before the resync ends',
       replaceMutant((s) => ({ attachingNew: onDone(s.attachingNew, 'removingFormerDisks') })),
@@ -307,7 +309,7 @@ describe('a broken replace of a secondary is caught by the generated suite', () 
         };
       }),
       /^replaced the third copy, but the secondary changed from node-b to node-c/,
-      'threeCopies',
+      'thirdCopyMoves',
     ],
     [
       'undoes and leaves what it made on the new node',
@@ -315,14 +317,19 @@ describe('a broken replace of a secondary is caught by the generated suite', () 
       /^reverted but a copy is left behind on node-c: web1-disk0_data/,
     ],
   ];
-  // The generated paths of the replace replayed per mutant: a three-copy mutant's on the paths whose
-  // config names a third copy (their variants say so), the others' on the rest.
-  const threeCopies = (description: string) => description.includes('ThirdCopy');
+  // The generated paths of the replace replayed per mutant, by their kind (their variants and input
+  // say so).
+  const kindOf = (description: string): Kind | undefined =>
+    description.includes('third copy]')
+      ? 'thirdCopyMoves'
+      : description.includes('ThirdCopy')
+        ? 'threeCopies'
+        : undefined;
   it.each(mutants)(
     '%s',
     async (_, mutant, expected, kind) => {
       const { paths } = machinePaths({ machine: 'changeSecondary', logic: mutant });
-      const mine = paths.filter((p) => threeCopies(p.description) === (kind === 'threeCopies'));
+      const mine = paths.filter((p) => kindOf(p.description) === kind);
       const problems = (
         await Promise.all(mine.map((p) => replayPath(p, (r) => simWorld(r), { logic: mutant })))
       ).flatMap((r) => r.problems);
