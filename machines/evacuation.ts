@@ -501,6 +501,16 @@ function followUpOf(planned: Planned, result: InstanceResult, scope: Scope, node
           resumed: false,
         };
   }
+  // A replace taken up after a crash, whose journal's repair undid it (it had not reached its commit):
+  // the node still holds the copy, so it is begun again, once, onto the node placed for it.
+  if (
+    planned.operation === 'changeSecondary' &&
+    planned.resumed &&
+    result.outcome === 'reverted' &&
+    scope.secondaries &&
+    planned.target !== node
+  )
+    return { ...planned, resumed: false };
   if (!halfDone) return null;
   // A replace has its own repair, run once: it finishes one past its commit and undoes one before.
   if (planned.operation === 'changeSecondary')

@@ -19,6 +19,7 @@ import { linksOf } from '../src/sim/drbd.js';
 import type { Fault, SimCluster } from '../src/sim/index.js';
 import { outcomeProblems } from '../src/testing/oracle.js';
 import { viewOfSim } from '../src/testing/world.js';
+import { journaledDrain } from './drain.js';
 import { cli, expectTruthfulOutcome, fault, simulate } from './helpers.js';
 import { tempDir } from './tmp.js';
 
@@ -1014,4 +1015,85 @@ describe('the third copy moved to another node', () => {
       },
     );
   });
+});
+
+/**
+ * A drain of a node that holds every role of three-copy instances (primaries, secondaries, third
+ * copies), journaled, its orchestrator stopped with runs under way and resumed: the in-flight moves of
+ * third copies are taken up as such.
+ */
+describe('a journaled drain of a node holding three-copy instances’ primaries, secondaries and third copies, stopped and resumed', () => {
+  const nodes = ['node-a', 'node-b', 'node-c', 'node-d', 'node-e', 'node-f'];
+  const roles: [string, string, string][] = [
+    ['node-a', 'node-b', 'node-c'],
+    ['node-d', 'node-e', 'node-c'],
+    ['node-b', 'node-d', 'node-c'],
+    ['node-e', 'node-a', 'node-c'],
+    ['node-a', 'node-c', 'node-d'],
+    ['node-c', 'node-b', 'node-e'],
+    ['node-d', 'node-f', 'node-b'],
+  ];
+  const six: WorldSpec = {
+    nodes: Object.fromEntries(nodes.map((n) => [n, {}])),
+    instances: roles.map(([primary, secondary, thirdCopy], i) => ({
+      name: `vm${i}`,
+      primary,
+      secondary,
+      thirdCopy,
+      memoryMiB: 512,
+      disksMiB: [2048],
+    })),
+  };
+
+  // Stopped at several points: runs under way past their commit, and before it (the resumed drain's
+  // journal repair undoes those, and the drain begins them again).
+  for (const stopAfter of [null, 1, 2, 3, 5]) {
+    it(`${stopAfter === null ? 'runs to its end' : `stopped after ${stopAfter} runs ended`}: node-c holds nothing, every instance three copies in sync, no former copy named`, async () => {
+      const sim = createSimCluster(six);
+      const dir = tempDir('drbd-migrate-three-drain-');
+      try {
+        const { out, watch } = await journaledDrain(
+          sim,
+          dir,
+          { node: 'node-c', secondaries: true, drain: true },
+          stopAfter,
+        );
+        expect(watch.problems).toEqual([]);
+        expect(out.outcome).toBe('evacuated');
+        expect(Object.fromEntries(out.results.map((r) => [r.instance, r.outcome]))).toEqual({
+          vm0: 'replaced',
+          vm1: 'replaced',
+          vm2: 'replaced',
+          vm3: 'replaced',
+          vm4: 'replaced',
+          vm5: 'replaced',
+        });
+        if (stopAfter === null)
+          expect(
+            out.results
+              .filter((r) => r.thirdCopy !== undefined)
+              .map((r) => r.instance)
+              .sort(),
+          ).toEqual(['vm0', 'vm1', 'vm2', 'vm3']);
+        for (const [name, c] of Object.entries(sim.world.config.instances)) {
+          expect([name, [c.primaryNode, c.secondaryNode, c.thirdCopy].includes('node-c')]).toEqual([
+            name,
+            false,
+          ]);
+          expect([name, c.formerSecondary, c.formerThirdCopy]).toEqual([name, null, null]);
+          expect([name, restStateProblems(sim.world, name)]).toEqual([name, []]);
+          const local = sim.world.resources[`${name}-disk0`]!.local;
+          expect([name, Object.keys(local).sort()]).toEqual([
+            name,
+            [c.primaryNode, c.secondaryNode!, c.thirdCopy!].sort(),
+          ]);
+          expect([name, Object.values(local).every((l) => l.diskState === 'UpToDate')]).toEqual([name, true]);
+        }
+        expect(Object.values(sim.world.resources).some((r) => r.local['node-c'] !== undefined)).toBe(false);
+        expect(sim.world.violations).toEqual([]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }, 120_000);
+  }
 });

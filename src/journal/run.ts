@@ -226,6 +226,7 @@ function repairOf(
         instance: input.instance,
         cleanup: true,
         ...(input.newSecondary === undefined ? {} : { newSecondary: input.newSecondary }),
+        ...(input.replaceCopy === undefined ? {} : { replaceCopy: input.replaceCopy }),
         ...limits,
       },
     };
