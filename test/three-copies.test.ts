@@ -491,6 +491,9 @@ describe('a drain of a node holding one of three copies', () => {
       const moved = await cli('replace-third-copy', 'web1', '--world', file, '--state-dir', state);
       expect([moved.code, moved.stderr]).toEqual([0, []]);
       expect(moved.stdout).toContain('# new third copy of web1: node-e');
+      expect(moved.stdout).toContain(
+        'instance web1 runs on: node-a; the config names node-a, third copy node-e',
+      );
       expect(world().config.instances.web1).toMatchObject({
         primaryNode: 'node-a',
         secondaryNode: 'node-b',
@@ -521,6 +524,9 @@ describe('a drain of a node holding one of three copies', () => {
       expect(drained.stdout.join('\n')).toContain(
         'node-e holds no DRBD device and no volume of any instance',
       );
+      const table = drained.stdout.join('\n');
+      expect(table).toMatch(/INSTANCE +RUN +OUTCOME +PRIMARY +THIRD COPY +WHY/);
+      expect(table).toMatch(/web1 +changeSecondary +replaced +node-a +node-c/);
       expect(world().config.instances.web1).toMatchObject({
         primaryNode: 'node-a',
         secondaryNode: 'node-b',

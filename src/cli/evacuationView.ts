@@ -141,12 +141,14 @@ export class EvacuationView {
     this.clear();
     // A drain of the secondaries says where each instance's secondary went.
     const secondaries = out.results.some((r) => r.secondaryNode !== undefined);
+    const thirds = out.results.some((r) => r.thirdCopy !== undefined);
     const rows = out.results.map((r) => [
       r.instance,
       r.operation ?? '-',
       r.outcome,
       r.primaryNode ?? '?',
       ...(secondaries ? [r.secondaryNode ?? '-'] : []),
+      ...(thirds ? [r.thirdCopy ?? '-'] : []),
       [r.error, ...(r.tried === undefined ? [] : [`tried: ${r.tried.join(', ')}`]), ...(r.left ?? [])]
         .filter((x) => x !== undefined && x !== '')
         .join('; '),
@@ -157,6 +159,7 @@ export class EvacuationView {
       'OUTCOME',
       'PRIMARY',
       ...(secondaries ? ['SECONDARY'] : []),
+      ...(thirds ? ['THIRD COPY'] : []),
       'WHY / LEFT',
     ];
     const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

@@ -224,7 +224,7 @@ export class LiveView {
       `outcome: ${this.c(ok ? '32' : out.outcome === 'reverted' ? '33' : '31', out.outcome)}`,
       `instance ${out.instance} runs on: ${where ?? 'unknown'}; the config names ${out.primaryNode ?? 'unknown'}${
         out.secondaryNode === undefined ? '' : `, secondary ${out.secondaryNode ?? 'unknown'}`
-      }`,
+      }${out.thirdCopy === undefined ? '' : `, third copy ${out.thirdCopy ?? 'unknown'}`}`,
     ];
     if (out.error !== undefined) rows.push(`error: ${out.error}`);
     for (const w of out.warnings) rows.push(this.c('33', `warning: ${w}`));
