@@ -314,7 +314,7 @@ export const changeSecondaryMachine = protocol.createMachine({
         description:
           'DRBD 9: the new node made a further peer of the primary, single-master, while the old copy stays connected; it receives a full resync.',
         says: (c) =>
-          `* adding ${newSecondary(c)} as a peer of ${primary(c)} beside ${former(c)} (DRBD 9: ${c.instance} keeps its two copies throughout)`,
+          `* adding ${newSecondary(c)} as a peer of ${primary(c)} beside ${former(c)} (DRBD 9: ${c.instance} keeps its ${(c.config?.thirdCopy ?? null) === null ? 'two' : 'three'} copies throughout)`,
         multimaster: false,
         rules: [2, 8],
         next: 'joinedPrimary',

@@ -866,6 +866,9 @@ describe('the third copy moved to another node', () => {
       'node-e',
     ]);
     expect(said).toContain('info Replacing the third copy of web1: node-c by node-e (primary node-a)');
+    expect(said).toContain(
+      'info * adding node-e as a peer of node-a beside node-c (DRBD 9: web1 keeps its three copies throughout)',
+    );
     const at = (line: string) => said.indexOf(line);
     const commit = said.findIndex((l) => l.startsWith('call setThirdCopyNode'));
     expect(commit).toBeGreaterThan(-1);
