@@ -357,3 +357,125 @@ describe('replaces of a secondary with several faults and crashes, then the repa
     );
   }, 600_000);
 });
+
+/**
+ * replace-third-copy with several faults and a random crash, the old third copy alive or lost (powered
+ * off before the move); then the repair the run names, and for a lost one that comes back, that repair
+ * again. At the end: web1 runs on its primary, the secondary is the secondary still, three copies in
+ * sync on the nodes the config names (node-e where node-c was lost), nothing elsewhere, no rule broken.
+ */
+const thirdCaseArb = fc.record({
+  oldThird: fc.constantFrom('alive' as const, 'lost' as const),
+  crashAfter: fc.option(fc.integer({ min: 1, max: 40 }), { nil: null, freq: 2 }),
+  faults: fc.array(
+    fc.record({
+      effect: fc.constantFrom(
+        'createDisks' as const,
+        'removeDisks' as const,
+        'attachNet' as const,
+        'removePeer' as const,
+        'waitSync' as const,
+        'diskStatus' as const,
+        'nodeDiskStatus' as const,
+        'setThirdCopyNode' as const,
+        'forgetFormerThirdCopy' as const,
+        'getInstance' as const,
+      ),
+      call: fc.option(fc.integer({ min: 1, max: 3 }), { nil: null, freq: 4 }),
+      kind: fc.constantFrom('error' as const, 'hang' as const, 'lost' as const),
+    }),
+    { minLength: 1, maxLength: 4 },
+  ),
+});
+
+type ThirdCase = typeof thirdCaseArb extends fc.Arbitrary<infer T> ? T : never;
+
+const THREE_COPIES = {
+  nodes: { 'node-a': {}, 'node-b': {}, 'node-c': {}, 'node-e': {} },
+  instances: [
+    {
+      name: 'web1',
+      primary: 'node-a',
+      secondary: 'node-b',
+      thirdCopy: 'node-c',
+      memoryMiB: 2048,
+      disksMiB: [1024, 512],
+    },
+  ],
+  settings: { guestWriteKiBps: 100 * 1024 },
+};
+
+async function checkThirdMove(c: ThirdCase): Promise<string[]> {
+  const sim = createSimCluster(THREE_COPIES);
+  const problems: string[] = [];
+  const lost = c.oldThird === 'lost';
+  if (lost) sim.killNode('node-c');
+  const before = viewOfSim(sim);
+  const move = { instance: 'web1', replaceCopy: 'thirdCopy' as const };
+  sim.faults = c.faults;
+  const output = await runUntilCrash(
+    'changeSecondary',
+    { ...move, newSecondary: 'node-e' },
+    sim,
+    c.crashAfter,
+  );
+  if (output !== null)
+    for (const p of outcomeProblems(output, before, viewOfSim(sim))) problems.push(`move: ${p}`);
+  sim.faults = [];
+  const config = () => sim.world.config.instances.web1!;
+  const repair = async (when: string) => {
+    // The repair the CLI names: past the commit the config says what to finish; before it, node-e.
+    const input =
+      config().formerThirdCopy !== null
+        ? { ...move, cleanup: true }
+        : { ...move, cleanup: true, newSecondary: 'node-e' };
+    const out = await runMachine(MACHINES.changeSecondary, input, sim.effects, { clock: sim.clock });
+    if (out.outcome !== 'cleaned')
+      problems.push(`${when}: the repair ended ${out.outcome}: ${out.error ?? ''}`);
+  };
+  const leftOnE = () =>
+    config().thirdCopy !== 'node-e' && sim.world.resources['web1-disk0']?.local['node-e'] !== undefined;
+  if (output?.outcome === 'needsCleanup' || leftOnE() || (!lost && config().formerThirdCopy !== null))
+    await repair('after the move');
+  if (lost) {
+    if (config().thirdCopy === 'node-c') {
+      const again = await runMachine(
+        MACHINES.changeSecondary,
+        { ...move, newSecondary: 'node-e' },
+        sim.effects,
+        {
+          clock: sim.clock,
+        },
+      );
+      if (again.outcome !== 'replaced')
+        problems.push(`the move again ended ${again.outcome}: ${again.error ?? ''}`);
+    }
+    sim.reviveNode('node-c');
+    if (config().formerThirdCopy === 'node-c') await repair('once node-c is back');
+  }
+  const after = viewOfSim(sim);
+  if (sim.snapshot().vms['node-a']?.web1?.state !== 'running')
+    problems.push('web1 stopped running on node-a');
+  if (after.configPrimary !== 'node-a' || after.configSecondary !== 'node-b')
+    problems.push(`the config names ${after.configPrimary} and ${after.configSecondary}`);
+  if (lost && after.configThirdCopy !== 'node-e')
+    problems.push(`the third copy is ${after.configThirdCopy}, node-c being lost`);
+  for (const p of restProblems(after)) problems.push(`at the end: ${p}`);
+  if (after.configFormerThirdCopy !== null)
+    problems.push(`the config still names ${after.configFormerThirdCopy} as holding old copies`);
+  if ((after.copies ?? []).some((n) => n < 3)) problems.push(`copies at the end: ${after.copies?.join('/')}`);
+  for (const v of sim.world.violations) problems.push(v);
+  return problems;
+}
+
+describe('moves of a third copy with several faults and crashes, then the repair they name', () => {
+  const runs = Math.max(100, Math.floor(RUNS / 4));
+  it(`ends with three copies on the nodes the config names and nothing elsewhere, in ${runs} seeded cases`, async () => {
+    await fc.assert(
+      fc.asyncProperty(thirdCaseArb, async (c) => {
+        expect(await checkThirdMove(c)).toEqual([]);
+      }),
+      { numRuns: runs, seed: Number(process.env.MULTIFAULT_SEED ?? 20261206) },
+    );
+  }, 600_000);
+});
