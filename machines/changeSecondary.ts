@@ -57,6 +57,12 @@ import {
  * Here `source` is the primary (it stays), `target` the new node, `replace.former` the old one.
  */
 
+/** How the CLI names a replace of each copy, for the errors that say what to run. */
+export const REPLACE_COMMAND = {
+  secondary: { command: 'replace-secondary', option: '--new-secondary', name: 'secondary' },
+  thirdCopy: { command: 'replace-third-copy', option: '--new-third-copy', name: 'third copy' },
+} as const;
+
 const primary = (c: ProtocolContext) => c.source;
 /** Named only where the rewiresTiebreaker guard let the run in. */
 const tiebreaker = (c: ProtocolContext) => c.config?.tiebreaker ?? '';
@@ -70,13 +76,13 @@ const otherCopy = (c: ProtocolContext) =>
 const otherCopyNamed = (c: ProtocolContext) =>
   `${otherCopy(c)}, the ${movesThird(c) ? 'secondary' : 'third copy'}`;
 /** What the moving copy is called: the secondary, or the third copy. */
-const role = (c: ProtocolContext) => (movesThird(c) ? 'third copy' : 'secondary');
+const role = (c: ProtocolContext) => REPLACE_COMMAND[c.request.replaceCopy].name;
 const newSecondary = (c: ProtocolContext) => c.target;
 const former = (c: ProtocolContext) => c.replace.former;
-const cleanupCommand = (c: ProtocolContext) =>
-  movesThird(c)
-    ? `drbd-migrate replace-third-copy ${c.instance} --cleanup${c.replace.committed ? '' : ` --new-third-copy ${newSecondary(c)}`}`
-    : `drbd-migrate replace-secondary ${c.instance} --cleanup${c.replace.committed ? '' : ` --new-secondary ${newSecondary(c)}`}`;
+const cleanupCommand = (c: ProtocolContext) => {
+  const { command, option } = REPLACE_COMMAND[c.request.replaceCopy];
+  return `drbd-migrate ${command} ${c.instance} --cleanup${c.replace.committed ? '' : ` ${option} ${newSecondary(c)}`}`;
+};
 
 /** DRBD 9 before the commit: the old copy never left, so an abort undoes the new peer. */
 const abortBeforeJoined = {
@@ -780,12 +786,6 @@ function degradedPrimary(c: ProtocolContext, disks: DiskStatus[]): string | null
     ? null
     : `${bad.map((d) => `${d.resource} is ${d.diskState} on ${primary(c)}`).join(', ')} (a copy is never made from a degraded primary)`;
 }
-
-/** How the CLI names a replace of each copy, for the errors that say what to run. */
-const REPLACE_COMMAND = {
-  secondary: { command: 'replace-secondary', option: '--new-secondary', name: 'secondary' },
-  thirdCopy: { command: 'replace-third-copy', option: '--new-third-copy', name: 'third copy' },
-} as const;
 
 /** What the config must say for a replace (or its repair) to start. */
 export function replaceProblem(config: InstanceConfig, c: ProtocolContext): string | null {

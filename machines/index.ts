@@ -3,7 +3,7 @@
  * no I/O. Provide effects with provideEffects (or machine.provide) and run them with any xstate actor.
  */
 
-export { changeSecondaryMachine, replaceProblem } from './changeSecondary.js';
+export { changeSecondaryMachine, REPLACE_COMMAND, replaceProblem } from './changeSecondary.js';
 export { isSharedStorage, judgeReadiness, noSelfFence, type Readiness, SHARED_STORAGE } from './checks.js';
 export { cleanupMachine } from './cleanup.js';
 export { armTimer, type Clock, sleepOnTimer, systemClock } from './clock.js';

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import type { MachineName, ReplacedCopy } from '../../machines/index.js';
+import { type MachineName, REPLACE_COMMAND, type ReplacedCopy } from '../../machines/index.js';
 import type { Values } from './options.js';
 
 /** What a run acts on, as the journal records it and as the hints repeat it: "--world /x.json". */
@@ -51,10 +51,7 @@ export function cleanupCommand(
   if (target === null) return null;
   if (of.machine === 'changeSecondary') {
     const named = of.newSecondary != null && copyNow !== of.newSecondary;
-    const [command, option] =
-      of.replaceCopy === 'thirdCopy'
-        ? ['replace-third-copy', '--new-third-copy']
-        : ['replace-secondary', '--new-secondary'];
+    const { command, option } = REPLACE_COMMAND[of.replaceCopy ?? 'secondary'];
     return `drbd-migrate ${command} ${instance}${targetFlag(target)} --cleanup${named ? ` ${option} ${of.newSecondary}` : ''}`;
   }
   if (of.machine === 'failover') {
