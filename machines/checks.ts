@@ -269,6 +269,8 @@ export function describeWorld(
   disks: Record<string, DiskStatus[]> | null,
   lists: Record<string, RunningInstance[]> | null,
   nodes: readonly string[],
+  /** A node read towards a peer other than the config pair's (a third copy): its lines name it. */
+  towards: Record<string, string> = {},
 ): string[] {
   const lines: string[] = [];
   // A node absent from a record did not answer: what the others say is still told, as theirs.
@@ -298,8 +300,9 @@ export function describeWorld(
         // Worded as `show` words a disk; the replication state only when it says more than connected.
         const replicating =
           d.replication === 'Established' || d.replication === 'Off' ? '' : ` ${d.replication}`;
+        const peer = towards[node];
         lines.push(
-          `${node}: ${d.resource} ${d.role} ${d.connection}${replicating} ${d.diskState}/${d.peerDiskState}` +
+          `${node}${peer === undefined ? '' : ` towards ${peer}`}: ${d.resource} ${d.role} ${d.connection}${replicating} ${d.diskState}/${d.peerDiskState}` +
             (d.allowTwoPrimaries ? ' allow-two-primaries' : ''),
         );
       }

@@ -3,7 +3,7 @@ import { checkInstanceConfig } from './checks.js';
 import type { DiskStatus, RunningInstance } from './contract.js';
 import { meta } from './describe.js';
 import { abortMigration, backToSingleMaster, commitPrimary, survey } from './flows.js';
-import { foundAt, protocol, runMachineBase } from './protocol.js';
+import { foundAt, type ProtocolContext, protocol, runMachineBase } from './protocol.js';
 import {
   aboutBoth,
   effectStep,
@@ -20,12 +20,9 @@ import {
   warning,
 } from './steps.js';
 
-/** Each read of the third copy that fails says which it was (its disks, or where the instance runs). */
-const unreadThirdCopy = (what: string) =>
-  warning(
-    (c, e) =>
-      `Could not read ${what} on ${thirdCopy(c)}, the third copy (${e}); the cleanup works towards the secondary ${c.target}: if a migration to ${thirdCopy(c)} was under way, run the cleanup again once it answers`,
-  );
+/** What a cleanup that could not look at the third copy does: it says how to look again. */
+const towardsSecondary = (c: ProtocolContext) =>
+  `the cleanup works towards the secondary ${c.target}: if a migration to ${thirdCopy(c)} was under way, run the cleanup again once it answers`;
 
 /**
  * Ganeti's newest _ExecCleanup: find where the instance really runs, make the config say so, then
@@ -62,8 +59,40 @@ export const cleanupMachine = protocol.createMachine({
         disks: c.disks,
       }),
       done: [fromAnswer('targetThirdCopyIfTouched', (status: Record<string, DiskStatus[]>) => ({ status }))],
-      ...evenIfFailed('lookingOnThirdCopy', unreadThirdCopy('the disks')),
+      ...evenIfFailed(
+        'readingSourceTowardsThird',
+        warning(
+          (c, e) =>
+            `Could not read the disks on ${thirdCopy(c)}, the third copy (${e}); ${c.source}'s side of their connection is read instead`,
+        ),
+      ),
     }),
+    readingSourceTowardsThird: {
+      ...effectStep({
+        src: 'nodeDiskStatus',
+        description:
+          'The third copy did not answer: the source’s own side of their connection. Two primaries allowed there is what a migration to the third left, and the cleanup works towards it (one that cannot reach it then ends saying what is left) rather than leaving that side as it is.',
+        input: (c) => ({ instance: c.instance, node: c.source, peer: thirdCopy(c), disks: c.disks }),
+        done: [
+          fromAnswer('targetThirdCopyIfTouched', (disks: DiskStatus[], c) => ({
+            status: { [c.source]: disks },
+          })),
+          saying((c) =>
+            c.target === thirdCopy(c)
+              ? `* ${c.source} allows two primaries towards ${c.target}, the third copy: the cleanup works towards it`
+              : `* ${c.source} allows no second primary towards ${thirdCopy(c)}, the third copy`,
+          ),
+        ],
+        ...evenIfFailed(
+          'lookingOnThirdCopy',
+          warning(
+            (c, e) =>
+              `Could not read ${c.source}'s side of its connection to ${thirdCopy(c)} either (${e}); ${towardsSecondary(c)}`,
+          ),
+        ),
+      }),
+      meta: meta({ rules: [2] }),
+    },
     lookingOnThirdCopy: effectStep({
       src: 'instanceList',
       description: 'Whether the instance is on the third copy: then the cleanup works towards it.',
@@ -76,7 +105,14 @@ export const cleanupMachine = protocol.createMachine({
             : `* nothing of a migration on ${thirdCopy(c)}, the third copy`,
         ),
       ],
-      ...evenIfFailed('locating', unreadThirdCopy('whether the instance runs')),
+      ...evenIfFailed(
+        'locating',
+        warning((c, e) =>
+          c.target === thirdCopy(c)
+            ? `Could not read whether the instance runs on ${thirdCopy(c)}, the third copy (${e}); the cleanup works towards it, where a migration went`
+            : `Could not read whether the instance runs on ${thirdCopy(c)}, the third copy (${e}); ${towardsSecondary(c)}`,
+        ),
+      ),
     }),
     locating: {
       ...effectStep({

@@ -351,8 +351,14 @@ export const effectSchemas = {
   /** Where the instance is, per node: its entry or none (a node may list its other guests too). */
   instanceList: { input: z.object({ ...onBoth }), output: perNode(z.array(RunningInstance)) },
   diskStatus: { input: z.object({ ...onBoth, ...withDisks }), output: perNode(z.array(DiskStatus)) },
-  /** One node's view of the instance's disks, for when its peer may be down. */
-  nodeDiskStatus: { input: z.object({ ...onNode, ...withDisks }), output: z.array(DiskStatus) },
+  /**
+   * One node's view of the instance's disks, for when its peer may be down: towards `peer` (DRBD 9,
+   * a node with several peers), else towards the other node of the config's pair.
+   */
+  nodeDiskStatus: {
+    input: z.object({ ...onNode, ...withDisks, peer: NodeName.optional() }),
+    output: z.array(DiskStatus),
+  },
   probeNode: { input: z.object({ ...onNode }), output: NodeProbe },
   /**
    * Waits out the bound within which NODE, cut off and without DRBD quorum, stops the instance itself

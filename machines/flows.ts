@@ -2,7 +2,14 @@ import type { DiskStatus, NodeProbe } from './contract.js';
 import { notConvergedMessage, raisedDowntime } from './convergence.js';
 import { meta } from './describe.js';
 import { nextPollTimeout } from './limits.js';
-import { type ProtocolContext, probeTimeout, protocol, stepTimeout, syncOverdueMessage } from './protocol.js';
+import {
+  type ProtocolContext,
+  probeTimeout,
+  protocol,
+  stepTimeout,
+  surveyPeer,
+  syncOverdueMessage,
+} from './protocol.js';
 import {
   aboutBoth,
   aboutDisksOnBoth,
@@ -251,7 +258,16 @@ export function survey(options: { next: string; former?: true }) {
     effectStep({
       src: 'nodeDiskStatus',
       description: 'Reading the node’s disk status for the record.',
-      input: (c) => ({ instance: c.instance, node: node(c), disks: c.disks }),
+      // A run between the source and the third copy reads each towards the other, not the config's pair.
+      input: (c) => {
+        const peer = surveyPeer(c, node(c));
+        return {
+          instance: c.instance,
+          node: node(c),
+          disks: c.disks,
+          ...(peer === undefined ? {} : { peer }),
+        };
+      },
       // A node that did not answer the look is not waited for a whole step.
       timeoutMs: (c) => (c.found.surveyLists?.[node(c)] === undefined ? probeTimeout(c) : stepTimeout(c)),
       next,

@@ -181,6 +181,15 @@ export interface ProtocolContext {
   result: Result;
 }
 
+/**
+ * The peer a survey reads a node's disks towards, where it is not the config's pair: a run between the
+ * source and the third copy (DRBD 9) reads each towards the other. Undefined: the pair's other node.
+ */
+export function surveyPeer(c: ProtocolContext, node: string): string | undefined {
+  if (c.target === '' || c.target !== (c.config?.thirdCopy ?? null)) return undefined;
+  return node === c.source ? c.target : node === c.target ? c.source : undefined;
+}
+
 /** Which of an instance's copies a replace moves: its secondary, or (DRBD 9) its third copy. */
 export type ReplacedCopy = 'secondary' | 'thirdCopy';
 
@@ -465,6 +474,12 @@ export function outputOf(c: ProtocolContext): ProtocolOutput {
               : c.found.surveyDisks,
             c.found.surveyLists,
             surveyedNodes(c),
+            Object.fromEntries(
+              surveyedNodes(c).flatMap((n) => {
+                const peer = surveyPeer(c, n);
+                return peer === undefined ? [] : [[n, peer]];
+              }),
+            ),
           );
   }
   return out;

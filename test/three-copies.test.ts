@@ -183,16 +183,21 @@ describe('three diskful copies on the simulated cluster (DRBD 9)', () => {
   );
 });
 
+/** What a migration's dualMaster leaves on the node-a/node-c connection: two primaries allowed on both sides. */
+function dualMasterTowardsThird(sim: SimCluster) {
+  for (const name of ['web1-disk0', 'web1-disk1']) {
+    const l = linkBetween(sim.world.resources[name]!, 'node-a', 'node-c')!;
+    for (const n of l.ends) l.net[n] = { allowTwoPrimaries: true, discardMyData: false };
+  }
+}
+
 /** Every call of a failover to the third copy failed once; a run that stops is run again, as its hint says. */
 describe('a cleanup after a migration to the third copy whose node lost power inside the window', () => {
   it('finds two primaries still allowed on the source’s side towards the third, and repairs that connection', async () => {
     const sim = createSimCluster(spec);
     // What dualMaster leaves between node-a and node-c; then node-c loses power and boots again,
     // its own side of the connection forgotten.
-    for (const name of ['web1-disk0', 'web1-disk1']) {
-      const l = linkBetween(sim.world.resources[name]!, 'node-a', 'node-c')!;
-      for (const n of l.ends) l.net[n] = { allowTwoPrimaries: true, discardMyData: false };
-    }
+    dualMasterTowardsThird(sim);
     sim.killNode('node-c');
     sim.reviveNode('node-c');
     const cleanup = await simulate('cleanup', { sim });
@@ -221,6 +226,35 @@ describe('a cleanup after a migration to the third copy whose node lost power in
     expect([back.outcome, back.error ?? null]).toEqual(['rejoined', null]);
     expect(restStateProblems(sim.world, 'web1')).toEqual([]);
     expect(sim.world.violations).toEqual([]);
+  });
+});
+
+describe('a cleanup after a migration to the third copy whose node then stayed down', () => {
+  it('reads the source’s side towards the third: two primaries allowed there, the cleanup works towards node-c, cannot reach it, and ends saying node-a still allows two primaries towards it', async () => {
+    const sim = createSimCluster(spec);
+    dualMasterTowardsThird(sim);
+    sim.killNode('node-c');
+    const cleanup = await simulate('cleanup', { sim });
+    expectTruthfulOutcome(cleanup);
+    expect(cleanup.out.outcome).toBe('failed');
+    expect(cleanup.out.error).toMatch(/^Can't contact node: node-c: /);
+    expect(cleanup.out.left).toEqual([
+      'instance web1 on node-a (running); node-c did not answer',
+      'could not read the disk status on node-c',
+      'node-a towards node-c: web1-disk0 Primary Connecting UpToDate/DUnknown allow-two-primaries',
+      'node-a towards node-c: web1-disk1 Primary Connecting UpToDate/DUnknown allow-two-primaries',
+    ]);
+    expect(cleanup.out.warnings[0]).toMatch(
+      /^Could not read the disks on node-c, the third copy \(.*\); node-a's side of their connection is read instead$/,
+    );
+    // Not touched: a third copy down with nothing of a migration on the source's side is passed by.
+    const quiet = createSimCluster(spec);
+    quiet.killNode('node-c');
+    const passed = await simulate('cleanup', { sim: quiet });
+    expect([passed.out.outcome, passed.out.error ?? null]).toEqual(['cleaned', null]);
+    expect(passed.events.map((e) => (e.type === 'feedback' ? e.message : ''))).toContain(
+      '* node-a allows no second primary towards node-c, the third copy',
+    );
   });
 });
 

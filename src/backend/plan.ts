@@ -90,7 +90,8 @@ export function plannedCommands(
       cluster,
       inst,
       node,
-      input.nodes?.find((n) => n !== node),
+      // A one-node read towards a named peer (DRBD 9) reads that connection.
+      input.nodes?.find((n) => n !== node) ?? (effect === 'nodeDiskStatus' ? input.peer : undefined),
     );
   const drbd = (node: string) => drbdDrivers[cluster.nodes.find((n) => n.name === node)?.drbd ?? '8.4'];
   const ofInstance = [

@@ -266,10 +266,10 @@ export async function sshEffects(clusterPath: string, options: SshBackendOptions
       return perNode(nodes, (node) => drbdStatus(inst, node, timeoutMs, signal, nodes));
     },
 
-    nodeDiskStatus: async ({ instance, node, timeoutMs }, signal) => {
+    nodeDiskStatus: async ({ instance, node, timeoutMs, peer }, signal) => {
       const inst = instanceSpec(instance);
       if (isShared(inst)) throw noReplication(inst);
-      return drbdStatus(inst, node, timeoutMs, signal);
+      return drbdStatus(inst, node, timeoutMs, signal, peer === undefined ? undefined : [node, peer]);
     },
 
     probeNode: async ({ instance, node, timeoutMs }, signal) => {

@@ -545,9 +545,10 @@ export function createSimCluster(spec: WorldSpec | World = {}, options: SimClust
       act('nodeDiskStatus', input, signal, QUERY_MS, () => {
         const config = world.config.instances[input.instance];
         const towards =
-          config === undefined
+          input.peer ??
+          (config === undefined
             ? undefined
-            : defaultPeer(input.node, config.primaryNode, config.secondaryNode);
+            : defaultPeer(input.node, config.primaryNode, config.secondaryNode));
         return input.disks.map((d) => statusOf(world, resourceOf(world, d.resource), input.node, towards));
       }),
     probeNode: (input, signal) =>

@@ -301,13 +301,17 @@ export function leftProblems(out: ProtocolOutput, after: WorldView): string[] {
       const listed = on[1]!.split(', ').sort();
       if (listed.join(', ') !== seen.join(', ')) said(line, `it is on ${seen.join(', ') || 'no node'}`);
     }
-    const disk = /^(\S+): (\S+) (Primary|Secondary|Unknown) (\S+) /.exec(line);
+    const disk = /^(\S+)(?: towards (\S+))?: (\S+) (Primary|Secondary|Unknown) (\S+) /.exec(line);
     if (disk !== null) {
-      const [, node, resource, role, connection] = disk;
-      const d = after.disks[node!]?.find((x) => x.resource === resource);
-      if (d === undefined) said(line, `${node} has no ${resource}`);
+      const [, node, peer, resource, role, connection] = disk;
+      const view = peer === undefined ? after.disks[node!] : after.disksTowards?.[node!]?.[peer];
+      const d = view?.find((x) => x.resource === resource);
+      const at = peer === undefined ? node : `${node} towards ${peer}`;
+      if (d === undefined) said(line, `${at} has no ${resource}`);
       else if (d.role !== role || d.connection !== connection)
-        said(line, `${resource} is ${d.role} ${d.connection} on ${node}`);
+        said(line, `${resource} is ${d.role} ${d.connection} on ${at}`);
+      else if (line.endsWith(' allow-two-primaries') !== d.allowTwoPrimaries)
+        said(line, `${resource} ${d.allowTwoPrimaries ? 'allows' : 'does not allow'} two primaries on ${at}`);
     }
   }
   return problems;

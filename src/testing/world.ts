@@ -60,6 +60,11 @@ export interface WorldView {
   configAdminState?: 'up' | 'down';
   /** DRBD status of the instance's disks, per node. */
   disks: Record<string, DiskStatus[]>;
+  /**
+   * DRBD 9 with a third copy: each copy's disks towards each other copy, per node then peer (a run's
+   * `left` may speak of one towards the third). Absent where there is none, or the backend cannot tell.
+   */
+  disksTowards?: Record<string, Record<string, DiskStatus[]>>;
   /** Shared-storage disks: how each node has each disk open (null: closed). Absent for DRBD. */
   shared?: Record<string, SharedOpen[]>;
   /**
@@ -164,6 +169,21 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
     const vm = vms[instance];
     if (vm !== undefined) running[node] = vm.state;
   }
+  const copyNodes = [...nodes, ...(config.thirdCopy === null ? [] : [config.thirdCopy])];
+  const disksTowards: Record<string, Record<string, DiskStatus[]>> = {};
+  if (config.thirdCopy !== null && config.diskTemplate === 'drbd')
+    for (const node of copyNodes)
+      disksTowards[node] = Object.fromEntries(
+        copyNodes
+          .filter((peer) => peer !== node)
+          .map((peer) => [
+            peer,
+            config.disks.flatMap((d) => {
+              const r = world.resources[d.resource];
+              return r?.local[node] === undefined ? [] : [statusOf(world, r, node, peer)];
+            }),
+          ]),
+      );
   const down = nodes.filter((n) => gone(world, n));
   const leftovers: string[] = [];
   // A third copy the config names is a copy in use, not a leftover.
@@ -211,6 +231,7 @@ export function viewOfSim(sim: SimCluster, instance = 'web1'): WorldView {
   return {
     ...(tiebreakerWiring.length > 0 ? { tiebreakerWiring } : {}),
     ...(strayPeers.length > 0 ? { strayPeers } : {}),
+    ...(Object.keys(disksTowards).length > 0 ? { disksTowards } : {}),
     ...(down.length > 0 ? { down } : {}),
     ...(linkCut ? { linkCut } : {}),
     configFormerSecondary: config.formerSecondary,
