@@ -59,13 +59,15 @@ export const cleanupMachine = protocol.createMachine({
         disks: c.disks,
       }),
       done: [fromAnswer('targetThirdCopyIfTouched', (status: Record<string, DiskStatus[]>) => ({ status }))],
-      ...evenIfFailed(
-        'readingSourceTowardsThird',
+      next: 'lookingOnThirdCopy',
+      // Unanswered, the source's own side of their connection is read instead.
+      goOnTo: 'readingSourceTowardsThird',
+      noting: [
         warning(
           (c, e) =>
             `Could not read the disks on ${thirdCopy(c)}, the third copy (${e}); ${c.source}'s side of their connection is read instead`,
         ),
-      ),
+      ],
     }),
     readingSourceTowardsThird: {
       ...effectStep({

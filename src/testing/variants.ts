@@ -736,6 +736,12 @@ export const VARIANTS: Partial<Record<EffectName, Variant[]>> = {
   nodeDiskStatus: [
     { name: 'surveyed', output: () => [], applies: surveying },
     {
+      // A cleanup whose third copy did not answer: the source's side towards it, nothing of a migration.
+      name: 'sourceTowardsThirdPlain',
+      output: (c) => disks(c)[c.source],
+      applies: inState('readingSourceTowardsThird'),
+    },
+    {
       // A replace: the primary's disks, UpToDate and connected to the secondary.
       name: 'primaryHealthy',
       output: (c) => disks(c)[c.source],
